@@ -1,0 +1,168 @@
+"""Text recognition on labels with tesseract, whatever way up they are.
+
+Labels are often turned 90 deg on macros, and tesseract's orientation
+detection fails on the few words a label holds. So every quarter turn is
+tried with a cheap sparse-text pass on a reduced copy, the best turn (most
+confident characters) is read again at working resolution, and words are
+grouped into lines so that "LAST, FIRST" or a split accession number is
+classified as one piece of text.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from PIL import Image, ImageOps
+
+from ._geometry import View
+from .errors import DetectorError, OcrUnavailable
+from .findings import Box
+
+# Tesseract's OpenMP threads make small images slower, not faster, and
+# break the one-core budget; one thread unless the caller chose otherwise.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+PROBE_LONG_SIDE = 640  # orientation probes run on this size (px, longest side)
+READ_LONG_SIDE = 1000  # the final read upscales small labels to this
+MAX_UPSCALE = 3.0
+MIN_WORD_CONF = 10.0  # below this tesseract is reading noise, not text
+CALL_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    box: Box  # input-image coordinates
+    confidence: float  # 0..1
+
+
+@dataclass
+class Line:
+    """Words read as one line; ``box`` is their union in input coordinates."""
+
+    words: list[Word]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    @property
+    def box(self) -> Box:
+        bs = [w.box for w in self.words]
+        return (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs), max(b[3] for b in bs))
+
+    @property
+    def confidence(self) -> float:
+        return sum(w.confidence for w in self.words) / len(self.words)
+
+
+@dataclass
+class OcrResult:
+    lines: list[Line]
+    quarter_turns: int  # CCW turns that made the text upright
+    score: float  # confident characters in the chosen reading
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for line in self.lines for w in line.words]
+
+
+@lru_cache(maxsize=1)
+def _check_tesseract() -> str:
+    import pytesseract
+
+    if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
+        raise OcrUnavailable("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)")
+    try:
+        return str(pytesseract.get_tesseract_version())
+    except Exception as exc:  # any failure to run it means: no OCR
+        raise OcrUnavailable(f"tesseract cannot run: {type(exc).__name__}") from exc
+
+
+def tesseract_version() -> str:
+    """The tesseract version, or OcrUnavailable."""
+    return _check_tesseract()
+
+
+def _scale_to(size: tuple[int, int], long_side: int) -> float:
+    s = long_side / max(size)
+    return min(MAX_UPSCALE, s) if s > 1 else max(s, 0.25)
+
+
+def _read_words(img: Image.Image, view: View, psm: int) -> list[tuple[Word, tuple[float, float, float, float]]]:
+    """Words of one tesseract call: (word in source coords, box in the view)."""
+    import pytesseract
+
+    try:
+        d = pytesseract.image_to_data(
+            img, config=f"--psm {psm}", output_type=pytesseract.Output.DICT, timeout=CALL_TIMEOUT_S
+        )
+    except RuntimeError as exc:  # pytesseract's timeout
+        raise DetectorError("OCR timed out on an image") from exc
+    except pytesseract.TesseractNotFoundError as exc:
+        raise OcrUnavailable("tesseract is not installed") from exc
+    out = []
+    for text, conf, x, y, w, h in zip(d["text"], d["conf"], d["left"], d["top"], d["width"], d["height"]):
+        text = text.strip()
+        c = float(conf)
+        if not text or c < MIN_WORD_CONF or not any(ch.isalnum() for ch in text):
+            continue
+        vbox = (float(x), float(y), float(x + w), float(y + h))
+        corners = [(vbox[0], vbox[1]), (vbox[2], vbox[3])]
+        out.append((Word(text, view.box_to_source(corners), c / 100.0), vbox))
+    return out
+
+
+def _score(words: list[tuple[Word, tuple[float, float, float, float]]]) -> float:
+    """Confident alphanumeric characters: favours long, sure readings."""
+    return sum(w.confidence * sum(ch.isalnum() for ch in w.text) for w, _ in words if w.confidence >= 0.5)
+
+
+def _group_lines(words: list[tuple[Word, tuple[float, float, float, float]]]) -> list[Line]:
+    """Words sharing a baseline band and close horizontally, in the upright view."""
+    lines: list[tuple[list[Word], list[float]]] = []  # words, [x1 of last, top, bottom]
+    for word, (x0, y0, x1, y1) in sorted(words, key=lambda t: (t[1][1], t[1][0])):
+        h = y1 - y0
+        for members, state in lines:
+            top, bottom = state[1], state[2]
+            overlap = min(bottom, y1) - max(top, y0)
+            if overlap > 0.5 * min(h, bottom - top) and x0 - state[0] < 2.5 * max(h, bottom - top) and x0 >= state[0] - h:
+                members.append(word)
+                state[0], state[1], state[2] = max(state[0], x1), min(top, y0), max(bottom, y1)
+                break
+        else:
+            lines.append(([word], [x1, y0, y1]))
+    return [Line(members) for members, _ in lines]
+
+
+def recognise(image: Image.Image, region: Box | None = None) -> OcrResult:
+    """Read the text in ``image`` (or in ``region`` of it), best orientation.
+
+    Boxes are in ``image``'s coordinates. Raises OcrUnavailable when
+    tesseract is missing, DetectorError when it hangs.
+    """
+    _check_tesseract()
+    t0 = time.perf_counter()
+    gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    crop = region or (0, 0, *gray.size)
+    size = (crop[2] - crop[0], crop[3] - crop[1])
+    probe_scale = _scale_to(size, PROBE_LONG_SIDE)
+    probes = []
+    for k in range(4):
+        view = View(crop, probe_scale, k)
+        probes.append((_score(_read_words(view.render(gray), view, psm=11)), k))
+    t1 = time.perf_counter()
+    best_score, best_k = max(probes)
+    view = View(crop, _scale_to(size, READ_LONG_SIDE), best_k)
+    words = _read_words(view.render(gray), view, psm=11)
+    t2 = time.perf_counter()
+    return OcrResult(
+        lines=_group_lines(words),
+        quarter_turns=best_k,
+        score=max(best_score, _score(words)),
+        timings_ms={"ocr_probe": (t1 - t0) * 1000, "ocr_read": (t2 - t1) * 1000},
+    )

@@ -1,0 +1,262 @@
+"""Decide which parts of recognised or decoded text look like PHI.
+
+Rules, not a model: labels carry a handful of short tokens, and a reviewer
+must be able to read why something was flagged. Categories:
+
+- ``date``: common numeric and month-name spellings, validated as dates;
+- ``accession``: letter prefix + digits (S24-12345, SP-24-1234, CBF-1234);
+- ``mrn``: runs of >= 6 digits;
+- ``name``: "Name:"/"Pt:" fields, "LAST, FIRST", or bundled given/surnames;
+- ``identifier``: the caller's identifiers for this slide, matched fuzzily
+  because OCR confuses O/0, I/1/l, S/5, B/8.
+
+Marker and stain words (CD4, Ki-67, H&E, "Research Use Only") are excluded
+explicitly; the benchmark measures the resulting precision.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Sequence
+
+from .findings import PhiFlag
+from .names import GIVEN_NAMES, SURNAMES
+
+_MONTHS = {
+    "JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6,
+    "JUL": 7, "AUG": 8, "SEP": 9, "SEPT": 9, "OCT": 10, "NOV": 11, "DEC": 12,
+}  # fmt: skip
+_MON = r"(?P<mon>JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEPT?(?:EMBER)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)"
+_B = r"(?<![A-Z0-9])"  # token start
+_E = r"(?![A-Z0-9])"  # token end
+
+# Each pattern names its groups so one validator checks them all.
+_DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("yyyy-mm-dd", re.compile(_B + r"(?P<y>(?:19|20)\d\d)[-/.](?P<a>\d{1,2})[-/.](?P<b>\d{1,2})" + _E)),
+    ("dd/mm/yy(yy)", re.compile(_B + r"(?P<a>\d{1,2})(?P<s>[-/.])(?P<b>\d{1,2})(?P=s)(?P<y>\d{4}|\d{2})" + _E)),
+    ("dd-MON-yyyy", re.compile(_B + r"(?P<d>\d{1,2})[-/. ]?" + _MON + r"[-/., ]{0,2}(?P<y>\d{4}|\d{2})" + _E)),
+    ("MON dd yyyy", re.compile(_B + _MON + r"\.?[- ]?(?P<d>\d{1,2})(?:ST|ND|RD|TH)?,?[- ]\s*(?P<y>\d{4}|\d{2})" + _E)),
+    ("yyyymmdd", re.compile(_B + r"(?P<y>(?:19|20)\d\d)(?P<a>0[1-9]|1[0-2])(?P<b>0[1-9]|[12]\d|3[01])" + _E)),
+    ("MON yyyy", re.compile(_B + _MON + r"[-/ ]?(?P<y>(?:19|20)\d\d)" + _E)),
+]
+
+# Letter prefix (1-4), optional 2-digit year, separator, serial; optional
+# block/part suffix. Separator-less forms need >= 4 digits so that markers
+# like CD138 or S100 are not taken for accessions.
+_ACCESSION = re.compile(
+    _B
+    + r"[A-Z]{1,4}"
+    + r"(?:[-/ ]?\d{2}[-/]\d{3,}"  # S24-12345, SP-24-1234
+    + r"|[-/]\d{3,}"  # CBF-1234
+    + r"|\d{2} \d{4,}"  # SP24 12345
+    + r"|\d{4,})"  # S2412345, ELB0246
+    + r"(?:[-/ ][A-Z]?\d{1,2}[A-Z]?)?"  # block/part suffix: -A1, /2
+    + _E
+)
+_MRN = re.compile(r"(?<![0-9])\d{6,}(?![0-9])")
+_FIELD = re.compile(
+    r"\b(?P<k>NAME|PT|PATIENT|PAT|PATIENT NAME|DOB|D\.O\.B\.?|BIRTH|MRN|MR#)\s*[:#]\s*(?P<v>[^\s:;|][^:;|]*)"
+)
+_LAST_FIRST = re.compile(r"\b(?P<l>[A-Z][A-Z'\-]{1,})\s*[,^]\s*(?P<f>[A-Z][A-Z'\-]{1,})\b")
+
+# Never flagged as accession/name: immunostain markers, stains, label words.
+_NOT_PHI_TOKENS = frozenset(
+    """
+    HE H&E PAS GMS AFB ZN IHC ISH FISH CISH DAPI FITC TRITC CY3 CY5 KI67 KI-67 HER2 ER PR
+    P16 P53 P63 TTF1 TTF-1 CK7 CK20 AE1 AE3 MLH1 MSH2 MSH6 PMS2 PDL1 PD-L1 SOX10
+    GATA3 CDX2 S100 S-100 ALK ROS1 BRAF EGFR CAM5.2 RESEARCH USE ONLY RUO SLIDE BLOCK
+    LEVEL STAIN TISSUE SECTION UNSTAINED CONTROL POS NEG POSITIVE NEGATIVE
+    """.split()
+)
+_MARKER = re.compile(r"^(?:CD|CK|MUC|IGG|IGM|IGA|HLA|IL)-?\d{1,3}[A-Z]?$")
+
+
+def classify_text(text: str, identifiers: Sequence[str] = ()) -> list[PhiFlag]:
+    """All PHI flags for ``text``; spans index ``text`` itself.
+
+    Overlapping flags of different categories are all kept: the reviewer
+    sees, e.g., that a 8-digit run is both a date and an MRN-like number.
+    """
+    up = _digit_context_fix(upper_same_length(text))
+    flags: list[PhiFlag] = []
+    flags += _dates(up)
+    flags += _accessions(up)
+    flags += _mrns(up, flags)
+    flags += _names(up)
+    flags += _identifiers(up, identifiers)
+    return _dedupe(flags)
+
+
+def upper_same_length(text: str) -> str:
+    """Upper case without changing length (str.upper turns 'ß' into 'SS'),
+    so spans found in the result index the original text."""
+    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
+
+
+def _digit_context_fix(s: str) -> str:
+    """Read O/I/l/|/S/B as digits between digits (same length).
+
+    OCR renders 2024-03-05 as 2O24-O3-O5; a look-alike letter with a digit
+    or date separator on both sides, in a token with >= 3 digits, is almost
+    surely a digit. Leading letters stay (S24-12345 keeps its S prefix).
+    """
+    table = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "|": "1", "!": "1", "S": "5", "B": "8", "Z": "2"})
+    glue = set("0123456789-/.")
+
+    def fix(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        if sum(c.isdigit() for c in tok) < 3:
+            return tok
+        chars = list(tok)
+        for i in range(1, len(chars) - 1):
+            if chars[i] in "OQDILSBZ|!" and tok[i - 1] in glue and tok[i + 1] in glue and (tok[i - 1].isdigit() or tok[i + 1].isdigit()):
+                chars[i] = chars[i].translate(table)
+        return "".join(chars)
+
+    return re.sub(r"[A-Z0-9|!./\-]+", fix, s)
+
+
+def _valid_date(y: int, m: int, d: int) -> bool:
+    if y < 100:
+        y += 2000 if y < 50 else 1900
+    try:
+        date(y, m, d)
+    except ValueError:
+        return False
+    return 1900 <= y <= 2100
+
+
+def _dates(s: str) -> list[PhiFlag]:
+    out = []
+    for label, pat in _DATE_PATTERNS:
+        for m in pat.finditer(s):
+            g = m.groupdict()
+            y = int(g["y"])
+            if g.get("mon"):
+                mon = _MONTHS[g["mon"][:4] if g["mon"].startswith("SEPT") else g["mon"][:3]]
+                ok = _valid_date(y, mon, int(g["d"])) if g.get("d") else True
+            elif label == "yyyy-mm-dd" or label == "yyyymmdd":
+                ok = _valid_date(y, int(g["a"]), int(g["b"]))
+            else:  # dd/mm or mm/dd: either reading may be meant
+                a, b = int(g["a"]), int(g["b"])
+                ok = _valid_date(y, b, a) or _valid_date(y, a, b)
+            if ok:
+                out.append(PhiFlag("date", m.span(), f"date written {label}"))
+    return out
+
+
+def _accessions(s: str) -> list[PhiFlag]:
+    out = []
+    for m in _ACCESSION.finditer(s):
+        tok = m.group(0)
+        if tok in _NOT_PHI_TOKENS or _MARKER.match(tok):
+            continue
+        out.append(PhiFlag("accession", m.span(), "letter prefix followed by a serial number"))
+    return out
+
+
+def _mrns(s: str, earlier: list[PhiFlag]) -> list[PhiFlag]:
+    dated = {f.span for f in earlier if f.category == "date"}
+    out = []
+    for m in _MRN.finditer(s):
+        if m.span() in dated:
+            continue  # 20240305 is reported as a date, not twice
+        out.append(PhiFlag("mrn", m.span(), f"run of {len(m.group(0))} digits"))
+    return out
+
+
+def _names(s: str) -> list[PhiFlag]:
+    out = []
+    for m in _FIELD.finditer(s):
+        key = m.group("k")
+        cat = "date" if key.startswith(("DOB", "D.O.B", "BIRTH")) else "mrn" if key in ("MRN", "MR#") else "name"
+        out.append(PhiFlag(cat, m.span("v"), f"value of a '{key.title()}:' field"))
+    for m in _LAST_FIRST.finditer(s):
+        last, first = m.group("l"), m.group("f")
+        if last in _NOT_PHI_TOKENS or first in _NOT_PHI_TOKENS:
+            continue
+        if "^" in m.group(0):
+            out.append(PhiFlag("name", m.span(), "LAST^FIRST (DICOM person name)"))
+        elif last in SURNAMES or first in GIVEN_NAMES or last in GIVEN_NAMES:
+            out.append(PhiFlag("name", m.span(), "LAST, FIRST with a known name"))
+    for m in re.finditer(r"[A-Z][A-Z'\-]+", s):
+        w = m.group(0)
+        if w in _NOT_PHI_TOKENS:
+            continue
+        if w in SURNAMES or w in GIVEN_NAMES:
+            kind = "surname" if w in SURNAMES else "given name"
+            out.append(PhiFlag("name", m.span(), f"common {kind}"))
+    return out
+
+
+# OCR confusions folded to one symbol before fuzzy matching identifiers.
+_FOLD = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "|": "1", "!": "1", "S": "5", "B": "8", "Z": "2", "G": "6"})
+
+
+def _fold(s: str) -> tuple[str, list[int]]:
+    """Upper-case alphanumerics with confusions folded, and each char's index in ``s``."""
+    chars, where = [], []
+    for i, c in enumerate(upper_same_length(s)):
+        if c.isalnum() or c in "|!":
+            chars.append(c.translate(_FOLD))
+            where.append(i)
+    return "".join(chars), where
+
+
+def best_substring_match(pattern: str, text: str) -> tuple[int, int, int]:
+    """(edits, start, end): the substring of ``text`` nearest to ``pattern``.
+
+    Edit distance with a free start and end in ``text`` (the sliding-window
+    search done in one O(len(pattern) * len(text)) table), so an identifier
+    split or glued to neighbours by OCR is still found.
+    """
+    n = len(text)
+    prev = [0] * (n + 1)  # row 0: matching may start anywhere
+    starts = list(range(n + 1))
+    for i, pc in enumerate(pattern, 1):
+        cur = [i] + [0] * n
+        cur_starts = [0] + [0] * n
+        for j in range(1, n + 1):
+            best, src = prev[j - 1] + (pc != text[j - 1]), starts[j - 1]
+            if prev[j] + 1 < best:
+                best, src = prev[j] + 1, starts[j]
+            if cur[j - 1] + 1 < best:
+                best, src = cur[j - 1] + 1, cur_starts[j - 1]
+            cur[j], cur_starts[j] = best, src
+        prev, starts = cur, cur_starts
+    end = min(range(n + 1), key=lambda j: (prev[j], -j))
+    return prev[end], starts[end], end
+
+
+def allowed_edits(length: int) -> int:
+    """Edits tolerated for an identifier of ``length`` folded characters.
+
+    About one in six characters, none for very short IDs: a 4-character ID
+    with one edit allowed would match a third of the words on a label.
+    """
+    return 0 if length < 5 else max(1, length // 6)
+
+
+def _identifiers(s: str, identifiers: Sequence[str]) -> list[PhiFlag]:
+    folded, where = _fold(s)
+    out = []
+    for idx, ident in enumerate(identifiers, 1):
+        pat, _ = _fold(ident)
+        if len(pat) < 3 or not folded:
+            continue
+        edits, a, b = best_substring_match(pat, folded)
+        if b > a and edits <= allowed_edits(len(pat)):
+            span = (where[a], where[b - 1] + 1)
+            how = "exactly" if edits == 0 else f"with {edits} edit(s)"
+            out.append(PhiFlag("identifier", span, f"matches supplied identifier #{idx} {how}"))
+    return out
+
+
+def _dedupe(flags: list[PhiFlag]) -> list[PhiFlag]:
+    """Drop a flag whose span lies inside another flag of the same category."""
+    keep = []
+    for f in sorted(flags, key=lambda f: (f.category, f.span[0], -f.span[1])):
+        if keep and keep[-1].category == f.category and keep[-1].span[0] <= f.span[0] and f.span[1] <= keep[-1].span[1]:
+            continue
+        keep.append(f)
+    return sorted(keep, key=lambda f: (f.span, f.category))
