@@ -1,0 +1,259 @@
+"""Blank MCU-aligned regions of a baseline JPEG in the coefficient domain.
+
+Only restart intervals that contain a blanked MCU are touched; all others
+are copied byte for byte. Inside a touched interval the blocks are walked
+without decoding AC values; blocks that stay are copied as bit spans, and
+only three kinds of code are newly written: the DC difference and EOB of a
+blanked block, and the DC difference of the first kept block after a
+blanked run (its predictor changed). All codes come from the original
+Huffman tables, so the header bytes stay valid verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import bits
+from .dcplan import allowed_steps, plan_run
+from .entropy import Interval, SlotTables, interval_plan, scan_positions, slot_tables, split_intervals
+from .errors import JpegBlankingError
+from .fill import Fill, Target, targets
+from .huffman import MAX_DC_CATEGORY
+from .layout import Layout, check_size, layout, region_mask
+from .markers import JpegHeader, parse
+
+
+@dataclass
+class BlankResult:
+    """Output of ``blank_regions_detailed``.
+
+    ``max_fill_error`` is the largest difference, in sample levels of any
+    component, between a blanked block and the requested fill: 0 up to
+    rounding, larger where the Huffman tables forced a nearby shade or a
+    ramp (see dcplan).
+    """
+
+    data: bytes
+    mcus_blanked: int
+    intervals_reencoded: int
+    max_fill_error: float
+
+
+class Blanker:
+    """Everything needed to re-encode intervals of one image.
+
+    Container code gets it through the public functions; ndpi.py uses it
+    directly to work interval by interval.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        fill: Fill,
+        tables: bytes | None,
+        height: int | None,
+        colorspace: str | None,
+    ) -> None:
+        self.header: JpegHeader = parse(data, tables, height)
+        self.layout: Layout = layout(self.header)
+        check_size(self.layout, self.header.entropy_end - self.header.entropy_start)
+        self.slots: SlotTables = slot_tables(self.header, self.layout)
+        self.ncomp = len(self.header.scan_components)
+        self.targets: list[Target] = targets(self.header, fill, colorspace)
+        comps = self.header.scan_components
+        self._steps = {}
+        for i, c in enumerate(comps):
+            codes = self.slots.dc[self.layout.slots.index(i)].codes
+            self._steps[i] = allowed_steps(s for s in codes if s <= MAX_DC_CATEGORY)
+        for t in self.slots.ac:
+            if 0x00 not in t.codes:
+                raise JpegBlankingError("JPEG AC Huffman table has no end-of-block code; cannot blank")
+        self.max_error = 0.0
+
+    # -- planning ---------------------------------------------------------
+
+    def _plan(self, changed: list[bool], dcs: list[int] | None) -> dict[int, int]:
+        """New DC for every changed block index of one interval."""
+        nslots = len(self.slots.comp)
+        new: dict[int, int] = {}
+        for ci in range(self.ncomp):
+            tgt = self.targets[ci]
+            idx = [i for i in range(len(changed)) if self.slots.comp[i % nslots] == ci]
+            k = 0
+            prev = 0
+            while k < len(idx):
+                if not changed[idx[k]]:
+                    prev = dcs[idx[k]]  # type: ignore[index]
+                    k += 1
+                    continue
+                j = k
+                while j < len(idx) and changed[idx[j]]:
+                    j += 1
+                nxt = dcs[idx[j]] if j < len(idx) else None  # type: ignore[index]
+                vals = plan_run(prev, nxt, j - k, tgt.dc, self._steps[ci], tgt.lo, tgt.hi)
+                if vals is None:
+                    raise JpegBlankingError(
+                        "JPEG DC Huffman table cannot code a flat fill here "
+                        "(optimised tables lack the needed DC differences)"
+                    )
+                for i, v in zip(idx[k:j], vals):
+                    new[i] = v
+                    err = abs(v - tgt.dc) * tgt.q0 / 8
+                    if err > self.max_error:
+                        self.max_error = err
+                prev = vals[-1]
+                k = j
+        return new
+
+    # -- encoding ---------------------------------------------------------
+
+    def _dc_bits(self, slot: int, diff: int) -> str:
+        s = bits.category(diff)
+        return self.slots.dc[slot].codes[s] + bits.value_bits(diff, s)
+
+    def reencode(self, raw: bytes, first_mcu: int, n_mcus: int, mask: bytearray) -> bytes:
+        """New stuffed entropy bytes of one interval with masked MCUs blanked."""
+        nslots = len(self.slots.comp)
+        buf = bits.unstuff(raw)
+        starts, acs, dcs, end = scan_positions(buf, n_mcus, self.slots, self.ncomp)
+        changed = [bool(mask[first_mcu + i // nslots]) for i in range(n_mcus * nslots)]
+        new = self._plan(changed, dcs)
+        src = bits.to_bitstring(buf)
+        eob = [t.codes[0x00] for t in self.slots.ac]
+        parts: list[str] = []
+        pred = [0] * self.ncomp  # predictor in the output
+        orig = [0] * self.ncomp  # predictor in the source
+        span_a = span_b = 0  # pending verbatim copy src[span_a:span_b]
+        n = len(changed)
+        for i in range(n):
+            slot = i % nslots
+            ci = self.slots.comp[slot]
+            if changed[i]:
+                if span_b > span_a:
+                    parts.append(src[span_a:span_b])
+                span_a = span_b = 0
+                d = new[i]
+                parts.append(self._dc_bits(slot, d - pred[ci]))
+                parts.append(eob[slot])
+                pred[ci] = d
+                orig[ci] = dcs[i]
+                continue
+            block_end = starts[i + 1] if i + 1 < n else end
+            d = dcs[i]
+            if pred[ci] == orig[ci]:
+                if span_b != starts[i]:
+                    if span_b > span_a:
+                        parts.append(src[span_a:span_b])
+                    span_a = starts[i]
+                span_b = block_end
+            else:
+                if span_b > span_a:
+                    parts.append(src[span_a:span_b])
+                parts.append(self._dc_bits(slot, d - pred[ci]))
+                span_a, span_b = acs[i], block_end
+            pred[ci] = orig[ci] = d
+        if span_b > span_a:
+            parts.append(src[span_a:span_b])
+        return bits.from_bitstring("".join(parts))
+
+    def flat(self, n_mcus: int) -> bytes:
+        """Stuffed entropy bytes of an interval of ``n_mcus`` flat MCUs."""
+        nslots = len(self.slots.comp)
+        new = self._plan([True] * (n_mcus * nslots), None)
+        eob = [t.codes[0x00] for t in self.slots.ac]
+        parts = []
+        pred = [0] * self.ncomp
+        for i in range(n_mcus * nslots):
+            slot = i % nslots
+            ci = self.slots.comp[slot]
+            parts.append(self._dc_bits(slot, new[i] - pred[ci]))
+            parts.append(eob[slot])
+            pred[ci] = new[i]
+        return bits.from_bitstring("".join(parts))
+
+
+def _rst(k: int) -> bytes:
+    return bytes((0xFF, 0xD0 + (k & 7)))
+
+
+def blank_regions_detailed(
+    data: bytes,
+    boxes,
+    fill: Fill = "white",
+    tables: bytes | None = None,
+    height: int | None = None,
+    colorspace: str | None = None,
+) -> BlankResult:
+    """``blank_regions`` with statistics (see BlankResult)."""
+    data = bytes(data) if not isinstance(data, bytes) else data
+    bl = Blanker(data, fill, tables, height, colorspace)
+    hdr = bl.header
+    mask = region_mask(bl.layout, boxes)
+    intervals: list[Interval] = split_intervals(data, hdr, bl.layout)
+    out = [data[: hdr.entropy_start]]
+    touched = 0
+    for iv in intervals:
+        if iv.index:
+            out.append(_rst(iv.index - 1))
+        raw = data[iv.start : iv.end]
+        if any(mask[iv.first_mcu : iv.first_mcu + iv.n_mcus]):
+            out.append(bl.reencode(raw, iv.first_mcu, iv.n_mcus, mask))
+            touched += 1
+        else:
+            out.append(raw)
+    out.append(data[hdr.entropy_end :])
+    return BlankResult(b"".join(out), sum(mask), touched, bl.max_error)
+
+
+def blank_regions(
+    data: bytes,
+    boxes,
+    fill: Fill = "white",
+    tables: bytes | None = None,
+    height: int | None = None,
+    colorspace: str | None = None,
+) -> bytes:
+    """Make boxes of a baseline JPEG a flat colour, keeping all other blocks.
+
+    ``boxes``: (x, y, w, h) in the image's pixel coordinates; each grows
+    outward to MCU boundaries (16x16 px for 4:2:0). Blocks inside become
+    flat (DC only); every block outside keeps its exact quantised
+    coefficients. Bytes before the entropy data and after it are kept
+    verbatim; untouched restart intervals are copied byte for byte.
+
+    ``fill``: 'white', 'black', 'gray' or (r, g, b). ``tables``: a TIFF
+    JPEGTables blob for abbreviated streams. ``height``: lines when the SOF
+    says 0 and no DNL follows. ``colorspace``: 'RGB' when three components
+    are R, G, B without an Adobe marker saying so (Aperio Photometric=RGB).
+
+    Raises JpegBlankingError for anything but 8-bit sequential Huffman JPEG,
+    damaged data, or a fill the Huffman tables cannot code.
+    """
+    return blank_regions_detailed(data, boxes, fill, tables, height, colorspace).data
+
+
+def flat_tile(
+    data: bytes,
+    fill: Fill = "white",
+    tables: bytes | None = None,
+    colorspace: str | None = None,
+    height: int | None = None,
+) -> bytes:
+    """The whole image flat, same header: for tiles entirely inside a region.
+
+    The old entropy data is not decoded (only its end is located), so this
+    is cheap and also works on tiles whose entropy data is damaged.
+    """
+    data = bytes(data) if not isinstance(data, bytes) else data
+    bl = Blanker(data, fill, tables, height, colorspace)
+    hdr = bl.header
+    out = [data[: hdr.entropy_start]]
+    cache: dict[int, bytes] = {}
+    for k, (_, n) in enumerate(interval_plan(hdr, bl.layout)):
+        if k:
+            out.append(_rst(k - 1))
+        if n not in cache:
+            cache[n] = bl.flat(n)
+        out.append(cache[n])
+    out.append(data[hdr.entropy_end :])
+    return b"".join(out)

@@ -1,0 +1,90 @@
+"""Huffman tables: canonical codes, decode lookup tables, encode maps.
+
+Decoding uses one flat 65536-entry list per table indexed by the next 16
+bits of the stream, so every symbol costs one lookup whatever its length.
+Tables are cached by their DHT content: a slide has a handful of distinct
+tables but thousands of tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import JpegBlankingError
+from .markers import HuffmanSpec
+
+# Largest magnitude categories baseline 8-bit data can hold (T.81 F.1.2).
+MAX_DC_CATEGORY = 11
+MAX_AC_SIZE = 10
+
+EOB = 0x00
+ZRL = 0xF0
+
+
+@dataclass(frozen=True)
+class HuffmanTable:
+    """A table ready for use.
+
+    ``lut``: 16-bit prefix -> ``length | symbol << 5`` (0 = no such code or
+    a symbol illegal in baseline data).
+    ``skip``: AC tables only, 16-bit prefix -> ``(length + size) | k_step << 6``
+    where k_step advances the coefficient index (EOB advances by 128 so the
+    block loop ends and the end state tells EOB from a full block).
+    ``codes``: symbol -> code as a '0'/'1' string, for the encoder.
+    """
+
+    lut: list[int]
+    skip: list[int] | None
+    codes: dict[int, str]
+
+
+def _canonical(spec: HuffmanSpec) -> list[tuple[int, int, int]]:
+    """(symbol, code, length) per T.81 Annex C; rejects over-full tables."""
+    out = []
+    code = 0
+    k = 0
+    for length in range(1, 17):
+        for _ in range(spec.counts[length - 1]):
+            if code >= 1 << length:
+                raise JpegBlankingError("JPEG Huffman table is over-subscribed")
+            out.append((spec.symbols[k], code, length))
+            code += 1
+            k += 1
+        code <<= 1
+    return out
+
+
+@lru_cache(maxsize=64)
+def _build(counts: tuple[int, ...], symbols: bytes, is_ac: bool) -> HuffmanTable:
+    spec = HuffmanSpec(counts, symbols)
+    lut = [0] * 65536
+    skip = [0] * 65536 if is_ac else None
+    codes: dict[int, str] = {}
+    for symbol, code, length in _canonical(spec):
+        codes.setdefault(symbol, format(code, f"0{length}b"))
+        if is_ac:
+            size, run = symbol & 15, symbol >> 4
+            legal = size <= MAX_AC_SIZE and (size or run in (0, 15))
+        else:
+            legal = symbol <= MAX_DC_CATEGORY
+        if not legal:
+            continue
+        shift = 16 - length
+        first = code << shift
+        span = 1 << shift
+        lut[first : first + span] = [length | symbol << 5] * span
+        if skip is not None:
+            if symbol == EOB:
+                step = 128
+            elif symbol == ZRL:
+                step = 16
+            else:
+                step = run + 1
+            skip[first : first + span] = [(length + size) | step << 6] * span
+    return HuffmanTable(lut, skip, codes)
+
+
+def table(spec: HuffmanSpec, is_ac: bool) -> HuffmanTable:
+    """The (cached) usable form of a DHT table."""
+    return _build(spec.counts, spec.symbols, is_ac)
