@@ -1,0 +1,137 @@
+"""Plain data passed between the pipeline stages.
+
+Stages talk only through these types, so each can be tested alone and the
+plan can be printed (``inspect``), recorded (audit) and asserted on (tests)
+without running the writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Actions a profile can give a field.
+KEEP, REMOVE, REPLACE, DATE, TIME, DATETIME, TEXT = "keep", "remove", "replace", "date", "time", "datetime", "text"
+FIELD_ACTIONS = (KEEP, REMOVE, REPLACE, DATE, TIME, DATETIME, TEXT)
+# Actions for whole images.
+IMAGE_ACTIONS = ("keep", "remove", "replace", "blank-label")
+
+
+@dataclass
+class Field:
+    """One metadata item found in a slide.
+
+    ``path`` locates it for humans and audits (``ifd[3]/ImageDescription/Date``);
+    ``key`` is what the profile is looked up by (``tag:DateTime``,
+    ``aperio:Date``, ``ndpi:Created``).
+    """
+
+    path: str
+    key: str
+    value: Any
+    ifd: int | None = None
+    tag: int | None = None
+    subkey: str | None = None  # key inside a container field (description, property map)
+
+    def text(self) -> str:
+        return self.value if isinstance(self.value, str) else str(self.value)
+
+
+@dataclass
+class ImageInfo:
+    """One image in the slide: a pyramid level, thumbnail, label, macro, map..."""
+
+    index: int  # IFD index (TIFF) or instance index (DICOM)
+    role: str  # level | thumbnail | label | macro | map | overview | other
+    width: int
+    height: int
+    compression: str
+    tiled: bool
+    tile_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Inventory:
+    """Everything a format module found in a slide, as data."""
+
+    format: str  # "aperio" | "hamamatsu" | "generic-tiff" | "dicom"
+    path: str
+    images: list[ImageInfo]
+    fields: list[Field]
+    container: Any = None  # format-specific parse, for the writer
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    """What happens to one field: the action, the new value, and why."""
+
+    field: Field
+    action: str
+    new_value: Any = None
+    rule: str = ""  # which profile entry decided ("aperio:Date", "unknown-key")
+    unknown: bool = False
+
+    @property
+    def removes_value(self) -> bool:
+        """The original value must not appear in the output afterwards."""
+        return self.action in (REMOVE, REPLACE, DATE, TIME, DATETIME) and self.new_value != self.field.value
+
+
+@dataclass
+class ImageDecision:
+    image: ImageInfo
+    action: str
+    rule: str = ""
+
+
+@dataclass
+class Plan:
+    inventory: Inventory
+    fields: list[Decision]
+    images: list[ImageDecision]
+    profile_name: str
+    profile_sha256: str
+    options: dict[str, Any]
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+    profile: Any = None  # the Profile used, so verification can re-plan the output
+
+    def unknowns(self) -> list[Decision]:
+        return [d for d in self.fields if d.unknown]
+
+    def removed_values(self) -> list[str]:
+        """Original values that must not survive anywhere in the output."""
+        out: list[str] = []
+        for d in self.fields:
+            if d.removes_value and d.field.value not in (None, ""):
+                out.append(d.field.text())
+        return out
+
+    def decision_for(self, path: str) -> Decision | None:
+        for d in self.fields:
+            if d.field.path == path:
+                return d
+        return None
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(CheckResult(name, ok, detail))
+
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.ok]

@@ -1,0 +1,200 @@
+"""The flow for one slide: open, inventory, plan, apply, verify, publish, audit.
+
+No stage reaches back into an earlier one. The output is written under a
+temporary name in the output folder, verified, and only then renamed to its
+final name (an atomic rename on the same file system), so a failed or
+killed run never leaves a file at the output path. The input is opened
+read-only and checked for changes made while it was being processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .dates import DatePolicy
+from .detect_format import OpenedSlide, open_slide
+from .errors import VerificationFailed, WsideidError
+from .model import Plan, VerifyReport
+from .profiles import PlanOptions, check_new_id, load_profile, make_plan
+
+TMP_PREFIX = ".wsideid-tmp-"
+
+
+@dataclass
+class DeidOptions:
+    dates: DatePolicy = field(default_factory=DatePolicy)
+    profile: str | None = None
+    new_id: str | None = None
+    strict: bool = False
+    keep_macro: bool = False
+    verify: str = "sample"  # sample | full
+    overwrite: bool = False
+    hash_outputs: bool = True
+    audit_dir: str | None = None  # default: next to the output
+
+
+@dataclass
+class DeidResult:
+    input: str
+    output: str | None
+    format: str
+    plan: Plan | None
+    report: VerifyReport | None
+    status: str  # published | failed
+    error: str | None = None
+    audit_path: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+
+
+def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan:
+    """The plan the profile would carry out, without writing anything."""
+    options = options or DeidOptions()
+    slide = open_slide(path)
+    return _plan(slide, options)
+
+
+def _plan(slide: OpenedSlide, options: DeidOptions) -> Plan:
+    inv = slide.module.inventory(slide.container)
+    profile = load_profile(slide.format, options.profile)
+    plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro))
+    slide.module.refine(plan)
+    return plan
+
+
+def output_name(input_path: str, new_id: str | None) -> str:
+    name = os.path.basename(input_path.rstrip(os.sep))
+    if new_id:
+        ext = "".join(Path(name).suffixes[-1:]) or ""
+        return new_id + ext.lower()
+    return name
+
+
+def _stat_key(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class _Hasher(threading.Thread):
+    """sha256 of a file in a thread (hashlib releases the GIL on big updates)."""
+
+    def __init__(self, path: str):
+        super().__init__(daemon=True)
+        self.path = path
+        self.hexdigest: str | None = None
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            h = hashlib.sha256()
+            with open(self.path, "rb", buffering=0) as fh:
+                buf = bytearray(8 << 20)
+                view = memoryview(buf)
+                while True:
+                    n = fh.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+            self.hexdigest = h.hexdigest()
+        except OSError as exc:
+            self.error = exc.strerror
+
+
+def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
+    """De-identify one slide into ``outdir``; raises WsideidError on failure (nothing published)."""
+    options = options or DeidOptions()
+    input_path = os.fspath(input_path)
+    outdir = os.fspath(outdir)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    if options.new_id:
+        check_new_id(options.new_id)
+    if not os.path.isfile(input_path):
+        raise WsideidError("input is not a file" if os.path.exists(input_path) else "input does not exist")
+    if not os.path.isdir(outdir):
+        raise WsideidError("output folder does not exist")
+    final = os.path.join(outdir, output_name(input_path, options.new_id))
+    if os.path.exists(final) and os.path.samefile(final, input_path):
+        raise WsideidError("the output would overwrite the input (use another output folder)")
+    if os.path.lexists(final) and not options.overwrite:
+        raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+    before = _stat_key(input_path)
+    in_hash = _Hasher(input_path) if options.hash_outputs else None
+    if in_hash:
+        in_hash.start()
+
+    slide = open_slide(input_path)
+    plan = _plan(slide, options)
+    timings["plan"] = time.perf_counter() - t0
+
+    tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
+    published = False
+    try:
+        t1 = time.perf_counter()
+        edited = _apply(slide, plan, tmp)
+        timings["write"] = time.perf_counter() - t1
+        out_hash = _Hasher(tmp) if options.hash_outputs else None
+        if out_hash:
+            out_hash.start()
+        t2 = time.perf_counter()
+        report = _verify(slide, tmp, plan, edited, options)
+        timings["verify"] = time.perf_counter() - t2
+        if _stat_key(input_path) != before:
+            raise WsideidError("the input changed while it was being processed; nothing was published")
+        if not report.ok:
+            fails = "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
+            raise VerificationFailed(f"output failed verification, nothing published ({fails})")
+        hashes: dict[str, str] = {}
+        for label, h in (("input", in_hash), ("output", out_hash)):
+            if h is not None:
+                h.join()
+                if h.error:
+                    raise WsideidError(f"cannot hash the {label}: {h.error}")
+                hashes[label] = h.hexdigest or ""
+        os.replace(tmp, final)
+        published = True
+    finally:
+        if not published:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    timings["total"] = time.perf_counter() - t0
+    result = DeidResult(input_path, final, slide.format, plan, report, "published", timings=timings, sha256=hashes)
+    from .audit import write_audit
+    result.audit_path = write_audit(result, options)
+    return result
+
+
+def _apply(slide: OpenedSlide, plan: Plan, tmp: str) -> dict[int, dict[int, bytes]]:
+    from .tiff.writer import write_tiff
+    from .vendors import tiff_base
+
+    tf = slide.container
+    edited = tiff_base.tile_segment_edits(tf, plan)
+    ifds, kind = slide.module.build(tf, plan, edited)
+    if not ifds:
+        raise WsideidError("the plan keeps no image: nothing to write")
+    write_tiff(tf.path, tmp, ifds, kind, tf.byteorder)
+    return edited
+
+
+def _verify(slide: OpenedSlide, tmp: str, plan: Plan, edited: dict, options: DeidOptions) -> VerifyReport:
+    from .verify import verify_tiff
+    return verify_tiff(slide.container, tmp, plan, slide.module, edited, full=options.verify == "full")
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for d in plan.fields:
+        counts[d.action] = counts.get(d.action, 0) + 1
+    return {"actions": counts, "unknown": len(plan.unknowns()),
+            "images": {f"{d.image.index}:{d.image.role}": d.action for d in plan.images}}

@@ -1,0 +1,298 @@
+"""Bounded reader for the TIFF family: classic TIFF, BigTIFF and NDPI.
+
+Why our own reader rather than tifffile or tifftools: de-identification must
+see *every* byte a tag points at (including SubIFD/EXIF/GPS trees and
+private tags), must never trust a count or offset from a hostile file, and
+must stay cheap on a 2 GB slide (we only read IFDs and tag values, never
+image data). Every read is checked against the file size, IFD chains are
+checked for loops, and totals are capped, so a crafted file fails with
+MalformedFile in bounded time and memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..errors import MalformedFile, UnsupportedFormat
+
+# TIFF field types: code -> (size in bytes, struct char)
+TYPES: dict[int, tuple[int, str]] = {
+    1: (1, "B"),   # BYTE
+    2: (1, "s"),   # ASCII
+    3: (2, "H"),   # SHORT
+    4: (4, "I"),   # LONG
+    5: (8, "II"),  # RATIONAL
+    6: (1, "b"),   # SBYTE
+    7: (1, "B"),   # UNDEFINED
+    8: (2, "h"),   # SSHORT
+    9: (4, "i"),   # SLONG
+    10: (8, "ii"),  # SRATIONAL
+    11: (4, "f"),  # FLOAT
+    12: (8, "d"),  # DOUBLE
+    13: (4, "I"),  # IFD
+    16: (8, "Q"),  # LONG8
+    17: (8, "q"),  # SLONG8
+    18: (8, "Q"),  # IFD8
+}
+
+# Tags whose values are offsets of child IFDs.
+CHILD_IFD_TAGS = {330: "SubIFDs", 34665: "ExifIFD", 34853: "GPSIFD", 40965: "InteroperabilityIFD"}
+
+# Bounds against hostile files.
+MAX_IFDS = 4096
+MAX_ENTRIES_PER_IFD = 4096
+MAX_TOTAL_VALUE_BYTES = 512 << 20
+MAX_CHILD_DEPTH = 4
+
+
+@dataclass
+class Entry:
+    """One IFD entry as stored: raw value bytes in file byte order."""
+
+    tag: int
+    type: int
+    count: int
+    raw: bytes  # the value bytes (count * type size)
+    value_offset: int | None  # where the value lived in the source, None if inline
+
+    @property
+    def size(self) -> int:
+        return TYPES[self.type][0] * self.count
+
+
+@dataclass
+class Ifd:
+    """One image file directory with its entries and child IFD trees."""
+
+    offset: int
+    entries: dict[int, Entry]
+    byteorder: str
+    children: dict[int, list["Ifd"]] = field(default_factory=dict)  # tag -> IFDs
+    path: str = ""  # e.g. "ifd[0]" or "ifd[0]/ExifIFD[0]"
+
+    def has(self, tag: int) -> bool:
+        return tag in self.entries
+
+    def values(self, tag: int) -> tuple:
+        """Decoded numeric values of a tag (rationals as (num, den) pairs)."""
+        e = self.entries[tag]
+        return decode_values(e, self.byteorder)
+
+    def value(self, tag: int, default=None):
+        if tag not in self.entries:
+            return default
+        e = self.entries[tag]
+        if e.type == 2:
+            return ascii_text(e.raw)
+        vals = decode_values(e, self.byteorder)
+        return vals[0] if len(vals) == 1 else vals
+
+    def text(self, tag: int) -> str | None:
+        e = self.entries.get(tag)
+        if e is None:
+            return None
+        return ascii_text(e.raw)
+
+
+def ascii_text(raw: bytes) -> str:
+    """ASCII/UTF-8 value without the trailing NULs; undecodable bytes kept visible."""
+    return raw.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def decode_values(e: Entry, byteorder: str) -> tuple:
+    size, char = TYPES[e.type]
+    if e.type in (1, 6, 7):
+        return tuple(e.raw) if e.type != 6 else struct.unpack(f"{byteorder}{e.count}b", e.raw)
+    if e.type == 2:
+        return (ascii_text(e.raw),)
+    if e.type in (5, 10):
+        flat = struct.unpack(f"{byteorder}{2 * e.count}{char[0]}", e.raw)
+        return tuple(zip(flat[0::2], flat[1::2]))
+    return struct.unpack(f"{byteorder}{e.count}{char}", e.raw)
+
+
+@dataclass
+class TiffFile:
+    """A parsed TIFF-family container (metadata only; image data stays on disk)."""
+
+    path: str
+    size: int
+    kind: str  # "classic" | "bigtiff" | "ndpi"
+    byteorder: str  # "<" or ">"
+    ifds: list[Ifd]
+
+    def all_ifds(self):
+        """Every IFD including child trees, depth first."""
+        def walk(ifd):
+            yield ifd
+            for kids in ifd.children.values():
+                for k in kids:
+                    yield from walk(k)
+        for i in self.ifds:
+            yield from walk(i)
+
+
+class _Reader:
+    def __init__(self, buf, size: int, path: str):
+        self.buf = buf
+        self.size = size
+        self.path = path
+        self.value_bytes = 0
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise MalformedFile(f"{what} at offset {offset} (+{length} bytes) lies past the end of the file ({self.size} bytes)")
+        self.value_bytes += length
+        if self.value_bytes > MAX_TOTAL_VALUE_BYTES:
+            raise MalformedFile("tag values exceed the metadata size limit (hostile or corrupt file)")
+        return bytes(self.buf[offset:offset + length])
+
+
+def sniff(head: bytes) -> tuple[str, str] | None:
+    """Return (byteorder, 'classic'|'bigtiff') when the header looks like TIFF."""
+    if len(head) < 8:
+        return None
+    if head[:2] == b"II":
+        bo = "<"
+    elif head[:2] == b"MM":
+        bo = ">"
+    else:
+        return None
+    magic = struct.unpack(bo + "H", head[2:4])[0]
+    if magic == 42:
+        return bo, "classic"
+    if magic == 43:
+        return bo, "bigtiff"
+    return None
+
+
+def read_tiff(path: str | os.PathLike) -> TiffFile:
+    """Parse every IFD of a TIFF/BigTIFF/NDPI file, bounded against hostile input."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 8:
+            raise UnsupportedFormat(f"file is too small to be a slide ({size} bytes)")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _parse(mm, size, path)
+
+
+def _parse(mm, size: int, path: str) -> TiffFile:
+    head = bytes(mm[:16])
+    s = sniff(head)
+    if s is None:
+        raise UnsupportedFormat(f"not a TIFF file (starts with {head[:4].hex()})")
+    bo, kind = s
+    r = _Reader(mm, size, path)
+    if kind == "bigtiff":
+        if len(head) < 16:
+            raise MalformedFile("BigTIFF header is truncated")
+        bytesize, zero = struct.unpack(bo + "HH", head[4:8])
+        if bytesize != 8 or zero != 0:
+            raise MalformedFile("BigTIFF header has an unsupported offset size")
+        first = struct.unpack(bo + "Q", head[8:16])[0]
+        ifds = _read_chain(r, bo, "bigtiff", first)
+        return TiffFile(path, size, "bigtiff", bo, ifds)
+    first = struct.unpack(bo + "I", head[4:8])[0]
+    ifds = _read_chain(r, bo, "classic", first)
+    if ifds and 65420 in ifds[0].entries and bo == "<":
+        # Hamamatsu NDPI: same entries, but 64-bit offsets split into a
+        # high-word array after each IFD and an 8-byte first-IFD offset.
+        first = struct.unpack("<Q", head[4:12])[0]
+        ifds = _read_chain(r, bo, "ndpi", first)
+        return TiffFile(path, size, "ndpi", bo, ifds)
+    return TiffFile(path, size, "classic", bo, ifds)
+
+
+def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
+                seen: set[int] | None = None, prefix: str = "ifd") -> list[Ifd]:
+    seen = set() if seen is None else seen
+    out: list[Ifd] = []
+    offset = first
+    while offset:
+        if offset in seen:
+            raise MalformedFile(f"IFD loop: the directory at offset {offset} is referenced twice")
+        if len(seen) >= MAX_IFDS:
+            raise MalformedFile(f"more than {MAX_IFDS} IFDs (hostile or corrupt file)")
+        seen.add(offset)
+        ifd, nxt = _read_ifd(r, bo, kind, offset)
+        ifd.path = f"{prefix}[{len(out)}]"
+        for tag, name in CHILD_IFD_TAGS.items():
+            e = ifd.entries.get(tag)
+            if e is None:
+                continue
+            if depth >= MAX_CHILD_DEPTH:
+                raise MalformedFile("child IFDs nested too deeply")
+            if e.type not in (4, 13, 16, 18) and not (tag != 330 and e.type in (3, 9)):
+                raise MalformedFile(f"{ifd.path}: {name} has a non-offset type {e.type}")
+            kids: list[Ifd] = []
+            for child_offset in decode_values(e, bo):
+                kids.extend(_read_chain(r, bo, kind, child_offset, depth + 1, seen,
+                                        f"{ifd.path}/{name}"))
+            ifd.children[tag] = kids
+        out.append(ifd)
+        offset = nxt
+    return out
+
+
+def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
+    if kind == "bigtiff":
+        n = struct.unpack(bo + "Q", r.read(offset, 8, "IFD entry count"))[0]
+        entry_size, count_size, head_size, next_size = 20, 8, 8, 8
+    else:
+        n = struct.unpack(bo + "H", r.read(offset, 2, "IFD entry count"))[0]
+        entry_size, count_size, head_size, next_size = 12, 4, 2, 4
+        if kind == "ndpi":
+            next_size = 8
+    if n == 0:
+        raise MalformedFile(f"IFD at offset {offset} has no entries")
+    if n > MAX_ENTRIES_PER_IFD:
+        raise MalformedFile(f"IFD at offset {offset} claims {n} entries (hostile or corrupt file)")
+    table = r.read(offset + head_size, n * entry_size + next_size, "IFD entries")
+    nxt_raw = table[n * entry_size:]
+    nxt = struct.unpack(bo + ("Q" if next_size == 8 else "I"), nxt_raw)[0]
+    high: tuple[int, ...] = (0,) * n
+    if kind == "ndpi":
+        hi_off = offset + head_size + n * entry_size + next_size
+        if hi_off + 4 * n <= r.size:
+            high = struct.unpack(f"<{n}I", r.read(hi_off, 4 * n, "NDPI high offset words"))
+    inline_max = 8 if kind == "bigtiff" else 4
+    entries: dict[int, Entry] = {}
+    for i in range(n):
+        base = i * entry_size
+        tag, typ = struct.unpack_from(bo + "HH", table, base)
+        if kind == "bigtiff":
+            count = struct.unpack_from(bo + "Q", table, base + 4)[0]
+        else:
+            count = struct.unpack_from(bo + "I", table, base + 4)[0]
+        field_bytes = table[base + 4 + count_size: base + entry_size]
+        if typ not in TYPES:
+            # Unknown type: we cannot know its size, so we cannot copy or
+            # scrub it safely. Record it as opaque so the profile drops it.
+            entries[tag] = Entry(tag, 7, 0, b"", None)
+            continue
+        nbytes = TYPES[typ][0] * count
+        if nbytes > r.size:
+            raise MalformedFile(f"tag {tag} at IFD offset {offset} claims {count} values, larger than the file")
+        if nbytes <= inline_max:
+            raw = bytes(field_bytes[:nbytes])
+            voff = None
+            if kind == "ndpi" and high[i] and typ in (4, 9, 13) and count == 1:
+                # Single inline LONG with a high word: a 64-bit offset value
+                # (strip offsets of slides over 4 GB).
+                raw = struct.pack("<Q", struct.unpack("<I", raw)[0] | (high[i] << 32))
+                entries[tag] = Entry(tag, 16, 1, raw, None)
+                continue
+        else:
+            voff = struct.unpack(bo + ("Q" if kind == "bigtiff" else "I"), field_bytes)[0]
+            if kind == "ndpi":
+                voff |= high[i] << 32
+            raw = r.read(voff, nbytes, f"value of tag {tag}")
+        if tag in entries:
+            raise MalformedFile(f"tag {tag} appears twice in the IFD at offset {offset}")
+        entries[tag] = Entry(tag, typ, count, raw, voff)
+    return Ifd(offset, entries, bo), nxt

@@ -1,0 +1,211 @@
+"""What all TIFF-family vendors share: tags as fields, plans back into IFDs.
+
+A vendor module adds its own knowledge on top: which IFD is which image
+(roles), and how to split a container tag (Aperio ImageDescription, NDPI
+property map) into fields and join it back.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import MalformedFile
+from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan
+from ..tiff import jpegsegs
+from ..tiff.container import Ifd, TiffFile, decode_values
+from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
+from ..tiff.writer import ImageData, OutEntry, OutIfd
+
+COMPRESSIONS = {1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946: "deflate",
+                33003: "jpeg2000-ycbcr", 33005: "jpeg2000-rgb", 34712: "jpeg2000", 50000: "zstd",
+                34887: "lerc", 34925: "lzma", 50001: "webp", 52546: "jpegxl"}
+
+# Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
+Splitter = Callable[[int, Ifd, str], list[Field]]
+
+
+def image_data(ifd: Ifd, bo: str) -> ImageData | None:
+    """Strip or tile ranges of an IFD, checked for consistency."""
+    for ot, ct in ((324, 325), (273, 279)):
+        if ot in ifd.entries or ct in ifd.entries:
+            if ot not in ifd.entries or ct not in ifd.entries:
+                raise MalformedFile(f"{ifd.path}: {tag_name(ot)} without {tag_name(ct)}")
+            offs = np.array(decode_values(ifd.entries[ot], bo), dtype=np.int64)
+            cnts = np.array(decode_values(ifd.entries[ct], bo), dtype=np.int64)
+            if len(offs) != len(cnts):
+                raise MalformedFile(f"{ifd.path}: {len(offs)} offsets but {len(cnts)} byte counts")
+            return ImageData(ot, ct, offs, cnts)
+    return None
+
+
+def check_data_bounds(tf: TiffFile, ifd: Ifd, data: ImageData) -> None:
+    ends = data.src_offsets + data.src_counts
+    if len(ends) and (int(ends.max()) > tf.size or int(data.src_offsets.min()) < 0):
+        raise MalformedFile(f"{ifd.path}: image data lies past the end of the file")
+
+
+def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
+    w = int(ifd.value(256, 0) or 0)
+    h = int(ifd.value(257, 0) or 0)
+    comp = ifd.value(259, 1)
+    comp = comp[0] if isinstance(comp, tuple) else comp
+    data = image_data(ifd, tf.byteorder)
+    if data is None:
+        raise MalformedFile(f"{ifd.path}: image without strip or tile offsets")
+    check_data_bounds(tf, ifd, data)
+    tiled = ifd.has(324)
+    if tiled:
+        tw, th = int(ifd.value(322, 0) or 0), int(ifd.value(323, 0) or 0)
+        if tw <= 0 or th <= 0:
+            raise MalformedFile(f"{ifd.path}: tiled image with tile size {tw}x{th}")
+        spp = int(ifd.value(277, 1) or 1)
+        planes = spp if ifd.value(284, 1) == 2 else 1
+        expected = -(-w // tw) * -(-h // th) * planes
+        if expected != len(data.src_offsets):
+            raise MalformedFile(f"{ifd.path}: {len(data.src_offsets)} tiles where {w}x{h} needs {expected}")
+    return ImageInfo(index, role, w, h, COMPRESSIONS.get(comp, str(comp)), tiled, len(data.src_offsets),
+                     {"path": ifd.path})
+
+
+def tag_value_for_field(ifd: Ifd, tag: int):
+    e = ifd.entries[tag]
+    if e.type == 2:
+        return ifd.text(tag)
+    if e.type == 7 and e.count == 0:
+        return "<unsupported value type>"
+    if e.type in (1, 7):
+        raw = e.raw
+        printable = all(32 <= b < 127 or b in (9, 10, 13, 0) for b in raw)
+        if printable and len(raw) <= 4096:
+            return raw.rstrip(b"\0").decode("ascii")
+        return f"<{len(raw)} bytes>"
+    vals = decode_values(e, ifd.byteorder)
+    if len(vals) > 16:
+        return f"<{len(vals)} values>"
+    return ",".join(str(v) for v in vals)
+
+
+def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
+    """Every tag of every IFD as a field; container tags split by ``special``."""
+    fields: list[Field] = []
+    for k, ifd in enumerate(tf.all_ifds()):
+        for tag in sorted(ifd.entries):
+            if tag in DATA_TAGS:
+                continue
+            name = tag_name(tag)
+            if tag in special:
+                fields.extend(special[tag](k, ifd, ifd.text(tag) or ""))
+                continue
+            value = tag_value_for_field(ifd, tag)
+            fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag))
+    return fields
+
+
+def text_entry(tag: int, text: str) -> OutEntry:
+    raw = text.encode("utf-8") + b"\0"
+    return OutEntry(tag, 2, len(raw), raw)
+
+
+def decisions_by_ifd(plan: Plan) -> dict[int, list[Decision]]:
+    out: dict[int, list[Decision]] = {}
+    for d in plan.fields:
+        if d.field.ifd is not None:
+            out.setdefault(d.field.ifd, []).append(d)
+    return out
+
+
+def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[Decision]], str | None]],
+               edited: dict[int, dict[int, bytes]] | None = None) -> list[OutIfd]:
+    """Turn a plan back into IFDs for the writer (top-level IFD order preserved)."""
+    flat = list(tf.all_ifds())
+    index_of = {id(ifd): k for k, ifd in enumerate(flat)}
+    by_ifd = decisions_by_ifd(plan)
+    dropped_top = {d.image.index for d in plan.images if d.action == "remove"}
+    edited = edited or {}
+
+    def convert(ifd: Ifd) -> OutIfd:
+        k = index_of[id(ifd)]
+        decs = by_ifd.get(k, [])
+        entries: dict[int, OutEntry] = {}
+        children: dict[int, list[OutIfd]] = {}
+        tag_decs = {d.field.tag: d for d in decs if d.field.subkey is None}
+        for tag, e in ifd.entries.items():
+            if tag in DATA_TAGS:
+                continue
+            if tag in joiners:
+                text = joiners[tag](ifd, [d for d in decs if d.field.tag == tag])
+                if text is not None:
+                    entries[tag] = text_entry(tag, text)
+                continue
+            d = tag_decs.get(tag)
+            if d is None or d.action == REMOVE:
+                continue
+            if tag in CHILD_TAGS:
+                children[tag] = [convert(c) for c in ifd.children.get(tag, [])]
+                continue
+            if d.action == KEEP:
+                if e.type == 7 and e.count == 0:
+                    continue  # unsupported value type: cannot be copied faithfully
+                entries[tag] = OutEntry(tag, e.type, e.count, e.raw)
+            else:
+                entries[tag] = text_entry(tag, str(d.new_value))
+        if 347 in entries:
+            clean = jpegsegs.strip_segments(ifd.entries[347].raw)
+            entries[347] = OutEntry(347, 7, len(clean), clean)
+        data = image_data(ifd, tf.byteorder)
+        if data is not None and k in edited:
+            data.replaced.update(edited[k])
+            if 65426 in entries and len(data.src_offsets) == 1 and 0 in edited[k]:
+                entries[65426] = _shift_mcu_starts(ifd, int(data.src_counts[0]), edited[k][0])
+        return OutIfd(entries, data, children)
+
+    return [convert(ifd) for i, ifd in enumerate(tf.ifds) if i not in dropped_top]
+
+
+def _shift_mcu_starts(ifd: Ifd, old_len: int, new: bytes) -> OutEntry:
+    """NDPI restart offsets are relative to the strip: move them by what the header lost."""
+    delta = len(new) - old_len
+    e = ifd.entries[65426]
+    vals = np.array(decode_values(e, ifd.byteorder), dtype=np.int64) + delta
+    if ifd.has(65432) or (vals < 0).any() or (vals >= 2**32).any():
+        raise MalformedFile(f"{ifd.path}: cannot move NDPI restart offsets after editing the strip header")
+    return OutEntry(65426, 4, len(vals), vals.astype(ifd.byteorder + "u4").tobytes())
+
+
+def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
+    """Tiles/strips carrying APPn/COM segments get those segments stripped.
+
+    Such segments hold free text (EXIF, XMP, comments) no profile can vouch
+    for; removing them leaves every coefficient untouched.
+    """
+    kept = {d.image.index for d in plan.images if d.action != "remove"}
+    edits: dict[int, dict[int, bytes]] = {}
+    flat = list(tf.all_ifds())
+    for k, ifd in enumerate(flat):
+        if k < len(tf.ifds) and k not in kept:
+            continue
+        comp = ifd.value(259, 1)
+        if comp not in (6, 7):
+            continue
+        data = image_data(ifd, tf.byteorder)
+        if data is None:
+            continue
+        flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts)
+        if len(flagged):
+            with open(tf.path, "rb") as fh:
+                for i in flagged.tolist():
+                    fh.seek(int(data.src_offsets[i]))
+                    raw = fh.read(int(data.src_counts[i]))
+                    edits.setdefault(k, {})[i] = jpegsegs.strip_segments(raw)
+    return edits
+
+
+def inventory_notes(tf: TiffFile) -> list[str]:
+    return [f"container: {tf.kind} TIFF, {len(tf.ifds)} IFDs, byte order {'little' if tf.byteorder == '<' else 'big'}-endian"]
+
+
+def tiff_inventory(fmt: str, tf: TiffFile, roles: list[str], special: dict[int, Splitter]) -> Inventory:
+    images = [image_info(i, ifd, roles[i], tf) for i, ifd in enumerate(tf.ifds)]
+    return Inventory(fmt, tf.path, images, tag_fields(tf, special), tf, inventory_notes(tf))

@@ -1,0 +1,250 @@
+"""Verification of a de-identified TIFF-family output before it is published.
+
+The output is re-opened from disk, independently of what the writer
+believes it wrote, and checked against the plan:
+
+- structure: our reader parses it, the same vendor module claims it, the
+  kept images have the same roles, sizes and tile counts;
+- metadata: every field in the output is one the profile knows (nothing
+  unknown slipped through) and every removed field is gone;
+- pixels: tile/strip bytes equal the source's (a sample per image, all with
+  ``--verify full``); edited tiles are excluded and checked by their editor;
+- residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
+  UTF-16BE, any case) and no spelling of a removed date occurs in any byte
+  that is not pixel data, and no JPEG tile header holds APPn/COM segments;
+- OpenSlide: opens the output as the same vendor with the same levels, and
+  shows no label or macro that the plan removed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+
+from .dates import parse_any, spellings
+from .errors import WsideidError
+from .model import DATE, DATETIME, REMOVE, TEXT, TIME, Plan, VerifyReport
+from .tiff import jpegsegs
+from .tiff.container import TiffFile, read_tiff
+from .vendors import tiff_base
+
+MIN_NEEDLE = 4
+SAMPLE_TILES = 8
+
+
+def residual_needles(plan: Plan) -> list[str]:
+    """Strings that must not occur in the output's non-pixel bytes."""
+    needles: set[str] = set()
+    kept_text = "\n".join(str(d.new_value if d.new_value is not None else "").lower()
+                          for d in plan.fields if d.action != REMOVE)
+    for d in plan.fields:
+        if not d.removes_value:
+            continue
+        v = d.field.text().strip()
+        if d.field.value is None or v.startswith("<") and v.endswith(">"):
+            continue  # a binary summary, not the stored bytes
+        if d.action in (REMOVE, DATE, DATETIME, TIME, TEXT) or d.removes_value:
+            for d8 in parse_any(v):
+                needles.update(spellings(d8))
+        if d.field.subkey == "@header" or d.action == TEXT:
+            continue  # rebuilt free text: only its dates are needles
+        if len(v) >= MIN_NEEDLE:
+            needles.add(v)
+    # A value the profile keeps elsewhere (OriginalHeight = 32914 beside an
+    # unknown Originalheight = 32914) is not a leak when it shows up.
+    return sorted(n for n in needles if n.lower() not in kept_text)
+
+
+def _encodings(needle: str) -> list[bytes]:
+    low = needle.lower()
+    return [low.encode("utf-8"), low.encode("utf-16-le"), low.encode("utf-16-be")]
+
+
+def scan_bytes(data: bytes, needles: Iterable[str]) -> list[str]:
+    """Needles found in ``data`` (case-insensitive for ASCII)."""
+    hay = data.lower()
+    return [n for n in needles if any(e in hay for e in _encodings(n))]
+
+
+def pixel_ranges(tf: TiffFile) -> list[tuple[int, int]]:
+    out = []
+    for ifd in tf.all_ifds():
+        data = tiff_base.image_data(ifd, tf.byteorder)
+        if data is None:
+            continue
+        for o, c in zip(data.src_offsets.tolist(), data.src_counts.tolist()):
+            if c > 0:
+                out.append((o, o + c))
+    return sorted(out)
+
+
+def non_pixel_bytes(path: str, tf: TiffFile, limit: int = 256 << 20) -> bytes:
+    """Every byte of the output not covered by image data, concatenated with separators."""
+    chunks = []
+    pos = 0
+    total = 0
+    with open(path, "rb") as fh:
+        for start, end in pixel_ranges(tf) + [(tf.size, tf.size)]:
+            if start > pos:
+                fh.seek(pos)
+                piece = fh.read(start - pos)
+                total += len(piece)
+                if total > limit:
+                    raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+                chunks.append(piece)
+            pos = max(pos, end)
+    return b"\0".join(chunks)
+
+
+def _sample(n: int, full: bool) -> list[int]:
+    if full or n <= SAMPLE_TILES:
+        return list(range(n))
+    return sorted({int(round(i * (n - 1) / (SAMPLE_TILES - 1))) for i in range(SAMPLE_TILES)})
+
+
+def _same_bytes(fa, oa: int, fb, ob: int, n: int) -> bool:
+    step = 8 << 20
+    done = 0
+    while done < n:
+        k = min(step, n - done)
+        if os.pread(fa.fileno(), k, oa + done) != os.pread(fb.fileno(), k, ob + done):
+            return False
+        done += k
+    return True
+
+
+def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[int, dict[int, bytes]],
+                full: bool = False, openslide_check: bool = True) -> VerifyReport:
+    rep = VerifyReport()
+    try:
+        out = read_tiff(out_path)
+    except WsideidError as exc:
+        rep.add("reparse", False, f"output does not parse: {exc}")
+        return rep
+    rep.add("reparse", True, f"{out.kind}, {len(out.ifds)} IFDs")
+    rep.add("layout", out.kind == src.kind or (src.kind == "classic" and out.kind == "bigtiff"),
+            f"{src.kind} -> {out.kind}")
+    if not module.claims(out):
+        rep.add("vendor", False, f"output is no longer recognised as {module.NAME}")
+        return rep
+    rep.add("vendor", True, module.NAME)
+    kept = [d.image for d in plan.images if d.action != "remove"]
+    out_roles = module.roles(out)
+    ok = len(out.ifds) == len(kept)
+    detail = f"{len(out.ifds)} images (expected {len(kept)})"
+    if ok:
+        for img, ifd, role in zip(kept, out.ifds, out_roles):
+            w, h = int(ifd.value(256, 0)), int(ifd.value(257, 0))
+            data = tiff_base.image_data(ifd, out.byteorder)
+            n = len(data.src_offsets) if data is not None else 0
+            if (role, w, h, n) != (img.role, img.width, img.height, img.tile_count):
+                ok = False
+                detail = f"image {img.index} changed: {role} {w}x{h} {n} tiles"
+                break
+    rep.add("images", ok, detail)
+    if not ok:
+        return rep
+
+    # Data ranges inside the file and identical to the source's.
+    flat_src = list(src.all_ifds())
+    flat_out = list(out.all_ifds())
+    kept_top = [d.image.index for d in plan.images if d.action != "remove"]
+    mismatch = 0
+    checked = 0
+    with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
+        for oi, si in enumerate(kept_top):
+            s_ifd, o_ifd = src.ifds[si], out.ifds[oi]
+            sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
+            if int((od.src_offsets + od.src_counts).max(initial=0)) > out.size:
+                rep.add("data-ranges", False, f"image {si}: data past the end of the output")
+                return rep
+            k = flat_src.index(s_ifd)
+            skip = set(edited.get(k, {}))
+            for t in _sample(len(sd.src_offsets), full):
+                if t in skip:
+                    continue
+                if sd.src_counts[t] != od.src_counts[t] or not _same_bytes(
+                        fa, int(sd.src_offsets[t]), fb, int(od.src_offsets[t]), int(sd.src_counts[t])):
+                    mismatch += 1
+                checked += 1
+    rep.add("data-ranges", True, "all ranges inside the file")
+    rep.add("pixels-identical", mismatch == 0, f"{checked} tiles/strips compared{' (all)' if full else ' (sample)'}, {mismatch} differ")
+
+    # Metadata: re-plan the output with the same profile data; nothing unknown may remain.
+    out_inv = module.inventory(out)
+    from .dates import DatePolicy
+    from .profiles import PlanOptions, make_plan
+    replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
+    unknown = [d.field.key for d in replan.fields if d.unknown]
+    rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
+    out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
+    leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
+                 and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
+                 and _ifd_kept(plan, d.field.ifd, len(src.ifds))]
+    rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
+
+    # Residual scan of every non-pixel byte, and JPEG tile headers.
+    needles = residual_needles(plan)
+    found = scan_bytes(non_pixel_bytes(out_path, out), needles)
+    where = sorted({d.field.path for d in plan.fields for n in found
+                    if d.removes_value and n.lower() in d.field.text().lower()})
+    rep.add("residual-scan", not found,
+            f"{len(needles)} needles; {len(found)} removed value(s) still present (from {', '.join(where[:4]) or 'a date'})"
+            if found else f"{len(needles)} needles, none found")
+    seg_tiles = 0
+    for ifd in flat_out:
+        if ifd.value(259, 1) in (6, 7):
+            data = tiff_base.image_data(ifd, out.byteorder)
+            if data is not None:
+                seg_tiles += len(jpegsegs.tiles_with_segments(out_path, data.src_offsets, data.src_counts))
+        if ifd.has(347) and jpegsegs.header_segments(ifd.entries[347].raw):
+            seg_tiles += 1
+    rep.add("jpeg-segments", seg_tiles == 0, f"{seg_tiles} JPEG headers with APPn/COM segments")
+
+    if openslide_check:
+        _verify_openslide(src.path, out_path, plan, module, rep)
+    return rep
+
+
+def _ifd_kept(plan: Plan, ifd_index: int | None, n_top: int) -> bool:
+    if ifd_index is None or ifd_index >= n_top:
+        return False
+    return any(d.image.index == ifd_index and d.action != "remove" for d in plan.images)
+
+
+def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
+    try:
+        import openslide
+    except ImportError:  # pragma: no cover - dependency is declared
+        rep.add("openslide", False, "OpenSlide is not installed")
+        return
+    try:
+        a = openslide.OpenSlide(src_path)
+    except Exception:
+        rep.add("openslide", True, "input not readable by OpenSlide; check skipped")
+        return
+    try:
+        b = openslide.OpenSlide(out_path)
+    except Exception as exc:
+        rep.add("openslide", False, f"OpenSlide cannot open the output ({type(exc).__name__})")
+        a.close()
+        return
+    try:
+        va, vb = a.properties.get("openslide.vendor"), b.properties.get("openslide.vendor")
+        same = va == vb and a.level_dimensions == b.level_dimensions
+        rep.add("openslide", same, f"vendor {vb}, {b.level_count} levels")
+        removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
+        leaked = sorted(set(b.associated_images) & removed_roles & {"label", "macro"})
+        rep.add("openslide-associated", not leaked, f"associated images: {sorted(b.associated_images)}")
+        lv = b.level_count - 1
+        w, h = b.level_dimensions[lv]
+        size = (min(w, 512), min(h, 512))
+        pa = np.asarray(a.read_region((0, 0), lv, size))
+        pb = np.asarray(b.read_region((0, 0), lv, size))
+        if not plan.regions:
+            rep.add("openslide-pixels", bool((pa == pb).all()), f"level {lv} region {size} compared")
+    finally:
+        a.close()
+        b.close()
