@@ -138,3 +138,54 @@ def check_blank(src: bytes, out: bytes, boxes, mcu, fill=None, tables=None, tol=
         want = np.array(fill if a.ndim == 3 else fill[:1], dtype=int)
         assert np.abs(got - want).max() <= tol, np.abs(got - want).max()
     return a, b, region
+
+
+# name -> how to make it; built once per session by ``variant``.
+VARIANTS = {
+    "444": lambda: pil_jpeg(texture(203, 151, 1), 0),
+    "422": lambda: pil_jpeg(texture(203, 151, 2), 1),
+    "420": lambda: pil_jpeg(texture(203, 151, 3), 2),
+    "444opt": lambda: pil_jpeg(texture(160, 120, 4), 0, optimize=True),
+    "420opt": lambda: pil_jpeg(texture(160, 120, 5), 2, optimize=True),
+    "grey": lambda: pil_jpeg(texture(131, 77, 6, grey=True)),
+    "greyopt": lambda: pil_jpeg(texture(131, 77, 7, grey=True), optimize=True),
+    "rst420rows": lambda: cjpeg(texture(200, 150, 8), "-sample", "2x2", "-restart", "1"),
+    "rst444mcus": lambda: cjpeg(texture(150, 100, 9), "-sample", "1x1", "-restart", "5B", "-optimize"),
+    "rst_jpegtran": lambda: run_tool(
+        ["jpegtran", "-restart", "2", "-optimize"], pil_jpeg(texture(170, 130, 10), 2)
+    )[0],
+    "rgb": lambda: cjpeg(texture(120, 90, 11), "-rgb"),
+    "odd_sampling": lambda: cjpeg(texture(150, 110, 12), "-sample", "2x2,1x2,2x1"),
+    "440": lambda: cjpeg(texture(96, 80, 13), "-sample", "1x2,1x1,1x1", "-restart", "2B"),
+}
+
+# MCU size of each variant in pixels.
+MCU = {
+    "444": (8, 8), "422": (16, 8), "420": (16, 16), "444opt": (8, 8), "420opt": (16, 16),
+    "grey": (8, 8), "greyopt": (8, 8), "rst420rows": (16, 16), "rst444mcus": (8, 8),
+    "rst_jpegtran": (16, 16), "rgb": (8, 8), "odd_sampling": (16, 16), "440": (8, 16),
+}  # fmt: skip
+
+_cache: dict[str, bytes] = {}
+
+
+def variant(name: str) -> bytes:
+    if name not in _cache:
+        _cache[name] = VARIANTS[name]()
+    return _cache[name]
+
+
+def rst_offsets(data: bytes) -> list[int]:
+    """McuStarts of a restart-marked JPEG: entropy start, then after each RST."""
+    from wsideid.jpeg.markers import parse
+
+    hdr = parse(data)
+    starts = [hdr.entropy_start]
+    pos = hdr.entropy_start
+    while True:
+        i = data.find(b"\xff", pos, hdr.entropy_end)
+        if i < 0:
+            return starts
+        if 0xD0 <= data[i + 1] <= 0xD7:
+            starts.append(i + 2)
+        pos = i + 2

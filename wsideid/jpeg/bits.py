@@ -15,8 +15,8 @@ import numpy as np
 
 # Zero bytes appended behind the data so that a decoder running off the end
 # of a hostile stream reads zeros instead of raising IndexError; the decoder
-# checks its position against the real length after every MCU. One block can
-# consume at most 64 * (16 + 15) bits, well below the padding.
+# checks its position against the real length after every block. One block
+# can consume at most 64 * (16 + 11) bits, well below the padding.
 GUARD_BYTES = 512
 
 

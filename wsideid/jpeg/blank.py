@@ -20,7 +20,7 @@ from .errors import JpegBlankingError
 from .fill import Fill, Target, targets
 from .huffman import MAX_DC_CATEGORY
 from .layout import Layout, check_size, layout, region_mask
-from .markers import JpegHeader, parse
+from .markers import JpegHeader, as_bytes, parse
 
 
 @dataclass
@@ -185,7 +185,7 @@ def blank_regions_detailed(
     colorspace: str | None = None,
 ) -> BlankResult:
     """``blank_regions`` with statistics (see BlankResult)."""
-    data = bytes(data) if not isinstance(data, bytes) else data
+    data = as_bytes(data)
     bl = Blanker(data, fill, tables, height, colorspace)
     hdr = bl.header
     mask = region_mask(bl.layout, boxes)
@@ -244,7 +244,7 @@ def flat_tile(
     The old entropy data is not decoded (only its end is located), so this
     is cheap and also works on tiles whose entropy data is damaged.
     """
-    data = bytes(data) if not isinstance(data, bytes) else data
+    data = as_bytes(data)
     bl = Blanker(data, fill, tables, height, colorspace)
     hdr = bl.header
     out = [data[: hdr.entropy_start]]

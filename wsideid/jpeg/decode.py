@@ -13,11 +13,11 @@ import numpy as np
 from . import bits
 from .entropy import ZIGZAG, decode_blocks, encode_blocks, slot_tables, split_intervals
 from .layout import check_size, layout
-from .markers import parse
+from .markers import as_bytes, parse
 
 
 def _decode_all(data: bytes, tables: bytes | None, height: int | None):
-    data = bytes(data)
+    data = as_bytes(data)
     hdr = parse(data, tables, height)
     lay = layout(hdr)
     check_size(lay, hdr.entropy_end - hdr.entropy_start)

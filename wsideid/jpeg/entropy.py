@@ -92,6 +92,25 @@ def _corrupt() -> JpegBlankingError:
     return JpegBlankingError("JPEG entropy data is corrupt (invalid Huffman code or block overrun)")
 
 
+def _truncated() -> JpegBlankingError:
+    return JpegBlankingError("JPEG entropy data is truncated")
+
+
+def _read_dc(win: list[int], p: int, dlut: list[int]) -> tuple[int, int]:
+    """Decode one DC difference at bit ``p``; returns (new p, difference)."""
+    e = dlut[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]
+    if not e:
+        raise _corrupt()
+    p += e & 31
+    s = e >> 5
+    if not s:
+        return p, 0
+    v = (win[p >> 3] >> (32 - (p & 7) - s)) & ((1 << s) - 1)
+    if v < 1 << (s - 1):
+        v -= (1 << s) - 1
+    return p + s, v
+
+
 def scan_positions(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int):
     """Walk ``n_mcus`` MCUs of unstuffed interval data.
 
@@ -110,17 +129,8 @@ def scan_positions(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int):
     for _ in range(n_mcus):
         for ci, dlut, askip in slots:
             starts.append(p)
-            e = dlut[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]
-            if not e:
-                raise _corrupt()
-            p += e & 31
-            s = e >> 5
-            if s:
-                v = (win[p >> 3] >> (32 - (p & 7) - s)) & ((1 << s) - 1)
-                if v < 1 << (s - 1):
-                    v -= (1 << s) - 1
-                p += s
-                pred[ci] += v
+            p, diff = _read_dc(win, p, dlut)
+            pred[ci] += diff
             dcs.append(pred[ci])
             acs.append(p)
             k = 1
@@ -132,8 +142,8 @@ def scan_positions(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int):
                 k += e >> 6
             if k != 64 and k < 128:
                 raise _corrupt()
-        if p > nbits:
-            raise JpegBlankingError("JPEG entropy data is truncated")
+            if p > nbits:
+                raise _truncated()
     return starts, acs, dcs, p
 
 
@@ -147,17 +157,8 @@ def decode_blocks(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int) -> list[l
     p = 0
     for _ in range(n_mcus):
         for ci, dlut, alut in slots:
-            e = dlut[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]
-            if not e:
-                raise _corrupt()
-            p += e & 31
-            s = e >> 5
-            if s:
-                v = (win[p >> 3] >> (32 - (p & 7) - s)) & ((1 << s) - 1)
-                if v < 1 << (s - 1):
-                    v -= (1 << s) - 1
-                p += s
-                pred[ci] += v
+            p, diff = _read_dc(win, p, dlut)
+            pred[ci] += diff
             block = [0] * 64
             block[0] = pred[ci]
             k = 1
@@ -184,9 +185,9 @@ def decode_blocks(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int) -> list[l
                     break
             if k > 64:
                 raise _corrupt()
+            if p > nbits:
+                raise _truncated()
             out.append(block)
-        if p > nbits:
-            raise JpegBlankingError("JPEG entropy data is truncated")
     return out
 
 

@@ -93,8 +93,9 @@ def targets(header: JpegHeader, fill: Fill, colorspace: str | None) -> list[Targ
     out = []
     for c in header.scan_components:
         q0 = header.quant[c.tq][0]
-        lo = -(1024 // q0)
-        hi = 1016 // q0
+        # What an encoder produces for all-0 and all-255 blocks.
+        lo = -math.floor(1024 / q0 + 0.5)
+        hi = math.floor(1016 / q0 + 0.5)
         dc = math.floor(8 * (by_id[c.ident] - 128) / q0 + 0.5)
         out.append(Target(min(max(dc, lo), hi), lo, hi, q0))
     return out

@@ -150,6 +150,15 @@ def _parse_tables_only(tables: bytes, quant: dict, dc: dict, ac: dict) -> None:
             raise JpegBlankingError("JPEGTables holds a frame or scan, not only tables")
 
 
+def as_bytes(data) -> bytes:
+    """``data`` as bytes, or JpegBlankingError for anything not bytes-like."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise JpegBlankingError("JPEG data must be bytes")
+
+
 def parse(data: bytes, tables: bytes | None = None, height: int | None = None) -> JpegHeader:
     """Parse the header of a single-scan baseline JPEG.
 
@@ -157,16 +166,14 @@ def parse(data: bytes, tables: bytes | None = None, height: int | None = None) -
     ``data`` override them, as libjpeg does). ``height`` supplies the
     number of lines when the SOF says 0 (NDPI) and no DNL follows the scan.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise JpegBlankingError("JPEG data must be bytes")
-    data = bytes(data)
+    data = as_bytes(data)
     if len(data) < 4 or data[:2] != b"\xff\xd8":
         raise JpegBlankingError("not a JPEG stream (no SOI)")
     quant: dict[int, tuple[int, ...]] = {}
     dc: dict[int, HuffmanSpec] = {}
     ac: dict[int, HuffmanSpec] = {}
     if tables is not None:
-        _parse_tables_only(bytes(tables), quant, dc, ac)
+        _parse_tables_only(as_bytes(tables), quant, dc, ac)
     frame = None
     restart = 0
     adobe = None

@@ -17,6 +17,7 @@ from .entropy import interval_plan
 from .errors import JpegBlankingError
 from .fill import Fill
 from .layout import region_mask
+from .markers import as_bytes
 
 
 def blank_restart_intervals(
@@ -34,7 +35,7 @@ def blank_restart_intervals(
     after RST for the others). The returned list equals the input unless
     a re-encoded interval outgrew its old bytes.
     """
-    strip = bytes(strip) if not isinstance(strip, bytes) else strip
+    strip = as_bytes(strip)
     bl = Blanker(strip, fill, None, height, colorspace)
     hdr = bl.header
     plan = interval_plan(hdr, bl.layout)
