@@ -23,7 +23,7 @@ HAVE_TOOLS = all(shutil.which(t) for t in ("cjpeg", "djpeg", "jpegtran"))
 needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="libjpeg-turbo-progs not installed")
 
 
-def testdata(rel: str) -> Path:
+def shared_file(rel: str) -> Path:
     """Path of a shared real-data file, or skip the test when absent."""
     p = TESTDATA / rel
     if not p.exists():
