@@ -14,8 +14,9 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Sequence
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from ._geometry import View
 from .errors import DetectorError, OcrUnavailable
@@ -123,31 +124,54 @@ def _score(words: list[tuple[Word, tuple[float, float, float, float]]]) -> float
 
 
 def _group_lines(words: list[tuple[Word, tuple[float, float, float, float]]]) -> list[Line]:
-    """Words sharing a baseline band and close horizontally, in the upright view."""
-    lines: list[tuple[list[Word], list[float]]] = []  # words, [x1 of last, top, bottom]
-    for word, (x0, y0, x1, y1) in sorted(words, key=lambda t: (t[1][1], t[1][0])):
-        h = y1 - y0
-        for members, state in lines:
-            top, bottom = state[1], state[2]
-            overlap = min(bottom, y1) - max(top, y0)
-            if overlap > 0.5 * min(h, bottom - top) and x0 - state[0] < 2.5 * max(h, bottom - top) and x0 >= state[0] - h:
-                members.append(word)
-                state[0], state[1], state[2] = max(state[0], x1), min(top, y0), max(bottom, y1)
+    """Rows of words sharing a vertical band in the upright view, split at wide gaps.
+
+    Rows first, x order second: sorting by top alone interleaves a row's
+    words when digits sit a pixel higher than letters.
+    """
+    rows: list[tuple[list[tuple[Word, tuple[float, float, float, float]]], list[float]]] = []
+    for item in sorted(words, key=lambda t: (t[1][1] + t[1][3]) / 2):
+        _, (x0, y0, x1, y1) = item
+        centre, height = (y0 + y1) / 2, y1 - y0
+        for members, row in rows:  # row = [mean centre, mean height]
+            if abs(centre - row[0]) < 0.5 * max(height, row[1]) and height < 2 * row[1] and row[1] < 2 * height:
+                members.append(item)
+                n = len(members)
+                row[0] += (centre - row[0]) / n
+                row[1] += (height - row[1]) / n
                 break
         else:
-            lines.append(([word], [x1, y0, y1]))
-    return [Line(members) for members, _ in lines]
+            rows.append(([item], [centre, height]))
+    lines = []
+    for members, _ in rows:
+        members.sort(key=lambda t: t[1][0])
+        height = sorted(b[3] - b[1] for _, b in members)[len(members) // 2]
+        current = [members[0]]
+        for prev, item in zip(members, members[1:]):
+            if item[1][0] - prev[1][2] > 1.5 * height:
+                lines.append(Line([w for w, _ in current]))
+                current = []
+            current.append(item)
+        lines.append(Line([w for w, _ in current]))
+    return lines
 
 
-def recognise(image: Image.Image, region: Box | None = None) -> OcrResult:
+def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box] = ()) -> OcrResult:
     """Read the text in ``image`` (or in ``region`` of it), best orientation.
 
-    Boxes are in ``image``'s coordinates. Raises OcrUnavailable when
-    tesseract is missing, DetectorError when it hangs.
+    ``mask`` boxes (decoded barcodes) are painted white first: a code's
+    modules read as junk "words" that dilute the orientation score and
+    merge into neighbouring lines. Boxes are in ``image``'s coordinates.
+    Raises OcrUnavailable when tesseract is missing, DetectorError when it
+    hangs.
     """
     _check_tesseract()
     t0 = time.perf_counter()
     gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    if mask:
+        draw = ImageDraw.Draw(gray)
+        for b in mask:
+            draw.rectangle((b[0] - 2, b[1] - 2, b[2] + 2, b[3] + 2), fill=255)
     crop = region or (0, 0, *gray.size)
     size = (crop[2] - crop[0], crop[3] - crop[1])
     probe_scale = _scale_to(size, PROBE_LONG_SIDE)

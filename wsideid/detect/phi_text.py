@@ -20,6 +20,7 @@ from datetime import date
 from typing import Sequence
 
 from .findings import PhiFlag
+from .label_vocab import LABEL_WORDS
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -60,14 +61,7 @@ _FIELD = re.compile(
 _LAST_FIRST = re.compile(r"\b(?P<l>[A-Z][A-Z'\-]{1,})\s*[,^]\s*(?P<f>[A-Z][A-Z'\-]{1,})\b")
 
 # Never flagged as accession/name: immunostain markers, stains, label words.
-_NOT_PHI_TOKENS = frozenset(
-    """
-    HE H&E PAS GMS AFB ZN IHC ISH FISH CISH DAPI FITC TRITC CY3 CY5 KI67 KI-67 HER2 ER PR
-    P16 P53 P63 TTF1 TTF-1 CK7 CK20 AE1 AE3 MLH1 MSH2 MSH6 PMS2 PDL1 PD-L1 SOX10
-    GATA3 CDX2 S100 S-100 ALK ROS1 BRAF EGFR CAM5.2 RESEARCH USE ONLY RUO SLIDE BLOCK
-    LEVEL STAIN TISSUE SECTION UNSTAINED CONTROL POS NEG POSITIVE NEGATIVE
-    """.split()
-)
+_NOT_PHI_TOKENS = LABEL_WORDS
 _MARKER = re.compile(r"^(?:CD|CK|MUC|IGG|IGM|IGA|HLA|IL)-?\d{1,3}[A-Z]?$")
 
 
@@ -83,14 +77,16 @@ def classify_text(text: str, identifiers: Sequence[str] = ()) -> list[PhiFlag]:
     flags += _accessions(up)
     flags += _mrns(up, flags)
     flags += _names(up)
+    flags += _title_case_pairs(text)
     flags += _identifiers(up, identifiers)
     return _dedupe(flags)
 
 
 def upper_same_length(text: str) -> str:
     """Upper case without changing length (str.upper turns 'ß' into 'SS'),
-    so spans found in the result index the original text."""
-    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
+    so spans found in the result index the original text. OCR's '$' for
+    'S' is undone here too."""
+    return "".join(u if len(u := c.upper()) == 1 else c for c in text).replace("$", "S")
 
 
 def _digit_context_fix(s: str) -> str:
@@ -123,7 +119,7 @@ def _valid_date(y: int, m: int, d: int) -> bool:
         date(y, m, d)
     except ValueError:
         return False
-    return 1900 <= y <= 2100
+    return 1800 <= y <= 2100
 
 
 def _dates(s: str) -> list[PhiFlag]:
@@ -165,6 +161,14 @@ def _mrns(s: str, earlier: list[PhiFlag]) -> list[PhiFlag]:
     return out
 
 
+def text_of(m: re.Match[str], group: str) -> str:
+    return m.group(group)
+
+
+def _is_caps_word(w: str) -> bool:
+    return len(w) >= 2 and w.isalpha()
+
+
 def _names(s: str) -> list[PhiFlag]:
     out = []
     for m in _FIELD.finditer(s):
@@ -179,6 +183,10 @@ def _names(s: str) -> list[PhiFlag]:
             out.append(PhiFlag("name", m.span(), "LAST^FIRST (DICOM person name)"))
         elif last in SURNAMES or first in GIVEN_NAMES or last in GIVEN_NAMES:
             out.append(PhiFlag("name", m.span(), "LAST, FIRST with a known name"))
+        elif _is_caps_word(text_of(m, "l")) and _is_caps_word(text_of(m, "f")) and not (
+            {last, first} & LABEL_WORDS
+        ):
+            out.append(PhiFlag("name", m.span(), "LAST, FIRST in capitals"))
     for m in re.finditer(r"[A-Z][A-Z'\-]+", s):
         w = m.group(0)
         if w in _NOT_PHI_TOKENS:
@@ -186,6 +194,24 @@ def _names(s: str) -> list[PhiFlag]:
         if w in SURNAMES or w in GIVEN_NAMES:
             kind = "surname" if w in SURNAMES else "given name"
             out.append(PhiFlag("name", m.span(), f"common {kind}"))
+    return out
+
+
+_TITLE_PAIR = re.compile(r"\b([A-Z][a-z]{2,})[ ]+([A-Z][a-z]{2,})\b")
+
+
+def _title_case_pairs(text: str) -> list[PhiFlag]:
+    """'Ezekiel Dragomir': two capitalised words that are no label vocabulary.
+
+    Catches names the bundled lists do not know, at the cost of flagging
+    unlisted stain eponyms; LABEL_WORDS is the lever for that trade.
+    """
+    out = []
+    for m in _TITLE_PAIR.finditer(text):
+        a, b = upper_same_length(m.group(1)), upper_same_length(m.group(2))
+        if a in LABEL_WORDS or b in LABEL_WORDS:
+            continue
+        out.append(PhiFlag("name", m.span(), "two capitalised words outside the label vocabulary"))
     return out
 
 

@@ -78,7 +78,8 @@ def scan_image(
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:
-        result = _ocr_module.recognise(image, ocr_region)
+        masks = [f.box for f in findings if f.kind == "barcode"]
+        result = _ocr_module.recognise(image, ocr_region, mask=masks)
         timings.update(result.timings_ms)
         t2 = time.perf_counter()
         for line in result.lines:

@@ -1,0 +1,243 @@
+"""Synthetic slide labels with ground truth, for the detector benchmark.
+
+Seeded and deterministic: the same seed gives the same labels byte for
+byte. Each label carries a barcode (DataMatrix, QR or Code 128) with the
+accession, printed PHI (accession, date in one of many spellings, MRN,
+patient name) and non-PHI label text (stains, markers, organs, block IDs).
+Some labels carry no PHI at all, to measure false alarms.
+
+Two sets: "clean" (sharp, full resolution, any quarter turn) and "degraded"
+(blur, noise, JPEG artefacts, and downscaling to macro-like resolution).
+Half the names come from a held-out list the detector does not bundle, so
+name recall is not just the detector's own list read back.
+
+Usage: python bench/labels/make_labels.py OUT_DIR [--n 60] [--seed 7]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zxingcpp
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+FONT_FILES = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
+    "/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf",
+    "/usr/share/fonts/opentype/urw-base35/NimbusMonoPS-Bold.otf",
+    "/usr/share/fonts/truetype/noto/NotoSansMono-Regular.ttf",
+]
+
+# In the detector's bundled lists / held out from them (never bundled).
+KNOWN_GIVEN = ["JOHN", "MARY", "DAVID", "SUSAN", "MICHAEL", "LINDA", "CARLOS", "ANNA"]
+KNOWN_SUR = ["SMITH", "JOHNSON", "GARCIA", "MILLER", "NGUYEN", "SCHMIDT", "ROSSI", "PATEL"]
+HELDOUT_GIVEN = ["ORLANDO", "BEATRIX", "TOBIAS", "MIRELLA", "EZEKIEL", "CORDELIA", "LEOPOLD", "ROSALIND"]
+HELDOUT_SUR = ["VANTERPOOL", "OKONKWO", "HALVORSEN", "DRAGOMIR", "QUISPE", "TREMBLAY", "ABERNATHY", "KASPRZAK"]
+
+NON_PHI = [
+    "H&E", "CD4", "CD8", "CD20", "Ki-67", "HER2", "ER", "PR", "PAS", "Trichrome", "Congo Red", "GMS",
+    "Liver", "Kidney", "Lung", "Colon", "Skin", "Breast", "Block A1", "Block B2", "Level 3", "Research Use Only",
+    "Slide 1 of 2", "p53", "S100", "TTF-1", "CK7", "Unstained", "Frozen", "PD-L1", "Giemsa",
+]  # fmt: skip
+
+# Stain/method names deliberately absent from the detector's vocabulary, so
+# that precision is also measured on label words it was not told about.
+NON_PHI_HELDOUT = [
+    "Sirius Red", "Cresyl Violet", "Gomori Methenamine", "Dieterle Silver", "Kinyoun Stain", "Brown Hopps",
+    "Feulgen Reaction", "Hale Colloidal Iron", "Nissl Stain", "Golgi Cox", "Picro Sirius", "Thioflavin",
+]  # fmt: skip
+
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+LONG_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+               "October", "November", "December"]  # fmt: skip
+
+
+@dataclass
+class TextLine:
+    text: str
+    phi: str | None  # category, or None for harmless label text
+
+
+@dataclass
+class LabelTruth:
+    file: str
+    set: str
+    size: tuple[int, int]
+    quarter_turns: int
+    barcodes: list[tuple[str, str]]  # (symbology, value)
+    lines: list[TextLine]
+    identifiers: list[str]
+    degradations: dict[str, float] = field(default_factory=dict)
+
+
+def _date(rng: random.Random) -> str:
+    y, m, d = rng.randint(1935, 2025), rng.randint(1, 12), rng.randint(1, 28)
+    style = rng.randrange(7)
+    return [
+        f"{y:04d}-{m:02d}-{d:02d}",
+        f"{m:02d}/{d:02d}/{y % 100:02d}",
+        f"{d}.{m}.{y}",
+        f"{d:02d}-{MONTHS[m - 1]}-{y}",
+        f"{LONG_MONTHS[m - 1]} {d} {y}",
+        f"{y:04d}{m:02d}{d:02d}",
+        f"{d} {MONTHS[m - 1].title()} {y}",
+    ][style]
+
+
+def _accession(rng: random.Random) -> str:
+    yy, n = rng.randint(10, 25), rng.randint(100, 99999)
+    return rng.choice([f"S{yy}-{n}", f"SP-{yy}-{n:04d}", f"{rng.choice(['CBF', 'HS', 'NP', 'SC'])}{yy}-{n:05d}",
+                       f"{rng.choice(['CBF', 'AB', 'PTH'])}-{n:04d}"])  # fmt: skip
+
+
+def _name(rng: random.Random) -> str:
+    held = rng.random() < 0.5
+    first = rng.choice(HELDOUT_GIVEN if held else KNOWN_GIVEN)
+    last = rng.choice(HELDOUT_SUR if held else KNOWN_SUR)
+    return rng.choice([f"{last}, {first}", f"Name: {last.title()} {first.title()}", f"{first.title()} {last.title()}",
+                       f"Pt: {last}"])  # fmt: skip
+
+
+def _phi_lines(rng: random.Random, accession: str) -> list[TextLine]:
+    lines = [TextLine(accession, "accession")]
+    if rng.random() < 0.8:
+        lines.append(TextLine(rng.choice(["", "DOB ", "Coll: "]) + _date(rng), "date"))
+    if rng.random() < 0.5:
+        lines.append(TextLine(rng.choice(["MRN ", "MRN: ", ""]) + str(rng.randint(100000, 99999999)), "mrn"))
+    if rng.random() < 0.6:
+        lines.append(TextLine(_name(rng), "name"))
+    return lines
+
+
+def _barcode(rng: random.Random, value: str, module_px: int) -> tuple[str, Image.Image]:
+    fmt = rng.choices(["DataMatrix", "QRCode", "Code128"], weights=[6, 2, 2])[0]
+    code = zxingcpp.create_barcode(value, getattr(zxingcpp.BarcodeFormat, fmt))
+    img = Image.fromarray(np.asarray(code.to_image(scale=1, add_quiet_zones=True)))
+    h = img.height * module_px if fmt != "Code128" else max(40, 12 * module_px)
+    return fmt, img.resize((img.width * module_px, h), Image.Resampling.NEAREST)
+
+
+def render_label(rng: random.Random, lines: list[TextLine], code: Image.Image | None) -> Image.Image:
+    """Draw code and text on a label-coloured card, upright."""
+    font = ImageFont.truetype(rng.choice([f for f in FONT_FILES if Path(f).exists()]), rng.randint(22, 34))
+    pad = 16
+    widths = [ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), ln.text, font=font) for ln in lines]
+    text_w = max((b[2] - b[0] for b in widths), default=0)
+    row = max((b[3] - b[1] for b in widths), default=10) + rng.randint(6, 14)
+    code_w, code_h = code.size if code else (0, 0)
+    code_on_top = code is not None and code_w > 1.6 * code_h  # 1D codes go above the text
+    if code_on_top:
+        w = max(code_w, text_w) + 2 * pad
+        h = code_h + row * len(lines) + 3 * pad
+    else:
+        w = code_w + text_w + 3 * pad
+        h = max(code_h, row * len(lines)) + 2 * pad
+    bg = rng.choice([(255, 255, 255), (250, 245, 225), (235, 240, 250), (252, 230, 190)])
+    img = Image.new("RGB", (w, h), bg)
+    draw = ImageDraw.Draw(img)
+    tx, ty = pad, pad
+    if code is not None:
+        img.paste(code.convert("RGB"), (pad, pad))
+        if code_on_top:
+            ty = code_h + 2 * pad
+        else:
+            tx = code_w + 2 * pad
+    for i, ln in enumerate(lines):
+        draw.text((tx, ty + i * row), ln.text, fill=(20, 20, 20), font=font)
+    return img
+
+
+def _degrade(rng: random.Random, img: Image.Image, module_px: int) -> tuple[Image.Image, dict[str, float]]:
+    """Downscale (macro-like), blur, noise, JPEG.
+
+    The narrowest bar/module stays >= 2.2 px after downscaling: below that
+    a code is not decodable by anyone, and the set would measure the
+    generator rather than the reader.
+    """
+    info: dict[str, float] = {}
+    scale = max(2.2 / module_px, rng.uniform(0.4, 0.75))
+    info["scale"] = round(scale, 3)
+    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)
+    radius = rng.uniform(0.3, 1.0)
+    info["blur"] = round(radius, 2)
+    img = img.filter(ImageFilter.GaussianBlur(radius))
+    sigma = rng.uniform(3, 12)
+    info["noise"] = round(sigma, 1)
+    arr = np.asarray(img).astype(np.float32)
+    noise = np.random.default_rng(rng.randrange(2**32)).normal(0, sigma, arr.shape)
+    img = Image.fromarray(np.clip(arr + noise, 0, 255).astype(np.uint8))
+    q = rng.randint(35, 75)
+    info["jpeg_quality"] = q
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=q)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB"), info
+
+
+def make_label(rng: random.Random, set_name: str, index: int) -> tuple[Image.Image, LabelTruth]:
+    phi_free = rng.random() < 0.12
+    accession = _accession(rng)
+    lines = [] if phi_free else _phi_lines(rng, accession)
+    lines += [TextLine(t, None) for t in rng.sample(NON_PHI, rng.randint(1, 3))]
+    if rng.random() < 0.3:
+        lines.append(TextLine(rng.choice(NON_PHI_HELDOUT), None))
+    rng.shuffle(lines)
+    module_px = rng.randint(3, 6)
+    codes: list[tuple[str, str]] = []
+    code_img = None
+    if not phi_free:
+        fmt, code_img = _barcode(rng, accession, module_px)
+        codes.append((fmt, accession))
+    img = render_label(rng, lines, code_img)
+    info: dict[str, float] = {}
+    if set_name == "degraded":
+        img, info = _degrade(rng, img, module_px)
+    k = rng.randrange(4)
+    if k:
+        img = img.transpose([None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270][k])
+    name = f"{set_name}_{index:04d}.png"
+    truth = LabelTruth(name, set_name, img.size, k, codes, lines, [] if phi_free else [accession], info)
+    return img, truth
+
+
+def generate(out_dir: Path, n: int = 60, seed: int = 7) -> list[LabelTruth]:
+    """Write ``n`` clean and ``n`` degraded labels plus truth.jsonl to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truths = []
+    for set_name in ("clean", "degraded"):
+        rng = random.Random(f"{seed}-{set_name}")
+        for i in range(n):
+            img, truth = make_label(rng, set_name, i)
+            img.save(out_dir / truth.file)
+            truths.append(truth)
+    with open(out_dir / "truth.jsonl", "w") as fh:
+        for t in truths:
+            fh.write(json.dumps(asdict(t)) + "\n")
+    return truths
+
+
+def load_truth(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "truth.jsonl").read_text().splitlines()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--n", type=int, default=60, help="labels per set")
+    ap.add_argument("--seed", type=int, default=7)
+    a = ap.parse_args()
+    truths = generate(a.out_dir, a.n, a.seed)
+    print(f"wrote {len(truths)} labels to {a.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
