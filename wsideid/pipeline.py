@@ -198,3 +198,20 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
         counts[d.action] = counts.get(d.action, 0) + 1
     return {"actions": counts, "unknown": len(plan.unknowns()),
             "images": {f"{d.image.index}:{d.image.role}": d.action for d in plan.images}}
+
+
+def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: DeidOptions | None = None) -> VerifyReport:
+    """Re-plan the original with the same options and check an existing output against it."""
+    options = options or DeidOptions(verify="full")
+    slide = open_slide(original)
+    plan = _plan(slide, options)
+    from .vendors import tiff_base
+    from .verify import verify_tiff
+    edited = tiff_base.tile_segment_edits(slide.container, plan)
+    try:
+        return verify_tiff(slide.container, os.fspath(output), plan, slide.module, edited,
+                           full=options.verify == "full")
+    except WsideidError as exc:
+        rep = VerifyReport()
+        rep.add("reparse", False, str(exc))
+        return rep

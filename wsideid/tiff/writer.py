@@ -91,8 +91,6 @@ class _Layout:
         return {"classic": 8, "bigtiff": 16, "ndpi": 12}[self.kind]
 
     def is_inline(self, e: OutEntry) -> bool:
-        if self.kind == "ndpi" and e.type == 2:
-            return False  # NDPI writers never inline ASCII; readers expect that
         return len(e.raw) <= self.inline_max
 
     def ifd_block_size(self, entries: list[OutEntry]) -> int:

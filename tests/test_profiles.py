@@ -1,0 +1,70 @@
+"""Profiles: shipped files validate, overrides merge, unknowns fail closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsideid.dates import DatePolicy
+from wsideid.errors import ProfileError, StrictRefusal
+from wsideid.model import Field, ImageInfo, Inventory
+from wsideid.profiles import FORMAT_PROFILES, PlanOptions, load_profile, make_plan
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMAT_PROFILES if f != "dicom"])
+def test_shipped_profiles_load(fmt):
+    p = load_profile(fmt)
+    assert p.format == fmt and len(p.sha256) == 64
+    assert p.image_action("level") == "keep"
+    assert p.unknown_action == "remove"
+
+
+def _inv(*fields):
+    return Inventory("aperio", "x.svs", [ImageInfo(0, "level", 10, 10, "jpeg", True, 1),
+                                         ImageInfo(1, "label", 10, 10, "lzw", False, 1)],
+                     [Field(f"ifd[0]/ImageDescription/{k}", f"description:{k}", v, ifd=0, tag=270, subkey=k)
+                      for k, v in fields])
+
+
+def test_plan_actions_and_unknowns():
+    prof = load_profile("aperio")
+    plan = make_plan(_inv(("MPP", "0.5"), ("Date", "12/29/09"), ("Filename", "CMU-1"), ("Mystery", "x")),
+                     prof, PlanOptions(DatePolicy("year"), new_id="R1"))
+    acts = {d.field.subkey: (d.action, d.new_value) for d in plan.fields}
+    assert acts["MPP"] == ("keep", "0.5")
+    assert acts["Date"] == ("date", "01/01/09")
+    assert acts["Filename"] == ("replace", "R1")
+    assert acts["Mystery"][0] == "remove" and plan.unknowns()[0].field.subkey == "Mystery"
+    assert {d.image.role: d.action for d in plan.images} == {"level": "keep", "label": "remove"}
+
+
+def test_replace_without_new_id_removes():
+    plan = make_plan(_inv(("Filename", "CMU-1")), load_profile("aperio"), PlanOptions(DatePolicy()))
+    assert plan.fields[0].action == "remove"
+
+
+def test_strict_refuses_unknown():
+    with pytest.raises(StrictRefusal, match="Mystery"):
+        make_plan(_inv(("Mystery", "x")), load_profile("aperio"), PlanOptions(DatePolicy(), strict=True))
+
+
+def test_override_file_merges(tmp_path):
+    over = tmp_path / "o.toml"
+    over.write_text('[description]\nMystery = "keep"\nMPP = "remove"\n[images]\nlabel = "keep"\n')
+    prof = load_profile("aperio", over)
+    plan = make_plan(_inv(("Mystery", "x"), ("MPP", "0.5")), prof, PlanOptions(DatePolicy()))
+    assert [d.action for d in plan.fields] == ["keep", "remove"]
+    assert prof.image_action("label") == "keep" and "override:o.toml" in prof.sources
+    assert prof.sha256 != load_profile("aperio").sha256
+
+
+@pytest.mark.parametrize("text,match", [
+    ('[description]\nMPP = "obliterate"\n', "unknown action"),
+    ('[description]\nDate = "date"\n', "needs a format"),
+    ('[images]\nlabel = "sometimes"\n', "unknown action"),
+    ('[description\n', "not valid TOML"),
+])
+def test_bad_override_is_a_clear_error(tmp_path, text, match):
+    over = tmp_path / "bad.toml"
+    over.write_text(text)
+    with pytest.raises(ProfileError, match=match):
+        load_profile("aperio", over)

@@ -1,0 +1,188 @@
+"""Command-line front end: parses arguments, calls the API, prints results.
+
+It holds no de-identification logic. Every anticipated failure is a
+WsideidError and becomes one line on stderr with a non-zero exit; anything
+else is reported as an internal error in one line too (set
+WSIDEID_DEBUG=1 for the traceback), never a raw traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from . import __version__
+from .errors import WsideidError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_VERIFY, EXIT_INTERNAL = 0, 1, 2, 3, 70
+
+
+def _date_options(args) -> Any:
+    from .dates import make_policy
+    from .keys import load_secret
+    secret = load_secret(getattr(args, "secret_file", None))
+    return make_policy(args.dates, secret, getattr(args, "subject", None))
+
+
+def _deid_options(args):
+    from .pipeline import DeidOptions
+    return DeidOptions(dates=_date_options(args), profile=args.profile, new_id=getattr(args, "new_id", None),
+                       strict=getattr(args, "strict", False), keep_macro=getattr(args, "keep_macro", False),
+                       verify=getattr(args, "verify", "sample"), overwrite=getattr(args, "overwrite", False),
+                       hash_outputs=not getattr(args, "no_hash", False),
+                       audit_dir=getattr(args, "audit_dir", None))
+
+
+def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    if as_json:
+        json.dump(obj, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text(obj))
+
+
+def cmd_inspect(args) -> int:
+    from .pipeline import inspect
+    plan = inspect(args.slide, _deid_options(args))
+    inv = plan.inventory
+    data = {
+        "format": inv.format,
+        "notes": inv.notes,
+        "images": [{"index": d.image.index, "role": d.image.role, "width": d.image.width,
+                    "height": d.image.height, "compression": d.image.compression,
+                    "tiles": d.image.tile_count, "action": d.action} for d in plan.images],
+        "fields": [{"path": d.field.path, "value": d.field.value, "action": d.action,
+                    "new_value": d.new_value if d.action not in ("keep", "remove") else None,
+                    "rule": d.rule, "unknown": d.unknown} for d in plan.fields],
+        "profile": {"name": plan.profile_name, "sha256": plan.profile_sha256},
+    }
+
+    def text(d):
+        lines = [f"format: {d['format']}", *[f"  {n}" for n in d["notes"]], "images:"]
+        for im in d["images"]:
+            lines.append(f"  [{im['index']}] {im['role']:<9} {im['width']}x{im['height']} {im['compression']}"
+                         f" ({im['tiles']} tiles/strips) -> {im['action']}")
+        lines.append(f"metadata ({d['profile']['name']}):")
+        for f in d["fields"]:
+            val = str(f["value"])
+            val = val if len(val) <= 60 else val[:57] + "..."
+            new = f" -> {f['new_value']!s:.40}" if f["new_value"] is not None else ""
+            flag = "  [unknown]" if f["unknown"] else ""
+            lines.append(f"  {f['action']:<8} {f['path']} = {val!r}{new}{flag}")
+        return "\n".join(lines) + "\n"
+    _print(data, args.json, text)
+    return EXIT_OK
+
+
+def cmd_deid(args) -> int:
+    from .pipeline import deidentify, plan_summary
+    if args.mkdir:
+        os.makedirs(args.output, exist_ok=True)
+    res = deidentify(args.input, args.output, _deid_options(args))
+    data = {"status": res.status, "format": res.format, "output": res.output, "audit": res.audit_path,
+            "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
+            "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
+
+    def text(d):
+        s = d["summary"]
+        acts = ", ".join(f"{v} {k}" for k, v in sorted(s["actions"].items()))
+        imgs = ", ".join(f"{k} {v}" for k, v in s["images"].items())
+        return (f"published {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
+                f"  images: {imgs}\n  verified: {sum(c['ok'] for c in d['checks'])}/{len(d['checks'])} checks"
+                f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n")
+    _print(data, args.json, text)
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .pipeline import verify_output
+    rep = verify_output(args.original, args.output_file, _deid_options(args))
+    data = {"ok": rep.ok, "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in rep.checks]}
+
+    def text(d):
+        return "\n".join(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in d["checks"]) + \
+            f"\n{'verified' if d['ok'] else 'NOT verified'}\n"
+    _print(data, args.json, text)
+    return EXIT_OK if rep.ok else EXIT_VERIFY
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(args.workdir, as_json=args.json)
+
+
+def _add_deid_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", metavar="F", help="TOML profile that overrides the shipped one for the format")
+    p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
+                   help="date policy: remove (default), year (keep the year only), shift (keyed per-subject offset)")
+    p.add_argument("--secret-file", metavar="F", help="secret key for date shifts and UIDs (else $WSIDEID_SECRET)")
+    p.add_argument("--subject", metavar="ID", help="patient key: slides of one subject get one date offset")
+    p.add_argument("--new-id", metavar="ID", help="research ID: output name and replacement for identifiers")
+    p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
+    p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (flagged for QC)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="wsideid", description="De-identify whole-slide images (SVS, NDPI, tiled TIFF, DICOM WSI).")
+    ap.add_argument("--version", action="version", version=f"wsideid {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="show format, images and every metadata field with the planned action")
+    p.add_argument("slide")
+    _add_deid_common(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    _add_deid_common(p)
+    p.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="compare a sample of tiles per image (default) or all of them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
+    p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
+    p.add_argument("--no-hash", action="store_true", help="skip the sha256 of input and output in the audit")
+    p.set_defaults(func=cmd_deid)
+
+    p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
+    p.add_argument("original")
+    p.add_argument("output_file", metavar="output")
+    _add_deid_common(p)
+    p.add_argument("--verify", choices=["sample", "full"], default="full")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="make sample slides with planted PHI and de-identify them")
+    p.add_argument("--workdir", default="wsideid-demo", help="folder for the samples and outputs (default ./wsideid-demo)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except WsideidError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"wsideid: error: {msg}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("wsideid: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("WSIDEID_DEBUG"):
+            raise
+        print(f"wsideid: internal error: {type(exc).__name__} (set WSIDEID_DEBUG=1 for details; please report)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
