@@ -164,3 +164,16 @@ def test_height_zero_needs_height_argument():
     out = blank_regions(bytes(src), BOXES, height=hdr.height)
     ref = blank_regions(variant("444"), BOXES)
     assert out[hdr.entropy_start :] == ref[hdr.entropy_start :]
+
+
+def test_height_from_dnl():
+    src = variant("444")
+    hdr = parse(src)
+    sof = src.index(b"\xff\xc0")
+    dnl = b"\xff\xdc\x00\x04" + hdr.height.to_bytes(2, "big")
+    zero = src[: sof + 5] + b"\x00\x00" + src[sof + 7 : hdr.entropy_end] + dnl + src[hdr.entropy_end :]
+    assert parse(zero).height == hdr.height
+    assert all(np.array_equal(a, b) for a, b in zip(coefficients(zero), coefficients(src)))
+    out = blank_regions(zero, BOXES)
+    assert out.endswith(dnl + b"\xff\xd9")
+    assert out[hdr.entropy_start : -8] == blank_regions(src, BOXES)[hdr.entropy_start : -2]

@@ -65,10 +65,14 @@ class Blanker:
         for i, c in enumerate(comps):
             codes = self.slots.dc[self.layout.slots.index(i)].codes
             self._steps[i] = allowed_steps(s for s in codes if s <= MAX_DC_CATEGORY)
+        self.max_error = 0.0
+
+    def _eob_codes(self) -> list[str]:
+        """EOB code per MCU slot; checked only when a block is to be blanked."""
         for t in self.slots.ac:
             if 0x00 not in t.codes:
                 raise JpegBlankingError("JPEG AC Huffman table has no end-of-block code; cannot blank")
-        self.max_error = 0.0
+        return [t.codes[0x00] for t in self.slots.ac]
 
     # -- planning ---------------------------------------------------------
 
@@ -109,7 +113,10 @@ class Blanker:
 
     def _dc_bits(self, slot: int, diff: int) -> str:
         s = bits.category(diff)
-        return self.slots.dc[slot].codes[s] + bits.value_bits(diff, s)
+        code = self.slots.dc[slot].codes.get(s)
+        if code is None:  # dcplan rules this out; never emit a corrupt stream
+            raise JpegBlankingError(f"JPEG DC Huffman table lacks category {s}")
+        return code + bits.value_bits(diff, s)
 
     def reencode(self, raw: bytes, first_mcu: int, n_mcus: int, mask: bytearray) -> bytes:
         """New stuffed entropy bytes of one interval with masked MCUs blanked."""
@@ -119,7 +126,7 @@ class Blanker:
         changed = [bool(mask[first_mcu + i // nslots]) for i in range(n_mcus * nslots)]
         new = self._plan(changed, dcs)
         src = bits.to_bitstring(buf)
-        eob = [t.codes[0x00] for t in self.slots.ac]
+        eob = self._eob_codes()
         parts: list[str] = []
         pred = [0] * self.ncomp  # predictor in the output
         orig = [0] * self.ncomp  # predictor in the source
@@ -160,7 +167,7 @@ class Blanker:
         """Stuffed entropy bytes of an interval of ``n_mcus`` flat MCUs."""
         nslots = len(self.slots.comp)
         new = self._plan([True] * (n_mcus * nslots), None)
-        eob = [t.codes[0x00] for t in self.slots.ac]
+        eob = self._eob_codes()
         parts = []
         pred = [0] * self.ncomp
         for i in range(n_mcus * nslots):
