@@ -136,11 +136,10 @@ def scan_positions(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int):
             k = 1
             while k < 64:
                 e = askip[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]
-                if not e:
-                    raise _corrupt()
                 p += e & 63
                 k += e >> 6
-            if k != 64 and k < 128:
+            # Legal ends: exactly 64 (coefficient 63 coded) or EOB (128 + k).
+            if k != 64 and not 128 < k < 192:
                 raise _corrupt()
             if p > nbits:
                 raise _truncated()

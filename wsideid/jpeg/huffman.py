@@ -21,6 +21,11 @@ MAX_AC_SIZE = 10
 EOB = 0x00
 ZRL = 0xF0
 
+# ``skip`` entry of a prefix that is no code: advances nothing but pushes
+# the coefficient index past every legal end state, so the hot loop needs
+# no test per symbol and the check after the block catches it.
+SKIP_INVALID = 1024 << 6
+
 
 @dataclass(frozen=True)
 class HuffmanTable:
@@ -30,7 +35,8 @@ class HuffmanTable:
     a symbol illegal in baseline data).
     ``skip``: AC tables only, 16-bit prefix -> ``(length + size) | k_step << 6``
     where k_step advances the coefficient index (EOB advances by 128 so the
-    block loop ends and the end state tells EOB from a full block).
+    block loop ends and the end state tells EOB from a full block; a prefix
+    that is no code holds SKIP_INVALID).
     ``codes``: symbol -> code as a '0'/'1' string, for the encoder.
     """
 
@@ -59,7 +65,7 @@ def _canonical(spec: HuffmanSpec) -> list[tuple[int, int, int]]:
 def _build(counts: tuple[int, ...], symbols: bytes, is_ac: bool) -> HuffmanTable:
     spec = HuffmanSpec(counts, symbols)
     lut = [0] * 65536
-    skip = [0] * 65536 if is_ac else None
+    skip = [SKIP_INVALID] * 65536 if is_ac else None
     codes: dict[int, str] = {}
     for symbol, code, length in _canonical(spec):
         codes.setdefault(symbol, format(code, f"0{length}b"))
