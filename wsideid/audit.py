@@ -53,6 +53,7 @@ def audit_record(result) -> dict[str, Any]:
         "fields": fields,
         "verification": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
         if result.report else [],
+        "detectors": [sc.to_dict(include_values=False) for sc in getattr(result, "scans", [])],
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
     }
 

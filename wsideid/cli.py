@@ -33,7 +33,9 @@ def _deid_options(args):
                        strict=getattr(args, "strict", False), keep_macro=getattr(args, "keep_macro", False),
                        verify=getattr(args, "verify", "sample"), overwrite=getattr(args, "overwrite", False),
                        hash_outputs=not getattr(args, "no_hash", False),
-                       audit_dir=getattr(args, "audit_dir", None))
+                       audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", "residual"),
+                       ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
+                       review_dir=getattr(args, "review_dir", None))
 
 
 def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -86,15 +88,46 @@ def cmd_deid(args) -> int:
             "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
             "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
 
+    data["detectors"] = [sc.to_dict(include_values=False) for sc in res.scans]
+
     def text(d):
         s = d["summary"]
         acts = ", ".join(f"{v} {k}" for k, v in sorted(s["actions"].items()))
         imgs = ", ".join(f"{k} {v}" for k, v in s["images"].items())
-        return (f"published {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
+        head = ("published" if d["status"] == "published" else
+                "FLAGGED for review (residual PHI found on a kept image), written to")
+        flags = [f"{x['stage']} {x['role']}: {', '.join(sorted(x.get('phi_categories', {}))) or x.get('error', 'clean')}"
+                 for x in d["detectors"]]
+        return (f"{head} {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
+                + (f"  detectors: {'; '.join(flags)}\n" if flags else "") +
                 f"  images: {imgs}\n  verified: {sum(c['ok'] for c in d['checks'])}/{len(d['checks'])} checks"
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n")
     _print(data, args.json, text)
-    return EXIT_OK
+    return EXIT_OK if res.status == "published" else EXIT_FINDINGS
+
+
+def cmd_scan(args) -> int:
+    from .scanning import scan_paths
+    results, errors = scan_paths(args.paths, args.identifier or [], ocr=not args.no_ocr)
+    data = {"results": results, "errors": errors}
+
+    def text(d):
+        lines = []
+        for r in d["results"]:
+            lines.append(f"{r['path']}: {'PHI FOUND' if r['has_phi'] else 'clean'}")
+            for im in r["images"]:
+                for f in im.get("findings", []):
+                    cats = ",".join(f.get("phi", [])) or "-"
+                    lines.append(f"  [{im['role']}] {f['kind']:<7} {f.get('symbology') or '':<10} {f.get('value', '')!r} phi={cats}")
+                if im.get("error"):
+                    lines.append(f"  [{im['role']}] not scanned: {im['error']}")
+        for e in d["errors"]:
+            lines.append(f"{e['path']}: error: {e['error']}")
+        return "\n".join(lines) + "\n"
+    _print(data, args.json, text)
+    if errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if any(r["has_phi"] for r in results) else EXIT_OK
 
 
 def cmd_verify(args) -> int:
@@ -146,7 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
     p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of input and output in the audit")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
+                   help="barcode/OCR detectors: on kept images (residual, default), also on the removed label/macro (all), or off")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
+    p.add_argument("--identifier", action="append", metavar="TEXT",
+                   help="a known original identifier (accession, name) to look for; repeatable")
+    p.add_argument("--review-dir", metavar="DIR", help="where flagged outputs go (default: OUTDIR-review)")
     p.set_defaults(func=cmd_deid)
+
+    p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--identifier", action="append", metavar="TEXT", help="known identifier to match fuzzily; repeatable")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
     p.add_argument("original")

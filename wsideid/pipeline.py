@@ -39,6 +39,10 @@ class DeidOptions:
     overwrite: bool = False
     hash_outputs: bool = True
     audit_dir: str | None = None  # default: next to the output
+    detect: str = "residual"  # off | residual (kept images) | all (also the removed label/macro)
+    ocr: bool = True
+    identifiers: list[str] = field(default_factory=list)  # known originals, matched fuzzily by the detectors
+    review_dir: str | None = None  # flagged outputs go here; default: sibling "<OUTDIR>-review"
 
 
 @dataclass
@@ -48,8 +52,9 @@ class DeidResult:
     format: str
     plan: Plan | None
     report: VerifyReport | None
-    status: str  # published | failed
+    status: str  # published | flagged | failed
     error: str | None = None
+    scans: list = field(default_factory=list)  # scanning.ImageScan, source and residual
     audit_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
@@ -134,6 +139,12 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
     slide = open_slide(input_path)
     plan = _plan(slide, options)
     timings["plan"] = time.perf_counter() - t0
+    scans = []
+    if options.detect == "all":
+        from .scanning import scan_images, source_targets
+        t = time.perf_counter()
+        scans += scan_images(input_path, source_targets(plan), "source", options.identifiers, options.ocr)
+        timings["detect-source"] = time.perf_counter() - t
 
     tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
     published = False
@@ -152,6 +163,16 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         if not report.ok:
             fails = "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
             raise VerificationFailed(f"output failed verification, nothing published ({fails})")
+        status, destination = "published", final
+        if options.detect != "off":
+            residual = _residual_scan(tmp, plan, options)
+            scans += residual
+            timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in residual if s.result)
+            if any(s.has_phi or s.error for s in residual):
+                status = "flagged"
+                review = options.review_dir or outdir.rstrip(os.sep) + "-review"
+                os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+                destination = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         for label, h in (("input", in_hash), ("output", out_hash)):
             if h is not None:
@@ -159,7 +180,9 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
                 if h.error:
                     raise WsideidError(f"cannot hash the {label}: {h.error}")
                 hashes[label] = h.hexdigest or ""
-        os.replace(tmp, final)
+        if status == "flagged" and os.path.lexists(destination) and not options.overwrite:
+            raise WsideidError("a flagged output of this slide is already waiting in the review folder")
+        os.replace(tmp, destination)
         published = True
     finally:
         if not published:
@@ -168,10 +191,23 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
             except FileNotFoundError:
                 pass
     timings["total"] = time.perf_counter() - t0
-    result = DeidResult(input_path, final, slide.format, plan, report, "published", timings=timings, sha256=hashes)
+    result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
+                        sha256=hashes, scans=scans)
     from .audit import write_audit
-    result.audit_path = write_audit(result, options)
+    result.audit_path = write_audit(result, options if status == "published" else _review_audit(options, destination))
     return result
+
+
+def _review_audit(options: DeidOptions, destination: str) -> DeidOptions:
+    from dataclasses import replace
+    return replace(options, audit_dir=os.path.dirname(destination))
+
+
+def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
+    from .scanning import residual_targets, scan_images
+    kept = [d.image.index for d in plan.images if d.action != "remove"]
+    targets = residual_targets(plan, {src: out for out, src in enumerate(kept)})
+    return scan_images(tmp, targets, "output", options.identifiers, options.ocr)
 
 
 def _apply(slide: OpenedSlide, plan: Plan, tmp: str) -> dict[int, dict[int, bytes]]:
