@@ -6,8 +6,10 @@ accession, printed PHI (accession, date in one of many spellings, MRN,
 patient name) and non-PHI label text (stains, markers, organs, block IDs).
 Some labels carry no PHI at all, to measure false alarms.
 
-Two sets: "clean" (sharp, full resolution, any quarter turn) and "degraded"
-(blur, noise, JPEG artefacts, and downscaling to macro-like resolution).
+Sets: "clean" (sharp, full resolution, any quarter turn), "degraded"
+(blur, noise, JPEG artefacts, downscaling to macro-like resolution with
+code modules >= 2.2 px) and "harsh" (modules down to 1.5 px, heavier blur
+and JPEG; a stress set without a target).
 Half the names come from a held-out list the detector does not bundle, so
 name recall is not just the detector's own list read back.
 
@@ -156,18 +158,20 @@ def render_label(rng: random.Random, lines: list[TextLine], code: Image.Image | 
     return img
 
 
-def _degrade(rng: random.Random, img: Image.Image, module_px: int) -> tuple[Image.Image, dict[str, float]]:
+def _degrade(rng: random.Random, img: Image.Image, module_px: int, harsh: bool = False) -> tuple[Image.Image, dict[str, float]]:
     """Downscale (macro-like), blur, noise, JPEG.
 
     The narrowest bar/module stays >= 2.2 px after downscaling: below that
     a code is not decodable by anyone, and the set would measure the
-    generator rather than the reader.
+    generator rather than the reader. ``harsh`` goes down to 1.5 px,
+    heavier blur and JPEG: a stress set with no target.
     """
     info: dict[str, float] = {}
-    scale = max(2.2 / module_px, rng.uniform(0.4, 0.75))
+    floor = rng.uniform(1.5, 2.2) if harsh else 2.2
+    scale = max(floor / module_px, rng.uniform(0.3, 0.6) if harsh else rng.uniform(0.4, 0.75))
     info["scale"] = round(scale, 3)
     img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)
-    radius = rng.uniform(0.3, 1.0)
+    radius = rng.uniform(0.6, 1.3) if harsh else rng.uniform(0.3, 1.0)
     info["blur"] = round(radius, 2)
     img = img.filter(ImageFilter.GaussianBlur(radius))
     sigma = rng.uniform(3, 12)
@@ -175,7 +179,7 @@ def _degrade(rng: random.Random, img: Image.Image, module_px: int) -> tuple[Imag
     arr = np.asarray(img).astype(np.float32)
     noise = np.random.default_rng(rng.randrange(2**32)).normal(0, sigma, arr.shape)
     img = Image.fromarray(np.clip(arr + noise, 0, 255).astype(np.uint8))
-    q = rng.randint(35, 75)
+    q = rng.randint(25, 50) if harsh else rng.randint(35, 75)
     info["jpeg_quality"] = q
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=q)
@@ -199,8 +203,8 @@ def make_label(rng: random.Random, set_name: str, index: int) -> tuple[Image.Ima
         codes.append((fmt, accession))
     img = render_label(rng, lines, code_img)
     info: dict[str, float] = {}
-    if set_name == "degraded":
-        img, info = _degrade(rng, img, module_px)
+    if set_name in ("degraded", "harsh"):
+        img, info = _degrade(rng, img, module_px, harsh=set_name == "harsh")
     k = rng.randrange(4)
     if k:
         img = img.transpose([None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270][k])
@@ -209,11 +213,14 @@ def make_label(rng: random.Random, set_name: str, index: int) -> tuple[Image.Ima
     return img, truth
 
 
-def generate(out_dir: Path, n: int = 60, seed: int = 7) -> list[LabelTruth]:
-    """Write ``n`` clean and ``n`` degraded labels plus truth.jsonl to ``out_dir``."""
+SETS = ("clean", "degraded", "harsh")
+
+
+def generate(out_dir: Path, n: int = 60, seed: int = 7, sets: tuple[str, ...] = SETS) -> list[LabelTruth]:
+    """Write ``n`` labels per set plus truth.jsonl to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     truths = []
-    for set_name in ("clean", "degraded"):
+    for set_name in sets:
         rng = random.Random(f"{seed}-{set_name}")
         for i in range(n):
             img, truth = make_label(rng, set_name, i)

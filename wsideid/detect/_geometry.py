@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .findings import Box
 
@@ -24,6 +24,7 @@ class View:
     crop: Box
     scale: float = 1.0
     quarter_turns: int = 0
+    sharpen: bool = False  # unsharp mask after resizing: restores blurred module edges
 
     def render(self, image: Image.Image) -> Image.Image:
         """The transformed copy of ``image`` (the full source image)."""
@@ -32,6 +33,8 @@ class View:
             w, h = self._scaled_size()
             resample = Image.Resampling.BICUBIC if self.scale > 1 else Image.Resampling.BOX
             out = out.resize((w, h), resample)
+        if self.sharpen:
+            out = out.filter(ImageFilter.UnsharpMask(radius=max(1.0, 1.3 * self.scale), percent=150, threshold=2))
         k = self.quarter_turns % 4
         return out.transpose(_TRANSPOSE[k]) if k else out
 

@@ -119,8 +119,14 @@ def _read_words(img: Image.Image, view: View, psm: int) -> list[tuple[Word, tupl
 
 
 def _score(words: list[tuple[Word, tuple[float, float, float, float]]]) -> float:
-    """Confident alphanumeric characters: favours long, sure readings."""
-    return sum(w.confidence * sum(ch.isalnum() for ch in w.text) for w, _ in words if w.confidence >= 0.5)
+    """Confident alphanumeric characters: favours long, sure readings.
+
+    Each character counts by how far its word's confidence exceeds 0.3, so
+    a weak but real reading (handwriting at ~0.5) still beats the noise
+    tesseract produces on a wrongly turned label, without a hard cut-off
+    that would score both as zero.
+    """
+    return sum(max(0.0, w.confidence - 0.3) * sum(ch.isalnum() for ch in w.text) for w, _ in words)
 
 
 def _group_lines(words: list[tuple[Word, tuple[float, float, float, float]]]) -> list[Line]:
@@ -175,14 +181,17 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
     crop = region or (0, 0, *gray.size)
     size = (crop[2] - crop[0], crop[3] - crop[1])
     probe_scale = _scale_to(size, PROBE_LONG_SIDE)
+    read_scale = _scale_to(size, READ_LONG_SIDE)
     probes = []
     for k in range(4):
         view = View(crop, probe_scale, k)
-        probes.append((_score(_read_words(view.render(gray), view, psm=11)), k))
+        words = _read_words(view.render(gray), view, psm=11)
+        probes.append((_score(words), k, words))
     t1 = time.perf_counter()
-    best_score, best_k = max(probes)
-    view = View(crop, _scale_to(size, READ_LONG_SIDE), best_k)
-    words = _read_words(view.render(gray), view, psm=11)
+    best_score, best_k, words = max(probes, key=lambda p: (p[0], -p[1]))
+    if read_scale != probe_scale:  # small labels hit MAX_UPSCALE in both: reuse
+        view = View(crop, read_scale, best_k)
+        words = _read_words(view.render(gray), view, psm=11)
     t2 = time.perf_counter()
     return OcrResult(
         lines=_group_lines(words),
