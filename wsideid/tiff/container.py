@@ -103,6 +103,19 @@ def ascii_text(raw: bytes) -> str:
     return raw.rstrip(b"\0").decode("utf-8", errors="replace")
 
 
+_NP_TYPES = {1: "u1", 3: "u2", 4: "u4", 6: "i1", 7: "u1", 8: "i2", 9: "i4", 13: "u4", 16: "u8", 17: "i8", 18: "u8"}
+
+
+def integer_array(e: Entry, byteorder: str):
+    """An integer tag's values as an int64 numpy array (fast for offset tables)."""
+    import numpy as np
+    code = _NP_TYPES.get(e.type)
+    if code is None:
+        raise MalformedFile(f"tag {e.tag} has non-integer type {e.type} where offsets or counts are expected")
+    dt = np.dtype(code).newbyteorder("<" if byteorder == "<" else ">")
+    return np.frombuffer(e.raw, dtype=dt, count=e.count).astype(np.int64)
+
+
 def decode_values(e: Entry, byteorder: str) -> tuple:
     size, char = TYPES[e.type]
     if e.type in (1, 6, 7):

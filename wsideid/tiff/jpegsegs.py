@@ -13,6 +13,7 @@ Python loop per tile would dominate the run time.
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -116,26 +117,67 @@ def _benign_vectorised(mm: np.ndarray, p: np.ndarray, end: np.ndarray) -> np.nda
     return ok
 
 
+WINDOW = 32 << 20
+SLACK = MAX_HEADER_SEGMENTS * 65538  # the longest header walk past a window's last tile start
+
+
 def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Indices of tiles whose JPEG header holds a non-benign APPn/COM segment."""
+    """Indices of tiles whose JPEG header holds a non-benign APPn/COM segment.
+
+    The file is mapped one window at a time: touching one header per tile
+    through a whole-file map would make the kernel map the pages around
+    every tile (fault-around), so resident memory would grow with the slide.
+    """
+    import mmap
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     live = np.nonzero(counts >= 4)[0]
     if not len(live):
         return live
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    size = len(mm)
-    start = offsets[live]
-    end = np.minimum(start + counts[live], size)
-    ok = end - start >= 4
-    live, start, end = live[ok], start[ok], end[ok]
-    is_jpeg = (mm[start] == 0xFF) & (mm[start + 1] == 0xD8)
-    live, start, end = live[is_jpeg], start[is_jpeg], end[is_jpeg]
-    pos = start + 2
-    active = np.ones(len(live), bool)
-    flagged = np.zeros(len(live), bool)
+    live = live[np.argsort(offsets[live], kind="stable")]
+    flagged: list[np.ndarray] = []
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        i = 0
+        while i < len(live):
+            base = int(offsets[live[i]]) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+            j = int(np.searchsorted(offsets[live], base + WINDOW, side="left"))
+            j = max(j, i + 1)
+            length = min(size, int(offsets[live[j - 1]]) + SLACK) - base
+            if length <= 0:
+                i = j
+                continue
+            m = mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+            try:
+                view = np.frombuffer(m, dtype=np.uint8)
+                idx = live[i:j]
+                hits = _scan_window(view, offsets[idx] - base, np.minimum(counts[idx], length - (offsets[idx] - base)))
+                flagged.append(idx[hits])
+                del view
+            finally:
+                m.close()
+            i = j
+    return np.sort(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
+
+
+def _scan_window(mm: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Boolean mask over tiles (positions relative to ``mm``) with flagged segments."""
+    n = len(start)
+    end = start + count
+    result = np.zeros(n, bool)
+    ok = (count >= 4) & (start >= 0)
+    sel = np.nonzero(ok)[0]
+    s = start[sel]
+    is_jpeg = (mm[s] == 0xFF) & (mm[s + 1] == 0xD8)
+    sel = sel[is_jpeg]
+    pos = start[sel] + 2
+    e = end[sel]
+    active = np.ones(len(sel), bool)
+    flagged = np.zeros(len(sel), bool)
     for _ in range(MAX_HEADER_SEGMENTS):
-        active &= pos + 4 <= end
+        ran_off = active & (pos + 4 > e)
+        flagged |= ran_off  # header without SOS inside the tile: not a stream we can vouch for
+        active &= ~ran_off
         if not active.any():
             break
         idx = np.nonzero(active)[0]
@@ -146,7 +188,9 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> n
         appcom = ((marker >= 0xE0) & (marker <= 0xEF)) | (marker == 0xFE)
         cand = idx[appcom & ~stop]
         if len(cand):
-            flagged[cand] |= ~_benign_vectorised(mm, pos[cand], end[cand])
+            flagged[cand] |= ~_benign_vectorised(mm, pos[cand], e[cand])
         active[idx[stop]] = False
         pos[idx] = p + 2 + length
-    return live[flagged]
+    flagged |= active  # still walking after MAX_HEADER_SEGMENTS: hostile
+    result[sel] = flagged
+    return result

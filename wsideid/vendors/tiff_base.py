@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import MalformedFile
 from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan
 from ..tiff import jpegsegs
-from ..tiff.container import Ifd, TiffFile, decode_values
+from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
 from ..tiff.writer import ImageData, OutEntry, OutIfd
 
@@ -32,8 +32,8 @@ def image_data(ifd: Ifd, bo: str) -> ImageData | None:
         if ot in ifd.entries or ct in ifd.entries:
             if ot not in ifd.entries or ct not in ifd.entries:
                 raise MalformedFile(f"{ifd.path}: {tag_name(ot)} without {tag_name(ct)}")
-            offs = np.array(decode_values(ifd.entries[ot], bo), dtype=np.int64)
-            cnts = np.array(decode_values(ifd.entries[ct], bo), dtype=np.int64)
+            offs = integer_array(ifd.entries[ot], bo)
+            cnts = integer_array(ifd.entries[ct], bo)
             if len(offs) != len(cnts):
                 raise MalformedFile(f"{ifd.path}: {len(offs)} offsets but {len(cnts)} byte counts")
             return ImageData(ot, ct, offs, cnts)
