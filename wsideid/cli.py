@@ -35,7 +35,17 @@ def _deid_options(args):
                        hash_outputs=not getattr(args, "no_hash", False),
                        audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", "residual"),
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
-                       review_dir=getattr(args, "review_dir", None))
+                       review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args))
+
+
+def _dicom_options(args):
+    from .dicom.plan import DicomOptions
+    from .keys import load_secret
+    chosen = tuple(getattr(args, "dicom_option", None) or ())
+    return DicomOptions(options=tuple(o for o in chosen if o != "generated-label"),
+                        label="generate" if "generated-label" in chosen else "remove",
+                        to_dicom=getattr(args, "to_dicom", False),
+                        secret=load_secret(getattr(args, "secret_file", None), allow_random=True))
 
 
 def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -156,6 +166,10 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--new-id", metavar="ID", help="research ID: output name and replacement for identifiers")
     p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
     p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (flagged for QC)")
+    p.add_argument("--dicom-option", action="append", metavar="OPT",
+                   choices=["retain-device-identity", "retain-safe-private", "clean-descriptors", "generated-label"],
+                   help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"
+                        " or generated-label (a new LABEL instance showing --new-id); repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -179,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
     p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of input and output in the audit")
+    p.add_argument("--to-dicom", action="store_true",
+                   help="convert the de-identified SVS/NDPI/TIFF to DICOM WSI (wsidicomizer), then verify it as DICOM")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
                    help="barcode/OCR detectors: on kept images (residual, default), also on the removed label/macro (all), or off")
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")

@@ -48,6 +48,9 @@ def open_slide(path: str | os.PathLike) -> OpenedSlide:
     from .vendors import detect_tiff_vendor
 
     path = os.fspath(path)
+    from . import dicom
+    if os.path.isdir(path) and dicom.is_dicom_input(path):
+        return OpenedSlide(dicom.NAME, dicom, path)  # a folder of DICOM instances
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -67,5 +70,5 @@ def open_slide(path: str | os.PathLike) -> OpenedSlide:
         mod = detect_tiff_vendor(tf)
         return OpenedSlide(mod.NAME, mod, tf)
     if len(head) >= 132 and head[128:132] == b"DICM":
-        raise UnsupportedFormat("DICOM input is handled by the DICOM module (not available in this build)")
+        return OpenedSlide(dicom.NAME, dicom, path)  # wsideid.dicom.pipeline handles it
     raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")

@@ -39,6 +39,7 @@ class DeidOptions:
     overwrite: bool = False
     hash_outputs: bool = True
     audit_dir: str | None = None  # default: next to the output
+    dicom: Any = None  # wsideid.dicom.plan.DicomOptions (DICOM input or --to-dicom)
     detect: str = "residual"  # off | residual (kept images) | all (also the removed label/macro)
     ocr: bool = True
     identifiers: list[str] = field(default_factory=list)  # known originals, matched fuzzily by the detectors
@@ -63,6 +64,9 @@ class DeidResult:
 def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan:
     """The plan the profile would carry out, without writing anything."""
     options = options or DeidOptions()
+    from .dicom import pipeline as dicom_pipeline
+    if dicom_pipeline.wants_dicom(path):
+        return dicom_pipeline.inspect(path, options)
     slide = open_slide(path)
     return _plan(slide, options)
 
@@ -116,6 +120,9 @@ class _Hasher(threading.Thread):
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
     """De-identify one slide into ``outdir``; raises WsideidError on failure (nothing published)."""
     options = options or DeidOptions()
+    from .dicom import pipeline as dicom_pipeline
+    if dicom_pipeline.wants_dicom(input_path, options):
+        return dicom_pipeline.deidentify(input_path, outdir, options)
     input_path = os.fspath(input_path)
     outdir = os.fspath(outdir)
     t0 = time.perf_counter()
@@ -239,6 +246,9 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: DeidOptions | None = None) -> VerifyReport:
     """Re-plan the original with the same options and check an existing output against it."""
     options = options or DeidOptions(verify="full")
+    from .dicom import pipeline as dicom_pipeline
+    if dicom_pipeline.wants_dicom(original):
+        return dicom_pipeline.verify_output(original, output, options)
     slide = open_slide(original)
     plan = _plan(slide, options)
     from .vendors import tiff_base

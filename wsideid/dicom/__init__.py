@@ -1,0 +1,36 @@
+"""DICOM WSI: Annex E de-identification with keyed UIDs, on the core pipeline.
+
+The flow mirrors the TIFF one (inventory, plan, apply, verify, publish,
+audit), but its unit is a slide made of several instances (files), so it has
+its own driver (``wsideid.dicom.pipeline``) that ``wsideid.pipeline``
+dispatches to when the input is a DICOM file or a folder of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+NAME = "dicom"
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True when the file has the DICM magic at offset 128 (Part 10 file)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_input(path: str | os.PathLike) -> bool:
+    """A DICOM file, or a folder holding at least one DICOM file (not recursive)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return False
+        return any(is_dicom_file(os.path.join(path, n)) for n in names
+                   if os.path.isfile(os.path.join(path, n)))
+    return os.path.isfile(path) and is_dicom_file(path)

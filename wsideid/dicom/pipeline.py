@@ -1,0 +1,216 @@
+"""The DICOM flow for one slide: load, plan, write, verify, publish, audit.
+
+Same contract as ``wsideid.pipeline.deidentify``: everything is written into
+a temporary folder inside OUTDIR, verified, and only then renamed to its
+final name; any failure removes the temporary folder and leaves nothing at
+the output path. The input is only read, and checked for changes made while
+it was processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import time
+from typing import Any
+
+from ..errors import VerificationFailed, WsideidError
+from ..keys import Secret, load_secret
+from ..model import Plan, VerifyReport
+from ..profiles import check_new_id, load_profile
+from . import is_dicom_input
+from .plan import DicomOptions, DicomPlanData, make_dicom_plan
+from .rules import OPTIONS, DicomRules
+from .source import DicomSource, load
+from .uids import UidMapper
+
+TMP_PREFIX = ".wsideid-tmp-"
+
+
+def dicom_options(options: Any) -> DicomOptions:
+    return getattr(options, "dicom", None) or DicomOptions()
+
+
+def wants_dicom(path: str | os.PathLike, options: Any = None) -> bool:
+    """The input is DICOM, or a conversion to DICOM was asked for."""
+    return is_dicom_input(path) or (options is not None and dicom_options(options).to_dicom)
+
+
+def _secret(options: Any) -> Secret:
+    s = getattr(dicom_options(options), "secret", None)
+    return s if s is not None else load_secret(None, allow_random=True)
+
+
+def _columns(options: Any) -> set[str]:
+    cols = set()
+    for name in dicom_options(options).options:
+        if name not in OPTIONS:
+            raise WsideidError(f"unknown DICOM option {name!r} (one of {', '.join(sorted(OPTIONS))})")
+        cols.add(OPTIONS[name])
+    if options.dates.mode in ("shift", "year"):
+        cols.add("modified_dates")
+    elif "modified_dates" in cols:
+        raise WsideidError("retain-longitudinal-modified-dates needs --dates shift (or year)")
+    return cols
+
+
+def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) -> Plan:
+    profile = load_profile("dicom", options.profile)
+    rules = DicomRules(profile, _columns(options))
+    uids = UidMapper(secret or _secret(options))
+    return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
+                           options.keep_macro, dicom_options(options).label)
+
+
+def inspect(path: str | os.PathLike, options: Any) -> Plan:
+    return plan_source(load(os.fspath(path)), options)
+
+
+def output_name(src: DicomSource, new_id: str | None) -> str:
+    base = os.path.basename(src.path.rstrip(os.sep))
+    if src.is_folder:
+        return new_id or base
+    return f"{new_id}.dcm" if new_id else base
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stat(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[Any, str, Any]]:
+    """Write every kept instance into ``folder``; returns (instance, path, header) per instance."""
+    from .apply import build_instance, write_instance
+    from .labels import generated_label
+
+    data: DicomPlanData = plan.inventory.container
+    written = []
+    by_index = {i.index: i for i in data.source.instances}
+    for d in plan.images:
+        if d.action == "remove":
+            continue
+        inst = by_index[d.image.index]
+        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        if d.action == "replace":
+            inst, ds = generated_label(inst, ds, data, folder)
+        name = single_name or f"{ds.SOPInstanceUID}.dcm"
+        path = os.path.join(folder, name)
+        write_instance(ds, inst, path)
+        written.append((inst, path, ds))
+    if not written:
+        raise WsideidError("the plan keeps no image: nothing to write")
+    if single_name and len(written) > 1:  # pragma: no cover - a file holds one instance
+        raise WsideidError("one input file cannot give several outputs")
+    return written
+
+
+def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: Any):
+    """De-identify a DICOM file or folder into ``outdir`` (or convert with --to-dicom)."""
+    from ..pipeline import DeidResult
+
+    input_path, outdir = os.fspath(input_path), os.fspath(outdir)
+    if dicom_options(options).to_dicom and not is_dicom_input(input_path):
+        from .convert import convert_and_deidentify
+        return convert_and_deidentify(input_path, outdir, options)
+    t0 = time.perf_counter()
+    if options.new_id:
+        check_new_id(options.new_id)
+    if not os.path.exists(input_path):
+        raise WsideidError("input does not exist")
+    if not os.path.isdir(outdir):
+        raise WsideidError("output folder does not exist")
+    src = load(input_path)
+    final = os.path.join(outdir, output_name(src, options.new_id))
+    if os.path.exists(final) and os.path.realpath(final) == os.path.realpath(input_path):
+        raise WsideidError("the output would overwrite the input (use another output folder)")
+    if os.path.lexists(final) and not options.overwrite:
+        raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+    before = {i.path: _stat(i.path) for i in src.instances}
+    plan = plan_source(src, options)
+    timings = {"plan": time.perf_counter() - t0}
+
+    tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
+    os.mkdir(tmp)
+    try:
+        inner = os.path.join(tmp, "slide")
+        os.mkdir(inner)
+        t1 = time.perf_counter()
+        written = write_all(plan, inner, None if src.is_folder else os.path.basename(final))
+        timings["write"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        from .verify import verify_dicom
+        report = verify_dicom(plan, written, full=options.verify == "full")
+        timings["verify"] = time.perf_counter() - t2
+        if any(_stat(p) != k for p, k in before.items()):
+            raise WsideidError("the input changed while it was being processed; nothing was published")
+        if not report.ok:
+            fails = "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
+            raise VerificationFailed(f"output failed verification, nothing published ({fails})")
+        hashes: dict[str, str] = {}
+        if options.hash_outputs:
+            for inst in src.instances:
+                hashes[f"input[{inst.index}]"] = _sha256(inst.path)
+            for inst, path, _ in written:
+                hashes[f"output[{inst.index}]"] = _sha256(path)
+        _publish(inner if src.is_folder else written[0][1], final, tmp, options.overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    timings["total"] = time.perf_counter() - t0
+    result = DeidResult(input_path, final, "dicom", plan, report, "published", timings=timings, sha256=hashes)
+    from ..audit import write_audit
+    result.audit_path = write_audit(result, options)
+    return result
+
+
+def _publish(ready: str, final: str, tmp: str, overwrite: bool) -> None:
+    """Atomic rename into place; an old output (with --overwrite) is moved aside first."""
+    if os.path.lexists(final):
+        if not overwrite:
+            raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+        os.replace(final, os.path.join(tmp, "old")) if os.path.isdir(final) else os.unlink(final)
+    os.replace(ready, final)
+
+
+def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: Any) -> VerifyReport:
+    """Re-plan the original (same secret and options) and check an existing output against it."""
+    from .apply import build_instance
+    from .source import read_instance
+    from .verify import verify_dicom
+
+    src = load(os.fspath(original))
+    plan = plan_source(src, options)
+    data: DicomPlanData = plan.inventory.container
+    out = os.fspath(output)
+    files = [os.path.join(out, n) for n in sorted(os.listdir(out))] if os.path.isdir(out) else [out]
+    by_uid = {}
+    for i, f in enumerate(files):
+        try:
+            by_uid[str(read_instance(f, i).ds.get("SOPInstanceUID", ""))] = f
+        except WsideidError:
+            continue
+    written = []
+    rep = VerifyReport()
+    for d in plan.images:
+        if d.action == "remove":
+            continue
+        inst = next(i for i in src.instances if i.index == d.image.index)
+        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
+        if path is None:
+            rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
+            return rep
+        written.append((inst, path, ds))
+    rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
+    for c in verify_dicom(plan, written, full=True).checks:
+        rep.checks.append(c)
+    return rep

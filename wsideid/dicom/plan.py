@@ -1,0 +1,389 @@
+"""Inventory and plan for a DICOM slide: one Decision per element, in every instance.
+
+Fields are named by path (``inst[2]/SpecimenDescriptionSequence[0]/SpecimenUID``)
+so the audit, ``inspect`` and the verifier speak of the same thing. The plan
+also holds, per path, the operation the writer carries out (``Op``), so the
+writer decides nothing on its own: it replays the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from .. import __version__
+from ..dates import DatePolicy, scrub_text
+from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
+                     ImageInfo, Inventory, Plan)
+from ..profiles import Profile
+from .rules import DicomRules, Verdict
+from .source import DicomSource, Instance
+from .uids import UidMapper, is_registry_uid
+from .values import DATE_VRS, date_value, dummy, empty
+
+BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+# Content-item concepts (DCM) whose TEXT value is an identifier to replace, not free text.
+SPECIMEN_ID_CONCEPTS = {"121041", "111705"}  # Specimen Identifier, Parent Specimen Identifier
+CONTAINER_ID_CONCEPTS = {"111700"}  # Specimen Container Identifier
+CONTENT_ITEMS = "SpecimenPreparationStepContentItemSequence"
+
+
+@dataclass
+class Op:
+    """What the writer does with one element: keep, remove, set a value, or walk into it."""
+
+    kind: str  # keep | remove | set | walk
+    value: Any = None
+
+
+@dataclass
+class DicomOptions:
+    """The DICOM-only choices (everything else comes from DeidOptions)."""
+
+    options: tuple[str, ...] = ()  # rules.OPTIONS names
+    label: str = "remove"  # remove | generate
+    to_dicom: bool = False
+    secret: Any = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+
+
+@dataclass
+class DicomPlanData:
+    """What the writer and verifier need beyond the generic Plan."""
+
+    source: DicomSource
+    rules: DicomRules
+    uids: UidMapper
+    new_id: str | None
+    policy: DatePolicy
+    ops: dict[str, Op] = field(default_factory=dict)
+    columns: set[str] = field(default_factory=set)
+    specimen_ids: dict[str, str] = field(default_factory=dict)
+
+
+def tag_name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def value_text(elem: DataElement) -> str:
+    """A printable form of the value (binary summarised; text-like binary decoded for the residual scan)."""
+    if elem.VR == "SQ":
+        return f"<sequence, {len(elem.value or [])} items>"
+    v = elem.value
+    if elem.VR in BINARY_VRS or isinstance(v, (bytes, bytearray)):
+        raw = bytes(v or b"")
+        txt = raw.rstrip(b"\0 ").decode("latin-1")
+        if raw and len(raw) <= 1024 and all(32 <= ord(c) < 127 for c in txt):
+            return txt
+        return f"<{elem.VR} {len(raw)} bytes>"
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        return "\\".join(str(x) for x in v)
+    return str(v)
+
+
+class _Planner:
+    def __init__(self, data: DicomPlanData):
+        self.d = data
+        self.decisions: list[Decision] = []
+
+    # -- helpers -----------------------------------------------------------
+    def _pseudo(self, domain: str, value: str) -> str:
+        if self.d.new_id:
+            return self.d.new_id
+        return self.d.uids.pseudonym(domain, value) if value.strip() else ""
+
+    def _specimen(self, value: str) -> str:
+        v = value.strip()
+        if v not in self.d.specimen_ids:
+            if self.d.new_id:
+                n = len(self.d.specimen_ids)
+                self.d.specimen_ids[v] = self.d.new_id if n == 0 else f"{self.d.new_id}-{n + 1}"
+            else:
+                self.d.specimen_ids[v] = self.d.uids.pseudonym("dicom-specimen", v)
+        return self.d.specimen_ids[v]
+
+    def _uid_value(self, elem: DataElement):
+        vals = list(elem.value) if type(elem.value).__name__ == "MultiValue" else [elem.value]
+        new = [self.d.uids.new_uid(str(v)) for v in vals if v is not None]
+        return new if len(new) > 1 else (new[0] if new else "")
+
+    def _add(self, path: str, elem: DataElement, inst: int, action: str, new: Any, where: str,
+             unknown: bool = False) -> None:
+        f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}", value_text(elem), ifd=inst,
+                  tag=int(elem.tag))
+        if action == KEEP:
+            shown: Any = f.value
+        elif isinstance(new, (bytes, bytearray)):
+            shown = f"<{len(new)} bytes>"
+        elif isinstance(new, list):
+            shown = "<sequence, 0 items>" if elem.VR == "SQ" else "\\".join(map(str, new))
+        else:
+            shown = new
+        self.decisions.append(Decision(f, action, shown, where, unknown))
+
+    def _remove_all(self, ds: Dataset, prefix: str, inst: int, where: str) -> None:
+        """Record every element under a removed item/sequence (their values become residual needles)."""
+        for elem in ds:
+            path = f"{prefix}/{elem.keyword or tag_name(int(elem.tag))}"
+            self._add(path, elem, inst, REMOVE, None, where)
+            if elem.VR == "SQ":
+                for k, item in enumerate(elem.value or []):
+                    self._remove_all(item, f"{path}[{k}]", inst, where)
+
+    # -- the walk ----------------------------------------------------------
+    def walk(self, ds: Dataset, prefix: str, inst: int, nested: bool, override: dict[str, str] | None = None) -> None:
+        kept_blocks: set[tuple[int, int]] = set()
+        creators: list[DataElement] = []
+        for elem in ds:
+            tag = int(elem.tag)
+            group, el = tag >> 16, tag & 0xFFFF
+            path = f"{prefix}/{elem.keyword or tag_name(tag)}"
+            if el == 0 and group != 0:
+                self._set(path, elem, inst, "remove", None, REMOVE, None, "group length (recomputed)")
+                continue
+            if group % 2 == 1:
+                if 0x10 <= el <= 0xFF:
+                    creators.append(elem)
+                    continue
+                creator = ds.get((group, el >> 8))
+                verdict = self.d.rules.private(str(creator.value) if creator is not None else None, el & 0xFF)
+                if verdict.letter == "K":
+                    kept_blocks.add((group, el >> 8))
+                self._apply_letter(path, elem, inst, verdict, nested)
+                continue
+            if override and elem.keyword in override:
+                verdict = Verdict(override[elem.keyword], "clean-structured identifier item")
+            else:
+                verdict = self.d.rules.public(elem.keyword, tag)
+            self._apply_letter(path, elem, inst, verdict, nested)
+        for elem in creators:
+            tag = int(elem.tag)
+            path = f"{prefix}/{tag_name(tag)}"
+            if (tag >> 16, tag & 0xFF) in kept_blocks:
+                self._set(path, elem, inst, "keep", None, KEEP, None, "private creator of a kept block")
+            else:
+                self._set(path, elem, inst, "remove", None, REMOVE, None, "E.1-1 private attributes")
+
+    def _set(self, path: str, elem: DataElement, inst: int, kind: str, value: Any, action: str, new: Any,
+             where: str, unknown: bool = False) -> None:
+        self.d.ops[path] = Op(kind, value)
+        self._add(path, elem, inst, action, new, where, unknown)
+
+    def _apply_letter(self, path: str, elem: DataElement, inst: int, verdict: Verdict, nested: bool) -> None:
+        vr, kw, where = elem.VR, elem.keyword, verdict.where
+        letter = self.d.rules.resolve(verdict.letter, kw, vr, nested)
+        if verdict.unknown:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, "unknown", unknown=True)
+            if vr == "SQ":
+                for k, item in enumerate(elem.value or []):
+                    self._remove_all(item, f"{path}[{k}]", inst, "inside an unknown sequence")
+            return
+        if vr == "UI" and letter in ("K", "C", "D") and kw not in self.d.rules.uid_keep:
+            letter = "U"
+        if letter in ("K", "C") and vr == "SQ":
+            self._set(path, elem, inst, "walk", None, KEEP, None, where)
+            for k, item in enumerate(elem.value or []):
+                self.walk(item, f"{path}[{k}]", inst, True)
+            return
+        if letter == "clean-structured":
+            self._clean_structured(path, elem, inst, where)
+            return
+        if letter == "K":
+            self._set(path, elem, inst, "keep", None, KEEP, None, where)
+        elif letter == "X":
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + " X")
+            if vr == "SQ":
+                for k, item in enumerate(elem.value or []):
+                    self._remove_all(item, f"{path}[{k}]", inst, where + " X")
+        elif letter in ("Z", "D"):
+            value = empty(vr) if letter == "Z" else dummy(vr)
+            if vr in DATE_VRS and letter == "D" and self.d.policy.mode != "remove":
+                shifted = date_value(elem.value, vr, self.d.policy) if elem.value else None
+                value = shifted or value
+            self._set(path, elem, inst, "set", value, REPLACE, value, f"{where} {letter}")
+            if vr == "SQ":
+                for k, item in enumerate(elem.value or []):
+                    self._remove_all(item, f"{path}[{k}]", inst, f"{where} {letter}")
+        elif letter == "U":
+            value = self._uid_value(elem) if vr == "UI" else dummy(vr)
+            self._set(path, elem, inst, "set", value, REPLACE, value, f"{where} U")
+        elif letter == "C":
+            self._clean(path, elem, inst, where)
+        elif letter == "new-id":
+            value = self._pseudo(f"dicom-{kw}", value_text(elem))
+            self._set(path, elem, inst, "set", value, REPLACE, value, where)
+        elif letter == "specimen-id":
+            value = self._specimen(value_text(elem))
+            self._set(path, elem, inst, "set", value, REPLACE, value, where)
+        else:  # pragma: no cover - rules validate letters
+            raise AssertionError(letter)
+
+    def _required_fallback(self, kw: str, vr: str) -> tuple[str, Any]:
+        t = self.d.rules.iod_type(kw)
+        if t in ("1", "1C"):
+            return "set", dummy(vr)
+        if t in ("2", "2C"):
+            return "set", empty(vr)
+        return "remove", None
+
+    def _clean(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        vr, kw = elem.VR, elem.keyword
+        if vr in DATE_VRS:
+            new = date_value(elem.value, vr, self.d.policy) if elem.value not in (None, "") else ""
+            action = {"DA": DATE, "DT": DATETIME, "TM": TIME}[vr]
+            if new is None:
+                kind, value = self._required_fallback(kw, vr)
+                self._set(path, elem, inst, kind, value, REPLACE if kind == "set" else REMOVE, value, where + " C")
+            else:
+                self._set(path, elem, inst, "set", new, action, new, where + " C")
+            return
+        if vr in BINARY_VRS:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + " C (binary: removed)")
+            return
+        text = value_text(elem)
+        new, _ = scrub_text(text, self.d.policy)
+        if new == text:
+            self._set(path, elem, inst, "keep", None, TEXT, text, where + " C")
+        else:
+            self._set(path, elem, inst, "set", new, TEXT, new, where + " C")
+
+    def _clean_structured(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        """Keep the sequence; content items lose free text, keep codes, get new identifiers.
+
+        A preparation step left with no content item is dropped whole: an empty
+        step content item sequence would make the instance invalid (Type 1).
+        """
+        if elem.VR != "SQ":
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + " (not a sequence)")
+            return
+        self._set(path, elem, inst, "walk", None, KEEP, None, where)
+        for k, item in enumerate(elem.value or []):
+            ipath = f"{path}[{k}]"
+            if elem.keyword != CONTENT_ITEMS:
+                steps = item.get(CONTENT_ITEMS)
+                if steps is not None and all(_content_kind(s) == "drop" for s in steps or []):
+                    self.d.ops[ipath] = Op("drop-item")
+                    self._remove_all(item, ipath, inst, where + ": step with only free text removed")
+                else:
+                    self.walk(item, ipath, inst, True)
+                continue
+            kind = _content_kind(item)
+            if kind == "specimen":
+                self.walk(item, ipath, inst, True, {"TextValue": "specimen-id"})
+            elif kind == "container":
+                self.walk(item, ipath, inst, True, {"TextValue": "new-id"})
+            elif kind == "drop":
+                self.d.ops[ipath] = Op("drop-item")
+                self._remove_all(item, ipath, inst, where + ": free-text item removed")
+            else:
+                self.walk(item, ipath, inst, True)
+
+    def meta(self, inst: Instance) -> None:
+        fm = getattr(inst.ds, "file_meta", None) or Dataset()
+        for elem in fm:
+            path = f"inst[{inst.index}]/meta/{elem.keyword or tag_name(int(elem.tag))}"
+            spec = self.d.rules.file_meta.get(elem.keyword)
+            if spec == "K":
+                self._set(path, elem, inst.index, "keep", None, KEEP, None, f"file_meta.{elem.keyword}")
+            elif spec == "U":
+                value = self._uid_value(elem)
+                self._set(path, elem, inst.index, "set", value, REPLACE, value, f"file_meta.{elem.keyword}")
+            else:
+                self._set(path, elem, inst.index, "remove", None, REMOVE, None, "file meta (rebuilt)")
+
+
+def _content_kind(item: Dataset) -> str:
+    """specimen / container (identifier items), drop (free text or unknown type) or walk."""
+    vtype = str(item.get("ValueType", "")).upper()
+    concept = ""
+    try:
+        concept = str(item.ConceptNameCodeSequence[0].CodeValue)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        pass
+    if vtype == "TEXT" and concept in SPECIMEN_ID_CONCEPTS:
+        return "specimen"
+    if vtype == "TEXT" and concept in CONTAINER_ID_CONCEPTS:
+        return "container"
+    if vtype in ("CODE", "NUM", "DATETIME", "DATE", "TIME", "UIDREF", "CONTAINER"):
+        return "walk"
+    return "drop"
+
+
+def _image_info(inst: Instance) -> ImageInfo:
+    ds = inst.ds
+
+    def num(name: str, default: int = 0) -> int:
+        try:
+            return int(ds.get(name, default) or default)
+        except (TypeError, ValueError):
+            return default
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    try:
+        import pydicom.uid
+        comp = pydicom.uid.UID(ts).name or ts
+    except Exception:  # noqa: BLE001
+        comp = ts
+    return ImageInfo(inst.index, inst.role, num("TotalPixelMatrixColumns", num("Columns")),
+                     num("TotalPixelMatrixRows", num("Rows")), comp, True, num("NumberOfFrames", 1),
+                     {"frames": len(inst.span.fragments) if inst.span else 0})
+
+
+def _collect_specimen_ids(planner: _Planner, src: DicomSource) -> None:
+    """Number specimen IDs in order of first appearance, the same way in every instance."""
+    for inst in src.instances:
+        for item in inst.ds.get("SpecimenDescriptionSequence", []) or []:
+            v = item.get("SpecimenIdentifier")
+            if v is not None and str(v).strip():
+                planner._specimen(str(v))
+
+
+def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids: UidMapper, policy: DatePolicy,
+                    new_id: str | None, strict: bool, keep_overview: bool, label: str) -> Plan:
+    data = DicomPlanData(src, rules, uids, new_id, policy, columns=set(rules.columns))
+    planner = _Planner(data)
+    _collect_specimen_ids(planner, src)
+    for inst in src.instances:
+        planner.meta(inst)
+        planner.walk(inst.ds, f"inst[{inst.index}]", inst.index, False)
+        if inst.trailing:
+            f = Field(f"inst[{inst.index}]/@after-pixel-data", "dicom:@after-pixel-data", "<bytes after the pixel data>",
+                      ifd=inst.index)
+            planner.decisions.append(Decision(f, REMOVE, None, "elements after the pixel data are dropped"))
+    _recheck_cleaned_text(planner)
+    decisions = planner.decisions
+    unknowns = [d for d in decisions if d.unknown]
+    if unknowns and (strict or profile.unknown_action == "refuse"):
+        from ..errors import StrictRefusal
+        names = ", ".join(sorted({d.field.key for d in unknowns})[:8])
+        raise StrictRefusal(f"refused (--strict): {len(unknowns)} attribute(s) the profile does not know: {names}")
+    images = []
+    for inst in src.instances:
+        info = _image_info(inst)
+        action, rule = profile.image_action(inst.role), f"images.{inst.role}"
+        if inst.role == "overview" and keep_overview:
+            action, rule = "keep", "--keep-macro"
+        if inst.role == "label" and label == "generate":
+            action, rule = "replace", "--dicom-option generated-label"
+        images.append(ImageDecision(info, action, rule))
+    inv = Inventory("dicom", src.path, [i.image for i in images], [d.field for d in decisions], container=data,
+                    notes=[f"{len(src.instances)} instance(s)" + (f", {src.skipped} non-DICOM file(s) not copied"
+                                                                   if src.skipped else "")])
+    options = {"dates": policy.mode, "strict": strict, "keep_macro": keep_overview, "new_id_given": bool(new_id),
+               "profile_sources": profile.sources, "dicom_options": sorted(rules.columns), "label": label,
+               "tool": f"wsideid {__version__}"}
+    return Plan(inv, decisions, images, profile.name, profile.sha256, options, profile=profile)
+
+
+def _recheck_cleaned_text(planner: _Planner) -> None:
+    """Cleaned free text (C) must not keep any value removed elsewhere in the slide."""
+    removed = {d.field.text().strip().lower() for d in planner.decisions
+               if d.removes_value and d.action != TEXT and len(d.field.text().strip()) >= 4
+               and not d.field.text().startswith("<")}
+    for d in planner.decisions:
+        if d.action == TEXT and any(r in str(d.new_value).lower() for r in removed):
+            d.action, d.new_value, d.rule = REMOVE, None, d.rule + " (held a removed value: removed)"
+            planner.d.ops[d.field.path] = Op("remove")

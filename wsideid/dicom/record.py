@@ -1,0 +1,62 @@
+"""What the output says about its own de-identification (PS3.15 E.1.1, CID 7050).
+
+PatientIdentityRemoved, DeidentificationMethod (free text naming the tool,
+profile and options), DeidentificationMethodCodeSequence (one CID 7050 code
+per profile/option applied) and LongitudinalTemporalInformationModified.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from .. import __version__
+from ..dates import DatePolicy
+
+# CID 7050 "De-identification Method": code value -> code meaning.
+CID_7050 = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113101": "Clean Pixel Data Option",
+    "113102": "Clean Recognizable Visual Features Option",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+# Profile option column -> its code.
+COLUMN_CODES = {"clean_desc": "113105", "device": "113109", "safe_private": "113111", "modified_dates": "113107"}
+
+
+def method_codes(columns: set[str]) -> list[str]:
+    """Basic Profile, Clean Structured Content (the specimen preparation steps are
+    always cleaned, never emptied) and one code per selected option."""
+    codes = ["113100", "113104"] + [COLUMN_CODES[c] for c in sorted(columns) if c in COLUMN_CODES]
+    return sorted(set(codes))
+
+
+def method_text(profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy) -> list[str]:
+    """DeidentificationMethod values (LO: 64 characters each)."""
+    vals = [f"wsideid {__version__}", f"profile {profile_name}"[:64], f"profile sha256 {profile_sha[:16]}",
+            "PS3.15 E.1-1 Basic Profile + WSI rules", policy.describe()[:64]]
+    vals += [f"option {c}" for c in sorted(columns)]
+    return vals
+
+
+def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy) -> None:
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy)
+    items = []
+    for code in method_codes(columns):
+        item = Dataset()
+        item.CodeValue = code
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = CID_7050[code]
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if policy.mode in ("shift", "year") else "REMOVED"

@@ -1,0 +1,116 @@
+"""The DICOM profile as a lookup: which letter (Annex E action) an element gets.
+
+Resolution order (documented in formats/dicom.toml): the hand-written WSI
+entry, then the Table E.1-1 row with the selected options applied, then the
+WSI IOD / keep allow-lists (kept), else unknown. The X/Z/D-style choices are
+resolved with the attribute's Type in the WSI IOD, so that a required
+attribute is emptied or given a dummy rather than deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ProfileError
+from ..profiles import Profile
+
+# CLI option name -> Table E.1-1 option column in the profile.
+OPTIONS = {
+    "retain-longitudinal-modified-dates": "modified_dates",
+    "retain-device-identity": "device",
+    "retain-safe-private": "safe_private",
+    "clean-descriptors": "clean_desc",
+}
+# Order in which option columns override the Basic Profile letter.
+COLUMN_ORDER = ("clean_desc", "clean_struct", "device", "modified_dates", "safe_private")
+LETTERS = {"K", "X", "Z", "D", "U", "C", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*"}
+WSI_ACTIONS = {"new-id", "specimen-id", "clean-structured"}
+REQUIRED_1 = {"1", "1C"}
+REQUIRED_2 = {"2", "2C"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    letter: str  # a single letter (K X Z D U C) or a WSI action
+    where: str
+    unknown: bool = False
+
+
+class DicomRules:
+    """Profile data for DICOM with a set of selected option columns."""
+
+    def __init__(self, profile: Profile, columns: set[str]):
+        opts = profile.data.get("dicom_options", {})
+        self.profile = profile
+        self.columns = set(columns) | set(opts.get("default_options", []))
+        self.wsi: dict[str, str] = opts.get("wsi", {})
+        self.table: dict[str, dict[str, str]] = opts.get("table", {})
+        self.iod: dict[str, str] = opts.get("iod", {})
+        self.keep: dict[str, str] = opts.get("keep", {})
+        self.uid_keep: set[str] = set(opts.get("uid_keep", {}))
+        self.file_meta: dict[str, str] = opts.get("file_meta", {})
+        self.safe_private: dict[str, list[int]] = opts.get("safe_private", {})
+        self._repeating = [(k, v) for k, v in self.table.items() if k.startswith("(")]
+        for name, spec in list(self.wsi.items()) + list(self.keep.items()) + list(self.file_meta.items()):
+            if spec not in LETTERS and spec not in WSI_ACTIONS:
+                raise ProfileError(f"dicom profile entry {name}: unknown action {spec!r}")
+
+    def _row_letter(self, row: dict[str, str]) -> str:
+        letter = row.get("basic", "X")
+        for col in COLUMN_ORDER:
+            if col in self.columns and col in row:
+                letter = row[col]
+        return letter
+
+    def _repeating_row(self, tag: int) -> tuple[str, dict[str, str]] | None:
+        text = f"{tag >> 16:04x}{tag & 0xFFFF:04x}"
+        for key, row in self._repeating:
+            pat = key.strip("()").replace(",", "")
+            if len(pat) == 8 and all(p in ("x", c) for p, c in zip(pat, text)):
+                return key, row
+        return None
+
+    def iod_type(self, keyword: str) -> str:
+        """The attribute's Type in the WSI IOD; "3" (optional) when not listed or only nested."""
+        t = self.iod.get(keyword, "3")
+        return "3" if t == "nested" else t
+
+    def resolve(self, letter: str, keyword: str, vr: str, nested: bool) -> str:
+        """X/Z/D-style choices: X unless the WSI IOD requires the attribute."""
+        if "/" not in letter:
+            return letter
+        t = self.iod_type(keyword)
+        choices = letter.replace("*", "").split("/")
+        if t in REQUIRED_1:
+            for pref in ("U" if vr == "UI" else "D", "D", "Z"):
+                if pref in choices:
+                    return pref
+        if t in REQUIRED_1 | REQUIRED_2:
+            for pref in ("Z", "D", "U"):
+                if pref in choices:
+                    return pref
+        return "X" if "X" in choices else choices[0]
+
+    def public(self, keyword: str, tag: int) -> Verdict:
+        if keyword in self.wsi:
+            return Verdict(self.wsi[keyword], f"wsi.{keyword}")
+        row = self.table.get(keyword) if keyword else None
+        if row is None and not keyword:
+            found = self._repeating_row(tag)
+            if found:
+                return Verdict(self._row_letter(found[1]), f"E.1-1 {found[0]}")
+        if row is not None:
+            return Verdict(self._row_letter(row), f"E.1-1 {keyword}")
+        if keyword in self.keep:
+            return Verdict(self.keep[keyword], f"keep.{keyword}")
+        if keyword in self.iod:
+            return Verdict("K", f"iod.{keyword}")
+        return Verdict("X", "unknown", unknown=True)
+
+    def private(self, creator: str | None, offset: int) -> Verdict:
+        """Private data element (gggg,xxEE) of a block owned by ``creator``."""
+        row = self.table.get("@private", {"basic": "X"})
+        letter = self._row_letter(row)
+        if letter == "C" and creator is not None and offset in [int(x) for x in self.safe_private.get(creator, [])]:
+            return Verdict("K", f"safe_private.{creator}")
+        return Verdict("X", "E.1-1 private attributes")
