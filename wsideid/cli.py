@@ -35,7 +35,13 @@ def _deid_options(args):
                        hash_outputs=not getattr(args, "no_hash", False),
                        audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", "residual"),
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
-                       review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args))
+                       review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
+                       regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None))
+
+
+def _regions(args) -> list:
+    from .redaction import parse_region
+    return [parse_region(r) for r in (getattr(args, "region", None) or [])]
 
 
 def _dicom_options(args):
@@ -116,6 +122,12 @@ def cmd_deid(args) -> int:
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
 
+def cmd_redact(args) -> int:
+    if not args.region:
+        raise WsideidError("redact needs at least one --region X,Y,W,H")
+    return cmd_deid(args)
+
+
 def cmd_scan(args) -> int:
     from .scanning import scan_paths
     results, errors = scan_paths(args.paths, args.identifier or [], ocr=not args.no_ocr)
@@ -165,7 +177,12 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject", metavar="ID", help="patient key: slides of one subject get one date offset")
     p.add_argument("--new-id", metavar="ID", help="research ID: output name and replacement for identifiers")
     p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
-    p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (flagged for QC)")
+    p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (scanned for residual PHI)")
+    p.add_argument("--macro", choices=["remove", "keep", "blank-label"],
+                   help="macro/overview: remove (profile default), keep, or keep with its label area blanked losslessly")
+    p.add_argument("--region", action="append", metavar="X,Y,W,H",
+                   help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
+    p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
                    choices=["retain-device-identity", "retain-safe-private", "clean-descriptors", "generated-label"],
                    help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"
@@ -209,6 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ocr", action="store_true", help="barcodes only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("redact", help="deid plus lossless blanking of regions (requires --region)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    _add_deid_common(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual")
+    p.add_argument("--review-dir", metavar="DIR")
+    p.set_defaults(func=cmd_redact)
 
     p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
     p.add_argument("original")

@@ -96,6 +96,7 @@ class Plan:
     options: dict[str, Any]
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     profile: Any = None  # the Profile used, so verification can re-plan the output
+    macro_boxes: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, label box) blanked
 
     def unknowns(self) -> list[Decision]:
         return [d for d in self.fields if d.unknown]

@@ -44,6 +44,9 @@ class DeidOptions:
     ocr: bool = True
     identifiers: list[str] = field(default_factory=list)  # known originals, matched fuzzily by the detectors
     review_dir: str | None = None  # flagged outputs go here; default: sibling "<OUTDIR>-review"
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # level-0 X,Y,W,H to blank
+    fill: str = "white"
+    macro: str | None = None  # remove | keep | blank-label (None: the profile decides)
 
 
 @dataclass
@@ -75,6 +78,11 @@ def _plan(slide: OpenedSlide, options: DeidOptions) -> Plan:
     inv = slide.module.inventory(slide.container)
     profile = load_profile(slide.format, options.profile)
     plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro))
+    if options.macro:
+        for d in plan.images:
+            if d.image.role in ("macro", "overview"):
+                d.action, d.rule = options.macro, f"--macro {options.macro}"
+    plan.regions = [tuple(r) for r in options.regions]
     slide.module.refine(plan)
     return plan
 
@@ -157,7 +165,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
     published = False
     try:
         t1 = time.perf_counter()
-        edited = _apply(slide, plan, tmp)
+        edited = _apply(slide, plan, tmp, options)
         timings["write"] = time.perf_counter() - t1
         out_hash = _Hasher(tmp) if options.hash_outputs else None
         if out_hash:
@@ -217,17 +225,34 @@ def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
     return scan_images(tmp, targets, "output", options.identifiers, options.ocr)
 
 
-def _apply(slide: OpenedSlide, plan: Plan, tmp: str) -> dict[int, dict[int, bytes]]:
-    from .tiff.writer import write_tiff
+def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions):
+    """Tile edits: APPn/COM segments stripped, then regions and macro labels blanked."""
+    from .redaction import Edits, blank_macro_labels, plan_regions
     from .vendors import tiff_base
 
     tf = slide.container
-    edited = tiff_base.tile_segment_edits(tf, plan)
-    ifds, kind = slide.module.build(tf, plan, edited)
+    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
+    for k, tiles in edits.tiles.items():
+        ifd = list(tf.all_ifds())[k]
+        if ifd.has(65426) and 0 in tiles:  # NDPI: restart offsets follow the stripped header
+            from .tiff.container import integer_array
+            delta = len(tiles[0]) - int(tiff_base.image_data(ifd, tf.byteorder).src_counts[0])
+            edits.mcu_starts[k] = (integer_array(ifd.entries[65426], tf.byteorder) + delta).tolist()
+    blank_macro_labels(tf, plan, slide.format, options.fill, edits)
+    plan_regions(tf, plan, list(plan.regions), options.fill, edits)
+    return edits
+
+
+def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions) -> dict[int, dict[int, bytes]]:
+    from .tiff.writer import write_tiff
+
+    tf = slide.container
+    edits = _edits(slide, plan, options)
+    ifds, kind = slide.module.build(tf, plan, edits.tiles, edits.mcu_starts)
     if not ifds:
         raise WsideidError("the plan keeps no image: nothing to write")
     write_tiff(tf.path, tmp, ifds, kind, tf.byteorder)
-    return edited
+    return edits.tiles
 
 
 def _verify(slide: OpenedSlide, tmp: str, plan: Plan, edited: dict, options: DeidOptions) -> VerifyReport:
@@ -251,9 +276,8 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
         return dicom_pipeline.verify_output(original, output, options)
     slide = open_slide(original)
     plan = _plan(slide, options)
-    from .vendors import tiff_base
     from .verify import verify_tiff
-    edited = tiff_base.tile_segment_edits(slide.container, plan)
+    edited = _edits(slide, plan, options).tiles
     try:
         return verify_tiff(slide.container, os.fspath(output), plan, slide.module, edited,
                            full=options.verify == "full")

@@ -257,6 +257,13 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         pb = np.asarray(b.read_region((0, 0), lv, size))
         if not plan.regions:
             rep.add("openslide-pixels", bool((pa == pb).all()), f"level {lv} region {size} compared")
+        for x, y, w, h in plan.regions:
+            cw, ch = min(w // 2, 64), min(h // 2, 64)
+            if cw < 8 or ch < 8:
+                continue  # too small to hold a block wholly inside the region at level 0
+            patch = np.asarray(b.read_region((x + w // 2 - cw // 2, y + h // 2 - ch // 2), 0, (cw, ch)))[..., :3]
+            spread = int(patch.max(axis=(0, 1)).astype(int).max() - patch.min(axis=(0, 1)).astype(int).min())
+            rep.add("region-blanked", spread <= 12, f"region centre spread {spread} grey levels")
     finally:
         a.close()
         b.close()

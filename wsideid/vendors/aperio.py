@@ -123,5 +123,5 @@ def inventory(tf: TiffFile) -> Inventory:
     return tiff_base.tiff_inventory(NAME, tf, roles(tf), {270: split_description})
 
 
-def build(tf: TiffFile, plan: Plan, edited=None):
-    return tiff_base.build_ifds(tf, plan, {270: join_description}, edited), tf.kind
+def build(tf: TiffFile, plan: Plan, edited=None, mcu_starts=None):
+    return tiff_base.build_ifds(tf, plan, {270: join_description}, edited, mcu_starts), tf.kind

@@ -32,5 +32,5 @@ def inventory(tf: TiffFile) -> Inventory:
     return tiff_base.tiff_inventory(NAME, tf, roles(tf), {})
 
 
-def build(tf: TiffFile, plan: Plan, edited=None):
-    return tiff_base.build_ifds(tf, plan, {}, edited), tf.kind
+def build(tf: TiffFile, plan: Plan, edited=None, mcu_starts=None):
+    return tiff_base.build_ifds(tf, plan, {}, edited, mcu_starts), tf.kind

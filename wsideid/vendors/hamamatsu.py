@@ -86,5 +86,5 @@ def inventory(tf: TiffFile) -> Inventory:
     return inv
 
 
-def build(tf: TiffFile, plan: Plan, edited=None):
-    return tiff_base.build_ifds(tf, plan, {65449: join_properties}, edited), "ndpi"
+def build(tf: TiffFile, plan: Plan, edited=None, mcu_starts=None):
+    return tiff_base.build_ifds(tf, plan, {65449: join_properties}, edited, mcu_starts), "ndpi"

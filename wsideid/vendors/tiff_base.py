@@ -117,13 +117,15 @@ def decisions_by_ifd(plan: Plan) -> dict[int, list[Decision]]:
 
 
 def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[Decision]], str | None]],
-               edited: dict[int, dict[int, bytes]] | None = None) -> list[OutIfd]:
+               edited: dict[int, dict[int, bytes]] | None = None,
+               mcu_starts: dict[int, list[int]] | None = None) -> list[OutIfd]:
     """Turn a plan back into IFDs for the writer (top-level IFD order preserved)."""
     flat = list(tf.all_ifds())
     index_of = {id(ifd): k for k, ifd in enumerate(flat)}
     by_ifd = decisions_by_ifd(plan)
     dropped_top = {d.image.index for d in plan.images if d.action == "remove"}
     edited = edited or {}
+    mcu_starts = mcu_starts or {}
 
     def convert(ifd: Ifd) -> OutIfd:
         k = index_of[id(ifd)]
@@ -157,21 +159,14 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
         data = image_data(ifd, tf.byteorder)
         if data is not None and k in edited:
             data.replaced.update(edited[k])
-            if 65426 in entries and len(data.src_offsets) == 1 and 0 in edited[k]:
-                entries[65426] = _shift_mcu_starts(ifd, int(data.src_counts[0]), edited[k][0])
+            if 65426 in entries:
+                if k not in mcu_starts:
+                    raise MalformedFile(f"{ifd.path}: NDPI strip edited without updated restart offsets")
+                from ..redaction import mcu_entry
+                entries[65426] = mcu_entry(ifd, mcu_starts[k])
         return OutIfd(entries, data, children)
 
     return [convert(ifd) for i, ifd in enumerate(tf.ifds) if i not in dropped_top]
-
-
-def _shift_mcu_starts(ifd: Ifd, old_len: int, new: bytes) -> OutEntry:
-    """NDPI restart offsets are relative to the strip: move them by what the header lost."""
-    delta = len(new) - old_len
-    e = ifd.entries[65426]
-    vals = np.array(decode_values(e, ifd.byteorder), dtype=np.int64) + delta
-    if ifd.has(65432) or (vals < 0).any() or (vals >= 2**32).any():
-        raise MalformedFile(f"{ifd.path}: cannot move NDPI restart offsets after editing the strip header")
-    return OutEntry(65426, 4, len(vals), vals.astype(ifd.byteorder + "u4").tobytes())
 
 
 def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
