@@ -12,6 +12,7 @@ import copy
 import os
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -21,6 +22,19 @@ from .pixels import copy_range
 from .plan import DicomPlanData, tag_name
 from .record import add_record
 from .source import Instance
+
+IDENTITY_FROM_NEW_ID = ("PatientName", "PatientID", "ContainerIdentifier")
+STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+
+
+def _vr_for(elem: DataElement, value) -> str:
+    """A replacement string written under a wrong (binary) VR takes the dictionary VR instead."""
+    if isinstance(value, str) and elem.VR not in STRING_VRS:
+        try:
+            return dictionary_VR(elem.tag)
+        except KeyError:
+            return "UN"
+    return elem.VR
 
 
 def _rebuild(ds: Dataset, prefix: str, ops: dict) -> Dataset:
@@ -33,7 +47,7 @@ def _rebuild(ds: Dataset, prefix: str, ops: dict) -> Dataset:
         if op.kind == "keep":
             out.add(copy.deepcopy(elem) if elem.VR == "SQ" else DataElement(elem.tag, elem.VR, elem.value))
         elif op.kind == "set":
-            out.add(DataElement(elem.tag, elem.VR, Sequence(op.value) if elem.VR == "SQ" else op.value))
+            out.add(DataElement(elem.tag, _vr_for(elem, op.value), Sequence(op.value) if elem.VR == "SQ" else op.value))
         elif op.kind == "walk":
             items = []
             for k, item in enumerate(elem.value or []):
@@ -59,6 +73,10 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
     add_record(ds, profile_name, profile_sha, data.columns, data.policy)
+    if data.new_id:  # identity from the research ID, also where the input left it out
+        for kw in IDENTITY_FROM_NEW_ID:
+            if kw not in ds:
+                setattr(ds, kw, data.new_id)
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
     return ds
@@ -76,6 +94,6 @@ def write_instance(ds: Dataset, inst: Instance, out_path: str) -> None:
     except WsideidError:
         raise
     except OSError as exc:
-        raise WsideidError(f"cannot write instance {inst.index}: {exc.strerror}") from None
+        raise WsideidError(f"cannot write instance {inst.index}: {exc.strerror or type(exc).__name__}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom refuses some values it read itself
         raise WsideidError(f"cannot encode instance {inst.index} ({type(exc).__name__}: {str(exc)[:80]})") from None

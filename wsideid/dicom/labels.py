@@ -19,6 +19,8 @@ from .plan import DicomPlanData
 from .source import Instance
 
 MAX_SIDE = 4096
+# Slide Label module (Type 2 on a LABEL instance): what the generated label shows.
+SET_KEYWORDS = ("LabelText", "BarcodeValue")
 _DROP = ("LossyImageCompressionMethod", "LossyImageCompressionRatio", "ConcatenationUID",
          "InConcatenationNumber", "InConcatenationTotalNumber", "ConcatenationFrameOffsetNumber",
          "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "ICCProfile", "PixelPaddingValue")
@@ -44,6 +46,8 @@ def generated_label(inst: Instance, ds: Dataset, data: DicomPlanData, folder: st
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.LossyImageCompression = "00"
     ds.BurnedInAnnotation = "YES"  # the research ID, nothing else
+    for kw in SET_KEYWORDS:
+        setattr(ds, kw, data.new_id)
     ds.PixelData = img.tobytes()
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -23,7 +23,7 @@ from ..profiles import check_new_id, load_profile
 from . import is_dicom_input
 from .plan import DicomOptions, DicomPlanData, make_dicom_plan
 from .rules import OPTIONS, DicomRules
-from .source import DicomSource, load
+from .source import DicomSource, load, quiet_pydicom
 from .uids import UidMapper
 
 TMP_PREFIX = ".wsideid-tmp-"
@@ -65,7 +65,8 @@ def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) ->
 
 
 def inspect(path: str | os.PathLike, options: Any) -> Plan:
-    return plan_source(load(os.fspath(path)), options)
+    with quiet_pydicom():
+        return plan_source(load(os.fspath(path)), options)
 
 
 def output_name(src: DicomSource, new_id: str | None) -> str:
@@ -116,6 +117,11 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
 
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: Any):
     """De-identify a DICOM file or folder into ``outdir`` (or convert with --to-dicom)."""
+    with quiet_pydicom():
+        return _deidentify(input_path, outdir, options)
+
+
+def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: Any):
     from ..pipeline import DeidResult
 
     input_path, outdir = os.fspath(input_path), os.fspath(outdir)
@@ -183,6 +189,11 @@ def _publish(ready: str, final: str, tmp: str, overwrite: bool) -> None:
 
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: Any) -> VerifyReport:
     """Re-plan the original (same secret and options) and check an existing output against it."""
+    with quiet_pydicom():
+        return _verify_output(original, output, options)
+
+
+def _verify_output(original: str | os.PathLike, output: str | os.PathLike, options: Any) -> VerifyReport:
     from .apply import build_instance
     from .source import read_instance
     from .verify import verify_dicom

@@ -145,6 +145,9 @@ class _Planner:
             if el == 0 and group != 0:
                 self._set(path, elem, inst, "remove", None, REMOVE, None, "group length (recomputed)")
                 continue
+            if group == 0:
+                self._set(path, elem, inst, "remove", None, REMOVE, None, "command element (not part of a file)")
+                continue
             if group % 2 == 1:
                 if 0x10 <= el <= 0xFF:
                     creators.append(elem)

@@ -9,9 +9,12 @@ one-line MalformedFile naming the instance by position, never by file name
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -46,6 +49,20 @@ class DicomSource:
     is_folder: bool
     instances: list[Instance]
     skipped: int  # non-DICOM files in the folder (not copied)
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """pydicom warns (and logs) about odd values; our errors are one line, so silence it for the run."""
+    log = logging.getLogger("pydicom")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def role_of(ds: Dataset) -> str:
@@ -83,8 +100,11 @@ def read_instance(path: str, index: int) -> Instance:
         raise MalformedFile(f"instance {index}: cannot read ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on hostile input
         raise MalformedFile(f"instance {index}: not a readable DICOM file ({type(exc).__name__})") from None
+    role = role_of(ds)
+    if span is None and role != "other":
+        raise MalformedFile(f"instance {index}: an image without pixel data (truncated file?)")
     trailing = span is not None and span.end < os.path.getsize(path)
-    return Instance(index, path, ds, span, role_of(ds), trailing)
+    return Instance(index, path, ds, span, role, trailing)
 
 
 def load(path: str) -> DicomSource:

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from ..model import REMOVE, Plan, VerifyReport
 from ..verify import residual_needles, scan_bytes
 from . import dciodvfy
+from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
 from .plan import DicomPlanData, tag_name, value_text
 from .source import Instance, read_instance
@@ -113,7 +114,8 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
         present.update(flatten(out.ds, f"inst[{inst.index}]", {}))
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE and d.field.ifd in kept_idx
                  and "/meta/" not in d.field.path and _output_path(d.field.path, dropped) in present]
-    leftovers = [p for p in leftovers if not _kept_elsewhere(p, plan, dropped)]
+    regenerated = {f"inst[{d.image.index}]/{kw}" for d in plan.images if d.action == "replace" for kw in SET_KEYWORDS}
+    leftovers = [p for p in leftovers if not _kept_elsewhere(p, plan, dropped) and p not in regenerated]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     from .plan import make_dicom_plan
