@@ -19,7 +19,7 @@ from pydicom.sequence import Sequence
 
 from ..errors import WsideidError
 from .pixels import copy_range
-from .plan import DicomPlanData, tag_name
+from .plan import IMPLEMENTATION, DicomPlanData, tag_name
 from .record import add_record
 from .source import Instance
 
@@ -70,8 +70,8 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
         meta.add(DataElement(elem.tag, elem.VR, op.value if op.kind == "set" else elem.value))
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
+    for kw, value in IMPLEMENTATION.items():
+        setattr(meta, kw, value)
     add_record(ds, profile_name, profile_sha, data.columns, data.policy)
     if data.new_id:  # identity from the research ID, also where the input left it out
         for kw in IDENTITY_FROM_NEW_ID:

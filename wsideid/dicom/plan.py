@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
@@ -29,6 +30,8 @@ BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 SPECIMEN_ID_CONCEPTS = {"121041", "111705"}  # Specimen Identifier, Parent Specimen Identifier
 CONTAINER_ID_CONCEPTS = {"111700"}  # Specimen Container Identifier
 CONTENT_ITEMS = "SpecimenPreparationStepContentItemSequence"
+IMPLEMENTATION = {"ImplementationClassUID": str(pydicom.uid.PYDICOM_IMPLEMENTATION_UID),
+                  "ImplementationVersionName": f"PYDICOM {pydicom.__version__}"[:16]}
 
 
 @dataclass
@@ -290,7 +293,10 @@ class _Planner:
         for elem in fm:
             path = f"inst[{inst.index}]/meta/{elem.keyword or tag_name(int(elem.tag))}"
             spec = self.d.rules.file_meta.get(elem.keyword)
-            if spec == "K":
+            if elem.keyword in IMPLEMENTATION:
+                value = IMPLEMENTATION[elem.keyword]
+                self._set(path, elem, inst.index, "set", value, REPLACE, value, "file meta: written by pydicom")
+            elif spec == "K":
                 self._set(path, elem, inst.index, "keep", None, KEEP, None, f"file_meta.{elem.keyword}")
             elif spec == "U":
                 value = self._uid_value(elem)

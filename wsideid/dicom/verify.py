@@ -151,8 +151,10 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     found: set[str] = set()
     for (inst, path, _), out in zip(written, outs):
         found.update(scan_bytes(_non_pixel_bytes(path, out.span), needles))
+    where = sorted({d.field.path.split("/", 1)[-1] for d in plan.fields for n in found
+                    if d.removes_value and n.lower() in d.field.text().lower()})
     rep.add("residual-scan", not found, f"{len(needles)} needles; {len(found)} removed value(s) still present"
-            if found else f"{len(needles)} needles, none found")
+            f" (from {', '.join(where[:4]) or 'a date or UID'})" if found else f"{len(needles)} needles, none found")
 
     _check_readers(plan, written, rep)
     _check_dciodvfy(written, rep)

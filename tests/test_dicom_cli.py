@@ -1,0 +1,119 @@
+"""DICOM through the command line: inspect, deid options, verify, --to-dicom."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pydicom
+import pytest
+
+from test_dicom_fixtures import TESTDATA, copy_into, dicom_file
+from wsideid.cli import main
+
+
+@pytest.fixture
+def secret_file(tmp_path) -> Path:
+    p = tmp_path / "secret.key"
+    p.write_text("cli-test-secret-0123456789abcdef")
+    return p
+
+
+def _dcm_outputs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.dcm"))
+
+
+def test_inspect_folder_json(tmp_path, capsys):
+    folder = copy_into(tmp_path / "s", "openslide-python_boxes_0", "openslide-python_boxes_1",
+                       "mi_test_wsi_label_barcodevalue")
+    assert main(["inspect", str(folder), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "dicom"
+    assert sorted((im["role"], im["action"]) for im in data["images"]) == [
+        ("label", "remove"), ("level", "keep"), ("thumbnail", "keep")]
+    assert any(f["path"].endswith("/BarcodeValue") and f["action"] == "remove" for f in data["fields"])
+
+
+def test_safe_private_whitelist(tmp_path, capsys, secret_file):
+    override = tmp_path / "override.toml"
+    override.write_text('[dicom_options.safe_private]\n"GOOGLE" = [0x01]\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    src = dicom_file("mi_multi_frame_jpeg_camelyon_challenge_image")
+    code = main(["deid", str(src), "-o", str(out), "--new-id", "RID-5", "--profile", str(override),
+                 "--dicom-option", "retain-safe-private", "--secret-file", str(secret_file)])
+    assert code == 0, capsys.readouterr().err
+    ds = pydicom.dcmread(out / "RID-5.dcm")
+    block = ds.private_block(0x3021, "GOOGLE")
+    assert block[0x01].value.startswith("2f6b2eb4")
+    assert (0x3021, 0x1004) not in ds  # the file name is not whitelisted
+    assert "113111" in {i.CodeValue for i in ds.DeidentificationMethodCodeSequence}
+
+
+def test_verify_command_same_and_other_secret(tmp_path, capsys, secret_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    src = dicom_file("highdicom_sm_image")
+    assert main(["deid", str(src), "-o", str(out), "--new-id", "RID-6", "--secret-file", str(secret_file)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(src), str(out / "RID-6.dcm"), "--new-id", "RID-6",
+                 "--secret-file", str(secret_file)]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.key"
+    other.write_text("a-different-secret-0123456789abcdef")
+    assert main(["verify", str(src), str(out / "RID-6.dcm"), "--new-id", "RID-6", "--secret-file", str(other)]) == 3
+
+
+def test_strict_refuses_unknown_attribute(tmp_path, capsys):
+    ds = pydicom.dcmread(dicom_file("highdicom_sm_image"))
+    ds.add_new(0x00211001, "LO", "x")  # private without a creator: removed, not unknown
+    unknown_kw = "ReconstructionAlgorithm"
+    ds.ReconstructionAlgorithm = "ITERATIVE"  # public, neither in Table E.1-1 nor in the WSI IOD
+    src = tmp_path / "u.dcm"
+    ds.save_as(src)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["deid", str(src), "-o", str(out), "--new-id", "RID-7", "--strict"]) == 2
+    assert "refused" in capsys.readouterr().err and list(out.iterdir()) == []
+    assert main(["deid", str(src), "-o", str(out), "--new-id", "RID-7"]) == 0
+    capsys.readouterr()
+    assert unknown_kw not in pydicom.dcmread(out / "RID-7.dcm")
+    audit = json.loads((out / "RID-7.dcm.audit.json").read_text())
+    assert any(f.get("unknown") and f["path"].endswith(unknown_kw) for f in audit["fields"])
+
+
+def test_to_dicom_conversion(tmp_path, capsys):
+    svs = TESTDATA / "svs" / "CMU-1-Small-Region.svs"
+    if not svs.is_file():
+        pytest.skip("test data CMU-1-Small-Region.svs not available")
+    pytest.importorskip("wsidicomizer")
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    ref.mkdir()
+    out.mkdir()
+    assert main(["deid", str(svs), "-o", str(ref), "--new-id", "CONV-1", "--detect", "off"]) == 0
+    assert main(["deid", str(svs), "-o", str(out), "--new-id", "CONV-1", "--to-dicom", "--detect", "off"]) == 0
+    capsys.readouterr()
+    files = _dcm_outputs(out / "CONV-1")
+    flavors = sorted(pydicom.dcmread(f).ImageType[2] for f in files)
+    assert "LABEL" not in flavors and "OVERVIEW" not in flavors and "VOLUME" in flavors
+    vol = next(f for f in files if pydicom.dcmread(f).ImageType[2] == "VOLUME")
+    ds = pydicom.dcmread(vol)
+    assert ds.PatientID == "CONV-1" and ds.ContainerIdentifier == "CONV-1" and ds.PatientIdentityRemoved == "YES"
+    for f in files:
+        assert b"CMU-1" not in f.read_bytes().replace(b"CONV-1", b"")
+    # Tiles passed through: OpenSlide decodes the same pixels from the DICOM as from the de-identified SVS.
+    a, b = openslide.OpenSlide(str(ref / "CONV-1.svs")), openslide.OpenSlide(str(vol))
+    assert a.dimensions == b.dimensions
+    region = ((200, 200), 0, (480, 480))
+    assert np.array_equal(np.asarray(a.read_region(*region)), np.asarray(b.read_region(*region)))
+    assert "label" not in b.associated_images and "macro" not in b.associated_images
+    a.close()
+    b.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from wsidicom import WsiDicom
+        with WsiDicom.open([str(f) for f in files]) as w:
+            assert w.levels
