@@ -107,3 +107,13 @@ def test_existing_output_not_overwritten(tmp_path, capsys):
     code, err = _run_cli(capsys, dicom_file("highdicom_sm_image"), out)
     assert code == 2 and "already exists" in err
     assert (out / "RID-9.dcm").read_bytes() == b"keep me"
+
+
+def test_burned_in_volume_refused(tmp_path, capsys):
+    ds = pydicom.dcmread(dicom_file("highdicom_sm_image"))
+    ds.BurnedInAnnotation = "YES"
+    src = tmp_path / "burned.dcm"
+    ds.save_as(src)
+    code, err = _run_cli(capsys, src, tmp_path / "out")
+    _assert_clean_failure(code, err, tmp_path / "out")
+    assert "burned-in" in err

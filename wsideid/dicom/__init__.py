@@ -34,3 +34,13 @@ def is_dicom_input(path: str | os.PathLike) -> bool:
         return any(is_dicom_file(os.path.join(path, n)) for n in names
                    if os.path.isfile(os.path.join(path, n)))
     return os.path.isfile(path) and is_dicom_file(path)
+
+
+def inventory(container) -> None:
+    """Format-module interface used by ``wsideid scan``: DICOM is not scanned by the detectors.
+
+    A DICOM slide is several instances, planned by ``wsideid.dicom.plan``; the
+    TIFF-style single-container inventory does not apply, so say so in one line.
+    """
+    from ..errors import WsideidError
+    raise WsideidError("DICOM instances are not scanned by the detectors (LABEL/OVERVIEW instances are removed by deid)")

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from .. import __version__
 from ..dates import DatePolicy, scrub_text
+from ..errors import WsideidError
 from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
                      ImageInfo, Inventory, Plan)
 from ..profiles import Profile
@@ -322,6 +323,10 @@ def _content_kind(item: Dataset) -> str:
     return "drop"
 
 
+def _declares_text_in_pixels(ds: Dataset) -> bool:
+    return any(str(ds.get(kw, "")).strip().upper() == "YES" for kw in ("BurnedInAnnotation", "SpecimenLabelInImage"))
+
+
 def _image_info(inst: Instance) -> ImageInfo:
     ds = inst.ds
 
@@ -377,6 +382,10 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
             action, rule = "keep", "--keep-macro"
         if inst.role == "label" and label == "generate":
             action, rule = "replace", "--dicom-option generated-label"
+        if action == "keep" and inst.role in ("level", "thumbnail") and _declares_text_in_pixels(inst.ds):
+            raise WsideidError(f"instance {inst.index} ({inst.role}) declares burned-in text or a label in its "
+                               "pixels (BurnedInAnnotation/SpecimenLabelInImage YES): pixel data is copied, "
+                               "not cleaned, so it is refused")
         images.append(ImageDecision(info, action, rule))
     inv = Inventory("dicom", src.path, [i.image for i in images], [d.field for d in decisions], container=data,
                     notes=[f"{len(src.instances)} instance(s)" + (f", {src.skipped} non-DICOM file(s) not copied"
