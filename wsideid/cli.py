@@ -248,7 +248,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="wsideid-demo", help="folder for the samples and outputs (default ./wsideid-demo)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
+    _add_batch_commands(sub)  # batch commands (issue 7), defined below
     return ap
+
+
+# ---------------------------------------------------------------------------
+# Batch commands (issue 7): run, report, review apply. Logic lives in
+# wsideid.batch and wsideid.report; these only parse and print.
+# ---------------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from .batch.runner import BatchOptions, run_batch
+    opts = BatchOptions(jobs=max(1, args.jobs), dask=args.dask, review_dir=args.review_dir,
+                        source_root=args.source_root, dates=args.dates, secret_file=args.secret_file,
+                        detect=args.detect, ocr=not args.no_ocr, verify=args.verify,
+                        progress=not args.no_progress and not args.json)
+    res = run_batch(args.manifest, args.output, opts)
+    report = None
+    if not args.no_report:
+        from .report.page import write_report
+        report = write_report(res.review_dir)
+    data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
+            "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
+            "refused_rows": [str(p) for p in res.problems]}
+
+    def text(d):
+        lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
+                 f" ({d['ran']} processed, {d['skipped']} already done)"]
+        lines += [f"  refused {p}" for p in d["refused_rows"]]
+        lines += [f"clean output: {d['outdir']} (summary {os.path.basename(d['summary'])})",
+                  f"review folder (holds PHI, keep in the lab): {d['review_dir']}"]
+        if d["qc_report"]:
+            lines.append(f"QC page: {d['qc_report']}")
+        return "\n".join(lines) + "\n"
+    _print(data, args.json, text)
+    return res.exit_code
+
+
+def cmd_report(args) -> int:
+    from .batch.records import find_review_dir
+    from .report.page import write_report
+    path = write_report(find_review_dir(args.outdir, args.review_dir))
+    _print({"qc_report": path}, args.json, lambda d: f"QC page (holds PHI, keep in the lab): {d['qc_report']}\n")
+    return EXIT_OK
+
+
+def cmd_review_apply(args) -> int:
+    from .report.decisions import apply_decisions
+    results = apply_decisions(args.decisions, args.outdir, args.review_dir, args.reviewer)
+    data = [{"new_id": r.new_id, "decision": r.decision, "ok": r.ok, "message": r.message} for r in results]
+    _print(data, args.json, lambda d: "".join(f"{'ok  ' if r['ok'] else 'FAIL'} {r['new_id']}: {r['message']}\n"
+                                             for r in d) or "no decisions in the file\n")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+def _add_batch_commands(sub) -> None:
+    p = sub.add_parser("run", help="de-identify every slide of a manifest (CSV/XLSX) into OUTDIR, in parallel")
+    p.add_argument("manifest", help="CSV or .xlsx with columns source,new_id[,subject,identifiers,...]"
+                                    " (see docs/user-guide.md)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="clean slides, audits, batch summary")
+    p.add_argument("--review-dir", metavar="DIR", help="flagged/failed slides, label images, mapping, QC page"
+                                                     " (default: OUTDIR-review)")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="slides processed in parallel (default 1)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the jobs on this Dask scheduler (shared storage needed)")
+    p.add_argument("--source-root", metavar="DIR", help="folder the manifest's sources are relative to"
+                                                      " (default: the manifest's folder)")
+    p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
+                   help="date policy for rows without a dates column value")
+    p.add_argument("--secret-file", metavar="F", help="secret key for date shifts (else $WSIDEID_SECRET)")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default="all",
+                   help="detectors: all (default: also the removed label/macro, for the QC page), residual, off")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster)")
+    p.add_argument("--verify", choices=["sample", "full"], default="sample")
+    p.add_argument("--no-report", action="store_true", help="do not write the QC page")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the QC page (HTML) of a batch into its review folder")
+    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("review", help="apply QC decisions: `review apply DECISIONS.csv OUTDIR`")
+    rsub = p.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    a = rsub.add_parser("apply", help="move approved flagged slides into OUTDIR after re-verifying them")
+    a.add_argument("decisions", metavar="DECISIONS.csv", help="as exported from the QC page")
+    a.add_argument("outdir", metavar="OUTDIR")
+    a.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
+    a.add_argument("--reviewer", metavar="NAME", help="who decided (overrides the CSV's reviewer column)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_review_apply)
+
+# --- end of batch commands ---------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,193 @@
+"""One slide of a batch: de-identify, keep the evidence for review, report.
+
+``run_job`` is the unit shipped to worker processes and Dask workers, so it
+takes one picklable ``SlideJob`` and returns a plain dict, and never raises:
+a corrupt slide or a bug fails its own slide, never the batch. What it
+returns is the PHI-free summary row for OUTDIR; what identifies (source,
+identifiers, detector values, label images, the full error) goes into the
+slide's record in the review folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import WsideidError
+from .records import input_state, record_path, tree_sha256, write_json
+
+SUMMARY_COLUMNS = [
+    "row", "new_id", "status", "run", "format", "output", "fields", "removed", "replaced", "kept", "unknown_removed",
+    "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
+    "error_kind", "reviewed", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
+]
+IMAGE_ROLES = ("label", "macro", "overview")
+PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
+
+
+@dataclass
+class SlideJob:
+    """Everything one worker needs; plain values only (it crosses process and host boundaries)."""
+
+    row: int
+    source: str
+    new_id: str
+    outdir: str
+    review_dir: str
+    fingerprint: str
+    subject: str | None = None
+    identifiers: list[str] = field(default_factory=list)
+    dates: str = "remove"
+    secret_file: str | None = None
+    keep_macro: bool = False
+    macro: str | None = None
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+    detect: str = "all"
+    ocr: bool = True
+    verify: str = "sample"
+    overwrite: bool = False  # only when the review record says this run's batch made the old output
+    stale: list[str] = field(default_factory=list)  # earlier outputs of this slide to drop if not re-made
+
+
+def deid_options(job: SlideJob):
+    from ..dates import make_policy
+    from ..keys import load_secret
+    from ..pipeline import DeidOptions
+    secret = load_secret(job.secret_file) if job.dates == "shift" else None
+    return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=job.new_id,
+                       keep_macro=job.keep_macro, macro=job.macro, regions=list(job.regions), detect=job.detect,
+                       ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
+                       overwrite=job.overwrite, verify=job.verify)
+
+
+def _save_image(img, path: str) -> str:
+    img = img.convert("RGB")
+    img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    img.save(path, "JPEG", quality=85)
+    return os.path.basename(path)
+
+
+def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
+    """Copies of the removed label/macro (from the source) and, for a flagged slide, the kept
+    non-pyramid images that triggered it (from the output), for the QC page."""
+    from ..scanning import read_tiff_image
+    if result is None or result.plan is None or result.format == "dicom":
+        return []
+    folder = os.path.join(job.review_dir, "images")
+    saved = []
+    for d in result.plan.images:
+        if d.action == "remove" and d.image.role in IMAGE_ROLES:
+            try:
+                name = _save_image(read_tiff_image(job.source, d.image.index),
+                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"))
+                saved.append({"file": name, "role": d.image.role, "kind": "removed"})
+            except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
+                continue
+    if result.status == "flagged" and result.output:
+        for sc in result.scans:
+            if sc.stage == "output" and (sc.has_phi or sc.error):
+                try:
+                    name = _save_image(read_tiff_image(result.output, sc.index),
+                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"))
+                    saved.append({"file": name, "role": sc.role, "kind": "kept"})
+                except Exception:  # noqa: BLE001
+                    continue
+    return saved
+
+
+def _counts(result) -> dict[str, Any]:
+    plan = result.plan
+    acts: dict[str, int] = {}
+    for d in plan.fields:
+        acts[d.action] = acts.get(d.action, 0) + 1
+    cats: dict[str, int] = {}
+    phi = {"source": 0, "output": 0}
+    barcodes = lines = 0
+    for sc in result.scans:
+        if sc.result is None:
+            continue
+        for f in sc.result.findings:
+            barcodes += f.kind == "barcode"
+            lines += f.kind == "text"
+            if f.is_phi:
+                phi[sc.stage] = phi.get(sc.stage, 0) + 1
+                for fl in f.flags:
+                    cats[fl.category] = cats.get(fl.category, 0) + 1
+    checks = result.report.checks if result.report else []
+    return {
+        "fields": len(plan.fields), "removed": acts.get("remove", 0), "kept": acts.get("keep", 0),
+        "replaced": len(plan.fields) - acts.get("remove", 0) - acts.get("keep", 0),
+        "unknown_removed": len(plan.unknowns()),
+        "images_removed": sum(d.action == "remove" for d in plan.images),
+        "phi_source": phi["source"], "phi_output": phi["output"],
+        "phi_categories": ";".join(f"{k}:{v}" for k, v in sorted(cats.items())),
+        "barcodes": barcodes, "text_lines": lines, "checks": f"{sum(c.ok for c in checks)}/{len(checks)}",
+    }
+
+
+def _drop_stale(job: SlideJob, keep: str | None) -> None:
+    for path in job.stale:
+        if keep and os.path.abspath(path) == os.path.abspath(keep):
+            continue
+        for p in (path, path + ".audit.json"):
+            try:
+                if os.path.isdir(p) and not os.path.islink(p):
+                    import shutil
+                    shutil.rmtree(p)
+                else:
+                    os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+def run_job(job: SlideJob) -> dict[str, Any]:
+    """De-identify one slide; returns its OUTDIR summary row. Never raises."""
+    from ..pipeline import deidentify
+    t0 = time.perf_counter()
+    state = input_state(job.source)
+    result, error, kind = None, None, ""
+    try:
+        result = deidentify(job.source, job.outdir, deid_options(job))
+    except WsideidError as exc:
+        error, kind = str(exc).splitlines()[0] if str(exc) else type(exc).__name__, type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - one slide's bug must not stop the batch
+        error, kind = f"internal error ({type(exc).__name__})", "InternalError"
+    status = result.status if result else "failed"
+    output = result.output if result else None
+    _drop_stale(job, output)
+    row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
+    row.update(row=job.row, new_id=job.new_id, status=status, run="done", error_kind=kind)
+    if result is not None:
+        row.update(_counts(result), format=result.format, output=os.path.basename(output or ""))
+        for k in ("plan", "write", "verify", "total"):
+            row[f"t_{k}"] = round(result.timings.get(k, 0.0), 3)
+        row["t_detect"] = round(sum(v for k, v in result.timings.items() if k.startswith("detect")), 3)
+    else:
+        row["t_total"] = round(time.perf_counter() - t0, 3)
+    images = []
+    try:
+        images = save_review_images(job, result)
+    except Exception:  # noqa: BLE001
+        pass
+    record = {
+        "row": job.row, "new_id": job.new_id, "status": status, "source": job.source,
+        "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
+        "input": state, "error": error, "output": output,
+        "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
+                          else tree_sha256(output) if output else None),
+        "audit": result.audit_path if result else None,
+        "job": asdict(job), "summary": row, "images": images,
+        "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
+        "fields": [{"path": d.field.path, "action": d.action, "rule": d.rule, "unknown": d.unknown}
+                   for d in result.plan.fields] if result and result.plan else [],
+        "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action}
+                          for d in result.plan.images] if result and result.plan else [],
+        "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
+        if result and result.report else [],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(record_path(job.review_dir, job.new_id), record)
+    return row

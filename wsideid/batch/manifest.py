@@ -1,0 +1,261 @@
+"""Read and validate a batch manifest (CSV or Excel).
+
+A manifest is the lab's list of slides: where each one is and which
+research ID it becomes. Every row is validated on its own so that one bad
+row is refused with a message naming its row and column while the rest of
+the batch goes on. A problem with the file as a whole (unreadable, no
+``source`` column, an unknown column that is probably a typo) refuses the
+whole manifest, because guessing would silently drop options.
+
+Path safety: ``source`` is relative to the source root (the manifest's
+folder unless told otherwise) and may not climb out of it with ``..`` or be
+absolute; ``new_id`` becomes a file name, so it may not hold separators or
+dots that make it a path. Symlinks inside the source root are followed: a
+lab links its slide store in on purpose.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import WsideidError
+
+# column -> what it means (also printed by ``wsideid run --columns`` and the docs)
+COLUMNS: dict[str, str] = {
+    "source": "slide file (or DICOM folder), relative to the manifest's folder; required",
+    "new_id": "research ID: the output file name and the replacement for identifiers; required, unique",
+    "subject": "patient key: slides of one subject get the same date shift (needed for dates=shift)",
+    "identifiers": "known original identifiers (accession, slide id, patient name), ';'-separated; "
+                   "searched for in labels, metadata and output, never written to OUTDIR",
+    "dates": "remove | year | shift (default: the run's --dates)",
+    "keep_macro": "yes/no: keep the macro image (it is scanned, a visible label sends the slide to review)",
+    "macro": "remove | keep | blank-label (overrides keep_macro)",
+    "regions": "level-0 regions to blank losslessly, 'X,Y,W,H' separated by ';'",
+    "detect": "off | residual | all (default: the run's --detect)",
+    "notes": "free text for the lab; ignored",
+}
+REQUIRED = ("source", "new_id")
+_TRUE = {"yes", "y", "true", "1", "x"}
+_FALSE = {"no", "n", "false", "0", ""}
+_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+
+
+class ManifestError(WsideidError):
+    """The manifest as a whole cannot be used."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row was refused; ``row`` is the spreadsheet row number (header = 1)."""
+
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column}: {self.message}"
+
+
+@dataclass
+class ManifestRow:
+    """One validated slide of the batch."""
+
+    row: int
+    source: str  # absolute path
+    new_id: str
+    subject: str | None = None
+    identifiers: list[str] = field(default_factory=list)
+    dates: str | None = None
+    keep_macro: bool = False
+    macro: str | None = None
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+    detect: str | None = None
+    source_rel: str = ""
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            sample = fh.read(4096)
+            fh.seek(0)
+            try:
+                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
+            return [row for row in csv.reader(fh, dialect)]
+    except UnicodeDecodeError:
+        raise ManifestError("the manifest is not UTF-8 text (save it as CSV UTF-8 or .xlsx)") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read the manifest: {exc.strerror}") from None
+
+
+def _read_xlsx(path: Path) -> list[list[str]]:
+    try:
+        import openpyxl
+    except ImportError:  # pragma: no cover - listed as a dependency
+        raise ManifestError("Excel manifests need openpyxl (pip install openpyxl)") from None
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a bad file
+        raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
+    try:
+        ws = wb.worksheets[0]
+        return [["" if v is None else _cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+    finally:
+        wb.close()
+
+
+def _cell(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))  # Excel stores 12345 as 12345.0
+    return str(v)
+
+
+def read_table(path: str | os.PathLike) -> list[list[str]]:
+    p = Path(path)
+    if p.suffix.lower() in (".xlsx", ".xlsm"):
+        return _read_xlsx(p)
+    if p.suffix.lower() == ".xls":
+        raise ManifestError("old .xls workbooks are not supported: save as .xlsx or CSV")
+    return _read_csv(p)
+
+
+def _header(cells: list[str]) -> list[str]:
+    names = [c.strip().lower().replace(" ", "_") for c in cells]
+    unknown = [n for n in names if n and n not in COLUMNS]
+    if unknown:
+        raise ManifestError(f"unknown column(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLUMNS)}")
+    for req in REQUIRED:
+        if req not in names:
+            raise ManifestError(f"the manifest has no {req!r} column (first row must be the header)")
+    dup = {n for n in names if n and names.count(n) > 1}
+    if dup:
+        raise ManifestError(f"column(s) given twice: {', '.join(sorted(dup))}")
+    return names
+
+
+def _bool(value: str, row: int, column: str, problems: list[RowProblem]) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v not in _FALSE:
+        problems.append(RowProblem(row, column, "expected yes or no"))
+    return False
+
+
+def _choice(value: str, allowed: tuple[str, ...], row: int, column: str, problems: list[RowProblem]) -> str | None:
+    v = value.strip().lower()
+    if not v:
+        return None
+    if v not in allowed:
+        problems.append(RowProblem(row, column, f"expected one of {', '.join(allowed)}"))
+        return None
+    return v
+
+
+def _regions(value: str, row: int, problems: list[RowProblem]) -> list[tuple[int, int, int, int]]:
+    out = []
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        nums = part.replace(" ", "").split(",")
+        try:
+            x, y, w, h = (int(n) for n in nums)
+        except ValueError:
+            problems.append(RowProblem(row, "regions", "each region is X,Y,W,H in whole level-0 pixels"))
+            return []
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            problems.append(RowProblem(row, "regions", "regions need X,Y >= 0 and W,H > 0"))
+            return []
+        out.append((x, y, w, h))
+    return out
+
+
+def check_research_id(value: str) -> str | None:
+    """Why ``value`` cannot be a research ID (it becomes a file name), or None."""
+    if not value:
+        return "is empty"
+    if len(value) > 64:
+        return "is longer than 64 characters"
+    if "/" in value or "\\" in value or os.sep in value:
+        return "may not contain path separators"
+    if ".." in value or value.startswith("."):
+        return "may not start with '.' or contain '..'"
+    if not _ID_SAFE.match(value):
+        return "may hold only letters, digits, '-', '_' and single dots"
+    return None
+
+
+def resolve_source(value: str, root: Path) -> tuple[Path | None, str | None]:
+    """The slide path under ``root``, or why it is refused (absolute, escapes, missing)."""
+    rel = value.strip().replace("\\", "/")
+    if not rel:
+        return None, "is empty"
+    if rel.startswith("/") or re.match(r"^[A-Za-z]:", rel) or os.path.isabs(rel):
+        return None, "must be relative to the manifest's folder (absolute paths are refused)"
+    norm = os.path.normpath(rel)
+    if norm == ".." or norm.startswith("../") or "/../" in f"/{rel}/":
+        return None, "may not use '..' to leave the manifest's folder"
+    path = root / norm
+    if not path.exists():
+        return None, "no such file under the manifest's folder"
+    return path, None
+
+
+def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | None = None
+                   ) -> tuple[list[ManifestRow], list[RowProblem]]:
+    """Validated rows and the refused ones; raises ManifestError if the file is unusable."""
+    table = read_table(path)
+    while table and not any(c.strip() for c in table[0]):
+        table.pop(0)
+    if not table:
+        raise ManifestError("the manifest is empty")
+    names = _header(table[0])
+    root = Path(source_root) if source_root else Path(path).resolve().parent
+    rows: list[ManifestRow] = []
+    problems: list[RowProblem] = []
+    seen_ids: dict[str, int] = {}
+    seen_src: dict[str, int] = {}
+    for n, cells in enumerate(table[1:], start=2):
+        if not any(str(c).strip() for c in cells):
+            continue
+        if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
+            problems.append(RowProblem(n, "-", f"{len(cells)} cells but the header has {len(names)} columns"))
+            continue
+        rec = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(names) if name}
+        mine: list[RowProblem] = []
+        src, why = resolve_source(rec["source"], root)
+        if why:
+            mine.append(RowProblem(n, "source", why))
+        new_id = rec["new_id"]
+        why = check_research_id(new_id)
+        if why:
+            mine.append(RowProblem(n, "new_id", why))
+        elif new_id.lower() in seen_ids:
+            mine.append(RowProblem(n, "new_id", f"duplicate of row {seen_ids[new_id.lower()]}"))
+        if src is not None:
+            key = os.path.normpath(str(src))
+            if key in seen_src:
+                mine.append(RowProblem(n, "source", f"same slide as row {seen_src[key]}"))
+        dates = _choice(rec.get("dates", ""), ("remove", "year", "shift"), n, "dates", mine)
+        subject = rec.get("subject") or None
+        if dates == "shift" and not subject:
+            mine.append(RowProblem(n, "subject", "dates=shift needs a subject (the patient key)"))
+        row = ManifestRow(
+            row=n, source=str(src) if src else "", new_id=new_id, subject=subject,
+            identifiers=[i.strip() for i in rec.get("identifiers", "").split(";") if i.strip()],
+            dates=dates, keep_macro=_bool(rec.get("keep_macro", ""), n, "keep_macro", mine),
+            macro=_choice(rec.get("macro", ""), ("remove", "keep", "blank-label"), n, "macro", mine),
+            regions=_regions(rec.get("regions", ""), n, mine),
+            detect=_choice(rec.get("detect", ""), ("off", "residual", "all"), n, "detect", mine),
+            source_rel=rec["source"],
+        )
+        if mine:
+            problems.extend(mine)
+            continue
+        seen_ids[new_id.lower()] = n
+        seen_src[os.path.normpath(row.source)] = n
+        rows.append(row)
+    return rows, problems

@@ -1,0 +1,218 @@
+"""Run a manifest on this machine (worker processes) or a Dask cluster.
+
+The runner decides, from the review folder's records, which slides are
+already done (resume), hands the rest to an executor, and writes the two
+summaries: a PHI-free ``batch-summary.csv`` in OUTDIR (research IDs,
+statuses, counts, timings) and a full one in the review folder (with the
+source and the error message). Refused manifest rows appear in both with
+the row and column that was wrong, never the offending value in OUTDIR.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import WsideidError
+from . import records
+from .job import SUMMARY_COLUMNS, SlideJob, run_job
+from .manifest import ManifestRow, RowProblem, parse_manifest
+
+CLEAN = ("published", "approved")
+EXIT_CLEAN, EXIT_REVIEW, EXIT_FAILED = 0, 1, 2
+
+
+@dataclass
+class BatchOptions:
+    jobs: int = 1
+    dask: str | None = None  # scheduler address: run on a Dask cluster instead of local processes
+    review_dir: str | None = None
+    source_root: str | None = None
+    dates: str = "remove"
+    secret_file: str | None = None
+    detect: str = "all"
+    ocr: bool = True
+    verify: str = "sample"
+    progress: bool = True
+
+
+@dataclass
+class BatchResult:
+    rows: list[dict[str, Any]]
+    problems: list[RowProblem]
+    outdir: str
+    review_dir: str
+    summary_path: str
+    counts: dict[str, int] = field(default_factory=dict)
+    ran: int = 0
+    skipped: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.problems or any(r["status"] == "failed" for r in self.rows):
+            return EXIT_FAILED
+        return EXIT_CLEAN if all(r["status"] in CLEAN for r in self.rows) else EXIT_REVIEW
+
+
+def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions) -> SlideJob:
+    job = SlideJob(row=row.row, source=row.source, new_id=row.new_id, outdir=outdir, review_dir=review_dir,
+                   fingerprint="", subject=row.subject, identifiers=list(row.identifiers),
+                   dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
+                   macro=row.macro, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
+                   verify=opts.verify)
+    key = {k: getattr(job, k) for k in ("source", "new_id", "subject", "identifiers", "dates", "keep_macro",
+                                        "macro", "regions", "detect", "ocr")}
+    job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    return job
+
+
+def is_done(job: SlideJob, prev: dict | None) -> bool:
+    """Resume: same options, unchanged input, and the output still there with its recorded hash."""
+    if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
+        return False
+    if prev.get("fingerprint") != job.fingerprint or prev.get("input") != records.input_state(job.source):
+        return False
+    out = prev.get("output")
+    return bool(out and os.path.exists(out) and records.tree_sha256(out) == prev.get("output_sha256"))
+
+
+def _prepare(job: SlideJob, prev: dict | None) -> None:
+    """A slide done before with other options or input: replace what this batch made of it."""
+    if prev and prev.get("output"):
+        job.overwrite = True
+        job.stale = [prev["output"]]
+
+
+def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]]:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield run_job(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_job, j): j for j in jobs}
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died fails its slide only
+                yield lost_job(futures[fut], exc)
+
+
+def lost_job(job: SlideJob, exc: BaseException) -> dict[str, Any]:
+    """The summary row of a job whose worker died before it could report."""
+    row = {c: "" for c in SUMMARY_COLUMNS}
+    row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=f"WorkerLost:{type(exc).__name__}")
+    return row
+
+
+def _progress(total: int, enabled: bool) -> Callable[[dict], None]:
+    if not enabled or total == 0:
+        return lambda _row: None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # plain stderr lines
+        done = [0]
+
+        def plain(row: dict) -> None:
+            done[0] += 1
+            print(f"[{done[0]}/{total}] {row['new_id']}: {row['status']}", file=sys.stderr)
+        return plain
+    bar = tqdm(total=total, unit="slide", file=sys.stderr, dynamic_ncols=True)
+
+    def tick(row: dict) -> None:
+        bar.set_postfix_str(f"{row['new_id']}: {row['status']}", refresh=False)
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+    return tick
+
+
+def refused_rows(problems: list[RowProblem]) -> dict[int, dict[str, Any]]:
+    """One summary row per refused manifest row, naming the bad columns (never their values)."""
+    cols: dict[int, list[str]] = {}
+    for p in problems:
+        cols.setdefault(p.row, []).append(p.column)
+    out = {}
+    for n, names in cols.items():
+        row = {c: "" for c in SUMMARY_COLUMNS}
+        row.update(row=n, status="refused", run="refused", error_kind="manifest:" + "+".join(dict.fromkeys(names)))
+        out[n] = row
+    return out
+
+
+def write_csv(path: str, rows: Iterable[dict], columns: list[str]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_summaries(result: BatchResult, sources: dict[int, str], messages: dict[int, str]) -> None:
+    write_csv(result.summary_path, result.rows, SUMMARY_COLUMNS)
+    full = [{**r, "source": sources.get(int(r["row"]), ""), "message": messages.get(int(r["row"]), "")}
+            for r in result.rows]
+    write_csv(os.path.join(result.review_dir, records.SUMMARY), full, SUMMARY_COLUMNS + ["source", "message"])
+
+
+def write_mapping(review_dir: str, rows: list[ManifestRow]) -> None:
+    """Source names and identifiers -> research IDs: identifying, so only in the review folder."""
+    write_csv(os.path.join(review_dir, records.MAPPING),
+              [{"row": r.row, "new_id": r.new_id, "source": r.source_rel, "path": r.source, "subject": r.subject or "",
+                "identifiers": ";".join(r.identifiers)} for r in rows],
+              ["row", "new_id", "source", "path", "subject", "identifiers"])
+
+
+def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> BatchResult:
+    """Run every valid row of ``manifest`` into ``outdir``; see the module docstring for what goes where."""
+    opts = opts or BatchOptions()
+    outdir = os.path.abspath(outdir)
+    review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
+    rows, problems = parse_manifest(manifest, opts.source_root)
+    os.makedirs(outdir, exist_ok=True)
+    os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
+    records.check_separate(outdir, review)
+    records.link_batch(outdir, review, manifest)
+    write_mapping(review, rows)
+    if any((r.dates or opts.dates) == "shift" for r in rows):
+        from ..keys import load_secret
+        if load_secret(opts.secret_file) is None:
+            raise WsideidError("dates=shift needs a secret (--secret-file or $WSIDEID_SECRET)")
+
+    todo, done_rows = [], {}
+    for r in rows:
+        job = make_job(r, outdir, review, opts)
+        prev = records.load_record(review, r.new_id)
+        if is_done(job, prev):
+            done_rows[r.row] = {**prev["summary"], "status": prev["status"], "run": "skipped"}
+        else:
+            _prepare(job, prev)
+            todo.append(job)
+    tick = _progress(len(todo), opts.progress)
+    fresh: dict[int, dict] = {}
+    if opts.dask:
+        from .dask import execute_dask
+        stream = execute_dask(todo, opts.dask)
+    else:
+        stream = execute_local(todo, opts.jobs)
+    for row in stream:
+        fresh[int(row["row"])] = row
+        tick(row)
+    by_row = {**done_rows, **fresh, **refused_rows(problems)}
+    ordered = [by_row[k] for k in sorted(by_row)]
+    messages = {p.row: "; ".join(str(q) for q in problems if q.row == p.row) for p in problems}
+    for rec in records.all_records(review):
+        if rec.get("error") and rec.get("row") in fresh:
+            messages[rec["row"]] = rec["error"]
+    result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
+                         ran=len(fresh), skipped=len(done_rows))
+    for r in ordered:
+        result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
+    write_summaries(result, {r.row: r.source_rel for r in rows}, messages)
+    return result

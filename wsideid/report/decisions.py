@@ -1,0 +1,154 @@
+"""``wsideid review apply``: act on the decisions exported from the QC page.
+
+An approved slide is moved from the review folder into OUTDIR only after it
+is verified again (its sha256 against the one recorded when it was written,
+then a full re-verification against the source with the options it was made
+with), so a file changed or swapped while it waited is never published.
+Who decided is written into the slide's audit (the reviewer's name only;
+free-text notes may hold PHI and stay in the review folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from ..batch import records
+from ..batch.job import SlideJob, deid_options
+from ..errors import WsideidError
+
+APPROVE = {"approve", "approved", "yes", "publish"}
+REJECT = {"reject", "rejected", "no"}
+
+
+@dataclass
+class Applied:
+    new_id: str
+    decision: str
+    ok: bool
+    message: str
+
+
+def read_decisions(path: str) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise WsideidError(f"cannot read the decisions file ({type(exc).__name__})") from None
+    if rows and ("new_id" not in rows[0] or "decision" not in rows[0]):
+        raise WsideidError("the decisions file needs the columns new_id and decision (as the QC page exports)")
+    return rows
+
+
+def reverify(rec: dict) -> str | None:
+    """Why the waiting output may not be published, or None when it verifies again."""
+    from ..pipeline import verify_output
+    out = rec.get("output")
+    if not out or not os.path.exists(out):
+        return "the flagged output is no longer in the review folder"
+    if records.tree_sha256(out) != rec.get("output_sha256"):
+        return "the flagged output changed since it was verified (sha256 differs)"
+    if records.input_state(rec["source"]) != rec.get("input"):
+        return "the source slide changed or is gone; re-run the batch"
+    job = SlideJob(**{**rec["job"], "regions": [tuple(r) for r in rec["job"].get("regions", [])]})
+    opts = deid_options(job)
+    opts.verify = "full"
+    try:
+        report = verify_output(rec["source"], out, opts)
+    except WsideidError as exc:
+        return f"re-verification failed: {exc}"
+    if not report.ok:
+        return "re-verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
+    return None
+
+
+def _move(src: str, dest_dir: str) -> str:
+    """Move a file (or DICOM folder) into ``dest_dir`` via a temporary name, atomically at the end."""
+    dest = os.path.join(dest_dir, os.path.basename(src))
+    if os.path.lexists(dest):
+        raise WsideidError(f"{os.path.basename(dest)} already exists in the destination")
+    tmp = os.path.join(dest_dir, f".wsideid-tmp-review-{os.getpid()}-{os.path.basename(src)}")
+    shutil.move(src, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _update_summary(path: str, new_id: str, status: str, reviewed: str) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols, rows = reader.fieldnames or [], list(reader)
+    for r in rows:
+        if r.get("new_id") == new_id:
+            r["status"], r["reviewed"] = status, reviewed
+    from ..batch.runner import write_csv
+    write_csv(path, rows, list(cols))
+
+
+def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, review_dir: str) -> Applied:
+    nid = rec["new_id"]
+    out = rec["output"]
+    audit_src = out + ".audit.json"
+    audit = records.read_json(audit_src) or {}
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if decision == "approve":
+        why = reverify(rec)
+        if why:
+            return Applied(nid, decision, False, why)
+        dest_dir, status = outdir, "approved"
+    else:
+        dest_dir, status = os.path.join(review_dir, "rejected"), "rejected"
+        os.makedirs(dest_dir, exist_ok=True)
+    dest = _move(out, dest_dir)
+    if decision == "approve" and records.tree_sha256(dest) != rec.get("output_sha256"):
+        shutil.move(dest, out)  # should not happen; never leave an unverified file in OUTDIR
+        return Applied(nid, decision, False, "the output changed while it was moved")
+    audit.update(status=status, review={"decision": status, "reviewer": reviewer, "decided_at": when,
+                                        "reverified": decision == "approve"})
+    records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit)
+    if os.path.exists(audit_src):
+        os.unlink(audit_src)
+    rec.update(status=status, output=dest, audit=os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"),
+               review={"decision": status, "reviewer": reviewer, "note": note, "decided_at": when})
+    rec["summary"].update(status=status, reviewed=status)
+    records.write_json(records.record_path(review_dir, nid), rec)
+    _update_summary(os.path.join(outdir, records.SUMMARY), nid, status, status)
+    _update_summary(os.path.join(review_dir, records.SUMMARY), nid, status, status)
+    return Applied(nid, decision, True, f"{status}: moved to {'OUTDIR' if status == 'approved' else 'review/rejected'}")
+
+
+def apply_decisions(decisions: str, outdir: str, review_dir: str | None = None,
+                    reviewer: str | None = None) -> list[Applied]:
+    """Apply every decided row; each row succeeds or fails on its own."""
+    outdir = os.path.abspath(outdir)
+    review = records.find_review_dir(outdir, review_dir)
+    results = []
+    for n, row in enumerate(read_decisions(decisions), start=2):
+        nid = (row.get("new_id") or "").strip()
+        raw = (row.get("decision") or "").strip().lower()
+        decision = "approve" if raw in APPROVE else "reject" if raw in REJECT else None
+        who = (reviewer or row.get("reviewer") or "").strip()
+        if not raw:
+            continue
+        if decision is None:
+            results.append(Applied(nid, raw, False, f"row {n}: decision must be approve or reject"))
+            continue
+        if not who:
+            results.append(Applied(nid, decision, False, f"row {n}: no reviewer (column reviewer or --reviewer)"))
+            continue
+        rec = records.load_record(review, nid) if records.check_research_id_ok(nid) else None
+        if rec is None:
+            results.append(Applied(nid, decision, False, f"row {n}: no slide {nid!r} in this batch"))
+        elif rec["status"] != "flagged":
+            results.append(Applied(nid, decision, rec["status"] in ("approved", "rejected"),
+                                   f"row {n}: already {rec['status']}, nothing to do"))
+        else:
+            try:
+                results.append(apply_one(rec, decision, who, row.get("note") or "", outdir, review))
+            except (OSError, WsideidError) as exc:
+                results.append(Applied(nid, decision, False, f"row {n}: {exc}"))
+    return results
