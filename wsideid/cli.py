@@ -36,7 +36,8 @@ def _deid_options(args):
                        audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", "residual"),
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
-                       regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None))
+                       regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
+                       in_place=getattr(args, "in_place", False))
 
 
 def _regions(args) -> list:
@@ -45,9 +46,13 @@ def _regions(args) -> list:
 
 
 def _dicom_options(args):
+    from .dicom import is_dicom_input
+    chosen = tuple(getattr(args, "dicom_option", None) or ())
+    source = getattr(args, "input", None) or getattr(args, "slide", None) or getattr(args, "original", None)
+    if not (chosen or getattr(args, "to_dicom", False) or (source and is_dicom_input(source))):
+        return None  # TIFF input: skip importing pydicom
     from .dicom.plan import DicomOptions
     from .keys import load_secret
-    chosen = tuple(getattr(args, "dicom_option", None) or ())
     return DicomOptions(options=tuple(o for o in chosen if o != "generated-label"),
                         label="generate" if "generated-label" in chosen else "remove",
                         to_dicom=getattr(args, "to_dicom", False),
@@ -97,6 +102,8 @@ def cmd_inspect(args) -> int:
 
 def cmd_deid(args) -> int:
     from .pipeline import deidentify, plan_summary
+    if not args.output and not getattr(args, "in_place", False):
+        raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
     if args.mkdir:
         os.makedirs(args.output, exist_ok=True)
     res = deidentify(args.input, args.output, _deid_options(args))
@@ -200,9 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deid_common(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR")
+    p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR (or --in-place)")
     p.add_argument("input")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (required unless --in-place)")
+    p.add_argument("--in-place", action="store_true",
+                   help="rewrite the input itself, crash-safely, at a cost set by the metadata (no copy is kept)")
     _add_deid_common(p)
     p.add_argument("--verify", choices=["sample", "full"], default="sample",
                    help="compare a sample of tiles per image (default) or all of them")

@@ -47,6 +47,7 @@ class DeidOptions:
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # level-0 X,Y,W,H to blank
     fill: str = "white"
     macro: str | None = None  # remove | keep | blank-label (None: the profile decides)
+    in_place: bool = False  # rewrite the input itself (explicit only; see inplace.py)
 
 
 @dataclass
@@ -67,8 +68,8 @@ class DeidResult:
 def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan:
     """The plan the profile would carry out, without writing anything."""
     options = options or DeidOptions()
-    from .dicom import pipeline as dicom_pipeline
-    if dicom_pipeline.wants_dicom(path):
+    if _wants_dicom(path, None):
+        from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.inspect(path, options)
     slide = open_slide(path)
     return _plan(slide, options)
@@ -85,6 +86,13 @@ def _plan(slide: OpenedSlide, options: DeidOptions) -> Plan:
     plan.regions = [tuple(r) for r in options.regions]
     slide.module.refine(plan)
     return plan
+
+
+def _wants_dicom(path, options: DeidOptions | None) -> bool:
+    """DICOM input, or conversion asked for; checked without importing pydicom
+    (which alone costs a quarter second of every TIFF run)."""
+    from .dicom import is_dicom_input
+    return is_dicom_input(path) or bool(getattr(getattr(options, "dicom", None), "to_dicom", False))
 
 
 def output_name(input_path: str, new_id: str | None) -> str:
@@ -128,10 +136,15 @@ class _Hasher(threading.Thread):
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
     """De-identify one slide into ``outdir``; raises WsideidError on failure (nothing published)."""
     options = options or DeidOptions()
-    from .dicom import pipeline as dicom_pipeline
-    if dicom_pipeline.wants_dicom(input_path, options):
+    if _wants_dicom(input_path, options):
+        from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.deidentify(input_path, outdir, options)
     input_path = os.fspath(input_path)
+    if options.in_place:
+        return _deidentify_in_place(input_path, options)
+    from .inplace import journal_path
+    if os.path.exists(journal_path(input_path)):
+        raise WsideidError("an interrupted in-place run left a journal next to this slide; rerun with --in-place to finish it")
     outdir = os.fspath(outdir)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -271,8 +284,8 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: DeidOptions | None = None) -> VerifyReport:
     """Re-plan the original with the same options and check an existing output against it."""
     options = options or DeidOptions(verify="full")
-    from .dicom import pipeline as dicom_pipeline
-    if dicom_pipeline.wants_dicom(original):
+    if _wants_dicom(original, None):
+        from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.verify_output(original, output, options)
     slide = open_slide(original)
     plan = _plan(slide, options)
@@ -285,3 +298,40 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
         rep = VerifyReport()
         rep.add("reparse", False, str(exc))
         return rep
+
+
+def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
+    """``--in-place``: rewrite the slide itself, crash-safely (see inplace.py)."""
+    from dataclasses import replace
+
+    from .audit import write_audit
+    from .inplace import deidentify_in_place, recover
+    from .verify import sample_digests, verify_tiff
+
+    t0 = time.perf_counter()
+    if not os.path.isfile(input_path):
+        raise WsideidError("input does not exist" if not os.path.exists(input_path) else "input is not a file")
+    recovered = recover(input_path)
+    slide = open_slide(input_path)
+    plan = _plan(slide, options)
+    edits = _edits(slide, plan, options)
+    full = options.verify == "full"
+    before = sample_digests(slide.container, plan, edits.tiles, full)
+
+    def check(path: str) -> VerifyReport:
+        rep = verify_tiff(slide.container, path, plan, slide.module, edits.tiles, full=False,
+                          openslide_check=True)
+        after = sample_digests(slide.container, plan, edits.tiles, full)
+        rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
+        return rep
+
+    res = deidentify_in_place(slide, plan, edits, check)
+    if not res.report.ok:
+        fails = "; ".join(f"{c.name}: {c.detail}" for c in res.report.failures()[:3])
+        raise VerificationFailed(f"in-place result failed verification; its journal was kept ({fails})")
+    timings = {"total": time.perf_counter() - t0, "in-place": res.seconds}
+    result = DeidResult(input_path, input_path, slide.format, plan, res.report, "published", timings=timings,
+                        error=recovered)
+    audit_dir = options.audit_dir or os.path.dirname(os.path.abspath(input_path))
+    result.audit_path = write_audit(result, replace(options, audit_dir=audit_dir))
+    return result

@@ -183,18 +183,22 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def read_tiff(path: str | os.PathLike) -> TiffFile:
-    """Parse every IFD of a TIFF/BigTIFF/NDPI file, bounded against hostile input."""
+def read_tiff(path: str | os.PathLike, first_ifd: int | None = None) -> TiffFile:
+    """Parse every IFD of a TIFF/BigTIFF/NDPI file, bounded against hostile input.
+
+    ``first_ifd`` overrides the header's pointer (in-place mode parses the new
+    structure before switching the header to it).
+    """
     path = os.fspath(path)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < 8:
             raise UnsupportedFormat(f"file is too small to be a slide ({size} bytes)")
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _parse(mm, size, path)
+            return _parse(mm, size, path, first_ifd)
 
 
-def _parse(mm, size: int, path: str) -> TiffFile:
+def _parse(mm, size: int, path: str, first_ifd: int | None = None) -> TiffFile:
     head = bytes(mm[:16])
     s = sniff(head)
     if s is None:
@@ -207,17 +211,31 @@ def _parse(mm, size: int, path: str) -> TiffFile:
         bytesize, zero = struct.unpack(bo + "HH", head[4:8])
         if bytesize != 8 or zero != 0:
             raise MalformedFile("BigTIFF header has an unsupported offset size")
-        first = struct.unpack(bo + "Q", head[8:16])[0]
+        first = struct.unpack(bo + "Q", head[8:16])[0] if first_ifd is None else first_ifd
         ifds = _read_chain(r, bo, "bigtiff", first)
         return TiffFile(path, size, "bigtiff", bo, ifds)
-    first = struct.unpack(bo + "I", head[4:8])[0]
-    ifds = _read_chain(r, bo, "classic", first)
-    if ifds and 65420 in ifds[0].entries and bo == "<":
-        # Hamamatsu NDPI: same entries, but 64-bit offsets split into a
-        # high-word array after each IFD and an 8-byte first-IFD offset.
-        first = struct.unpack("<Q", head[4:12])[0]
-        ifds = _read_chain(r, bo, "ndpi", first)
-        return TiffFile(path, size, "ndpi", bo, ifds)
+    first4 = struct.unpack(bo + "I", head[4:8])[0] if first_ifd is None else first_ifd
+    first8 = first_ifd if first_ifd is not None else (struct.unpack(bo + "Q", head[4:12])[0] if len(head) >= 12 else first4)
+    classic_error: MalformedFile | None = None
+    ifds: list[Ifd] = []
+    if first4 < 2**32:
+        try:
+            ifds = _read_chain(r, bo, "classic", first4)
+        except MalformedFile as exc:
+            classic_error = exc
+    # Hamamatsu NDPI: the same entries, but 64-bit offsets: an 8-byte first-IFD
+    # offset and a high-word array after each IFD. Recognised by tag 65420 in
+    # its first IFD, whether or not the classic reading got that far (an NDPI
+    # over 4 GB may keep its first IFD beyond what 4 bytes address).
+    if bo == "<" and (classic_error is not None or not ifds or 65420 in ifds[0].entries or first8 != first4):
+        try:
+            nd = _read_chain(_Reader(mm, size, path), bo, "ndpi", first8)
+        except MalformedFile:
+            nd = []
+        if nd and 65420 in nd[0].entries:
+            return TiffFile(path, size, "ndpi", bo, nd)
+    if classic_error is not None:
+        raise classic_error
     return TiffFile(path, size, "classic", bo, ifds)
 
 
@@ -283,9 +301,11 @@ def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
         else:
             count = struct.unpack_from(bo + "I", table, base + 4)[0]
         field_bytes = table[base + 4 + count_size: base + entry_size]
-        if typ not in TYPES:
-            # Unknown type: we cannot know its size, so we cannot copy or
-            # scrub it safely. Record it as opaque so the profile drops it.
+        if typ not in TYPES or (kind != "bigtiff" and typ in (16, 17, 18)):
+            # Unknown type (or a BigTIFF-only 64-bit type in a classic
+            # file, which the NDPI writer would misread as an offset): we
+            # cannot copy or scrub it safely. Record it as opaque so the
+            # profile drops it.
             entries[tag] = Entry(tag, 7, 0, b"", None)
             continue
         nbytes = TYPES[typ][0] * count

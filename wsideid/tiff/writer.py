@@ -199,24 +199,53 @@ def _entries_with_placeholders(ifd: OutIfd, kind: str, bo: str) -> list[OutEntry
     return [entries[t] for t in sorted(entries)]
 
 
-def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str) -> bytes:
+def header_bytes(kind: str, bo: str, first: int) -> bytes:
+    if kind == "classic":
+        return (b"II" if bo == "<" else b"MM") + struct.pack(bo + "HI", 42, first)
+    if kind == "bigtiff":
+        return (b"II" if bo == "<" else b"MM") + struct.pack(bo + "HHHQ", 43, 8, 0, first)
+    return b"II" + struct.pack("<HQ", 42, first)
+
+
+def metadata_size(ifds: list[OutIfd], kind: str, bo: str) -> int:
+    """Bytes the IFDs and their values take, header excluded."""
+    return _metadata_size(_flatten(ifds), kind, bo) - _Layout(kind, bo).header_size()
+
+
+def serialize_at(ifds: list[OutIfd], kind: str, bo: str, origin: int) -> tuple[bytes, int]:
+    """The IFD block to be placed at file offset ``origin`` (8-aligned), and the first IFD's offset.
+
+    Used by in-place mode, which appends new metadata to an existing file and
+    points the header at it. Data offsets in ``ifds`` must already be final.
+    """
+    if origin % 8:
+        raise ValueError("origin must be 8-aligned")
+    flat = _flatten(ifds)
+    for ifd in flat:
+        if ifd.data is not None:
+            offs = np.array(ifd.data.src_offsets, dtype=np.int64)
+            counts = np.array(ifd.data.src_counts, dtype=np.int64)
+            _set_array(ifd, ifd.data.offsets_tag, offs, kind, bo, offsets=True)
+            _set_array(ifd, ifd.data.counts_tag, counts, kind, bo, offsets=False)
+    block, first = _serialize(flat, ifds, kind, bo, origin)
+    return block, first
+
+
+def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str, origin: int | None = None):
+    """IFDs and values as bytes; with ``origin`` None the header comes first and bytes start at 0."""
     lay = _Layout(kind, bo)
     # First pass: IFD positions.
-    pos = lay.header_size()
+    pos = lay.header_size() if origin is None else origin
+    base = 0 if origin is None else origin
     positions: dict[int, int] = {}
     for ifd in flat:
         pos = _align(pos)
         positions[id(ifd)] = pos
         pos += lay.ifd_block_size(_entries_with_placeholders(ifd, kind, bo))
     buf = bytearray()
-    # Header.
     first = positions[id(top[0])] if top else 0
-    if kind == "classic":
-        buf += (b"II" if bo == "<" else b"MM") + struct.pack(bo + "HI", 42, first)
-    elif kind == "bigtiff":
-        buf += (b"II" if bo == "<" else b"MM") + struct.pack(bo + "HHHQ", 43, 8, 0, first)
-    else:
-        buf += b"II" + struct.pack("<HQ", 42, first)
+    if origin is None:
+        buf += header_bytes(kind, bo, first)
     next_of: dict[int, int] = {}
     for a, b in zip(top, top[1:]):
         next_of[id(a)] = positions[id(b)]
@@ -233,7 +262,7 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str) -> byt
                                     struct.pack(f"{bo}{len(kids)}{fmt}", *[positions[id(k)] for k in kids]))
         ordered = [entries[t] for t in sorted(entries)]
         _pad_to(buf, _align(len(buf)))
-        start = len(buf)
+        start = base + len(buf)
         if start != positions[id(ifd)]:
             raise AssertionError("IFD position drift")
         n = len(ordered)
@@ -255,7 +284,10 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str) -> byt
             else:
                 vpos = _align(table_end + len(values))
                 values += b"\0" * (vpos - table_end - len(values))
-                field_ = struct.pack(bo + lay.off_fmt, vpos)
+                if kind == "ndpi":
+                    field_, hi = struct.pack("<I", vpos & 0xFFFFFFFF), vpos >> 32
+                else:
+                    field_ = struct.pack(bo + lay.off_fmt, vpos)
                 values += e.raw
                 typ, count = e.type, e.count
             table += struct.pack(bo + "HH" + lay.count_fmt, e.tag, typ, count) + field_
@@ -265,9 +297,11 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str) -> byt
         if kind == "ndpi":
             buf += struct.pack(f"<{n}I", *highs)
         buf += values
-        _pad_to(buf, start + lay.ifd_block_size(ordered))
+        _pad_to(buf, start - base + lay.ifd_block_size(ordered))
     _pad_to(buf, _align(len(buf)))
-    return bytes(buf)
+    if origin is None:
+        return bytes(buf)
+    return bytes(buf), first
 
 
 def _pad_to(buf: bytearray, n: int) -> None:
