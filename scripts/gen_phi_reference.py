@@ -1,0 +1,114 @@
+"""Generate docs/phi-reference.md from the shipped profiles.
+
+The reference is made from formats/*.toml (entries, actions and the comment
+on each line), so the document a privacy officer reads cannot drift from
+what the tool does. tests/test_docs.py fails when the committed file is
+stale: rerun `python scripts/gen_phi_reference.py` after editing a profile.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from wsideid.tiff.tags import tag_number  # noqa: E402
+FORMATS = [
+    ("aperio.toml", "Aperio SVS", [
+        "Carriers: TIFF tags of every IFD; the ImageDescription of every IFD, split into its header "
+        "(software and geometry history) and `Key = Value` pairs; the label (NewSubfileType 1) and macro "
+        "(NewSubfileType 9) images; APPn/COM segments inside JPEG tiles and JPEGTables (always stripped, "
+        "except a bare JFIF APP0 and the Adobe APP14).",
+        "The header is rebuilt from the pieces that match the Aperio grammar (software name and version, "
+        "sizes, codec, quality), whatever the profile says: a file name or note in the history never survives.",
+    ]),
+    ("hamamatsu.toml", "Hamamatsu NDPI", [
+        "Carriers: TIFF tags of every IFD, including the private tags 65420-65480 (SlideLabel 65427 is "
+        "repeated in every IFD); the property map in tag 65449 (CRLF `Key=Value` lines, including a shading "
+        "block whose keys start with `;`); the macro (SourceLens -1), which shows the printed label; the map "
+        "(SourceLens -2); vendor comments inside the JPEG strips (the fixed `Hamamatsu NanoZoomer Digital "
+        "Pathology` comment is kept, any other is stripped and McuStarts moved accordingly).",
+    ]),
+    ("generic_tiff.toml", "Generic tiled TIFF", [
+        "An allow-list: the tags needed to decode and place the pyramid are kept; free text and identity "
+        "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
+        "slide with `--strict`).",
+    ]),
+]
+
+_LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
+
+
+def _comments(text: str) -> dict[tuple[str, str], str]:
+    """Trailing comments per (section, key) from the raw TOML text."""
+    out: dict[tuple[str, str], str] = {}
+    section = ""
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            section = s.strip("[]")
+            continue
+        if not s or s.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m and m.group(3):
+            out[(section, m.group(1).strip().strip('"'))] = m.group(3).strip()
+    return out
+
+
+def _action(spec) -> str:
+    if isinstance(spec, str):
+        return spec
+    parts = [spec.get("action", "")]
+    if "value" in spec:
+        parts.append(f"→ `{spec['value']}`")
+    if "format" in spec:
+        parts.append(f"(`{spec['format']}`)")
+    return " ".join(parts)
+
+
+def render() -> str:
+    out = ["# PHI reference: what each format holds and what wsideid does with it", "",
+           "Generated from `formats/*.toml` by `scripts/gen_phi_reference.py`; do not edit by hand.",
+           "Actions are explained in `docs/profile-reference.md`. `date`/`datetime` follow the run's date",
+           "policy (`--dates remove|year|shift`); `time` is kept only under `shift`; `text` keeps free text",
+           "with every date inside it handled by the policy. Anything not listed is **unknown**: removed and",
+           "recorded in the audit, or the slide is refused with `--strict`.", "",
+           "DICOM WSI attributes are covered by `formats/dicom.toml` and `docs/dicom.md`.", ""]
+    for fname, title, intro in FORMATS:
+        path = ROOT / "formats" / fname
+        text = path.read_text()
+        data = tomllib.loads(text)
+        notes = _comments(text)
+        out += [f"## {title} (`formats/{fname}`)", ""] + [p + "\n" for p in intro]
+        out += ["### Images", "", "| role | action | note |", "|---|---|---|"]
+        for role, action in data.get("images", {}).items():
+            out.append(f"| {role} | {action} | {notes.get(('images', role), '')} |")
+        out.append("")
+        for section, heading in (("tags", "TIFF tags"), ("description", "ImageDescription keys"),
+                                 ("properties", "Property map keys (tag 65449)")):
+            table = data.get(section)
+            if not table:
+                continue
+            out += [f"### {heading}", "", "| name | action | note |", "|---|---|---|"]
+            for name, spec in table.items():
+                note = notes.get((section, name), "")
+                number = tag_number(name) if section == "tags" else None
+                label = f"`{name}` ({number})" if number is not None else f"`{name}`"
+                out.append(f"| {label} | {_action(spec)} | {note} |")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> int:
+    target = ROOT / "docs" / "phi-reference.md"
+    target.write_text(render())
+    print(f"wrote {target.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
