@@ -117,3 +117,36 @@ def test_burned_in_volume_refused(tmp_path, capsys):
     code, err = _run_cli(capsys, src, tmp_path / "out")
     _assert_clean_failure(code, err, tmp_path / "out")
     assert "burned-in" in err
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_header_corruption(tmp_path, capsys, seed):
+    import random
+    data = bytearray(dicom_file("highdicom_sm_image").read_bytes())
+    rng = random.Random(seed)
+    for _ in range(8):  # flip bytes in the header (after the preamble, before the pixel data)
+        data[rng.randrange(132, 9000)] = rng.randrange(256)
+    src = tmp_path / "flipped.dcm"
+    src.write_bytes(bytes(data))
+    code, err = _run_cli(capsys, src, tmp_path / "out")
+    _assert_ok_or_clean_failure(code, err, tmp_path / "out")
+
+
+def test_invalid_decimal_string(tmp_path, capsys):
+    data = bytearray(dicom_file("highdicom_sm_image").read_bytes())
+    i = data.index(b"\x18\x00\x50\x00DS")  # SliceThickness (inside the pixel measures)
+    data[i + 8] = ord("K")
+    src = tmp_path / "badds.dcm"
+    src.write_bytes(bytes(data))
+    code, err = _run_cli(capsys, src, tmp_path / "out")
+    _assert_ok_or_clean_failure(code, err, tmp_path / "out")
+
+
+def test_unknown_vr_in_file_meta(tmp_path, capsys):
+    data = bytearray(dicom_file("highdicom_sm_image").read_bytes())
+    i = data.index(b"\x02\x00\x03\x00UI")  # MediaStorageSOPInstanceUID
+    data[i + 4:i + 6] = b"U\xd0"
+    src = tmp_path / "badmeta.dcm"
+    src.write_bytes(bytes(data))
+    code, err = _run_cli(capsys, src, tmp_path / "out")
+    _assert_clean_failure(code, err, tmp_path / "out")

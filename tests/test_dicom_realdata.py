@@ -138,3 +138,25 @@ def test_pixel_span_of_encapsulated_file():
     assert inst.span.encapsulated and len(inst.span.fragments) == 12
     again = read_span(str(src), inst.span.start, False)
     assert again == inst.span
+
+
+def test_two_slides_in_one_folder_and_overwrite(tmp_path):
+    folder = copy_into(tmp_path / "mixed", "highdicom_sm_image", "wsi2dcm_jpeg", "openslide-python_boxes_0",
+                       "openslide-python_boxes_1")
+    res = run(folder, tmp_path / "out")
+    files = output_files(res)
+    assert len(files) == 4
+    assert len({read(f).SeriesInstanceUID for f in files}) == 3
+    assert "; " in next(c.detail for c in res.report.checks if c.name == "wsidicom")  # one entry per series
+    again = run(folder, tmp_path / "out", overwrite=True)
+    assert sorted(f.name for f in output_files(again)) == sorted(f.name for f in files)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".wsideid-tmp")]
+
+
+def test_dates_reduced_to_year(tmp_path):
+    from wsideid.dates import DatePolicy
+    src = dicom_file("highdicom_sm_image")
+    out = read(output_files(run(src, tmp_path / "out", dates=DatePolicy("year")))[0])
+    assert out.StudyDate == "20190101" and out.AcquisitionDateTime == "20090101"
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert "113107" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}

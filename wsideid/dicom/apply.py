@@ -8,7 +8,6 @@ bytes are identical and never decoded or held whole in memory.
 
 from __future__ import annotations
 
-import copy
 import os
 
 import pydicom
@@ -45,7 +44,7 @@ def _rebuild(ds: Dataset, prefix: str, ops: dict) -> Dataset:
         if op is None or op.kind == "remove":
             continue  # fail closed: an element the plan did not decide is not written
         if op.kind == "keep":
-            out.add(copy.deepcopy(elem) if elem.VR == "SQ" else DataElement(elem.tag, elem.VR, elem.value))
+            out.add(elem)  # the same element object: its value is not converted (or judged) again
         elif op.kind == "set":
             out.add(DataElement(elem.tag, _vr_for(elem, op.value), Sequence(op.value) if elem.VR == "SQ" else op.value))
         elif op.kind == "walk":

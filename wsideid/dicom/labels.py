@@ -8,6 +8,7 @@ de-identified header of the original label instance.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -36,6 +37,7 @@ def generated_label(inst: Instance, ds: Dataset, data: DicomPlanData, folder: st
     if not (16 <= w <= MAX_SIDE and 16 <= h <= MAX_SIDE):
         w, h = 600, 300
     img = np.asarray(make_label_image(data.new_id, (w, h)).convert("RGB"), dtype=np.uint8)
+    ds = copy.deepcopy(ds)  # kept elements are shared with the input's dataset: never change them in place
     for name in _DROP:
         if name in ds:
             del ds[name]

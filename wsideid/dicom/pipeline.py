@@ -16,7 +16,7 @@ import shutil
 import time
 from typing import Any
 
-from ..errors import VerificationFailed, WsideidError
+from ..errors import MalformedFile, VerificationFailed, WsideidError
 from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
 from ..profiles import check_new_id, load_profile
@@ -27,6 +27,8 @@ from .source import DicomSource, load, quiet_pydicom
 from .uids import UidMapper
 
 TMP_PREFIX = ".wsideid-tmp-"
+# What pydicom raises on values it read leniently but cannot convert or encode.
+PYDICOM_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, OverflowError, KeyError)
 
 
 def dicom_options(options: Any) -> DicomOptions:
@@ -60,8 +62,11 @@ def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) ->
     profile = load_profile("dicom", options.profile)
     rules = DicomRules(profile, _columns(options))
     uids = UidMapper(secret or _secret(options))
-    return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
-                           options.keep_macro, dicom_options(options).label)
+    try:
+        return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
+                               options.keep_macro, dicom_options(options).label)
+    except PYDICOM_VALUE_ERRORS as exc:
+        raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
 
 def inspect(path: str | os.PathLike, options: Any) -> Plan:
@@ -101,7 +106,10 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
         if d.action == "remove":
             continue
         inst = by_index[d.image.index]
-        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        try:
+            ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        except PYDICOM_VALUE_ERRORS as exc:
+            raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
         if d.action == "replace":
             inst, ds = generated_label(inst, ds, data, folder)
         name = single_name or f"{ds.SOPInstanceUID}.dcm"

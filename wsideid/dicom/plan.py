@@ -23,7 +23,7 @@ from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision
 from ..profiles import Profile
 from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance
-from .uids import UidMapper, is_registry_uid
+from .uids import UidMapper
 from .values import DATE_VRS, date_value, dummy, empty
 
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}

@@ -48,7 +48,14 @@ def method_text(profile_name: str, profile_sha: str, columns: set[str], policy: 
     return vals
 
 
+RECORD_KEYWORDS = ("PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+                   "LongitudinalTemporalInformationModified")
+
+
 def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy) -> None:
+    for kw in RECORD_KEYWORDS:  # new elements: a kept one may be shared with the input's dataset
+        if kw in ds:
+            del ds[kw]
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy)
     items = []

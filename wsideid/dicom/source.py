@@ -71,7 +71,10 @@ def role_of(ds: Dataset) -> str:
         return "other"
     try:
         it = ds.get("ImageType")
-        values = [str(v).strip().upper() for v in (it if isinstance(it, (list, tuple)) or hasattr(it, "__len__") and not isinstance(it, str) else [it])] if it is not None else []
+        if it is None or isinstance(it, (bytes, bytearray)):
+            values = []
+        else:
+            values = [str(v).strip().upper() for v in ([it] if isinstance(it, str) else it)]
     except Exception:  # noqa: BLE001 - a malformed ImageType names no role
         values = []
     return ROLE_BY_FLAVOR.get(values[2], "other") if len(values) >= 3 else "other"
@@ -93,6 +96,8 @@ def read_instance(path: str, index: int) -> Instance:
             span = read_span(path, start, ts.is_implicit_VR)
             # Force every element to be parsed now: bad values fail here, not mid-write.
             for _ in ds.iterall():
+                pass
+            for _ in ds.file_meta:
                 pass
     except WsideidError:
         raise

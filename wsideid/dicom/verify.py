@@ -10,7 +10,6 @@ open the slide as they opened the input; dciodvfy reports no new error.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import defaultdict
 
@@ -241,7 +240,3 @@ def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyRep
     for inst, path, _ in written:
         new += [f"instance {inst.index}: {e}" for e in dciodvfy.new_errors(inst.path, path)]
     rep.add("dciodvfy", not new, "; ".join(new[:3]) if new else f"{len(written)} file(s), no new error")
-
-
-def output_sizes(paths: list[str]) -> int:
-    return sum(os.path.getsize(p) for p in paths)
