@@ -15,6 +15,8 @@ from typing import Any, Iterator
 from ..errors import WsideidError
 from .job import SlideJob, run_job
 
+CONNECT_TIMEOUT = "20s"  # how long to wait for the scheduler before giving up
+
 
 def execute_dask(jobs: list[SlideJob], address: str) -> Iterator[dict[str, Any]]:
     try:
@@ -25,7 +27,7 @@ def execute_dask(jobs: list[SlideJob], address: str) -> Iterator[dict[str, Any]]
     if not jobs:
         return
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise WsideidError(f"cannot reach the Dask scheduler ({type(exc).__name__})") from None
     try:

@@ -1,0 +1,94 @@
+"""Manifest reading: columns, per-row validation with row/column messages, path safety, Excel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsideid.batch.manifest import ManifestError, parse_manifest
+
+
+def _write(tmp: Path, text: str) -> Path:
+    (tmp / "slides").mkdir(exist_ok=True)
+    for n in ("a.svs", "b.svs", "c.ndpi"):
+        (tmp / "slides" / n).write_bytes(b"II*\0")
+    p = tmp / "m.csv"
+    p.write_text(text)
+    return p
+
+
+def test_good_rows_parse_with_options(tmp_path):
+    m = _write(tmp_path, "source,new_id,subject,identifiers,keep_macro,regions,dates,detect\n"
+                         "slides/a.svs,R-1,P1,S24-1; DOE JANE ,yes,\"0,0,10,10;5,5,1,1\",shift,off\n"
+                         "slides/b.svs,R-2,,,,,,\n")
+    rows, problems = parse_manifest(m)
+    assert problems == []
+    a, b = rows
+    assert a.source == str(tmp_path / "slides" / "a.svs") and a.new_id == "R-1"
+    assert a.identifiers == ["S24-1", "DOE JANE"] and a.keep_macro and a.dates == "shift" and a.detect == "off"
+    assert a.regions == [(0, 0, 10, 10), (5, 5, 1, 1)]
+    assert b.dates is None and not b.keep_macro and b.identifiers == []
+
+
+@pytest.mark.parametrize("source,new_id,column,words", [
+    ("../slides/a.svs", "R-1", "source", "'..'"),
+    ("slides/../../etc/passwd", "R-1", "source", "'..'"),
+    ("/etc/passwd", "R-1", "source", "absolute"),
+    ("slides/missing.svs", "R-1", "source", "no such file"),
+    ("slides/a.svs", "../R-1", "new_id", "separators"),
+    ("slides/a.svs", "sub/R-1", "new_id", "separators"),
+    ("slides/a.svs", "..", "new_id", "'..'"),
+    ("slides/a.svs", ".hidden", "new_id", "'.'"),
+    ("slides/a.svs", "R 1", "new_id", "letters"),
+    ("slides/a.svs", "", "new_id", "empty"),
+])
+def test_unsafe_rows_are_refused_with_row_and_column(tmp_path, source, new_id, column, words):
+    m = _write(tmp_path, f"source,new_id\nslides/b.svs,OK-1\n{source},{new_id}\n")
+    rows, problems = parse_manifest(m)
+    assert [r.new_id for r in rows] == ["OK-1"]  # the rest of the batch goes on
+    msgs = [str(p) for p in problems]
+    assert any(p.row == 3 and p.column == column and words in p.message for p in problems), msgs
+    assert all(msg.startswith("row 3, column ") for msg in msgs)
+
+
+def test_bad_values_and_duplicates(tmp_path):
+    m = _write(tmp_path, "source,new_id,keep_macro,dates,macro,regions\n"
+                         "slides/a.svs,R-1,maybe,,,\n"
+                         "slides/b.svs,R-2,,shift,,\n"
+                         "slides/c.ndpi,R-3,,,melt,\n"
+                         "slides/c.ndpi,R-4,,,,1;2\n"
+                         "slides/c.ndpi,R-5,,,,\n"
+                         "slides/c.ndpi,r-5,,,,\n")
+    rows, problems = parse_manifest(m)
+    got = {(p.row, p.column) for p in problems}
+    assert {(2, "keep_macro"), (3, "subject"), (4, "macro"), (5, "regions"), (7, "new_id"), (7, "source")} <= got
+    assert [r.new_id for r in rows] == ["R-5"]
+
+
+def test_whole_manifest_errors(tmp_path):
+    with pytest.raises(ManifestError, match="unknown column.*identifers"):
+        parse_manifest(_write(tmp_path, "source,new_id,identifers\n"))
+    with pytest.raises(ManifestError, match="no 'new_id' column"):
+        parse_manifest(_write(tmp_path, "source,subject\n"))
+    with pytest.raises(ManifestError, match="empty"):
+        parse_manifest(_write(tmp_path, ""))
+
+
+def test_excel_manifest_and_semicolon_csv(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    _write(tmp_path, "")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Source", "New ID", "Identifiers", "Keep Macro"])
+    ws.append(["slides/a.svs", "R-1", "S24-1", True])
+    ws.append(["slides/b.svs", 12345, None, None])  # numbers arrive as floats in some writers
+    ws.append([None, None, None, None])
+    ws.append(["../x.svs", "R-3", None, None])
+    wb.save(tmp_path / "m.xlsx")
+    rows, problems = parse_manifest(tmp_path / "m.xlsx")
+    assert [(r.new_id, r.keep_macro) for r in rows] == [("R-1", True), ("12345", False)]
+    assert [(p.row, p.column) for p in problems] == [(5, "source")]
+    (tmp_path / "s.csv").write_text("source;new_id\nslides/a.svs;R-1\n")
+    rows, _ = parse_manifest(tmp_path / "s.csv")
+    assert rows[0].new_id == "R-1"
