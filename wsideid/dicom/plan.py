@@ -23,14 +23,11 @@ from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision
 from ..profiles import Profile
 from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance
+from .specimen import CONTENT_ITEMS, SpecimenIds, content_kind
 from .uids import UidMapper
 from .values import DATE_VRS, date_value, dummy, empty
 
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
-# Content-item concepts (DCM) whose TEXT value is an identifier to replace, not free text.
-SPECIMEN_ID_CONCEPTS = {"121041", "111705"}  # Specimen Identifier, Parent Specimen Identifier
-CONTAINER_ID_CONCEPTS = {"111700"}  # Specimen Container Identifier
-CONTENT_ITEMS = "SpecimenPreparationStepContentItemSequence"
 IMPLEMENTATION = {"ImplementationClassUID": str(pydicom.uid.PYDICOM_IMPLEMENTATION_UID),
                   "ImplementationVersionName": f"PYDICOM {pydicom.__version__}"[:16]}
 
@@ -64,7 +61,7 @@ class DicomPlanData:
     policy: DatePolicy
     ops: dict[str, Op] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
-    specimen_ids: dict[str, str] = field(default_factory=dict)
+    specimens: SpecimenIds | None = None
 
 
 def tag_name(tag: int) -> str:
@@ -99,16 +96,6 @@ class _Planner:
         if self.d.new_id:
             return self.d.new_id
         return self.d.uids.pseudonym(domain, value) if value.strip() else ""
-
-    def _specimen(self, value: str) -> str:
-        v = value.strip()
-        if v not in self.d.specimen_ids:
-            if self.d.new_id:
-                n = len(self.d.specimen_ids)
-                self.d.specimen_ids[v] = self.d.new_id if n == 0 else f"{self.d.new_id}-{n + 1}"
-            else:
-                self.d.specimen_ids[v] = self.d.uids.pseudonym("dicom-specimen", v)
-        return self.d.specimen_ids[v]
 
     def _uid_value(self, elem: DataElement):
         vals = list(elem.value) if type(elem.value).__name__ == "MultiValue" else [elem.value]
@@ -224,7 +211,7 @@ class _Planner:
             value = self._pseudo(f"dicom-{kw}", value_text(elem))
             self._set(path, elem, inst, "set", value, REPLACE, value, where)
         elif letter == "specimen-id":
-            value = self._specimen(value_text(elem))
+            value = self.d.specimens.replace(value_text(elem))
             self._set(path, elem, inst, "set", value, REPLACE, value, where)
         else:  # pragma: no cover - rules validate letters
             raise AssertionError(letter)
@@ -272,13 +259,13 @@ class _Planner:
             ipath = f"{path}[{k}]"
             if elem.keyword != CONTENT_ITEMS:
                 steps = item.get(CONTENT_ITEMS)
-                if steps is not None and all(_content_kind(s) == "drop" for s in steps or []):
+                if steps is not None and all(content_kind(s) == "drop" for s in steps or []):
                     self.d.ops[ipath] = Op("drop-item")
                     self._remove_all(item, ipath, inst, where + ": step with only free text removed")
                 else:
                     self.walk(item, ipath, inst, True)
                 continue
-            kind = _content_kind(item)
+            kind = content_kind(item)
             if kind == "specimen":
                 self.walk(item, ipath, inst, True, {"TextValue": "specimen-id"})
             elif kind == "container":
@@ -306,23 +293,6 @@ class _Planner:
                 self._set(path, elem, inst.index, "remove", None, REMOVE, None, "file meta (rebuilt)")
 
 
-def _content_kind(item: Dataset) -> str:
-    """specimen / container (identifier items), drop (free text or unknown type) or walk."""
-    vtype = str(item.get("ValueType", "")).upper()
-    concept = ""
-    try:
-        concept = str(item.ConceptNameCodeSequence[0].CodeValue)
-    except (AttributeError, IndexError, KeyError, TypeError):
-        pass
-    if vtype == "TEXT" and concept in SPECIMEN_ID_CONCEPTS:
-        return "specimen"
-    if vtype == "TEXT" and concept in CONTAINER_ID_CONCEPTS:
-        return "container"
-    if vtype in ("CODE", "NUM", "DATETIME", "DATE", "TIME", "UIDREF", "CONTAINER"):
-        return "walk"
-    return "drop"
-
-
 def _declares_text_in_pixels(ds: Dataset) -> bool:
     return any(str(ds.get(kw, "")).strip().upper() == "YES" for kw in ("BurnedInAnnotation", "SpecimenLabelInImage"))
 
@@ -346,20 +316,12 @@ def _image_info(inst: Instance) -> ImageInfo:
                      {"frames": len(inst.span.fragments) if inst.span else 0})
 
 
-def _collect_specimen_ids(planner: _Planner, src: DicomSource) -> None:
-    """Number specimen IDs in order of first appearance, the same way in every instance."""
-    for inst in src.instances:
-        for item in inst.ds.get("SpecimenDescriptionSequence", []) or []:
-            v = item.get("SpecimenIdentifier")
-            if v is not None and str(v).strip():
-                planner._specimen(str(v))
-
-
 def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids: UidMapper, policy: DatePolicy,
                     new_id: str | None, strict: bool, keep_overview: bool, label: str) -> Plan:
-    data = DicomPlanData(src, rules, uids, new_id, policy, columns=set(rules.columns))
+    data = DicomPlanData(src, rules, uids, new_id, policy, columns=set(rules.columns),
+                         specimens=SpecimenIds(new_id, uids))
+    data.specimens.collect([i.ds for i in src.instances])
     planner = _Planner(data)
-    _collect_specimen_ids(planner, src)
     for inst in src.instances:
         planner.meta(inst)
         planner.walk(inst.ds, f"inst[{inst.index}]", inst.index, False)
