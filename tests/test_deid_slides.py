@@ -141,3 +141,18 @@ def test_existing_output_is_not_overwritten(synth_slides, tmp_path):
     with pytest.raises(Exception, match="already exists"):
         deidentify(synth_slides["generic-tiff"], tmp_path)
     deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(overwrite=True))
+
+
+def test_label_replaced_by_generated_one(synth_slides, tmp_path):
+    import zxingcpp
+    res = deidentify(synth_slides["aperio"], tmp_path, DeidOptions(new_id="RES-0042", label="replace", ocr=False))
+    assert res.status == "published"
+    label = openslide.OpenSlide(res.output).associated_images["label"]
+    assert [b.text for b in zxingcpp.read_barcodes(label)] == ["RES-0042"]
+    blob = open(res.output, "rb").read()
+    assert b"S24-12345" not in blob
+
+
+def test_label_replace_needs_new_id(synth_slides, tmp_path):
+    with pytest.raises(Exception, match="needs --new-id"):
+        deidentify(synth_slides["aperio"], tmp_path, DeidOptions(label="replace"))

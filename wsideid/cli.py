@@ -37,7 +37,7 @@ def _deid_options(args):
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
-                       in_place=getattr(args, "in_place", False))
+                       in_place=getattr(args, "in_place", False), label=getattr(args, "label", None))
 
 
 def _regions(args) -> list:
@@ -190,6 +190,8 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", action="append", metavar="X,Y,W,H",
                    help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
     p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
+    p.add_argument("--label", choices=["remove", "replace"],
+                   help="label image: remove (default) or replace with a generated one showing --new-id")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
                    choices=["retain-device-identity", "retain-safe-private", "clean-descriptors", "generated-label"],
                    help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"

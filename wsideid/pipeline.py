@@ -48,6 +48,7 @@ class DeidOptions:
     fill: str = "white"
     macro: str | None = None  # remove | keep | blank-label (None: the profile decides)
     in_place: bool = False  # rewrite the input itself (explicit only; see inplace.py)
+    label: str | None = None  # remove | replace (a generated label with the research ID); None: profile
 
 
 @dataclass
@@ -78,7 +79,10 @@ def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan
 def _plan(slide: OpenedSlide, options: DeidOptions) -> Plan:
     inv = slide.module.inventory(slide.container)
     profile = load_profile(slide.format, options.profile)
-    plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro))
+    if options.label == "replace" and not options.new_id:
+        raise WsideidError("--label replace needs --new-id (the research ID the new label shows)")
+    plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro,
+                                               label=options.label))
     if options.macro:
         for d in plan.images:
             if d.image.role in ("macro", "overview"):
@@ -235,7 +239,12 @@ def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
     from .scanning import residual_targets, scan_images
     kept = [d.image.index for d in plan.images if d.action != "remove"]
     targets = residual_targets(plan, {src: out for out, src in enumerate(kept)})
-    return scan_images(tmp, targets, "output", options.identifiers, options.ocr)
+    scans = scan_images(tmp, targets, "output", options.identifiers, options.ocr)
+    if options.new_id:  # the generated label shows the research ID on purpose
+        for sc in scans:
+            if sc.result is not None:
+                sc.result.findings = [f for f in sc.result.findings if f.value.strip() != options.new_id]
+    return scans
 
 
 def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions):

@@ -199,7 +199,7 @@ def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
         images.append(ImageDecision(img, action, rule))
     return Plan(inv, decisions, images, profile.name, profile.sha256,
                 {"dates": opts.dates.mode, "strict": opts.strict, "keep_macro": opts.keep_macro,
-                 "new_id_given": bool(opts.new_id), "profile_sources": profile.sources},
+                 "new_id_given": bool(opts.new_id), "new_id": opts.new_id, "profile_sources": profile.sources},
                 profile=profile)
 
 

@@ -46,21 +46,89 @@ def check_data_bounds(tf: TiffFile, ifd: Ifd, data: ImageData) -> None:
         raise MalformedFile(f"{ifd.path}: image data lies past the end of the file")
 
 
+def number(ifd: Ifd, tag: int, default=None, integer: bool = True):
+    """A tag that must hold exactly one number (ImageWidth, TileWidth, Magnification...).
+
+    ``Ifd.value`` returns a tuple, a string or a rational pair when a file
+    stores several values or another type; structural code must not feed
+    those to ``int()``, so a wrong shape is a MalformedFile.
+    """
+    e = ifd.entries.get(tag)
+    if e is None:
+        return default
+    if e.type in (2, 5, 10) or e.count != 1 or (integer and e.type in (11, 12)):
+        raise MalformedFile(f"{ifd.path or 'IFD'}: tag {tag} must hold one number (type {e.type}, count {e.count})")
+    return decode_values(e, ifd.byteorder)[0]
+
+
+def metadata_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the header, every IFD table and every out-of-line tag value."""
+    big = tf.kind == "bigtiff"
+    head, esize = (8, 20) if big else (2, 12)
+    nsize = 8 if tf.kind in ("bigtiff", "ndpi") else 4
+    starts, ends = [0], [16 if big else (12 if tf.kind == "ndpi" else 8)]
+    for ifd in tf.all_ifds():
+        n = len(ifd.entries)
+        starts.append(ifd.offset)
+        ends.append(ifd.offset + head + n * esize + nsize + (4 * n if tf.kind == "ndpi" else 0))
+        for e in ifd.entries.values():
+            if e.value_offset is not None and e.raw:
+                starts.append(e.value_offset)
+                ends.append(e.value_offset + len(e.raw))
+    return np.array(starts, np.int64), np.array(ends, np.int64)
+
+
+def check_data_layout(tf: TiffFile) -> None:
+    """Image data may share no byte with the metadata or with another image's data.
+
+    The writer copies a strip or tile's bytes verbatim, and verification
+    leaves pixel bytes out of the residual scan. A tile whose offset points
+    at the ImageDescription (or at the label's strips) would therefore carry
+    those bytes into the output unexamined; such a file is refused.
+    """
+    starts, ends = metadata_ranges(tf)
+    parts_s, parts_e, owners = [starts], [ends], [np.full(len(starts), -1, np.int64)]
+    for k, ifd in enumerate(tf.all_ifds()):
+        data = image_data(ifd, tf.byteorder)
+        if data is None:
+            continue
+        live = data.src_counts > 0
+        parts_s.append(data.src_offsets[live])
+        parts_e.append(data.src_offsets[live] + data.src_counts[live])
+        owners.append(np.full(int(live.sum()), k, np.int64))
+    s, e, own = np.concatenate(parts_s), np.concatenate(parts_e), np.concatenate(owners)
+    keep = e > s
+    s, e, own = s[keep], e[keep], own[keep]
+    order = np.lexsort((e, s))
+    s, e, own = s[order], e[order], own[order]
+    if len(s) < 2:
+        return
+    # the range reaching furthest so far, and whose it is
+    reach = np.maximum.accumulate(e)
+    provider = np.maximum.accumulate(np.where(e == reach, np.arange(len(e)), 0))
+    prev_owner = own[provider[:-1]]
+    clash = (s[1:] < reach[:-1]) & (own[1:] != prev_owner) & ~((own[1:] == -1) & (prev_owner == -1))
+    if clash.any():
+        i = int(np.nonzero(clash)[0][0]) + 1
+        what = "the file's metadata" if -1 in (int(own[i]), int(prev_owner[i - 1])) else "another image's data"
+        raise MalformedFile(f"image data at offset {int(s[i])} overlaps {what} (hostile or corrupt file)")
+
+
 def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
-    w = int(ifd.value(256, 0) or 0)
-    h = int(ifd.value(257, 0) or 0)
-    comp = ifd.value(259, 1)
-    comp = comp[0] if isinstance(comp, tuple) else comp
+    w = int(number(ifd, 256, 0))
+    h = int(number(ifd, 257, 0))
+    number(ifd, 278)  # RowsPerStrip: one number when present (redaction reads it)
+    comp = number(ifd, 259, 1)
     data = image_data(ifd, tf.byteorder)
     if data is None:
         raise MalformedFile(f"{ifd.path}: image without strip or tile offsets")
     check_data_bounds(tf, ifd, data)
     tiled = ifd.has(324)
     if tiled:
-        tw, th = int(ifd.value(322, 0) or 0), int(ifd.value(323, 0) or 0)
+        tw, th = int(number(ifd, 322, 0)), int(number(ifd, 323, 0))
         if tw <= 0 or th <= 0:
             raise MalformedFile(f"{ifd.path}: tiled image with tile size {tw}x{th}")
-        spp = int(ifd.value(277, 1) or 1)
+        spp = int(number(ifd, 277, 1) or 1)
         planes = spp if ifd.value(284, 1) == 2 else 1
         expected = -(-w // tw) * -(-h // th) * planes
         if expected != len(data.src_offsets):
@@ -166,7 +234,22 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 entries[65426] = mcu_entry(ifd, mcu_starts[k])
         return OutIfd(entries, data, children)
 
-    return [convert(ifd) for i, ifd in enumerate(tf.ifds) if i not in dropped_top]
+    out = []
+    replaced = {d.image.index for d in plan.images if d.action == "replace"}
+    for i, ifd in enumerate(tf.ifds):
+        if i in dropped_top:
+            continue
+        if i in replaced:
+            from ..labels import replacement_label_ifd
+            desc = None
+            if ifd.text(270) is not None:
+                line1 = (ifd.text(270) or "").splitlines()[0] if ifd.text(270) else ""
+                desc = (line1 if line1.startswith("Aperio") else "Aperio Image Library") + \
+                    f"\r\nlabel {ifd.value(256)}x{ifd.value(257)}"
+            out.append(replacement_label_ifd(ifd, plan.options.get("new_id"), desc))
+            continue
+        out.append(convert(ifd))
+    return out
 
 
 def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
@@ -203,4 +286,5 @@ def inventory_notes(tf: TiffFile) -> list[str]:
 
 def tiff_inventory(fmt: str, tf: TiffFile, roles: list[str], special: dict[int, Splitter]) -> Inventory:
     images = [image_info(i, ifd, roles[i], tf) for i, ifd in enumerate(tf.ifds)]
+    check_data_layout(tf)
     return Inventory(fmt, tf.path, images, tag_fields(tf, special), tf, inventory_notes(tf))
