@@ -75,10 +75,26 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
     return out
 
 
+LOW_RES_LEVEL_PIXELS = 4_000_000
+
+
 def residual_targets(plan, kept_index_map: dict[int, int]) -> list[tuple[str, int]]:
-    """Non-level images that stay in the output, as (role, output index)."""
-    return [(d.image.role, kept_index_map[d.image.index]) for d in plan.images
-            if d.action != "remove" and d.image.role != "level" and d.image.index in kept_index_map]
+    """Images that stay in the output and a person could read, as (role, output index).
+
+    Every kept non-level image, and, when no thumbnail is kept (NDPI has
+    none), the smallest pyramid level if it is small enough to look at
+    whole: handwriting or a sticker on the glass inside the scanned area
+    shows there.
+    """
+    kept = [d for d in plan.images if d.action != "remove" and d.image.index in kept_index_map]
+    out = [(d.image.role, kept_index_map[d.image.index]) for d in kept if d.image.role != "level"]
+    if not any(d.image.role == "thumbnail" for d in kept):
+        levels = [d.image for d in kept if d.image.role == "level"]
+        if levels:
+            small = min(levels, key=lambda im: im.width * im.height)
+            if small.width * small.height <= LOW_RES_LEVEL_PIXELS:
+                out.append(("level", kept_index_map[small.index]))
+    return out
 
 
 def source_targets(plan) -> list[tuple[str, int]]:
