@@ -117,3 +117,14 @@ def test_to_dicom_conversion(tmp_path, capsys):
         from wsidicom import WsiDicom
         with WsiDicom.open([str(f) for f in files]) as w:
             assert w.levels
+
+
+def test_label_replace_flag_generates_dicom_label(tmp_path, capsys):
+    folder = copy_into(tmp_path / "s", "openslide-python_boxes_0", "mi_test_wsi_label_barcodevalue")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["deid", str(folder), "-o", str(out), "--new-id", "RID-8", "--label", "replace"]) == 0, \
+        capsys.readouterr().err
+    labels = [pydicom.dcmread(f) for f in _dcm_outputs(out / "RID-8") if pydicom.dcmread(f).ImageType[2] == "LABEL"]
+    assert len(labels) == 1 and labels[0].LabelText == "RID-8" and labels[0].BarcodeValue == "RID-8"
+    assert b"CBF-1234" not in b"".join(f.read_bytes() for f in _dcm_outputs(out / "RID-8"))

@@ -4,6 +4,9 @@ The flow mirrors the TIFF one (inventory, plan, apply, verify, publish,
 audit), but its unit is a slide made of several instances (files), so it has
 its own driver (``wsideid.dicom.pipeline``) that ``wsideid.pipeline``
 dispatches to when the input is a DICOM file or a folder of them.
+
+This module itself must stay free of pydicom imports: the dispatch checks
+call ``is_dicom_input`` for every input, TIFF ones too.
 """
 
 from __future__ import annotations

@@ -58,13 +58,20 @@ def _columns(options: Any) -> set[str]:
     return cols
 
 
+def _label(options: Any) -> str:
+    """``--dicom-option generated-label`` or the general ``--label replace``."""
+    if dicom_options(options).label == "generate" or getattr(options, "label", None) == "replace":
+        return "generate"
+    return "remove"
+
+
 def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) -> Plan:
     profile = load_profile("dicom", options.profile)
     rules = DicomRules(profile, _columns(options))
     uids = UidMapper(secret or _secret(options))
     try:
         return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
-                               options.keep_macro, dicom_options(options).label)
+                               options.keep_macro or getattr(options, "macro", None) == "keep", _label(options))
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
