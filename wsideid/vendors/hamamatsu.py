@@ -30,7 +30,7 @@ def claims(tf: TiffFile) -> bool:
 def roles(tf: TiffFile) -> list[str]:
     out = []
     for ifd in tf.ifds:
-        lens = ifd.value(65421)
+        lens = tiff_base.number(ifd, 65421, integer=False)
         if lens is None:
             out.append("other")
         elif lens == -1:

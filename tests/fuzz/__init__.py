@@ -1,0 +1,1 @@
+"""Fuzzing harnesses (mutation of real and synthetic slides); see harness.py."""

@@ -1,0 +1,95 @@
+"""Mutation fuzzing of inspect and deid on real and synthetic slides (see tests/fuzz/harness.py).
+
+The normal suite runs a short, derandomised budget so that it is stable
+and fast; ``bench/fuzz_long.py`` runs the same harness with fresh random
+cases for as long as you like. Every crasher either run finds is pinned in
+CRASHERS below, with the bug it exposed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fuzz.harness import N_OPS, Violation, describe, mutate, run_case
+from fuzz.seeds import all_seeds, synthetic_seeds
+
+EXAMPLES = int(os.environ.get("WSIDEID_FUZZ_EXAMPLES", "250"))
+
+ops_strategy = st.lists(st.tuples(st.integers(0, N_OPS - 1), st.integers(0, 2 ** 16), st.integers(0, 2 ** 16)),
+                        min_size=1, max_size=4)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(which=st.integers(0, 10 ** 6), ops=ops_strategy)
+def test_mutants_fail_closed(which, ops, tmp_path_factory):
+    """Every mutant either publishes a verified, PHI-free output or fails with a one-line WsideidError."""
+    seeds = all_seeds()
+    seed = seeds[which % len(seeds)]
+    work = tmp_path_factory.mktemp("fuzz")
+    try:
+        run_case(mutate(seed, ops), work, "input" + seed.suffix, seed.planted, timeout=20)
+    except Violation as v:
+        raise AssertionError(f"{describe(seed.name, ops)}: {v}") from None
+
+
+# (seed, ops, bug it exposed). Real-slide seeds are skipped when ../shared/testdata is absent.
+CRASHERS = [
+    ("synth.svs", [(5, 4887, 3763), (5, 54722, 21471)],
+     "tile offsets pointed at the ImageDescription: PHI published as 'pixels', all checks green"),
+    ("synth.ndpi", [(5, 16563, 8501), (0, 39386, 41110)],
+     "a kept tag retyped LONG8 in an NDPI: struct.error in the NDPI writer"),
+    ("openslide-python_boxes.tiff", [(1, 56526, 53506)],
+     "SamplesPerPixel with 2 values: TypeError in image_info"),
+    ("openslide-python_small.svs", [(0, 27315, 10196), (6, 16470, 24423)],
+     "Compression of an unsupported type (no values): IndexError in image_info"),
+    ("openslide-python_small.svs", [(7, 6248, 28078)],
+     "corrupt JPEG tile at the lowest level: OpenSlideError escaped verification"),
+    ("tcga-cr-7395-01a-01-ts1.svs", [(7, 5793, 23170)],
+     "corrupt JPEG tile: OpenSlideError escaped verification"),
+    ("openslide-python_boxes.tiff", [(2, 41398, 9068)],
+     "corrupt deflate strip: OpenSlideError escaped verification"),
+]
+
+
+@pytest.mark.parametrize("seed_name,ops,bug", CRASHERS, ids=[c[0] + ":" + c[2][:30] for c in CRASHERS])
+def test_crashers_stay_fixed(seed_name, ops, bug, tmp_path):
+    seeds = {s.name: s for s in all_seeds()}
+    if seed_name not in seeds:
+        pytest.skip(f"{seed_name} not available")
+    seed = seeds[seed_name]
+    outcome = run_case(mutate(seed, ops), tmp_path, "input" + seed.suffix, seed.planted)
+    assert outcome.kind in ("published", "flagged", "error")
+
+
+def test_mutations_change_the_bytes():
+    """The harness is only worth something if its mutations hit: most ops must alter a seed."""
+    seed = synthetic_seeds()[0]
+    changed = sum(mutate(seed, [(op, a, 7)]) != seed.data for op in range(N_OPS) for a in (1, 77, 301))
+    assert changed >= N_OPS * 3 - 3
+
+
+def test_cli_on_mutants(tmp_path):
+    """A few mutants through the real command line: exit 0/1 with an output, or one stderr line and nothing."""
+    seed = synthetic_seeds()[0]
+    cases = [[(5, 4887, 3763), (5, 54722, 21471)], [(1, 3, 9)], [(7, 2, 3)], [(4, 0, 1)]]
+    for k, ops in enumerate(cases):
+        src = tmp_path / f"m{k}.svs"
+        src.write_bytes(mutate(seed, ops))
+        out = tmp_path / f"out{k}"
+        out.mkdir()
+        p = subprocess.run([sys.executable, "-m", "wsideid.cli", "deid", str(src), "-o", str(out), "--detect", "off"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode in (0, 2, 3), (ops, p.returncode, p.stderr)
+        if p.returncode == 0:
+            assert sorted(os.listdir(out)) == [f"m{k}.svs", f"m{k}.svs.audit.json"]
+        else:
+            assert p.stderr.startswith("wsideid: error:") and len(p.stderr.splitlines()) == 1, p.stderr
+            assert os.listdir(out) == []
