@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-apt_packages=(tesseract-ocr tesseract-ocr-eng libzbar0 dicom3tools libjpeg-turbo-progs libturbojpeg0)
+apt_packages=(tesseract-ocr tesseract-ocr-eng libzbar0 dicom3tools libjpeg-turbo-progs libturbojpeg0 fonts-dejavu-core)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${apt_packages[@]}"; do
