@@ -106,12 +106,19 @@ def check_data_layout(tf: TiffFile) -> None:
     # the range reaching furthest so far, and whose it is
     reach = np.maximum.accumulate(e)
     provider = np.maximum.accumulate(np.where(e == reach, np.arange(len(e)), 0))
-    prev_owner = own[provider[:-1]]
-    clash = (s[1:] < reach[:-1]) & (own[1:] != prev_owner) & ~((own[1:] == -1) & (prev_owner == -1))
+    prev = provider[:-1]
+    prev_owner = own[prev]
+    over = s[1:] < reach[:-1]
+    clash = over & (own[1:] != prev_owner) & ~((own[1:] == -1) & (prev_owner == -1))
+    # within one image, identical ranges (shared blank tiles) are fine, partial overlaps are not
+    partial = over & (own[1:] == prev_owner) & (own[1:] >= 0) & ((s[1:] != s[prev]) | (e[1:] != e[prev]))
     if clash.any():
         i = int(np.nonzero(clash)[0][0]) + 1
         what = "the file's metadata" if -1 in (int(own[i]), int(prev_owner[i - 1])) else "another image's data"
         raise MalformedFile(f"image data at offset {int(s[i])} overlaps {what} (hostile or corrupt file)")
+    if partial.any():
+        i = int(np.nonzero(partial)[0][0]) + 1
+        raise MalformedFile(f"image data ranges overlap at offset {int(s[i])} (hostile or corrupt file)")
 
 
 def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
