@@ -94,13 +94,18 @@ def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]
         for job in jobs:
             yield run_job(job)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
         futures = {pool.submit(run_job, j): j for j in jobs}
         for fut in as_completed(futures):
             try:
                 yield fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker that died fails its slide only
                 yield lost_job(futures[fut], exc)
+
+
+def _one_thread_per_worker() -> None:
+    """N workers on N cores: keep tesseract (OpenMP) from starting N threads each."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 def lost_job(job: SlideJob, exc: BaseException) -> dict[str, Any]:

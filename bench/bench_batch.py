@@ -1,0 +1,66 @@
+"""Batch throughput: slides per minute for 1 and 2 jobs on the sample batch.
+
+The sample batch is the demo's (synthetic SVS, NDPI and generic TIFF with
+planted PHI, one SVS with its macro kept), repeated to ``--copies`` copies
+so that process start-up is amortised. Detectors run as in a default batch
+(``--detect all``, OCR on) unless ``--no-ocr``/``--detect`` say otherwise.
+
+    .venv/bin/python bench/bench_batch.py [--copies 4] [--detect all] [--no-ocr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import time
+
+from wsideid.batch.runner import BatchOptions, run_batch
+from wsideid.demo import make_samples
+
+
+def sample_batch(folder: str, copies: int) -> str:
+    manifest, rows = make_samples(folder)
+    rows = [r for r in rows if not r["source"].startswith("..")]
+    out = []
+    for c in range(copies):
+        for r in rows:
+            src = r["source"]
+            if c:
+                base, ext = os.path.splitext(src)
+                src = f"{base}-copy{c}{ext}"
+                shutil.copyfile(os.path.join(folder, r["source"]), os.path.join(folder, src))
+            out.append({**r, "source": src, "new_id": f"{r['new_id']}-{c}"})
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(out[0]))
+        w.writeheader()
+        w.writerows(out)
+    return manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--detect", default="all", choices=["off", "residual", "all"])
+    ap.add_argument("--no-ocr", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = sample_batch(tmp, args.copies)
+        n = sum(1 for _ in open(manifest)) - 1
+        print(f"sample batch: {n} slides, detect={args.detect}, ocr={not args.no_ocr}, {os.cpu_count()} CPUs")
+        for jobs in (1, 2):
+            out = os.path.join(tmp, f"out-{jobs}")
+            t = time.perf_counter()
+            res = run_batch(manifest, out, BatchOptions(jobs=jobs, detect=args.detect, ocr=not args.no_ocr,
+                                                        progress=False))
+            dt = time.perf_counter() - t
+            print(f"  jobs={jobs}: {dt:6.1f} s, {n / dt * 60:6.1f} slides/min  {res.counts}")
+            res2 = run_batch(manifest, out, BatchOptions(jobs=jobs, detect=args.detect, ocr=not args.no_ocr,
+                                                         progress=False))
+            assert res2.skipped == n
+
+
+if __name__ == "__main__":
+    main()
