@@ -11,6 +11,7 @@ undo the shift.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import tempfile
 from typing import Any
 
 from . import __version__
+from .errors import WsideidError
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z;@#][A-Za-z0-9 ._\-\[\]/;*]{0,47}$")
 
@@ -60,10 +62,18 @@ def audit_record(result) -> dict[str, Any]:
 
 def write_audit(result, options) -> str:
     folder = options.audit_dir or os.path.dirname(result.output)
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, os.path.basename(result.output) + ".audit.json")
-    fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(audit_record(result), fh, indent=1)
-    os.replace(tmp, path)
+    record = json.dumps(audit_record(result), indent=1)
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(record)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise WsideidError(f"cannot write the audit record: {exc.strerror or type(exc).__name__}") from None
     return path

@@ -141,15 +141,20 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
     meta = _serialize(flat, ifds, kind, bo)
     if len(meta) != meta_size:
         raise AssertionError(f"layout size mismatch {len(meta)} != {meta_size}")
-    fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with open(src_path, "rb") as src:
-            _write_all(fd, meta)
-            plan.copy(src.fileno(), fd)
-        if os.fstat(fd).st_size != total:
-            raise WsideidError(f"output size {os.fstat(fd).st_size} differs from the planned {total} bytes")
-    finally:
-        os.close(fd)
+        fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with open(src_path, "rb") as src:
+                _write_all(fd, meta)
+                plan.copy(src.fileno(), fd)
+            if os.fstat(fd).st_size != total:
+                raise WsideidError(f"output size {os.fstat(fd).st_size} differs from the planned {total} bytes")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # disk full, read-only or vanished output folder, I/O error: the
+        # caller removes the partial file; the user gets one line, not a traceback
+        raise WsideidError(f"cannot write the output: {exc.strerror or type(exc).__name__}") from None
     return WrittenLayout(total, data_start, kind, [o for o, _ in new_offsets])
 
 

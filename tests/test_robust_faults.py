@@ -1,0 +1,209 @@
+"""Faults during deid: SIGKILL at random points, disk full, read-only output folder, input changed mid-run.
+
+What must hold in every case: nothing at the output path but a complete,
+verified file; a failed run leaves no output (temporary ``.wsideid-tmp-*``
+files may remain only after SIGKILL) and never touches the input; a rerun
+completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wsideid.errors import WsideidError
+from wsideid.pipeline import TMP_PREFIX, DeidOptions, deidentify, verify_output
+
+CLI = [sys.executable, "-m", "wsideid.cli"]
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big_svs(tmp_path_factory) -> Path:
+    """A synthetic SVS large enough that writing and verifying take a measurable share of a CLI run."""
+    from wsideid.synth import make_svs
+    p = tmp_path_factory.mktemp("big") / "big.svs"
+    make_svs(str(p), 3072, 2048)
+    return p
+
+
+def _assert_output_whole_or_absent(src: Path, out: Path) -> bool:
+    final = out / src.name
+    names = [n for n in os.listdir(out) if not n.startswith(TMP_PREFIX)]
+    assert set(names) <= {src.name, src.name + ".audit.json"}, names
+    if final.exists():
+        rep = verify_output(src, final)
+        assert rep.ok, [c for c in rep.checks if not c.ok]
+        return True
+    return False
+
+
+def test_sigkill_at_random_points_leaves_whole_or_nothing(big_svs, tmp_path):
+    """Kill the CLI after random delays spread over a full run; then a rerun (with --overwrite) completes."""
+    before = _sha(big_svs)
+    args = CLI + ["deid", str(big_svs), "--detect", "off", "--verify", "full"]
+    t = time.perf_counter()
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    assert subprocess.run(args + ["-o", str(ref)], capture_output=True, timeout=120).returncode == 0
+    full = time.perf_counter() - t
+    rng = random.Random(6)
+    seen = {"published": 0, "absent": 0}
+    for k in range(6):
+        out = tmp_path / f"o{k}"
+        out.mkdir()
+        p = subprocess.Popen(args + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * full)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        seen["published" if _assert_output_whole_or_absent(big_svs, out) else "absent"] += 1
+        rerun = subprocess.run(args + ["-o", str(out), "--overwrite"], capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        assert verify_output(big_svs, out / big_svs.name).ok
+    assert _sha(big_svs) == before
+    print(seen)
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str, ro: bool = False):
+    path.mkdir()
+    opts = f"size={size}" + (",ro" if ro else "")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def _assert_clean_failure(src: Path, out: Path, before: str, proc) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.startswith("wsideid: error:") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert [n for n in os.listdir(out) if n != "filler"] == []
+    assert _sha(src) == before
+
+
+def test_disk_full_on_a_small_tmpfs(synth_slides, tmp_path):
+    src = synth_slides["aperio"]
+    before = _sha(src)
+    with _tmpfs(tmp_path / "small", "2m") as out:
+        (out / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - os.path.getsize(src) // 2))
+        p = subprocess.run(CLI + ["deid", str(src), "-o", str(out), "--detect", "off"],
+                           capture_output=True, text=True, timeout=120)
+        _assert_clean_failure(src, out, before, p)
+        assert "space" in p.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="pipeline.deidentify cleans up with os.unlink(tmp) catching only "
+                   "FileNotFoundError; on a read-only folder unlink raises EROFS and masks the one-line error "
+                   "(exit 70); fix requested in pipeline.py")
+def test_read_only_output_folder(synth_slides, tmp_path):
+    src = synth_slides["aperio"]
+    before = _sha(src)
+    with _tmpfs(tmp_path / "ro", "1m", ro=True) as out:
+        p = subprocess.run(CLI + ["deid", str(src), "-o", str(out), "--detect", "off"],
+                           capture_output=True, text=True, timeout=120)
+        _assert_clean_failure(src, out, before, p)
+        assert "read-only" in p.stderr.lower()
+
+
+@pytest.mark.parametrize("where", ["write", "copy"])
+def test_injected_enospc_is_a_one_line_error(synth_slides, tmp_path, monkeypatch, where):
+    """Without root: ENOSPC injected into the writer's os.write / os.copy_file_range."""
+    import wsideid.tiff.writer as writer
+    src = synth_slides["hamamatsu"]
+    before = _sha(src)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if where == "write":
+        monkeypatch.setattr(writer.os, "write", full)
+    else:
+        monkeypatch.setattr(writer.os, "copy_file_range", full)
+        monkeypatch.setattr(writer.os, "pread", full)
+    with pytest.raises(WsideidError, match="space"):
+        deidentify(src, tmp_path, DeidOptions(detect="off"))
+    assert os.listdir(tmp_path) == [] and _sha(src) == before
+
+
+def test_input_changed_during_verification_is_refused(synth_slides, tmp_path, monkeypatch):
+    """Another process appends to the input while we verify: the run is refused and nothing is published."""
+    import shutil
+
+    import wsideid.pipeline as pipeline
+    src = tmp_path / "in.svs"
+    shutil.copy(synth_slides["aperio"], src)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_verify = pipeline._verify
+
+    def verify_while_input_grows(*a, **k):
+        with open(src, "ab") as fh:
+            fh.write(b"\0" * 16)
+        return real_verify(*a, **k)
+    monkeypatch.setattr(pipeline, "_verify", verify_while_input_grows)
+    with pytest.raises(WsideidError, match="input changed"):
+        deidentify(src, out, DeidOptions(detect="off"))
+    assert os.listdir(out) == []
+
+
+def test_input_replaced_during_verification_is_refused(synth_slides, tmp_path, monkeypatch):
+    """Same size, new inode (a copy renamed over the input): still detected."""
+    import shutil
+
+    import wsideid.pipeline as pipeline
+    src = tmp_path / "in.svs"
+    shutil.copy(synth_slides["aperio"], src)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_verify = pipeline._verify
+
+    def verify_while_input_is_swapped(*a, **k):
+        shutil.copy(src, tmp_path / "swap")
+        os.replace(tmp_path / "swap", src)
+        return real_verify(*a, **k)
+    monkeypatch.setattr(pipeline, "_verify", verify_while_input_is_swapped)
+    with pytest.raises(WsideidError, match="input changed"):
+        deidentify(src, out, DeidOptions(detect="off"))
+    assert os.listdir(out) == []
+
+
+def test_audit_write_failure_is_a_one_line_error(synth_slides, tmp_path, monkeypatch):
+    """ENOSPC while writing the audit record: a WsideidError and no temporary audit file left behind."""
+    import json
+
+    import wsideid.audit as audit
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_fdopen = audit.os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.fh = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            full()
+    monkeypatch.setattr(audit.os, "fdopen", Full)
+    with pytest.raises(WsideidError, match="audit record"):
+        deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(detect="off"))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(TMP_PREFIX)]
