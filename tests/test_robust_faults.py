@@ -139,8 +139,21 @@ def test_injected_enospc_is_a_one_line_error(synth_slides, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == [] and _sha(src) == before
 
 
-def test_input_changed_during_verification_is_refused(synth_slides, tmp_path, monkeypatch):
-    """Another process appends to the input while we verify: the run is refused and nothing is published."""
+def _append(src: Path) -> None:
+    with open(src, "ab") as fh:
+        fh.write(b"\0" * 16)
+
+
+def _swap(src: Path) -> None:
+    """Same size and content, new inode: a copy renamed over the input."""
+    import shutil
+    shutil.copy(src, src.with_suffix(".swap"))
+    os.replace(src.with_suffix(".swap"), src)
+
+
+@pytest.mark.parametrize("change", [_append, _swap], ids=["appended", "swapped"])
+def test_input_changed_during_verification_is_refused(change, synth_slides, tmp_path, monkeypatch):
+    """Another process changes the input while we verify: the run is refused and nothing is published."""
     import shutil
 
     import wsideid.pipeline as pipeline
@@ -150,32 +163,10 @@ def test_input_changed_during_verification_is_refused(synth_slides, tmp_path, mo
     out.mkdir()
     real_verify = pipeline._verify
 
-    def verify_while_input_grows(*a, **k):
-        with open(src, "ab") as fh:
-            fh.write(b"\0" * 16)
+    def verify_while_input_changes(*a, **k):
+        change(src)
         return real_verify(*a, **k)
-    monkeypatch.setattr(pipeline, "_verify", verify_while_input_grows)
-    with pytest.raises(WsideidError, match="input changed"):
-        deidentify(src, out, DeidOptions(detect="off"))
-    assert os.listdir(out) == []
-
-
-def test_input_replaced_during_verification_is_refused(synth_slides, tmp_path, monkeypatch):
-    """Same size, new inode (a copy renamed over the input): still detected."""
-    import shutil
-
-    import wsideid.pipeline as pipeline
-    src = tmp_path / "in.svs"
-    shutil.copy(synth_slides["aperio"], src)
-    out = tmp_path / "out"
-    out.mkdir()
-    real_verify = pipeline._verify
-
-    def verify_while_input_is_swapped(*a, **k):
-        shutil.copy(src, tmp_path / "swap")
-        os.replace(tmp_path / "swap", src)
-        return real_verify(*a, **k)
-    monkeypatch.setattr(pipeline, "_verify", verify_while_input_is_swapped)
+    monkeypatch.setattr(pipeline, "_verify", verify_while_input_changes)
     with pytest.raises(WsideidError, match="input changed"):
         deidentify(src, out, DeidOptions(detect="off"))
     assert os.listdir(out) == []
