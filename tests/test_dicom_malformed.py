@@ -31,6 +31,11 @@ def _assert_ok_or_clean_failure(code: int, err: str, out: Path) -> None:
         files = [p for p in out.iterdir() if not p.name.endswith(".audit.json")]
         assert len(files) == 1
         pydicom.dcmread(files[0])
+    elif code == 1:
+        # flagged: the residual detectors could not clear a kept image, so the
+        # output went to the review folder and nothing is in OUTDIR
+        assert not [p for p in out.iterdir() if not p.name.startswith(".")]
+        assert list((out.parent / (out.name + "-review") / "flagged").iterdir())
     else:
         _assert_clean_failure(code, err, out)
 

@@ -177,6 +177,11 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
         if not report.ok:
             fails = "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
             raise VerificationFailed(f"output failed verification, nothing published ({fails})")
+        scans, status = _detect(src, plan, written, options)
+        if status == "flagged":
+            review = getattr(options, "review_dir", None) or outdir.rstrip(os.sep) + "-review"
+            os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+            final = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         if options.hash_outputs:
             for inst in src.instances:
@@ -187,10 +192,101 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     timings["total"] = time.perf_counter() - t0
-    result = DeidResult(input_path, final, "dicom", plan, report, "published", timings=timings, sha256=hashes)
+    result = DeidResult(input_path, final, "dicom", plan, report, status, timings=timings, sha256=hashes,
+                        scans=scans)
+    from dataclasses import replace
+
     from ..audit import write_audit
-    result.audit_path = write_audit(result, options)
+    result.audit_path = write_audit(result, options if status == "published" else replace(
+        options, audit_dir=os.path.dirname(final)))
     return result
+
+
+def _frames(ds, frames: int, rows: int, cols: int):
+    """Decoded frames as arrays: native pixel data reshaped, encapsulated
+    frames decoded with Pillow (independent of pydicom's plugin state)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        from pydicom.encaps import generate_frames
+        out = []
+        for raw in generate_frames(ds.PixelData, number_of_frames=frames):
+            img = Image.open(io.BytesIO(raw))
+            img.draft(None, None)
+            out.append(np.asarray(img.convert("RGB" if spp == 3 else "L")))
+        return out
+    bits = int(getattr(ds, "BitsAllocated", 8) or 8)
+    if bits != 8:
+        raise WsideidError("only 8-bit native pixel data is scanned")
+    data = np.frombuffer(ds.PixelData, np.uint8)
+    per = rows * cols * spp
+    arr = data[: per * frames].reshape((frames, rows, cols, spp) if spp > 1 else (frames, rows, cols))
+    if spp == 3 and str(getattr(ds, "PhotometricInterpretation", "")).startswith("YBR"):
+        arr = np.stack([np.asarray(Image.fromarray(f, "YCbCr").convert("RGB")) for f in arr])
+    return list(arr)
+
+
+def _instance_image(path: str, index: int):
+    """Pixels of one (small) DICOM instance as a PIL image, for the detectors."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+    ds = pydicom.dcmread(path)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if rows * cols * frames > 40_000_000:
+        raise WsideidError("instance too large to scan")
+    tiles = _frames(ds, frames, rows, cols)
+    tw = int(getattr(ds, "TotalPixelMatrixColumns", cols) or cols)
+    th = int(getattr(ds, "TotalPixelMatrixRows", rows) or rows)
+    across = max(1, -(-tw // cols))
+    full = np.zeros((-(-max(th, rows) // rows) * rows + rows, across * cols) + tiles[0].shape[2:], np.uint8)
+    for i, t in enumerate(tiles):  # TILED_FULL order: row by row
+        r, c = divmod(i, across)
+        if (r + 1) * rows > full.shape[0]:
+            break
+        full[r * rows:r * rows + t.shape[0], c * cols:c * cols + t.shape[1]] = t[:rows, :cols]
+    return Image.fromarray(full[:th, :tw])
+
+
+def _detect(src: DicomSource, plan: Plan, written, options: Any):
+    """Detectors on the label/overview being removed (detect=all) and on kept
+    non-volume instances (thumbnail, a generated or kept label, overview)."""
+    from ..scanning import scan_images
+    mode = getattr(options, "detect", "residual")
+    if mode == "off":
+        return [], "published"
+    ids = getattr(options, "identifiers", []) or []
+    ocr = getattr(options, "ocr", True)
+    scans = []
+    if mode == "all":
+        by_index = {i.index: i for i in src.instances}
+        targets = [(d.image.role, d.image.index) for d in plan.images if d.image.role in ("label", "overview")]
+        for role, idx in targets:
+            scans += scan_images(by_index[idx].path, [(role, idx)], "source", ids, ocr, reader=_instance_image)
+    targets = [(inst, path) for inst, path, _ in written if inst.role != "level"]
+    if not any(inst.role == "thumbnail" for inst, _ in targets):
+        from ..scanning import LOW_RES_LEVEL_PIXELS
+        levels = [(int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
+                   int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0), inst, path)
+                  for inst, path, ds in written if inst.role == "level"]
+        if levels:
+            pixels, inst, path = min(levels, key=lambda t: t[0])
+            if pixels <= LOW_RES_LEVEL_PIXELS:
+                targets.append((inst, path))
+    for inst, path in targets:
+        role = inst.role
+        out = scan_images(path, [(role, inst.index)], "output", ids, ocr, reader=_instance_image)
+        new_id = getattr(options, "new_id", None)
+        for sc in out:
+            if sc.result is not None and new_id:
+                sc.result.findings = [f for f in sc.result.findings if f.value.strip() != new_id]
+        scans += out
+    flagged = any(s.stage == "output" and (s.has_phi or s.error) for s in scans)
+    return scans, "flagged" if flagged else "published"
 
 
 def _publish(ready: str, final: str, tmp: str, overwrite: bool) -> None:
