@@ -82,6 +82,7 @@ def test_synthetic_planted_phi_is_gone(fmt, synth_slides, tmp_path):
     audit = open(res.audit_path).read().lower()
     for value in PLANTED + ["dr who", "jsmith"]:
         assert value.lower().encode() not in blob, (fmt, value)
+        assert value.lower().encode("utf-16-le") not in blob, (fmt, value)
         assert value.lower() not in audit, (fmt, value)
     assert res.plan.unknowns(), "synthetic slides plant unknown keys/tags"
 
@@ -156,3 +157,25 @@ def test_label_replaced_by_generated_one(synth_slides, tmp_path):
 def test_label_replace_needs_new_id(synth_slides, tmp_path):
     with pytest.raises(Exception, match="needs --new-id"):
         deidentify(synth_slides["aperio"], tmp_path, DeidOptions(label="replace"))
+
+
+def test_hidden_carriers_are_all_removed(synth_slides, tmp_path):
+    """EXIF/GPS child IFDs, XP/IPTC/Photoshop tags and COM/APP1 inside tiles."""
+    import tifffile
+    from wsideid.tiff.container import read_tiff
+    src = synth_slides["aperio"]
+    tf = read_tiff(src)
+    assert 34665 in tf.ifds[0].children and 34853 in tf.ifds[0].children  # the carriers are there
+    res = deidentify(src, tmp_path, DeidOptions(detect="off"))
+    out = read_tiff(res.output)
+    assert not out.ifds[0].children
+    for tag in (285, 700, 33723, 34377, 34665, 34853, 40093, 65000):
+        assert tag not in out.ifds[0].entries
+    with tifffile.TiffFile(res.output) as t:
+        page = t.pages[0]
+        fh = t.filehandle
+        for off, n in list(zip(page.dataoffsets, page.databytecounts))[:3]:
+            fh.seek(off)
+            head = fh.read(64)
+            assert b"\xff\xfe" not in head[:4] and b"\xff\xe1" not in head[:4]
+    assert "Jane Doe".encode("utf-16-le") not in open(res.output, "rb").read()

@@ -106,10 +106,61 @@ def _tiff_tags_with_phi() -> list[tuple]:
     ]
 
 
+def add_hidden_carriers(src: str, dst: str) -> None:
+    """Rewrite ``src`` to ``dst`` with PHI in the less obvious TIFF places.
+
+    EXIF and GPS child IFDs, UTF-16 XP tags, PageName, IPTC and Photoshop
+    blocks on the first IFD, and COM/APP1 segments inside the first tiles of
+    the first level: the carriers formats.md lists beyond the vendor keys.
+    """
+    from .tiff.container import read_tiff
+    from .tiff.writer import OutEntry, OutIfd, write_tiff
+    from .vendors.tiff_base import image_data
+
+    tf = read_tiff(src)
+    bo = tf.byteorder
+
+    def text(tag, value):
+        raw = value.encode() + b"\0"
+        return OutEntry(tag, 2, len(raw), raw)
+
+    def blob(tag, raw, typ=1):
+        return OutEntry(tag, typ, len(raw), raw)
+
+    outs = []
+    for i, ifd in enumerate(tf.ifds):
+        entries = {t: OutEntry(t, e.type, e.count, e.raw) for t, e in ifd.entries.items() if t not in (273, 279, 324, 325)}
+        data = image_data(ifd, bo)
+        children = {}
+        if i == 0:
+            entries[285] = text(285, f"{PATIENT} page")
+            entries[40093] = blob(40093, "Jane Doe".encode("utf-16-le") + b"\0\0")  # XPAuthor
+            entries[33723] = blob(33723, b"\x1c\x02\x50\x00\x08Jane Doe")  # IPTC byline
+            entries[34377] = blob(34377, b"8BIM\x04\x04\x00\x00\x00\x00\x00\x0cJane Doe MRN", 7)
+            exif = OutIfd({36867: text(36867, "2024:03:14 10:22:33"),
+                           37510: blob(37510, b"ASCII\0\0\0Jane Doe MRN " + MRN.encode(), 7),
+                           42032: text(42032, "St Elsewhere Hospital"), 42033: text(42033, SCANNER_SN)})
+            gps = OutIfd({0: blob(0, bytes([2, 2, 0, 0])), 27: blob(27, b"ASCII\0\0\0St Elsewhere Hospital", 7)})
+            children = {34665: [exif], 34853: [gps]}
+            with open(src, "rb") as fh:
+                for t in range(min(3, len(data.src_offsets))):
+                    fh.seek(int(data.src_offsets[t]))
+                    tile = fh.read(int(data.src_counts[t]))
+                    note = f"Patient Jane Doe MRN {MRN} {ACCESSION}".encode()
+                    seg = (b"\xff\xfe" if t != 1 else b"\xff\xe1") + struct.pack(">H", len(note) + 2) + note
+                    data.replaced[t] = tile[:2] + seg + tile[2:]
+        outs.append(OutIfd(entries, data, children))
+    write_tiff(src, dst, outs, tf.kind, bo)
+
+
 def make_svs(path: str, width: int = 2048, height: int = 1536, with_label: bool = True,
-             with_macro: bool = True, seed: int = 1) -> SynthSlide:
-    """An Aperio-like SVS: tiled JPEG levels, thumbnail, LZW label, JPEG macro."""
+             with_macro: bool = True, seed: int = 1, hidden_carriers: bool = True) -> SynthSlide:
+    """An Aperio-like SVS: tiled JPEG levels, thumbnail, LZW label, JPEG macro,
+    and (``hidden_carriers``) PHI in EXIF/GPS/XP tags and inside JPEG tiles."""
     import tifffile
+    final = path
+    if hidden_carriers:
+        path = path + ".plain"
     base = tissue(width, height, seed)
     common = dict(photometric="rgb", compression="jpeg", compressionargs={"level": 85},
                   metadata=None, software="Aperio Image Library v12.0.5 2024-03-14", datetime="2024:03:14 10:22:33")
@@ -133,7 +184,12 @@ def make_svs(path: str, width: int = 2048, height: int = 1536, with_label: bool 
                                   tissue(800, 400, seed + 5)], axis=1)
             tw.write(mac, rowsperstrip=64, subfiletype=9, photometric="rgb", compression="jpeg",
                      description="Aperio Image Library v12.0.5\r\nmacro 1200x400", metadata=None)
-    return SynthSlide(path, "aperio", PLANTED)
+    if hidden_carriers:
+        try:
+            add_hidden_carriers(path, final)
+        finally:
+            os.unlink(path)
+    return SynthSlide(final, "aperio", PLANTED)
 
 
 def make_generic_tiff(path: str, width: int = 1024, height: int = 768, seed: int = 2) -> SynthSlide:

@@ -192,7 +192,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
                  and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
-                 and _ifd_kept(plan, d.field.ifd, len(src.ifds))]
+                 and _ifd_kept(plan, d.field.ifd, src.owners())]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     # Residual scan of every non-pixel byte, and JPEG tile headers.
@@ -245,10 +245,12 @@ def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]
     return out
 
 
-def _ifd_kept(plan: Plan, ifd_index: int | None, n_top: int) -> bool:
-    if ifd_index is None or ifd_index >= n_top:
+def _ifd_kept(plan: Plan, ifd_index: int | None, owners: list[int]) -> bool:
+    """Whether the top-level image owning flat IFD ``ifd_index`` is kept."""
+    if ifd_index is None or ifd_index >= len(owners):
         return False
-    return any(d.image.index == ifd_index and d.action != "remove" for d in plan.images)
+    top = owners[ifd_index]
+    return any(d.image.index == top and d.action != "remove" for d in plan.images)
 
 
 def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray | None:

@@ -138,6 +138,19 @@ class TiffFile:
     byteorder: str  # "<" or ">"
     ifds: list[Ifd]
 
+    def owners(self) -> list[int]:
+        """For each IFD of ``all_ifds()``, the index of its top-level IFD."""
+        out: list[int] = []
+
+        def walk(ifd, top):
+            out.append(top)
+            for kids in ifd.children.values():
+                for k in kids:
+                    walk(k, top)
+        for i, ifd in enumerate(self.ifds):
+            walk(ifd, i)
+        return out
+
     def all_ifds(self):
         """Every IFD including child trees, depth first."""
         def walk(ifd):

@@ -268,8 +268,9 @@ def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
     kept = {d.image.index for d in plan.images if d.action != "remove"}
     edits: dict[int, dict[int, bytes]] = {}
     flat = list(tf.all_ifds())
+    owners = tf.owners()
     for k, ifd in enumerate(flat):
-        if k < len(tf.ifds) and k not in kept:
+        if owners[k] not in kept:
             continue
         comp = ifd.value(259, 1)
         if comp not in (6, 7):
