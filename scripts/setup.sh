@@ -7,6 +7,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 apt_packages=(tesseract-ocr tesseract-ocr-eng libzbar0 dicom3tools libjpeg-turbo-progs libturbojpeg0 fonts-dejavu-core)
+# The test suite also drives the QC page in a real headless browser.
+if [ "${1:-}" = "--with-test-tools" ]; then
+  apt_packages+=(chromium)
+fi
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${apt_packages[@]}"; do

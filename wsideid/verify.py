@@ -159,8 +159,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     flat_src = list(src.all_ifds())
     flat_out = list(out.all_ifds())
     kept_top = [d.image.index for d in plan.images if d.action != "remove"]
-    mismatch = 0
-    checked = 0
+    mismatch = checked = edited_bad = edited_checked = 0
     with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
         for oi, si in enumerate(kept_top):
             s_ifd, o_ifd = src.ifds[si], out.ifds[oi]
@@ -171,16 +170,23 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
             k = flat_src.index(s_ifd)
             if any(d.image.index == si and d.action == "replace" for d in plan.images):
                 continue  # generated label: nothing of the source to compare
-            skip = set(edited.get(k, {}))
+            new_tiles = edited.get(k, {})
+            for t, new in new_tiles.items():
+                # an edited tile must hold exactly the editor's bytes
+                got = os.pread(fb.fileno(), int(od.src_counts[t]), int(od.src_offsets[t]))
+                edited_bad += got != new
+                edited_checked += 1
             for t in _sample(len(sd.src_offsets), full):
-                if t in skip:
+                if t in new_tiles:
                     continue
                 if sd.src_counts[t] != od.src_counts[t] or not _same_bytes(
                         fa, int(sd.src_offsets[t]), fb, int(od.src_offsets[t]), int(sd.src_counts[t])):
                     mismatch += 1
                 checked += 1
     rep.add("data-ranges", True, "all ranges inside the file")
-    rep.add("pixels-identical", mismatch == 0, f"{checked} tiles/strips compared{' (all)' if full else ' (sample)'}, {mismatch} differ")
+    rep.add("pixels-identical", mismatch == 0 and edited_bad == 0,
+            f"{checked} tiles/strips compared with the source{' (all)' if full else ' (sample)'}, {mismatch} differ; "
+            f"{edited_checked} edited ones compared with their edit, {edited_bad} differ")
 
     # Metadata: re-plan the output with the same profile data; nothing unknown may remain.
     out_inv = module.inventory(out)
