@@ -107,9 +107,6 @@ def test_disk_full_on_a_small_tmpfs(synth_slides, tmp_path):
         assert "space" in p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.deidentify cleans up with os.unlink(tmp) catching only "
-                   "FileNotFoundError; on a read-only folder unlink raises EROFS and masks the one-line error "
-                   "(exit 70); fix requested in pipeline.py")
 def test_read_only_output_folder(synth_slides, tmp_path):
     src = synth_slides["aperio"]
     before = _sha(src)

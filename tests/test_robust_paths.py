@@ -33,7 +33,6 @@ def test_unsafe_new_ids_are_refused(new_id, synth_slides, tmp_path):
     assert os.listdir(out) == [] and sorted(os.listdir(tmp_path)) == ["out"]
 
 
-@pytest.mark.xfail(strict=True, reason="profiles.check_new_id accepts Windows reserved device names (issue 6 item 5)")
 @pytest.mark.parametrize("new_id", ["CON", "nul", "COM1", "LPT9.x"])
 def test_reserved_names_are_refused(new_id, synth_slides, tmp_path):
     with pytest.raises(WsideidError):

@@ -220,8 +220,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         if not published:
             try:
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # never written (read-only folder) or already gone: the real error is on its way
     timings["total"] = time.perf_counter() - t0
     result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
                         sha256=hashes, scans=scans)

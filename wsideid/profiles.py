@@ -204,10 +204,12 @@ def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
 
 
 _ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Device names Windows refuses as file names, with or without an extension.
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 
 
 def check_new_id(new_id: str) -> str:
     """Research IDs become file names and metadata: keep them plain."""
-    if not _ID_SAFE.match(new_id) or new_id in (".", "..") or ".." in new_id:
+    if not _ID_SAFE.match(new_id) or new_id in (".", "..") or ".." in new_id or _RESERVED.match(new_id):
         raise ProfileError(f"--new-id must be 1-64 letters, digits, '.', '_' or '-' (got an unsafe value)")
     return new_id
