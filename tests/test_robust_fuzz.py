@@ -50,6 +50,8 @@ CRASHERS = [
      "SamplesPerPixel with 2 values: TypeError in image_info"),
     ("openslide-python_small.svs", [(0, 27315, 10196), (6, 16470, 24423)],
      "Compression of an unsupported type (no values): IndexError in image_info"),
+    ("synth.svs", [(7, 564, 18485), (7, 26528, 40537), (6, 37991, 18138)],
+     "a non-marker byte right after SOI ended the tile-header walk as 'clean': the tile's COM text was published"),
     ("openslide-python_small.svs", [(7, 6248, 28078)],
      "corrupt JPEG tile at the lowest level: OpenSlideError escaped verification"),
     ("tcga-cr-7395-01a-01-ts1.svs", [(7, 5793, 23170)],

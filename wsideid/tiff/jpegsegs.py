@@ -185,6 +185,11 @@ def _scan_window(mm: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.nda
         b0, marker = mm[p], mm[p + 1].astype(np.int64)
         length = (mm[p + 2].astype(np.int64) << 8) | mm[p + 3]
         stop = (b0 != 0xFF) | (marker == 0xDA) | (marker == 0xD9) | (length < 2)
+        # A header we cannot walk (no marker where one must be, a bad length,
+        # EOI before SOS with bytes after it) is not one we can vouch for:
+        # flag it, so strip_segments either cleans it or refuses the slide.
+        broken = (b0 != 0xFF) | ((length < 2) & (marker != 0xDA) & (marker != 0xD9)) | (marker == 0xD9)
+        flagged[idx[broken]] = True
         appcom = ((marker >= 0xE0) & (marker <= 0xEF)) | (marker == 0xFE)
         cand = idx[appcom & ~stop]
         if len(cand):
