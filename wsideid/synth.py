@@ -289,3 +289,48 @@ def make_all(folder: str) -> list[SynthSlide]:
     return [make_svs(os.path.join(folder, "synthetic-aperio.svs")),
             make_ndpi(os.path.join(folder, "synthetic-hamamatsu.ndpi")),
             make_generic_tiff(os.path.join(folder, "synthetic-generic.tiff"))]
+
+
+def make_dicom(folder: str) -> SynthSlide:
+    """A DICOM WSI series (levels, label, overview) with planted PHI.
+
+    Made by converting a synthetic SVS with wsidicomizer (the ``convert``
+    extra) under identifying metadata, then planting more values with
+    pydicom: patient and physician names, dates, institution, accession, a
+    private block. Raises ImportError when wsidicomizer is not installed.
+    """
+    import tempfile
+    import warnings
+
+    import pydicom
+    from wsidicom.metadata import Patient, Series, Slide, Study
+    from wsidicomizer import WsiDicomizer
+    from wsidicomizer.metadata import WsiDicomizerMetadata
+
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        svs = os.path.join(tmp, "src.svs")
+        make_svs(svs, width=1024, height=768, hidden_carriers=False)
+        meta = WsiDicomizerMetadata(study=Study(identifier=ACCESSION, accession_number=ACCESSION),
+                                    series=Series(number=1), patient=Patient(name=PATIENT, identifier=MRN),
+                                    slide=Slide(identifier=ACCESSION))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            WsiDicomizer.convert(svs, folder, metadata=meta, include_label=True, include_overview=True,
+                                 include_confidential=True, workers=1)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        ds = pydicom.dcmread(path)
+        ds.PatientName = PATIENT
+        ds.PatientID = MRN
+        ds.PatientBirthDate = "19700101"
+        ds.ReferringPhysicianName = "WHO^DOCTOR"
+        ds.InstitutionName = "St Elsewhere Hospital"
+        ds.OperatorsName = OPERATOR.upper()
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240314"
+        ds.AccessionNumber = ACCESSION
+        ds.DeviceSerialNumber = SCANNER_SN
+        block = ds.private_block(0x0011, "ST ELSEWHERE LIS", create=True)
+        block.add_new(0x01, "LO", f"Jane Doe {MRN}")
+        ds.save_as(path)
+    return SynthSlide(folder, "dicom", PLANTED)
