@@ -135,3 +135,12 @@ def test_identical_ranges_are_shared_not_duplicated(tmp_path):
     lay = write_tiff(str(blob), str(tmp_path / "o.tif"), [ifd], "classic", "<")
     offs = lay.new_offsets[0]
     assert offs[0] == offs[1] and offs[2] != offs[0]
+
+
+def test_description_with_absurd_key_count_is_refused(tmp_path):
+    from wsideid.pipeline import inspect
+    p = tmp_path / "keys.svs"
+    desc = "Aperio Image Library v1\r\n64x64 (32x32) JPEG/RGB Q=70|" + "|".join(f"K{i} = v" for i in range(30_000))
+    tifffile.imwrite(p, np.zeros((64, 64, 3), np.uint8), tile=(32, 32), description=desc, metadata=None)
+    with pytest.raises(MalformedFile, match="keys"):
+        inspect(p)

@@ -61,6 +61,7 @@ def roles(tf: TiffFile) -> list[str]:
 
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
     parts = text.split("|")
+    tiff_base.check_key_count(ifd, len(parts))
     fields = [Field(f"{ifd.path}/ImageDescription/@header", "description:@header", parts[0],
                     ifd=k, tag=270, subkey="@header")]
     for j, part in enumerate(parts[1:], 1):

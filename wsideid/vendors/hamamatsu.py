@@ -46,7 +46,9 @@ def roles(tf: TiffFile) -> list[str]:
 
 def split_properties(k: int, ifd: Ifd, text: str) -> list[Field]:
     fields: list[Field] = []
-    for j, line in enumerate(text.replace("\r\n", "\n").split("\n")):
+    lines = text.replace("\r\n", "\n").split("\n")
+    tiff_base.check_key_count(ifd, len(lines))
+    for j, line in enumerate(lines):
         if not line.strip():
             continue
         key, eq, value = line.partition("=")

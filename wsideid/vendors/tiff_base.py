@@ -24,6 +24,13 @@ COMPRESSIONS = {1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946:
 
 # Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
 Splitter = Callable[[int, Ifd, str], list[Field]]
+# More keys than this in one description/property map is not a scanner's doing.
+MAX_CONTAINER_KEYS = 20_000
+
+
+def check_key_count(ifd: Ifd, n: int) -> None:
+    if n > MAX_CONTAINER_KEYS:
+        raise MalformedFile(f"{ifd.path}: {n} keys in one metadata text (hostile or corrupt file)")
 
 
 def image_data(ifd: Ifd, bo: str) -> ImageData | None:
@@ -156,10 +163,9 @@ def tag_value_for_field(ifd: Ifd, tag: int):
         if printable and len(raw) <= 4096:
             return raw.rstrip(b"\0").decode("ascii")
         return f"<{len(raw)} bytes>"
-    vals = decode_values(e, ifd.byteorder)
-    if len(vals) > 16:
-        return f"<{len(vals)} values>"
-    return ",".join(str(v) for v in vals)
+    if e.count > 16:
+        return f"<{e.count} values>"  # summarised without decoding a possibly huge array
+    return ",".join(str(v) for v in decode_values(e, ifd.byteorder))
 
 
 def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
