@@ -20,6 +20,7 @@ from ..errors import WsideidError
 from .pixels import copy_range
 from .plan import IMPLEMENTATION, DicomPlanData, tag_name
 from .record import add_record
+from .redact import write_pixels
 from .source import Instance
 
 IDENTITY_FROM_NEW_ID = ("PatientName", "PatientID", "ContainerIdentifier")
@@ -81,12 +82,15 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
     return ds
 
 
-def write_instance(ds: Dataset, inst: Instance, out_path: str) -> None:
-    """Header by pydicom, then the pixel data element copied byte for byte."""
+def write_instance(ds: Dataset, inst: Instance, out_path: str, frames: dict | None = None) -> None:
+    """Header by pydicom, then the pixel data element copied byte for byte
+    (or, with blanked ``frames``, written anew around them)."""
     try:
         with open(out_path, "xb") as fh:
             pydicom.dcmwrite(fh, ds, enforce_file_format=True)
-            if inst.span is not None:
+            if inst.span is not None and frames:
+                write_pixels(inst, frames, fh)
+            elif inst.span is not None:
                 copy_range(inst.path, inst.span.start, inst.span.end, fh)
             fh.flush()
             os.fsync(fh.fileno())

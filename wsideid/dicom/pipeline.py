@@ -101,6 +101,21 @@ def _stat(path: str) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
+def plan_regions(plan: Plan, options: Any) -> None:
+    """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
+    from .redact import plan_frames
+    plan.regions = [tuple(r) for r in getattr(options, "regions", None) or []]
+    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), getattr(options, "fill", "white"))
+
+
+def _frames_of(data: DicomPlanData, inst, ds) -> dict:
+    """The blanked frames of an instance (the header's Extended Offset Table recomputed for them)."""
+    from .redact import patch_header
+    frames = data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+    patch_header(ds, inst, frames)
+    return frames
+
+
 def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[Any, str, Any]]:
     """Write every kept instance into ``folder``; returns (instance, path, header) per instance."""
     from .apply import build_instance, write_instance
@@ -119,9 +134,10 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
             raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
         if d.action == "replace":
             inst, ds = generated_label(inst, ds, data, folder)
+        frames = _frames_of(data, inst, ds)
         name = single_name or f"{ds.SOPInstanceUID}.dcm"
         path = os.path.join(folder, name)
-        write_instance(ds, inst, path)
+        write_instance(ds, inst, path, frames)
         written.append((inst, path, ds))
     if not written:
         raise WsideidError("the plan keeps no image: nothing to write")
@@ -158,6 +174,7 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
         raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
     before = {i.path: _stat(i.path) for i in src.instances}
     plan = plan_source(src, options)
+    plan_regions(plan, options)
     timings = {"plan": time.perf_counter() - t0}
 
     tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
@@ -311,6 +328,7 @@ def _verify_output(original: str | os.PathLike, output: str | os.PathLike, optio
 
     src = load(os.fspath(original))
     plan = plan_source(src, options)
+    plan_regions(plan, options)
     data: DicomPlanData = plan.inventory.container
     out = os.fspath(output)
     files = [os.path.join(out, n) for n in sorted(os.listdir(out))] if os.path.isdir(out) else [out]
@@ -327,6 +345,7 @@ def _verify_output(original: str | os.PathLike, output: str | os.PathLike, optio
             continue
         inst = next(i for i in src.instances if i.index == d.image.index)
         ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        _frames_of(data, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
             rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")

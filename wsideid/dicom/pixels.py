@@ -87,17 +87,27 @@ def copy_range(src: str, start: int, end: int, dst_fh) -> None:
             left -= len(chunk)
 
 
-def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample: int | None) -> tuple[bool, int]:
-    """Compare the pixel value pieces of two files; returns (identical, pieces compared)."""
+def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample: int | None,
+                   replaced: dict[int, bytes] | None = None) -> tuple[bool, int]:
+    """Compare the pixel value pieces of two files; returns (identical, pieces compared).
+
+    ``replaced``: pieces of ``b`` that must hold these bytes instead of ``a``'s
+    (blanked frames); they are always compared, whatever the sample.
+    """
+    replaced = replaced or {}
     if a.encapsulated != b.encapsulated or len(a.fragments) != len(b.fragments):
         return False, 0
     idx = list(range(len(a.fragments)))
     if sample is not None and len(idx) > sample:
         step = (len(idx) - 1) / (sample - 1)
-        idx = sorted({round(i * step) for i in range(sample)})
+        idx = sorted({round(i * step) for i in range(sample)} | set(replaced))
     with open(a_path, "rb") as fa, open(b_path, "rb") as fb:
         for i in idx:
             (oa, na), (ob, nb) = a.fragments[i], b.fragments[i]
+            if i in replaced:
+                if os.pread(fb.fileno(), nb, ob) != replaced[i]:
+                    return False, len(idx)
+                continue
             if na != nb:
                 return False, len(idx)
             done = 0

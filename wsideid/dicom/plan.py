@@ -62,6 +62,7 @@ class DicomPlanData:
     ops: dict[str, Op] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
     specimens: SpecimenIds | None = None
+    frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
 
 
 def tag_name(tag: int) -> str:

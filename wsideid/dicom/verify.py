@@ -10,6 +10,7 @@ open the slide as they opened the input; dciodvfy reports no new error.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from collections import defaultdict
 
@@ -21,6 +22,7 @@ from ..verify import residual_needles, scan_bytes
 from . import dciodvfy
 from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
+from .redact import check_frame, read_frames
 from .plan import DicomPlanData, tag_name, value_text
 from .source import Instance, read_instance
 from .uids import is_registry_uid
@@ -138,12 +140,16 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
         if inst.span is None or out.span is None or inst.role == "label":
             continue
         sample = None if full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
-        same, n = same_fragments(inst.path, inst.span, path, out.span, sample)
+        edited = {k: e.data for k, e in _edited(data, inst).items()}
+        same, n = same_fragments(inst.path, inst.span, path, out.span, sample, edited)
         checked += n
         if not same:
             differ.append(str(inst.index))
     rep.add("pixels-identical", not differ, f"{checked} frame(s) compared" +
+            (" (blanked frames against the editor's bytes)" if data.frame_edits and data.frame_edits.frames else "") +
             (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
+    if data.frame_edits is not None and plan.regions:
+        _check_blanked(data, written, outs, rep)
 
     # Residual scan of every non-pixel byte.
     needles = residual_needles(plan) + sorted(data.uids.mapped)
@@ -158,6 +164,34 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     _check_readers(plan, written, rep)
     _check_dciodvfy(written, rep)
     return rep
+
+
+def _edited(data: DicomPlanData, inst: Instance) -> dict:
+    return data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+
+
+def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: VerifyReport) -> None:
+    """Every blanked frame, read back from the output and decoded with Pillow, is the fill colour
+    in its boxes; a kept Extended Offset Table points at the frames written."""
+    problems, frames = [], 0
+    for (inst, path, _), out in zip(written, outs):
+        edited = _edited(data, inst)
+        if not edited or out.span is None:
+            continue
+        got = read_frames(path, out.span, sorted(edited))
+        for k, e in edited.items():
+            frames += 1
+            why = check_frame(got[k], e.boxes, data.frame_edits.fill)
+            if why:
+                problems.append(f"instance {inst.index} frame {k + 1}: {why}")
+        eot = out.ds.get("ExtendedOffsetTable")
+        if eot is not None:
+            first = out.span.fragments[0][0] - 8 if out.span.fragments else 0
+            want = [o - 8 - first for o, _ in out.span.fragments]
+            if list(struct.unpack(f"<{len(eot) // 8}Q", bytes(eot))) != want:
+                problems.append(f"instance {inst.index}: Extended Offset Table does not match the frames")
+    rep.add("regions-blanked", not problems,
+            "; ".join(problems[:3]) if problems else f"{frames} frame(s) decode to the fill colour in the region")
 
 
 def _kept_elsewhere(path: str, plan: Plan, dropped: dict[str, set[int]]) -> bool:

@@ -1,0 +1,267 @@
+"""Lossless blanking of regions in DICOM WSI frames (encapsulated baseline JPEG).
+
+Regions come in level-0 pixels (the total pixel matrix of the largest VOLUME
+instance of the series) and are mapped onto every kept VOLUME and THUMBNAIL
+instance by the ratio of total pixel matrix sizes. Only the frames a region
+touches are edited, through the coefficient-domain editor in ``wsideid.jpeg``:
+every other 8x8 block keeps its exact DCT coefficients and every other frame
+its exact bytes. The writer writes the encapsulated pixel data anew from the
+edited frames (the old bytes of an edited frame never reach the output);
+instances without edits keep the byte-for-byte copy.
+
+Refused with a one-line error: transfer syntaxes other than JPEG Baseline
+(JPEG 2000, lossless JPEG, native pixels: blanking them would mean decoding
+and re-encoding), TILED_SPARSE frames, frames split over several fragments,
+concatenations.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass, field
+
+from ..redaction import Box, RedactionError, _scale_box
+from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
+from .source import Instance
+
+JPEG_BASELINE = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
+ROLES = ("level", "thumbnail")
+# Decoded pixels of a blanked box may differ from the fill by IDCT rounding and
+# clamping (luma) and, near the box edge, by chroma upsampling from neighbours.
+LUMA_TOLERANCE = 3
+COLOUR_TOLERANCE = 8
+CHROMA_REACH = 2  # px at the box edge where upsampled chroma may mix in neighbours
+
+
+@dataclass
+class FrameEdit:
+    data: bytes  # the edited JPEG stream, padded to even length
+    boxes: list[Box] = field(default_factory=list)  # frame-local boxes blanked (before MCU growth)
+
+
+@dataclass
+class FrameEdits:
+    """New frames per instance index; what was asked, for the audit."""
+
+    frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
+    fill: str = "white"
+
+    def of(self, index: int) -> dict[int, FrameEdit]:
+        return self.frames.get(index, {})
+
+
+def _int(ds, keyword: str, default: int = 0) -> int:
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+def matrix_size(inst: Instance) -> tuple[int, int]:
+    """(columns, rows) of the total pixel matrix (the frame size for single-frame images)."""
+    ds = inst.ds
+    return (_int(ds, "TotalPixelMatrixColumns", _int(ds, "Columns")),
+            _int(ds, "TotalPixelMatrixRows", _int(ds, "Rows")))
+
+
+def _refuse(inst: Instance, why: str) -> RedactionError:
+    return RedactionError(f"instance {inst.index} ({inst.role}): {why}; regions cannot be blanked without re-encoding")
+
+
+def frame_layout(inst: Instance) -> tuple[int, int, int, int]:
+    """(frame columns, frame rows, frames across, frames down), refusing what cannot be edited in place."""
+    ds = inst.ds
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if ts not in JPEG_BASELINE:
+        import pydicom
+        name = pydicom.uid.UID(ts).name if ts else "unknown"
+        raise _refuse(inst, f"pixel data is {name}, not baseline JPEG")
+    span = inst.span
+    if span is None or not span.encapsulated:
+        raise _refuse(inst, "pixel data is not encapsulated")
+    if "ConcatenationUID" in ds or _int(ds, "ConcatenationFrameOffsetNumber"):
+        raise _refuse(inst, "the image is split over a concatenation")
+    frames = _int(ds, "NumberOfFrames", 1)
+    org = str(ds.get("DimensionOrganizationType", "") or "").upper()
+    cols, rows = _int(ds, "Columns"), _int(ds, "Rows")
+    tw, th = matrix_size(inst)
+    across, down = -(-tw // cols) if cols else 0, -(-th // rows) if rows else 0
+    if org == "TILED_SPARSE" or (org != "TILED_FULL" and frames > 1):
+        raise RedactionError(f"instance {inst.index} ({inst.role}): frames are not TILED_FULL (positions per frame "
+                             "are not supported for blanking)")
+    if not across or not down or frames % (across * down):
+        raise RedactionError(f"instance {inst.index} ({inst.role}): {frames} frame(s) do not tile a "
+                             f"{tw}x{th} matrix of {cols}x{rows} frames")
+    if len(span.fragments) != frames:
+        raise RedactionError(f"instance {inst.index} ({inst.role}): {len(span.fragments)} fragments for {frames} "
+                             "frame(s); only one fragment per frame can be blanked")
+    return cols, rows, across, down
+
+
+def _read(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        data = os.pread(fh.fileno(), length, offset)
+    if len(data) != length:
+        raise RedactionError("pixel data ended early while reading a frame to blank")
+    return data
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" if len(data) % 2 else data
+
+
+def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit]) -> int:
+    """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited."""
+    from ..jpeg import JpegBlankingError, blank_regions, flat_tile
+
+    cols, rows, across, down = frame_layout(inst)
+    tw, th = matrix_size(inst)
+    planes = len(inst.span.fragments) // (across * down)  # focal planes x optical paths, each a full tiling
+    x, y, bw, bh = box
+    n = 0
+    for r in range(y // rows, min(down, -(-(y + bh) // rows))):
+        for c in range(x // cols, min(across, -(-(x + bw) // cols))):
+            lx, ly = x - c * cols, y - r * rows
+            local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
+            full = local[:2] == (0, 0) and local[2] >= min(cols, tw - c * cols) and local[3] >= min(rows, th - r * rows)
+            for p in range(planes):
+                idx = (p * down + r) * across + c
+                prior = out.get(idx)
+                frame = prior.data if prior is not None else _read(inst.path, *inst.span.fragments[idx])
+                if frame.endswith(b"\xff\xd9\0"):
+                    frame = frame[:-1]  # the item's padding (PS3.5 A.4), added again after the edit
+                try:
+                    new = flat_tile(frame, fill) if full else blank_regions(frame, [local], fill)
+                except JpegBlankingError as exc:
+                    raise RedactionError(f"instance {inst.index} ({inst.role}) frame {idx + 1}: {exc}") from None
+                out[idx] = FrameEdit(_pad(new), (prior.boxes if prior is not None else []) + [local])
+                n += 1
+    return n
+
+
+def plan_frames(plan, regions: list[Box], fill: str) -> FrameEdits:
+    """Edits for every kept VOLUME/THUMBNAIL instance; raises RedactionError before anything is written."""
+    edits = FrameEdits(fill=fill)
+    if not regions:
+        return edits
+    data = plan.inventory.container
+    by_index = {i.index: i for i in data.source.instances}
+    kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
+    targets = [i for i in kept if i.role in ROLES]
+    if not targets:
+        raise RedactionError("the slide keeps no VOLUME or THUMBNAIL instance to blank regions in")
+    for inst in targets:
+        volumes = [i for i in data.source.instances if i.role == "level" and i.study_series == inst.study_series]
+        if not volumes:
+            raise RedactionError(f"instance {inst.index} ({inst.role}): no VOLUME instance in its series to map "
+                                 "level-0 regions from")
+        w0, h0 = max(matrix_size(v) for v in volumes)
+        tw, th = matrix_size(inst)
+        frames: dict[int, FrameEdit] = {}
+        for region in regions:
+            box = _scale_box(region, tw / w0, th / h0, tw, th)
+            if box is not None:
+                blank_instance(inst, box, fill, frames)
+        if frames:
+            edits.frames[inst.index] = frames
+    return edits
+
+
+def bot_length(inst: Instance) -> int:
+    """Length of the source's Basic Offset Table item (0: empty)."""
+    with open(inst.path, "rb") as fh:
+        head = os.pread(fh.fileno(), 8, inst.span.start + 12)
+    return struct.unpack("<I", head[4:8])[0]
+
+
+def _frame_sizes(inst: Instance, frames: dict[int, FrameEdit]) -> list[int]:
+    """Item value length of every frame in the output (edited: new bytes; others: source fragment)."""
+    return [len(frames[k].data) if k in frames else n for k, (_, n) in enumerate(inst.span.fragments)]
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out, pos = [], 0
+    for n in sizes:
+        out.append(pos)
+        pos += 8 + n
+    return out
+
+
+def patch_header(ds, inst: Instance, frames: dict[int, FrameEdit]) -> None:
+    """Recompute the Extended Offset Table (if the header keeps one) for the edited frames."""
+    if not frames or "ExtendedOffsetTable" not in ds:
+        return
+    sizes = _frame_sizes(inst, frames)
+    ds.ExtendedOffsetTable = struct.pack(f"<{len(sizes)}Q", *_offsets(sizes))
+    if "ExtendedOffsetTableLengths" in ds:
+        ds.ExtendedOffsetTableLengths = struct.pack(f"<{len(sizes)}Q", *sizes)
+
+
+def write_pixels(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
+    """The encapsulated pixel data element with edited frames in place of the old ones."""
+    if not frames:
+        copy_range(inst.path, inst.span.start, inst.span.end, fh)
+        return
+    sizes = _frame_sizes(inst, frames)
+    fh.write(_read(inst.path, inst.span.start, 12))  # element header: tag, OB, undefined length
+    if bot_length(inst):
+        offsets = _offsets(sizes)
+        if offsets and offsets[-1] >= 1 << 32:
+            raise RedactionError(f"instance {inst.index}: pixel data too large for a Basic Offset Table")
+        fh.write(struct.pack("<HHI", *ITEM, 4 * len(offsets)) + struct.pack(f"<{len(offsets)}I", *offsets))
+    else:
+        fh.write(struct.pack("<HHI", *ITEM, 0))
+    for k, (off, n) in enumerate(inst.span.fragments):
+        if k in frames:
+            fh.write(struct.pack("<HHI", *ITEM, len(frames[k].data)) + frames[k].data)
+        else:
+            fh.write(struct.pack("<HHI", *ITEM, n))
+            copy_range(inst.path, off, off + n, fh)
+    fh.write(struct.pack("<HHI", *SEQ_END, 0))
+
+
+def check_frame(data: bytes, boxes: list[Box], fill: str) -> str | None:
+    """Decode an edited frame with Pillow: every blanked box is the fill colour. Returns a problem or None.
+
+    For YCbCr streams the luma plane (not upsampled) is checked over the whole
+    box; colour over the box less CHROMA_REACH px, where upsampled chroma
+    cannot reach in from neighbouring blocks.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from ..jpeg.fill import colour_model, levels, rgb_of
+    from ..jpeg.markers import parse
+
+    try:
+        model = colour_model(parse(data), None)
+        img = Image.open(io.BytesIO(data))
+        if model == "YCbCr":
+            img.draft("YCbCr", img.size)
+        img.load()
+        rgb = np.asarray(img.convert("L" if model == "GRAY" else "RGB")).astype(int)
+        luma = np.asarray(img).astype(int)[..., 0] if img.mode == "YCbCr" else None
+    except Exception as exc:  # noqa: BLE001 - any decode failure is a failed check
+        return f"does not decode ({type(exc).__name__})"
+    colour = rgb_of(fill)
+    want = np.array(levels(colour, "GRAY") if model == "GRAY" else colour, dtype=float).round()
+    y_want = round(levels(colour, "GRAY")[0])
+    for x, y, w, h in boxes:
+        if luma is not None:
+            off = int(np.abs(luma[y:y + h, x:x + w] - y_want).max())
+            if off > LUMA_TOLERANCE:
+                return f"box {x},{y},{w},{h} luma is not flat (off by {off})"
+        r = CHROMA_REACH if luma is not None else 0
+        inner = rgb[y + r:y + h - r, x + r:x + w - r]
+        if inner.size:
+            off = int(np.abs(inner - want).max())
+            if off > COLOUR_TOLERANCE:
+                return f"box {x},{y},{w},{h} is not the fill colour (off by {off})"
+    return None
+
+
+def read_frames(path: str, span: PixelSpan, which) -> dict[int, bytes]:
+    with open(path, "rb") as fh:
+        return {k: os.pread(fh.fileno(), span.fragments[k][1], span.fragments[k][0]) for k in which}
