@@ -179,3 +179,29 @@ def test_hidden_carriers_are_all_removed(synth_slides, tmp_path):
             head = fh.read(64)
             assert b"\xff\xfe" not in head[:4] and b"\xff\xe1" not in head[:4]
     assert "Jane Doe".encode("utf-16-le") not in open(res.output, "rb").read()
+
+
+def test_bytes_after_a_tiles_eoi_are_dropped(tmp_path):
+    """Text appended inside a tile's byte range, after its JPEG end marker."""
+    import numpy as np
+    import tifffile
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
+    from wsideid.vendors.tiff_base import image_data
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, (np.arange(128 * 128 * 3) % 200).astype(np.uint8).reshape(128, 128, 3), tile=(64, 64),
+                     compression="jpeg", photometric="rgb", metadata=None)
+    tf = read_tiff(plain)
+    ifd = tf.ifds[0]
+    data = image_data(ifd, "<")
+    raw = plain.read_bytes()
+    o, c = int(data.src_offsets[0]), int(data.src_counts[0])
+    data.replaced[0] = raw[o:o + c] + b"Patient Jane Doe MRN 88812345"
+    src = tmp_path / "trailing.tif"
+    write_tiff(str(plain), str(src), [OutIfd({t: OutEntry(t, e.type, e.count, e.raw) for t, e in ifd.entries.items()
+                                              if t not in (324, 325)}, data)], "classic", "<")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(src, out, DeidOptions(detect="off"))
+    assert b"Jane Doe" not in open(res.output, "rb").read()
+    assert res.report.ok

@@ -163,6 +163,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         raise WsideidError("the output would overwrite the input (use another output folder)")
     if os.path.lexists(final) and not options.overwrite:
         raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+    clean_stale_temps(outdir)
     before = _stat_key(input_path)
     in_hash = _Hasher(input_path) if options.hash_outputs else None
     if in_hash:
@@ -193,8 +194,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         if _stat_key(input_path) != before:
             raise WsideidError("the input changed while it was being processed; nothing was published")
         if not report.ok:
-            fails = "; ".join(f"{c.name}: {c.detail}" for c in report.failures()[:3])
-            raise VerificationFailed(f"output failed verification, nothing published ({fails})")
+            raise VerificationFailed(f"output failed verification, nothing published ({failure_summary(report)})")
         status, destination = "published", final
         if options.detect != "off":
             residual = _residual_scan(tmp, plan, options)
@@ -214,6 +214,13 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
                 hashes[label] = h.hexdigest or ""
         if status == "flagged" and os.path.lexists(destination) and not options.overwrite:
             raise WsideidError("a flagged output of this slide is already waiting in the review folder")
+        timings["total"] = time.perf_counter() - t0
+        result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
+                            sha256=hashes, scans=scans)
+        from .audit import write_audit
+        # The audit lands first: a kill between the two renames leaves an audit
+        # without its slide (a rerun redoes it), never a slide without its record.
+        result.audit_path = write_audit(result, options if status == "published" else _review_audit(options, destination))
         os.replace(tmp, destination)
         published = True
     finally:
@@ -222,12 +229,47 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
                 os.unlink(tmp)
             except OSError:
                 pass  # never written (read-only folder) or already gone: the real error is on its way
-    timings["total"] = time.perf_counter() - t0
-    result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
-                        sha256=hashes, scans=scans)
-    from .audit import write_audit
-    result.audit_path = write_audit(result, options if status == "published" else _review_audit(options, destination))
     return result
+
+
+def failure_summary(report: VerifyReport, limit: int = 3) -> str:
+    """The first failed checks, on one line; details may quote file-made paths, so
+    whitespace is collapsed and the text is capped."""
+    text = "; ".join(f"{c.name}: {' '.join(str(c.detail).split())}" for c in report.failures()[:limit])
+    return text[:400]
+
+
+def clean_stale_temps(outdir: str, max_age_s: float = 6 * 3600) -> None:
+    """Remove temp files a killed run left in OUTDIR: its pid is gone, or it is old."""
+    import shutil
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(outdir) if n.startswith(TMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(outdir, name)
+        tail = name.rsplit("-", 1)[-1]
+        dead = False
+        if tail.isdigit():
+            try:
+                os.kill(int(tail), 0)
+            except ProcessLookupError:
+                dead = True
+            except (PermissionError, OverflowError):
+                pass
+        try:
+            old = now - os.lstat(path).st_mtime > max_age_s
+        except OSError:
+            continue
+        if dead or old:
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
 
 
 def _review_audit(options: DeidOptions, destination: str) -> DeidOptions:
@@ -336,8 +378,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
 
     res = deidentify_in_place(slide, plan, edits, check)
     if not res.report.ok:
-        fails = "; ".join(f"{c.name}: {c.detail}" for c in res.report.failures()[:3])
-        raise VerificationFailed(f"in-place result failed verification; its journal was kept ({fails})")
+        raise VerificationFailed(f"in-place result failed verification; its journal was kept ({failure_summary(res.report)})")
     timings = {"total": time.perf_counter() - t0, "in-place": res.seconds}
     result = DeidResult(input_path, input_path, slide.format, plan, res.report, "published", timings=timings,
                         error=recovered)

@@ -61,8 +61,11 @@ def strip_segments(raw: bytes) -> bytes:
         if length < 2 or pos + 2 + length > n:
             raise MalformedFile("JPEG segment length runs past the data")
         seg = raw[pos:pos + 2 + length]
-        if marker == 0xDA:  # SOS: the rest is entropy data and trailer
-            out += raw[pos:]
+        if marker == 0xDA:  # SOS: entropy data up to the first EOI (no FF D9 can occur inside it)
+            eoi = raw.find(b"\xff\xd9", pos + 2 + length)
+            if eoi < 0:
+                raise MalformedFile("JPEG stream without an end marker")
+            out += raw[pos:eoi + 2]  # anything after EOI is not image data: dropped
             return bytes(out)
         if (0xE0 <= marker <= 0xEF or marker == 0xFE) and not _benign(marker, seg[4:]):
             pos += 2 + length
@@ -151,8 +154,18 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> n
             try:
                 view = np.frombuffer(m, dtype=np.uint8)
                 idx = live[i:j]
-                hits = _scan_window(view, offsets[idx] - base, np.minimum(counts[idx], length - (offsets[idx] - base)))
-                flagged.append(idx[hits])
+                rel = offsets[idx] - base
+                hits = _scan_window(view, rel, np.minimum(counts[idx], length - rel))
+                # A JPEG stream ends with EOI; bytes after it hide in the tile's range.
+                ends = rel + counts[idx]
+                inside = ends <= length
+                tail_ok = np.ones(len(idx), bool)
+                e_in = ends[inside]
+                tail_ok[inside] = (view[e_in - 2] == 0xFF) & (view[e_in - 1] == 0xD9)
+                for n in np.nonzero(~inside)[0].tolist():  # a strip longer than the window
+                    tail_ok[n] = os.pread(fh.fileno(), 2, int(offsets[idx[n]] + counts[idx[n]] - 2)) == b"\xff\xd9"
+                is_jpeg = (view[rel] == 0xFF) & (view[rel + 1] == 0xD8)
+                flagged.append(idx[hits | (is_jpeg & ~tail_ok)])
                 del view
             finally:
                 m.close()
