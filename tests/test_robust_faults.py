@@ -195,3 +195,15 @@ def test_audit_write_failure_is_a_one_line_error(synth_slides, tmp_path, monkeyp
     with pytest.raises(WsideidError, match="audit record"):
         deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(detect="off"))
     assert not [n for n in os.listdir(tmp_path) if n.startswith(TMP_PREFIX)]
+
+
+def test_stale_temps_of_dead_runs_are_cleaned_live_ones_kept(synth_slides, tmp_path):
+    import socket
+    host = socket.gethostname()
+    dead = tmp_path / f"{TMP_PREFIX}aaaa@{host}@999999999"
+    live = tmp_path / f"{TMP_PREFIX}bbbb@{host}@{os.getpid()}"
+    remote = tmp_path / f"{TMP_PREFIX}cccc@another-host@999999999"
+    for p in (dead, live, remote):
+        p.write_bytes(b"partial")
+    deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(detect="off"))
+    assert not dead.exists() and live.exists() and remote.exists()

@@ -179,7 +179,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         scans += scan_images(input_path, source_targets(plan), "source", options.identifiers, options.ocr)
         timings["detect-source"] = time.perf_counter() - t
 
-    tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
+    tmp = os.path.join(outdir, temp_name())
     published = False
     try:
         t1 = time.perf_counter()
@@ -239,21 +239,33 @@ def failure_summary(report: VerifyReport, limit: int = 3) -> str:
     return text[:400]
 
 
+def temp_name() -> str:
+    """A temp name in OUTDIR that says which host and process own it."""
+    import socket
+    return f"{TMP_PREFIX}{secrets.token_hex(6)}@{socket.gethostname()}@{os.getpid()}"
+
+
 def clean_stale_temps(outdir: str, max_age_s: float = 6 * 3600) -> None:
-    """Remove temp files a killed run left in OUTDIR: its pid is gone, or it is old."""
+    """Remove temp files a killed run left in OUTDIR.
+
+    Only when the owning process is gone from *this* host (OUTDIR may be
+    shared storage written by Dask workers elsewhere), or when it is old.
+    """
     import shutil
+    import socket
     now = time.time()
+    host = socket.gethostname()
     try:
         names = [n for n in os.listdir(outdir) if n.startswith(TMP_PREFIX)]
     except OSError:
         return
     for name in names:
         path = os.path.join(outdir, name)
-        tail = name.rsplit("-", 1)[-1]
+        parts = name.split("@")
         dead = False
-        if tail.isdigit():
+        if len(parts) == 3 and parts[1] == host and parts[2].isdigit():
             try:
-                os.kill(int(tail), 0)
+                os.kill(int(parts[2]), 0)
             except ProcessLookupError:
                 dead = True
             except (PermissionError, OverflowError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import time
 from typing import Any
@@ -177,7 +176,9 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
     plan_regions(plan, options)
     timings = {"plan": time.perf_counter() - t0}
 
-    tmp = os.path.join(outdir, f"{TMP_PREFIX}{secrets.token_hex(6)}-{os.getpid()}")
+    from ..pipeline import clean_stale_temps, temp_name
+    clean_stale_temps(outdir)
+    tmp = os.path.join(outdir, temp_name())
     os.mkdir(tmp)
     try:
         inner = os.path.join(tmp, "slide")
