@@ -256,6 +256,15 @@ def test_jpeg2000_refused_nothing_written(tmp_path):
     assert list(out.iterdir()) == []
 
 
+def test_native_thumbnail_refused(tmp_path):
+    folder = copy_into(tmp_path / "boxes", "openslide-python_boxes_0", "openslide-python_boxes_1")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RedactionError, match=r"\(thumbnail\): pixel data is native \(uncompressed"):
+        deidentify(folder, out, options(regions=[(2, 2, 4, 4)], detect="off"))
+    assert list(out.iterdir()) == []
+
+
 def test_sparse_and_multi_fragment_frames_refused(tmp_path):
     base = pydicom.dcmread(dicom_file("wsi2dcm_jpeg"))
     sparse = copy.deepcopy(base)
@@ -285,3 +294,17 @@ def test_cli_redact_folder(series, tmp_path, capsys):
     assert main(["redact", str(j2k), "-o", str(out), "--region", "0,0,40,40"]) == 2
     err = capsys.readouterr().err
     assert "not baseline JPEG" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verifier_catches_unblanked_frames(series, tmp_path, monkeypatch):
+    """A writer that ignored the edits (old frame bytes written) fails verification; nothing is published."""
+    from wsideid.dicom import apply
+    from wsideid.dicom.pixels import copy_range
+    from wsideid.errors import VerificationFailed
+    monkeypatch.setattr(apply, "write_pixels", lambda inst, frames, fh: copy_range(inst.path, inst.span.start,
+                                                                                   inst.span.end, fh))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(VerificationFailed, match="pixels-identical|regions-blanked"):
+        deidentify(series, out, options(new_id=None, regions=[REGION], detect="off"))
+    assert list(out.iterdir()) == []

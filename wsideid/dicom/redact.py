@@ -76,7 +76,10 @@ def frame_layout(inst: Instance) -> tuple[int, int, int, int]:
     ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if ts not in JPEG_BASELINE:
         import pydicom
-        name = pydicom.uid.UID(ts).name if ts else "unknown"
+        uid = pydicom.uid.UID(ts)
+        name = uid.name if ts else "of unknown transfer syntax"
+        if ts and uid.is_transfer_syntax and not uid.is_compressed:
+            name = f"native (uncompressed, {name})"
         raise _refuse(inst, f"pixel data is {name}, not baseline JPEG")
     span = inst.span
     if span is None or not span.encapsulated:
