@@ -43,6 +43,7 @@ class SlideJob:
     secret_file: str | None = None
     keep_macro: bool = False
     macro: str | None = None
+    label: str | None = None
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     detect: str = "all"
     ocr: bool = True
@@ -57,7 +58,8 @@ def deid_options(job: SlideJob):
     from ..pipeline import DeidOptions
     secret = load_secret(job.secret_file) if job.dates == "shift" else None
     return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=job.new_id,
-                       keep_macro=job.keep_macro, macro=job.macro, regions=list(job.regions), detect=job.detect,
+                       keep_macro=job.keep_macro, macro=job.macro, label=job.label,
+                       regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
                        overwrite=job.overwrite, verify=job.verify)
 

@@ -34,6 +34,7 @@ COLUMNS: dict[str, str] = {
     "dates": "remove | year | shift (default: the run's --dates)",
     "keep_macro": "yes/no: keep the macro image (it is scanned, a visible label sends the slide to review)",
     "macro": "remove | keep | blank-label (overrides keep_macro)",
+    "label": "remove | replace (a generated label showing new_id as text and DataMatrix)",
     "regions": "level-0 regions to blank losslessly, 'X,Y,W,H' separated by ';'",
     "detect": "off | residual | all (default: the run's --detect)",
     "notes": "free text for the lab; ignored",
@@ -72,6 +73,7 @@ class ManifestRow:
     dates: str | None = None
     keep_macro: bool = False
     macro: str | None = None
+    label: str | None = None
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     detect: str | None = None
     source_rel: str = ""
@@ -248,6 +250,7 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             identifiers=[i.strip() for i in rec.get("identifiers", "").split(";") if i.strip()],
             dates=dates, keep_macro=_bool(rec.get("keep_macro", ""), n, "keep_macro", mine),
             macro=_choice(rec.get("macro", ""), ("remove", "keep", "blank-label"), n, "macro", mine),
+            label=_choice(rec.get("label", ""), ("remove", "replace"), n, "label", mine),
             regions=_regions(rec.get("regions", ""), n, mine),
             detect=_choice(rec.get("detect", ""), ("off", "residual", "all"), n, "detect", mine),
             source_rel=rec["source"],

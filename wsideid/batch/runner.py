@@ -64,10 +64,10 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
     job = SlideJob(row=row.row, source=row.source, new_id=row.new_id, outdir=outdir, review_dir=review_dir,
                    fingerprint="", subject=row.subject, identifiers=list(row.identifiers),
                    dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
-                   macro=row.macro, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
+                   macro=row.macro, label=row.label, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
                    verify=opts.verify)
     key = {k: getattr(job, k) for k in ("source", "new_id", "subject", "identifiers", "dates", "keep_macro",
-                                        "macro", "regions", "detect", "ocr")}
+                                        "macro", "label", "regions", "detect", "ocr")}
     job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
     return job
 
