@@ -67,7 +67,12 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
     for role, index in targets:
         try:
             img = reader(path, index)
-            out.append(ImageScan(role, index, stage, scan_image(img, role, identifiers, ocr=ocr)))
+            result = scan_image(img, role, identifiers, ocr=ocr)
+            if role == "level":
+                # OCR on tissue reads texture as short "words"; only flagged
+                # text on a pyramid level is worth a reviewer's time
+                result.findings = [f for f in result.findings if f.kind == "barcode" or f.flags]
+            out.append(ImageScan(role, index, stage, result))
         except WsideidError as exc:
             out.append(ImageScan(role, index, stage, None, str(exc)))
         except Exception as exc:  # noqa: BLE001 - a corrupt image must not crash the run
