@@ -205,3 +205,13 @@ def test_bytes_after_a_tiles_eoi_are_dropped(tmp_path):
     res = deidentify(src, out, DeidOptions(detect="off"))
     assert b"Jane Doe" not in open(res.output, "rb").read()
     assert res.report.ok
+
+
+@pytest.mark.parametrize("fmt", ["aperio", "hamamatsu"])
+def test_audit_sha256_matches_the_files(fmt, synth_slides, tmp_path):
+    """The output hash is computed beside the copy, from the recipe: it must be the file's."""
+    import hashlib
+    res = deidentify(synth_slides[fmt], tmp_path, DeidOptions(detect="off", macro="blank-label"))
+    audit = json.loads(open(res.audit_path).read())
+    assert audit["sha256"]["output"] == hashlib.sha256(open(res.output, "rb").read()).hexdigest()
+    assert audit["sha256"]["input"] == hashlib.sha256(open(synth_slides[fmt], "rb").read()).hexdigest()

@@ -113,28 +113,50 @@ def _stat_key(path: str) -> tuple[int, int, int]:
 
 
 class _Hasher(threading.Thread):
-    """sha256 of a file in a thread (hashlib releases the GIL on big updates)."""
+    """sha256 in a thread (hashlib releases the GIL on big updates).
 
-    def __init__(self, path: str):
+    Hashes a whole file, or, given a recipe, the output as it is being
+    written: new metadata, then the source ranges in output order, then new
+    bytes. That runs beside the kernel's copy instead of after it, on the
+    other core; verification compares the written tiles with the source, and
+    ``--verify full`` re-hashes the file itself.
+    """
+
+    def __init__(self, path: str, recipe=None):
         super().__init__(daemon=True)
         self.path = path
+        self.recipe = recipe
         self.hexdigest: str | None = None
         self.error: str | None = None
 
     def run(self) -> None:
         try:
             h = hashlib.sha256()
+            buf = bytearray(8 << 20)
+            view = memoryview(buf)
             with open(self.path, "rb", buffering=0) as fh:
-                buf = bytearray(8 << 20)
-                view = memoryview(buf)
-                while True:
-                    n = fh.readinto(buf)
-                    if not n:
-                        break
-                    h.update(view[:n])
+                if self.recipe is None:
+                    while True:
+                        n = fh.readinto(buf)
+                        if not n:
+                            break
+                        h.update(view[:n])
+                else:
+                    h.update(self.recipe.meta)
+                    for offset, length in self.recipe.runs:
+                        done = 0
+                        while done < length:
+                            fh.seek(offset + done)
+                            n = fh.readinto(view[:min(len(buf), length - done)])
+                            if not n:
+                                raise OSError(0, "source ended early")
+                            h.update(view[:n])
+                            done += n
+                    for extra in self.recipe.extra:
+                        h.update(extra)
             self.hexdigest = h.hexdigest()
         except OSError as exc:
-            self.error = exc.strerror
+            self.error = exc.strerror or "read error"
 
 
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
@@ -183,11 +205,15 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
     published = False
     try:
         t1 = time.perf_counter()
-        edited = _apply(slide, plan, tmp, options)
+        out_hash: _Hasher | None = None
+
+        def start_output_hash(recipe) -> None:
+            nonlocal out_hash
+            if options.hash_outputs:
+                out_hash = _Hasher(input_path, recipe)
+                out_hash.start()
+        edited = _apply(slide, plan, tmp, options, start_output_hash)
         timings["write"] = time.perf_counter() - t1
-        out_hash = _Hasher(tmp) if options.hash_outputs else None
-        if out_hash:
-            out_hash.start()
         t2 = time.perf_counter()
         report = _verify(slide, tmp, plan, edited, options)
         timings["verify"] = time.perf_counter() - t2
@@ -212,6 +238,13 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
                 if h.error:
                     raise WsideidError(f"cannot hash the {label}: {h.error}")
                 hashes[label] = h.hexdigest or ""
+        if out_hash is not None and options.verify == "full":
+            check = _Hasher(tmp)
+            check.run()
+            report.add("output-sha256", check.hexdigest == hashes["output"],
+                       "the file on disk hashes to the recorded sha256")
+            if not report.ok:
+                raise VerificationFailed(f"output failed verification, nothing published ({failure_summary(report)})")
         if status == "flagged" and os.path.lexists(destination) and not options.overwrite:
             raise WsideidError("a flagged output of this slide is already waiting in the review folder")
         timings["total"] = time.perf_counter() - t0
@@ -319,7 +352,7 @@ def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions):
     return edits
 
 
-def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions) -> dict[int, dict[int, bytes]]:
+def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions, on_recipe=None) -> dict[int, dict[int, bytes]]:
     from .tiff.writer import write_tiff
 
     tf = slide.container
@@ -327,7 +360,7 @@ def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions) -> di
     ifds, kind = slide.module.build(tf, plan, edits.tiles, edits.mcu_starts)
     if not ifds:
         raise WsideidError("the plan keeps no image: nothing to write")
-    write_tiff(tf.path, tmp, ifds, kind, tf.byteorder)
+    write_tiff(tf.path, tmp, ifds, kind, tf.byteorder, on_recipe=on_recipe)
     return edits.tiles
 
 

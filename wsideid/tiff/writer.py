@@ -117,8 +117,26 @@ def _flatten(ifds: list[OutIfd]) -> list[OutIfd]:
     return out
 
 
-def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: str) -> WrittenLayout:
-    """Write ``ifds`` to ``dst_path`` (which must not exist), copying data from ``src_path``."""
+@dataclass
+class OutputRecipe:
+    """What the output is made of, in order: new metadata, source ranges, new bytes.
+
+    Lets a caller hash the output from the source while the kernel copies it,
+    instead of reading the output back afterwards.
+    """
+
+    meta: bytes
+    runs: list[tuple[int, int]]
+    extra: list[bytes]
+
+
+def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: str,
+               on_recipe=None) -> WrittenLayout:
+    """Write ``ifds`` to ``dst_path`` (which must not exist), copying data from ``src_path``.
+
+    ``on_recipe(OutputRecipe)`` is called once the layout is fixed, before
+    any byte is written.
+    """
     if kind not in ("classic", "bigtiff", "ndpi"):
         raise ValueError(kind)
     flat = _flatten(ifds)
@@ -141,6 +159,8 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
     meta = _serialize(flat, ifds, kind, bo)
     if len(meta) != meta_size:
         raise AssertionError(f"layout size mismatch {len(meta)} != {meta_size}")
+    if on_recipe is not None:
+        on_recipe(OutputRecipe(meta, plan.source_runs(), [b for _, _, b in plan.replaced]))
     try:
         fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -386,16 +406,20 @@ class _DataPlan:
             pos += len(b)
         return out
 
+    def source_runs(self) -> list[tuple[int, int]]:
+        """(offset, length) of the source ranges in output order, contiguous ones merged."""
+        if not len(self.runs_src):
+            return []
+        brk = np.ones(len(self.runs_src), bool)
+        brk[1:] = self.runs_src[1:] != self.runs_src[:-1] + self.runs_len[:-1]
+        starts = np.nonzero(brk)[0]
+        ends = np.append(starts[1:], len(self.runs_src))
+        csum = np.concatenate([[0], np.cumsum(self.runs_len)])
+        return [(int(self.runs_src[a]), int(csum[b] - csum[a])) for a, b in zip(starts.tolist(), ends.tolist())]
+
     def copy(self, src_fd: int, dst_fd: int) -> None:
-        if len(self.runs_src):
-            # coalesce ranges that are contiguous in the source into one call
-            brk = np.ones(len(self.runs_src), bool)
-            brk[1:] = self.runs_src[1:] != self.runs_src[:-1] + self.runs_len[:-1]
-            starts = np.nonzero(brk)[0]
-            ends = np.append(starts[1:], len(self.runs_src))
-            csum = np.concatenate([[0], np.cumsum(self.runs_len)])
-            for a, b in zip(starts.tolist(), ends.tolist()):
-                _copy_range(src_fd, dst_fd, int(self.runs_src[a]), int(csum[b] - csum[a]))
+        for offset, length in self.source_runs():
+            _copy_range(src_fd, dst_fd, offset, length)
         for _, _, b in self.replaced:
             _write_all(dst_fd, b)
 
