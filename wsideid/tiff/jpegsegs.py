@@ -120,76 +120,88 @@ def _benign_vectorised(mm: np.ndarray, p: np.ndarray, end: np.ndarray) -> np.nda
     return ok
 
 
-WINDOW = 32 << 20
-SLACK = MAX_HEADER_SEGMENTS * 65538  # the longest header walk past a window's last tile start
+HEAD = 1024  # bytes gathered per tile: SOI plus the usual tables fit; longer headers are read whole
+SLACK = MAX_HEADER_SEGMENTS * 65538  # the longest header a walk may need
 
 
 def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Indices of tiles whose JPEG header holds a non-benign APPn/COM segment.
+    """Indices of tiles whose JPEG header holds a non-benign APPn/COM segment,
+    or whose stream does not end at its EOI (bytes after it hide in the range).
 
-    The file is mapped one window at a time: touching one header per tile
-    through a whole-file map would make the kernel map the pages around
-    every tile (fault-around), so resident memory would grow with the slide.
+    The first bytes of every tile are gathered with one pread each into one
+    array (starting two bytes early, which for back-to-back tiles also yields
+    the previous tile's last two bytes, its EOI), and the header walk runs
+    vectorised over that array. Nothing is memory-mapped, so resident memory
+    stays flat however large the slide.
     """
-    import mmap
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     live = np.nonzero(counts >= 4)[0]
     if not len(live):
         return live
     live = live[np.argsort(offsets[live], kind="stable")]
-    flagged: list[np.ndarray] = []
+    offs, cnts = offsets[live], counts[live]
+    k = HEAD + 2
+    buf = bytearray(len(live) * k)
+    view = memoryview(buf)
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        i = 0
-        while i < len(live):
-            base = int(offsets[live[i]]) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
-            j = int(np.searchsorted(offsets[live], base + WINDOW, side="left"))
-            j = max(j, i + 1)
-            length = min(size, int(offsets[live[j - 1]]) + SLACK) - base
-            if length <= 0:
-                i = j
-                continue
-            m = mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base)
-            try:
-                view = np.frombuffer(m, dtype=np.uint8)
-                idx = live[i:j]
-                rel = offsets[idx] - base
-                hits = _scan_window(view, rel, np.minimum(counts[idx], length - rel))
-                # A JPEG stream ends with EOI; bytes after it hide in the tile's range.
-                ends = rel + counts[idx]
-                inside = ends <= length
-                tail_ok = np.ones(len(idx), bool)
-                e_in = ends[inside]
-                tail_ok[inside] = (view[e_in - 2] == 0xFF) & (view[e_in - 1] == 0xD9)
-                for n in np.nonzero(~inside)[0].tolist():  # a strip longer than the window
-                    tail_ok[n] = os.pread(fh.fileno(), 2, int(offsets[idx[n]] + counts[idx[n]] - 2)) == b"\xff\xd9"
-                is_jpeg = (view[rel] == 0xFF) & (view[rel + 1] == 0xD8)
-                flagged.append(idx[hits | (is_jpeg & ~tail_ok)])
-                del view
-            finally:
-                m.close()
-            i = j
-    return np.sort(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
+        fd = fh.fileno()
+        for i, o in enumerate(offs.tolist()):
+            lead = 2 if o >= 2 else o
+            os.preadv(fd, [view[i * k + 2 - lead:(i + 1) * k]], o - lead)
+        rows = np.frombuffer(buf, dtype=np.uint8)
+        start = np.arange(len(live), dtype=np.int64) * k + 2
+        avail = np.minimum(cnts, HEAD)
+        flagged, undetermined = _walk(rows, start, avail, cnts > HEAD)
+        is_jpeg = (rows[start] == 0xFF) & (rows[start + 1] == 0xD8)
+        # EOI: from the next gathered row when the tiles are back to back, else read
+        ends = offs + cnts
+        tail_ok = np.zeros(len(live), bool)
+        nxt = np.zeros(len(live), bool)
+        nxt[:-1] = ends[:-1] == offs[1:]
+        idx = np.nonzero(nxt)[0]
+        tail_ok[idx] = (rows[(idx + 1) * k] == 0xFF) & (rows[(idx + 1) * k + 1] == 0xD9)
+        for i in np.nonzero(~nxt & is_jpeg)[0].tolist():
+            tail_ok[i] = os.pread(fd, 2, int(ends[i]) - 2) == b"\xff\xd9"
+        for i in np.nonzero(undetermined & ~flagged)[0].tolist():
+            head = os.pread(fd, int(min(cnts[i], SLACK)), int(offs[i]))
+            flagged[i] = bool(header_segments(head)) or not _walk_ends_at_sos(head)
+    return np.sort(live[flagged | (is_jpeg & ~tail_ok)])
 
 
-def _scan_window(mm: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Boolean mask over tiles (positions relative to ``mm``) with flagged segments."""
+def _walk_ends_at_sos(head: bytes) -> bool:
+    """The header's marker chain reaches SOS within the bytes given."""
+    pos, n = 2, len(head)
+    for _ in range(MAX_HEADER_SEGMENTS):
+        if pos + 4 > n or head[pos] != 0xFF:
+            return False
+        if head[pos + 1] == 0xDA:
+            return True
+        pos += 2 + struct.unpack(">H", head[pos + 2:pos + 4])[0]
+    return False
+
+
+def _walk(mm: np.ndarray, start: np.ndarray, avail: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised header walk over gathered rows.
+
+    Returns (flagged, undetermined): flagged tiles hold a non-benign APPn/COM
+    segment or a header that ends without SOS; undetermined ones ran past the
+    gathered bytes while the tile goes on (``longer``) and need a full read.
+    """
     n = len(start)
-    end = start + count
-    result = np.zeros(n, bool)
-    ok = (count >= 4) & (start >= 0)
-    sel = np.nonzero(ok)[0]
-    s = start[sel]
-    is_jpeg = (mm[s] == 0xFF) & (mm[s + 1] == 0xD8)
-    sel = sel[is_jpeg]
+    flagged = np.zeros(n, bool)
+    undetermined = np.zeros(n, bool)
+    is_jpeg = (avail >= 4) & (mm[start] == 0xFF) & (mm[start + 1] == 0xD8)
+    sel = np.nonzero(is_jpeg)[0]
     pos = start[sel] + 2
-    e = end[sel]
+    e = start[sel] + avail[sel]
     active = np.ones(len(sel), bool)
-    flagged = np.zeros(len(sel), bool)
+    f = np.zeros(len(sel), bool)
+    u = np.zeros(len(sel), bool)
     for _ in range(MAX_HEADER_SEGMENTS):
         ran_off = active & (pos + 4 > e)
-        flagged |= ran_off  # header without SOS inside the tile: not a stream we can vouch for
+        u |= ran_off & longer[sel]
+        f |= ran_off & ~longer[sel]  # the tile itself ends inside its header
         active &= ~ran_off
         if not active.any():
             break
@@ -199,16 +211,17 @@ def _scan_window(mm: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.nda
         length = (mm[p + 2].astype(np.int64) << 8) | mm[p + 3]
         stop = (b0 != 0xFF) | (marker == 0xDA) | (marker == 0xD9) | (length < 2)
         # A header we cannot walk (no marker where one must be, a bad length,
-        # EOI before SOS with bytes after it) is not one we can vouch for:
-        # flag it, so strip_segments either cleans it or refuses the slide.
+        # EOI before SOS) is not one we can vouch for: flag it, so
+        # strip_segments either cleans it or refuses the slide.
         broken = (b0 != 0xFF) | ((length < 2) & (marker != 0xDA) & (marker != 0xD9)) | (marker == 0xD9)
-        flagged[idx[broken]] = True
+        f[idx[broken]] = True
         appcom = ((marker >= 0xE0) & (marker <= 0xEF)) | (marker == 0xFE)
         cand = idx[appcom & ~stop]
         if len(cand):
-            flagged[cand] |= ~_benign_vectorised(mm, pos[cand], e[cand])
+            f[cand] |= ~_benign_vectorised(mm, pos[cand], e[cand])
         active[idx[stop]] = False
         pos[idx] = p + 2 + length
-    flagged |= active  # still walking after MAX_HEADER_SEGMENTS: hostile
-    result[sel] = flagged
-    return result
+    f |= active  # still walking after MAX_HEADER_SEGMENTS
+    flagged[sel] = f
+    undetermined[sel] = u & ~f
+    return flagged, undetermined
