@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-from ..errors import MalformedFile
+from ..errors import MalformedFile, WsideidError
 
 MAX_HEADER_SEGMENTS = 64
 # Comments that scanners write into every strip: fixed vendor strings, no
@@ -140,7 +140,13 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> n
     if not len(live):
         return live
     live = live[np.argsort(offsets[live], kind="stable")]
-    offs, cnts = offsets[live], counts[live]
+    try:
+        return _tiles_with_segments(path, live, offsets[live], counts[live])
+    except OSError as exc:
+        raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
+
+
+def _tiles_with_segments(path: str, live: np.ndarray, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
     k = HEAD + 2
     buf = bytearray(len(live) * k)
     view = memoryview(buf)
