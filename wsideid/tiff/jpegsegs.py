@@ -146,33 +146,48 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> n
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
 
 
+BATCH = 4096  # tiles gathered at once: about 4 MB of buffer, whatever the slide's size
+
+
 def _tiles_with_segments(path: str, live: np.ndarray, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
-    k = HEAD + 2
-    buf = bytearray(len(live) * k)
-    view = memoryview(buf)
+    found: list[np.ndarray] = []
     with open(path, "rb") as fh:
-        fd = fh.fileno()
-        for i, o in enumerate(offs.tolist()):
-            lead = 2 if o >= 2 else o
-            os.preadv(fd, [view[i * k + 2 - lead:(i + 1) * k]], o - lead)
-        rows = np.frombuffer(buf, dtype=np.uint8)
-        start = np.arange(len(live), dtype=np.int64) * k + 2
-        avail = np.minimum(cnts, HEAD)
-        flagged, undetermined = _walk(rows, start, avail, cnts > HEAD)
-        is_jpeg = (rows[start] == 0xFF) & (rows[start + 1] == 0xD8)
-        # EOI: from the next gathered row when the tiles are back to back, else read
-        ends = offs + cnts
-        tail_ok = np.zeros(len(live), bool)
-        nxt = np.zeros(len(live), bool)
-        nxt[:-1] = ends[:-1] == offs[1:]
-        idx = np.nonzero(nxt)[0]
-        tail_ok[idx] = (rows[(idx + 1) * k] == 0xFF) & (rows[(idx + 1) * k + 1] == 0xD9)
-        for i in np.nonzero(~nxt & is_jpeg)[0].tolist():
-            tail_ok[i] = os.pread(fd, 2, int(ends[i]) - 2) == b"\xff\xd9"
-        for i in np.nonzero(undetermined & ~flagged)[0].tolist():
-            head = os.pread(fd, int(min(cnts[i], SLACK)), int(offs[i]))
-            flagged[i] = bool(header_segments(head)) or not _walk_ends_at_sos(head)
-    return np.sort(live[flagged | (is_jpeg & ~tail_ok)])
+        # batches overlap by one tile so the last tile of a batch finds its EOI in the next row
+        for a in range(0, len(live), BATCH):
+            b = min(len(live), a + BATCH + 1)
+            hits = _scan_batch(fh.fileno(), offs[a:b], cnts[a:b])
+            hits = hits[:BATCH] if b - a > BATCH else hits
+            found.append(live[a:a + len(hits)][hits])
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
+    """Flags for one batch of tiles sorted by offset."""
+    k = HEAD + 2
+    n = len(offs)
+    buf = bytearray(n * k)
+    view = memoryview(buf)
+    for i, o in enumerate(offs.tolist()):
+        lead = 2 if o >= 2 else o
+        os.preadv(fd, [view[i * k + 2 - lead:(i + 1) * k]], o - lead)
+    rows = np.frombuffer(buf, dtype=np.uint8)
+    start = np.arange(n, dtype=np.int64) * k + 2
+    avail = np.minimum(cnts, HEAD)
+    flagged, undetermined = _walk(rows, start, avail, cnts > HEAD)
+    is_jpeg = (avail >= 2) & (rows[start] == 0xFF) & (rows[start + 1] == 0xD8)
+    # EOI: from the next gathered row when the tiles are back to back, else read
+    ends = offs + cnts
+    tail_ok = np.zeros(n, bool)
+    nxt = np.zeros(n, bool)
+    nxt[:-1] = ends[:-1] == offs[1:]
+    idx = np.nonzero(nxt)[0]
+    tail_ok[idx] = (rows[(idx + 1) * k] == 0xFF) & (rows[(idx + 1) * k + 1] == 0xD9)
+    for i in np.nonzero(~nxt & is_jpeg)[0].tolist():
+        tail_ok[i] = os.pread(fd, 2, int(ends[i]) - 2) == b"\xff\xd9"
+    for i in np.nonzero(undetermined & ~flagged)[0].tolist():
+        head = os.pread(fd, int(min(cnts[i], SLACK)), int(offs[i]))
+        flagged[i] = bool(header_segments(head)) or not _walk_ends_at_sos(head)
+    return flagged | (is_jpeg & ~tail_ok)
 
 
 def _walk_ends_at_sos(head: bytes) -> bool:
