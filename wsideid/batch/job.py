@@ -76,19 +76,24 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
     """Copies of the removed label/macro (from the source) and, for a flagged slide, the kept
     non-pyramid images that triggered it (from the output), for the QC page."""
     from ..scanning import read_tiff_image
-    if result is None or result.plan is None or result.format == "dicom":
+    if result is None or result.plan is None:
         return []
+    read_removed = lambda index: read_tiff_image(job.source, index)  # noqa: E731
+    if result.format == "dicom":
+        from ..dicom.pipeline import instance_image
+        paths = {i.index: i.path for i in result.plan.inventory.container.source.instances}
+        read_removed = lambda index: instance_image(paths[index], index)  # noqa: E731
     folder = os.path.join(job.review_dir, "images")
     saved = []
     for d in result.plan.images:
         if d.action == "remove" and d.image.role in IMAGE_ROLES:
             try:
-                name = _save_image(read_tiff_image(job.source, d.image.index),
+                name = _save_image(read_removed(d.image.index),
                                    os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"))
                 saved.append({"file": name, "role": d.image.role, "kind": "removed"})
             except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
                 continue
-    if result.status == "flagged" and result.output:
+    if result.status == "flagged" and result.output and result.format != "dicom":
         for sc in result.scans:
             if sc.stage == "output" and (sc.has_phi or sc.error):
                 try:

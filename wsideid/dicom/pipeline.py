@@ -247,7 +247,7 @@ def _frames(ds, frames: int, rows: int, cols: int):
     return list(arr)
 
 
-def _instance_image(path: str, index: int):
+def instance_image(path: str, index: int):
     """Pixels of one (small) DICOM instance as a PIL image, for the detectors."""
     import numpy as np
     import pydicom
@@ -284,7 +284,7 @@ def _detect(src: DicomSource, plan: Plan, written, options: Any):
         by_index = {i.index: i for i in src.instances}
         targets = [(d.image.role, d.image.index) for d in plan.images if d.image.role in ("label", "overview")]
         for role, idx in targets:
-            scans += scan_images(by_index[idx].path, [(role, idx)], "source", ids, ocr, reader=_instance_image)
+            scans += scan_images(by_index[idx].path, [(role, idx)], "source", ids, ocr, reader=instance_image)
     targets = [(inst, path) for inst, path, _ in written if inst.role != "level"]
     if not any(inst.role == "thumbnail" for inst, _ in targets):
         from ..scanning import LOW_RES_LEVEL_PIXELS
@@ -297,7 +297,7 @@ def _detect(src: DicomSource, plan: Plan, written, options: Any):
                 targets.append((inst, path))
     for inst, path in targets:
         role = inst.role
-        out = scan_images(path, [(role, inst.index)], "output", ids, ocr, reader=_instance_image)
+        out = scan_images(path, [(role, inst.index)], "output", ids, ocr, reader=instance_image)
         new_id = getattr(options, "new_id", None)
         for sc in out:
             if sc.result is not None and new_id:
