@@ -8,6 +8,7 @@ audit are searched for every planted or removed value.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import openslide
@@ -215,3 +216,15 @@ def test_audit_sha256_matches_the_files(fmt, synth_slides, tmp_path):
     audit = json.loads(open(res.audit_path).read())
     assert audit["sha256"]["output"] == hashlib.sha256(open(res.output, "rb").read()).hexdigest()
     assert audit["sha256"]["input"] == hashlib.sha256(open(synth_slides[fmt], "rb").read()).hexdigest()
+
+
+def test_research_id_name_takes_the_formats_extension(synth_slides, tmp_path):
+    """The input's extension is part of its name and may be PHI: it is not reused."""
+    import shutil
+    src = tmp_path / "DOE.JANE"
+    shutil.copy(synth_slides["hamamatsu"], src)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(src, out, DeidOptions(new_id="R-1", detect="off"))
+    assert os.path.basename(res.output) == "R-1.ndpi"
+    assert not [n for n in os.listdir(out) if "jane" in n.lower()]

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .dates import DatePolicy
 from .detect_format import OpenedSlide, open_slide
 from .errors import VerificationFailed, WsideidError
@@ -99,11 +98,21 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
     return is_dicom_input(path) or bool(getattr(getattr(options, "dicom", None), "to_dicom", False))
 
 
-def output_name(input_path: str, new_id: str | None) -> str:
+FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff"}
+
+
+def output_name(input_path: str, new_id: str | None, fmt: str | None = None) -> str:
+    """The input's name, or the research ID with the format's own extension.
+
+    The extension comes from the detected format, not the input's name: a
+    name like ``DOE.JANE`` must not leave ``R-1.jane`` behind.
+    """
     name = os.path.basename(input_path.rstrip(os.sep))
     if new_id:
-        ext = "".join(Path(name).suffixes[-1:]) or ""
-        return new_id + ext.lower()
+        ext = Path(name).suffix.lower()
+        if fmt == "generic-tiff" and ext in (".tif", ".tiff"):
+            return new_id + ext
+        return new_id + FORMAT_EXTENSIONS.get(fmt or "", ext if ext in (".svs", ".ndpi", ".tif", ".tiff") else "")
     return name
 
 
@@ -180,18 +189,17 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         raise WsideidError("input is not a file" if os.path.exists(input_path) else "input does not exist")
     if not os.path.isdir(outdir):
         raise WsideidError("output folder does not exist")
-    final = os.path.join(outdir, output_name(input_path, options.new_id))
+    before = _stat_key(input_path)
+    slide = open_slide(input_path)
+    final = os.path.join(outdir, output_name(input_path, options.new_id, slide.format))
     if os.path.exists(final) and os.path.samefile(final, input_path):
         raise WsideidError("the output would overwrite the input (use another output folder)")
     if os.path.lexists(final) and not options.overwrite:
         raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
     clean_stale_temps(outdir)
-    before = _stat_key(input_path)
     in_hash = _Hasher(input_path) if options.hash_outputs else None
     if in_hash:
         in_hash.start()
-
-    slide = open_slide(input_path)
     plan = _plan(slide, options)
     timings["plan"] = time.perf_counter() - t0
     scans = []
