@@ -105,7 +105,7 @@ def build_svs(path: str, gigabytes: float) -> None:
     W1, W2 = levels[1][0] * TILE, levels[2][0] * TILE
     desc = _aperio_description(W, H, "")
     ifds = [ifd(W, H, desc, ranges[0], True),
-            ifd(768, 768, desc.replace("(256x256) JPEG/RGB Q=70", f"-> 768x768 - "), (np.array([t_off]), np.array([len(thumb)])), False),
+            ifd(768, 768, desc.replace("(256x256) JPEG/RGB Q=70", "-> 768x768 - "), (np.array([t_off]), np.array([len(thumb)])), False),
             ifd(W1, W1, f"Aperio Image Library v12.0.5\r\n{W}x{H} (256x256) -> {W1}x{W1} JPEG/RGB Q=70", ranges[1], True),
             ifd(W2, W2, f"Aperio Image Library v12.0.5\r\n{W}x{H} (256x256) -> {W2}x{W2} JPEG/RGB Q=70", ranges[2], True),
             ifd(400, 400, "Aperio Image Library v12.0.5\r\nlabel 400x400", (np.array([l_off]), np.array([len(lab)])), False, 1),

@@ -15,7 +15,7 @@ import openslide
 import pytest
 import tifffile
 
-from wsideid.dates import DatePolicy, make_policy
+from wsideid.dates import make_policy
 from wsideid.errors import StrictRefusal
 from wsideid.keys import Secret
 from wsideid.pipeline import DeidOptions, deidentify, inspect

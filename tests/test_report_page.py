@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_batch_e2e import CLEAN_SVS, MACRO_SVS, TIFF, CORRUPT, make_batch_sources, write_manifest
+from test_batch_e2e import MACRO_SVS, TIFF, CORRUPT, make_batch_sources, write_manifest
 from wsideid.batch.records import load_record, write_json, record_path
 from wsideid.batch.runner import BatchOptions, run_batch
 from wsideid.report.decisions import apply_decisions

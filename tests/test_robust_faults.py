@@ -171,7 +171,6 @@ def test_input_changed_during_verification_is_refused(change, synth_slides, tmp_
 
 def test_audit_write_failure_is_a_one_line_error(synth_slides, tmp_path, monkeypatch):
     """ENOSPC while writing the audit record: a WsideidError and no temporary audit file left behind."""
-    import json
 
     import wsideid.audit as audit
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.craft import classic, ifd_size, tiled_ifd, u16, u32
-from fuzz.harness import load_seed, time_limit
+from fuzz.harness import time_limit
 from wsideid.errors import WsideidError
 from wsideid.pipeline import DeidOptions, deidentify, inspect
 

@@ -211,5 +211,5 @@ _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNOR
 def check_new_id(new_id: str) -> str:
     """Research IDs become file names and metadata: keep them plain."""
     if not _ID_SAFE.match(new_id) or new_id in (".", "..") or ".." in new_id or _RESERVED.match(new_id):
-        raise ProfileError(f"--new-id must be 1-64 letters, digits, '.', '_' or '-' (got an unsafe value)")
+        raise ProfileError("--new-id must be 1-64 letters, digits, '.', '_' or '-' (got an unsafe value)")
     return new_id

@@ -87,19 +87,19 @@ def _aperio_description(w: int, h: int, extra: str) -> str:
         "ScanScope ID": SCANNER_SN, "Title": f"Jane Doe {ACCESSION}", "Barcode": ACCESSION,
         "ImageID": MRN, "DSR ID": "St Elsewhere Hospital", "Rack": "3", "Slide": "7",
         "CustomField1": f"MRN {MRN}", "Left": "25.69", "Top": "23.44",
-        "UnknownNoteKey": f"Referred by Dr Who for Jane Doe on 2024-03-14",
+        "UnknownNoteKey": "Referred by Dr Who for Jane Doe on 2024-03-14",
     }
     return (f"Aperio Image Library v12.0.5\r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=70{extra}|"
             + "|".join(f"{k} = {v}" for k, v in keys.items()))
 
 
 def _tiff_tags_with_phi() -> list[tuple]:
-    xmp = (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description dc:creator="Jane Doe" '
-           f'xmp:CreateDate="2024-03-14"/></x:xmpmeta>').encode()
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description dc:creator="Jane Doe" '
+           'xmp:CreateDate="2024-03-14"/></x:xmpmeta>').encode()
     return [
         (315, "s", 0, OPERATOR, True),                      # Artist
         (316, "s", 0, "St Elsewhere Hospital PC-12", True),  # HostComputer
-        (33432, "s", 0, f"(c) St Elsewhere Hospital for Jane Doe", True),  # Copyright
+        (33432, "s", 0, "(c) St Elsewhere Hospital for Jane Doe", True),  # Copyright
         (269, "s", 0, f"{ACCESSION}.svs", True),            # DocumentName
         (700, "B", len(xmp), xmp, True),                    # XMP
         (65000, "s", 0, f"private note {MRN} Jane Doe", True),  # unknown private tag
@@ -170,7 +170,7 @@ def make_svs(path: str, width: int = 2048, height: int = 1536, with_label: bool 
         thumb = base[::4, ::4]
         tw.write(thumb, rowsperstrip=16, subfiletype=0,
                  description=_aperio_description(width, height, "").replace(
-                     f"(256x256) JPEG/RGB Q=70", f"-> {thumb.shape[1]}x{thumb.shape[0]} - "), **common)
+                     "(256x256) JPEG/RGB Q=70", f"-> {thumb.shape[1]}x{thumb.shape[0]} - "), **common)
         lvl1 = base[::2, ::2]
         tw.write(lvl1, tile=(256, 256), subfiletype=0,
                  description=f"Aperio Image Library v12.0.5\r\n{width}x{height} (256x256) -> {lvl1.shape[1]}x{lvl1.shape[0]} JPEG/RGB Q=70",

@@ -15,7 +15,6 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from ..errors import MalformedFile, UnsupportedFormat
 

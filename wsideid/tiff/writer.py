@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import MalformedFile, WsideidError
-from .container import TYPES
 
 
 @dataclass
