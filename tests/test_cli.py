@@ -139,3 +139,10 @@ def test_scan_exit_codes(tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\0\1\2")
     assert run("scan", junk).returncode == 2
+
+
+def test_scan_reads_a_dicom_label_instance():
+    p = run("scan", real("dicom/mi_test_wsi_label_barcodevalue.dcm"), "--no-ocr", "--json")
+    assert p.returncode == 1, p.stderr
+    images = json.loads(p.stdout)["results"][0]["images"]
+    assert [f["value"] for f in images[0]["findings"]] == ["Wikipedia"] and images[0]["role"] == "label"

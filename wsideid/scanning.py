@@ -127,11 +127,14 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
     from .detect_format import open_slide
     from .errors import UnsupportedFormat
     results, errors = [], []
+    from .dicom import is_dicom_input
     for path in paths:
         try:
-            if not os.path.isfile(path):
+            if is_dicom_input(path):
+                scans = _scan_dicom(path, identifiers, ocr)
+            elif not os.path.isfile(path):
                 raise WsideidError("not a file")
-            if is_plain_image(path):
+            elif is_plain_image(path):
                 scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)
             else:
                 try:
@@ -148,3 +151,20 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
         except WsideidError as exc:
             errors.append({"path": path, "error": str(exc)})
     return results, errors
+
+
+def _scan_dicom(path: str, identifiers: Sequence[str], ocr: bool) -> list[ImageScan]:
+    """A DICOM file or series: its label, overview and thumbnail instances (and a
+    lone small level, such as a LABEL-less slide's only low-resolution image)."""
+    from .dicom.pipeline import instance_image
+    from .dicom.source import load, quiet_pydicom
+    with quiet_pydicom():
+        src = load(path)
+        paths = {i.index: i.path for i in src.instances}
+        targets = [(i.role, i.index) for i in src.instances if i.role != "level"]
+        if not targets:
+            targets = [(i.role, i.index) for i in src.instances][:1]
+        out: list[ImageScan] = []
+        for role, index in targets:
+            out += scan_images(paths[index], [(role, index)], "source", identifiers, ocr, reader=instance_image)
+    return out
