@@ -155,7 +155,14 @@ def test_tile_count_does_not_match_dimensions(tmp_path):
 
 def test_huge_dimensions(tmp_path):
     e = tiled_ifd(0xFFFFFFFF, 0xFFFFFFFF, 16, 16, 8 + ifd_size(10), 256, 1)
-    refuse(tmp_path, classic([e], bytes(256)), "tiles where")
+    refuse(tmp_path, classic([e], bytes(256)), "outside what any scanner writes")
+
+
+def test_huge_tile_side_is_refused_before_a_reader_allocates_it(tmp_path):
+    """Found by bench/fuzz_long.py: TileWidth 2^31-1 on a 128 px image made OpenSlide
+    try to allocate 1 TB for one tile and abort the whole process during verification."""
+    e = tiled_ifd(128, 96, 0x7FFFFFFF, 128, 8 + ifd_size(10), 256, 1)
+    refuse(tmp_path, classic([e], bytes(256)), "tile size 2147483647x128")
 
 
 def test_zero_tile_size(tmp_path):

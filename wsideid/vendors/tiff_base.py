@@ -24,6 +24,9 @@ COMPRESSIONS = {1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946:
 
 # Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
 Splitter = Callable[[int, Ifd, str], list[Field]]
+# Beyond these no scanner writes, and readers allocate buffers from them.
+MAX_TILE_SIDE = 16384
+MAX_IMAGE_SIDE = 1 << 21
 # More keys than this in one description/property map is not a scanner's doing.
 MAX_CONTAINER_KEYS = 20_000
 
@@ -131,6 +134,8 @@ def check_data_layout(tf: TiffFile) -> None:
 def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
     w = int(number(ifd, 256, 0))
     h = int(number(ifd, 257, 0))
+    if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+        raise MalformedFile(f"{ifd.path}: image size {w}x{h} is outside what any scanner writes")
     number(ifd, 278)  # RowsPerStrip: one number when present (redaction reads it)
     comp = number(ifd, 259, 1)
     data = image_data(ifd, tf.byteorder)
@@ -140,7 +145,8 @@ def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
     tiled = ifd.has(324)
     if tiled:
         tw, th = int(number(ifd, 322, 0)), int(number(ifd, 323, 0))
-        if tw <= 0 or th <= 0:
+        if not (0 < tw <= MAX_TILE_SIDE and 0 < th <= MAX_TILE_SIDE):
+            # readers allocate a whole tile: a 2^31-wide one aborts OpenSlide
             raise MalformedFile(f"{ifd.path}: tiled image with tile size {tw}x{th}")
         spp = int(number(ifd, 277, 1) or 1)
         planes = spp if ifd.value(284, 1) == 2 else 1
