@@ -41,6 +41,10 @@ def test_mutants_fail_closed(which, ops, tmp_path_factory):
 
 # (seed, ops, bug it exposed). Real-slide seeds are skipped when ../shared/testdata is absent.
 CRASHERS = [
+    ("synth.svs", [(3, 43783, 164), (9, 62079, 14180), (0, 1137, 25873)],
+     "Compression tag lost: JPEG tiles with COM text copied as 'uncompressed pixels', PHI published"),
+    ("synth.tiff", [(0, 27661, 18116), (2, 47300, 5372)],
+     "TileWidth 2^31-1: OpenSlide aborted the process allocating 1 TB during verification"),
     ("synth.svs", [(5, 4887, 3763), (5, 54722, 21471)],
      "tile offsets pointed at the ImageDescription: PHI published as 'pixels', all checks green"),
     ("synth.ndpi", [(5, 16563, 8501), (0, 39386, 41110)],

@@ -131,6 +131,23 @@ def check_data_layout(tf: TiffFile) -> None:
         raise MalformedFile(f"image data ranges overlap at offset {int(s[i])} (hostile or corrupt file)")
 
 
+def _refuse_disguised_jpeg(tf: TiffFile, ifd: Ifd, data: ImageData) -> None:
+    """Data declared uncompressed that starts like a JPEG stream is refused.
+
+    Its JPEG header segments (comments, EXIF) would otherwise be copied as
+    "raw pixels", where neither the segment stripping nor the residual scan
+    looks.
+    """
+    import os
+    live = np.nonzero(data.src_counts >= 3)[0]
+    if not len(live):
+        return
+    with open(tf.path, "rb") as fh:
+        for i in live[:8].tolist():
+            if os.pread(fh.fileno(), 3, int(data.src_offsets[i])) == b"\xff\xd8\xff":
+                raise MalformedFile(f"{ifd.path}: data declared uncompressed holds a JPEG stream")
+
+
 def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
     w = int(number(ifd, 256, 0))
     h = int(number(ifd, 257, 0))
@@ -142,6 +159,8 @@ def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
     if data is None:
         raise MalformedFile(f"{ifd.path}: image without strip or tile offsets")
     check_data_bounds(tf, ifd, data)
+    if comp in (None, 1):
+        _refuse_disguised_jpeg(tf, ifd, data)
     tiled = ifd.has(324)
     if tiled:
         tw, th = int(number(ifd, 322, 0)), int(number(ifd, 323, 0))
