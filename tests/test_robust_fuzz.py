@@ -41,6 +41,8 @@ def test_mutants_fail_closed(which, ops, tmp_path_factory):
 
 # (seed, ops, bug it exposed). Real-slide seeds are skipped when ../shared/testdata is absent.
 CRASHERS = [
+    ("synth.tiff", [(0, 11718, 58950), (2, 11345, 63058), (6, 53696, 41442), (2, 48030, 38164)],
+     "a kept ReferenceBlackWhite pointed into the ImageDescription: part of the removed text published"),
     ("synth.svs", [(3, 43783, 164), (9, 62079, 14180), (0, 1137, 25873)],
      "Compression tag lost: JPEG tiles with COM text copied as 'uncompressed pixels', PHI published"),
     ("synth.tiff", [(0, 27661, 18116), (2, 47300, 5372)],

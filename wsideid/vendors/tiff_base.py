@@ -88,6 +88,29 @@ def metadata_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     return np.array(starts, np.int64), np.array(ends, np.int64)
 
 
+def _check_metadata_overlaps(starts: np.ndarray, ends: np.ndarray) -> None:
+    """Tag values and IFD tables may be shared whole, never overlap in part.
+
+    A kept binary tag (ReferenceBlackWhite, say) whose value was pointed at
+    the middle of the ImageDescription would carry part of that text into
+    the output, where no removed value matches it whole.
+    """
+    keep = ends > starts
+    s, e = starts[keep], ends[keep]
+    order = np.lexsort((e, s))
+    s, e = s[order], e[order]
+    if len(s) < 2:
+        return
+    same = np.zeros(len(s), bool)
+    same[1:] = (s[1:] == s[:-1]) & (e[1:] == e[:-1])
+    s, e = s[~same], e[~same]
+    reach = np.maximum.accumulate(e)
+    bad = s[1:] < reach[:-1]
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0]) + 1
+        raise MalformedFile(f"metadata at offset {int(s[i])} overlaps other metadata (hostile or corrupt file)")
+
+
 def check_data_layout(tf: TiffFile) -> None:
     """Image data may share no byte with the metadata or with another image's data.
 
@@ -97,6 +120,7 @@ def check_data_layout(tf: TiffFile) -> None:
     those bytes into the output unexamined; such a file is refused.
     """
     starts, ends = metadata_ranges(tf)
+    _check_metadata_overlaps(starts, ends)
     parts_s, parts_e, owners = [starts], [ends], [np.full(len(starts), -1, np.int64)]
     for k, ifd in enumerate(tf.all_ifds()):
         data = image_data(ifd, tf.byteorder)
