@@ -39,7 +39,8 @@ def _benign(marker: int, body: bytes) -> bool:
 def strip_segments(raw: bytes) -> bytes:
     """The same JPEG stream (or tables blob) without APPn/COM segments."""
     if raw[:2] != b"\xff\xd8":
-        return raw  # not JPEG data: nothing to strip (caller checks compression)
+        # only called for data declared JPEG: anything else cannot be vouched for
+        raise MalformedFile("a tile or table declared JPEG does not start with a JPEG start marker")
     out = bytearray(raw[:2])
     pos = 2
     n = len(raw)
@@ -136,7 +137,7 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> n
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
-    live = np.nonzero(counts >= 4)[0]
+    live = np.nonzero(counts > 0)[0]
     if not len(live):
         return live
     live = live[np.argsort(offsets[live], kind="stable")]
@@ -187,7 +188,8 @@ def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
     for i in np.nonzero(undetermined & ~flagged)[0].tolist():
         head = os.pread(fd, int(min(cnts[i], SLACK)), int(offs[i]))
         flagged[i] = bool(header_segments(head)) or not _walk_ends_at_sos(head)
-    return flagged | (is_jpeg & ~tail_ok)
+    # declared JPEG but not starting like one: flagged, so stripping refuses it
+    return flagged | ~is_jpeg | (is_jpeg & ~tail_ok)
 
 
 def _walk_ends_at_sos(head: bytes) -> bool:
