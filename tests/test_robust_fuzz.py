@@ -41,6 +41,8 @@ def test_mutants_fail_closed(which, ops, tmp_path_factory):
 
 # (seed, ops, bug it exposed). Real-slide seeds are skipped when ../shared/testdata is absent.
 CRASHERS = [
+    ("synth.svs", [(3, 25546, 34975)],
+     "the removed Photoshop block renumbered as NewSubfileType (type UNDEFINED) was kept and published"),
     ("synth.svs", [(6, 23381, 51187), (7, 49252, 20709), (9, 4133, 37347)],
      "a JPEG tile whose first byte was corrupted skipped the header scan: its COM text was published"),
     ("synth.tiff", [(0, 11718, 58950), (2, 11345, 63058), (6, 53696, 41442), (2, 48030, 38164)],

@@ -71,38 +71,47 @@ def number(ifd: Ifd, tag: int, default=None, integer: bool = True):
     return decode_values(e, ifd.byteorder)[0]
 
 
-def metadata_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end of the header, every IFD table and every out-of-line tag value."""
+def metadata_ranges(tf: TiffFile, with_tags: bool = False):
+    """Start and end of the header, every IFD table and every out-of-line tag value
+    (and, ``with_tags``, the tag number owning each range; -1 for header and tables)."""
     big = tf.kind == "bigtiff"
     head, esize = (8, 20) if big else (2, 12)
     nsize = 8 if tf.kind in ("bigtiff", "ndpi") else 4
-    starts, ends = [0], [16 if big else (12 if tf.kind == "ndpi" else 8)]
+    starts, ends, tags = [0], [16 if big else (12 if tf.kind == "ndpi" else 8)], [-1]
     for ifd in tf.all_ifds():
         n = len(ifd.entries)
         starts.append(ifd.offset)
         ends.append(ifd.offset + head + n * esize + nsize + (4 * n if tf.kind == "ndpi" else 0))
+        tags.append(-1)
         for e in ifd.entries.values():
             if e.value_offset is not None and e.raw:
                 starts.append(e.value_offset)
                 ends.append(e.value_offset + len(e.raw))
-    return np.array(starts, np.int64), np.array(ends, np.int64)
+                tags.append(e.tag)
+    out = np.array(starts, np.int64), np.array(ends, np.int64)
+    return (*out, np.array(tags, np.int64)) if with_tags else out
 
 
-def _check_metadata_overlaps(starts: np.ndarray, ends: np.ndarray) -> None:
-    """Tag values and IFD tables may be shared whole, never overlap in part.
+def _check_metadata_overlaps(starts: np.ndarray, ends: np.ndarray, tags: np.ndarray) -> None:
+    """Tag values may be shared whole by the same tag (NDPI repeats values in
+    every IFD), never overlap in part, never be shared between two tags.
 
-    A kept binary tag (ReferenceBlackWhite, say) whose value was pointed at
-    the middle of the ImageDescription would carry part of that text into
-    the output, where no removed value matches it whole.
+    A kept binary tag (NewSubfileType retyped, ReferenceBlackWhite...) whose
+    value was pointed into the ImageDescription or at a removed Photoshop
+    block would carry those bytes into the output, where no removed value
+    matches them whole.
     """
     keep = ends > starts
-    s, e = starts[keep], ends[keep]
-    order = np.lexsort((e, s))
-    s, e = s[order], e[order]
+    s, e, t = starts[keep], ends[keep], tags[keep]
+    order = np.lexsort((t, e, s))
+    s, e, t = s[order], e[order], t[order]
     if len(s) < 2:
         return
     same = np.zeros(len(s), bool)
     same[1:] = (s[1:] == s[:-1]) & (e[1:] == e[:-1])
+    if (same[1:] & (t[1:] != t[:-1])).any():
+        i = int(np.nonzero(same[1:] & (t[1:] != t[:-1]))[0][0]) + 1
+        raise MalformedFile(f"two different tags share the value at offset {int(s[i])} (hostile or corrupt file)")
     s, e = s[~same], e[~same]
     reach = np.maximum.accumulate(e)
     bad = s[1:] < reach[:-1]
@@ -119,8 +128,8 @@ def check_data_layout(tf: TiffFile) -> None:
     at the ImageDescription (or at the label's strips) would therefore carry
     those bytes into the output unexamined; such a file is refused.
     """
-    starts, ends = metadata_ranges(tf)
-    _check_metadata_overlaps(starts, ends)
+    starts, ends, tags = metadata_ranges(tf, with_tags=True)
+    _check_metadata_overlaps(starts, ends, tags)
     parts_s, parts_e, owners = [starts], [ends], [np.full(len(starts), -1, np.int64)]
     for k, ifd in enumerate(tf.all_ifds()):
         data = image_data(ifd, tf.byteorder)
@@ -347,7 +356,36 @@ def inventory_notes(tf: TiffFile) -> list[str]:
     return [f"container: {tf.kind} TIFF, {len(tf.ifds)} IFDs, byte order {'little' if tf.byteorder == '<' else 'big'}-endian"]
 
 
+# The tags profiles keep as structure must hold numbers: a kept tag retyped
+# to text or to an opaque blob could carry any bytes (a removed Photoshop
+# block renumbered as NewSubfileType, say), so such files are refused.
+_NUMERIC = {3, 4, 5, 8, 9, 10, 11, 12, 16, 17}
+# tag -> values it must have (None: any number of values); all must be numeric.
+# Writers differ in the numeric type (NDPI writes ReferenceBlackWhite as LONG),
+# so only "numbers, this many" is required.
+EXPECTED_COUNTS: dict[int, int | None] = {
+    254: 1, 255: 1, 256: 1, 257: 1, 258: None, 259: 1, 262: 1, 266: 1, 274: 1, 277: 1, 278: 1,
+    280: None, 281: None, 282: 1, 283: 1, 284: 1, 296: 1, 317: 1, 318: 2, 319: 6, 320: None,
+    322: 1, 323: 1, 338: None, 339: None, 529: 3, 530: 2, 531: 1, 532: 6, 32997: 1, 32998: 1,
+}
+TEXT_TAGS = {269, 270, 271, 272, 285, 305, 306, 315, 316, 33432, 65427, 65434, 65442, 65448, 65449, 65468,
+             65477, 65480}
+
+
+def check_tag_types(tf: TiffFile) -> None:
+    for ifd in tf.all_ifds():
+        for tag, e in ifd.entries.items():
+            if tag in EXPECTED_COUNTS:
+                want = EXPECTED_COUNTS[tag]
+                if e.type not in _NUMERIC or (want is not None and e.count != want):
+                    raise MalformedFile(f"{ifd.path}: tag {tag} has type {e.type} and {e.count} values, "
+                                        "not what the TIFF spec gives it (hostile or corrupt file)")
+            elif 65420 <= tag <= 65500 and tag not in TEXT_TAGS and e.count and e.type not in _NUMERIC:
+                raise MalformedFile(f"{ifd.path}: NDPI tag {tag} holds type {e.type} where numbers belong")
+
+
 def tiff_inventory(fmt: str, tf: TiffFile, roles: list[str], special: dict[int, Splitter]) -> Inventory:
+    check_tag_types(tf)
     images = [image_info(i, ifd, roles[i], tf) for i, ifd in enumerate(tf.ifds)]
     check_data_layout(tf)
     return Inventory(fmt, tf.path, images, tag_fields(tf, special), tf, inventory_notes(tf))
