@@ -41,6 +41,10 @@ def test_mutants_fail_closed(which, ops, tmp_path_factory):
 
 # (seed, ops, bug it exposed). Real-slide seeds are skipped when ../shared/testdata is absent.
 CRASHERS = [
+    ("synth.svs", [(7, 37725, 34000)],
+     "a fill byte (FF FF) in place of an APP1 marker let the header walk skip a segment holding PHI"),
+    ("synth.svs", [(6, 54963, 24376), (4, 18078, 15342), (2, 33223, 59345), (2, 56481, 30317), (7, 57820, 57953)],
+     "an unknown Compression value let a JPEG tile with a COM segment through as opaque data"),
     ("synth.svs", [(3, 25546, 34975)],
      "the removed Photoshop block renumbered as NewSubfileType (type UNDEFINED) was kept and published"),
     ("synth.svs", [(6, 23381, 51187), (7, 49252, 20709), (9, 4133, 37347)],

@@ -232,11 +232,14 @@ def _walk(mm: np.ndarray, start: np.ndarray, avail: np.ndarray, longer: np.ndarr
         p = pos[idx]
         b0, marker = mm[p], mm[p + 1].astype(np.int64)
         length = (mm[p + 2].astype(np.int64) << 8) | mm[p + 3]
-        stop = (b0 != 0xFF) | (marker == 0xDA) | (marker == 0xD9) | (length < 2)
-        # A header we cannot walk (no marker where one must be, a bad length,
-        # EOI before SOS) is not one we can vouch for: flag it, so
-        # strip_segments either cleans it or refuses the slide.
-        broken = (b0 != 0xFF) | ((length < 2) & (marker != 0xDA) & (marker != 0xD9)) | (marker == 0xD9)
+        # Markers that may stand in a header: SOFn/DHT/DAC (C0-CF), SOS, DQT,
+        # DNL, DRI, DHP, EXP (DA-DF), APPn (E0-EF), COM. A header we cannot
+        # walk (no marker where one must be, a fill byte, EOI or any other
+        # marker before SOS, a bad length) is not one we can vouch for: flag
+        # it, so strip_segments either cleans it or refuses the slide.
+        valid = ((marker >= 0xC0) & (marker <= 0xCF)) | ((marker >= 0xDA) & (marker <= 0xEF)) | (marker == 0xFE)
+        stop = (b0 != 0xFF) | ~valid | (marker == 0xDA) | (length < 2)
+        broken = (b0 != 0xFF) | ~valid | ((length < 2) & (marker != 0xDA))
         f[idx[broken]] = True
         appcom = ((marker >= 0xE0) & (marker <= 0xEF)) | (marker == 0xFE)
         cand = idx[appcom & ~stop]

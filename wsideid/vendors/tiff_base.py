@@ -18,7 +18,8 @@ from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
 from ..tiff.writer import ImageData, OutEntry, OutIfd
 
-COMPRESSIONS = {1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946: "deflate",
+COMPRESSIONS = {1: "none", 2: "ccitt-rle", 3: "ccitt-g3", 4: "ccitt-g4", 5: "lzw", 6: "ojpeg", 7: "jpeg",
+                8: "deflate", 32773: "packbits", 32946: "deflate",
                 33003: "jpeg2000-ycbcr", 33005: "jpeg2000-rgb", 34712: "jpeg2000", 50000: "zstd",
                 34887: "lerc", 34925: "lzma", 50001: "webp", 52546: "jpegxl"}
 
@@ -165,7 +166,7 @@ def check_data_layout(tf: TiffFile) -> None:
 
 
 def _refuse_disguised_jpeg(tf: TiffFile, ifd: Ifd, data: ImageData) -> None:
-    """Data declared uncompressed that starts like a JPEG stream is refused.
+    """Data not declared JPEG that starts like a JPEG stream is refused.
 
     Its JPEG header segments (comments, EXIF) would otherwise be copied as
     "raw pixels", where neither the segment stripping nor the residual scan
@@ -192,7 +193,10 @@ def image_info(index: int, ifd: Ifd, role: str, tf: TiffFile) -> ImageInfo:
     if data is None:
         raise MalformedFile(f"{ifd.path}: image without strip or tile offsets")
     check_data_bounds(tf, ifd, data)
-    if comp in (None, 1):
+    if comp not in COMPRESSIONS:
+        # bytes in a codec we do not know cannot be vouched for (or blanked)
+        raise MalformedFile(f"{ifd.path}: unsupported compression {comp}")
+    if comp not in (6, 7):
         _refuse_disguised_jpeg(tf, ifd, data)
     tiled = ifd.has(324)
     if tiled:
