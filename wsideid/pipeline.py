@@ -344,17 +344,10 @@ def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
 
 def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions):
     """Tile edits: APPn/COM segments stripped, then regions and macro labels blanked."""
-    from .redaction import Edits, blank_macro_labels, plan_regions
-    from .vendors import tiff_base
+    from .redaction import blank_macro_labels, plan_regions, stripped_segments
 
     tf = slide.container
-    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
-    for k, tiles in edits.tiles.items():
-        ifd = list(tf.all_ifds())[k]
-        if ifd.has(65426) and 0 in tiles:  # NDPI: restart offsets follow the stripped header
-            from .tiff.container import integer_array
-            delta = len(tiles[0]) - int(tiff_base.image_data(ifd, tf.byteorder).src_counts[0])
-            edits.mcu_starts[k] = (integer_array(ifd.entries[65426], tf.byteorder) + delta).tolist()
+    edits = stripped_segments(tf, plan)
     blank_macro_labels(tf, plan, slide.format, options.fill, edits)
     plan_regions(tf, plan, list(plan.regions), options.fill, edits)
     return edits

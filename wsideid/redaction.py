@@ -25,7 +25,6 @@ from .tiff.container import Ifd, TiffFile, integer_array
 from .vendors import tiff_base
 
 Box = tuple[int, int, int, int]  # x, y, w, h
-FILLS = {"white": "white", "black": "black", "gray": "gray", "grey": "gray"}
 
 
 class RedactionError(WsideidError):
@@ -39,6 +38,19 @@ class Edits:
     tiles: dict[int, dict[int, bytes]] = field(default_factory=dict)
     mcu_starts: dict[int, list[int]] = field(default_factory=dict)
     blanked: dict[str, int] = field(default_factory=dict)  # image path -> tiles edited
+
+
+def stripped_segments(tf: TiffFile, plan: Plan) -> Edits:
+    """Edits that strip APPn/COM segments from tile headers (tiff_base does the
+    stripping); NDPI restart offsets, relative to the strip, follow the header."""
+    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
+    flat = list(tf.all_ifds())
+    for k, tiles in edits.tiles.items():
+        ifd = flat[k]
+        if ifd.has(65426) and 0 in tiles:
+            delta = len(tiles[0]) - int(tiff_base.image_data(ifd, tf.byteorder).src_counts[0])
+            edits.mcu_starts[k] = (integer_array(ifd.entries[65426], tf.byteorder) + delta).tolist()
+    return edits
 
 
 def parse_region(text: str) -> Box:

@@ -18,7 +18,6 @@ import numpy as np
 
 from .errors import WsideidError
 
-SCAN_MODES = ("off", "residual", "all")
 MAX_SCAN_PIXELS = 40_000_000  # a "thumbnail" larger than this is not decoded for scanning
 
 

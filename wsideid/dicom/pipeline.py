@@ -34,11 +34,6 @@ def dicom_options(options: Any) -> DicomOptions:
     return getattr(options, "dicom", None) or DicomOptions()
 
 
-def wants_dicom(path: str | os.PathLike, options: Any = None) -> bool:
-    """The input is DICOM, or a conversion to DICOM was asked for."""
-    return is_dicom_input(path) or (options is not None and dicom_options(options).to_dicom)
-
-
 def _secret(options: Any) -> Secret:
     s = getattr(dicom_options(options), "secret", None)
     return s if s is not None else load_secret(None, allow_random=True)

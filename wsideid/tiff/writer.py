@@ -65,10 +65,6 @@ class WrittenLayout:
     new_offsets: list[np.ndarray]
 
 
-def _pack_entry_type_for_offsets(kind: str) -> tuple[int, str]:
-    return (16, "Q") if kind == "bigtiff" else (4, "I")
-
-
 def _align(n: int, a: int = 2) -> int:
     return (n + a - 1) // a * a
 
@@ -140,7 +136,7 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
         raise ValueError(kind)
     flat = _flatten(ifds)
     # 1. Plan the data region: unique source ranges in source order.
-    plan = _plan_data(flat)
+    plan = _DataPlan(flat)
     meta_size = _metadata_size(flat, kind, bo)
     total = meta_size + plan.total
     if kind == "classic" and total >= 2**32:
@@ -421,10 +417,6 @@ class _DataPlan:
             _copy_range(src_fd, dst_fd, offset, length)
         for _, _, b in self.replaced:
             _write_all(dst_fd, b)
-
-
-def _plan_data(flat: list[OutIfd]) -> _DataPlan:
-    return _DataPlan(flat)
 
 
 def _write_all(fd: int, data: bytes) -> None:
