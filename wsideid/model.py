@@ -8,6 +8,7 @@ without running the writer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 # Actions a profile can give a field.
@@ -15,6 +16,23 @@ KEEP, REMOVE, REPLACE, DATE, TIME, DATETIME, TEXT = "keep", "remove", "replace",
 FIELD_ACTIONS = (KEEP, REMOVE, REPLACE, DATE, TIME, DATETIME, TEXT)
 # Actions for whole images.
 IMAGE_ACTIONS = ("keep", "remove", "replace", "blank-label")
+
+
+class ValueKind(str, Enum):
+    """What a field's value is, for the value policy and the verifier.
+
+    Only TEXT and IDENTIFIER values can name a person, so only they (and the
+    dates inside them) become residual needles when removed; a removed
+    NUMBER or CODE ("TEXT" in a DICOM CS) would match harmless bytes
+    elsewhere and refuse clean slides.
+    """
+
+    TEXT = "text"            # free text: can carry anything
+    IDENTIFIER = "identifier"  # IDs, names, serials, UIDs: always needles when removed
+    NUMBER = "number"        # parses wholly as a number (or a list of numbers)
+    CODE = "code"            # enumerated or coded value (DICOM CS, TIFF enumerations)
+    DATE = "date"            # a date/time under the date policy
+    BINARY = "binary"        # opaque bytes, summarised (never a needle as a whole)
 
 
 @dataclass
@@ -32,6 +50,7 @@ class Field:
     ifd: int | None = None
     tag: int | None = None
     subkey: str | None = None  # key inside a container field (description, property map)
+    kind: ValueKind = ValueKind.TEXT  # set by the inventory where the type is known (DICOM VR, numeric tags)
 
     def text(self) -> str:
         return self.value if isinstance(self.value, str) else str(self.value)
