@@ -285,3 +285,18 @@ def test_slide_with_unsafe_tile_refused(plain_svs, tmp_path):
     with pytest.raises(WsideidError, match="arithmetic-coded JPEG") as exc:
         _deid(str(dst), tmp_path)
     assert "\n" not in str(exc.value)
+
+
+def test_bytes_after_last_block_found_by_verification(tables_svs, tmp_path):
+    """Text between the last block and the EOI is never decoded; the sampled slack check sees it."""
+    from wsideid.jpeg.compare import entropy_slack
+    tiles, tables = _level0_tiles(tables_svs)
+    assert entropy_slack(tiles[0], tables) == 0
+    hidden = tiles[0][:-2] + NEEDLE.encode() + b"\xff\xd9"
+    assert entropy_slack(hidden, tables) == len(NEEDLE)
+    assert structure.is_clean(hidden, structure.table_keys(tables))  # the structural rule cannot see it
+    dst = tmp_path / "slack.svs"
+    _rewrite(tables_svs, str(dst), {0: hidden})
+    from wsideid.errors import VerificationFailed
+    with pytest.raises(VerificationFailed, match="1 sampled baseline streams with bytes after their last block"):
+        _deid(str(dst), tmp_path)

@@ -221,6 +221,32 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
 EDITED_DECODE_SAMPLE = 8  # edited streams per image whose decoding is compared with the source's
 
 
+SLACK_MAX_BYTES = 1 << 20
+SLACK_SAMPLE = 4  # baseline streams per image Huffman-decoded to find bytes after the last block
+
+
+def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int | None, full: bool) -> int:
+    """Sampled baseline streams with whole bytes after the last block of an interval.
+
+    Decoding is pure Python, so a few streams per image (evenly spread over
+    those re-parsed) are decoded, in full mode too; streams the project's
+    decoder does not read (progressive, 12-bit...) are not counted here.
+    """
+    from .jpeg import JpegBlankingError
+    from .jpeg.compare import entropy_slack
+    step = max(1, len(pick) // SLACK_SAMPLE)
+    found = 0
+    for t in pick[::step][:SLACK_SAMPLE].tolist():
+        if data.src_counts[t] > SLACK_MAX_BYTES:
+            continue  # a whole-level strip (NDPI): decoding it in Python would take minutes
+        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+        try:
+            found += entropy_slack(raw, tables, height) > 0
+        except JpegBlankingError:
+            continue
+    return found
+
+
 def _ifd_pairs(a, b):
     """A kept image and its SubIFDs, source beside output."""
     yield a, b
@@ -244,7 +270,7 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
     from .jpeg import j2k, structure
     from .jpeg.compare import same_decoding
     flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
-    bad_streams = bad_tables = checked = compared = 0
+    bad_streams = bad_tables = checked = compared = hidden = 0
     differ: list[str] = []
     replaced = {d.image.index for d in plan.images if d.action == "replace"}
     with open(out_path, "rb") as fo, open(src.path, "rb") as fs:
@@ -280,6 +306,8 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                             bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
                 except WsideidError:
                     bad_streams += 1
+                if comp == 7:
+                    hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
                 sd = tiff_base.image_data(s_ifd, src.byteorder)
                 kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
                 for t in sorted(new)[:None if full else EDITED_DECODE_SAMPLE]:
@@ -295,9 +323,10 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                     why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
                     if why:
                         differ.append(f"{o_ifd.path} tile {t}: {why}")
-    rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0,
+    rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0 and hidden == 0,
             f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
-            f"their end marker; {bad_tables} JPEGTables with unused tables")
+            f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "
+            "with bytes after their last block")
     rep.add("stream-decoding", not differ, "; ".join(differ[:3]) if differ else
             f"{compared} stream(s) edited by the stream rule decode exactly as their source")
 

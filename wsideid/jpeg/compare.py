@@ -64,3 +64,27 @@ def same_decoding(src: bytes, out: bytes, src_tables: bytes | None = None, out_t
 def _keys(tables: bytes):
     from .structure import table_keys
     return table_keys(tables)
+
+
+def entropy_slack(data: bytes, tables: bytes | None = None, height: int | None = None) -> int:
+    """Whole bytes between the last block of a restart interval and its marker, at most over intervals.
+
+    A decoder stops reading an interval after its last block and skips to
+    the next marker, so bytes there are never seen: a place where text can
+    hide inside the entropy-coded data. Encoders pad to the byte boundary
+    with 1-bits, so a conforming stream has 0. Baseline only (the project's
+    Huffman decoder); raises JpegBlankingError for anything else.
+    """
+    from . import bits
+    from .entropy import scan_positions, slot_tables, split_intervals
+    from .layout import layout
+    from .markers import parse
+    hdr = parse(data, tables, height)
+    lay = layout(hdr)
+    st = slot_tables(hdr, lay)
+    worst = 0
+    for iv in split_intervals(data, hdr, lay):
+        buf = bits.unstuff(data[iv.start:iv.end])
+        end = scan_positions(buf, iv.n_mcus, st, len(hdr.scan_components))[3]
+        worst = max(worst, len(buf) - (end + 7) // 8)
+    return worst
