@@ -300,3 +300,46 @@ def test_bytes_after_last_block_found_by_verification(tables_svs, tmp_path):
     from wsideid.errors import VerificationFailed
     with pytest.raises(VerificationFailed, match="1 sampled baseline streams with bytes after their last block"):
         _deid(str(dst), tmp_path)
+
+
+def test_ndpi_restart_offsets_follow_the_entropy_data(tmp_path):
+    """A COM in an NDPI strip header and text after its EOI: McuStarts shift by the header change only."""
+    from wsideid.synth import make_ndpi
+    from wsideid.tiff.container import integer_array
+    src = tmp_path / "plain.ndpi"
+    make_ndpi(str(src), width=1024, height=768)
+    tf = read_tiff(str(src))
+    ifd = tf.ifds[0]
+    d = image_data(ifd, tf.byteorder)
+    strip = src.read_bytes()[int(d.src_offsets[0]):][:int(d.src_counts[0])]
+    starts = integer_array(ifd.entries[65426], tf.byteorder)
+    com = seg(0xFE, NEEDLE.encode())
+    dirty = strip[:2] + com + strip[2:] + NEEDLE.encode("utf-16-le") + b"\xff\xd9"
+    # the planted file: a strip longer by the COM, its restart offsets moved with it
+    outs = []
+    for i, x in enumerate(tf.ifds):
+        entries = {t: OutEntry(t, e.type, e.count, e.raw) for t, e in x.entries.items() if t not in (273, 279, 324, 325)}
+        data = image_data(x, tf.byteorder)
+        if i == 0:
+            data.replaced[0] = dirty
+            vals = (starts + len(com)).tolist()
+            entries[65426] = OutEntry(65426, 4, len(vals), struct.pack(f"<{len(vals)}I", *vals))
+        outs.append(OutIfd(entries, data, {}))
+    dst = tmp_path / "dirty.ndpi"
+    write_tiff(str(src), str(dst), outs, tf.kind, tf.byteorder)
+    assert not absent(dst.read_bytes())
+    res = _deid(str(dst), tmp_path, verify="full")
+    assert res.status == "published", res
+    data = open(res.output, "rb").read()
+    assert absent(data)
+    out = read_tiff(res.output)
+    od = image_data(out.ifds[0], out.byteorder)
+    new_strip = data[int(od.src_offsets[0]):][:int(od.src_counts[0])]
+    new_starts = integer_array(out.ifds[0].entries[65426], out.byteorder)
+    assert new_strip == structure.clean(strip).data
+    shift = structure.clean(strip).entropy_start - structure.clean(strip).source_entropy_start
+    assert new_starts.tolist() == (starts + shift).tolist()
+    assert all(new_strip[s - 2] == 0xFF and 0xD0 <= new_strip[s - 1] <= 0xD7 for s in new_starts[1:].tolist())
+    import openslide
+    with openslide.OpenSlide(res.output) as s:
+        assert s.read_region((0, 0), 0, (64, 64)).size == (64, 64)

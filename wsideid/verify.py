@@ -11,7 +11,10 @@ believes it wrote, and checked against the plan:
   ``--verify full``); edited tiles are excluded and checked by their editor;
 - residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
   UTF-16BE, any case) and no spelling of a removed date occurs in any byte
-  that is not pixel data, and no JPEG tile header holds APPn/COM segments;
+  that is not pixel data;
+- streams: every JPEG / JPEG 2000 tile re-parsed holds only its decoding
+  segments up to its first end marker, JPEGTables only used tables, and
+  streams the rule edited decode exactly as their source;
 - OpenSlide: opens the output as the same vendor with the same levels, and
   shows no label or macro that the plan removed.
 """

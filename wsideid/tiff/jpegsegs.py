@@ -21,6 +21,8 @@ through the full parser (and are rewritten by it):
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +37,7 @@ BATCH_BYTES = 16 << 20  # bytes read at once
 BATCH = 4096  # tiles judged at once
 GAP = 1 << 16  # tiles further apart than this start a new read
 STREAM_CHUNK = 16 << 20
+WORKERS = min(2, os.cpu_count() or 1)
 
 
 def strip_segments(raw: bytes, tables: frozenset[TableKey] = frozenset()) -> bytes:
@@ -74,52 +77,87 @@ def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
     if not len(live):
         return res
     live = live[np.argsort(offsets[live], kind="stable")]
+    offs, cnts = offsets[live], counts[live]
     found: list[np.ndarray] = []
     try:
         with open(path, "rb") as fh:
             fd = fh.fileno()
-            for sel in _batches(offsets[live], counts[live]):
-                idx = live[sel]
-                if len(idx) == 1 and counts[idx[0]] > BATCH_BYTES:
-                    ok = _big_tile(fd, int(offsets[idx[0]]), int(counts[idx[0]]), tables, res.external)
-                    bad = np.zeros(1, bool) if ok else np.ones(1, bool)
-                else:
-                    bad = _scan_batch(fd, offsets[idx], counts[idx], tables, res.external)
-                found.append(idx[bad])
+
+            def one(sel: slice) -> tuple[np.ndarray, set[TableKey]]:
+                ext: set[TableKey] = set()
+                if sel.stop - sel.start == 1 and cnts[sel.start] > BATCH_BYTES:
+                    ok = _big_tile(fd, int(offs[sel.start]), int(cnts[sel.start]), tables, ext)
+                    return np.array([not ok]), ext
+                return _scan_batch(fd, offs[sel], cnts[sel], tables, ext), ext
+            # numpy and preadv release the GIL: two threads keep both cores busy;
+            # each holds one batch buffer, so memory stays bounded
+            batches = _batches(offs, cnts)
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for sel, (bad, ext) in zip(batches, pool.map(one, batches)):
+                    found.append(live[sel][bad])
+                    res.external |= ext
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
     res.flagged = np.sort(np.concatenate(found)) if found else res.flagged
     return res
 
 
-def _batches(offs: np.ndarray, cnts: np.ndarray):
+def _batches(offs: np.ndarray, cnts: np.ndarray) -> list[slice]:
     """Slices of consecutive tiles (sorted by offset) that one read covers."""
-    i, n = 0, len(offs)
+    n = len(offs)
+    reach = np.maximum.accumulate(offs + cnts)
+    breaks = np.flatnonzero(offs[1:] - reach[:-1] > GAP) + 1  # a gap: a new read starts there
+    out, i = [], 0
     while i < n:
         j = i + 1
-        start, end = offs[i], offs[i] + cnts[i]
         if cnts[i] <= BATCH_BYTES:
-            while j < n and j - i < BATCH and offs[j] - end <= GAP and offs[j] >= start \
-                    and max(end, offs[j] + cnts[j]) - start <= BATCH_BYTES:
-                end = max(end, offs[j] + cnts[j])
-                j += 1
-        yield slice(i, j)
+            j = max(j, min(int(np.searchsorted(reach, offs[i] + BATCH_BYTES, "right")), i + BATCH))
+            k = int(np.searchsorted(breaks, i, "right"))
+            if k < len(breaks):
+                j = min(j, int(breaks[k]))
+        out.append(slice(i, j))
         i = j
+    return out
+
+
+_scratch = threading.local()
 
 
 def _read(fd: int, offset: int, size: int) -> np.ndarray:
-    buf = bytearray(size)
-    got = os.preadv(fd, [buf], offset)
+    """``size`` bytes at ``offset`` in this thread's reusable buffer (fresh
+    16 MB allocations per batch cost more in page faults than the scan)."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _scratch.buf = bytearray(max(size, BATCH_BYTES))
+    got = os.preadv(fd, [memoryview(buf)[:size]], offset)
     if got != size:
         raise WsideidError("image data ends before a tile does (the file is truncated)")
-    return np.frombuffer(buf, dtype=np.uint8)
+    return np.frombuffer(buf, dtype=np.uint8, count=size)
 
 
-def _bad_markers(buf: np.ndarray) -> np.ndarray:
+def _masks(n: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = getattr(_scratch, "mask", None)
+    if mask is None or len(mask) < n:
+        mask = _scratch.mask = np.empty(max(n, 1), bool)
+        _scratch.mask2 = np.empty(max(n, 1), bool)
+    return mask[:n], _scratch.mask2[:n]
+
+
+def _marker_mask(buf: np.ndarray) -> np.ndarray:
+    """True at each 0xFF not followed by 0x00 (a marker, a restart marker or a fill byte)."""
+    n = max(len(buf) - 1, 0)
+    m, m2 = _masks(n)
+    np.equal(buf[:-1], 0xFF, out=m)
+    np.not_equal(buf[1:], 0, out=m2)
+    np.logical_and(m, m2, out=m)
+    return m
+
+
+def _bad_markers(buf: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
     """Positions of 0xFF bytes that start a true marker (not stuffing, not RSTn)."""
-    ff = np.flatnonzero(buf[:-1] == 0xFF)
+    ff = np.flatnonzero(_marker_mask(buf) if m is None else m)
     nxt = buf[ff + 1]
-    return ff[(nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7))]
+    return ff[(nxt < 0xD0) | (nxt > 0xD7)]
 
 
 def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[TableKey],
@@ -130,33 +168,79 @@ def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[T
     start = offs - base
     end = start + cnts
     ent, bad = _walk(buf, start, end)
-    # entropy-coded data: no true marker before the last two bytes, which are the EOI
-    marks = _bad_markers(buf)
     ok = ~bad & (cnts >= 4)
+    # entropy-coded data: no true marker before the last two bytes, which are the EOI
     ok &= (buf[np.maximum(end - 2, 0)] == 0xFF) & (buf[np.maximum(end - 1, 0)] == 0xD9)
+    m = _marker_mask(buf)
+    # Common case, counted: tiles back to back, and the batch holds exactly the
+    # markers of the headers plus one EOI per tile, so no entropy-coded data
+    # holds one. Otherwise (restart markers, gaps, a dirty tile) by position.
+    if ok.all() and start[0] == 0 and (start[1:] == end[:-1]).all():
+        expected = len(start) + _header_markers(buf, start, ent)
+        if int(np.count_nonzero(m)) == expected:
+            return ~_headers_clean(buf, start, ent, ok, tables, external)
+    marks = _bad_markers(buf, m)
     ok &= np.searchsorted(marks, ent) == np.searchsorted(marks, end - 2)
     ok &= _headers_clean(buf, start, ent, ok, tables, external)
     return ~ok
+
+
+def _header_markers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray) -> int:
+    """0xFF bytes not followed by 0x00 in every tile's header (SOI up to its entropy-coded data)."""
+    total = 0
+    for rows, heads in _groups(buf, start, ent, np.ones(len(start), bool), 1):
+        if (heads == heads[0]).all():  # the common case: one header for the whole batch
+            total += len(rows) * int(np.count_nonzero((heads[0, :-1] == 0xFF) & (heads[0, 1:] != 0)))
+        else:
+            total += int(np.count_nonzero((heads[:, :-1] == 0xFF) & (heads[:, 1:] != 0)))
+    return total
+
+
+def _groups(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray, extra: int = 0):
+    """(tile rows, their header bytes as a 2-D array) per header length."""
+    length = ent - start
+    for L in np.unique(length[ok]).tolist():
+        rows = np.nonzero(ok & (length == L))[0]
+        yield rows, buf[start[rows, None] + np.arange(L + extra)[None, :]]
+
+
+_verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset]] = {}
+
+
+def _judge(head: bytes, tables: frozenset[TableKey]) -> tuple[bool, frozenset]:
+    """(header is exactly its decoding segments, JPEGTables slots it uses), remembered:
+    the tiles of a slide share a handful of headers."""
+    key = (head, tables)
+    got = _verdicts.get(key)
+    if got is None:
+        try:
+            c = structure.clean(head + b"\xff\xd9", tables)
+            got = (not c.changed, c.external)
+        except UnsafeJpeg:
+            got = (False, frozenset())
+        if len(_verdicts) > 1024:
+            _verdicts.clear()
+        _verdicts[key] = got
+    return got
 
 
 def _headers_clean(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray,
                    tables: frozenset[TableKey], external: set[TableKey]) -> np.ndarray:
     """Judge each distinct header (SOI..end of SOS) once with the full parser."""
     good = np.zeros(len(start), bool)
-    length = ent - start
-    for L in np.unique(length[ok]).tolist():
-        rows = np.nonzero(ok & (length == L))[0]
-        heads = buf[start[rows, None] + np.arange(L)[None, :]]
-        uniq, inverse = np.unique(np.ascontiguousarray(heads).view(np.dtype((np.void, L))).ravel(),
-                                  return_inverse=True)
+    for rows, heads in _groups(buf, start, ent, ok):
+        L = heads.shape[1]
+        if (heads == heads[0]).all():
+            uniq, inverse = heads[:1], np.zeros(len(rows), np.int64)
+        else:
+            uniq, inverse = np.unique(np.ascontiguousarray(heads).view(np.dtype((np.void, L))).ravel(),
+                                      return_inverse=True)
+        inverse = inverse.ravel()
         for u, head in enumerate(uniq):
-            try:
-                c = structure.clean(head.tobytes() + b"\xff\xd9", tables)
-            except UnsafeJpeg:
-                continue
-            if not c.changed:
-                good[rows[inverse.ravel() == u]] = True
-                external |= c.external
+            clean, ext = _judge(head.tobytes(), tables)
+            if clean:
+                good[rows[inverse == u]] = True
+                external |= ext
     return good
 
 
