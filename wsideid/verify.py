@@ -224,22 +224,24 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
 EDITED_DECODE_SAMPLE = 8  # edited streams per image whose decoding is compared with the source's
 
 
-SLACK_MAX_BYTES = 1 << 20
-SLACK_SAMPLE = 4  # baseline streams per image Huffman-decoded to find bytes after the last block
+SLACK_MAX_BYTES = 256 << 10
+SLACK_SAMPLE = (1, 4)  # baseline streams per image (sample, full) Huffman-decoded for bytes after the last block
 
 
 def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int | None, full: bool) -> int:
     """Sampled baseline streams with whole bytes after the last block of an interval.
 
-    Decoding is pure Python, so a few streams per image (evenly spread over
-    those re-parsed) are decoded, in full mode too; streams the project's
+    Decoding is pure Python, so one stream per image (four with full, evenly
+    spread over those re-parsed) is decoded, and none larger than
+    SLACK_MAX_BYTES; streams the project's
     decoder does not read (progressive, 12-bit...) are not counted here.
     """
     from .jpeg import JpegBlankingError
     from .jpeg.compare import entropy_slack
-    step = max(1, len(pick) // SLACK_SAMPLE)
+    k = SLACK_SAMPLE[full]
+    step = max(1, len(pick) // k)
     found = 0
-    for t in pick[::step][:SLACK_SAMPLE].tolist():
+    for t in pick[::step][:k].tolist():
         if data.src_counts[t] > SLACK_MAX_BYTES:
             continue  # a whole-level strip (NDPI): decoding it in Python would take minutes
         raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))

@@ -33,7 +33,7 @@ from ..jpeg.structure import TableKey, UnsafeJpeg
 
 MAX_HEADER_SEGMENTS = 64
 MAX_HEADER = 8192  # a tile header (SOI..SOS) longer than this goes through the full parser
-BATCH_BYTES = 16 << 20  # bytes read at once
+BATCH_BYTES = 8 << 20  # bytes read at once (per reader thread, plus two masks of the same size)
 BATCH = 4096  # tiles judged at once
 GAP = 1 << 16  # tiles further apart than this start a new read
 STREAM_CHUNK = 16 << 20
