@@ -136,11 +136,12 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
         return rep
     rep.add("vendor", True, module.NAME)
     kept = [d.image for d in plan.images if d.action != "remove"]
-    out_roles = module.roles(out)
-    ok = len(out.ifds) == len(kept)
-    detail = f"{len(out.ifds)} images (expected {len(kept)})"
+    out_roles = [c.role for c in module.roles(out)]
+    out_images = out.image_ifds()
+    ok = len(out_images) == len(kept)
+    detail = f"{len(out_images)} images (expected {len(kept)})"
     if ok:
-        for img, ifd, role in zip(kept, out.ifds, out_roles):
+        for img, ifd, role in zip(kept, out_images, out_roles):
             w, h = int(ifd.value(256, 0)), int(ifd.value(257, 0))
             data = tiff_base.image_data(ifd, out.byteorder)
             n = len(data.src_offsets) if data is not None else 0
@@ -158,11 +159,12 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     # Data ranges inside the file and identical to the source's.
     flat_src = list(src.all_ifds())
     flat_out = list(out.all_ifds())
+    src_images = src.image_ifds()
     kept_top = [d.image.index for d in plan.images if d.action != "remove"]
     mismatch = checked = edited_bad = edited_checked = 0
     with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
         for oi, si in enumerate(kept_top):
-            s_ifd, o_ifd = src.ifds[si], out.ifds[oi]
+            s_ifd, o_ifd = src_images[si], out_images[oi]
             sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
             if int((od.src_offsets + od.src_counts).max(initial=0)) > out.size:
                 rep.add("data-ranges", False, f"image {si}: data past the end of the output")
@@ -198,11 +200,11 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
                  and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
-                 and _ifd_kept(plan, d.field.ifd, src.owners())]
+                 and _ifd_kept(plan, d.field.ifd, src.image_owners())]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     # Residual scan of every non-pixel byte, and JPEG tile headers.
-    out_index = {flat_src.index(src.ifds[si]): flat_out.index(out.ifds[oi]) for oi, si in enumerate(kept_top)}
+    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
     edited_out = {out_index[k]: v for k, v in edited.items() if k in out_index}
     needles = residual_needles(plan)
     found = scan_bytes(non_pixel_bytes(out_path, out), needles)
@@ -237,11 +239,12 @@ def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]
     import hashlib
     out: list[str] = []
     flat = list(src.all_ifds())
+    images = src.image_ifds()
     with open(src.path, "rb") as fh:
         for d in plan.images:
             if d.action == "remove":
                 continue
-            ifd = src.ifds[d.image.index]
+            ifd = images[d.image.index]
             data = tiff_base.image_data(ifd, src.byteorder)
             skip = set(edited.get(flat.index(ifd), {}))
             for t in _sample(len(data.src_offsets), full):
@@ -252,7 +255,7 @@ def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]
 
 
 def _ifd_kept(plan: Plan, ifd_index: int | None, owners: list[int]) -> bool:
-    """Whether the top-level image owning flat IFD ``ifd_index`` is kept."""
+    """Whether the image owning flat IFD ``ifd_index`` is kept."""
     if ifd_index is None or ifd_index >= len(owners):
         return False
     top = owners[ifd_index]
