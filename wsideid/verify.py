@@ -12,8 +12,12 @@ believes it wrote, and checked against the plan:
 - residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
   UTF-16BE, any case) and no spelling of a removed date occurs in any byte
   that is not pixel data, and no JPEG tile header holds APPn/COM segments;
-- OpenSlide: opens the output as the same vendor with the same levels, and
-  shows no label or macro that the plan removed.
+- OpenSlide, as an independent judge: when it claims the input's format but
+  cannot read it, the slide is refused (its roles cannot be trusted); when it
+  reads it, the vendor must be the driver's, and the output must open as the
+  same vendor with the input's levels less the removed images, every kept
+  level among them, and no label, macro or other associated image the plan
+  removed.
 """
 
 from __future__ import annotations
@@ -271,6 +275,18 @@ def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) 
         return None
 
 
+def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, set]:
+    """The levels OpenSlide must show in the output: the input's, less any whose
+    size is only that of images the plan removed (an image OpenSlide took for a
+    level, such as a tiled label); and the kept top-level levels, which it must show."""
+    parents = {d.image.index: d.image.extra.get("parent") for d in plan.images}
+    kept = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove"}
+    removed = {(d.image.width, d.image.height) for d in plan.images if d.action == "remove"} - kept
+    kept_levels = {(d.image.width, d.image.height) for d in plan.images
+                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None}
+    return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
+
+
 def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
     try:
         import openslide
@@ -278,9 +294,20 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         rep.add("openslide", False, "OpenSlide is not installed")
         return
     try:
+        claimed = openslide.OpenSlide.detect_format(src_path)
+    except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
+        claimed = None
+    try:
         a = openslide.OpenSlide(src_path)
-    except Exception:
-        rep.add("openslide", True, "input not readable by OpenSlide; check skipped")
+    except Exception as exc:
+        if claimed:
+            # OpenSlide knows this format and still cannot read it: the file's
+            # structure is not what the vendor writes, so roles read from it
+            # (which image is a level, which the macro) cannot be trusted.
+            rep.add("openslide", False, f"OpenSlide takes the input for {claimed} but cannot read it "
+                                        f"({type(exc).__name__}): its image roles cannot be trusted")
+        else:
+            rep.add("openslide", True, "input is not a format OpenSlide reads; check skipped")
         return
     try:
         b = openslide.OpenSlide(out_path)
@@ -290,10 +317,24 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         return
     try:
         va, vb = a.properties.get("openslide.vendor"), b.properties.get("openslide.vendor")
-        same = va == vb and a.level_dimensions == b.level_dimensions
-        rep.add("openslide", same, f"vendor {vb}, {b.level_count} levels")
+        want = getattr(module, "OPENSLIDE_VENDOR", va)
+        expected, kept_levels = _expected_levels(plan, a.level_dimensions)
+        got = tuple(b.level_dimensions)
+        same = va == vb == want and got == expected and kept_levels <= set(got)
+        if va != want:
+            detail = f"OpenSlide reads the input as {va}, not {want}: the {module.NAME} roles cannot be trusted"
+        elif vb != va:
+            detail = f"output opens as {vb}, input as {va}"
+        elif not same:
+            detail = (f"levels {list(got)} in the output; the input's {list(a.level_dimensions)} "
+                      f"without the removed images give {list(expected)}")
+        else:
+            detail = f"vendor {vb}, {b.level_count} levels"
+        rep.add("openslide", same, detail)
+        kept_roles = {d.image.role for d in plan.images if d.action != "remove"}
         removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
-        leaked = sorted(set(b.associated_images) & removed_roles & {"label", "macro"})
+        leaked = sorted(n for n in b.associated_images
+                        if (n in ("label", "macro") and n not in kept_roles) or n in removed_roles)
         rep.add("openslide-associated", not leaked, f"associated images: {sorted(b.associated_images)}")
         if not same:
             return  # pixels of different pyramids cannot be compared (and the check already failed)
@@ -303,7 +344,8 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         # Corrupt tiles make OpenSlide raise on read_region: an output that
         # reads where the input did not (or the reverse) fails; both
         # unreadable is the input's own damage, faithfully copied.
-        pa, pb = _read_region(a, (0, 0), lv, size), _read_region(b, (0, 0), lv, size)
+        la = tuple(tuple(x) for x in a.level_dimensions).index((w, h))  # removed levels shift the input's numbering
+        pa, pb = _read_region(a, (0, 0), la, size), _read_region(b, (0, 0), lv, size)
         if not plan.regions:
             if pa is None or pb is None:
                 rep.add("openslide-pixels", pa is None and pb is None,
