@@ -297,12 +297,13 @@ def _parse(mm, size: int, path: str, first_ifd: int | None = None) -> TiffFile:
 
 def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
                 seen: set[int] | None = None, prefix: str = "ifd", start_index: int = 0,
-                single: bool = False) -> list[Ifd]:
+                single: bool = False, above: frozenset[int] = frozenset()) -> list[Ifd]:
     """The IFD chain starting at ``first`` with the child trees below each IFD.
 
     ``seen`` holds every IFD read so far, anywhere in the file. Reaching one
-    again from the chain being walked is a loop; reaching it from elsewhere
-    means two parents share one directory, which a copy could not write back
+    again from the chain being walked, or from below it (``above`` holds the
+    chains of the parents), is a loop; reaching it from elsewhere means two
+    parents share one directory, which a copy could not write back
     faithfully: both are refused, with different words. ``single`` reads one
     IFD and ignores its next pointer (a member of a SubIFDs list).
     """
@@ -311,10 +312,10 @@ def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
     chain: set[int] = set()
     offset = first
     while offset:
-        if offset in chain:
+        if offset in chain or offset in above:
             raise MalformedFile(f"IFD loop: the directory at offset {offset} points back into its own chain")
         if offset in seen:
-            raise MalformedFile(f"the directory at offset {offset} is referenced from two places "
+            raise MalformedFile(f"the directory at offset {offset} is referenced twice, from two places "
                                 "(shared IFDs cannot be copied faithfully)")
         if len(seen) >= MAX_IFDS:
             raise MalformedFile(f"more than {MAX_IFDS} IFDs (hostile or corrupt file)")
@@ -331,7 +332,7 @@ def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
             if e.type not in (4, 13, 16, 18) and not (tag != 330 and e.type in (3, 9)):
                 raise MalformedFile(f"{ifd.path}: {name} has a non-offset type {e.type}")
             ifd.children[tag] = _read_children(r, bo, kind, list(decode_values(e, bo)), depth + 1, seen,
-                                               f"{ifd.path}/{name}")
+                                               f"{ifd.path}/{name}", above | chain)
         out.append(ifd)
         if single:
             ifd.next_offset = nxt
@@ -341,7 +342,7 @@ def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
 
 
 def _read_children(r: _Reader, bo: str, kind: str, offsets: list[int], depth: int, seen: set[int],
-                   prefix: str) -> list[Ifd]:
+                   prefix: str, above: frozenset[int]) -> list[Ifd]:
     """The IFDs a child tag lists.
 
     One offset: the start of a chain (libtiff's chained SubIFDs, EXIF).
@@ -351,10 +352,10 @@ def _read_children(r: _Reader, bo: str, kind: str, offsets: list[int], depth: in
     else would hide a directory the list does not name: refused.
     """
     if len(offsets) <= 1:
-        return _read_chain(r, bo, kind, offsets[0], depth, seen, prefix) if offsets and offsets[0] else []
+        return _read_chain(r, bo, kind, offsets[0], depth, seen, prefix, above=above) if offsets and offsets[0] else []
     kids: list[Ifd] = []
     for j, off in enumerate(offsets):
-        kid = _read_chain(r, bo, kind, off, depth, seen, prefix, start_index=j, single=True)[0]
+        kid = _read_chain(r, bo, kind, off, depth, seen, prefix, start_index=j, single=True, above=above)[0]
         follow = offsets[j + 1] if j + 1 < len(offsets) else 0
         if kid.next_offset not in (0, follow):
             raise MalformedFile(f"{kid.path}: its next-IFD pointer ({kid.next_offset}) leads outside the "
