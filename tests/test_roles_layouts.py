@@ -156,3 +156,19 @@ def test_unknown_images_are_scanned_at_the_source(tmp_path):
     assert [(s.role, s.index) for s in src_scans] == [("unknown", 1)]
     assert src_scans[0].has_phi
     assert res.status == "published"  # the label is gone from the output
+
+
+def test_unknown_image_is_shown_on_the_qc_page(tmp_path):
+    from test_batch_e2e import write_manifest
+    from wsideid.batch.runner import BatchOptions, run_batch
+    from wsideid.report.page import render
+    (tmp_path / "slides").mkdir()
+    L.bif_like(str(tmp_path / "slides" / "bif.tif"))
+    m = write_manifest(tmp_path, [("slides/bif.tif", "R-9", "", ACCESSION, "")])
+    res = run_batch(str(m), str(tmp_path / "out"), BatchOptions(detect="all", ocr=True, progress=False))
+    assert res.counts == {"published": 1}
+    review = tmp_path / "out-review"
+    assert os.path.exists(review / "images" / "R-9.removed-unknown.jpg")
+    page = render(str(review))
+    assert 'alt="unknown"' in page and "unknown, removed from the slide" in page
+    assert "unknown[1] remove" in page
