@@ -172,3 +172,15 @@ def test_unknown_image_is_shown_on_the_qc_page(tmp_path):
     page = render(str(review))
     assert 'alt="unknown"' in page and "unknown, removed from the slide" in page
     assert "unknown[1] remove" in page
+
+
+@pytest.mark.parametrize("mag,why", [(float("nan"), "no finite Magnification"), (float("inf"), "no finite"),
+                                     (0.0, "Magnification 0 names no NDPI image kind"),
+                                     (20.0, "magnification 20 gives 2048x1536")])
+def test_ndpi_macro_with_other_magnifications_is_unknown(mag, why, tmp_path):
+    base = tmp_path / "base.ndpi"
+    make_ndpi(str(base))
+    src = tmp_path / "slide.ndpi"
+    L.ndpi_macro_as_level(str(base), str(src), mag)
+    d = inspect(src).images[3]
+    assert d.image.role == "unknown" and why in d.rule, d.rule

@@ -16,6 +16,8 @@ OpenSlide and NDP.view still see an NDPI.
 
 from __future__ import annotations
 
+import math
+
 from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan
 from ..tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
@@ -30,8 +32,10 @@ def claims(tf: TiffFile) -> bool:
 
 
 def _mag(ifd: Ifd) -> float | None:
+    """Magnification, or None when absent or not a finite number (NaN and
+    infinity compare false with every size rule and would slip through)."""
     v = tiff_base.number(ifd, 65421, integer=False)
-    return None if v is None else float(v)
+    return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
 def roles(tf: TiffFile) -> list[RoleCall]:
@@ -72,7 +76,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
             why = levels[i]
             calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
         elif m is None:
-            calls.append(RoleCall(UNKNOWN, "no Magnification tag (65421)"))
+            calls.append(RoleCall(UNKNOWN, "no finite Magnification (tag 65421)"))
         elif m == -1:
             calls.append(RoleCall("macro"))
         elif m == -2:
