@@ -140,7 +140,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
         return rep
     rep.add("vendor", True, module.NAME)
     kept = [d.image for d in plan.images if d.action != "remove"]
-    out_roles = [c.role for c in module.roles(out)]
+    out_roles = [str(c) for c in module.roles(out)]
     out_images = out.image_ifds()
     ok = len(out_images) == len(kept)
     detail = f"{len(out_images)} images (expected {len(kept)})"

@@ -34,12 +34,20 @@ LEVEL = "level"
 _KEYWORDS = re.compile(r"\b(label|macro|thumbnail|overview|barcode)\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class RoleCall:
-    """An image's role and, for anything not established, why."""
+class RoleCall(str):
+    """An image's role (the string itself, so role lists still compare with
+    ``"level"``) and, for anything not established, why."""
 
-    role: str
-    reason: str = ""
+    reason: str
+
+    def __new__(cls, role: str, reason: str = "") -> "RoleCall":
+        obj = super().__new__(cls, role)
+        obj.reason = reason
+        return obj
+
+    @property
+    def role(self) -> str:
+        return str(self)
 
 
 @dataclass

@@ -395,17 +395,18 @@ def check_tag_types(tf: TiffFile) -> None:
                 raise MalformedFile(f"{ifd.path}: NDPI tag {tag} holds type {e.type} where numbers belong")
 
 
-def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list], special: dict[int, Splitter]) -> Inventory:
-    """``roles`` is the driver's role rule (``pyramid.RoleCall`` per image of
-    ``tf.image_ifds()``); it runs after the tag types are checked, because it
-    reads NewSubfileType, sizes and vendor tags."""
+def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list[str]] | list[str],
+                   special: dict[int, Splitter]) -> Inventory:
+    """``roles`` is the driver's role rule (a ``pyramid.RoleCall`` per image of
+    ``tf.image_ifds()``), called after the tag types are checked because it
+    reads NewSubfileType, sizes and vendor tags (a ready list is accepted too)."""
     check_tag_types(tf)
-    calls = roles(tf)
+    calls = roles(tf) if callable(roles) else roles
     parents = tf.image_parents()
     images = []
     for i, ifd in enumerate(tf.image_ifds()):
-        info = image_info(i, ifd, calls[i].role, tf)
-        if calls[i].reason:
+        info = image_info(i, ifd, str(calls[i]), tf)
+        if getattr(calls[i], "reason", ""):
             info.extra["reason"] = calls[i].reason
         if parents[i] is not None:
             info.extra["parent"] = parents[i]
