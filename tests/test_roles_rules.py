@@ -91,3 +91,28 @@ def test_residual_targets_skip_only_the_full_resolution_level(tmp_path):
     targets = scanning.residual_targets(plan, {s: o for o, s in enumerate(kept)})
     assert targets == [("thumbnail", 1), ("level", 2)]
     assert scanning.source_targets(plan) == [("unknown", 3)]
+
+
+def test_reader_memory_stays_flat_on_a_large_level(tmp_path):
+    """A 113 MP level (340 MB decoded) is scanned in well under that: measured in a child process."""
+    import subprocess
+    import sys
+    import textwrap
+    src = tmp_path / "big.tif"
+    w, h, t = 12288, 9216, 256
+    tile = np.random.default_rng(0).integers(0, 255, (t, t, 3)).astype(np.uint8)
+    tifffile.imwrite(src, (tile for _ in range((w // t) * (h // t))), shape=(h, w, 3), dtype="uint8",
+                     tile=(t, t), photometric="rgb", compression="jpeg")
+    code = textwrap.dedent(f"""
+        import resource
+        from wsideid import scanning
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        im = scanning.read_tiff_image({str(src)!r}, 0)
+        print(im.size[0], im.size[1], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    iw, ih, grew_mb = (int(v) for v in out.stdout.split())
+    assert (iw, ih) == (w // 4, h // 4) and iw * ih <= scanning.MAX_SCAN_PIXELS
+    assert grew_mb < 100, f"reading grew the process by {grew_mb} MB"
