@@ -40,7 +40,7 @@ def same_decoding(src: bytes, out: bytes, src_tables: bytes | None = None, out_t
                   height: int | None = None, kind: str = "jpeg") -> str | None:
     """None when ``out`` decodes exactly as ``src`` does, else what differs (one line).
 
-    Streams larger than DECODE_MAX_BYTES (whole-level NDPI strips) are not
+    Streams larger than DECODE_MAX_BYTES (whole-level NDPI strips, big strips) are not
     decoded, which would take minutes and gigabytes in Python: they must be
     exactly the rule's reduction of the source, using the same table bytes.
     """
@@ -68,7 +68,7 @@ def same_decoding(src: bytes, out: bytes, src_tables: bytes | None = None, out_t
     return None
 
 
-DECODE_MAX_BYTES = 1 << 20
+DECODE_MAX_BYTES = 256 << 10
 
 
 def _same_reduction(src: bytes, out: bytes, src_tables: bytes | None, out_tables: bytes | None,
