@@ -68,6 +68,7 @@ class DicomPlanData:
     specimens: SpecimenIds | None = None
     frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
 
 
 def tag_name(tag: int) -> str:
@@ -396,7 +397,8 @@ class _Planner:
         if elem.VR != "SQ":
             self._set(path, elem, inst, "remove", None, REMOVE, None, where + " (not a sequence)")
             return
-        self.d.structured.add(inst)
+        if elem.value:
+            self.d.structured.add(inst)
         self._set(path, elem, inst, "walk", None, KEEP, None, where)
         for k, item in enumerate(elem.value or []):
             ipath = f"{path}[{k}]"
