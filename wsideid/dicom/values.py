@@ -27,10 +27,11 @@ BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 DUMMY_TEXT = "ANONYMIZED"
 _DUMMY = {"AS": "000D", "DA": "19000101", "DT": "19000101000000", "TM": "000000", "UR": "urn:wsideid:removed",
           "DS": "0", "IS": "0", "CS": "ANONYMIZED"}
-# Text attributes that name or identify (people, records, devices): IDENTIFIER
-# kind, so a removed value (and its parts) is always a residual needle.
-IDENTITY_WORDS = ("ID", "Name", "Number", "Identifier", "Accession", "Serial", "Address", "Telephone", "Label",
-                  "Station", "AETitle", "Physician", "Operator", "Person", "Issuer", "Institution")
+# Text attributes that name or identify (people, records, devices, sites):
+# IDENTIFIER kind, so a removed value and its parts are residual needles.
+_IDENTITY = re.compile(r"(ID|IDs|Identifier|Number|Numbers|Name|Names|Address|TelephoneNumbers|AETitle)$")
+_NOT_IDENTITY = ("Manufacturer", "CodingScheme", "Software", "MappingResource", "Private", "Dimension", "LUT",
+                 "Context", "Code")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # ESC too: ISO 2022 switches are refused, not kept
 _CONTROL_TEXT = re.compile(r"[\x00-\x09\x0b-\x0c\x0e-\x1f\x7f]")  # LT/ST/UT may hold CR LF
@@ -123,7 +124,8 @@ def kind_for(vr: str, keyword: str) -> ValueKind:
         return ValueKind.IDENTIFIER
     if vr in BINARY_VRS or vr == "SQ":
         return ValueKind.BINARY
-    if vr == "PN" or (vr in ("LO", "SH", "AE", "UC", "UT") and any(w in (keyword or "") for w in IDENTITY_WORDS)):
+    kw = keyword or ""
+    if vr == "PN" or (vr in FREE_TEXT_VRS and _IDENTITY.search(kw) and not kw.startswith(_NOT_IDENTITY)):
         return ValueKind.IDENTIFIER
     return ValueKind.TEXT
 
