@@ -375,3 +375,7 @@ def test_code_items():
     assert a["CodeValue"].value == b["CodeValue"].value != "MRN4455667"  # keyed, consistent
     assert "Jane" not in a["CodeMeaning"].value
     assert not CodeRules.is_code_item(Dataset())
+    # A replaced meaning is a needle unless it is some standard code's meaning.
+    assert rules.codes.judge(_code("11744", "DCM", "Brightfield illumination"), uids)["CodeMeaning"].value_kind \
+        == ValueKind.CODE
+    assert a["CodeMeaning"].value_kind == ValueKind.TEXT

@@ -72,6 +72,11 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+@lru_cache(maxsize=1)
+def _all_meanings() -> frozenset[str]:
+    return frozenset(_norm(m) for ms in _dictionary().values() for m in ms)
+
+
 @dataclass(frozen=True)
 class CodeOp:
     """What happens to one element of a code item."""
@@ -97,6 +102,15 @@ class CodeRules:
         """An item of the Code Sequence Macro (it holds a code value); a Coding Scheme
         Identification item, with a designator but no code, is judged attribute by attribute."""
         return any(k in item for k in CODE_KEYWORDS)
+
+    def meaning_kind(self, meaning: str) -> ValueKind:
+        """A replaced meaning that is some standard code's meaning ("Brightfield illumination"
+        under a mistyped code) is a CODE, not a needle: the same words stand, rightly, in other
+        kept code items. Any other replaced meaning is TEXT, searched for in the output."""
+        n = _norm(meaning)
+        if n in _all_meanings() or n in {_norm(m) for m in self.extra.values()}:
+            return ValueKind.CODE
+        return ValueKind.TEXT
 
     def meanings(self, scheme: str, value: str) -> list[str]:
         known = sorted(_dictionary().get((scheme, value), ()))
@@ -131,7 +145,7 @@ class CodeRules:
                 else:
                     new = known[0] if known else f"{scheme} {value}"[:64]
                     ops["CodeMeaning"] = CodeOp("set", new, "code: meaning not the standard's: replaced",
-                                                ValueKind.TEXT)
+                                                self.meaning_kind(meaning))
             if "CodingSchemeVersion" in item:
                 ver = str(item.get("CodingSchemeVersion", "") or "")
                 ops["CodingSchemeVersion"] = (CodeOp("keep", why="code: version") if _VERSION.fullmatch(ver)
@@ -147,7 +161,8 @@ class CodeRules:
         if "CodingSchemeDesignator" in item:
             ops["CodingSchemeDesignator"] = CodeOp("set", LOCAL_SCHEME, why, ValueKind.TEXT)
         if "CodeMeaning" in item:
-            ops["CodeMeaning"] = CodeOp("set", LOCAL_MEANING, why, ValueKind.TEXT)
+            ops["CodeMeaning"] = CodeOp("set", LOCAL_MEANING, why,
+                                        self.meaning_kind(str(item.get("CodeMeaning", "") or "")))
         if "CodingSchemeVersion" in item:
             ops["CodingSchemeVersion"] = CodeOp("remove", why=why, value_kind=ValueKind.TEXT)
         return ops
