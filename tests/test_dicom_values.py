@@ -379,3 +379,28 @@ def test_code_items():
     assert rules.codes.judge(_code("11744", "DCM", "Brightfield illumination"), uids)["CodeMeaning"].value_kind \
         == ValueKind.CODE
     assert a["CodeMeaning"].value_kind == ValueKind.TEXT
+
+
+def test_kept_text_holding_a_removed_value_is_withdrawn(series, tmp_path):
+    """No exemptions, applied by the planner: a kept field that holds a removed value (or a
+    part of a removed identifier) is withdrawn too, until nothing changes."""
+    from wsideid.dicom.pipeline import plan_source
+    from wsideid.dicom.source import load, quiet_pydicom
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for n, f in enumerate(sorted(series.glob("*.dcm"))):
+        ds = pydicom.dcmread(f)
+        ds.InstitutionName = "Leica Biosystems"  # removed (X) ...
+        ds.Manufacturer = "Leica Biosystems"  # ... so the vendor name matching its pattern goes too
+        ds.ManufacturerModelName = "Aperio GT 450"
+        ds.ContainerIdentifier = "SLIDE_7"  # removed; its part "SLIDE" stands in a code meaning
+        ds.ContainerTypeCodeSequence = [_code("433466003", "SCT", "Microscope slide")]
+        ds.save_as(folder / f"{n}.dcm", enforce_file_format=True)
+    with quiet_pydicom():
+        plan = plan_source(load(str(folder)), options())
+    man = plan.decision_for("inst[0]/Manufacturer")
+    assert man.action == "replace" and "held a removed value" in man.rule and man.new_value == "ANONYMIZED"
+    assert plan.decision_for("inst[0]/ManufacturerModelName").action == "keep"
+    meaning = plan.decision_for("inst[0]/ContainerTypeCodeSequence[0]/CodeMeaning")
+    assert meaning.new_value == "SCT 433466003"
+    assert plan.decision_for("inst[0]/ContainerTypeCodeSequence[0]/CodeValue").action == "keep"

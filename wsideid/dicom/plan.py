@@ -26,7 +26,7 @@ from .codes import CodeOp, CodeRules
 from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance
 from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
-from .uids import UidMapper
+from .uids import UidMapper, is_registry_uid
 from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS, date_value,
                      dummy, empty, kind_for, parts, srgb_profile, text_valid, timezone_value, typed_valid)
 
@@ -97,6 +97,9 @@ class _Planner:
     def __init__(self, data: DicomPlanData):
         self.d = data
         self.decisions: list[Decision] = []
+        # Input text the output keeps (pattern-matched text, cleaned descriptors, code
+        # meanings): path -> (element, instance, code item or None), re-checked after the walk.
+        self.kept_text: dict[str, tuple[DataElement, int, Dataset | None]] = {}
 
     # -- helpers -----------------------------------------------------------
     def _pseudo(self, domain: str, value: str) -> str:
@@ -110,9 +113,15 @@ class _Planner:
         return new if len(new) > 1 else (new[0] if new else "")
 
     def _add(self, path: str, elem: DataElement, inst: int, action: str, new: Any, where: str,
-             unknown: bool = False, kind: ValueKind | None = None) -> None:
-        f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}", value_text(elem), ifd=inst,
-                  tag=int(elem.tag), kind=kind or kind_for(elem.VR, elem.keyword))
+             unknown: bool = False, kind: ValueKind | None = None, removed: str | None = None) -> None:
+        """Record one decision. ``removed``: what was taken out, when only some of the
+        values of a multi-valued element go (the kept ones are not removed values)."""
+        if kind is None:
+            kind = kind_for(elem.VR, elem.keyword)
+            if elem.VR == "UI" and all(is_registry_uid(str(u)) for u in parts(elem.value) if u):
+                kind = ValueKind.CODE  # a UID of the standard itself (SOP class, transfer syntax)
+        f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}",
+                  value_text(elem) if removed is None else removed, ifd=inst, tag=int(elem.tag), kind=kind)
         if action == KEEP:
             shown: Any = f.value
         elif isinstance(new, (bytes, bytearray)):
@@ -124,10 +133,14 @@ class _Planner:
         self.decisions.append(Decision(f, action, shown, where, unknown))
 
     def _remove_all(self, ds: Dataset, prefix: str, inst: int, where: str) -> None:
-        """Record every element under a removed item/sequence (their values become residual needles)."""
+        """Record every element under a removed item/sequence (their values become residual
+        needles, except the parts of a standard code: CODE kind, like a kept one)."""
+        code_ops = self.d.rules.codes.judge(ds, self.d.uids) if CodeRules.is_code_item(ds) else {}
         for elem in ds:
             path = f"{prefix}/{elem.keyword or tag_name(int(elem.tag))}"
-            self._add(path, elem, inst, REMOVE, None, where)
+            op = code_ops.get(elem.keyword)
+            kind = None if op is None else (ValueKind.CODE if op.kind == "keep" else op.value_kind)
+            self._add(path, elem, inst, REMOVE, None, where, kind=kind)
             if elem.VR == "SQ":
                 for k, item in enumerate(elem.value or []):
                     self._remove_all(item, f"{path}[{k}]", inst, where)
@@ -158,7 +171,7 @@ class _Planner:
                 self._apply_letter(path, elem, inst, verdict, nested)
                 continue
             if elem.keyword in code_ops:
-                self._code(path, elem, inst, code_ops[elem.keyword])
+                self._code(path, elem, inst, code_ops[elem.keyword], ds)
                 continue
             if override and elem.keyword in override:
                 verdict = Verdict(override[elem.keyword], "clean-structured identifier item")
@@ -174,11 +187,13 @@ class _Planner:
                 self._set(path, elem, inst, "remove", None, REMOVE, None, "E.1-1 private attributes")
 
     def _set(self, path: str, elem: DataElement, inst: int, kind: str, value: Any, action: str, new: Any,
-             where: str, unknown: bool = False, vkind: ValueKind | None = None) -> None:
+             where: str, unknown: bool = False, vkind: ValueKind | None = None, removed: str | None = None) -> None:
         self.d.ops[path] = Op(kind, value)
-        self._add(path, elem, inst, action, new, where, unknown, vkind)
+        self._add(path, elem, inst, action, new, where, unknown, vkind, removed)
 
-    def _code(self, path: str, elem: DataElement, inst: int, op: CodeOp) -> None:
+    def _code(self, path: str, elem: DataElement, inst: int, op: CodeOp, item: Dataset | None = None) -> None:
+        if elem.keyword == "CodeMeaning" and op.kind in ("keep", "set"):
+            self.kept_text[path] = (elem, inst, item)
         if op.kind == "keep":
             self._set(path, elem, inst, "keep", None, KEEP, None, op.why, vkind=ValueKind.CODE)
         elif op.kind == "set":
@@ -298,6 +313,7 @@ class _Planner:
         def ok(v: str) -> bool:
             return v == "" or rules.text_allowed(key, v) or (device and bool(rules.device_pattern.fullmatch(v)))
         good = [v for v in values if ok(v)]
+        self.kept_text[path] = (elem, inst, None)
         if len(good) == len(values):
             self._set(path, elem, inst, "keep", None, KEEP, None, where + (" (device identity pattern)" if device
                                                                              and not all(rules.text_allowed(key, v) for v in values if v)
@@ -305,7 +321,8 @@ class _Planner:
         elif good and any(good):
             value = good if len(good) > 1 else good[0]
             self._set(path, elem, inst, "set", value, REPLACE, value,
-                      where + ": values not matching the allowed pattern removed")
+                      where + ": values not matching the allowed pattern removed",
+                      removed="\\".join(v for v in values if not ok(v)))
         else:
             self._neutral(path, elem, inst, where + " (no allowed pattern matched)")
 
@@ -371,7 +388,7 @@ class _Planner:
         # finds anything but a date in it (a name, an accession, a record
         # number), or when it cannot be read as text of its VR; dates in what
         # is left follow the date policy. Removed values are checked after
-        # the walk (_recheck_cleaned_text), when all of them are known.
+        # the walk (_withdraw_kept_text_holding_removed_values), when all of them are known.
         text = value_text(elem)
         if not text_valid(elem.value, vr):
             self._neutral(path, elem, inst, where + " C (control character or too long)")
@@ -387,6 +404,7 @@ class _Planner:
             self._set(path, elem, inst, "keep", None, TEXT, text, where + " C")
         else:
             self._set(path, elem, inst, "set", new, TEXT, new, where + " C")
+        self.kept_text[path] = (elem, inst, None)
 
     def _clean_structured(self, path: str, elem: DataElement, inst: int, where: str) -> None:
         """Keep the sequence; content items lose free text, keep codes, get new identifiers.
@@ -474,7 +492,7 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
             f = Field(f"inst[{inst.index}]/@after-pixel-data", "dicom:@after-pixel-data", "<bytes after the pixel data>",
                       ifd=inst.index)
             planner.decisions.append(Decision(f, REMOVE, None, "elements after the pixel data are dropped"))
-    _recheck_cleaned_text(planner)
+    _withdraw_kept_text_holding_removed_values(planner)
     decisions = planner.decisions
     unknowns = [d for d in decisions if d.unknown]
     if unknowns and (strict or profile.unknown_action == "refuse"):
@@ -503,23 +521,75 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
     return Plan(inv, decisions, images, profile.name, profile.sha256, options, profile=profile)
 
 
-def _recheck_cleaned_text(planner: _Planner) -> None:
-    """Cleaned free text (C) must not keep any value removed elsewhere in the slide,
-    nor any part (3 characters or more) of a removed name or identifier."""
-    removed: set[str] = set()
-    for d in planner.decisions:
-        v = d.field.text().strip()
-        if not d.removes_value or d.action == TEXT or v.startswith("<") or d.field.kind not in (
-                ValueKind.TEXT, ValueKind.IDENTIFIER):
+_NAME_SPLIT = re.compile(r"[\s^=,;\\]+")
+_ID_SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
+
+
+def _vr_of(tag: int | None) -> str:
+    try:
+        from pydicom.datadict import dictionary_VR
+        return dictionary_VR(tag) if tag is not None else ""
+    except (KeyError, ValueError, TypeError):
+        return ""
+
+
+def removed_needles(decisions: list[Decision], own: set[str]) -> set[str]:
+    """What the verifier will search for, as the planner sees it (casefolded): every removed
+    TEXT/IDENTIFIER value (4+ characters, each value of a multi-valued one too), the parts of
+    removed person names (3+ characters with a letter) and of removed identifiers (4+ with a
+    letter, or 5+ digits; UIDs are searched whole). ``own``: values this run writes itself
+    (the research ID, pseudonyms), which stand in the output by design."""
+    out: set[str] = set()
+    for d in decisions:
+        if not d.removes_value or d.field.kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER):
             continue
-        if len(v) >= 4:
-            removed.add(v.lower())
-        if d.field.kind == ValueKind.IDENTIFIER:
-            removed.update(p.lower() for p in re.split(r"[^\w]+", v) if len(p) >= 3 and not p.isdigit())
-    for d in planner.decisions:
-        if d.action != TEXT:
+        v = d.field.text().strip().strip("\0").strip()
+        if not v or (v.startswith("<") and v.endswith(">")):
             continue
-        low = str(d.new_value).lower()
-        if any(re.search(r"(?<![^\W_])" + re.escape(r) + r"(?![^\W_])", low) for r in removed):
-            d.action, d.new_value, d.rule = REMOVE, None, d.rule + " (held a removed value: removed)"
-            planner.d.ops[d.field.path] = Op("remove")
+        vr = _vr_of(d.field.tag)
+        words = {v} | {x.strip() for x in v.split("\\")}
+        if vr == "PN":
+            words |= {p for p in _NAME_SPLIT.split(v) if len(p) >= 3 and any(c.isalpha() for c in p)}
+        if d.field.kind == ValueKind.IDENTIFIER and vr != "UI":
+            for p in _ID_SPLIT.split(v):
+                letters = any(c.isalpha() for c in p)
+                if (letters and len(p) >= 4) or (not letters and len(p) >= 5):
+                    words.add(p)
+        out |= {w.casefold() for w in words if len(w) >= 3}
+    return out - {o.casefold() for o in own if o}
+
+
+def _withdraw_kept_text_holding_removed_values(planner: _Planner) -> None:
+    """No exemptions: a kept text (pattern-matched, cleaned descriptor, code meaning) that
+    holds a removed value, or a part of a removed name or identifier, is itself withdrawn
+    (neutral value; a code meaning becomes "SCHEME VALUE"), until nothing changes: a
+    withdrawn value is a removed value too. "PixelMed" removed as an InstitutionName takes
+    the Manufacturer "PixelMed" with it, and then the model "com.pixelmed..."."""
+    d = planner.d
+    own = {d.new_id or ""} | set(d.specimens.mapping.values() if d.specimens else ())
+    by_path = {x.field.path: x for x in planner.decisions}
+    while True:
+        needles = removed_needles(planner.decisions, own)
+        changed = False
+        for path, (elem, inst, item) in list(planner.kept_text.items()):
+            dec = by_path.get(path)
+            if dec is None or dec.action == REMOVE:
+                continue
+            text = str(dec.new_value if dec.new_value is not None else dec.field.value).casefold()
+            if not any(n in text for n in needles):
+                continue
+            del planner.kept_text[path]
+            planner.decisions.remove(dec)
+            changed = True
+            if item is not None:  # a code meaning: Type 1, the code itself stays
+                code = str(d.ops.get(path.rsplit("/", 1)[0] + "/CodeValue", Op("keep")).value or
+                           item.get("CodeValue", "") or "")
+                scheme = str(item.get("CodingSchemeDesignator", "") or "")
+                new = f"{scheme} {code}".strip()[:64] or "code"
+                planner._set(path, elem, inst, "set", new, REPLACE, new,
+                             dec.rule + " (held a removed value: replaced)", vkind=ValueKind.TEXT)
+            else:
+                planner._neutral(path, elem, inst, dec.rule + " (held a removed value)")
+            by_path[path] = planner.decisions[-1]
+        if not changed:
+            return

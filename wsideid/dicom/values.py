@@ -27,11 +27,13 @@ BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 DUMMY_TEXT = "ANONYMIZED"
 _DUMMY = {"AS": "000D", "DA": "19000101", "DT": "19000101000000", "TM": "000000", "UR": "urn:wsideid:removed",
           "DS": "0", "IS": "0", "CS": "ANONYMIZED"}
-# Text attributes that name or identify (people, records, devices, sites):
-# IDENTIFIER kind, so a removed value and its parts are residual needles.
-_IDENTITY = re.compile(r"(ID|IDs|Identifier|Number|Numbers|Name|Names|Address|TelephoneNumbers|AETitle)$")
+# Text attributes that identify a person or a record (IDs, numbers,
+# accession, serials): IDENTIFIER kind, so a removed value and its parts are
+# residual needles. Names of organisations, devices and products are TEXT:
+# removed whole, their words ("Hospital", "Test") are not searched alone.
+_IDENTITY = re.compile(r"(ID|IDs|Identifier|Number|Numbers|AETitle)$")
 _NOT_IDENTITY = ("Manufacturer", "CodingScheme", "Software", "MappingResource", "Private", "Dimension", "LUT",
-                 "Context", "Code")
+                 "Context", "Code", "UniversalEntity", "LocalNamespace")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # ESC too: ISO 2022 switches are refused, not kept
 _CONTROL_TEXT = re.compile(r"[\x00-\x09\x0b-\x0c\x0e-\x1f\x7f]")  # LT/ST/UT may hold CR LF
