@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# $WSIDEID_TESTDATA points elsewhere (e.g. from a git worktree, where ../shared is absent).
+# $WSIDEID_TESTDATA points elsewhere (a git worktree does not sit beside ../shared)
 TESTDATA = Path(os.environ.get("WSIDEID_TESTDATA") or Path(__file__).resolve().parents[2] / "shared" / "testdata")
 
 REAL_TIFF_SLIDES = {
