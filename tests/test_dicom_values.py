@@ -404,3 +404,19 @@ def test_kept_text_holding_a_removed_value_is_withdrawn(series, tmp_path):
     meaning = plan.decision_for("inst[0]/ContainerTypeCodeSequence[0]/CodeMeaning")
     assert meaning.new_value == "SCT 433466003"
     assert plan.decision_for("inst[0]/ContainerTypeCodeSequence[0]/CodeValue").action == "keep"
+
+
+def test_without_the_value_policy_the_plants_are_caught_or_leak(series, tmp_path, monkeypatch):
+    """The leak test can fail: with every free-text pattern matching and every code taken as
+    standard, planted values are kept, and the output either leaks them or is refused."""
+    from wsideid.dicom.codes import CodeOp
+    from wsideid.dicom.rules import DicomRules
+    from wsideid.errors import VerificationFailed
+    monkeypatch.setattr(DicomRules, "text_allowed", lambda self, kw, v: True)
+    monkeypatch.setattr(CodeRules, "judge", lambda self, item, uids: {k: CodeOp("keep") for k in item.dir()
+                                                                      if k.startswith("Cod")})
+    try:
+        res = deidentify(series, tmp_path, options(detect="off"))
+    except VerificationFailed:
+        return
+    assert any(_leaks(f.read_bytes()) for f in output_files(res))
