@@ -190,7 +190,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
         "fields": [{"path": d.field.path, "action": d.action, "rule": d.rule, "unknown": d.unknown}
                    for d in result.plan.fields] if result and result.plan else [],
-        "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action}
+        "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action, "rule": d.rule}
                           for d in result.plan.images] if result and result.plan else [],
         "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
         if result and result.report else [],
