@@ -144,6 +144,7 @@ def write_audit(result, options) -> str:
 
 def write_lab_record(result, options, review: str, origin: str, named_by: str) -> str:
     """``<review>/records/<output name>.lab.json`` (the review folder is owner-only: it holds PHI)."""
-    os.makedirs(review, mode=0o700, exist_ok=True)
+    from .naming import make_review_dir
+    make_review_dir(review)
     return _write_json(os.path.join(review, LAB_RECORDS), os.path.basename(result.output) + ".lab.json",
                        lab_record(result, _secret_of(options), origin, named_by), "lab record")

@@ -170,13 +170,21 @@ def review_dir(outdir: str, review: str | None) -> str:
     return review or os.path.abspath(outdir).rstrip(os.sep) + "-review"
 
 
+def make_review_dir(review: str, sub: str | None = None) -> str:
+    """Create the review folder owner-only (it holds PHI), and ``sub`` inside it; returns the latter."""
+    os.makedirs(review, mode=0o700, exist_ok=True)
+    path = os.path.join(review, sub) if sub else review
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def append_name_map(review: str, name: OutputName, output_name: str) -> str:
     """Append one mapping row (input path -> output name) to ``<review>/name-map.csv``.
 
     One ``write`` of one line on an O_APPEND descriptor, so batch workers
     appending at once do not interleave their rows.
     """
-    os.makedirs(review, mode=0o700, exist_ok=True)
+    make_review_dir(review)
     path = os.path.join(review, NAME_MAP)
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(

@@ -297,7 +297,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
             timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in residual if s.result)
             if any(s.has_phi or s.error for s in residual):
                 status = "flagged"
-                os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+                from .naming import make_review_dir
+                make_review_dir(review, "flagged")
                 destination = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         for label, h in (("input", in_hash), ("output", out_hash)):

@@ -196,7 +196,8 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
             raise VerificationFailed(f"output failed verification, nothing published ({fails})")
         scans, status = _detect(src, plan, written, options)
         if status == "flagged":
-            os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+            from ..naming import make_review_dir
+            make_review_dir(review, "flagged")
             final = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         if options.hash_outputs:
