@@ -165,6 +165,34 @@ def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_nam
     return OutputName(pseudonym(secret, fingerprint(content)), NamedBy.PSEUDONYM, origin)
 
 
+def check_name_options(options) -> None:
+    """Refuse a bad ``--new-id``, or ``--keep-name`` with ``--new-id``, before any work (exit 2, no fallback).
+
+    ``options`` is a ``pipeline.DeidOptions`` (any object with ``new_id`` and ``keep_name``).
+    """
+    if options.new_id is not None:
+        check_research_id(options.new_id)
+        if getattr(options, "keep_name", False):
+            raise NamingError("--keep-name and --new-id exclude each other")
+
+
+def name_for(input_path: str, content: Sequence[str], options) -> OutputName:
+    """The name a caller already chose (``options.naming``), else :func:`choose` under ``options.secret``."""
+    if getattr(options, "naming", None) is not None:
+        return options.naming
+    if options.secret is None:  # pragma: no cover - the pipelines set it first
+        raise WsideidError("internal: no secret to name the output with")
+    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret)
+
+
+def check_review_dir(outdir: str, review: str) -> None:
+    """The review folder holds PHI (the name mapping, lab records, flagged slides): it may be
+    neither OUTDIR nor inside it, nor the reverse."""
+    a, b = os.path.realpath(outdir), os.path.realpath(review)
+    if a == b or b.startswith(a + os.sep) or a.startswith(b + os.sep):
+        raise WsideidError("the review folder must be outside OUTDIR (it holds PHI) and OUTDIR outside it")
+
+
 def review_dir(outdir: str, review: str | None) -> str:
     """The review folder: ``--review-dir`` or the sibling ``<OUTDIR>-review``."""
     return review or os.path.abspath(outdir).rstrip(os.sep) + "-review"

@@ -23,7 +23,7 @@ from .detect_format import OpenedSlide, open_slide
 from .errors import VerificationFailed, WsideidError
 from .keys import Secret
 from .model import Plan, VerifyReport
-from .naming import OutputName, check_research_id, choose, review_dir
+from .naming import OutputName, check_name_options, check_review_dir, name_for, review_dir
 from .profiles import PlanOptions, load_profile, make_plan
 
 TMP_PREFIX = ".wsideid-tmp-"
@@ -83,8 +83,6 @@ def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan
 
 
 def _plan(slide: OpenedSlide, options: DeidOptions) -> Plan:
-    if options.new_id is not None:
-        check_research_id(options.new_id)
     inv = slide.module.inventory(slide.container)
     profile = load_profile(slide.format, options.profile)
     if options.label == "replace" and not options.new_id:
@@ -123,36 +121,16 @@ def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:
 
 
 def with_secret(options: DeidOptions) -> DeidOptions:
-    """Options carrying the run's secret: the one given, else a random one (warned about once)."""
+    """Options carrying the run's secret: the one given (here or in the DICOM options), else a
+    random one (warned about once)."""
     if options.secret is not None:
         return options
     from dataclasses import replace
-
+    given = getattr(options.dicom, "secret", None)
+    if given is not None:
+        return replace(options, secret=given)
     from .keys import run_secret
     return replace(options, secret=run_secret(None, once=True))
-
-
-def check_name_options(options: DeidOptions) -> None:
-    """Refuse a bad --new-id or --keep-name with --new-id before any work (exit 2, no fallback)."""
-    if options.new_id is not None:
-        check_research_id(options.new_id)
-        if options.keep_name:
-            from .naming import NamingError
-            raise NamingError("--keep-name and --new-id exclude each other")
-
-
-def name_for(input_path: str, content: list[str], options: DeidOptions) -> OutputName:
-    if options.naming is not None:
-        return options.naming
-    assert options.secret is not None
-    return choose(input_path, content, options.new_id, options.keep_name, options.secret)
-
-
-def check_review_dir(outdir: str, review: str) -> None:
-    """The review folder holds the name mapping: it may be neither OUTDIR nor inside it (nor the reverse)."""
-    a, b = os.path.realpath(outdir), os.path.realpath(review)
-    if a == b or b.startswith(a + os.sep) or a.startswith(b + os.sep):
-        raise WsideidError("the review folder must be outside OUTDIR (it holds the name mapping) and OUTDIR outside it")
 
 
 def record_and_audit(result: DeidResult, options: DeidOptions, name: OutputName, review: str) -> str:

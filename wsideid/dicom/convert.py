@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedFormat, WsideidError
@@ -34,8 +33,8 @@ def _metadata(new_id: str):
 def convert_and_deidentify(input_path: str, outdir: str, options: Any):
     """Both steps under one name, chosen here from the *original* input (research ID,
     pseudonym of its content, or its checked name), never the source stem."""
-    from ..naming import append_name_map, review_dir
-    from ..pipeline import check_review_dir, deidentify as deidentify_tiff, name_for
+    from ..naming import append_name_map, check_review_dir, name_for, review_dir
+    from ..pipeline import deidentify as deidentify_tiff
     from .pipeline import deidentify as deidentify_dicom
     from .pipeline import dicom_options
 

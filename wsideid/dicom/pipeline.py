@@ -147,8 +147,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
 
 
 def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: Any):
-    from ..naming import review_dir
-    from ..pipeline import DeidResult, check_name_options, check_review_dir, name_for, record_and_audit, with_secret
+    from ..naming import check_name_options, check_review_dir, name_for, review_dir
+    from ..pipeline import DeidResult, record_and_audit, with_secret
 
     check_name_options(options)
     options = with_secret(options)
