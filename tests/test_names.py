@@ -279,3 +279,13 @@ def test_batch_cli_warns_without_secret(lab, tmp_path):
     p = run("run", man, "-o", tmp_path / "out", "--detect", "off", "--no-report", "--no-progress")
     assert p.returncode == 0, p.stderr
     assert p.stderr.count(NO_SECRET_WARNING) == 1
+
+
+def test_redact_names_by_pseudonym_too(lab, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    p = run("redact", lab["file"], "-o", out, "--region", "0,0,64,64", "--detect", "off", "--json",
+            secret=lab["key_a"])
+    assert p.returncode == 0, p.stderr
+    name = os.path.basename(json.loads(p.stdout)["output"])
+    assert name.startswith("WSI-") and name.endswith(".svs") and leaks(out) == []
