@@ -258,14 +258,6 @@ def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int
     return found
 
 
-def _ifd_pairs(a, b):
-    """A kept image and its SubIFDs, source beside output."""
-    yield a, b
-    for tag, kids in a.children.items():
-        for x, y in zip(kids, b.children.get(tag, [])):
-            yield from _ifd_pairs(x, y)
-
-
 def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept_top: list[int],
                    edited: dict[int, dict[int, bytes]], full: bool, rep: VerifyReport) -> None:
     """The JPEG / JPEG 2000 stream rule, re-checked on the output.
@@ -281,6 +273,8 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
     from .jpeg import j2k, structure
     from .jpeg.compare import same_decoding
     flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
+    # SubIFD levels are images of their own (their index counts past the top-level chain)
+    src_images, out_images = src.image_ifds(), out.image_ifds()
     bad_streams = bad_tables = checked = compared = hidden = 0
     differ: list[str] = []
     replaced = {d.image.index for d in plan.images if d.action == "replace"}
@@ -288,52 +282,52 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
         for oi, si in enumerate(kept_top):
             if si in replaced:
                 continue  # a generated label: written by this tool, nothing of the source
-            for s_ifd, o_ifd in _ifd_pairs(src.ifds[si], out.ifds[oi]):
-                comp = o_ifd.value(259, 1)
-                data = tiff_base.image_data(o_ifd, out.byteorder)
-                if data is None or (comp not in (6, 7) and comp not in tiff_base.J2K_COMPRESSIONS):
-                    continue
-                k = flat_src.index(s_ifd)
-                new = edited.get(k, {})
-                n = len(data.src_offsets)
-                pick = np.arange(n) if full else np.array(sorted(set(_sample(n, False)) | set(new)), dtype=np.int64)
-                checked += len(pick)
-                o_tables = o_ifd.entries[347].raw if o_ifd.has(347) else None
-                s_tables = s_ifd.entries[347].raw if s_ifd.has(347) else None
+            s_ifd, o_ifd = src_images[si], out_images[oi]
+            comp = o_ifd.value(259, 1)
+            data = tiff_base.image_data(o_ifd, out.byteorder)
+            if data is None or (comp not in (6, 7) and comp not in tiff_base.J2K_COMPRESSIONS):
+                continue
+            k = flat_src.index(s_ifd)
+            new = edited.get(k, {})
+            n = len(data.src_offsets)
+            pick = np.arange(n) if full else np.array(sorted(set(_sample(n, False)) | set(new)), dtype=np.int64)
+            checked += len(pick)
+            o_tables = o_ifd.entries[347].raw if o_ifd.has(347) else None
+            s_tables = s_ifd.entries[347].raw if s_ifd.has(347) else None
+            try:
+                if comp in tiff_base.J2K_COMPRESSIONS:
+                    for t in pick.tolist():
+                        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                        bad_streams += int(data.src_counts[t]) > 0 and not j2k.is_clean(raw)
+                else:
+                    pre = jpegsegs.table_keys(o_tables)
+                    for t in jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick],
+                                                          data.src_counts[pick], pre).tolist():
+                        t = int(pick[t])  # not single-scan baseline: the full parser judges it
+                        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                        bad_streams += not structure.is_clean(raw, pre)
+                    if o_tables is not None:
+                        used = jpegsegs.used_tables(out_path, data.src_offsets, data.src_counts, pre)
+                        bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
+            except WsideidError:
+                bad_streams += 1
+            if comp == 7:
+                hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
+            sd = tiff_base.image_data(s_ifd, src.byteorder)
+            kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
+            for t in sorted(new)[:None if full else EDITED_DECODE_SAMPLE]:
+                before = os.pread(fs.fileno(), int(sd.src_counts[t]), int(sd.src_offsets[t]))
                 try:
-                    if comp in tiff_base.J2K_COMPRESSIONS:
-                        for t in pick.tolist():
-                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
-                            bad_streams += int(data.src_counts[t]) > 0 and not j2k.is_clean(raw)
-                    else:
-                        pre = jpegsegs.table_keys(o_tables)
-                        for t in jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick],
-                                                              data.src_counts[pick], pre).tolist():
-                            t = int(pick[t])  # not single-scan baseline: the full parser judges it
-                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
-                            bad_streams += not structure.is_clean(raw, pre)
-                        if o_tables is not None:
-                            used = jpegsegs.used_tables(out_path, data.src_offsets, data.src_counts, pre)
-                            bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
+                    rule_only = (j2k.clean(before) if kind == "j2k" else
+                                 structure.clean(before, jpegsegs.table_keys(s_tables)).data) == new[t]
                 except WsideidError:
-                    bad_streams += 1
-                if comp == 7:
-                    hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
-                sd = tiff_base.image_data(s_ifd, src.byteorder)
-                kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
-                for t in sorted(new)[:None if full else EDITED_DECODE_SAMPLE]:
-                    before = os.pread(fs.fileno(), int(sd.src_counts[t]), int(sd.src_offsets[t]))
-                    try:
-                        rule_only = (j2k.clean(before) if kind == "j2k" else
-                                     structure.clean(before, jpegsegs.table_keys(s_tables)).data) == new[t]
-                    except WsideidError:
-                        rule_only = False
-                    if not rule_only:
-                        continue  # a blanked tile: its editor's own check covers it
-                    compared += 1
-                    why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
-                    if why:
-                        differ.append(f"{o_ifd.path} tile {t}: {why}")
+                    rule_only = False
+                if not rule_only:
+                    continue  # a blanked tile: its editor's own check covers it
+                compared += 1
+                why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
+                if why:
+                    differ.append(f"{o_ifd.path} tile {t}: {why}")
     rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0 and hidden == 0,
             f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
             f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "
