@@ -67,14 +67,14 @@ _INT = r"[+-]?\d{1,20}"
 _DEC = r"[+-]?(?:\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})(?:[eE][+-]?\d{1,3})?"
 _RAT = r"\(\s?[+-]?\d{1,20},\s?[+-]?\d{1,20}\)"
 _PARSERS = {
-    ValueType.INTEGER: re.compile(_INT),
-    ValueType.DECIMAL: re.compile(_DEC),
-    ValueType.RATIONAL: re.compile(_RAT),
-    ValueType.NUMBERS: re.compile(rf"(?:{_DEC}|{_RAT})(?:,(?:{_DEC}|{_RAT}))*"),
-    ValueType.TIME: re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"),
+    ValueType.INTEGER: re.compile(_INT, re.ASCII),
+    ValueType.DECIMAL: re.compile(_DEC, re.ASCII),
+    ValueType.RATIONAL: re.compile(_RAT, re.ASCII),
+    ValueType.NUMBERS: re.compile(rf"(?:{_DEC}|{_RAT})(?:,(?:{_DEC}|{_RAT}))*", re.ASCII),
+    ValueType.TIME: re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?", re.ASCII),
 }
 _NUMBER_SUMMARY = re.compile(r"<\d+ values>")  # a long numeric tag, summarised by the inventory
-_ONE = re.compile(rf"{_RAT}|{_DEC}")
+_ONE = re.compile(rf"{_RAT}|{_DEC}", re.ASCII)
 DATE_GROUP = "date"
 # A declared pattern must not admit any of these (a pattern that does is free text).
 CANARIES = ("Jane Doe", "DOE^JANE", "DOE, JANE", "Doe Jane", "jsmith", "J. Smith", "SMITH", "John",
@@ -151,7 +151,7 @@ def parse_spec(spec: dict[str, Any], action: str, where: str) -> ValueSpec:
         if not isinstance(pat, str) or not pat:
             raise ProfileError(f"profile entry {where}: pattern must be a non-empty string")
         try:
-            regex = re.compile(pat)
+            regex = re.compile(pat, re.ASCII)  # \d, \w, \s mean ASCII: no look-alike digits
         except re.error as exc:
             raise ProfileError(f"profile entry {where}: bad pattern ({exc})") from None
         for canary in CANARIES:

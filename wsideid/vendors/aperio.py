@@ -82,10 +82,9 @@ def parse_header(header: str) -> HeaderParse:
         piece = pieces[i]
         if i % 2 or not piece:
             if piece:
+                kept.append((piece, True))  # separators stay; doubled ones are tidied below
                 if run:
                     run.append(piece)
-                else:
-                    kept.append((piece, True))
             i += 1
             continue
         m = _SOFTWARE.match("".join(pieces[i:i + 16])) if piece == "Aperio" else None
@@ -111,11 +110,15 @@ def parse_header(header: str) -> HeaderParse:
     if not dropped:
         return HeaderParse(header, [])
     out = "".join(t for t, _ in kept)
-    out = re.sub(r" {2,}", " ", out).strip(" ")
-    out = re.sub(r"(?<=\n) +| +(?=\r?\n)", "", out)
+    out = re.sub(r" {2,}", " ", out)
+    out = re.sub(r"(?<=\n) +| +(?=\r?\n)| +(?=;)|(?<=;) +", "", out)
+    out = re.sub(r"(\r?\n)(?:\r?\n)+", r"\1", out)
+    out = re.sub(r";(?:\r?\n)*;", ";", re.sub(r";{2,}", ";", out)).strip(" ;\r\n")
     if not _SOFTWARE.match(out):
         out = MINIMAL_HEADER + ("\r\n" + out.lstrip(" ;\r\n") if out.strip(" ;\r\n") else "")
-    return HeaderParse(out, [d for d in dropped if d])
+    # the fixed name readers need is not a removed value, even when a forged
+    # software line spelled part of it
+    return HeaderParse(out, [d for d in dropped if d and d not in MINIMAL_HEADER])
 
 
 def check_header(f: Field) -> Verdict:
