@@ -71,3 +71,11 @@ def test_bad_override_is_a_clear_error(tmp_path, text, match):
     over.write_text(text)
     with pytest.raises(ProfileError, match=match):
         load_profile("aperio", over)
+
+
+def test_override_entry_replaces_the_shipped_entry_whole(tmp_path):
+    over = tmp_path / "o.toml"
+    over.write_text("[tags]\nSoftware = { action = \"keep\", pattern = 'Aperio Image Library v\\d+(\\.\\d+)*' }\n")
+    prof = load_profile("aperio", over)
+    assert prof.data["tags"]["Software"] == {"action": "keep", "pattern": r"Aperio Image Library v\d+(\.\d+)*"}
+    assert prof.data["tags"]["Make"]["type"] == "enum"  # the rest of the section is still the shipped one

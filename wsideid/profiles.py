@@ -148,11 +148,23 @@ def shipped_profile_path(fmt: str) -> Path:
     return Path(str(resources.files("wsideid") / "formats" / name))
 
 
-def _merge(base: dict, over: dict) -> dict:
+def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Override sections entry by entry; an overriding entry replaces the shipped one whole
+    (a shipped date ``format`` must not linger under an override's pattern)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v) if k in NON_FIELD_SECTIONS else {**out[k], **v}
         else:
             out[k] = v
     return out
