@@ -49,7 +49,7 @@ class ValueType(str, Enum):
 
     INTEGER = "integer"          # -12, 40
     DECIMAL = "decimal"          # 0.4990, -1.0, 1e-3 (alias: "number")
-    RATIONAL = "rational"        # a TIFF RATIONAL as rendered: (10000000, 499)
+    RATIONAL = "rational"        # a TIFF RATIONAL as rendered, (10000000, 499), or a plain number
     NUMBERS = "numbers"          # a comma list of the above: 8,8,8 / 0,255,128,255
     ENUM = "enum"                # one of `values`
     TIME = "time"                # 10:22:33 (the `time` action checks this)
@@ -69,7 +69,7 @@ _RAT = r"\(\s?[+-]?\d{1,20},\s?[+-]?\d{1,20}\)"
 _PARSERS = {
     ValueType.INTEGER: re.compile(_INT, re.ASCII),
     ValueType.DECIMAL: re.compile(_DEC, re.ASCII),
-    ValueType.RATIONAL: re.compile(_RAT, re.ASCII),
+    ValueType.RATIONAL: re.compile(rf"{_RAT}|{_DEC}", re.ASCII),  # a writer may store it as a plain number
     ValueType.NUMBERS: re.compile(rf"(?:{_DEC}|{_RAT})(?:,(?:{_DEC}|{_RAT}))*", re.ASCII),
     ValueType.TIME: re.compile(r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?", re.ASCII),
 }
