@@ -210,3 +210,32 @@ def test_every_shipped_keep_declares_a_type_or_pattern(fmt):
             rule, _ = prof.rule(section, key.replace("#", "1"))
             if rule.action in ("keep", "text"):
                 assert rule.spec is not None and (rule.spec.type or rule.spec.pattern), f"{section}.{key}"
+
+
+# --- field kinds from the TIFF inventory ----------------------------------------
+
+def test_inventory_sets_field_kinds(synth_slides):
+    from wsideid.pipeline import inspect
+    kinds = {}
+    for fmt in ("aperio", "hamamatsu"):
+        for d in inspect(synth_slides[fmt]).fields:
+            kinds.setdefault(d.field.key, d.field.kind)
+    assert kinds["tags:ImageWidth"] == ValueKind.NUMBER and kinds["tags:XResolution"] == ValueKind.NUMBER
+    assert kinds["tags:McuStarts"] == ValueKind.NUMBER and kinds["tags:Magnification"] == ValueKind.NUMBER
+    assert kinds["tags:XMP"] == ValueKind.TEXT  # BYTE tag that reads as text: text, so a needle when removed
+    assert kinds["tags:Software"] == ValueKind.TEXT and kinds["description:MPP"] == ValueKind.TEXT
+    for key in ("description:Barcode", "description:Filename", "description:User", "description:Title",
+                "description:ScanScope ID", "tags:SlideLabel", "tags:ScannerSerialNumber", "tags:Barcode",
+                "tags:DocumentName", "tags:Artist", "tags:HostComputer", "properties:NDP.S/N",
+                "properties:;SerialNumber"):
+        assert kinds[key] == ValueKind.IDENTIFIER, key
+
+
+def test_binary_tags_are_binary():
+    from tests.realdata import real
+    from wsideid.pipeline import inspect
+    plan = inspect(real("svs/tcga-cr-7395-01a-01-ts1.svs"))
+    kinds = {d.field.key: d.field.kind for d in plan.fields}
+    assert kinds["tags:JPEGTables"] == kinds["tags:ICCProfile"] == ValueKind.BINARY
+    icc = next(d for d in plan.fields if d.field.key == "tags:ICCProfile")
+    assert icc.action == "keep" and len(icc.field.raw) == 3144  # the sRGB profile passes sanitize_icc unchanged

@@ -7,6 +7,7 @@ property map) into fields and join it back.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -235,6 +236,7 @@ NUMERIC_VALUE_TYPES = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}
 # Tags whose value names a person, a file, a host, a device or a slide: removed
 # values of these are always residual needles.
 IDENTITY_TAGS = {269, 285, 315, 316, 32781, 42016, 42032, 42033, 65427, 65442, 65468}
+_BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
 # Binary tags whose bytes a value check parses (kept on the field as raw).
 RAW_TAGS = {34675}
 
@@ -249,8 +251,7 @@ def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
     if e.type == 2:
         return ValueKind.TEXT
     # BYTE/UNDEFINED: text when it reads as text, opaque bytes otherwise
-    return ValueKind.BINARY if isinstance(value, str) and value.startswith("<") and value.endswith(">") \
-        else ValueKind.TEXT
+    return ValueKind.BINARY if _BINARY_SUMMARY.fullmatch(str(value)) else ValueKind.TEXT
 
 
 def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
