@@ -239,3 +239,18 @@ def test_binary_tags_are_binary():
     assert kinds["tags:JPEGTables"] == kinds["tags:ICCProfile"] == ValueKind.BINARY
     icc = next(d for d in plan.fields if d.field.key == "tags:ICCProfile")
     assert icc.action == "keep" and len(icc.field.raw) == 3144  # the sRGB profile passes sanitize_icc unchanged
+
+
+def test_real_slides_keep_their_legitimate_values():
+    """No false refusal of values: the real slides' software, model and optics survive unchanged."""
+    from tests.realdata import real
+    from wsideid.pipeline import inspect
+    ndpi = {d.field.key: d for d in inspect(real("ndpi/test3-TRITC-2-560.ndpi")).fields if d.field.ifd == 0}
+    for key, value in (("tags:Software", "NDP.scan 2.5.89"), ("tags:Model", "C9600-12"), ("tags:Make", "Hamamatsu"),
+                       ("tags:Fluorescence", "TRITC 2 (560)"), ("properties:Product", "C9600-12"),
+                       ("tags:Magnification", "40.0"), ("properties:roi.barcode.macro", "948,281,1253,682")):
+        assert (ndpi[key].action, ndpi[key].field.value) == ("keep", value), key
+    svs = [d for d in inspect(real("svs/CMU-1-Small-Region.svs")).fields if d.field.ifd in (0, 1)]
+    assert all(d.action == "keep" for d in svs if d.field.key.startswith("tags:"))
+    assert all(d.action == "keep" for d in svs if d.field.key in (
+        "description:@header", "description:MPP", "description:AppMag", "description:Left"))
