@@ -226,3 +226,20 @@ def test_unparseable_icc_profile_is_dropped(base, tmp_path):
     with tifffile.TiffFile(res.output) as t:
         assert 34675 not in t.pages[0].tags
     assert struct.unpack(">I", junk[:4])[0] == 64
+
+
+def test_verifier_refuses_an_output_whose_values_fail_the_policy(base, tmp_path, monkeypatch):
+    """Mutation: a writer that ignores the plan and writes every original value is caught."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.vendors import aperio
+
+    def leaky_join(ifd, decisions):
+        return "|".join([str(decisions[0].field.value)] + [f"{d.field.subkey} = {d.field.value}"
+                                                         for d in decisions[1:]])
+    src = rewrite(base["svs"], tmp_path / "v.svs",
+                  _desc_edit(lambda d: d.replace("AppMag = 20", f"AppMag = 20 {NAME}")))
+    monkeypatch.setattr(aperio, "join_description", leaky_join)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(VerificationFailed, match="values-pass-policy"):
+        deidentify(src, tmp_path / "out", DeidOptions(new_id="R-77", detect="off"))
+    assert not list((tmp_path / "out").glob("R-77*.svs"))

@@ -195,6 +195,11 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
     unknown = [d.field.key for d in replan.fields if d.unknown]
     rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
+    # Every value in the output must pass the value policy as it stands: the
+    # writer wrote what the plan kept, and nothing kept holds free text.
+    failing = sorted({d.field.path for d in replan.fields if ": value failed" in d.rule or d.removed_parts})
+    rep.add("values-pass-policy", not failing,
+            f"{len(failing)} output value(s) fail their type or pattern: {', '.join(failing[:5])}" if failing else "")
     # A removed field is looked for in the IFD its own IFD became (the value
     # policy may keep MPP in one IFD and remove a forged MPP in another).
     out_index = {flat_src.index(src.ifds[si]): flat_out.index(out.ifds[oi]) for oi, si in enumerate(kept_top)}
