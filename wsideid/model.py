@@ -130,6 +130,7 @@ class Plan:
         for d in self.fields:
             if d.removes_value and d.field.value not in (None, ""):
                 out.append(d.field.text())
+            out.extend(p for p in d.removed_parts if p)
         return out
 
     def decision_for(self, path: str) -> Decision | None:
