@@ -79,3 +79,29 @@ def test_hostile_header_is_linear():
     t = time.perf_counter()
     parse_header("Aperio " * 50_000 + "x" * 10)
     assert time.perf_counter() - t < 5
+
+
+def test_rebuilt_header_is_stable_and_only_typed_tokens():
+    """Property: whatever the header, the rebuilt one parses to itself and every word is a typed token."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from wsideid.vendors.aperio import _SOFTWARE, _WORD, MINIMAL_HEADER
+    words = st.sampled_from(["Aperio", "Image", "Library", "v11.2.1", "46000x32914", "[0,100", "46000x32914]",
+                             "(256x256)", "JPEG/RGB", "J2K/KDU", "Q=30", "->", "-", "label", "DOE^JANE", "Jane",
+                             "4455667", "DOE/JANE", "Q=3x", "\r", "\0", "vFS90", "01", "GT450", "DX"])
+    seps = st.sampled_from([" ", "  ", "\r\n", "\n", ";"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(words, seps), max_size=24))
+    def prop(parts):
+        header = "".join(w + s for w, s in parts)
+        got = parse_header(header)
+        assert parse_header(got.clean).clean == got.clean
+        rest = _SOFTWARE.sub(" ", got.clean.removeprefix(MINIMAL_HEADER + "\r\n").removeprefix(MINIMAL_HEADER))
+        for word in re.split(r"\r\n|\n|;| +", rest):
+            assert not word or _WORD.fullmatch(word), (header, got.clean, word)
+        assert "DOE" not in got.clean and "Jane" not in got.clean and "4455667" not in got.clean
+    prop()

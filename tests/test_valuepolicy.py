@@ -254,3 +254,22 @@ def test_real_slides_keep_their_legitimate_values():
     assert all(d.action == "keep" for d in svs if d.field.key.startswith("tags:"))
     assert all(d.action == "keep" for d in svs if d.field.key in (
         "description:@header", "description:MPP", "description:AppMag", "description:Left"))
+
+
+def test_typed_values_hold_only_number_characters():
+    """Property: whatever text comes in, what a numeric type keeps is made of number characters only."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    specs = [_spec(type=t) for t in ("integer", "decimal", "rational", "numbers")]
+    alphabet = st.sampled_from(list("0123456789.,-+eE() ") + ["\0", "\r", "\n", "D", "O", "٣", "\u200b", "J"])
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(alphabet, max_size=30))
+    def prop(value):
+        for spec in specs:
+            if check(_f(value), spec, REMOVE_DATES).ok:
+                assert re.fullmatch(r"[0-9.,+\-eE() ]+", value), (spec.type, value)
+    prop()
