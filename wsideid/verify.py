@@ -204,14 +204,23 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
     unknown = [d.field.key for d in replan.fields if d.unknown]
     rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
+    # Every value in the output must pass the value policy as it stands: the
+    # writer wrote what the plan kept, and nothing kept holds free text.
+    failing = sorted({d.field.path for d in replan.fields if ": value failed" in d.rule or d.removed_parts})
+    rep.add("values-pass-policy", not failing,
+            f"{len(failing)} output value(s) fail their type or pattern: {', '.join(failing[:5])}" if failing else "")
+    # A removed field is looked for in the IFD its own IFD became (the value
+    # policy may keep MPP in one IFD and remove a forged MPP in another).
+    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
     out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
+    out_keys_at = {(f.key, f.ifd) for f in out_inv.fields}
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
-                 and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
-                 and _ifd_kept(plan, d.field.ifd, src.image_owners())]
+                 and plan.inventory.images and _ifd_kept(plan, d.field.ifd, src.image_owners())
+                 and ((d.field.key, out_index[d.field.ifd]) in out_keys_at if d.field.ifd in out_index
+                      else (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys)]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     # Residual scan of every non-pixel byte, and JPEG tile headers.
-    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
     edited_out = {out_index[k]: v for k, v in edited.items() if k in out_index}
     needles = residual_needles(plan)
     found = scan_bytes(non_pixel_bytes(out_path, out), needles)
