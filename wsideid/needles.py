@@ -1,0 +1,457 @@
+"""Residual needles: what must not occur in a published output, and the scan for them.
+
+Shared by the TIFF-family verifier, in-place mode and the DICOM verifier.
+There are no exemptions: if a removed value also stands in a kept field,
+the kept field is the bug, and the output is refused.
+
+What is a needle (see ``needles_for_plan``):
+- every removed value whose kind is TEXT or IDENTIFIER, whole, when it has
+  at least ``MIN_VALUE`` characters (each ``\\``-separated value of a
+  multi-valued DICOM element too);
+- the parts of removed person names (DICOM PN; TIFF/NDPI fields whose key
+  names a person: Artist, Operator, User...), split on ``^ = , ;`` and
+  spaces, with at least ``MIN_NAME_PART`` characters and a letter;
+- the parts of removed identifiers, split on anything not a letter or
+  digit, with at least ``MIN_VALUE`` characters and a letter, or at least
+  ``MIN_DIGITS_PART`` digits (3-character prefixes like "MRN" or "S19" and
+  4-digit years are shared by a lab's whole catalogue and identify nobody);
+- every user-given identifier (``--identifier``, the manifest's
+  ``identifiers`` column) whole and in parts, down to ``MIN_USER``
+  characters; a shorter one is not searched and the report says so;
+- every date in a removed TEXT, IDENTIFIER or DATE value, in every spelling
+  ``dates.spellings`` knows, except dates the date policy itself wrote
+  into the output (a shifted date can coincide with another original).
+
+Numbers, enumerated or coded values, units and binary summaries are not
+needles: they cannot identify anyone, and a removed "TEXT" (a DICOM CS)
+matched harmless bytes and refused clean slides. The kind comes from
+``Field.kind``; where an inventory left the default, it is derived from the
+DICOM VR or the TIFF tag type, and a default-kind value that parses wholly
+as a number with fewer than ``MIN_RECORD_DIGITS`` digits counts as a number.
+
+The scan (``Scanner``) looks for each needle in UTF-8, Latin-1, UTF-16 LE
+and UTF-16 BE with Unicode case folding. The haystack is lower-cased once
+(ASCII bytes); needles are encoded per case variant of each non-ASCII
+character (and NFC/NFD forms and the casefolded form, "straße" ->
+"strasse"), then lowered the same way. Candidate positions come from one
+table lookup of every 3-byte window (numpy, in chunks), so the cost is
+linear in the haystack whatever the number of needles. Dates must stand
+apart from other digits; name parts from other letters ("Ann" is not found
+in "Annotation").
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .dates import parse_any, spellings
+from .model import KEEP, REMOVE, Decision, Plan, ValueKind, VerifyReport
+
+MIN_VALUE = 4  # whole removed values
+MIN_NAME_PART = 3  # parts of person names
+MIN_DIGITS_PART = 5  # an all-digit part of an identifier
+MIN_USER = 3  # user-given identifiers
+MIN_RECORD_DIGITS = 7  # a default-kind integer this long may be a record number: still a needle
+ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "utf-16-be")
+CHUNK = 8 << 20
+SEPARATOR = b"\0" * 4  # between segments: no needle encoding holds U+0000
+
+_NAME_KEY = re.compile(r"patient|person|user|operator|artist|author|owner|physician|doctor|technician|technologist"
+                       r"|pathologist|creator|reviewer|surgeon|signed", re.I)
+_NAME_SPLIT = re.compile(r"[\s^=,;\\]+")
+_ID_SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_LIST = re.compile(r"\s*" + _NUMBER.pattern + r"(?:\s*[,\\]\s*" + _NUMBER.pattern + r")*\s*")
+
+# DICOM value representations, by what their values are.
+_VR_KIND = {
+    **{vr: ValueKind.CODE for vr in ("CS", "AS")},
+    **{vr: ValueKind.NUMBER for vr in ("DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT")},
+    **{vr: ValueKind.BINARY for vr in ("OD", "OF", "OL", "OV", "SQ")},
+    **{vr: ValueKind.DATE for vr in ("DA", "DT", "TM")},
+    **{vr: ValueKind.IDENTIFIER for vr in ("PN", "UI", "AE")},
+}
+_TIFF_TEXT_TYPES = (1, 2, 7)  # BYTE, ASCII, UNDEFINED: may hold text; the other types are numbers
+
+
+class NeedleKind(str, Enum):
+    """Why a string is searched for (named in failures instead of the value)."""
+
+    VALUE = "removed text value"
+    IDENTIFIER = "removed identifier"
+    NAME_PART = "part of a removed name"
+    ID_PART = "part of a removed identifier"
+    USER_IDENTIFIER = "user-given identifier"
+    DATE = "removed date"
+    UID = "original UID"
+
+
+@dataclass(frozen=True)
+class Needle:
+    text: str
+    kind: NeedleKind
+    source: str  # where the value came from: a field path (unknown keys masked) or "identifier #k"
+
+
+@dataclass
+class NeedleSet:
+    needles: list[Needle] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # user identifiers too short to search (no values)
+
+    def __len__(self) -> int:
+        return len(self.needles)
+
+    def extend(self, more: Iterable[Needle]) -> None:
+        seen = {n.text.casefold() for n in self.needles}
+        for n in more:
+            if n.text.casefold() not in seen:
+                seen.add(n.text.casefold())
+                self.needles.append(n)
+
+
+@dataclass(frozen=True)
+class Hit:
+    needle: Needle
+    encoding: str
+    offset: int  # in the file (or the buffer scanned)
+    file: str = "the output"
+
+    def describe(self) -> str:
+        """The failure text: which kind of needle, from where, found where; never the value."""
+        return f"{self.needle.kind.value} from {self.needle.source}, found in {self.file} at byte {self.offset} ({self.encoding})"
+
+
+# --- which values are needles -------------------------------------------------
+
+def _dicom_vr(tag: int | None) -> str | None:
+    if tag is None:
+        return None
+    try:
+        from pydicom.datadict import dictionary_VR
+        return dictionary_VR(tag)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _tiff_type(container, f) -> int | None:
+    if f.ifd is None or f.tag is None or not hasattr(container, "all_ifds"):
+        return None
+    try:
+        ifds = list(container.all_ifds())
+        return ifds[f.ifd].entries[f.tag].type
+    except (IndexError, KeyError, AttributeError):
+        return None
+
+
+def value_kind(d: Decision, container=None) -> ValueKind:
+    """The field's kind, derived conservatively when the inventory left the default (TEXT)."""
+    f = d.field
+    if f.kind != ValueKind.TEXT:
+        return f.kind
+    v = f.text().strip()
+    if f.key.startswith("dicom:"):
+        vr = _dicom_vr(f.tag)
+        if vr is not None:
+            kind = _VR_KIND.get(vr.split(" or ")[0], ValueKind.TEXT)
+            if vr == "UI":
+                from .dicom.uids import is_registry_uid
+                return ValueKind.CODE if all(is_registry_uid(u) for u in v.split("\\") if u) else kind
+            return kind
+    elif f.key.startswith("tags:"):
+        t = _tiff_type(container, f)
+        if t is not None and t not in _TIFF_TEXT_TYPES:
+            return ValueKind.NUMBER
+    if _NUMBER_LIST.fullmatch(v) and not any(len(re.sub(r"\D", "", x)) >= MIN_RECORD_DIGITS and "." not in x
+                                             for x in re.split(r"[,\\]", v)):
+        return ValueKind.NUMBER
+    return ValueKind.TEXT
+
+
+def _is_summary(v: str) -> bool:
+    return v.startswith("<") and v.endswith(">")
+
+
+def _is_name(d: Decision) -> bool:
+    f = d.field
+    if f.key.startswith("dicom:"):
+        return _dicom_vr(f.tag) == "PN"
+    name = f.subkey or f.key.split(":", 1)[-1]
+    return bool(_NAME_KEY.search(name))
+
+
+def name_parts(value: str) -> list[str]:
+    return [p for p in _NAME_SPLIT.split(value) if len(p) >= MIN_NAME_PART and any(c.isalpha() for c in p)]
+
+
+def id_parts(value: str) -> list[str]:
+    out = []
+    for p in _ID_SPLIT.split(value):
+        letters = any(c.isalpha() for c in p)
+        if (letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART):
+            out.append(p)
+    return out
+
+
+def _source(d: Decision) -> str:
+    f = d.field
+    if d.unknown and f.subkey and f.path.endswith(f.subkey):
+        return f.path[:-len(f.subkey)] + "<unknown key>"  # an unknown key name may itself be PHI
+    return f.path
+
+
+def _produced_dates(plan: Plan) -> set:
+    """Dates the plan itself writes (shifted or reduced), which an original may coincide with."""
+    out = set()
+    for d in plan.fields:
+        if d.action not in (KEEP, REMOVE):
+            if d.new_value not in (None, "") and not isinstance(d.new_value, (bytes, bytearray)):
+                out.update(parse_any(str(d.new_value)))
+    return out
+
+
+def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
+    """Every needle of a plan and the user's identifiers (see the module docstring)."""
+    found: list[Needle] = []
+    dates: dict = {}
+    container = plan.inventory.container
+    for d in plan.fields:
+        if not d.removes_value or d.field.value is None:
+            continue
+        v = d.field.text().strip().strip("\0").strip()
+        if not v or _is_summary(v):
+            continue
+        kind = value_kind(d, container)
+        if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
+            continue
+        src = _source(d)
+        for day in parse_any(v):
+            dates.setdefault(day, src)
+        if kind == ValueKind.DATE:
+            continue
+        whole = NeedleKind.IDENTIFIER if kind == ValueKind.IDENTIFIER else NeedleKind.VALUE
+        for w in dict.fromkeys([v] + [x.strip() for x in v.split("\\")]):
+            if len(w) >= MIN_VALUE:
+                found.append(Needle(w, whole, src))
+        if _is_name(d):
+            found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
+        if kind == ValueKind.IDENTIFIER:
+            found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
+    out = NeedleSet()
+    for k, ident in enumerate(identifiers, 1):
+        ident = (ident or "").strip()
+        src = f"user identifier #{k}"
+        if len(ident) < MIN_USER:
+            out.skipped.append(f"{src} has fewer than {MIN_USER} characters: not searched")
+            continue
+        found.append(Needle(ident, NeedleKind.USER_IDENTIFIER, src))
+        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src) for p in name_parts(ident) + id_parts(ident)]
+        for day in parse_any(ident):
+            dates.setdefault(day, src)
+    produced = _produced_dates(plan)
+    for day, src in dates.items():
+        if day not in produced:
+            found += [Needle(s, NeedleKind.DATE, src) for s in spellings(day)]
+    out.extend(found)
+    return out
+
+
+# --- the scan -------------------------------------------------------------------
+
+def _char_variants(c: str) -> list[str]:
+    vs = {c, c.lower(), c.upper(), c.title(), c.casefold()}
+    return sorted(x for x in vs if len(x) == 1)
+
+
+def _forms(text: str) -> list[str]:
+    forms = {text, text.casefold()}
+    forms |= {unicodedata.normalize(n, f) for f in list(forms) for n in ("NFC", "NFD")}
+    return sorted(forms)
+
+
+@dataclass
+class _Pattern:
+    needle: int
+    encoding: str
+    literal: bytes | None
+    regex: re.Pattern | None
+    width: int  # bytes per code unit (1 or 2), for boundary checks
+    boundary: str  # "" | "digit" | "letter"
+
+
+def _encodings_of(form: str) -> list[tuple[str, list[list[bytes]]]]:
+    """Per encoding, the alternatives (lower-cased bytes) for each character of ``form``."""
+    if form.isascii():
+        low = form.lower()
+        return [("utf-8", [[c.encode()] for c in low]),
+                ("utf-16-le", [[c.encode("utf-16-le")] for c in low]),
+                ("utf-16-be", [[c.encode("utf-16-be")] for c in low])]
+    out = []
+    variants = [_char_variants(c) for c in form]
+    for enc in ENCODINGS:
+        alts = [sorted({v.encode(enc).lower() for v in vs if _encodable(v, enc)}) for vs in variants]
+        if all(alts):
+            out.append((enc, alts))
+    return out
+
+
+def _encodable(c: str, enc: str) -> bool:
+    try:
+        c.encode(enc)
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a class per character
+
+
+class Scanner:
+    """Finds needles in byte segments; see the module docstring for the method."""
+
+    def __init__(self, needles: Sequence[Needle]):
+        self.needles = list(needles)
+        self._table = np.zeros(1 << 24, dtype=bool)
+        self._table2 = np.zeros(1 << 16, dtype=bool)
+        self._by_prefix: dict[int, list[_Pattern]] = {}
+        seen: set[tuple[int, bytes]] = set()
+        for i, n in enumerate(self.needles):
+            boundary = "digit" if n.kind == NeedleKind.DATE else ("letter" if n.kind == NeedleKind.NAME_PART else "")
+            for form in _forms(n.text):
+                for enc, alts in _encodings_of(form):
+                    width = 2 if enc.startswith("utf-16") else 1
+                    if np.prod([len(a) for a in alts]) <= MAX_LITERALS:
+                        for combo in itertools.product(*alts):
+                            lit = b"".join(combo)
+                            if (i, lit) in seen or len(lit) < 3:
+                                continue
+                            seen.add((i, lit))
+                            self._add(lit[:3], _Pattern(i, enc, lit, None, width, boundary))
+                        continue
+                    rx = re.compile(b"".join(b"(?:" + b"|".join(re.escape(x) for x in a) + b")" for a in alts))
+                    for prefix in self._prefixes(alts):
+                        self._add(prefix, _Pattern(i, enc, None, rx, width, boundary))
+
+    @staticmethod
+    def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
+        heads: set[bytes] = {b""}
+        for a in alts:
+            if all(len(h) >= 3 for h in heads):
+                break
+            heads = {h + x if len(h) < 3 else h for h in heads for x in a}
+        return {h[:3] for h in heads if len(h) >= 3}
+
+    def _add(self, prefix: bytes, pat: _Pattern) -> None:
+        key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
+        self._table[key] = True
+        self._table2[prefix[0] | (prefix[1] << 8)] = True
+        self._by_prefix.setdefault(key, []).append(pat)
+
+    def scan(self, segments: Iterable[tuple[int, bytes]]) -> list[Hit]:
+        """Hits in ``(file offset, bytes)`` segments (matches never span two segments)."""
+        if not self.needles:
+            for _ in segments:
+                pass
+            return []
+        hits: dict[int, Hit] = {}
+        parts: list[bytes] = []
+        starts: list[tuple[int, int]] = []  # (position in chunk, file offset)
+        size = 0
+        for off, data in itertools.chain(segments, [(-1, b"")]):
+            if data:
+                starts.append((size, off))
+                parts.append(data)
+                size += len(data) + len(SEPARATOR)
+            if size >= CHUNK or (off == -1 and parts):
+                self._scan_chunk(SEPARATOR.join(parts), starts, hits)
+                parts, starts, size = [], [], 0
+        return sorted(hits.values(), key=lambda h: h.offset)
+
+    def _scan_chunk(self, chunk: bytes, starts: list[tuple[int, int]], hits: dict[int, Hit]) -> None:
+        hay = chunk.lower()
+        if len(hay) < 3:
+            return
+        h = np.frombuffer(hay, dtype=np.uint8)
+        # two-byte windows through a 64 KB table first (cache-resident), the third byte only there
+        n = len(hay) - 2  # windows that have a third byte
+        even = np.frombuffer(hay, dtype="<u2", count=n // 2 + n % 2)
+        odd = np.frombuffer(hay, dtype="<u2", offset=1, count=n // 2)
+        flags = np.empty(n, dtype=bool)
+        flags[0::2] = self._table2[even]
+        flags[1::2] = self._table2[odd]
+        cand = np.nonzero(flags)[0]
+        if not len(cand):
+            return
+        keys = (h[cand].astype(np.int64) << 16) | (h[cand + 1].astype(np.int64) << 8) | h[cand + 2]
+        keep = self._table[keys]
+        cand, keys = cand[keep], keys[keep]
+        if not len(cand):
+            return
+        pos_index = np.array([s for s, _ in starts], dtype=np.int64)
+        for p, key in zip(cand.tolist(), keys.tolist()):
+            for pat in self._by_prefix[key]:
+                if pat.needle in hits:
+                    continue
+                if pat.literal is not None:
+                    if not hay.startswith(pat.literal, p):
+                        continue
+                    end = p + len(pat.literal)
+                else:
+                    m = pat.regex.match(hay, p)
+                    if m is None:
+                        continue
+                    end = m.end()
+                if pat.boundary and not _apart(hay, p, end, pat):
+                    continue
+                seg = int(np.searchsorted(pos_index, p, side="right")) - 1
+                s, off = starts[seg]
+                hits[pat.needle] = Hit(self.needles[pat.needle], pat.encoding, off + p - s)
+
+
+def _unit(hay: bytes, at: int, pat: _Pattern) -> int:
+    """The code unit starting at ``at`` as a number (-1 outside the buffer)."""
+    if at < 0 or at + pat.width > len(hay):
+        return -1
+    if pat.width == 1:
+        return hay[at]
+    lo, hi = (hay[at], hay[at + 1]) if pat.encoding == "utf-16-le" else (hay[at + 1], hay[at])
+    return lo | (hi << 8)
+
+
+def _apart(hay: bytes, start: int, end: int, pat: _Pattern) -> bool:
+    """A date not inside a longer run of digits (or dotted numbers); a name part not inside a word."""
+    wd = pat.width
+    before, after = _unit(hay, start - wd, pat), _unit(hay, end, pat)
+    if pat.boundary == "letter":
+        return not (97 <= before <= 122) and not (97 <= after <= 122)
+    digit = range(48, 58)
+    if before in digit or after in digit:
+        return False
+    if before == 46 and _unit(hay, start - 2 * wd, pat) in digit:
+        return False
+    if after == 46 and _unit(hay, end + wd, pat) in digit:
+        return False
+    return True
+
+
+def scan_bytes(data: bytes, needles: Sequence[Needle]) -> list[Hit]:
+    """Hits in one buffer (offsets into it)."""
+    return Scanner(needles).scan([(0, data)])
+
+
+def report_residual(rep: VerifyReport, needles: NeedleSet, hits: Sequence[Hit]) -> None:
+    """Add the residual-scan check (and the user identifiers not searched) to a report."""
+    if needles.skipped:
+        rep.add("user-identifiers", True, "; ".join(needles.skipped))
+    if hits:
+        more = f"; and {len(hits) - 4} more" if len(hits) > 4 else ""
+        rep.add("residual-scan", False, f"{len(needles)} needles; {len(hits)} found: "
+                + "; ".join(h.describe() for h in hits[:4]) + more)
+    else:
+        rep.add("residual-scan", True, f"{len(needles)} needles, none found")
