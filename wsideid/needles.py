@@ -10,8 +10,10 @@ What is a needle (see ``needles_for_plan``):
   multi-valued DICOM element too);
 - the parts of removed person names (DICOM PN; TIFF/NDPI fields whose key
   names a person: Artist, Operator, User...), split on ``^ = , ;`` and
-  spaces, with at least ``MIN_NAME_PART`` characters and a letter;
-- the parts of removed identifiers, split on anything not a letter or
+  spaces, with at least ``MIN_NAME_PART`` characters and a letter, except
+  placeholder words (``PLACEHOLDER_PARTS``: "Test^Physician" in test data,
+  whose "Test" stands in a kept "Test Manufacturer");
+- the parts of removed identifiers (not UIDs), split on anything not a letter or
   digit, with at least ``MIN_VALUE`` characters and a letter, or at least
   ``MIN_DIGITS_PART`` digits (3-character prefixes like "MRN" or "S19" and
   4-digit years are shared by a lab's whole catalogue and identify nobody);
@@ -52,7 +54,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .dates import parse_any, spellings
-from .model import KEEP, REMOVE, Decision, Plan, ValueKind, VerifyReport
+from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind, VerifyReport
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -67,6 +69,13 @@ _NAME_KEY = re.compile(r"patient|person|user|operator|artist|author|owner|physic
                        r"|pathologist|creator|reviewer|surgeon|signed", re.I)
 _NAME_SPLIT = re.compile(r"[\s^=,;\\]+")
 _ID_SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
+_ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Number|Numbers)$")  # PatientID, AccessionNumber, ...
+_UID = re.compile(r"[0-9.\\]+")  # UIDs are searched whole: their parts are organisation roots
+# Placeholder words in test and anonymised data ("Test^Physician"): as a part of a name they identify
+# nobody and stand in kept text ("Test Manufacturer"); the whole value is still a needle.
+PLACEHOLDER_PARTS = frozenset("""test patient physician doctor anonymous anonymized anonymised anon unknown none null
+    demo sample phantom dummy subject case slide specimen operator user admin default name first last
+    mrs phd the and von van der den del""".split())
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_LIST = re.compile(r"\s*" + _NUMBER.pattern + r"(?:\s*[,\\]\s*" + _NUMBER.pattern + r")*\s*")
 
@@ -78,6 +87,18 @@ _VR_KIND = {
     **{vr: ValueKind.DATE for vr in ("DA", "DT", "TM")},
     **{vr: ValueKind.IDENTIFIER for vr in ("PN", "UI", "AE")},
 }
+# Attributes of a code sequence item: under a standard coding scheme they are codes (a removed
+# "Tissue section" item's meaning stands again in a kept one and identifies nobody); under a
+# private or local scheme they are text like any other.
+CODE_ITEM_KEYS = frozenset({"CodeValue", "LongCodeValue", "URNCodeValue", "CodingSchemeDesignator",
+                            "CodingSchemeVersion", "CodeMeaning", "ContextIdentifier", "ContextUID",
+                            "MappingResource", "MappingResourceUID", "MappingResourceName",
+                            "ContextGroupVersion", "ContextGroupLocalVersion", "ContextGroupExtensionFlag",
+                            "ContextGroupExtensionCreatorUID"})
+STANDARD_SCHEMES = frozenset({"DCM", "SCT", "SRT", "SNM3", "LN", "UCUM", "FMA", "NCIT", "UMLS", "RADLEX", "MDC",
+                              "ACR", "UBERON", "NEU", "HL7", "I10", "I9C", "ICD10", "ICDO3", "MSH", "BARI", "CD2",
+                              "ISO3166_1", "ISO639_1", "ISO639_2", "RFC5646", "IBSI", "RXNORM", "NDC", "ITIS_TSN",
+                              "PUBCHEM_CID", "NYUMCCG", "MAYONRISBSASRG", "ORPHA", "DC"})
 _TIFF_TEXT_TYPES = (1, 2, 7)  # BYTE, ASCII, UNDEFINED: may hold text; the other types are numbers
 
 
@@ -150,16 +171,26 @@ def _tiff_type(container, f) -> int | None:
         return None
 
 
-def value_kind(d: Decision, container=None) -> ValueKind:
+def coding_schemes(plan: Plan) -> dict[str, str]:
+    """Item path -> its CodingSchemeDesignator (DICOM), for ``value_kind``."""
+    return {d.field.path.rsplit("/", 1)[0]: d.field.text().strip().upper() for d in plan.fields
+            if d.field.key == "dicom:CodingSchemeDesignator"}
+
+
+def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
     """The field's kind, derived conservatively when the inventory left the default (TEXT)."""
     f = d.field
     if f.kind != ValueKind.TEXT:
         return f.kind
     v = f.text().strip()
     if f.key.startswith("dicom:"):
+        if f.key[6:] in CODE_ITEM_KEYS and (schemes or {}).get(f.path.rsplit("/", 1)[0]) in STANDARD_SCHEMES:
+            return ValueKind.CODE
         vr = _dicom_vr(f.tag)
         if vr is not None:
             kind = _VR_KIND.get(vr.split(" or ")[0], ValueKind.TEXT)
+            if kind == ValueKind.TEXT and _ID_KEYWORD.search(f.key) and "UniversalEntity" not in f.key:
+                return ValueKind.IDENTIFIER
             if vr == "UI":
                 from .dicom.uids import is_registry_uid
                 return ValueKind.CODE if all(is_registry_uid(u) for u in v.split("\\") if u) else kind
@@ -187,7 +218,8 @@ def _is_name(d: Decision) -> bool:
 
 
 def name_parts(value: str) -> list[str]:
-    return [p for p in _NAME_SPLIT.split(value) if len(p) >= MIN_NAME_PART and any(c.isalpha() for c in p)]
+    return [p for p in _NAME_SPLIT.split(value) if len(p) >= MIN_NAME_PART and any(c.isalpha() for c in p)
+            and p.casefold().strip(".") not in PLACEHOLDER_PARTS]
 
 
 def id_parts(value: str) -> list[str]:
@@ -221,13 +253,15 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     found: list[Needle] = []
     dates: dict = {}
     container = plan.inventory.container
+    schemes = coding_schemes(plan)
     for d in plan.fields:
-        if not d.removes_value or d.field.value is None:
+        rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
+        if not (d.removes_value or rewritten) or d.field.value is None:
             continue
         v = d.field.text().strip().strip("\0").strip()
         if not v or _is_summary(v):
             continue
-        kind = value_kind(d, container)
+        kind = value_kind(d, container, schemes)
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
         src = _source(d)
@@ -241,7 +275,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
                 found.append(Needle(w, whole, src))
         if _is_name(d):
             found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
-        if kind == ValueKind.IDENTIFIER:
+        elif kind == ValueKind.IDENTIFIER and not _UID.fullmatch(v) and "://" not in v:
             found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
     out = NeedleSet()
     for k, ident in enumerate(identifiers, 1):
