@@ -13,10 +13,12 @@ What is a needle (see ``needles_for_plan``):
   spaces, with at least ``MIN_NAME_PART`` characters and a letter, except
   placeholder words (``PLACEHOLDER_PARTS``: "Test^Physician" in test data,
   whose "Test" stands in a kept "Test Manufacturer");
-- the parts of removed identifiers (not UIDs), split on anything not a letter or
-  digit, with at least ``MIN_VALUE`` characters and a letter, or at least
-  ``MIN_DIGITS_PART`` digits (3-character prefixes like "MRN" or "S19" and
-  4-digit years are shared by a lab's whole catalogue and identify nobody);
+- the parts of removed identifiers (not UIDs or URLs), split on anything
+  not a letter or digit, that hold a digit: at least ``MIN_VALUE``
+  characters with letters, or at least ``MIN_DIGITS_PART`` digits. Words
+  ("SLIDE" in "SLIDE_1", which stands again in a kept "SLIDE_CORNER"),
+  3-character prefixes ("MRN", "S19") and 4-digit years are shared by a
+  lab's whole catalogue and identify nobody; the whole value is searched;
 - every user-given identifier (``--identifier``, the manifest's
   ``identifiers`` column) whole and in parts, down to ``MIN_USER``
   characters; a shorter one is not searched and the report says so;
@@ -24,8 +26,9 @@ What is a needle (see ``needles_for_plan``):
   ``dates.spellings`` knows, except dates the date policy itself wrote
   into the output (a shifted date can coincide with another original).
 
-Numbers, enumerated or coded values, units and binary summaries are not
-needles: they cannot identify anyone, and a removed "TEXT" (a DICOM CS)
+Placeholder values ("Unknown", "ANONYMIZED") and the research ID itself
+(an original equal to it) are not needles either. Numbers, enumerated or
+coded values, units and binary summaries are not needles: they cannot identify anyone, and a removed "TEXT" (a DICOM CS)
 matched harmless bytes and refused clean slides. The kind comes from
 ``Field.kind``; where an inventory left the default, it is derived from the
 DICOM VR or the TIFF tag type, and a default-kind value that parses wholly
@@ -76,6 +79,10 @@ _UID = re.compile(r"[0-9.\\]+")  # UIDs are searched whole: their parts are orga
 PLACEHOLDER_PARTS = frozenset("""test patient physician doctor anonymous anonymized anonymised anon unknown none null
     demo sample phantom dummy subject case slide specimen operator user admin default name first last
     mrs phd the and von van der den del""".split())
+# Whole values that stand for "nothing here" (a converter's DeviceSerialNumber "Unknown" beside a kept
+# Manufacturer "Unknown"): they identify nobody.
+PLACEHOLDER_VALUES = frozenset("""unknown anonymized anonymised anonymous removed none null n/a redacted
+    deidentified de-identified undefined empty default""".split())
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_LIST = re.compile(r"\s*" + _NUMBER.pattern + r"(?:\s*[,\\]\s*" + _NUMBER.pattern + r")*\s*")
 
@@ -225,8 +232,8 @@ def name_parts(value: str) -> list[str]:
 def id_parts(value: str) -> list[str]:
     out = []
     for p in _ID_SPLIT.split(value):
-        letters = any(c.isalpha() for c in p)
-        if (letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART):
+        letters, digits = any(c.isalpha() for c in p), any(c.isdigit() for c in p)
+        if digits and ((letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART)):
             out.append(p)
     return out
 
@@ -277,6 +284,10 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
             found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
         elif kind == ValueKind.IDENTIFIER and not _UID.fullmatch(v) and "://" not in v:
             found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
+    # The research ID is the user's own replacement: an original equal to it (a slide processed
+    # again) is what the output is meant to hold.
+    new_id = (getattr(container, "new_id", None) or plan.options.get("new_id") or "").strip().casefold()
+    found = [n for n in found if n.text.casefold() not in PLACEHOLDER_VALUES and n.text.casefold() != new_id]
     out = NeedleSet()
     for k, ident in enumerate(identifiers, 1):
         ident = (ident or "").strip()
