@@ -92,8 +92,8 @@ def test_kind_from_the_vr_when_the_inventory_left_the_default():
 
 def test_default_kind_numbers_are_not_needles_but_record_numbers_are():
     f = lambda v: Decision(Field(f"ifd[0]/ImageDescription/k{v}", "description:k", v, ifd=0, subkey="k"), REMOVE)
-    plan = _plan(f("32914"), f("0.4990"), f("4455667"), f("0.4990\0DOE^JANE"))
-    assert set(_texts(plan)) == {"4455667", "0.4990\0DOE^JANE"}
+    plan = _plan(f("32914"), f("0.4990"), f("4455667"), f("0.4990\0DOE^JANE"), f("C9600-12\rPatientName=ROE"))
+    assert set(_texts(plan)) == {"4455667", "DOE^JANE", "C9600-12", "PatientName=ROE"}
 
 
 def test_parts_of_names_and_identifiers():
@@ -245,6 +245,9 @@ def test_user_identifier_in_kept_metadata_refuses_publication(synth_slides, tmp_
     with tifffile.TiffFile(res.output) as tf:
         kept = tf.pages[0].description
     word = max(re.findall(r"[A-Za-z]{5,}", kept), key=len)  # a word the profile keeps
+    from wsideid.cli import main
+    assert main(["verify", str(src), res.output, "--new-id", "R-1"]) == 0
+    assert main(["verify", str(src), res.output, "--new-id", "R-1", "--identifier", word.upper()]) == 3
     (tmp_path / "b").mkdir()
     with pytest.raises(VerificationFailed) as err:
         deidentify(src, tmp_path / "b", DeidOptions(new_id="R-1", detect="off", identifiers=[word.lower()]))
@@ -292,3 +295,14 @@ def test_name_part_in_a_kept_dicom_field_refuses(dicom_src, tmp_path):
     check = next(c for c in rep.checks if c.name == "residual-scan")
     assert not check.ok and "part of a removed name from inst[0]/PatientName" in check.detail
     assert "ukasz" not in check.detail.lower()
+
+
+def test_unshifted_copy_beside_a_shifted_date_is_caught():
+    plan = _plan(_dicom("StudyDate", STUDY_DATE, "20191231", DATE, "20191224"))
+    scanner = Scanner(needles_for_plan(plan).needles)
+    assert scanner.scan([(0, b"StudyDate 20191224 shifted")]) == []
+    for copy in ["31Dec2019", "12.31.2019", "2019_12_31", "31. DEZEMBER 2019", "2019年12月31日", "31122019"]:
+        for enc in ("utf-8", "utf-16-le"):
+            data = f"StudyDate 20191224, scanned {copy}".encode(enc)
+            hits = scanner.scan([(0, data)])
+            assert [h.needle.kind for h in hits] == [NeedleKind.DATE], (copy, enc)

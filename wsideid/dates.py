@@ -21,7 +21,6 @@ POLICIES = ("remove", "year", "shift")
 SHIFT_RANGE_DAYS = 3652
 
 
-
 class DatePolicyError(WsideidError):
     """The date options are inconsistent (e.g. shift without a secret)."""
 

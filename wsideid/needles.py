@@ -47,7 +47,9 @@ in "Annotation").
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -83,6 +85,8 @@ PLACEHOLDER_PARTS = frozenset("""test patient physician doctor anonymous anonymi
 # Manufacturer "Unknown"): they identify nobody.
 PLACEHOLDER_VALUES = frozenset("""unknown anonymized anonymised anonymous removed none null n/a redacted
     deidentified de-identified undefined empty default""".split())
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_PIECES = re.compile(r"[\\\x00-\x1f\x7f]+")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_LIST = re.compile(r"\s*" + _NUMBER.pattern + r"(?:\s*[,\\]\s*" + _NUMBER.pattern + r")*\s*")
 
@@ -277,7 +281,11 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         if kind == ValueKind.DATE:
             continue
         whole = NeedleKind.IDENTIFIER if kind == ValueKind.IDENTIFIER else NeedleKind.VALUE
-        for w in dict.fromkeys([v] + [x.strip() for x in v.split("\\")]):
+        # each value of a multi-valued element, and each piece between control characters
+        # ("0.4990\0DOE^JANE"): a piece that is a number is not a needle
+        pieces = [v] if not _CONTROL.search(v) else []
+        pieces += [x.strip() for x in _PIECES.split(v) if not _NUMBER_LIST.fullmatch(x)]
+        for w in dict.fromkeys(pieces):
             if len(w) >= MIN_VALUE:
                 found.append(Needle(w, whole, src))
         if _is_name(d):
@@ -330,20 +338,19 @@ class _Pattern:
     boundary: str  # "" | "digit" | "letter"
 
 
-def _encodings_of(form: str) -> list[tuple[str, list[list[bytes]]]]:
+def _encodings_of(form: str) -> list[tuple[str, list[tuple[bytes, ...]]]]:
     """Per encoding, the alternatives (lower-cased bytes) for each character of ``form``."""
-    if form.isascii():
-        low = form.lower()
-        return [("utf-8", [[c.encode()] for c in low]),
-                ("utf-16-le", [[c.encode("utf-16-le")] for c in low]),
-                ("utf-16-be", [[c.encode("utf-16-be")] for c in low])]
     out = []
-    variants = [_char_variants(c) for c in form]
     for enc in ENCODINGS:
-        alts = [sorted({v.encode(enc).lower() for v in vs if _encodable(v, enc)}) for vs in variants]
+        alts = [_char_alts(c, enc) for c in form]
         if all(alts):
             out.append((enc, alts))
     return out
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _char_alts(c: str, enc: str) -> tuple[bytes, ...]:
+    return tuple(sorted({v.encode(enc).lower() for v in _char_variants(c) if _encodable(v, enc)}))
 
 
 def _encodable(c: str, enc: str) -> bool:
@@ -357,6 +364,43 @@ def _encodable(c: str, enc: str) -> bool:
 MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a class per character
 
 
+def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
+    heads: set[bytes] = {b""}
+    for a in alts:
+        if all(len(h) >= 3 for h in heads):
+            break
+        heads = {h + x if len(h) < 3 else h for h in heads for x in a}
+    return {h[:3] for h in heads if len(h) >= 3}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tuple[bytes, ...]], ...]:
+    """(encoding, literal or regex, 3-byte prefixes) for every way ``text`` can be stored.
+
+    Cached: the same date spellings recur in every plan of a batch."""
+    if text.isascii():  # the common case: one lower-case form, Latin-1 and UTF-8 alike
+        low = text.lower()
+        out = []
+        for enc in ("utf-8", "utf-16-le", "utf-16-be"):
+            lit = low.encode(enc)
+            if len(lit) >= 3:
+                out.append((enc, lit, None, (lit[:3],)))
+        return tuple(out)
+    out, seen = [], set()
+    for form in _forms(text):
+        for enc, alts in _encodings_of(form):
+            if math.prod(len(a) for a in alts) <= MAX_LITERALS:
+                for combo in itertools.product(*alts):
+                    lit = b"".join(combo)
+                    if lit not in seen and len(lit) >= 3:
+                        seen.add(lit)
+                        out.append((enc, lit, None, (lit[:3],)))
+                continue
+            rx = re.compile(b"".join(b"(?:" + b"|".join(re.escape(x) for x in a) + b")" for a in alts))
+            out.append((enc, None, rx, tuple(_prefixes(alts))))
+    return tuple(out)
+
+
 class Scanner:
     """Finds needles in byte segments; see the module docstring for the method."""
 
@@ -365,32 +409,12 @@ class Scanner:
         self._table = np.zeros(1 << 24, dtype=bool)
         self._table2 = np.zeros(1 << 16, dtype=bool)
         self._by_prefix: dict[int, list[_Pattern]] = {}
-        seen: set[tuple[int, bytes]] = set()
         for i, n in enumerate(self.needles):
             boundary = "digit" if n.kind == NeedleKind.DATE else ("letter" if n.kind == NeedleKind.NAME_PART else "")
-            for form in _forms(n.text):
-                for enc, alts in _encodings_of(form):
-                    width = 2 if enc.startswith("utf-16") else 1
-                    if np.prod([len(a) for a in alts]) <= MAX_LITERALS:
-                        for combo in itertools.product(*alts):
-                            lit = b"".join(combo)
-                            if (i, lit) in seen or len(lit) < 3:
-                                continue
-                            seen.add((i, lit))
-                            self._add(lit[:3], _Pattern(i, enc, lit, None, width, boundary))
-                        continue
-                    rx = re.compile(b"".join(b"(?:" + b"|".join(re.escape(x) for x in a) + b")" for a in alts))
-                    for prefix in self._prefixes(alts):
-                        self._add(prefix, _Pattern(i, enc, None, rx, width, boundary))
-
-    @staticmethod
-    def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
-        heads: set[bytes] = {b""}
-        for a in alts:
-            if all(len(h) >= 3 for h in heads):
-                break
-            heads = {h + x if len(h) < 3 else h for h in heads for x in a}
-        return {h[:3] for h in heads if len(h) >= 3}
+            for enc, literal, regex, prefixes in _compiled(n.text):
+                width = 2 if enc.startswith("utf-16") else 1
+                for prefix in prefixes:
+                    self._add(prefix, _Pattern(i, enc, literal, regex, width, boundary))
 
     def _add(self, prefix: bytes, pat: _Pattern) -> None:
         key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
