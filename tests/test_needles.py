@@ -306,3 +306,46 @@ def test_unshifted_copy_beside_a_shifted_date_is_caught():
             data = f"StudyDate 20191224, scanned {copy}".encode(enc)
             hits = scanner.scan([(0, data)])
             assert [h.needle.kind for h in hits] == [NeedleKind.DATE], (copy, enc)
+
+
+def test_name_in_a_dicom_frame_header_refuses(tmp_path):
+    """Frame headers are scanned: a COM segment before SOS in one frame is found."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from test_dicom_fixtures import dicom_file, options, run
+    src = tmp_path / "src.dcm"
+    ds = pydicom.dcmread(dicom_file("wsi2dcm_jpeg"))
+    ds.PatientName = "Kowalski^Jan"
+    ds.save_as(src, enforce_file_format=True)
+    res = run(src, tmp_path / "out", detect="off")
+    assert next(c for c in res.report.checks if c.name == "residual-scan").ok
+    out = pydicom.dcmread(res.output)
+    frames = list(generate_frames(out.PixelData, number_of_frames=int(out.NumberOfFrames)))
+    note = b"scanned for KOWALSKI"
+    k = len(frames) // 2
+    frames[k] = frames[k][:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + frames[k][2:]
+    out.PixelData = encapsulate(frames)
+    bad = tmp_path / "bad.dcm"
+    out.save_as(bad, enforce_file_format=True)
+    rep = verify_output(src, bad, options(detect="off"))
+    check = next(c for c in rep.checks if c.name == "residual-scan")
+    assert not check.ok and "part of a removed name from inst[0]/PatientName" in check.detail
+
+
+def test_tiff_tile_headers_are_part_of_the_scanned_bytes(synth_slides):
+    """The synthetic SVS hides a COM segment in its first tiles: the segments the verifier
+    scans hold it (before SOS), and never the tiles' entropy-coded data."""
+    from wsideid.synth import MRN
+    from wsideid.tiff.container import read_tiff
+    from wsideid.vendors.tiff_base import image_data
+    from wsideid.verify import non_pixel_segments
+    path = str(synth_slides["aperio"])
+    tf = read_tiff(path)
+    segs = list(non_pixel_segments(path, tf))
+    data = image_data(tf.ifds[0], tf.byteorder)
+    first = int(data.src_offsets[0])
+    heads = [b for off, b in segs if off == first]
+    assert heads and MRN.encode() in heads[0]
+    sos = heads[0].index(b"\xff\xda")
+    assert len(heads[0]) == sos + 2 + int.from_bytes(heads[0][sos + 2:sos + 4], "big")
+    hits = scan_bytes(b"".join(b for _, b in segs), [Needle(MRN, NeedleKind.ID_PART, "x")])
+    assert hits
