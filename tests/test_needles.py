@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -165,17 +164,15 @@ def test_unknown_key_names_are_not_shown():
     assert src == "ifd[0]/ImageDescription/<unknown key>"
 
 
-def test_scan_is_linear_in_the_haystack():
+def test_scan_finds_one_needle_among_thousands_in_a_large_buffer():
     ns = [Needle(s, NeedleKind.DATE, "d") for y in range(2010, 2016) for s in spellings(dt.date(y, 6, 15))]
     ns.append(Needle("Kowalski", NeedleKind.VALUE, "v"))
     scanner = Scanner(ns)
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, 32 << 20, dtype=np.uint8).tobytes()
     planted = big[:-100] + "KOWALSKI".encode("utf-16-be") + big[-84:]
-    t0 = time.perf_counter()
-    hits = scanner.scan([(1000, planted)])
+    hits = scanner.scan([(1000, planted)])  # about 0.5 s for 32 MB on one core (speed is not asserted)
     assert [(h.needle.text, h.offset) for h in hits] == [("Kowalski", 1000 + len(big) - 100)]
-    assert time.perf_counter() - t0 < 60  # about 0.5 s on one core; generous for a shared machine
 
 
 # --- tile and frame headers -------------------------------------------------------
@@ -349,3 +346,17 @@ def test_tiff_tile_headers_are_part_of_the_scanned_bytes(synth_slides):
     assert len(heads[0]) == sos + 2 + int.from_bytes(heads[0][sos + 2:sos + 4], "big")
     hits = scan_bytes(b"".join(b for _, b in segs), [Needle(MRN, NeedleKind.ID_PART, "x")])
     assert hits
+
+
+def test_a_needle_across_two_pieces_of_one_range_is_found():
+    """A large gap is read in pieces: a value that straddles two back-to-back pieces is found,
+    and one that straddles two separate ranges is not (they are not adjacent in the file)."""
+    from wsideid import needles as nd
+    needle = Needle("Kowalski-Nowak", NeedleKind.VALUE, "v")
+    data = b"x" * (nd.CHUNK + 5) + "KOWALSKI-NOWAK".encode("utf-16-le") + b"y" * 100
+    cut = nd.CHUNK + 11
+    hits = Scanner([needle]).scan([(0, data[:cut]), (cut, data[cut:])])
+    assert [h.offset for h in hits] == [nd.CHUNK + 5]
+    assert Scanner([needle]).scan([(0, data[:cut]), (cut + 1, data[cut:])]) == []
+    small = b"ab KOWAL", b"SKI-NOWAK"
+    assert Scanner([needle]).scan([(0, small[0]), (8, small[1])])

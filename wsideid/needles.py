@@ -54,7 +54,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -364,6 +364,18 @@ def _encodable(c: str, enc: str) -> bool:
 MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a class per character
 
 
+KEY_BYTES = 8
+
+
+@dataclass
+class _Group:
+    """The patterns that share a 3-byte prefix."""
+
+    literals: dict[bytes, list[_Pattern]] = field(default_factory=dict)
+    lengths: list[int] = field(default_factory=list)
+    regexes: list[_Pattern] = field(default_factory=list)
+
+
 def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
     heads: set[bytes] = {b""}
     for a in alts:
@@ -374,8 +386,9 @@ def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tuple[bytes, ...]], ...]:
-    """(encoding, literal or regex, 3-byte prefixes) for every way ``text`` can be stored.
+def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tuple[bytes, ...], int], ...]:
+    """(encoding, literal or regex, 3-byte prefixes, longest match in bytes) for every way
+    ``text`` can be stored.
 
     Cached: the same date spellings recur in every plan of a batch."""
     if text.isascii():  # the common case: one lower-case form, Latin-1 and UTF-8 alike
@@ -384,7 +397,7 @@ def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tu
         for enc in ("utf-8", "utf-16-le", "utf-16-be"):
             lit = low.encode(enc)
             if len(lit) >= 3:
-                out.append((enc, lit, None, (lit[:3],)))
+                out.append((enc, lit, None, (lit[:3],), len(lit)))
         return tuple(out)
     out, seen = [], set()
     for form in _forms(text):
@@ -394,10 +407,10 @@ def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tu
                     lit = b"".join(combo)
                     if lit not in seen and len(lit) >= 3:
                         seen.add(lit)
-                        out.append((enc, lit, None, (lit[:3],)))
+                        out.append((enc, lit, None, (lit[:3],), len(lit)))
                 continue
             rx = re.compile(b"".join(b"(?:" + b"|".join(re.escape(x) for x in a) + b")" for a in alts))
-            out.append((enc, None, rx, tuple(_prefixes(alts))))
+            out.append((enc, None, rx, tuple(_prefixes(alts)), sum(max(len(x) for x in a) for a in alts)))
     return tuple(out)
 
 
@@ -408,38 +421,81 @@ class Scanner:
         self.needles = list(needles)
         self._table = np.zeros(1 << 24, dtype=bool)
         self._table2 = np.zeros(1 << 16, dtype=bool)
-        self._by_prefix: dict[int, list[_Pattern]] = {}
+        self._by_prefix: dict[int, _Group] = {}
+        self._overlap = 0  # longest encoded needle, in bytes: how far scan windows overlap
         for i, n in enumerate(self.needles):
             boundary = "digit" if n.kind == NeedleKind.DATE else ("letter" if n.kind == NeedleKind.NAME_PART else "")
-            for enc, literal, regex, prefixes in _compiled(n.text):
+            for enc, literal, regex, prefixes, longest in _compiled(n.text):
                 width = 2 if enc.startswith("utf-16") else 1
                 for prefix in prefixes:
                     self._add(prefix, _Pattern(i, enc, literal, regex, width, boundary))
+                self._overlap = max(self._overlap, longest)
 
     def _add(self, prefix: bytes, pat: _Pattern) -> None:
         key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
         self._table[key] = True
         self._table2[prefix[0] | (prefix[1] << 8)] = True
-        self._by_prefix.setdefault(key, []).append(pat)
+        group = self._by_prefix.setdefault(key, _Group())
+        if pat.literal is None:
+            group.regexes.append(pat)
+        else:  # keyed by up to KEY_BYTES leading bytes, so a candidate tries only the few that fit
+            head = pat.literal[:KEY_BYTES]
+            if head not in group.literals:
+                group.literals[head] = []
+                group.lengths = sorted(set(group.lengths) | {len(head)})
+            group.literals[head].append(pat)
+
+    def _candidates(self, key: int, hay: bytes, p: int) -> Iterator[_Pattern]:
+        group = self._by_prefix[key]
+        for n in group.lengths:
+            yield from group.literals.get(hay[p:p + n], ())
+        yield from group.regexes
 
     def scan(self, segments: Iterable[tuple[int, bytes]]) -> list[Hit]:
-        """Hits in ``(file offset, bytes)`` segments (matches never span two segments)."""
+        """Hits in ``(file offset, bytes)`` segments.
+
+        Small segments are joined (with separators no match can span) into chunks of about
+        ``CHUNK`` bytes; a large one is scanned in windows of ``CHUNK`` bytes that overlap by
+        the longest needle, and a segment that starts where the previous one ended continues it
+        (so a reader may hand over a large gap in pieces). Memory stays about ``CHUNK``-sized.
+        """
+        hits: dict[int, Hit] = {}
         if not self.needles:
             for _ in segments:
                 pass
             return []
-        hits: dict[int, Hit] = {}
         parts: list[bytes] = []
         starts: list[tuple[int, int]] = []  # (position in chunk, file offset)
         size = 0
-        for off, data in itertools.chain(segments, [(-1, b"")]):
-            if data:
+        carry, prev_end = b"", None
+        lap = self._overlap
+
+        def flush() -> None:
+            nonlocal parts, starts, size
+            if parts:
+                self._scan_chunk(SEPARATOR.join(parts), starts, hits)
+            parts, starts, size = [], [], 0
+
+        for off, data in segments:
+            if not data:
+                continue
+            end = off + len(data)
+            if off == prev_end and carry:  # the previous segment goes on: keep its tail
+                off, data = off - len(carry), carry + data
+            prev_end, carry = end, data[-lap:] if lap else b""
+            if len(data) <= CHUNK:
                 starts.append((size, off))
                 parts.append(data)
                 size += len(data) + len(SEPARATOR)
-            if size >= CHUNK or (off == -1 and parts):
-                self._scan_chunk(SEPARATOR.join(parts), starts, hits)
-                parts, starts, size = [], [], 0
+                if size >= CHUNK:
+                    flush()
+                continue
+            flush()
+            for w in range(0, len(data), CHUNK):
+                self._scan_chunk(data[w:w + CHUNK + lap], [(0, off + w)], hits)
+                if w + CHUNK + lap >= len(data):
+                    break
+        flush()
         return sorted(hits.values(), key=lambda h: h.offset)
 
     def _scan_chunk(self, chunk: bytes, starts: list[tuple[int, int]], hits: dict[int, Hit]) -> None:
@@ -464,7 +520,7 @@ class Scanner:
             return
         pos_index = np.array([s for s, _ in starts], dtype=np.int64)
         for p, key in zip(cand.tolist(), keys.tolist()):
-            for pat in self._by_prefix[key]:
+            for pat in self._candidates(key, hay, p):
                 if pat.needle in hits:
                     continue
                 if pat.literal is not None:

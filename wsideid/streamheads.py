@@ -123,3 +123,18 @@ def stream_headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterat
                 else:
                     s = i * HEAD
                     yield int(o[i]), bytes(buf[s:s + int(lengths[i])])
+
+
+PIECE = 8 << 20
+
+
+def read_range(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of ``[start, end)`` in pieces of at most ``PIECE`` bytes, for a scanner
+    that joins back-to-back pieces (memory stays bounded however large the range)."""
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(PIECE, end - pos), pos)
+        if not data:
+            return
+        yield pos, data
+        pos += len(data)

@@ -31,7 +31,7 @@ import numpy as np
 from .errors import WsideidError
 from .model import REMOVE, Plan, VerifyReport
 from .needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
-from .streamheads import stream_headers
+from .streamheads import read_range, stream_headers
 from .tiff import jpegsegs
 from .tiff.container import TiffFile, read_tiff
 from .vendors import tiff_base
@@ -82,7 +82,7 @@ def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) ->
         raise WsideidError("output has more non-pixel bytes than the residual scan allows")
     with open(path, "rb") as fh:
         for a, b in zip(gap_from[keep].tolist(), gap_to[keep].tolist()):
-            yield a, os.pread(fh.fileno(), b - a, a)
+            yield from read_range(fh.fileno(), a, b)
     for ifd in tf.all_ifds():
         data = tiff_base.image_data(ifd, tf.byteorder)
         if data is None:

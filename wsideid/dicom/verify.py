@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 
 from ..model import REMOVE, Plan, VerifyReport
 from ..needles import Hit, Needle, NeedleKind, Scanner, needles_for_plan, report_residual
-from ..streamheads import stream_headers
+from ..streamheads import read_range, stream_headers
 from . import dciodvfy
 from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
@@ -62,15 +62,16 @@ def _non_pixel_segments(path: str, span: PixelSpan | None) -> Iterator[tuple[int
     anything after the pixel data, the pixel element's own header and offset table, and the
     header of every JPEG / JPEG 2000 fragment (before its entropy-coded data)."""
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
         if span is None:
-            yield 0, fh.read()
+            yield from read_range(fd, 0, size)
             return
-        yield 0, os.pread(fh.fileno(), span.start, 0)
+        yield from read_range(fd, 0, span.start)
         if span.encapsulated and span.fragments:
             first = span.fragments[0][0] - 8  # the first fragment's item header
-            yield span.start, os.pread(fh.fileno(), first - span.start, span.start)
-        yield span.end, os.pread(fh.fileno(), size - span.end, span.end)
+            yield from read_range(fd, span.start, first)
+        yield from read_range(fd, span.end, size)
     if span.encapsulated and span.fragments:
         offs = np.array([o for o, _ in span.fragments], dtype=np.int64)
         cnts = np.array([n for _, n in span.fragments], dtype=np.int64)
