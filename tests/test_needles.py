@@ -114,6 +114,9 @@ def test_user_identifiers_are_needles_and_short_ones_are_recorded():
     kinds = {n.text: n.kind for n in ns.needles}
     assert kinds["S19-4455 Kowalski"] == NeedleKind.USER_IDENTIFIER and kinds["Kowalski"] == NeedleKind.USER_IDENTIFIER
     assert ns.skipped == [f"user identifier #2 has fewer than {MIN_USER} characters: not searched"]
+    scanner = Scanner(ns.needles)
+    assert scanner.scan([(0, b"Kowalskian method")]) == []  # a part stands apart from other letters
+    assert scanner.scan([(0, "(KOWALSKI)".encode("utf-16-be"))])
     assert "AB" not in " ".join(ns.skipped)
 
 

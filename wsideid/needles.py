@@ -130,6 +130,7 @@ class Needle:
     text: str
     kind: NeedleKind
     source: str  # where the value came from: a field path (unknown keys masked) or "identifier #k"
+    word: bool = False  # found only apart from other letters (parts of names: "Ann" is not in "Annotation")
 
 
 @dataclass
@@ -304,7 +305,8 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
             out.skipped.append(f"{src} has fewer than {MIN_USER} characters: not searched")
             continue
         found.append(Needle(ident, NeedleKind.USER_IDENTIFIER, src))
-        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src) for p in name_parts(ident) + id_parts(ident)]
+        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src, word=True) for p in name_parts(ident)]
+        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src) for p in id_parts(ident)]
         for day in parse_any(ident):
             dates.setdefault(day, src)
     produced = _produced_dates(plan)
@@ -424,7 +426,8 @@ class Scanner:
         self._by_prefix: dict[int, _Group] = {}
         self._overlap = 0  # longest encoded needle, in bytes: how far scan windows overlap
         for i, n in enumerate(self.needles):
-            boundary = "digit" if n.kind == NeedleKind.DATE else ("letter" if n.kind == NeedleKind.NAME_PART else "")
+            boundary = "digit" if n.kind == NeedleKind.DATE else (
+                "letter" if n.word or n.kind == NeedleKind.NAME_PART else "")
             for enc, literal, regex, prefixes, longest in _compiled(n.text):
                 width = 2 if enc.startswith("utf-16") else 1
                 for prefix in prefixes:
