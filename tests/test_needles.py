@@ -91,8 +91,9 @@ def test_kind_from_the_vr_when_the_inventory_left_the_default():
 
 def test_default_kind_numbers_are_not_needles_but_record_numbers_are():
     f = lambda v: Decision(Field(f"ifd[0]/ImageDescription/k{v}", "description:k", v, ifd=0, subkey="k"), REMOVE)
-    plan = _plan(f("32914"), f("0.4990"), f("4455667"), f("0.4990\0DOE^JANE"), f("C9600-12\rPatientName=ROE"))
-    assert set(_texts(plan)) == {"4455667", "DOE^JANE", "C9600-12", "PatientName=ROE"}
+    plan = _plan(f("32914"), f("0.4990"), f("4455667"), f("0.4990\0DOE^JANE"), f("C9600-12\rPatientName=ROE"),
+                 f("<1234 bytes>"), f("<12 values>"), f("<Name>Roe</Name>"))
+    assert set(_texts(plan)) == {"4455667", "DOE^JANE", "C9600-12", "PatientName=ROE", "<Name>Roe</Name>"}
 
 
 def test_parts_of_names_and_identifiers():

@@ -28,8 +28,9 @@ What is a needle (see ``needles_for_plan``):
 
 Placeholder values ("Unknown", "ANONYMIZED") and the research ID itself
 (an original equal to it) are not needles either. Numbers, enumerated or
-coded values, units and binary summaries are not needles: they cannot identify anyone, and a removed "TEXT" (a DICOM CS)
-matched harmless bytes and refused clean slides. The kind comes from
+coded values, units and binary summaries are not needles: they cannot
+identify anyone, and a removed "TEXT" (a DICOM CS) matched harmless bytes
+and refused clean slides. The kind comes from
 ``Field.kind``; where an inventory left the default, it is derived from the
 DICOM VR or the TIFF tag type, and a default-kind value that parses wholly
 as a number with fewer than ``MIN_RECORD_DIGITS`` digits counts as a number.
@@ -217,8 +218,13 @@ def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = Non
     return ValueKind.TEXT
 
 
+# How inventories summarise values they do not decode (an XML description starting with "<" is text)
+_SUMMARY = re.compile(r"<(?:\d+ (?:bytes|values)|[A-Z]{2} \d+ bytes|sequence, \d+ items?|unsupported value type"
+                      r"|bytes after the pixel data)>")
+
+
 def _is_summary(v: str) -> bool:
-    return v.startswith("<") and v.endswith(">")
+    return bool(_SUMMARY.fullmatch(v))
 
 
 def _is_name(d: Decision) -> bool:
