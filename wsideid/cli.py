@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_file", metavar="output")
     _add_deid_common(p)
     p.add_argument("--verify", choices=["sample", "full"], default="full")
+    p.add_argument("--identifier", action="append", metavar="TEXT",
+                   help="a known original identifier that must not occur in the output; repeatable")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="make sample slides with planted PHI and de-identify them")

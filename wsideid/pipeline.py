@@ -405,7 +405,8 @@ def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions, on_re
 
 def _verify(slide: OpenedSlide, tmp: str, plan: Plan, edited: dict, options: DeidOptions) -> VerifyReport:
     from .verify import verify_tiff
-    return verify_tiff(slide.container, tmp, plan, slide.module, edited, full=options.verify == "full")
+    return verify_tiff(slide.container, tmp, plan, slide.module, edited, full=options.verify == "full",
+                       identifiers=options.identifiers)
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -429,7 +430,7 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
     edited = _edits(slide, plan, options).tiles
     try:
         return verify_tiff(slide.container, os.fspath(output), plan, slide.module, edited,
-                           full=options.verify == "full")
+                           full=options.verify == "full", identifiers=options.identifiers)
     except WsideidError as exc:
         rep = VerifyReport()
         rep.add("reparse", False, str(exc))
@@ -456,7 +457,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
 
     def check(path: str) -> VerifyReport:
         rep = verify_tiff(slide.container, path, plan, slide.module, edits.tiles, full=False,
-                          openslide_check=True)
+                          openslide_check=True, identifiers=options.identifiers)
         after = sample_digests(slide.container, plan, edits.tiles, full)
         rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
         return rep

@@ -188,7 +188,8 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
         timings["write"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         from .verify import verify_dicom
-        report = verify_dicom(plan, written, full=options.verify == "full")
+        report = verify_dicom(plan, written, full=options.verify == "full",
+                              identifiers=getattr(options, "identifiers", None) or [])
         timings["verify"] = time.perf_counter() - t2
         if any(_stat(p) != k for p, k in before.items()):
             raise WsideidError("the input changed while it was being processed; nothing was published")
@@ -351,6 +352,6 @@ def _verify_output(original: str | os.PathLike, output: str | os.PathLike, optio
             return rep
         written.append((inst, path, ds))
     rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True).checks:
+    for c in verify_dicom(plan, written, full=True, identifiers=getattr(options, "identifiers", None) or []).checks:
         rep.checks.append(c)
     return rep
