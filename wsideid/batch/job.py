@@ -21,7 +21,7 @@ from .records import input_state, record_path, tree_sha256, write_json
 SUMMARY_COLUMNS = [
     "row", "new_id", "status", "run", "format", "output", "fields", "removed", "replaced", "kept", "unknown_removed",
     "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
-    "error_kind", "reviewed", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
+    "error_kind", "reviewed", "overwrote", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
 ]
 IMAGE_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
 PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
@@ -70,11 +70,16 @@ def deid_options(job: SlideJob):
                        overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
 
 
-def _save_image(img, path: str) -> str:
+def _save_image(img, path: str, root: str) -> str:
+    """A JPEG preview, written like every review file: new temp, rename, no link followed."""
+    import io
+    from ..safefs import makedirs, write_atomic
     img = img.convert("RGB")
     img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    img.save(path, "JPEG", quality=85)
+    makedirs(root, os.path.dirname(path))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    write_atomic(path, buf.getvalue(), root=root, mode=0o600)
     return os.path.basename(path)
 
 
@@ -95,7 +100,7 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
         if d.action == "remove" and d.image.role in IMAGE_ROLES:
             try:
                 name = _save_image(read_removed(d.image.index),
-                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"))
+                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"), job.review_dir)
                 saved.append({"file": name, "role": d.image.role, "kind": "removed"})
             except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
                 continue
@@ -104,7 +109,7 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
             if sc.stage == "output" and (sc.has_phi or sc.error):
                 try:
                     name = _save_image(read_tiff_image(result.output, sc.index),
-                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"))
+                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"), job.review_dir)
                     saved.append({"file": name, "role": sc.role, "kind": "kept"})
                 except Exception:  # noqa: BLE001
                     continue
@@ -141,19 +146,19 @@ def _counts(result) -> dict[str, Any]:
     }
 
 
-def _drop_stale(job: SlideJob, keep: str | None) -> None:
+def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
+    """With --overwrite only (``job.stale`` is empty otherwise): drop this slide's earlier output
+    in this OUTDIR or review folder that the new run did not replace; returns the names dropped."""
+    from ..safefs import remove_tree
+    dropped = []
     for path in job.stale:
         if keep and os.path.abspath(path) == os.path.abspath(keep):
             continue
+        if os.path.lexists(path):
+            dropped.append(os.path.basename(path))
         for p in (path, path + ".audit.json"):
-            try:
-                if os.path.isdir(p) and not os.path.islink(p):
-                    import shutil
-                    shutil.rmtree(p)
-                else:
-                    os.unlink(p)
-            except FileNotFoundError:
-                pass
+            remove_tree(p)
+    return dropped
 
 
 def run_job(job: SlideJob) -> dict[str, Any]:
@@ -170,9 +175,12 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         error, kind = f"internal error ({type(exc).__name__})", "InternalError"
     status = result.status if result else "failed"
     output = result.output if result else None
-    _drop_stale(job, output)
+    overwrote = _drop_stale(job, output) if result is not None else []
+    if result is not None and result.replaced:
+        overwrote.insert(0, os.path.basename(output or ""))
     row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
-    row.update(row=job.row, new_id=job.new_id, status=status, run="done", error_kind=kind)
+    row.update(row=job.row, new_id=job.new_id, status=status, run="done", error_kind=kind,
+               overwrote=";".join(overwrote))
     if result is not None:
         row.update(_counts(result), format=result.format, output=os.path.basename(output or ""))
         for k in ("plan", "write", "verify", "total"):
@@ -202,5 +210,5 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         if result and result.report else [],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(record_path(job.review_dir, job.new_id), record)
+    write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
     return row

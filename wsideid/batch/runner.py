@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
 from .job import SUMMARY_COLUMNS, SlideJob, run_job
@@ -40,6 +41,7 @@ class BatchOptions:
     ocr: bool = True
     verify: str = "sample"
     progress: bool = True
+    overwrite: bool = False  # replace outputs of earlier runs in OUTDIR (each replacement is reported)
 
 
 @dataclass
@@ -53,10 +55,15 @@ class BatchResult:
     ran: int = 0
     skipped: int = 0
     secret_source: str = ""  # file | environment | random per run (the CLI warns about the last)
+    overwrote: list[str] = field(default_factory=list)  # output names --overwrite replaced or dropped
+
+    @property
+    def lost(self) -> int:
+        return sum(r["status"] == "lost" for r in self.rows)
 
     @property
     def exit_code(self) -> int:
-        if self.problems or any(r["status"] == "failed" for r in self.rows):
+        if self.problems or any(r["status"] in ("failed", "lost") for r in self.rows):
             return EXIT_FAILED
         return EXIT_CLEAN if all(r["status"] in CLEAN for r in self.rows) else EXIT_REVIEW
 
@@ -73,20 +80,42 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
     return job
 
 
+def _ours(path: str | None, outdir: str, review_dir: str) -> bool:
+    """Is ``path`` in this OUTDIR (published, approved) or this review folder (flagged, rejected)?
+
+    A record of the review folder may name an output in another OUTDIR (a
+    rerun with a new -o and the old --review-dir): that one is neither done
+    here nor this run's to replace.
+    """
+    if not path:
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return folder in (outdir, os.path.join(review_dir, "flagged"), os.path.join(review_dir, "rejected"))
+
+
 def is_done(job: SlideJob, prev: dict | None) -> bool:
-    """Resume: same options, unchanged input, and the output still there with its recorded hash."""
+    """Resume: same options, unchanged input, and the output still there, in this OUTDIR (or this
+    review folder), with its recorded hash. The records alone prove nothing: the disk decides."""
     if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
         return False
     if prev.get("fingerprint") != job.fingerprint or prev.get("input") != records.input_state(job.source):
         return False
     out = prev.get("output")
-    return bool(out and os.path.exists(out) and records.tree_sha256(out) == prev.get("output_sha256"))
+    if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
+        return False
+    return bool(os.path.exists(out) and records.tree_sha256(out) == prev.get("output_sha256"))
 
 
-def _prepare(job: SlideJob, prev: dict | None) -> None:
-    """A slide done before with other options or input: replace what this batch made of it."""
-    if prev and prev.get("output"):
-        job.overwrite = True
+def _prepare(job: SlideJob, prev: dict | None, overwrite: bool) -> None:
+    """A slide done before with other options or input.
+
+    Only with --overwrite is its earlier output (in this OUTDIR or review
+    folder) replaced or dropped; without it the slide fails with "output
+    already exists", and nothing published is touched. Files outside this
+    OUTDIR and review folder are never touched.
+    """
+    job.overwrite = overwrite
+    if overwrite and prev and _ours(prev.get("output"), job.outdir, job.review_dir):
         job.stale = [prev["output"]]
 
 
@@ -152,12 +181,10 @@ def refused_rows(problems: list[RowProblem]) -> dict[int, dict[str, Any]]:
 
 
 def write_csv(path: str, rows: Iterable[dict], columns: list[str]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    """Atomically, never through a link (wsideid.safefs), every cell escaped against formulas (wsideid.cells)."""
+    from ..cells import csv_text
+    from ..safefs import write_atomic
+    write_atomic(path, csv_text(rows, columns))
 
 
 def write_summaries(result: BatchResult, sources: dict[int, str], messages: dict[int, str]) -> None:
@@ -179,7 +206,7 @@ def _earlier_pseudonyms(review_dir: str) -> dict[str, str]:
     """Source path -> the pseudonym an earlier run of this batch gave it (from the review folder's mapping)."""
     try:
         with open(os.path.join(review_dir, records.MAPPING), newline="") as fh:
-            return {r["path"]: r["new_id"] for r in csv.DictReader(fh)
+            return {r["path"]: r["new_id"] for r in map(unescape_row, csv.DictReader(fh))
                     if r.get("named_by") == "pseudonym" and r.get("path") and r.get("new_id")}
     except (OSError, KeyError, csv.Error):
         return {}
@@ -240,7 +267,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         if is_done(job, prev):
             done_rows[r.row] = {**prev["summary"], "status": prev["status"], "run": "skipped"}
         else:
-            _prepare(job, prev)
+            _prepare(job, prev, opts.overwrite)
             todo.append(job)
     tick = _progress(len(todo), opts.progress)
     fresh: dict[int, dict] = {}
@@ -262,5 +289,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
                          ran=len(fresh), skipped=len(done_rows), secret_source=secret.source)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
+        if r.get("overwrote"):
+            result.overwrote += [n for n in str(r["overwrote"]).split(";") if n]
     write_summaries(result, {r.row: r.source_rel for r in rows}, messages)
     return result

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..batch import records
 from ..batch.job import SlideJob, deid_options
+from ..cells import unescape, unescape_row
 from ..errors import WsideidError
 
 APPROVE = {"approve", "approved", "yes", "publish"}
@@ -35,7 +36,7 @@ class Applied:
 def read_decisions(path: str) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = [unescape_row(r) for r in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise WsideidError(f"cannot read the decisions file ({type(exc).__name__})") from None
     if rows and ("new_id" not in rows[0] or "decision" not in rows[0]):
@@ -81,7 +82,7 @@ def _update_summary(path: str, new_id: str, status: str, reviewed: str) -> None:
         return
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        cols, rows = reader.fieldnames or [], list(reader)
+        cols, rows = [unescape(c) for c in reader.fieldnames or []], [unescape_row(r) for r in reader]
     for r in rows:
         if r.get("new_id") == new_id:
             r["status"], r["reviewed"] = status, reviewed
