@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -124,24 +123,16 @@ def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]
         for job in jobs:
             yield run_job(job)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
-        futures = {pool.submit(run_job, j): j for j in jobs}
-        for fut in as_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker that died fails its slide only
-                yield lost_job(futures[fut], exc)
+    from .pool import run_pool
+    yield from run_pool(jobs, workers, run_job, lost_job)
 
 
-def _one_thread_per_worker() -> None:
-    """N workers on N cores: keep tesseract (OpenMP) from starting N threads each."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-
-
-def lost_job(job: SlideJob, exc: BaseException) -> dict[str, Any]:
-    """The summary row of a job whose worker died before it could report."""
+def lost_job(job: SlideJob, why: Any) -> dict[str, Any]:
+    """The summary row of a job whose worker died before it could report: status "lost" (not
+    "failed", not "refused": nothing was wrong with the slide or its row; a rerun finishes it)."""
     row = {c: "" for c in SUMMARY_COLUMNS}
-    row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=f"WorkerLost:{type(exc).__name__}")
+    why = why if isinstance(why, str) else type(why).__name__
+    row.update(row=job.row, new_id=job.new_id, status="lost", run="lost", error_kind=f"WorkerLost:{why}")
     return row
 
 
@@ -243,6 +234,25 @@ def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems
     return kept
 
 
+def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> list[ManifestRow]:
+    """Refuse a row whose output could take the name of an earlier row's output or audit, compared
+    after the extension or folder form is applied and ignoring case (``R-4.svs`` as a DICOM
+    folder and ``R-4`` as an Aperio slide both make ``R-4.svs``)."""
+    from ..naming import possible_outputs
+    owner: dict[str, int] = {}
+    kept = []
+    for r in rows:
+        names = possible_outputs(r.source, r.new_id)
+        clash = sorted({owner[n] for n in names if n in owner})
+        if clash:
+            problems.append(RowProblem(r.row, "new_id", f"its output name may collide with row {clash[0]}'s"
+                                                        " (names are compared with extensions, ignoring case)"))
+            continue
+        owner.update({n: r.row for n in names})
+        kept.append(r)
+    return kept
+
+
 def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> BatchResult:
     """Run every valid row of ``manifest`` into ``outdir``; see the module docstring for what goes where."""
     opts = opts or BatchOptions()
@@ -258,6 +268,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     records.check_separate(outdir, review)
     records.link_batch(outdir, review, manifest)
     rows = assign_pseudonyms(rows, review, secret, problems)
+    rows = refuse_collisions(rows, problems)
     write_mapping(review, rows)
 
     todo, done_rows = [], {}
