@@ -188,11 +188,6 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         row["t_detect"] = round(sum(v for k, v in result.timings.items() if k.startswith("detect")), 3)
     else:
         row["t_total"] = round(time.perf_counter() - t0, 3)
-    images = []
-    try:
-        images = save_review_images(job, result)
-    except Exception:  # noqa: BLE001
-        pass
     record = {
         "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
         "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
@@ -200,7 +195,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
         "audit": result.audit_path if result else None,
-        "job": asdict(job), "summary": row, "images": images,
+        "job": asdict(job), "summary": row, "images": [],
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
         "fields": [{"path": d.field.path, "action": d.action, "rule": d.rule, "unknown": d.unknown}
                    for d in result.plan.fields] if result and result.plan else [],
@@ -210,5 +205,12 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         if result and result.report else [],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # The record lands right after the publish, before the slow review previews: a worker killed
+    # in between leaves a slide its record proves (a rerun skips it), not one it must refuse.
+    write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
+    try:
+        record["images"] = save_review_images(job, result)
+    except Exception:  # noqa: BLE001
+        pass
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
     return row
