@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import WsideidError
-from .records import input_state, record_path, tree_sha256, write_json
+from .records import input_state, load_record, record_path, tree_sha256, write_json
 
 SUMMARY_COLUMNS = [
     "row", "new_id", "status", "run", "format", "output", "fields", "removed", "replaced", "kept", "unknown_removed",
@@ -188,7 +188,9 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         row["t_detect"] = round(sum(v for k, v in result.timings.items() if k.startswith("detect")), 3)
     else:
         row["t_total"] = round(time.perf_counter() - t0, 3)
+    prev = load_record(job.review_dir, job.new_id) or {} if result is None else {}
     record = {
+        "previous_output": prev.get("output") or prev.get("previous_output"),  # a failed retry keeps track
         "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
         "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
         "input": state, "error": error, "output": output,

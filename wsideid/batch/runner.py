@@ -114,8 +114,9 @@ def _prepare(job: SlideJob, prev: dict | None, overwrite: bool) -> None:
     OUTDIR and review folder are never touched.
     """
     job.overwrite = overwrite
-    if overwrite and prev and _ours(prev.get("output"), job.outdir, job.review_dir):
-        job.stale = [prev["output"]]
+    earlier = prev and (prev.get("output") or prev.get("previous_output"))
+    if overwrite and earlier and _ours(earlier, job.outdir, job.review_dir):
+        job.stale = [earlier]
 
 
 def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]]:

@@ -67,13 +67,22 @@ def reverify(rec: dict) -> str | None:
 
 
 def _move(src: str, dest_dir: str) -> str:
-    """Move a file (or DICOM folder) into ``dest_dir`` via a temporary name, atomically at the end."""
+    """Move a file (or DICOM folder) into ``dest_dir`` via a temporary name; the final name is
+    claimed exclusively (wsideid.safefs), so an output published meanwhile is never replaced."""
+    from ..safefs import publish_dir, publish_file
     dest = os.path.join(dest_dir, os.path.basename(src))
     if os.path.lexists(dest):
         raise WsideidError(f"{os.path.basename(dest)} already exists in the destination")
     tmp = os.path.join(dest_dir, f".wsideid-tmp-review-{os.getpid()}-{os.path.basename(src)}")
     shutil.move(src, tmp)
-    os.replace(tmp, dest)
+    try:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            publish_dir(tmp, dest, False, tmp + ".old")
+        else:
+            publish_file(tmp, dest, False)
+    except WsideidError:
+        shutil.move(tmp, src)  # back where it waited
+        raise
     return dest
 
 
@@ -103,7 +112,8 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         dest_dir, status = outdir, "approved"
     else:
         dest_dir, status = os.path.join(review_dir, "rejected"), "rejected"
-        os.makedirs(dest_dir, exist_ok=True)
+        from ..safefs import makedirs
+        makedirs(review_dir, dest_dir)
     dest = _move(out, dest_dir)
     if decision == "approve" and records.tree_sha256(dest) != rec.get("output_sha256"):
         shutil.move(dest, out)  # should not happen; never leave an unverified file in OUTDIR
@@ -116,7 +126,7 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
     rec.update(status=status, output=dest, audit=os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"),
                review={"decision": status, "reviewer": reviewer, "note": note, "decided_at": when})
     rec["summary"].update(status=status, reviewed=status)
-    records.write_json(records.record_path(review_dir, nid), rec)
+    records.write_json(records.record_path(review_dir, nid), rec, root=review_dir)
     _update_summary(os.path.join(outdir, records.SUMMARY), nid, status, status)
     _update_summary(os.path.join(review_dir, records.SUMMARY), nid, status, status)
     return Applied(nid, decision, True, f"{status}: moved to {'OUTDIR' if status == 'approved' else 'review/rejected'}")
