@@ -131,8 +131,11 @@ def test_dask_worker_killed_the_batch_goes_on(tmp_path):
         killer.start()
         res = run_batch(str(m), str(out), BatchOptions(dask=cl.scheduler_address, detect="off", progress=False))
         killer.join()
-    assert set(res.counts) <= {"published", "lost"} and res.counts.get("lost", 0) <= 1
-    assert res.counts.get("published", 0) + res.counts.get("lost", 0) == 8
+    msgs = read_summary(tmp_path / "out-review" / "batch-summary.csv")
+    # a Dask worker may hold queued tasks besides the running one: those are lost (or re-run) with it,
+    # never a failure, and the other worker's slides are published
+    assert set(res.counts) <= {"published", "lost"}, [(r["status"], r["message"]) for r in msgs.values()]
+    assert res.counts.get("published", 0) + res.counts.get("lost", 0) == 8 and res.counts["published"] >= 4
     res2 = run_batch(str(m), str(out), BatchOptions(jobs=2, detect="off", progress=False))
     assert res2.counts == {"published": 8} and len(slides(out)) == 8
 

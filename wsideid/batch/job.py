@@ -161,9 +161,38 @@ def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
     return dropped
 
 
+def _ours(path: str | None, outdir: str, review_dir: str) -> bool:
+    """Is ``path`` in this OUTDIR (published, approved) or this review folder (flagged, rejected)?
+
+    A record of the review folder may name an output in another OUTDIR (a
+    rerun with a new -o and the old --review-dir): that one is neither done
+    here nor this run's to replace.
+    """
+    if not path:
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return folder in (outdir, os.path.join(review_dir, "flagged"), os.path.join(review_dir, "rejected"))
+
+
+def is_done(job: SlideJob, prev: dict | None) -> bool:
+    """Resume: same options, unchanged input, and the output still there, in this OUTDIR (or this
+    review folder), with its recorded hash. The records alone prove nothing: the disk decides."""
+    if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
+        return False
+    if prev.get("fingerprint") != job.fingerprint or prev.get("input") != input_state(job.source):
+        return False
+    out = prev.get("output")
+    if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
+        return False
+    return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
+
+
 def run_job(job: SlideJob) -> dict[str, Any]:
     """De-identify one slide; returns its OUTDIR summary row. Never raises."""
     from ..pipeline import deidentify
+    prev = load_record(job.review_dir, job.new_id)
+    if is_done(job, prev):  # a cluster re-running a task whose result it lost (its worker died)
+        return {**prev["summary"], "status": prev["status"]}
     t0 = time.perf_counter()
     state = input_state(job.source)
     result, error, kind = None, None, ""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, run_job
+from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, run_job
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
@@ -77,32 +77,6 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
                                         "keep_macro", "macro", "label", "regions", "detect", "ocr")}
     job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
     return job
-
-
-def _ours(path: str | None, outdir: str, review_dir: str) -> bool:
-    """Is ``path`` in this OUTDIR (published, approved) or this review folder (flagged, rejected)?
-
-    A record of the review folder may name an output in another OUTDIR (a
-    rerun with a new -o and the old --review-dir): that one is neither done
-    here nor this run's to replace.
-    """
-    if not path:
-        return False
-    folder = os.path.dirname(os.path.abspath(path))
-    return folder in (outdir, os.path.join(review_dir, "flagged"), os.path.join(review_dir, "rejected"))
-
-
-def is_done(job: SlideJob, prev: dict | None) -> bool:
-    """Resume: same options, unchanged input, and the output still there, in this OUTDIR (or this
-    review folder), with its recorded hash. The records alone prove nothing: the disk decides."""
-    if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
-        return False
-    if prev.get("fingerprint") != job.fingerprint or prev.get("input") != records.input_state(job.source):
-        return False
-    out = prev.get("output")
-    if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
-        return False
-    return bool(os.path.exists(out) and records.tree_sha256(out) == prev.get("output_sha256"))
 
 
 def _prepare(job: SlideJob, prev: dict | None, overwrite: bool) -> None:
