@@ -214,7 +214,7 @@ def remove_tree(path: str) -> None:
             os.unlink(path)
 
 
-CLAIM_PREFIX = ".wsideid-claim-"
+CLAIM_PREFIX = ".wsideid-tmp-claim-"  # a leftover is a temp file like the others (cleaned when old)
 
 
 def _owner_alive(text: str) -> bool:
