@@ -105,8 +105,10 @@ def append(path: str, data: bytes, header: bytes = b"", root: str | None = None)
     if not os.path.lexists(path):
         fd, tmp = create_temp(folder)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(header)
+            try:
+                os.write(fd, header)
+            finally:
+                os.close(fd)
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
         finally:
@@ -259,8 +261,15 @@ def claim(folder: str, name: str):
                 continue
             raise NameTaken(f"another run is publishing {name} into this folder (claim file"
                             f" {os.path.basename(path)}); nothing was published") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{socket.gethostname()}@{os.getpid()}")
+    try:
+        try:
+            os.write(fd, f"{socket.gethostname()}@{os.getpid()}".encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise WsideidError(f"cannot claim the output name {name}: {exc.strerror or type(exc).__name__}") from None
     try:
         yield path
     finally:
