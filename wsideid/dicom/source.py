@@ -80,6 +80,51 @@ def role_of(ds: Dataset) -> str:
     return ROLE_BY_FLAVOR.get(values[2], "other") if len(values) >= 3 else "other"
 
 
+# Encapsulated syntaxes whose frames have a known start and end marker.
+_JPEG_FAMILY = ("1.2.840.10008.1.2.4.5", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
+_J2K_FAMILY = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.20")
+_J2K_HEADS = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0c")
+
+
+def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> None:
+    """One fragment per frame, each a whole codestream from its start marker to EOI.
+
+    Why: frames are copied untouched, so anything a fragment carries besides
+    its image reaches the output. An extra fragment (text between frames), or
+    bytes after a frame's EOI, would be published as "pixels" (found by the
+    DICOM fuzzer: a text fragment inserted into a JPEG-LS series). Frames
+    split across fragments are legal DICOM but no WSI writer we know makes
+    them; refused rather than guessed.
+    """
+    try:
+        n_frames = int(frames)
+    except (TypeError, ValueError):
+        raise MalformedFile(f"instance {index}: NumberOfFrames is not a number") from None
+    if len(span.fragments) != n_frames:
+        raise MalformedFile(f"instance {index}: {len(span.fragments)} pixel fragments for {n_frames} frames "
+                            "(one fragment per frame is supported)")
+    jpeg = ts.startswith(_JPEG_FAMILY)
+    j2k = ts.startswith(_J2K_FAMILY)
+    if not (jpeg or j2k):
+        return
+    with open(path, "rb") as fh:
+        for k, (off, n) in enumerate(span.fragments):
+            fh.seek(off)
+            head = fh.read(4)
+            fh.seek(off + max(0, n - 3))
+            tail = fh.read(3)
+            ok_head = head.startswith(b"\xff\xd8") if jpeg else head in _J2K_HEADS
+            # EOI last, or EOI and the one NUL that pads a fragment to even length
+            ok_tail = tail[1:] == b"\xff\xd9" or tail == b"\xff\xd9\x00"
+            if head[:4] == b"\x00\x00\x00\x0c":
+                ok_tail = True  # a JP2 file ends with its last box, not with EOI; the box walk is r-jpeg's
+            if not (ok_head and ok_tail):
+                raise MalformedFile(f"instance {index}: frame {k} is not one whole "
+                                    f"{'JPEG' if jpeg else 'JPEG 2000'} codestream (bytes before its start "
+                                    "marker or after its end)")
+
+
 def read_instance(path: str, index: int) -> Instance:
     try:
         with warnings.catch_warnings():
@@ -94,6 +139,8 @@ def read_instance(path: str, index: int) -> Instance:
             if ts.is_deflated or not ts.is_little_endian:
                 raise UnsupportedFormat(f"instance {index}: transfer syntax {ts} is not supported ({SUPPORTED_SYNTAXES_NOTE})")
             span = read_span(path, start, ts.is_implicit_VR)
+            if span is not None and span.encapsulated:
+                check_fragments(path, span, str(ts), ds.get("NumberOfFrames", 1), index)
             # Force every element to be parsed now: bad values fail here, not mid-write.
             for _ in ds.iterall():
                 pass
