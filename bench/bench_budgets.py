@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import hostile_sizes as hs  # noqa: E402
 
+DICOM_SEED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dicom" / "openslide-python_boxes_0.dcm"
+
 # A wrapper that runs the CLI as its child and reports the children's peak RSS:
 # the CLI and everything it starts, nothing of this bench process.
 WRAP = r"""
@@ -44,6 +46,8 @@ def cases(scale: float):
         ("aperio-480MB", lambda p: hs.aperio_description(p, int(480e6 * s)), ".svs"),
         ("aperio-30MB", lambda p: hs.aperio_description(p, int(30e6 * s)), ".svs"),
         ("tiles-16.7M", lambda p: hs.shared_tiles(p, max(1, int(4096 * s ** 0.5))), ".tif"),
+        ("dicom-100MB-private-value", lambda p: hs.dicom_big_value(p, DICOM_SEED, int(100e6 * s)), ".dcm"),
+        ("dicom-2M-elements", lambda p: hs.dicom_many_elements(p, DICOM_SEED, int(2e6 * s)), ".dcm"),
     ]
 
 

@@ -101,3 +101,39 @@ def shared_tiles(path: Path, side_tiles: int = 4096) -> Path:
                 left -= k
         fh.write(_ifd(entries, 0))
     return path
+
+
+def _after_meta(data: bytes) -> int:
+    """Where the dataset of an explicit-VR Part 10 file starts (after group 0002)."""
+    pos = 132
+    while struct.unpack_from("<H", data, pos)[0] == 2:
+        if data[pos + 4:pos + 6] in (b"OB", b"UN", b"UT", b"SQ", b"OW"):
+            pos += 12 + struct.unpack_from("<I", data, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", data, pos + 6)[0]
+    return pos
+
+
+_CREATOR = struct.pack("<HH", 9, 0x10) + b"LO" + struct.pack("<H", 4) + b"ACME"
+
+
+def dicom_big_value(path: Path, seed: Path, size: int) -> Path:
+    """``seed`` with a private OB element of ``size`` bytes of ``ab|`` before its dataset."""
+    data = seed.read_bytes()
+    body = (b"ab|" * (size // 3 + 1))[:size]
+    blob = _CREATOR + struct.pack("<HH", 9, 0x1001) + b"OB\0\0" + struct.pack("<I", size) + body
+    pos = _after_meta(data)
+    path.write_bytes(data[:pos] + blob + data[pos:])
+    return path
+
+
+def dicom_many_elements(path: Path, seed: Path, n: int) -> Path:
+    """``seed`` with ``n`` tiny private elements inside one undefined-length sequence item."""
+    data = seed.read_bytes()
+    el = struct.pack("<HH", 9, 0x1002) + b"SH" + struct.pack("<H", 2) + b"ab"
+    blob = (_CREATOR + struct.pack("<HH", 9, 0x1001) + b"SQ\0\0" + struct.pack("<I", 0xFFFFFFFF)
+            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + el * n
+            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    pos = _after_meta(data)
+    path.write_bytes(data[:pos] + blob + data[pos:])
+    return path

@@ -114,3 +114,25 @@ def test_budget_charges_add_up_across_calls():
     b.charge_bytes(budget.MAX_METADATA_BYTES - 10)
     with pytest.raises(MalformedFile, match="budget"):
         b.charge_bytes(11)
+
+
+DICOM_SEED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "dicom" / "openslide-python_boxes_0.dcm"
+needs_dicom = pytest.mark.skipif(not DICOM_SEED.exists(), reason="real DICOM seed not available")
+
+
+@needs_dicom
+def test_dicom_header_value_past_the_byte_budget(tmp_path):
+    """A private value larger than the budget: refused by the header walk, before pydicom reads it."""
+    src = hs.dicom_big_value(tmp_path / "big.dcm", DICOM_SEED, budget.MAX_METADATA_BYTES + (1 << 20))
+    rc, peak, err = run_cli(src, tmp_path / "out")
+    assert_refused(rc, err, tmp_path / "out", "MB budget")
+    assert peak < 150, peak
+
+
+@needs_dicom
+def test_dicom_header_elements_are_one_budget(tmp_path):
+    """Tiny elements nested in a sequence, just past the entry budget (the old path took minutes at 2 M)."""
+    src = hs.dicom_many_elements(tmp_path / "many.dcm", DICOM_SEED, budget.MAX_ENTRIES + 10)
+    rc, peak, err = run_cli(src, tmp_path / "out")
+    assert_refused(rc, err, tmp_path / "out", "metadata entries")
+    assert peak < 150, peak

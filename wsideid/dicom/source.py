@@ -19,6 +19,7 @@ from typing import Iterator
 import pydicom
 from pydicom.dataset import Dataset
 
+from ..budget import Budget
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
 from . import is_dicom_file
 from .pixels import PixelSpan, read_span
@@ -125,10 +126,71 @@ def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> 
                                     "marker or after its end)")
 
 
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+_IMPLICIT_LE = b"1.2.840.10008.1.2"
+
+
+def prescan(path: str, index: int) -> None:
+    """Charge the header's elements and bytes to the slide budget before pydicom builds anything.
+
+    Why: pydicom reads the whole header into objects (a 480 MB private
+    value, or millions of tiny elements, cost gigabytes before any check
+    of ours could run). This walk reads element headers only, through an
+    mmap, descending into sequences and items, and stops at the pixel
+    data. Defined-length values are skipped, not read, so it costs time
+    linear in the number of elements and no memory beyond the counters.
+    The budget is wsideid.budget's: MAX_METADATA_BYTES of header and
+    MAX_ENTRIES elements per instance.
+    """
+    import mmap
+    import struct
+
+    b = Budget()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 140:
+            return  # pydicom's own error names it
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = 132 if mm[128:132] == b"DICM" else 0
+            implicit = False
+            while pos + 8 <= size:
+                g, e = struct.unpack_from("<HH", mm, pos)
+                if (g, e) == (0x7FE0, 0x0010):
+                    return
+                b.charge_entries(1, f"instance {index}: header")
+                if g == 0xFFFE:  # item or delimiter: its content follows as elements
+                    pos += 8
+                    continue
+                vr = bytes(mm[pos + 4:pos + 6])
+                if g == 0x0002 or not implicit:
+                    if vr in _LONG_VRS:
+                        if pos + 12 > size:
+                            return
+                        length = struct.unpack_from("<I", mm, pos + 8)[0]
+                        head = 12
+                    else:
+                        length = struct.unpack_from("<H", mm, pos + 6)[0]
+                        head = 8
+                else:
+                    vr = b""
+                    length = struct.unpack_from("<I", mm, pos + 4)[0]
+                    head = 8
+                if (g, e) == (0x0002, 0x0010):
+                    implicit = bytes(mm[pos + head:pos + head + length]).rstrip(b"\0 ") == _IMPLICIT_LE
+                if length == 0xFFFFFFFF or vr == b"SQ":
+                    pos += head  # descend into the sequence
+                    continue
+                if pos + head + length > size:
+                    return  # truncated: pydicom's error names it
+                b.charge_bytes(length, f"instance {index}: header")
+                pos += head + length
+
+
 def read_instance(path: str, index: int) -> Instance:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            prescan(path, index)
             with open(path, "rb") as fh:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
                 start = fh.tell()
