@@ -51,12 +51,38 @@ def cases(scale: float):
     ]
 
 
+REAL = ["svs/CMU-1-Small-Region.svs", "svs/tcga-cr-7395-01a-01-ts1.svs", "ndpi/test3-TRITC-2-560.ndpi",
+        "tiff/openslide-python_boxes.tiff", "dicom/wsi2dcm_jpeg2000.dcm", "dicom/wsi2dcm_jpeg.dcm"]
+
+
+def real(timeout: float) -> int:
+    print("slide\tdetect\texit\tseconds\tpeak_MB")
+    for rel in REAL:
+        src = DICOM_SEED.parents[1] / rel
+        if not src.exists():
+            continue
+        for detect in ("residual", "off"):
+            with tempfile.TemporaryDirectory(prefix="wsideid-bench-") as td:
+                out = Path(td) / "out"
+                out.mkdir()
+                cmd = [sys.executable, "-c", WRAP, sys.executable, "-m", "wsideid.cli", "deid", str(src),
+                       "-o", str(out), "--detect", detect]
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=td)
+                rc, secs, peak, _, _ = p.stdout.rstrip("\n").split("\t", 4)
+                print(f"{rel}\t{detect}\t{rc}\t{secs}\t{peak}", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--only", default=None)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--real", action="store_true", help="measure the real slides of ../shared/testdata instead "
+                    "(target: <= 100 MB each), with the default detectors")
     args = ap.parse_args()
+    if args.real:
+        return real(args.timeout)
     env = dict(os.environ)
     print("case\tfile_MB\texit\tseconds\tpeak_MB\toutput_MB\tstderr(last line)")
     for name, make, suffix in cases(args.scale):
