@@ -88,12 +88,13 @@ def test_audit_is_bounded_and_summarises_the_rest(tmp_path):
     out = tmp_path / "out"
     rc, peak, err = run_cli(src, out)
     assert rc in (0, 1), err
-    audit = json.loads((out / "wide.tif.audit.json").read_text())
+    (audit_path,) = out.glob("*.audit.json")
+    audit = json.loads(audit_path.read_text())
     assert len(audit["fields"]) == budget.MAX_AUDIT_FIELDS
     rest = audit["fields_omitted"]
     assert rest["omitted"] == sum(r["count"] for r in rest["by_rule"]) > 600
     assert len(audit["fields"]) + rest["omitted"] >= n_tags - 20  # every field listed or counted
-    assert (out / "wide.tif.audit.json").stat().st_size < 1_000_000
+    assert audit_path.stat().st_size < 1_000_000
 
 
 def test_bounded_list_keeps_order_and_counts():
