@@ -283,7 +283,10 @@ def check_published_dicom(res, out: Path, planted: Sequence[str]) -> None:
         leaked = _needles_in(f.read_bytes(), needles)
         if leaked:
             raise Violation(f"published output still holds {leaked}")
-    leaked = _needles_in((folder / (output.name + ".audit.json")).read_bytes(), needles)
+    # The audit's own vocabulary ("unknown", "remove") is no leak: short plain words that the plan
+    # removed (a seed's "Unknown" placeholder) are searched in the output only; planted values always.
+    audit_needles = [v for v in needles if v in planted or not (v.isalpha() and len(v) < 10)]
+    leaked = _needles_in((folder / (output.name + ".audit.json")).read_bytes(), audit_needles)
     if leaked:
         raise Violation(f"audit record holds {leaked}")
 
