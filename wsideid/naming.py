@@ -92,8 +92,13 @@ def _variants(stem: str) -> list[str]:
     return list(dict.fromkeys([stem, spaced, spaced.upper(), spaced.title()]))
 
 
-def check_keep_name(input_path: str) -> str:
-    """The input's base name (without extension), if the PHI text classifier passes it; else refuse."""
+def check_keep_name(input_path: str, identifiers: Sequence[str] = ()) -> str:
+    """The input's base name (without extension), if the PHI text classifier passes it; else refuse.
+
+    The user's own identifiers for the slide (``--identifier``, the
+    manifest's ``identifiers``) count too: a lab's user name or accession in
+    the file name is PHI whatever the classifier's general rules say.
+    """
     from .detect.phi_text import classify_text
 
     base = os.path.basename(os.fspath(input_path).rstrip(os.sep))
@@ -101,7 +106,7 @@ def check_keep_name(input_path: str) -> str:
     if not _KEEPABLE.match(stem) or _RESERVED.match(stem):
         raise NamingError("--keep-name refused: the input name holds characters other than letters, digits,"
                          " space, '.', '_' and '-' (use --new-id)")
-    cats = sorted({f.category for v in _variants(stem) for f in classify_text(v)})
+    cats = sorted({f.category for v in _variants(stem) for f in classify_text(v, list(identifiers))})
     if cats:
         raise NamingError(f"--keep-name refused: the input name looks like it holds PHI ({', '.join(cats)});"
                          " use --new-id or leave the name to the pseudonym")
@@ -153,7 +158,7 @@ def pseudonym(secret: Secret, identity: bytes) -> str:
 
 
 def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_name: bool,
-           secret: Secret) -> OutputName:
+           secret: Secret, identifiers: Sequence[str] = ()) -> OutputName:
     """The output name for ``input_path``; ``content`` lists the files its fingerprint is taken from."""
     origin = os.path.abspath(input_path)
     if new_id is not None:
@@ -161,7 +166,7 @@ def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_nam
             raise NamingError("--keep-name and --new-id exclude each other")
         return OutputName(check_research_id(new_id), NamedBy.RESEARCH_ID, origin)
     if keep_name:
-        return OutputName(check_keep_name(input_path), NamedBy.KEPT, origin)
+        return OutputName(check_keep_name(input_path, identifiers), NamedBy.KEPT, origin)
     return OutputName(pseudonym(secret, fingerprint(content)), NamedBy.PSEUDONYM, origin)
 
 
@@ -182,7 +187,8 @@ def name_for(input_path: str, content: Sequence[str], options) -> OutputName:
         return options.naming
     if options.secret is None:  # pragma: no cover - the pipelines set it first
         raise WsideidError("internal: no secret to name the output with")
-    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret)
+    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret,
+                  getattr(options, "identifiers", ()))
 
 
 def check_review_dir(outdir: str, review: str) -> None:

@@ -7,13 +7,15 @@ property map) into fields and join it back.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Callable
 
 import numpy as np
 
 from .. import budget
 from ..errors import MalformedFile
-from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan
+from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff import jpegsegs
 from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
@@ -24,6 +26,7 @@ COMPRESSIONS = {1: "none", 2: "ccitt-rle", 3: "ccitt-g3", 4: "ccitt-g4", 5: "lzw
                 33003: "jpeg2000-ycbcr", 33005: "jpeg2000-rgb", 34712: "jpeg2000", 50000: "zstd",
                 34887: "lerc", 34925: "lzma", 50001: "webp", 52546: "jpegxl"}
 
+J2K_COMPRESSIONS = (33003, 33005, 34712)
 SUBIFDS = 330  # images below an image: carried as images (kept or removed by role), never as a field
 # Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
 Splitter = Callable[[int, Ifd, str], list[Field]]
@@ -232,6 +235,29 @@ def tag_value_for_field(ifd: Ifd, tag: int):
     return ",".join(str(v) for v in decode_values(e, ifd.byteorder))
 
 
+# TIFF value types that hold numbers (BYTE and UNDEFINED can hold anything).
+NUMERIC_VALUE_TYPES = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}
+# Tags whose value names a person, a file, a host, a device or a slide: removed
+# values of these are always residual needles.
+IDENTITY_TAGS = {269, 285, 315, 316, 32781, 42016, 42032, 42033, 65427, 65442, 65468}
+_BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
+# Binary tags whose bytes a value check parses (kept on the field as raw).
+RAW_TAGS = {34675}
+
+
+def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
+    """What the container says the value is: numbers, text, an identifier or opaque bytes."""
+    e = ifd.entries[tag]
+    if tag in IDENTITY_TAGS:
+        return ValueKind.IDENTIFIER
+    if e.type in NUMERIC_VALUE_TYPES:
+        return ValueKind.NUMBER
+    if e.type == 2:
+        return ValueKind.TEXT
+    # BYTE/UNDEFINED: text when it reads as text, opaque bytes otherwise
+    return ValueKind.BINARY if _BINARY_SUMMARY.fullmatch(str(value)) else ValueKind.TEXT
+
+
 def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
     """Every tag of every IFD as a field; container tags split by ``special``."""
     fields: list[Field] = []
@@ -247,7 +273,9 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
                                         "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
-            fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag))
+            raw = ifd.entries[tag].raw if tag in RAW_TAGS else None
+            fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag,
+                                kind=value_kind(ifd, tag, value), raw=raw))
     return fields
 
 
@@ -305,12 +333,20 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 if e.type == 7 and e.count == 0:
                     continue  # unsupported value type: cannot be copied faithfully
                 entries[tag] = OutEntry(tag, e.type, e.count, e.raw)
+            elif isinstance(d.new_value, bytes):
+                # a binary value rebuilt by its checker (an ICC profile with its text neutralised)
+                typ = e.type if e.type in (1, 7) else 7
+                entries[tag] = OutEntry(tag, typ, len(d.new_value), bytes(d.new_value))
             else:
                 entries[tag] = text_entry(tag, str(d.new_value))
-        if 347 in entries:
-            clean = jpegsegs.strip_segments(ifd.entries[347].raw)
-            entries[347] = OutEntry(347, 7, len(clean), clean)
         data = image_data(ifd, tf.byteorder)
+        if 347 in entries:  # only the tables some tile uses (an unused one can hold any 64 bytes)
+            raw = ifd.entries[347].raw
+            pre = jpegsegs.table_keys(raw)
+            used = jpegsegs.used_tables(tf.path, data.src_offsets, data.src_counts, pre, edited.get(k)) \
+                if data is not None else set()
+            clean = jpegsegs.clean_tables(raw, used)
+            entries[347] = OutEntry(347, 7, len(clean), clean)
         if data is not None and k in edited:
             data.replaced.update(edited[k])
             if 65426 in entries:
@@ -326,24 +362,26 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
         if i in dropped_top:
             continue
         if i in replaced:
+            # The new label and its description come from the research ID and
+            # fixed strings only; nothing of the removed label is carried over.
             from ..labels import replacement_label_ifd
-            desc = None
-            if ifd.text(270) is not None:
-                line1 = (ifd.text(270) or "").splitlines()[0] if ifd.text(270) else ""
-                desc = (line1 if line1.startswith("Aperio") else "Aperio Image Library") + \
-                    f"\r\nlabel {ifd.value(256)}x{ifd.value(257)}"
-            out.append(replacement_label_ifd(ifd, plan.options.get("new_id"), desc))
+            out.append(replacement_label_ifd(ifd, plan.options.get("new_id"),
+                                             aperio_description=plan.inventory.format == "aperio"))
             continue
         out.append(convert(ifd))
     return out
 
 
 def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
-    """Tiles/strips carrying APPn/COM segments get those segments stripped.
+    """Tiles/strips of kept images reduced to their decoding segments (the JPEG
+    and JPEG 2000 stream rule, ``wsideid.jpeg.structure`` and ``j2k``).
 
-    Such segments hold free text (EXIF, XMP, comments) no profile can vouch
-    for; removing them leaves every coefficient untouched.
+    APPn, COM, unused tables and bytes after the end marker can hold free
+    text no profile can vouch for; removing them leaves every coefficient
+    untouched. Streams that cannot be reduced without changing pixels are
+    refused (UnsafeJpeg / UnsafeJ2k, one line).
     """
+    from ..jpeg import j2k
     kept = {d.image.index for d in plan.images if d.action != "remove"}
     edits: dict[int, dict[int, bytes]] = {}
     flat = list(tf.all_ifds())
@@ -352,18 +390,32 @@ def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
         if owners[k] not in kept:
             continue
         comp = ifd.value(259, 1)
-        if comp not in (6, 7):
+        if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
             continue
         data = image_data(ifd, tf.byteorder)
         if data is None:
             continue
-        flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts)
-        if len(flagged):
-            with open(tf.path, "rb") as fh:
-                for i in flagged.tolist():
-                    fh.seek(int(data.src_offsets[i]))
-                    raw = fh.read(int(data.src_counts[i]))
-                    edits.setdefault(k, {})[i] = jpegsegs.strip_segments(raw)
+        try:
+            if comp in J2K_COMPRESSIONS:
+                with open(tf.path, "rb") as fh:
+                    for i, (o, c) in enumerate(zip(data.src_offsets.tolist(), data.src_counts.tolist())):
+                        if c:
+                            raw = os.pread(fh.fileno(), c, o)
+                            new = j2k.clean(raw)
+                            if new != raw:
+                                edits.setdefault(k, {})[i] = new
+                continue
+            pre = jpegsegs.table_keys(ifd.entries[347].raw) if ifd.has(347) else frozenset()
+            flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts, pre)
+            if len(flagged):
+                with open(tf.path, "rb") as fh:
+                    for i in flagged.tolist():
+                        raw = os.pread(fh.fileno(), int(data.src_counts[i]), int(data.src_offsets[i]))
+                        new = jpegsegs.strip_segments(raw, pre)
+                        if new != raw:  # a clean stream the fast check cannot judge (progressive, padded)
+                            edits.setdefault(k, {})[i] = new
+        except MalformedFile as exc:
+            raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
 
 
