@@ -1,0 +1,136 @@
+"""Issue 10 "Show": no planted value reaches OUTDIR, in any encoding.
+
+For each format and each carrier class of tests/phi_corpus.py one slide is
+de-identified (Python API, detectors off so that the output lands in OUTDIR
+and every byte of it is searched; the CLI once per format, detectors on).
+Every file in OUTDIR (outputs, audits, summaries) and every file name is
+searched for every planted value, its name components of 3+ characters and
+every spelling of a planted date, in ASCII, UTF-8, Latin-1 and UTF-16 LE/BE,
+Unicode case-folded.
+
+Pass: nothing found; or the slide was refused with a one-line WsideidError,
+nothing was published in OUTDIR, and the message itself quotes no PHI
+(batch summaries in OUTDIR carry error messages).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import phi_corpus as pc
+from wsideid.dicom.plan import DicomOptions
+from wsideid.errors import WsideidError
+from wsideid.keys import Secret
+from wsideid.pipeline import DeidOptions, deidentify
+
+SECRET = Secret(b"phi-corpus-test-secret-0123456789", "test")
+TIFF_CASES = [(f, c) for c, fmts in pc.TIFF_CLASSES.items() for f in fmts]
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".dcm")
+
+
+@pytest.fixture(scope="session")
+def bases(tmp_path_factory) -> dict[str, Path]:
+    return pc.make_bases(tmp_path_factory.mktemp("corpus-bases"))
+
+
+@pytest.fixture(scope="session")
+def dicom_base(tmp_path_factory, bases) -> Path:
+    pytest.importorskip("wsidicomizer")
+    return pc.make_clean_dicom(tmp_path_factory.mktemp("corpus-dicom") / "base", bases["svs"])
+
+
+def _options(slide: pc.CorpusSlide, detect: str = "off") -> DeidOptions:
+    return DeidOptions(new_id=slide.new_id, detect=detect, identifiers=list(slide.identifiers), label=slide.label,
+                       ocr=False, dicom=DicomOptions(secret=SECRET) if slide.fmt == "dicom" else None)
+
+
+def _published(outdir: Path) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(outdir):
+        for f in files:
+            if f.lower().endswith(SLIDE_SUFFIXES) or Path(dirpath) != outdir:
+                out.append(os.path.relpath(os.path.join(dirpath, f), outdir))
+    return out
+
+
+def _check_planted(slide: pc.CorpusSlide) -> list[str]:
+    """The corpus is only evidence if the PHI really sits in the input."""
+    wanted = sorted({v for p in slide.plants for v in p.phi})
+    root = slide.path if slide.path.is_dir() else slide.path.parent
+    hits = pc.find_in_tree(root, wanted)
+    name = slide.path.name
+    present = {n for n, where in hits.items() if slide.path.is_dir() or any(w.startswith(name) for w in where)}
+    missing = [v for v in wanted if v not in present]
+    assert not missing, f"{slide.id}: planted values missing from the input itself: {missing}"
+    return pc.needles(slide.plants)
+
+
+def _assert_no_leak(slide: pc.CorpusSlide, outdir: Path, error: str | None) -> None:
+    wanted = _check_planted(slide)
+    if error is not None:
+        assert "\n" not in error.strip() and error.strip(), f"refusal message is not one line: {error!r}"
+        assert not _published(outdir), f"{slide.id} refused but left {_published(outdir)} in OUTDIR"
+        in_msg = pc.find_in_bytes(error.encode("utf-8"), wanted)
+        assert not in_msg, f"{slide.id}: refusal message quotes PHI {in_msg}: {error}"
+    hits = pc.find_in_tree(outdir, wanted)
+    assert not hits, f"{slide.id}: planted PHI in OUTDIR: " + "; ".join(
+        f"{n!r} in {sorted(set(w))[:3]}" for n, w in sorted(hits.items()))
+
+
+def _run_api(slide: pc.CorpusSlide, outdir: Path) -> str | None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        res = deidentify(slide.path, outdir, _options(slide))
+    except WsideidError as exc:
+        return str(exc) or type(exc).__name__
+    assert res.status == "published", res.status
+    return None
+
+
+@pytest.mark.parametrize("fmt,carrier", TIFF_CASES, ids=[f"{f}-{c}" for f, c in TIFF_CASES])
+def test_leak_tiff_family(fmt, carrier, bases, tmp_path):
+    slide = pc.build_tiff_class(fmt, carrier, bases, tmp_path / "in")
+    outdir = tmp_path / "out"
+    error = _run_api(slide, outdir)
+    _assert_no_leak(slide, outdir, error)
+
+
+@pytest.mark.parametrize("carrier", pc.DICOM_CLASSES)
+def test_leak_dicom(carrier, dicom_base, tmp_path):
+    slide = pc.build_dicom_class(carrier, dicom_base, tmp_path / "in")
+    outdir = tmp_path / "out"
+    error = _run_api(slide, outdir)
+    _assert_no_leak(slide, outdir, error)
+
+
+CLI_CASES = [("svs", "aperio_header"), ("ndpi", "ndpi_private"), ("tiff", "image_description"),
+             ("dicom", "dcm_repeated_in_kept")]
+
+
+@pytest.mark.parametrize("fmt,carrier", CLI_CASES, ids=[f"{f}-{c}" for f, c in CLI_CASES])
+def test_leak_cli(fmt, carrier, bases, tmp_path, request):
+    """The CLI with its defaults (detectors on); exit 0 means published, else refused."""
+    if fmt == "dicom":
+        slide = pc.build_dicom_class(carrier, request.getfixturevalue("dicom_base"), tmp_path / "in")
+    else:
+        slide = pc.build_tiff_class(fmt, carrier, bases, tmp_path / "in")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    args = [sys.executable, "-m", "wsideid.cli", "deid", str(slide.path), "-o", str(outdir), "--no-ocr"]
+    if slide.new_id:
+        args += ["--new-id", slide.new_id]
+    for ident in slide.identifiers:
+        args += ["--identifier", ident]
+    env = dict(os.environ, WSIDEID_SECRET="phi-corpus-cli-secret-0123456789abcdef")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        _assert_no_leak(slide, outdir, None)
+    else:
+        assert proc.returncode in (2, 3), proc.stderr
+        _assert_no_leak(slide, outdir, proc.stderr.strip() or f"exit {proc.returncode}")
