@@ -91,7 +91,8 @@ def needles(plants: list[Plant]) -> list[str]:
     for p in plants:
         for v in p.phi:
             out.add(v)
-            out.update(_components(v))
+            if not p.date:  # a date's parts (a bare year) identify no one
+                out.update(_components(v))
         if p.date:
             out.update(date_spellings(DATE))
     return sorted(out)
