@@ -267,7 +267,7 @@ NDPI_PROPS = ("Product=C13210\r\nsystem.version=1.0\r\nexposure.time=20\r\nroi.b
 
 
 def make_clean_ndpi(path: Path, seed: int = 13, props: str = NDPI_PROPS, software: str = "NDP.scan 2.5.89",
-                    extra: dict[int, object] | None = None) -> Path:
+                    extra: dict[int, object] | None = None, macro_mag: float = -1.0) -> Path:
     """NDPI layout (as wsideid.synth.make_ndpi) with clean metadata; ``extra`` adds or replaces tags."""
     import tempfile
 
@@ -280,7 +280,7 @@ def make_clean_ndpi(path: Path, seed: int = 13, props: str = NDPI_PROPS, softwar
         images.append((img.shape[1], img.shape[0], mag, data, starts))
     macro = np.concatenate([label_image(200, 200, ["SPECIMEN"]), tissue(400, 200, seed + 9)], axis=1)
     mdata, _ = _jpeg_with_restarts(macro)
-    images.append((macro.shape[1], macro.shape[0], -1.0, mdata, None))
+    images.append((macro.shape[1], macro.shape[0], macro_mag, mdata, None))
     fd, blob = tempfile.mkstemp(suffix=".strips")
     with os.fdopen(fd, "wb") as fh:
         offsets = []
@@ -315,6 +315,50 @@ def make_clean_ndpi(path: Path, seed: int = 13, props: str = NDPI_PROPS, softwar
     return path
 
 
+# ---------------------------------------------------------------- misread roles (issue 11)
+LABEL_TEXT = [NAME2.upper(), MRN_TOKEN]
+# layout -> (builder, (width, height) of the image that must not be published)
+def make_svs_tiled_label(path: Path) -> tuple[int, int]:
+    """SVS whose label is stored as tiles (NewSubfileType 1, "label" in its description)."""
+    import tifffile
+    base = tissue(W, H, 21)
+    common = dict(photometric="rgb", compression="jpeg", compressionargs={"level": 85}, metadata=None,
+                  software=APERIO_SOFTWARE)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(base, tile=(256, 256), description=aperio_description(W, H), **common)
+        tw.write(base[::4, ::4], rowsperstrip=16, subfiletype=0, description=f"{APERIO_SOFTWARE}\r\n{W}x{H} -> 128x96 - ",
+                 **common)
+        tw.write(base[::2, ::2], tile=(256, 256), subfiletype=0,
+                 description=f"{APERIO_SOFTWARE}\r\n{W}x{H} (256x256) -> 256x192 JPEG/RGB Q=70", **common)
+        tw.write(label_image(384, 256, LABEL_TEXT), tile=(128, 128), subfiletype=1,
+                 description=f"{APERIO_SOFTWARE}\r\nlabel 384x256", **common)
+    return (384, 256)
+
+
+def make_generic_extra_label(path: Path) -> tuple[int, int]:
+    """Generic pyramid plus a tiled label of another aspect ratio, marked as a reduced image."""
+    import tifffile
+    base = tissue(W, H, 22)
+    with tifffile.TiffWriter(path) as tw:
+        for k in range(3):
+            tw.write(base[:: 2 ** k, :: 2 ** k], tile=(128, 128), photometric="rgb", compression="jpeg",
+                     metadata=None, subfiletype=1 if k else 0)
+        tw.write(label_image(384, 128, LABEL_TEXT), tile=(128, 128), photometric="rgb", compression="jpeg",
+                 metadata=None, subfiletype=1)
+    return (384, 128)
+
+
+def make_ndpi_macro_as_level(path: Path) -> tuple[int, int]:
+    """NDPI whose macro says Magnification 0.5 instead of -1."""
+    make_clean_ndpi(path, macro_mag=0.5)
+    return (600, 200)
+
+
+ROLE_LAYOUTS = {"svs-tiled-label": (make_svs_tiled_label, ".svs"),
+                "tiff-extra-tiled-label": (make_generic_extra_label, ".tiff"),
+                "ndpi-macro-magnification-0.5": (make_ndpi_macro_as_level, ".ndpi")}
+
+
 # ---------------------------------------------------------------- JPEG stream carriers (issue 11)
 def _insert_after_soi(tile: bytes, seg: bytes) -> bytes:
     return tile[:2] + seg + tile[2:]
@@ -333,6 +377,28 @@ def jpegtables_with_text(tables: bytes, text: bytes) -> bytes:
     q = (text + b" " * 64)[:64]
     dqt = b"\xff\xdb" + struct.pack(">H", 2 + 65) + bytes([3]) + q
     return tables[:2] + _com(text) + dqt + tables[2:]
+
+
+def progressive_tile_with_comment(note: bytes, side: int = 256) -> bytes:
+    """A full progressive JPEG of one tile, with a COM segment standing between two scans."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(tissue(side, side, 5)).save(buf, "JPEG", quality=85, progressive=True)
+    data = buf.getvalue()
+    first = data.index(b"\xff\xda")
+    second = data.index(b"\xff\xda", first + 2)
+    # back up over any DHT that precedes the second scan, so the COM sits between scans
+    while True:
+        j = data.rfind(b"\xff\xc4", first, second)
+        if j < 0:
+            break
+        if j + 4 + struct.unpack(">H", data[j + 2:j + 4])[0] - 2 == second:
+            second = j
+        else:
+            break
+    return data[:second] + _com(note) + data[second:]
 
 
 # ---------------------------------------------------------------- TIFF-family classes
@@ -358,6 +424,9 @@ TIFF_CLASSES: dict[str, tuple[str, ...]] = {
     "user_identifiers": ("svs", "ndpi", "tiff"),
     "jpeg_segments": ("svs", "tiff"),
     "jpeg_trailing": ("svs", "tiff", "ndpi"),
+    "jpeg_progressive": ("svs", "tiff"),
+    "other_ifds": ("svs", "ndpi", "tiff"),
+    "binary_ascii": ("svs", "tiff"),
 }
 
 _EXT = {"svs": ".svs", "ndpi": ".ndpi", "tiff": ".tiff"}
@@ -549,6 +618,30 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
                 return raw + note + b"\xff\xd9"
             return None
         plants.append(P("bytes after EOI ending in FF D9", note.decode(), NAME, MRN_TOKEN))
+    elif carrier == "jpeg_progressive":
+        note = f"{NAME2} {MRN_TOKEN}".encode()
+        prog = progressive_tile_with_comment(note, 256 if fmt == "svs" else 128)
+
+        def tile_edit(i, t, raw):  # noqa: F811
+            return prog if i == 0 and t == 0 else None
+        plants.append(P("COM between the scans of a progressive tile", note.decode(), NAME2, MRN_TOKEN))
+    elif carrier == "other_ifds":
+        # PHI in the metadata of images other than the first (thumbnail, lower levels, macro)
+        for i in (1, 2, 3):
+            if fmt == "svs":
+                ov.setdefault(i, {})[270] = _ascii(270, f"{APERIO_SOFTWARE}\r\n{W}x{H} -> 128x96 - |"
+                                                        f"Title = {NAME2}|User = {MRN_TOKEN}")
+            elif fmt == "tiff" and i < 3:
+                ov.setdefault(i, {})[270] = _ascii(270, f"level {i} of {NAME2} {MRN_TOKEN}")
+            ov.setdefault(i, {})[315] = _ascii(315, NAME)
+        plants.append(P("Artist of IFD 1-3", "...", NAME) if fmt == "ndpi" else
+                      P("ImageDescription/Artist of IFD 1-3", "...", NAME, NAME2, MRN_TOKEN))
+    elif carrier == "binary_ascii":
+        # text under binary types: an unknown UNDEFINED tag, a BYTE tag, GDAL metadata
+        ov.setdefault(0, {})[65001] = _blob(65001, f"{NAME2} {MRN_TOKEN}".encode(), 7)
+        ov[0][65002] = _blob(65002, NAME.encode("utf-16-le"), 1)
+        ov[0][42112] = _ascii(42112, f'<GDALMetadata><Item name="patient">{NAME}</Item></GDALMetadata>')
+        plants.append(P("UNDEFINED/BYTE/GDAL tags", "...", NAME2, MRN_TOKEN, NAME))
     else:
         raise ValueError(carrier)
     rewrite_tiff(base, dst, ov, kids, tile_edit)

@@ -125,3 +125,36 @@ def test_synthetic_slide_publishes(name, tmp_path):
         ext = {"synth-aperio": ".svs", "synth-hamamatsu": ".ndpi", "synth-generic": ".tiff"}[name]
         src = Path(maker(str(d / f"slide{ext}")).path)
     _check(src, tmp_path, None)
+
+
+def test_other_patient_ids_with_icc_profile_publishes(tmp_path):
+    """Issue 10 item 8: TypeOfPatientID "TEXT" (CS) became a needle, matched the ICC
+    profile's `text` signature, and every such DICOM slide was refused."""
+    pytest.importorskip("wsidicomizer")
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    d = tmp_path / "in"
+    bases = pc.make_bases(d)
+    src = pc.make_clean_dicom(d / "series", bases["svs"])
+    for p in sorted(src.iterdir()):
+        ds = pydicom.dcmread(p)
+        other = Dataset()
+        other.PatientID = "OTHER-77"
+        other.TypeOfPatientID = "TEXT"
+        ds.OtherPatientIDsSequence = Sequence([other])
+        for op in ds.get("OpticalPathSequence", []):
+            op.ICCProfile = pc.icc_profile("sRGB display profile")
+        ds.save_as(p)
+    _check(src, tmp_path, None)
+
+
+def test_software_version_is_not_a_date(tmp_path):
+    """Issue 10 item 8: "NDP.scan 2.5.89" was taken for a date and mangled."""
+    import tifffile
+    src = pc.make_clean_ndpi(tmp_path / "v.ndpi", software="NDP.scan 2.5.89")
+    _check(src, tmp_path, None)
+    out = next(p for p in (tmp_path / "out").iterdir() if p.suffix == ".ndpi")
+    with tifffile.TiffFile(out) as t:
+        tag = t.pages[0].tags.get(305)
+        assert tag is None or tag.value == "NDP.scan 2.5.89", tag.value

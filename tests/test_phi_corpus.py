@@ -134,3 +134,47 @@ def test_leak_cli(fmt, carrier, bases, tmp_path, request):
     else:
         assert proc.returncode in (2, 3), proc.stderr
         _assert_no_leak(slide, outdir, proc.stderr.strip() or f"exit {proc.returncode}")
+
+
+@pytest.mark.parametrize("layout", sorted(pc.ROLE_LAYOUTS))
+def test_misread_image_is_not_published(layout, tmp_path):
+    """Issue 11 item 1: a label or macro stored like a level is not published as one."""
+    import openslide
+    import tifffile
+    make, ext = pc.ROLE_LAYOUTS[layout]
+    src = tmp_path / f"slide{ext}"
+    dims = make(src)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    try:
+        res = deidentify(src, outdir, DeidOptions(new_id=pc.RESEARCH_ID, detect="off"))
+    except WsideidError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip()
+        assert not _published(outdir)
+        return
+    with tifffile.TiffFile(res.output) as t:
+        shapes = [(p.imagewidth, p.imagelength) for p in t.pages]
+    assert dims not in shapes, f"{layout}: the {dims} label/macro was published as an image ({shapes})"
+    with openslide.OpenSlide(res.output) as osr:
+        assert not {"label", "macro"} & set(osr.associated_images)
+        assert dims not in osr.level_dimensions
+
+
+@pytest.mark.parametrize("fmt", ["svs", "ndpi", "tiff", "dicom"])
+def test_dates_under_shift_leave_no_unshifted_copy(fmt, bases, tmp_path, request):
+    """Issue 10 item 5: under --dates shift an unshifted copy beside a shifted date reveals the offset."""
+    from wsideid.dates import make_policy
+    if fmt == "dicom":
+        slide = pc.build_dicom_class("dcm_dates", request.getfixturevalue("dicom_base"), tmp_path / "in")
+    else:
+        slide = pc.build_tiff_class(fmt, "dates_free_text", bases, tmp_path / "in")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    opts = _options(slide)
+    opts.dates = make_policy("shift", SECRET, "subject-7")
+    try:
+        deidentify(slide.path, outdir, opts)
+        error = None
+    except WsideidError as exc:
+        error = str(exc)
+    _assert_no_leak(slide, outdir, error)
