@@ -427,6 +427,8 @@ TIFF_CLASSES: dict[str, tuple[str, ...]] = {
     "jpeg_progressive": ("svs", "tiff"),
     "other_ifds": ("svs", "ndpi", "tiff"),
     "binary_ascii": ("svs", "tiff"),
+    "slack_space": ("svs", "tiff"),
+    "unknown_key_names": ("svs", "ndpi"),
 }
 
 _EXT = {"svs": ".svs", "ndpi": ".ndpi", "tiff": ".tiff"}
@@ -642,10 +644,52 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
         ov[0][65002] = _blob(65002, NAME.encode("utf-16-le"), 1)
         ov[0][42112] = _ascii(42112, f'<GDALMetadata><Item name="patient">{NAME}</Item></GDALMetadata>')
         plants.append(P("UNDEFINED/BYTE/GDAL tags", "...", NAME2, MRN_TOKEN, NAME))
+    elif carrier == "slack_space":
+        shutil.copyfile(base, dst)
+        text = f"{NAME2} {MRN_TOKEN} ".encode()
+        plant_slack(dst, text)
+        plants.append(P("bytes between two tiles (no tag points at them)", text.decode(), NAME2, MRN_TOKEN))
+        return CorpusSlide(fmt, carrier, dst, plants, **slide_kw)
+    elif carrier == "unknown_key_names":
+        # the PHI is the *key*, not the value (the audit names unknown keys)
+        if fmt == "svs":
+            d = aperio_description(W, H) + f"|{NAME2} = x|{UNAME} = y"
+            ov.setdefault(0, {})[270] = _ascii(270, d)
+        else:
+            ov.setdefault(0, {})[65449] = _ascii(65449, NDPI_PROPS + f"{NAME2}=x\r\n{UNAME}=y\r\n")
+        plants.append(P("unknown key name", NAME2, NAME2, UNAME))
     else:
         raise ValueError(carrier)
     rewrite_tiff(base, dst, ov, kids, tile_edit)
     return CorpusSlide(fmt, carrier, dst, plants, **slide_kw)
+
+
+def plant_slack(path: Path, text: bytes) -> None:
+    """Move tile 0 of IFD 0 to the end of the file and fill its old place with ``text``.
+
+    The old place now lies between other tiles and belongs to no tag: a
+    writer that copies the source in contiguous runs carries it along, and
+    no removed field value vouches for it in the residual scan.
+    """
+    from wsideid.tiff.container import decode_values, read_tiff
+    tf = read_tiff(str(path))
+    ifd = tf.ifds[0]
+    e = ifd.entries[324]
+    assert e.value_offset is not None and e.type == 4, "TileOffsets must be an out-of-line LONG array"
+    offs = list(decode_values(e, tf.byteorder))
+    counts = list(decode_values(ifd.entries[325], tf.byteorder))
+    with open(path, "r+b") as fh:
+        fh.seek(offs[0])
+        tile = fh.read(counts[0])
+        fh.seek(offs[0])
+        fh.write((text * (counts[0] // len(text) + 1))[:counts[0]])
+        fh.seek(0, 2)
+        if fh.tell() % 2:
+            fh.write(b"\0")
+        new = fh.tell()
+        fh.write(tile)
+        fh.seek(e.value_offset)
+        fh.write(struct.pack(tf.byteorder + "I", new))
 
 
 def make_bases(folder: Path) -> dict[str, Path]:
@@ -658,7 +702,8 @@ def make_bases(folder: Path) -> dict[str, Path]:
 DICOM_CLASSES = (
     "dcm_free_text", "dcm_specimen_items", "dcm_local_codes", "dcm_urls_media", "dcm_encrypted",
     "dcm_image_type5", "dcm_equipment", "dcm_repeated_in_kept", "dcm_unicode", "dcm_icc", "dcm_dates",
-    "dcm_user_identifiers", "dcm_file_name", "dcm_jpeg_frames",
+    "dcm_user_identifiers", "dcm_file_name", "dcm_jpeg_frames", "dcm_file_meta_preamble", "dcm_nested",
+    "dcm_vr_un", "dcm_private",
 )
 
 
@@ -861,6 +906,41 @@ def build_dicom_class(carrier: str, base: Path, folder: Path) -> CorpusSlide:
                 ds.PixelData = encapsulate(new)
                 if n == 0 or not plants:
                     plants.append(P("COM/APP1/trailing bytes in JPEG frames", note.decode(), NAME2, MRN_TOKEN))
+        elif carrier == "dcm_file_meta_preamble":
+            ds.preamble = f"{NAME} {MRN_TOKEN}".encode().ljust(128, b"\0")
+            ds.file_meta.SourceApplicationEntityTitle = "DOEJANE"
+            ds.file_meta.ImplementationVersionName = "DOEJANE_1"
+            ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+            ds.file_meta.PrivateInformation = f"{NAME2} {MRN_TOKEN}".encode()
+            ds.add_new(0xFFFCFFFC, "OB", f"padding {NAME2} {MRN_TOKEN} ".encode())
+            if n == 0:
+                plants.append(P("preamble, file meta (AE title, version name, PrivateInformation), "
+                                "DataSetTrailingPadding", "...", NAME, MRN_TOKEN, "DOEJANE", NAME2))
+        elif carrier == "dcm_nested":
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = ds.SOPClassUID
+            ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+            ref.PatientName = NAME
+            ref.PatientID = MRN_TOKEN
+            ref.PatientBirthDate = "19700101"
+            ds.ReferencedImageSequence = Sequence([ref])
+            for sp in ds.get("SpecimenDescriptionSequence", []):
+                sp.PatientComments = f"{NAME2} {MRN}"
+            if n == 0:
+                plants.append(P("patient attributes nested in other sequences", "...", NAME, MRN_TOKEN, NAME2))
+        elif carrier == "dcm_vr_un":
+            from pydicom.dataelem import DataElement
+            ds.add(DataElement(0x0008103E, "UN", f"{NAME2} {MRN_TOKEN} ".encode()))  # SeriesDescription as UN
+            ds.add(DataElement(0x00204000, "UN", f"{NAME} comment ".encode()))  # ImageComments as UN
+            ds.add(DataElement(0x00100010, "UN", NAME.encode()))  # PatientName as UN
+            if n == 0:
+                plants.append(P("kept attributes with VR UN", "...", NAME2, MRN_TOKEN, NAME))
+        elif carrier == "dcm_private":
+            block = ds.private_block(0x0011, f"{NAME} LIS", create=True)
+            block.add_new(0x01, "LO", f"{NAME2} {MRN}")
+            block.add_new(0x02, "OB", UNAME.encode("utf-16-le"))
+            if n == 0:
+                plants.append(P("private block and its creator", "...", NAME, NAME2, MRN, UNAME))
         else:
             raise ValueError(carrier)
         ds.save_as(path)
