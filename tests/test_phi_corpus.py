@@ -178,3 +178,47 @@ def test_dates_under_shift_leave_no_unshifted_copy(fmt, bases, tmp_path, request
     except WsideidError as exc:
         error = str(exc)
     _assert_no_leak(slide, outdir, error)
+
+
+def test_audit_holds_no_input_hash(bases, tmp_path):
+    """Issue 10 item 7: the input's sha256 in OUTDIR links the shared file back to the identified source."""
+    import hashlib
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    found = {}
+    for fmt, src in sorted(bases.items()):
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        sub = outdir / fmt
+        sub.mkdir()
+        deidentify(src, sub, DeidOptions(new_id=pc.RESEARCH_ID, detect="off"))
+        hits = pc.find_in_tree(sub, [digest, digest.upper()])
+        if hits:
+            found[fmt] = sorted({w for ws in hits.values() for w in ws})
+    assert not found, f"the input's sha256 is in OUTDIR: {found}"
+
+
+def test_batch_outdir_holds_no_phi(bases, tmp_path):
+    """`wsideid run`: OUTDIR (outputs, audits, batch summary) holds no source name,
+    no manifest identifier, and no PHI from a slide that was refused."""
+    import shutil as _sh
+    src_dir = tmp_path / "lab"
+    src_dir.mkdir()
+    good = src_dir / f"{pc.FILE_STEM}.svs"
+    _sh.copyfile(bases["svs"], good)
+    bad = src_dir / "SMITH_JOHN_MRN9988776.svs"
+    bad.write_bytes(b"II*\0" + b"SMITH^JOHN MRN9988776 " * 20)
+    manifest = src_dir / "manifest.csv"
+    manifest.write_text("source,new_id,identifiers\n"
+                        f"{good.name},RID-B1,{pc.ACC};{pc.NAME}\n"
+                        f"{bad.name},RID-B2,MRN9988776\n")
+    outdir, review = tmp_path / "out", tmp_path / "review"
+    env = dict(os.environ, WSIDEID_SECRET="phi-corpus-batch-secret-0123456789abcdef")
+    proc = subprocess.run([sys.executable, "-m", "wsideid.cli", "run", str(manifest), "-o", str(outdir),
+                           "--review-dir", str(review), "--no-ocr", "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert (outdir / "RID-B1.svs").exists(), proc.stdout + proc.stderr
+    wanted = sorted(set(pc.needles([pc.Plant("batch", "source names", "", (pc.FILE_STEM, "SMITH_JOHN_MRN9988776",
+                                                                          pc.ACC, pc.NAME, "MRN9988776"))])))
+    hits = pc.find_in_tree(outdir, wanted)
+    assert not hits, "PHI in the batch OUTDIR: " + "; ".join(f"{n!r} in {sorted(set(w))[:3]}" for n, w in hits.items())
