@@ -222,3 +222,46 @@ def test_batch_outdir_holds_no_phi(bases, tmp_path):
                                                                           pc.ACC, pc.NAME, "MRN9988776"))])))
     hits = pc.find_in_tree(outdir, wanted)
     assert not hits, "PHI in the batch OUTDIR: " + "; ".join(f"{n!r} in {sorted(set(w))[:3]}" for n, w in hits.items())
+
+
+IN_PLACE_CASES = [(f, c) for f, c in TIFF_CASES if c != "file_name"]  # in place keeps the file's name by design
+
+
+@pytest.mark.parametrize("fmt,carrier", IN_PLACE_CASES, ids=[f"{f}-{c}" for f, c in IN_PLACE_CASES])
+def test_leak_in_place(fmt, carrier, bases, tmp_path):
+    """--in-place: the rewritten slide (old metadata zeroed, not just unlinked) and its audit hold no PHI."""
+    slide = pc.build_tiff_class(fmt, carrier, bases, tmp_path / "in")
+    wanted = _check_planted(slide)
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    opts = _options(slide)
+    opts.in_place, opts.audit_dir = True, str(audit)
+    try:
+        deidentify(slide.path, None, opts)
+    except WsideidError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip()
+        return  # refused: the original stays as it was, nothing was shared
+    hits = pc.find_in_tree(slide.path.parent, wanted)
+    hits.update(pc.find_in_tree(audit, wanted))
+    assert not hits, f"{slide.id} in place: " + "; ".join(f"{n!r} in {sorted(set(w))[:3]}" for n, w in hits.items())
+
+
+TO_DICOM_CASES = [("svs", "software_host"), ("svs", "kept_keys"), ("svs", "aperio_typed"), ("svs", "icc_text"),
+                  ("svs", "file_name"), ("ndpi", "ndpi_private"), ("tiff", "make_model")]
+
+
+@pytest.mark.parametrize("fmt,carrier", TO_DICOM_CASES, ids=[f"{f}-{c}" for f, c in TO_DICOM_CASES])
+def test_leak_to_dicom(fmt, carrier, bases, tmp_path):
+    """--to-dicom: TIFF metadata must not reach the DICOM attributes wsidicomizer fills, nor the names."""
+    pytest.importorskip("wsidicomizer")
+    slide = pc.build_tiff_class(fmt, carrier, bases, tmp_path / "in")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    opts = _options(slide)
+    opts.dicom = DicomOptions(secret=SECRET, to_dicom=True)
+    try:
+        deidentify(slide.path, outdir, opts)
+        error = None
+    except WsideidError as exc:
+        error = str(exc) or type(exc).__name__
+    _assert_no_leak(slide, outdir, error)
