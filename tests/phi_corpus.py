@@ -429,6 +429,7 @@ TIFF_CLASSES: dict[str, tuple[str, ...]] = {
     "binary_ascii": ("svs", "tiff"),
     "slack_space": ("svs", "tiff"),
     "unknown_key_names": ("svs", "ndpi"),
+    "typed_values": ("svs", "ndpi", "tiff"),
 }
 
 _EXT = {"svs": ".svs", "ndpi": ".ndpi", "tiff": ".tiff"}
@@ -650,6 +651,17 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
         plant_slack(dst, text)
         plants.append(P("bytes between two tiles (no tag points at them)", text.decode(), NAME2, MRN_TOKEN))
         return CorpusSlide(fmt, carrier, dst, plants, **slide_kw)
+    elif carrier == "typed_values":
+        # dates and times with a name after a NUL, a CR or a space: they must parse wholly or go
+        tag("DateTime + NUL", 306, f"2019:12:31 10:22:33\0{NAME}", NAME, ifds=(0, 1, 2, 3) if fmt == "ndpi" else (0,))
+        if fmt == "svs":
+            desc({"Date": f"12/31/19 {NAME2}", "Time": f"10:22:33\0{MRN_TOKEN}", "Time Zone": f"GMT+01:00 {HOST}"})
+            plants.append(P("Aperio Date/Time/Time Zone suffixes", "...", NAME2, MRN_TOKEN, HOST))
+        elif fmt == "ndpi":
+            props = NDPI_PROPS + f"Created=2019/12/31\rPatientName={NAME2}\r\nUpdated=2019/12/31 {MRN_TOKEN}\r\n"
+            for i in range(4):
+                ov.setdefault(i, {})[65449] = _ascii(65449, props)
+            plants.append(P("NDPI Created/Updated suffixes", "...", NAME2, MRN_TOKEN))
     elif carrier == "unknown_key_names":
         # the PHI is the *key*, not the value (the audit names unknown keys)
         if fmt == "svs":
@@ -703,7 +715,7 @@ DICOM_CLASSES = (
     "dcm_free_text", "dcm_specimen_items", "dcm_local_codes", "dcm_urls_media", "dcm_encrypted",
     "dcm_image_type5", "dcm_equipment", "dcm_repeated_in_kept", "dcm_unicode", "dcm_icc", "dcm_dates",
     "dcm_user_identifiers", "dcm_file_name", "dcm_jpeg_frames", "dcm_file_meta_preamble", "dcm_nested",
-    "dcm_vr_un", "dcm_private",
+    "dcm_vr_un", "dcm_private", "dcm_typed_values",
 )
 
 
@@ -935,6 +947,26 @@ def build_dicom_class(carrier: str, base: Path, folder: Path) -> CorpusSlide:
             ds.add(DataElement(0x00100010, "UN", NAME.encode()))  # PatientName as UN
             if n == 0:
                 plants.append(P("kept attributes with VR UN", "...", NAME2, MRN_TOKEN, NAME))
+        elif carrier == "dcm_typed_values":
+            from pydicom import config as dcfg
+            old = dcfg.settings.writing_validation_mode, dcfg.settings.reading_validation_mode
+            dcfg.settings.writing_validation_mode = dcfg.settings.reading_validation_mode = dcfg.IGNORE
+            try:
+                from pydicom.dataelem import RawDataElement
+                for tag, vr, text in ((0x00180050, "DS", f"0.001 {NAME}"),          # SliceThickness
+                                      (0x00480011, "CS", f"DOE JANE {MRN}"),        # FocusMethod
+                                      (0x00080023, "DA", f"20191231{MRN_TOKEN}"),   # ContentDate
+                                      (0x00080033, "TM", f"102233 {NAME2}"),       # ContentTime
+                                      (0x00200013, "IS", f"1 {MRN}")):             # InstanceNumber
+                    raw = text.encode() + (b" " if len(text) % 2 else b"")
+                    ds[tag] = RawDataElement(pydicom.tag.Tag(tag), vr, len(raw), raw, 0, False, True)
+                ds.save_as(path)
+            finally:
+                dcfg.settings.writing_validation_mode, dcfg.settings.reading_validation_mode = old
+            if n == 0:
+                plants.append(P("DS/CS/DA/TM/IS values with a name after the typed datum", "...",
+                                NAME, f"DOE JANE {MRN}", MRN_TOKEN, NAME2))
+            continue
         elif carrier == "dcm_private":
             block = ds.private_block(0x0011, f"{NAME} LIS", create=True)
             block.add_new(0x01, "LO", f"{NAME2} {MRN}")
