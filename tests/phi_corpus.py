@@ -953,19 +953,18 @@ def build_dicom_class(carrier: str, base: Path, folder: Path) -> CorpusSlide:
             dcfg.settings.writing_validation_mode = dcfg.settings.reading_validation_mode = dcfg.IGNORE
             try:
                 from pydicom.dataelem import RawDataElement
-                for tag, vr, text in ((0x00180050, "DS", f"0.001 {NAME}"),          # SliceThickness
-                                      (0x00480011, "CS", f"DOE JANE {MRN}"),        # FocusMethod
+                # (a DS or IS holding a name makes the file unreadable to pydicom: refused, not a leak)
+                for tag, vr, text in ((0x00480011, "CS", f"DOE JANE {MRN}"),        # FocusMethod
                                       (0x00080023, "DA", f"20191231{MRN_TOKEN}"),   # ContentDate
-                                      (0x00080033, "TM", f"102233 {NAME2}"),       # ContentTime
-                                      (0x00200013, "IS", f"1 {MRN}")):             # InstanceNumber
+                                      (0x00080033, "TM", f"102233 {NAME2}")):      # ContentTime
                     raw = text.encode() + (b" " if len(text) % 2 else b"")
                     ds[tag] = RawDataElement(pydicom.tag.Tag(tag), vr, len(raw), raw, 0, False, True)
                 ds.save_as(path)
             finally:
                 dcfg.settings.writing_validation_mode, dcfg.settings.reading_validation_mode = old
             if n == 0:
-                plants.append(P("DS/CS/DA/TM/IS values with a name after the typed datum", "...",
-                                NAME, f"DOE JANE {MRN}", MRN_TOKEN, NAME2))
+                plants.append(P("CS/DA/TM values with a name after the typed datum", "...",
+                                f"DOE JANE {MRN}", MRN_TOKEN, NAME2))
             continue
         elif carrier == "dcm_private":
             block = ds.private_block(0x0011, f"{NAME} LIS", create=True)
