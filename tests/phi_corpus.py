@@ -354,7 +354,21 @@ def make_ndpi_macro_as_level(path: Path) -> tuple[int, int]:
     return (600, 200)
 
 
-ROLE_LAYOUTS = {"svs-tiled-label": (make_svs_tiled_label, ".svs"),
+def make_generic_subifd_label(path: Path) -> tuple[int, int]:
+    """Generic pyramid whose level 0 carries a tiled label of another aspect as a SubIFD."""
+    import tifffile
+    base = tissue(W, H, 23)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(base, tile=(128, 128), photometric="rgb", compression="jpeg", metadata=None, subifds=1)
+        tw.write(label_image(384, 128, LABEL_TEXT), tile=(128, 128), photometric="rgb", compression="jpeg",
+                 metadata=None, subfiletype=1)
+        for k in (1, 2):
+            tw.write(base[:: 2 ** k, :: 2 ** k], tile=(128, 128), photometric="rgb", compression="jpeg",
+                     metadata=None, subfiletype=1)
+    return (384, 128)
+
+
+ROLE_LAYOUTS = {"tiff-subifd-label": (make_generic_subifd_label, ".tiff"),"svs-tiled-label": (make_svs_tiled_label, ".svs"),
                 "tiff-extra-tiled-label": (make_generic_extra_label, ".tiff"),
                 "ndpi-macro-magnification-0.5": (make_ndpi_macro_as_level, ".ndpi")}
 

@@ -153,7 +153,10 @@ def test_misread_image_is_not_published(layout, tmp_path):
         assert not _published(outdir)
         return
     with tifffile.TiffFile(res.output) as t:
-        shapes = [(p.imagewidth, p.imagelength) for p in t.pages]
+        shapes = []
+        for p in t.pages:
+            shapes.append((p.imagewidth, p.imagelength))
+            shapes += [(q.imagewidth, q.imagelength) for q in (getattr(p, "pages", None) or [])]  # SubIFDs
     assert dims not in shapes, f"{layout}: the {dims} label/macro was published as an image ({shapes})"
     with openslide.OpenSlide(res.output) as osr:
         assert not {"label", "macro"} & set(osr.associated_images)

@@ -128,9 +128,10 @@ def test_disabled_scrub_rule_is_caught(name, slides, tmp_path, monkeypatch):
     assert hit, f"{name}: the slide has nothing this rule changes (the mutation would be vacuous)"
 
 
-def test_label_removal_disabled_is_caught(slides, tmp_path, monkeypatch):
+@pytest.mark.parametrize("slide", ["svs", "ndpi"])
+def test_label_removal_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
     """The writer keeps the label and macro the plan removes."""
-    src = slides["svs"]
+    src = slides[slide]
     _control(src, tmp_path / "control")
     real = tiff_base.build_ifds
     hit = []
