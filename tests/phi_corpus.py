@@ -549,14 +549,12 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
         ov.setdefault(0, {})[700] = _blob(700, xmp)
         plants.append(P("XMP", xmp.decode(), NAME2, MRN_TOKEN, date=True))
     elif carrier == "exif_gps":
-        from wsideid.tiff.writer import OutEntry
         exif = {36867: _ascii(36867, "2019:12:31 10:22:33"),
                 37510: _blob(37510, b"ASCII\0\0\0" + f"{NAME2} {MRN_TOKEN}".encode(), 7),
                 42032: _ascii(42032, NAME2), 42033: _ascii(42033, f"SN{MRN}"), 42016: _ascii(42016, MRN_TOKEN),
                 37500: _blob(37500, f"MakerNote {NAME}".encode(), 7)}
         gps = {0: _blob(0, bytes([2, 2, 0, 0])), 27: _blob(27, b"ASCII\0\0\0" + HOST.encode(), 7)}
         kids[0] = {34665: [exif], 34853: [gps]}
-        _ = OutEntry
         plants.append(P("EXIF/GPS", "...", NAME2, MRN_TOKEN, HOST, f"SN{MRN}", NAME, date=True))
     elif carrier == "iptc_photoshop":
         ov.setdefault(0, {})[33723] = _blob(33723, b"\x1c\x02\x50\x00\x08" + NAME2.encode())
