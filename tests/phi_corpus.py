@@ -990,3 +990,34 @@ def build_dicom_class(carrier: str, base: Path, folder: Path) -> CorpusSlide:
     if not plants:
         raise RuntimeError(f"{carrier}: nothing planted (base series lacks the carrier)")
     return CorpusSlide("dicom", carrier, dst, plants, **kw)
+
+
+def j2k_with_comment(frame: bytes, text: bytes) -> bytes:
+    """A JPEG 2000 codestream with a COM marker segment (Latin-1 text) in its main header, before the first SOT."""
+    sot = frame.find(b"\xff\x90")
+    if not frame.startswith(b"\xff\x4f") or sot < 0:
+        raise ValueError("not a raw J2K codestream")
+    com = b"\xff\x64" + struct.pack(">HH", len(text) + 4, 1) + text
+    return frame[:sot] + com + frame[sot:]
+
+
+def dicom_frames_with_text(src: Path, dst: Path, text: bytes) -> int:
+    """Copy an encapsulated DICOM file, planting ``text`` in every frame (COM segments in
+    JPEG and JPEG 2000 codestreams, bytes after the JPEG EOI); returns the number of frames."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+    ds = pydicom.dcmread(src)
+    nf = int(ds.get("NumberOfFrames", 1))
+    out = []
+    for j, fr in enumerate(generate_frames(ds.PixelData, number_of_frames=nf)):
+        fr = bytes(fr)
+        if fr.startswith(b"\xff\x4f"):
+            fr = j2k_with_comment(fr, text)
+        elif fr.startswith(b"\xff\xd8"):
+            fr = _insert_after_soi(fr, _com(text)) if j % 2 == 0 else fr.rstrip(b"\0") + text + b"\xff\xd9"
+        if len(fr) % 2:
+            fr += b"\0"
+        out.append(fr)
+    ds.PixelData = encapsulate(out)
+    ds.save_as(dst)
+    return nf

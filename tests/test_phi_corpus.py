@@ -268,3 +268,20 @@ def test_leak_to_dicom(fmt, carrier, bases, tmp_path):
     except WsideidError as exc:
         error = str(exc) or type(exc).__name__
     _assert_no_leak(slide, outdir, error)
+
+
+@pytest.mark.parametrize("name", ["wsi2dcm_jpeg2000.dcm", "wsi2dcm_jpeg.dcm",
+                                  "mi_multi_frame_jpeg_camelyon_challenge_image.dcm"])
+def test_leak_dicom_frames_of_real_files(name, tmp_path):
+    """Issue 11 item 2: COM markers in JPEG 2000 and JPEG frames (and bytes after EOI) of real DICOM files."""
+    from test_no_false_refusals import TESTDATA
+    if TESTDATA is None or not (TESTDATA / "dicom" / name).is_file():
+        pytest.skip("../shared/testdata is absent")
+    note = f"{pc.NAME2} {pc.MRN_TOKEN}".encode()
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    pc.dicom_frames_with_text(TESTDATA / "dicom" / name, src, note)
+    slide = pc.CorpusSlide("dicom", "real-frames", src, [pc.Plant("frames", "COM in frames", note.decode(),
+                                                                   (pc.NAME2, pc.MRN_TOKEN))])
+    outdir = tmp_path / "out"
+    _assert_no_leak(slide, outdir, _run_api(slide, outdir))
