@@ -514,15 +514,19 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
                                              "Focus Offset", "Exposure Time", "Exposure Scale", "DisplayColor",
                                              "SessionMode", "ICC Profile", "Gamma", "Filtered", "ScannerType",
                                              "CalibrationAverageRed", "BitsStored")}
+            keys[f"CalibrationAverage{MRN_TOKEN}"] = "1"  # the PHI in a key that matches a keep glob
             desc(keys)
             plants.append(P("every kept Aperio key", f"1 {NAME}", NAME))
+            plants.append(P("key matching CalibrationAverage*", f"CalibrationAverage{MRN_TOKEN}", MRN_TOKEN))
         else:
             props = NDPI_PROPS + "".join(f"{k}=1 {NAME}\r\n" for k in (
                 "system.version", "roi.slide.macro", "slide.tickness", "PSHV1", "ccd.height", "valid.x",
                 "coarse.focus.pitch", "focalplane.x", "calibration.version", ";Name", ";CubeName", ";Version",
                 "cube.kind", "stage.center", "target.white.intensity", "colorfilterID"))
+            props += f"roi.{NAME2}=1\r\nexposure.{MRN_TOKEN}=20\r\n"  # the PHI in keys that match keep globs
             ov.setdefault(0, {})[65449] = _ascii(65449, props)
             plants.append(P("every kept NDPI property", f"1 {NAME}", NAME))
+            plants.append(P("keys matching roi.* / exposure.*", f"roi.{NAME2}", NAME2, MRN_TOKEN))
     elif carrier == "aperio_typed":
         desc({"MPP": f"0.4990\0{NAME}", "AppMag": f"20 {NAME}"})
         plants.append(P("MPP after NUL / AppMag suffix", f"0.4990\\0{NAME}", NAME))
@@ -533,7 +537,7 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
         plants.append(P("@header", header, NAME2, MRN_TOKEN, "DOE/JANE", "SMITH/JOHN", MRN))
     elif carrier == "ndpi_private":
         props = NDPI_PROPS.replace("Product=C13210", f"Product=C9600-12\rPatientName={NAME}") + \
-            f"exposure.mrn={MRN}\r\nOperatorNote={NAME2}\r\n"
+            f"exposure.mrn={MRN}\r\nOperatorNote={NAME2}\r\n{HOST} bare line\r\nexposure.y=1={ACC}\r\n"
         for i in range(4):
             ov.setdefault(i, {})[65449] = _ascii(65449, props)
             ov[i][65434] = _ascii(65434, f"TRITC 2 (560) {NAME}")
@@ -542,7 +546,8 @@ def build_tiff_class(fmt: str, carrier: str, bases: dict[str, Path], folder: Pat
         plants += [P("Comments Product with CR", f"C9600-12\\rPatientName={NAME}", NAME),
                    P("Comments exposure.mrn", MRN, MRN), P("Comments unknown key", NAME2, NAME2),
                    P("Fluorescence 65434", f"TRITC 2 (560) {NAME}", NAME),
-                   P("ScanProfile 65477", NAME2, NAME2, ACC), P("FirmwareVersion 65448", MRN_TOKEN, MRN_TOKEN)]
+                   P("ScanProfile 65477", NAME2, NAME2, ACC), P("FirmwareVersion 65448", MRN_TOKEN, MRN_TOKEN),
+                   P("bare line / second '=' in a kept key", HOST, HOST, ACC)]
     elif carrier == "xmp":
         xmp = (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description dc:creator="{NAME2}" '
                f'xmp:CreateDate="2019-12-31" pdf:Keywords="{MRN_TOKEN}"/></x:xmpmeta>').encode()
