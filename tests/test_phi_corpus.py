@@ -70,8 +70,15 @@ def _check_planted(slide: pc.CorpusSlide) -> list[str]:
     return pc.needles(slide.plants)
 
 
-def _assert_no_leak(slide: pc.CorpusSlide, outdir: Path, error: str | None) -> None:
+def _assert_no_leak(slide: pc.CorpusSlide, outdir: Path, error: str | None, control: Path | None = None) -> None:
+    """``control``: OUTDIR of the clean twin (same pixels, same options, no PHI). A short name part
+    that also turns up there is a coincidence in image bytes the tool wrote for both, not a leak."""
     wanted = _check_planted(slide)
+    if control is not None:
+        chance = set(pc.find_in_tree(control, wanted))
+        whole = {v for p in slide.plants for v in p.phi}
+        assert not chance & whole, f"clean twin output holds planted values {chance & whole}: corpus bug"
+        wanted = [n for n in wanted if n not in chance]
     if error is not None:
         assert "\n" not in error.strip() and error.strip(), f"refusal message is not one line: {error!r}"
         assert not _published(outdir), f"{slide.id} refused but left {_published(outdir)} in OUTDIR"
@@ -92,20 +99,38 @@ def _run_api(slide: pc.CorpusSlide, outdir: Path) -> str | None:
     return None
 
 
+_CONTROLS: dict[tuple, Path | None] = {}
+
+
+def _control(slide: pc.CorpusSlide, clean: Path, root: Path) -> Path | None:
+    """De-identify the clean twin once per (format, options); None when it is refused."""
+    key = (slide.fmt, slide.new_id, slide.label, tuple(slide.identifiers))
+    if key not in _CONTROLS:
+        twin = pc.CorpusSlide(slide.fmt, "control", clean, [], list(slide.identifiers), slide.new_id, slide.label)
+        out = root / f"control-{len(_CONTROLS)}"
+        _CONTROLS[key] = out if _run_api(twin, out) is None else None
+    return _CONTROLS[key]
+
+
+@pytest.fixture(scope="session")
+def control_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("corpus-controls")
+
+
 @pytest.mark.parametrize("fmt,carrier", TIFF_CASES, ids=[f"{f}-{c}" for f, c in TIFF_CASES])
-def test_leak_tiff_family(fmt, carrier, bases, tmp_path):
+def test_leak_tiff_family(fmt, carrier, bases, tmp_path, control_root):
     slide = pc.build_tiff_class(fmt, carrier, bases, tmp_path / "in")
     outdir = tmp_path / "out"
     error = _run_api(slide, outdir)
-    _assert_no_leak(slide, outdir, error)
+    _assert_no_leak(slide, outdir, error, _control(slide, bases[fmt], control_root))
 
 
 @pytest.mark.parametrize("carrier", pc.DICOM_CLASSES)
-def test_leak_dicom(carrier, dicom_base, tmp_path):
+def test_leak_dicom(carrier, dicom_base, tmp_path, control_root):
     slide = pc.build_dicom_class(carrier, dicom_base, tmp_path / "in")
     outdir = tmp_path / "out"
     error = _run_api(slide, outdir)
-    _assert_no_leak(slide, outdir, error)
+    _assert_no_leak(slide, outdir, error, _control(slide, dicom_base, control_root))
 
 
 CLI_CASES = [("svs", "aperio_header"), ("ndpi", "ndpi_private"), ("tiff", "image_description"),
