@@ -76,7 +76,7 @@ def cmd_inspect(args) -> int:
         "notes": inv.notes,
         "images": [{"index": d.image.index, "role": d.image.role, "width": d.image.width,
                     "height": d.image.height, "compression": d.image.compression,
-                    "tiles": d.image.tile_count, "action": d.action} for d in plan.images],
+                    "tiles": d.image.tile_count, "action": d.action, "rule": d.rule} for d in plan.images],
         "fields": [{"path": d.field.path, "value": d.field.value, "action": d.action,
                     "new_value": d.new_value if d.action not in ("keep", "remove") else None,
                     "rule": d.rule, "unknown": d.unknown} for d in plan.fields],
@@ -87,7 +87,8 @@ def cmd_inspect(args) -> int:
         lines = [f"format: {d['format']}", *[f"  {n}" for n in d["notes"]], "images:"]
         for im in d["images"]:
             lines.append(f"  [{im['index']}] {im['role']:<9} {im['width']}x{im['height']} {im['compression']}"
-                         f" ({im['tiles']} tiles/strips) -> {im['action']}")
+                         f" ({im['tiles']} tiles/strips) -> {im['action']}"
+                         + (f"  [{im['rule']}]" if im["rule"].startswith("unknown image") else ""))
         lines.append(f"metadata ({d['profile']['name']}):")
         for f in d["fields"]:
             val = str(f["value"])

@@ -60,8 +60,8 @@ class Field:
 class ImageInfo:
     """One image in the slide: a pyramid level, thumbnail, label, macro, map..."""
 
-    index: int  # IFD index (TIFF) or instance index (DICOM)
-    role: str  # level | thumbnail | label | macro | map | overview | other
+    index: int  # image index (TIFF: TiffFile.image_ifds(), top-level IFDs first) or instance index (DICOM)
+    role: str  # level | thumbnail | label | macro | map | overview | other | unknown (extra["reason"] says why)
     width: int
     height: int
     compression: str

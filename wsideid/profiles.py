@@ -189,7 +189,16 @@ def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
         names = ", ".join(sorted({d.field.key for d in unknowns})[:8])
         raise StrictRefusal(f"refused (--strict): {len(unknowns)} field(s) the profile does not know: {names}")
     images: list[ImageDecision] = []
+    unknown_images = [img for img in inv.images if img.role == "unknown"]
+    if unknown_images and (opts.strict or profile.unknown_action == "refuse"):
+        first = unknown_images[0]
+        raise StrictRefusal(f"refused (--strict): {len(unknown_images)} image(s) whose role cannot be established "
+                            f"(image {first.index}: {first.extra.get('reason', 'unknown')})")
     for img in inv.images:
+        if img.role == "unknown":
+            # not a profile role: no profile can keep an image nobody can name
+            images.append(ImageDecision(img, "remove", f"unknown image: {img.extra.get('reason', '')}"))
+            continue
         action = profile.image_action(img.role)
         rule = f"images.{img.role}"
         if img.role == "macro" and opts.keep_macro:

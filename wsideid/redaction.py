@@ -157,7 +157,7 @@ def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits:
     for d in plan.images:
         if d.action == "remove" or d.image.role not in ("level", "thumbnail"):
             continue
-        ifd = tf.ifds[d.image.index]
+        ifd = tf.image_ifds()[d.image.index]
         sx, sy = d.image.width / w0, d.image.height / h0
         for region in regions:
             box = _scale_box(region, sx, sy, d.image.width, d.image.height)
@@ -170,7 +170,7 @@ def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits:
 def macro_label_box(tf: TiffFile, plan: Plan, vendor: str, index: int) -> Box | None:
     """Where the physical label is on the macro, in macro pixels (x, y, w, h)."""
     from .detect.label_location import locate_label, ndpi_label_hint
-    ifd = tf.ifds[index]
+    ifd = tf.image_ifds()[index]
     size = (int(ifd.value(256)), int(ifd.value(257)))
     hint = None
     props = {}
@@ -200,7 +200,7 @@ def blank_macro_labels(tf: TiffFile, plan: Plan, vendor: str, fill: str, edits: 
         if box is None:
             d.action, d.rule = "remove", d.rule + " (label location unknown: removed)"
             continue
-        ifd = tf.ifds[d.image.index]
+        ifd = tf.image_ifds()[d.image.index]
         try:
             n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
         except RedactionError:

@@ -12,8 +12,12 @@ believes it wrote, and checked against the plan:
 - residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
   UTF-16BE, any case) and no spelling of a removed date occurs in any byte
   that is not pixel data, and no JPEG tile header holds APPn/COM segments;
-- OpenSlide: opens the output as the same vendor with the same levels, and
-  shows no label or macro that the plan removed.
+- OpenSlide, as an independent judge: when it claims the input's format but
+  cannot read it, the slide is refused (its roles cannot be trusted); when it
+  reads it, the vendor must be the driver's, and the output must open as the
+  same vendor with the input's levels less the removed images, every kept
+  level among them, and no label, macro or other associated image the plan
+  removed.
 """
 
 from __future__ import annotations
@@ -136,11 +140,12 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
         return rep
     rep.add("vendor", True, module.NAME)
     kept = [d.image for d in plan.images if d.action != "remove"]
-    out_roles = module.roles(out)
-    ok = len(out.ifds) == len(kept)
-    detail = f"{len(out.ifds)} images (expected {len(kept)})"
+    out_roles = [str(c) for c in module.roles(out)]
+    out_images = out.image_ifds()
+    ok = len(out_images) == len(kept)
+    detail = f"{len(out_images)} images (expected {len(kept)})"
     if ok:
-        for img, ifd, role in zip(kept, out.ifds, out_roles):
+        for img, ifd, role in zip(kept, out_images, out_roles):
             w, h = int(ifd.value(256, 0)), int(ifd.value(257, 0))
             data = tiff_base.image_data(ifd, out.byteorder)
             n = len(data.src_offsets) if data is not None else 0
@@ -158,11 +163,12 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     # Data ranges inside the file and identical to the source's.
     flat_src = list(src.all_ifds())
     flat_out = list(out.all_ifds())
+    src_images = src.image_ifds()
     kept_top = [d.image.index for d in plan.images if d.action != "remove"]
     mismatch = checked = edited_bad = edited_checked = 0
     with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
         for oi, si in enumerate(kept_top):
-            s_ifd, o_ifd = src.ifds[si], out.ifds[oi]
+            s_ifd, o_ifd = src_images[si], out_images[oi]
             sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
             if int((od.src_offsets + od.src_counts).max(initial=0)) > out.size:
                 rep.add("data-ranges", False, f"image {si}: data past the end of the output")
@@ -198,11 +204,11 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
                  and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
-                 and _ifd_kept(plan, d.field.ifd, src.owners())]
+                 and _ifd_kept(plan, d.field.ifd, src.image_owners())]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     # Residual scan of every non-pixel byte, and JPEG tile headers.
-    out_index = {flat_src.index(src.ifds[si]): flat_out.index(out.ifds[oi]) for oi, si in enumerate(kept_top)}
+    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
     edited_out = {out_index[k]: v for k, v in edited.items() if k in out_index}
     needles = residual_needles(plan)
     found = scan_bytes(non_pixel_bytes(out_path, out), needles)
@@ -237,11 +243,12 @@ def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]
     import hashlib
     out: list[str] = []
     flat = list(src.all_ifds())
+    images = src.image_ifds()
     with open(src.path, "rb") as fh:
         for d in plan.images:
             if d.action == "remove":
                 continue
-            ifd = src.ifds[d.image.index]
+            ifd = images[d.image.index]
             data = tiff_base.image_data(ifd, src.byteorder)
             skip = set(edited.get(flat.index(ifd), {}))
             for t in _sample(len(data.src_offsets), full):
@@ -252,7 +259,7 @@ def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]
 
 
 def _ifd_kept(plan: Plan, ifd_index: int | None, owners: list[int]) -> bool:
-    """Whether the top-level image owning flat IFD ``ifd_index`` is kept."""
+    """Whether the image owning flat IFD ``ifd_index`` is kept."""
     if ifd_index is None or ifd_index >= len(owners):
         return False
     top = owners[ifd_index]
@@ -268,6 +275,18 @@ def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) 
         return None
 
 
+def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, set]:
+    """The levels OpenSlide must show in the output: the input's, less any whose
+    size is only that of images the plan removed (an image OpenSlide took for a
+    level, such as a tiled label); and the kept top-level levels, which it must show."""
+    parents = {d.image.index: d.image.extra.get("parent") for d in plan.images}
+    kept = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove"}
+    removed = {(d.image.width, d.image.height) for d in plan.images if d.action == "remove"} - kept
+    kept_levels = {(d.image.width, d.image.height) for d in plan.images
+                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None}
+    return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
+
+
 def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
     try:
         import openslide
@@ -275,9 +294,20 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         rep.add("openslide", False, "OpenSlide is not installed")
         return
     try:
+        claimed = openslide.OpenSlide.detect_format(src_path)
+    except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
+        claimed = None
+    try:
         a = openslide.OpenSlide(src_path)
-    except Exception:
-        rep.add("openslide", True, "input not readable by OpenSlide; check skipped")
+    except Exception as exc:
+        if claimed:
+            # OpenSlide knows this format and still cannot read it: the file's
+            # structure is not what the vendor writes, so roles read from it
+            # (which image is a level, which the macro) cannot be trusted.
+            rep.add("openslide", False, f"OpenSlide takes the input for {claimed} but cannot read it "
+                                        f"({type(exc).__name__}): its image roles cannot be trusted")
+        else:
+            rep.add("openslide", True, "input is not a format OpenSlide reads; check skipped")
         return
     try:
         b = openslide.OpenSlide(out_path)
@@ -287,10 +317,24 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         return
     try:
         va, vb = a.properties.get("openslide.vendor"), b.properties.get("openslide.vendor")
-        same = va == vb and a.level_dimensions == b.level_dimensions
-        rep.add("openslide", same, f"vendor {vb}, {b.level_count} levels")
+        want = getattr(module, "OPENSLIDE_VENDOR", va)
+        expected, kept_levels = _expected_levels(plan, a.level_dimensions)
+        got = tuple(b.level_dimensions)
+        same = va == vb == want and got == expected and kept_levels <= set(got)
+        if va != want:
+            detail = f"OpenSlide reads the input as {va}, not {want}: the {module.NAME} roles cannot be trusted"
+        elif vb != va:
+            detail = f"output opens as {vb}, input as {va}"
+        elif not same:
+            detail = (f"levels {list(got)} in the output; the input's {list(a.level_dimensions)} "
+                      f"without the removed images give {list(expected)}")
+        else:
+            detail = f"vendor {vb}, {b.level_count} levels"
+        rep.add("openslide", same, detail)
+        kept_roles = {d.image.role for d in plan.images if d.action != "remove"}
         removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
-        leaked = sorted(set(b.associated_images) & removed_roles & {"label", "macro"})
+        leaked = sorted(n for n in b.associated_images
+                        if (n in ("label", "macro") and n not in kept_roles) or n in removed_roles)
         rep.add("openslide-associated", not leaked, f"associated images: {sorted(b.associated_images)}")
         if not same:
             return  # pixels of different pyramids cannot be compared (and the check already failed)
@@ -300,7 +344,8 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         # Corrupt tiles make OpenSlide raise on read_region: an output that
         # reads where the input did not (or the reverse) fails; both
         # unreadable is the input's own damage, faithfully copied.
-        pa, pb = _read_region(a, (0, 0), lv, size), _read_region(b, (0, 0), lv, size)
+        la = tuple(tuple(x) for x in a.level_dimensions).index((w, h))  # removed levels shift the input's numbering
+        pa, pb = _read_region(a, (0, 0), la, size), _read_region(b, (0, 0), lv, size)
         if not plan.regions:
             if pa is None or pb is None:
                 rep.add("openslide-pixels", pa is None and pb is None,

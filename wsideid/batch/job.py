@@ -23,7 +23,7 @@ SUMMARY_COLUMNS = [
     "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
     "error_kind", "reviewed", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
 ]
-IMAGE_ROLES = ("label", "macro", "overview")
+IMAGE_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
 PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
 
 

@@ -72,6 +72,7 @@ class Ifd:
     byteorder: str
     children: dict[int, list["Ifd"]] = field(default_factory=dict)  # tag -> IFDs
     path: str = ""  # e.g. "ifd[0]" or "ifd[0]/ExifIFD[0]"
+    next_offset: int = 0  # as stored, for members of a SubIFDs list (checked, never followed)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries
@@ -148,6 +149,49 @@ class TiffFile:
                     walk(k, top)
         for i, ifd in enumerate(self.ifds):
             walk(ifd, i)
+        return out
+
+    def image_ifds(self) -> list[Ifd]:
+        """Every IFD that is an image: the top-level chain, then the images
+        stored as SubIFDs (tag 330) below them, depth first.
+
+        The position in this list is an image's index everywhere (inventory,
+        plan, writer, verification); top-level IFDs keep their own numbers.
+        """
+        out = list(self.ifds)
+
+        def walk(ifd):
+            for kid in ifd.children.get(330, []):
+                out.append(kid)
+                walk(kid)
+        for top in self.ifds:
+            walk(top)
+        return out
+
+    def image_parents(self) -> list[int | None]:
+        """For each entry of ``image_ifds()``, the index of the image whose SubIFD it is."""
+        imgs = self.image_ifds()
+        index = {id(f): i for i, f in enumerate(imgs)}
+        out: list[int | None] = [None] * len(imgs)
+        for i, f in enumerate(imgs):
+            for kid in f.children.get(330, []):
+                out[index[id(kid)]] = i
+        return out
+
+    def image_owners(self) -> list[int]:
+        """For each IFD of ``all_ifds()``, the index of the image it belongs to
+        (an EXIF IFD belongs to its image; a SubIFD image to itself)."""
+        index = {id(f): i for i, f in enumerate(self.image_ifds())}
+        out: list[int] = []
+
+        def walk(ifd, owner):
+            owner = index.get(id(ifd), owner)
+            out.append(owner)
+            for kids in ifd.children.values():
+                for k in kids:
+                    walk(k, owner)
+        for top in self.ifds:
+            walk(top, index[id(top)])
         return out
 
     def all_ifds(self):
@@ -252,18 +296,33 @@ def _parse(mm, size: int, path: str, first_ifd: int | None = None) -> TiffFile:
 
 
 def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
-                seen: set[int] | None = None, prefix: str = "ifd") -> list[Ifd]:
+                seen: set[int] | None = None, prefix: str = "ifd", start_index: int = 0,
+                single: bool = False, above: frozenset[int] = frozenset()) -> list[Ifd]:
+    """The IFD chain starting at ``first`` with the child trees below each IFD.
+
+    ``seen`` holds every IFD read so far, anywhere in the file. Reaching one
+    again from the chain being walked, or from below it (``above`` holds the
+    chains of the parents), is a loop; reaching it from elsewhere means two
+    parents share one directory, which a copy could not write back
+    faithfully: both are refused, with different words. ``single`` reads one
+    IFD and ignores its next pointer (a member of a SubIFDs list).
+    """
     seen = set() if seen is None else seen
     out: list[Ifd] = []
+    chain: set[int] = set()
     offset = first
     while offset:
+        if offset in chain or offset in above:
+            raise MalformedFile(f"IFD loop: the directory at offset {offset} points back into its own chain")
         if offset in seen:
-            raise MalformedFile(f"IFD loop: the directory at offset {offset} is referenced twice")
+            raise MalformedFile(f"the directory at offset {offset} is referenced twice, from two places "
+                                "(shared IFDs cannot be copied faithfully)")
         if len(seen) >= MAX_IFDS:
             raise MalformedFile(f"more than {MAX_IFDS} IFDs (hostile or corrupt file)")
         seen.add(offset)
+        chain.add(offset)
         ifd, nxt = _read_ifd(r, bo, kind, offset)
-        ifd.path = f"{prefix}[{len(out)}]"
+        ifd.path = f"{prefix}[{start_index + len(out)}]"
         for tag, name in CHILD_IFD_TAGS.items():
             e = ifd.entries.get(tag)
             if e is None:
@@ -272,14 +331,37 @@ def _read_chain(r: _Reader, bo: str, kind: str, first: int, depth: int = 0,
                 raise MalformedFile("child IFDs nested too deeply")
             if e.type not in (4, 13, 16, 18) and not (tag != 330 and e.type in (3, 9)):
                 raise MalformedFile(f"{ifd.path}: {name} has a non-offset type {e.type}")
-            kids: list[Ifd] = []
-            for child_offset in decode_values(e, bo):
-                kids.extend(_read_chain(r, bo, kind, child_offset, depth + 1, seen,
-                                        f"{ifd.path}/{name}"))
-            ifd.children[tag] = kids
+            ifd.children[tag] = _read_children(r, bo, kind, list(decode_values(e, bo)), depth + 1, seen,
+                                               f"{ifd.path}/{name}", above | chain)
         out.append(ifd)
+        if single:
+            ifd.next_offset = nxt
+            break
         offset = nxt
     return out
+
+
+def _read_children(r: _Reader, bo: str, kind: str, offsets: list[int], depth: int, seen: set[int],
+                   prefix: str, above: frozenset[int]) -> list[Ifd]:
+    """The IFDs a child tag lists.
+
+    One offset: the start of a chain (libtiff's chained SubIFDs, EXIF).
+    Several: each one IFD. Writers such as tifffile also chain the members
+    of such a list (member k's next pointer is member k+1); that is the same
+    list said twice, not a loop. A member whose next pointer leads anywhere
+    else would hide a directory the list does not name: refused.
+    """
+    if len(offsets) <= 1:
+        return _read_chain(r, bo, kind, offsets[0], depth, seen, prefix, above=above) if offsets and offsets[0] else []
+    kids: list[Ifd] = []
+    for j, off in enumerate(offsets):
+        kid = _read_chain(r, bo, kind, off, depth, seen, prefix, start_index=j, single=True, above=above)[0]
+        follow = offsets[j + 1] if j + 1 < len(offsets) else 0
+        if kid.next_offset not in (0, follow):
+            raise MalformedFile(f"{kid.path}: its next-IFD pointer ({kid.next_offset}) leads outside the "
+                                "SubIFDs list that names it")
+        kids.append(kid)
+    return kids
 
 
 def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:

@@ -1,10 +1,12 @@
 """Aperio SVS (Leica ScanScope / GT450 and Aperio Image Library output).
 
 Detection (as OpenSlide): a TIFF whose first IFD is tiled and whose
-ImageDescription starts with ``Aperio``. Roles: tiled IFDs are pyramid
-levels; the stripped IFD 1 is the thumbnail; a stripped IFD is the label
-when NewSubfileType is 1 or description line 2 starts with ``label``, the
-macro when NewSubfileType is 9 or line 2 starts with ``macro``.
+ImageDescription starts with ``Aperio``. Roles (see ``roles`` and
+``pyramid``): IFD 0 and the smaller same-aspect tiled IFDs with
+NewSubfileType 0 are pyramid levels; a stripped IFD is the label when
+NewSubfileType is 1 or its header says ``label``, the macro when 9 or
+``macro`` (both markers must agree), the thumbnail at IFD 1 when it is a
+reduced copy of level 0; anything else is unknown and removed.
 
 The ImageDescription is ``<header>|Key = Value|Key = Value...``; the header
 is the software name and geometry history (``46000x32914 [0,100 ...]
@@ -20,7 +22,8 @@ import re
 
 from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan
 from ..tiff.container import Ifd, TiffFile
-from . import tiff_base
+from . import pyramid, tiff_base
+from .pyramid import UNKNOWN, RoleCall
 
 NAME = "aperio"
 OPENSLIDE_VENDOR = "aperio"
@@ -36,27 +39,64 @@ def claims(tf: TiffFile) -> bool:
     return desc.startswith("Aperio")
 
 
-def _line2(ifd: Ifd) -> str:
-    lines = (ifd.text(270) or "").split("|")[0].splitlines()
-    return lines[1].strip() if len(lines) > 1 else ""
+def _header(ifd: Ifd) -> str:
+    """The description before its first ``|``: software and geometry lines, where
+    Aperio writes ``label``/``macro`` (a key value such as a file name is not a marker)."""
+    return (ifd.text(270) or "").split("|")[0]
 
 
-def roles(tf: TiffFile) -> list[str]:
-    out = []
-    for i, ifd in enumerate(tf.ifds):
-        nst = ifd.value(254, 0)
-        line2 = _line2(ifd)
-        if ifd.has(324):
-            out.append("level")
-        elif nst == 1 or line2.startswith("label"):
-            out.append("label")
-        elif nst == 9 or line2.startswith("macro"):
-            out.append("macro")
-        elif i == 1:
-            out.append("thumbnail")
+def _level_veto(ifd: Ifd) -> str | None:
+    nst = pyramid.subfile_type(ifd)
+    if nst != 0:
+        return f"tiled with NewSubfileType {nst} (Aperio levels have 0)"
+    kw = pyramid.description_keyword(_header(ifd))
+    if kw:
+        return f"tiled, but its description says {kw!r}"
+    return None
+
+
+def _stripped_role(i: int, ifd: Ifd, w0: int, h0: int) -> RoleCall:
+    """Label, macro or thumbnail, each only when the markers agree."""
+    nst = pyramid.subfile_type(ifd)
+    kw = pyramid.description_keyword(_header(ifd))
+    label = nst == 1 or kw == "label"
+    macro = nst == 9 or kw == "macro"
+    if label and macro:
+        return RoleCall(UNKNOWN, f"markers disagree: NewSubfileType {nst}, description says {kw!r}")
+    if label or macro:
+        role = "label" if label else "macro"
+        if nst not in (0, 1 if label else 9) or (kw not in (None, role)):
+            return RoleCall(UNKNOWN, f"markers disagree: NewSubfileType {nst}, description says {kw!r}")
+        return RoleCall(role)
+    if i != 1:
+        return RoleCall(UNKNOWN, f"stripped image at IFD {i} that no marker names (NewSubfileType {nst})")
+    w, h = pyramid.size_of(ifd)
+    if nst != 0 or kw not in (None, "thumbnail"):
+        return RoleCall(UNKNOWN, f"thumbnail position, but NewSubfileType {nst}, description says {kw!r}")
+    if not (w <= w0 and h <= h0 and pyramid.same_aspect(w0, h0, w, h)):
+        return RoleCall(UNKNOWN, f"thumbnail position, but {w}x{h} is not a reduced {w0}x{h0}")
+    return RoleCall("thumbnail")
+
+
+def roles(tf: TiffFile) -> list[RoleCall]:
+    """IFD 0 is the full-resolution level; a later tiled IFD is a level only when
+    it is a smaller, same-aspect image with NewSubfileType 0 and no label/macro
+    word; stripped IFDs are label, macro or thumbnail only when their markers agree
+    (OpenSlide's aperio driver takes every tiled IFD for a level, so a tiled label
+    would be shown as tissue)."""
+    top = tf.ifds
+    w0, h0 = pyramid.size_of(top[0])
+    cands = [pyramid.Candidate(i, *pyramid.size_of(ifd), _level_veto(ifd))
+             for i, ifd in enumerate(top) if ifd.has(324)]
+    levels = pyramid.establish(cands, cands[0].index) if cands else {}
+    calls: list[RoleCall] = []
+    for i, ifd in enumerate(top):
+        if i in levels:
+            why = levels[i]
+            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
         else:
-            out.append("other")
-    return out
+            calls.append(_stripped_role(i, ifd, w0, h0))
+    return pyramid.subifd_roles(tf, calls)
 
 
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
@@ -121,7 +161,7 @@ def join_description(ifd: Ifd, decisions: list[Decision]) -> str | None:
 
 
 def inventory(tf: TiffFile) -> Inventory:
-    return tiff_base.tiff_inventory(NAME, tf, roles(tf), {270: split_description})
+    return tiff_base.tiff_inventory(NAME, tf, roles, {270: split_description})
 
 
 def build(tf: TiffFile, plan: Plan, edited=None, mcu_starts=None):

@@ -2,8 +2,9 @@
 
 Detection: a TIFF whose first IFD carries tag 65420 (FileFormat), read with
 NDPI's 64-bit offset extension. Roles from tag 65421 (SourceLens /
-magnification): > 0 is a pyramid level (several focal planes share a
-magnification and differ in 65424), -1 the macro, -2 the map. There is no
+magnification): -1 the macro, -2 the map; > 0 a pyramid level only when its
+size is in proportion to the highest magnification's (several focal planes
+share a magnification and differ in 65424); anything else is unknown. There is no
 separate label image: the macro shows the physical label.
 
 The property map (65449, CRLF ``Key=Value`` lines) becomes
@@ -15,9 +16,12 @@ OpenSlide and NDP.view still see an NDPI.
 
 from __future__ import annotations
 
+import math
+
 from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan
 from ..tiff.container import Ifd, TiffFile
-from . import tiff_base
+from . import pyramid, tiff_base
+from .pyramid import UNKNOWN, RoleCall
 
 NAME = "hamamatsu"
 OPENSLIDE_VENDOR = "hamamatsu"
@@ -27,21 +31,63 @@ def claims(tf: TiffFile) -> bool:
     return tf.kind == "ndpi"
 
 
-def roles(tf: TiffFile) -> list[str]:
-    out = []
-    for ifd in tf.ifds:
-        lens = tiff_base.number(ifd, 65421, integer=False)
-        if lens is None:
-            out.append("other")
-        elif lens == -1:
-            out.append("macro")
-        elif lens == -2:
-            out.append("map")
-        elif lens > 0:
-            out.append("level")
+def _mag(ifd: Ifd) -> float | None:
+    """Magnification, or None when absent or not a finite number (NaN and
+    infinity compare false with every size rule and would slip through)."""
+    v = tiff_base.number(ifd, 65421, integer=False)
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def roles(tf: TiffFile) -> list[RoleCall]:
+    """Levels by magnification, established by size.
+
+    The highest magnification is the full-resolution level (it must also be
+    the largest image); another magnification is a level only when its size
+    is in proportion to it (``w0 * mag / mag0``, within 1 % and a JPEG block
+    of padding) and the pyramid rule holds. Focal planes (65424 != 0) are
+    levels when they match a level of the same magnification exactly. A
+    macro relabelled with a positive magnification fails the size rule.
+    """
+    top = tf.ifds
+    mags = [_mag(ifd) for ifd in top]
+    z = [tiff_base.number(ifd, 65424, 0, integer=False) or 0 for ifd in top]
+    sizes = [pyramid.size_of(ifd) for ifd in top]
+    plane0 = [i for i, m in enumerate(mags) if m is not None and m > 0 and z[i] == 0]
+    levels: dict[int, str | None] = {}
+    if plane0:
+        base = max(plane0, key=lambda i: (mags[i], -i))
+        w0, h0 = sizes[base]
+        largest = max(plane0, key=lambda i: (sizes[i][0] * sizes[i][1], -i))
+        cands = []
+        for i in plane0:
+            veto = None
+            ew, eh = w0 * mags[i] / mags[base], h0 * mags[i] / mags[base]
+            if i == base and largest != base:
+                veto = f"magnification {mags[i]:g} is the highest, but image {largest} is larger"
+            elif abs(sizes[i][0] - ew) > 16 + 0.01 * ew or abs(sizes[i][1] - eh) > 16 + 0.01 * eh:
+                veto = (f"magnification {mags[i]:g} gives {ew:.0f}x{eh:.0f} from level 0, "
+                        f"not {sizes[i][0]}x{sizes[i][1]}")
+            cands.append(pyramid.Candidate(i, *sizes[i], veto))
+        cands.sort(key=lambda c: -(mags[c.index] or 0))  # NDPI stores levels by magnification
+        levels = pyramid.establish(cands, base)
+    calls: list[RoleCall] = []
+    for i, m in enumerate(mags):
+        if i in levels:
+            why = levels[i]
+            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+        elif m is None:
+            calls.append(RoleCall(UNKNOWN, "no finite Magnification (tag 65421)"))
+        elif m == -1:
+            calls.append(RoleCall("macro"))
+        elif m == -2:
+            calls.append(RoleCall("map"))
+        elif m > 0:
+            twin = [j for j in levels if levels[j] is None and mags[j] == m and sizes[j] == sizes[i]]
+            calls.append(RoleCall(pyramid.LEVEL) if twin else
+                         RoleCall(UNKNOWN, f"focal plane {z[i]:g} matches no level of magnification {m:g}"))
         else:
-            out.append("other")
-    return out
+            calls.append(RoleCall(UNKNOWN, f"Magnification {m:g} names no NDPI image kind"))
+    return pyramid.subifd_roles(tf, calls)
 
 
 def split_properties(k: int, ifd: Ifd, text: str) -> list[Field]:
@@ -76,7 +122,7 @@ def refine(plan: Plan) -> None:
 
 
 def inventory(tf: TiffFile) -> Inventory:
-    inv = tiff_base.tiff_inventory(NAME, tf, roles(tf), {65449: split_properties})
+    inv = tiff_base.tiff_inventory(NAME, tf, roles, {65449: split_properties})
     for ifd in tf.ifds:
         hint = None
         for line in (ifd.text(65449) or "").splitlines():

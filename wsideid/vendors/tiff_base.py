@@ -23,6 +23,7 @@ COMPRESSIONS = {1: "none", 2: "ccitt-rle", 3: "ccitt-g3", 4: "ccitt-g4", 5: "lzw
                 33003: "jpeg2000-ycbcr", 33005: "jpeg2000-rgb", 34712: "jpeg2000", 50000: "zstd",
                 34887: "lerc", 34925: "lzma", 50001: "webp", 52546: "jpegxl"}
 
+SUBIFDS = 330  # images below an image: carried as images (kept or removed by role), never as a field
 # Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
 Splitter = Callable[[int, Ifd, str], list[Field]]
 # Beyond these no scanner writes, and readers allocate buffers from them.
@@ -235,8 +236,8 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
     fields: list[Field] = []
     for k, ifd in enumerate(tf.all_ifds()):
         for tag in sorted(ifd.entries):
-            if tag in DATA_TAGS:
-                continue
+            if tag in DATA_TAGS or tag == SUBIFDS:
+                continue  # structure the writer rebuilds (SubIFD images are images, not fields)
             name = tag_name(tag)
             if tag in special:
                 fields.extend(special[tag](k, ifd, ifd.text(tag) or ""))
@@ -265,6 +266,7 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
     """Turn a plan back into IFDs for the writer (top-level IFD order preserved)."""
     flat = list(tf.all_ifds())
     index_of = {id(ifd): k for k, ifd in enumerate(flat)}
+    image_of = {id(ifd): i for i, ifd in enumerate(tf.image_ifds())}
     by_ifd = decisions_by_ifd(plan)
     dropped_top = {d.image.index for d in plan.images if d.action == "remove"}
     edited = edited or {}
@@ -278,6 +280,11 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
         tag_decs = {d.field.tag: d for d in decs if d.field.subkey is None}
         for tag, e in ifd.entries.items():
             if tag in DATA_TAGS:
+                continue
+            if tag == SUBIFDS:
+                kept_kids = [convert(c) for c in ifd.children.get(tag, []) if image_of[id(c)] not in dropped_top]
+                if kept_kids:
+                    children[tag] = kept_kids
                 continue
             if tag in joiners:
                 text = joiners[tag](ifd, [d for d in decs if d.field.tag == tag])
@@ -336,7 +343,7 @@ def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
     kept = {d.image.index for d in plan.images if d.action != "remove"}
     edits: dict[int, dict[int, bytes]] = {}
     flat = list(tf.all_ifds())
-    owners = tf.owners()
+    owners = tf.image_owners()
     for k, ifd in enumerate(flat):
         if owners[k] not in kept:
             continue
@@ -388,8 +395,21 @@ def check_tag_types(tf: TiffFile) -> None:
                 raise MalformedFile(f"{ifd.path}: NDPI tag {tag} holds type {e.type} where numbers belong")
 
 
-def tiff_inventory(fmt: str, tf: TiffFile, roles: list[str], special: dict[int, Splitter]) -> Inventory:
+def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list[str]] | list[str],
+                   special: dict[int, Splitter]) -> Inventory:
+    """``roles`` is the driver's role rule (a ``pyramid.RoleCall`` per image of
+    ``tf.image_ifds()``), called after the tag types are checked because it
+    reads NewSubfileType, sizes and vendor tags (a ready list is accepted too)."""
     check_tag_types(tf)
-    images = [image_info(i, ifd, roles[i], tf) for i, ifd in enumerate(tf.ifds)]
+    calls = roles(tf) if callable(roles) else roles
+    parents = tf.image_parents()
+    images = []
+    for i, ifd in enumerate(tf.image_ifds()):
+        info = image_info(i, ifd, str(calls[i]), tf)
+        if getattr(calls[i], "reason", ""):
+            info.extra["reason"] = calls[i].reason
+        if parents[i] is not None:
+            info.extra["parent"] = parents[i]
+        images.append(info)
     check_data_layout(tf)
     return Inventory(fmt, tf.path, images, tag_fields(tf, special), tf, inventory_notes(tf))
