@@ -49,12 +49,9 @@ def test_two_codes_and_dedup():
     assert values == ["A-1", "B-2"]
 
 
-def test_blank_image_has_no_codes_and_stays_fast():
-    import time
-
-    t0 = time.perf_counter()
+def test_blank_image_has_no_codes():
+    # speed is measured by bench/labels, never asserted in a test (machine load varies)
     assert read_barcodes(Image.new("RGB", (1200, 800), "white")) == []
-    assert time.perf_counter() - t0 < 2.0
 
 
 def test_zxing_only_mode_still_reads_datamatrix():
