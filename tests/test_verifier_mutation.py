@@ -240,3 +240,24 @@ def test_dicom_rule_disabled_is_caught(kinds, dicom_slide, tmp_path, monkeypatch
     hit = _dicom_rebuild_mutation(monkeypatch, set(kinds))
     _expect_refusal(dicom_slide, tmp_path / "out")
     assert hit
+
+
+def test_dicom_frame_stripping_disabled_is_caught(tmp_path, monkeypatch):
+    """DICOM frames keep their COM/APP segments and trailing bytes (issue 11 stream rule disabled)."""
+    pytest.importorskip("wsidicomizer")
+    try:
+        from wsideid.dicom import frames
+    except ImportError:
+        pytest.fail("no DICOM frame stream rule on this branch: frames are copied unparsed (issue 11)")
+    bases = pc.make_bases(tmp_path / "bases")
+    base = pc.make_clean_dicom(tmp_path / "dicom-base", bases["svs"])
+    src = pc.build_dicom_class("dcm_jpeg_frames", base, tmp_path / "corpus").path
+    _control(src, tmp_path / "control")
+    hit = []
+
+    def nothing_cleaned(inst, *a, **kw):
+        hit.append(inst.index)
+        return {}
+    monkeypatch.setattr(frames, "rule_edits", nothing_cleaned)
+    _expect_refusal(src, tmp_path / "out")
+    assert hit
