@@ -310,3 +310,26 @@ def test_leak_dicom_frames_of_real_files(name, tmp_path):
                                                                    (pc.NAME2, pc.MRN_TOKEN))])
     outdir = tmp_path / "out"
     _assert_no_leak(slide, outdir, _run_api(slide, outdir))
+
+
+def test_keep_name_respects_user_identifiers(bases, tmp_path):
+    """--keep-name keeps a name the PHI classifier passes (a user name like "jdoe7" does);
+    a name holding an identifier the user gave (--identifier) must still not reach OUTDIR."""
+    import shutil as _sh
+    src = tmp_path / "in" / "jdoe7_slide.svs"
+    src.parent.mkdir()
+    _sh.copyfile(bases["svs"], src)
+    try:
+        opts = DeidOptions(keep_name=True, identifiers=["jdoe7"], detect="off")
+    except TypeError:
+        pytest.fail("no --keep-name on this branch (issue 10 item 6)")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    slide = pc.CorpusSlide("svs", "keep_name", src, [pc.Plant("keep_name", "file name", "jdoe7", ("jdoe7",))],
+                           ["jdoe7"], None)
+    try:
+        deidentify(src, outdir, opts)
+        error = None
+    except WsideidError as exc:
+        error = str(exc)
+    _assert_no_leak(slide, outdir, error)
