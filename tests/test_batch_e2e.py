@@ -52,7 +52,7 @@ def synthetic_rows() -> list[tuple[str, ...]]:
         (f"slides/{NDPI}", "R-0003", "P3", "S24-55555", ""),
         (f"slides/{TIFF}", "R-0004", "P4", "", ""),
         (f"slides/{CORRUPT}", "R-0005", "P5", "S24-66666", ""),
-        ("../outside/secret.svs", "R-0006", "P6", "", ""),  # bad row: escapes the manifest folder
+        ("../outside/DOE-MRN7731.svs", "R-0006", "P6", "", ""),  # bad row: escapes the manifest folder
     ]
 
 

@@ -41,7 +41,7 @@ def test_good_rows_parse_with_options(tmp_path):
     ("slides/a.svs", "..", "new_id", "'..'"),
     ("slides/a.svs", ".hidden", "new_id", "'.'"),
     ("slides/a.svs", "R 1", "new_id", "letters"),
-    ("slides/a.svs", "", "new_id", "empty"),
+    ("slides/a.svs", "NUL", "new_id", "reserved"),
 ])
 def test_unsafe_rows_are_refused_with_row_and_column(tmp_path, source, new_id, column, words):
     m = _write(tmp_path, f"source,new_id\nslides/b.svs,OK-1\n{source},{new_id}\n")
@@ -50,6 +50,15 @@ def test_unsafe_rows_are_refused_with_row_and_column(tmp_path, source, new_id, c
     msgs = [str(p) for p in problems]
     assert any(p.row == 3 and p.column == column and words in p.message for p in problems), msgs
     assert all(msg.startswith("row 3, column ") for msg in msgs)
+
+
+def test_rows_without_new_id_wait_for_a_pseudonym(tmp_path):
+    """An empty new_id (or no column) is no longer refused: the runner names the row by a keyed
+    pseudonym, never by its source (tests/test_names.py runs such a batch)."""
+    rows, problems = parse_manifest(_write(tmp_path, "source,new_id\nslides/a.svs,\nslides/b.svs,R-2\n"))
+    assert problems == [] and [r.new_id for r in rows] == ["", "R-2"]
+    rows, problems = parse_manifest(_write(tmp_path, "source\nslides/a.svs\nslides/b.svs\n"))
+    assert problems == [] and [r.new_id for r in rows] == ["", ""]
 
 
 def test_bad_values_and_duplicates(tmp_path):
@@ -69,8 +78,8 @@ def test_bad_values_and_duplicates(tmp_path):
 def test_whole_manifest_errors(tmp_path):
     with pytest.raises(ManifestError, match="unknown column.*identifers"):
         parse_manifest(_write(tmp_path, "source,new_id,identifers\n"))
-    with pytest.raises(ManifestError, match="no 'new_id' column"):
-        parse_manifest(_write(tmp_path, "source,subject\n"))
+    with pytest.raises(ManifestError, match="no 'source' column"):
+        parse_manifest(_write(tmp_path, "new_id,subject\n"))
     with pytest.raises(ManifestError, match="empty"):
         parse_manifest(_write(tmp_path, ""))
 

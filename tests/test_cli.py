@@ -50,8 +50,9 @@ def test_deid_and_inspect_json(synth_slides, tmp_path):
 def test_verify_detects_a_tampered_output(synth_slides, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    assert run("deid", synth_slides["aperio"], "-o", out, "--detect", "off").returncode == 0
-    bad = out / "synthetic-aperio.svs"
+    p = run("deid", synth_slides["aperio"], "-o", out, "--detect", "off", "--json")
+    assert p.returncode == 0, p.stderr
+    bad = out / os.path.basename(json.loads(p.stdout)["output"])  # a pseudonym, not the input's name
     data = bytearray(bad.read_bytes())
     data[-100:] = b"DOE^JANE " * 11 + b"X"  # PHI back into pixel bytes of the last tile
     bad.write_bytes(bytes(data))

@@ -139,10 +139,13 @@ def test_inspect_lists_every_field_with_action(synth_slides):
 
 
 def test_existing_output_is_not_overwritten(synth_slides, tmp_path):
-    deidentify(synth_slides["generic-tiff"], tmp_path)
+    """With one secret a slide's pseudonym is the same in every run, so a rerun meets its output."""
+    key = Secret(b"a-secret-for-this-test-only", "file")
+    deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(secret=key))
     with pytest.raises(Exception, match="already exists"):
-        deidentify(synth_slides["generic-tiff"], tmp_path)
-    deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(overwrite=True))
+        deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(secret=key))
+    deidentify(synth_slides["generic-tiff"], tmp_path, DeidOptions(overwrite=True, secret=key))
+    assert len([n for n in os.listdir(tmp_path) if not n.endswith(".audit.json")]) == 1
 
 
 def test_label_replaced_by_generated_one(synth_slides, tmp_path):
@@ -215,7 +218,10 @@ def test_audit_sha256_matches_the_files(fmt, synth_slides, tmp_path):
     res = deidentify(synth_slides[fmt], tmp_path, DeidOptions(detect="off", macro="blank-label"))
     audit = json.loads(open(res.audit_path).read())
     assert audit["sha256"]["output"] == hashlib.sha256(open(res.output, "rb").read()).hexdigest()
-    assert audit["sha256"]["input"] == hashlib.sha256(open(synth_slides[fmt], "rb").read()).hexdigest()
+    # The input's hash would tie the shared file to its source: it is in the lab record only.
+    assert "input" not in audit["sha256"]
+    lab = json.loads(open(f"{tmp_path}-review/records/{os.path.basename(res.output)}.lab.json").read())
+    assert lab["sha256"]["input"] == hashlib.sha256(open(synth_slides[fmt], "rb").read()).hexdigest()
 
 
 def test_research_id_name_takes_the_formats_extension(synth_slides, tmp_path):

@@ -81,8 +81,15 @@ def test_strict_refuses_unknown_attribute(tmp_path, capsys):
     assert main(["deid", str(src), "-o", str(out), "--new-id", "RID-7"]) == 0
     capsys.readouterr()
     assert unknown_kw not in pydicom.dcmread(out / "RID-7.dcm")
-    audit = json.loads((out / "RID-7.dcm.audit.json").read_text())
-    assert any(f.get("unknown") and f["path"].endswith(unknown_kw) for f in audit["fields"])
+    text = (out / "RID-7.dcm.audit.json").read_text()
+    audit = json.loads(text)
+    # The audit travels with the slide: unknown key names appear only as keyed hashes;
+    # the lab record in the review folder keeps the verbatim name.
+    assert unknown_kw not in text
+    hashed = [f["path"] for f in audit["fields"] if f.get("unknown")]
+    assert hashed and all("key-hmac:" in p for p in hashed)
+    lab = json.loads((tmp_path / "out-review" / "records" / "RID-7.dcm.lab.json").read_text())
+    assert any(k["path"].endswith(unknown_kw) and k["audit_path"] in hashed for k in lab["hashed_keys"])
 
 
 def test_to_dicom_conversion(tmp_path, capsys):

@@ -56,10 +56,12 @@ def test_single_file_published_and_readable(tmp_path, name):
     assert same and n == len(a.span.fragments)
     if dciodvfy.available():
         assert dciodvfy.new_errors(str(src), str(files[0])) == []
-    # Audit: no PHI value, hashes of input and output.
+    # Audit: no PHI value, the output's hash; the input's hash only in the lab record (review folder).
     audit = json.loads(open(res.audit_path).read())
-    assert audit["sha256"]["input[0]"] and audit["sha256"]["output[0]"]
+    assert audit["sha256"]["output[0]"] and "input[0]" not in audit["sha256"]
     assert audit["profile"]["name"] == "dicom-wsi-default"
+    lab = json.loads((tmp_path / "out-review" / "records" / "RID-0001.dcm.lab.json").read_text())
+    assert lab["sha256"]["input[0]"] and lab["input"] == str(src)
 
 
 def test_highdicom_phi_gone(tmp_path):
@@ -89,7 +91,8 @@ def test_boxes_series_folder_with_label(tmp_path):
     folder = copy_into(tmp_path / "slide-42", "openslide-python_boxes_0", "openslide-python_boxes_1",
                        "mi_test_wsi_label_barcodevalue")
     res = run(folder, tmp_path / "out", new_id=None)
-    assert res.output.endswith("slide-42")
+    name = res.output.rsplit("/", 1)[-1]  # a keyed pseudonym, never the folder's own name
+    assert name.startswith("WSI-") and len(name) == 20 and res.named_by == "pseudonym"
     files = output_files(res)
     assert len(files) == 2  # VOLUME + THUMBNAIL; LABEL removed
     types = sorted(read(f).ImageType[2] for f in files)

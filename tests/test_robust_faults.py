@@ -40,12 +40,15 @@ def big_svs(tmp_path_factory) -> Path:
     return p
 
 
+BIG_ID = "BIG-1"  # the output's name (without --new-id it would be a pseudonym, random without a secret)
+
+
 def _assert_output_whole_or_absent(src: Path, out: Path) -> bool:
-    final = out / src.name
+    final = out / f"{BIG_ID}.svs"
     names = [n for n in os.listdir(out) if not n.startswith(TMP_PREFIX)]
-    assert set(names) <= {src.name, src.name + ".audit.json"}, names
+    assert set(names) <= {final.name, final.name + ".audit.json"}, names
     if final.exists():
-        rep = verify_output(src, final)
+        rep = verify_output(src, final, DeidOptions(new_id=BIG_ID, verify="full"))
         assert rep.ok, [c for c in rep.checks if not c.ok]
         return True
     return False
@@ -54,7 +57,7 @@ def _assert_output_whole_or_absent(src: Path, out: Path) -> bool:
 def test_sigkill_at_random_points_leaves_whole_or_nothing(big_svs, tmp_path):
     """Kill the CLI after random delays spread over a full run; then a rerun (with --overwrite) completes."""
     before = _sha(big_svs)
-    args = CLI + ["deid", str(big_svs), "--detect", "off", "--verify", "full"]
+    args = CLI + ["deid", str(big_svs), "--detect", "off", "--verify", "full", "--new-id", BIG_ID]
     t = time.perf_counter()
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -72,7 +75,7 @@ def test_sigkill_at_random_points_leaves_whole_or_nothing(big_svs, tmp_path):
         seen["published" if _assert_output_whole_or_absent(big_svs, out) else "absent"] += 1
         rerun = subprocess.run(args + ["-o", str(out), "--overwrite"], capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
-        assert verify_output(big_svs, out / big_svs.name).ok
+        assert verify_output(big_svs, out / f"{BIG_ID}.svs", DeidOptions(new_id=BIG_ID, verify="full")).ok
     assert _sha(big_svs) == before
     print(seen)
 

@@ -171,7 +171,7 @@ def test_unknown_image_is_shown_on_the_qc_page(tmp_path):
     assert os.path.exists(review / "images" / "R-9.removed-unknown.jpg")
     page = render(str(review))
     assert 'alt="unknown"' in page and "unknown, removed from the slide" in page
-    assert "unknown[1] remove" in page
+    assert "unknown[1] remove (NewSubfileType 0, not 1 (reduced resolution))" in page
 
 
 @pytest.mark.parametrize("mag,why", [(float("nan"), "no finite Magnification"), (float("inf"), "no finite"),

@@ -1,44 +1,80 @@
-"""Audit records: what was done to a slide, without any PHI value.
+"""Audit records: what was done to a slide, without any PHI value, and the lab's own record.
 
-One JSON file per slide, next to the output (or in ``--audit-dir``). It
-names every field by its path and the action taken, never its value. The
-one place a name from the file reaches the record is a field path; an
-unknown key whose name does not look like a plain identifier is replaced by
-a short hash, because a hostile or careless file can put anything in a key.
-The date shift offset and the secret are never recorded: the offset would
-undo the shift.
+Two records per slide:
+
+* the **audit**, next to the output (or in ``--audit-dir``), which travels
+  with the shared slide. It names every field by its path and the action
+  taken, never its value. It holds the output's sha256 but not the input's
+  (that hash would link the shared file back to the identified source), and
+  not the source's name. Key names are the one place a file's own text
+  could reach it: the name of every unknown key, and of every key that a
+  profile *pattern* (not a literal name) matched, is replaced by an HMAC
+  under the run's secret (``key-hmac:<12 hex>``), whatever it looks like.
+  It says where the secret came from (``file``, ``environment`` or
+  ``random per run``), never the secret.
+* the **lab record**, in the review folder (``records/<output>.lab.json``),
+  which never leaves the lab: the input's path and sha256, and each hashed
+  key name with its verbatim text, so that the lab can still read its audits.
+
+The date shift offset and the secret are in neither: the offset would undo
+the shift.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from typing import Any
 
 from . import __version__
 from .errors import WsideidError
+from .keys import Secret
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z;@#][A-Za-z0-9 ._\-\[\]/;*]{0,47}$")
+_INDEX = re.compile(r"\[\d+\]$")
+LAB_RECORDS = "records"
 
 
-def safe_path(path: str, known: bool) -> str:
-    """A field path fit for the audit: unknown odd-looking segments are hashed."""
-    if known:
+def key_hmac(secret: Secret, key: str) -> str:
+    return "key-hmac:" + secret.digest("audit-key", key).hex()[:12]
+
+
+def from_file(path: str, known: bool, rule: str) -> bool:
+    """Whether the path's last segment is text taken from the file rather than from a profile.
+
+    Unknown fields always are. A known field is too when its rule does not
+    name the key literally (a pattern such as ``description.CustomField*``
+    matched it), because then the file chose the rest of the name.
+    """
+    if not known:
+        return True
+    last = _INDEX.sub("", path.rsplit("/", 1)[-1])
+    return last not in rule
+
+
+def safe_path(path: str, known: bool, rule: str, secret: Secret) -> str:
+    """A field path fit for the OUTDIR audit: a key name taken from the file is replaced by its HMAC."""
+    if not from_file(path, known, rule):
         return path
-    parts = path.split("/")
-    last = parts[-1]
-    if not _PLAIN_KEY.match(last) or re.search(r"\d{4,}", last):
-        parts[-1] = "key-sha256:" + hashlib.sha256(last.encode()).hexdigest()[:12]
-    return "/".join(parts)
+    head, _, last = path.rpartition("/")
+    hashed = key_hmac(secret, last)
+    return f"{head}/{hashed}" if head else hashed
 
 
-def audit_record(result) -> dict[str, Any]:
+def _secret_of(options) -> Secret:
+    secret = getattr(options, "secret", None)
+    if secret is None:
+        from .keys import run_secret
+        secret = run_secret(None, once=True)
+    return secret
+
+
+def audit_record(result, secret: Secret) -> dict[str, Any]:
     plan = result.plan
-    fields = [{"path": safe_path(d.field.path, not d.unknown), "action": d.action, "rule": d.rule,
+    fields = [{"path": safe_path(d.field.path, not d.unknown, d.rule, secret), "action": d.action, "rule": d.rule,
                **({"unknown": True} if d.unknown else {})} for d in plan.fields]
     images = [{"index": d.image.index, "role": d.image.role, "size": [d.image.width, d.image.height],
                "compression": d.image.compression, "action": d.action, "rule": d.rule} for d in plan.images]
@@ -47,10 +83,11 @@ def audit_record(result) -> dict[str, Any]:
         "status": result.status,
         "format": result.format,
         "output_name": os.path.basename(result.output) if result.output else None,
+        "secret": secret.source,
         "profile": {"name": plan.profile_name, "sha256": plan.profile_sha256,
                     "sources": plan.options.get("profile_sources", [])},
         "options": {k: v for k, v in plan.options.items() if k != "profile_sources"},
-        "sha256": result.sha256,
+        "sha256": {k: v for k, v in result.sha256.items() if k.startswith("output")},
         "images": images,
         "fields": fields,
         "verification": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
@@ -60,20 +97,54 @@ def audit_record(result) -> dict[str, Any]:
     }
 
 
-def write_audit(result, options) -> str:
-    folder = options.audit_dir or os.path.dirname(result.output)
-    path = os.path.join(folder, os.path.basename(result.output) + ".audit.json")
-    record = json.dumps(audit_record(result), indent=1)
+def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, Any]:
+    """What the OUTDIR audit leaves out, for the lab: input path and hashes, verbatim key names."""
+    plan = result.plan
+    keys = [{"path": d.field.path, "audit_path": safe_path(d.field.path, not d.unknown, d.rule, secret),
+             "action": d.action, **({"unknown": True} if d.unknown else {})}
+            for d in plan.fields if from_file(d.field.path, not d.unknown, d.rule)]
+    return {
+        "tool": "wsideid", "version": __version__,
+        "input": origin,
+        "output": os.path.abspath(result.output) if result.output else None,
+        "output_name": os.path.basename(result.output) if result.output else None,
+        "named_by": named_by,
+        "status": result.status,
+        "format": result.format,
+        "secret": secret.source,
+        "sha256": dict(result.sha256),
+        "hashed_keys": keys,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _write_json(folder: str, name: str, record: dict[str, Any], what: str) -> str:
+    path = os.path.join(folder, name)
+    text = json.dumps(record, indent=1)
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
         with os.fdopen(fd, "w") as fh:
-            fh.write(record)
+            fh.write(text)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise WsideidError(f"cannot write the audit record: {exc.strerror or type(exc).__name__}") from None
+        raise WsideidError(f"cannot write the {what}: {exc.strerror or type(exc).__name__}") from None
     return path
+
+
+def write_audit(result, options) -> str:
+    folder = options.audit_dir or os.path.dirname(result.output)
+    return _write_json(folder, os.path.basename(result.output) + ".audit.json",
+                       audit_record(result, _secret_of(options)), "audit record")
+
+
+def write_lab_record(result, options, review: str, origin: str, named_by: str) -> str:
+    """``<review>/records/<output name>.lab.json`` (the review folder is owner-only: it holds PHI)."""
+    from .naming import make_review_dir
+    make_review_dir(review)
+    return _write_json(os.path.join(review, LAB_RECORDS), os.path.basename(result.output) + ".lab.json",
+                       lab_record(result, _secret_of(options), origin, named_by), "lab record")

@@ -20,11 +20,25 @@ from .errors import WsideidError
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_VERIFY, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
 
+def _secret(args) -> Any:
+    """The run's secret, loaded once per command (random when none was given)."""
+    if getattr(args, "_secret", None) is None:
+        from .keys import load_secret
+        args._secret = load_secret(getattr(args, "secret_file", None), allow_random=True)
+    return args._secret
+
+
+def _warn_if_no_secret(source: str | None) -> None:
+    """After outputs were written without a secret: one warning line on stderr (a failed
+    run keeps its one-line error), because a random key named, dated and UIDed them."""
+    from .keys import RANDOM_SOURCE, warn_no_secret
+    if source == RANDOM_SOURCE:
+        warn_no_secret()
+
+
 def _date_options(args) -> Any:
     from .dates import make_policy
-    from .keys import load_secret
-    secret = load_secret(getattr(args, "secret_file", None))
-    return make_policy(args.dates, secret, getattr(args, "subject", None))
+    return make_policy(args.dates, _secret(args), getattr(args, "subject", None))
 
 
 def _deid_options(args):
@@ -37,7 +51,8 @@ def _deid_options(args):
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
-                       in_place=getattr(args, "in_place", False), label=getattr(args, "label", None))
+                       in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
+                       keep_name=getattr(args, "keep_name", False), secret=_secret(args))
 
 
 def _regions(args) -> list:
@@ -52,11 +67,9 @@ def _dicom_options(args):
     if not (chosen or getattr(args, "to_dicom", False) or (source and is_dicom_input(source))):
         return None  # TIFF input: skip importing pydicom
     from .dicom.plan import DicomOptions
-    from .keys import load_secret
     return DicomOptions(options=tuple(o for o in chosen if o != "generated-label"),
                         label="generate" if "generated-label" in chosen else "remove",
-                        to_dicom=getattr(args, "to_dicom", False),
-                        secret=load_secret(getattr(args, "secret_file", None), allow_random=True))
+                        to_dicom=getattr(args, "to_dicom", False), secret=_secret(args))
 
 
 def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -102,13 +115,16 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_deid(args) -> int:
-    from .pipeline import deidentify, plan_summary
+    from .pipeline import DeidOptions, check_name_options, deidentify, plan_summary
+    check_name_options(DeidOptions(new_id=args.new_id, keep_name=getattr(args, "keep_name", False)))
     if not args.output and not getattr(args, "in_place", False):
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
     if args.mkdir:
         os.makedirs(args.output, exist_ok=True)
     res = deidentify(args.input, args.output, _deid_options(args))
+    _warn_if_no_secret(_secret(args).source)
     data = {"status": res.status, "format": res.format, "output": res.output, "audit": res.audit_path,
+            "named_by": res.named_by,
             "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
             "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
 
@@ -125,7 +141,9 @@ def cmd_deid(args) -> int:
         return (f"{head} {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
                 + (f"  detectors: {'; '.join(flags)}\n" if flags else "") +
                 f"  images: {imgs}\n  verified: {sum(c['ok'] for c in d['checks'])}/{len(d['checks'])} checks"
-                f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n")
+                f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
+                + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
+                   if d["named_by"] else ""))
     _print(data, args.json, text)
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
@@ -181,9 +199,14 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", metavar="F", help="TOML profile that overrides the shipped one for the format")
     p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
                    help="date policy: remove (default), year (keep the year only), shift (keyed per-subject offset)")
-    p.add_argument("--secret-file", metavar="F", help="secret key for date shifts and UIDs (else $WSIDEID_SECRET)")
+    p.add_argument("--secret-file", metavar="F",
+                   help="secret key for date shifts, UIDs and output pseudonyms (else $WSIDEID_SECRET; without one a"
+                        " random key is used and a warning printed: nothing links across runs)")
     p.add_argument("--subject", metavar="ID", help="patient key: slides of one subject get one date offset")
-    p.add_argument("--new-id", metavar="ID", help="research ID: output name and replacement for identifiers")
+    p.add_argument("--new-id", metavar="ID",
+                   help="research ID: the output's name and the replacement for identifiers (1-64 letters, digits,"
+                        " '.', '_', '-'; an empty or unsafe ID is refused). Without it the output is named by a keyed"
+                        " pseudonym, WSI-<16 hex>, never by the input's name")
     p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
     p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (scanned for residual PHI)")
     p.add_argument("--macro", choices=["remove", "keep", "blank-label"],
@@ -198,6 +221,15 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
                    help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"
                         " or generated-label (a new LABEL instance showing --new-id); repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_naming(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-name", action="store_true",
+                   help="name the output after the input (its base name, the extension from the format), only if"
+                        " the PHI text classifier finds nothing in that name; else refused (exit 2)")
+    p.add_argument("--review-dir", metavar="DIR",
+                   help="lab-side folder, outside OUTDIR: flagged outputs, name-map.csv (input path -> output name),"
+                        " records/<output>.lab.json (input path and sha256, hashed key names); default OUTDIR-review")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
     p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
-    p.add_argument("--no-hash", action="store_true", help="skip the sha256 of input and output in the audit")
+    p.add_argument("--no-hash", action="store_true",
+                   help="skip the sha256 of the output (in the audit) and of the input (in the lab record)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert the de-identified SVS/NDPI/TIFF to DICOM WSI (wsidicomizer), then verify it as DICOM")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
@@ -229,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier (accession, name) to look for; repeatable")
-    p.add_argument("--review-dir", metavar="DIR", help="where flagged outputs go (default: OUTDIR-review)")
+    _add_naming(p)
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
@@ -246,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="residual")
-    p.add_argument("--review-dir", metavar="DIR")
+    _add_naming(p)
     p.set_defaults(func=cmd_redact)
 
     p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
@@ -276,6 +309,7 @@ def cmd_run(args) -> int:
                         detect=args.detect, ocr=not args.no_ocr, verify=args.verify,
                         progress=not args.no_progress and not args.json)
     res = run_batch(args.manifest, args.output, opts)
+    _warn_if_no_secret(res.secret_source)
     report = None
     if not args.no_report:
         from .report.page import write_report
@@ -327,7 +361,9 @@ def _add_batch_commands(sub) -> None:
                                                       " (default: the manifest's folder)")
     p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
                    help="date policy for rows without a dates column value")
-    p.add_argument("--secret-file", metavar="F", help="secret key for date shifts (else $WSIDEID_SECRET)")
+    p.add_argument("--secret-file", metavar="F",
+                   help="secret key for date shifts, UIDs and the pseudonyms of rows without new_id (else"
+                        " $WSIDEID_SECRET; without one a random key is used and a warning printed)")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="all",
                    help="detectors: all (default: also the removed label/macro, for the QC page), residual, off")
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster)")

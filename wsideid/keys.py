@@ -18,6 +18,7 @@ from .errors import WsideidError
 
 SECRET_ENV = "WSIDEID_SECRET"
 MIN_SECRET_BYTES = 16
+RANDOM_SOURCE = "random per run"  # Secret.source when no secret was given
 
 
 class SecretError(WsideidError):
@@ -58,5 +59,33 @@ def load_secret(secret_file: str | os.PathLike | None = None, *, allow_random: b
     if env:
         return Secret(env.encode("utf-8"), "environment")
     if allow_random:
-        return Secret(_secrets.token_bytes(32), "random per run")
+        return Secret(_secrets.token_bytes(32), RANDOM_SOURCE)
     return None
+
+
+NO_SECRET_WARNING = ("wsideid: warning: no secret (--secret-file or $WSIDEID_SECRET): a random key is used for this run;"
+                     " UIDs, pseudonyms and date shifts will not link across runs")
+_warned = False
+
+
+def run_secret(secret_file: str | os.PathLike | None = None, *, once: bool = False) -> Secret:
+    """The run's secret, random when none was given, and then warned about on stderr.
+
+    The CLI loads it once per command, so it warns once per run; library
+    callers that leave the secret out get the warning once per process
+    (``once=True``).
+    """
+    secret = load_secret(secret_file, allow_random=True)
+    assert secret is not None
+    if secret.source == RANDOM_SOURCE:
+        warn_no_secret(once)
+    return secret
+
+
+def warn_no_secret(once: bool = False) -> None:
+    global _warned
+    if once and _warned:
+        return
+    import sys
+    print(NO_SECRET_WARNING, file=sys.stderr)
+    _warned = True

@@ -21,8 +21,10 @@ from typing import Any
 from .dates import DatePolicy
 from .detect_format import OpenedSlide, open_slide
 from .errors import VerificationFailed, WsideidError
+from .keys import Secret
 from .model import Plan, VerifyReport
-from .profiles import PlanOptions, check_new_id, load_profile, make_plan
+from .naming import OutputName, check_name_options, check_review_dir, name_for, review_dir
+from .profiles import PlanOptions, load_profile, make_plan
 
 TMP_PREFIX = ".wsideid-tmp-"
 
@@ -48,6 +50,9 @@ class DeidOptions:
     macro: str | None = None  # remove | keep | blank-label (None: the profile decides)
     in_place: bool = False  # rewrite the input itself (explicit only; see inplace.py)
     label: str | None = None  # remove | replace (a generated label with the research ID); None: profile
+    keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name
+    secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
+    naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
 
 
 @dataclass
@@ -62,12 +67,14 @@ class DeidResult:
     scans: list = field(default_factory=list)  # scanning.ImageScan, source and residual
     audit_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    sha256: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # input hashes go to the lab record only
+    named_by: str | None = None  # research-id | pseudonym | kept-name
 
 
 def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan:
     """The plan the profile would carry out, without writing anything."""
     options = options or DeidOptions()
+    check_name_options(options)
     if _wants_dicom(path, None):
         from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.inspect(path, options)
@@ -101,19 +108,48 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
 FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff"}
 
 
-def output_name(input_path: str, new_id: str | None, fmt: str | None = None) -> str:
-    """The input's name, or the research ID with the format's own extension.
+def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:
+    """The chosen name (research ID, pseudonym or checked input name) with the format's own extension.
 
     The extension comes from the detected format, not the input's name: a
     name like ``DOE.JANE`` must not leave ``R-1.jane`` behind.
     """
-    name = os.path.basename(input_path.rstrip(os.sep))
-    if new_id:
-        ext = Path(name).suffix.lower()
-        if fmt == "generic-tiff" and ext in (".tif", ".tiff"):
-            return new_id + ext
-        return new_id + FORMAT_EXTENSIONS.get(fmt or "", ext if ext in (".svs", ".ndpi", ".tif", ".tiff") else "")
-    return name
+    ext = Path(input_path.rstrip(os.sep)).suffix.lower()
+    if fmt == "generic-tiff" and ext in (".tif", ".tiff"):
+        return stem + ext
+    return stem + FORMAT_EXTENSIONS.get(fmt or "", ext if ext in (".svs", ".ndpi", ".tif", ".tiff") else "")
+
+
+def with_secret(options: DeidOptions) -> DeidOptions:
+    """Options carrying the run's secret: the one given (here or in the DICOM options), else a
+    random one (warned about once)."""
+    if options.secret is not None:
+        return options
+    from dataclasses import replace
+    given = getattr(options.dicom, "secret", None)
+    if given is not None:
+        return replace(options, secret=given)
+    from .keys import run_secret
+    return replace(options, secret=run_secret(None, once=True))
+
+
+def record_and_audit(result: DeidResult, options: DeidOptions, name: OutputName, review: str) -> str:
+    """Before the output is renamed into place: the name-map.csv row, the audit, the lab record.
+
+    Mapping first, so there is never a published output whose name the lab
+    cannot map back (a failure after it leaves a row for an output that does
+    not exist, which is harmless); the audit lands before the slide, so
+    there is never a slide without its record. Returns the audit's path.
+    """
+    from .audit import write_audit, write_lab_record
+    from .naming import append_name_map
+    result.named_by = name.named_by.value
+    if name.record:
+        append_name_map(review, name, os.path.basename(result.output or ""))
+    audit = write_audit(result, options if result.status == "published" else _review_audit(options, result.output))
+    if name.record:
+        write_lab_record(result, options, review, name.origin, name.named_by.value)
+    return audit
 
 
 def _stat_key(path: str) -> tuple[int, int, int]:
@@ -171,6 +207,8 @@ class _Hasher(threading.Thread):
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
     """De-identify one slide into ``outdir``; raises WsideidError on failure (nothing published)."""
     options = options or DeidOptions()
+    check_name_options(options)
+    options = with_secret(options)
     if _wants_dicom(input_path, options):
         from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.deidentify(input_path, outdir, options)
@@ -183,15 +221,16 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
     outdir = os.fspath(outdir)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    if options.new_id:
-        check_new_id(options.new_id)
     if not os.path.isfile(input_path):
         raise WsideidError("input is not a file" if os.path.exists(input_path) else "input does not exist")
     if not os.path.isdir(outdir):
         raise WsideidError("output folder does not exist")
+    review = review_dir(outdir, options.review_dir)
+    check_review_dir(outdir, review)
     before = _stat_key(input_path)
     slide = open_slide(input_path)
-    final = os.path.join(outdir, output_name(input_path, options.new_id, slide.format))
+    name = name_for(input_path, [input_path], options)
+    final = os.path.join(outdir, output_name(input_path, name.stem, slide.format))
     if os.path.exists(final) and os.path.samefile(final, input_path):
         raise WsideidError("the output would overwrite the input (use another output folder)")
     if os.path.lexists(final) and not options.overwrite:
@@ -236,8 +275,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
             timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in residual if s.result)
             if any(s.has_phi or s.error for s in residual):
                 status = "flagged"
-                review = options.review_dir or outdir.rstrip(os.sep) + "-review"
-                os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+                from .naming import make_review_dir
+                make_review_dir(review, "flagged")
                 destination = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         for label, h in (("input", in_hash), ("output", out_hash)):
@@ -258,10 +297,9 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         timings["total"] = time.perf_counter() - t0
         result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
                             sha256=hashes, scans=scans)
-        from .audit import write_audit
-        # The audit lands first: a kill between the two renames leaves an audit
-        # without its slide (a rerun redoes it), never a slide without its record.
-        result.audit_path = write_audit(result, options if status == "published" else _review_audit(options, destination))
+        # The records land first: a kill between them and the rename leaves an
+        # audit without its slide (a rerun redoes it), never a slide without its record.
+        result.audit_path = record_and_audit(result, options, name, review)
         os.replace(tmp, destination)
         published = True
     finally:
@@ -381,6 +419,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: DeidOptions | None = None) -> VerifyReport:
     """Re-plan the original with the same options and check an existing output against it."""
     options = options or DeidOptions(verify="full")
+    check_name_options(options)
     if _wants_dicom(original, None):
         from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.verify_output(original, output, options)

@@ -50,18 +50,24 @@ class SlideJob:
     verify: str = "sample"
     overwrite: bool = False  # only when the review record says this run's batch made the old output
     stale: list[str] = field(default_factory=list)  # earlier outputs of this slide to drop if not re-made
+    named_by: str = "research-id"  # "pseudonym": new_id was given by the runner, not the manifest
 
 
 def deid_options(job: SlideJob):
+    """A pseudonym row names its output by the pseudonym only: it is not a research ID, so it
+    does not replace identifiers in the metadata (as the manifest's new_id does)."""
     from ..dates import make_policy
     from ..keys import load_secret
+    from ..naming import NamedBy, OutputName
     from ..pipeline import DeidOptions
-    secret = load_secret(job.secret_file) if job.dates == "shift" else None
-    return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=job.new_id,
+    secret = load_secret(job.secret_file, allow_random=True)
+    pseudonymous = job.named_by == NamedBy.PSEUDONYM.value
+    naming = OutputName(job.new_id, NamedBy.PSEUDONYM, os.path.abspath(job.source)) if pseudonymous else None
+    return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=None if pseudonymous else job.new_id,
                        keep_macro=job.keep_macro, macro=job.macro, label=job.label,
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
-                       overwrite=job.overwrite, verify=job.verify)
+                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
 
 
 def _save_image(img, path: str) -> str:
@@ -180,7 +186,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     record = {
-        "row": job.row, "new_id": job.new_id, "status": status, "source": job.source,
+        "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
         "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
@@ -190,7 +196,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
         "fields": [{"path": d.field.path, "action": d.action, "rule": d.rule, "unknown": d.unknown}
                    for d in result.plan.fields] if result and result.plan else [],
-        "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action}
+        "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action, "rule": d.rule}
                           for d in result.plan.images] if result and result.plan else [],
         "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
         if result and result.report else [],

@@ -10,7 +10,9 @@ whole manifest, because guessing would silently drop options.
 Path safety: ``source`` is relative to the source root (the manifest's
 folder unless told otherwise) and may not climb out of it with ``..`` or be
 absolute; ``new_id`` becomes a file name, so it may not hold separators or
-dots that make it a path. Symlinks inside the source root are followed: a
+dots that make it a path. A row without ``new_id`` is named by a keyed
+pseudonym (given by the runner, which holds the secret), never by its
+source's name. Symlinks inside the source root are followed: a
 lab links its slide store in on purpose.
 """
 
@@ -27,7 +29,8 @@ from ..errors import WsideidError
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
 COLUMNS: dict[str, str] = {
     "source": "slide file (or DICOM folder), relative to the manifest's folder; required",
-    "new_id": "research ID: the output file name and the replacement for identifiers; required, unique",
+    "new_id": "research ID: the output file name and the replacement for identifiers; unique. Empty (or no"
+              " column): a keyed pseudonym, WSI-<16 hex>, never the source's name",
     "subject": "patient key: slides of one subject get the same date shift (needed for dates=shift)",
     "identifiers": "known original identifiers (accession, slide id, patient name), ';'-separated; "
                    "searched for in labels, metadata and output, never written to OUTDIR",
@@ -39,9 +42,10 @@ COLUMNS: dict[str, str] = {
     "detect": "off | residual | all (default: the run's --detect)",
     "notes": "free text for the lab; ignored",
 }
-REQUIRED = ("source", "new_id")
+REQUIRED = ("source",)
 _TRUE = {"yes", "y", "true", "1", "x"}
 _FALSE = {"no", "n", "false", "0", ""}
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 _ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
 
 
@@ -67,7 +71,7 @@ class ManifestRow:
 
     row: int
     source: str  # absolute path
-    new_id: str
+    new_id: str  # empty until the runner gives the row its pseudonym
     subject: str | None = None
     identifiers: list[str] = field(default_factory=list)
     dates: str | None = None
@@ -77,6 +81,7 @@ class ManifestRow:
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     detect: str | None = None
     source_rel: str = ""
+    named_by: str = "research-id"  # or "pseudonym" (no new_id in the manifest)
 
 
 def _read_csv(path: Path) -> list[list[str]]:
@@ -187,6 +192,8 @@ def check_research_id(value: str) -> str | None:
         return "may not start with '.' or contain '..'"
     if not _ID_SAFE.match(value):
         return "may hold only letters, digits, '-', '_' and single dots"
+    if _RESERVED.match(value):
+        return "is a reserved device name (CON, NUL, COM1, ...)"
     return None
 
 
@@ -231,11 +238,11 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
         src, why = resolve_source(rec["source"], root)
         if why:
             mine.append(RowProblem(n, "source", why))
-        new_id = rec["new_id"]
-        why = check_research_id(new_id)
+        new_id = rec.get("new_id", "")
+        why = check_research_id(new_id) if new_id else None
         if why:
             mine.append(RowProblem(n, "new_id", why))
-        elif new_id.lower() in seen_ids:
+        elif new_id and new_id.lower() in seen_ids:
             mine.append(RowProblem(n, "new_id", f"duplicate of row {seen_ids[new_id.lower()]}"))
         if src is not None:
             key = os.path.normpath(str(src))
@@ -258,7 +265,8 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
         if mine:
             problems.extend(mine)
             continue
-        seen_ids[new_id.lower()] = n
+        if new_id:
+            seen_ids[new_id.lower()] = n
         seen_src[os.path.normpath(row.source)] = n
         rows.append(row)
     return rows, problems

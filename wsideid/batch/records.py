@@ -128,9 +128,8 @@ def find_review_dir(outdir: str, review_dir: str | None = None) -> str:
 
 def check_separate(outdir: str, review_dir: str) -> None:
     """The review folder holds PHI: it may be neither OUTDIR nor inside it (nor the reverse)."""
-    a, b = os.path.realpath(outdir), os.path.realpath(review_dir)
-    if a == b or b.startswith(a + os.sep) or a.startswith(b + os.sep):
-        raise WsideidError("the review folder must be outside OUTDIR (it holds PHI) and OUTDIR outside it")
+    from ..naming import check_review_dir
+    check_review_dir(outdir, review_dir)
 
 
 def check_research_id_ok(new_id: str) -> bool:

@@ -52,6 +52,7 @@ class BatchResult:
     counts: dict[str, int] = field(default_factory=dict)
     ran: int = 0
     skipped: int = 0
+    secret_source: str = ""  # file | environment | random per run (the CLI warns about the last)
 
     @property
     def exit_code(self) -> int:
@@ -65,9 +66,9 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
                    fingerprint="", subject=row.subject, identifiers=list(row.identifiers),
                    dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
                    macro=row.macro, label=row.label, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
-                   verify=opts.verify)
-    key = {k: getattr(job, k) for k in ("source", "new_id", "subject", "identifiers", "dates", "keep_macro",
-                                        "macro", "label", "regions", "detect", "ocr")}
+                   verify=opts.verify, named_by=row.named_by)
+    key = {k: getattr(job, k) for k in ("source", "new_id", "named_by", "subject", "identifiers", "dates",
+                                        "keep_macro", "macro", "label", "regions", "detect", "ocr")}
     job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
     return job
 
@@ -169,9 +170,50 @@ def write_summaries(result: BatchResult, sources: dict[int, str], messages: dict
 def write_mapping(review_dir: str, rows: list[ManifestRow]) -> None:
     """Source names and identifiers -> research IDs: identifying, so only in the review folder."""
     write_csv(os.path.join(review_dir, records.MAPPING),
-              [{"row": r.row, "new_id": r.new_id, "source": r.source_rel, "path": r.source, "subject": r.subject or "",
-                "identifiers": ";".join(r.identifiers)} for r in rows],
-              ["row", "new_id", "source", "path", "subject", "identifiers"])
+              [{"row": r.row, "new_id": r.new_id, "named_by": r.named_by, "source": r.source_rel, "path": r.source,
+                "subject": r.subject or "", "identifiers": ";".join(r.identifiers)} for r in rows],
+              ["row", "new_id", "named_by", "source", "path", "subject", "identifiers"])
+
+
+def _earlier_pseudonyms(review_dir: str) -> dict[str, str]:
+    """Source path -> the pseudonym an earlier run of this batch gave it (from the review folder's mapping)."""
+    try:
+        with open(os.path.join(review_dir, records.MAPPING), newline="") as fh:
+            return {r["path"]: r["new_id"] for r in csv.DictReader(fh)
+                    if r.get("named_by") == "pseudonym" and r.get("path") and r.get("new_id")}
+    except (OSError, KeyError, csv.Error):
+        return {}
+
+
+def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems: list[RowProblem]
+                      ) -> list[ManifestRow]:
+    """Give each row without a new_id its pseudonym (see wsideid.naming); never the source's name.
+
+    With a secret the pseudonym is the same in every run. Without one the
+    key is random, so a rerun into the same review folder reuses the
+    pseudonym recorded there, and resume still finds the finished slides.
+    Two rows with the same content would get the same name: the later one
+    is refused.
+    """
+    from ..keys import RANDOM_SOURCE
+    from ..naming import NamedBy, content_files, fingerprint, pseudonym
+    earlier = _earlier_pseudonyms(review_dir) if secret.source == RANDOM_SOURCE else {}
+    taken = {r.new_id.lower(): r.row for r in rows if r.new_id}
+    kept = []
+    for r in rows:
+        if not r.new_id:
+            try:
+                r.new_id = earlier.get(r.source) or pseudonym(secret, fingerprint(content_files(r.source)))
+            except WsideidError:
+                problems.append(RowProblem(r.row, "source", "cannot be read to name it"))
+                continue
+            r.named_by = NamedBy.PSEUDONYM.value
+            if r.new_id.lower() in taken:
+                problems.append(RowProblem(r.row, "source", f"same slide content as row {taken[r.new_id.lower()]}"))
+                continue
+            taken[r.new_id.lower()] = r.row
+        kept.append(r)
+    return kept
 
 
 def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> BatchResult:
@@ -180,15 +222,16 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     outdir = os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
     rows, problems = parse_manifest(manifest, opts.source_root)
+    from ..keys import RANDOM_SOURCE, load_secret
+    secret = load_secret(opts.secret_file, allow_random=True)
+    if secret.source == RANDOM_SOURCE and any((r.dates or opts.dates) == "shift" for r in rows):
+        raise WsideidError("dates=shift needs a secret (--secret-file or $WSIDEID_SECRET)")
     os.makedirs(outdir, exist_ok=True)
     os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
     records.check_separate(outdir, review)
     records.link_batch(outdir, review, manifest)
+    rows = assign_pseudonyms(rows, review, secret, problems)
     write_mapping(review, rows)
-    if any((r.dates or opts.dates) == "shift" for r in rows):
-        from ..keys import load_secret
-        if load_secret(opts.secret_file) is None:
-            raise WsideidError("dates=shift needs a secret (--secret-file or $WSIDEID_SECRET)")
 
     todo, done_rows = [], {}
     for r in rows:
@@ -216,7 +259,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         if rec.get("error") and rec.get("row") in fresh:
             messages[rec["row"]] = rec["error"]
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
-                         ran=len(fresh), skipped=len(done_rows))
+                         ran=len(fresh), skipped=len(done_rows), secret_source=secret.source)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
     write_summaries(result, {r.row: r.source_rel for r in rows}, messages)

@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedFormat, WsideidError
@@ -32,23 +31,35 @@ def _metadata(new_id: str):
 
 
 def convert_and_deidentify(input_path: str, outdir: str, options: Any):
+    """Both steps under one name, chosen here from the *original* input (research ID,
+    pseudonym of its content, or its checked name), never the source stem."""
+    from ..naming import append_name_map, check_review_dir, name_for, review_dir
     from ..pipeline import deidentify as deidentify_tiff
     from .pipeline import deidentify as deidentify_dicom
+    from .pipeline import dicom_options
 
     try:
         from wsidicomizer import WsiDicomizer
     except ImportError:
         raise UnsupportedFormat("--to-dicom needs wsidicomizer (pip install wsidicomizer)") from None
+    if not os.path.isfile(input_path):
+        raise WsideidError("input is not a file" if os.path.exists(input_path) else "input does not exist")
     if not os.path.isdir(outdir):
         raise WsideidError("output folder does not exist")
-    dopts = options.dicom
-    name = options.new_id or Path(input_path).stem
+    review = review_dir(outdir, getattr(options, "review_dir", None))
+    check_review_dir(outdir, review)
+    chosen = name_for(input_path, [input_path], options)
+    name = chosen.stem
     if os.path.lexists(os.path.join(outdir, name)) and not options.overwrite:
         raise WsideidError(f"output already exists: {name} (use --overwrite)")
     work = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=outdir)
     try:
-        tiff_opts = dataclasses.replace(options, dicom=None, audit_dir=work, overwrite=False)
-        tiff = deidentify_tiff(input_path, work, tiff_opts)
+        inner = dataclasses.replace(chosen, record=False)  # the intermediate steps record nothing
+        tiff_out = os.path.join(work, "tiff")
+        os.mkdir(tiff_out)
+        tiff_opts = dataclasses.replace(options, dicom=None, audit_dir=work, overwrite=False, naming=inner,
+                                        review_dir=os.path.join(work, "review"))
+        tiff = deidentify_tiff(input_path, tiff_out, tiff_opts)
         dcm_dir = os.path.join(work, name)
         os.mkdir(dcm_dir)
         ident = options.new_id or "DEIDENTIFIED"
@@ -60,13 +71,18 @@ def convert_and_deidentify(input_path: str, outdir: str, options: Any):
         except Exception as exc:  # noqa: BLE001 - wsidicomizer raises many types
             raise WsideidError(f"wsidicomizer could not convert the de-identified slide ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
-        dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dopts, to_dicom=False), new_id=options.new_id)
+        dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dicom_options(options), to_dicom=False),
+                                         naming=inner)
+        append_name_map(review, chosen, name)  # before the DICOM step publishes
         result = deidentify_dicom(dcm_dir, outdir, dicom_opts)
         result.plan.options["converted_from"] = tiff.format
         result.sha256["source"] = tiff.sha256.get("input", "")
         result.input = input_path
-        from ..audit import write_audit
+        result.named_by = chosen.named_by.value
+        from ..audit import write_audit, write_lab_record
+        write_lab_record(result, options, review, chosen.origin, chosen.named_by.value)
         result.audit_path = write_audit(result, options)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import MalformedFile, VerificationFailed, WsideidError
 from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
-from ..profiles import check_new_id, load_profile
+from ..profiles import load_profile
 from . import is_dicom_input
 from .plan import DicomOptions, DicomPlanData, make_dicom_plan
 from .rules import OPTIONS, DicomRules
@@ -35,7 +35,8 @@ def dicom_options(options: Any) -> DicomOptions:
 
 
 def _secret(options: Any) -> Secret:
-    s = getattr(dicom_options(options), "secret", None)
+    """The run's secret (``options.secret``), else the DICOM options' one, else random for this run."""
+    s = getattr(options, "secret", None) or getattr(dicom_options(options), "secret", None)
     return s if s is not None else load_secret(None, allow_random=True)
 
 
@@ -75,11 +76,10 @@ def inspect(path: str | os.PathLike, options: Any) -> Plan:
         return plan_source(load(os.fspath(path)), options)
 
 
-def output_name(src: DicomSource, new_id: str | None) -> str:
-    base = os.path.basename(src.path.rstrip(os.sep))
-    if src.is_folder:
-        return new_id or base
-    return f"{new_id}.dcm" if new_id else base
+def output_name(src: DicomSource, stem: str) -> str:
+    """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
+    unless ``--keep-name`` passed it (see wsideid.naming)."""
+    return stem if src.is_folder else f"{stem}.dcm"
 
 
 def _sha256(path: str) -> str:
@@ -147,21 +147,25 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
 
 
 def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: Any):
-    from ..pipeline import DeidResult
+    from ..naming import check_name_options, check_review_dir, name_for, review_dir
+    from ..pipeline import DeidResult, record_and_audit, with_secret
 
+    check_name_options(options)
+    options = with_secret(options)
     input_path, outdir = os.fspath(input_path), os.fspath(outdir)
     if dicom_options(options).to_dicom and not is_dicom_input(input_path):
         from .convert import convert_and_deidentify
         return convert_and_deidentify(input_path, outdir, options)
     t0 = time.perf_counter()
-    if options.new_id:
-        check_new_id(options.new_id)
     if not os.path.exists(input_path):
         raise WsideidError("input does not exist")
     if not os.path.isdir(outdir):
         raise WsideidError("output folder does not exist")
+    review = review_dir(outdir, getattr(options, "review_dir", None))
+    check_review_dir(outdir, review)
     src = load(input_path)
-    final = os.path.join(outdir, output_name(src, options.new_id))
+    name = name_for(input_path, [i.path for i in src.instances], options)
+    final = os.path.join(outdir, output_name(src, name.stem))
     if os.path.exists(final) and os.path.realpath(final) == os.path.realpath(input_path):
         raise WsideidError("the output would overwrite the input (use another output folder)")
     if os.path.lexists(final) and not options.overwrite:
@@ -192,8 +196,8 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
             raise VerificationFailed(f"output failed verification, nothing published ({fails})")
         scans, status = _detect(src, plan, written, options)
         if status == "flagged":
-            review = getattr(options, "review_dir", None) or outdir.rstrip(os.sep) + "-review"
-            os.makedirs(os.path.join(review, "flagged"), exist_ok=True)
+            from ..naming import make_review_dir
+            make_review_dir(review, "flagged")
             final = os.path.join(review, "flagged", os.path.basename(final))
         hashes: dict[str, str] = {}
         if options.hash_outputs:
@@ -201,17 +205,15 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
                 hashes[f"input[{inst.index}]"] = _sha256(inst.path)
             for inst, path, _ in written:
                 hashes[f"output[{inst.index}]"] = _sha256(path)
+        timings["total"] = time.perf_counter() - t0
+        result = DeidResult(input_path, final, "dicom", plan, report, status, timings=timings, sha256=hashes,
+                            scans=scans)
+        # Mapping and audit land first, as in the TIFF pipeline: never a published
+        # output the lab cannot map back or that has no record.
+        result.audit_path = record_and_audit(result, options, name, review)
         _publish(inner if src.is_folder else written[0][1], final, tmp, options.overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    timings["total"] = time.perf_counter() - t0
-    result = DeidResult(input_path, final, "dicom", plan, report, status, timings=timings, sha256=hashes,
-                        scans=scans)
-    from dataclasses import replace
-
-    from ..audit import write_audit
-    result.audit_path = write_audit(result, options if status == "published" else replace(
-        options, audit_dir=os.path.dirname(final)))
     return result
 
 

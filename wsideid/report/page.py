@@ -85,7 +85,10 @@ def _metadata(rec: dict) -> str:
     items = "".join(f'<li><code>{_e(f["path"])}</code>: {_e(f["action"])}{" (unknown)" if f.get("unknown") else ""}'
                     f' <span class="muted">{_e(f.get("rule"))}</span></li>'
                     for f in fields if f["action"] != "keep")
-    imgs = ", ".join(f'{_e(i["role"])}[{i["index"]}] {_e(i["action"])}' for i in rec.get("image_actions", []))
+    imgs = ", ".join(f'{_e(i["role"])}[{i["index"]}] {_e(i["action"])}'
+                     + (f' ({_e(i["rule"][len("unknown image: "):])})' if str(i.get("rule", "")).startswith("unknown image")
+                        else "")
+                     for i in rec.get("image_actions", []))
     head = ", ".join(f"{v} {_e(k)}" for k, v in sorted(counts.items()))
     return (f'<details><summary>metadata: {head}; images: {imgs}</summary><ul class="fields">{items}</ul></details>')
 

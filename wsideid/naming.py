@@ -1,0 +1,265 @@
+"""Output names: a research ID, a keyed pseudonym, or a checked input name.
+
+Lab file and folder names often hold accession numbers and patient names,
+so an output never takes its name from the input unless the user asks
+(``--keep-name``) and the PHI text classifier passes that name. The name is
+the research ID when one is given (``--new-id`` or the manifest's
+``new_id``), else a pseudonym: ``WSI-`` and 16 hex digits of an HMAC, under
+the run's secret, of the input's content fingerprint. The same slide thus
+gets the same name in every run with the same secret (a rerun finds its
+earlier output), a moved or renamed copy too, and without the secret the
+name cannot be tied back to the slide. With no secret the key is random per
+run and so is the name (the CLI says so).
+
+The mapping from input path to output name identifies, so it goes to the
+review folder (``name-map.csv``), never to OUTDIR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import enum
+import hashlib
+import io
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .errors import WsideidError
+from .keys import Secret
+
+PSEUDONYM_PREFIX = "WSI-"
+NAME_MAP = "name-map.csv"
+NAME_MAP_COLUMNS = ["time", "input", "output_name", "named_by"]
+_FINGERPRINT_SPAN = 1 << 20  # bytes read from the start and from the end of each file
+_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
+_KEEPABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+
+
+class NamingError(WsideidError):
+    """The output name cannot be used (invalid research ID, refused --keep-name)."""
+
+
+class NamedBy(enum.Enum):
+    """Where an output's name came from; recorded in the lab-side mapping."""
+
+    RESEARCH_ID = "research-id"
+    PSEUDONYM = "pseudonym"
+    KEPT = "kept-name"
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """The chosen name (without extension), why, and the path the lab knows the slide by.
+
+    ``record`` is False for the intermediate steps of ``--to-dicom``, whose
+    names never reach OUTDIR; the outer step records the mapping.
+    """
+
+    stem: str
+    named_by: NamedBy
+    origin: str
+    record: bool = True
+
+
+def check_research_id(new_id: str | None) -> str:
+    """A research ID fit to be a file name; refuses (exit 2) instead of falling back to the input name."""
+    if new_id is None or not new_id.strip():
+        raise NamingError("--new-id is empty (give a research ID, or leave --new-id out for a pseudonym)")
+    if new_id != new_id.strip():
+        raise NamingError("--new-id has leading or trailing white space")
+    if "/" in new_id or "\\" in new_id or os.sep in new_id:
+        raise NamingError("--new-id may not contain path separators")
+    if new_id in (".", "..") or ".." in new_id or _RESERVED.match(new_id):
+        raise NamingError("--new-id is a reserved name or holds '..'")
+    if not _ID_SAFE.match(new_id):
+        raise NamingError("--new-id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return new_id
+
+
+def _variants(stem: str) -> list[str]:
+    """The stem as the classifier should see it: raw, separators as spaces, and in title case.
+
+    Title case matters: the classifier's name rules look for capitalised
+    words, and file names are often all lower case (``jane_doe``).
+    """
+    spaced = re.sub(r"[._\-]+", " ", stem).strip()
+    return list(dict.fromkeys([stem, spaced, spaced.upper(), spaced.title()]))
+
+
+def check_keep_name(input_path: str) -> str:
+    """The input's base name (without extension), if the PHI text classifier passes it; else refuse."""
+    from .detect.phi_text import classify_text
+
+    base = os.path.basename(os.fspath(input_path).rstrip(os.sep))
+    stem = base if os.path.isdir(input_path) else Path(base).stem
+    if not _KEEPABLE.match(stem) or _RESERVED.match(stem):
+        raise NamingError("--keep-name refused: the input name holds characters other than letters, digits,"
+                         " space, '.', '_' and '-' (use --new-id)")
+    cats = sorted({f.category for v in _variants(stem) for f in classify_text(v)})
+    if cats:
+        raise NamingError(f"--keep-name refused: the input name looks like it holds PHI ({', '.join(cats)});"
+                         " use --new-id or leave the name to the pseudonym")
+    return stem
+
+
+def fingerprint(paths: Sequence[str]) -> bytes:
+    """The input's identity from its content: size, first and last MiB of each file.
+
+    Reading a few MiB (not the whole slide) keeps naming cheap; the header
+    and first tiles differ between any two scans. File names play no part,
+    so a renamed or moved copy keeps its pseudonym. A DICOM folder's files
+    are taken in digest order, so their names do not matter either.
+    """
+    if not paths:
+        raise WsideidError("the input holds no file to name the output by")
+    digests = []
+    for p in paths:
+        h = hashlib.sha256()
+        try:
+            with open(p, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                h.update(size.to_bytes(8, "big"))
+                h.update(fh.read(_FINGERPRINT_SPAN))
+                if size > 2 * _FINGERPRINT_SPAN:
+                    fh.seek(size - _FINGERPRINT_SPAN)
+                    h.update(fh.read(_FINGERPRINT_SPAN))
+        except OSError as exc:
+            raise WsideidError(f"cannot read the input to name it: {exc.strerror or type(exc).__name__}") from None
+        digests.append(h.digest())
+    return b"".join(sorted(digests))
+
+
+def content_files(path: str) -> list[str]:
+    """The files a pseudonym is taken from: the file itself, or a folder's DICOM files.
+
+    The same set the DICOM pipeline reads (non-recursive), so a folder gets
+    the same name from ``deid`` and from ``run``.
+    """
+    if not os.path.isdir(path):
+        return [path]
+    from .dicom import is_dicom_file
+    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+    return [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
+
+
+def pseudonym(secret: Secret, identity: bytes) -> str:
+    return PSEUDONYM_PREFIX + secret.digest("output-name", identity).hex()[:16].upper()
+
+
+def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_name: bool,
+           secret: Secret) -> OutputName:
+    """The output name for ``input_path``; ``content`` lists the files its fingerprint is taken from."""
+    origin = os.path.abspath(input_path)
+    if new_id is not None:
+        if keep_name:
+            raise NamingError("--keep-name and --new-id exclude each other")
+        return OutputName(check_research_id(new_id), NamedBy.RESEARCH_ID, origin)
+    if keep_name:
+        return OutputName(check_keep_name(input_path), NamedBy.KEPT, origin)
+    return OutputName(pseudonym(secret, fingerprint(content)), NamedBy.PSEUDONYM, origin)
+
+
+def check_name_options(options) -> None:
+    """Refuse a bad ``--new-id``, or ``--keep-name`` with ``--new-id``, before any work (exit 2, no fallback).
+
+    ``options`` is a ``pipeline.DeidOptions`` (any object with ``new_id`` and ``keep_name``).
+    """
+    if options.new_id is not None:
+        check_research_id(options.new_id)
+        if getattr(options, "keep_name", False):
+            raise NamingError("--keep-name and --new-id exclude each other")
+
+
+def name_for(input_path: str, content: Sequence[str], options) -> OutputName:
+    """The name a caller already chose (``options.naming``), else :func:`choose` under ``options.secret``."""
+    if getattr(options, "naming", None) is not None:
+        return options.naming
+    if options.secret is None:  # pragma: no cover - the pipelines set it first
+        raise WsideidError("internal: no secret to name the output with")
+    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret)
+
+
+def check_review_dir(outdir: str, review: str) -> None:
+    """The review folder holds PHI (the name mapping, lab records, flagged slides): it may be
+    neither OUTDIR nor inside it, nor the reverse."""
+    a, b = os.path.realpath(outdir), os.path.realpath(review)
+    if a == b or b.startswith(a + os.sep) or a.startswith(b + os.sep):
+        raise WsideidError("the review folder must be outside OUTDIR (it holds PHI) and OUTDIR outside it")
+
+
+def review_dir(outdir: str, review: str | None) -> str:
+    """The review folder: ``--review-dir`` or the sibling ``<OUTDIR>-review``."""
+    return review or os.path.abspath(outdir).rstrip(os.sep) + "-review"
+
+
+def make_review_dir(review: str, sub: str | None = None) -> str:
+    """Create the review folder owner-only (it holds PHI), and ``sub`` inside it; returns the latter."""
+    os.makedirs(review, mode=0o700, exist_ok=True)
+    path = os.path.join(review, sub) if sub else review
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def append_name_map(review: str, name: OutputName, output_name: str) -> str:
+    """Append one mapping row (input path -> output name) to ``<review>/name-map.csv``.
+
+    One ``write`` of one line on an O_APPEND descriptor, so batch workers
+    appending at once do not interleave their rows.
+    """
+    make_review_dir(review)
+    path = os.path.join(review, NAME_MAP)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(
+        [time.strftime("%Y-%m-%dT%H:%M:%S%z"), name.origin, output_name, name.named_by.value])
+    try:
+        if not os.path.exists(path):
+            _create_with_header(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, buf.getvalue().encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise WsideidError(f"cannot write the name mapping to the review folder: {exc.strerror}") from None
+    return path
+
+
+def _create_with_header(path: str) -> None:
+    """Create the file holding just its header, atomically (link fails if another worker won)."""
+    import tempfile
+    header = ",".join(NAME_MAP_COLUMNS).encode() + b"\n"
+    fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-map-", dir=os.path.dirname(path))
+    try:
+        try:
+            os.write(fd, header)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (some network file systems): exclusive create instead
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    os.write(fd, header)
+                finally:
+                    os.close(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def read_name_map(review: str) -> list[dict[str, str]]:
+    """Rows of ``name-map.csv`` (empty if there is none)."""
+    try:
+        with open(os.path.join(review, NAME_MAP), newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except OSError:
+        return []
