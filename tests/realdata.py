@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+# $WSIDEID_TESTDATA points elsewhere (a git worktree does not sit beside ../shared)
+TESTDATA = Path(os.environ.get("WSIDEID_TESTDATA") or Path(__file__).resolve().parents[2] / "shared" / "testdata")
 
 REAL_TIFF_SLIDES = {
     "svs/CMU-1-Small-Region.svs": "aperio",

@@ -39,7 +39,10 @@ def test_inspect_folder_json(tmp_path, capsys):
 
 def test_safe_private_whitelist(tmp_path, capsys, secret_file):
     override = tmp_path / "override.toml"
-    override.write_text('[dicom_options.safe_private]\n"GOOGLE" = [0x01]\n')
+    # A kept private text value must also match a declared pattern (value policy):
+    # here a hex digest.
+    override.write_text('[dicom_options.safe_private]\n"GOOGLE" = [0x01, 0x03]\n'
+                        '[dicom_options.patterns]\n"GOOGLE:0x01" = ["[0-9a-f]{64,128}"]\n')
     out = tmp_path / "out"
     out.mkdir()
     src = dicom_file("mi_multi_frame_jpeg_camelyon_challenge_image")
@@ -50,6 +53,7 @@ def test_safe_private_whitelist(tmp_path, capsys, secret_file):
     block = ds.private_block(0x3021, "GOOGLE")
     assert block[0x01].value.startswith("2f6b2eb4")
     assert (0x3021, 0x1004) not in ds  # the file name is not whitelisted
+    assert (0x3021, 0x1003) not in ds  # whitelisted, but its text matches no pattern
     assert "113111" in {i.CodeValue for i in ds.DeidentificationMethodCodeSequence}
 
 

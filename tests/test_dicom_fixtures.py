@@ -20,7 +20,8 @@ from wsideid.dicom.plan import DicomOptions
 from wsideid.keys import Secret
 from wsideid.pipeline import DeidOptions, deidentify
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+# $WSIDEID_TESTDATA points elsewhere (e.g. from a git worktree, where ../shared is absent).
+TESTDATA = Path(os.environ.get("WSIDEID_TESTDATA") or Path(__file__).resolve().parents[2] / "shared" / "testdata")
 DICOM_DIR = TESTDATA / "dicom"
 SECRET = Secret(b"wsideid-test-secret-0123456789ab", "test")
 OTHER_SECRET = Secret(b"another-test-secret-0123456789ab", "test")

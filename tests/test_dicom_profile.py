@@ -99,8 +99,10 @@ def test_values():
 
 
 def test_record_codes():
-    assert method_codes(set()) == ["113100", "113104"]
-    assert method_codes({"device", "modified_dates", "clean_desc", "safe_private"}) == [
+    assert method_codes(set()) == ["113100"]  # nothing structured, no pixels blanked: nothing more claimed
+    assert method_codes(set(), structured=True) == ["113100", "113104"]
+    assert method_codes(set(), pixels=True) == ["113100", "113101"]
+    assert method_codes({"device", "modified_dates", "clean_desc", "safe_private"}, True) == [
         "113100", "113104", "113105", "113107", "113109", "113111"]
     assert CID_7050["113107"] == "Retain Longitudinal Temporal Information Modified Dates Option"
 

@@ -46,7 +46,12 @@ def test_single_file_published_and_readable(tmp_path, name):
     assert out.PatientIdentityRemoved == "YES"
     assert out.PatientID == "RID-0001" and out.ContainerIdentifier == "RID-0001"
     codes = {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
-    assert {"113100", "113104"} <= codes and "113107" not in codes
+    assert "113100" in codes and "113107" not in codes and "113101" not in codes
+    # Clean Structured Content is claimed only where structured content was cleaned.
+    inp = read(src)
+    structured = bool(inp.get("AcquisitionContextSequence")) or any(
+        i.get("SpecimenPreparationSequence") for i in inp.get("SpecimenDescriptionSequence", []))
+    assert ("113104" in codes) == structured
     assert out.LongitudinalTemporalInformationModified == "REMOVED"
     assert not (all_uids(out) & all_uids(read(src)))  # every UID changed
     assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID

@@ -149,6 +149,18 @@ def test_region_blanked_on_every_level(redacted):
         _outside_equal(a, b, box, margin=17)
         _inside(b, box, 0)
         assert not np.array_equal(a, b)
+        # Clean Pixel Data is claimed, and the region named, in every instance whose frames were blanked.
+        assert "113101" in {i.CodeValue for i in out[key].DeidentificationMethodCodeSequence}
+        x, y, w, h = REGION
+        assert f"pixel data blanked: region {x},{y},{w},{h} (level-0 px)" in list(out[key].DeidentificationMethod)
+
+
+def test_no_pixel_claim_without_regions(series, tmp_path):
+    res = deidentify(series, tmp_path, options(new_id=None, detect="off"))
+    for f in output_files(res):
+        ds = read(f)
+        assert "113101" not in {i.CodeValue for i in ds.DeidentificationMethodCodeSequence}
+        assert not any("blanked" in v for v in ds.DeidentificationMethod)
 
 
 def test_outside_identical_through_openslide_and_wsidicom(redacted):

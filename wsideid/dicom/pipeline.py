@@ -100,6 +100,7 @@ def plan_regions(plan: Plan, options: Any) -> None:
     from .redact import plan_frames
     plan.regions = [tuple(r) for r in getattr(options, "regions", None) or []]
     plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), getattr(options, "fill", "white"))
+    plan.inventory.container.regions = list(plan.regions)
 
 
 def _frames_of(data: DicomPlanData, inst, ds) -> dict:

@@ -8,6 +8,7 @@ writer decides nothing on its own: it replays the plan.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +20,18 @@ from .. import __version__
 from ..dates import DatePolicy, scrub_text
 from ..errors import WsideidError
 from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
-                     ImageInfo, Inventory, Plan)
+                     ImageInfo, Inventory, Plan, ValueKind)
 from ..profiles import Profile
+from .codes import CodeOp, CodeRules
 from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance
-from .specimen import CONTENT_ITEMS, SpecimenIds, content_kind
-from .uids import UidMapper
-from .values import DATE_VRS, date_value, dummy, empty
+from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
+from .uids import UidMapper, is_registry_uid
+from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS, date_value,
+                     dummy, empty, kind_for, parts, srgb_profile, text_valid, timezone_value, typed_valid)
 
-BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+# VRs with a grammar: kept only when every value parses wholly as it.
+TYPED_VRS = NUMBER_STRING_VRS | BINARY_NUMBER_VRS | {"CS", "UI", "AS"}
 IMPLEMENTATION = {"ImplementationClassUID": str(pydicom.uid.PYDICOM_IMPLEMENTATION_UID),
                   "ImplementationVersionName": f"PYDICOM {pydicom.__version__}"[:16]}
 
@@ -63,6 +67,8 @@ class DicomPlanData:
     columns: set[str] = field(default_factory=set)
     specimens: SpecimenIds | None = None
     frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
+    structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
 
 
 def tag_name(tag: int) -> str:
@@ -91,6 +97,9 @@ class _Planner:
     def __init__(self, data: DicomPlanData):
         self.d = data
         self.decisions: list[Decision] = []
+        # Input text the output keeps (pattern-matched text, cleaned descriptors, code
+        # meanings): path -> (element, instance, code item or None), re-checked after the walk.
+        self.kept_text: dict[str, tuple[DataElement, int, Dataset | None]] = {}
 
     # -- helpers -----------------------------------------------------------
     def _pseudo(self, domain: str, value: str) -> str:
@@ -104,9 +113,15 @@ class _Planner:
         return new if len(new) > 1 else (new[0] if new else "")
 
     def _add(self, path: str, elem: DataElement, inst: int, action: str, new: Any, where: str,
-             unknown: bool = False) -> None:
-        f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}", value_text(elem), ifd=inst,
-                  tag=int(elem.tag))
+             unknown: bool = False, kind: ValueKind | None = None, removed: str | None = None) -> None:
+        """Record one decision. ``removed``: what was taken out, when only some of the
+        values of a multi-valued element go (the kept ones are not removed values)."""
+        if kind is None:
+            kind = kind_for(elem.VR, elem.keyword)
+            if elem.VR == "UI" and all(is_registry_uid(str(u)) for u in parts(elem.value) if u):
+                kind = ValueKind.CODE  # a UID of the standard itself (SOP class, transfer syntax)
+        f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}",
+                  value_text(elem) if removed is None else removed, ifd=inst, tag=int(elem.tag), kind=kind)
         if action == KEEP:
             shown: Any = f.value
         elif isinstance(new, (bytes, bytearray)):
@@ -118,10 +133,14 @@ class _Planner:
         self.decisions.append(Decision(f, action, shown, where, unknown))
 
     def _remove_all(self, ds: Dataset, prefix: str, inst: int, where: str) -> None:
-        """Record every element under a removed item/sequence (their values become residual needles)."""
+        """Record every element under a removed item/sequence (their values become residual
+        needles, except the parts of a standard code: CODE kind, like a kept one)."""
+        code_ops = self.d.rules.codes.judge(ds, self.d.uids) if CodeRules.is_code_item(ds) else {}
         for elem in ds:
             path = f"{prefix}/{elem.keyword or tag_name(int(elem.tag))}"
-            self._add(path, elem, inst, REMOVE, None, where)
+            op = code_ops.get(elem.keyword)
+            kind = None if op is None else (ValueKind.CODE if op.kind == "keep" else op.value_kind)
+            self._add(path, elem, inst, REMOVE, None, where, kind=kind)
             if elem.VR == "SQ":
                 for k, item in enumerate(elem.value or []):
                     self._remove_all(item, f"{path}[{k}]", inst, where)
@@ -130,6 +149,7 @@ class _Planner:
     def walk(self, ds: Dataset, prefix: str, inst: int, nested: bool, override: dict[str, str] | None = None) -> None:
         kept_blocks: set[tuple[int, int]] = set()
         creators: list[DataElement] = []
+        code_ops = self.d.rules.codes.judge(ds, self.d.uids) if nested and CodeRules.is_code_item(ds) else {}
         for elem in ds:
             tag = int(elem.tag)
             group, el = tag >> 16, tag & 0xFFFF
@@ -150,6 +170,9 @@ class _Planner:
                     kept_blocks.add((group, el >> 8))
                 self._apply_letter(path, elem, inst, verdict, nested)
                 continue
+            if elem.keyword in code_ops:
+                self._code(path, elem, inst, code_ops[elem.keyword], ds)
+                continue
             if override and elem.keyword in override:
                 verdict = Verdict(override[elem.keyword], "clean-structured identifier item")
             else:
@@ -164,9 +187,19 @@ class _Planner:
                 self._set(path, elem, inst, "remove", None, REMOVE, None, "E.1-1 private attributes")
 
     def _set(self, path: str, elem: DataElement, inst: int, kind: str, value: Any, action: str, new: Any,
-             where: str, unknown: bool = False) -> None:
+             where: str, unknown: bool = False, vkind: ValueKind | None = None, removed: str | None = None) -> None:
         self.d.ops[path] = Op(kind, value)
-        self._add(path, elem, inst, action, new, where, unknown)
+        self._add(path, elem, inst, action, new, where, unknown, vkind, removed)
+
+    def _code(self, path: str, elem: DataElement, inst: int, op: CodeOp, item: Dataset | None = None) -> None:
+        if elem.keyword == "CodeMeaning" and op.kind in ("keep", "set"):
+            self.kept_text[path] = (elem, inst, item)
+        if op.kind == "keep":
+            self._set(path, elem, inst, "keep", None, KEEP, None, op.why, vkind=ValueKind.CODE)
+        elif op.kind == "set":
+            self._set(path, elem, inst, "set", op.value, REPLACE, op.value, op.why, vkind=op.value_kind)
+        else:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, op.why, vkind=op.value_kind)
 
     def _apply_letter(self, path: str, elem: DataElement, inst: int, verdict: Verdict, nested: bool) -> None:
         vr, kw, where = elem.VR, elem.keyword, verdict.where
@@ -177,10 +210,21 @@ class _Planner:
                 for k, item in enumerate(elem.value or []):
                     self._remove_all(item, f"{path}[{k}]", inst, "inside an unknown sequence")
             return
-        if vr == "UI" and letter in ("K", "C", "D") and kw not in self.d.rules.uid_keep:
+        if kw == "TimezoneOffsetFromUTC" and letter not in ("X", "Z"):
+            new = timezone_value(elem.value, self.d.policy)
+            if new is None:
+                self._set(path, elem, inst, "remove", None, REMOVE, None, f"{where} (date policy {self.d.policy.mode})",
+                          vkind=ValueKind.DATE)
+            else:
+                self._set(path, elem, inst, "keep" if new == str(elem.value) else "set", new, KEEP, new,
+                          f"{where} (date policy shift: kept)", vkind=ValueKind.DATE)
+            return
+        if vr == "UI" and letter in ("K", "C", "D") and (kw not in self.d.rules.uid_keep
+                                                         or not typed_valid(elem.value, "UI")):
             letter = "U"
-        if letter in ("K", "C") and vr == "SQ":
-            self._set(path, elem, inst, "walk", None, KEEP, None, where)
+        if letter in ("K", "C", "U*") and vr == "SQ":
+            self._set(path, elem, inst, "walk", None, KEEP, None, where + (" U* (references kept, UIDs replaced)"
+                                                                            if letter == "U*" else ""))
             for k, item in enumerate(elem.value or []):
                 self.walk(item, f"{path}[{k}]", inst, True)
             return
@@ -188,7 +232,7 @@ class _Planner:
             self._clean_structured(path, elem, inst, where)
             return
         if letter == "K":
-            self._set(path, elem, inst, "keep", None, KEEP, None, where)
+            self._keep(path, elem, inst, where, verdict.pattern_key or kw)
         elif letter == "X":
             self._set(path, elem, inst, "remove", None, REMOVE, None, where + " X")
             if vr == "SQ":
@@ -210,20 +254,119 @@ class _Planner:
             self._clean(path, elem, inst, where)
         elif letter == "new-id":
             value = self._pseudo(f"dicom-{kw}", value_text(elem))
-            self._set(path, elem, inst, "set", value, REPLACE, value, where)
+            self._set(path, elem, inst, "set", value, REPLACE, value, where, vkind=ValueKind.IDENTIFIER)
         elif letter == "specimen-id":
             value = self.d.specimens.replace(value_text(elem))
-            self._set(path, elem, inst, "set", value, REPLACE, value, where)
+            self._set(path, elem, inst, "set", value, REPLACE, value, where, vkind=ValueKind.IDENTIFIER)
         else:  # pragma: no cover - rules validate letters
             raise AssertionError(letter)
 
-    def _required_fallback(self, kw: str, vr: str) -> tuple[str, Any]:
+    # -- the value policy ----------------------------------------------------
+    def _neutral(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        """Replace a value the policy cannot keep: Type 1 gets a dummy (a keyed stand-in for
+        identifiers, so references between items still match), Type 2 an empty value, others go."""
+        vr, kw = elem.VR, elem.keyword
         t = self.d.rules.iod_type(kw)
         if t in ("1", "1C"):
-            return "set", dummy(vr)
-        if t in ("2", "2C"):
-            return "set", empty(vr)
-        return "remove", None
+            if kind_for(vr, kw) == ValueKind.IDENTIFIER and vr in FREE_TEXT_VRS:
+                value: Any = self.d.uids.pseudonym(f"dicom-{kw}", value_text(elem), prefix="X")[:MAX_LEN.get(vr, 16)]
+            else:
+                value = dummy(vr)
+            self._set(path, elem, inst, "set", value, REPLACE, value, where + ": not an allowed value, dummy (Type 1)")
+        elif t in ("2", "2C"):
+            value = empty(vr)
+            self._set(path, elem, inst, "set", value, REPLACE, value, where + ": not an allowed value, emptied (Type 2)")
+        else:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + ": not an allowed value, removed")
+
+    def _keep(self, path: str, elem: DataElement, inst: int, where: str, key: str = "") -> None:
+        """K: kept only when the value parses as its VR or matches the profile's pattern for it
+        (``key``: the pattern's name, the keyword or "CREATOR:0xEE" for a safe private element)."""
+        vr, kw = elem.VR, elem.keyword
+        key = key or kw
+        rules = self.d.rules
+        if kw == "ICCProfile":
+            self._icc(path, elem, inst, where)
+            return
+        if kw in rules.enumerations:
+            self._enumerated(path, elem, inst, where)
+            return
+        if vr in DATE_VRS:
+            self._clean(path, elem, inst, where)
+            return
+        if vr in BINARY_VRS or vr not in FREE_TEXT_VRS | TYPED_VRS:
+            self._set(path, elem, inst, "keep", None, KEEP, None, where)  # binary: pixel data, LUTs, offsets
+            return
+        if vr in TYPED_VRS:
+            if typed_valid(elem.value, vr):
+                self._set(path, elem, inst, "keep", None, KEEP, None, where)
+            else:
+                self._neutral(path, elem, inst, where + f" (does not parse as {vr})")
+            return
+        # Free text: every value must match the profile's pattern for this attribute.
+        values = [str(v) for v in parts(elem.value)]
+        if not text_valid(elem.value, vr):
+            self._neutral(path, elem, inst, where + " (control character or too long)")
+            return
+        device = rules.from_device_column(kw)
+
+        def ok(v: str) -> bool:
+            return v == "" or rules.text_allowed(key, v) or (device and bool(rules.device_pattern.fullmatch(v)))
+        good = [v for v in values if ok(v)]
+        self.kept_text[path] = (elem, inst, None)
+        if len(good) == len(values):
+            self._set(path, elem, inst, "keep", None, KEEP, None, where + (" (device identity pattern)" if device
+                                                                             and not all(rules.text_allowed(key, v) for v in values if v)
+                                                                             else " (allowed pattern)"))
+        elif good and any(good):
+            value = good if len(good) > 1 else good[0]
+            self._set(path, elem, inst, "set", value, REPLACE, value,
+                      where + ": values not matching the allowed pattern removed",
+                      removed="\\".join(v for v in values if not ok(v)))
+        else:
+            self._neutral(path, elem, inst, where + " (no allowed pattern matched)")
+
+    def _enumerated(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        """ImageType-style values: only the enumerated values the WSI IOD allows, in their positions."""
+        allowed = self.d.rules.enumerations[elem.keyword]
+        vals = [str(v).strip().upper() for v in parts(elem.value)] if not isinstance(elem.value, bytes) else []
+        out = [vals[i] if i < len(vals) and vals[i] in choices else choices[0] for i, choices in enumerate(allowed)]
+        original = [str(v) for v in parts(elem.value)] if not isinstance(elem.value, bytes) else []
+        if out == original:
+            self._set(path, elem, inst, "keep", None, KEEP, None, where + " (enumerated values)")
+        else:
+            self._set(path, elem, inst, "set", out, REPLACE, out, where + ": only the enumerated values kept",
+                      vkind=ValueKind.TEXT)
+
+    def _icc(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        """The ICC profile keeps its colour science; its text tags are neutralised (wsideid.icc).
+
+        A profile that cannot be checked (it does not parse, or no sanitiser is
+        installed) is replaced by a neutral sRGB profile where the IOD needs one
+        (inside an optical path, Type 1C for colour images) and removed elsewhere.
+        """
+        raw = bytes(elem.value or b"")
+        try:
+            from ..icc import sanitize_icc
+        except ImportError:  # pragma: no cover - wsideid.icc ships with the package
+            new, removed = b"", []
+        else:
+            new, removed = sanitize_icc(raw)
+        for n, text in enumerate(removed):  # each removed text is a value the output must not hold
+            f = Field(f"{path}/@text[{n}]", "dicom:ICCProfile/text", text, ifd=inst, tag=int(elem.tag),
+                      kind=ValueKind.TEXT)
+            self.decisions.append(Decision(f, REMOVE, None, "ICC profile text neutralised"))
+        if not new and "OpticalPathSequence[" in path:
+            new = srgb_profile()
+            self._set(path, elem, inst, "set", new, REPLACE, new, where + " (ICC profile cannot be checked: "
+                      "replaced by a neutral sRGB profile)", vkind=ValueKind.BINARY)
+        elif not new:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + " (ICC profile cannot be checked: removed)")
+        elif new == raw:
+            self._set(path, elem, inst, "keep", None, KEEP, None, where + " (ICC profile: no text to neutralise)")
+        else:
+            self._set(path, elem, inst, "set", new, REPLACE, new, where + " (ICC profile text neutralised)",
+                      vkind=ValueKind.BINARY)
 
     def _clean(self, path: str, elem: DataElement, inst: int, where: str) -> None:
         vr, kw = elem.VR, elem.keyword
@@ -231,20 +374,37 @@ class _Planner:
             new = date_value(elem.value, vr, self.d.policy) if elem.value not in (None, "") else ""
             action = {"DA": DATE, "DT": DATETIME, "TM": TIME}[vr]
             if new is None:
-                kind, value = self._required_fallback(kw, vr)
-                self._set(path, elem, inst, kind, value, REPLACE if kind == "set" else REMOVE, value, where + " C")
+                self._neutral(path, elem, inst, where + " C (date policy)")
             else:
                 self._set(path, elem, inst, "set", new, action, new, where + " C")
             return
         if vr in BINARY_VRS:
             self._set(path, elem, inst, "remove", None, REMOVE, None, where + " C (binary: removed)")
             return
+        if vr in TYPED_VRS:
+            self._keep(path, elem, inst, where + " C")
+            return
+        # Free text under Clean Descriptors: replaced when the PHI text classifier
+        # finds anything but a date in it (a name, an accession, a record
+        # number), or when it cannot be read as text of its VR; dates in what
+        # is left follow the date policy. Removed values are checked after
+        # the walk (_withdraw_kept_text_holding_removed_values), when all of them are known.
         text = value_text(elem)
+        if not text_valid(elem.value, vr):
+            self._neutral(path, elem, inst, where + " C (control character or too long)")
+            return
+        from ..detect.phi_text import classify_text
+        flags = [f for f in classify_text(text) if f.category != "date"]
+        if flags:
+            cats = ", ".join(sorted({f.category for f in flags}))
+            self._neutral(path, elem, inst, f"{where} C (PHI classifier: {cats})")
+            return
         new, _ = scrub_text(text, self.d.policy)
         if new == text:
             self._set(path, elem, inst, "keep", None, TEXT, text, where + " C")
         else:
             self._set(path, elem, inst, "set", new, TEXT, new, where + " C")
+        self.kept_text[path] = (elem, inst, None)
 
     def _clean_structured(self, path: str, elem: DataElement, inst: int, where: str) -> None:
         """Keep the sequence; content items lose free text, keep codes, get new identifiers.
@@ -255,10 +415,12 @@ class _Planner:
         if elem.VR != "SQ":
             self._set(path, elem, inst, "remove", None, REMOVE, None, where + " (not a sequence)")
             return
+        if elem.value:
+            self.d.structured.add(inst)
         self._set(path, elem, inst, "walk", None, KEEP, None, where)
         for k, item in enumerate(elem.value or []):
             ipath = f"{path}[{k}]"
-            if elem.keyword != CONTENT_ITEMS:
+            if elem.keyword not in CONTENT_SEQUENCES:
                 steps = item.get(CONTENT_ITEMS)
                 if steps is not None and all(content_kind(s) == "drop" for s in steps or []):
                     self.d.ops[ipath] = Op("drop-item")
@@ -285,9 +447,9 @@ class _Planner:
             if elem.keyword in IMPLEMENTATION:
                 value = IMPLEMENTATION[elem.keyword]
                 self._set(path, elem, inst.index, "set", value, REPLACE, value, "file meta: written by pydicom")
-            elif spec == "K":
+            elif spec == "K" and (elem.VR not in TYPED_VRS or typed_valid(elem.value, elem.VR)):
                 self._set(path, elem, inst.index, "keep", None, KEEP, None, f"file_meta.{elem.keyword}")
-            elif spec == "U":
+            elif spec == "U" or (spec == "K" and elem.VR == "UI"):
                 value = self._uid_value(elem)
                 self._set(path, elem, inst.index, "set", value, REPLACE, value, f"file_meta.{elem.keyword}")
             else:
@@ -330,7 +492,7 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
             f = Field(f"inst[{inst.index}]/@after-pixel-data", "dicom:@after-pixel-data", "<bytes after the pixel data>",
                       ifd=inst.index)
             planner.decisions.append(Decision(f, REMOVE, None, "elements after the pixel data are dropped"))
-    _recheck_cleaned_text(planner)
+    _withdraw_kept_text_holding_removed_values(planner)
     decisions = planner.decisions
     unknowns = [d for d in decisions if d.unknown]
     if unknowns and (strict or profile.unknown_action == "refuse"):
@@ -359,12 +521,75 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
     return Plan(inv, decisions, images, profile.name, profile.sha256, options, profile=profile)
 
 
-def _recheck_cleaned_text(planner: _Planner) -> None:
-    """Cleaned free text (C) must not keep any value removed elsewhere in the slide."""
-    removed = {d.field.text().strip().lower() for d in planner.decisions
-               if d.removes_value and d.action != TEXT and len(d.field.text().strip()) >= 4
-               and not d.field.text().startswith("<")}
-    for d in planner.decisions:
-        if d.action == TEXT and any(r in str(d.new_value).lower() for r in removed):
-            d.action, d.new_value, d.rule = REMOVE, None, d.rule + " (held a removed value: removed)"
-            planner.d.ops[d.field.path] = Op("remove")
+_NAME_SPLIT = re.compile(r"[\s^=,;\\]+")
+_ID_SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
+
+
+def _vr_of(tag: int | None) -> str:
+    try:
+        from pydicom.datadict import dictionary_VR
+        return dictionary_VR(tag) if tag is not None else ""
+    except (KeyError, ValueError, TypeError):
+        return ""
+
+
+def removed_needles(decisions: list[Decision], own: set[str]) -> set[str]:
+    """What the verifier will search for, as the planner sees it (casefolded): every removed
+    TEXT/IDENTIFIER value (4+ characters, each value of a multi-valued one too), the parts of
+    removed person names (3+ characters with a letter) and of removed identifiers (4+ with a
+    letter, or 5+ digits; UIDs are searched whole). ``own``: values this run writes itself
+    (the research ID, pseudonyms), which stand in the output by design."""
+    out: set[str] = set()
+    for d in decisions:
+        if not d.removes_value or d.field.kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER):
+            continue
+        v = d.field.text().strip().strip("\0").strip()
+        if not v or (v.startswith("<") and v.endswith(">")):
+            continue
+        vr = _vr_of(d.field.tag)
+        words = {v} | {x.strip() for x in v.split("\\")}
+        if vr == "PN":
+            words |= {p for p in _NAME_SPLIT.split(v) if len(p) >= 3 and any(c.isalpha() for c in p)}
+        if d.field.kind == ValueKind.IDENTIFIER and vr != "UI":
+            for p in _ID_SPLIT.split(v):
+                letters = any(c.isalpha() for c in p)
+                if (letters and len(p) >= 4) or (not letters and len(p) >= 5):
+                    words.add(p)
+        out |= {w.casefold() for w in words if len(w) >= 3}
+    return out - {o.casefold() for o in own if o}
+
+
+def _withdraw_kept_text_holding_removed_values(planner: _Planner) -> None:
+    """No exemptions: a kept text (pattern-matched, cleaned descriptor, code meaning) that
+    holds a removed value, or a part of a removed name or identifier, is itself withdrawn
+    (neutral value; a code meaning becomes "SCHEME VALUE"), until nothing changes: a
+    withdrawn value is a removed value too. "PixelMed" removed as an InstitutionName takes
+    the Manufacturer "PixelMed" with it, and then the model "com.pixelmed..."."""
+    d = planner.d
+    own = {d.new_id or ""} | set(d.specimens.mapping.values() if d.specimens else ())
+    by_path = {x.field.path: x for x in planner.decisions}
+    while True:
+        needles = removed_needles(planner.decisions, own)
+        changed = False
+        for path, (elem, inst, item) in list(planner.kept_text.items()):
+            dec = by_path.get(path)
+            if dec is None or dec.action == REMOVE:
+                continue
+            text = str(dec.new_value if dec.new_value is not None else dec.field.value).casefold()
+            if not any(n in text for n in needles):
+                continue
+            del planner.kept_text[path]
+            planner.decisions.remove(dec)
+            changed = True
+            if item is not None:  # a code meaning: Type 1, the code itself stays
+                code = str(d.ops.get(path.rsplit("/", 1)[0] + "/CodeValue", Op("keep")).value or
+                           item.get("CodeValue", "") or "")
+                scheme = str(item.get("CodingSchemeDesignator", "") or "")
+                new = f"{scheme} {code}".strip()[:64] or "code"
+                planner._set(path, elem, inst, "set", new, REPLACE, new,
+                             dec.rule + " (held a removed value: replaced)", vkind=ValueKind.TEXT)
+            else:
+                planner._neutral(path, elem, inst, dec.rule + " (held a removed value)")
+            by_path[path] = planner.decisions[-1]
+        if not changed:
+            return

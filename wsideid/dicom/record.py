@@ -33,18 +33,34 @@ CID_7050 = {
 COLUMN_CODES = {"clean_desc": "113105", "device": "113109", "safe_private": "113111", "modified_dates": "113107"}
 
 
-def method_codes(columns: set[str]) -> list[str]:
-    """Basic Profile, Clean Structured Content (the specimen preparation steps are
-    always cleaned, never emptied) and one code per selected option."""
-    codes = ["113100", "113104"] + [COLUMN_CODES[c] for c in sorted(columns) if c in COLUMN_CODES]
+def method_codes(columns: set[str], structured: bool = False, pixels: bool = False) -> list[str]:
+    """The CID 7050 codes this instance can honestly claim.
+
+    113100 Basic Profile: always (Table E.1-1 basic column plus the value policy).
+    113104 Clean Structured Content: only when structured content (specimen
+    preparation steps, acquisition context) was present and kept through its
+    allow-lists (codes of standard schemes, identifier items replaced, text
+    items removed); with nothing structured in the instance nothing was cleaned.
+    113101 Clean Pixel Data: only when regions of this instance's pixel data
+    were blanked. One code per selected option column (113105 Clean
+    Descriptors, 113107 Modified Dates, 113109 Device Identity, 113111 Safe Private).
+    """
+    codes = ["113100"] + [COLUMN_CODES[c] for c in sorted(columns) if c in COLUMN_CODES]
+    if structured:
+        codes.append("113104")
+    if pixels:
+        codes.append("113101")
     return sorted(set(codes))
 
 
-def method_text(profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy) -> list[str]:
-    """DeidentificationMethod values (LO: 64 characters each)."""
+def method_text(profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy,
+                regions: list[tuple[int, int, int, int]] | None = None) -> list[str]:
+    """DeidentificationMethod values (LO: 64 characters each); blanked regions are named
+    (level-0 pixels x,y,w,h: the user's own numbers, no PHI)."""
     vals = [f"wsideid {__version__}", f"profile {profile_name}"[:64], f"profile sha256 {profile_sha[:16]}",
-            "PS3.15 E.1-1 Basic Profile + WSI rules", policy.describe()[:64]]
+            "PS3.15 E.1-1 Basic Profile + WSI rules + value policy", policy.describe()[:64]]
     vals += [f"option {c}" for c in sorted(columns)]
+    vals += [f"pixel data blanked: region {x},{y},{w},{h} (level-0 px)"[:64] for x, y, w, h in regions or []]
     return vals
 
 
@@ -52,14 +68,17 @@ RECORD_KEYWORDS = ("PatientIdentityRemoved", "DeidentificationMethod", "Deidenti
                    "LongitudinalTemporalInformationModified")
 
 
-def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy) -> None:
+def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy,
+               structured: bool = False, regions: list[tuple[int, int, int, int]] | None = None) -> None:
+    """``structured``: structured content of this instance was cleaned; ``regions``: the
+    regions blanked in this instance's pixel data (empty when none of its frames changed)."""
     for kw in RECORD_KEYWORDS:  # new elements: a kept one may be shared with the input's dataset
         if kw in ds:
             del ds[kw]
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy)
+    ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy, regions)
     items = []
-    for code in method_codes(columns):
+    for code in method_codes(columns, structured, bool(regions)):
         item = Dataset()
         item.CodeValue = code
         item.CodingSchemeDesignator = "DCM"

@@ -9,10 +9,12 @@ attribute is emptied or given a dummy rather than deleted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import ProfileError
 from ..profiles import Profile
+from .codes import CodeRules
 
 # CLI option name -> Table E.1-1 option column in the profile.
 OPTIONS = {
@@ -23,7 +25,7 @@ OPTIONS = {
 }
 # Order in which option columns override the Basic Profile letter.
 COLUMN_ORDER = ("clean_desc", "clean_struct", "device", "modified_dates", "safe_private")
-LETTERS = {"K", "X", "Z", "D", "U", "C", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*"}
+LETTERS = {"K", "X", "Z", "D", "U", "C", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*", "U*"}
 WSI_ACTIONS = {"new-id", "specimen-id", "clean-structured"}
 REQUIRED_1 = {"1", "1C"}
 REQUIRED_2 = {"2", "2C"}
@@ -34,6 +36,7 @@ class Verdict:
     letter: str  # a single letter (K X Z D U C) or a WSI action
     where: str
     unknown: bool = False
+    pattern_key: str = ""  # the [dicom_options.patterns] key of a private element ("CREATOR:0x01")
 
 
 class DicomRules:
@@ -51,6 +54,20 @@ class DicomRules:
         self.file_meta: dict[str, str] = opts.get("file_meta", {})
         self.safe_private: dict[str, list[int]] = opts.get("safe_private", {})
         self._repeating = [(k, v) for k, v in self.table.items() if k.startswith("(")]
+        self.nested_types: dict[str, str] = opts.get("nested_types", {})
+        self.patterns: dict[str, list[re.Pattern[str]]] = {}
+        for kw, pats in opts.get("patterns", {}).items():
+            pats = [pats] if isinstance(pats, str) else list(pats)
+            try:
+                self.patterns[kw] = [re.compile(p) for p in pats]
+            except re.error as exc:
+                raise ProfileError(f"dicom profile pattern for {kw}: {exc}") from None
+        self.device_pattern = re.compile(opts.get("device_identity_pattern", r"[A-Za-z0-9][A-Za-z0-9._:/#-]{0,63}"))
+        self.enumerations: dict[str, list[list[str]]] = opts.get("enumerations", {})
+        try:
+            self.codes = CodeRules(opts.get("coding_schemes", {}), opts.get("codes", {}))
+        except re.error as exc:
+            raise ProfileError(f"dicom profile coding_schemes: {exc}") from None
         for name, spec in list(self.wsi.items()) + list(self.keep.items()) + list(self.file_meta.items()):
             if spec not in LETTERS and spec not in WSI_ACTIONS:
                 raise ProfileError(f"dicom profile entry {name}: unknown action {spec!r}")
@@ -71,12 +88,31 @@ class DicomRules:
         return None
 
     def iod_type(self, keyword: str) -> str:
-        """The attribute's Type in the WSI IOD; "3" (optional) when not listed or only nested."""
+        """The attribute's Type in the WSI IOD; for attributes only found inside
+        sequences, the Type the profile declares for them ([dicom_options.nested_types]),
+        else "3" (optional)."""
         t = self.iod.get(keyword, "3")
-        return "3" if t == "nested" else t
+        return self.nested_types.get(keyword, "3") if t == "nested" else t
+
+    def text_allowed(self, keyword: str, value: str) -> bool:
+        """A free-text value is kept only when it wholly matches a pattern the profile declares for it."""
+        return any(p.fullmatch(value) for p in self.patterns.get(keyword, ()))
+
+    def from_device_column(self, keyword: str) -> bool:
+        """The attribute is kept only because Retain Device Identity is on."""
+        row = self.table.get(keyword) or {}
+        return "device" in self.columns and row.get("device") == "K"
 
     def resolve(self, letter: str, keyword: str, vr: str, nested: bool) -> str:
-        """X/Z/D-style choices: X unless the WSI IOD requires the attribute."""
+        """X/Z/D-style choices: X unless the WSI IOD requires the attribute.
+
+        U* (Annex E: "replace the UIDs inside, to keep referential
+        integrity") on a sequence keeps it: its items are walked with the
+        usual rules, so the referenced UIDs get their keyed replacements and
+        anything else in them is judged like any other attribute.
+        """
+        if "U*" in letter:
+            return "U*" if vr == "SQ" else "U"
         if "/" not in letter:
             return letter
         t = self.iod_type(keyword)
@@ -112,5 +148,5 @@ class DicomRules:
         row = self.table.get("@private", {"basic": "X"})
         letter = self._row_letter(row)
         if letter == "C" and creator is not None and offset in [int(x) for x in self.safe_private.get(creator, [])]:
-            return Verdict("K", f"safe_private.{creator}")
+            return Verdict("K", f"safe_private.{creator}", pattern_key=f"{creator}:0x{offset:02X}")
         return Verdict("X", "E.1-1 private attributes")

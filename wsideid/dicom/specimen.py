@@ -16,6 +16,8 @@ from .uids import UidMapper
 SPECIMEN_ID_CONCEPTS = {"121041", "111705"}  # Specimen Identifier, Parent Specimen Identifier
 CONTAINER_ID_CONCEPTS = {"111700"}  # Specimen Container Identifier
 CONTENT_ITEMS = "SpecimenPreparationStepContentItemSequence"
+# Sequences whose items are content items (Content Item Macro): each is judged by content_kind.
+CONTENT_SEQUENCES = {CONTENT_ITEMS, "AcquisitionContextSequence"}
 STRUCTURED_TYPES = {"CODE", "NUM", "DATETIME", "DATE", "TIME", "UIDREF", "CONTAINER"}
 
 

@@ -1,0 +1,251 @@
+"""ICC colour profiles: keep the colour science, neutralise the text.
+
+An ICC profile is embedded in TIFF (tag 34675) and DICOM (0028,2000)
+slides so that viewers show the scanner's colours. Its numbers (white
+point, primaries, tone curves, LUTs) are what a reader needs; its text
+(profile description, copyright, device maker and model descriptions,
+viewing-condition description, calibration notes) is free text that a
+scanner, a lab or a colour tool wrote, and can hold a site name, an
+operator or a patient. ``sanitize_icc`` therefore rebuilds the profile:
+
+- the header and tag table are parsed (ICC.1:2022, clause 7); a profile
+  that does not parse is dropped (empty bytes): fail closed;
+- text-bearing tag types (``desc`` textDescriptionType, ``text``,
+  ``mluc``) get a fixed neutral text of the same or shorter length, so no
+  offset moves; well-known standard texts (the sRGB profile's) are kept;
+- tags of numeric types are copied with their slack and reserved bytes
+  zeroed; tags of any other type (named colours, dictionaries, vendor
+  private types, profile sequences: structures that embed names) have
+  their payload zeroed, which leaves an empty, valid structure;
+- bytes not covered by the header, the tag table or a tag (padding,
+  gaps, a tail past the declared size) are zeroed or cut;
+- the profile ID (an MD5 over the profile with flags, rendering intent
+  and ID zeroed, clause 7.2.18) is recomputed when the source had one.
+
+The removed texts are returned so the verifier can search the output for
+them (a name in the profile description must not reappear elsewhere).
+The result is idempotent: sanitising a sanitised profile changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+HEADER_SIZE = 128
+MAX_TAGS = 256
+MAX_PROFILE = 64 << 20
+# Texts of the standard sRGB profile (HP/Microsoft, IEC 61966-2.1), found in
+# millions of files; they name no one and are kept so the profile stays itself.
+STANDARD_TEXTS = frozenset({
+    "sRGB IEC61966-2.1", "sRGB IEC61966-2-1 black scaled", "sRGB IEC61966-2.1 (Equivalent)",
+    "IEC http://www.iec.ch", "IEC 61966-2.1 Default RGB colour space - sRGB",
+    "Reference Viewing Condition in IEC61966-2.1", "Copyright (c) 1998 Hewlett-Packard Company",
+    "sRGB", "sRGB built-in", "No copyright, use freely",
+})
+# Neutral text per tag signature (truncated to the original's length).
+NEUTRAL = {b"desc": "Colour profile", b"cprt": "Copyright removed"}
+DEFAULT_NEUTRAL = "Removed"
+TEXT_TYPES = {b"desc", b"text", b"mluc"}
+# Tag types that hold only numbers (or 4-byte signatures): copied as numbers.
+NUMERIC_TYPES = {b"XYZ ", b"curv", b"para", b"sf32", b"uf32", b"ui08", b"ui16", b"ui32", b"ui64",
+                 b"mft1", b"mft2", b"mAB ", b"mBA ", b"mpet", b"meas", b"view", b"chrm", b"clro",
+                 b"sig ", b"rcs2", b"dtim", b"vcgt"}
+_PARA_PARAMS = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}
+
+
+class IccError(ValueError):
+    """The bytes are not an ICC profile we can parse (the caller drops it)."""
+
+
+def _text_ascii(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("latin-1")
+
+
+def _utf16(raw: bytes) -> str:
+    return raw[: len(raw) // 2 * 2].decode("utf-16-be", errors="replace").split("\0", 1)[0]
+
+
+def _neutral(sig: bytes, room: int) -> str:
+    """The neutral text for a tag, cut to ``room`` characters."""
+    return NEUTRAL.get(sig, DEFAULT_NEUTRAL)[:max(room, 0)]
+
+
+def _keep_text(text: str) -> bool:
+    return text in STANDARD_TEXTS
+
+
+def _sanitize_text(sig: bytes, data: bytes, removed: list[str]) -> bytes:
+    """A ``text`` tag: 'text', 4 reserved bytes, NUL-terminated ASCII."""
+    body = data[8:]
+    old = _text_ascii(body)
+    new = old if _keep_text(old) else _neutral(sig, len(body) - 1)
+    if new != old and old.strip():
+        removed.append(old)
+    out = bytearray(len(data))
+    out[:4] = b"text"
+    enc = new.encode("latin-1")
+    out[8:8 + len(enc)] = enc
+    return bytes(out)
+
+
+def _sanitize_desc(sig: bytes, data: bytes, removed: list[str]) -> bytes:
+    """textDescriptionType (ICC v2): ASCII, Unicode and Macintosh ScriptCode forms of one text."""
+    if len(data) < 12:
+        raise IccError("desc tag too short")
+    n = struct.unpack(">I", data[8:12])[0]
+    if n > len(data) - 12:
+        raise IccError("desc tag ASCII count past the tag")
+    old = _text_ascii(data[12:12 + n])
+    texts = [old]
+    pos, end = 12 + n, None
+    if pos + 8 <= len(data):
+        ucount = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        if ucount <= (len(data) - pos - 8) // 2:
+            texts.append(_utf16(data[pos + 8:pos + 8 + 2 * ucount]))
+            pos += 8 + 2 * ucount
+            if pos + 3 <= len(data):
+                scount = min(data[pos + 2], 67, len(data) - pos - 3)
+                texts.append(_text_ascii(data[pos + 3:pos + 3 + scount]))
+                end = min(pos + 3 + 67, len(data))
+    keep = _keep_text(old) and all(t in ("", old) for t in texts[1:])
+    new = old if keep else _neutral(sig, n - 1)
+    for t in dict.fromkeys(texts):
+        if t.strip() and t != new:
+            removed.append(t)
+    enc = new.encode("latin-1")
+    # Canonical form: the text in ASCII, and in the Unicode and ScriptCode
+    # forms only when a kept standard text stood there; every other byte zero.
+    uni = keep and end is not None and texts[1] == old and bool(old)
+    mac = keep and end is not None and texts[2] == old and 0 < len(enc) < 67
+    body = struct.pack(">I", len(enc) + 1) + enc + b"\0" + b"\0" * 4
+    body += struct.pack(">I", len(new) + 1) + new.encode("utf-16-be") + b"\0\0" if uni else struct.pack(">I", 0)
+    body += b"\0\0" + (bytes([len(enc) + 1]) + (enc + b"\0").ljust(67, b"\0") if mac else b"\0" * 68)
+    if len(body) > len(data) - 8:
+        raise IccError("desc tag too short for its own structure")
+    out = bytearray(len(data))
+    out[:4] = b"desc"
+    out[8:8 + len(body)] = body
+    return bytes(out)
+
+
+def _sanitize_mluc(sig: bytes, data: bytes, removed: list[str]) -> bytes:
+    """multiLocalizedUnicodeType: records (language, country, length, offset) of UTF-16BE strings."""
+    if len(data) < 16:
+        raise IccError("mluc tag too short")
+    count, rsize = struct.unpack(">II", data[8:16])
+    if rsize < 12 or count > 1024 or 16 + count * rsize > len(data):
+        raise IccError("mluc record table does not fit its tag")
+    out = bytearray(len(data))
+    out[:4] = b"mluc"
+    out[8:16] = data[8:16]
+    for i in range(count):
+        r = 16 + i * rsize
+        lang, length, off = data[r:r + 4], *struct.unpack(">II", data[r + 4:r + 12])
+        if off + length > len(data) or off < 16 + count * rsize or length % 2:
+            raise IccError("mluc string outside its tag")
+        old = _utf16(data[off:off + length])
+        new = old if _keep_text(old) else _neutral(sig, length // 2)
+        if new != old and old.strip():
+            removed.append(old)
+        enc = new.encode("utf-16-be")
+        out[r:r + 4] = lang
+        out[r + 4:r + 12] = struct.pack(">II", len(enc), off)
+        out[off:off + len(enc)] = enc
+    return bytes(out)
+
+
+def _numeric_length(tsig: bytes, data: bytes) -> int:
+    """Bytes a numeric tag really uses (the rest of its declared size is zeroed)."""
+    size = len(data)
+    if tsig == b"curv" and size >= 12:
+        return min(size, 12 + 2 * struct.unpack(">I", data[8:12])[0])
+    if tsig == b"para" and size >= 12:
+        func = struct.unpack(">H", data[8:10])[0]
+        if func not in _PARA_PARAMS:
+            raise IccError("para tag with an unknown function type")
+        return min(size, 12 + 4 * _PARA_PARAMS[func])
+    if tsig == b"sig ":
+        return min(size, 12)
+    if tsig in (b"meas", b"view"):
+        return min(size, 36)
+    if tsig == b"dtim":
+        return min(size, 20)
+    if tsig == b"chrm" and size >= 12:
+        return min(size, 12 + 8 * struct.unpack(">H", data[8:10])[0])
+    return size
+
+
+def _sanitize_tag(sig: bytes, data: bytes, removed: list[str]) -> bytes:
+    if len(data) < 8:
+        raise IccError("tag shorter than its type signature")
+    tsig = data[:4]
+    if tsig == b"text":
+        return _sanitize_text(sig, data, removed)
+    if tsig == b"desc":
+        return _sanitize_desc(sig, data, removed)
+    if tsig == b"mluc":
+        return _sanitize_mluc(sig, data, removed)
+    out = bytearray(len(data))
+    out[:4] = tsig
+    if tsig in NUMERIC_TYPES:
+        n = _numeric_length(tsig, data)
+        out[8:n] = data[8:n]
+    # any other type: an empty structure (every count zero)
+    return bytes(out)
+
+
+def _profile_id(profile: bytes) -> bytes:
+    buf = bytearray(profile)
+    buf[44:48] = b"\0" * 4
+    buf[64:68] = b"\0" * 4
+    buf[84:100] = b"\0" * 16
+    return hashlib.md5(bytes(buf)).digest()
+
+
+def parse_and_rebuild(raw: bytes) -> tuple[bytes, list[str]]:
+    """Sanitise a profile; raises IccError when it does not parse."""
+    if len(raw) < HEADER_SIZE + 4:
+        raise IccError("shorter than an ICC header")
+    size = struct.unpack(">I", raw[:4])[0]
+    if raw[36:40] != b"acsp" or size < HEADER_SIZE + 4 or size > len(raw) or size > MAX_PROFILE:
+        raise IccError("no ICC signature or a size past the data")
+    raw = raw[:size]
+    count = struct.unpack(">I", raw[128:132])[0]
+    table_end = 132 + 12 * count
+    if count > MAX_TAGS or table_end > size:
+        raise IccError("tag table does not fit the profile")
+    out = bytearray(size)
+    out[:100] = raw[:100]  # header; 100-127 are reserved and stay zero
+    out[128:table_end] = raw[128:table_end]
+    removed: list[str] = []
+    done: dict[tuple[int, int], bytes] = {}
+    spans: list[tuple[int, int, bytes]] = []
+    for i in range(count):
+        sig, off, length = struct.unpack(">4sII", raw[132 + 12 * i:144 + 12 * i])
+        if off < table_end or off + length > size or length < 8:
+            raise IccError(f"tag {sig!r} lies outside the profile")
+        if (off, length) not in done:
+            done[(off, length)] = _sanitize_tag(sig, raw[off:off + length], removed)
+            spans.append((off, length, done[(off, length)]))
+    spans.sort()
+    for (a, la, _), (b, _, _) in zip(spans, spans[1:]):
+        if b < a + la:
+            raise IccError("tags overlap in part")
+    for off, length, data in spans:
+        out[off:off + length] = data
+    if any(raw[84:100]):
+        out[84:100] = _profile_id(bytes(out))
+    return bytes(out), list(dict.fromkeys(removed))
+
+
+def sanitize_icc(raw: bytes) -> tuple[bytes, list[str]]:
+    """The profile with its text neutralised, and the texts removed.
+
+    Empty bytes mean "drop the profile": it did not parse, so nothing in it
+    can be vouched for.
+    """
+    try:
+        return parse_and_rebuild(bytes(raw))
+    except (IccError, struct.error, UnicodeError):
+        return b"", []
