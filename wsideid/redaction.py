@@ -41,15 +41,25 @@ class Edits:
 
 
 def stripped_segments(tf: TiffFile, plan: Plan) -> Edits:
-    """Edits that strip APPn/COM segments from tile headers (tiff_base does the
-    stripping); NDPI restart offsets, relative to the strip, follow the header."""
+    """Edits that reduce every kept JPEG/JPEG 2000 tile and strip to its decoding
+    segments (tiff_base does the cleaning). NDPI restart offsets, relative to the
+    strip, follow the first scan's entropy-coded data, which is all they point
+    into: the shift is where that data starts now minus where it started
+    (not the change in length: bytes dropped after EOI move no restart)."""
+    from .jpeg import structure
     edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
     flat = list(tf.all_ifds())
     for k, tiles in edits.tiles.items():
         ifd = flat[k]
         if ifd.has(65426) and 0 in tiles:
-            delta = len(tiles[0]) - int(tiff_base.image_data(ifd, tf.byteorder).src_counts[0])
-            edits.mcu_starts[k] = (integer_array(ifd.entries[65426], tf.byteorder) + delta).tolist()
+            data = tiff_base.image_data(ifd, tf.byteorder)
+            old = _read(tf.path, int(data.src_offsets[0]), int(data.src_counts[0]))
+            before = structure.clean(old)
+            delta = before.entropy_start - before.source_entropy_start
+            starts = integer_array(ifd.entries[65426], tf.byteorder).astype(np.int64)
+            if len(starts) and (starts.min() < before.source_entropy_start or starts.max() >= len(old)):
+                raise RedactionError(f"{ifd.path}: NDPI restart offsets point outside the strip's entropy-coded data")
+            edits.mcu_starts[k] = (starts + delta).tolist()
     return edits
 
 

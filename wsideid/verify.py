@@ -11,7 +11,10 @@ believes it wrote, and checked against the plan:
   ``--verify full``); edited tiles are excluded and checked by their editor;
 - residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
   UTF-16BE, any case) and no spelling of a removed date occurs in any byte
-  that is not pixel data, and no JPEG tile header holds APPn/COM segments;
+  that is not pixel data;
+- streams: every JPEG / JPEG 2000 tile re-parsed holds only its decoding
+  segments up to its first end marker, JPEGTables only used tables, and
+  streams the rule edited decode exactly as their source;
 - OpenSlide, as an independent judge: when it claims the input's format but
   cannot read it, the slide is refused (its roles cannot be trusted); when it
   reads it, the vendor must be the driver's, and the output must open as the
@@ -217,24 +220,126 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     rep.add("residual-scan", not found,
             f"{len(needles)} needles; {len(found)} removed value(s) still present (from {', '.join(where[:4]) or 'a date'})"
             if found else f"{len(needles)} needles, none found")
-    seg_tiles = 0
-    for k, ifd in enumerate(flat_out):
-        if ifd.value(259, 1) in (6, 7):
-            data = tiff_base.image_data(ifd, out.byteorder)
-            if data is not None:
-                # Full mode walks every tile header; sample mode the sampled
-                # tiles (their bytes were shown equal to the source's, whose
-                # headers were all walked before writing) and every edited one.
-                pick = np.arange(len(data.src_offsets)) if full else np.array(
-                    sorted(set(_sample(len(data.src_offsets), False)) | set(edited_out.get(k, ()))), dtype=np.int64)
-                seg_tiles += len(jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick], data.src_counts[pick]))
-        if ifd.has(347) and jpegsegs.header_segments(ifd.entries[347].raw):
-            seg_tiles += 1
-    rep.add("jpeg-segments", seg_tiles == 0, f"{seg_tiles} JPEG headers with APPn/COM segments")
+    _check_streams(src, out, out_path, plan, kept_top, edited, full, rep)
 
     if openslide_check:
         _verify_openslide(src.path, out_path, plan, module, rep)
     return rep
+
+
+EDITED_DECODE_SAMPLE = 8  # edited streams per image whose decoding is compared with the source's
+
+
+SLACK_MAX_BYTES = 256 << 10
+SLACK_SAMPLE = (1, 4)  # baseline streams per image (sample, full) Huffman-decoded for bytes after the last block
+
+
+def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int | None, full: bool) -> int:
+    """Sampled baseline streams with whole bytes after the last block of an interval.
+
+    Decoding is pure Python, so one stream per image (four with full, evenly
+    spread over those re-parsed) is decoded, and none larger than
+    SLACK_MAX_BYTES; streams the project's
+    decoder does not read (progressive, 12-bit...) are not counted here.
+    """
+    from .jpeg import JpegBlankingError
+    from .jpeg.compare import entropy_slack
+    k = SLACK_SAMPLE[full]
+    step = max(1, len(pick) // k)
+    found = 0
+    for t in pick[::step][:k].tolist():
+        if data.src_counts[t] > SLACK_MAX_BYTES:
+            continue  # a whole-level strip (NDPI): decoding it in Python would take minutes
+        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+        try:
+            found += entropy_slack(raw, tables, height) > 0
+        except JpegBlankingError:
+            continue
+    return found
+
+
+def _ifd_pairs(a, b):
+    """A kept image and its SubIFDs, source beside output."""
+    yield a, b
+    for tag, kids in a.children.items():
+        for x, y in zip(kids, b.children.get(tag, [])):
+            yield from _ifd_pairs(x, y)
+
+
+def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept_top: list[int],
+                   edited: dict[int, dict[int, bytes]], full: bool, rep: VerifyReport) -> None:
+    """The JPEG / JPEG 2000 stream rule, re-checked on the output.
+
+    Every copied stream is re-parsed (full mode: every tile; sample mode:
+    the sampled tiles, whose bytes were shown equal to the source's, all of
+    which passed the rule before writing, plus every edited one): nothing
+    but decoding segments, nothing after the first EOI. JPEGTables holds
+    only tables some tile uses. A sample of the streams edited by the rule
+    (all with full) decodes exactly as its source: same DCT coefficients
+    (baseline) or same pixels (other coding processes, JPEG 2000).
+    """
+    from .jpeg import j2k, structure
+    from .jpeg.compare import same_decoding
+    flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
+    bad_streams = bad_tables = checked = compared = hidden = 0
+    differ: list[str] = []
+    replaced = {d.image.index for d in plan.images if d.action == "replace"}
+    with open(out_path, "rb") as fo, open(src.path, "rb") as fs:
+        for oi, si in enumerate(kept_top):
+            if si in replaced:
+                continue  # a generated label: written by this tool, nothing of the source
+            for s_ifd, o_ifd in _ifd_pairs(src.ifds[si], out.ifds[oi]):
+                comp = o_ifd.value(259, 1)
+                data = tiff_base.image_data(o_ifd, out.byteorder)
+                if data is None or (comp not in (6, 7) and comp not in tiff_base.J2K_COMPRESSIONS):
+                    continue
+                k = flat_src.index(s_ifd)
+                new = edited.get(k, {})
+                n = len(data.src_offsets)
+                pick = np.arange(n) if full else np.array(sorted(set(_sample(n, False)) | set(new)), dtype=np.int64)
+                checked += len(pick)
+                o_tables = o_ifd.entries[347].raw if o_ifd.has(347) else None
+                s_tables = s_ifd.entries[347].raw if s_ifd.has(347) else None
+                try:
+                    if comp in tiff_base.J2K_COMPRESSIONS:
+                        for t in pick.tolist():
+                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                            bad_streams += int(data.src_counts[t]) > 0 and not j2k.is_clean(raw)
+                    else:
+                        pre = jpegsegs.table_keys(o_tables)
+                        for t in jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick],
+                                                              data.src_counts[pick], pre).tolist():
+                            t = int(pick[t])  # not single-scan baseline: the full parser judges it
+                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                            bad_streams += not structure.is_clean(raw, pre)
+                        if o_tables is not None:
+                            used = jpegsegs.used_tables(out_path, data.src_offsets, data.src_counts, pre)
+                            bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
+                except WsideidError:
+                    bad_streams += 1
+                if comp == 7:
+                    hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
+                sd = tiff_base.image_data(s_ifd, src.byteorder)
+                kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
+                for t in sorted(new)[:None if full else EDITED_DECODE_SAMPLE]:
+                    before = os.pread(fs.fileno(), int(sd.src_counts[t]), int(sd.src_offsets[t]))
+                    try:
+                        rule_only = (j2k.clean(before) if kind == "j2k" else
+                                     structure.clean(before, jpegsegs.table_keys(s_tables)).data) == new[t]
+                    except WsideidError:
+                        rule_only = False
+                    if not rule_only:
+                        continue  # a blanked tile: its editor's own check covers it
+                    compared += 1
+                    why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
+                    if why:
+                        differ.append(f"{o_ifd.path} tile {t}: {why}")
+    rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0 and hidden == 0,
+            f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
+            f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "
+            "with bytes after their last block")
+    rep.add("stream-decoding", not differ, "; ".join(differ[:3]) if differ else
+            f"{compared} stream(s) edited by the stream rule decode exactly as their source")
 
 
 def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]], full: bool) -> list[str]:

@@ -105,7 +105,9 @@ def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample:
         for i in idx:
             (oa, na), (ob, nb) = a.fragments[i], b.fragments[i]
             if i in replaced:
-                if os.pread(fb.fileno(), nb, ob) != replaced[i]:
+                want = replaced[i]
+                want = want.data if hasattr(want, "data") else want  # a frame edit, its bytes made now
+                if os.pread(fb.fileno(), nb, ob) != want:
                     return False, len(idx)
                 continue
             if na != nb:

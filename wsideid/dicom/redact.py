@@ -147,10 +147,16 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit
 def plan_frames(plan, regions: list[Box], fill: str) -> FrameEdits:
     """Edits for every kept VOLUME/THUMBNAIL instance; raises RedactionError before anything is written."""
     edits = FrameEdits(fill=fill)
-    if not regions:
-        return edits
     data = plan.inventory.container
     by_index = {i.index: i for i in data.source.instances}
+    from .frames import rule_edits
+    for d in plan.images:  # the stream rule first, on every kept (not regenerated) instance
+        if d.action not in ("remove", "replace") and d.image.index in by_index:
+            rule = rule_edits(by_index[d.image.index])
+            if rule:
+                edits.frames[d.image.index] = rule
+    if not regions:
+        return edits
     kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
     targets = [i for i in kept if i.role in ROLES]
     if not targets:
@@ -162,7 +168,7 @@ def plan_frames(plan, regions: list[Box], fill: str) -> FrameEdits:
                                  "level-0 regions from")
         w0, h0 = max(matrix_size(v) for v in volumes)
         tw, th = matrix_size(inst)
-        frames: dict[int, FrameEdit] = {}
+        frames: dict[int, FrameEdit] = edits.frames.get(inst.index, {})
         for region in regions:
             box = _scale_box(region, tw / w0, th / h0, tw, th)
             if box is not None:
@@ -181,7 +187,8 @@ def bot_length(inst: Instance) -> int:
 
 def _frame_sizes(inst: Instance, frames: dict[int, FrameEdit]) -> list[int]:
     """Item value length of every frame in the output (edited: new bytes; others: source fragment)."""
-    return [len(frames[k].data) if k in frames else n for k, (_, n) in enumerate(inst.span.fragments)]
+    return [(getattr(frames[k], "size", None) or len(frames[k].data)) if k in frames else n
+            for k, (_, n) in enumerate(inst.span.fragments)]
 
 
 def _offsets(sizes: list[int]) -> list[int]:
@@ -218,7 +225,8 @@ def write_pixels(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
         fh.write(struct.pack("<HHI", *ITEM, 0))
     for k, (off, n) in enumerate(inst.span.fragments):
         if k in frames:
-            fh.write(struct.pack("<HHI", *ITEM, len(frames[k].data)) + frames[k].data)
+            data = frames[k].data
+            fh.write(struct.pack("<HHI", *ITEM, len(data)) + data)
         else:
             fh.write(struct.pack("<HHI", *ITEM, n))
             copy_range(inst.path, off, off + n, fh)

@@ -140,7 +140,7 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
         if inst.span is None or out.span is None or inst.role == "label":
             continue
         sample = None if full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
-        edited = {k: e.data for k, e in _edited(data, inst).items()}
+        edited = dict(_edited(data, inst))  # frame edits: their bytes are made when compared
         same, n = same_fragments(inst.path, inst.span, path, out.span, sample, edited)
         checked += n
         if not same:
@@ -150,6 +150,8 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
             (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
     if data.frame_edits is not None and plan.regions:
         _check_blanked(data, written, outs, rep)
+    from .frames import check_frames
+    rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(data, i), full))
 
     # Residual scan of every non-pixel byte.
     needles = residual_needles(plan) + sorted(data.uids.mapped)
@@ -180,6 +182,8 @@ def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: Veri
             continue
         got = read_frames(path, out.span, sorted(edited))
         for k, e in edited.items():
+            if not e.boxes:
+                continue  # changed by the stream rule only: checked under frame-streams
             frames += 1
             why = check_frame(got[k], e.boxes, data.frame_edits.fill)
             if why:

@@ -1,253 +1,338 @@
-"""APPn and COM segments inside JPEG tiles, strips and JPEGTables.
+"""The JPEG stream rule applied to every tile and strip of a TIFF-family slide.
 
-These segments can carry free text (EXIF, XMP, ICC descriptions, comments)
-that no profile can vouch for, so they are stripped; a JFIF APP0 without
-thumbnail and an Adobe APP14 are fixed binary structures (the latter tells
-decoders whether components are RGB) and are kept. Stripping header
-segments never touches entropy-coded data, so pixels are unchanged.
+Every copied stream must hold only its decoding segments, with nothing after
+its first true EOI (``wsideid.jpeg.structure`` states the rule and cleans a
+stream). Parsing each of a 2 GB slide's hundreds of thousands of tiles in
+Python would dominate the run time, so the common case is checked with
+numpy over batched reads, and only tiles that fail the fast check go
+through the full parser (and are rewritten by it):
 
-The tile check is vectorised over every tile of a level with numpy on a
-memory map, because a 2 GB slide has hundreds of thousands of tiles and a
-Python loop per tile would dominate the run time.
+- tiles are read in contiguous batches (BATCH_BYTES at most; memory stays
+  flat however large the slide); a tile larger than that is streamed;
+- a vectorised walk finds each tile's SOS; the header bytes up to the end
+  of the SOS are grouped (tiles of one image share a header, so there are
+  few distinct ones) and each distinct header is judged by the full parser;
+- the entropy-coded data must hold no 0xFF except stuffing (FF 00) and
+  restart markers (FF D0-D7) up to the tile's last two bytes, which must be
+  the EOI. So the first true EOI is the last two bytes, and a second scan,
+  a segment between scans, or text after an EOI all fail the fast check.
 """
 
 from __future__ import annotations
 
 import os
-import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import MalformedFile, WsideidError
+from ..errors import WsideidError
+from ..jpeg import structure
+from ..jpeg.structure import TableKey, UnsafeJpeg
 
 MAX_HEADER_SEGMENTS = 64
-# Comments that scanners write into every strip: fixed vendor strings, no
-# free text. Anything else in a COM segment is stripped.
-BENIGN_COMMENTS = (b"Hamamatsu NanoZoomer Digital Pathology\0",)
+MAX_HEADER = 8192  # a tile header (SOI..SOS) longer than this goes through the full parser
+BATCH_BYTES = 8 << 20  # bytes read at once (per reader thread, plus two masks of the same size)
+BATCH = 4096  # tiles judged at once
+GAP = 1 << 16  # tiles further apart than this start a new read
+STREAM_CHUNK = 16 << 20
+WORKERS = min(2, os.cpu_count() or 1)
 
 
-def _benign(marker: int, body: bytes) -> bool:
-    if marker == 0xE0:  # JFIF without thumbnail: 14 bytes of fixed fields
-        return len(body) == 14 and body[:5] == b"JFIF\0" and body[12] == 0 and body[13] == 0
-    if marker == 0xEE:  # Adobe: version, flags0, flags1, transform
-        return len(body) == 12 and body[:5] == b"Adobe"
-    if marker == 0xFE:
-        return body in BENIGN_COMMENTS
-    return False
+def strip_segments(raw: bytes, tables: frozenset[TableKey] = frozenset()) -> bytes:
+    """The same JPEG stream reduced to its decoding segments (UnsafeJpeg where that would change pixels)."""
+    return structure.clean(raw, tables).data
 
 
-def strip_segments(raw: bytes) -> bytes:
-    """The same JPEG stream (or tables blob) without APPn/COM segments."""
-    if raw[:2] != b"\xff\xd8":
-        # only called for data declared JPEG: anything else cannot be vouched for
-        raise MalformedFile("a tile or table declared JPEG does not start with a JPEG start marker")
-    out = bytearray(raw[:2])
-    pos = 2
-    n = len(raw)
-    for _ in range(MAX_HEADER_SEGMENTS * 4):
-        if pos + 2 > n:
-            return bytes(out)
-        if raw[pos] != 0xFF:
-            raise MalformedFile("JPEG header is corrupt (expected a marker)")
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD9,):  # EOI (tables-only blob)
-            out += raw[pos:pos + 2]
-            return bytes(out)
-        if pos + 4 > n:
-            raise MalformedFile("JPEG header is truncated")
-        length = struct.unpack(">H", raw[pos + 2:pos + 4])[0]
-        if length < 2 or pos + 2 + length > n:
-            raise MalformedFile("JPEG segment length runs past the data")
-        seg = raw[pos:pos + 2 + length]
-        if marker == 0xDA:  # SOS: entropy data up to the first EOI (no FF D9 can occur inside it)
-            eoi = raw.find(b"\xff\xd9", pos + 2 + length)
-            if eoi < 0:
-                raise MalformedFile("JPEG stream without an end marker")
-            out += raw[pos:eoi + 2]  # anything after EOI is not image data: dropped
-            return bytes(out)
-        if (0xE0 <= marker <= 0xEF or marker == 0xFE) and not _benign(marker, seg[4:]):
-            pos += 2 + length
-            continue
-        out += seg
-        pos += 2 + length
-    raise MalformedFile("JPEG header has too many segments")
+def clean_tables(raw: bytes, used: set[TableKey] | frozenset[TableKey]) -> bytes:
+    """A JPEGTables blob with only the tables some tile uses."""
+    return structure.clean_tables(raw, used)
 
 
-def header_segments(raw: bytes) -> list[int]:
-    """Markers of the non-benign APPn/COM segments in a JPEG header."""
-    found = []
-    pos, n = 2, len(raw)
-    if raw[:2] != b"\xff\xd8":
-        return found
-    for _ in range(MAX_HEADER_SEGMENTS):
-        if pos + 4 > n or raw[pos] != 0xFF:
-            break
-        marker = raw[pos + 1]
-        if marker in (0xDA, 0xD9):
-            break
-        length = struct.unpack(">H", raw[pos + 2:pos + 4])[0]
-        if (0xE0 <= marker <= 0xEF or marker == 0xFE) and not _benign(marker, raw[pos + 4:pos + 2 + length]):
-            found.append(marker)
-        pos += 2 + max(length, 2)
-    return found
+def table_keys(raw: bytes | None) -> frozenset[TableKey]:
+    return structure.table_keys(raw) if raw is not None else frozenset()
 
 
-def _benign_vectorised(mm: np.ndarray, p: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Vectorised twin of _benign for segments starting at ``p``."""
-    marker = mm[p + 1]
-    length = (mm[p + 2].astype(np.int64) << 8) | mm[p + 3]
-    ok = np.zeros(len(p), bool)
-    room = p + 18 <= end
-    q = np.where(room, p, 0)
+@dataclass
+class TileScan:
+    """Tiles that are not already clean, and the JPEGTables slots the clean ones use."""
 
-    def sig(text: bytes) -> np.ndarray:
-        m = np.ones(len(p), bool)
-        for i, ch in enumerate(text):
-            m &= mm[q + 4 + i] == ch
-        return m
-    jfif = (marker == 0xE0) & (length == 16) & room & sig(b"JFIF\0") & (mm[q + 16] == 0) & (mm[q + 17] == 0)
-    adobe = (marker == 0xEE) & (length == 14) & room & sig(b"Adobe")
-    ok |= jfif | adobe
-    for text in BENIGN_COMMENTS:
-        fits = p + 4 + len(text) <= end
-        r = np.where(fits, p, 0)
-        m = (marker == 0xFE) & (length == len(text) + 2) & fits
-        for i, ch in enumerate(text):
-            m &= mm[r + 4 + i] == ch
-        ok |= m
-    return ok
+    flagged: np.ndarray
+    external: set[TableKey] = field(default_factory=set)
 
 
-HEAD = 1024  # bytes gathered per tile: SOI plus the usual tables fit; longer headers are read whole
-SLACK = MAX_HEADER_SEGMENTS * 65538  # the longest header a walk may need
+def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray,
+                        tables: frozenset[TableKey] = frozenset()) -> np.ndarray:
+    """Indices of tiles whose stream is not exactly its decoding segments up to its first EOI."""
+    return scan_tiles(path, offsets, counts, tables).flagged
 
 
-def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Indices of tiles whose JPEG header holds a non-benign APPn/COM segment,
-    or whose stream does not end at its EOI (bytes after it hide in the range).
-
-    The first bytes of every tile are gathered with one pread each into one
-    array (starting two bytes early, which for back-to-back tiles also yields
-    the previous tile's last two bytes, its EOI), and the header walk runs
-    vectorised over that array. Nothing is memory-mapped, so resident memory
-    stays flat however large the slide.
-    """
+def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
+               tables: frozenset[TableKey] = frozenset()) -> TileScan:
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     live = np.nonzero(counts > 0)[0]
+    res = TileScan(np.zeros(0, np.int64))
     if not len(live):
-        return live
+        return res
     live = live[np.argsort(offsets[live], kind="stable")]
+    offs, cnts = offsets[live], counts[live]
+    found: list[np.ndarray] = []
     try:
-        return _tiles_with_segments(path, live, offsets[live], counts[live])
+        with open(path, "rb") as fh:
+            fd = fh.fileno()
+
+            def one(sel: slice) -> tuple[np.ndarray, set[TableKey]]:
+                ext: set[TableKey] = set()
+                if sel.stop - sel.start == 1 and cnts[sel.start] > BATCH_BYTES:
+                    ok = _big_tile(fd, int(offs[sel.start]), int(cnts[sel.start]), tables, ext)
+                    return np.array([not ok]), ext
+                return _scan_batch(fd, offs[sel], cnts[sel], tables, ext), ext
+            # numpy and preadv release the GIL: two threads keep both cores busy;
+            # each holds one batch buffer, so memory stays bounded
+            batches = _batches(offs, cnts)
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for sel, (bad, ext) in zip(batches, pool.map(one, batches)):
+                    found.append(live[sel][bad])
+                    res.external |= ext
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
+    res.flagged = np.sort(np.concatenate(found)) if found else res.flagged
+    return res
 
 
-BATCH = 4096  # tiles gathered at once: about 4 MB of buffer, whatever the slide's size
-
-
-def _tiles_with_segments(path: str, live: np.ndarray, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
-    found: list[np.ndarray] = []
-    with open(path, "rb") as fh:
-        # batches overlap by one tile so the last tile of a batch finds its EOI in the next row
-        for a in range(0, len(live), BATCH):
-            b = min(len(live), a + BATCH + 1)
-            hits = _scan_batch(fh.fileno(), offs[a:b], cnts[a:b])
-            hits = hits[:BATCH] if b - a > BATCH else hits
-            found.append(live[a:a + len(hits)][hits])
-    return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
-
-
-def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray) -> np.ndarray:
-    """Flags for one batch of tiles sorted by offset."""
-    k = HEAD + 2
+def _batches(offs: np.ndarray, cnts: np.ndarray) -> list[slice]:
+    """Slices of consecutive tiles (sorted by offset) that one read covers."""
     n = len(offs)
-    buf = bytearray(n * k)
-    view = memoryview(buf)
-    for i, o in enumerate(offs.tolist()):
-        lead = 2 if o >= 2 else o
-        os.preadv(fd, [view[i * k + 2 - lead:(i + 1) * k]], o - lead)
-    rows = np.frombuffer(buf, dtype=np.uint8)
-    start = np.arange(n, dtype=np.int64) * k + 2
-    avail = np.minimum(cnts, HEAD)
-    flagged, undetermined = _walk(rows, start, avail, cnts > HEAD)
-    is_jpeg = (avail >= 2) & (rows[start] == 0xFF) & (rows[start + 1] == 0xD8)
-    # EOI: from the next gathered row when the tiles are back to back, else read
-    ends = offs + cnts
-    tail_ok = np.zeros(n, bool)
-    nxt = np.zeros(n, bool)
-    nxt[:-1] = ends[:-1] == offs[1:]
-    idx = np.nonzero(nxt)[0]
-    tail_ok[idx] = (rows[(idx + 1) * k] == 0xFF) & (rows[(idx + 1) * k + 1] == 0xD9)
-    for i in np.nonzero(~nxt & is_jpeg)[0].tolist():
-        tail_ok[i] = os.pread(fd, 2, int(ends[i]) - 2) == b"\xff\xd9"
-    for i in np.nonzero(undetermined & ~flagged)[0].tolist():
-        head = os.pread(fd, int(min(cnts[i], SLACK)), int(offs[i]))
-        flagged[i] = bool(header_segments(head)) or not _walk_ends_at_sos(head)
-    # declared JPEG but not starting like one: flagged, so stripping refuses it
-    return flagged | ~is_jpeg | (is_jpeg & ~tail_ok)
+    reach = np.maximum.accumulate(offs + cnts)
+    breaks = np.flatnonzero(offs[1:] - reach[:-1] > GAP) + 1  # a gap: a new read starts there
+    out, i = [], 0
+    while i < n:
+        j = i + 1
+        if cnts[i] <= BATCH_BYTES:
+            j = max(j, min(int(np.searchsorted(reach, offs[i] + BATCH_BYTES, "right")), i + BATCH))
+            k = int(np.searchsorted(breaks, i, "right"))
+            if k < len(breaks):
+                j = min(j, int(breaks[k]))
+        out.append(slice(i, j))
+        i = j
+    return out
 
 
-def _walk_ends_at_sos(head: bytes) -> bool:
-    """The header's marker chain reaches SOS within the bytes given."""
-    pos, n = 2, len(head)
-    for _ in range(MAX_HEADER_SEGMENTS):
-        if pos + 4 > n or head[pos] != 0xFF:
-            return False
-        if head[pos + 1] == 0xDA:
-            return True
-        pos += 2 + struct.unpack(">H", head[pos + 2:pos + 4])[0]
-    return False
+_scratch = threading.local()
 
 
-def _walk(mm: np.ndarray, start: np.ndarray, avail: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised header walk over gathered rows.
+def _read(fd: int, offset: int, size: int) -> np.ndarray:
+    """``size`` bytes at ``offset`` in this thread's reusable buffer (fresh
+    16 MB allocations per batch cost more in page faults than the scan)."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _scratch.buf = bytearray(max(size, BATCH_BYTES))
+    got = os.preadv(fd, [memoryview(buf)[:size]], offset)
+    if got != size:
+        raise WsideidError("image data ends before a tile does (the file is truncated)")
+    return np.frombuffer(buf, dtype=np.uint8, count=size)
 
-    Returns (flagged, undetermined): flagged tiles hold a non-benign APPn/COM
-    segment or a header that ends without SOS; undetermined ones ran past the
-    gathered bytes while the tile goes on (``longer``) and need a full read.
+
+def _masks(n: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = getattr(_scratch, "mask", None)
+    if mask is None or len(mask) < n:
+        mask = _scratch.mask = np.empty(max(n, 1), bool)
+        _scratch.mask2 = np.empty(max(n, 1), bool)
+    return mask[:n], _scratch.mask2[:n]
+
+
+def _marker_mask(buf: np.ndarray) -> np.ndarray:
+    """True at each 0xFF not followed by 0x00 (a marker, a restart marker or a fill byte)."""
+    n = max(len(buf) - 1, 0)
+    m, m2 = _masks(n)
+    np.equal(buf[:-1], 0xFF, out=m)
+    np.not_equal(buf[1:], 0, out=m2)
+    np.logical_and(m, m2, out=m)
+    return m
+
+
+def _bad_markers(buf: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+    """Positions of 0xFF bytes that start a true marker (not stuffing, not RSTn)."""
+    ff = np.flatnonzero(_marker_mask(buf) if m is None else m)
+    nxt = buf[ff + 1]
+    return ff[(nxt < 0xD0) | (nxt > 0xD7)]
+
+
+def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[TableKey],
+                external: set[TableKey]) -> np.ndarray:
+    """Flags for one batch of tiles sorted by offset (True: needs the full parser)."""
+    base = int(offs[0])
+    buf = _read(fd, base, int((offs + cnts).max()) - base)
+    start = offs - base
+    end = start + cnts
+    ent, bad = _walk(buf, start, end)
+    ok = ~bad & (cnts >= 4)
+    # entropy-coded data: no true marker before the last two bytes, which are the EOI
+    ok &= (buf[np.maximum(end - 2, 0)] == 0xFF) & (buf[np.maximum(end - 1, 0)] == 0xD9)
+    m = _marker_mask(buf)
+    # Common case, counted: tiles back to back, and the batch holds exactly the
+    # markers of the headers plus one EOI per tile, so no entropy-coded data
+    # holds one. Otherwise (restart markers, gaps, a dirty tile) by position.
+    if ok.all() and start[0] == 0 and (start[1:] == end[:-1]).all():
+        expected = len(start) + _header_markers(buf, start, ent)
+        if int(np.count_nonzero(m)) == expected:
+            return ~_headers_clean(buf, start, ent, ok, tables, external)
+    marks = _bad_markers(buf, m)
+    ok &= np.searchsorted(marks, ent) == np.searchsorted(marks, end - 2)
+    ok &= _headers_clean(buf, start, ent, ok, tables, external)
+    return ~ok
+
+
+def _header_markers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray) -> int:
+    """0xFF bytes not followed by 0x00 in every tile's header (SOI up to its entropy-coded data)."""
+    total = 0
+    for rows, heads in _groups(buf, start, ent, np.ones(len(start), bool), 1):
+        if (heads == heads[0]).all():  # the common case: one header for the whole batch
+            total += len(rows) * int(np.count_nonzero((heads[0, :-1] == 0xFF) & (heads[0, 1:] != 0)))
+        else:
+            total += int(np.count_nonzero((heads[:, :-1] == 0xFF) & (heads[:, 1:] != 0)))
+    return total
+
+
+def _groups(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray, extra: int = 0):
+    """(tile rows, their header bytes as a 2-D array) per header length."""
+    length = ent - start
+    for L in np.unique(length[ok]).tolist():
+        rows = np.nonzero(ok & (length == L))[0]
+        yield rows, buf[start[rows, None] + np.arange(L + extra)[None, :]]
+
+
+_verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset]] = {}
+
+
+def _judge(head: bytes, tables: frozenset[TableKey]) -> tuple[bool, frozenset]:
+    """(header is exactly its decoding segments, JPEGTables slots it uses), remembered:
+    the tiles of a slide share a handful of headers."""
+    key = (head, tables)
+    got = _verdicts.get(key)
+    if got is None:
+        try:
+            c = structure.clean(head + b"\xff\xd9", tables)
+            got = (not c.changed, c.external)
+        except UnsafeJpeg:
+            got = (False, frozenset())
+        if len(_verdicts) > 1024:
+            _verdicts.clear()
+        _verdicts[key] = got
+    return got
+
+
+def _headers_clean(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray,
+                   tables: frozenset[TableKey], external: set[TableKey]) -> np.ndarray:
+    """Judge each distinct header (SOI..end of SOS) once with the full parser."""
+    good = np.zeros(len(start), bool)
+    for rows, heads in _groups(buf, start, ent, ok):
+        L = heads.shape[1]
+        if (heads == heads[0]).all():
+            uniq, inverse = heads[:1], np.zeros(len(rows), np.int64)
+        else:
+            uniq, inverse = np.unique(np.ascontiguousarray(heads).view(np.dtype((np.void, L))).ravel(),
+                                      return_inverse=True)
+        inverse = inverse.ravel()
+        for u, head in enumerate(uniq):
+            clean, ext = _judge(head.tobytes(), tables)
+            if clean:
+                good[rows[inverse == u]] = True
+                external |= ext
+    return good
+
+
+def _walk(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised walk to each tile's SOS: (entropy start, could not walk).
+
+    Only finds where the scan starts; whether the header is clean is judged
+    by the full parser on each distinct header.
     """
     n = len(start)
-    flagged = np.zeros(n, bool)
-    undetermined = np.zeros(n, bool)
-    is_jpeg = (avail >= 4) & (mm[start] == 0xFF) & (mm[start + 1] == 0xD8)
-    sel = np.nonzero(is_jpeg)[0]
-    pos = start[sel] + 2
-    e = start[sel] + avail[sel]
-    active = np.ones(len(sel), bool)
-    f = np.zeros(len(sel), bool)
-    u = np.zeros(len(sel), bool)
+    bad = ~((end - start >= 4) & (buf[start] == 0xFF) & (buf[np.minimum(start + 1, len(buf) - 1)] == 0xD8))
+    pos = start + 2
+    ent = np.array(start, copy=True)
+    active = ~bad
+    limit = np.minimum(end, start + MAX_HEADER)
     for _ in range(MAX_HEADER_SEGMENTS):
-        ran_off = active & (pos + 4 > e)
-        u |= ran_off & longer[sel]
-        f |= ran_off & ~longer[sel]  # the tile itself ends inside its header
-        active &= ~ran_off
-        if not active.any():
-            break
         idx = np.nonzero(active)[0]
+        if not len(idx):
+            break
         p = pos[idx]
-        b0, marker = mm[p], mm[p + 1].astype(np.int64)
-        length = (mm[p + 2].astype(np.int64) << 8) | mm[p + 3]
-        # Markers that may stand in a header: SOFn/DHT/DAC (C0-CF), SOS, DQT,
-        # DNL, DRI, DHP, EXP (DA-DF), APPn (E0-EF), COM. A header we cannot
-        # walk (no marker where one must be, a fill byte, EOI or any other
-        # marker before SOS, a bad length) is not one we can vouch for: flag
-        # it, so strip_segments either cleans it or refuses the slide.
-        valid = ((marker >= 0xC0) & (marker <= 0xCF)) | ((marker >= 0xDA) & (marker <= 0xEF)) | (marker == 0xFE)
-        stop = (b0 != 0xFF) | ~valid | (marker == 0xDA) | (length < 2)
-        broken = (b0 != 0xFF) | ~valid | ((length < 2) & (marker != 0xDA))
-        f[idx[broken]] = True
-        appcom = ((marker >= 0xE0) & (marker <= 0xEF)) | (marker == 0xFE)
-        cand = idx[appcom & ~stop]
-        if len(cand):
-            f[cand] |= ~_benign_vectorised(mm, pos[cand], e[cand])
-        active[idx[stop]] = False
+        room = p + 4 <= limit[idx]
+        bad[idx[~room]] = True
+        active[idx[~room]] = False
+        idx, p = idx[room], p[room]
+        marker = buf[p + 1]
+        length = (buf[p + 2].astype(np.int64) << 8) | buf[p + 3]
+        broken = (buf[p] != 0xFF) | (marker == 0xFF) | (marker == 0xD9) | (length < 2)
+        bad[idx[broken]] = True
+        active[idx[broken]] = False
+        sos = ~broken & (marker == 0xDA)
+        ent[idx[sos]] = p[sos] + 2 + length[sos]
+        active[idx[sos]] = False
         pos[idx] = p + 2 + length
-    f |= active  # still walking after MAX_HEADER_SEGMENTS
-    flagged[sel] = f
-    undetermined[sel] = u & ~f
-    return flagged, undetermined
+    bad |= active  # still walking after MAX_HEADER_SEGMENTS
+    bad |= ent > limit
+    ent = np.where(bad, start, ent)
+    return ent, bad
+
+
+def _big_tile(fd: int, offset: int, count: int, tables: frozenset[TableKey], external: set[TableKey]) -> bool:
+    """The fast check for one tile too large to read at once (NDPI strips), streamed."""
+    head = _read(fd, offset, min(count, MAX_HEADER + 4))
+    ent, bad = _walk(head, np.zeros(1, np.int64), np.array([len(head)], np.int64))
+    if bad[0] or not _headers_clean(head, np.zeros(1, np.int64), ent, np.ones(1, bool), tables, external)[0]:
+        return False
+    pos, stop = offset + int(ent[0]), offset + count - 2
+    while pos < stop:
+        n = min(STREAM_CHUNK, stop - pos)
+        chunk = _read(fd, pos, n + 1)  # one byte more: the byte after a trailing 0xFF
+        if len(_bad_markers(chunk)):
+            return False
+        pos += n
+    return os.pread(fd, 2, offset + count - 2) == b"\xff\xd9"
+
+
+HEAD = 2048  # bytes gathered per tile to find the tables it uses
+
+
+def used_tables(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey],
+                edited: dict[int, bytes] | None = None) -> set[TableKey]:
+    """The JPEGTables slots some tile of an image uses (tiles reference tables by slot).
+
+    Gathers each tile's first HEAD bytes (one pread each, BATCH tiles at a
+    time) and judges each distinct header once; a tile whose header does not
+    fit, or is not clean, is parsed whole. ``edited`` tiles are judged by
+    their new bytes.
+    """
+    edited = edited or {}
+    used: set[TableKey] = set()
+    for data in edited.values():
+        used |= structure.clean(data, tables).external
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    live = np.array([i for i in np.nonzero(counts > 0)[0].tolist() if i not in edited], dtype=np.int64)
+    try:
+        with open(path, "rb") as fh:
+            fd = fh.fileno()
+            for a in range(0, len(live), BATCH):
+                idx = live[a:a + BATCH]
+                n = len(idx)
+                buf = bytearray(n * HEAD)
+                view = memoryview(buf)
+                for r, i in enumerate(idx.tolist()):
+                    os.preadv(fd, [view[r * HEAD:r * HEAD + min(HEAD, int(counts[i]))]], int(offsets[i]))
+                rows = np.frombuffer(buf, dtype=np.uint8)
+                start = np.arange(n, dtype=np.int64) * HEAD
+                end = start + np.minimum(counts[idx], HEAD)
+                ent, bad = _walk(rows, start, end)
+                good = _headers_clean(rows, start, ent, ~bad, tables, used)
+                for i in idx[~good].tolist():
+                    raw = os.pread(fd, int(counts[i]), int(offsets[i]))
+                    used |= structure.clean(raw, tables).external
+    except OSError as exc:
+        raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
+    return used

@@ -7,6 +7,7 @@ property map) into fields and join it back.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -23,6 +24,7 @@ COMPRESSIONS = {1: "none", 2: "ccitt-rle", 3: "ccitt-g3", 4: "ccitt-g4", 5: "lzw
                 33003: "jpeg2000-ycbcr", 33005: "jpeg2000-rgb", 34712: "jpeg2000", 50000: "zstd",
                 34887: "lerc", 34925: "lzma", 50001: "webp", 52546: "jpegxl"}
 
+J2K_COMPRESSIONS = (33003, 33005, 34712)
 SUBIFDS = 330  # images below an image: carried as images (kept or removed by role), never as a field
 # Splitter for a container tag: (ifd index, ifd, text) -> fields; joiner: (ifd, decisions) -> text
 Splitter = Callable[[int, Ifd, str], list[Field]]
@@ -303,10 +305,14 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 entries[tag] = OutEntry(tag, e.type, e.count, e.raw)
             else:
                 entries[tag] = text_entry(tag, str(d.new_value))
-        if 347 in entries:
-            clean = jpegsegs.strip_segments(ifd.entries[347].raw)
-            entries[347] = OutEntry(347, 7, len(clean), clean)
         data = image_data(ifd, tf.byteorder)
+        if 347 in entries:  # only the tables some tile uses (an unused one can hold any 64 bytes)
+            raw = ifd.entries[347].raw
+            pre = jpegsegs.table_keys(raw)
+            used = jpegsegs.used_tables(tf.path, data.src_offsets, data.src_counts, pre, edited.get(k)) \
+                if data is not None else set()
+            clean = jpegsegs.clean_tables(raw, used)
+            entries[347] = OutEntry(347, 7, len(clean), clean)
         if data is not None and k in edited:
             data.replaced.update(edited[k])
             if 65426 in entries:
@@ -335,11 +341,15 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
 
 
 def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
-    """Tiles/strips carrying APPn/COM segments get those segments stripped.
+    """Tiles/strips of kept images reduced to their decoding segments (the JPEG
+    and JPEG 2000 stream rule, ``wsideid.jpeg.structure`` and ``j2k``).
 
-    Such segments hold free text (EXIF, XMP, comments) no profile can vouch
-    for; removing them leaves every coefficient untouched.
+    APPn, COM, unused tables and bytes after the end marker can hold free
+    text no profile can vouch for; removing them leaves every coefficient
+    untouched. Streams that cannot be reduced without changing pixels are
+    refused (UnsafeJpeg / UnsafeJ2k, one line).
     """
+    from ..jpeg import j2k
     kept = {d.image.index for d in plan.images if d.action != "remove"}
     edits: dict[int, dict[int, bytes]] = {}
     flat = list(tf.all_ifds())
@@ -348,18 +358,32 @@ def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
         if owners[k] not in kept:
             continue
         comp = ifd.value(259, 1)
-        if comp not in (6, 7):
+        if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
             continue
         data = image_data(ifd, tf.byteorder)
         if data is None:
             continue
-        flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts)
-        if len(flagged):
-            with open(tf.path, "rb") as fh:
-                for i in flagged.tolist():
-                    fh.seek(int(data.src_offsets[i]))
-                    raw = fh.read(int(data.src_counts[i]))
-                    edits.setdefault(k, {})[i] = jpegsegs.strip_segments(raw)
+        try:
+            if comp in J2K_COMPRESSIONS:
+                with open(tf.path, "rb") as fh:
+                    for i, (o, c) in enumerate(zip(data.src_offsets.tolist(), data.src_counts.tolist())):
+                        if c:
+                            raw = os.pread(fh.fileno(), c, o)
+                            new = j2k.clean(raw)
+                            if new != raw:
+                                edits.setdefault(k, {})[i] = new
+                continue
+            pre = jpegsegs.table_keys(ifd.entries[347].raw) if ifd.has(347) else frozenset()
+            flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts, pre)
+            if len(flagged):
+                with open(tf.path, "rb") as fh:
+                    for i in flagged.tolist():
+                        raw = os.pread(fh.fileno(), int(data.src_counts[i]), int(data.src_offsets[i]))
+                        new = jpegsegs.strip_segments(raw, pre)
+                        if new != raw:  # a clean stream the fast check cannot judge (progressive, padded)
+                            edits.setdefault(k, {})[i] = new
+        except MalformedFile as exc:
+            raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
 
 

@@ -1,0 +1,185 @@
+"""The stream rule for JPEG 2000 codestreams (TIFF 33003/33005/34712 tiles, DICOM J2K frames).
+
+A codestream leaves the tool with only the marker segments decoding needs.
+COM segments (free text: encoders write their name, anyone can write
+anything) are dropped from the main header and from tile-part headers;
+dropping one from a tile-part header shortens that tile-part, so its Psot is
+rewritten, and a TLM index (tile-part lengths, optional) is dropped rather
+than trusted. Bytes after EOC are dropped. A marker this module does not
+know (Part 2 extensions, vendor markers) is refused: it may change decoding,
+so dropping it is not safe and keeping it is not vouched for.
+
+A JP2 file wrapped around a codestream is reduced to its signature, a
+canonical file-type box, the header boxes decoding needs (ihdr, enumerated
+colr, bpcc, pclr, cmap, cdef) and the cleaned codestream; XML, UUID,
+resolution and every other box are dropped; an ICC colour box is refused.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import MalformedFile
+
+SOC, SOT, SOD, EOC = 0x4F, 0x90, 0x93, 0xD9
+COM, TLM = 0x64, 0x55
+# Main-header and tile-part header markers decoding needs (Part 1 and Part 15).
+MAIN = {0x51: "SIZ", 0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC",
+        0x60: "PPM", 0x57: "PLM", 0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
+TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC", 0x61: "PPT",
+        0x58: "PLT"}
+MAX_SEGMENTS = 1 << 16
+
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+CANONICAL_FTYP = struct.pack(">I", 20) + b"ftyp" + b"jp2 " + b"\x00\x00\x00\x00" + b"jp2 "
+JP2H_KEEP = {b"ihdr", b"bpcc", b"pclr", b"cmap", b"cdef"}
+
+
+class UnsafeJ2k(MalformedFile):
+    """A JPEG 2000 stream that cannot be reduced to its decoding segments without changing its pixels."""
+
+
+def _u16(b: bytes, p: int) -> int:
+    return (b[p] << 8) | b[p + 1]
+
+
+def clean(raw: bytes) -> bytes:
+    """A codestream (or JP2 file) reduced to what decoding needs."""
+    raw = bytes(raw)
+    if raw[:12] == JP2_SIGNATURE:
+        return _clean_jp2(raw)
+    return clean_codestream(raw)
+
+
+def clean_codestream(raw: bytes) -> bytes:
+    n = len(raw)
+    if raw[:2] != b"\xff\x4f" or raw[2:4] != b"\xff\x51":
+        raise UnsafeJ2k("a stream declared JPEG 2000 does not start with SOC and SIZ")
+    out = [b"\xff\x4f"]
+    pos = 2
+    main_tlm: list[bytes] = []
+    tlm_at = -1
+    lengths_changed = False
+    for _ in range(MAX_SEGMENTS):
+        if pos + 4 > n or raw[pos] != 0xFF:
+            raise UnsafeJ2k(f"JPEG 2000 marker expected at byte {pos}")
+        marker = raw[pos + 1]
+        if marker == SOT:
+            break
+        length = _u16(raw, pos + 2)
+        if length < 2 or pos + 2 + length > n:
+            raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
+        seg = raw[pos:pos + 2 + length]
+        if marker == TLM:
+            tlm_at = len(out) if tlm_at < 0 else tlm_at
+            main_tlm.append(seg)
+        elif marker in MAIN:
+            out.append(seg)
+        elif marker != COM:
+            raise UnsafeJ2k(f"JPEG 2000 main header holds an unknown marker 0xFF{marker:02X}")
+        pos += 2 + length
+    else:
+        raise UnsafeJ2k("JPEG 2000 main header has too many segments")
+    parts: list[bytes] = []
+    for _ in range(MAX_SEGMENTS):
+        if pos + 2 > n or raw[pos] != 0xFF:
+            raise UnsafeJ2k("JPEG 2000 codestream ends without an end marker (EOC)")
+        if raw[pos + 1] == EOC:
+            break
+        if raw[pos + 1] != SOT or pos + 12 > n or _u16(raw, pos + 2) != 10:
+            raise UnsafeJ2k(f"JPEG 2000 tile-part expected at byte {pos}")
+        psot = struct.unpack(">I", raw[pos + 6:pos + 10])[0]
+        end = pos + psot if psot else raw.find(b"\xff\xd9", pos + 12)
+        if psot and (psot < 14 or end > n) or end < 0:
+            raise UnsafeJ2k("JPEG 2000 tile-part length runs past the data")
+        part, changed = _tile_part(raw, pos, end)
+        lengths_changed |= changed
+        parts.append(part)
+        pos = end
+    else:
+        raise UnsafeJ2k("JPEG 2000 codestream has too many tile-parts")
+    if main_tlm and not lengths_changed:
+        out[tlm_at:tlm_at] = main_tlm  # the index still holds: kept (numbers only)
+    return b"".join(out) + b"".join(parts) + b"\xff\xd9"
+
+
+def _tile_part(raw: bytes, start: int, end: int) -> tuple[bytes, bool]:
+    """One tile-part with COM dropped from its header and Psot rewritten; (bytes, length changed)."""
+    head = [raw[start:start + 12]]
+    pos = start + 12
+    for _ in range(MAX_SEGMENTS):
+        if pos + 2 > end or raw[pos] != 0xFF:
+            raise UnsafeJ2k("JPEG 2000 tile-part header is corrupt")
+        marker = raw[pos + 1]
+        if marker == SOD:
+            break
+        if pos + 4 > end:
+            raise UnsafeJ2k("JPEG 2000 tile-part header is truncated")
+        length = _u16(raw, pos + 2)
+        if length < 2 or pos + 2 + length > end:
+            raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
+        if marker in TILE:
+            head.append(raw[pos:pos + 2 + length])
+        elif marker != COM:
+            raise UnsafeJ2k(f"JPEG 2000 tile-part header holds an unknown marker 0xFF{marker:02X}")
+        pos += 2 + length
+    else:
+        raise UnsafeJ2k("JPEG 2000 tile-part header has too many segments")
+    body = raw[pos:end]
+    size = sum(len(h) for h in head) + len(body)
+    psot = struct.unpack(">I", raw[start + 6:start + 10])[0]
+    changed = size != end - start
+    if psot:
+        head[0] = head[0][:6] + struct.pack(">I", size) + head[0][10:]
+    return b"".join(head) + body, changed
+
+
+def _boxes(data: bytes, start: int, end: int):
+    pos = start
+    while pos < end:
+        if pos + 8 > end:
+            raise UnsafeJ2k("JP2 box header is truncated")
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        head = 8
+        if size == 1:
+            if pos + 16 > end:
+                raise UnsafeJ2k("JP2 box header is truncated")
+            size, head = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < head or pos + size > end:
+            raise UnsafeJ2k("JP2 box length runs past the data")
+        yield kind, data[pos + head:pos + size]
+        pos += size
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _clean_jp2(raw: bytes) -> bytes:
+    header = b""
+    codestream = None
+    for kind, body in _boxes(raw, 12, len(raw)):
+        if kind == b"jp2h" and not header:
+            subs = []
+            for sk, sb in _boxes(body, 0, len(body)):
+                if sk in JP2H_KEEP:
+                    subs.append(_box(sk, sb))
+                elif sk == b"colr":
+                    if len(sb) != 7 or sb[0] != 1:
+                        raise UnsafeJ2k("JP2 colour box holds an ICC profile or an unknown method")
+                    subs.append(_box(sk, sb))
+            header = _box(b"jp2h", b"".join(subs))
+        elif kind == b"jp2c" and codestream is None:
+            codestream = clean_codestream(body)
+    if not header or codestream is None:
+        raise UnsafeJ2k("JP2 file without a header box or a codestream")
+    return JP2_SIGNATURE + CANONICAL_FTYP + header + _box(b"jp2c", codestream)
+
+
+def is_clean(raw: bytes) -> bool:
+    try:
+        return clean(raw) == bytes(raw)
+    except UnsafeJ2k:
+        return False
