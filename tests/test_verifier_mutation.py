@@ -74,7 +74,10 @@ DECISION_MUTATIONS = {
     "date-transform-ndpi": (lambda d: d.action in (DATE, DATETIME, TIME), "ndpi"),
     "header-rebuild": (lambda d: d.field.subkey == "@header", "svs-aperio_header"),
     "text-pattern": (lambda d: d.action == TEXT, "svs"),
-    "text-pattern-all-spellings": (lambda d: d.action == TEXT, "svs-dates_free_text"),
+    # free text with ten date spellings fails its pattern and is removed (the value policy
+    # rewrites no free text); the writer keeping it must be caught
+    "text-pattern-all-spellings": (lambda d: d.field.key == "tags:Software" and d.action == REMOVE,
+                                   "svs-dates_free_text"),
 }
 
 
@@ -126,6 +129,7 @@ def test_disabled_scrub_rule_is_caught(name, slides, tmp_path, monkeypatch):
     hit = _disable(monkeypatch, select)
     _expect_refusal(src, tmp_path / "out", dates)
     assert hit, f"{name}: the slide has nothing this rule changes (the mutation would be vacuous)"
+    assert not [n for n in os.listdir(tmp_path / "out")]
 
 
 @pytest.mark.parametrize("slide", ["svs", "ndpi"])
