@@ -32,6 +32,10 @@ class PixelSpan:
         return self.end - self.start
 
 
+# Pixel data is OB or OW (float/double pixel data OF/OD): PS3.5 Table 7.1-1 and 8.2.
+PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD"}
+
+
 def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
     """Parse the element starting at ``start`` (as left by ``stop_before_pixels``)."""
     size = os.path.getsize(path)
@@ -47,9 +51,16 @@ def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
             raise MalformedFile("unexpected element where the pixel data should start")
         if implicit:
             (length,), pos = struct.unpack("<I", head[4:8]), start + 8
+            if length == 0xFFFFFFFF:
+                # encapsulated pixel data needs an explicit VR transfer syntax (PS3.5 A.4)
+                raise MalformedFile("encapsulated pixel data under an implicit VR transfer syntax")
         else:
             if len(head) < 12:
                 raise MalformedFile("truncated DICOM file (pixel data header cut off)")
+            if head[4:6] not in PIXEL_VRS:
+                # a sequence (or text) under the pixel data tag would be copied as "pixels",
+                # unparsed and unscanned (found by the DICOM fuzzer: a UID published this way)
+                raise MalformedFile("the pixel data element has a VR pixel data cannot have")
             (length,), pos = struct.unpack("<I", head[8:12]), start + 12
         if length != 0xFFFFFFFF:
             if pos + length > size:
