@@ -352,6 +352,8 @@ class _Planner:
             new, removed = b"", []
         else:
             new, removed = sanitize_icc(raw)
+            if len(new) % 2:
+                new += b"\0"  # OB values have even length (PS3.5 7.1.1); ICC readers stop at the declared size
         for n, text in enumerate(removed):  # each removed text is a value the output must not hold
             f = Field(f"{path}/@text[{n}]", "dicom:ICCProfile/text", text, ifd=inst, tag=int(elem.tag),
                       kind=ValueKind.TEXT)
