@@ -87,3 +87,29 @@ def test_undecodable_frame_stays_flagged_with_a_reason(tmp_path):
     assert scans[0].result is None and scans[0].has_phi is False
     assert scans[0].error.startswith("a compressed frame could not be decoded (")
     assert "QUOKKA" not in scans[0].error
+
+
+def test_every_reduced_level_is_scanned(tmp_path):
+    """Item 4: the detectors read every kept VOLUME instance except the full-resolution one
+    (wsidicomizer writes three levels for the synthetic SVS: two reduced ones are scanned)."""
+    import pydicom
+    import pytest
+    from wsideid.synth import make_dicom
+    src = tmp_path / "series"
+    src.mkdir()
+    try:
+        make_dicom(str(src))
+    except ImportError:
+        pytest.skip("wsidicomizer (the convert extra) is not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(src, out, DeidOptions(new_id="R-4", ocr=False))
+    sizes = {}
+    for f in src.glob("*.dcm"):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        if ds.ImageType[2] == "VOLUME":
+            sizes[int(ds.TotalPixelMatrixColumns)] = f
+    assert len(sizes) >= 2
+    levels = [s for s in res.scans if s.stage == "output" and s.role == "level"]
+    assert len(levels) == len(sizes) - 1, [(s.index, s.error) for s in levels]
+    assert all(s.error is None for s in levels)

@@ -224,9 +224,33 @@ def instance_image(path: str, index: int):
     return read(path, index)
 
 
+def _reduced_levels(written) -> list:
+    """Every kept VOLUME instance except the full-resolution one of its series: reduced
+    levels are small pictures of the whole slide (a pen mark, a sticker, a scanned-in label
+    corner show there), read within the detectors' pixel budget (``scanimage``). A series
+    with one level size only has it scanned when it is small (``LOW_RES_LEVEL_PIXELS``)."""
+    def pixels(ds) -> int:
+        return (int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
+                int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0))
+    series: dict[str, list] = {}
+    for inst, path, ds in written:
+        if inst.role == "level":
+            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((pixels(ds), inst, path))
+    from ..scanning import LOW_RES_LEVEL_PIXELS
+    out = []
+    for levels in series.values():
+        full = max(p for p, _, _ in levels)
+        reduced = [(inst, path) for p, inst, path in levels if p < full]
+        if not reduced and full <= LOW_RES_LEVEL_PIXELS:  # a lone small level: the whole slide, scanned
+            reduced = [(inst, path) for _, inst, path in levels]
+        out += reduced
+    return out
+
+
 def _detect(src: DicomSource, plan: Plan, written, options: Any):
-    """Detectors on the label/overview being removed (detect=all) and on kept
-    non-volume instances (thumbnail, a generated or kept label, overview)."""
+    """Detectors on the label/overview being removed (detect=all) and on every kept
+    instance that is not the full-resolution level (thumbnail, reduced levels, a
+    generated or kept label, overview)."""
     from ..scanning import scan_images
     mode = getattr(options, "detect", "residual")
     if mode == "off":
@@ -239,16 +263,7 @@ def _detect(src: DicomSource, plan: Plan, written, options: Any):
         targets = [(d.image.role, d.image.index) for d in plan.images if d.image.role in ("label", "overview")]
         for role, idx in targets:
             scans += scan_images(by_index[idx].path, [(role, idx)], "source", ids, ocr, reader=instance_image)
-    targets = [(inst, path) for inst, path, _ in written if inst.role != "level"]
-    if not any(inst.role == "thumbnail" for inst, _ in targets):
-        from ..scanning import LOW_RES_LEVEL_PIXELS
-        levels = [(int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
-                   int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0), inst, path)
-                  for inst, path, ds in written if inst.role == "level"]
-        if levels:
-            pixels, inst, path = min(levels, key=lambda t: t[0])
-            if pixels <= LOW_RES_LEVEL_PIXELS:
-                targets.append((inst, path))
+    targets = [(inst, path) for inst, path, _ in written if inst.role != "level"] + _reduced_levels(written)
     for inst, path in targets:
         role = inst.role
         out = scan_images(path, [(role, inst.index)], "output", ids, ocr, reader=instance_image)
