@@ -118,12 +118,14 @@ def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, 
     }
 
 
-def _write_json(folder: str, name: str, record: dict[str, Any], what: str) -> str:
+def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root: str | None = None) -> str:
     path = os.path.join(folder, name)
     text = json.dumps(record, indent=1)
     tmp = None
+    from .safefs import check_no_links
     try:
         os.makedirs(folder, exist_ok=True)
+        check_no_links(root or folder, path)  # never through a link (wsideid.safefs)
         fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -147,4 +149,4 @@ def write_lab_record(result, options, review: str, origin: str, named_by: str) -
     from .naming import make_review_dir
     make_review_dir(review)
     return _write_json(os.path.join(review, LAB_RECORDS), os.path.basename(result.output) + ".lab.json",
-                       lab_record(result, _secret_of(options), origin, named_by), "lab record")
+                       lab_record(result, _secret_of(options), origin, named_by), "lab record", root=review)

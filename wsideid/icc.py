@@ -30,6 +30,7 @@ The result is idempotent: sanitising a sanitised profile changes nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 
 HEADER_SIZE = 128
@@ -43,6 +44,9 @@ STANDARD_TEXTS = frozenset({
     "Reference Viewing Condition in IEC61966-2.1", "Copyright (c) 1998 Hewlett-Packard Company",
     "sRGB", "sRGB built-in", "No copyright, use freely",
 })
+# Scanner calibration profile names (Aperio's "ScanScope v1"): product names,
+# also written as the SVS "ICC Profile" key, which the profile keeps by pattern.
+STANDARD_PATTERN = re.compile(r"ScanScope v\d{1,2}", re.ASCII)
 # Neutral text per tag signature (truncated to the original's length).
 NEUTRAL = {b"desc": "Colour profile", b"cprt": "Copyright removed"}
 DEFAULT_NEUTRAL = "Removed"
@@ -72,7 +76,7 @@ def _neutral(sig: bytes, room: int) -> str:
 
 
 def _keep_text(text: str) -> bool:
-    return text in STANDARD_TEXTS
+    return text in STANDARD_TEXTS or bool(STANDARD_PATTERN.fullmatch(text))
 
 
 def _sanitize_text(sig: bytes, data: bytes, removed: list[str]) -> bytes:
