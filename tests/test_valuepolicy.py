@@ -238,7 +238,8 @@ def test_binary_tags_are_binary():
     kinds = {d.field.key: d.field.kind for d in plan.fields}
     assert kinds["tags:JPEGTables"] == kinds["tags:ICCProfile"] == ValueKind.BINARY
     icc = next(d for d in plan.fields if d.field.key == "tags:ICCProfile")
-    assert icc.action == "keep" and len(icc.field.raw) == 3144  # the sRGB profile passes sanitize_icc unchanged
+    # the sRGB profile keeps its size and colour science; only the header's identity fields are neutralised
+    assert icc.action == "replace" and len(icc.field.raw) == len(icc.new_value) == 3144
 
 
 def test_real_slides_keep_their_legitimate_values():

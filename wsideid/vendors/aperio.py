@@ -145,7 +145,7 @@ def claims(tf: TiffFile) -> bool:
 def _header(ifd: Ifd) -> str:
     """The description before its first ``|``: software and geometry lines, where
     Aperio writes ``label``/``macro`` (a key value such as a file name is not a marker)."""
-    return (ifd.text(270) or "").split("|")[0]
+    return (ifd.text(270) or "").partition("|")[0]  # partition: a hostile text of a million "|" is not split
 
 
 def _level_veto(ifd: Ifd) -> str | None:
@@ -203,8 +203,8 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 
 
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
+    tiff_base.check_key_count(ifd, text.count("|") + 1)  # before the split allocates the parts
     parts = text.split("|")
-    tiff_base.check_key_count(ifd, len(parts))
     fields = [Field(f"{ifd.path}/ImageDescription/@header", "description:@header", parts[0],
                     ifd=k, tag=270, subkey="@header")]
     for j, part in enumerate(parts[1:], 1):

@@ -96,8 +96,8 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 
 def split_properties(k: int, ifd: Ifd, text: str) -> list[Field]:
     fields: list[Field] = []
+    tiff_base.check_key_count(ifd, text.count("\n") + 1)  # before the split allocates the lines
     lines = text.replace("\r\n", "\n").split("\n")
-    tiff_base.check_key_count(ifd, len(lines))
     for j, line in enumerate(lines):
         if not line.strip():
             continue

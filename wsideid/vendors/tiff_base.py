@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import budget
 from ..errors import MalformedFile
 from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff import jpegsegs
@@ -267,6 +268,9 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
             name = tag_name(tag)
             if tag in special:
                 fields.extend(special[tag](k, ifd, ifd.text(tag) or ""))
+                if len(fields) > budget.MAX_ENTRIES:  # the per-text key limits must not multiply
+                    raise MalformedFile(f"the slide holds more than {budget.MAX_ENTRIES} metadata entries "
+                                        "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
             raw = ifd.entries[tag].raw if tag in RAW_TAGS else None
