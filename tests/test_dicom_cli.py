@@ -139,3 +139,52 @@ def test_label_replace_flag_generates_dicom_label(tmp_path, capsys):
     labels = [pydicom.dcmread(f) for f in _dcm_outputs(out / "RID-8") if pydicom.dcmread(f).ImageType[2] == "LABEL"]
     assert len(labels) == 1 and labels[0].LabelText == "RID-8" and labels[0].BarcodeValue == "RID-8"
     assert b"CBF-1234" not in b"".join(f.read_bytes() for f in _dcm_outputs(out / "RID-8"))
+
+
+def _svs_with_mpp(path: Path, mpp: str) -> Path:
+    """A small Aperio-like SVS (tiled JPEG level, thumbnail) whose MPP value is ``mpp``."""
+    import tifffile
+    from wsideid.synth import tissue
+    w, h = 1024, 768
+    base = tissue(w, h, 5)
+    sw = "Aperio Image Library v12.0.5"
+    desc = f"{sw}\r\n{w}x{h} [0,0 {w}x{h}] (256x256) JPEG/RGB Q=70|AppMag = 20|MPP = {mpp}"
+    common = dict(photometric="rgb", compression="jpeg", compressionargs={"level": 85}, metadata=None, software=sw)
+    with tifffile.TiffWriter(path, bigtiff=False) as tw:
+        tw.write(base, tile=(256, 256), description=desc, **common)
+        thumb = base[::4, ::4]
+        tw.write(thumb, rowsperstrip=16, subfiletype=0,
+                 description=f"{sw}\r\n{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]} - ", **common)
+    return path
+
+
+def test_to_dicom_failure_does_not_quote_the_value(tmp_path, capsys, monkeypatch):
+    """Item 3 (t-corpus): a wsidicomizer/pydicom failure on a planted value is reported by its
+    type and our description, never with the library's text (which quoted the value)."""
+    pytest.importorskip("wsidicomizer")
+    svs = _svs_with_mpp(tmp_path / "in.svs", "0.4990\0QUOKKA^JANE")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.delenv("WSIDEID_DEBUG", raising=False)
+    code = main(["deid", str(svs), "-o", str(out), "--new-id", "CONV-2", "--to-dicom", "--detect", "off"])
+    err = capsys.readouterr()
+    text = err.out + err.err
+    for f in out.rglob("*"):
+        if f.is_file():
+            text += f.read_bytes().decode("latin-1")
+    assert "QUOKKA" not in text.upper(), text[-400:]
+    if code != 0:  # refused: one line naming what failed
+        assert "wsideid: error:" in err.err
+
+
+def test_third_party_messages_carry_no_values(monkeypatch):
+    from wsideid.dicom.dciodvfy import normalise
+    from wsideid.dicom.failures import third_party
+    exc = ValueError("could not convert string to float: '0.4990\\x00DOE^JANE'")
+    monkeypatch.delenv("WSIDEID_DEBUG", raising=False)
+    assert third_party("cannot encode instance 0", exc) == "cannot encode instance 0 (ValueError)"
+    monkeypatch.setenv("WSIDEID_DEBUG", "1")
+    assert "DOE^JANE" in third_party("cannot encode instance 0", exc)  # a developer's own run
+    line = "Error - Unrecognized enumerated value <DOE JANE 4455667> for value 1 of attribute <Focus Method>"
+    assert "DOE" not in normalise(line) and "Focus Method" in normalise(line)
+    assert "DOE" not in normalise("Error - Bad value \"DOE^JANE\" in 'Patient Name'")

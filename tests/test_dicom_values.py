@@ -29,7 +29,7 @@ from wsideid.dates import DatePolicy, make_policy
 from wsideid.dicom.codes import CodeRules, sctid_valid
 from wsideid.dicom.uids import UidMapper
 from wsideid.dicom.values import date_value, kind_for, timezone_value, typed_valid
-from wsideid.model import ValueKind
+from wsideid.model import REPLACE, ValueKind
 from wsideid.pipeline import deidentify
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -83,6 +83,9 @@ def _plant(ds: Dataset, label_uid: str) -> None:
     ds.ManufacturerModelName = "Quokka Model 4455623"
     ds.SoftwareVersions = ["1.0.2", "Quokka 4455619"]
     ds.TimezoneOffsetFromUTC = "+0530"
+    # A name in a code string: valid CS characters and length, not a term of FocusMethod (t-corpus).
+    ds.FocusMethod = "QUOKKA JANE 4455626"[:16]
+    ds.VolumetricProperties = "QUOKKA 4455627"
     # A CR inside a code string (written as a hostile writer would, without validation).
     ds.add(DataElement(tag_for_keyword("ContentQualification"), "CS", "RESEARCH\rQUOKKA",
                        validation_mode=pydicom.config.IGNORE))
@@ -190,7 +193,8 @@ def test_inputs_carry_the_plants(series):
     for needle in [b"Quokka OPD", b"Quokka ACD", b"Quokka SAC", b"Quokka CCD", b"Quokka DDL", b"Quokka TXT",
                    b"Quokka CTX", b"QZLOC4455608", b"Quokka LCM", b"Quokka SCM", b"mrn4455612", b"QUOKKA4455613",
                    b"Quokka ENC", b"QUOKKA4455615", b"Quokka ICC", b"Quokka CPRT", b"Quokka Scanners",
-                   b"Quokka Nested", b"Quokka 4455619", b"QZOTHER4455621", b"Quokka ACX", b"RESEARCH\rQUOKKA"]:
+                   b"Quokka Nested", b"Quokka 4455619", b"QZOTHER4455621", b"Quokka ACX", b"RESEARCH\rQUOKKA",
+                   b"QUOKKA JANE 4455", b"QUOKKA 4455627"]:
         assert needle in data, needle
 
 
@@ -251,6 +255,10 @@ def test_what_was_kept_and_how(published):
     assert list(vol.SoftwareVersions) == ["1.0.2"] or vol.SoftwareVersions == "1.0.2"
     assert vol.ContributingEquipmentSequence[0].SoftwareVersions == "2.5.89"
     assert "ContentQualification" not in vol
+    assert vol.FocusMethod == "AUTO"  # Type 1 CS, not a listed term: the first listed term
+    assert vol.VolumetricProperties == "VOLUME"
+    fm = [d for d in res.plan.fields if d.field.path.endswith("/FocusMethod")]
+    assert fm and all(d.action == REPLACE and "not a listed term" in d.rule for d in fm)
     codes = {i.CodeValue for i in vol.DeidentificationMethodCodeSequence}
     assert codes == {"113100", "113104"}  # structured content was cleaned; nothing else claimed
 
@@ -345,6 +353,29 @@ def test_dates_and_offsets_follow_the_policy():
     assert timezone_value("+0530", shift) == "+0530"
     assert timezone_value("+0530", year) is None and timezone_value("+0530", remove) is None
     assert timezone_value("+05:30 Quokka", shift) is None
+
+
+def test_code_strings_only_listed_terms(tmp_path):
+    """A CS keeps only the standard's terms; an unlisted CS attribute fails closed (Type 3: removed)."""
+    from test_dicom_fixtures import dicom_file
+    src = tmp_path / "in.dcm"
+    ds = pydicom.dcmread(dicom_file("highdicom_sm_image"))
+    ds.FocusMethod = "DOE JANE 4455667"
+    ds.ExtendedDepthOfField = "NO"
+    ds.add(DataElement(0x00189004, "CS", "QUOKKA 4455628"))  # ContentQualification, not a term
+    ds.save_as(src)
+    (tmp_path / "out").mkdir()
+    res = deidentify(src, tmp_path / "out", options(detect="off"))
+    assert res.status == "published", [c for c in res.report.checks if not c.ok]
+    out = read(output_files(res)[0])
+    assert out.FocusMethod == "AUTO" and out.ExtendedDepthOfField == "NO"
+    assert "ContentQualification" not in out
+    data = output_files(res)[0].read_bytes()
+    assert b"DOE JANE" not in data and b"4455628" not in data
+    from wsideid.profiles import load_profile
+    from wsideid.dicom.rules import DicomRules
+    rules = DicomRules(load_profile("dicom"), set())
+    assert rules.code_strings["FocusMethod"] == ["AUTO", "MANUAL"]  # the privacy officer's list
 
 
 def test_kinds_from_vr():

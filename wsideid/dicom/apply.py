@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from ..errors import WsideidError
+from .failures import third_party
 from .pixels import copy_range
 from .plan import IMPLEMENTATION, DicomPlanData, tag_name
 from .record import add_record
@@ -101,4 +102,4 @@ def write_instance(ds: Dataset, inst: Instance, out_path: str, frames: dict | No
     except OSError as exc:
         raise WsideidError(f"cannot write instance {inst.index}: {exc.strerror or type(exc).__name__}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom refuses some values it read itself
-        raise WsideidError(f"cannot encode instance {inst.index} ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise WsideidError(third_party(f"cannot encode instance {inst.index}", exc)) from None

@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 from ..errors import UnsupportedFormat, WsideidError
+from .failures import third_party
 
 TMP_PREFIX = ".wsideid-tmp-"
 
@@ -69,8 +70,7 @@ def convert_and_deidentify(input_path: str, outdir: str, options: Any):
                 WsiDicomizer.convert(tiff.output, dcm_dir, metadata=_metadata(ident), include_label=False,
                                      include_overview=False, include_confidential=False, workers=1)
         except Exception as exc:  # noqa: BLE001 - wsidicomizer raises many types
-            raise WsideidError(f"wsidicomizer could not convert the de-identified slide ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
+            raise WsideidError(third_party("wsidicomizer could not convert the de-identified slide", exc)) from None
         dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dicom_options(options), to_dicom=False),
                                          naming=inner)
         append_name_map(review, chosen, name)  # before the DICOM step publishes

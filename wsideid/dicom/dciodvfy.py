@@ -12,6 +12,8 @@ import re
 import shutil
 import subprocess
 
+from .failures import without_values
+
 TOOL = "dciodvfy"
 TIMEOUT_S = 60
 _NAMED = re.compile(r"((?:Element|Module|Macro|attribute|Attribute)\s?=?\s?)<([^>]*)>")
@@ -30,7 +32,7 @@ def normalise(line: str) -> str:
         keep.append(f"{m.group(1)}[{m.group(2)}]")
         return f"\0{len(keep) - 1}\0"
     s = _NAMED.sub(stash, line.strip())
-    s = _VALUE.sub("<v>", s)
+    s = _VALUE.sub("<v>", without_values(s))
     return re.sub(r"\0(\d+)\0", lambda m: keep[int(m.group(1))], s)
 
 

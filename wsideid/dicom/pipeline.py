@@ -222,59 +222,39 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
     return result
 
 
-def _frames(ds, frames: int, rows: int, cols: int):
-    """Decoded frames as arrays: native pixel data reshaped, encapsulated
-    frames decoded with Pillow (independent of pydicom's plugin state)."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-    spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        from pydicom.encaps import generate_frames
-        out = []
-        for raw in generate_frames(ds.PixelData, number_of_frames=frames):
-            img = Image.open(io.BytesIO(raw))
-            img.draft(None, None)
-            out.append(np.asarray(img.convert("RGB" if spp == 3 else "L")))
-        return out
-    bits = int(getattr(ds, "BitsAllocated", 8) or 8)
-    if bits != 8:
-        raise WsideidError("only 8-bit native pixel data is scanned")
-    data = np.frombuffer(ds.PixelData, np.uint8)
-    per = rows * cols * spp
-    arr = data[: per * frames].reshape((frames, rows, cols, spp) if spp > 1 else (frames, rows, cols))
-    if spp == 3 and str(getattr(ds, "PhotometricInterpretation", "")).startswith("YBR"):
-        arr = np.stack([np.asarray(Image.fromarray(f, "YCbCr").convert("RGB")) for f in arr])
-    return list(arr)
-
-
 def instance_image(path: str, index: int):
-    """Pixels of one (small) DICOM instance as a PIL image, for the detectors."""
-    import numpy as np
-    import pydicom
-    from PIL import Image
-    ds = pydicom.dcmread(path)
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if rows * cols * frames > 40_000_000:
-        raise WsideidError("instance too large to scan")
-    tiles = _frames(ds, frames, rows, cols)
-    tw = int(getattr(ds, "TotalPixelMatrixColumns", cols) or cols)
-    th = int(getattr(ds, "TotalPixelMatrixRows", rows) or rows)
-    across = max(1, -(-tw // cols))
-    full = np.zeros((-(-max(th, rows) // rows) * rows + rows, across * cols) + tiles[0].shape[2:], np.uint8)
-    for i, t in enumerate(tiles):  # TILED_FULL order: row by row
-        r, c = divmod(i, across)
-        if (r + 1) * rows > full.shape[0]:
-            break
-        full[r * rows:r * rows + t.shape[0], c * cols:c * cols + t.shape[1]] = t[:rows, :cols]
-    return Image.fromarray(full[:th, :tw])
+    """Pixels of one DICOM instance as a PIL image, for the detectors (``scanimage``)."""
+    from .scanimage import instance_image as read
+    return read(path, index)
+
+
+def _reduced_levels(written) -> list:
+    """Every kept VOLUME instance except the full-resolution one of its series: reduced
+    levels are small pictures of the whole slide (a pen mark, a sticker, a scanned-in label
+    corner show there), read within the detectors' pixel budget (``scanimage``). A series
+    with one level size only has it scanned when it is small (``LOW_RES_LEVEL_PIXELS``)."""
+    def pixels(ds) -> int:
+        return (int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
+                int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0))
+    series: dict[str, list] = {}
+    for inst, path, ds in written:
+        if inst.role == "level":
+            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((pixels(ds), inst, path))
+    from ..scanning import LOW_RES_LEVEL_PIXELS
+    out = []
+    for levels in series.values():
+        full = max(p for p, _, _ in levels)
+        reduced = [(inst, path) for p, inst, path in levels if p < full]
+        if not reduced and full <= LOW_RES_LEVEL_PIXELS:  # a lone small level: the whole slide, scanned
+            reduced = [(inst, path) for _, inst, path in levels]
+        out += reduced
+    return out
 
 
 def _detect(src: DicomSource, plan: Plan, written, options: Any):
-    """Detectors on the label/overview being removed (detect=all) and on kept
-    non-volume instances (thumbnail, a generated or kept label, overview)."""
+    """Detectors on the label/overview being removed (detect=all) and on every kept
+    instance that is not the full-resolution level (thumbnail, reduced levels, a
+    generated or kept label, overview)."""
     from ..scanning import scan_images
     mode = getattr(options, "detect", "residual")
     if mode == "off":
@@ -287,16 +267,7 @@ def _detect(src: DicomSource, plan: Plan, written, options: Any):
         targets = [(d.image.role, d.image.index) for d in plan.images if d.image.role in ("label", "overview")]
         for role, idx in targets:
             scans += scan_images(by_index[idx].path, [(role, idx)], "source", ids, ocr, reader=instance_image)
-    targets = [(inst, path) for inst, path, _ in written if inst.role != "level"]
-    if not any(inst.role == "thumbnail" for inst, _ in targets):
-        from ..scanning import LOW_RES_LEVEL_PIXELS
-        levels = [(int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
-                   int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0), inst, path)
-                  for inst, path, ds in written if inst.role == "level"]
-        if levels:
-            pixels, inst, path = min(levels, key=lambda t: t[0])
-            if pixels <= LOW_RES_LEVEL_PIXELS:
-                targets.append((inst, path))
+    targets = [(inst, path) for inst, path, _ in written if inst.role != "level"] + _reduced_levels(written)
     for inst, path in targets:
         role = inst.role
         out = scan_images(path, [(role, inst.index)], "output", ids, ocr, reader=instance_image)

@@ -294,6 +294,9 @@ class _Planner:
         if vr in DATE_VRS:
             self._clean(path, elem, inst, where)
             return
+        if vr == "CS" and kw != "CodingSchemeDesignator":
+            self._code_string(path, elem, inst, where, key)
+            return
         if vr in BINARY_VRS or vr not in FREE_TEXT_VRS | TYPED_VRS:
             self._set(path, elem, inst, "keep", None, KEEP, None, where)  # binary: pixel data, LUTs, offsets
             return
@@ -325,6 +328,33 @@ class _Planner:
                       removed="\\".join(v for v in values if not ok(v)))
         else:
             self._neutral(path, elem, inst, where + " (no allowed pattern matched)")
+
+    def _code_string(self, path: str, elem: DataElement, inst: int, where: str, key: str) -> None:
+        """A CS value is kept only when every value is a term the profile lists for the attribute
+        ([dicom_options.code_strings]: the standard's enumerated values and defined terms).
+
+        Why: CS has the character set of a name (``DOE JANE 4455667`` is a valid CS) and a
+        removed CS is no verifier needle, so its grammar alone would let a name through.
+        Anything else (and any CS attribute not listed) gets the neutral value of its Type:
+        Type 1 the first listed term, Type 2 empty, others removed."""
+        terms = self.d.rules.code_strings.get(key)
+        if terms is not None and typed_valid(elem.value, "CS") and \
+                all(str(v).strip(" ") in terms for v in parts(elem.value) if v not in (None, "")):
+            self._set(path, elem, inst, "keep", None, KEEP, None, where + " (a listed term)")
+            return
+        why = " (not a listed term)" if terms is not None else " (a code string with no listed terms)"
+        t = self.d.rules.iod_type(elem.keyword)
+        if terms is not None and t in ("1", "1C"):
+            self._set(path, elem, inst, "set", terms[0], REPLACE, terms[0],
+                      where + why + ": first listed term (Type 1)", vkind=ValueKind.TEXT)
+        elif t in ("2", "2C"):
+            self._set(path, elem, inst, "set", "", REPLACE, "", where + why + ": emptied (Type 2)",
+                      vkind=ValueKind.TEXT)
+        elif t in ("1", "1C"):
+            self._set(path, elem, inst, "set", dummy("CS"), REPLACE, dummy("CS"), where + why + ": dummy (Type 1)",
+                      vkind=ValueKind.TEXT)
+        else:
+            self._set(path, elem, inst, "remove", None, REMOVE, None, where + why + ": removed", vkind=ValueKind.TEXT)
 
     def _enumerated(self, path: str, elem: DataElement, inst: int, where: str) -> None:
         """ImageType-style values: only the enumerated values the WSI IOD allows, in their positions."""

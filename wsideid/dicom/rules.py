@@ -64,6 +64,12 @@ class DicomRules:
                 raise ProfileError(f"dicom profile pattern for {kw}: {exc}") from None
         self.device_pattern = re.compile(opts.get("device_identity_pattern", r"[A-Za-z0-9][A-Za-z0-9._:/#-]{0,63}"))
         self.enumerations: dict[str, list[list[str]]] = opts.get("enumerations", {})
+        # CS attributes: the terms the standard defines for each ([dicom_options.code_strings]).
+        self.code_strings: dict[str, list[str]] = {k: [str(t) for t in v]
+                                                   for k, v in opts.get("code_strings", {}).items()}
+        for name, terms in self.code_strings.items():
+            if not terms:
+                raise ProfileError(f"dicom profile code_strings {name}: no terms")
         try:
             self.codes = CodeRules(opts.get("coding_schemes", {}), opts.get("codes", {}))
         except re.error as exc:
