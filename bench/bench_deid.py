@@ -141,6 +141,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="0.1,1,2", help="slide sizes in GB, comma separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--only", default=None,
+                    help="comma-separated substrings: run only the contenders whose name holds one (cp always runs)")
     ap.add_argument("--build", nargs=2, metavar=("PATH", "GB"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:
@@ -172,6 +174,10 @@ def main() -> int:
             "deid", str(inplace_copy), "--in-place", "--detect", "off"]
         if have_tifftools:
             contenders["tifftools rewrite"] = lambda: [sys.executable, "-c", TIFFTOOLS_SNIPPET, str(src), str(out / "tt.svs")]
+        if args.only:
+            wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+            contenders = {k: v for k, v in contenders.items()
+                          if k == "cp" or any(w == k or w in k for w in wanted)}
         best: dict[str, tuple[float, int]] = {}
         for _ in range(args.rounds):
             for name, make in contenders.items():

@@ -177,31 +177,22 @@ class _Hasher(threading.Thread):
     def run(self) -> None:
         try:
             h = hashlib.sha256()
-            buf = bytearray(8 << 20)
-            view = memoryview(buf)
             with open(self.path, "rb", buffering=0) as fh:
-                if self.recipe is None:
+                if self.recipe is not None:
+                    self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
+                else:
+                    buf = bytearray(8 << 20)
+                    view = memoryview(buf)
                     while True:
                         n = fh.readinto(buf)
                         if not n:
                             break
                         h.update(view[:n])
-                else:
-                    h.update(self.recipe.meta)
-                    for offset, length in self.recipe.runs:
-                        done = 0
-                        while done < length:
-                            fh.seek(offset + done)
-                            n = fh.readinto(view[:min(len(buf), length - done)])
-                            if not n:
-                                raise OSError(0, "source ended early")
-                            h.update(view[:n])
-                            done += n
-                    for extra in self.recipe.extra:
-                        h.update(extra)
             self.hexdigest = h.hexdigest()
         except OSError as exc:
             self.error = exc.strerror or "read error"
+        except WsideidError as exc:
+            self.error = str(exc)
 
 
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:

@@ -296,25 +296,133 @@ def _big_tile(fd: int, offset: int, count: int, tables: frozenset[TableKey], ext
     return os.pread(fd, 2, offset + count - 2) == b"\xff\xd9"
 
 
+IN_MEMORY = 16 << 20  # streams up to this size are parsed from memory, larger ones from the file
+
+
+def stream_view(fd: int, offset: int, count: int):
+    """A stream's bytes: read whole when small, else a ``FileView`` (memory stays flat)."""
+    from ..jpeg.view import FileView
+    if count > IN_MEMORY:
+        return FileView(fd, offset, count)
+    raw = os.pread(fd, count, offset)
+    if len(raw) != count:
+        raise WsideidError("image data ends before a tile does (the file is truncated)")
+    return raw
+
+
+def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey], kind: str,
+               edits, k: int, entropy: bool = False) -> None:
+    """Record in ``edits.image(k)`` every stream of one image that the rule changes, as pieces.
+
+    JPEG: the fast check picks the streams that are not already exactly
+    their decoding segments, and only those are parsed. JPEG 2000 streams
+    are each parsed (their headers are short). ``entropy``: remember where
+    the first scan's data starts before and after (NDPI restart offsets
+    follow it).
+    """
+    from ..jpeg import j2k
+    offsets = np.asarray(offsets, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    if kind == "j2k":
+        pick = np.nonzero(counts > 0)[0]
+    else:
+        pick = tiles_with_segments(path, offsets, counts, tables)
+    if not len(pick):
+        return
+    try:
+        with open(path, "rb") as fh:
+            fd = fh.fileno()
+            for i in pick.tolist():
+                o, c = int(offsets[i]), int(counts[i])
+                raw = stream_view(fd, o, c)
+                if kind == "j2k":
+                    pieces = j2k.reduce(raw)
+                    if pieces != [(0, c)]:
+                        edits.image(k).set_pieces(i, pieces, o)
+                    continue
+                r = structure.reduce(raw, tables)
+                if r.changed:  # else a clean stream the fast check cannot judge (progressive, padded)
+                    te = edits.image(k)
+                    te.set_pieces(i, r.pieces, o)
+                    te.external |= r.external
+                    if entropy:
+                        te.entropy[i] = (r.entropy_start, r.source_entropy_start)
+    except OSError as exc:
+        raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
+
+
+def reduction_differs(src_path: str, src_offset: int, src_count: int, out_path: str, out_offset: int,
+                      out_count: int, kind: str, src_tables: bytes | None, out_tables: bytes | None) -> str | None:
+    """None when the output stream is exactly the rule's reduction of the source stream, streamed
+    (for streams too large to decode or hold), and the JPEGTables tables it uses are the same
+    bytes; else what differs, one line."""
+    from ..jpeg import j2k
+    from ..jpeg.view import FileView
+    try:
+        with open(src_path, "rb") as fs, open(out_path, "rb") as fo:
+            raw = FileView(fs.fileno(), src_offset, src_count)
+            if kind == "j2k":
+                pieces, external = j2k.reduce(raw), frozenset()
+            else:
+                r = structure.reduce(raw, table_keys(src_tables))
+                pieces, external = r.pieces, r.external
+            pos = 0
+            for p in pieces:
+                if isinstance(p, tuple):
+                    done = 0
+                    while done < p[1]:
+                        n = min(STREAM_CHUNK, p[1] - done)
+                        if pos + n > out_count or raw[p[0] + done:p[0] + done + n] != \
+                                os.pread(fo.fileno(), n, out_offset + pos):
+                            return "not the rule's reduction of its source"
+                        done += n
+                        pos += n
+                else:
+                    if pos + len(p) > out_count or os.pread(fo.fileno(), len(p), out_offset + pos) != p:
+                        return "not the rule's reduction of its source"
+                    pos += len(p)
+            if pos != out_count:
+                return "not the rule's reduction of its source"
+        if external:
+            bodies = []
+            for blob in (src_tables, out_tables):
+                p = structure._Parser(bytes(blob or b"\xff\xd8\xff\xd9"), frozenset(), True)
+                p.run()
+                bodies.append({key: t.body for key, t in p.current.items() if t is not None})
+            if any(bodies[0].get(key) != bodies[1].get(key) for key in external):
+                return "a table it uses from JPEGTables differs"
+    except (WsideidError, OSError) as exc:
+        return f"does not parse ({type(exc).__name__})"
+    return None
+
+
 HEAD = 2048  # bytes gathered per tile to find the tables it uses
 
 
 def used_tables(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey],
-                edited: dict[int, bytes] | None = None) -> set[TableKey]:
+                edited=None) -> set[TableKey]:
     """The JPEGTables slots some tile of an image uses (tiles reference tables by slot).
 
     Gathers each tile's first HEAD bytes (one pread each, BATCH tiles at a
     time) and judges each distinct header once; a tile whose header does not
     fit, or is not clean, is parsed whole. ``edited`` tiles are judged by
-    their new bytes.
+    their new bytes (the rule's reductions by what they recorded).
     """
-    edited = edited or {}
+    from .edits import TileEdits
+    edited = edited if edited is not None else {}
     used: set[TableKey] = set()
-    for data in edited.values():
-        used |= structure.clean(data, tables).external
+    if isinstance(edited, TileEdits):
+        used |= edited.external
+        for i in sorted(edited.opaque):  # new bytes (blanked tiles): parsed, one at a time
+            used |= structure.clean(edited[i], tables).external
+        done = edited.indices()
+    else:
+        for data in edited.values():
+            used |= structure.clean(data, tables).external
+        done = np.array(sorted(edited), dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     offsets = np.asarray(offsets, dtype=np.int64)
-    live = np.array([i for i in np.nonzero(counts > 0)[0].tolist() if i not in edited], dtype=np.int64)
+    live = np.setdiff1d(np.nonzero(counts > 0)[0], done)
     try:
         with open(path, "rb") as fh:
             fd = fh.fileno()
