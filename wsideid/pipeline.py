@@ -181,7 +181,7 @@ class _Hasher(threading.Thread):
                 if self.recipe is not None:
                     self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
                 else:
-                    buf = bytearray(8 << 20)
+                    buf = bytearray(4 << 20)
                     view = memoryview(buf)
                     while True:
                         n = fh.readinto(buf)

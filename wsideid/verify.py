@@ -102,13 +102,31 @@ def non_pixel_bytes(path: str, tf: TiffFile, limit: int = 256 << 20) -> bytes:
     gap_to = np.concatenate([starts, [tf.size]])
     keep = gap_to > gap_from
     chunks = []
-    total = int((gap_to[keep] - gap_from[keep]).sum())
-    if total > limit:
-        raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+    total = 0
+    step = 4 << 20
     with open(path, "rb") as fh:
         for a, b in zip(gap_from[keep].tolist(), gap_to[keep].tolist()):
-            chunks.append(os.pread(fh.fileno(), b - a, a))
+            parts, pos = [], a
+            while pos < b:
+                chunk = os.pread(fh.fileno(), min(step, b - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                if len(chunk) > (1 << 16) and chunk.count(0) == len(chunk):
+                    # zeros hold no text (in-place mode wipes whole old tiles to zeros): a run of them
+                    # is kept only as long as a needle's NUL tail could reach into it
+                    if not (parts and parts[-1] is _ZEROS):
+                        parts.append(_ZEROS)
+                    continue
+                total += len(chunk)
+                if total > limit:
+                    raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+                parts.append(chunk)
+            chunks.append(b"".join(parts))
     return b"\0".join(chunks)
+
+
+_ZEROS = bytes(1 << 16)
 
 
 def _sample(n: int, full: bool) -> list[int]:

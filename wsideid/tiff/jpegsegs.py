@@ -33,10 +33,10 @@ from ..jpeg.structure import TableKey, UnsafeJpeg
 
 MAX_HEADER_SEGMENTS = 64
 MAX_HEADER = 8192  # a tile header (SOI..SOS) longer than this goes through the full parser
-BATCH_BYTES = 8 << 20  # bytes read at once (per reader thread, plus two masks of the same size)
+BATCH_BYTES = 4 << 20  # bytes read at once (per reader thread, plus one flag array of the same size)
 BATCH = 4096  # tiles judged at once
 GAP = 1 << 16  # tiles further apart than this start a new read
-STREAM_CHUNK = 16 << 20
+STREAM_CHUNK = BATCH_BYTES
 WORKERS = min(2, os.cpu_count() or 1)
 
 
@@ -125,7 +125,7 @@ _scratch = threading.local()
 
 def _read(fd: int, offset: int, size: int) -> np.ndarray:
     """``size`` bytes at ``offset`` in this thread's reusable buffer (fresh
-    16 MB allocations per batch cost more in page faults than the scan)."""
+    allocations per batch cost more in page faults than the scan)."""
     buf = getattr(_scratch, "buf", None)
     if buf is None or len(buf) < size:
         buf = _scratch.buf = bytearray(max(size, BATCH_BYTES))
@@ -135,29 +135,42 @@ def _read(fd: int, offset: int, size: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8, count=size)
 
 
-def _masks(n: int) -> tuple[np.ndarray, np.ndarray]:
-    mask = getattr(_scratch, "mask", None)
-    if mask is None or len(mask) < n:
-        mask = _scratch.mask = np.empty(max(n, 1), bool)
-        _scratch.mask2 = np.empty(max(n, 1), bool)
-    return mask[:n], _scratch.mask2[:n]
+def _flags(n: int) -> np.ndarray:
+    """This thread's reusable boolean scratch of at least ``n`` entries."""
+    m = getattr(_scratch, "mask", None)
+    if m is None or len(m) < n:
+        m = _scratch.mask = np.empty(max(n, BATCH_BYTES), bool)
+    return m[:n]
 
 
-def _marker_mask(buf: np.ndarray) -> np.ndarray:
-    """True at each 0xFF not followed by 0x00 (a marker, a restart marker or a fill byte)."""
-    n = max(len(buf) - 1, 0)
-    m, m2 = _masks(n)
-    np.equal(buf[:-1], 0xFF, out=m)
-    np.not_equal(buf[1:], 0, out=m2)
-    np.logical_and(m, m2, out=m)
+def _ff(buf: np.ndarray) -> np.ndarray:
+    """True at every 0xFF byte (in the thread's scratch: valid until the next call)."""
+    m = _flags(len(buf))
+    np.equal(buf, 0xFF, out=m)
     return m
 
 
-def _bad_markers(buf: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
-    """Positions of 0xFF bytes that start a true marker (not stuffing, not RSTn)."""
-    ff = np.flatnonzero(_marker_mask(buf) if m is None else m)
-    nxt = buf[ff + 1]
-    return ff[(nxt < 0xD0) | (nxt > 0xD7)]
+def _stuffed(buf: np.ndarray) -> int:
+    """How many FF 00 pairs ``buf`` holds: the pairs are 16-bit words 0xFF00 at even or odd
+    positions, counted on two big-endian views without building an index."""
+    total = 0
+    for start in (0, 1):
+        n = (len(buf) - start) // 2
+        if n <= 0:
+            continue
+        words = buf[start:start + 2 * n].view(">u2")
+        m = _flags(n)
+        np.equal(words, 0xFF00, out=m)
+        total += int(np.count_nonzero(m))
+    return total
+
+
+def _true_markers(buf: np.ndarray, ff: np.ndarray) -> np.ndarray:
+    """Positions of 0xFF bytes that start a true marker: not stuffing (FF 00), not RSTn.
+    ``ff`` is ``_ff(buf)``. A fill byte (FF FF) counts: it may not stand in entropy-coded data."""
+    pos = np.flatnonzero(ff[:max(len(buf) - 1, 0)])
+    nxt = buf[pos + 1]
+    return pos[(nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7))]
 
 
 def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[TableKey],
@@ -171,77 +184,74 @@ def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[T
     ok = ~bad & (cnts >= 4)
     # entropy-coded data: no true marker before the last two bytes, which are the EOI
     ok &= (buf[np.maximum(end - 2, 0)] == 0xFF) & (buf[np.maximum(end - 1, 0)] == 0xD9)
-    m = _marker_mask(buf)
+    clean, expected = _headers(buf, start, ent, ok, tables, external)
+    ok &= clean
+    ff = _ff(buf)
     # Common case, counted: tiles back to back, and the batch holds exactly the
-    # markers of the headers plus one EOI per tile, so no entropy-coded data
-    # holds one. Otherwise (restart markers, gaps, a dirty tile) by position.
-    if ok.all() and start[0] == 0 and (start[1:] == end[:-1]).all():
-        expected = len(start) + _header_markers(buf, start, ent)
-        if int(np.count_nonzero(m)) == expected:
-            return ~_headers_clean(buf, start, ent, ok, tables, external)
-    marks = _bad_markers(buf, m)
+    # headers' markers plus one EOI per tile, so no entropy-coded data holds one
+    # (0xFF bytes minus stuffed FF 00 pairs: two fast passes, no index arrays).
+    # Otherwise (restart markers, gaps, a dirty tile) by position.
+    if ok.all() and start[0] == 0 and (start[1:] == end[:-1]).all() and buf[-1] != 0xFF:
+        if expected >= 0 and int(np.count_nonzero(ff)) - _stuffed(buf) == expected + len(start):
+            return ~ok
+        ff = _ff(buf)  # _stuffed reused the scratch
+    marks = _true_markers(buf, ff)
     ok &= np.searchsorted(marks, ent) == np.searchsorted(marks, end - 2)
-    ok &= _headers_clean(buf, start, ent, ok, tables, external)
     return ~ok
 
 
-def _header_markers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray) -> int:
-    """0xFF bytes not followed by 0x00 in every tile's header (SOI up to its entropy-coded data)."""
-    total = 0
-    for rows, heads in _groups(buf, start, ent, np.ones(len(start), bool), 1):
-        if (heads == heads[0]).all():  # the common case: one header for the whole batch
-            total += len(rows) * int(np.count_nonzero((heads[0, :-1] == 0xFF) & (heads[0, 1:] != 0)))
-        else:
-            total += int(np.count_nonzero((heads[:, :-1] == 0xFF) & (heads[:, 1:] != 0)))
-    return total
+_verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset, int]] = {}
 
 
-def _groups(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray, extra: int = 0):
-    """(tile rows, their header bytes as a 2-D array) per header length."""
-    length = ent - start
-    for L in np.unique(length[ok]).tolist():
-        rows = np.nonzero(ok & (length == L))[0]
-        yield rows, buf[start[rows, None] + np.arange(L + extra)[None, :]]
-
-
-_verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset]] = {}
-
-
-def _judge(head: bytes, tables: frozenset[TableKey]) -> tuple[bool, frozenset]:
-    """(header is exactly its decoding segments, JPEGTables slots it uses), remembered:
-    the tiles of a slide share a handful of headers."""
+def _judge(head: bytes, tables: frozenset[TableKey]) -> tuple[bool, frozenset, int]:
+    """(header is exactly its decoding segments, JPEGTables slots it uses, its true markers),
+    remembered: the tiles of a slide share a handful of headers. The marker count is -1
+    where the header's last byte is 0xFF (its pair would straddle the entropy-coded data)."""
     key = (head, tables)
     got = _verdicts.get(key)
     if got is None:
         try:
             c = structure.clean(head + b"\xff\xd9", tables)
-            got = (not c.changed, c.external)
+            clean, ext = not c.changed, c.external
         except UnsafeJpeg:
-            got = (False, frozenset())
+            clean, ext = False, frozenset()
+        h = np.frombuffer(head, np.uint8)
+        marks = -1 if head.endswith(b"\xff") else int(np.count_nonzero((h[:-1] == 0xFF) & (h[1:] != 0)))
+        got = (clean, ext, marks)
         if len(_verdicts) > 1024:
             _verdicts.clear()
         _verdicts[key] = got
     return got
 
 
+def _headers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray,
+             tables: frozenset[TableKey], external: set[TableKey]) -> tuple[np.ndarray, int]:
+    """Judge each distinct header (SOI..end of SOS) once with the full parser; each tile's
+    header is compared byte for byte with a judged one (a dictionary lookup).
+
+    Returns (clean, the true markers all clean headers hold: -1 when unknown)."""
+    good = np.zeros(len(start), bool)
+    raw = buf.data
+    seen: dict[bytes, tuple[bool, int]] = {}
+    marks = 0
+    for i, (a, b) in enumerate(zip(start.tolist(), ent.tolist())):
+        if not ok[i]:
+            continue
+        head = raw[a:b].tobytes()
+        verdict = seen.get(head)
+        if verdict is None:
+            clean, ext, m = _judge(head, tables)
+            if clean:
+                external |= ext
+            verdict = seen[head] = (clean, m)
+        good[i] = verdict[0]
+        marks = -1 if marks < 0 or verdict[1] < 0 else marks + verdict[1]
+    return good, marks
+
+
 def _headers_clean(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray,
                    tables: frozenset[TableKey], external: set[TableKey]) -> np.ndarray:
-    """Judge each distinct header (SOI..end of SOS) once with the full parser."""
-    good = np.zeros(len(start), bool)
-    for rows, heads in _groups(buf, start, ent, ok):
-        L = heads.shape[1]
-        if (heads == heads[0]).all():
-            uniq, inverse = heads[:1], np.zeros(len(rows), np.int64)
-        else:
-            uniq, inverse = np.unique(np.ascontiguousarray(heads).view(np.dtype((np.void, L))).ravel(),
-                                      return_inverse=True)
-        inverse = inverse.ravel()
-        for u, head in enumerate(uniq):
-            clean, ext = _judge(head.tobytes(), tables)
-            if clean:
-                good[rows[inverse == u]] = True
-                external |= ext
-    return good
+    return _headers(buf, start, ent, ok, tables, external)[0]
 
 
 def _walk(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +300,7 @@ def _big_tile(fd: int, offset: int, count: int, tables: frozenset[TableKey], ext
     while pos < stop:
         n = min(STREAM_CHUNK, stop - pos)
         chunk = _read(fd, pos, n + 1)  # one byte more: the byte after a trailing 0xFF
-        if len(_bad_markers(chunk)):
+        if len(_true_markers(chunk, _ff(chunk))):
             return False
         pos += n
     return os.pread(fd, 2, offset + count - 2) == b"\xff\xd9"

@@ -131,7 +131,7 @@ class OutputRecipe:
     runs: np.ndarray
     edits: list[TileEdits]
 
-    def feed(self, fd: int, update: Callable[[memoryview], object], chunk: int = 8 << 20) -> None:
+    def feed(self, fd: int, update: Callable[[memoryview], object], chunk: int = 4 << 20) -> None:
         """Call ``update`` with the output's bytes in order, read from the source ``fd`` (and the
         edits' spill file): one bounded buffer, whatever the slide's size."""
         update(memoryview(self.meta))
@@ -486,7 +486,7 @@ def write_edits(dst_fd: int, te: TileEdits, src_fd: int | None = None) -> int:
                     raise MalformedFile(f"source ended early while copying an edited tile at offset {off}")
                 buf += got
             written += n
-            if len(buf) >= _BIG_PIECE * 8:
+            if len(buf) >= _BIG_PIECE * 4:
                 _write_all(dst_fd, buf)
                 buf.clear()
     _write_all(dst_fd, buf)
