@@ -41,10 +41,10 @@ def build_svs(path: str, gigabytes: float, tile_comment: bytes | None = None) ->
     build(path, gigabytes * 1024, tile_comment)
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (MB) of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode() if proc.stderr else ""
@@ -69,6 +69,9 @@ def main() -> int:
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--only", default=None,
                     help="comma-separated substrings: run only the contenders whose name holds one (cp always runs)")
+    ap.add_argument("--baseline", default=None, metavar="TREE",
+                    help="also run each wsideid contender from another source tree (e.g. a main checkout), "
+                         "alternating with this one, to compare before/after under the same load")
     ap.add_argument("--tile-comment", action="store_true",
                     help="a COM segment in every tile, so the stream rule edits every tile")
     ap.add_argument("--build", nargs=2, metavar=("PATH", "GB"), help=argparse.SUPPRESS)
@@ -108,6 +111,12 @@ def main() -> int:
             wanted = [w.strip() for w in args.only.split(",") if w.strip()]
             contenders = {k: v for k, v in contenders.items()
                           if k == "cp" or any(w == k or w in k for w in wanted)}
+        envs: dict[str, dict | None] = {name: None for name in contenders}
+        if args.baseline:
+            base_env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline))
+            for name in [n for n in contenders if n.startswith("wsideid")]:
+                contenders[name + " [baseline]"] = contenders[name]
+                envs[name + " [baseline]"] = base_env
         best: dict[str, tuple[float, int]] = {}
         for _ in range(args.rounds):
             for name, make in contenders.items():
@@ -117,7 +126,7 @@ def main() -> int:
                     subprocess.run(["cp", str(src), str(inplace_copy)], check=True)
                     for leftover in work.glob("*.audit.json"):
                         leftover.unlink()
-                wall, rss = timed(make())
+                wall, rss = timed(make(), envs.get(name))
                 if name not in best or wall < best[name][0]:
                     best[name] = (wall, max(rss, best.get(name, (0, 0))[1]))
         cp = best["cp"][0]

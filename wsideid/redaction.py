@@ -42,13 +42,13 @@ class Edits:
     blanked: dict[str, int] = field(default_factory=dict)  # image path -> tiles edited
 
 
-def stripped_segments(tf: TiffFile, plan: Plan) -> Edits:
+def stripped_segments(tf: TiffFile, plan: Plan, deferred: bool = False) -> Edits:
     """Edits that reduce every kept JPEG/JPEG 2000 tile and strip to its decoding
     segments (tiff_base does the cleaning). NDPI restart offsets, relative to the
     strip, follow the first scan's entropy-coded data, which is all they point
     into: the shift is where that data starts now minus where it started
     (not the change in length: bytes dropped after EOI move no restart)."""
-    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
+    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan, deferred=deferred))
     flat = list(tf.all_ifds())
     for k, tiles in edits.tiles.items():
         ifd = flat[k]

@@ -124,6 +124,7 @@ class TileEdits(Mapping):
         self.external: set = set()  # JPEGTables slots the rule's pieces use (recorded by the planner)
         self.opaque: set[int] = set()  # tiles given as new bytes (blanked): parsed where tables matter
         self.entropy: dict[int, tuple[int, int]] = {}  # NDPI strips: first-scan data start (new, source)
+        self.header_tables: set | None = None  # JPEGTables slots the unedited tiles' headers use, when known
 
     # -- recording
     def _add(self, idx: int, pieces: list[tuple[int, int, int]]) -> None:
@@ -243,6 +244,7 @@ class EditSet(dict):
     def __init__(self, store: EditStore):
         super().__init__()
         self.store = store
+        self.pending: list = []  # jpegsegs.Pending: tiles whose full check runs beside the write
 
     def image(self, k: int) -> TileEdits:
         """The edits of IFD ``k``, created on first use."""

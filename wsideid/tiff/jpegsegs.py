@@ -151,16 +151,16 @@ def _ff(buf: np.ndarray) -> np.ndarray:
 
 
 def _stuffed(buf: np.ndarray) -> int:
-    """How many FF 00 pairs ``buf`` holds: the pairs are 16-bit words 0xFF00 at even or odd
-    positions, counted on two big-endian views without building an index."""
+    """How many FF 00 pairs ``buf`` holds: the pairs are 16-bit words at even or odd
+    positions, counted on two little-endian (native, no byte swap) views without an index."""
     total = 0
     for start in (0, 1):
         n = (len(buf) - start) // 2
         if n <= 0:
             continue
-        words = buf[start:start + 2 * n].view(">u2")
+        words = buf[start:start + 2 * n].view("<u2")
         m = _flags(n)
-        np.equal(words, 0xFF00, out=m)
+        np.equal(words, 0x00FF, out=m)
         total += int(np.count_nonzero(m))
     return total
 
@@ -309,6 +309,37 @@ def _big_tile(fd: int, offset: int, count: int, tables: frozenset[TableKey], ext
 IN_MEMORY = 16 << 20  # streams up to this size are parsed from memory, larger ones from the file
 
 
+@dataclass
+class Pending:
+    """Tiles of flat IFD ``k`` whose headers are clean and whose every byte is still to be checked."""
+
+    k: int
+    indices: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    tables: frozenset[TableKey]
+
+
+def check_pending(path: str, pending: list[Pending]) -> list[tuple[int, int]]:
+    """(IFD, tile) of the pending tiles the rule would change: their entropy-coded data holds a
+    marker, or bytes follow their first EOI. Empty: the tiles were rightly copied as they are."""
+    dirty: list[tuple[int, int]] = []
+    for p in pending:
+        flagged = tiles_with_segments(path, p.offsets, p.counts, p.tables)
+        if not len(flagged):
+            continue
+        with open(path, "rb") as fh:
+            for j in flagged.tolist():  # not single-scan baseline, or dirty: the full parser decides
+                try:
+                    changed = structure.reduce(stream_view(fh.fileno(), int(p.offsets[j]), int(p.counts[j])),
+                                               p.tables).changed
+                except UnsafeJpeg:
+                    changed = True  # the exact pass refuses it, with its own message
+                if changed:
+                    dirty.append((p.k, int(p.indices[j])))
+    return dirty
+
+
 def stream_view(fd: int, offset: int, count: int):
     """A stream's bytes: read whole when small, else a ``FileView`` (memory stays flat)."""
     from ..jpeg.view import FileView
@@ -321,7 +352,7 @@ def stream_view(fd: int, offset: int, count: int):
 
 
 def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey], kind: str,
-               edits, k: int, entropy: bool = False) -> None:
+               edits, k: int, entropy: bool = False, deferred: bool = False) -> None:
     """Record in ``edits.image(k)`` every stream of one image that the rule changes, as pieces.
 
     JPEG: the fast check picks the streams that are not already exactly
@@ -329,12 +360,25 @@ def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froze
     are each parsed (their headers are short). ``entropy``: remember where
     the first scan's data starts before and after (NDPI restart offsets
     follow it).
+
+    ``deferred``: only the headers are read now (where encoders put their
+    comments); tiles with a header that is not clean are parsed and edited,
+    and the full check of every other tile's bytes is left in
+    ``edits.pending`` for the caller to run beside the write (and to redo
+    the edits exactly if it finds a stream the headers did not show).
     """
     from ..jpeg import j2k
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     if kind == "j2k":
         pick = np.nonzero(counts > 0)[0]
+    elif deferred:
+        pick, seen = header_scan(path, offsets, counts, tables)
+        te = edits.image(k)
+        te.header_tables = set(seen)
+        rest = np.setdiff1d(np.nonzero(counts > 0)[0], pick)
+        if len(rest):
+            edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables))
     else:
         pick = tiles_with_segments(path, offsets, counts, tables)
     if not len(pick):
@@ -425,32 +469,56 @@ def used_tables(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froz
         used |= edited.external
         for i in sorted(edited.opaque):  # new bytes (blanked tiles): parsed, one at a time
             used |= structure.clean(edited[i], tables).external
+        if edited.header_tables is not None:  # the planner's header pass already saw every other tile
+            return used | edited.header_tables
         done = edited.indices()
     else:
         for data in edited.values():
             used |= structure.clean(data, tables).external
         done = np.array(sorted(edited), dtype=np.int64)
+    live = np.setdiff1d(np.nonzero(np.asarray(counts) > 0)[0], done)
+    unsure, found = header_scan(path, offsets, counts, tables, live)
+    used |= found
+    try:
+        with open(path, "rb") as fh:
+            for i in unsure.tolist():
+                used |= structure.reduce(stream_view(fh.fileno(), int(offsets[i]), int(counts[i])), tables).external
+    except OSError as exc:
+        raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
+    return used
+
+
+HEAD_BATCH = 1024  # tiles whose heads are gathered at once (HEAD bytes each)
+
+
+def header_scan(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey],
+                live: np.ndarray | None = None) -> tuple[np.ndarray, set[TableKey]]:
+    """Each tile's header (SOI..SOS) from its first HEAD bytes, one read each, judged once per
+    distinct header: (tiles whose header is not clean or not within HEAD bytes, the JPEGTables
+    slots the clean ones use). Reads a few percent of the data, not every byte."""
     counts = np.asarray(counts, dtype=np.int64)
     offsets = np.asarray(offsets, dtype=np.int64)
-    live = np.setdiff1d(np.nonzero(counts > 0)[0], done)
+    live = np.nonzero(counts > 0)[0] if live is None else np.asarray(live, dtype=np.int64)
+    used: set[TableKey] = set()
+    unsure: list[np.ndarray] = []
     try:
         with open(path, "rb") as fh:
             fd = fh.fileno()
-            for a in range(0, len(live), BATCH):
-                idx = live[a:a + BATCH]
+            buf = bytearray(min(len(live), HEAD_BATCH) * HEAD)
+            view = memoryview(buf)
+            for a in range(0, len(live), HEAD_BATCH):
+                idx = live[a:a + HEAD_BATCH]
                 n = len(idx)
-                buf = bytearray(n * HEAD)
-                view = memoryview(buf)
-                for r, i in enumerate(idx.tolist()):
-                    os.preadv(fd, [view[r * HEAD:r * HEAD + min(HEAD, int(counts[i]))]], int(offsets[i]))
-                rows = np.frombuffer(buf, dtype=np.uint8)
+                for r, (i, o, c) in enumerate(zip(idx.tolist(), offsets[idx].tolist(), counts[idx].tolist())):
+                    want = min(HEAD, c)
+                    if os.preadv(fd, [view[r * HEAD:r * HEAD + want]], o) != want:
+                        raise WsideidError("image data ends before a tile does (the file is truncated)")
+                rows = np.frombuffer(buf, dtype=np.uint8, count=n * HEAD)
                 start = np.arange(n, dtype=np.int64) * HEAD
                 end = start + np.minimum(counts[idx], HEAD)
                 ent, bad = _walk(rows, start, end)
                 good = _headers_clean(rows, start, ent, ~bad, tables, used)
-                for i in idx[~good].tolist():
-                    raw = os.pread(fd, int(counts[i]), int(offsets[i]))
-                    used |= structure.clean(raw, tables).external
+                unsure.append(idx[~good])
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
-    return used
+    return (np.concatenate(unsure) if unsure else np.zeros(0, np.int64)), used

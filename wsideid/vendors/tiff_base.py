@@ -313,7 +313,7 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 if data is not None else set()
             clean = jpegsegs.clean_tables(raw, used)
             entries[347] = OutEntry(347, 7, len(clean), clean)
-        if data is not None and k in edited:
+        if data is not None and len(edited.get(k, ())):
             data.replaced = edited[k]
             if 65426 in entries:
                 if k not in mcu_starts:
@@ -340,7 +340,7 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
     return out
 
 
-def tile_segment_edits(tf: TiffFile, plan: Plan, store=None):
+def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = False):
     """Tiles/strips of kept images reduced to their decoding segments (the JPEG
     and JPEG 2000 stream rule, ``wsideid.jpeg.structure`` and ``j2k``), as an
     ``EditSet`` (flat IFD index -> ``TileEdits``).
@@ -350,6 +350,8 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None):
     untouched. Streams that cannot be reduced without changing pixels are
     refused (UnsafeJpeg / UnsafeJ2k, one line). The edits are pieces of the
     source (``tiff.edits``): memory does not grow with the tiles they change.
+    ``deferred``: JPEG tiles are judged by their headers now, the rest of
+    their bytes later (``jpegsegs.rule_edits``, ``EditSet.pending``).
     """
     from ..tiff.edits import EditSet, EditStore
     kept = {d.image.index for d in plan.images if d.action != "remove"}
@@ -368,7 +370,7 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None):
         try:
             pre = jpegsegs.table_keys(ifd.entries[347].raw) if ifd.has(347) and comp in (6, 7) else frozenset()
             jpegsegs.rule_edits(tf.path, data.src_offsets, data.src_counts, pre,
-                                "j2k" if comp in J2K_COMPRESSIONS else "jpeg", edits, k, ifd.has(65426))
+                                "j2k" if comp in J2K_COMPRESSIONS else "jpeg", edits, k, ifd.has(65426), deferred)
         except MalformedFile as exc:
             raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
