@@ -70,8 +70,8 @@ def main() -> int:
     ap.add_argument("--only", default=None,
                     help="comma-separated substrings: run only the contenders whose name holds one (cp always runs)")
     ap.add_argument("--baseline", default=None, metavar="TREE",
-                    help="also run each wsideid contender from another source tree (e.g. a main checkout), "
-                         "alternating with this one, to compare before/after under the same load")
+                    help="comma-separated source trees (e.g. a main checkout): each wsideid contender also runs "
+                         "from each of them, alternating with this one, to compare under the same load")
     ap.add_argument("--tile-comment", action="store_true",
                     help="a COM segment in every tile, so the stream rule edits every tile")
     ap.add_argument("--build", nargs=2, metavar=("PATH", "GB"), help=argparse.SUPPRESS)
@@ -112,11 +112,12 @@ def main() -> int:
             contenders = {k: v for k, v in contenders.items()
                           if k == "cp" or any(w == k or w in k for w in wanted)}
         envs: dict[str, dict | None] = {name: None for name in contenders}
-        if args.baseline:
-            base_env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline))
-            for name in [n for n in contenders if n.startswith("wsideid")]:
-                contenders[name + " [baseline]"] = contenders[name]
-                envs[name + " [baseline]"] = base_env
+        for tree in (args.baseline.split(",") if args.baseline else []):
+            base_env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+            label = f" [{os.path.basename(os.path.abspath(tree))}]"
+            for name in [n for n in contenders if n.startswith("wsideid") and "[" not in n]:
+                contenders[name + label] = contenders[name]
+                envs[name + label] = base_env
         best: dict[str, tuple[float, int]] = {}
         for _ in range(args.rounds):
             for name, make in contenders.items():
@@ -131,9 +132,10 @@ def main() -> int:
                     best[name] = (wall, max(rss, best.get(name, (0, 0))[1]))
         cp = best["cp"][0]
         print(f"\n{src.name} ({size / 1e9:.2f} GB), warm page cache:")
-        print(f"  {'contender':<38} {'best s':>8} {'x cp':>7} {'peak MB':>8}")
+        width = max(38, *(len(n) for n in best))
+        print(f"  {'contender':<{width}} {'best s':>8} {'x cp':>7} {'peak MB':>8}")
         for name, (wall, rss) in best.items():
-            print(f"  {name:<38} {wall:8.3f} {wall / cp:7.2f} {rss:8d}")
+            print(f"  {name:<{width}} {wall:8.3f} {wall / cp:7.2f} {rss:8d}")
         target = 1.1 * cp + 0.25
         print(f"  target (1.1 x cp + 0.25 s): {target:.3f} s")
         shutil.rmtree(out, ignore_errors=True)
