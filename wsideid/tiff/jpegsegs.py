@@ -9,13 +9,24 @@ through the full parser (and are rewritten by it):
 
 - tiles are read in contiguous batches (BATCH_BYTES at most; memory stays
   flat however large the slide); a tile larger than that is streamed;
-- a vectorised walk finds each tile's SOS; the header bytes up to the end
-  of the SOS are grouped (tiles of one image share a header, so there are
-  few distinct ones) and each distinct header is judged by the full parser;
+- a vectorised walk finds each tile's SOS; each distinct header (SOI..SOS)
+  is judged once by the full parser, and every tile's header is compared
+  with a judged one byte for byte;
 - the entropy-coded data must hold no 0xFF except stuffing (FF 00) and
   restart markers (FF D0-D7) up to the tile's last two bytes, which must be
   the EOI. So the first true EOI is the last two bytes, and a second scan,
-  a segment between scans, or text after an EOI all fail the fast check.
+  a segment between scans, or text after an EOI (even text ending in
+  FF D9) all fail the fast check. Every byte is read: the tail alone would
+  not show text followed by FF D9. For tiles back to back, the batch's
+  0xFF bytes minus its FF 00 pairs must equal the headers' markers plus one
+  EOI per tile (counted in cache-sized slices, no index arrays); any other
+  batch is checked marker by marker.
+
+The pipeline splits the work (``rule_edits(deferred=True)``): headers,
+where encoders put their comments, are read before writing (one short read
+per tile) and their tiles edited; the full check of the other tiles runs
+beside the kernel's copy (``check_pending``) and is joined before
+verification. Edits are recorded as pieces of the source (``tiff.edits``).
 """
 
 from __future__ import annotations
