@@ -1,6 +1,10 @@
 """Long fuzz run by hand: the harness of tests/fuzz with fresh random cases for a time budget.
 
-    .venv/bin/python bench/fuzz_long.py --minutes 30 [--seed N] [--crashers DIR]
+    .venv/bin/python bench/fuzz_long.py --minutes 30 [--seed N] [--crashers DIR] [--dicom]
+
+``--dicom`` fuzzes the DICOM pipeline instead (tests/fuzz/dicom.py: hostile
+lengths, VRs, truncation, transfer syntaxes, deep nesting, broken
+encapsulation, private elements); its crashers go to DICOM_CRASHERS.
 
 Each violation is printed once per distinct message with a one-line
 reproducer ``(seed name, ops)`` and saved under --crashers; paste it into
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from fuzz.harness import N_OPS, Violation, describe, mutate, run_case  # noqa: E402
 from fuzz.seeds import all_seeds  # noqa: E402
+from fuzz import dicom as dfuzz  # noqa: E402
 
 
 def main() -> int:
@@ -34,13 +39,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-ops", type=int, default=5)
     ap.add_argument("--max-gb", type=float, default=4)
+    ap.add_argument("--dicom", action="store_true", help="fuzz DICOM seeds instead of TIFF-family ones")
     ap.add_argument("--crashers", default=str(Path(tempfile.gettempdir()) / "wsideid-crashers"))
     args = ap.parse_args()
     limit = int(args.max_gb * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
-    seeds = all_seeds()
+    seeds = dfuzz.all_dicom_seeds() if args.dicom else all_seeds()
+    n_ops = dfuzz.N_DICOM_OPS if args.dicom else N_OPS
+    mut = dfuzz.mutate if args.dicom else mutate
+    check = dfuzz.check_published_dicom if args.dicom else None
     work = Path(tempfile.mkdtemp(prefix="wsideid-fuzz-"))
     crashdir = Path(args.crashers)
     crashdir.mkdir(parents=True, exist_ok=True)
@@ -51,12 +60,12 @@ def main() -> int:
     print(f"rng seed {seed}; {len(seeds)} seed slides: {', '.join(s.name for s in seeds)}")
     while time.monotonic() < end:
         s = rng.choice(seeds)
-        ops = [(rng.randrange(N_OPS), rng.randrange(1 << 16), rng.randrange(1 << 16))
+        ops = [(rng.randrange(n_ops), rng.randrange(1 << 16), rng.randrange(1 << 16))
                for _ in range(rng.randint(1, args.max_ops))]
         n += 1
         try:
-            o = run_case(mutate(s, ops), work, "input" + s.suffix, s.planted,
-                         verify=rng.choice(["sample", "full"]))
+            o = run_case(mut(s, ops), work, "input" + s.suffix, s.planted,
+                         verify=rng.choice(["sample", "full"]), check=check)
             outcomes[o.kind] += 1
         except (Violation, MemoryError) as v:
             key = (str(v).splitlines() or [type(v).__name__])[0][:160]

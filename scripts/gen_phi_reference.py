@@ -22,8 +22,10 @@ FORMATS = [
         "(software and geometry history) and `Key = Value` pairs; the label (NewSubfileType 1) and macro "
         "(NewSubfileType 9) images; APPn/COM segments inside JPEG tiles and JPEGTables (always stripped, "
         "except a bare JFIF APP0 and the Adobe APP14).",
-        "The header is rebuilt from the pieces that match the Aperio grammar (software name and version, "
-        "sizes, codec, quality), whatever the profile says: a file name or note in the history never survives.",
+        "The header is rebuilt from tokens that each parse as their type (an Aperio product name and "
+        "version, sizes `WxH`, regions `[x,y WxH]`, tiles `(WxH)`, codec/colour from an enumeration, `Q=n`, "
+        "`->`): a name, file name or note in the history never survives, and the dropped text is recorded "
+        "for the verifier.",
     ]),
     ("hamamatsu.toml", "Hamamatsu NDPI", [
         "Carriers: TIFF tags of every IFD, including the private tags 65420-65480 (SlideLabel 65427 is "
@@ -59,10 +61,34 @@ def _comments(text: str) -> dict[tuple[str, str], str]:
     return out
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (a regex alternation's "|" must not split the row)."""
+    return text.replace("|", "\\|")
+
+
 def _action(spec) -> str:
     if isinstance(spec, str):
-        return spec
-    parts = [spec.get("action", "")]
+        return "keep: numbers the TIFF type guarantees, text removed" if spec == "keep" else spec
+    action = spec.get("action", "")
+    parts = [action]
+    if action in ("keep", "text"):
+        if "type" in spec:
+            what = spec["type"]
+            if "values" in spec:
+                what += " " + ", ".join(f"`{v}`" for v in spec["values"])
+            if "min" in spec and "max" in spec:
+                what += f" in [{spec['min']}, {spec['max']}]"
+            elif "min" in spec:
+                what += f" ≥ {spec['min']}"
+            elif "max" in spec:
+                what += f" ≤ {spec['max']}"
+            parts = [f"keep if {what}"]
+        elif "pattern" in spec:
+            parts = [f"keep if it matches `{_cell(spec['pattern'])}`"]
+            if "format" in spec:
+                parts.append(f"(its `date` group, `{spec['format']}`, gets the date policy)")
+        parts.append(f"else replace by `{spec['value']}`" if spec.get("else") == "replace" else "else remove")
+        return " ".join(parts)
     if "value" in spec:
         parts.append(f"→ `{spec['value']}`")
     if "format" in spec:
@@ -73,10 +99,13 @@ def _action(spec) -> str:
 def render() -> str:
     out = ["# PHI reference: what each format holds and what wsideid does with it", "",
            "Generated from `formats/*.toml` by `scripts/gen_phi_reference.py`; do not edit by hand.",
-           "Actions are explained in `docs/profile-reference.md`. `date`/`datetime` follow the run's date",
-           "policy (`--dates remove|year|shift`); `time` is kept only under `shift`; `text` keeps free text",
-           "with every date inside it handled by the policy. Anything not listed is **unknown**: removed and",
-           "recorded in the audit, or the slide is refused with `--strict`.", "",
+           "Actions are explained in `docs/profile-reference.md`. A kept value must pass the **value policy**:",
+           "it parses wholly as its declared type (integer, decimal, rational, numbers, enum), or wholly matches",
+           "its allow-list pattern, with no control character anywhere; otherwise it is removed (or replaced by",
+           "the entry's neutral value) and the audit records the check it failed. No entry keeps free text as it",
+           "is. `date`/`datetime` follow the run's date policy (`--dates remove|year|shift`); `time` is kept only",
+           "under `shift`. Anything not listed is **unknown**: removed and recorded in the audit, or the slide is",
+           "refused with `--strict`.", "",
            "DICOM WSI attributes are covered by `formats/dicom.toml` and `docs/dicom.md`.", ""]
     for fname, title, intro in FORMATS:
         path = ROOT / "formats" / fname
@@ -98,7 +127,7 @@ def render() -> str:
                 note = notes.get((section, name), "")
                 number = tag_number(name) if section == "tags" else None
                 label = f"`{name}` ({number})" if number is not None else f"`{name}`"
-                out.append(f"| {label} | {_action(spec)} | {note} |")
+                out.append(f"| {_cell(label)} | {_action(spec)} | {_cell(note)} |")
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 

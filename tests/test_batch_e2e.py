@@ -150,9 +150,19 @@ def test_batch_end_to_end_real_and_synthetic(tmp_path):
     # a changed input is done again
     src = tmp_path / "slides" / TIFF
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    # ... but its published output is not replaced without --overwrite (issue 17: no run replaces a
+    # published file it did not write in this run) ...
+    before = (out / "R-0004.tiff").read_bytes()
     res3 = run_batch(str(manifest), str(out), opts)
-    assert res3.ran == 2 and res3.counts["published"] == 6
-    assert read_summary(out / "batch-summary.csv")["5"]["run"] == "done"
+    assert res3.ran == 2 and res3.counts["published"] == 5 and res3.overwrote == []
+    assert read_summary(out / "batch-summary.csv")["5"]["status"] == "failed"
+    assert (out / "R-0004.tiff").read_bytes() == before
+    # ... and with --overwrite it is, and the replacement is reported
+    from dataclasses import replace
+    res4 = run_batch(str(manifest), str(out), replace(opts, overwrite=True))
+    assert res4.ran == 2 and res4.counts["published"] == 6 and res4.overwrote == ["R-0004.tiff"]
+    summ4 = read_summary(out / "batch-summary.csv")
+    assert summ4["5"]["run"] == "done" and summ4["5"]["overwrote"] == "R-0004.tiff"
 
 
 def test_changed_options_replace_the_old_output(tmp_path):
@@ -162,8 +172,11 @@ def test_changed_options_replace_the_old_output(tmp_path):
     assert run_batch(str(m), str(tmp_path / "o"), opts).exit_code == 0
     assert (tmp_path / "o" / "R-1.svs").exists()
     m = write_manifest(tmp_path, [(f"slides/{MACRO_SVS}", "R-1", "", ACCESSION, "yes")])  # now keeps the macro
-    res = run_batch(str(m), str(tmp_path / "o"), opts)
-    assert res.exit_code == 1 and res.counts == {"flagged": 1}
+    res = run_batch(str(m), str(tmp_path / "o"), opts)  # without --overwrite the published file stays
+    assert res.exit_code == 2 and res.counts == {"failed": 1} and (tmp_path / "o" / "R-1.svs").exists()
+    from dataclasses import replace
+    res = run_batch(str(m), str(tmp_path / "o"), replace(opts, overwrite=True))
+    assert res.exit_code == 1 and res.counts == {"flagged": 1} and res.overwrote == ["R-1.svs"]
     assert not (tmp_path / "o" / "R-1.svs").exists() and not (tmp_path / "o" / "R-1.svs.audit.json").exists()
     assert (tmp_path / "o-review" / "flagged" / "R-1.svs").exists()
 

@@ -20,3 +20,18 @@ def test_every_shipped_profile_is_documented():
     text = (ROOT / "docs" / "phi-reference.md").read_text()
     for name in ("aperio.toml", "hamamatsu.toml", "generic_tiff.toml"):
         assert f"formats/{name}" in text
+
+
+def test_profile_reference_examples_load(tmp_path):
+    """The TOML a privacy officer copies from docs/profile-reference.md is valid."""
+    import re
+
+    from wsideid.profiles import load_profile
+    text = (ROOT / "docs" / "profile-reference.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        p = tmp_path / f"example{i}.toml"
+        p.write_text(block)
+        fmt = "aperio" if "aperio" in block or "@header" in block else "hamamatsu"
+        load_profile(fmt, p)

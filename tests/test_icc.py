@@ -164,9 +164,35 @@ def test_unparseable_profiles_are_dropped(mangle):
     assert sanitize_icc(mangle(raw)) == (b"", [])
 
 
-def test_real_srgb_profile_passes_unchanged():
+def test_real_srgb_profile_keeps_its_colour_science():
+    """The real sRGB profile keeps every tag byte and its enumerations; only the
+    header's identity fields (maker, model, creator, date) become neutral."""
     import tifffile
     path = real("svs/tcga-cr-7395-01a-01-ts1.svs")
     with tifffile.TiffFile(path) as t:
         raw = bytes(t.pages[0].tags[34675].value)
-    assert sanitize_icc(raw) == (raw, [])
+    clean, removed = sanitize_icc(raw)
+    assert removed == [] and len(clean) == len(raw)
+    assert clean[128:] == raw[128:]                      # tag table and every tag
+    assert clean[:24] == raw[:24] and clean[36:48] == raw[36:48] and clean[64:80] == raw[64:80]
+    assert clean[48:64] == b"\0" * 16 and clean[80:84] == b"\0" * 4
+    assert sanitize_icc(clean) == (clean, [])            # idempotent
+
+
+def test_header_identity_fields_are_neutralised():
+    """Four-letter header fields and the creation date can carry a name and a date (found by the red team)."""
+    raw = bytearray(build_profile(_rgb_tags(_desc("sRGB"), _text("No copyright, use freely"))))
+    raw[4:8], raw[40:44], raw[48:52], raw[52:56], raw[56:64], raw[80:84] = \
+        b"DOEJ", b"JANE", b"DOEJ", b"JANE", b"MRN44556", b"SMIT"
+    raw[24:36] = struct.pack(">6H", 2019, 12, 31, 8, 30, 0)
+    raw[44:48] = b"JOHN"
+    clean, _ = sanitize_icc(bytes(raw))
+    for text in (b"DOEJ", b"JANE", b"MRN4", b"SMIT", b"JOHN"):
+        assert text not in clean[:128]
+    assert struct.unpack(">6H", clean[24:36]) == (2000, 1, 1, 0, 0, 0)
+
+
+def test_header_enumerations_are_required():
+    raw = bytearray(build_profile(_rgb_tags(_desc("sRGB"), _text("No copyright, use freely"))))
+    raw[12:16] = b"DOE "
+    assert sanitize_icc(bytes(raw)) == (b"", [])

@@ -289,3 +289,11 @@ def test_redact_names_by_pseudonym_too(lab, tmp_path):
     assert p.returncode == 0, p.stderr
     name = os.path.basename(json.loads(p.stdout)["output"])
     assert name.startswith("WSI-") and name.endswith(".svs") and leaks(out) == []
+
+
+def test_keep_name_refuses_a_user_identifier_in_the_name():
+    """The classifier's general rules miss a lab user name like jdoe7; the user's own identifiers do not."""
+    from wsideid.naming import NamingError, check_keep_name
+    assert check_keep_name("slide_0007.svs", ["jdoe7"]) == "slide_0007"
+    with pytest.raises(NamingError):
+        check_keep_name("jdoe7_slide.svs", ["jdoe7"])

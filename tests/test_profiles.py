@@ -49,10 +49,13 @@ def test_strict_refuses_unknown():
 
 def test_override_file_merges(tmp_path):
     over = tmp_path / "o.toml"
-    over.write_text('[description]\nMystery = "keep"\nMPP = "remove"\n[images]\nlabel = "keep"\n')
+    over.write_text('[description]\nMystery = { action = "keep", type = "integer" }\nBare = "keep"\n'
+                    'MPP = "remove"\n[images]\nlabel = "keep"\n')
     prof = load_profile("aperio", over)
-    plan = make_plan(_inv(("Mystery", "x"), ("MPP", "0.5")), prof, PlanOptions(DatePolicy()))
-    assert [d.action for d in plan.fields] == ["keep", "remove"]
+    plan = make_plan(_inv(("Mystery", "12"), ("Bare", "x"), ("MPP", "0.5")), prof, PlanOptions(DatePolicy()))
+    # a bare keep on text fails closed (value policy): only typed values are kept
+    assert [d.action for d in plan.fields] == ["keep", "remove", "remove"]
+    assert "free text needs a type or a pattern" in plan.fields[1].rule
     assert prof.image_action("label") == "keep" and "override:o.toml" in prof.sources
     assert prof.sha256 != load_profile("aperio").sha256
 
@@ -68,3 +71,11 @@ def test_bad_override_is_a_clear_error(tmp_path, text, match):
     over.write_text(text)
     with pytest.raises(ProfileError, match=match):
         load_profile("aperio", over)
+
+
+def test_override_entry_replaces_the_shipped_entry_whole(tmp_path):
+    over = tmp_path / "o.toml"
+    over.write_text("[tags]\nSoftware = { action = \"keep\", pattern = 'Aperio Image Library v\\d+(\\.\\d+)*' }\n")
+    prof = load_profile("aperio", over)
+    assert prof.data["tags"]["Software"] == {"action": "keep", "pattern": r"Aperio Image Library v\d+(\.\d+)*"}
+    assert prof.data["tags"]["Make"]["type"] == "enum"  # the rest of the section is still the shipped one

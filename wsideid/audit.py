@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from . import __version__
+from . import budget
 from .errors import WsideidError
 from .keys import Secret
 
@@ -88,13 +89,19 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
                     "sources": plan.options.get("profile_sources", [])},
         "options": {k: v for k, v in plan.options.items() if k != "profile_sources"},
         "sha256": {k: v for k, v in result.sha256.items() if k.startswith("output")},
-        "images": images,
-        "fields": fields,
+        # Bounded (wsideid/budget.py): a hostile slide must not make a 481 MB audit.
+        **_bounded("images", images, budget.MAX_AUDIT_IMAGES),
+        **_bounded("fields", fields, budget.MAX_AUDIT_FIELDS),
         "verification": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
         if result.report else [],
         "detectors": [sc.to_dict(include_values=False) for sc in getattr(result, "scans", [])],
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
     }
+
+
+def _bounded(name: str, records: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    kept, rest = budget.bounded_list(records, limit)
+    return {name: kept, **({f"{name}_omitted": rest} if rest else {})}
 
 
 def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, Any]:
@@ -118,12 +125,14 @@ def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, 
     }
 
 
-def _write_json(folder: str, name: str, record: dict[str, Any], what: str) -> str:
+def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root: str | None = None) -> str:
     path = os.path.join(folder, name)
     text = json.dumps(record, indent=1)
     tmp = None
+    from .safefs import check_no_links
     try:
         os.makedirs(folder, exist_ok=True)
+        check_no_links(root or folder, path)  # never through a link (wsideid.safefs)
         fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -147,4 +156,4 @@ def write_lab_record(result, options, review: str, origin: str, named_by: str) -
     from .naming import make_review_dir
     make_review_dir(review)
     return _write_json(os.path.join(review, LAB_RECORDS), os.path.basename(result.output) + ".lab.json",
-                       lab_record(result, _secret_of(options), origin, named_by), "lab record")
+                       lab_record(result, _secret_of(options), origin, named_by), "lab record", root=review)

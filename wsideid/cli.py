@@ -122,9 +122,11 @@ def cmd_deid(args) -> int:
     if args.mkdir:
         os.makedirs(args.output, exist_ok=True)
     res = deidentify(args.input, args.output, _deid_options(args))
+    if res.replaced:
+        print(f"wsideid: --overwrite replaced the existing {os.path.basename(res.output or '')}", file=sys.stderr)
     _warn_if_no_secret(_secret(args).source)
     data = {"status": res.status, "format": res.format, "output": res.output, "audit": res.audit_path,
-            "named_by": res.named_by,
+            "named_by": res.named_by, "replaced_existing": res.replaced,
             "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
             "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
 
@@ -287,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_file", metavar="output")
     _add_deid_common(p)
     p.add_argument("--verify", choices=["sample", "full"], default="full")
+    p.add_argument("--identifier", action="append", metavar="TEXT",
+                   help="a known original identifier that must not occur in the output; repeatable")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="make sample slides with planted PHI and de-identify them")
@@ -307,21 +311,26 @@ def cmd_run(args) -> int:
     opts = BatchOptions(jobs=max(1, args.jobs), dask=args.dask, review_dir=args.review_dir,
                         source_root=args.source_root, dates=args.dates, secret_file=args.secret_file,
                         detect=args.detect, ocr=not args.no_ocr, verify=args.verify,
-                        progress=not args.no_progress and not args.json)
+                        progress=not args.no_progress and not args.json, overwrite=args.overwrite)
     res = run_batch(args.manifest, args.output, opts)
     _warn_if_no_secret(res.secret_source)
+    for name in res.overwrote:
+        print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
     report = None
     if not args.no_report:
         from .report.page import write_report
         report = write_report(res.review_dir)
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
-            "refused_rows": [str(p) for p in res.problems]}
+            "refused_rows": [str(p) for p in res.problems], "overwrote": res.overwrote}
 
     def text(d):
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
                  f" ({d['ran']} processed, {d['skipped']} already done)"]
         lines += [f"  refused {p}" for p in d["refused_rows"]]
+        if d["counts"].get("lost"):
+            lines.append(f"  {d['counts']['lost']} lost (worker died; rerun the same command to finish them)")
+        lines += [f"  replaced (--overwrite) {n}" for n in d["overwrote"]]
         lines += [f"clean output: {d['outdir']} (summary {os.path.basename(d['summary'])})",
                   f"review folder (holds PHI, keep in the lab): {d['review_dir']}"]
         if d["qc_report"]:
@@ -357,6 +366,8 @@ def _add_batch_commands(sub) -> None:
                                                      " (default: OUTDIR-review)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="slides processed in parallel (default 1)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the jobs on this Dask scheduler (shared storage needed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs an earlier run left in OUTDIR (each one is named on stderr and in the summary)")
     p.add_argument("--source-root", metavar="DIR", help="folder the manifest's sources are relative to"
                                                       " (default: the manifest's folder)")
     p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",

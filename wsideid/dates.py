@@ -19,7 +19,6 @@ from .keys import Secret
 
 POLICIES = ("remove", "year", "shift")
 SHIFT_RANGE_DAYS = 3652
-MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 
 
 class DatePolicyError(WsideidError):
@@ -78,22 +77,76 @@ def transform_time(value: str, policy: DatePolicy) -> str | None:
     return value if policy.mode == "shift" else None
 
 
-# --- free text -------------------------------------------------------------
+# --- free text: one parser for scrubbing and for verification -----------------
+#
+# ``find_dates`` is used by the scrubber (``scrub_text``) and, through
+# ``parse_any`` and ``spellings``, by the verifier: a date the scrubber can
+# find is a date the verifier searches for, in every spelling listed below.
+#
+# Spellings known (any case; day and month with or without a leading zero
+# unless said otherwise; each may be followed by a time):
+# - year first: 2019-12-31, 2019/12/31, 2019:12:31, 2019.12.31, 2019_12_31,
+#   2019 12 31, compact 20191231 (also 20191231235959, a DICOM DT),
+#   2019年12月31日, 2019年12月31号, 2019년 12월 31일 (full-width digits too);
+# - day/month/year and month/day/year: 31/12/2019, 12/31/2019, 31-12-2019,
+#   31.12.2019, 12.31.2019, 12 31 2019, 12_31_2019, two-digit years with
+#   "/", "-" or "." (31.12.19); compact 31122019 and 12312019 where valid;
+#   an ambiguous one (03/05/2024) is read month first, except with dots
+#   (day first), and ``parse_any`` returns both readings;
+# - month names and abbreviations in English, German, French, Spanish,
+#   Italian, Dutch and Portuguese: 31 Dec 2019, 31-Dec-2019, 31Dec2019,
+#   31st December 2019, 31. Dezember 2019, 31 de diciembre de 2019,
+#   Dec 31, 2019, December 31st 2019, Dec-31-2019, 2019-Dec-31, 2019 Dec 31.
+#
+# Version strings are not dates. A dot-separated run of numbers is a date
+# only when it has exactly three components (2.5.89.1234 and IP addresses
+# never are), is not preceded by "v" or a version word (version, ver, rev,
+# release, build, firmware, software, sw, fw), and, with a two-digit year,
+# has a two-digit day and month (NDP.scan 2.5.89 is a version; 31.12.19 is
+# a date). Components must form a real date with a year in 1900-2099.
 
-_MON = r"(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_PATTERNS = [
-    # 2024-03-05, 2024/03/05, 2024:03:05, 2024.03.05 (optionally with a time)
-    re.compile(r"(?<!\d)(?P<y>(?:19|20)\d\d)(?P<s>[-/:.])(?P<m>0?[1-9]|1[0-2])(?P=s)(?P<d>0?[1-9]|[12]\d|3[01])(?!\d)"),
-    # 20240305
-    re.compile(r"(?<!\d)(?P<y>(?:19|20)\d\d)(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])(?!\d)"),
-    # 03/05/24, 03/05/2024, 03-05-2024 (US order first; DD/MM when MM is impossible)
-    re.compile(r"(?<![\d/])(?P<a>\d{1,2})(?P<s>[/-])(?P<b>\d{1,2})(?P=s)(?P<y>(?:19|20)?\d\d)(?![\d/])"),
-    # 05.03.2024, 5.3.24
-    re.compile(r"(?<![\d.])(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>(?:19|20)?\d\d)(?![\d.])"),
-    # 05-MAR-2024, 5 March 2024
-    re.compile(r"(?<!\d)(?P<d>\d{1,2})[- ]" + _MON + r"[- ,]+(?P<y>(?:19|20)?\d\d)(?!\d)", re.I),
-    # March 5, 2024 / Mar 5 2024
-    re.compile(_MON + r" (?P<d>\d{1,2})(?:st|nd|rd|th)?,? (?P<y>(?:19|20)\d\d)(?!\d)", re.I),
+_MONTH_NAMES: tuple[tuple[str, ...], ...] = (
+    ("jan", "january", "januar", "jänner", "janvier", "janv", "enero", "ene", "gennaio", "gen", "januari", "janeiro"),
+    ("feb", "february", "februar", "février", "fevrier", "févr", "fevr", "fév", "fev", "febrero", "febbraio",
+     "februari", "fevereiro"),
+    ("mar", "march", "märz", "maerz", "marz", "mär", "mrz", "mars", "marzo", "maart", "mrt", "março", "marco"),
+    ("apr", "april", "avril", "avr", "abril", "abr", "aprile"),
+    ("may", "mai", "mayo", "maggio", "mag", "mei", "maio"),
+    ("jun", "june", "juni", "juin", "junio", "giugno", "giu", "junho"),
+    ("jul", "july", "juli", "juillet", "juil", "julio", "luglio", "lug", "julho"),
+    ("aug", "august", "août", "aout", "agosto", "ago", "augustus"),
+    ("sep", "sept", "september", "septembre", "septiembre", "setiembre", "settembre", "set", "setembro"),
+    ("oct", "october", "oktober", "okt", "octobre", "octubre", "ottobre", "ott", "outubro", "out"),
+    ("nov", "november", "novembre", "noviembre", "novembro"),
+    ("dec", "december", "dezember", "dez", "décembre", "decembre", "déc", "diciembre", "dicembre", "dic", "dezembro"),
+)
+_NAME_TO_MONTH = {n: i + 1 for i, names in enumerate(_MONTH_NAMES) for n in names}
+_ABBREV_MAX = 4  # names this short may be written with a trailing dot ("Dez.")
+
+_L = r"[^\W\d_]"  # a letter, in any script
+_MON_BODY = (r"(?P<mon>" + "|".join(re.escape(n) for n in sorted(_NAME_TO_MONTH, key=len, reverse=True))
+             + r")\.?(?!" + _L + r")")
+_MON = r"(?<!" + _L + r")" + _MON_BODY
+_S = r"[\s\-/.,]"
+_Y4 = r"(?:19|20)\d\d"
+_ORD = r"(?:st|nd|rd|th|er)?"
+_VERSION_BEFORE = re.compile(r"(?:\b[vV]|\b(?:ver|vers|version|rev|revision|release|build|firmware|software|sw|fw))"
+                             r"\.?\s*[:=#]?\s*$", re.I)
+
+# (name, pattern): the order is the priority when two matches overlap.
+_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("cjk", re.compile(r"(?<!\d)(?P<y>\d{4})\s*[年년]\s*(?P<m>\d{1,2})\s*[月월]\s*(?P<d>\d{1,2})\s*[日号일]")),
+    ("ymd", re.compile(r"(?<![\d.])(?P<y>" + _Y4 + r")(?P<s>[-/:._ ])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})(?!\.?\d)")),
+    ("ymond", re.compile(r"(?<![\d.])(?P<y>" + _Y4 + r")" + _S + "*" + _MON + _S + r"*(?P<d>\d{1,2})(?!\.?\d)", re.I)),
+    ("dmony", re.compile(r"(?<![\d.])(?P<d>\d{1,2})" + _ORD + r"\.?" + _S + r"*(?:de\s+)?(?:(?<=st|nd|rd|th|er)|(?<!" + _L + r"))" + _MON_BODY + _S
+                         + r"*(?:de\s+)?(?P<y>" + _Y4 + r"|\d\d)(?!\.?\d)", re.I)),
+    ("mondy", re.compile(_MON + _S + r"*(?P<d>\d{1,2})" + _ORD + _S + r"+(?:de\s+)?(?P<y>" + _Y4 + r")(?!\.?\d)", re.I)),
+    # compact, optionally followed by HHMM[SS[.ffffff]] (a DICOM DT)
+    ("compact", re.compile(r"(?<![\d.])(?P<y>" + _Y4 + r")(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])"
+                           r"(?=(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d(?:\.\d{1,6})?)?(?![\d.])|(?!\.?\d))")),
+    ("compact-dm", re.compile(r"(?<![\d.])(?P<c>\d{8})(?!\.?\d)")),
+    ("num", re.compile(r"(?<![\d/.])(?<!\d-)(?P<a>\d{1,2})(?P<s>[/\-. _])(?P<b>\d{1,2})(?P=s)(?P<y>" + _Y4
+                       + r"|\d\d)(?![/\-]?\d)(?!\.\d)")),
 ]
 
 
@@ -104,71 +157,138 @@ def _year(y: str) -> int:
     return n
 
 
-def _match_date(m: re.Match) -> dt.date | None:
-    g = m.groupdict()
+def _date(y: int, m: int, d: int) -> dt.date | None:
+    if not 1900 <= y <= 2099:
+        return None
     try:
-        y = _year(g["y"])
-        if g.get("mon"):
-            return dt.date(y, MONTHS.index(g["mon"][:3].lower()) + 1, int(g["d"]))
-        if g.get("a") is not None:
-            a, b = int(g["a"]), int(g["b"])
-            if 1 <= a <= 12:
-                return dt.date(y, a, b)
-            return dt.date(y, b, a)
-        return dt.date(y, int(g["m"]), int(g["d"]))
-    except (ValueError, TypeError):
+        return dt.date(y, m, d)
+    except ValueError:
         return None
 
 
-def find_dates(text: str) -> list[tuple[int, int, dt.date]]:
-    """Every date spelling in free text as (start, end, date), non-overlapping."""
-    found: list[tuple[int, int, dt.date]] = []
+def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
+    """Every date a match can mean, the preferred reading first (none: not a date)."""
+    g = m.groupdict()
+    if kind == "compact-dm":
+        c = g["c"]
+        dm = _date(int(c[4:]), int(c[2:4]), int(c[:2]))
+        md = _date(int(c[4:]), int(c[:2]), int(c[2:4]))
+        return [x for x in (dm, md) if x is not None]
+    sep = g.get("s")
+    if sep == "." and _VERSION_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
+        return []  # "v1.2.2019", "version 10.12.19": a version, not a date
+    y = _year(g["y"])
+    if g.get("mon"):
+        return [x for x in (_date(y, _NAME_TO_MONTH[g["mon"].lower()], int(g["d"])),) if x is not None]
+    if kind == "num":
+        a, b, ys = g["a"], g["b"], g["y"]
+        if len(ys) == 2 and (sep in " _" or (sep in ".-" and (len(a) < 2 or len(b) < 2))):
+            return []  # "2.5.89": a version; "10 20 30": numbers
+        md, dm = _date(y, int(a), int(b)), _date(y, int(b), int(a))
+        order = (dm, md) if sep == "." else (md, dm)
+        return [x for x in dict.fromkeys(order) if x is not None]
+    return [x for x in (_date(y, int(g["m"]), int(g["d"])),) if x is not None]
+
+
+def _matches(text: str) -> list[tuple[int, int, str, list[dt.date]]]:
+    found: list[tuple[int, int, str, list[dt.date]]] = []
     taken: list[tuple[int, int]] = []
-    for pat in _PATTERNS:
+    for kind, pat in _PATTERNS:
         for m in pat.finditer(text):
             s, e = m.span()
             if any(s < te and ts < e for ts, te in taken):
                 continue
-            d = _match_date(m)
-            if d is not None:
-                found.append((s, e, d))
+            readings = _readings(kind, m, text)
+            if readings:
+                found.append((s, e, kind, readings))
                 taken.append((s, e))
     return sorted(found)
 
 
+def find_dates(text: str) -> list[tuple[int, int, dt.date]]:
+    """Every date spelling in free text as (start, end, date), non-overlapping."""
+    return [(s, e, r[0]) for s, e, _, r in _matches(text)]
+
+
 def scrub_text(text: str, policy: DatePolicy) -> tuple[str, list[dt.date]]:
-    """Apply the policy to every date inside free text; returns (text, dates seen)."""
-    hits = find_dates(text)
+    """Apply the policy to every date inside free text; returns (text, dates seen).
+
+    A replaced date is written as ISO 2019-12-31 (compact 20191231 when it
+    was compact, so a DT-like run keeps its shape); a time after it is kept.
+    """
+    hits = _matches(text)
     if not hits:
         return text, []
     out, last = [], 0
-    for s, e, d in hits:
+    for s, e, kind, readings in hits:
+        d = readings[0]
         out.append(text[last:s])
         new = _apply(dt.datetime(d.year, d.month, d.day), policy)
         if new is None:
             out.append("[date removed]")
         else:
-            out.append(new.strftime("%Y-%m-%d"))
+            out.append(new.strftime("%Y%m%d" if kind == "compact" else "%Y-%m-%d"))
         last = e
     out.append(text[last:])
-    return "".join(out), [d for _, _, d in hits]
-
-
-def spellings(d: dt.date) -> list[str]:
-    """Common spellings of one date, for the residual scan of outputs."""
-    y, m, day = d.year, d.month, d.day
-    yy = f"{y % 100:02d}"
-    mon = MONTHS[m - 1]
-    s = {
-        f"{y}-{m:02d}-{day:02d}", f"{y}{m:02d}{day:02d}", f"{y}:{m:02d}:{day:02d}", f"{y}/{m:02d}/{day:02d}",
-        f"{y}.{m:02d}.{day:02d}",
-        f"{m:02d}/{day:02d}/{yy}", f"{m:02d}/{day:02d}/{y}", f"{m}/{day}/{yy}", f"{m}/{day}/{y}",
-        f"{day:02d}/{m:02d}/{y}", f"{day:02d}.{m:02d}.{y}", f"{day:02d}-{m:02d}-{y}", f"{m:02d}-{day:02d}-{y}",
-        f"{day:02d}-{mon}-{y}", f"{day} {mon} {y}", f"{mon} {day}, {y}", f"{mon} {day} {y}",
-    }
-    return sorted(s)
+    return "".join(out), [r[0] for _, _, _, r in hits]
 
 
 def parse_any(value: str) -> list[dt.date]:
-    """Dates inside a value, whatever its spelling (for residual needles)."""
-    return [d for _, _, d in find_dates(value)]
+    """Every date a value may hold, all readings of ambiguous ones (for residual needles)."""
+    out: list[dt.date] = []
+    for _, _, _, readings in _matches(value):
+        out += [r for r in readings if r not in out]
+    return out
+
+
+_FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def _ordinal(day: int) -> str:
+    if 10 <= day % 100 <= 20:
+        return f"{day}th"
+    return f"{day}" + {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+def month_names(month: int) -> list[str]:
+    """Every name the parser knows for a month, lower case, abbreviations also with a dot."""
+    names = list(_MONTH_NAMES[month - 1])
+    return names + [n + "." for n in names if len(n) <= _ABBREV_MAX]
+
+
+def spellings(d: dt.date) -> list[str]:
+    """Every spelling of one date that ``find_dates`` knows, for the residual scan.
+
+    Lower case only: the scanner folds case. Separators are written singly
+    (the parser also accepts runs of them). About 1,500 strings per date.
+    """
+    y4, y2 = str(d.year), f"{d.year % 100:02d}"
+    ms, ds = (f"{d.month:02d}", str(d.month)), (f"{d.day:02d}", str(d.day))
+    out: set[str] = {f"{y4}{d.month:02d}{d.day:02d}", f"{d.day:02d}{d.month:02d}{y4}", f"{d.month:02d}{d.day:02d}{y4}"}
+    for mm in ms:
+        for dd in ds:
+            for s in "-/:._ ":
+                out.add(f"{y4}{s}{mm}{s}{dd}")
+            for fmt in ("{y}年{m}月{d}日", "{y}年 {m}月 {d}日", "{y}年{m}月{d}号", "{y}년 {m}월 {d}일", "{y}년{m}월{d}일"):
+                t = fmt.format(y=y4, m=mm, d=dd)
+                out.update((t, t.translate(_FULLWIDTH)))
+            for a, b in ((dd, mm), (mm, dd)):
+                for s in "/-.":
+                    out.add(f"{a}{s}{b}{s}{y4}")
+                    if s == "/" or (len(a) == 2 and len(b) == 2):
+                        out.add(f"{a}{s}{b}{s}{y2}")
+                for s in " _":
+                    out.add(f"{a}{s}{b}{s}{y4}")
+    day_forms = {ds[0], ds[1], _ordinal(d.day), f"{d.day}.", f"{d.day:02d}."} | ({"1er"} if d.day == 1 else set())
+    for name in month_names(d.month):
+        for dd in day_forms:
+            for s1, s2 in (("", ""), (" ", " "), ("-", "-"), ("/", "/"), (".", "."), (" ", ", ")):
+                out.update((f"{dd}{s1}{name}{s2}{y4}", f"{dd}{s1}{name}{s2}{y2}"))
+            out.add(f"{dd} de {name} de {y4}")
+        for dd in (ds[0], ds[1], _ordinal(d.day)):
+            for s1, s2 in ((" ", ", "), (" ", " "), ("-", "-"), ("/", "/"), (".", "."), ("", " "), (" ", ","), ("", ", ")):
+                out.add(f"{name}{s1}{dd}{s2}{y4}")
+        for dd in ds:
+            for s in ("", " ", "-", "/", "."):
+                out.add(f"{y4}{s}{name}{s}{dd}")
+    return sorted(out)

@@ -30,6 +30,7 @@ The result is idempotent: sanitising a sanitised profile changes nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 
 HEADER_SIZE = 128
@@ -43,6 +44,9 @@ STANDARD_TEXTS = frozenset({
     "Reference Viewing Condition in IEC61966-2.1", "Copyright (c) 1998 Hewlett-Packard Company",
     "sRGB", "sRGB built-in", "No copyright, use freely",
 })
+# Scanner calibration profile names (Aperio's "ScanScope v1"): product names,
+# also written as the SVS "ICC Profile" key, which the profile keeps by pattern.
+STANDARD_PATTERN = re.compile(r"ScanScope v\d{1,2}", re.ASCII)
 # Neutral text per tag signature (truncated to the original's length).
 NEUTRAL = {b"desc": "Colour profile", b"cprt": "Copyright removed"}
 DEFAULT_NEUTRAL = "Removed"
@@ -72,7 +76,7 @@ def _neutral(sig: bytes, room: int) -> str:
 
 
 def _keep_text(text: str) -> bool:
-    return text in STANDARD_TEXTS
+    return text in STANDARD_TEXTS or bool(STANDARD_PATTERN.fullmatch(text))
 
 
 def _sanitize_text(sig: bytes, data: bytes, removed: list[str]) -> bytes:
@@ -203,6 +207,53 @@ def _profile_id(profile: bytes) -> bytes:
     return hashlib.md5(bytes(buf)).digest()
 
 
+# Header fields (ICC.1:2022 clause 7.2) that are enumerations: a value outside them is no profile.
+DEVICE_CLASSES = {b"scnr", b"mntr", b"prtr", b"link", b"spac", b"abst", b"nmcl"}
+COLOUR_SPACES = {b"XYZ ", b"Lab ", b"Luv ", b"YCbr", b"Yxy ", b"RGB ", b"GRAY", b"HSV ", b"HLS ", b"CMYK",
+                 b"CMY "} | {f"{n:X}CLR".encode() for n in range(2, 16)}
+PLATFORMS = {b"APPL", b"MSFT", b"SGI ", b"SUNW", b"\0\0\0\0"}
+# Registered CMM signatures (the ICC's registry): anything else in a 4-byte
+# field may be four letters of a name, so it is zeroed ("not specified").
+CMMS = {b"ADBE", b"ACMS", b"appl", b"CCMS", b"UCCM", b"UCMS", b"EFI ", b"FF  ", b"EXAC", b"HCMM", b"argl",
+        b"LgoS", b"HDM ", b"Lino", b"MSFT", b"KODA", b"HP  ", b"lcms", b"RIMX", b"DRIM", b"KCMS", b"MCML", b"WCS ", b"SIGN", b"ONYX", b"RGMS",
+        b"SICC", b"TCMM", b"32BT", b"vivo", b"WTG ", b"zc00"}
+D50 = struct.pack(">3i", 0xF6D6, 0x10000, 0xD32D)
+# The creation date is the colour tool's, not the patient's, but a date is a
+# date: every profile gets this one (a valid dateTimeNumber).
+NEUTRAL_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+
+
+def _header(raw: bytes) -> bytes:
+    """The first 100 header bytes with every field that could carry text made neutral.
+
+    Device manufacturer, model and attributes, the profile creator and an
+    unregistered CMM or platform are 4- and 8-byte fields a tool fills with
+    letters (a red-team profile carried "DOEJ"/"JANE" there): they are
+    optional, so they are zeroed. Enumerated fields must hold their
+    enumerations (else the profile is dropped), flags keep only the bits the
+    standard defines, the illuminant is D50 as the standard requires, and
+    the creation date is a fixed neutral one.
+    """
+    h = bytearray(raw[:100])
+    if bytes(h[12:16]) not in DEVICE_CLASSES or bytes(h[16:20]) not in COLOUR_SPACES \
+            or bytes(h[20:24]) not in COLOUR_SPACES or h[8] not in (2, 4, 5):
+        raise IccError("header fields outside their enumerations")
+    h[10:12] = b"\0\0"                       # version: major, minor/bug-fix nibbles; the rest reserved
+    if bytes(h[4:8]) not in CMMS:
+        h[4:8] = b"\0" * 4
+    h[24:36] = NEUTRAL_DATE
+    if bytes(h[40:44]) not in PLATFORMS:
+        h[40:44] = b"\0" * 4
+    flags = struct.unpack(">I", h[44:48])[0] & 0x3
+    h[44:48] = struct.pack(">I", flags)
+    h[48:64] = b"\0" * 16                     # device manufacturer, model, attributes
+    intent = struct.unpack(">I", h[64:68])[0]
+    h[64:68] = struct.pack(">I", intent if intent <= 3 else 0)
+    h[68:80] = D50
+    h[80:84] = b"\0" * 4                      # profile creator
+    return bytes(h)
+
+
 def parse_and_rebuild(raw: bytes) -> tuple[bytes, list[str]]:
     """Sanitise a profile; raises IccError when it does not parse."""
     if len(raw) < HEADER_SIZE + 4:
@@ -216,7 +267,7 @@ def parse_and_rebuild(raw: bytes) -> tuple[bytes, list[str]]:
     if count > MAX_TAGS or table_end > size:
         raise IccError("tag table does not fit the profile")
     out = bytearray(size)
-    out[:100] = raw[:100]  # header; 100-127 are reserved and stay zero
+    out[:100] = _header(raw)  # 100-127 are reserved and stay zero
     out[128:table_end] = raw[128:table_end]
     removed: list[str] = []
     done: dict[tuple[int, int], bytes] = {}

@@ -159,9 +159,10 @@ def _rebase(edits, appended) -> None:
 def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) -> InPlaceResult:
     """Run steps 2-7 above for an opened TIFF-family slide and its plan."""
     from .tiff.container import read_tiff
+    from .needles import Scanner, needles_for_plan
     from .tiff.edits import as_tile_edits
     from .tiff.writer import metadata_size, serialize_at, write_edits
-    from .verify import pixel_ranges, residual_needles, scan_bytes
+    from .verify import pixel_ranges
 
     t0 = time.perf_counter()
     tf = slide.container
@@ -199,7 +200,7 @@ def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) ->
     if len(block) != meta_len:
         raise AssertionError("in-place metadata size drift")
     # Pre-verification of the new block alone, before anything visible changes.
-    found = scan_bytes(block, residual_needles(plan))
+    found = Scanner(needles_for_plan(plan).needles).scan([(0, block)])
     if found:
         raise InPlaceError(f"the new metadata would still hold {len(found)} removed value(s); nothing changed")
     off, size = _header_slot(kind)

@@ -51,6 +51,7 @@ class Field:
     tag: int | None = None
     subkey: str | None = None  # key inside a container field (description, property map)
     kind: ValueKind = ValueKind.TEXT  # set by the inventory where the type is known (DICOM VR, numeric tags)
+    raw: bytes | None = None  # stored bytes of a binary value a check must parse (an ICC profile)
 
     def text(self) -> str:
         return self.value if isinstance(self.value, str) else str(self.value)
@@ -91,6 +92,9 @@ class Decision:
     new_value: Any = None
     rule: str = ""  # which profile entry decided ("aperio:Date", "unknown-key")
     unknown: bool = False
+    # Parts of the original value the new value leaves out (dropped Aperio
+    # header tokens, ICC profile texts): needles for the verifier, never audited.
+    removed_parts: list[str] = field(default_factory=list)
 
     @property
     def removes_value(self) -> bool:
@@ -126,6 +130,7 @@ class Plan:
         for d in self.fields:
             if d.removes_value and d.field.value not in (None, ""):
                 out.append(d.field.text())
+            out.extend(p for p in d.removed_parts if p)
         return out
 
     def decision_for(self, path: str) -> Decision | None:

@@ -17,11 +17,9 @@ review folder (``name-map.csv``), never to OUTDIR.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import enum
 import hashlib
-import io
 import os
 import re
 import time
@@ -92,8 +90,13 @@ def _variants(stem: str) -> list[str]:
     return list(dict.fromkeys([stem, spaced, spaced.upper(), spaced.title()]))
 
 
-def check_keep_name(input_path: str) -> str:
-    """The input's base name (without extension), if the PHI text classifier passes it; else refuse."""
+def check_keep_name(input_path: str, identifiers: Sequence[str] = ()) -> str:
+    """The input's base name (without extension), if the PHI text classifier passes it; else refuse.
+
+    The user's own identifiers for the slide (``--identifier``, the
+    manifest's ``identifiers``) count too: a lab's user name or accession in
+    the file name is PHI whatever the classifier's general rules say.
+    """
     from .detect.phi_text import classify_text
 
     base = os.path.basename(os.fspath(input_path).rstrip(os.sep))
@@ -101,7 +104,7 @@ def check_keep_name(input_path: str) -> str:
     if not _KEEPABLE.match(stem) or _RESERVED.match(stem):
         raise NamingError("--keep-name refused: the input name holds characters other than letters, digits,"
                          " space, '.', '_' and '-' (use --new-id)")
-    cats = sorted({f.category for v in _variants(stem) for f in classify_text(v)})
+    cats = sorted({f.category for v in _variants(stem) for f in classify_text(v, list(identifiers))})
     if cats:
         raise NamingError(f"--keep-name refused: the input name looks like it holds PHI ({', '.join(cats)});"
                          " use --new-id or leave the name to the pseudonym")
@@ -153,7 +156,7 @@ def pseudonym(secret: Secret, identity: bytes) -> str:
 
 
 def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_name: bool,
-           secret: Secret) -> OutputName:
+           secret: Secret, identifiers: Sequence[str] = ()) -> OutputName:
     """The output name for ``input_path``; ``content`` lists the files its fingerprint is taken from."""
     origin = os.path.abspath(input_path)
     if new_id is not None:
@@ -161,7 +164,7 @@ def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_nam
             raise NamingError("--keep-name and --new-id exclude each other")
         return OutputName(check_research_id(new_id), NamedBy.RESEARCH_ID, origin)
     if keep_name:
-        return OutputName(check_keep_name(input_path), NamedBy.KEPT, origin)
+        return OutputName(check_keep_name(input_path, identifiers), NamedBy.KEPT, origin)
     return OutputName(pseudonym(secret, fingerprint(content)), NamedBy.PSEUDONYM, origin)
 
 
@@ -182,7 +185,8 @@ def name_for(input_path: str, content: Sequence[str], options) -> OutputName:
         return options.naming
     if options.secret is None:  # pragma: no cover - the pipelines set it first
         raise WsideidError("internal: no secret to name the output with")
-    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret)
+    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret,
+                  getattr(options, "identifiers", ()))
 
 
 def check_review_dir(outdir: str, review: str) -> None:
@@ -199,67 +203,59 @@ def review_dir(outdir: str, review: str | None) -> str:
 
 
 def make_review_dir(review: str, sub: str | None = None) -> str:
-    """Create the review folder owner-only (it holds PHI), and ``sub`` inside it; returns the latter."""
+    """Create the review folder owner-only (it holds PHI), and ``sub`` inside it; returns the latter.
+
+    ``sub`` may not be a symbolic link (see wsideid.safefs); the review folder itself was passed by the user.
+    """
+    from .safefs import makedirs
     os.makedirs(review, mode=0o700, exist_ok=True)
-    path = os.path.join(review, sub) if sub else review
-    os.makedirs(path, exist_ok=True)
-    return path
+    return makedirs(review, os.path.join(review, sub)) if sub else review
 
 
 def append_name_map(review: str, name: OutputName, output_name: str) -> str:
     """Append one mapping row (input path -> output name) to ``<review>/name-map.csv``.
 
-    One ``write`` of one line on an O_APPEND descriptor, so batch workers
-    appending at once do not interleave their rows.
+    One ``write`` of one line on an O_APPEND|O_NOFOLLOW descriptor, so batch
+    workers appending at once do not interleave their rows, and a link
+    planted at the name is refused. Cells are escaped against spreadsheet
+    formulas (wsideid.cells).
     """
+    from .cells import csv_line
+    from .safefs import append
     make_review_dir(review)
     path = os.path.join(review, NAME_MAP)
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(
-        [time.strftime("%Y-%m-%dT%H:%M:%S%z"), name.origin, output_name, name.named_by.value])
+    line = csv_line([time.strftime("%Y-%m-%dT%H:%M:%S%z"), name.origin, output_name, name.named_by.value])
     try:
-        if not os.path.exists(path):
-            _create_with_header(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, buf.getvalue().encode("utf-8"))
-        finally:
-            os.close(fd)
+        append(path, line.encode("utf-8"), (",".join(NAME_MAP_COLUMNS) + "\n").encode(), root=review)
     except OSError as exc:
         raise WsideidError(f"cannot write the name mapping to the review folder: {exc.strerror}") from None
     return path
 
 
-def _create_with_header(path: str) -> None:
-    """Create the file holding just its header, atomically (link fails if another worker won)."""
-    import tempfile
-    header = ",".join(NAME_MAP_COLUMNS).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-map-", dir=os.path.dirname(path))
-    try:
-        try:
-            os.write(fd, header)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # no hard links here (some network file systems): exclusive create instead
-            with contextlib.suppress(FileExistsError):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    os.write(fd, header)
-                finally:
-                    os.close(fd)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
 def read_name_map(review: str) -> list[dict[str, str]]:
     """Rows of ``name-map.csv`` (empty if there is none)."""
     try:
+        from .cells import unescape_row
         with open(os.path.join(review, NAME_MAP), newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+            return [unescape_row(r) for r in csv.DictReader(fh)]
     except OSError:
         return []
+
+
+_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
+
+
+def possible_outputs(source: str, stem: str) -> set[str]:
+    """Every name (lower case) a row may put into OUTDIR: its output in each form the format
+    may give it (``.svs``/``.ndpi``/``.tif(f)`` for a TIFF, a folder or ``.dcm`` for DICOM), and its audit.
+
+    Taken without parsing the slide (the manifest is checked before any work), so a TIFF
+    row counts every TIFF extension: a possible collision is refused, never risked.
+    """
+    from .dicom import is_dicom_input
+    if is_dicom_input(source):
+        outs = {stem if os.path.isdir(source) else stem + ".dcm"}
+    else:
+        ext = Path(source.rstrip(os.sep)).suffix.lower()
+        outs = {stem + e for e in _TIFF_EXTENSIONS + ((ext,) if ext in (".tif", ".tiff") else ())}
+    return {n.lower() for o in outs for n in (o, o + ".audit.json")}

@@ -25,6 +25,7 @@ from .keys import Secret
 from .model import Plan, VerifyReport
 from .naming import OutputName, check_name_options, check_review_dir, name_for, review_dir
 from .profiles import PlanOptions, load_profile, make_plan
+from .safefs import LinkRefused, NameTaken, claim, publish_file
 
 TMP_PREFIX = ".wsideid-tmp-"
 
@@ -69,6 +70,7 @@ class DeidResult:
     timings: dict[str, float] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # input hashes go to the lab record only
     named_by: str | None = None  # research-id | pseudonym | kept-name
+    replaced: bool = False  # --overwrite replaced an existing output of the same name (callers say so)
 
 
 def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan:
@@ -224,8 +226,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
     final = os.path.join(outdir, output_name(input_path, name.stem, slide.format))
     if os.path.exists(final) and os.path.samefile(final, input_path):
         raise WsideidError("the output would overwrite the input (use another output folder)")
-    if os.path.lexists(final) and not options.overwrite:
-        raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+    check_free(final, options.overwrite)
     clean_stale_temps(outdir)
     in_hash = _Hasher(input_path) if options.hash_outputs else None
     if in_hash:
@@ -288,10 +289,13 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         timings["total"] = time.perf_counter() - t0
         result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
                             sha256=hashes, scans=scans)
-        # The records land first: a kill between them and the rename leaves an
-        # audit without its slide (a rerun redoes it), never a slide without its record.
-        result.audit_path = record_and_audit(result, options, name, review)
-        os.replace(tmp, destination)
+        # The name is claimed first (a second publisher fails here, before it writes
+        # anything), then the records land: a kill between them and the rename leaves
+        # an audit without its slide (a rerun redoes it), never a slide without its record.
+        with claim(os.path.dirname(destination), os.path.basename(destination)):
+            check_free(destination, options.overwrite)
+            result.audit_path = record_and_audit(result, options, name, review)
+            result.replaced = publish_file(tmp, destination, options.overwrite)
         published = True
     finally:
         if not published:
@@ -300,6 +304,25 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
             except OSError:
                 pass  # never written (read-only folder) or already gone: the real error is on its way
     return result
+
+
+def check_free(final: str, overwrite: bool) -> None:
+    """Refuse an output name that is taken (also in another letter case), or is a link.
+
+    The early, friendly check; the exclusive claim at publish time is what
+    makes it hold against a concurrent run.
+    """
+    folder, base = os.path.split(final)
+    if os.path.islink(final):
+        raise LinkRefused(f"refusing to publish over a symbolic link: {base}")
+    try:
+        clash = [n for n in os.listdir(folder) if n.lower() == base.lower() and n != base]
+    except OSError:
+        clash = []
+    if clash:
+        raise NameTaken(f"output name {base} collides with {clash[0]} (names are compared ignoring case)")
+    if os.path.lexists(final) and not overwrite:
+        raise NameTaken(f"output already exists: {base} (use --overwrite)")
 
 
 def failure_summary(report: VerifyReport, limit: int = 3) -> str:
@@ -432,7 +455,8 @@ def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions, on_re
 
 def _verify(slide: OpenedSlide, tmp: str, plan: Plan, edited: dict, options: DeidOptions) -> VerifyReport:
     from .verify import verify_tiff
-    return verify_tiff(slide.container, tmp, plan, slide.module, edited, full=options.verify == "full")
+    return verify_tiff(slide.container, tmp, plan, slide.module, edited, full=options.verify == "full",
+                       identifiers=options.identifiers)
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -456,7 +480,7 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
     edited = _edits(slide, plan, options).tiles
     try:
         return verify_tiff(slide.container, os.fspath(output), plan, slide.module, edited,
-                           full=options.verify == "full")
+                           full=options.verify == "full", identifiers=options.identifiers)
     except WsideidError as exc:
         rep = VerifyReport()
         rep.add("reparse", False, str(exc))
@@ -483,7 +507,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
 
     def check(path: str) -> VerifyReport:
         rep = verify_tiff(slide.container, path, plan, slide.module, edits.tiles, full=False,
-                          openslide_check=True)
+                          openslide_check=True, identifiers=options.identifiers)
         after = sample_digests(slide.container, plan, edits.tiles, full)
         rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
         return rep

@@ -6,28 +6,35 @@ wheel as ``wsideid/formats``); a user file passed with ``--profile`` is
 merged on top, section by section. Anything a profile does not list is
 unknown and gets the ``[defaults] unknown`` action (remove, recorded) or,
 with ``--strict``, refuses the slide: unknown metadata never passes through.
+
+A known name is not enough: a kept value must also pass the value policy
+(:mod:`wsideid.valuepolicy`), a declared type or allow-list pattern, or it
+is removed (or replaced by the entry's neutral value) and the decision
+records the check it failed.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .dates import DatePolicy, scrub_text, transform_structured, transform_time
+from .dates import DatePolicy, transform_structured, transform_time
 from .errors import ProfileError, StrictRefusal
 from .model import (DATE, DATETIME, FIELD_ACTIONS, IMAGE_ACTIONS, KEEP, REMOVE, REPLACE, TEXT, TIME,
                     Decision, Field, ImageDecision, Inventory, Plan)
+from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, parse_spec
 
 FORMAT_PROFILES = {"aperio": "aperio.toml", "hamamatsu": "hamamatsu.toml",
                    "generic-tiff": "generic_tiff.toml", "dicom": "dicom.toml"}
 IMAGE_ROLES = ("level", "thumbnail", "label", "macro", "map", "overview", "other")
+# Sections that are not field tables.
+NON_FIELD_SECTIONS = ("profile", "defaults", "images", "dicom_options")
 
 
 @dataclass
@@ -36,6 +43,15 @@ class Rule:
     value: str | None = None
     format: str | None = None
     note: str = ""
+    spec: ValueSpec | None = None  # keep/text: what the value must be (None: a bare keep)
+
+
+def _wildcard(key: str) -> re.Pattern | None:
+    """A profile key with ``*`` (any text) or ``#`` (one or more digits), as a regex."""
+    if "*" not in key and "#" not in key:
+        return None
+    return re.compile("".join(".*" if ch == "*" else r"\d+" if ch == "#" else re.escape(ch) for ch in key),
+                      re.DOTALL)
 
 
 @dataclass
@@ -44,6 +60,7 @@ class Profile:
     format: str
     data: dict[str, Any]
     sources: list[str]
+    _rules: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -58,24 +75,48 @@ class Profile:
         return self.data.get("images", {}).get(role, self.data.get("images", {}).get("other", REMOVE))
 
     def rule(self, section: str, name: str) -> tuple[Rule, str] | None:
-        """The rule for ``name`` in ``section``: exact entry first, then glob patterns."""
-        table = self.data.get(section, {})
-        if name in table:
-            return _rule(table[name], f"{section}.{name}"), f"{section}.{name}"
-        for pattern, spec in table.items():
-            if "*" in pattern and fnmatch.fnmatchcase(name, pattern.replace("[", "[[]")):
-                return _rule(spec, f"{section}.{pattern}"), f"{section}.{pattern}"
+        """The rule for ``name`` in ``section``: exact entry first, then wildcard keys."""
+        exact, wild = self._section(section)
+        if name in exact:
+            return exact[name]
+        for rx, found in wild:
+            if rx.fullmatch(name):
+                return found
         return None
+
+    def _section(self, section: str) -> tuple[dict[str, tuple[Rule, str]], list[tuple[re.Pattern, tuple[Rule, str]]]]:
+        """A section's rules, parsed once (patterns compiled and checked)."""
+        if section not in self._rules:
+            exact: dict[str, tuple[Rule, str]] = {}
+            wild: list[tuple[re.Pattern, tuple[Rule, str]]] = []
+            table = self.data.get(section, {})
+            if section not in NON_FIELD_SECTIONS and isinstance(table, dict):
+                for key, spec in table.items():
+                    where = f"{section}.{key}"
+                    exact[key] = (_rule(spec, where), where)
+                    rx = _wildcard(key)
+                    if rx is not None:
+                        wild.append((rx, exact[key]))
+            self._rules[section] = (exact, wild)
+        return self._rules[section]
 
 
 def _rule(spec: Any, where: str) -> Rule:
+    """One profile entry, checked: every mistake is a ProfileError before any slide is read."""
     if isinstance(spec, str):
         r = Rule(spec)
+        if r.action == TEXT:
+            raise ProfileError(f"profile entry {where}: text needs a pattern (free text is never kept as it is)")
     elif isinstance(spec, dict):
-        unknown = set(spec) - {"action", "value", "format", "note"}
+        unknown = set(spec) - {"action", "value", "format", "note"} - SPEC_KEYS
         if unknown:
             raise ProfileError(f"profile entry {where} has unknown keys {sorted(unknown)}")
         r = Rule(spec.get("action", ""), spec.get("value"), spec.get("format"), spec.get("note", ""))
+        if r.action in (KEEP, TEXT):
+            r.spec = parse_spec(spec, r.action, where)
+        elif set(spec) & SPEC_KEYS:
+            raise ProfileError(f"profile entry {where}: {', '.join(sorted(set(spec) & SPEC_KEYS))} "
+                               "only apply to keep and text")
     else:
         raise ProfileError(f"profile entry {where} must be an action name or a table")
     if r.action not in FIELD_ACTIONS:
@@ -84,6 +125,9 @@ def _rule(spec: Any, where: str) -> Rule:
         raise ProfileError(f"profile entry {where}: replace needs a value")
     if r.action in (DATE, DATETIME) and not r.format:
         raise ProfileError(f"profile entry {where}: {r.action} needs a format (strftime spelling)")
+    if r.action in (KEEP, TEXT) and "*" in where.partition(".")[2]:
+        raise ProfileError(f"profile entry {where}: a kept key must be spelled out ('*' would keep whatever "
+                           "text stands in the key itself; '#' stands for digits)")
     return r
 
 
@@ -104,11 +148,23 @@ def shipped_profile_path(fmt: str) -> Path:
     return Path(str(resources.files("wsideid") / "formats" / name))
 
 
-def _merge(base: dict, over: dict) -> dict:
+def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Override sections entry by entry; an overriding entry replaces the shipped one whole
+    (a shipped date ``format`` must not linger under an override's pattern)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v) if k in NON_FIELD_SECTIONS else {**out[k], **v}
         else:
             out[k] = v
     return out
@@ -138,7 +194,7 @@ def validate(data: dict[str, Any], label: str) -> None:
         if action not in IMAGE_ACTIONS:
             raise ProfileError(f"{label}: [images] {role} has unknown action {action!r}")
     for section, table in data.items():
-        if section in ("profile", "defaults", "images", "dicom_options") or not isinstance(table, dict):
+        if section in NON_FIELD_SECTIONS or not isinstance(table, dict):
             continue
         for name, spec in table.items():
             _rule(spec, f"{section}.{name}")
@@ -157,8 +213,17 @@ def decide(field: Field, rule: Rule | None, where: str, opts: PlanOptions, unkno
     if rule is None:
         return Decision(field, REMOVE, None, "unknown", unknown=True)
     v = field.text()
-    if rule.action == KEEP:
-        return Decision(field, KEEP, field.value, where)
+    if rule.action in (KEEP, TEXT):
+        verdict = check(field, rule.spec, opts.dates)
+        if not verdict.ok:
+            spec = rule.spec or ValueSpec()
+            if spec.on_fail == REPLACE:
+                return Decision(field, REPLACE, spec.neutral, f"{where}: {verdict.note}, replaced")
+            return Decision(field, REMOVE, None, f"{where}: {verdict.note}")
+        if verdict.action is None:
+            return Decision(field, KEEP, field.value, where)
+        return Decision(field, verdict.action, verdict.value, f"{where}: {verdict.note}",
+                        removed_parts=verdict.removed)
     if rule.action == REMOVE:
         return Decision(field, REMOVE, None, where)
     if rule.action == REPLACE:
@@ -169,11 +234,10 @@ def decide(field: Field, rule: Rule | None, where: str, opts: PlanOptions, unkno
         new = transform_structured(v, rule.format, opts.dates)
         return Decision(field, rule.action if new is not None else REMOVE, new, where)
     if rule.action == TIME:
+        if not check_time(v):
+            return Decision(field, REMOVE, None, f"{where}: value failed time")
         new = transform_time(v, opts.dates)
         return Decision(field, TIME if new is not None else REMOVE, new, where)
-    if rule.action == TEXT:
-        new, _ = scrub_text(v, opts.dates)
-        return Decision(field, TEXT if new != v else KEEP, new, where)
     raise ProfileError(f"unhandled action {rule.action}")
 
 

@@ -9,9 +9,10 @@ believes it wrote, and checked against the plan:
   unknown slipped through) and every removed field is gone;
 - pixels: tile/strip bytes equal the source's (a sample per image, all with
   ``--verify full``); edited tiles are excluded and checked by their editor;
-- residual scan: no removed value (>= 4 characters, in ASCII, UTF-16LE and
-  UTF-16BE, any case) and no spelling of a removed date occurs in any byte
-  that is not pixel data;
+- residual scan: no needle (removed values, their parts, user identifiers
+  and every spelling of a removed date; see needles.py) occurs, in any
+  encoding or case, in any byte that is not pixel data, tile and strip
+  headers included;
 - streams: every JPEG / JPEG 2000 tile re-parsed holds only its decoding
   segments up to its first end marker, JPEGTables only used tables, and
   streams the rule edited decode exactly as their source;
@@ -26,54 +27,32 @@ believes it wrote, and checked against the plan:
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .dates import parse_any, spellings
 from .errors import WsideidError
-from .model import DATE, DATETIME, REMOVE, TEXT, TIME, Plan, VerifyReport
+from .model import REMOVE, Plan, VerifyReport
+from .needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
+from .streamheads import read_range, stream_headers
 from .tiff import jpegsegs
 from .tiff.container import TiffFile, read_tiff
 from .tiff.edits import as_tile_edits
 from .vendors import tiff_base
 
-MIN_NEEDLE = 4
 SAMPLE_TILES = 8
+NON_PIXEL_LIMIT = 256 << 20
 
 
-def residual_needles(plan: Plan) -> list[str]:
-    """Strings that must not occur in the output's non-pixel bytes."""
-    needles: set[str] = set()
-    kept_text = "\n".join(str(d.new_value if d.new_value is not None else "").lower()
-                          for d in plan.fields if d.action != REMOVE)
-    for d in plan.fields:
-        if not d.removes_value:
-            continue
-        v = d.field.text().strip()
-        if d.field.value is None or v.startswith("<") and v.endswith(">"):
-            continue  # a binary summary, not the stored bytes
-        if d.action in (REMOVE, DATE, DATETIME, TIME, TEXT) or d.removes_value:
-            for d8 in parse_any(v):
-                needles.update(spellings(d8))
-        if d.field.subkey == "@header" or d.action == TEXT:
-            continue  # rebuilt free text: only its dates are needles
-        if len(v) >= MIN_NEEDLE:
-            needles.add(v)
-    # A value the profile keeps elsewhere (OriginalHeight = 32914 beside an
-    # unknown Originalheight = 32914) is not a leak when it shows up.
-    return sorted(n for n in needles if n.lower() not in kept_text)
+def residual_needles(plan: Plan, identifiers: Sequence[str] = ()) -> list[str]:
+    """Strings that must not occur in the output's non-pixel bytes (see needles.py)."""
+    return [n.text for n in needles_for_plan(plan, identifiers).needles]
 
 
-def _encodings(needle: str) -> list[bytes]:
-    low = needle.lower()
-    return [low.encode("utf-8"), low.encode("utf-16-le"), low.encode("utf-16-be")]
-
-
-def scan_bytes(data: bytes, needles: Iterable[str]) -> list[str]:
-    """Needles found in ``data`` (case-insensitive for ASCII)."""
-    hay = data.lower()
-    return [n for n in needles if any(e in hay for e in _encodings(n))]
+def scan_bytes(data: bytes, needles: Iterable[str | Needle]) -> list[str]:
+    """Needles found in ``data`` (any encoding and case; see needles.Scanner)."""
+    objs = [n if isinstance(n, Needle) else Needle(n, NeedleKind.VALUE, "") for n in needles]
+    return [h.needle.text for h in Scanner(objs).scan([(0, data)])]
 
 
 def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
@@ -93,40 +72,41 @@ def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     return s[order], e[order]
 
 
-def non_pixel_bytes(path: str, tf: TiffFile, limit: int = 256 << 20) -> bytes:
-    """Every byte of the output not covered by image data, gaps joined by NULs."""
+def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of every byte of the output not covered by image data, then the
+    header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
     starts, ends = pixel_ranges(tf)
     covered_to = np.maximum.accumulate(ends) if len(ends) else ends
     # gap i lies between the furthest end so far and the next start
     gap_from = np.concatenate([[0], covered_to])
     gap_to = np.concatenate([starts, [tf.size]])
     keep = gap_to > gap_from
-    chunks = []
     total = 0
-    step = 4 << 20
     with open(path, "rb") as fh:
         for a, b in zip(gap_from[keep].tolist(), gap_to[keep].tolist()):
-            parts, pos = [], a
-            while pos < b:
-                chunk = os.pread(fh.fileno(), min(step, b - pos), pos)
-                if not chunk:
-                    break
-                pos += len(chunk)
-                if len(chunk) > (1 << 16) and chunk.count(0) == len(chunk):
-                    # zeros hold no text (in-place mode wipes whole old tiles to zeros): a run of them
-                    # is kept only as long as a needle's NUL tail could reach into it
-                    if not (parts and parts[-1] is _ZEROS):
-                        parts.append(_ZEROS)
+            for off, piece in read_range(fh.fileno(), a, b):
+                if len(piece) > 2 * _ZERO_EDGE and piece.count(0) == len(piece):
+                    # zeros hold no text (in-place mode wipes the old versions of edited tiles):
+                    # not counted, and only its edges scanned, where a needle's NUL bytes could lie
+                    yield off, piece[:_ZERO_EDGE]
+                    yield off + len(piece) - _ZERO_EDGE, piece[-_ZERO_EDGE:]
                     continue
-                total += len(chunk)
+                total += len(piece)
                 if total > limit:
                     raise WsideidError("output has more non-pixel bytes than the residual scan allows")
-                parts.append(chunk)
-            chunks.append(b"".join(parts))
-    return b"\0".join(chunks)
+                yield off, piece
+    for ifd in tf.all_ifds():
+        data = tiff_base.image_data(ifd, tf.byteorder)
+        if data is None:
+            continue
+        for off, head in stream_headers(path, data.src_offsets, data.src_counts):
+            total += len(head)
+            if total > limit:
+                raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+            yield off, head
 
 
-_ZEROS = bytes(1 << 16)
+_ZERO_EDGE = 1 << 16
 
 
 def _sample(n: int, full: bool) -> list[int]:
@@ -147,7 +127,7 @@ def _same_bytes(fa, oa: int, fb, ob: int, n: int) -> bool:
 
 
 def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[int, dict[int, bytes]],
-                full: bool = False, openslide_check: bool = True) -> VerifyReport:
+                full: bool = False, openslide_check: bool = True, identifiers: Sequence[str] = ()) -> VerifyReport:
     rep = VerifyReport()
     try:
         out = read_tiff(out_path)
@@ -222,22 +202,25 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
     unknown = [d.field.key for d in replan.fields if d.unknown]
     rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
+    # Every value in the output must pass the value policy as it stands: the
+    # writer wrote what the plan kept, and nothing kept holds free text.
+    failing = sorted({d.field.path for d in replan.fields if ": value failed" in d.rule or d.removed_parts})
+    rep.add("values-pass-policy", not failing,
+            f"{len(failing)} output value(s) fail their type or pattern: {', '.join(failing[:5])}" if failing else "")
+    # A removed field is looked for in the IFD its own IFD became (the value
+    # policy may keep MPP in one IFD and remove a forged MPP in another).
+    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
     out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
+    out_keys_at = {(f.key, f.ifd) for f in out_inv.fields}
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
-                 and plan.inventory.images and (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys
-                 and _ifd_kept(plan, d.field.ifd, src.image_owners())]
+                 and plan.inventory.images and _ifd_kept(plan, d.field.ifd, src.image_owners())
+                 and ((d.field.key, out_index[d.field.ifd]) in out_keys_at if d.field.ifd in out_index
+                      else (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys)]
     rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
 
     # Residual scan of every non-pixel byte, and JPEG tile headers.
-    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
-    edited_out = {out_index[k]: v for k, v in edited.items() if k in out_index}
-    needles = residual_needles(plan)
-    found = scan_bytes(non_pixel_bytes(out_path, out), needles)
-    where = sorted({d.field.path for d in plan.fields for n in found
-                    if d.removes_value and n.lower() in d.field.text().lower()})
-    rep.add("residual-scan", not found,
-            f"{len(needles)} needles; {len(found)} removed value(s) still present (from {', '.join(where[:4]) or 'a date'})"
-            if found else f"{len(needles)} needles, none found")
+    needles = needles_for_plan(plan, identifiers)
+    report_residual(rep, needles, Scanner(needles.needles).scan(non_pixel_segments(out_path, out)))
     _check_streams(src, out, out_path, plan, kept_top, edited, full, rep)
 
     if openslide_check:
@@ -276,14 +259,6 @@ def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int
     return found
 
 
-def _ifd_pairs(a, b):
-    """A kept image and its SubIFDs, source beside output."""
-    yield a, b
-    for tag, kids in a.children.items():
-        for x, y in zip(kids, b.children.get(tag, [])):
-            yield from _ifd_pairs(x, y)
-
-
 def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept_top: list[int],
                    edited: dict[int, dict[int, bytes]], full: bool, rep: VerifyReport) -> None:
     """The JPEG / JPEG 2000 stream rule, re-checked on the output.
@@ -299,6 +274,8 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
     from .jpeg import j2k, structure
     from .jpeg.compare import same_decoding
     flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
+    # SubIFD levels are images of their own (their index counts past the top-level chain)
+    src_images, out_images = src.image_ifds(), out.image_ifds()
     bad_streams = bad_tables = checked = compared = hidden = 0
     differ: list[str] = []
     replaced = {d.image.index for d in plan.images if d.action == "replace"}
@@ -306,65 +283,64 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
         for oi, si in enumerate(kept_top):
             if si in replaced:
                 continue  # a generated label: written by this tool, nothing of the source
-            for s_ifd, o_ifd in _ifd_pairs(src.ifds[si], out.ifds[oi]):
-                comp = o_ifd.value(259, 1)
-                data = tiff_base.image_data(o_ifd, out.byteorder)
-                if data is None or (comp not in (6, 7) and comp not in tiff_base.J2K_COMPRESSIONS):
-                    continue
-                k = flat_src.index(s_ifd)
-                new = as_tile_edits(edited.get(k, {}), src.path)
-                n = len(data.src_offsets)
-                pick = np.arange(n) if full else np.union1d(np.array(_sample(n, False), dtype=np.int64),
-                                                             new.indices())
-                checked += len(pick)
-                o_tables = o_ifd.entries[347].raw if o_ifd.has(347) else None
-                s_tables = s_ifd.entries[347].raw if s_ifd.has(347) else None
-                try:
-                    if comp in tiff_base.J2K_COMPRESSIONS:
-                        for t in pick.tolist():
-                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
-                            bad_streams += int(data.src_counts[t]) > 0 and not j2k.is_clean(raw)
-                    else:
-                        pre = jpegsegs.table_keys(o_tables)
-                        for t in jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick],
-                                                              data.src_counts[pick], pre).tolist():
-                            t = int(pick[t])  # not single-scan baseline: the full parser judges it
-                            raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
-                            bad_streams += not structure.is_clean(raw, pre)
-                        if o_tables is not None:
-                            used = jpegsegs.used_tables(out_path, data.src_offsets, data.src_counts, pre)
-                            bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
-                except WsideidError:
-                    bad_streams += 1
-                if comp == 7:
-                    hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
-                sd = tiff_base.image_data(s_ifd, src.byteorder)
-                kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
-                for t in new.indices()[:None if full else EDITED_DECODE_SAMPLE].tolist():
-                    if max(int(sd.src_counts[t]), new.length(t)) > jpegsegs.IN_MEMORY:
-                        # too large to hold (a whole-level NDPI strip): the output must be exactly
-                        # the rule's reduction of the source, compared streamed
-                        if t in new.opaque:
-                            continue  # a blanked strip: its editor's own check covers it
-                        compared += 1
-                        why = jpegsegs.reduction_differs(src.path, int(sd.src_offsets[t]), int(sd.src_counts[t]),
-                                                         out_path, int(data.src_offsets[t]), int(data.src_counts[t]),
-                                                         kind, s_tables, o_tables)
-                        if why:
-                            differ.append(f"{o_ifd.path} tile {t}: {why}")
-                        continue
-                    before = os.pread(fs.fileno(), int(sd.src_counts[t]), int(sd.src_offsets[t]))
-                    try:
-                        rule_only = (j2k.clean(before) if kind == "j2k" else
-                                     structure.clean(before, jpegsegs.table_keys(s_tables)).data) == new[t]
-                    except WsideidError:
-                        rule_only = False
-                    if not rule_only:
-                        continue  # a blanked tile: its editor's own check covers it
+            s_ifd, o_ifd = src_images[si], out_images[oi]
+            comp = o_ifd.value(259, 1)
+            data = tiff_base.image_data(o_ifd, out.byteorder)
+            if data is None or (comp not in (6, 7) and comp not in tiff_base.J2K_COMPRESSIONS):
+                continue
+            k = flat_src.index(s_ifd)
+            new = as_tile_edits(edited.get(k, {}), src.path)
+            n = len(data.src_offsets)
+            pick = np.arange(n) if full else np.union1d(np.array(_sample(n, False), dtype=np.int64), new.indices())
+            checked += len(pick)
+            o_tables = o_ifd.entries[347].raw if o_ifd.has(347) else None
+            s_tables = s_ifd.entries[347].raw if s_ifd.has(347) else None
+            try:
+                if comp in tiff_base.J2K_COMPRESSIONS:
+                    for t in pick.tolist():
+                        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                        bad_streams += int(data.src_counts[t]) > 0 and not j2k.is_clean(raw)
+                else:
+                    pre = jpegsegs.table_keys(o_tables)
+                    for t in jpegsegs.tiles_with_segments(out_path, data.src_offsets[pick],
+                                                          data.src_counts[pick], pre).tolist():
+                        t = int(pick[t])  # not single-scan baseline: the full parser judges it
+                        raw = os.pread(fo.fileno(), int(data.src_counts[t]), int(data.src_offsets[t]))
+                        bad_streams += not structure.is_clean(raw, pre)
+                    if o_tables is not None:
+                        used = jpegsegs.used_tables(out_path, data.src_offsets, data.src_counts, pre)
+                        bad_tables += jpegsegs.clean_tables(o_tables, used) != o_tables
+            except WsideidError:
+                bad_streams += 1
+            if comp == 7:
+                hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
+            sd = tiff_base.image_data(s_ifd, src.byteorder)
+            kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
+            for t in new.indices()[:None if full else EDITED_DECODE_SAMPLE].tolist():
+                if max(int(sd.src_counts[t]), new.length(t)) > jpegsegs.IN_MEMORY:
+                    # too large to hold (a whole-level NDPI strip): the output must be exactly
+                    # the rule's reduction of the source, compared streamed
+                    if t in new.opaque:
+                        continue  # a blanked strip: its editor's own check covers it
                     compared += 1
-                    why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
+                    why = jpegsegs.reduction_differs(src.path, int(sd.src_offsets[t]), int(sd.src_counts[t]),
+                                                     out_path, int(data.src_offsets[t]), int(data.src_counts[t]),
+                                                     kind, s_tables, o_tables)
                     if why:
                         differ.append(f"{o_ifd.path} tile {t}: {why}")
+                    continue
+                before = os.pread(fs.fileno(), int(sd.src_counts[t]), int(sd.src_offsets[t]))
+                try:
+                    rule_only = (j2k.clean(before) if kind == "j2k" else
+                                 structure.clean(before, jpegsegs.table_keys(s_tables)).data) == new[t]
+                except WsideidError:
+                    rule_only = False
+                if not rule_only:
+                    continue  # a blanked tile: its editor's own check covers it
+                compared += 1
+                why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
+                if why:
+                    differ.append(f"{o_ifd.path} tile {t}: {why}")
     rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0 and hidden == 0,
             f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
             f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "

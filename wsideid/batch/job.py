@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import WsideidError
-from .records import input_state, record_path, tree_sha256, write_json
+from .records import input_state, load_record, record_path, tree_sha256, write_json
 
 SUMMARY_COLUMNS = [
     "row", "new_id", "status", "run", "format", "output", "fields", "removed", "replaced", "kept", "unknown_removed",
     "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
-    "error_kind", "reviewed", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
+    "error_kind", "reviewed", "overwrote", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
 ]
 IMAGE_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
 PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
@@ -70,11 +70,16 @@ def deid_options(job: SlideJob):
                        overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
 
 
-def _save_image(img, path: str) -> str:
+def _save_image(img, path: str, root: str) -> str:
+    """A JPEG preview, written like every review file: new temp, rename, no link followed."""
+    import io
+    from ..safefs import makedirs, write_atomic
     img = img.convert("RGB")
     img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    img.save(path, "JPEG", quality=85)
+    makedirs(root, os.path.dirname(path))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    write_atomic(path, buf.getvalue(), root=root, mode=0o600)
     return os.path.basename(path)
 
 
@@ -95,7 +100,7 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
         if d.action == "remove" and d.image.role in IMAGE_ROLES:
             try:
                 name = _save_image(read_removed(d.image.index),
-                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"))
+                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"), job.review_dir)
                 saved.append({"file": name, "role": d.image.role, "kind": "removed"})
             except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
                 continue
@@ -104,7 +109,7 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
             if sc.stage == "output" and (sc.has_phi or sc.error):
                 try:
                     name = _save_image(read_tiff_image(result.output, sc.index),
-                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"))
+                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"), job.review_dir)
                     saved.append({"file": name, "role": sc.role, "kind": "kept"})
                 except Exception:  # noqa: BLE001
                     continue
@@ -141,24 +146,53 @@ def _counts(result) -> dict[str, Any]:
     }
 
 
-def _drop_stale(job: SlideJob, keep: str | None) -> None:
+def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
+    """With --overwrite only (``job.stale`` is empty otherwise): drop this slide's earlier output
+    in this OUTDIR or review folder that the new run did not replace; returns the names dropped."""
+    from ..safefs import remove_tree
+    dropped = []
     for path in job.stale:
         if keep and os.path.abspath(path) == os.path.abspath(keep):
             continue
+        if os.path.lexists(path):
+            dropped.append(os.path.basename(path))
         for p in (path, path + ".audit.json"):
-            try:
-                if os.path.isdir(p) and not os.path.islink(p):
-                    import shutil
-                    shutil.rmtree(p)
-                else:
-                    os.unlink(p)
-            except FileNotFoundError:
-                pass
+            remove_tree(p)
+    return dropped
+
+
+def _ours(path: str | None, outdir: str, review_dir: str) -> bool:
+    """Is ``path`` in this OUTDIR (published, approved) or this review folder (flagged, rejected)?
+
+    A record of the review folder may name an output in another OUTDIR (a
+    rerun with a new -o and the old --review-dir): that one is neither done
+    here nor this run's to replace.
+    """
+    if not path:
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return folder in (outdir, os.path.join(review_dir, "flagged"), os.path.join(review_dir, "rejected"))
+
+
+def is_done(job: SlideJob, prev: dict | None) -> bool:
+    """Resume: same options, unchanged input, and the output still there, in this OUTDIR (or this
+    review folder), with its recorded hash. The records alone prove nothing: the disk decides."""
+    if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
+        return False
+    if prev.get("fingerprint") != job.fingerprint or prev.get("input") != input_state(job.source):
+        return False
+    out = prev.get("output")
+    if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
+        return False
+    return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
 
 
 def run_job(job: SlideJob) -> dict[str, Any]:
     """De-identify one slide; returns its OUTDIR summary row. Never raises."""
     from ..pipeline import deidentify
+    prev = load_record(job.review_dir, job.new_id)
+    if is_done(job, prev):  # a cluster re-running a task whose result it lost (its worker died)
+        return {**prev["summary"], "status": prev["status"]}
     t0 = time.perf_counter()
     state = input_state(job.source)
     result, error, kind = None, None, ""
@@ -170,9 +204,12 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         error, kind = f"internal error ({type(exc).__name__})", "InternalError"
     status = result.status if result else "failed"
     output = result.output if result else None
-    _drop_stale(job, output)
+    overwrote = _drop_stale(job, output) if result is not None else []
+    if result is not None and result.replaced:
+        overwrote.insert(0, os.path.basename(output or ""))
     row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
-    row.update(row=job.row, new_id=job.new_id, status=status, run="done", error_kind=kind)
+    row.update(row=job.row, new_id=job.new_id, status=status, run="done", error_kind=kind,
+               overwrote=";".join(overwrote))
     if result is not None:
         row.update(_counts(result), format=result.format, output=os.path.basename(output or ""))
         for k in ("plan", "write", "verify", "total"):
@@ -180,19 +217,16 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         row["t_detect"] = round(sum(v for k, v in result.timings.items() if k.startswith("detect")), 3)
     else:
         row["t_total"] = round(time.perf_counter() - t0, 3)
-    images = []
-    try:
-        images = save_review_images(job, result)
-    except Exception:  # noqa: BLE001
-        pass
+    prev = load_record(job.review_dir, job.new_id) or {} if result is None else {}
     record = {
+        "previous_output": prev.get("output") or prev.get("previous_output"),  # a failed retry keeps track
         "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
         "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
         "audit": result.audit_path if result else None,
-        "job": asdict(job), "summary": row, "images": images,
+        "job": asdict(job), "summary": row, "images": [],
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
         "fields": [{"path": d.field.path, "action": d.action, "rule": d.rule, "unknown": d.unknown}
                    for d in result.plan.fields] if result and result.plan else [],
@@ -202,5 +236,12 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         if result and result.report else [],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(record_path(job.review_dir, job.new_id), record)
+    # The record lands right after the publish, before the slow review previews: a worker killed
+    # in between leaves a slide its record proves (a rerun skips it), not one it must refuse.
+    write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
+    try:
+        record["images"] = save_review_images(job, result)
+    except Exception:  # noqa: BLE001
+        pass
+    write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
     return row

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cells import unescape
 from ..errors import WsideidError
 
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
@@ -93,7 +94,7 @@ def _read_csv(path: Path) -> list[list[str]]:
                 dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
             except csv.Error:
                 dialect = csv.excel
-            return [row for row in csv.reader(fh, dialect)]
+            return [[unescape(c) for c in row] for row in csv.reader(fh, dialect)]
     except UnicodeDecodeError:
         raise ManifestError("the manifest is not UTF-8 text (save it as CSV UTF-8 or .xlsx)") from None
     except OSError as exc:
@@ -111,7 +112,7 @@ def _read_xlsx(path: Path) -> list[list[str]]:
         raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
     try:
         ws = wb.worksheets[0]
-        return [["" if v is None else _cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+        return [["" if v is None else unescape(_cell(v)) for v in row] for row in ws.iter_rows(values_only=True)]
     finally:
         wb.close()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from typing import Any
 
@@ -26,14 +25,13 @@ MAPPING = "mapping.csv"
 REPORT = "qc-report.html"
 
 
-def write_json(path: str, data: Any) -> None:
-    """Atomic write: a reader (or a killed run) never sees half a record."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-rec-", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, default=str)
-    os.replace(tmp, path)
+def write_json(path: str, data: Any, root: str | None = None) -> None:
+    """Atomic write: a reader (or a killed run) never sees half a record; never through a link
+    (folders below ``root`` and the file itself are checked, see wsideid.safefs)."""
+    from ..safefs import makedirs, write_atomic
+    folder = os.path.dirname(os.path.abspath(path))
+    makedirs(root or folder, folder)
+    write_atomic(path, json.dumps(data, indent=1, default=str), root=root or folder, mode=0o600)
 
 
 def read_json(path: str) -> Any | None:

@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, run_job
+from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, run_job
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
@@ -40,6 +40,7 @@ class BatchOptions:
     ocr: bool = True
     verify: str = "sample"
     progress: bool = True
+    overwrite: bool = False  # replace outputs of earlier runs in OUTDIR (each replacement is reported)
 
 
 @dataclass
@@ -53,10 +54,15 @@ class BatchResult:
     ran: int = 0
     skipped: int = 0
     secret_source: str = ""  # file | environment | random per run (the CLI warns about the last)
+    overwrote: list[str] = field(default_factory=list)  # output names --overwrite replaced or dropped
+
+    @property
+    def lost(self) -> int:
+        return sum(r["status"] == "lost" for r in self.rows)
 
     @property
     def exit_code(self) -> int:
-        if self.problems or any(r["status"] == "failed" for r in self.rows):
+        if self.problems or any(r["status"] in ("failed", "lost") for r in self.rows):
             return EXIT_FAILED
         return EXIT_CLEAN if all(r["status"] in CLEAN for r in self.rows) else EXIT_REVIEW
 
@@ -73,21 +79,18 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
     return job
 
 
-def is_done(job: SlideJob, prev: dict | None) -> bool:
-    """Resume: same options, unchanged input, and the output still there with its recorded hash."""
-    if not prev or prev.get("status") not in ("published", "flagged", "approved", "rejected"):
-        return False
-    if prev.get("fingerprint") != job.fingerprint or prev.get("input") != records.input_state(job.source):
-        return False
-    out = prev.get("output")
-    return bool(out and os.path.exists(out) and records.tree_sha256(out) == prev.get("output_sha256"))
+def _prepare(job: SlideJob, prev: dict | None, overwrite: bool) -> None:
+    """A slide done before with other options or input.
 
-
-def _prepare(job: SlideJob, prev: dict | None) -> None:
-    """A slide done before with other options or input: replace what this batch made of it."""
-    if prev and prev.get("output"):
-        job.overwrite = True
-        job.stale = [prev["output"]]
+    Only with --overwrite is its earlier output (in this OUTDIR or review
+    folder) replaced or dropped; without it the slide fails with "output
+    already exists", and nothing published is touched. Files outside this
+    OUTDIR and review folder are never touched.
+    """
+    job.overwrite = overwrite
+    earlier = prev and (prev.get("output") or prev.get("previous_output"))
+    if overwrite and earlier and _ours(earlier, job.outdir, job.review_dir):
+        job.stale = [earlier]
 
 
 def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]]:
@@ -95,24 +98,16 @@ def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]
         for job in jobs:
             yield run_job(job)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread_per_worker) as pool:
-        futures = {pool.submit(run_job, j): j for j in jobs}
-        for fut in as_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker that died fails its slide only
-                yield lost_job(futures[fut], exc)
+    from .pool import run_pool
+    yield from run_pool(jobs, workers, run_job, lost_job)
 
 
-def _one_thread_per_worker() -> None:
-    """N workers on N cores: keep tesseract (OpenMP) from starting N threads each."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-
-
-def lost_job(job: SlideJob, exc: BaseException) -> dict[str, Any]:
-    """The summary row of a job whose worker died before it could report."""
+def lost_job(job: SlideJob, why: Any) -> dict[str, Any]:
+    """The summary row of a job whose worker died before it could report: status "lost" (not
+    "failed", not "refused": nothing was wrong with the slide or its row; a rerun finishes it)."""
     row = {c: "" for c in SUMMARY_COLUMNS}
-    row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=f"WorkerLost:{type(exc).__name__}")
+    why = why if isinstance(why, str) else type(why).__name__
+    row.update(row=job.row, new_id=job.new_id, status="lost", run="lost", error_kind=f"WorkerLost:{why}")
     return row
 
 
@@ -152,12 +147,10 @@ def refused_rows(problems: list[RowProblem]) -> dict[int, dict[str, Any]]:
 
 
 def write_csv(path: str, rows: Iterable[dict], columns: list[str]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    """Atomically, never through a link (wsideid.safefs), every cell escaped against formulas (wsideid.cells)."""
+    from ..cells import csv_text
+    from ..safefs import write_atomic
+    write_atomic(path, csv_text(rows, columns))
 
 
 def write_summaries(result: BatchResult, sources: dict[int, str], messages: dict[int, str]) -> None:
@@ -179,7 +172,7 @@ def _earlier_pseudonyms(review_dir: str) -> dict[str, str]:
     """Source path -> the pseudonym an earlier run of this batch gave it (from the review folder's mapping)."""
     try:
         with open(os.path.join(review_dir, records.MAPPING), newline="") as fh:
-            return {r["path"]: r["new_id"] for r in csv.DictReader(fh)
+            return {r["path"]: r["new_id"] for r in map(unescape_row, csv.DictReader(fh))
                     if r.get("named_by") == "pseudonym" and r.get("path") and r.get("new_id")}
     except (OSError, KeyError, csv.Error):
         return {}
@@ -216,6 +209,25 @@ def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems
     return kept
 
 
+def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> list[ManifestRow]:
+    """Refuse a row whose output could take the name of an earlier row's output or audit, compared
+    after the extension or folder form is applied and ignoring case (``R-4.svs`` as a DICOM
+    folder and ``R-4`` as an Aperio slide both make ``R-4.svs``)."""
+    from ..naming import possible_outputs
+    owner: dict[str, int] = {}
+    kept = []
+    for r in rows:
+        names = possible_outputs(r.source, r.new_id)
+        clash = sorted({owner[n] for n in names if n in owner})
+        if clash:
+            problems.append(RowProblem(r.row, "new_id", f"its output name may collide with row {clash[0]}'s"
+                                                        " (names are compared with extensions, ignoring case)"))
+            continue
+        owner.update({n: r.row for n in names})
+        kept.append(r)
+    return kept
+
+
 def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> BatchResult:
     """Run every valid row of ``manifest`` into ``outdir``; see the module docstring for what goes where."""
     opts = opts or BatchOptions()
@@ -231,6 +243,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     records.check_separate(outdir, review)
     records.link_batch(outdir, review, manifest)
     rows = assign_pseudonyms(rows, review, secret, problems)
+    rows = refuse_collisions(rows, problems)
     write_mapping(review, rows)
 
     todo, done_rows = [], {}
@@ -240,7 +253,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         if is_done(job, prev):
             done_rows[r.row] = {**prev["summary"], "status": prev["status"], "run": "skipped"}
         else:
-            _prepare(job, prev)
+            _prepare(job, prev, opts.overwrite)
             todo.append(job)
     tick = _progress(len(todo), opts.progress)
     fresh: dict[int, dict] = {}
@@ -262,5 +275,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
                          ran=len(fresh), skipped=len(done_rows), secret_source=secret.source)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
+        if r.get("overwrote"):
+            result.overwrote += [n for n in str(r["overwrote"]).split(";") if n]
     write_summaries(result, {r.row: r.source_rel for r in rows}, messages)
     return result

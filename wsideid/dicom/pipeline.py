@@ -169,8 +169,8 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
     final = os.path.join(outdir, output_name(src, name.stem))
     if os.path.exists(final) and os.path.realpath(final) == os.path.realpath(input_path):
         raise WsideidError("the output would overwrite the input (use another output folder)")
-    if os.path.lexists(final) and not options.overwrite:
-        raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
+    from ..pipeline import check_free
+    check_free(final, options.overwrite)
     before = {i.path: _stat(i.path) for i in src.instances}
     plan = plan_source(src, options)
     plan_regions(plan, options)
@@ -188,7 +188,8 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
         timings["write"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         from .verify import verify_dicom
-        report = verify_dicom(plan, written, full=options.verify == "full")
+        report = verify_dicom(plan, written, full=options.verify == "full",
+                              identifiers=getattr(options, "identifiers", None) or [])
         timings["verify"] = time.perf_counter() - t2
         if any(_stat(p) != k for p, k in before.items()):
             raise WsideidError("the input changed while it was being processed; nothing was published")
@@ -211,8 +212,11 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
                             scans=scans)
         # Mapping and audit land first, as in the TIFF pipeline: never a published
         # output the lab cannot map back or that has no record.
-        result.audit_path = record_and_audit(result, options, name, review)
-        _publish(inner if src.is_folder else written[0][1], final, tmp, options.overwrite)
+        from ..safefs import claim
+        with claim(os.path.dirname(final), os.path.basename(final)):
+            check_free(final, options.overwrite)
+            result.audit_path = record_and_audit(result, options, name, review)
+            result.replaced = _publish(inner if src.is_folder else written[0][1], final, tmp, options.overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
@@ -305,13 +309,12 @@ def _detect(src: DicomSource, plan: Plan, written, options: Any):
     return scans, "flagged" if flagged else "published"
 
 
-def _publish(ready: str, final: str, tmp: str, overwrite: bool) -> None:
-    """Atomic rename into place; an old output (with --overwrite) is moved aside first."""
-    if os.path.lexists(final):
-        if not overwrite:
-            raise WsideidError(f"output already exists: {os.path.basename(final)} (use --overwrite)")
-        os.replace(final, os.path.join(tmp, "old")) if os.path.isdir(final) else os.unlink(final)
-    os.replace(ready, final)
+def _publish(ready: str, final: str, tmp: str, overwrite: bool) -> bool:
+    """Claim the final name atomically (see wsideid.safefs); True when --overwrite replaced an output."""
+    from ..safefs import publish_dir, publish_file
+    if os.path.isdir(ready):
+        return publish_dir(ready, final, overwrite, os.path.join(tmp, "old"))
+    return publish_file(ready, final, overwrite)
 
 
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: Any) -> VerifyReport:
@@ -351,6 +354,6 @@ def _verify_output(original: str | os.PathLike, output: str | os.PathLike, optio
             return rep
         written.append((inst, path, ds))
     rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True).checks:
+    for c in verify_dicom(plan, written, full=True, identifiers=getattr(options, "identifiers", None) or []).checks:
         rep.checks.append(c)
     return rep

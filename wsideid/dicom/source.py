@@ -19,6 +19,7 @@ from typing import Iterator
 import pydicom
 from pydicom.dataset import Dataset
 
+from ..budget import Budget
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
 from . import is_dicom_file
 from .pixels import PixelSpan, read_span
@@ -80,10 +81,112 @@ def role_of(ds: Dataset) -> str:
     return ROLE_BY_FLAVOR.get(values[2], "other") if len(values) >= 3 else "other"
 
 
+# Encapsulated syntaxes whose frames have a known start and end marker.
+_JPEG_FAMILY = ("1.2.840.10008.1.2.4.5", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
+_J2K_FAMILY = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.20")
+_J2K_HEADS = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0c")
+
+
+def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> None:
+    """One fragment per frame, each starting with its codestream's start marker.
+
+    Why: frames are copied untouched, so anything a fragment carries besides
+    its image reaches the output. An extra fragment (text between frames)
+    would be published as "pixels" (found by the
+    DICOM fuzzer: a text fragment inserted into a JPEG-LS series); what
+    follows a frame's EOI is dropped by the stream rule. Frames
+    split across fragments are legal DICOM but no WSI writer we know makes
+    them; refused rather than guessed.
+    """
+    try:
+        n_frames = int(frames)
+    except (TypeError, ValueError):
+        raise MalformedFile(f"instance {index}: NumberOfFrames is not a number") from None
+    if len(span.fragments) != n_frames:
+        raise MalformedFile(f"instance {index}: {len(span.fragments)} pixel fragments for {n_frames} frames "
+                            "(one fragment per frame is supported)")
+    jpeg = ts.startswith(_JPEG_FAMILY)
+    j2k = ts.startswith(_J2K_FAMILY)
+    if not (jpeg or j2k):
+        return
+    # The head only: bytes after a frame's first true EOI are the stream rule's
+    # (dicom/frames.py drops them and verification re-parses every frame); a
+    # tail check would refuse what the rule cleans, and pass text ending in FF D9.
+    with open(path, "rb") as fh:
+        for k, (off, n) in enumerate(span.fragments):
+            fh.seek(off)
+            head = fh.read(4)
+            if not (head.startswith(b"\xff\xd8") if jpeg else head in _J2K_HEADS):
+                raise MalformedFile(f"instance {index}: frame {k} does not start with a "
+                                    f"{'JPEG' if jpeg else 'JPEG 2000'} start marker")
+
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+_IMPLICIT_LE = b"1.2.840.10008.1.2"
+
+
+def prescan(path: str, index: int) -> None:
+    """Charge the header's elements and bytes to the slide budget before pydicom builds anything.
+
+    Why: pydicom reads the whole header into objects (a 480 MB private
+    value, or millions of tiny elements, cost gigabytes before any check
+    of ours could run). This walk reads element headers only, through an
+    mmap, descending into sequences and items, and stops at the pixel
+    data. Defined-length values are skipped, not read, so it costs time
+    linear in the number of elements and no memory beyond the counters.
+    The budget is wsideid.budget's: MAX_METADATA_BYTES of header and
+    MAX_ENTRIES elements per instance.
+    """
+    import mmap
+    import struct
+
+    b = Budget()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 140:
+            return  # pydicom's own error names it
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = 132 if mm[128:132] == b"DICM" else 0
+            implicit = False
+            while pos + 8 <= size:
+                g, e = struct.unpack_from("<HH", mm, pos)
+                if (g, e) == (0x7FE0, 0x0010):
+                    return
+                b.charge_entries(1, f"instance {index}: header")
+                if g == 0xFFFE:  # item or delimiter: its content follows as elements
+                    pos += 8
+                    continue
+                vr = bytes(mm[pos + 4:pos + 6])
+                if g == 0x0002 or not implicit:
+                    if vr in _LONG_VRS:
+                        if pos + 12 > size:
+                            return
+                        length = struct.unpack_from("<I", mm, pos + 8)[0]
+                        head = 12
+                    else:
+                        length = struct.unpack_from("<H", mm, pos + 6)[0]
+                        head = 8
+                else:
+                    vr = b""
+                    length = struct.unpack_from("<I", mm, pos + 4)[0]
+                    head = 8
+                if (g, e) == (0x0002, 0x0010):
+                    implicit = bytes(mm[pos + head:pos + head + length]).rstrip(b"\0 ") == _IMPLICIT_LE
+                if length == 0xFFFFFFFF or vr == b"SQ":
+                    pos += head  # descend into the sequence
+                    continue
+                if pos + head + length > size:
+                    return  # truncated: pydicom's error names it
+                b.charge_bytes(length, f"instance {index}: header")
+                pos += head + length
+
+
 def read_instance(path: str, index: int) -> Instance:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            prescan(path, index)
             with open(path, "rb") as fh:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
                 start = fh.tell()
@@ -94,6 +197,8 @@ def read_instance(path: str, index: int) -> Instance:
             if ts.is_deflated or not ts.is_little_endian:
                 raise UnsupportedFormat(f"instance {index}: transfer syntax {ts} is not supported ({SUPPORTED_SYNTAXES_NOTE})")
             span = read_span(path, start, ts.is_implicit_VR)
+            if span is not None and span.encapsulated:
+                check_fragments(path, span, str(ts), ds.get("NumberOfFrames", 1), index)
             # Force every element to be parsed now: bad values fail here, not mid-write.
             for _ in ds.iterall():
                 pass

@@ -10,15 +10,19 @@ open the slide as they opened the input; dciodvfy reports no new error.
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from collections import defaultdict
+from typing import Iterator, Sequence
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
 from ..model import REMOVE, Plan, VerifyReport
-from ..verify import residual_needles, scan_bytes
+from ..needles import Hit, Needle, NeedleKind, Scanner, needles_for_plan, report_residual
+from ..streamheads import read_range, stream_headers
 from . import dciodvfy
 from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
@@ -53,13 +57,25 @@ def _uids(ds: Dataset, keep: set[str]) -> list[str]:
     return found
 
 
-def _non_pixel_bytes(path: str, span: PixelSpan | None) -> bytes:
+def _non_pixel_segments(path: str, span: PixelSpan | None) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of everything outside the frames' entropy-coded data: the header and
+    anything after the pixel data, the pixel element's own header and offset table, and the
+    header of every JPEG / JPEG 2000 fragment (before its entropy-coded data)."""
     with open(path, "rb") as fh:
-        data = fh.read() if span is None else fh.read(span.start)
-        if span is not None:
-            fh.seek(span.end)
-            data += b"\0" + fh.read()
-    return data
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
+        if span is None:
+            yield from read_range(fd, 0, size)
+            return
+        yield from read_range(fd, 0, span.start)
+        if span.encapsulated and span.fragments:
+            first = span.fragments[0][0] - 8  # the first fragment's item header
+            yield from read_range(fd, span.start, first)
+        yield from read_range(fd, span.end, size)
+    if span.encapsulated and span.fragments:
+        offs = np.array([o for o, _ in span.fragments], dtype=np.int64)
+        cnts = np.array([n for _, n in span.fragments], dtype=np.int64)
+        yield from stream_headers(path, offs, cnts)
 
 
 def _output_path(path: str, dropped: dict[str, set[int]]) -> str:
@@ -78,7 +94,8 @@ def _output_path(path: str, dropped: dict[str, set[int]]) -> str:
     return "/".join(out)
 
 
-def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full: bool = False) -> VerifyReport:
+def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full: bool = False,
+                 identifiers: Sequence[str] = ()) -> VerifyReport:
     """``written``: (source instance, output file, header we meant to write) for every kept instance."""
     data: DicomPlanData = plan.inventory.container
     rep = VerifyReport()
@@ -154,14 +171,14 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(data, i), full))
 
     # Residual scan of every non-pixel byte.
-    needles = residual_needles(plan) + sorted(data.uids.mapped)
-    found: set[str] = set()
+    needles = needles_for_plan(plan, identifiers)
+    needles.extend(Needle(u, NeedleKind.UID, "the UID mapping") for u in sorted(data.uids.mapped))
+    scanner = Scanner(needles.needles)
+    hits: list[Hit] = []
     for (inst, path, _), out in zip(written, outs):
-        found.update(scan_bytes(_non_pixel_bytes(path, out.span), needles))
-    where = sorted({d.field.path.split("/", 1)[-1] for d in plan.fields for n in found
-                    if d.removes_value and n.lower() in d.field.text().lower()})
-    rep.add("residual-scan", not found, f"{len(needles)} needles; {len(found)} removed value(s) still present"
-            f" (from {', '.join(where[:4]) or 'a date or UID'})" if found else f"{len(needles)} needles, none found")
+        hits += [Hit(h.needle, h.encoding, h.offset, f"instance {inst.index}")
+                 for h in scanner.scan(_non_pixel_segments(path, out.span))]
+    report_residual(rep, needles, hits)
 
     _check_readers(plan, written, rep)
     _check_dciodvfy(written, rep)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..batch import records
 from ..batch.job import SlideJob, deid_options
+from ..cells import unescape, unescape_row
 from ..errors import WsideidError
 
 APPROVE = {"approve", "approved", "yes", "publish"}
@@ -35,7 +36,7 @@ class Applied:
 def read_decisions(path: str) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = [unescape_row(r) for r in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise WsideidError(f"cannot read the decisions file ({type(exc).__name__})") from None
     if rows and ("new_id" not in rows[0] or "decision" not in rows[0]):
@@ -66,13 +67,22 @@ def reverify(rec: dict) -> str | None:
 
 
 def _move(src: str, dest_dir: str) -> str:
-    """Move a file (or DICOM folder) into ``dest_dir`` via a temporary name, atomically at the end."""
+    """Move a file (or DICOM folder) into ``dest_dir`` via a temporary name; the final name is
+    claimed exclusively (wsideid.safefs), so an output published meanwhile is never replaced."""
+    from ..safefs import publish_dir, publish_file
     dest = os.path.join(dest_dir, os.path.basename(src))
     if os.path.lexists(dest):
         raise WsideidError(f"{os.path.basename(dest)} already exists in the destination")
     tmp = os.path.join(dest_dir, f".wsideid-tmp-review-{os.getpid()}-{os.path.basename(src)}")
     shutil.move(src, tmp)
-    os.replace(tmp, dest)
+    try:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            publish_dir(tmp, dest, False, tmp + ".old")
+        else:
+            publish_file(tmp, dest, False)
+    except WsideidError:
+        shutil.move(tmp, src)  # back where it waited
+        raise
     return dest
 
 
@@ -81,7 +91,7 @@ def _update_summary(path: str, new_id: str, status: str, reviewed: str) -> None:
         return
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        cols, rows = reader.fieldnames or [], list(reader)
+        cols, rows = [unescape(c) for c in reader.fieldnames or []], [unescape_row(r) for r in reader]
     for r in rows:
         if r.get("new_id") == new_id:
             r["status"], r["reviewed"] = status, reviewed
@@ -102,7 +112,8 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         dest_dir, status = outdir, "approved"
     else:
         dest_dir, status = os.path.join(review_dir, "rejected"), "rejected"
-        os.makedirs(dest_dir, exist_ok=True)
+        from ..safefs import makedirs
+        makedirs(review_dir, dest_dir)
     dest = _move(out, dest_dir)
     if decision == "approve" and records.tree_sha256(dest) != rec.get("output_sha256"):
         shutil.move(dest, out)  # should not happen; never leave an unverified file in OUTDIR
@@ -115,7 +126,7 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
     rec.update(status=status, output=dest, audit=os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"),
                review={"decision": status, "reviewer": reviewer, "note": note, "decided_at": when})
     rec["summary"].update(status=status, reviewed=status)
-    records.write_json(records.record_path(review_dir, nid), rec)
+    records.write_json(records.record_path(review_dir, nid), rec, root=review_dir)
     _update_summary(os.path.join(outdir, records.SUMMARY), nid, status, status)
     _update_summary(os.path.join(review_dir, records.SUMMARY), nid, status, status)
     return Applied(nid, decision, True, f"{status}: moved to {'OUTDIR' if status == 'approved' else 'review/rejected'}")

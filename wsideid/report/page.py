@@ -162,7 +162,7 @@ _SCRIPT = """
       apply();
     });
   });
-  function cell(v){v=String(v==null?'':v);return /[",\\n\\r]/.test(v)?'"'+v.replace(/"/g,'""')+'"':v;}
+  function cell(v){v=String(v==null?'':v);if(/^[=+\\-@\\t\\r]/.test(v)||/^'[=+\\-@\\t\\r']/.test(v))v="'"+v;return /[",\\n\\r]/.test(v)?'"'+v.replace(/"/g,'""')+'"':v;}
   document.getElementById('export').addEventListener('click',function(){
     var who=document.getElementById('reviewer').value.trim();
     if(!who){alert('Enter your name as reviewer first.');document.getElementById('reviewer').focus();return;}
@@ -206,8 +206,6 @@ def render(review_dir: str) -> str:
 def write_report(review_dir: str) -> str:
     """Write ``qc-report.html`` into the review folder; returns its path."""
     path = os.path.join(review_dir, records.REPORT)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(render(review_dir))
-    os.replace(tmp, path)
+    from ..safefs import write_atomic
+    write_atomic(path, render(review_dir), mode=0o600)
     return path

@@ -16,6 +16,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from ..budget import Budget
 from ..errors import MalformedFile, UnsupportedFormat
 
 # TIFF field types: code -> (size in bytes, struct char)
@@ -41,11 +42,13 @@ TYPES: dict[int, tuple[int, str]] = {
 # Tags whose values are offsets of child IFDs.
 CHILD_IFD_TAGS = {330: "SubIFDs", 34665: "ExifIFD", 34853: "GPSIFD", 40965: "InteroperabilityIFD"}
 
-# Bounds against hostile files.
+# Bounds against hostile files. The per-structure counts stay as sanity
+# checks; what bounds time and memory is the per-slide Budget (wsideid/budget.py),
+# charged for every IFD table, tag value and tile/strip as they are read.
 MAX_IFDS = 4096
 MAX_ENTRIES_PER_IFD = 4096
-MAX_TOTAL_VALUE_BYTES = 512 << 20
 MAX_CHILD_DEPTH = 4
+SEGMENT_TAGS = (273, 324)  # StripOffsets, TileOffsets
 
 
 @dataclass
@@ -210,14 +213,12 @@ class _Reader:
         self.buf = buf
         self.size = size
         self.path = path
-        self.value_bytes = 0
+        self.budget = Budget()
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise MalformedFile(f"{what} at offset {offset} (+{length} bytes) lies past the end of the file ({self.size} bytes)")
-        self.value_bytes += length
-        if self.value_bytes > MAX_TOTAL_VALUE_BYTES:
-            raise MalformedFile("tag values exceed the metadata size limit (hostile or corrupt file)")
+        self.budget.charge_bytes(length, what)  # before the copy: a 480 MB value is refused, not read
         return bytes(self.buf[offset:offset + length])
 
 
@@ -377,6 +378,7 @@ def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
         raise MalformedFile(f"IFD at offset {offset} has no entries")
     if n > MAX_ENTRIES_PER_IFD:
         raise MalformedFile(f"IFD at offset {offset} claims {n} entries (hostile or corrupt file)")
+    r.budget.charge_entries(n, f"IFD at offset {offset}")
     table = r.read(offset + head_size, n * entry_size + next_size, "IFD entries")
     nxt_raw = table[n * entry_size:]
     nxt = struct.unpack(bo + ("Q" if next_size == 8 else "I"), nxt_raw)[0]
@@ -403,6 +405,8 @@ def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
             entries[tag] = Entry(tag, 7, 0, b"", None)
             continue
         nbytes = TYPES[typ][0] * count
+        if tag in SEGMENT_TAGS:
+            r.budget.charge_segments(count, f"IFD at offset {offset}")
         if nbytes > r.size:
             raise MalformedFile(f"tag {tag} at IFD offset {offset} claims {count} values, larger than the file")
         if nbytes <= inline_max:

@@ -11,25 +11,128 @@ reduced copy of level 0; anything else is unknown and removed.
 The ImageDescription is ``<header>|Key = Value|Key = Value...``; the header
 is the software name and geometry history (``46000x32914 [0,100 ...]
 (240x240) JPEG/RGB Q=30``), possibly several ``;``-joined generations. Keys
-become ``description:<Key>`` fields; the header becomes ``description:@header``
-and is rebuilt from the pieces that match the Aperio grammar only, so a file
-name or note smuggled into the history never survives.
+become ``description:<Key>`` fields; the header becomes
+``description:@header``, which the profile types as ``aperio-header``: it is
+rebuilt from tokens that each parse as their declared type (see
+:func:`parse_header`), so a name or note smuggled into the history never
+survives, and what was dropped is recorded for the verifier.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan
+from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
+from ..valuepolicy import Verdict, control_free
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "aperio"
 OPENSLIDE_VENDOR = "aperio"
 
-_SOFTWARE = re.compile(r"^Aperio(?: [A-Za-z0-9]{1,20}){0,4} v?\d+(?:\.\d+)*[A-Za-z0-9.\-]* ?$")
-_GEOMETRY = re.compile(r"^(?:(?:label|macro) )?\d+x\d+(?:[0-9x\[\],() \->]|[A-Z0-9]{2,6}/[A-Z0-9]{2,6}|Q=\d+)*$")
+# Description keys that name a person, a specimen, a file or a device.
+IDENTITY_KEYS = {"Barcode", "Filename", "User", "Title", "ScanScope ID", "Scanner ID", "DSR ID", "ImageID",
+                 "Rack", "Slide", "Patient", "Accession", "Webslide Files"}
+MINIMAL_HEADER = "Aperio Image Library"
+
+# --- the header grammar -----------------------------------------------------
+# Software: "Aperio" + a product from this list + a version.
+PRODUCTS = ("Image Library", "ImageScope", "Leica Biosystems GT450 DX", "Leica Biosystems GT450")
+_VERSION = r"v(?:\d{1,3}(?:\.\d{1,5}){0,3}|FS\d{1,3} \d{1,3})"
+_SOFTWARE = re.compile(r"Aperio (?:" + "|".join(re.escape(p) for p in PRODUCTS) + r") " + _VERSION + r"(?=[ ;\r\n]|$)")
+# Codec/colour: an enumeration (JPEG/RGB, J2K/YUV16, J2K/KDU, RAW, ...).
+CODECS = ("JPEG", "J2K", "JP2K", "RAW", "LZW", "NONE")
+COLOURS = ("RGB", "YCC", "YCBCR", "YUV16", "KDU")
+_WORD = re.compile(
+    r"\d{1,7}x\d{1,7}"                       # image size 46000x32914
+    r"|\[\d{1,7},\d{1,7}"                    # region start [0,100
+    r"|\d{1,7}x\d{1,7}\]"                    # region end 46000x32914]
+    r"|\[\d{1,7},\d{1,7}[ ,]\d{1,7}x\d{1,7}\]"  # region in one token
+    r"|\(\d{1,5}x\d{1,5}\)"                  # tile size (256x256)
+    r"|(?:" + "|".join(CODECS) + r")(?:/(?:" + "|".join(COLOURS) + r"))?"  # codec/colour
+    r"|Q=\d{1,3}"                            # quality
+    r"|->|-"                                  # resize history
+    r"|label|macro")                          # associated-image line
+_SPLIT = re.compile(r"(\r\n|\n|;| +)")
+
+
+@dataclass
+class HeaderParse:
+    clean: str            # the header rebuilt from kept tokens
+    dropped: list[str]    # runs of dropped text, in order
+
+
+def parse_header(header: str) -> HeaderParse:
+    """The header with every token that is not a typed Aperio token dropped.
+
+    Tokens: a software name (``Aperio`` + a product from :data:`PRODUCTS` +
+    a version), an image size ``WxH``, a region ``[x,y WxH]``, a tile size
+    ``(WxH)``, a codec/colour from :data:`CODECS`/:data:`COLOURS`,
+    ``Q=n``, ``->``/``-`` and ``label``/``macro``. Separators (spaces, line
+    breaks, ``;``) are kept as they were; a lone CR or any other control
+    character makes its token fail. A header with nothing dropped comes back
+    unchanged; one that no longer starts with a software name gets
+    ``Aperio Image Library`` first (readers detect Aperio by it).
+    """
+    pieces = _SPLIT.split(header)
+    kept: list[tuple[str, bool]] = []   # (text, is_separator)
+    dropped: list[str] = []
+    run: list[str] = []
+    i = 0
+    while i < len(pieces):
+        piece = pieces[i]
+        if i % 2 or not piece:
+            if piece:
+                kept.append((piece, True))  # separators stay; doubled ones are tidied below
+                if run:
+                    run.append(piece)
+            i += 1
+            continue
+        m = _SOFTWARE.match("".join(pieces[i:i + 16])) if piece == "Aperio" else None
+        if m:
+            # consume the pieces the software name spans
+            span, j = "", i
+            while len(span) < m.end():
+                span += pieces[j]
+                j += 1
+            ok_text, i = span, j
+        elif control_free(piece) and _WORD.fullmatch(piece):
+            ok_text, i = piece, i + 1
+        else:
+            run.append(piece)
+            i += 1
+            continue
+        if run:
+            dropped.append("".join(run).strip(" ;\r\n"))
+            run = []
+        kept.append((ok_text, False))
+    if run:
+        dropped.append("".join(run).strip(" ;\r\n"))
+    if not dropped:
+        return HeaderParse(header, [])
+    out = "".join(t for t, _ in kept)
+    out = re.sub(r" {2,}", " ", out)
+    out = re.sub(r"(?<=\n) +| +(?=\r?\n)| +(?=;)|(?<=;) +", "", out)
+    out = re.sub(r"(\r?\n)(?:\r?\n)+", r"\1", out)
+    out = re.sub(r";(?:\r?\n)*;", ";", re.sub(r";{2,}", ";", out)).strip(" ;\r\n")
+    if not _SOFTWARE.match(out):
+        out = MINIMAL_HEADER + ("\r\n" + out.lstrip(" ;\r\n") if out.strip(" ;\r\n") else "")
+    # the fixed name readers need is not a removed value, even when a forged
+    # software line spelled part of it
+    return HeaderParse(out, [d for d in dropped if d and d not in MINIMAL_HEADER])
+
+
+def check_header(f: Field) -> Verdict:
+    """The value-policy check for ``type = "aperio-header"``."""
+    if f.key != "description:@header" or not isinstance(f.value, str):
+        return Verdict(False, note="value failed aperio-header (not an Aperio header)")
+    parsed = parse_header(f.value)
+    if parsed.clean == f.value:
+        return Verdict(True, f.value)
+    return Verdict(True, parsed.clean, REPLACE, parsed.dropped,
+                   f"Aperio header rebuilt from typed tokens, {len(parsed.dropped)} run(s) dropped")
 
 
 def claims(tf: TiffFile) -> bool:
@@ -42,7 +145,7 @@ def claims(tf: TiffFile) -> bool:
 def _header(ifd: Ifd) -> str:
     """The description before its first ``|``: software and geometry lines, where
     Aperio writes ``label``/``macro`` (a key value such as a file name is not a marker)."""
-    return (ifd.text(270) or "").split("|")[0]
+    return (ifd.text(270) or "").partition("|")[0]  # partition: a hostile text of a million "|" is not split
 
 
 def _level_veto(ifd: Ifd) -> str | None:
@@ -100,8 +203,8 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 
 
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
+    tiff_base.check_key_count(ifd, text.count("|") + 1)  # before the split allocates the parts
     parts = text.split("|")
-    tiff_base.check_key_count(ifd, len(parts))
     fields = [Field(f"{ifd.path}/ImageDescription/@header", "description:@header", parts[0],
                     ifd=k, tag=270, subkey="@header")]
     for j, part in enumerate(parts[1:], 1):
@@ -112,42 +215,21 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
             fields.append(Field(f"{ifd.path}/ImageDescription/#{j}", "description:@bare", part.strip(),
                                 ifd=k, tag=270, subkey=f"#{j}"))
             continue
+        kind = ValueKind.IDENTIFIER if key in IDENTITY_KEYS else ValueKind.TEXT
         fields.append(Field(f"{ifd.path}/ImageDescription/{key}", f"description:{key}", value.strip(),
-                            ifd=k, tag=270, subkey=key))
+                            ifd=k, tag=270, subkey=key, kind=kind))
     return fields
 
 
-def sanitize_header(header: str) -> str:
-    """Keep only the software names and geometry pieces of an Aperio header."""
-    tokens = re.split(r"(\r\n|\n|;)", header)
-    kept: list[str] = []
-    for i in range(0, len(tokens), 2):
-        piece = tokens[i]
-        sep = tokens[i - 1] if i else ""
-        stripped = piece.strip()
-        if not stripped:
-            continue
-        if _SOFTWARE.match(piece.strip() + " ") or _SOFTWARE.match(stripped) or _GEOMETRY.match(stripped):
-            kept.append((sep if kept else "") + piece)
-    out = "".join(kept)
-    return out if out.startswith("Aperio") else "Aperio Image Library" + ("\r\n" + out if out else "")
-
-
 def refine(plan: Plan) -> None:
-    """A kept header still passes through the Aperio grammar."""
+    """A removed header still leaves the minimal one readers detect Aperio by."""
     for d in plan.fields:
-        if d.field.key == "description:@header" and d.action != REMOVE:
-            base = d.new_value if d.new_value is not None else d.field.value
-            clean = sanitize_header(str(base))
-            if clean != d.field.value:
-                d.action, d.new_value = REPLACE, clean
-                d.rule += " + Aperio header grammar"
         if d.field.key == "description:@header" and d.action == REMOVE:
-            d.action, d.new_value, d.rule = REPLACE, "Aperio Image Library", d.rule + " (minimal header kept for readers)"
+            d.action, d.new_value, d.rule = REPLACE, MINIMAL_HEADER, d.rule + " (minimal header kept for readers)"
 
 
 def join_description(ifd: Ifd, decisions: list[Decision]) -> str | None:
-    header = "Aperio Image Library"
+    header = MINIMAL_HEADER
     pairs: list[str] = []
     for d in decisions:
         if d.field.subkey == "@header":

@@ -17,14 +17,18 @@ OpenSlide and NDP.view still see an NDPI.
 from __future__ import annotations
 
 import math
+import re
 
-from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan
+from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "hamamatsu"
 OPENSLIDE_VENDOR = "hamamatsu"
+
+# Property-map keys that identify a device or a slide (serials, barcodes).
+_IDENTITY_KEY = re.compile(r"(?:.*\.S/N|;SerialNumber|;BarcodeNo.*|.*[Bb]arcode(?:No)?|.*[Ss]erial.*)")
 
 
 def claims(tf: TiffFile) -> bool:
@@ -92,8 +96,8 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 
 def split_properties(k: int, ifd: Ifd, text: str) -> list[Field]:
     fields: list[Field] = []
+    tiff_base.check_key_count(ifd, text.count("\n") + 1)  # before the split allocates the lines
     lines = text.replace("\r\n", "\n").split("\n")
-    tiff_base.check_key_count(ifd, len(lines))
     for j, line in enumerate(lines):
         if not line.strip():
             continue
@@ -102,8 +106,9 @@ def split_properties(k: int, ifd: Ifd, text: str) -> list[Field]:
             fields.append(Field(f"{ifd.path}/Comments/#{j}", "properties:@bare", line, ifd=k, tag=65449,
                                 subkey=f"#{j}"))
             continue
+        kind = ValueKind.IDENTIFIER if _IDENTITY_KEY.fullmatch(key.strip()) else ValueKind.TEXT
         fields.append(Field(f"{ifd.path}/Comments/{key.strip()}", f"properties:{key.strip()}", value,
-                            ifd=k, tag=65449, subkey=key.strip()))
+                            ifd=k, tag=65449, subkey=key.strip(), kind=kind))
     return fields
 
 

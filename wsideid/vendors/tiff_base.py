@@ -8,12 +8,14 @@ property map) into fields and join it back.
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 
 import numpy as np
 
+from .. import budget
 from ..errors import MalformedFile
-from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan
+from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff import jpegsegs
 from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
@@ -233,6 +235,29 @@ def tag_value_for_field(ifd: Ifd, tag: int):
     return ",".join(str(v) for v in decode_values(e, ifd.byteorder))
 
 
+# TIFF value types that hold numbers (BYTE and UNDEFINED can hold anything).
+NUMERIC_VALUE_TYPES = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}
+# Tags whose value names a person, a file, a host, a device or a slide: removed
+# values of these are always residual needles.
+IDENTITY_TAGS = {269, 285, 315, 316, 32781, 42016, 42032, 42033, 65427, 65442, 65468}
+_BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
+# Binary tags whose bytes a value check parses (kept on the field as raw).
+RAW_TAGS = {34675}
+
+
+def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
+    """What the container says the value is: numbers, text, an identifier or opaque bytes."""
+    e = ifd.entries[tag]
+    if tag in IDENTITY_TAGS:
+        return ValueKind.IDENTIFIER
+    if e.type in NUMERIC_VALUE_TYPES:
+        return ValueKind.NUMBER
+    if e.type == 2:
+        return ValueKind.TEXT
+    # BYTE/UNDEFINED: text when it reads as text, opaque bytes otherwise
+    return ValueKind.BINARY if _BINARY_SUMMARY.fullmatch(str(value)) else ValueKind.TEXT
+
+
 def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
     """Every tag of every IFD as a field; container tags split by ``special``."""
     fields: list[Field] = []
@@ -243,9 +268,14 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
             name = tag_name(tag)
             if tag in special:
                 fields.extend(special[tag](k, ifd, ifd.text(tag) or ""))
+                if len(fields) > budget.MAX_ENTRIES:  # the per-text key limits must not multiply
+                    raise MalformedFile(f"the slide holds more than {budget.MAX_ENTRIES} metadata entries "
+                                        "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
-            fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag))
+            raw = ifd.entries[tag].raw if tag in RAW_TAGS else None
+            fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag,
+                                kind=value_kind(ifd, tag, value), raw=raw))
     return fields
 
 
@@ -303,6 +333,10 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 if e.type == 7 and e.count == 0:
                     continue  # unsupported value type: cannot be copied faithfully
                 entries[tag] = OutEntry(tag, e.type, e.count, e.raw)
+            elif isinstance(d.new_value, bytes):
+                # a binary value rebuilt by its checker (an ICC profile with its text neutralised)
+                typ = e.type if e.type in (1, 7) else 7
+                entries[tag] = OutEntry(tag, typ, len(d.new_value), bytes(d.new_value))
             else:
                 entries[tag] = text_entry(tag, str(d.new_value))
         data = image_data(ifd, tf.byteorder)
@@ -328,13 +362,11 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
         if i in dropped_top:
             continue
         if i in replaced:
+            # The new label and its description come from the research ID and
+            # fixed strings only; nothing of the removed label is carried over.
             from ..labels import replacement_label_ifd
-            desc = None
-            if ifd.text(270) is not None:
-                line1 = (ifd.text(270) or "").splitlines()[0] if ifd.text(270) else ""
-                desc = (line1 if line1.startswith("Aperio") else "Aperio Image Library") + \
-                    f"\r\nlabel {ifd.value(256)}x{ifd.value(257)}"
-            out.append(replacement_label_ifd(ifd, plan.options.get("new_id"), desc))
+            out.append(replacement_label_ifd(ifd, plan.options.get("new_id"),
+                                             aperio_description=plan.inventory.format == "aperio"))
             continue
         out.append(convert(ifd))
     return out

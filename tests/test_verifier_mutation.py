@@ -1,0 +1,267 @@
+"""Mutation test of the verifier (issue 10 "Show").
+
+For each class of scrub rule the APPLY step is disabled by monkeypatching
+the writer side (the writer is handed copies of the decisions with that
+class turned into "keep", or its stripping/removal function is made a no-op)
+while the plan that the verifier checks against stays the same. Verification
+must then refuse to publish: VerificationFailed (CLI exit 3) and nothing at
+the output path. A control run without the mutation publishes, so the refusal
+is the mutation's doing. A verifier that cannot fail is no verifier.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+import phi_corpus as pc
+from wsideid import cli
+from wsideid.dicom.plan import DicomOptions
+from wsideid.dates import make_policy
+from wsideid.errors import VerificationFailed
+from wsideid.keys import Secret
+from wsideid.model import DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME
+from wsideid.pipeline import DeidOptions, deidentify
+from wsideid.vendors import tiff_base
+
+SECRET = Secret(b"verifier-mutation-secret-0123456789", "test")
+NEW_ID = "RID-MUT-1"
+
+
+# --------------------------------------------------------------- slides
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory) -> dict[str, Path]:
+    from wsideid.synth import make_ndpi, make_svs
+    d = tmp_path_factory.mktemp("mutation")
+    bases = pc.make_bases(d / "bases")
+    out = {"svs": Path(make_svs(str(d / "demo.svs"), width=1024, height=768).path),
+           "ndpi": Path(make_ndpi(str(d / "demo.ndpi"), width=1024, height=768).path)}
+    for fmt, carrier in (("svs", "aperio_header"), ("svs", "dates_free_text"), ("tiff", "jpeg_segments"),
+                         ("svs", "jpeg_segments"), ("ndpi", "ndpi_private")):
+        out[f"{fmt}-{carrier}"] = pc.build_tiff_class(fmt, carrier, bases, d / "corpus").path
+    return out
+
+
+@pytest.fixture(scope="module")
+def dicom_slide(tmp_path_factory) -> Path:
+    pytest.importorskip("wsidicomizer")
+    from wsideid.synth import make_dicom
+    d = tmp_path_factory.mktemp("mutation-dicom")
+    return Path(make_dicom(str(d / "series")).path)
+
+
+# --------------------------------------------------------------- TIFF-family mutations
+def _is_tag(d) -> bool:
+    return d.field.subkey is None
+
+
+def _is_key(d) -> bool:
+    return d.field.subkey is not None and d.field.subkey != "@header"
+
+
+# name -> (selector of decisions whose APPLY is disabled, slide)
+DECISION_MUTATIONS = {
+    "field-removal-tags": (lambda d: d.action == REMOVE and _is_tag(d), "svs"),
+    "field-removal-keys": (lambda d: d.action == REMOVE and _is_key(d), "svs"),
+    "field-removal-ndpi-properties": (lambda d: d.action == REMOVE and _is_key(d), "ndpi-ndpi_private"),
+    "replace": (lambda d: d.action == REPLACE and d.field.subkey != "@header", "svs"),
+    "date-transform": (lambda d: d.action in (DATE, DATETIME, TIME), "svs"),
+    "date-transform-beside-free-text": (lambda d: d.action in (DATE, DATETIME, TIME), "svs-dates_free_text"),
+    "date-transform-ndpi": (lambda d: d.action in (DATE, DATETIME, TIME), "ndpi"),
+    "header-rebuild": (lambda d: d.field.subkey == "@header", "svs-aperio_header"),
+    "text-pattern": (lambda d: d.action == TEXT, "svs"),
+    # free text with ten date spellings fails its pattern and is removed (the value policy
+    # rewrites no free text); the writer keeping it must be caught
+    "text-pattern-all-spellings": (lambda d: d.field.key == "tags:Software" and d.action == REMOVE,
+                                   "svs-dates_free_text"),
+}
+
+
+def _disable(monkeypatch, select) -> list:
+    """The writer gets copies of the decisions with the selected ones kept as they are."""
+    real = tiff_base.decisions_by_ifd
+    hit: list = []
+
+    def mutated(plan):
+        out = {}
+        for k, decs in real(plan).items():
+            new = []
+            for d in decs:
+                if select(d) and d.action != KEEP and (d.action == REMOVE or d.new_value != d.field.value):
+                    hit.append(d.field.path)
+                    d = dataclasses.replace(d, action=KEEP, new_value=None)
+                new.append(d)
+            out[k] = new
+        return out
+    monkeypatch.setattr(tiff_base, "decisions_by_ifd", mutated)
+    return hit
+
+
+def _options(dates: str = "remove") -> DeidOptions:
+    # under "remove" a date field is simply removed; "shift" makes the date rule write a new value
+    return DeidOptions(new_id=NEW_ID, detect="off", dicom=DicomOptions(secret=SECRET),
+                       dates=make_policy(dates, SECRET, "subject-1"))
+
+
+def _expect_refusal(src: Path, outdir: Path, dates: str = "remove") -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(VerificationFailed):
+        deidentify(src, outdir, _options(dates))
+    assert not [n for n in os.listdir(outdir)], f"something was left in OUTDIR: {os.listdir(outdir)}"
+
+
+def _control(src: Path, outdir: Path, dates: str = "remove") -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    res = deidentify(src, outdir, _options(dates))
+    assert res.status == "published" and res.report.ok
+
+
+@pytest.mark.parametrize("name", sorted(DECISION_MUTATIONS))
+def test_disabled_scrub_rule_is_caught(name, slides, tmp_path, monkeypatch):
+    select, slide = DECISION_MUTATIONS[name]
+    src = slides[slide]
+    dates = "shift" if name.startswith("date") else "remove"
+    _control(src, tmp_path / "control", dates)
+    hit = _disable(monkeypatch, select)
+    _expect_refusal(src, tmp_path / "out", dates)
+    assert hit, f"{name}: the slide has nothing this rule changes (the mutation would be vacuous)"
+    assert not [n for n in os.listdir(tmp_path / "out")]
+
+
+@pytest.mark.parametrize("slide", ["svs", "ndpi"])
+def test_label_removal_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
+    """The writer keeps the label and macro the plan removes."""
+    src = slides[slide]
+    _control(src, tmp_path / "control")
+    real = tiff_base.build_ifds
+    hit = []
+
+    def keep_images(tf, plan, *a, **kw):
+        p = copy.copy(plan)
+        p.images = [dataclasses.replace(d, action="keep") if d.image.role in ("label", "macro") else d
+                    for d in plan.images]
+        hit.extend(d.image.role for d in plan.images if d.image.role in ("label", "macro") and d.action != "keep")
+        return real(tf, p, *a, **kw)
+    monkeypatch.setattr(tiff_base, "build_ifds", keep_images)
+    _expect_refusal(src, tmp_path / "out")
+    assert hit
+
+
+@pytest.mark.parametrize("slide", ["svs-jpeg_segments", "tiff-jpeg_segments", "svs"])
+def test_tile_segment_stripping_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
+    """Tiles keep their COM/APP1 segments (the stripping edit is not made)."""
+    from wsideid import redaction
+    src = slides[slide]
+    _control(src, tmp_path / "control")
+    real = redaction.stripped_segments
+    hit = []
+
+    def nothing_stripped(tf, plan):
+        e = real(tf, plan)
+        hit.extend(e.tiles)
+        return redaction.Edits()
+    monkeypatch.setattr(redaction, "stripped_segments", nothing_stripped)
+    _expect_refusal(src, tmp_path / "out")
+    assert hit
+
+
+@pytest.mark.parametrize("slide", ["svs-jpeg_segments", "tiff-jpeg_segments"])
+def test_jpegtables_stripping_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
+    """JPEGTables keeps its COM segment and unused table."""
+    src = slides[slide]
+    _control(src, tmp_path / "control")
+
+    class Shim:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def strip_segments(raw, *a, **kw):
+            return raw
+    real = tiff_base.jpegsegs
+    monkeypatch.setattr(tiff_base, "jpegsegs", Shim())
+    _expect_refusal(src, tmp_path / "out")
+
+
+def test_cli_exit_3_when_removal_disabled(slides, tmp_path, monkeypatch, capsys):
+    select, slide = DECISION_MUTATIONS["field-removal-tags"]
+    _disable(monkeypatch, select)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    code = cli.main(["deid", str(slides[slide]), "-o", str(outdir), "--new-id", NEW_ID, "--detect", "off"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert not os.listdir(outdir)
+    assert "verification" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------- DICOM mutations
+def _dicom_rebuild_mutation(monkeypatch, kinds: set[str]) -> list:
+    """The DICOM writer ignores ops of ``kinds``: removed elements are written, set values stay original."""
+    from pydicom.dataset import Dataset
+
+    from wsideid.dicom import apply as dapply
+    from wsideid.dicom.plan import tag_name
+    hit: list = []
+
+    def rebuild(ds, prefix, ops):
+        out = Dataset()
+        for elem in ds:
+            path = f"{prefix}/{elem.keyword or tag_name(int(elem.tag))}"
+            op = ops.get(path)
+            if op is not None and op.kind in kinds and elem.keyword not in ("PixelData",):
+                if elem.VR != "SQ" or op.kind == "set":
+                    hit.append(path)
+                    out.add(elem)
+                    continue
+            if op is None or op.kind == "remove":
+                continue
+            if op.kind == "keep":
+                out.add(elem)
+            elif op.kind == "set":
+                out.add(dapply.DataElement(elem.tag, dapply._vr_for(elem, op.value),
+                                           dapply.Sequence(op.value) if elem.VR == "SQ" else op.value))
+            elif op.kind == "walk":
+                items = []
+                for k, item in enumerate(elem.value or []):
+                    ipath = f"{path}[{k}]"
+                    if ops.get(ipath) is not None and ops[ipath].kind == "drop-item":
+                        continue
+                    items.append(rebuild(item, ipath, ops))
+                out.add(dapply.DataElement(elem.tag, "SQ", dapply.Sequence(items)))
+        return out
+    monkeypatch.setattr(dapply, "_rebuild", rebuild)
+    return hit
+
+
+@pytest.mark.parametrize("kinds", [("remove",), ("set",)], ids=["attribute-removal", "attribute-clean-replace"])
+def test_dicom_rule_disabled_is_caught(kinds, dicom_slide, tmp_path, monkeypatch):
+    _control(dicom_slide, tmp_path / "control")
+    hit = _dicom_rebuild_mutation(monkeypatch, set(kinds))
+    _expect_refusal(dicom_slide, tmp_path / "out")
+    assert hit
+
+
+def test_dicom_frame_stripping_disabled_is_caught(tmp_path, monkeypatch):
+    """DICOM frames keep their COM/APP segments and trailing bytes (issue 11 stream rule disabled)."""
+    pytest.importorskip("wsidicomizer")
+    try:
+        from wsideid.dicom import frames
+    except ImportError:
+        pytest.fail("no DICOM frame stream rule on this branch: frames are copied unparsed (issue 11)")
+    bases = pc.make_bases(tmp_path / "bases")
+    base = pc.make_clean_dicom(tmp_path / "dicom-base", bases["svs"])
+    src = pc.build_dicom_class("dcm_jpeg_frames", base, tmp_path / "corpus").path
+    _control(src, tmp_path / "control")
+    hit = []
+
+    def nothing_cleaned(inst, *a, **kw):
+        hit.append(inst.index)
+        return {}
+    monkeypatch.setattr(frames, "rule_edits", nothing_cleaned)
+    _expect_refusal(src, tmp_path / "out")
+    assert hit

@@ -1,0 +1,632 @@
+"""Residual needles: what must not occur in a published output, and the scan for them.
+
+Shared by the TIFF-family verifier, in-place mode and the DICOM verifier.
+There are no exemptions: if a removed value also stands in a kept field,
+the kept field is the bug, and the output is refused.
+
+What is a needle (see ``needles_for_plan``):
+- every removed value whose kind is TEXT or IDENTIFIER, whole, when it has
+  at least ``MIN_VALUE`` characters (each ``\\``-separated value of a
+  multi-valued DICOM element too);
+- the parts of removed person names (DICOM PN; TIFF/NDPI fields whose key
+  names a person: Artist, Operator, User...), split on ``^ = , ;`` and
+  spaces, with at least ``MIN_NAME_PART`` characters and a letter, except
+  placeholder words (``PLACEHOLDER_PARTS``: "Test^Physician" in test data,
+  whose "Test" stands in a kept "Test Manufacturer");
+- the parts of removed identifiers (not UIDs or URLs), split on anything
+  not a letter or digit, that hold a digit: at least ``MIN_VALUE``
+  characters with letters, or at least ``MIN_DIGITS_PART`` digits. Words
+  ("SLIDE" in "SLIDE_1", which stands again in a kept "SLIDE_CORNER"),
+  3-character prefixes ("MRN", "S19") and 4-digit years are shared by a
+  lab's whole catalogue and identify nobody; the whole value is searched;
+- every user-given identifier (``--identifier``, the manifest's
+  ``identifiers`` column) whole and in parts, down to ``MIN_USER``
+  characters; a shorter one is not searched and the report says so;
+- every date in a removed TEXT, IDENTIFIER or DATE value, in every spelling
+  ``dates.spellings`` knows, except dates the date policy itself wrote
+  into the output (a shifted date can coincide with another original).
+
+Placeholder values ("Unknown", "ANONYMIZED") and the research ID itself
+(an original equal to it) are not needles either. Numbers, enumerated or
+coded values, units and binary summaries are not needles: they cannot
+identify anyone, and a removed "TEXT" (a DICOM CS) matched harmless bytes
+and refused clean slides. The kind comes from
+``Field.kind``; where an inventory left the default, it is derived from the
+DICOM VR or the TIFF tag type, and a default-kind value that parses wholly
+as a number with fewer than ``MIN_RECORD_DIGITS`` digits counts as a number.
+
+The scan (``Scanner``) looks for each needle in UTF-8, Latin-1, UTF-16 LE
+and UTF-16 BE with Unicode case folding. The haystack is lower-cased once
+(ASCII bytes); needles are encoded per case variant of each non-ASCII
+character (and NFC/NFD forms and the casefolded form, "straße" ->
+"strasse"), then lowered the same way. Candidate positions come from one
+table lookup of every 3-byte window (numpy, in chunks), so the cost is
+linear in the haystack whatever the number of needles. Dates must stand
+apart from other digits; name parts from other letters ("Ann" is not found
+in "Annotation").
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .dates import parse_any, spellings
+from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind, VerifyReport
+
+MIN_VALUE = 4  # whole removed values
+MIN_NAME_PART = 3  # parts of person names
+MIN_DIGITS_PART = 5  # an all-digit part of an identifier
+MIN_USER = 3  # user-given identifiers
+MIN_RECORD_DIGITS = 7  # a default-kind integer this long may be a record number: still a needle
+ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "utf-16-be")
+CHUNK = 4 << 20  # with its lower-cased copy and flag arrays, about 5x this is held (100 MB budget)
+SEPARATOR = b"\0" * 4  # between segments: no needle encoding holds U+0000
+
+_NAME_KEY = re.compile(r"patient|person|user|operator|artist|author|owner|physician|doctor|technician|technologist"
+                       r"|pathologist|creator|reviewer|surgeon|signed", re.I)
+_NAME_SPLIT = re.compile(r"[\s^=,;\\]+")
+_ID_SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
+_ID_KEYWORD = re.compile(r"(?:ID|IDs|Identifier|Number|Numbers)$")  # PatientID, AccessionNumber, ...
+_UID = re.compile(r"[0-9.\\]+")  # UIDs are searched whole: their parts are organisation roots
+# Placeholder words in test and anonymised data ("Test^Physician"): as a part of a name they identify
+# nobody and stand in kept text ("Test Manufacturer"); the whole value is still a needle.
+PLACEHOLDER_PARTS = frozenset("""test patient physician doctor anonymous anonymized anonymised anon unknown none null
+    demo sample phantom dummy subject case slide specimen operator user admin default name first last
+    mrs phd the and von van der den del""".split())
+# Whole values that stand for "nothing here" (a converter's DeviceSerialNumber "Unknown" beside a kept
+# Manufacturer "Unknown"): they identify nobody.
+PLACEHOLDER_VALUES = frozenset("""unknown anonymized anonymised anonymous removed none null n/a redacted
+    deidentified de-identified undefined empty default""".split())
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_PIECES = re.compile(r"[\\\x00-\x1f\x7f]+")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_LIST = re.compile(r"\s*" + _NUMBER.pattern + r"(?:\s*[,\\]\s*" + _NUMBER.pattern + r")*\s*")
+
+# DICOM value representations, by what their values are.
+_VR_KIND = {
+    **{vr: ValueKind.CODE for vr in ("CS", "AS")},
+    **{vr: ValueKind.NUMBER for vr in ("DS", "IS", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT")},
+    **{vr: ValueKind.BINARY for vr in ("OD", "OF", "OL", "OV", "SQ")},
+    **{vr: ValueKind.DATE for vr in ("DA", "DT", "TM")},
+    **{vr: ValueKind.IDENTIFIER for vr in ("PN", "UI", "AE")},
+}
+# Attributes of a code sequence item: under a standard coding scheme they are codes (a removed
+# "Tissue section" item's meaning stands again in a kept one and identifies nobody); under a
+# private or local scheme they are text like any other.
+CODE_ITEM_KEYS = frozenset({"CodeValue", "LongCodeValue", "URNCodeValue", "CodingSchemeDesignator",
+                            "CodingSchemeVersion", "CodeMeaning", "ContextIdentifier", "ContextUID",
+                            "MappingResource", "MappingResourceUID", "MappingResourceName",
+                            "ContextGroupVersion", "ContextGroupLocalVersion", "ContextGroupExtensionFlag",
+                            "ContextGroupExtensionCreatorUID"})
+STANDARD_SCHEMES = frozenset({"DCM", "SCT", "SRT", "SNM3", "LN", "UCUM", "FMA", "NCIT", "UMLS", "RADLEX", "MDC",
+                              "ACR", "UBERON", "NEU", "HL7", "I10", "I9C", "ICD10", "ICDO3", "MSH", "BARI", "CD2",
+                              "ISO3166_1", "ISO639_1", "ISO639_2", "RFC5646", "IBSI", "RXNORM", "NDC", "ITIS_TSN",
+                              "PUBCHEM_CID", "NYUMCCG", "MAYONRISBSASRG", "ORPHA", "DC"})
+_TIFF_TEXT_TYPES = (1, 2, 7)  # BYTE, ASCII, UNDEFINED: may hold text; the other types are numbers
+
+
+class NeedleKind(str, Enum):
+    """Why a string is searched for (named in failures instead of the value)."""
+
+    VALUE = "removed text value"
+    IDENTIFIER = "removed identifier"
+    NAME_PART = "part of a removed name"
+    ID_PART = "part of a removed identifier"
+    USER_IDENTIFIER = "user-given identifier"
+    DATE = "removed date"
+    UID = "original UID"
+
+
+@dataclass(frozen=True)
+class Needle:
+    text: str
+    kind: NeedleKind
+    source: str  # where the value came from: a field path (unknown keys masked) or "identifier #k"
+    word: bool = False  # found only apart from other letters (parts of names: "Ann" is not in "Annotation")
+
+
+@dataclass
+class NeedleSet:
+    needles: list[Needle] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # user identifiers too short to search (no values)
+
+    def __len__(self) -> int:
+        return len(self.needles)
+
+    def extend(self, more: Iterable[Needle]) -> None:
+        seen = {n.text.casefold() for n in self.needles}
+        for n in more:
+            if n.text.casefold() not in seen:
+                seen.add(n.text.casefold())
+                self.needles.append(n)
+
+
+@dataclass(frozen=True)
+class Hit:
+    needle: Needle
+    encoding: str
+    offset: int  # in the file (or the buffer scanned)
+    file: str = "the output"
+
+    def describe(self) -> str:
+        """The failure text: which kind of needle, from where, found where; never the value."""
+        return f"{self.needle.kind.value} from {self.needle.source}, found in {self.file} at byte {self.offset} ({self.encoding})"
+
+
+# --- which values are needles -------------------------------------------------
+
+def _dicom_vr(tag: int | None) -> str | None:
+    if tag is None:
+        return None
+    try:
+        from pydicom.datadict import dictionary_VR
+        return dictionary_VR(tag)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _tiff_type(container, f) -> int | None:
+    if f.ifd is None or f.tag is None or not hasattr(container, "all_ifds"):
+        return None
+    try:
+        ifds = list(container.all_ifds())
+        return ifds[f.ifd].entries[f.tag].type
+    except (IndexError, KeyError, AttributeError):
+        return None
+
+
+def coding_schemes(plan: Plan) -> dict[str, str]:
+    """Item path -> its CodingSchemeDesignator (DICOM), for ``value_kind``."""
+    return {d.field.path.rsplit("/", 1)[0]: d.field.text().strip().upper() for d in plan.fields
+            if d.field.key == "dicom:CodingSchemeDesignator"}
+
+
+def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
+    """The field's kind, derived conservatively when the inventory left the default (TEXT)."""
+    f = d.field
+    if f.kind != ValueKind.TEXT:
+        return f.kind
+    v = f.text().strip()
+    if f.key.startswith("dicom:"):
+        if f.key[6:] in CODE_ITEM_KEYS and (schemes or {}).get(f.path.rsplit("/", 1)[0]) in STANDARD_SCHEMES:
+            return ValueKind.CODE
+        vr = _dicom_vr(f.tag)
+        if vr is not None:
+            kind = _VR_KIND.get(vr.split(" or ")[0], ValueKind.TEXT)
+            if kind == ValueKind.TEXT and _ID_KEYWORD.search(f.key) and "UniversalEntity" not in f.key:
+                return ValueKind.IDENTIFIER
+            if vr == "UI":
+                from .dicom.uids import is_registry_uid
+                return ValueKind.CODE if all(is_registry_uid(u) for u in v.split("\\") if u) else kind
+            return kind
+    elif f.key.startswith("tags:"):
+        t = _tiff_type(container, f)
+        if t is not None and t not in _TIFF_TEXT_TYPES:
+            return ValueKind.NUMBER
+    if _NUMBER_LIST.fullmatch(v) and not any(len(re.sub(r"\D", "", x)) >= MIN_RECORD_DIGITS and "." not in x
+                                             for x in re.split(r"[,\\]", v)):
+        return ValueKind.NUMBER
+    return ValueKind.TEXT
+
+
+# How inventories summarise values they do not decode (an XML description starting with "<" is text)
+_SUMMARY = re.compile(r"<(?:\d+ (?:bytes|values)|[A-Z]{2} \d+ bytes|sequence, \d+ items?|unsupported value type"
+                      r"|bytes after the pixel data)>")
+
+
+def _is_summary(v: str) -> bool:
+    return bool(_SUMMARY.fullmatch(v))
+
+
+def _is_name(d: Decision) -> bool:
+    f = d.field
+    if f.key.startswith("dicom:"):
+        return _dicom_vr(f.tag) == "PN"
+    name = f.subkey or f.key.split(":", 1)[-1]
+    return bool(_NAME_KEY.search(name))
+
+
+def name_parts(value: str) -> list[str]:
+    return [p for p in _NAME_SPLIT.split(value) if len(p) >= MIN_NAME_PART and any(c.isalpha() for c in p)
+            and p.casefold().strip(".") not in PLACEHOLDER_PARTS]
+
+
+def id_parts(value: str) -> list[str]:
+    out = []
+    for p in _ID_SPLIT.split(value):
+        letters, digits = any(c.isalpha() for c in p), any(c.isdigit() for c in p)
+        if digits and ((letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART)):
+            out.append(p)
+    return out
+
+
+def _source(d: Decision) -> str:
+    f = d.field
+    if d.unknown and f.subkey and f.path.endswith(f.subkey):
+        return f.path[:-len(f.subkey)] + "<unknown key>"  # an unknown key name may itself be PHI
+    return f.path
+
+
+def _produced_dates(plan: Plan) -> set:
+    """Dates the plan itself writes (shifted or reduced), which an original may coincide with."""
+    out = set()
+    for d in plan.fields:
+        if d.action not in (KEEP, REMOVE):
+            if d.new_value not in (None, "") and not isinstance(d.new_value, (bytes, bytearray)):
+                out.update(parse_any(str(d.new_value)))
+    return out
+
+
+def _own_rule_keeps(plan: Plan, d: Decision, piece: str) -> bool:
+    """A piece of a split value that the field's own profile entry would keep whole.
+
+    ``Product=C9600-12\rPatientName=DOE`` is removed because of its second
+    piece; its first piece is a model number the profile's grammar vouches
+    for (like a number, it names no one) and stands legitimately in kept
+    fields, so it is not a needle. Only pieces, never a whole value, and only
+    TIFF-family profiles (DICOM pieces are judged by their VR).
+    """
+    profile = plan.profile
+    if not piece or profile is None or not hasattr(profile, "rule") or ":" not in d.field.key:
+        return False
+    from .dates import DatePolicy
+    from .model import Field
+    from .valuepolicy import check
+    section, _, name = d.field.key.partition(":")
+    try:
+        found = profile.rule(section, name)
+    except Exception:  # noqa: BLE001 - a profile that cannot answer vouches for nothing
+        return False
+    if not found:
+        return False
+    rule = found[0]
+    spec = getattr(rule, "spec", None)
+    if rule.action not in (KEEP, TEXT) or spec is None or (spec.type is None and spec.pattern is None):
+        return False
+    verdict = check(Field(d.field.path, d.field.key, piece, kind=d.field.kind), spec, DatePolicy())
+    return verdict.ok and verdict.action is None
+
+
+def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
+    """Every needle of a plan and the user's identifiers (see the module docstring)."""
+    found: list[Needle] = []
+    dates: dict = {}
+    container = plan.inventory.container
+    schemes = coding_schemes(plan)
+    for d in plan.fields:
+        # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
+        # free text the writer was told to leave out, so each is a needle like a removed value.
+        for part in d.removed_parts:
+            part = (part or "").strip().strip("\0").strip()
+            for day in parse_any(part):
+                dates.setdefault(day, _source(d))
+            pieces = [part] if not _CONTROL.search(part) else []
+            pieces += [x.strip() for x in _PIECES.split(part) if not _NUMBER_LIST.fullmatch(x)]
+            found += [Needle(w, NeedleKind.VALUE, _source(d)) for w in dict.fromkeys(pieces)
+                      if len(w) >= MIN_VALUE and not _NUMBER_LIST.fullmatch(w)]
+        rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
+        if not (d.removes_value or rewritten) or d.field.value is None:
+            continue
+        v = d.field.text().strip().strip("\0").strip()
+        if not v or _is_summary(v):
+            continue
+        kind = value_kind(d, container, schemes)
+        if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
+            continue
+        src = _source(d)
+        for day in parse_any(v):
+            dates.setdefault(day, src)
+        if kind == ValueKind.DATE:
+            continue
+        whole = NeedleKind.IDENTIFIER if kind == ValueKind.IDENTIFIER else NeedleKind.VALUE
+        # each value of a multi-valued element, and each piece between control characters
+        # ("0.4990\0DOE^JANE"): a piece that is a number is not a needle
+        pieces = [v] if not _CONTROL.search(v) else []
+        pieces += [x.strip() for x in _PIECES.split(v) if not _NUMBER_LIST.fullmatch(x)
+                   and not _own_rule_keeps(plan, d, x.strip())]
+        for w in dict.fromkeys(pieces):
+            if len(w) >= MIN_VALUE:
+                found.append(Needle(w, whole, src))
+        if _is_name(d):
+            found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
+        elif kind == ValueKind.IDENTIFIER and not _UID.fullmatch(v) and "://" not in v:
+            found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
+    # The research ID is the user's own replacement: an original equal to it (a slide processed
+    # again) is what the output is meant to hold.
+    new_id = (getattr(container, "new_id", None) or plan.options.get("new_id") or "").strip().casefold()
+    found = [n for n in found if n.text.casefold() not in PLACEHOLDER_VALUES and n.text.casefold() != new_id]
+    out = NeedleSet()
+    for k, ident in enumerate(identifiers, 1):
+        ident = (ident or "").strip()
+        src = f"user identifier #{k}"
+        if len(ident) < MIN_USER:
+            out.skipped.append(f"{src} has fewer than {MIN_USER} characters: not searched")
+            continue
+        found.append(Needle(ident, NeedleKind.USER_IDENTIFIER, src))
+        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src, word=True) for p in name_parts(ident)]
+        found += [Needle(p, NeedleKind.USER_IDENTIFIER, src) for p in id_parts(ident)]
+        for day in parse_any(ident):
+            dates.setdefault(day, src)
+    produced = _produced_dates(plan)
+    for day, src in dates.items():
+        if day not in produced:
+            found += [Needle(s, NeedleKind.DATE, src) for s in spellings(day)]
+    out.extend(found)
+    return out
+
+
+# --- the scan -------------------------------------------------------------------
+
+def _char_variants(c: str) -> list[str]:
+    vs = {c, c.lower(), c.upper(), c.title(), c.casefold()}
+    return sorted(x for x in vs if len(x) == 1)
+
+
+def _forms(text: str) -> list[str]:
+    forms = {text, text.casefold()}
+    forms |= {unicodedata.normalize(n, f) for f in list(forms) for n in ("NFC", "NFD")}
+    return sorted(forms)
+
+
+@dataclass
+class _Pattern:
+    needle: int
+    encoding: str
+    literal: bytes | None
+    regex: re.Pattern | None
+    width: int  # bytes per code unit (1 or 2), for boundary checks
+    boundary: str  # "" | "digit" | "letter"
+
+
+def _encodings_of(form: str) -> list[tuple[str, list[tuple[bytes, ...]]]]:
+    """Per encoding, the alternatives (lower-cased bytes) for each character of ``form``."""
+    out = []
+    for enc in ENCODINGS:
+        alts = [_char_alts(c, enc) for c in form]
+        if all(alts):
+            out.append((enc, alts))
+    return out
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _char_alts(c: str, enc: str) -> tuple[bytes, ...]:
+    return tuple(sorted({v.encode(enc).lower() for v in _char_variants(c) if _encodable(v, enc)}))
+
+
+def _encodable(c: str, enc: str) -> bool:
+    try:
+        c.encode(enc)
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a class per character
+
+
+KEY_BYTES = 8
+
+
+@dataclass
+class _Group:
+    """The patterns that share a 3-byte prefix."""
+
+    literals: dict[bytes, list[_Pattern]] = field(default_factory=dict)
+    lengths: list[int] = field(default_factory=list)
+    regexes: list[_Pattern] = field(default_factory=list)
+
+
+def _prefixes(alts: list[list[bytes]]) -> set[bytes]:
+    heads: set[bytes] = {b""}
+    for a in alts:
+        if all(len(h) >= 3 for h in heads):
+            break
+        heads = {h + x if len(h) < 3 else h for h in heads for x in a}
+    return {h[:3] for h in heads if len(h) >= 3}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tuple[bytes, ...], int], ...]:
+    """(encoding, literal or regex, 3-byte prefixes, longest match in bytes) for every way
+    ``text`` can be stored.
+
+    Cached: the same date spellings recur in every plan of a batch."""
+    if text.isascii():  # the common case: one lower-case form, Latin-1 and UTF-8 alike
+        low = text.lower()
+        out = []
+        for enc in ("utf-8", "utf-16-le", "utf-16-be"):
+            lit = low.encode(enc)
+            if len(lit) >= 3:
+                out.append((enc, lit, None, (lit[:3],), len(lit)))
+        return tuple(out)
+    out, seen = [], set()
+    for form in _forms(text):
+        for enc, alts in _encodings_of(form):
+            if math.prod(len(a) for a in alts) <= MAX_LITERALS:
+                for combo in itertools.product(*alts):
+                    lit = b"".join(combo)
+                    if lit not in seen and len(lit) >= 3:
+                        seen.add(lit)
+                        out.append((enc, lit, None, (lit[:3],), len(lit)))
+                continue
+            rx = re.compile(b"".join(b"(?:" + b"|".join(re.escape(x) for x in a) + b")" for a in alts))
+            out.append((enc, None, rx, tuple(_prefixes(alts)), sum(max(len(x) for x in a) for a in alts)))
+    return tuple(out)
+
+
+class Scanner:
+    """Finds needles in byte segments; see the module docstring for the method."""
+
+    def __init__(self, needles: Sequence[Needle]):
+        self.needles = list(needles)
+        self._table = np.zeros(1 << 24, dtype=bool)
+        self._table2 = np.zeros(1 << 16, dtype=bool)
+        self._by_prefix: dict[int, _Group] = {}
+        self._overlap = 0  # longest encoded needle, in bytes: how far scan windows overlap
+        for i, n in enumerate(self.needles):
+            boundary = "digit" if n.kind == NeedleKind.DATE else (
+                "letter" if n.word or n.kind == NeedleKind.NAME_PART else "")
+            for enc, literal, regex, prefixes, longest in _compiled(n.text):
+                width = 2 if enc.startswith("utf-16") else 1
+                for prefix in prefixes:
+                    self._add(prefix, _Pattern(i, enc, literal, regex, width, boundary))
+                self._overlap = max(self._overlap, longest)
+
+    def _add(self, prefix: bytes, pat: _Pattern) -> None:
+        key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
+        self._table[key] = True
+        self._table2[prefix[0] | (prefix[1] << 8)] = True
+        group = self._by_prefix.setdefault(key, _Group())
+        if pat.literal is None:
+            group.regexes.append(pat)
+        else:  # keyed by up to KEY_BYTES leading bytes, so a candidate tries only the few that fit
+            head = pat.literal[:KEY_BYTES]
+            if head not in group.literals:
+                group.literals[head] = []
+                group.lengths = sorted(set(group.lengths) | {len(head)})
+            group.literals[head].append(pat)
+
+    def _candidates(self, key: int, hay: bytes, p: int) -> Iterator[_Pattern]:
+        group = self._by_prefix[key]
+        for n in group.lengths:
+            yield from group.literals.get(hay[p:p + n], ())
+        yield from group.regexes
+
+    def scan(self, segments: Iterable[tuple[int, bytes]]) -> list[Hit]:
+        """Hits in ``(file offset, bytes)`` segments.
+
+        Small segments are joined (with separators no match can span) into chunks of about
+        ``CHUNK`` bytes; a large one is scanned in windows of ``CHUNK`` bytes that overlap by
+        the longest needle, and a segment that starts where the previous one ended continues it
+        (so a reader may hand over a large gap in pieces). Memory stays about ``CHUNK``-sized.
+        """
+        hits: dict[int, Hit] = {}
+        if not self.needles:
+            for _ in segments:
+                pass
+            return []
+        parts: list[bytes] = []
+        starts: list[tuple[int, int]] = []  # (position in chunk, file offset)
+        size = 0
+        carry, prev_end = b"", None
+        lap = self._overlap
+
+        def flush() -> None:
+            nonlocal parts, starts, size
+            if parts:
+                self._scan_chunk(SEPARATOR.join(parts), starts, hits)
+            parts, starts, size = [], [], 0
+
+        for off, data in segments:
+            if not data:
+                continue
+            end = off + len(data)
+            if off == prev_end and carry:  # the previous segment goes on: keep its tail
+                off, data = off - len(carry), carry + data
+            prev_end, carry = end, data[-lap:] if lap else b""
+            if len(data) <= CHUNK:
+                starts.append((size, off))
+                parts.append(data)
+                size += len(data) + len(SEPARATOR)
+                if size >= CHUNK:
+                    flush()
+                continue
+            flush()
+            for w in range(0, len(data), CHUNK):
+                self._scan_chunk(data[w:w + CHUNK + lap], [(0, off + w)], hits)
+                if w + CHUNK + lap >= len(data):
+                    break
+        flush()
+        return sorted(hits.values(), key=lambda h: h.offset)
+
+    def _scan_chunk(self, chunk: bytes, starts: list[tuple[int, int]], hits: dict[int, Hit]) -> None:
+        hay = chunk.lower()
+        if len(hay) < 3:
+            return
+        h = np.frombuffer(hay, dtype=np.uint8)
+        # two-byte windows through a 64 KB table first (cache-resident), the third byte only there
+        n = len(hay) - 2  # windows that have a third byte
+        even = np.frombuffer(hay, dtype="<u2", count=n // 2 + n % 2)
+        odd = np.frombuffer(hay, dtype="<u2", offset=1, count=n // 2)
+        flags = np.empty(n, dtype=bool)
+        flags[0::2] = self._table2[even]
+        flags[1::2] = self._table2[odd]
+        cand = np.nonzero(flags)[0]
+        if not len(cand):
+            return
+        keys = (h[cand].astype(np.int64) << 16) | (h[cand + 1].astype(np.int64) << 8) | h[cand + 2]
+        keep = self._table[keys]
+        cand, keys = cand[keep], keys[keep]
+        if not len(cand):
+            return
+        pos_index = np.array([s for s, _ in starts], dtype=np.int64)
+        for p, key in zip(cand.tolist(), keys.tolist()):
+            for pat in self._candidates(key, hay, p):
+                if pat.needle in hits:
+                    continue
+                if pat.literal is not None:
+                    if not hay.startswith(pat.literal, p):
+                        continue
+                    end = p + len(pat.literal)
+                else:
+                    m = pat.regex.match(hay, p)
+                    if m is None:
+                        continue
+                    end = m.end()
+                if pat.boundary and not _apart(hay, p, end, pat):
+                    continue
+                seg = int(np.searchsorted(pos_index, p, side="right")) - 1
+                s, off = starts[seg]
+                hits[pat.needle] = Hit(self.needles[pat.needle], pat.encoding, off + p - s)
+
+
+def _unit(hay: bytes, at: int, pat: _Pattern) -> int:
+    """The code unit starting at ``at`` as a number (-1 outside the buffer)."""
+    if at < 0 or at + pat.width > len(hay):
+        return -1
+    if pat.width == 1:
+        return hay[at]
+    lo, hi = (hay[at], hay[at + 1]) if pat.encoding == "utf-16-le" else (hay[at + 1], hay[at])
+    return lo | (hi << 8)
+
+
+def _apart(hay: bytes, start: int, end: int, pat: _Pattern) -> bool:
+    """A date not inside a longer run of digits (or dotted numbers); a name part not inside a word."""
+    wd = pat.width
+    before, after = _unit(hay, start - wd, pat), _unit(hay, end, pat)
+    if pat.boundary == "letter":
+        return not (97 <= before <= 122) and not (97 <= after <= 122)
+    digit = range(48, 58)
+    if before in digit or after in digit:
+        return False
+    if before == 46 and _unit(hay, start - 2 * wd, pat) in digit:
+        return False
+    if after == 46 and _unit(hay, end + wd, pat) in digit:
+        return False
+    return True
+
+
+def scan_bytes(data: bytes, needles: Sequence[Needle]) -> list[Hit]:
+    """Hits in one buffer (offsets into it)."""
+    return Scanner(needles).scan([(0, data)])
+
+
+def report_residual(rep: VerifyReport, needles: NeedleSet, hits: Sequence[Hit]) -> None:
+    """Add the residual-scan check (and the user identifiers not searched) to a report."""
+    if needles.skipped:
+        rep.add("user-identifiers", True, "; ".join(needles.skipped))
+    if hits:
+        more = f"; and {len(hits) - 4} more" if len(hits) > 4 else ""
+        rep.add("residual-scan", False, f"{len(needles)} needles; {len(hits)} found: "
+                + "; ".join(h.describe() for h in hits[:4]) + more)
+    else:
+        rep.add("residual-scan", True, f"{len(needles)} needles, none found")

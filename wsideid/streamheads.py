@@ -1,0 +1,140 @@
+"""The header bytes of each compressed tile, strip or frame, for the residual scan.
+
+A JPEG tile is SOI, table and frame segments, SOS, then entropy-coded
+data; a JPEG 2000 codestream is SOC, main-header segments, SOT, then SOD
+and the bitstream. Everything before the entropy-coded data is metadata a
+writer may fill with text (COM, APPn), so the residual scan reads it like
+any other non-pixel byte, for every tile, not a sample.
+
+The walk is vectorised over a batch of tiles (one ``pread`` each into one
+array), as in ``tiff.jpegsegs``: a level can have hundreds of thousands of
+tiles. A header that cannot be walked yields all bytes gathered for the
+tile, so the scan errs towards reading more, never less. Data that is
+neither JPEG nor JPEG 2000 has no header here (it is all pixel data).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Iterator
+
+import numpy as np
+
+HEAD = 1024  # bytes gathered per tile; longer headers are read again whole
+SLACK = 64 * 65538  # the longest header a walk follows
+MAX_SEGMENTS = 64
+BATCH = 1024
+
+
+def _walk_one(raw: bytes) -> int:
+    """Length of the header in ``raw`` (through SOS or SOD); len(raw) when it cannot be walked."""
+    if raw[:2] not in (b"\xff\xd8", b"\xff\x4f"):
+        return 0
+    j2k = raw[1] == 0x4F
+    pos, n = 2, len(raw)
+    for _ in range(MAX_SEGMENTS * 4):
+        if pos + 2 > n or raw[pos] != 0xFF:
+            return n
+        marker = raw[pos + 1]
+        if j2k and marker == 0x93:  # SOD: the bitstream follows
+            return pos + 2
+        if pos + 4 > n:
+            return n
+        length = struct.unpack(">H", raw[pos + 2:pos + 4])[0]
+        if length < 2:
+            return n
+        if not j2k and marker == 0xDA:
+            return min(n, pos + 2 + length)
+        pos += 2 + length
+    return n
+
+
+def _walk(rows: np.ndarray, start: np.ndarray, avail: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Header lengths of gathered tiles (0: not JPEG or JPEG 2000), and which need a longer read."""
+    n = len(start)
+    out = np.zeros(n, np.int64)
+    again = np.zeros(n, bool)
+    two = avail >= 2
+    b0 = np.where(two, rows[start], 0)
+    b1 = np.where(two, rows[start + 1], 0)
+    jpeg = (b0 == 0xFF) & (b1 == 0xD8)
+    j2k = (b0 == 0xFF) & (b1 == 0x4F)
+    active = jpeg | j2k
+    pos = start + 2
+    end = start + avail
+
+    def stop(sel: np.ndarray, length: np.ndarray) -> None:
+        out[sel] = length
+        active[sel] = False
+
+    for _ in range(MAX_SEGMENTS):
+        if not active.any():
+            break
+        idx = np.nonzero(active)[0]
+        p, e = pos[idx], end[idx]
+        has2, has4 = p + 2 <= e, p + 4 <= e
+        q = np.where(has4, p, np.where(has2, p, start[idx]))
+        m0, mk = rows[q], rows[q + 1]
+        sod = has2 & (m0 == 0xFF) & j2k[idx] & (mk == 0x93)
+        stop(idx[sod], (p + 2 - start[idx])[sod])
+        ran_off = ~sod & ~has4
+        again[idx[ran_off]] = longer[idx[ran_off]]
+        stop(idx[ran_off], avail[idx[ran_off]])  # the tile ends inside its header: scan it all
+        go = ~sod & has4
+        gi, gp = idx[go], p[go]
+        length = (rows[gp + 2].astype(np.int64) << 8) | rows[gp + 3]
+        broken = (rows[gp] != 0xFF) | (length < 2)
+        stop(gi[broken], avail[gi[broken]])  # not a header we can walk: scan all gathered bytes
+        sos = ~broken & jpeg[gi] & (rows[gp + 1] == 0xDA)
+        stop(gi[sos], np.minimum(gp[sos] + 2 + length[sos] - start[gi[sos]], avail[gi[sos]]))
+        move = ~broken & ~sos
+        pos[gi[move]] = gp[move] + 2 + length[move]
+    still = np.nonzero(active)[0]
+    out[still] = avail[still]  # too many segments: scan all gathered bytes
+    return out, again
+
+
+def stream_headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes]]:
+    """(file offset, header bytes) of every JPEG or JPEG 2000 tile in the ranges given."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    live = np.nonzero(counts > 0)[0]
+    live = live[np.argsort(offsets[live], kind="stable")]
+    offs, cnts = offsets[live], counts[live]
+    with open(path, "rb") as fh:
+        fd = fh.fileno()
+        for a in range(0, len(offs), BATCH):
+            o, c = offs[a:a + BATCH], cnts[a:a + BATCH]
+            n = len(o)
+            buf = bytearray(n * HEAD)
+            view = memoryview(buf)
+            avail = np.minimum(c, HEAD)
+            for i, (off, k) in enumerate(zip(o.tolist(), avail.tolist())):
+                got = os.preadv(fd, [view[i * HEAD:i * HEAD + k]], off)
+                avail[i] = got
+            rows = np.frombuffer(buf, dtype=np.uint8)
+            start = np.arange(n, dtype=np.int64) * HEAD
+            lengths, again = _walk(rows, start, avail, c > HEAD)
+            for i in np.nonzero(lengths)[0].tolist():
+                if again[i]:
+                    raw = os.pread(fd, int(min(c[i], SLACK)), int(o[i]))
+                    yield int(o[i]), raw[:_walk_one(raw)]
+                else:
+                    s = i * HEAD
+                    yield int(o[i]), bytes(buf[s:s + int(lengths[i])])
+
+
+PIECE = 4 << 20
+
+
+def read_range(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of ``[start, end)`` in pieces of at most ``PIECE`` bytes, for a scanner
+    that joins back-to-back pieces (memory stays bounded however large the range)."""
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(PIECE, end - pos), pos)
+        if not data:
+            return
+        yield pos, data
+        pos += len(data)
