@@ -140,11 +140,28 @@ class InPlaceResult:
     seconds: float
 
 
+def _rebase(edits, appended) -> None:
+    """Point ``edits.tiles`` at the appended copies of the edited tiles (checked equal to their
+    pieces before the switch), so verification after the wipe reads what the file now holds."""
+    from .tiff.edits import TileEdits
+    where = {id(te): k for k, te in edits.tiles.items()}
+    for te, starts in appended:
+        k = where.get(id(te))
+        if k is None:
+            continue
+        moved = TileEdits(te.store)
+        for t, at, n in zip(te.indices().tolist(), starts.tolist(), te.lengths().tolist()):
+            moved.set_pieces(t, [(0, n)] if n else [], at)
+        moved.external, moved.opaque, moved.entropy = te.external, te.opaque, te.entropy
+        edits.tiles[k] = moved
+
+
 def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) -> InPlaceResult:
     """Run steps 2-7 above for an opened TIFF-family slide and its plan."""
     from .tiff.container import read_tiff
-    from .tiff.writer import metadata_size, serialize_at
     from .needles import Scanner, needles_for_plan
+    from .tiff.edits import as_tile_edits
+    from .tiff.writer import metadata_size, serialize_at, write_edits
     from .verify import pixel_ranges
 
     t0 = time.perf_counter()
@@ -158,19 +175,23 @@ def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) ->
     bo = tf.byteorder
     origin = (tf.size + 7) // 8 * 8
     meta_len = metadata_size(ifds, kind, bo)
-    # Edited tiles go right after the new metadata block.
+    # Edited tiles go right after the new metadata block, streamed from their pieces
+    # (source ranges below the original end, spilled new bytes), never gathered in memory.
     pos = origin + meta_len
-    extra = bytearray()
+    appended = []
     from .tiff.writer import _flatten
     for ifd in _flatten(ifds):
         if ifd.data is None:
             continue
         offs = np.array(ifd.data.src_offsets, dtype=np.int64)
         cnts = np.array(ifd.data.src_counts, dtype=np.int64)
-        for idx, new in sorted(ifd.data.replaced.items()):
-            offs[idx], cnts[idx] = (pos if new else 0), len(new)
-            extra += new
-            pos += len(new)
+        if len(ifd.data.replaced):
+            te = as_tile_edits(ifd.data.replaced, path)
+            idx, lens = te.indices(), te.lengths()
+            starts = pos + np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
+            offs[idx], cnts[idx] = np.where(lens > 0, starts, 0), lens
+            pos += int(lens.sum())
+            appended.append((te, starts))
         ifd.data.src_offsets, ifd.data.src_counts, ifd.data.replaced = offs, cnts, {}
     end = pos
     if kind == "classic" and end >= 2**32:
@@ -190,7 +211,19 @@ def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) ->
                           "new_pointer": new_pointer.hex(), "wipe": []})
     fd = os.open(path, os.O_RDWR)
     try:
-        os.pwrite(fd, bytes(origin - tf.size) + block + bytes(extra), tf.size)
+        os.pwrite(fd, bytes(origin - tf.size) + block, tf.size)
+        os.lseek(fd, origin + meta_len, os.SEEK_SET)
+        for te, _ in appended:  # pieces below tf.size: the original bytes, not yet touched
+            write_edits(fd, te)
+        if os.fstat(fd).st_size != end:
+            raise InPlaceError("the appended tiles do not have their planned size; nothing was switched")
+        # The pieces point at bytes the wipe will zero: the appended copies are checked
+        # against them now, and from here on the edits point at the copies.
+        for te, starts in appended:
+            for t, at in zip(te.indices().tolist(), starts.tolist()):
+                if not te.matches(t, fd, at):
+                    raise InPlaceError("an appended tile differs from its edit; nothing was switched")
+        _rebase(edits, appended)
         if fsync:
             os.fsync(fd)
         # The structure as it will be after the switch, parsed independently.

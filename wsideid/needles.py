@@ -68,7 +68,7 @@ MIN_DIGITS_PART = 5  # an all-digit part of an identifier
 MIN_USER = 3  # user-given identifiers
 MIN_RECORD_DIGITS = 7  # a default-kind integer this long may be a record number: still a needle
 ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "utf-16-be")
-CHUNK = 8 << 20
+CHUNK = 4 << 20  # with its lower-cased copy and flag arrays, about 5x this is held (100 MB budget)
 SEPARATOR = b"\0" * 4  # between segments: no needle encoding holds U+0000
 
 _NAME_KEY = re.compile(r"patient|person|user|operator|artist|author|owner|physician|doctor|technician|technologist"

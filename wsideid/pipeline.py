@@ -179,31 +179,22 @@ class _Hasher(threading.Thread):
     def run(self) -> None:
         try:
             h = hashlib.sha256()
-            buf = bytearray(8 << 20)
-            view = memoryview(buf)
             with open(self.path, "rb", buffering=0) as fh:
-                if self.recipe is None:
+                if self.recipe is not None:
+                    self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
+                else:
+                    buf = bytearray(4 << 20)
+                    view = memoryview(buf)
                     while True:
                         n = fh.readinto(buf)
                         if not n:
                             break
                         h.update(view[:n])
-                else:
-                    h.update(self.recipe.meta)
-                    for offset, length in self.recipe.runs:
-                        done = 0
-                        while done < length:
-                            fh.seek(offset + done)
-                            n = fh.readinto(view[:min(len(buf), length - done)])
-                            if not n:
-                                raise OSError(0, "source ended early")
-                            h.update(view[:n])
-                            done += n
-                    for extra in self.recipe.extra:
-                        h.update(extra)
             self.hexdigest = h.hexdigest()
         except OSError as exc:
             self.error = exc.strerror or "read error"
+        except WsideidError as exc:
+            self.error = str(exc)
 
 
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
@@ -403,26 +394,62 @@ def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
     return scans
 
 
-def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions):
-    """Tile edits: APPn/COM segments stripped, then regions and macro labels blanked."""
+def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions, deferred: bool = False):
+    """Tile edits: APPn/COM segments stripped, then regions and macro labels blanked.
+    ``deferred``: JPEG tiles judged by their headers; the full check is ``edits.tiles.pending``."""
     from .redaction import blank_macro_labels, plan_regions, stripped_segments
 
     tf = slide.container
-    edits = stripped_segments(tf, plan)
+    edits = stripped_segments(tf, plan, deferred)
     blank_macro_labels(tf, plan, slide.format, options.fill, edits)
     plan_regions(tf, plan, list(plan.regions), options.fill, edits)
     return edits
 
 
+class _StreamCheck(threading.Thread):
+    """The stream rule's full check (every byte of every JPEG tile up to its first EOI), run
+    beside the kernel's copy instead of before it. The headers, where encoders put their
+    comments, were judged before writing; this finds what only the entropy-coded data or the
+    bytes after an EOI show. Joined before verification: nothing is published unchecked."""
+
+    def __init__(self, path: str, pending: list):
+        super().__init__(daemon=True)
+        self.path, self.pending = path, pending
+        self.dirty: list[tuple[int, int]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from .tiff.jpegsegs import check_pending
+        try:
+            self.dirty = check_pending(self.path, self.pending)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.error = exc
+
+
 def _apply(slide: OpenedSlide, plan: Plan, tmp: str, options: DeidOptions, on_recipe=None) -> dict[int, dict[int, bytes]]:
+    """Write the output. Optimistic: tiles with clean headers are copied while their bytes are
+    checked; if the check finds a stream the rule changes, the output is written again with
+    the exact edits (a rare, hostile or unusual file pays two writes, never a leak)."""
     from .tiff.writer import write_tiff
 
     tf = slide.container
-    edits = _edits(slide, plan, options)
-    ifds, kind = slide.module.build(tf, plan, edits.tiles, edits.mcu_starts)
-    if not ifds:
-        raise WsideidError("the plan keeps no image: nothing to write")
-    write_tiff(tf.path, tmp, ifds, kind, tf.byteorder, on_recipe=on_recipe)
+    edits = _edits(slide, plan, options, deferred=True)
+    check = _StreamCheck(tf.path, edits.tiles.pending)
+    check.start()
+    try:
+        ifds, kind = slide.module.build(tf, plan, edits.tiles, edits.mcu_starts)
+        if not ifds:
+            raise WsideidError("the plan keeps no image: nothing to write")
+        write_tiff(tf.path, tmp, ifds, kind, tf.byteorder, on_recipe=on_recipe)
+    finally:
+        check.join()
+    if check.error is not None:
+        raise check.error
+    if check.dirty:
+        os.unlink(tmp)
+        edits = _edits(slide, plan, options)  # the exact pass: every stream parsed as needed
+        ifds, kind = slide.module.build(tf, plan, edits.tiles, edits.mcu_starts)
+        write_tiff(tf.path, tmp, ifds, kind, tf.byteorder, on_recipe=on_recipe)
     return edits.tiles
 
 

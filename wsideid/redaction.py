@@ -22,6 +22,7 @@ import numpy as np
 from .errors import WsideidError
 from .model import Plan
 from .tiff.container import Ifd, TiffFile, integer_array
+from .tiff.edits import EditSet
 from .vendors import tiff_base
 
 Box = tuple[int, int, int, int]  # x, y, w, h
@@ -33,31 +34,32 @@ class RedactionError(WsideidError):
 
 @dataclass
 class Edits:
-    """New bytes per (flat IFD index, tile index), and NDPI restart offsets to rewrite."""
+    """Edited tiles per flat IFD index (``tiff.edits.EditSet``: pieces, not bytes), and NDPI
+    restart offsets to rewrite."""
 
-    tiles: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    tiles: EditSet
     mcu_starts: dict[int, list[int]] = field(default_factory=dict)
     blanked: dict[str, int] = field(default_factory=dict)  # image path -> tiles edited
 
 
-def stripped_segments(tf: TiffFile, plan: Plan) -> Edits:
+def stripped_segments(tf: TiffFile, plan: Plan, deferred: bool = False) -> Edits:
     """Edits that reduce every kept JPEG/JPEG 2000 tile and strip to its decoding
     segments (tiff_base does the cleaning). NDPI restart offsets, relative to the
     strip, follow the first scan's entropy-coded data, which is all they point
     into: the shift is where that data starts now minus where it started
     (not the change in length: bytes dropped after EOI move no restart)."""
-    from .jpeg import structure
-    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan))
+    edits = Edits(tiles=tiff_base.tile_segment_edits(tf, plan, deferred=deferred))
     flat = list(tf.all_ifds())
     for k, tiles in edits.tiles.items():
         ifd = flat[k]
         if ifd.has(65426) and 0 in tiles:
             data = tiff_base.image_data(ifd, tf.byteorder)
-            old = _read(tf.path, int(data.src_offsets[0]), int(data.src_counts[0]))
-            before = structure.clean(old)
-            delta = before.entropy_start - before.source_entropy_start
+            if 0 not in tiles.entropy:
+                raise RedactionError(f"{ifd.path}: NDPI strip edited without its entropy-coded data located")
+            new_start, source_start = tiles.entropy[0]
+            delta = new_start - source_start
             starts = integer_array(ifd.entries[65426], tf.byteorder).astype(np.int64)
-            if len(starts) and (starts.min() < before.source_entropy_start or starts.max() >= len(old)):
+            if len(starts) and (starts.min() < source_start or starts.max() >= int(data.src_counts[0])):
                 raise RedactionError(f"{ifd.path}: NDPI restart offsets point outside the strip's entropy-coded data")
             edits.mcu_starts[k] = (starts + delta).tolist()
     return edits
@@ -132,7 +134,7 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
                         new = flat_tile(tile, fill, tables=tables, colorspace=cs)
                     else:
                         new = blank_regions(tile, [local], fill, tables=tables, colorspace=cs)
-                    edits.tiles.setdefault(k, {})[idx] = new
+                    edits.tiles.image(k)[idx] = new
                     n += 1
             return n
         rps = int(ifd.value(278, h) or h)
@@ -140,15 +142,15 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
             strip = _tile_bytes(tf, k, 0, data, edits)
             starts = edits.mcu_starts.get(k) or integer_array(ifd.entries[65426], tf.byteorder).tolist()
             new, new_starts = blank_restart_intervals(strip, starts, [box], fill, height=h, colorspace=cs)
-            edits.tiles.setdefault(k, {})[0] = new
+            edits.tiles.image(k)[0] = new
             edits.mcu_starts[k] = list(new_starts)
             return 1
         for i in range(y // rps, min(len(data.src_offsets), -(-(y + bh) // rps))):
             rows = min(rps, h - i * rps)
             local = (x, max(0, y - i * rps), bw, min(rows, y + bh - i * rps) - max(0, y - i * rps))
             strip = _tile_bytes(tf, k, i, data, edits)
-            edits.tiles.setdefault(k, {})[i] = blank_regions(strip, [local], fill, tables=tables, colorspace=cs,
-                                                             height=rows)
+            edits.tiles.image(k)[i] = blank_regions(strip, [local], fill, tables=tables, colorspace=cs,
+                                                    height=rows)
             n += 1
         return n
     except JpegBlankingError as exc:

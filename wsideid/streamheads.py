@@ -24,7 +24,7 @@ import numpy as np
 HEAD = 1024  # bytes gathered per tile; longer headers are read again whole
 SLACK = 64 * 65538  # the longest header a walk follows
 MAX_SEGMENTS = 64
-BATCH = 4096
+BATCH = 1024
 
 
 def _walk_one(raw: bytes) -> int:
@@ -125,7 +125,7 @@ def stream_headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterat
                     yield int(o[i]), bytes(buf[s:s + int(lengths[i])])
 
 
-PIECE = 8 << 20
+PIECE = 4 << 20
 
 
 def read_range(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:

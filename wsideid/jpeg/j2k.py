@@ -20,6 +20,8 @@ from __future__ import annotations
 import struct
 
 from ..errors import MalformedFile
+from . import view
+from .view import FileView, Piece
 
 SOC, SOT, SOD, EOC = 0x4F, 0x90, 0x93, 0xD9
 COM, TLM = 0x64, 0x55
@@ -51,11 +53,24 @@ def clean(raw: bytes) -> bytes:
     return clean_codestream(raw)
 
 
+def reduce(raw: bytes | FileView) -> list[Piece]:
+    """``clean`` as pieces of ``raw`` (source ranges and the few rewritten bytes)."""
+    if raw[:12] == JP2_SIGNATURE:
+        whole = bytes(raw[0:len(raw)])
+        new = _clean_jp2(whole)  # JP2 files are small still images: rebuilt whole
+        return [(0, len(whole))] if new == whole else [new]
+    return view.merge(_reduce_codestream(raw))
+
+
 def clean_codestream(raw: bytes) -> bytes:
+    return view.join(raw, _reduce_codestream(raw))
+
+
+def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
     n = len(raw)
     if raw[:2] != b"\xff\x4f" or raw[2:4] != b"\xff\x51":
         raise UnsafeJ2k("a stream declared JPEG 2000 does not start with SOC and SIZ")
-    out = [b"\xff\x4f"]
+    out: list[Piece] = [(0, 2)]
     pos = 2
     main_tlm: list[bytes] = []
     tlm_at = -1
@@ -69,7 +84,7 @@ def clean_codestream(raw: bytes) -> bytes:
         length = _u16(raw, pos + 2)
         if length < 2 or pos + 2 + length > n:
             raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
-        seg = raw[pos:pos + 2 + length]
+        seg = (pos, 2 + length)
         if marker == TLM:
             tlm_at = len(out) if tlm_at < 0 else tlm_at
             main_tlm.append(seg)
@@ -80,7 +95,7 @@ def clean_codestream(raw: bytes) -> bytes:
         pos += 2 + length
     else:
         raise UnsafeJ2k("JPEG 2000 main header has too many segments")
-    parts: list[bytes] = []
+    parts: list[Piece] = []
     for _ in range(MAX_SEGMENTS):
         if pos + 2 > n or raw[pos] != 0xFF:
             raise UnsafeJ2k("JPEG 2000 codestream ends without an end marker (EOC)")
@@ -89,23 +104,23 @@ def clean_codestream(raw: bytes) -> bytes:
         if raw[pos + 1] != SOT or pos + 12 > n or _u16(raw, pos + 2) != 10:
             raise UnsafeJ2k(f"JPEG 2000 tile-part expected at byte {pos}")
         psot = struct.unpack(">I", raw[pos + 6:pos + 10])[0]
-        end = pos + psot if psot else raw.find(b"\xff\xd9", pos + 12)
+        end = pos + psot if psot else view.find(raw, b"\xff\xd9", pos + 12)
         if psot and (psot < 14 or end > n) or end < 0:
             raise UnsafeJ2k("JPEG 2000 tile-part length runs past the data")
         part, changed = _tile_part(raw, pos, end)
         lengths_changed |= changed
-        parts.append(part)
+        parts += part
         pos = end
     else:
         raise UnsafeJ2k("JPEG 2000 codestream has too many tile-parts")
     if main_tlm and not lengths_changed:
         out[tlm_at:tlm_at] = main_tlm  # the index still holds: kept (numbers only)
-    return b"".join(out) + b"".join(parts) + b"\xff\xd9"
+    return out + parts + [(pos, 2)]  # the EOC
 
 
-def _tile_part(raw: bytes, start: int, end: int) -> tuple[bytes, bool]:
-    """One tile-part with COM dropped from its header and Psot rewritten; (bytes, length changed)."""
-    head = [raw[start:start + 12]]
+def _tile_part(raw: bytes | FileView, start: int, end: int) -> tuple[list[Piece], bool]:
+    """One tile-part with COM dropped from its header and Psot rewritten; (pieces, length changed)."""
+    head: list[Piece] = [(start, 12)]
     pos = start + 12
     for _ in range(MAX_SEGMENTS):
         if pos + 2 > end or raw[pos] != 0xFF:
@@ -119,19 +134,20 @@ def _tile_part(raw: bytes, start: int, end: int) -> tuple[bytes, bool]:
         if length < 2 or pos + 2 + length > end:
             raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
         if marker in TILE:
-            head.append(raw[pos:pos + 2 + length])
+            head.append((pos, 2 + length))
         elif marker != COM:
             raise UnsafeJ2k(f"JPEG 2000 tile-part header holds an unknown marker 0xFF{marker:02X}")
         pos += 2 + length
     else:
         raise UnsafeJ2k("JPEG 2000 tile-part header has too many segments")
-    body = raw[pos:end]
-    size = sum(len(h) for h in head) + len(body)
+    body = (pos, end - pos)
+    size = view.size(head) + body[1]
     psot = struct.unpack(">I", raw[start + 6:start + 10])[0]
     changed = size != end - start
-    if psot:
-        head[0] = head[0][:6] + struct.pack(">I", size) + head[0][10:]
-    return b"".join(head) + body, changed
+    if psot and changed:
+        sot = raw[start:start + 12]
+        head[0] = sot[:6] + struct.pack(">I", size) + sot[10:]
+    return head + [body], changed
 
 
 def _boxes(data: bytes, start: int, end: int):

@@ -33,6 +33,8 @@ import struct
 from dataclasses import dataclass, field
 
 from ..errors import MalformedFile
+from . import view
+from .view import FileView, Piece
 
 SOI, EOI, SOS, DQT, DHT, DRI, DNL, COM, APP0, APP14 = 0xD8, 0xD9, 0xDA, 0xDB, 0xC4, 0xDD, 0xDC, 0xFE, 0xE0, 0xEE
 SOF_BASELINE, SOF_EXTENDED, SOF_PROGRESSIVE, SOF_LOSSLESS, SOF_LS, LSE = 0xC0, 0xC1, 0xC2, 0xC3, 0xF7, 0xF8
@@ -59,6 +61,23 @@ TableKey = tuple[str, int]  # ("q"|"dc"|"ac"|"dri", slot)
 
 
 @dataclass
+class Reduction:
+    """A stream reduced to its decoding segments, as pieces of its source (``view.Piece``).
+
+    Scans (SOS and entropy-coded data) and segments kept byte for byte are
+    source ranges, so a cleaned stream costs a few numbers, not its bytes.
+    """
+
+    pieces: list[Piece]
+    size: int
+    changed: bool
+    sof: int
+    external: frozenset[TableKey]  # tables used from a preloaded JPEGTables blob
+    entropy_start: int  # offset of the first scan's ECS in the cleaned stream
+    source_entropy_start: int  # the same in the input
+
+
+@dataclass
 class Cleaned:
     """A stream reduced to its decoding segments."""
 
@@ -79,11 +98,17 @@ class _Table:
 
 @dataclass
 class _Seg:
-    """One output piece: fixed bytes, or a table segment emitted with its used tables only."""
+    """One output piece: fixed bytes, or a table segment emitted with its used tables only.
+
+    ``at``: where these bytes stand in the source, if they are its bytes
+    there (-1: rebuilt); ``span``: a scan, kept as the source range itself.
+    """
 
     raw: bytes = b""
     marker: int = 0
     tables: list[_Table] = field(default_factory=list)
+    at: int = -1
+    span: tuple[int, int] | None = None
 
     def emit(self) -> bytes:
         if not self.tables and not self.marker:
@@ -136,9 +161,9 @@ def _canonical_jfif(body: bytes) -> bytes:
 
 
 class _Parser:
-    def __init__(self, raw: bytes, preloaded: frozenset[TableKey], tables_only: bool):
+    def __init__(self, raw: bytes | FileView, preloaded: frozenset[TableKey], tables_only: bool):
         self.raw, self.n = raw, len(raw)
-        self.out: list[_Seg] = [_Seg(b"\xff\xd8")]
+        self.out: list[_Seg] = [_Seg(b"\xff\xd8", at=0)]
         self.current: dict[TableKey, _Table | None] = {k: None for k in preloaded}  # None: from JPEGTables
         self.external: set[TableKey] = set()
         self.tables_only = tables_only
@@ -175,7 +200,7 @@ class _Parser:
         for _ in range(MAX_SEGMENTS):
             marker, pos = self.marker_at(pos)
             if marker == EOI:
-                self.out.append(_Seg(b"\xff\xd9"))
+                self.out.append(_Seg(b"\xff\xd9", at=pos - 2))
                 return pos
             if marker == SOI or 0xD0 <= marker <= 0xD7 or marker == 0x01:
                 raise UnsafeJpeg(f"JPEG marker 0xFF{marker:02X} stands outside entropy-coded data")
@@ -190,7 +215,10 @@ class _Parser:
             if marker == SOS:
                 pos = self.scan(start, body, pos)
             else:
+                before = len(self.out)
                 self.segment(marker, body)
+                for seg in self.out[before:]:
+                    seg.at = start  # emitted as a source range where its bytes are the source's there
         raise UnsafeJpeg("JPEG stream has too many segments")
 
     def segment(self, marker: int, body: bytes) -> None:
@@ -291,7 +319,7 @@ class _Parser:
             self.sos_len = pos - start
             self.first_scan_piece = len(self.out)
         self.scans += 1
-        self.out.append(_Seg(self.raw[start:end]))
+        self.out.append(_Seg(span=(start, end - start)))
         return end
 
     def ecs_end(self, pos: int) -> int:
@@ -304,10 +332,9 @@ class _Parser:
         """
         rx = _ECS_END_LS if self.sof == SOF_LS else _ECS_END
         while True:
-            m = rx.search(self.raw, pos)
-            if m is None:
+            end = view.search(self.raw, rx, pos)
+            if end < 0:
                 raise UnsafeJpeg("JPEG entropy-coded data is not terminated by a marker (truncated?)")
-            end = m.start()
             if self.raw[end + 1] != 0xFF:
                 return end
             k = end
@@ -320,16 +347,27 @@ class _Parser:
                 raise UnsafeJpeg("JPEG entropy-coded data holds fill bytes before stuffed data")
             return end
 
-    def result(self, end: int) -> Cleaned:
+    def result(self, end: int) -> Reduction:
         if not self.tables_only and not self.scans:
             raise UnsafeJpeg("JPEG stream has no scan")
-        pieces = [s.emit() for s in self.out]
+        pieces: list[Piece] = []
+        head = 0
+        for i, s in enumerate(self.out):
+            if i == self.first_scan_piece and self.scans:
+                head = view.size(pieces)
+            if s.span is not None:
+                pieces.append(s.span)
+                continue
+            b = s.emit()
+            # kept exactly as the source has it there: a source range (verified, not assumed)
+            pieces.append((s.at, len(b)) if b and s.at >= 0 and self.raw[s.at:s.at + len(b)] == b else b)
+        pieces = view.merge(pieces)
         if self.scans:
-            head = sum(len(p) for p in pieces[:self.first_scan_piece])
             self.entropy_start = head + self.sos_len
-        data = b"".join(pieces)
-        return Cleaned(data, data != self.raw, self.sof, frozenset(self.external), self.entropy_start,
-                       self.source_entropy_start)
+        size = view.size(pieces)
+        changed = not (size == self.n and pieces == [(0, self.n)])
+        return Reduction(pieces, size, changed, self.sof, frozenset(self.external), self.entropy_start,
+                         self.source_entropy_start)
 
 
 def clean(raw: bytes, preloaded: frozenset[TableKey] = frozenset()) -> Cleaned:
@@ -338,7 +376,15 @@ def clean(raw: bytes, preloaded: frozenset[TableKey] = frozenset()) -> Cleaned:
     ``preloaded``: tables a TIFF JPEGTables blob defines before this stream;
     the ones a scan uses are reported in ``Cleaned.external``.
     """
-    p = _Parser(bytes(raw), frozenset(preloaded), False)
+    raw = bytes(raw)
+    r = reduce(raw, preloaded)
+    data = raw if not r.changed else view.join(raw, r.pieces)
+    return Cleaned(data, r.changed, r.sof, r.external, r.entropy_start, r.source_entropy_start)
+
+
+def reduce(raw: bytes | FileView, preloaded: frozenset[TableKey] = frozenset()) -> Reduction:
+    """``clean`` as pieces of ``raw``, which may be a file range too large to hold."""
+    p = _Parser(raw, frozenset(preloaded), False)
     return p.result(p.run())
 
 

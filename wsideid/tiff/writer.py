@@ -5,8 +5,10 @@ then the image data. Image data is copied from the source file range by
 range with ``os.copy_file_range`` (kernel-side, no user-space buffer), so the
 cost is that of ``cp`` and memory does not grow with slide size. Only ranges
 that a kept IFD references are copied: bytes of removed images, gaps and
-orphaned old data never reach the output. A segment may instead carry new
-bytes (an edited tile), which is how lossless blanking plugs in.
+orphaned old data never reach the output. A tile may instead be edited
+(the stream rule, lossless blanking): its new bytes are described as pieces
+(``tiff.edits``: source ranges and a few spilled new bytes) and streamed
+after the copied ranges, so edits never accumulate in memory either.
 
 Why not tifftools: its writer copies data through Python buffers
 (1.5-1.7x ``cp`` warm, measured in ../shared/research/dependencies.md) and
@@ -19,11 +21,13 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import MalformedFile, WsideidError
+from .edits import MEMORY, TileEdits, as_tile_edits
 
 
 @dataclass
@@ -44,7 +48,8 @@ class ImageData:
     counts_tag: int  # 279 StripByteCounts or 325 TileByteCounts
     src_offsets: np.ndarray  # int64
     src_counts: np.ndarray  # int64
-    replaced: dict[int, bytes] = field(default_factory=dict)  # index -> new bytes
+    # index -> new bytes: a TileEdits (pieces, streamed) or, from fixtures, a plain dict
+    replaced: Mapping[int, bytes] | TileEdits = field(default_factory=dict)
 
 
 @dataclass
@@ -114,15 +119,43 @@ def _flatten(ifds: list[OutIfd]) -> list[OutIfd]:
 
 @dataclass
 class OutputRecipe:
-    """What the output is made of, in order: new metadata, source ranges, new bytes.
+    """What the output is made of, in order: new metadata, source ranges, edited tiles.
 
     Lets a caller hash the output from the source while the kernel copies it,
-    instead of reading the output back afterwards.
+    instead of reading the output back afterwards. ``runs`` is an (n, 2)
+    array of (offset, length) in the source; ``edits`` the edited tiles of
+    each image in output order.
     """
 
     meta: bytes
-    runs: list[tuple[int, int]]
-    extra: list[bytes]
+    runs: np.ndarray
+    edits: list[TileEdits]
+
+    def feed(self, fd: int, update: Callable[[memoryview], object], chunk: int = 4 << 20) -> None:
+        """Call ``update`` with the output's bytes in order, read from the source ``fd`` (and the
+        edits' spill file): one bounded buffer, whatever the slide's size."""
+        update(memoryview(self.meta))
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        for offset, length in self.runs.tolist():
+            _feed_range(fd, offset, length, view, update)
+        for te in self.edits:
+            for idx in te.indices().tolist():
+                for where, off, n in te.pieces(idx):
+                    if where == MEMORY:
+                        update(memoryview(te.store.read(where, off, n)))
+                    else:
+                        _feed_range(fd if where == 0 else te.store.fd(where), off, n, view, update)
+
+
+def _feed_range(fd: int, offset: int, length: int, view: memoryview, update) -> None:
+    done = 0
+    while done < length:
+        n = os.preadv(fd, [view[:min(len(view), length - done)]], offset + done)
+        if not n:
+            raise OSError(0, "source ended early")
+        update(view[:n])
+        done += n
 
 
 def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: str,
@@ -136,7 +169,7 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
         raise ValueError(kind)
     flat = _flatten(ifds)
     # 1. Plan the data region: unique source ranges in source order.
-    plan = _DataPlan(flat)
+    plan = _DataPlan(flat, src_path)
     meta_size = _metadata_size(flat, kind, bo)
     total = meta_size + plan.total
     if kind == "classic" and total >= 2**32:
@@ -155,7 +188,7 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
     if len(meta) != meta_size:
         raise AssertionError(f"layout size mismatch {len(meta)} != {meta_size}")
     if on_recipe is not None:
-        on_recipe(OutputRecipe(meta, plan.source_runs(), [b for _, _, b in plan.replaced]))
+        on_recipe(OutputRecipe(meta, plan.source_runs(), [te for _, te in plan.edits]))
     try:
         fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -331,12 +364,12 @@ def _pad_to(buf: bytearray, n: int) -> None:
 
 
 class _DataPlan:
-    """Unique source ranges in source order, plus appended new bytes."""
+    """Unique source ranges in source order, then the edited tiles (streamed from their pieces)."""
 
-    def __init__(self, flat: list[OutIfd]):
+    def __init__(self, flat: list[OutIfd], src_path: str):
         self.flat = flat
         srcs, lens, owners = [], [], []
-        self.replaced: list[tuple[int, int, bytes]] = []  # (ifd idx, tile idx, bytes)
+        self.edits: list[tuple[int, TileEdits]] = []  # (ifd idx, its edited tiles)
         for k, ifd in enumerate(flat):
             if ifd.data is None:
                 continue
@@ -347,9 +380,13 @@ class _DataPlan:
             if (offs < 0).any() or (cnts < 0).any():
                 raise MalformedFile("negative image data offset or length")
             mask = np.ones(len(offs), bool)
-            for idx in ifd.data.replaced:
+            if len(ifd.data.replaced):
+                te = as_tile_edits(ifd.data.replaced, src_path)
+                idx = te.indices()
+                if len(idx) and (idx[0] < 0 or idx[-1] >= len(offs)):
+                    raise AssertionError("an edited tile index lies outside its image")
                 mask[idx] = False
-                self.replaced.append((k, idx, ifd.data.replaced[idx]))
+                self.edits.append((k, te))
             mask &= cnts > 0
             idx = np.nonzero(mask)[0]
             srcs.append(offs[idx])
@@ -374,7 +411,7 @@ class _DataPlan:
             self.unique = ~same
         else:
             self.unique = np.zeros(0, bool)
-        self.total = int(self.len[self.unique].sum()) + sum(len(b) for _, _, b in self.replaced)
+        self.total = int(self.len[self.unique].sum()) + sum(int(te.lengths().sum()) for _, te in self.edits)
 
     def assign(self, data_start: int) -> list[tuple[np.ndarray, np.ndarray]]:
         ulen = self.len[self.unique]
@@ -395,28 +432,65 @@ class _DataPlan:
         for (k, idx), start in zip(self.owner.tolist(), new_start.tolist()):
             out[k][0][idx] = start
         pos = data_start + int(ulen.sum())
-        for k, idx, b in self.replaced:
-            out[k][0][idx] = pos if b else 0
-            out[k][1][idx] = len(b)
-            pos += len(b)
+        for k, te in self.edits:
+            idx, lens = te.indices(), te.lengths()
+            starts = pos + np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
+            out[k][0][idx] = np.where(lens > 0, starts, 0)
+            out[k][1][idx] = lens
+            pos += int(lens.sum())
         return out
 
-    def source_runs(self) -> list[tuple[int, int]]:
-        """(offset, length) of the source ranges in output order, contiguous ones merged."""
+    def source_runs(self) -> np.ndarray:
+        """(offset, length) rows of the source ranges in output order, contiguous ones merged."""
         if not len(self.runs_src):
-            return []
+            return np.zeros((0, 2), np.int64)
         brk = np.ones(len(self.runs_src), bool)
         brk[1:] = self.runs_src[1:] != self.runs_src[:-1] + self.runs_len[:-1]
         starts = np.nonzero(brk)[0]
         ends = np.append(starts[1:], len(self.runs_src))
         csum = np.concatenate([[0], np.cumsum(self.runs_len)])
-        return [(int(self.runs_src[a]), int(csum[b] - csum[a])) for a, b in zip(starts.tolist(), ends.tolist())]
+        return np.stack([self.runs_src[starts], csum[ends] - csum[starts]], axis=1).astype(np.int64)
 
     def copy(self, src_fd: int, dst_fd: int) -> None:
-        for offset, length in self.source_runs():
+        for offset, length in self.source_runs().tolist():
             _copy_range(src_fd, dst_fd, offset, length)
-        for _, _, b in self.replaced:
-            _write_all(dst_fd, b)
+        for _, te in self.edits:
+            write_edits(dst_fd, te, src_fd)
+
+
+_BIG_PIECE = 1 << 20  # pieces at least this long go through the kernel; smaller ones are gathered
+
+
+def write_edits(dst_fd: int, te: TileEdits, src_fd: int | None = None) -> int:
+    """Append ``te``'s tiles (ascending index) at ``dst_fd``'s position; returns bytes written.
+
+    Small pieces (rebuilt headers, a tile's entropy-coded data) are gathered
+    in one bounded buffer and written together; large ones (a whole-level
+    NDPI strip) are copied by the kernel.
+    """
+    buf = bytearray()
+    written = 0
+    for idx in te.indices().tolist():
+        for where, off, n in te.pieces(idx):
+            if where == MEMORY:
+                buf += te.store.read(where, off, n)
+            elif n >= _BIG_PIECE:
+                _write_all(dst_fd, buf)
+                buf.clear()
+                fd = src_fd if where == 0 and src_fd is not None else te.store.fd(where)
+                _copy_range(fd, dst_fd, off, n)
+            else:
+                fd = src_fd if where == 0 and src_fd is not None else te.store.fd(where)
+                got = os.pread(fd, n, off)
+                if len(got) != n:
+                    raise MalformedFile(f"source ended early while copying an edited tile at offset {off}")
+                buf += got
+            written += n
+            if len(buf) >= _BIG_PIECE * 4:
+                _write_all(dst_fd, buf)
+                buf.clear()
+    _write_all(dst_fd, buf)
+    return written
 
 
 def _write_all(fd: int, data: bytes) -> None:

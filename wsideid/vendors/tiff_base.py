@@ -347,8 +347,8 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
                 if data is not None else set()
             clean = jpegsegs.clean_tables(raw, used)
             entries[347] = OutEntry(347, 7, len(clean), clean)
-        if data is not None and k in edited:
-            data.replaced.update(edited[k])
+        if data is not None and len(edited.get(k, ())):
+            data.replaced = edited[k]
             if 65426 in entries:
                 if k not in mcu_starts:
                     raise MalformedFile(f"{ifd.path}: NDPI strip edited without updated restart offsets")
@@ -372,18 +372,22 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
     return out
 
 
-def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
+def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = False):
     """Tiles/strips of kept images reduced to their decoding segments (the JPEG
-    and JPEG 2000 stream rule, ``wsideid.jpeg.structure`` and ``j2k``).
+    and JPEG 2000 stream rule, ``wsideid.jpeg.structure`` and ``j2k``), as an
+    ``EditSet`` (flat IFD index -> ``TileEdits``).
 
     APPn, COM, unused tables and bytes after the end marker can hold free
     text no profile can vouch for; removing them leaves every coefficient
     untouched. Streams that cannot be reduced without changing pixels are
-    refused (UnsafeJpeg / UnsafeJ2k, one line).
+    refused (UnsafeJpeg / UnsafeJ2k, one line). The edits are pieces of the
+    source (``tiff.edits``): memory does not grow with the tiles they change.
+    ``deferred``: JPEG tiles are judged by their headers now, the rest of
+    their bytes later (``jpegsegs.rule_edits``, ``EditSet.pending``).
     """
-    from ..jpeg import j2k
+    from ..tiff.edits import EditSet, EditStore
     kept = {d.image.index for d in plan.images if d.action != "remove"}
-    edits: dict[int, dict[int, bytes]] = {}
+    edits = EditSet(store or EditStore(tf.path))
     flat = list(tf.all_ifds())
     owners = tf.image_owners()
     for k, ifd in enumerate(flat):
@@ -396,24 +400,9 @@ def tile_segment_edits(tf: TiffFile, plan: Plan) -> dict[int, dict[int, bytes]]:
         if data is None:
             continue
         try:
-            if comp in J2K_COMPRESSIONS:
-                with open(tf.path, "rb") as fh:
-                    for i, (o, c) in enumerate(zip(data.src_offsets.tolist(), data.src_counts.tolist())):
-                        if c:
-                            raw = os.pread(fh.fileno(), c, o)
-                            new = j2k.clean(raw)
-                            if new != raw:
-                                edits.setdefault(k, {})[i] = new
-                continue
-            pre = jpegsegs.table_keys(ifd.entries[347].raw) if ifd.has(347) else frozenset()
-            flagged = jpegsegs.tiles_with_segments(tf.path, data.src_offsets, data.src_counts, pre)
-            if len(flagged):
-                with open(tf.path, "rb") as fh:
-                    for i in flagged.tolist():
-                        raw = os.pread(fh.fileno(), int(data.src_counts[i]), int(data.src_offsets[i]))
-                        new = jpegsegs.strip_segments(raw, pre)
-                        if new != raw:  # a clean stream the fast check cannot judge (progressive, padded)
-                            edits.setdefault(k, {})[i] = new
+            pre = jpegsegs.table_keys(ifd.entries[347].raw) if ifd.has(347) and comp in (6, 7) else frozenset()
+            jpegsegs.rule_edits(tf.path, data.src_offsets, data.src_counts, pre,
+                                "j2k" if comp in J2K_COMPRESSIONS else "jpeg", edits, k, ifd.has(65426), deferred)
         except MalformedFile as exc:
             raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
