@@ -9,6 +9,7 @@ project's own TIFF writer; each planted text must be absent from the output
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import imagecodecs
@@ -275,6 +276,30 @@ def test_slide_tiles_and_tables_cleaned(tables_svs, tmp_path, verify):
     assert out_tiles[2] == tiles[2] and out_tiles[3] == full_tile.data
     assert np.array_equal(imagecodecs.jpeg8_decode(out_tiles[1], tables=out_tables), imagecodecs.jpeg8_decode(prog))
     assert all(out_tiles[k] == tiles[k] for k in range(4, len(tiles)))
+
+
+def test_jpegtables_cleaning_disabled_is_caught(tables_svs, tmp_path, monkeypatch):
+    """Verifier mutation: the writer keeps an unused DQT holding text in JPEGTables; verification must refuse."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.vendors import tiff_base
+    _, tables = _level0_tiles(tables_svs)
+    dirty_tables = tables[:-2] + seg(0xDB, bytes([3]) + NEEDLE.encode().ljust(64, b"!")) + tables[-2:]
+    dst = tmp_path / "dirty-tables.svs"
+    _rewrite(tables_svs, str(dst), {}, dirty_tables)
+    real, calls = tiff_base.jpegsegs, []
+
+    class Shim:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def clean_tables(raw, *a, **kw):
+            calls.append(len(raw))
+            return raw
+    monkeypatch.setattr(tiff_base, "jpegsegs", Shim())
+    with pytest.raises(VerificationFailed):
+        _deid(str(dst), tmp_path)
+    assert calls and not [n for n in os.listdir(tmp_path / "out") if not n.startswith(".")]
 
 
 def test_slide_with_unsafe_tile_refused(plain_svs, tmp_path):

@@ -160,31 +160,22 @@ def test_tile_segment_stripping_disabled_is_caught(slide, slides, tmp_path, monk
     real = redaction.stripped_segments
     hit = []
 
-    def nothing_stripped(tf, plan):
-        e = real(tf, plan)
+    def nothing_stripped(tf, plan, deferred=False):
+        e = real(tf, plan, deferred)
         hit.extend(e.tiles)
-        return redaction.Edits()
+        hit.extend(e.tiles.pending if deferred else ())
+        from wsideid.tiff.edits import EditSet
+        return redaction.Edits(EditSet(e.tiles.store))
     monkeypatch.setattr(redaction, "stripped_segments", nothing_stripped)
+    # the optimistic write's beside-the-copy check is part of the same rule: disabled too
+    from wsideid.tiff import jpegsegs
+    monkeypatch.setattr(jpegsegs, "check_pending", lambda path, pending: [])
     _expect_refusal(src, tmp_path / "out")
     assert hit
 
 
-@pytest.mark.parametrize("slide", ["svs-jpeg_segments", "tiff-jpeg_segments"])
-def test_jpegtables_stripping_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
-    """JPEGTables keeps its COM segment and unused table."""
-    src = slides[slide]
-    _control(src, tmp_path / "control")
-
-    class Shim:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        @staticmethod
-        def strip_segments(raw, *a, **kw):
-            return raw
-    real = tiff_base.jpegsegs
-    monkeypatch.setattr(tiff_base, "jpegsegs", Shim())
-    _expect_refusal(src, tmp_path / "out")
+# JPEGTables: the corpus slides carry their tables inline, so that mutation lives beside a slide
+# that has JPEGTables: test_jpeg_structure.py::test_jpegtables_cleaning_disabled_is_caught
 
 
 def test_cli_exit_3_when_removal_disabled(slides, tmp_path, monkeypatch, capsys):
