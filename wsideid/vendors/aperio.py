@@ -110,8 +110,12 @@ def parse_header(header: str) -> HeaderParse:
         kept.append((ok_text, False))
     if run:
         dropped.append("".join(run).strip(" ;\r\n"))
-    if not dropped:
+    # The fixed name readers need is not a removed value, even when a forged software line
+    # spelled part of it; a header that drops nothing else is returned as it is, so that the
+    # rebuilt header (which starts with that name) parses to itself.
+    if not [d for d in dropped if not (d == MINIMAL_HEADER and header.startswith(MINIMAL_HEADER))]:
         return HeaderParse(header, [])
+    dropped = [d for d in dropped if d and d not in MINIMAL_HEADER]
     out = "".join(t for t, _ in kept)
     out = re.sub(r" {2,}", " ", out)
     out = re.sub(r"(?<=\n) +| +(?=\r?\n)| +(?=;)|(?<=;) +", "", out)
@@ -119,9 +123,7 @@ def parse_header(header: str) -> HeaderParse:
     out = re.sub(r";(?:\r?\n)*;", ";", re.sub(r";{2,}", ";", out)).strip(" ;\r\n")
     if not _SOFTWARE.match(out):
         out = MINIMAL_HEADER + ("\r\n" + out.lstrip(" ;\r\n") if out.strip(" ;\r\n") else "")
-    # the fixed name readers need is not a removed value, even when a forged
-    # software line spelled part of it
-    return HeaderParse(out, [d for d in dropped if d and d not in MINIMAL_HEADER])
+    return HeaderParse(out, dropped)
 
 
 def check_header(f: Field) -> Verdict:
