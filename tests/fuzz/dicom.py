@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .harness import TESTDATA, Op, Violation, _kept_text, _needles_in
+from .harness import TESTDATA, Op, Violation, _needles_in, oracle_needles, published_output
 
 MARKER = "WSIDEID-PLANTED-MARKER-7Q"
 N_DICOM_OPS = 10
@@ -259,22 +259,9 @@ def check_published_dicom(res, out: Path, planted: Sequence[str]) -> None:
     """A published DICOM output: verified, parseable, alone with its audit, and free of every needle."""
     import pydicom
 
-    from wsideid.pipeline import TMP_PREFIX
-
-    if res.status not in ("published", "flagged") or res.report is None or not res.report.ok:
-        raise Violation(f"returned without a verified output: {res.status}")
-    output = Path(res.output)
-    if not output.exists():
-        raise Violation("published output is missing")
-    folder = output.parent
-    names = sorted(os.listdir(folder))
-    expected = sorted([output.name, output.name + ".audit.json"])
-    if names != expected or any(n.startswith(TMP_PREFIX) for n in names):
-        raise Violation(f"output folder holds {names}, expected {expected}")
+    output, folder = published_output(res)
     files = [output] if output.is_file() else sorted(p for p in output.rglob("*") if p.is_file())
-    kept = _kept_text(res.plan)
-    needles = [v for v in list(planted) + [v for v in res.plan.removed_values() if len(v) >= 6]
-               if len(v) >= 4 and v.lower() not in kept and not (v.startswith("<") and v.endswith(">"))]
+    needles = oracle_needles(res, planted)
     for f in files:
         try:
             pydicom.dcmread(f, stop_before_pixels=True)

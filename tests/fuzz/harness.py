@@ -293,25 +293,38 @@ def _check_message(exc: BaseException) -> None:
         raise Violation(f"{type(exc).__name__} without a one-line message: {msg!r}")
 
 
-def _check_published(res, out: Path, planted: Sequence[str]) -> None:
+def published_output(res) -> tuple[Path, Path]:
+    """The output of a run that claims success, checked to stand alone with its audit: (output, folder)."""
     from wsideid.pipeline import TMP_PREFIX
-    from wsideid.tiff.container import read_tiff
 
     if res.status not in ("published", "flagged") or res.report is None or not res.report.ok:
         raise Violation(f"returned without a verified output: {res.status}")
     output = Path(res.output)
-    if not output.is_file():
+    if not output.exists():
         raise Violation("published output is missing")
     folder = output.parent
     names = sorted(os.listdir(folder))
     expected = sorted([output.name, output.name + ".audit.json"])
     if names != expected or any(n.startswith(TMP_PREFIX) for n in names):
         raise Violation(f"output folder holds {names}, expected {expected}")
+    return output, folder
+
+
+def oracle_needles(res, planted: Sequence[str]) -> list[str]:
+    """Planted values always (a planted value kept verbatim in a kept field is the leak issue 10
+    is about); values the plan removed unless a mutation moved them into a kept field."""
+    kept = _kept_text(res.plan)
+    removed = [v for v in res.plan.removed_values() if len(v) >= 6 and v.lower() not in kept]
+    return [v for v in list(planted) + removed if len(v) >= 4 and not (v.startswith("<") and v.endswith(">"))]
+
+
+def _check_published(res, out: Path, planted: Sequence[str]) -> None:
+    from wsideid.tiff.container import read_tiff
+
+    output, folder = published_output(res)
     read_tiff(output)  # must parse again
     data = output.read_bytes()
-    kept = _kept_text(res.plan)
-    needles = [v for v in list(planted) + [v for v in res.plan.removed_values() if len(v) >= 6]
-               if len(v) >= 4 and v.lower() not in kept and not (v.startswith("<") and v.endswith(">"))]
+    needles = oracle_needles(res, planted)
     leaked = _needles_in(data, needles)
     if leaked:
         raise Violation(f"published output still holds {leaked}")
