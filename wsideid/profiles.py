@@ -274,15 +274,3 @@ def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
                 {"dates": opts.dates.mode, "strict": opts.strict, "keep_macro": opts.keep_macro,
                  "new_id_given": bool(opts.new_id), "new_id": opts.new_id, "profile_sources": profile.sources},
                 profile=profile)
-
-
-_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Device names Windows refuses as file names, with or without an extension.
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
-
-
-def check_new_id(new_id: str) -> str:
-    """Research IDs become file names and metadata: keep them plain."""
-    if not _ID_SAFE.match(new_id) or new_id in (".", "..") or ".." in new_id or _RESERVED.match(new_id):
-        raise ProfileError("--new-id must be 1-64 letters, digits, '.', '_' or '-' (got an unsafe value)")
-    return new_id
