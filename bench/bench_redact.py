@@ -29,11 +29,11 @@ REGION = (3000, 3000, 2000, 2000)
 
 
 def _lossless(path: str):
-    from wsideid.detect_format import open_slide
-    from wsideid.pipeline import DeidOptions, _plan
+    from wsideid.options import DeidOptions
     from wsideid.redaction import Edits, plan_regions
-    slide = open_slide(path)
-    plan = _plan(slide, DeidOptions(regions=[REGION]))
+    from wsideid.registry import open_input
+    slide = open_input(path)
+    plan = slide.driver.plan(slide, DeidOptions(regions=[REGION]))
     edits = Edits()
     t = time.perf_counter()
     plan_regions(slide.container, plan, [REGION], "white", edits)

@@ -16,30 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from wsideid.tiff.tags import tag_number  # noqa: E402
-FORMATS = [
-    ("aperio.toml", "Aperio SVS", [
-        "Carriers: TIFF tags of every IFD; the ImageDescription of every IFD, split into its header "
-        "(software and geometry history) and `Key = Value` pairs; the label (NewSubfileType 1) and macro "
-        "(NewSubfileType 9) images; APPn/COM segments inside JPEG tiles and JPEGTables (always stripped, "
-        "except a bare JFIF APP0 and the Adobe APP14).",
-        "The header is rebuilt from tokens that each parse as their type (an Aperio product name and "
-        "version, sizes `WxH`, regions `[x,y WxH]`, tiles `(WxH)`, codec/colour from an enumeration, `Q=n`, "
-        "`->`): a name, file name or note in the history never survives, and the dropped text is recorded "
-        "for the verifier.",
-    ]),
-    ("hamamatsu.toml", "Hamamatsu NDPI", [
-        "Carriers: TIFF tags of every IFD, including the private tags 65420-65480 (SlideLabel 65427 is "
-        "repeated in every IFD); the property map in tag 65449 (CRLF `Key=Value` lines, including a shading "
-        "block whose keys start with `;`); the macro (SourceLens -1), which shows the printed label; the map "
-        "(SourceLens -2); vendor comments inside the JPEG strips (the fixed `Hamamatsu NanoZoomer Digital "
-        "Pathology` comment is kept, any other is stripped and McuStarts moved accordingly).",
-    ]),
-    ("generic_tiff.toml", "Generic tiled TIFF", [
-        "An allow-list: the tags needed to decode and place the pyramid are kept; free text and identity "
-        "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
-        "slide with `--strict`).",
-    ]),
-]
+from wsideid.registry import TIFF_DRIVERS  # noqa: E402
+
+# One section per TIFF-family driver, in registry order; the prose comes from the vendor
+# module (TITLE, PHI_CARRIERS), the tables from its profile. DICOM has its own reference.
+FORMATS = [(d.profile, d.title, list(d.phi_carriers)) for d in TIFF_DRIVERS]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
 

@@ -77,7 +77,7 @@ def test_undecodable_frame_stays_flagged_with_a_reason(tmp_path):
     import pydicom
     from pydicom.encaps import encapsulate
     from wsideid.scanning import scan_images
-    from wsideid.dicom.pipeline import instance_image
+    from wsideid.dicom.scanimage import instance_image
     ds = pydicom.dcmread(real("dicom/highdicom_sm_image_jpegls.dcm"))
     n = int(ds.NumberOfFrames)
     ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 QUOKKA not a JPEG-LS stream"] * n)

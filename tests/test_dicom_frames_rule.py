@@ -20,7 +20,7 @@ from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 
 from test_dicom_fixtures import dicom_file, options, output_files
 from test_jpeg_structure import NEEDLE, _with_tile_com, absent, seg
-from wsideid.dicom.pipeline import deidentify
+from wsideid.pipeline import deidentify
 from wsideid.errors import WsideidError
 from wsideid.jpeg.compare import same_decoding
 

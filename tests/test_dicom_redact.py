@@ -24,7 +24,7 @@ from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from jpeg_fixtures import check_blank, needs_tools
 from test_dicom_fixtures import copy_into, dicom_file, options, output_files, read
 from wsideid.cli import main
-from wsideid.dicom.pipeline import deidentify
+from wsideid.pipeline import deidentify
 from wsideid.errors import MalformedFile
 from wsideid.redaction import RedactionError
 

@@ -415,7 +415,7 @@ def test_code_items():
 def test_kept_text_holding_a_removed_value_is_withdrawn(series, tmp_path):
     """No exemptions, applied by the planner: a kept field that holds a removed value (or a
     part of a removed identifier) is withdrawn too, until nothing changes."""
-    from wsideid.dicom.pipeline import plan_source
+    from wsideid.drivers.dicom import plan_source
     from wsideid.dicom.source import load, quiet_pydicom
     folder = tmp_path / "s"
     folder.mkdir()

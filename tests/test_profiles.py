@@ -7,10 +7,11 @@ import pytest
 from wsideid.dates import DatePolicy
 from wsideid.errors import ProfileError, StrictRefusal
 from wsideid.model import Field, ImageInfo, Inventory
-from wsideid.profiles import FORMAT_PROFILES, PlanOptions, load_profile, make_plan
+from wsideid.profiles import PlanOptions, load_profile, make_plan
+from wsideid.registry import TIFF_DRIVERS
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMAT_PROFILES if f != "dicom"])
+@pytest.mark.parametrize("fmt", [d.name for d in TIFF_DRIVERS])
 def test_shipped_profiles_load(fmt):
     p = load_profile(fmt)
     assert p.format == fmt and len(p.sha256) == 64

@@ -9,6 +9,7 @@ import tifffile
 
 import role_layouts as L
 from wsideid import scanning
+from wsideid.tiff import pixels
 from wsideid.synth import make_ndpi
 from wsideid.vendors.pyramid import Candidate, description_keyword, establish, same_aspect
 
@@ -62,7 +63,7 @@ def test_reader_reduces_a_large_tiled_level_tile_by_tile(tmp_path, monkeypatch):
     src = tmp_path / "t.tif"
     base = L.tissue()
     tifffile.imwrite(src, base, tile=(128, 128), photometric="rgb", compression="zlib")
-    monkeypatch.setattr(scanning, "MAX_SCAN_PIXELS", 50_000)  # 1024x768 -> every 4th pixel
+    monkeypatch.setattr(pixels, "MAX_SCAN_PIXELS", 50_000)  # 1024x768 -> every 4th pixel
     img = np.asarray(scanning.read_tiff_image(str(src), 0))
     np.testing.assert_array_equal(img, base[::4, ::4])
 
@@ -74,10 +75,10 @@ def test_reader_reduces_an_ndpi_level(tmp_path, monkeypatch):
     make_ndpi(str(src))
     with tifffile.TiffFile(src) as t:
         full = t.pages[0].asarray()
-    monkeypatch.setattr(scanning, "MAX_SCAN_PIXELS", 200_000)  # 2048x1536 -> every 4th pixel
+    monkeypatch.setattr(pixels, "MAX_SCAN_PIXELS", 200_000)  # 2048x1536 -> every 4th pixel
     ref = full[::4, ::4]
     for img in (np.asarray(scanning.read_tiff_image(str(src), 0)),
-                scanning._reduced_openslide(str(src), 2048, 1536, 4)):
+                pixels._reduced_openslide(str(src), 2048, 1536, 4)):
         assert img.shape == ref.shape
         assert np.abs(img.astype(int) - ref.astype(int)).mean() < 4  # two JPEG decoders
 

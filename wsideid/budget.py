@@ -90,3 +90,9 @@ def bounded_list(records: Iterable[dict[str, Any]], limit: int) -> tuple[list[di
         return kept, None
     return kept, {"omitted": sum(counts.values()),
                   "by_rule": [{"rule": r, "action": a, "count": c} for (r, a), c in sorted(counts.items())]}
+
+
+# Pixels decoded per image the PHI detectors scan (16 MP of RGB is 48 MB): a larger
+# image is read in parts and reduced by a power of two until it fits, so memory stays
+# flat whatever the slide's size (``wsideid.scanning``, ``wsideid.dicom.scanimage``).
+MAX_SCAN_PIXELS = 16_000_000

@@ -56,7 +56,7 @@ def _deid_options(args):
 
 
 def _regions(args) -> list:
-    from .redaction import parse_region
+    from .regions import parse_region
     return [parse_region(r) for r in (getattr(args, "region", None) or [])]
 
 

@@ -146,7 +146,7 @@ def content_files(path: str) -> list[str]:
     """
     if not os.path.isdir(path):
         return [path]
-    from .dicom import is_dicom_file
+    from .sniff import is_dicom_file
     names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
     return [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
 
@@ -240,22 +240,3 @@ def read_name_map(review: str) -> list[dict[str, str]]:
             return [unescape_row(r) for r in csv.DictReader(fh)]
     except OSError:
         return []
-
-
-_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
-
-
-def possible_outputs(source: str, stem: str) -> set[str]:
-    """Every name (lower case) a row may put into OUTDIR: its output in each form the format
-    may give it (``.svs``/``.ndpi``/``.tif(f)`` for a TIFF, a folder or ``.dcm`` for DICOM), and its audit.
-
-    Taken without parsing the slide (the manifest is checked before any work), so a TIFF
-    row counts every TIFF extension: a possible collision is refused, never risked.
-    """
-    from .dicom import is_dicom_input
-    if is_dicom_input(source):
-        outs = {stem if os.path.isdir(source) else stem + ".dcm"}
-    else:
-        ext = Path(source.rstrip(os.sep)).suffix.lower()
-        outs = {stem + e for e in _TIFF_EXTENSIONS + ((ext,) if ext in (".tif", ".tiff") else ())}
-    return {n.lower() for o in outs for n in (o, o + ".audit.json")}

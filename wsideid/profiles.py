@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -30,8 +31,6 @@ from .model import (DATE, DATETIME, FIELD_ACTIONS, IMAGE_ACTIONS, KEEP, REMOVE, 
                     Decision, Field, ImageDecision, Inventory, Plan)
 from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, parse_spec
 
-FORMAT_PROFILES = {"aperio": "aperio.toml", "hamamatsu": "hamamatsu.toml",
-                   "generic-tiff": "generic_tiff.toml", "dicom": "dicom.toml"}
 IMAGE_ROLES = ("level", "thumbnail", "label", "macro", "map", "overview", "other")
 # Sections that are not field tables.
 NON_FIELD_SECTIONS = ("profile", "defaults", "images", "dicom_options")
@@ -141,11 +140,17 @@ def _read_toml(path: Path, label: str) -> dict[str, Any]:
         raise ProfileError(f"profile {label} is not valid TOML: {exc}") from None
 
 
+def profile_file(fmt: str) -> str:
+    """A format's shipped profile: ``formats/<format>.toml``, ``-`` spelled ``_`` (the
+    registry's drivers name their formats; this is the one place the file name is made)."""
+    return fmt.replace("-", "_") + ".toml"
+
+
 def shipped_profile_path(fmt: str) -> Path:
-    name = FORMAT_PROFILES.get(fmt)
-    if name is None:
+    path = Path(str(resources.files("wsideid") / "formats" / profile_file(fmt)))
+    if not fmt or "/" in fmt or os.sep in fmt or fmt.startswith(".") or not path.is_file():
         raise ProfileError(f"no shipped profile for format {fmt!r}")
-    return Path(str(resources.files("wsideid") / "formats" / name))
+    return path
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

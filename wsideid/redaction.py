@@ -13,24 +13,18 @@ mean decoding and re-encoding, which this tool never does silently.
 
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import WsideidError
 from .model import Plan
+from .regions import Box, RedactionError, parse_region, scale_box  # noqa: F401 - parse_region: re-exported
 from .tiff.container import Ifd, TiffFile, integer_array
+from .tiff.tags import (COMPRESSION, IMAGE_LENGTH, IMAGE_WIDTH, JPEG_COMPRESSION, JPEG_TABLES, NDPI_MCU_STARTS,
+                        PHOTOMETRIC, PHOTOMETRIC_COLOURSPACE, ROWS_PER_STRIP, TILE_LENGTH, TILE_OFFSETS, TILE_WIDTH)
 from .tiff.edits import EditSet
 from .vendors import tiff_base
-
-Box = tuple[int, int, int, int]  # x, y, w, h
-
-
-class RedactionError(WsideidError):
-    """A region cannot be blanked losslessly in this slide."""
-
 
 @dataclass
 class Edits:
@@ -52,41 +46,21 @@ def stripped_segments(tf: TiffFile, plan: Plan, deferred: bool = False) -> Edits
     flat = list(tf.all_ifds())
     for k, tiles in edits.tiles.items():
         ifd = flat[k]
-        if ifd.has(65426) and 0 in tiles:
+        if ifd.has(NDPI_MCU_STARTS) and 0 in tiles:
             data = tiff_base.image_data(ifd, tf.byteorder)
             if 0 not in tiles.entropy:
                 raise RedactionError(f"{ifd.path}: NDPI strip edited without its entropy-coded data located")
             new_start, source_start = tiles.entropy[0]
             delta = new_start - source_start
-            starts = integer_array(ifd.entries[65426], tf.byteorder).astype(np.int64)
+            starts = integer_array(ifd.entries[NDPI_MCU_STARTS], tf.byteorder).astype(np.int64)
             if len(starts) and (starts.min() < source_start or starts.max() >= int(data.src_counts[0])):
                 raise RedactionError(f"{ifd.path}: NDPI restart offsets point outside the strip's entropy-coded data")
             edits.mcu_starts[k] = (starts + delta).tolist()
     return edits
 
 
-def parse_region(text: str) -> Box:
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise RedactionError(f"a region is X,Y,W,H in level-0 pixels (got {text!r})") from None
-    if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise RedactionError(f"region {text!r} must have a positive size and lie at x, y >= 0")
-    return (x, y, w, h)
-
-
-def _scale_box(box: Box, sx: float, sy: float, w: int, h: int) -> Box | None:
-    x0, y0 = math.floor(box[0] * sx), math.floor(box[1] * sy)
-    x1, y1 = math.ceil((box[0] + box[2]) * sx), math.ceil((box[1] + box[3]) * sy)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return (x0, y0, x1 - x0, y1 - y0)
-
-
 def _colorspace(ifd: Ifd) -> str | None:
-    photometric = ifd.value(262, 2)
-    return {2: "RGB", 6: "YCbCr"}.get(photometric)
+    return PHOTOMETRIC_COLOURSPACE.get(ifd.value(PHOTOMETRIC, 2))
 
 
 def _read(path: str, offset: int, count: int) -> bytes:
@@ -107,18 +81,19 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
     """Blank ``box`` (this image's pixels) in one IFD; returns tiles edited."""
     from .jpeg import JpegBlankingError, blank_regions, blank_restart_intervals, flat_tile
 
-    if ifd.value(259, 1) != 7:
-        raise RedactionError(f"{ifd.path}: image data is {tiff_base.COMPRESSIONS.get(ifd.value(259, 1), ifd.value(259, 1))},"
+    if ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
+        code = ifd.value(COMPRESSION, 1)
+        raise RedactionError(f"{ifd.path}: image data is {tiff_base.COMPRESSIONS.get(code, code)},"
                              " not baseline JPEG; it cannot be blanked without re-encoding")
     data = tiff_base.image_data(ifd, tf.byteorder)
-    tables = ifd.entries[347].raw if ifd.has(347) else None
+    tables = ifd.entries[JPEG_TABLES].raw if ifd.has(JPEG_TABLES) else None
     cs = _colorspace(ifd)
-    w, h = int(ifd.value(256)), int(ifd.value(257))
+    w, h = int(ifd.value(IMAGE_WIDTH)), int(ifd.value(IMAGE_LENGTH))
     x, y, bw, bh = box
     n = 0
     try:
-        if ifd.has(324):
-            tw, th = int(ifd.value(322)), int(ifd.value(323))
+        if ifd.has(TILE_OFFSETS):
+            tw, th = int(ifd.value(TILE_WIDTH)), int(ifd.value(TILE_LENGTH))
             across = -(-w // tw)
             for r in range(y // th, min(-(-h // th), -(-(y + bh) // th))):
                 for c in range(x // tw, min(across, -(-(x + bw) // tw))):
@@ -137,10 +112,10 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
                     edits.tiles.image(k)[idx] = new
                     n += 1
             return n
-        rps = int(ifd.value(278, h) or h)
-        if ifd.has(65426) and len(data.src_offsets) == 1:
+        rps = int(ifd.value(ROWS_PER_STRIP, h) or h)
+        if ifd.has(NDPI_MCU_STARTS) and len(data.src_offsets) == 1:
             strip = _tile_bytes(tf, k, 0, data, edits)
-            starts = edits.mcu_starts.get(k) or integer_array(ifd.entries[65426], tf.byteorder).tolist()
+            starts = edits.mcu_starts.get(k) or integer_array(ifd.entries[NDPI_MCU_STARTS], tf.byteorder).tolist()
             new, new_starts = blank_restart_intervals(strip, starts, [box], fill, height=h, colorspace=cs)
             edits.tiles.image(k)[0] = new
             edits.mcu_starts[k] = list(new_starts)
@@ -172,59 +147,21 @@ def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits:
         ifd = tf.image_ifds()[d.image.index]
         sx, sy = d.image.width / w0, d.image.height / h0
         for region in regions:
-            box = _scale_box(region, sx, sy, d.image.width, d.image.height)
+            box = scale_box(region, sx, sy, d.image.width, d.image.height)
             if box is None:
                 continue
             n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
             edits.blanked[ifd.path] = edits.blanked.get(ifd.path, 0) + n
 
 
-def macro_label_box(tf: TiffFile, plan: Plan, vendor: str, index: int) -> Box | None:
-    """Where the physical label is on the macro, in macro pixels (x, y, w, h)."""
-    from .detect.label_location import locate_label, ndpi_label_hint
-    ifd = tf.image_ifds()[index]
-    size = (int(ifd.value(256)), int(ifd.value(257)))
-    hint = None
-    props = {}
-    for line in (ifd.text(65449) or "").splitlines():
-        key, _, value = line.partition("=")
-        props[key.strip()] = value.strip()
-    if props:
-        hint = ndpi_label_hint(props, size)
-    box = locate_label(size, vendor, hint, [])
-    if box is None:
-        return None
-    x1, y1, x2, y2 = box
-    return (x1, y1, x2 - x1, y2 - y1)
+def blank_macro_labels(tf: TiffFile, plan: Plan, fill: str, edits: Edits) -> None:
+    """Blank the label box the plan recorded on each kept macro (``plan.macro_boxes``).
 
-
-def blank_macro_labels(tf: TiffFile, plan: Plan, vendor: str, fill: str, edits: Edits) -> None:
-    """Macros kept with action blank-label get their label area blanked.
-
-    Where the label cannot be located, the macro is removed instead: keeping
-    it unblanked would keep the label.
+    The plan decided the boxes (and removed the macros it could not place a label on); a
+    macro that fails to blank here refuses the slide, it is never quietly kept or dropped.
     """
     flat = list(tf.all_ifds())
-    for d in plan.images:
-        if d.action != "blank-label":
-            continue
-        box = macro_label_box(tf, plan, vendor, d.image.index)
-        if box is None:
-            d.action, d.rule = "remove", d.rule + " (label location unknown: removed)"
-            continue
-        ifd = tf.image_ifds()[d.image.index]
-        try:
-            n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
-        except RedactionError:
-            d.action, d.rule = "remove", d.rule + " (macro cannot be blanked losslessly: removed)"
-            continue
+    for index, box in plan.macro_boxes:
+        ifd = tf.image_ifds()[index]
+        n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
         edits.blanked[ifd.path] = edits.blanked.get(ifd.path, 0) + n
-        plan.macro_boxes.append((d.image.index, box))
-
-
-def mcu_entry(ifd: Ifd, starts: list[int]):
-    from .tiff.writer import OutEntry
-    vals = np.asarray(starts, dtype=np.int64)
-    if (vals < 0).any() or (vals >= 2**32).any():
-        raise RedactionError(f"{ifd.path}: restart offsets out of range after blanking")
-    return OutEntry(65426, 4, len(vals), struct.pack(f"{ifd.byteorder}{len(vals)}I", *vals.tolist()))

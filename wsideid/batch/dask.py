@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Iterator
 
 from ..errors import WsideidError
-from .job import SlideJob, run_job
+from .job import SlideJob, lost_job, run_job
 
 CONNECT_TIMEOUT = "20s"  # how long to wait for the scheduler before giving up
 
@@ -23,7 +23,6 @@ def execute_dask(jobs: list[SlideJob], address: str) -> Iterator[dict[str, Any]]
         from distributed import Client, as_completed
     except ImportError:
         raise WsideidError("--dask needs dask.distributed (pip install 'dask[distributed]')") from None
-    from .runner import lost_job
     if not jobs:
         return
     try:

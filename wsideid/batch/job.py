@@ -86,14 +86,13 @@ def _save_image(img, path: str, root: str) -> str:
 def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
     """Copies of the removed label/macro (from the source) and, for a flagged slide, the kept
     non-pyramid images that triggered it (from the output), for the QC page."""
-    from ..scanning import read_tiff_image
+    from ..registry import by_name
     if result is None or result.plan is None:
         return []
-    read_removed = lambda index: read_tiff_image(job.source, index)  # noqa: E731
-    if result.format == "dicom":
-        from ..dicom.pipeline import instance_image
-        paths = {i.index: i.path for i in result.plan.inventory.container.source.instances}
-        read_removed = lambda index: instance_image(paths[index], index)  # noqa: E731
+    driver = by_name(result.format)
+
+    def read_removed(index: int):
+        return driver.read_image(driver.image_path(job.source, result.plan, index), index)
     folder = os.path.join(job.review_dir, "images")
     saved = []
     for d in result.plan.images:
@@ -104,11 +103,12 @@ def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
                 saved.append({"file": name, "role": d.image.role, "kind": "removed"})
             except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
                 continue
-    if result.status == "flagged" and result.output and result.format != "dicom":
+    if result.status == "flagged" and result.output:
         for sc in result.scans:
-            if sc.stage == "output" and (sc.has_phi or sc.error):
+            kept = driver.output_image_path(result.output, sc.index)
+            if kept is not None and sc.stage == "output" and (sc.has_phi or sc.error):
                 try:
-                    name = _save_image(read_tiff_image(result.output, sc.index),
+                    name = _save_image(driver.read_image(kept, sc.index),
                                        os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"), job.review_dir)
                     saved.append({"file": name, "role": sc.role, "kind": "kept"})
                 except Exception:  # noqa: BLE001
@@ -244,4 +244,13 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
+    return row
+
+
+def lost_job(job: SlideJob, why: Any) -> dict[str, Any]:
+    """The summary row of a job whose worker died before it could report: status "lost" (not
+    "failed", not "refused": nothing was wrong with the slide or its row; a rerun finishes it)."""
+    row = {c: "" for c in SUMMARY_COLUMNS}
+    why = why if isinstance(why, str) else type(why).__name__
+    row.update(row=job.row, new_id=job.new_id, status="lost", run="lost", error_kind=f"WorkerLost:{why}")
     return row

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, run_job
+from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, lost_job, run_job
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
@@ -100,15 +100,6 @@ def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]
         return
     from .pool import run_pool
     yield from run_pool(jobs, workers, run_job, lost_job)
-
-
-def lost_job(job: SlideJob, why: Any) -> dict[str, Any]:
-    """The summary row of a job whose worker died before it could report: status "lost" (not
-    "failed", not "refused": nothing was wrong with the slide or its row; a rerun finishes it)."""
-    row = {c: "" for c in SUMMARY_COLUMNS}
-    why = why if isinstance(why, str) else type(why).__name__
-    row.update(row=job.row, new_id=job.new_id, status="lost", run="lost", error_kind=f"WorkerLost:{why}")
-    return row
 
 
 def _progress(total: int, enabled: bool) -> Callable[[dict], None]:
@@ -213,7 +204,7 @@ def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> li
     """Refuse a row whose output could take the name of an earlier row's output or audit, compared
     after the extension or folder form is applied and ignoring case (``R-4.svs`` as a DICOM
     folder and ``R-4`` as an Aperio slide both make ``R-4.svs``)."""
-    from ..naming import possible_outputs
+    from ..registry import possible_outputs
     owner: dict[str, int] = {}
     kept = []
     for r in rows:

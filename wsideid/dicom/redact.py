@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from ..redaction import Box, RedactionError, _scale_box
+from ..regions import Box, RedactionError, scale_box
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
 from .source import Instance
 
@@ -170,7 +170,7 @@ def plan_frames(plan, regions: list[Box], fill: str) -> FrameEdits:
         tw, th = matrix_size(inst)
         frames: dict[int, FrameEdit] = edits.frames.get(inst.index, {})
         for region in regions:
-            box = _scale_box(region, tw / w0, th / h0, tw, th)
+            box = scale_box(region, tw / w0, th / h0, tw, th)
             if box is not None:
                 blank_instance(inst, box, fill, frames)
         if frames:

@@ -7,7 +7,7 @@ review for nothing (a false flag), or, worse, skipped. So:
 
 - frames are read one at a time straight from the file (the pixel data
   element is never loaded whole), each reduced by the same power of two, so
-  the assembled image holds at most ``scanning.MAX_SCAN_PIXELS`` pixels
+  the assembled image holds at most ``budget.MAX_SCAN_PIXELS`` pixels
   whatever the instance's size (memory does not grow with the slide);
 - native pixel data of any bit depth is read; more than 8 bits is windowed
   to 8 bits over the whole image (its minimum to its maximum), MONOCHROME1
@@ -110,12 +110,12 @@ def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
 
 def instance_image(path: str, index: int, limit: int | None = None):
     """The pixels of one DICOM instance (TILED_FULL frames assembled), reduced by a power of
-    two to at most ``limit`` pixels (default ``scanning.MAX_SCAN_PIXELS``), as an 8-bit PIL image."""
+    two to at most ``limit`` pixels (default ``budget.MAX_SCAN_PIXELS``), as an 8-bit PIL image."""
     import pydicom
     from PIL import Image
     from pydicom.encaps import generate_frames
     if limit is None:
-        from ..scanning import MAX_SCAN_PIXELS
+        from ..budget import MAX_SCAN_PIXELS
         limit = MAX_SCAN_PIXELS
     try:
         ds = pydicom.dcmread(path, defer_size=1024)

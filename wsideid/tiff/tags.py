@@ -51,6 +51,18 @@ TAG_NAMES: dict[int, str] = {
 
 NAME_TO_TAG: dict[str, int] = {v: k for k, v in TAG_NAMES.items()}
 
+# Tags the code reads by number, named once here.
+NEW_SUBFILE_TYPE, IMAGE_WIDTH, IMAGE_LENGTH, COMPRESSION = 254, 256, 257, 259
+PHOTOMETRIC, IMAGE_DESCRIPTION, MAKE, SOFTWARE = 262, 270, 271, 305
+STRIP_OFFSETS, ROWS_PER_STRIP, STRIP_BYTE_COUNTS = 273, 278, 279
+TILE_WIDTH, TILE_LENGTH, TILE_OFFSETS, TILE_BYTE_COUNTS = 322, 323, 324, 325
+SUBIFDS, JPEG_TABLES = 330, 347
+NDPI_FILE_FORMAT, NDPI_MAGNIFICATION, NDPI_Z_OFFSET = 65420, 65421, 65424
+NDPI_MCU_STARTS, NDPI_COMMENTS = 65426, 65449  # restart-marker offsets; the Key=Value property map
+# Compression values
+JPEG_COMPRESSION = 7
+PHOTOMETRIC_COLOURSPACE = {2: "RGB", 6: "YCbCr"}
+
 # Tags that place image data: the writer owns them, profiles never see them.
 DATA_TAGS = {273, 279, 324, 325}
 # Tags pointing at child IFDs: handled as trees, their values are offsets.

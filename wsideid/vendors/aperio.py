@@ -25,12 +25,24 @@ from dataclasses import dataclass
 
 from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
-from ..valuepolicy import Verdict, control_free
+from ..valuepolicy import ValueType, Verdict, control_free, register_checker
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "aperio"
+TITLE = "Aperio SVS"
+EXTENSIONS = (".svs",)
 OPENSLIDE_VENDOR = "aperio"
+PHI_CARRIERS = (
+    "Carriers: TIFF tags of every IFD; the ImageDescription of every IFD, split into its header "
+    "(software and geometry history) and `Key = Value` pairs; the label (NewSubfileType 1) and macro "
+    "(NewSubfileType 9) images; APPn/COM segments inside JPEG tiles and JPEGTables (always stripped, "
+    "except a bare JFIF APP0 and the Adobe APP14).",
+    "The header is rebuilt from tokens that each parse as their type (an Aperio product name and "
+    "version, sizes `WxH`, regions `[x,y WxH]`, tiles `(WxH)`, codec/colour from an enumeration, `Q=n`, "
+    "`->`): a name, file name or note in the history never survives, and the dropped text is recorded "
+    "for the verifier.",
+)
 
 # Description keys that name a person, a specimen, a file or a device.
 IDENTITY_KEYS = {"Barcode", "Filename", "User", "Title", "ScanScope ID", "Scanner ID", "DSR ID", "ImageID",
@@ -135,6 +147,9 @@ def check_header(f: Field) -> Verdict:
         return Verdict(True, f.value)
     return Verdict(True, parsed.clean, REPLACE, parsed.dropped,
                    f"Aperio header rebuilt from typed tokens, {len(parsed.dropped)} run(s) dropped")
+
+
+register_checker(ValueType.APERIO_HEADER.value, check_header)
 
 
 def claims(tf: TiffFile) -> bool:

@@ -16,7 +16,14 @@ from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "generic-tiff"
+TITLE = "Generic tiled TIFF"
+EXTENSIONS = (".tiff", ".tif")  # an input's .tif is kept, anything else becomes .tiff
 OPENSLIDE_VENDOR = "generic-tiff"
+PHI_CARRIERS = (
+    "An allow-list: the tags needed to decode and place the pyramid are kept; free text and identity "
+    "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
+    "slide with `--strict`).",
+)
 
 
 def claims(tf: TiffFile) -> bool:

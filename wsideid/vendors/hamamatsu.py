@@ -21,11 +21,21 @@ import re
 
 from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
+from ..tiff.tags import NDPI_COMMENTS
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "hamamatsu"
+TITLE = "Hamamatsu NDPI"
+EXTENSIONS = (".ndpi",)
 OPENSLIDE_VENDOR = "hamamatsu"
+PHI_CARRIERS = (
+    "Carriers: TIFF tags of every IFD, including the private tags 65420-65480 (SlideLabel 65427 is "
+    "repeated in every IFD); the property map in tag 65449 (CRLF `Key=Value` lines, including a shading "
+    "block whose keys start with `;`); the macro (SourceLens -1), which shows the printed label; the map "
+    "(SourceLens -2); vendor comments inside the JPEG strips (the fixed `Hamamatsu NanoZoomer Digital "
+    "Pathology` comment is kept, any other is stripped and McuStarts moved accordingly).",
+)
 
 # Property-map keys that identify a device or a slide (serials, barcodes).
 _IDENTITY_KEY = re.compile(r"(?:.*\.S/N|;SerialNumber|;BarcodeNo.*|.*[Bb]arcode(?:No)?|.*[Ss]erial.*)")
@@ -137,6 +147,17 @@ def inventory(tf: TiffFile) -> Inventory:
             inv.notes.append("label location on macro (roi.barcode.macro) present")
             break
     return inv
+
+
+def label_hint(ifd: Ifd, size: tuple[int, int]):
+    """The label box on the macro from the property map's ``roi.*.macro`` keys (x1, y1, x2, y2
+    in macro pixels), or None."""
+    from ..detect.label_location import ndpi_label_hint
+    props = {}
+    for line in (ifd.text(NDPI_COMMENTS) or "").splitlines():
+        key, _, value = line.partition("=")
+        props[key.strip()] = value.strip()
+    return ndpi_label_hint(props, size) if props else None
 
 
 def build(tf: TiffFile, plan: Plan, edited=None, mcu_starts=None):

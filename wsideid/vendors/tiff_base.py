@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from typing import Callable
 
 import numpy as np
 
 from .. import budget
 from ..errors import MalformedFile
+from ..regions import RedactionError
 from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff import jpegsegs
 from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
@@ -352,7 +354,6 @@ def build_ifds(tf: TiffFile, plan: Plan, joiners: dict[int, Callable[[Ifd, list[
             if 65426 in entries:
                 if k not in mcu_starts:
                     raise MalformedFile(f"{ifd.path}: NDPI strip edited without updated restart offsets")
-                from ..redaction import mcu_entry
                 entries[65426] = mcu_entry(ifd, mcu_starts[k])
         return OutIfd(entries, data, children)
 
@@ -458,3 +459,11 @@ def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list[str]
         images.append(info)
     check_data_layout(tf)
     return Inventory(fmt, tf.path, images, tag_fields(tf, special), tf, inventory_notes(tf))
+
+
+def mcu_entry(ifd: Ifd, starts: list[int]) -> OutEntry:
+    """NDPI's McuStarts tag (65426) rewritten for a strip whose restart intervals moved."""
+    vals = np.asarray(starts, dtype=np.int64)
+    if (vals < 0).any() or (vals >= 2**32).any():
+        raise RedactionError(f"{ifd.path}: restart offsets out of range after blanking")
+    return OutEntry(65426, 4, len(vals), struct.pack(f"{ifd.byteorder}{len(vals)}I", *vals.tolist()))

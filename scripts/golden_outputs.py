@@ -1,0 +1,185 @@
+"""Byte-identity check for refactors: run the bundled synthetic samples through every mode
+and record the sha256 of every file each run writes.
+
+Why: a refactor of the runner, the publish step or the drivers must not change one
+output byte. Run it before the change (``record``), then after (``check``); any
+difference is printed per file.
+
+What legitimately varies between two runs, and is therefore normalised before
+hashing (and only that):
+- audit JSON / lab records (``*.json``): keys named ``timings``/``timings_s``/
+  ``created``/``started``/``finished``/``time``/``timestamp``/``duration*``/
+  ``seconds``/``wsideid_version``, and absolute paths of the run's temporary
+  folder (replaced by ``<RUN>``);
+- CSV files: the run folder in paths (``<RUN>``) and ISO timestamps (``<TS>``);
+- nothing else: slide files, DICOM instances, the name maps are hashed as bytes.
+
+The secret is fixed (``WSIDEID_SECRET``), so keyed UIDs, pseudonyms and date
+shifts repeat. Samples come from ``wsideid.synth`` (seeded, deterministic).
+The detectors run without OCR (``--no-ocr``: barcodes only): tesseract has a
+per-call timeout, so on a loaded machine OCR can flag a slide one run and
+not the next, which would make routing differ for reasons no refactor caused.
+
+Usage: python scripts/golden_outputs.py record FILE | check FILE
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SECRET = "golden-outputs-fixed-secret-0123456789"
+VARYING_KEYS = {"timings", "timings_s", "created", "started", "finished", "time", "timestamp", "duration",
+                "duration_s", "seconds", "wsideid_version", "when", "at", "date_written", "written"}
+_TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+
+
+def _cli(args: list[str], cwd: str) -> tuple[int, str]:
+    env = dict(os.environ, WSIDEID_SECRET=SECRET)
+    env.setdefault("PYTHONHASHSEED", "0")
+    p = subprocess.run([sys.executable, "-m", "wsideid.cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    last = (p.stderr.strip().splitlines() or [""])[-1]
+    return p.returncode, last
+
+
+def _scrub(obj, run: str):
+    if isinstance(obj, dict):
+        return {k: ("<VARIES>" if k in VARYING_KEYS or k.startswith(("t_", "duration")) else _scrub(v, run))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrub(v, run) for v in obj]
+    if isinstance(obj, str):
+        s = obj.replace(run, "<RUN>")
+        return _TS.sub(b"<TS>", s.encode()).decode()
+    return obj
+
+
+def _digest(path: str, run: str) -> str:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if path.endswith(".json"):
+        try:
+            data = json.dumps(_scrub(json.loads(data), run), sort_keys=True).encode()
+        except ValueError:
+            pass
+    elif path.endswith((".csv", ".html", ".txt")):
+        data = _TS.sub(b"<TS>", data.replace(run.encode(), b"<RUN>"))
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree(folder: str, run: str) -> dict[str, str]:
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, folder)] = _digest(p, run)
+    return out
+
+
+def cases(samples: dict[str, str]) -> list[tuple[str, str, list[str]]]:
+    """(case name, input, extra CLI args)."""
+    svs, ndpi, tif, dcm = samples["svs"], samples["ndpi"], samples["tiff"], samples.get("dicom")
+    out = [
+        ("svs", svs, []),
+        ("svs-detect-all", svs, ["--detect", "all", "--no-ocr"]),
+        ("svs-keep-macro", svs, ["--keep-macro"]),
+        ("svs-macro-blank-label", svs, ["--macro", "blank-label"]),
+        ("svs-label-replace", svs, ["--label", "replace"]),
+        ("svs-region", svs, ["--region", "100,100,300,200", "--fill", "black"]),
+        ("svs-dates-shift", svs, ["--dates", "shift", "--subject", "S1"]),
+        ("svs-verify-full", svs, ["--verify", "full"]),
+        ("svs-in-place", svs, ["--in-place"]),
+        ("ndpi", ndpi, []),
+        ("ndpi-region", ndpi, ["--region", "64,64,256,256"]),
+        ("ndpi-macro-blank-label", ndpi, ["--macro", "blank-label"]),
+        ("ndpi-in-place", ndpi, ["--in-place"]),
+        ("tiff", tif, []),
+        ("tiff-in-place", tif, ["--in-place"]),
+        ("svs-to-dicom", svs, ["--to-dicom"]),
+    ]
+    if dcm:
+        out += [("dicom", dcm, []),
+                ("dicom-region", dcm, ["--region", "10,10,100,80"]),
+                ("dicom-keep-macro", dcm, ["--keep-macro"]),
+                ("dicom-macro-blank-label", dcm, ["--macro", "blank-label"]),
+                ("dicom-label-replace", dcm, ["--label", "replace"])]
+    return out
+
+
+def run_all(work: str) -> dict[str, dict]:
+    from wsideid.synth import make_dicom, make_generic_tiff, make_ndpi, make_svs
+    src = os.path.join(work, "src")
+    os.makedirs(src)
+    samples = {"svs": make_svs(os.path.join(src, "s.svs")).path, "ndpi": make_ndpi(os.path.join(src, "s.ndpi")).path,
+               "tiff": make_generic_tiff(os.path.join(src, "s.tiff")).path}
+    try:
+        samples["dicom"] = make_dicom(os.path.join(src, "dcm")).path
+    except ImportError:
+        print("no wsidicomizer: DICOM cases skipped", file=sys.stderr)
+    results = {}
+    for name, inp, extra in cases(samples):
+        run = os.path.join(work, name)
+        os.makedirs(run)
+        args = ["deid"]
+        if "--in-place" in extra:
+            local = os.path.join(run, "in", os.path.basename(inp))
+            os.makedirs(os.path.dirname(local))
+            shutil.copyfile(inp, local)
+            args += [local, "--new-id", "R-1", *extra]
+        else:
+            out = os.path.join(run, "out")
+            args += [inp, "-o", out, "--mkdir", "--new-id", "R-1", *extra]
+        if "--in-place" not in extra and "--no-ocr" not in extra:
+            args.append("--no-ocr")
+        code, last = _cli(args, run)
+        results[name] = {"exit": code, "stderr_last": last.replace(run, "<RUN>").replace(work, "<WORK>"),
+                         "files": _tree(run, run)}
+        print(f"{name}: exit {code}, {len(results[name]['files'])} files", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("record", "check"):
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    mode, file = argv
+    work = tempfile.mkdtemp(prefix="wsideid-golden-")
+    try:
+        results = run_all(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if mode == "record":
+        with open(file, "w") as fh:
+            json.dump(results, fh, indent=1, sort_keys=True)
+        print(f"recorded {sum(len(r['files']) for r in results.values())} files of {len(results)} cases")
+        return 0
+    with open(file) as fh:
+        want = json.load(fh)
+    bad = 0
+    for case in sorted(set(want) | set(results)):
+        a, b = want.get(case), results.get(case)
+        if a is None or b is None:
+            print(f"{case}: {'new' if a is None else 'missing'} case")
+            bad += 1
+            continue
+        for k in ("exit", "stderr_last"):
+            if a[k] != b[k]:
+                print(f"{case}: {k} {a[k]!r} -> {b[k]!r}")
+                bad += 1
+        for f in sorted(set(a["files"]) | set(b["files"])):
+            if a["files"].get(f) != b["files"].get(f):
+                print(f"{case}: {f} differs ({a['files'].get(f, 'absent')[:12]} -> {b['files'].get(f, 'absent')[:12]})")
+                bad += 1
+    print("identical" if not bad else f"{bad} difference(s)")
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

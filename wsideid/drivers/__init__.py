@@ -1,0 +1,7 @@
+"""Format drivers: one per slide format, all behind one contract (``base.Driver``).
+
+The runner (``wsideid.pipeline``) knows no format; it asks the registry
+(``wsideid.registry``) which driver claims an input and takes that driver
+through open -> plan -> write -> verify, then publishes. ``tiff`` drives every
+TIFF-family vendor module (``wsideid.vendors``); ``dicom`` drives DICOM WSI.
+"""

@@ -1,0 +1,103 @@
+"""The driver contract: what the runner may ask of a format, and nothing more.
+
+Why a contract: the runner (open -> plan -> write -> verify -> publish ->
+audit) must not know any format, so that a new format is one driver (or,
+in the TIFF family, one vendor module), one profile and one registry line.
+Everything format-specific sits behind these methods; every driver answers
+all of them (``in_place`` may refuse).
+
+Stages and their objects, in order:
+
+- ``open(path) -> Opened``: the parsed container and the input's files
+  (one for a TIFF, every instance for a DICOM folder). Never writes.
+- ``plan(opened, options) -> Plan``: the inventory (every field and image
+  with its role), the profile's decisions, the CLI overrides (macro, label,
+  regions) and the driver's own refinements. The plan is complete here:
+  every decision apply needs (blanked boxes, frame edits) is recorded in
+  it, and no later stage changes it.
+- ``write(opened, plan, scratch, final_name, options) -> Written``: the
+  output under the temporary name ``scratch`` (a file, or a folder the
+  driver makes).
+- ``verify(opened, plan, written, options) -> VerifyReport``: named checks
+  over the written output (see ``wsideid.checks``).
+- ``residual_images(plan, written)`` and ``source_images(opened, plan)``:
+  which images the PHI detectors read (``read_image``), after and before.
+- ``hashes(opened, written, report, options)``: sha256 of input and output.
+- ``output_name(input_path, opened, stem)``: the published name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..model import Plan, VerifyReport
+from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
+
+
+class Container(enum.Enum):
+    """How a format is recognised: the registry sniffs the container, then asks the
+    drivers of that container (in registry order) which one claims it."""
+
+    TIFF = "tiff"
+    DICOM = "dicom"
+
+
+@dataclass
+class Opened:
+    """An input the driver has parsed: ``container`` is the driver's own object
+    (a ``TiffFile``, a ``DicomSource``); ``files`` are the input's content files."""
+
+    driver: "Driver"
+    path: str
+    container: Any
+    files: list[str]
+
+    @property
+    def format(self) -> str:
+        return self.driver.name
+
+    @property
+    def module(self) -> Any:
+        """A TIFF-family driver's vendor module (what ``wsideid.inplace`` builds with)."""
+        return getattr(self.driver, "vendor", None)
+
+
+@dataclass
+class Written:
+    """What ``write`` made: ``ready`` is renamed into place at publish time (a file or
+    a folder); ``state`` is the driver's own record (edits, instances, hashers)."""
+
+    ready: str
+    state: Any = None
+    images: list[tuple[str, str, int]] = field(default_factory=list)  # (path, role, index) written
+
+
+Reader = Callable[[str, int], Any]  # (path, image index) -> PIL image, bounded memory
+
+
+class Driver(Protocol):
+    name: str  # the format's name in plans, audits and profiles ("aperio", "dicom")
+    title: str  # for people: "Aperio SVS"
+    container: Container
+    extensions: tuple[str, ...]  # output extensions; the first is the default
+    reads_folders: bool  # a folder is one slide (DICOM series)
+    supports_in_place: bool
+    phi_carriers: tuple[str, ...]  # where the format holds PHI (docs/phi-reference.md)
+
+    @property
+    def profile(self) -> str: ...  # the shipped profile's file name in formats/
+
+    def claims(self, container: Any) -> bool: ...
+    def open(self, path: str) -> Opened: ...
+    def plan(self, opened: Opened, options: Any) -> Plan: ...
+    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: Any) -> Written: ...
+    def verify(self, opened: Opened, plan: Plan, written: Written, options: Any) -> VerifyReport: ...
+    def verify_existing(self, opened: Opened, output: str, options: Any) -> VerifyReport: ...
+    def read_image(self, path: str, index: int) -> Any: ...
+    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]: ...
+    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]: ...
+    def hashes(self, opened: Opened, written: Written, report: VerifyReport, options: Any) -> dict[str, str]: ...
+    def output_name(self, input_path: str, opened: Opened | None, stem: str) -> str: ...
+    def possible_outputs(self, source: str, stem: str) -> set[str]: ...

@@ -1,0 +1,300 @@
+"""The DICOM WSI driver: a slide is a file or a folder of instances (a series).
+
+Annex E de-identification with keyed UIDs (``wsideid.dicom``): the driver
+loads the instances, plans them with the DICOM profile and rules, writes
+every kept instance into a folder inside the run's temporary folder,
+verifies them, and tells the runner which instances the detectors read.
+pydicom is imported only when a DICOM input is met (it costs a quarter
+second of every run otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import MalformedFile, WsideidError
+from ..keys import Secret, load_secret
+from ..model import Plan, VerifyReport
+from ..profiles import load_profile
+from ..sniff import is_dicom_input
+from .base import Container, Opened, Written, profile_file
+
+PYDICOM_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, OverflowError, KeyError)
+
+
+# A lone level this small is scanned whole by the residual scan (see ``_reduced_levels``).
+LOW_RES_LEVEL_PIXELS = 4_000_000
+
+
+def dicom_options(options: Any):
+    """The DICOM-only options (``wsideid.dicom.plan.DicomOptions``), defaults when none were given."""
+    from ..dicom.plan import DicomOptions
+    return getattr(options, "dicom", None) or DicomOptions()
+
+
+def _secret(options: Any) -> Secret:
+    """The run's secret (``options.secret``), else the DICOM options' one, else random for this run."""
+    s = getattr(options, "secret", None) or getattr(dicom_options(options), "secret", None)
+    return s if s is not None else load_secret(None, allow_random=True)
+
+
+def _columns(options: Any) -> set[str]:
+    from ..dicom.rules import OPTIONS
+    cols = set()
+    for name in dicom_options(options).options:
+        if name not in OPTIONS:
+            raise WsideidError(f"unknown DICOM option {name!r} (one of {', '.join(sorted(OPTIONS))})")
+        cols.add(OPTIONS[name])
+    if options.dates.mode in ("shift", "year"):
+        cols.add("modified_dates")
+    elif "modified_dates" in cols:
+        raise WsideidError("retain-longitudinal-modified-dates needs --dates shift (or year)")
+    return cols
+
+
+def _label(options: Any) -> str:
+    """``--dicom-option generated-label`` or the general ``--label replace``."""
+    if dicom_options(options).label == "generate" or getattr(options, "label", None) == "replace":
+        return "generate"
+    return "remove"
+
+
+def plan_source(src, options: Any, secret: Secret | None = None) -> Plan:
+    """The profile's plan of a loaded ``DicomSource``."""
+    from ..dicom.plan import make_dicom_plan
+    from ..dicom.rules import DicomRules
+    from ..dicom.uids import UidMapper
+    profile = load_profile("dicom", options.profile)
+    rules = DicomRules(profile, _columns(options))
+    uids = UidMapper(secret or _secret(options))
+    try:
+        return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
+                               options.keep_macro or getattr(options, "macro", None) == "keep", _label(options))
+    except PYDICOM_VALUE_ERRORS as exc:
+        raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
+
+
+def plan_regions(plan: Plan, options: Any) -> None:
+    """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
+    from ..dicom.redact import plan_frames
+    plan.regions = [tuple(r) for r in getattr(options, "regions", None) or []]
+    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), getattr(options, "fill", "white"))
+    plan.inventory.container.regions = list(plan.regions)
+
+
+def _frames_of(data, inst, ds) -> dict:
+    """The blanked frames of an instance (the header's Extended Offset Table recomputed for them)."""
+    from ..dicom.redact import patch_header
+    frames = data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+    patch_header(ds, inst, frames)
+    return frames
+
+
+def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[Any, str, Any]]:
+    """Write every kept instance into ``folder``; returns (instance, path, header) per instance."""
+    from ..dicom.apply import build_instance, write_instance
+    from ..dicom.labels import generated_label
+
+    data = plan.inventory.container  # dicom.plan.DicomPlanData
+    written = []
+    by_index = {i.index: i for i in data.source.instances}
+    for d in plan.images:
+        if d.action == "remove":
+            continue
+        inst = by_index[d.image.index]
+        try:
+            ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        except PYDICOM_VALUE_ERRORS as exc:
+            raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
+        if d.action == "replace":
+            inst, ds = generated_label(inst, ds, data, folder)
+        frames = _frames_of(data, inst, ds)
+        name = single_name or f"{ds.SOPInstanceUID}.dcm"
+        path = os.path.join(folder, name)
+        write_instance(ds, inst, path, frames)
+        written.append((inst, path, ds))
+    if not written:
+        raise WsideidError("the plan keeps no image: nothing to write")
+    if single_name and len(written) > 1:  # pragma: no cover - a file holds one instance
+        raise WsideidError("one input file cannot give several outputs")
+    return written
+
+
+def _reduced_levels(written) -> list:
+    """Every kept VOLUME instance except the full-resolution one of its series: reduced
+    levels are small pictures of the whole slide (a pen mark, a sticker, a scanned-in label
+    corner show there), read within the detectors' pixel budget (``scanimage``). A series
+    with one level size only has it scanned when it is small (``LOW_RES_LEVEL_PIXELS``)."""
+    def pixels(ds) -> int:
+        return (int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
+                int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0))
+    series: dict[str, list] = {}
+    for inst, path, ds in written:
+        if inst.role == "level":
+            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((pixels(ds), inst, path))
+    out = []
+    for levels in series.values():
+        full = max(p for p, _, _ in levels)
+        reduced = [(inst, path) for p, inst, path in levels if p < full]
+        if not reduced and full <= LOW_RES_LEVEL_PIXELS:  # a lone small level: the whole slide, scanned
+            reduced = [(inst, path) for _, inst, path in levels]
+        out += reduced
+    return out
+
+
+def _verify_output(src, output: str | os.PathLike, options: Any) -> VerifyReport:
+    from ..dicom.apply import build_instance
+    from ..dicom.source import read_instance
+    from ..dicom.verify import verify_dicom
+
+    plan = plan_source(src, options)
+    plan_regions(plan, options)
+    data = plan.inventory.container
+    out = os.fspath(output)
+    files = [os.path.join(out, n) for n in sorted(os.listdir(out))] if os.path.isdir(out) else [out]
+    by_uid = {}
+    for i, f in enumerate(files):
+        try:
+            by_uid[str(read_instance(f, i).ds.get("SOPInstanceUID", ""))] = f
+        except WsideidError:
+            continue
+    written = []
+    rep = VerifyReport()
+    for d in plan.images:
+        if d.action == "remove":
+            continue
+        inst = next(i for i in src.instances if i.index == d.image.index)
+        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+        _frames_of(data, inst, ds)
+        path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
+        if path is None:
+            rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
+            return rep
+        written.append((inst, path, ds))
+    rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
+    for c in verify_dicom(plan, written, full=True, identifiers=getattr(options, "identifiers", None) or []).checks:
+        rep.checks.append(c)
+    return rep
+
+
+class DicomDriver:
+    """DICOM WSI: a Part 10 file, or a folder of the instances of one slide."""
+
+    name = "dicom"
+    title = "DICOM WSI"
+    container = Container.DICOM
+    extensions = (".dcm",)  # a folder input gives a folder
+    reads_folders = True
+    supports_in_place = False
+    openslide_vendor = None
+    phi_carriers = ("DICOM WSI attributes are covered by `formats/dicom.toml` and `docs/dicom.md`.",)
+
+    def __repr__(self) -> str:
+        return "DicomDriver()"
+
+    @property
+    def profile(self) -> str:
+        return profile_file(self.name)
+
+    def session(self):
+        """pydicom's own warnings silenced for the run (its findings are ours to report)."""
+        from ..dicom.source import quiet_pydicom
+        return quiet_pydicom()
+
+    def claims(self, path: str) -> bool:
+        return is_dicom_input(path)
+
+    def open(self, path: str) -> Opened:
+        from ..dicom.source import load
+        with self.session():
+            src = load(path)
+        return Opened(self, path, src, [i.path for i in src.instances])
+
+    def plan(self, opened: Opened, options: Any) -> Plan:
+        """Profile, keyed UIDs, the frames regions blank; ``--macro blank-label`` is recorded
+        as what it does here: DICOM overviews are removed (their label area is not blanked)."""
+        plan = plan_source(opened.container, options)
+        plan_regions(plan, options)
+        if getattr(options, "macro", None) == "blank-label":
+            for d in plan.images:
+                if d.image.role in ("macro", "overview") and d.action == "remove":
+                    d.rule += " (--macro blank-label: DICOM overview label blanking not available: removed)"
+        return plan
+
+    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: Any,
+              on_recipe=None) -> Written:
+        src = opened.container
+        os.mkdir(scratch)
+        inner = os.path.join(scratch, "slide")
+        os.mkdir(inner)
+        written = write_all(plan, inner, None if src.is_folder else final_name)
+        return Written(inner if src.is_folder else written[0][1], written)
+
+    def verify(self, opened: Opened, plan: Plan, written: Written, options: Any) -> VerifyReport:
+        from ..dicom.verify import verify_dicom
+        return verify_dicom(plan, written.state, full=options.verify == "full",
+                            identifiers=getattr(options, "identifiers", None) or [])
+
+    def verify_existing(self, opened: Opened, output: str, options: Any) -> VerifyReport:
+        with self.session():
+            return _verify_output(opened.container, output, options)
+
+    def read_image(self, path: str, index: int):
+        from ..dicom.scanimage import instance_image
+        return instance_image(path, index)
+
+    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]:
+        """The label and overview being removed."""
+        by_index = {i.index: i for i in opened.container.instances}
+        return [(by_index[d.image.index].path, d.image.role, d.image.index) for d in plan.images
+                if d.image.role in ("label", "overview")]
+
+    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]:
+        """Every kept instance that is not the full-resolution level (thumbnail, reduced
+        levels, a generated or kept label, overview)."""
+        targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
+        return [(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
+
+    def label_images(self, opened: Opened) -> list[tuple[str, str, int]]:
+        """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
+        such as a LABEL-less slide's only low-resolution image)."""
+        insts = opened.container.instances
+        targets = [i for i in insts if i.role != "level"] or list(insts)[:1]
+        return [(i.path, i.role, i.index) for i in targets]
+
+    def image_path(self, input_path: str, plan: Plan, index: int) -> str:
+        """The instance file holding source image ``index`` (for review previews)."""
+        return {i.index: i.path for i in plan.inventory.container.source.instances}[index]
+
+    def output_image_path(self, output: str, index: int) -> str | None:
+        """Output instances are named by their new UIDs: no preview of kept instances."""
+        return None
+
+    def start_hashing(self, opened: Opened, options: Any) -> "_DicomHashes":
+        return _DicomHashes(opened, options.hash_outputs)
+
+    def output_name(self, input_path: str, stem: str) -> str:
+        """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
+        unless ``--keep-name`` passed it (see wsideid.naming)."""
+        return stem if os.path.isdir(input_path) else f"{stem}.dcm"
+
+
+class _DicomHashes:
+    """sha256 of every input and every written instance, taken at publish time."""
+
+    def __init__(self, opened: Opened, enabled: bool):
+        self.opened, self.enabled = opened, enabled
+
+    def on_recipe(self, recipe) -> None:
+        """Instances are written whole; nothing is hashed while writing."""
+
+    def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
+        from ..hashing import sha256_file
+        hashes: dict[str, str] = {}
+        if self.enabled:
+            for inst in self.opened.container.instances:
+                hashes[f"input[{inst.index}]"] = sha256_file(inst.path)
+            for inst, path, _ in written.state:
+                hashes[f"output[{inst.index}]"] = sha256_file(path)
+        return hashes

@@ -1,0 +1,327 @@
+"""The TIFF-family driver: one class for every vendor module in ``wsideid.vendors``.
+
+Why one class: SVS, NDPI, generic TIFF (and every vendor added later) share
+the container (``wsideid.tiff``), the metadata model (``vendors.tiff_base``),
+the lossless tile editing (``wsideid.redaction``), the writer and the
+verifier; what differs is the vendor module's knowledge (which image is
+which, how a vendor text splits into fields, where the label sits on the
+macro). A vendor module has this shape (``TiffVendor``); ``TiffDriver``
+turns it into a driver.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+from typing import Protocol
+
+from ..errors import MalformedFile, UnsupportedFormat, WsideidError
+from ..model import Inventory, Plan, VerifyReport
+from ..options import DeidOptions
+from ..profiles import PlanOptions, load_profile, make_plan
+from ..regions import Box
+from ..tiff.container import TiffFile
+from ..tiff.tags import COMPRESSION, JPEG_COMPRESSION
+from .base import Container, Opened, Written, profile_file
+
+
+class TiffVendor(Protocol):
+    """What a vendor module defines (module-level names)."""
+
+    NAME: str  # format name ("aperio")
+    TITLE: str  # for people ("Aperio SVS")
+    EXTENSIONS: tuple[str, ...]  # output extensions, the default first
+    PHI_CARRIERS: tuple[str, ...]  # where it holds PHI, for docs/phi-reference.md
+
+    def claims(self, tf: TiffFile) -> bool: ...
+    def roles(self, tf: TiffFile) -> list: ...
+    def inventory(self, tf: TiffFile) -> Inventory: ...
+    def refine(self, plan: Plan) -> None: ...
+    def build(self, tf: TiffFile, plan: Plan, edited=None, mcu_starts=None) -> tuple[list, str]: ...
+
+
+class TiffDriver:
+    """A driver for one TIFF-family vendor module."""
+
+    container = Container.TIFF
+    reads_folders = False
+    supports_in_place = True
+
+    def __init__(self, vendor: ModuleType):
+        self.vendor = vendor
+        self.name: str = vendor.NAME
+        self.title: str = getattr(vendor, "TITLE", vendor.NAME)
+        self.extensions: tuple[str, ...] = tuple(getattr(vendor, "EXTENSIONS", (".tiff", ".tif")))
+        self.phi_carriers: tuple[str, ...] = tuple(getattr(vendor, "PHI_CARRIERS", ()))
+        self.openslide_vendor: str | None = getattr(vendor, "OPENSLIDE_VENDOR", None)
+
+    def __repr__(self) -> str:
+        return f"TiffDriver({self.name})"
+
+    @property
+    def profile(self) -> str:
+        return profile_file(self.name)
+
+    # -- open ---------------------------------------------------------------------------
+
+    def claims(self, tf: TiffFile) -> bool:
+        return bool(self.vendor.claims(tf))
+
+    def open(self, path: str, tf: TiffFile | None = None) -> Opened:
+        return Opened(self, path, tf if tf is not None else read_container(path), [path])
+
+    def inventory(self, opened: Opened) -> Inventory:
+        return self.vendor.inventory(opened.container)
+
+    # -- plan ---------------------------------------------------------------------------
+
+    def plan(self, opened: Opened, options: DeidOptions) -> Plan:
+        """The whole plan, frozen here: profile decisions, CLI overrides, vendor refinements,
+        and where each kept macro's label is blanked (or why the macro is removed instead)."""
+        inv = self.inventory(opened)
+        profile = load_profile(self.name, options.profile)
+        if options.label == "replace" and not options.new_id:
+            raise WsideidError("--label replace needs --new-id (the research ID the new label shows)")
+        plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro,
+                                                   label=options.label))
+        if options.macro:
+            for d in plan.images:
+                if d.image.role in ("macro", "overview"):
+                    d.action, d.rule = options.macro, f"--macro {options.macro}"
+        plan.regions = [tuple(r) for r in options.regions]
+        self.vendor.refine(plan)
+        self._plan_macro_labels(opened.container, plan)
+        return plan
+
+    def _plan_macro_labels(self, tf: TiffFile, plan: Plan) -> None:
+        """Macros kept with ``blank-label``: the label box is decided now and recorded in
+        ``plan.macro_boxes``. Where the label cannot be located, or the macro is not baseline
+        JPEG (blanking would re-encode), the macro is removed instead, and the rule says why:
+        keeping it unblanked would keep the label."""
+        for d in plan.images:
+            if d.action != "blank-label":
+                continue
+            box = self.macro_label_box(tf, d.image.index)
+            ifd = tf.image_ifds()[d.image.index]
+            if box is None:
+                d.action, d.rule = "remove", d.rule + " (label location unknown: removed)"
+            elif ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
+                d.action, d.rule = "remove", d.rule + " (macro cannot be blanked losslessly: removed)"
+            else:
+                plan.macro_boxes.append((d.image.index, box))
+
+    def macro_label_box(self, tf: TiffFile, index: int) -> Box | None:
+        """Where the physical label is on the macro, in macro pixels (x, y, w, h): the vendor's
+        own hint when it has one, else the vendor's default place (``detect.label_location``)."""
+        from ..detect.label_location import locate_label
+        ifd = tf.image_ifds()[index]
+        size = (int(ifd.value(256)), int(ifd.value(257)))
+        hint_of = getattr(self.vendor, "label_hint", None)
+        hint = hint_of(ifd, size) if hint_of is not None else None
+        box = locate_label(size, self.name, hint, [])
+        if box is None:
+            return None
+        x1, y1, x2, y2 = box
+        return (x1, y1, x2 - x1, y2 - y1)
+
+    # -- write --------------------------------------------------------------------------
+
+    def edits(self, opened: Opened, plan: Plan, fill: str, deferred: bool = False):
+        """Tile edits the plan asks for: APPn/COM segments stripped, then the recorded macro
+        label boxes and the regions blanked. ``deferred``: JPEG tiles judged by their headers;
+        the full check is ``edits.tiles.pending``."""
+        from .. import redaction
+        tf = opened.container
+        edits = redaction.stripped_segments(tf, plan, deferred)
+        redaction.blank_macro_labels(tf, plan, fill, edits)
+        redaction.plan_regions(tf, plan, list(plan.regions), fill, edits)
+        return edits
+
+    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
+              on_recipe=None) -> Written:
+        """Optimistic: tiles with clean headers are copied while their bytes are checked; if the
+        check finds a stream the rule changes, the output is written again with the exact edits
+        (a rare, hostile or unusual file pays two writes, never a leak)."""
+        from ..tiff.writer import write_tiff
+
+        tf = opened.container
+        edits = self.edits(opened, plan, options.fill, deferred=True)
+        check = _StreamCheck(tf.path, edits.tiles.pending)
+        check.start()
+        try:
+            ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
+            if not ifds:
+                raise WsideidError("the plan keeps no image: nothing to write")
+            write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
+        finally:
+            check.join()
+        if check.error is not None:
+            raise check.error
+        if check.dirty:
+            os.unlink(scratch)
+            edits = self.edits(opened, plan, options.fill)  # the exact pass: every stream parsed as needed
+            ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
+            write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
+        kept = [d.image.index for d in plan.images if d.action != "remove"]
+        return Written(scratch, edits.tiles, [(scratch, role, index) for role, index in
+                                              _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
+
+    # -- verify -------------------------------------------------------------------------
+
+    def verify(self, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
+        from ..verify import verify_tiff
+        return verify_tiff(opened.container, written.ready, plan, self.vendor, written.state,
+                           full=options.verify == "full", identifiers=options.identifiers)
+
+    def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
+        from ..verify import verify_tiff
+        plan = self.plan(opened, options)
+        edited = self.edits(opened, plan, options.fill).tiles
+        try:
+            return verify_tiff(opened.container, output, plan, self.vendor, edited,
+                               full=options.verify == "full", identifiers=options.identifiers)
+        except WsideidError as exc:
+            rep = VerifyReport()
+            rep.add("reparse", False, str(exc))
+            return rep
+
+    # -- detectors ----------------------------------------------------------------------
+
+    def read_image(self, path: str, index: int):
+        from ..tiff.pixels import read_tiff_image
+        return read_tiff_image(path, index)
+
+    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]:
+        """Removed images a person should see: label, macro, overview, and every image whose
+        role could not be established."""
+        return [(opened.path, d.image.role, d.image.index) for d in plan.images
+                if d.image.role in ("label", "macro", "overview", "unknown")]
+
+    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]:
+        """Every kept image except the full-resolution level, as written (see ``write``)."""
+        return written.images
+
+    def label_images(self, opened: Opened) -> list[tuple[str, str, int]]:
+        """``wsideid scan``: every image that is not a pyramid level."""
+        return [(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != "level"]
+
+    # -- hashes and names ---------------------------------------------------------------
+
+    def image_path(self, input_path: str, plan: Plan, index: int) -> str:
+        """The file holding source image ``index`` (for review previews)."""
+        return input_path
+
+    def output_image_path(self, output: str, index: int) -> str | None:
+        """The file holding output image ``index``."""
+        return output
+
+    def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
+        return _TiffHashes(opened.path, options.hash_outputs, options.verify == "full")
+
+    def output_name(self, input_path: str, stem: str) -> str:
+        """The chosen stem with the format's own extension, not the input's: a name like
+        ``DOE.JANE`` must not leave ``R-1.jane`` behind. A generic TIFF keeps .tif or .tiff."""
+        ext = os.path.splitext(input_path.rstrip(os.sep))[1].lower()
+        return stem + (ext if ext in self.extensions else self.extensions[0])
+
+    def in_place(self, opened: Opened, plan: Plan, options: DeidOptions):
+        """``--in-place``: rewrite the slide itself, crash-safely (see ``wsideid.inplace``)."""
+        from ..inplace import deidentify_in_place
+        from ..verify import sample_digests, verify_tiff
+
+        edits = self.edits(opened, plan, options.fill)
+        full = options.verify == "full"
+        before = sample_digests(opened.container, plan, edits.tiles, full)
+
+        def check(path: str) -> VerifyReport:
+            rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=False,
+                              openslide_check=True, identifiers=options.identifiers)
+            after = sample_digests(opened.container, plan, edits.tiles, full)
+            rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
+            return rep
+
+        return deidentify_in_place(opened, plan, edits, check)
+
+
+class _TiffHashes:
+    """The input hashed in a thread from the start; the output hashed from the writer's
+    recipe while it is written (beside the kernel's copy); with ``--verify full`` the file
+    on disk is hashed again and must match."""
+
+    def __init__(self, path: str, enabled: bool, full: bool):
+        from ..hashing import Hasher
+        self.path, self.full = path, full
+        self.input = Hasher(path) if enabled else None
+        self.output = None
+        if self.input is not None:
+            self.input.start()
+
+    def on_recipe(self, recipe) -> None:
+        from ..hashing import Hasher
+        if self.input is not None:
+            self.output = Hasher(self.path, recipe)
+            self.output.start()
+
+    def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
+        from ..hashing import Hasher
+        hashes: dict[str, str] = {}
+        for label, h in (("input", self.input), ("output", self.output)):
+            if h is not None:
+                hashes[label] = h.result(label)
+        if self.output is not None and self.full:
+            check = Hasher(written.ready)
+            check.run()
+            report.add("output-sha256", check.hexdigest == hashes["output"],
+                       "the file on disk hashes to the recorded sha256")
+        return hashes
+
+
+def read_container(path: str) -> TiffFile:
+    """The parsed TIFF; a structure the parser trips over is a one-line MalformedFile."""
+    from ..tiff.container import read_tiff
+    try:
+        tf = read_tiff(path)
+    except (MalformedFile, UnsupportedFormat):
+        raise
+    except (ValueError, OverflowError, MemoryError, IndexError) as exc:
+        raise MalformedFile(f"corrupt TIFF structure ({type(exc).__name__})") from None
+    if not tf.ifds:
+        raise MalformedFile("TIFF has no image directories")
+    return tf
+
+
+def _residual_targets(plan: Plan, kept_index_map: dict[int, int]) -> list[tuple[str, int]]:
+    """Images that stay in the output, as (role, output index): every kept image
+    except the full-resolution level (its size, so NDPI focal planes of it too).
+
+    Thumbnails, kept macros, replacement labels and every smaller level: a
+    sticker or handwriting inside the scanned area shows there, and an image
+    taken for a level may be a label; each is read reduced to
+    ``budget.MAX_SCAN_PIXELS``, so the cost is bounded per image.
+    """
+    kept = [d for d in plan.images if d.action != "remove" and d.image.index in kept_index_map]
+    levels = [d.image for d in kept if d.image.role == "level"]
+    full = max(((im.width, im.height) for im in levels), key=lambda s: s[0] * s[1], default=None)
+    return [(d.image.role, kept_index_map[d.image.index]) for d in kept
+            if not (d.image.role == "level" and (d.image.width, d.image.height) == full)]
+
+
+class _StreamCheck(threading.Thread):
+    """The stream rule's full check (every byte of every JPEG tile up to its first EOI), run
+    beside the kernel's copy instead of before it. The headers, where encoders put their
+    comments, were judged before writing; this finds what only the entropy-coded data or the
+    bytes after an EOI show. Joined before verification: nothing is published unchecked."""
+
+    def __init__(self, path: str, pending: list):
+        super().__init__(daemon=True)
+        self.path, self.pending = path, pending
+        self.dirty: list[tuple[int, int]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from ..tiff.jpegsegs import check_pending
+        try:
+            self.dirty = check_pending(self.path, self.pending)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.error = exc

@@ -1,0 +1,91 @@
+"""The one list of formats: every driver, in the order they are asked to claim an input.
+
+Everything that depends on "which formats exist" derives from ``DRIVERS``:
+format detection (``open_input``), profile lookup (``Driver.profile``),
+output extensions (``possible_outputs``), the PHI reference
+(``scripts/gen_phi_reference.py``) and the per-driver tests. Adding a
+TIFF-family format is one vendor module, one profile in ``formats/``, and
+one line in ``TIFF_VENDORS``; a new container is one driver class and one
+line in ``DRIVERS``.
+
+A file that no driver claims is refused with what it looks like
+(``wsideid.sniff.REFUSED``: another slide format by name, or "unrecognised
+content").
+"""
+
+from __future__ import annotations
+
+import os
+
+from .drivers.base import Driver, Opened
+from .drivers.dicom import DicomDriver
+from .drivers.tiff import TiffDriver, read_container
+from .errors import UnsupportedFormat, WsideidError
+from .sniff import describe_bytes, is_dicom_input, read_head
+from .tiff.container import TiffFile, sniff
+from .tiff.tags import MAKE, SOFTWARE, TILE_OFFSETS
+from .vendors import aperio, generic_tiff, hamamatsu
+
+# Order matters: the most specific claim first (NDPI's private tag, then Aperio's
+# description), the generic tiled TIFF last. Detection never looks at the file name.
+TIFF_VENDORS = [hamamatsu, aperio, generic_tiff]
+TIFF_DRIVERS: list[TiffDriver] = [TiffDriver(v) for v in TIFF_VENDORS]
+DICOM = DicomDriver()
+DRIVERS: list[Driver] = [*TIFF_DRIVERS, DICOM]
+
+
+def by_name(name: str) -> Driver:
+    for d in DRIVERS:
+        if d.name == name:
+            return d
+    raise WsideidError(f"no driver for format {name!r}")
+
+
+def names() -> list[str]:
+    return [d.name for d in DRIVERS]
+
+
+def tiff_driver(tf: TiffFile) -> TiffDriver:
+    """The TIFF-family driver whose vendor claims ``tf``; refused with what was seen."""
+    for d in TIFF_DRIVERS:
+        if d.claims(tf):
+            return d
+    first = tf.ifds[0] if tf.ifds else None
+    seen = []
+    if first is not None:
+        seen.append("first IFD " + ("tiled" if first.has(TILE_OFFSETS) else "not tiled"))
+        for tag, label in ((SOFTWARE, "Software"), (MAKE, "Make")):
+            v = first.text(tag)
+            if v:
+                seen.append(f"{label}={v[:40]!r}")
+    raise UnsupportedFormat(f"unsupported TIFF: no vendor module claims it ({', '.join(seen) or 'no IFDs'})")
+
+
+def open_input(path: str | os.PathLike) -> Opened:
+    """Detect the format from content (magic bytes, vendor markers), never the name, and open it."""
+    path = os.fspath(path)
+    if os.path.isdir(path) and is_dicom_input(path):
+        return DICOM.open(path)  # a folder of DICOM instances
+    try:
+        head = read_head(path)
+    except IsADirectoryError:
+        raise UnsupportedFormat("is a directory, not a slide file") from None
+    except OSError as exc:
+        raise WsideidError(f"cannot read the input: {exc.strerror}") from None
+    if sniff(head[:8]) is not None:
+        tf = read_container(path)
+        return tiff_driver(tf).open(path, tf)
+    if DICOM.claims(path):
+        return DICOM.open(path)
+    raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")
+
+
+def possible_outputs(source: str, stem: str) -> set[str]:
+    """Every name (lower case) an output of ``source`` may get, and its audit; taken without
+    parsing the slide, so a TIFF counts every TIFF-family extension (a possible collision
+    is refused, never risked)."""
+    if is_dicom_input(source):
+        outs = {DICOM.output_name(source, stem)}
+    else:
+        outs = {d.output_name(source, stem) for d in TIFF_DRIVERS} | {stem + d.extensions[0] for d in TIFF_DRIVERS}
+    return {n.lower() for o in outs for n in (o, o + ".audit.json")}
