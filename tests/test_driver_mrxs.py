@@ -187,3 +187,26 @@ def test_text_hidden_in_camera_positions_is_refused(source, tmp_path):
     out.mkdir()
     r = cli("deid", path, "-o", out, "--new-id", "R-3", "--detect", "off")
     assert r.returncode == 2 and "position" in r.stderr and [p.name for p in out.iterdir()] == []
+
+
+def test_batch_resume_counts_the_folder_and_names_collide_with_it(source, tmp_path):
+    (tmp_path / "slides").mkdir()
+    shutil.copy(source, tmp_path / "slides" / "a.mrxs")
+    shutil.copytree(source.parent / "case 17", tmp_path / "slides" / "a")
+    shutil.copy(source, tmp_path / "slides" / "b.mrxs")
+    shutil.copytree(source.parent / "case 17", tmp_path / "slides" / "b")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,new_id\nslides/a.mrxs,M-1\nslides/b.mrxs,m-1.MRXS\n")
+    out = tmp_path / "OUT"
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert r.returncode != 0 and "collide" in (tmp_path / "OUT-review" / "batch-summary.csv").read_text()
+    manifest.write_text("source,new_id\nslides/a.mrxs,M-1\n")
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert r.returncode == 0 and (out / "M-1.mrxs").exists() and (out / "M-1" / "Slidedat.ini").exists()
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert "(0 processed, 1 already done)" in r.stdout
+    (out / "M-1" / "Data0000.dat").unlink()  # the folder is part of the output: resume sees it is gone
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert "(1 processed, 0 already done)" in r.stdout  # not done: redone (and refused over the damaged copy)
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report", "--overwrite")
+    assert r.returncode == 0 and (out / "M-1" / "Data0000.dat").exists()

@@ -119,7 +119,7 @@ def deidentify(input_path: str, outdir: str, options: Any):
             final_folder = os.path.splitext(final)[0]
         hashes = {}
         if options.hash_outputs:
-            hashes = {"output": _tree_sha256(written.mrxs) or "", "output[folder]": _tree_sha256(written.folder) or ""}
+            hashes = {"output": _tree_sha256(written.mrxs) or ""}  # the .mrxs file and its folder's files
         timings["total"] = time.perf_counter() - t0
         result = DeidResult(input_path, final, "mirax", plan, report, status, timings=timings, sha256=hashes,
                             scans=scans)
