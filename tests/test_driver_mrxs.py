@@ -210,3 +210,23 @@ def test_batch_resume_counts_the_folder_and_names_collide_with_it(source, tmp_pa
     assert "(1 processed, 0 already done)" in r.stdout  # not done: redone (and refused over the damaged copy)
     r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report", "--overwrite")
     assert r.returncode == 0 and (out / "M-1" / "Data0000.dat").exists()
+
+
+def test_region_blanking_on_every_level_without_reencoding_the_rest(source, tmp_path):
+    r = cli("redact", source, "-o", tmp_path, "--new-id", "R-4", "--detect", "off", "--region", "300,200,400,300")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "R-4.mrxs"
+    with openslide.OpenSlide(str(source)) as a, openslide.OpenSlide(str(out)) as b:
+        assert list(b.associated_images) == []  # the preview's placement is unknown: removed
+        for level in range(b.level_count):
+            s = 2 ** level
+            px = np.asarray(b.read_region((300, 200), level, (400 // s, 300 // s)))[..., :3].astype(int)
+            assert px.max() - px.min() <= 2, level
+        pa = np.asarray(a.read_region((0, 0), 0, (1024, 1024)))[..., :3]
+        pb = np.asarray(b.read_region((0, 0), 0, (1024, 1024)))[..., :3]
+        changed = np.nonzero(np.any(pa != pb, axis=-1))
+        assert changed[1].min() >= 300 - 16 and changed[1].max() < 700 + 16  # MCU-aligned growth only
+        assert changed[0].min() >= 200 - 16 and changed[0].max() < 500 + 16
+    src, dst = open_mrxs(str(source)), open_mrxs(str(out))
+    same = sum(src.read(a) == dst.read(b) for a, b in zip(src.levels[0].records, dst.levels[0].records))
+    assert same == len(src.levels[0].records) - 4  # only the four camera images under the region changed

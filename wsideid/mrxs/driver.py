@@ -46,7 +46,11 @@ def plan_slide(slide: MrxsSlide, options: Any) -> Plan:
     for d in plan.fields:
         if d.field.key == "general:SLIDE_ID":
             d.action, d.new_value, d.rule = REPLACE, keyed_slide_id(options, slide.slide_id), "general.SLIDE_ID (keyed)"
+    plan.regions = [tuple(r) for r in (getattr(options, "regions", None) or [])]
     for d in plan.images:
+        if plan.regions and d.image.role == "thumbnail" and d.action == "keep":
+            # where the preview lies on the slide is not recorded: a region may show in it
+            d.action, d.rule = "remove", "region blanking: the preview's placement is unknown, removed"
         if d.action == "replace":  # no generated label record for MIRAX yet: say so, remove it
             d.action, d.rule = "remove", "--label replace is not available for MIRAX: removed"
         if d.action == "blank-label":
@@ -79,8 +83,6 @@ def deidentify(input_path: str, outdir: str, options: Any):
         raise WsideidError("output folder does not exist")
     if options.in_place:
         raise WsideidError("--in-place is not available for MIRAX (its data files are rewritten)")
-    if options.regions:
-        raise WsideidError("region blanking is not available for MIRAX yet; nothing was written")
     review = review_dir(outdir, options.review_dir)
     check_review_dir(outdir, review)
     slide = open_mrxs(input_path)
@@ -101,10 +103,10 @@ def deidentify(input_path: str, outdir: str, options: Any):
     try:
         t1 = time.perf_counter()
         sid = next(d.new_value for d in plan.fields if d.field.key == "general:SLIDE_ID")
-        written = write(plan, os.path.join(tmp, name.stem + ".mrxs"), sid)
+        written = write(plan, os.path.join(tmp, name.stem + ".mrxs"), sid, options.fill)
         timings["write"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        report = verify(plan, written, slide, options.verify == "full", options.identifiers or [])
+        report = verify(plan, written, slide, options.verify == "full", options.identifiers or [], options.fill)
         timings["verify"] = time.perf_counter() - t2
         if any(os.stat(p).st_mtime_ns != m for p, m in before.items()):
             raise WsideidError("the input changed while it was being processed; nothing was published")
