@@ -251,3 +251,16 @@ def test_overlapping_camera_images_are_blanked_wherever_they_show_the_region(tmp
             assert px.max() - px.min() <= 2, level
         far = (600, 600)
         assert np.array_equal(np.asarray(a.read_region(far, 0, (200, 200))), np.asarray(b.read_region(far, 0, (200, 200))))
+
+
+def test_label_replace_writes_a_generated_label_openslide_lists(source, tmp_path):
+    r = cli("deid", source, "-o", tmp_path, "--new-id", "R-6", "--label", "replace")
+    assert r.returncode == 0, r.stderr
+    with openslide.OpenSlide(str(tmp_path / "R-6.mrxs")) as b:
+        assert sorted(b.associated_images) == ["label", "thumbnail"]
+        label = b.associated_images["label"]
+    from wsideid.detect.scan import scan_image
+    result = scan_image(label, "label", [], ocr=True)
+    assert any("R-6" in f.value for f in result.findings)  # it shows the research ID
+    assert not result.has_phi or all(f.value.strip() == "R-6" for f in result.findings if f.flags)
+    assert b"DOE^JANE" not in _all_bytes(tmp_path)

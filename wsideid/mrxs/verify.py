@@ -97,7 +97,7 @@ def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
     with a, b:
         same = (b.properties.get("openslide.vendor") == "mirax" and a.level_dimensions == b.level_dimensions
                 and a.properties.get("openslide.mpp-x") == b.properties.get("openslide.mpp-x"))
-        kept_roles = {d.image.role for d in plan.images if d.action == "keep"}
+        kept_roles = {d.image.role for d in plan.images if d.action in ("keep", "replace")}
         extra = [n for n in b.associated_images if n not in kept_roles]
         low = a.level_count - 1
         size = a.level_dimensions[low]
@@ -140,6 +140,9 @@ def verify(plan: Plan, written: Written, source: MrxsSlide, full: bool, identifi
     boxes = record_boxes(source, plan.regions)
     for rec in sample:
         if rec in positions:
+            continue
+        if rec in written.generated:
+            bad += out.read(rec) != written.generated[rec] or out.read(rec) == source.read(written.expected[rec])
             continue
         try:
             want, _ = record_bytes(source, written.expected[rec], boxes.get(where.get(rec, (-1, -1))), fill)

@@ -36,6 +36,26 @@ class Written:
     nonhier: list[tuple[NonHier, Record]]  # kept source value -> its record in the output
     expected: dict[Record, Record] = field(default_factory=dict)  # output record -> source record
     stripped: int = 0  # JPEG records whose APPn/COM segments were dropped
+    generated: dict[Record, bytes] = field(default_factory=dict)  # output record -> generated label JPEG
+
+
+def replaced_records(plan: Plan) -> set[int]:
+    """Source non-hierarchical record numbers the plan replaces (a generated label)."""
+    return {d.image.extra["record"] for d in plan.images if d.action == "replace" and "record" in d.image.extra}
+
+
+def generated_label(slide: MrxsSlide, nh: NonHier, research_id: str) -> bytes:
+    """A new label of the old one's size showing the research ID; no byte of the old one."""
+    import io
+
+    from PIL import Image
+
+    from ..labels import label_pixels
+    with Image.open(io.BytesIO(slide.read(nh.record))) as old:
+        size = old.size
+    buf = io.BytesIO()
+    Image.fromarray(label_pixels(research_id, *size)).save(buf, "JPEG", quality=90)
+    return clean(buf.getvalue()).data
 
 
 def kept_value(plan: Plan, group: str, key: str) -> str | None:
@@ -65,7 +85,8 @@ REQUIRED_GENERAL_KEYS = ("SLIDE_VERSION", "IMAGENUMBER_X", "IMAGENUMBER_Y", "OBJ
 def kept_nonhier(plan: Plan) -> list[tuple[int, NonHier]]:
     """Source record numbers of the non-hierarchical values the output keeps, in order."""
     slide: MrxsSlide = plan.inventory.container
-    removed = {d.image.extra.get("record") for d in plan.images if d.action != "keep" and "record" in d.image.extra}
+    removed = {d.image.extra.get("record") for d in plan.images
+               if d.action not in ("keep", "replace") and "record" in d.image.extra}
     return [(k, nh) for k, nh in enumerate(slide.nonhier)
             if nh.role == "positions" or (nh.role != "unknown" and k not in removed)]
 
@@ -126,7 +147,7 @@ def record_bytes(slide: MrxsSlide, rec: Record, boxes: list | None = None, fill:
         raise WsideidError(f"MIRAX record cannot be blanked: {exc}") from None
 
 
-def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white") -> Written:
+def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white", research_id: str | None = None) -> Written:
     """Write ``out_mrxs`` (empty) and its folder from ``plan``; returns what was written."""
     slide: MrxsSlide = plan.inventory.container
     boxes = record_boxes(slide, plan.regions)
@@ -159,7 +180,16 @@ def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white") -> Writ
                 written.stripped += changed
                 recs.append(put(rec, data, rec.image))
             written.levels.append(recs)
-        for _, nh in kept:
+        replaced = replaced_records(plan)
+        for k, nh in kept:
+            if k in replaced:
+                if not research_id:
+                    raise WsideidError("a replacement label needs a research ID (--new-id)")
+                label = generated_label(slide, nh, research_id)
+                new = put(nh.record, label)
+                written.generated[new] = label
+                written.nonhier.append((nh, new))
+                continue
             if nh.role == "positions":
                 compressed = nh.layer != "VIMSLIDE_POSITION_BUFFER"
                 data = pack_positions(parse_positions(slide.read(nh.record), slide, compressed), compressed)
