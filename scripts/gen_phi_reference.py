@@ -16,11 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from wsideid.tiff.tags import tag_number  # noqa: E402
-from wsideid.registry import TIFF_DRIVERS  # noqa: E402
+from wsideid.registry import DRIVERS  # noqa: E402
 
-# One section per TIFF-family driver, in registry order; the prose comes from the vendor
-# module (TITLE, PHI_CARRIERS), the tables from its profile. DICOM has its own reference.
-FORMATS = [(d.profile, d.title, list(d.phi_carriers)) for d in TIFF_DRIVERS]
+# One section per driver with a profile of its own tables, in registry order; the prose comes
+# from the driver (title, phi_carriers), the tables from its profile. DICOM has its own reference.
+FORMATS = [(d.profile, d.title, list(d.phi_carriers)) for d in DRIVERS if d.name != "dicom"]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
 
@@ -99,7 +99,10 @@ def render() -> str:
             out.append(f"| {role} | {action} | {notes.get(('images', role), '')} |")
         out.append("")
         for section, heading in (("tags", "TIFF tags"), ("description", "ImageDescription keys"),
-                                 ("properties", "Property map keys (tag 65449)")):
+                                 ("properties", "Property map keys (tag 65449)"),
+                                 ("general", "Slidedat.ini [GENERAL]"), ("hierarchical", "Slidedat.ini [HIERARCHICAL]"),
+                                 ("datafile", "Slidedat.ini [DATAFILE]"), ("level", "Slidedat.ini zoom level groups"),
+                                 ("nonhier_value", "Slidedat.ini non-hierarchical record groups")):
             table = data.get(section)
             if not table:
                 continue

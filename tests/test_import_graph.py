@@ -10,11 +10,11 @@ may import modules of its own layer or a lower one, never a higher one:
 
 0 base       errors, model, enums, result, keys, budget, safefs, cells, regions, sniff, tiff/, jpeg/, icc
 1 policy     dates, valuepolicy, naming, options, profiles, labels, streamheads, detect/
-2 formats    tiff_family/ (vendors, redaction, in-place, verify), dicom/ (minus its driver), needles
-3 drivers    drivers/, registry
-4 stages     residual_scan, publish, audit
+2 formats    vendors/, redaction, inplace, verify (TIFF family), dicom/, mrxs/, needles
+3 drivers    drivers/ (one per format: tiff, dicom, mirax), registry
+4 stages     scanning (residual PHI scan), publish, audit
 5 runner     pipeline
-6 front      batch/, report/, cli, demo, synth*
+6 front      batch/, report/, cli, demo, synth* (fixtures made by project code)
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ LAYERS: dict[str, int] = {
     "dates": 1, "valuepolicy": 1, "naming": 1, "profiles": 1, "labels": 1, "streamheads": 1,
     "detect": 1, "formats": 1, "options": 1,
     "tiff_family": 2, "vendors": 2, "redaction": 2, "inplace": 2, "verify": 2, "dicom": 2, "needles": 2,
-    "dicom.driver": 3, "drivers": 3, "registry": 3, "detect_format": 3,
-    "residual_scan": 4, "scanning": 4, "publish": 4, "audit": 4,
-    "pipeline": 5, "convert": 5, "dicom.pipeline": 5,
-    "batch": 6, "report": 6, "cli": 6, "demo": 6, "synth": 6, "synth_large": 6,
+    "mrxs": 2,
+    "drivers": 3, "registry": 3,
+    "scanning": 4, "publish": 4, "audit": 4,
+    "pipeline": 5,
+    "batch": 6, "report": 6, "cli": 6, "demo": 6, "synth": 6, "synth_large": 6, "mrxs.synth": 6,
 }
 
 

@@ -77,8 +77,10 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
     driver = opened.driver
     name = name_for(input_path, opened.files, options)
     final = os.path.join(outdir, driver.output_name(input_path, name.stem))
-    check_not_input(final, input_path)
-    check_free(final, options.overwrite)
+    beside = driver.companion_names(name.stem)
+    for out in [final] + [os.path.join(outdir, n) for n in beside]:
+        check_not_input(out, input_path, opened.files)
+        check_free(out, options.overwrite)
     clean_stale_temps(outdir)
     with _session(opened):
         hashing = driver.start_hashing(opened, options)
@@ -114,7 +116,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             timings["total"] = time.perf_counter() - t0
             result = DeidResult(input_path, destination, driver.name, plan, report, status, timings=timings,
                                 sha256=hashes, scans=scans)
-            commit(result, written.ready, options, name, review, scratch=scratch)
+            commit(result, written.ready, options, name, review, scratch=scratch, companions=written.companions)
         finally:
             _remove(scratch)
     return result
@@ -125,9 +127,9 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
     return driver.verify(opened, plan, written, options)
 
 
-def _scan(driver, images: list[tuple[str, str, int]], stage: str, options: DeidOptions) -> list:
-    from .scanning import scan_listed
-    return scan_listed(images, stage, options.identifiers, options.ocr, driver.read_image)
+def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
+    from .scanning import scan_refs
+    return scan_refs(images, stage, options.identifiers, options.ocr)
 
 
 def _session(opened: Opened):

@@ -101,10 +101,12 @@ def check_input_and_output(input_path: str, outdir: str, is_folder_ok: bool = Fa
         raise WsideidError("output folder does not exist")
 
 
-def check_not_input(final: str, input_path: str) -> None:
-    """The output path is not the input itself (by path, link or hard link)."""
-    if os.path.exists(final) and (os.path.realpath(final) == os.path.realpath(input_path)
-                                  or os.path.samefile(final, input_path)):
+def check_not_input(final: str, input_path: str, files: Sequence[str] = ()) -> None:
+    """The output path is not the input itself (by path, link or hard link), nor a folder
+    holding the input's files."""
+    real = os.path.realpath(final)
+    if os.path.exists(final) and (real == os.path.realpath(input_path) or os.path.samefile(final, input_path)
+                                  or any(os.path.dirname(os.path.realpath(f)) == real for f in files)):
         raise WsideidError("the output would overwrite the input (use another output folder)")
 
 
@@ -190,20 +192,40 @@ def record_and_audit(result: DeidResult, options: DeidOptions, name: OutputName,
 
 
 def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputName, review: str,
-           scratch: str | None = None) -> None:
-    """Claim ``result.output``, write the records, then rename ``ready`` (a file, or a folder
-    with ``scratch`` to park a replaced one in) into place.
+           scratch: str | None = None, companions: Sequence[tuple[str, str]] = ()) -> None:
+    """Claim ``result.output``, write the records, then rename into place: first each
+    companion (ready path, name beside the output; a MIRAX slide's folder), then ``ready``
+    (a file, or a folder with ``scratch`` to park a replaced one in), which readers open.
 
     The name is claimed first (a second publisher fails here, before it writes
     anything), then the records land: a kill between them and the rename leaves
     an audit without its slide (a rerun redoes it), never a slide without its record.
+    A failure after a companion was published removes it again.
     """
+    from .safefs import remove_tree
     destination = result.output or ""
-    with claim(os.path.dirname(destination), os.path.basename(destination)):
+    folder = os.path.dirname(destination)
+    trash = os.path.join(scratch or os.path.dirname(ready), "old")
+    with claim(folder, os.path.basename(destination)):
         check_free(destination, options.overwrite)
+        for _, other in companions:
+            check_free(os.path.join(folder, other), options.overwrite)
         result.audit_path = record_and_audit(result, options, name, review)
-        if os.path.isdir(ready):
-            result.replaced = publish_dir(ready, destination, options.overwrite,
-                                          os.path.join(scratch or os.path.dirname(ready), "old"))
-        else:
-            result.replaced = publish_file(ready, destination, options.overwrite)
+        placed: list[str] = []
+        try:
+            replaced = False
+            for part, other in companions:
+                target = os.path.join(folder, other)
+                replaced = _place(part, target, options.overwrite, trash + "-" + other) or replaced
+                placed.append(target)
+            result.replaced = _place(ready, destination, options.overwrite, trash) or replaced
+        except BaseException:
+            for target in placed:
+                remove_tree(target)
+            raise
+
+
+def _place(ready: str, destination: str, overwrite: bool, trash: str) -> bool:
+    if os.path.isdir(ready):
+        return publish_dir(ready, destination, overwrite, trash)
+    return publish_file(ready, destination, overwrite)

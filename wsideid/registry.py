@@ -19,6 +19,7 @@ import os
 
 from .drivers.base import Driver, Opened
 from .drivers.dicom import DicomDriver
+from .drivers.mirax import MiraxDriver
 from .drivers.tiff import TiffDriver, read_container
 from .errors import UnsupportedFormat, WsideidError
 from .sniff import describe_bytes, is_dicom_input, read_head
@@ -31,7 +32,8 @@ from .vendors import aperio, generic_tiff, hamamatsu
 TIFF_VENDORS = [hamamatsu, aperio, generic_tiff]
 TIFF_DRIVERS: list[TiffDriver] = [TiffDriver(v) for v in TIFF_VENDORS]
 DICOM = DicomDriver()
-DRIVERS: list[Driver] = [*TIFF_DRIVERS, DICOM]
+MIRAX = MiraxDriver()
+DRIVERS: list[Driver] = [*TIFF_DRIVERS, DICOM, MIRAX]
 
 
 def by_name(name: str) -> Driver:
@@ -77,6 +79,8 @@ def open_input(path: str | os.PathLike) -> Opened:
         return tiff_driver(tf).open(path, tf)
     if DICOM.claims(path):
         return DICOM.open(path)
+    if MIRAX.claims(path):
+        return MIRAX.open(path)
     raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")
 
 
@@ -86,6 +90,8 @@ def possible_outputs(source: str, stem: str) -> set[str]:
     is refused, never risked)."""
     if is_dicom_input(source):
         outs = {DICOM.output_name(source, stem)}
+    elif MIRAX.claims(source):
+        outs = {MIRAX.output_name(source, stem), *MIRAX.companion_names(stem)}
     else:
         outs = {d.output_name(source, stem) for d in TIFF_DRIVERS} | {stem + d.extensions[0] for d in TIFF_DRIVERS}
     return {n.lower() for o in outs for n in (o, o + ".audit.json")}

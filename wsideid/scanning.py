@@ -78,12 +78,11 @@ def source_targets(plan) -> list[tuple[str, int]]:
             if d.image.role in ("label", "macro", "overview", "unknown")]
 
 
-def scan_listed(images: Sequence[tuple[str, str, int]], stage: str, identifiers: Sequence[str], ocr: bool,
-                reader) -> list[ImageScan]:
-    """``scan_images`` over (path, role, index) triples, as drivers list them."""
+def scan_refs(images: Sequence, stage: str, identifiers: Sequence[str], ocr: bool) -> list[ImageScan]:
+    """``scan_images`` over the ``drivers.base.ImageRef`` a driver lists (each reads itself)."""
     out: list[ImageScan] = []
-    for path, role, index in images:
-        out += scan_images(path, [(role, index)], stage, identifiers, ocr, reader=reader)
+    for ref in images:
+        out += scan_images("", [(ref.role, ref.index)], stage, identifiers, ocr, reader=lambda _p, _i, r=ref: r.read())
     return out
 
 
@@ -118,8 +117,7 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
             else:
                 try:
                     opened = open_input(path)
-                    scans = scan_listed(opened.driver.label_images(opened), "source", identifiers, ocr,
-                                        opened.driver.read_image)
+                    scans = scan_refs(opened.driver.label_images(opened), "source", identifiers, ocr)
                 except UnsupportedFormat:
                     scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)
             if len(scans) == 1 and scans[0].error and scans[0].result is None and scans[0].role == "image":

@@ -95,6 +95,15 @@ def check_corrupted(sample: Path, tmp_path: Path, must_refuse: tuple[str, ...]) 
         assert res.report.ok, what
 
 
+def check_refused(path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out-refused"
+    out.mkdir()
+    with pytest.raises(WsideidError) as err:
+        deidentify(path, out, options())
+    assert str(err.value) and "\n" not in str(err.value)
+    assert os.listdir(out) == []
+
+
 def refused_by_name(tmp_path: Path) -> None:
     """Not a slide: refused with what the bytes look like."""
     p = tmp_path / "photo.svs"

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from ..errors import WsideidError
+from ..hashing import output_parts, tree_sha256  # noqa: F401 - re-exported
 
 BATCH_FILE = "batch.json"  # in OUTDIR: {"batch_id": ...} only
 RUN_FILE = "batch-run.json"  # in the review folder: batch id, OUTDIR path, manifest path
@@ -71,22 +72,6 @@ def input_state(path: str) -> dict[str, int] | None:
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     except OSError:
         return None
-
-
-def tree_sha256(path: str) -> str | None:
-    """sha256 of a file, or of a folder's files in name order (DICOM outputs)."""
-    h = hashlib.sha256()
-    try:
-        files = [os.path.join(path, n) for n in sorted(os.listdir(path))] if os.path.isdir(path) else [path]
-        for f in files:
-            if os.path.isdir(path):
-                h.update(os.path.basename(f).encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(8 << 20), b""):
-                    h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def link_batch(outdir: str, review_dir: str, manifest: str) -> str:

@@ -21,9 +21,11 @@ Stages and their objects, in order:
 - ``verify(opened, plan, written, options) -> VerifyReport``: named checks
   over the written output (see ``wsideid.checks``).
 - ``residual_images(plan, written)`` and ``source_images(opened, plan)``:
-  which images the PHI detectors read (``read_image``), after and before.
-- ``hashes(opened, written, report, options)``: sha256 of input and output.
-- ``output_name(input_path, opened, stem)``: the published name.
+  which images the PHI detectors read (``ImageRef``), after and before.
+- ``start_hashing(opened, options)``: sha256 of input and output (a TIFF
+  output is hashed while it is written), ``.result(written, report)``.
+- ``output_name(input_path, stem)``: the published name;
+  ``companion_names(stem)``: names published beside it (MIRAX's folder).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Container(enum.Enum):
 
     TIFF = "tiff"
     DICOM = "dicom"
+    MIRAX = "mirax"  # a .mrxs file and the folder of its stem
 
 
 @dataclass
@@ -67,14 +70,23 @@ class Opened:
 @dataclass
 class Written:
     """What ``write`` made: ``ready`` is renamed into place at publish time (a file or
-    a folder); ``state`` is the driver's own record (edits, instances, hashers)."""
+    a folder); ``companions`` are (ready path, output name) published before it, beside it
+    (a MIRAX slide's folder); ``state`` is the driver's own record (edits, instances)."""
 
     ready: str
     state: Any = None
-    images: list[tuple[str, str, int]] = field(default_factory=list)  # (path, role, index) written
+    images: list["ImageRef"] = field(default_factory=list)  # kept images the residual scan reads
+    companions: list[tuple[str, str]] = field(default_factory=list)
 
 
-Reader = Callable[[str, int], Any]  # (path, image index) -> PIL image, bounded memory
+@dataclass
+class ImageRef:
+    """One image the PHI detectors read: its role, its index (as the plan numbers images)
+    and how to read it (a PIL image in bounded memory)."""
+
+    role: str
+    index: int
+    read: Callable[[], Any]
 
 
 class Driver(Protocol):
@@ -95,9 +107,11 @@ class Driver(Protocol):
     def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: Any) -> Written: ...
     def verify(self, opened: Opened, plan: Plan, written: Written, options: Any) -> VerifyReport: ...
     def verify_existing(self, opened: Opened, output: str, options: Any) -> VerifyReport: ...
-    def read_image(self, path: str, index: int) -> Any: ...
-    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]: ...
-    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]: ...
-    def hashes(self, opened: Opened, written: Written, report: VerifyReport, options: Any) -> dict[str, str]: ...
-    def output_name(self, input_path: str, opened: Opened | None, stem: str) -> str: ...
-    def possible_outputs(self, source: str, stem: str) -> set[str]: ...
+    def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]: ...
+    def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]: ...
+    def label_images(self, opened: Opened) -> list[ImageRef]: ...  # ``wsideid scan``
+    def start_hashing(self, opened: Opened, options: Any) -> Any: ...
+    def output_name(self, input_path: str, stem: str) -> str: ...
+    def companion_names(self, stem: str) -> list[str]: ...
+    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool) -> Any: ...
+    def in_place(self, opened: Opened, plan: Plan, options: Any) -> Any: ...  # supports_in_place only

@@ -18,7 +18,7 @@ from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
-from .base import Container, Opened, Written, profile_file
+from .base import Container, ImageRef, Opened, Written, profile_file
 
 PYDICOM_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, OverflowError, KeyError)
 
@@ -240,36 +240,35 @@ class DicomDriver:
         with self.session():
             return _verify_output(opened.container, output, options)
 
-    def read_image(self, path: str, index: int):
-        from ..dicom.scanimage import instance_image
-        return instance_image(path, index)
-
-    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]:
+    def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:
         """The label and overview being removed."""
         by_index = {i.index: i for i in opened.container.instances}
-        return [(by_index[d.image.index].path, d.image.role, d.image.index) for d in plan.images
+        return [_ref(by_index[d.image.index].path, d.image.role, d.image.index) for d in plan.images
                 if d.image.role in ("label", "overview")]
 
-    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]:
+    def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
         """Every kept instance that is not the full-resolution level (thumbnail, reduced
         levels, a generated or kept label, overview)."""
         targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
-        return [(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
+        return [_ref(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
 
-    def label_images(self, opened: Opened) -> list[tuple[str, str, int]]:
+    def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
         such as a LABEL-less slide's only low-resolution image)."""
         insts = opened.container.instances
         targets = [i for i in insts if i.role != "level"] or list(insts)[:1]
-        return [(i.path, i.role, i.index) for i in targets]
+        return [_ref(i.path, i.role, i.index) for i in targets]
 
-    def image_path(self, input_path: str, plan: Plan, index: int) -> str:
-        """The instance file holding source image ``index`` (for review previews)."""
-        return {i.index: i.path for i in plan.inventory.container.source.instances}[index]
+    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
+        """A removed instance, for the QC page (output instances are named by their new UIDs:
+        kept ones are not previewed)."""
+        if kept:
+            return None
+        path = {i.index: i.path for i in plan.inventory.container.source.instances}[index]
+        return _read(path, index)
 
-    def output_image_path(self, output: str, index: int) -> str | None:
-        """Output instances are named by their new UIDs: no preview of kept instances."""
-        return None
+    def companion_names(self, stem: str) -> list[str]:
+        return []
 
     def start_hashing(self, opened: Opened, options: Any) -> "_DicomHashes":
         return _DicomHashes(opened, options.hash_outputs)
@@ -278,6 +277,15 @@ class DicomDriver:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
         unless ``--keep-name`` passed it (see wsideid.naming)."""
         return stem if os.path.isdir(input_path) else f"{stem}.dcm"
+
+
+def _read(path: str, index: int):
+    from ..dicom.scanimage import instance_image
+    return instance_image(path, index)
+
+
+def _ref(path: str, role: str, index: int) -> ImageRef:
+    return ImageRef(role, index, lambda: _read(path, index))
 
 
 class _DicomHashes:

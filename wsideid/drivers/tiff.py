@@ -23,7 +23,7 @@ from ..profiles import PlanOptions, load_profile, make_plan
 from ..regions import Box
 from ..tiff.container import TiffFile
 from ..tiff.tags import COMPRESSION, JPEG_COMPRESSION
-from .base import Container, Opened, Written, profile_file
+from .base import Container, ImageRef, Opened, Written, profile_file
 
 
 class TiffVendor(Protocol):
@@ -164,7 +164,7 @@ class TiffDriver:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
         kept = [d.image.index for d in plan.images if d.action != "remove"]
-        return Written(scratch, edits.tiles, [(scratch, role, index) for role, index in
+        return Written(scratch, edits.tiles, [_ref(scratch, role, index) for role, index in
                                               _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
 
     # -- verify -------------------------------------------------------------------------
@@ -188,36 +188,30 @@ class TiffDriver:
 
     # -- detectors ----------------------------------------------------------------------
 
-    def read_image(self, path: str, index: int):
-        from ..tiff.pixels import read_tiff_image
-        return read_tiff_image(path, index)
-
-    def source_images(self, opened: Opened, plan: Plan) -> list[tuple[str, str, int]]:
+    def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:
         """Removed images a person should see: label, macro, overview, and every image whose
         role could not be established."""
-        return [(opened.path, d.image.role, d.image.index) for d in plan.images
+        return [_ref(opened.path, d.image.role, d.image.index) for d in plan.images
                 if d.image.role in ("label", "macro", "overview", "unknown")]
 
-    def residual_images(self, plan: Plan, written: Written) -> list[tuple[str, str, int]]:
+    def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
         """Every kept image except the full-resolution level, as written (see ``write``)."""
         return written.images
 
-    def label_images(self, opened: Opened) -> list[tuple[str, str, int]]:
+    def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: every image that is not a pyramid level."""
-        return [(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != "level"]
+        return [_ref(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != "level"]
 
-    # -- hashes and names ---------------------------------------------------------------
-
-    def image_path(self, input_path: str, plan: Plan, index: int) -> str:
-        """The file holding source image ``index`` (for review previews)."""
-        return input_path
-
-    def output_image_path(self, output: str, index: int) -> str | None:
-        """The file holding output image ``index``."""
-        return output
+    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
+        """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
+        from ..tiff.pixels import read_tiff_image
+        return read_tiff_image(output if kept else input_path, index)
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
         return _TiffHashes(opened.path, options.hash_outputs, options.verify == "full")
+
+    def companion_names(self, stem: str) -> list[str]:
+        return []
 
     def output_name(self, input_path: str, stem: str) -> str:
         """The chosen stem with the format's own extension, not the input's: a name like
@@ -275,6 +269,13 @@ class _TiffHashes:
             report.add("output-sha256", check.hexdigest == hashes["output"],
                        "the file on disk hashes to the recorded sha256")
         return hashes
+
+
+def _ref(path: str, role: str, index: int) -> ImageRef:
+    def read():
+        from ..tiff.pixels import read_tiff_image
+        return read_tiff_image(path, index)
+    return ImageRef(role, index, read)
 
 
 def read_container(path: str) -> TiffFile:
