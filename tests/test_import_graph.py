@@ -3,7 +3,8 @@
 Why: a cycle means two modules cannot be understood (or changed) apart, and an
 upward import lets a low-level helper start depending on a stage that uses it;
 both make adding a format touch many files. Every ``import`` is counted,
-including those inside functions (a lazy import is still a dependency).
+including those inside functions (a lazy import is still a dependency); only imports under
+``if TYPE_CHECKING:`` are not, since they never run.
 
 The layers, lowest first (``docs/architecture.md`` explains them). A module
 may import modules of its own layer or a lower one, never a higher one:
@@ -78,7 +79,7 @@ def graph() -> dict[str, set[str]]:
         mod = module_name(path)
         is_pkg = path.name == "__init__.py"
         deps = edges.setdefault(mod, set())
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.name.startswith("wsideid."):
@@ -87,6 +88,20 @@ def graph() -> dict[str, set[str]]:
                 deps.update(_nearest(t) for t in _resolve(mod, is_pkg, node))
         deps.discard(mod)
     return edges
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (annotations only, never imported
+    at run time: a driver may name a higher layer's type without depending on it)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
 
 
 def _nearest(mod: str) -> str:

@@ -14,6 +14,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from .enums import DateMode
 from .errors import WsideidError
 from .keys import Secret
 
@@ -27,8 +28,14 @@ class DatePolicyError(WsideidError):
 
 @dataclass(frozen=True)
 class DatePolicy:
-    mode: str = "remove"
+    mode: DateMode = DateMode.REMOVE
     offset_days: int = 0  # subtracted from every date under "shift"
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "mode", DateMode(self.mode))
+        except ValueError:
+            raise DatePolicyError(f"--dates {self.mode!r} is not one of remove, year, shift") from None
 
     def describe(self) -> str:
         return {"remove": "dates removed", "year": "dates reduced to the year",

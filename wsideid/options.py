@@ -9,11 +9,17 @@ imports no driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .dates import DatePolicy
+from .enums import DetectMode, Fill, LabelPolicy, MacroPolicy, VerifyMode
+from .errors import WsideidError
 from .keys import Secret
 from .naming import OutputName
+
+if TYPE_CHECKING:  # the DICOM options type, without importing pydicom for a TIFF run
+    from .dicom.plan import DicomOptions
 
 
 @dataclass
@@ -23,23 +29,39 @@ class DeidOptions:
     new_id: str | None = None
     strict: bool = False
     keep_macro: bool = False
-    verify: str = "sample"  # sample | full
+    verify: VerifyMode = VerifyMode.SAMPLE
     overwrite: bool = False
     hash_outputs: bool = True
     audit_dir: str | None = None  # default: next to the output
-    dicom: Any = None  # wsideid.dicom.plan.DicomOptions (DICOM input or --to-dicom)
-    detect: str = "residual"  # off | residual (kept images) | all (also the removed label/macro)
+    dicom: DicomOptions | None = None  # DICOM input or --to-dicom
+    detect: DetectMode = DetectMode.RESIDUAL
     ocr: bool = True
     identifiers: list[str] = field(default_factory=list)  # known originals, matched fuzzily by the detectors
     review_dir: str | None = None  # flagged outputs go here; default: sibling "<OUTDIR>-review"
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # level-0 X,Y,W,H to blank
-    fill: str = "white"
-    macro: str | None = None  # remove | keep | blank-label (None: the profile decides)
+    fill: Fill = Fill.WHITE
+    macro: MacroPolicy | None = None  # None: the profile decides
     in_place: bool = False  # rewrite the input itself (explicit only; see inplace.py)
-    label: str | None = None  # remove | replace (a generated label with the research ID); None: profile
+    label: LabelPolicy | None = None  # replace: a generated label with the research ID; None: the profile
     keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
+
+    def __post_init__(self) -> None:
+        """Words from the CLI, a manifest or a caller become enum members here, or the run
+        is refused in one line before any work."""
+        self.verify = _member(VerifyMode, self.verify, "verify")
+        self.detect = _member(DetectMode, self.detect, "detect")
+        self.fill = _member(Fill, self.fill, "fill")
+        self.macro = _member(MacroPolicy, self.macro, "macro") if self.macro else None
+        self.label = _member(LabelPolicy, self.label, "label") if self.label else None
+
+
+def _member(kind: type[StrEnum], value, what: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise WsideidError(f"--{what} {value!r} is not one of {', '.join(m.value for m in kind)}") from None
 
 
 def with_secret(options: DeidOptions) -> DeidOptions:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from .drivers.base import Opened, Written
+from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
 from .model import Plan, VerifyReport
 from .naming import check_name_options, check_review_dir, name_for, review_dir
@@ -87,7 +88,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
         plan = driver.plan(opened, options)
         timings["plan"] = time.perf_counter() - t0
         scans: list = []
-        if options.detect == "all":
+        if options.detect == DetectMode.ALL:
             t = time.perf_counter()
             scans += _scan(driver, driver.source_images(opened, plan), "source", options)
             timings["detect-source"] = time.perf_counter() - t
@@ -101,15 +102,15 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             timings["verify"] = time.perf_counter() - t2
             guard.check()
             require_ok(report)
-            status = "published"
-            if options.detect != "off":
+            status = Status.PUBLISHED
+            if options.detect != DetectMode.OFF:
                 t = time.perf_counter()
                 residual = drop_research_id(_scan(driver, driver.residual_images(plan, written), "output", options),
                                             options.new_id)
                 scans += residual
                 timings["detect-residual"] = time.perf_counter() - t
                 if is_flagged(residual):
-                    status = "flagged"
+                    status = Status.FLAGGED
             destination = route(status, final, review, options.overwrite)
             hashes = hashing.result(written, report)
             require_ok(report)
@@ -226,7 +227,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
     res = driver.in_place(opened, plan, options)
     require_ok(res.report, "in-place result failed verification; its journal was kept")
     timings = {"total": time.perf_counter() - t0, "in-place": res.seconds}
-    result = DeidResult(input_path, input_path, driver.name, plan, res.report, "published", timings=timings,
+    result = DeidResult(input_path, input_path, driver.name, plan, res.report, Status.PUBLISHED, timings=timings,
                         error=recovered)
     audit_dir = options.audit_dir or os.path.dirname(os.path.abspath(input_path))
     result.audit_path = write_audit(result, replace(options, audit_dir=audit_dir))
@@ -243,7 +244,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 
 def verify_output(original: str | os.PathLike, output: str | os.PathLike, options: DeidOptions | None = None) -> VerifyReport:
     """Re-plan the original with the same options and check an existing output against it."""
-    options = options or DeidOptions(verify="full")
+    options = options or DeidOptions(verify=VerifyMode.FULL)
     check_name_options(options)
     opened = open_input(original)
     with _session(opened):

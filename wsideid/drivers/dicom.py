@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
+from ..options import DeidOptions
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
 from .base import Container, ImageRef, Opened, Written, profile_file
@@ -27,19 +29,19 @@ PYDICOM_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, OverflowErro
 LOW_RES_LEVEL_PIXELS = 4_000_000
 
 
-def dicom_options(options: Any):
+def dicom_options(options: DeidOptions):
     """The DICOM-only options (``wsideid.dicom.plan.DicomOptions``), defaults when none were given."""
     from ..dicom.plan import DicomOptions
-    return getattr(options, "dicom", None) or DicomOptions()
+    return options.dicom or DicomOptions()
 
 
-def _secret(options: Any) -> Secret:
+def _secret(options: DeidOptions) -> Secret:
     """The run's secret (``options.secret``), else the DICOM options' one, else random for this run."""
-    s = getattr(options, "secret", None) or getattr(dicom_options(options), "secret", None)
+    s = options.secret or dicom_options(options).secret
     return s if s is not None else load_secret(None, allow_random=True)
 
 
-def _columns(options: Any) -> set[str]:
+def _columns(options: DeidOptions) -> set[str]:
     from ..dicom.rules import OPTIONS
     cols = set()
     for name in dicom_options(options).options:
@@ -53,14 +55,14 @@ def _columns(options: Any) -> set[str]:
     return cols
 
 
-def _label(options: Any) -> str:
+def _label(options: DeidOptions) -> str:
     """``--dicom-option generated-label`` or the general ``--label replace``."""
-    if dicom_options(options).label == "generate" or getattr(options, "label", None) == "replace":
+    if dicom_options(options).label == "generate" or options.label == LabelPolicy.REPLACE:
         return "generate"
     return "remove"
 
 
-def plan_source(src, options: Any, secret: Secret | None = None) -> Plan:
+def plan_source(src, options: DeidOptions, secret: Secret | None = None) -> Plan:
     """The profile's plan of a loaded ``DicomSource``."""
     from ..dicom.plan import make_dicom_plan
     from ..dicom.rules import DicomRules
@@ -70,16 +72,16 @@ def plan_source(src, options: Any, secret: Secret | None = None) -> Plan:
     uids = UidMapper(secret or _secret(options))
     try:
         return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
-                               options.keep_macro or getattr(options, "macro", None) == "keep", _label(options))
+                               options.keep_macro or options.macro == MacroPolicy.KEEP, _label(options))
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
 
-def plan_regions(plan: Plan, options: Any) -> None:
+def plan_regions(plan: Plan, options: DeidOptions) -> None:
     """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
     from ..dicom.redact import plan_frames
-    plan.regions = [tuple(r) for r in getattr(options, "regions", None) or []]
-    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), getattr(options, "fill", "white"))
+    plan.regions = [tuple(r) for r in options.regions]
+    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
     plan.inventory.container.regions = list(plan.regions)
 
 
@@ -143,7 +145,7 @@ def _reduced_levels(written) -> list:
     return out
 
 
-def _verify_output(src, output: str | os.PathLike, options: Any) -> VerifyReport:
+def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> VerifyReport:
     from ..dicom.apply import build_instance
     from ..dicom.source import read_instance
     from ..dicom.verify import verify_dicom
@@ -173,7 +175,7 @@ def _verify_output(src, output: str | os.PathLike, options: Any) -> VerifyReport
             return rep
         written.append((inst, path, ds))
     rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True, identifiers=getattr(options, "identifiers", None) or []).checks:
+    for c in verify_dicom(plan, written, full=True, identifiers=options.identifiers).checks:
         rep.checks.append(c)
     return rep
 
@@ -211,18 +213,18 @@ class DicomDriver:
             src = load(path)
         return Opened(self, path, src, [i.path for i in src.instances])
 
-    def plan(self, opened: Opened, options: Any) -> Plan:
+    def plan(self, opened: Opened, options: DeidOptions) -> Plan:
         """Profile, keyed UIDs, the frames regions blank; ``--macro blank-label`` is recorded
         as what it does here: DICOM overviews are removed (their label area is not blanked)."""
         plan = plan_source(opened.container, options)
         plan_regions(plan, options)
-        if getattr(options, "macro", None) == "blank-label":
+        if options.macro == MacroPolicy.BLANK_LABEL:
             for d in plan.images:
                 if d.image.role in ("macro", "overview") and d.action == "remove":
                     d.rule += " (--macro blank-label: DICOM overview label blanking not available: removed)"
         return plan
 
-    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: Any,
+    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
               on_recipe=None) -> Written:
         src = opened.container
         os.mkdir(scratch)
@@ -231,12 +233,12 @@ class DicomDriver:
         written = write_all(plan, inner, None if src.is_folder else final_name)
         return Written(inner if src.is_folder else written[0][1], written)
 
-    def verify(self, opened: Opened, plan: Plan, written: Written, options: Any) -> VerifyReport:
+    def verify(self, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
         from ..dicom.verify import verify_dicom
-        return verify_dicom(plan, written.state, full=options.verify == "full",
-                            identifiers=getattr(options, "identifiers", None) or [])
+        return verify_dicom(plan, written.state, full=options.verify == VerifyMode.FULL,
+                            identifiers=options.identifiers)
 
-    def verify_existing(self, opened: Opened, output: str, options: Any) -> VerifyReport:
+    def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
         with self.session():
             return _verify_output(opened.container, output, options)
 
@@ -270,7 +272,7 @@ class DicomDriver:
     def companion_names(self, stem: str) -> list[str]:
         return []
 
-    def start_hashing(self, opened: Opened, options: Any) -> "_DicomHashes":
+    def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
         return _DicomHashes(opened, options.hash_outputs)
 
     def output_name(self, input_path: str, stem: str) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
 
+from ..enums import VerifyMode
 from ..errors import WsideidError
 from ..model import REPLACE, Field, Plan, ValueKind, VerifyReport
 from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
+from ..options import DeidOptions
 from ..profiles import PlanOptions, load_profile, make_plan
 from .base import Container, ImageRef, Opened, Written, profile_file
 
@@ -35,18 +36,18 @@ def _mrxs_file_field(slide: MrxsSlide) -> Field | None:
                  kind=ValueKind.TEXT if printable else ValueKind.BINARY)
 
 
-def plan_slide(slide: MrxsSlide, options: Any) -> Plan:
+def plan_slide(slide: MrxsSlide, options: DeidOptions) -> Plan:
     inv = inventory(slide)
     extra = _mrxs_file_field(slide)
     if extra is not None:
         inv.fields.append(extra)
-    profile = load_profile("mirax", getattr(options, "profile", None))
+    profile = load_profile("mirax", options.profile)
     plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro,
                                                options.label))
     for d in plan.fields:
         if d.field.key == "general:SLIDE_ID":
             d.action, d.new_value, d.rule = REPLACE, keyed_slide_id(options, slide.slide_id), "general.SLIDE_ID (keyed)"
-    plan.regions = [tuple(r) for r in (getattr(options, "regions", None) or [])]
+    plan.regions = [tuple(r) for r in (options.regions)]
     for d in plan.images:
         if plan.regions and d.image.role == "thumbnail" and d.action == "keep":
             # where the preview lies on the slide is not recorded: a region may show in it
@@ -58,7 +59,7 @@ def plan_slide(slide: MrxsSlide, options: Any) -> Plan:
     return plan
 
 
-def keyed_slide_id(options: Any, old: str) -> str:
+def keyed_slide_id(options: DeidOptions, old: str) -> str:
     """The same secret and slide give the same id; 32 hex digits like the scanner's."""
     return options.secret.digest("mrxs-slide-id", old.encode()).hex()[:32]
 
@@ -105,10 +106,10 @@ class MiraxDriver:
         files = [slide.path] + [os.path.join(slide.folder, n) for n in sorted(os.listdir(slide.folder))]
         return Opened(self, path, slide, files)
 
-    def plan(self, opened: Opened, options: Any) -> Plan:
+    def plan(self, opened: Opened, options: DeidOptions) -> Plan:
         return plan_slide(opened.container, options)
 
-    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: Any,
+    def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
               on_recipe=None) -> Written:
         from ..mrxs.write import write
         os.mkdir(scratch)
@@ -117,12 +118,12 @@ class MiraxDriver:
         written = write(plan, os.path.join(scratch, final_name), sid, options.fill, options.new_id)
         return Written(written.mrxs, written, companions=[(written.folder, stem)])
 
-    def verify(self, opened: Opened, plan: Plan, written: Written, options: Any) -> VerifyReport:
+    def verify(self, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
         from ..mrxs.verify import verify
-        return verify(plan, written.state, opened.container, options.verify == "full", options.identifiers or [],
+        return verify(plan, written.state, opened.container, options.verify == VerifyMode.FULL, options.identifiers or [],
                       options.fill)
 
-    def verify_existing(self, opened: Opened, output: str, options: Any) -> VerifyReport:
+    def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
         rep = VerifyReport()
         rep.add("reparse", False, "checking an existing MIRAX output against its original is not available")
         return rep
@@ -155,7 +156,7 @@ class MiraxDriver:
     def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
         return None  # records are read through the slide object, gone after the run
 
-    def start_hashing(self, opened: Opened, options: Any) -> "_MiraxHashes":
+    def start_hashing(self, opened: Opened, options: DeidOptions) -> "_MiraxHashes":
         return _MiraxHashes(options.hash_outputs)
 
     def output_name(self, input_path: str, stem: str) -> str:

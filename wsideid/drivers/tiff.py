@@ -16,6 +16,7 @@ import threading
 from types import ModuleType
 from typing import Protocol
 
+from ..enums import ImageAction, LabelPolicy, Role, VerifyMode
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
 from ..model import Inventory, Plan, VerifyReport
 from ..options import DeidOptions
@@ -81,13 +82,13 @@ class TiffDriver:
         and where each kept macro's label is blanked (or why the macro is removed instead)."""
         inv = self.inventory(opened)
         profile = load_profile(self.name, options.profile)
-        if options.label == "replace" and not options.new_id:
+        if options.label == LabelPolicy.REPLACE and not options.new_id:
             raise WsideidError("--label replace needs --new-id (the research ID the new label shows)")
         plan = make_plan(inv, profile, PlanOptions(options.dates, options.new_id, options.strict, options.keep_macro,
                                                    label=options.label))
-        if options.macro:
+        if options.macro is not None:
             for d in plan.images:
-                if d.image.role in ("macro", "overview"):
+                if d.image.role in (Role.MACRO, Role.OVERVIEW):
                     d.action, d.rule = options.macro, f"--macro {options.macro}"
         plan.regions = [tuple(r) for r in options.regions]
         self.vendor.refine(plan)
@@ -100,14 +101,14 @@ class TiffDriver:
         JPEG (blanking would re-encode), the macro is removed instead, and the rule says why:
         keeping it unblanked would keep the label."""
         for d in plan.images:
-            if d.action != "blank-label":
+            if d.action != ImageAction.BLANK_LABEL:
                 continue
             box = self.macro_label_box(tf, d.image.index)
             ifd = tf.image_ifds()[d.image.index]
             if box is None:
-                d.action, d.rule = "remove", d.rule + " (label location unknown: removed)"
+                d.action, d.rule = ImageAction.REMOVE, d.rule + " (label location unknown: removed)"
             elif ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
-                d.action, d.rule = "remove", d.rule + " (macro cannot be blanked losslessly: removed)"
+                d.action, d.rule = ImageAction.REMOVE, d.rule + " (macro cannot be blanked losslessly: removed)"
             else:
                 plan.macro_boxes.append((d.image.index, box))
 
@@ -163,7 +164,7 @@ class TiffDriver:
             edits = self.edits(opened, plan, options.fill)  # the exact pass: every stream parsed as needed
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
-        kept = [d.image.index for d in plan.images if d.action != "remove"]
+        kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
         return Written(scratch, edits.tiles, [_ref(scratch, role, index) for role, index in
                                               _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
 
@@ -172,7 +173,7 @@ class TiffDriver:
     def verify(self, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
         from ..verify import verify_tiff
         return verify_tiff(opened.container, written.ready, plan, self.vendor, written.state,
-                           full=options.verify == "full", identifiers=options.identifiers)
+                           full=options.verify == VerifyMode.FULL, identifiers=options.identifiers)
 
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
         from ..verify import verify_tiff
@@ -180,7 +181,7 @@ class TiffDriver:
         edited = self.edits(opened, plan, options.fill).tiles
         try:
             return verify_tiff(opened.container, output, plan, self.vendor, edited,
-                               full=options.verify == "full", identifiers=options.identifiers)
+                               full=options.verify == VerifyMode.FULL, identifiers=options.identifiers)
         except WsideidError as exc:
             rep = VerifyReport()
             rep.add("reparse", False, str(exc))
@@ -192,7 +193,7 @@ class TiffDriver:
         """Removed images a person should see: label, macro, overview, and every image whose
         role could not be established."""
         return [_ref(opened.path, d.image.role, d.image.index) for d in plan.images
-                if d.image.role in ("label", "macro", "overview", "unknown")]
+                if d.image.role in (Role.LABEL, Role.MACRO, Role.OVERVIEW, Role.UNKNOWN)]
 
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
         """Every kept image except the full-resolution level, as written (see ``write``)."""
@@ -200,7 +201,7 @@ class TiffDriver:
 
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: every image that is not a pyramid level."""
-        return [_ref(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != "level"]
+        return [_ref(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != Role.LEVEL]
 
     def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
         """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
@@ -208,7 +209,7 @@ class TiffDriver:
         return read_tiff_image(output if kept else input_path, index)
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
-        return _TiffHashes(opened.path, options.hash_outputs, options.verify == "full")
+        return _TiffHashes(opened.path, options.hash_outputs, options.verify == VerifyMode.FULL)
 
     def companion_names(self, stem: str) -> list[str]:
         return []
@@ -225,7 +226,7 @@ class TiffDriver:
         from ..verify import sample_digests, verify_tiff
 
         edits = self.edits(opened, plan, options.fill)
-        full = options.verify == "full"
+        full = options.verify == VerifyMode.FULL
         before = sample_digests(opened.container, plan, edits.tiles, full)
 
         def check(path: str) -> VerifyReport:
