@@ -7,6 +7,10 @@ difference is printed per file.
 
 What legitimately varies between two runs, and is therefore normalised before
 hashing (and only that):
+- the temporary work folder's path, wherever it is quoted (``<WORK>``);
+- ``--to-dicom`` outputs: wsidicomizer mints random UIDs at each conversion, so
+  their instances are compared by content with UID values blanked (and file
+  names, which are UIDs, replaced by the content digest);
 - audit JSON / lab records (``*.json``): keys named ``timings``/``timings_s``/
   ``created``/``started``/``finished``/``time``/``timestamp``/``duration*``/
   ``seconds``/``wsideid_version``, and absolute paths of the run's temporary
@@ -37,6 +41,7 @@ import tempfile
 SECRET = "golden-outputs-fixed-secret-0123456789"
 VARYING_KEYS = {"timings", "timings_s", "created", "started", "finished", "time", "timestamp", "duration",
                 "duration_s", "seconds", "wsideid_version", "when", "at", "date_written", "written"}
+_WORK = [""]  # the run's work folder, set by run_all
 _TS = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
 
 
@@ -55,12 +60,27 @@ def _scrub(obj, run: str):
     if isinstance(obj, list):
         return [_scrub(v, run) for v in obj]
     if isinstance(obj, str):
-        s = obj.replace(run, "<RUN>")
+        s = obj.replace(run, "<RUN>").replace(_WORK[0], "<WORK>")
         return _TS.sub(b"<TS>", s.encode()).decode()
     return obj
 
 
-def _digest(path: str, run: str) -> str:
+def _dicom_without_uids(path: str) -> bytes:
+    import pydicom
+    ds = pydicom.dcmread(path)
+    for elem in ds.iterall():
+        if elem.VR == "UI":
+            elem.value = ""
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    import io
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
+
+
+def _digest(path: str, run: str, uid_free: bool = False) -> str:
+    if uid_free and path.endswith(".dcm"):
+        return hashlib.sha256(_dicom_without_uids(path)).hexdigest()
     with open(path, "rb") as fh:
         data = fh.read()
     if path.endswith(".json"):
@@ -69,17 +89,21 @@ def _digest(path: str, run: str) -> str:
         except ValueError:
             pass
     elif path.endswith((".csv", ".html", ".txt")):
-        data = _TS.sub(b"<TS>", data.replace(run.encode(), b"<RUN>"))
+        data = _TS.sub(b"<TS>", data.replace(run.encode(), b"<RUN>").replace(_WORK[0].encode(), b"<WORK>"))
     return hashlib.sha256(data).hexdigest()
 
 
-def _tree(folder: str, run: str) -> dict[str, str]:
+def _tree(folder: str, run: str, uid_free: bool = False) -> dict[str, str]:
     out = {}
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for f in sorted(files):
             p = os.path.join(root, f)
-            out[os.path.relpath(p, folder)] = _digest(p, run)
+            digest = _digest(p, run, uid_free)
+            rel = os.path.relpath(p, folder)
+            if uid_free and f.endswith(".dcm"):
+                rel = os.path.join(os.path.dirname(rel), f"instance-{digest[:16]}.dcm")
+            out[rel] = digest
     return out
 
 
@@ -113,16 +137,31 @@ def cases(samples: dict[str, str]) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def run_all(work: str) -> dict[str, dict]:
+def make_samples(src: str) -> dict[str, str]:
+    """The samples, made once into ``src`` (``$GOLDEN_SAMPLES`` reuses them across runs: the
+    DICOM sample is made by wsidicomizer, which mints random UIDs each time)."""
     from wsideid.synth import make_dicom, make_generic_tiff, make_ndpi, make_svs
-    src = os.path.join(work, "src")
-    os.makedirs(src)
-    samples = {"svs": make_svs(os.path.join(src, "s.svs")).path, "ndpi": make_ndpi(os.path.join(src, "s.ndpi")).path,
-               "tiff": make_generic_tiff(os.path.join(src, "s.tiff")).path}
+    paths = {"svs": os.path.join(src, "s.svs"), "ndpi": os.path.join(src, "s.ndpi"),
+             "tiff": os.path.join(src, "s.tiff"), "dicom": os.path.join(src, "dcm")}
+    if os.path.exists(os.path.join(src, "done")):
+        return {k: v for k, v in paths.items() if os.path.exists(v)}
+    os.makedirs(src, exist_ok=True)
+    make_svs(paths["svs"])
+    make_ndpi(paths["ndpi"])
+    make_generic_tiff(paths["tiff"])
     try:
-        samples["dicom"] = make_dicom(os.path.join(src, "dcm")).path
+        make_dicom(paths["dicom"])
     except ImportError:
         print("no wsidicomizer: DICOM cases skipped", file=sys.stderr)
+        del paths["dicom"]
+    open(os.path.join(src, "done"), "w").close()
+    return paths
+
+
+def run_all(work: str) -> dict[str, dict]:
+    _WORK[0] = work
+    src = os.environ.get("GOLDEN_SAMPLES") or os.path.join(work, "src")
+    samples = make_samples(src)
     results = {}
     for name, inp, extra in cases(samples):
         run = os.path.join(work, name)
@@ -140,7 +179,7 @@ def run_all(work: str) -> dict[str, dict]:
             args.append("--no-ocr")
         code, last = _cli(args, run)
         results[name] = {"exit": code, "stderr_last": last.replace(run, "<RUN>").replace(work, "<WORK>"),
-                         "files": _tree(run, run)}
+                         "files": _tree(run, run, uid_free=name.endswith("to-dicom"))}
         print(f"{name}: exit {code}, {len(results[name]['files'])} files", file=sys.stderr)
     return results
 
