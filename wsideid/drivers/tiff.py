@@ -245,27 +245,27 @@ class _TiffHashes:
     on disk is hashed again and must match."""
 
     def __init__(self, path: str, enabled: bool, full: bool):
-        from ..hashing import Hasher
+        from ..hashing import HashAlgorithm, Hasher
         self.path, self.full = path, full
-        self.input = Hasher(path) if enabled else None
+        self.input = Hasher(path, HashAlgorithm.SHA256) if enabled else None
         self.output = None
         if self.input is not None:
             self.input.start()
 
     def on_recipe(self, recipe) -> None:
-        from ..hashing import Hasher
+        from ..hashing import HashAlgorithm, Hasher
         if self.input is not None:
-            self.output = Hasher(self.path, recipe)
+            self.output = Hasher(self.path, HashAlgorithm.SHA256, recipe)
             self.output.start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import Hasher
+        from ..hashing import HashAlgorithm, Hasher
         hashes: dict[str, str] = {}
         for label, h in (("input", self.input), ("output", self.output)):
             if h is not None:
                 hashes[label] = h.result(label)
         if self.output is not None and self.full:
-            check = Hasher(written.ready)
+            check = Hasher(written.ready, HashAlgorithm.SHA256)
             check.run()
             report.add("output-sha256", check.hexdigest == hashes["output"],
                        "the file on disk hashes to the recorded sha256")
