@@ -1,0 +1,158 @@
+"""Synthetic Ventana BIF and Leica SCN slides, written to their published descriptions.
+
+Made at test time by tifffile (nothing committed), small, with fake PHI in
+every carrier the descriptions list (:data:`BIF_PHI`, :data:`SCN_PHI`):
+the tests look for each planted value in the output. Layouts follow
+OpenSlide's ventana and leica drivers and format pages (facts and sources:
+../shared/research/formats-more.md), so OpenSlide reads the fixture as
+the vendor before and after de-identification.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import tifffile
+
+from .synth import label_image, tissue
+
+# Planted values: each must be absent from a de-identified output.
+BIF_PHI = {
+    "Barcode1D": "BIFBC-55731",
+    "Barcode2D": "BIF2D-88120",
+    "UnitNumber": "DP200-SN-440917",
+    "UserName": "jrivera.histo",
+    "BaseName": "S26-004213_A1",
+    "JP2FileName": "S26-004213_A1.jp2",
+    "BuildDate": "2025-11-03 14:22:07",
+    "Note": "PATIENT MORALES^ELENA",   # text of an element outside the BIF structure
+    "Comment": "accession 26-77-1043",  # an XML comment
+    "Artist": "tech ONEILL",
+}
+SCN_PHI = {
+    "barcode": "SCNBC-30917",
+    "name": "H26-1187 KOWALSKI",
+    "creationDate": "2025-10-17T09:14:55.312Z",
+    "serial": "SCN400-SN-66104",
+    "uuid": "9f1c2d8e-5b7a-4c3e-8d21-77aa0b9c4e10",
+    "user": "operator MBEKI",           # unknown attribute on the collection
+    "imagename": "macro of H26-1187",
+}
+SCN_NS = "http://www.leica-microsystems.com/scn/2010/10/01"
+
+
+def _jpeg(img, tile, **kw):
+    return dict(tile=tile, photometric="rgb", compression="jpeg", compressionargs={"level": 85}, metadata=None, **kw)
+
+
+def _xmp(text: str) -> list[tuple]:
+    raw = text.encode("utf-8")
+    return [(700, 1, len(raw), raw, True)]
+
+
+def bif_iscan(phi: dict[str, str], root: bool = True) -> str:
+    attrs = (f'Barcode1D="{phi["Barcode1D"]}" Barcode2D="{phi["Barcode2D"]}" BaseName="{phi["BaseName"]}" '
+             f'BuildDate="{phi["BuildDate"]}" BuildVersion="1.1.0.15854" FocusMode="Auto" '
+             f'JP2FileName="{phi["JP2FileName"]}" Magnification="40" ScanMode="1" ScanRes="0.2325" '
+             f'ScannerModel="VENTANA DP 200" ShowLabel="1" UnitNumber="{phi["UnitNumber"]}" '
+             f'UserName="{phi["UserName"]}" Z-layers="1" Z-spacing="1"')
+    body = (f'<iScan {attrs}><AOI0 Left="10" Top="20" Right="900" Bottom="700"/>'
+            f'<Note>{phi["Note"]}</Note></iScan>')
+    return (f'<?xml version="1.0" encoding="utf-8"?><!-- {phi["Comment"]} -->'
+            f'<Metadata>{body}</Metadata>') if root else body
+
+
+def bif_encodeinfo(phi: dict[str, str], cols: int, rows: int, tile: int) -> str:
+    # one AOI; one joint per axis (tiles numbered from 1, bottom row first, serpentine), no overlap
+    joints = (f'<TileJointInfo FlagJoined="1" Direction="RIGHT" Tile1="1" Tile2="2" OverlapX="0" OverlapY="0" '
+              f'Confidence="90"/>'
+              f'<TileJointInfo FlagJoined="1" Direction="UP" Tile1="1" Tile2="{2 * cols}" OverlapX="0" '
+              f'OverlapY="0" Confidence="90"/>')
+    return (f'<?xml version="1.0" encoding="utf-8"?><EncodeInfo Ver="2">'
+            f'<SlideInfo>{bif_iscan(phi, root=False)}</SlideInfo>'
+            f'<SlideStitchInfo><ImageInfo AOIScanned="1" AOIIndex="0" Width="{tile}" Height="{tile}" '
+            f'NumRows="{rows}" NumCols="{cols}" Pos-X="0" Pos-Y="0">{joints}</ImageInfo></SlideStitchInfo>'
+            f'<AoiOrigin><AOI0 OriginX="0" OriginY="0"/></AoiOrigin>'
+            f'<Operator>{phi["UserName"]}</Operator></EncodeInfo>')
+
+
+def make_bif(path: str, cols: int = 4, rows: int = 3, tile: int = 256, levels: int = 3,
+             phi: dict[str, str] | None = None, thumbnail: bool = True) -> dict[str, str]:
+    """A BigTIFF BIF: Label_Image (iScan XMP), Probability_Image, Thumbnail, then the
+    levels (``level=N mag=M quality=90``, JPEG tiles) with EncodeInfo on level 0."""
+    phi = dict(BIF_PHI if phi is None else phi)
+    w, h = cols * tile, rows * tile
+    base = tissue(w, h, seed=11)
+    lab = label_image(384, 256, [phi["Barcode1D"], phi["UserName"]], code=phi["Barcode2D"])
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(lab, photometric="rgb", compression="lzw", rowsperstrip=64, description="Label_Image",
+                 software="ScanOutputManager 1.1.0.15854", metadata=None,
+                 extratags=_xmp(bif_iscan(phi)) + [(315, 2, 0, phi["Artist"], True)])
+        tw.write((base[::8, ::8, 0] > 128).astype(np.uint8) * 255, photometric="minisblack", rowsperstrip=64,
+                 description="Probability_Image", metadata=None)
+        if thumbnail:
+            tw.write(np.ascontiguousarray(base[::8, ::8]), photometric="rgb", rowsperstrip=64, compression="jpeg",
+                     description="Thumbnail", metadata=None)
+        for lv in range(levels):
+            img = np.ascontiguousarray(base[::2 ** lv, ::2 ** lv])
+            extra = _xmp(bif_encodeinfo(phi, cols, rows, tile)) if lv == 0 else []
+            tw.write(img, description=f"level={lv} mag={40 // 2 ** lv} quality=90", extratags=extra,
+                     resolution=(1e4 / 0.2325 / 2 ** lv, 1e4 / 0.2325 / 2 ** lv), resolutionunit="CENTIMETER",
+                     **_jpeg(img, (tile, tile)))
+    return phi
+
+
+def scn_xml(phi: dict[str, str], w: int, h: int, mw: int, mh: int, nm_px: int, levels: int,
+            macro_levels: int) -> str:
+    """The SCN collection: the macro image (offset 0,0, the collection's size) at IFDs
+    0.., the main image after it; sizes in nm."""
+    cw, ch = mw * (w * nm_px // mw), mh * (h * nm_px // mh)  # the collection spans the macro exactly
+    macro_nm = cw // mw
+    macro_dims = "".join(f'<dimension sizeX="{mw >> r}" sizeY="{mh >> r}" r="{r}" ifd="{r}"/>'
+                         for r in range(macro_levels))
+    main_dims = "".join(f'<dimension sizeX="{w >> r}" sizeY="{h >> r}" r="{r}" ifd="{macro_levels + r}"/>'
+                        for r in range(levels))
+    barcode = base64.b64encode(phi["barcode"].encode()).decode()
+    device = f'<device model="Leica SCN400;Leica SCN" version="1.5.1.10804 2012/05/10 13:29:07;1.5.1.10864" ' \
+             f'serial="{phi["serial"]}"/>'
+    return (f'<?xml version="1.0" encoding="utf-8"?>'
+            f'<scn xmlns="{SCN_NS}"><collection name="{phi["name"]}" uuid="{phi["uuid"]}" '
+            f'sizeX="{cw}" sizeY="{ch}" user="{phi["user"]}"><barcode>{barcode}</barcode>'
+            f'<image name="{phi["imagename"]}" uuid="{phi["uuid"]}"><creationDate>{phi["creationDate"]}</creationDate>'
+            f'{device}<pixels sizeX="{mw}" sizeY="{mh}">{macro_dims}</pixels>'
+            f'<view sizeX="{cw}" sizeY="{ch}" offsetX="0" offsetY="0" spacingZ="0"/>'
+            f'<scanSettings><objectiveSettings><objective>5</objective></objectiveSettings>'
+            f'<illuminationSettings><numericalAperture>0.1</numericalAperture>'
+            f'<illuminationSource>brightfield</illuminationSource></illuminationSettings></scanSettings></image>'
+            f'<image name="main" uuid="{phi["uuid"]}"><creationDate>{phi["creationDate"]}</creationDate>{device}'
+            f'<pixels sizeX="{w}" sizeY="{h}">{main_dims}</pixels>'
+            f'<view sizeX="{w * nm_px}" sizeY="{h * nm_px}" offsetX="{(cw - w * nm_px) // 2}" '
+            f'offsetY="{(ch - h * nm_px) // 2}" spacingZ="0"/>'
+            f'<scanSettings><objectiveSettings><objective>20</objective></objectiveSettings>'
+            f'<illuminationSettings><numericalAperture>0.4</numericalAperture>'
+            f'<illuminationSource>brightfield</illuminationSource></illuminationSettings></scanSettings></image>'
+            f'</collection></scn>'), macro_nm
+
+
+def make_scn(path: str, w: int = 1024, h: int = 768, tile: int = 256, levels: int = 3,
+             phi: dict[str, str] | None = None) -> dict[str, str]:
+    """A BigTIFF SCN: the macro pyramid first (IFD 0 carries the collection XML), then the main image."""
+    phi = dict(SCN_PHI if phi is None else phi)
+    nm_px = 500
+    mw, mh = 512, 256
+    macro_levels = 2
+    xml, _ = scn_xml(phi, w, h, mw, mh, nm_px, levels, macro_levels)
+    base = tissue(w, h, seed=12)
+    mac = label_image(mw, mh, [phi["barcode"], phi["name"]], code=phi["barcode"])
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        for r in range(macro_levels):
+            img = np.ascontiguousarray(mac[::2 ** r, ::2 ** r])
+            tw.write(img, description=xml if r == 0 else None, software="Leica SCN", metadata=None,
+                     **({} if r else {"extratags": [(315, 2, 0, phi["user"], True)]}),
+                     **_jpeg(img, (128, 128)))
+        for r in range(levels):
+            img = np.ascontiguousarray(base[::2 ** r, ::2 ** r])
+            res = 1e7 / nm_px / 2 ** r  # pixels per cm
+            tw.write(img, resolution=(res, res), resolutionunit="CENTIMETER", **_jpeg(img, (tile, tile)))
+    return phi
