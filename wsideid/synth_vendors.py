@@ -34,7 +34,7 @@ SCN_PHI = {
     "barcode": "SCNBC-30917",
     "name": "H26-1187 KOWALSKI",
     "creationDate": "2025-10-17T09:14:55.312Z",
-    "serial": "SCN400-SN-66104",
+    "serial": "LSN-7730466104",
     "uuid": "9f1c2d8e-5b7a-4c3e-8d21-77aa0b9c4e10",
     "user": "operator MBEKI",           # unknown attribute on the collection
     "imagename": "macro of H26-1187",
@@ -107,7 +107,7 @@ def scn_xml(phi: dict[str, str], w: int, h: int, mw: int, mh: int, nm_px: int, l
             macro_levels: int) -> str:
     """The SCN collection: the macro image (offset 0,0, the collection's size) at IFDs
     0.., the main image after it; sizes in nm."""
-    cw, ch = mw * (w * nm_px // mw), mh * (h * nm_px // mh)  # the collection spans the macro exactly
+    cw, ch = 2 * w * nm_px, 2 * h * nm_px  # the slide (and the macro's view) is larger than the scanned area
     macro_nm = cw // mw
     macro_dims = "".join(f'<dimension sizeX="{mw >> r}" sizeY="{mh >> r}" r="{r}" ifd="{r}"/>'
                          for r in range(macro_levels))
@@ -148,7 +148,7 @@ def make_scn(path: str, w: int = 1024, h: int = 768, tile: int = 256, levels: in
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         for r in range(macro_levels):
             img = np.ascontiguousarray(mac[::2 ** r, ::2 ** r])
-            tw.write(img, description=xml if r == 0 else None, software="Leica SCN", metadata=None,
+            tw.write(img, description=xml if r == 0 else None, software="Leica SCN",
                      **({} if r else {"extratags": [(315, 2, 0, phi["user"], True)]}),
                      **_jpeg(img, (128, 128)))
         for r in range(levels):

@@ -95,22 +95,25 @@ def _value(d: Decision | None) -> str | None:
     return str(d.field.value if d.action == KEEP else d.new_value)
 
 
-def join(text: str, decisions: list[Decision], name: Namer, where: str) -> str:
-    """The XML rebuilt from the structure ``name`` allows and the values the plan kept."""
+def join(text: str, decisions: list[Decision], name: Namer, where: str, drop: set[str] = frozenset()) -> str:
+    """The XML rebuilt from the structure ``name`` allows and the values the plan kept;
+    ``drop``: node ids of structure the caller removes (with all below it)."""
     root = parse(text, where)
+    ns = namespace(root.tag)  # the document's default namespace, written back as xmlns on the root
     by = {d.field.subkey: d for d in decisions}
     built: dict[str, ET.Element] = {}
     out_root: ET.Element | None = None
     for nid, el, path in _walk(root):
         parent = nid.rpartition(".")[0]
-        if name(path) is None or (parent and parent not in built):
+        if name(path) is None or nid in drop or (parent and parent not in built):
             continue  # not structure, or below something dropped
-        attrs = {}
+        attrs = {"xmlns": ns} if ns and not parent else {}
         for attr in el.attrib:
             v = _value(by.get(f"{nid}@{attr}"))
             if v is not None:
                 attrs[attr] = v
-        new = ET.Element(el.tag, attrs) if not parent else ET.SubElement(built[parent], el.tag, attrs)
+        tag = local(el.tag) if namespace(el.tag) == ns else el.tag
+        new = ET.Element(tag, attrs) if not parent else ET.SubElement(built[parent], tag, attrs)
         new.text = _value(by.get(f"{nid}/text()"))
         new.tail = _value(by.get(f"{nid}/tail()"))
         built[nid] = new
@@ -118,6 +121,5 @@ def join(text: str, decisions: list[Decision], name: Namer, where: str) -> str:
             out_root = new
     if out_root is None:
         raise MalformedFile(f"{where}: the XML root is not vendor structure")
-    ns = namespace(out_root.tag)
-    body = ET.tostring(out_root, encoding="unicode", default_namespace=ns or None)
+    body = ET.tostring(out_root, encoding="unicode")
     return '<?xml version="1.0" encoding="utf-8"?>' + body
