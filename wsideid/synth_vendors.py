@@ -156,3 +156,49 @@ def make_scn(path: str, w: int = 1024, h: int = 768, tile: int = 256, levels: in
             res = 1e7 / nm_px / 2 ** r  # pixels per cm
             tw.write(img, resolution=(res, res), resolutionunit="CENTIMETER", **_jpeg(img, (tile, tile)))
     return phi
+
+
+# Aperio GT450: the header is "Aperio Leica Biosystems GT450 v1.0.1", regions spelled [0,0,WxH],
+# 256x256 tiles, IFD 1 a JPEG thumbnail, levels by 4, an LZW label (predictor 2) and a JPEG macro
+# (svsutil's README, "Leica/Aperio GT450 operated at 40x").
+GT450_PHI = {
+    "Barcode": "GT-BC-662019", "Filename": "H26-5512_B3", "Title": "NGUYEN THI H26-5512",
+    "User": "a.kowalczyk", "ScanScope ID": "SS45007731", "DSR ID": "pathsrv-07.stmary.local",
+    "ImageID": "4471203", "Case Notes": "MRN 00938812 frozen section",
+}
+GT450_HEADER = "Aperio Leica Biosystems GT450 v1.0.1"
+
+
+def _gt450_keys(phi: dict[str, str]) -> str:
+    keys = {"AppMag": "40", "Barcode": phi["Barcode"], "Date": "11/05/25", "DSR ID": phi["DSR ID"],
+            "Exposure Scale": "0.000001", "Exposure Time": "8", "Filename": phi["Filename"], "Filtered": "3",
+            "Focus Offset": "0.089996", "Gamma": "2.2", "ImageID": phi["ImageID"], "Left": "25.517",
+            "MPP": "0.2630", "Rack": "12", "ScanScope ID": phi["ScanScope ID"], "ScannerType": "GT450",
+            "SessionMode": "NR", "Slide": "4", "StripeWidth": "1024", "Time": "14:51:26",
+            "Time Zone": "GMT-0500", "Title": phi["Title"], "Top": "20.0175", "User": phi["User"],
+            "Case Notes": phi["Case Notes"]}
+    return "|".join(f"{k} = {v}" for k, v in keys.items())
+
+
+def make_gt450_svs(path: str, width: int = 1024, height: int = 768, phi: dict[str, str] | None = None) -> dict[str, str]:
+    phi = dict(GT450_PHI if phi is None else phi)
+    base = tissue(width, height, seed=13)
+    keys = _gt450_keys(phi)
+    common = dict(photometric="rgb", compression="jpeg", compressionargs={"level": 91}, metadata=None,
+                  software=f"{GT450_HEADER} 2025-11-05", datetime="2025:11:05 14:51:26")
+    head = f"{GT450_HEADER}\r\n{width}x{height} [0,0,{width}x{height}] (256x256)"
+    with tifffile.TiffWriter(path, bigtiff=False) as tw:
+        tw.write(base, tile=(256, 256), description=f"{head} JPEG/RGB Q=91|{keys}", **common)
+        thumb = np.ascontiguousarray(base[::4, ::4])
+        tw.write(thumb, rowsperstrip=16, description=f"{GT450_HEADER}\r\n{width}x{height} -> "
+                 f"{thumb.shape[1]}x{thumb.shape[0]} - |{keys}", **common)
+        low = np.ascontiguousarray(base[::4, ::4])
+        tw.write(low, tile=(256, 256), description=f"{head} -> {low.shape[1]}x{low.shape[0]} JPEG/RGB Q=91",
+                 **common)
+        lab = label_image(400, 400, [phi["Barcode"], phi["Title"]], code=phi["Barcode"])
+        tw.write(lab, rowsperstrip=64, subfiletype=1, photometric="rgb", compression="lzw", predictor=2,
+                 description=f"{GT450_HEADER}\r\nlabel 400x400", metadata=None)
+        mac = np.concatenate([lab, tissue(800, 400, seed=14)], axis=1)
+        tw.write(mac, rowsperstrip=64, subfiletype=9, photometric="rgb", compression="jpeg",
+                 description=f"{GT450_HEADER}\r\nmacro 1200x400", metadata=None)
+    return phi
