@@ -202,3 +202,103 @@ def make_gt450_svs(path: str, width: int = 1024, height: int = 768, phi: dict[st
         tw.write(mac, rowsperstrip=64, subfiletype=9, photometric="rgb", compression="jpeg",
                  description=f"{GT450_HEADER}\r\nmacro 1200x400", metadata=None)
     return phi
+
+
+# --- NDPI beyond 4 GB ----------------------------------------------------------
+# Two uncompressed "map" images (magnification -2) of zeros come first in the data, so every
+# later strip lies beyond 4 GB and needs NDPI's high offset words. Their bytes are a hole in a
+# sparse file: the fixture takes a few hundred KB of disk whatever its size.
+BIG_MAP_SIDES = ((65535, 65535), (65535, 2))
+
+
+class _Recipe(Exception):
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+
+def write_sparse(blob: str, path: str, ifds, hole_end: int) -> None:
+    """What ``write_tiff(blob, path, ifds, "ndpi")`` writes, with the source bytes before
+    ``hole_end`` (a hole, zeros) left as a hole in ``path`` too."""
+    import os
+
+    from .tiff.writer import write_tiff
+
+    def stop(recipe):
+        raise _Recipe(recipe)
+    try:
+        write_tiff(blob, path + ".never", ifds, "ndpi", "<", on_recipe=stop)
+    except _Recipe as r:
+        recipe = r.recipe
+    else:  # pragma: no cover - write_tiff always calls on_recipe
+        raise AssertionError("no recipe")
+    assert not recipe.edits
+    with open(blob, "rb") as src, open(path, "wb") as dst:
+        dst.write(recipe.meta)
+        pos = len(recipe.meta)
+        for off, length in recipe.runs.tolist():
+            start = max(off, hole_end)
+            if start < off + length:
+                dst.seek(pos + start - off)
+                dst.write(os.pread(src.fileno(), off + length - start, start))
+            pos += length
+        dst.truncate(pos)
+
+
+def make_ndpi_over_4gb(path: str, width: int = 1024, height: int = 768) -> dict[str, int]:
+    """An NDPI whose pyramid and macro strips all lie beyond 4 GB (sparse); returns sizes."""
+    import os
+    import struct
+    import tempfile
+
+    from .synth import _jpeg_with_restarts
+    from .tiff.writer import ImageData, OutEntry, OutIfd
+
+    base = tissue(width, height, seed=21)
+    strips = []
+    for k, mag in enumerate((20.0, 10.0, 5.0)):
+        img = np.ascontiguousarray(base[:: 2 ** k, :: 2 ** k])
+        data, starts = _jpeg_with_restarts(img)
+        strips.append((img.shape[1], img.shape[0], mag, data, starts, 7, 3))
+    macro = label_image(600, 300, ["NDPI-4G-CASE-7781"], code="NDPI-4G-CASE-7781")
+    mdata, _ = _jpeg_with_restarts(macro)
+    strips.append((600, 300, -1.0, mdata, None, 7, 3))
+
+    def u(tag, *vals, typ=4):
+        fmt = {3: "H", 4: "I", 9: "i"}[typ]
+        return OutEntry(tag, typ, len(vals), struct.pack(f"<{len(vals)}{fmt}", *vals))
+
+    def s(tag, text):
+        raw = text.encode() + b"\0"
+        return OutEntry(tag, 2, len(raw), raw)
+
+    fd, blob = tempfile.mkstemp(suffix=".strips", dir=os.path.dirname(os.path.abspath(path)))
+    ifds, hole_end = [], 0
+    with os.fdopen(fd, "wb") as fh:
+        for w, h in BIG_MAP_SIDES:  # zeros: a hole
+            ifds.append((w, h, -2.0, hole_end, w * h, None, 1, 1))
+            hole_end += w * h
+        fh.truncate(hole_end)
+        fh.seek(hole_end)
+        for w, h, mag, data, starts, comp, spp in strips:
+            ifds.append((w, h, mag, fh.tell(), len(data), starts, comp, spp))
+            fh.write(data)
+    out = []
+    for w, h, mag, off, n, starts, comp, spp in ifds:
+        e = {256: u(256, w), 257: u(257, h), 258: u(258, *([8] * spp), typ=3), 259: u(259, comp, typ=3),
+             262: u(262, 6 if comp == 7 else 1, typ=3), 271: s(271, "Hamamatsu"), 272: s(272, "C13210"),
+             277: u(277, spp, typ=3), 278: u(278, h), 282: OutEntry(282, 5, 1, struct.pack("<II", 45000, 1)),
+             283: OutEntry(283, 5, 1, struct.pack("<II", 45000, 1)), 296: u(296, 3, typ=3),
+             65420: u(65420, 1, typ=3), 65421: OutEntry(65421, 11, 1, struct.pack("<f", mag)),
+             65422: u(65422, 1000, typ=9), 65423: u(65423, -2000, typ=9),
+             65442: s(65442, "NDPI4G-SN-55120"), 65449: s(65449, "NDP.S/N=NDPI4G-SN-55120\r\nProduct=C13210\r\n")}
+        if starts is not None:
+            e[65424] = u(65424, 0, typ=9)
+            e[65426] = u(65426, *starts)
+        out.append(OutIfd(e, ImageData(273, 279, np.array([off], np.int64), np.array([n], np.int64))))
+    # the pyramid first in the IFD chain (NDPI order), the maps last; their data stays first
+    out = out[2:] + out[:2]
+    try:
+        write_sparse(blob, path, out, hole_end)
+    finally:
+        os.unlink(blob)
+    return {"hole": hole_end, "size": os.path.getsize(path)}
