@@ -34,6 +34,21 @@ FORMATS = [
         "(SourceLens -2); vendor comments inside the JPEG strips (the fixed `Hamamatsu NanoZoomer Digital "
         "Pathology` comment is kept, any other is stripped and McuStarts moved accordingly).",
     ]),
+    ("ventana.toml", "Ventana BIF", [
+        "Carriers: TIFF tags of every IFD; the ImageDescription (a fixed word or `level=N mag=M quality=Q`, "
+        "kept only as that); the XMP packet (tag 700): the `iScan` element's attributes (barcodes, unit "
+        "number, user, base and file names, dates) and level 0's `EncodeInfo` (tile overlaps and AOI "
+        "origins, kept typed: OpenSlide needs them), elements outside the BIF structure dropped whole; the "
+        "`Label Image` / `Label_Image` (OpenSlide's macro) and the `Probability_Image` map. When IFD 0 (the "
+        "label) goes, the scrubbed iScan moves to the first kept IFD, where OpenSlide looks for it.",
+    ]),
+    ("leica.toml", "Leica SCN", [
+        "Carriers: TIFF tags of every IFD; IFD 0's ImageDescription, the SCN XML map (collection name, "
+        "uuid and Base64 barcode, per-image name, uuid, creation date, device model, version and serial, "
+        "view and pixel dimensions with their IFD numbers), elements outside the SCN structure dropped "
+        "whole; the macro, its own small pyramid (the image whose view spans the collection at 0,0). The "
+        "map's `ifd` numbers are renumbered when images are removed, and it moves to the new IFD 0.",
+    ]),
     ("generic_tiff.toml", "Generic tiled TIFF", [
         "An allow-list: the tags needed to decode and place the pyramid are kept; free text and identity "
         "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
