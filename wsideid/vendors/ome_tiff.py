@@ -42,7 +42,7 @@ NAME = "ome-tiff"
 OPENSLIDE_VENDOR = "generic-tiff"  # OpenSlide 4.0 reads a tiled OME-TIFF as a generic tiled TIFF
 SECTION = "ome"
 _NS = re.compile(r"http://www\.openmicroscopy\.org/Schemas/OME/20\d\d-\d\d")
-_HEAD = re.compile(r"\s*(<\?xml[^>]{0,200}\?>\s*)?(<!--.{0,2000}?-->\s*)?<(\w+:)?OME[\s>]", re.DOTALL)
+_HEAD = re.compile(r"<(\w{1,20}:)?OME[\s>]")
 NAMED_ROLES = {"label": "label", "macro": "macro", "overview": "macro", "thumbnail": "thumbnail"}
 # Attributes that name a person, a file or a dataset.
 IDENTITY = {"UserName", "FirstName", "LastName", "MiddleName", "Email", "Institution", "FileName", "UUID",
@@ -58,7 +58,7 @@ def claims(tf: TiffFile) -> bool:
     if not tf.ifds:
         return False
     desc = tf.ifds[0].text(270) or ""
-    return bool(_HEAD.match(desc[:4096])) and _root_namespace(desc) and desc.rstrip().endswith("OME>")
+    return bool(_HEAD.search(desc[:4096])) and _root_namespace(desc) and desc.rstrip().endswith("OME>")
 
 
 def _root(tf: TiffFile) -> Element:
