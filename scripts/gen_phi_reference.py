@@ -39,6 +39,17 @@ FORMATS = [
         "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
         "slide with `--strict`).",
     ]),
+    ("ome_tiff.toml", "OME-TIFF", [
+        "Carriers: TIFF tags of every IFD; the OME-XML in the first ImageDescription (Experimenter, image "
+        "names and descriptions, AcquisitionDate, TiffData UUIDs and file names, instrument models and serial "
+        "numbers, structured annotations), split into one entry per element path and attribute "
+        "(`OME/Image/Pixels@SizeX`; `@#text` is an element's text) and rebuilt from the kept entries only; "
+        "the label and macro, each its own OME Image named `label`/`macro`; APPn/COM segments inside JPEG "
+        "tiles. The XML is parsed without DTDs, entities or network access (a document with any is refused). "
+        "Roles come from the OME-XML: the largest unnamed Image is the slide (its planes and SubIFD pyramid "
+        "are kept whole); any other Image is unknown and removed. A dataset spread over several files is "
+        "refused.",
+    ]),
 ]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
