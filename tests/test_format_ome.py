@@ -169,3 +169,21 @@ def test_aics_sample_keeps_physical_size_and_drops_people(tmp_path):
     xml = tifffile.TiffFile(res.output).pages[0].description
     assert 'PhysicalSizeX="1.0833333333333333"' in xml and 'NominalMagnification="20.0"' in xml
     assert "ruiany" not in xml and "s_1_t_1_c_1_z_1.czi" not in xml and "HDCam" not in xml
+
+
+def test_tifffile_subifd_pyramid_is_not_an_ifd_loop(tmp_path):
+    """tifffile chains SubIFDs (the second is also the first's next IFD): a legitimate
+    layout, kept whole, not refused as a loop (generic TIFF, no OME-XML)."""
+    from wsideid.synth import tissue
+    b = tissue(1024, 768, 3)
+    src = tmp_path / "in" / "sub.tif"
+    src.parent.mkdir()
+    with tifffile.TiffWriter(src) as tw:
+        tw.write(b, tile=(256, 256), subifds=2, compression="jpeg", photometric="rgb", metadata=None)
+        for k in (2, 4):
+            tw.write(b[::k, ::k], tile=(256, 256), subfiletype=1, compression="jpeg", photometric="rgb", metadata=None)
+    res = deidentify(src, tmp_path, DeidOptions(new_id="R-8", detect="off"))
+    assert res.status == "published" and res.format == "generic-tiff"
+    assert [d.image.role for d in res.plan.images] == ["level"] * 3
+    with tifffile.TiffFile(res.output) as t:
+        assert len(t.series[0].levels) == 3
