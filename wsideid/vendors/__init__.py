@@ -11,9 +11,9 @@ from types import ModuleType
 
 from ..errors import UnsupportedFormat
 from ..tiff.container import TiffFile
-from . import aperio, generic_tiff, hamamatsu, ome_tiff
+from . import aperio, generic_tiff, hamamatsu, ome_tiff, philips
 
-TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, ome_tiff, generic_tiff]
+TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, philips, ome_tiff, generic_tiff]
 
 
 def detect_tiff_vendor(tf: TiffFile) -> ModuleType:

@@ -192,8 +192,7 @@ def _kind(path: str, attr: str, value: str) -> ValueKind:
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
     """IFD 0's OME-XML as one field per attribute and text; other IFDs' descriptions stay tags."""
     if k != 0:
-        return [Field(f"{ifd.path}/ImageDescription", "tags:ImageDescription", text, ifd=k, tag=270,
-                      kind=ValueKind.TEXT)]
+        return [tiff_base.description_field(k, ifd, text)]
     root = xmlscrub.parse(text, f"{ifd.path} OME-XML")
     found = xmlscrub.items(root)
     tiff_base.check_key_count(ifd, len(found))
@@ -218,8 +217,7 @@ def _joiner(tf: TiffFile, plan: Plan):
 
     def join(ifd: Ifd, decisions: list[Decision]) -> str | None:
         if ifd is not tf.ifds[0]:
-            kept = [d for d in decisions if d.action != REMOVE]
-            return str(kept[0].field.value if kept[0].action == "keep" else kept[0].new_value) if kept else None
+            return tiff_base.description_join(decisions)
         root = _root(tf)
         values: dict[tuple[int, str], str] = {}
         for d in decisions:
