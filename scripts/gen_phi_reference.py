@@ -50,6 +50,18 @@ FORMATS = [
         "are kept whole); any other Image is unknown and removed. A dataset spread over several files is "
         "refused.",
     ]),
+    ("philips.toml", "Philips TIFF", [
+        "Carriers: TIFF tags of every IFD (Software must keep its `Philips` prefix: a failing value becomes "
+        "`Philips`); the DPUfsImport XML in the first ImageDescription (acquisition and calibration dates, "
+        "device serial, operator, rack and slot, the Base64 barcode, source file names in "
+        "PIM_DP_SOURCE_FILE and DICOM_DERIVATION_DESCRIPTION), split into one entry per attribute keyed by "
+        "the attribute names from the root and rebuilt from the kept entries only (DICOM_DERIVATION_DESCRIPTION "
+        "keeps its typed export settings, `sourceFilename` is dropped); label and macro as stripped IFDs "
+        "described `Label`/`Macro` or as Base64 JPEGs inside the XML (LABELIMAGE/MACROIMAGE scanned images, "
+        "removed whole); APPn/COM segments inside JPEG tiles. The XML is parsed without DTDs, entities or "
+        "network access. Tiled levels must match the pixel spacing the XML gives them; absent (sparse) tiles "
+        "stay absent.",
+    ]),
 ]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
