@@ -242,7 +242,7 @@ def read_name_map(review: str) -> list[dict[str, str]]:
         return []
 
 
-_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff", ".ome.tif")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
+_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff", ".ome.tif", ".qptiff")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
 
 
 def possible_outputs(source: str, stem: str) -> set[str]:

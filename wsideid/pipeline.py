@@ -107,7 +107,7 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
     return is_dicom_input(path) or bool(getattr(getattr(options, "dicom", None), "to_dicom", False))
 
 
-FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff", "ome-tiff": ".ome.tif", "philips": ".tiff"}
+FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff", "ome-tiff": ".ome.tif", "philips": ".tiff", "qptiff": ".qptiff"}
 
 
 def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:

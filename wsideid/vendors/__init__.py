@@ -11,9 +11,9 @@ from types import ModuleType
 
 from ..errors import UnsupportedFormat
 from ..tiff.container import TiffFile
-from . import aperio, generic_tiff, hamamatsu, ome_tiff, philips
+from . import aperio, generic_tiff, hamamatsu, ome_tiff, philips, qptiff
 
-TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, philips, ome_tiff, generic_tiff]
+TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, philips, qptiff, ome_tiff, generic_tiff]
 
 
 def detect_tiff_vendor(tf: TiffFile) -> ModuleType:
