@@ -62,6 +62,15 @@ FORMATS = [
         "network access. Tiled levels must match the pixel spacing the XML gives them; absent (sparse) tiles "
         "stay absent.",
     ]),
+    ("qptiff.toml", "Akoya / PerkinElmer QPTIFF", [
+        "Carriers: TIFF tags of every IFD (Software keeps its `PerkinElmer-QPI` name); the "
+        "PerkinElmer-QPI-ImageDescription XML of every IFD (SlideID, Barcode, ComputerName, Identifier, "
+        "ValidationCode, the ScanProfile with operator and study paths, calibration records with dates and "
+        "operators, channel names), split into one entry per element path and rebuilt from the kept entries "
+        "only; the Overview (macro) and Label images; APPn/COM segments inside JPEG tiles. Roles come from "
+        "each IFD's ImageType: FullResolution channel planes and ReducedResolution planes are kept, a "
+        "Thumbnail is kept when it is a reduced copy, anything else is unknown and removed.",
+    ]),
 ]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')

@@ -18,7 +18,7 @@ def test_phi_reference_is_generated_from_current_profiles():
 
 def test_every_shipped_profile_is_documented():
     text = (ROOT / "docs" / "phi-reference.md").read_text()
-    for name in ("aperio.toml", "hamamatsu.toml", "generic_tiff.toml", "ome_tiff.toml", "philips.toml"):
+    for name in ("aperio.toml", "hamamatsu.toml", "generic_tiff.toml", "ome_tiff.toml", "philips.toml", "qptiff.toml"):
         assert f"formats/{name}" in text
 
 
