@@ -17,6 +17,7 @@ from wsideid.pipeline import DeidOptions, deidentify, inspect
 from wsideid.synth_ome import NS, make_ome_tiff
 
 from realdata import real
+from retag import copy_retagged
 
 OME_SAMPLES = ["ome-tiff/aics_s_1_t_1_c_1_z_1.ome.tiff", "ome-tiff/qupath_cells.ome.tif",
                "ome-tiff/viv_multi-channel.ome.tif"]
@@ -106,10 +107,7 @@ def test_ome_strict_refuses(ome, tmp_path):
 
 def _rewrite_xml(src, dst, xml: str):
     """The fixture with another OME-XML (the pixels as they were)."""
-    import shutil
-    shutil.copy(src, dst)
-    with tifffile.TiffFile(dst, mode="r+b") as t:
-        t.pages[0].tags["ImageDescription"].overwrite(xml.encode())
+    copy_retagged(src, dst, "ImageDescription", lambda old: xml.encode())
 
 
 def test_hostile_and_multifile_xml_refused_in_one_line(ome, tmp_path):

@@ -15,6 +15,8 @@ from wsideid.pipeline import DeidOptions, deidentify, inspect
 from wsideid.synth_philips import make_philips_tiff
 from wsideid.vendors.philips import check_derivation
 
+from retag import copy_retagged
+
 
 @pytest.fixture(scope="module", params=[False, True], ids=["ifd-label", "xml-label"])
 def philips(request, tmp_path_factory):
@@ -71,11 +73,7 @@ def test_philips_strict_refuses(philips, tmp_path):
 
 
 def test_philips_software_failing_its_pattern_keeps_the_vendor_name(philips, tmp_path):
-    import shutil
-    src = tmp_path / "in.tiff"
-    shutil.copy(philips.path, src)
-    with tifffile.TiffFile(src, mode="r+b") as t:
-        t.pages[0].tags["Software"].overwrite("Philips DP v1.0 Jane Doe")
+    src = copy_retagged(philips.path, tmp_path / "in.tiff", "Software", lambda v: "Philips DP v1.0 Jane Doe")
     (tmp_path / "out").mkdir()
     res = deidentify(src, tmp_path / "out", DeidOptions(detect="off"))
     assert res.status == "published"
@@ -83,15 +81,10 @@ def test_philips_software_failing_its_pattern_keeps_the_vendor_name(philips, tmp
 
 
 def test_philips_hostile_xml_refused(philips, tmp_path):
-    import shutil
-    src = tmp_path / "bomb.tiff"
-    shutil.copy(philips.path, src)
-    with tifffile.TiffFile(src, mode="r+b") as t:
-        xml = t.pages[0].description
-        t.pages[0].tags["ImageDescription"].overwrite(
-            xml.replace('<?xml version="1.0" encoding="UTF-8" ?>',
-                        '<?xml version="1.0"?><!DOCTYPE DataObject [<!ENTITY x SYSTEM "file:///etc/passwd">]>')
-            .replace(">PHILIPS<", ">&x;<").encode())
+    src = copy_retagged(philips.path, tmp_path / "bomb.tiff", "ImageDescription", lambda xml: xml.replace(
+        '<?xml version="1.0" encoding="UTF-8" ?>',
+        '<?xml version="1.0"?><!DOCTYPE DataObject [<!ENTITY x SYSTEM "file:///etc/passwd">]>').replace(
+        ">PHILIPS<", ">&x;<"))
     with pytest.raises(MalformedFile, match="XML refused"):
         inspect(src)
 
@@ -107,12 +100,8 @@ def test_derivation_keeps_settings_and_drops_file_name():
 
 
 def test_level_with_wrong_spacing_is_unknown(philips, tmp_path):
-    import shutil
-    src = tmp_path / "in.tiff"
-    shutil.copy(philips.path, src)
-    with tifffile.TiffFile(src, mode="r+b") as t:
-        xml = t.pages[0].description
-        t.pages[0].tags["ImageDescription"].overwrite(xml.replace("&quot;0.0005&quot; &quot;0.0005&quot;", "&quot;0.002&quot; &quot;0.002&quot;").encode())
+    src = copy_retagged(philips.path, tmp_path / "in.tiff", "ImageDescription", lambda xml: xml.replace(
+        "&quot;0.0005&quot; &quot;0.0005&quot;", "&quot;0.002&quot; &quot;0.002&quot;"))
     plan = inspect(src)
     img = plan.images[1]
     assert img.image.role == "unknown" and img.action == "remove" and "downsample" in img.image.extra["reason"]

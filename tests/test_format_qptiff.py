@@ -14,6 +14,8 @@ from wsideid.errors import StrictRefusal
 from wsideid.pipeline import DeidOptions, deidentify, inspect
 from wsideid.synth_qptiff import make_qptiff
 
+from retag import copy_retagged
+
 
 @pytest.fixture(scope="module", params=[True, False], ids=["fluorescence", "brightfield"])
 def qptiff(request, tmp_path_factory):
@@ -78,13 +80,9 @@ def test_qptiff_strict_refuses(qptiff, tmp_path):
 
 
 def test_unknown_image_type_is_removed(qptiff, tmp_path):
-    import shutil
-    src = tmp_path / "odd.qptiff"
-    shutil.copy(qptiff.path, src)
-    with tifffile.TiffFile(src, mode="r+b") as t:
-        page = t.pages[-1]
-        page.tags["ImageDescription"].overwrite(page.description.replace("<ImageType>Label<", "<ImageType>Extra<")
-                                                .encode())
+    n = len(tifffile.TiffFile(qptiff.path).pages)
+    src = copy_retagged(qptiff.path, tmp_path / "odd.qptiff", "ImageDescription",
+                        lambda xml: xml.replace("<ImageType>Label<", "<ImageType>Extra<"), page=n - 1)
     plan = inspect(src)
-    last = plan.images[len(tifffile.TiffFile(src).pages) - 1]
+    last = plan.images[n - 1]
     assert last.image.role == "unknown" and last.action == "remove" and "Extra" in last.image.extra["reason"]
