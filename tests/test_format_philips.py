@@ -105,3 +105,23 @@ def test_level_with_wrong_spacing_is_unknown(philips, tmp_path):
     plan = inspect(src)
     img = plan.images[1]
     assert img.image.role == "unknown" and img.action == "remove" and "downsample" in img.image.extra["reason"]
+
+
+def test_xml_held_label_and_macro_are_images_of_the_inventory(tmp_path):
+    """The JPEGs inside the XML are first-class images: roles, sizes, the detectors read them
+    (the QC page shows them through the same reader), and --keep-macro cannot keep them."""
+    from wsideid.scanning import read_tiff_image
+    src = make_philips_tiff(str(tmp_path / "xml.tiff"), embedded=True)
+    plan = inspect(src.path)
+    held = [d for d in plan.images if d.image.extra.get("embedded")]
+    assert [(d.image.role, d.image.width, d.image.height) for d in held] == [("label", 400, 300), ("macro", 900, 300)]
+    assert read_tiff_image(src.path, held[0].image.index).size == (400, 300)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(src.path, out, DeidOptions(new_id="R-4", detect="all", keep_macro=True, ocr=False))
+    assert res.status == "published" and res.report.ok
+    source = {s.role: s for s in res.scans if s.stage == "source"}
+    assert source["label"].has_phi and any(f.kind == "barcode" for f in source["label"].result.findings)
+    macro = [d for d in res.plan.images if d.image.role == "macro"][0]
+    assert macro.action == "remove" and "held inside the Philips XML" in macro.rule
+    assert not openslide.OpenSlide(res.output).associated_images

@@ -23,8 +23,11 @@ to whole tiles, which is why no aspect-ratio check applies); a stripped IFD
 is the label or macro when its description starts ``Label``/``Macro``
 (OpenSlide's rule); anything else is unknown. Label and macro JPEGs held
 inside the XML (``PIM_DP_IMAGE_DATA`` of a LABELIMAGE/MACROIMAGE scanned
-image) are removed with the scanned image that holds them; they are not
-yet images of the inventory (no detector scan, no ``--label replace``).
+image) are images of the inventory too (index after the IFD images,
+``extra["embedded"]``): the detectors scan them before removal and the QC
+page shows them; they are removed with the scanned image that holds them.
+Keeping or replacing them is not supported: ``--keep-macro`` and
+``--label replace`` leave them removed, and the audit says why.
 Sparse levels (tiles with byte count 0) pass: such tiles are copied as
 absent.
 """
@@ -38,7 +41,7 @@ from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
 from ..errors import MalformedFile
-from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
+from ..model import KEEP, REMOVE, REPLACE, Decision, Field, ImageDecision, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
 from ..valuepolicy import Verdict
 from . import pyramid, tiff_base
@@ -237,7 +240,12 @@ def check_derivation(f: Field) -> Verdict:
 
 def refine(plan: Plan) -> None:
     """Software keeps its Philips prefix (readers detect the format by it); the
-    barcode's decoded text is a needle as well as its Base64 form."""
+    barcode's decoded text is a needle as well as its Base64 form; a label or
+    macro held inside the XML is removed whatever the options (module docstring)."""
+    for k, d in enumerate(plan.images):
+        if d.image.extra.get("embedded") and d.action != "remove":
+            plan.images[k] = ImageDecision(d.image, "remove", f"{d.rule} not supported for an image held inside "
+                                                              "the Philips XML: removed")
     for d in plan.fields:
         if d.field.key == "tags:Software" and d.field.ifd == 0 and d.action == REMOVE:
             d.action, d.new_value, d.rule = REPLACE, MINIMAL_SOFTWARE, d.rule + " (minimal Philips name kept for readers)"
@@ -250,8 +258,48 @@ def refine(plan: Plan) -> None:
                 d.removed_parts.append(decoded.strip())
 
 
+def _embedded(root: Element) -> list[tuple[str, Element]]:
+    """(role, scanned image) of each label or macro held inside the XML, in order."""
+    return [(ASSOCIATED[_scanned_type(o)], o) for o in _scanned_images(root) if _scanned_type(o) in ASSOCIATED]
+
+
+def _jpeg_of(obj: Element) -> bytes:
+    for a in obj.findall("Attribute"):
+        if a.get("Name") == "PIM_DP_IMAGE_DATA":
+            try:
+                return base64.b64decode("".join((a.text or "").split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise MalformedFile("Philips XML image data is not Base64") from None
+    raise MalformedFile("Philips XML label/macro scanned image without PIM_DP_IMAGE_DATA")
+
+
+def embedded_image(tf: TiffFile, index: int):
+    """The label or macro held inside the XML at inventory ``index``, as a PIL image."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+    k = index - len(tf.image_ifds())
+    found = _embedded(_root(tf))
+    if not 0 <= k < len(found):
+        raise MalformedFile(f"image {index} is not in the file")
+    try:
+        img = Image.open(io.BytesIO(_jpeg_of(found[k][1])))
+    except (UnidentifiedImageError, OSError):
+        raise MalformedFile("Philips XML image data is not a JPEG") from None
+    if img.format != "JPEG" or img.width * img.height > 64_000_000:
+        raise MalformedFile("Philips XML image data is not a JPEG of a label's size")
+    return img
+
+
 def inventory(tf: TiffFile) -> Inventory:
-    return tiff_base.tiff_inventory(NAME, tf, roles, {270: split_description})
+    inv = tiff_base.tiff_inventory(NAME, tf, roles, {270: split_description})
+    first = len(inv.images)
+    for k, (role, obj) in enumerate(_embedded(_root(tf))):
+        img = embedded_image(tf, first + k)
+        inv.images.append(ImageInfo(first + k, role, img.width, img.height, "jpeg", False, 1,
+                                    {"path": f"ifd[0]/ImageDescription/PIM_DP_SCANNED_IMAGES[{role}]",
+                                     "embedded": "xml"}))
+    return inv
 
 
 def _joiner(tf: TiffFile):
