@@ -185,3 +185,21 @@ def test_tifffile_subifd_pyramid_is_not_an_ifd_loop(tmp_path):
     assert [d.image.role for d in res.plan.images] == ["level"] * 3
     with tifffile.TiffFile(res.output) as t:
         assert len(t.series[0].levels) == 3
+
+
+def test_multichannel_tiled_ome_keeps_every_plane_and_level(tmp_path):
+    """A fluorescence OME-TIFF (one tiled 16-bit IFD per channel, each with a SubIFD level)."""
+    d = np.random.default_rng(1).integers(0, 4000, (3, 768, 1024)).astype(np.uint16)
+    src = tmp_path / "in" / "fl.ome.tif"
+    src.parent.mkdir()
+    with tifffile.TiffWriter(src, ome=True) as tw:
+        tw.write(d, subifds=1, tile=(256, 256), compression="zlib",
+                 metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "FITC", "Cy5"]}})
+        tw.write(d[:, ::2, ::2], subfiletype=1, tile=(256, 256), compression="zlib")
+    res = deidentify(src, tmp_path, DeidOptions(new_id="R-6", detect="off"))
+    assert res.status == "published" and [d.image.role for d in res.plan.images] == ["level"] * 6
+    before, _ = _levels(src)
+    after, _ = _levels(res.output)
+    assert len(after) == 2 and after[0].shape == (3, 768, 1024)
+    for x, y in zip(before, after):
+        np.testing.assert_array_equal(x, y)
