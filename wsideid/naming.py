@@ -259,7 +259,7 @@ def read_name_map(review: str) -> list[dict[str, str]]:
         return []
 
 
-_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
+_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff", ".ome.tif", ".qptiff", ".bif", ".scn")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
 
 
 def possible_outputs(source: str, stem: str) -> set[str]:

@@ -112,7 +112,7 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
 
 
 FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff", "ventana": ".bif",
-                     "leica": ".scn"}
+                     "leica": ".scn", "ome-tiff": ".ome.tif", "philips": ".tiff", "qptiff": ".qptiff"}
 
 
 def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:
