@@ -8,9 +8,10 @@ TIFF-family format is one vendor module, one profile in ``formats/``, and
 one line in ``TIFF_VENDORS``; a new container is one driver class and one
 line in ``DRIVERS``.
 
-A file that no driver claims is refused with what it looks like
-(``wsideid.sniff.REFUSED``: another slide format by name, or "unrecognised
-content").
+A file that no driver claims is refused with what it is: another slide
+format by name with a conversion route (``wsideid.vendors.refused.REFUSED``),
+a file that is not a slide (``wsideid.sniff.REFUSED``), or "unrecognised
+content".
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from .errors import UnsupportedFormat, WsideidError
 from .sniff import describe_bytes, is_dicom_input, read_head
 from .tiff.container import TiffFile, sniff
 from .tiff.tags import MAKE, SOFTWARE, TILE_OFFSETS
-from .vendors import aperio, generic_tiff, hamamatsu
+from .vendors import aperio, generic_tiff, hamamatsu, leica, ome_tiff, philips, qptiff, refused, ventana
 
 # Order matters: the most specific claim first (NDPI's private tag, then Aperio's
 # description), the generic tiled TIFF last. Detection never looks at the file name.
-TIFF_VENDORS = [hamamatsu, aperio, generic_tiff]
+TIFF_VENDORS = [hamamatsu, aperio, philips, qptiff, ventana, leica, ome_tiff, generic_tiff]
 TIFF_DRIVERS: list[TiffDriver] = [TiffDriver(v) for v in TIFF_VENDORS]
 DICOM = DicomDriver()
 MIRAX = MiraxDriver()
@@ -68,6 +69,9 @@ def open_input(path: str | os.PathLike) -> Opened:
     path = os.fspath(path)
     if os.path.isdir(path) and is_dicom_input(path):
         return DICOM.open(path)  # a folder of DICOM instances
+    if MIRAX.claims(path):
+        return MIRAX.open(path)
+    refused.refuse_if_known(path)  # other slide formats recognised and refused by name, with a route
     try:
         head = read_head(path)
     except IsADirectoryError:
@@ -79,8 +83,6 @@ def open_input(path: str | os.PathLike) -> Opened:
         return tiff_driver(tf).open(path, tf)
     if DICOM.claims(path):
         return DICOM.open(path)
-    if MIRAX.claims(path):
-        return MIRAX.open(path)
     raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")
 
 

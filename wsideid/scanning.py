@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import WsideidError
-from .tiff.pixels import MAX_SCAN_PIXELS, read_tiff_image  # noqa: F401 - re-exported (the default reader)
+from .tiff.pixels import MAX_SCAN_PIXELS  # noqa: F401 - re-exported
 
 LEVEL_TEXT_MIN_CONFIDENCE = 0.6  # printed label text reads at 0.8-0.95; tissue texture below 0.4
 
@@ -40,6 +40,19 @@ class ImageScan:
         if self.result is not None:
             d.update(self.result.to_dict(include_values))
         return d
+
+
+def read_tiff_image(path: str, index: int):
+    """Image ``index`` of a TIFF-family slide through its driver (so an image a vendor holds
+    inside its metadata, Philips' XML, reads too); a TIFF no vendor claims, from its IFDs."""
+    from .errors import UnsupportedFormat
+    from .registry import open_input
+    from .tiff import pixels
+    try:
+        opened = open_input(path)
+    except UnsupportedFormat:
+        return pixels.read_tiff_image(path, index)
+    return opened.driver.read_image(path, index)
 
 
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),

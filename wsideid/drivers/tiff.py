@@ -165,7 +165,7 @@ class TiffDriver:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
         kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
-        return Written(scratch, edits.tiles, [_ref(scratch, role, index) for role, index in
+        return Written(scratch, edits.tiles, [self._ref(scratch, role, index) for role, index in
                                               _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
 
     # -- verify -------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class TiffDriver:
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:
         """Removed images a person should see: label, macro, overview, and every image whose
         role could not be established."""
-        return [_ref(opened.path, d.image.role, d.image.index) for d in plan.images
+        return [self._ref(opened.path, d.image.role, d.image.index) for d in plan.images
                 if d.image.role in (Role.LABEL, Role.MACRO, Role.OVERVIEW, Role.UNKNOWN)]
 
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
@@ -201,12 +201,26 @@ class TiffDriver:
 
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: every image that is not a pyramid level."""
-        return [_ref(opened.path, im.role, im.index) for im in self.inventory(opened).images if im.role != Role.LEVEL]
+        return [self._ref(opened.path, im.role, im.index) for im in self.inventory(opened).images
+                if im.role != Role.LEVEL]
 
     def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
         """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
+        return self.read_image(output if kept else input_path, index)
+
+    def read_image(self, path: str, index: int):
+        """Image ``index`` as a PIL image in bounded memory: an IFD image (``tiff.pixels``), or,
+        past the IFD images, one the vendor holds inside its metadata (Philips XML)."""
         from ..tiff.pixels import read_tiff_image
-        return read_tiff_image(output if kept else input_path, index)
+        embedded = getattr(self.vendor, "embedded_image", None)
+        if embedded is not None:
+            tf = read_container(path)
+            if index >= len(tf.image_ifds()):
+                return embedded(tf, index).convert("RGB")
+        return read_tiff_image(path, index)
+
+    def _ref(self, path: str, role: str, index: int) -> ImageRef:
+        return ImageRef(role, index, lambda: self.read_image(path, index))
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
         return _TiffHashes(opened.path, options.hash_outputs, options.verify == VerifyMode.FULL)
@@ -270,13 +284,6 @@ class _TiffHashes:
             report.add("output-sha256", check.hexdigest == hashes["output"],
                        "the file on disk hashes to the recorded sha256")
         return hashes
-
-
-def _ref(path: str, role: str, index: int) -> ImageRef:
-    def read():
-        from ..tiff.pixels import read_tiff_image
-        return read_tiff_image(path, index)
-    return ImageRef(role, index, read)
 
 
 def read_container(path: str) -> TiffFile:
