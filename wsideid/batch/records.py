@@ -10,7 +10,6 @@ it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -73,9 +72,11 @@ def input_state(path: str) -> dict[str, int] | None:
         return None
 
 
-def tree_sha256(path: str) -> str | None:
-    """sha256 of a file, or of a folder's files in name order (DICOM outputs)."""
-    h = hashlib.sha256()
+def tree_sha256(path: str, algorithm: str = "sha256") -> str | None:
+    """The hash (sha256 unless the record names another, see hashing.py) of a file, or of a
+    folder's files in name order (DICOM outputs)."""
+    from ..hashing import new, parse
+    h = new(parse(algorithm))
     try:
         files = [os.path.join(path, n) for n in sorted(os.listdir(path))] if os.path.isdir(path) else [path]
         for f in files:
