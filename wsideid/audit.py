@@ -90,6 +90,7 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
         "profile": {"name": plan.profile_name, "sha256": plan.profile_sha256,
                     "sources": plan.options.get("profile_sources", [])},
         "options": {k: v for k, v in plan.options.items() if k != "profile_sources"},
+        "hash_algorithm": _hash_key(result),
         _hash_key(result): {k: v for k, v in result.sha256.items() if k.startswith("output")},
         # Bounded (wsideid/budget.py): a hostile slide must not make a 481 MB audit.
         **_bounded("images", images, budget.MAX_AUDIT_IMAGES),
@@ -102,8 +103,15 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
 
 
 def _hash_key(result) -> str:
-    """The hash table's key names its algorithm ("sha256", "blake3"; see hashing.py)."""
+    """The hash table's key names its algorithm ("sha256", "blake3"; see hashing.py), and
+    ``hash_algorithm`` says which key that is."""
     return getattr(result, "hash_algorithm", "sha256")
+
+
+def record_hashes(record: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(algorithm, hashes) of an audit or lab record (records before ``hash_algorithm``: sha256)."""
+    algorithm = record.get("hash_algorithm") or "sha256"
+    return algorithm, record.get(algorithm) or {}
 
 
 def _bounded(name: str, records: list[dict[str, Any]], limit: int) -> dict[str, Any]:
@@ -126,6 +134,7 @@ def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, 
         "status": result.status,
         "format": result.format,
         "secret": secret.source,
+        "hash_algorithm": _hash_key(result),
         _hash_key(result): dict(result.sha256),
         "hashed_keys": keys,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
