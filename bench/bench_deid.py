@@ -67,6 +67,17 @@ tifftools.write_tiff(info, sys.argv[2], allowExisting=True)
 """
 
 
+def _older(make):
+    """The same command for a tree from before ``--hash`` (sha256 was its only hash)."""
+    def cmd() -> list[str]:
+        argv = make()
+        if "--hash" in argv:
+            i = argv.index("--hash")
+            argv[i:i + 2] = ["--no-hash"] if argv[i + 1] == "none" else []
+        return argv
+    return cmd
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -127,8 +138,9 @@ def main() -> int:
         for tree in (args.baseline.split(",") if args.baseline else []):
             base_env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
             label = f" [{os.path.basename(os.path.abspath(tree))}]"
+            old_cli = '"--hash"' not in (Path(tree) / "wsideid" / "cli.py").read_text()
             for name in [n for n in contenders if n.startswith("wsideid") and "[" not in n]:
-                contenders[name + label] = contenders[name]
+                contenders[name + label] = _older(contenders[name]) if old_cli else contenders[name]
                 envs[name + label] = base_env
         # Alternating pairs: every contender runs right after a cp of the same file, so
         # both see the same load; its ratio is the best of its pairs' ratios.
