@@ -36,7 +36,11 @@ def sample_batch(folder: str, copies: int) -> str:
             if c:
                 base, ext = os.path.splitext(src)
                 src = f"{base}-copy{c}{ext}"
-                shutil.copyfile(os.path.join(folder, r["source"]), os.path.join(folder, src))
+                orig = os.path.join(folder, r["source"])
+                if os.path.isdir(orig):  # a DICOM series folder
+                    shutil.copytree(orig, os.path.join(folder, src))
+                else:
+                    shutil.copyfile(orig, os.path.join(folder, src))
             out.append({**r, "source": src, "new_id": f"{r['new_id']}-{c}"})
     with open(manifest, "w", newline="") as fh:
         w = csv.DictWriter(fh, list(out[0]))

@@ -57,7 +57,8 @@ def test_real_slides(rel, fmt, tmp_path):
     for v in removed:
         assert v.lower().encode() not in data, v
     audit = json.loads((tmp_path / "RID-7{}.audit.json".format(src.suffix)).read_text())
-    assert audit["sha256"]["output"] and audit["profile"]["sha256"] == res.plan.profile_sha256
+    assert audit["hash_algorithm"] == "blake3" and audit["blake3"]["output"]
+    assert audit["profile"]["sha256"] == res.plan.profile_sha256
     text = json.dumps(audit).lower()
     for v in removed:
         assert v.lower() not in text, v
