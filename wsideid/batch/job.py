@@ -186,7 +186,8 @@ def is_done(job: SlideJob, prev: dict | None) -> bool:
     out = prev.get("output")
     if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
         return False
-    return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
+    return bool(os.path.exists(out) and tree_sha256(out, prev.get("output_hash_algorithm") or "sha256")
+                == prev.get("output_sha256"))
 
 
 def recover_interrupted(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
@@ -236,6 +237,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
+        "output_hash_algorithm": (result.hash_algorithm if result and result.sha256.get("output") else "sha256"),
         "audit": result.audit_path if result else None,
         "job": asdict(job), "summary": row, "images": [],
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
