@@ -1,0 +1,282 @@
+"""DICOMweb in and out: read a study by QIDO-RS/WADO-RS, send verified outputs by STOW-RS.
+
+Repositories move slides in and out of a PACS over DICOMweb, not by copying
+folders. The HTTP is dicomweb-client's (a maintained client); this module
+only decides what is fetched and what may be sent:
+
+- In: the study's instances are listed (QIDO-RS) and retrieved one at a time
+  in their stored transfer syntax (WADO-RS, ``transfer-syntax=*``), each
+  written to the (owner-only) temporary folder before the next is asked
+  for, so memory holds one instance, never the study.
+- Out: only an output whose audit in OUTDIR says it was published after
+  every verification check passed is sent, and only files whose hash is the
+  one the audit recorded for the verified output (a file changed or added
+  after verification is refused). What was sent is appended to
+  ``pushed.csv`` in the review folder, so a rerun after a failure sends only
+  the rest.
+
+Connection failures and server errors are retried (urllib3's Retry, with
+back-off); what still fails is one WsideidError line. Every request has a
+timeout, so a server that accepts and never answers does not hang the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import WsideidError
+
+PUSH_RECORD = "pushed.csv"
+PUSH_COLUMNS = ["time", "server", "output_name", "sop_instance_uid", "sha256"]
+TIMEOUT_S = float(os.environ.get("WSIDEID_DICOMWEB_TIMEOUT", "120"))
+RETRIES = int(os.environ.get("WSIDEID_DICOMWEB_RETRIES", "4"))
+BACKOFF_S = float(os.environ.get("WSIDEID_DICOMWEB_BACKOFF", "0.5"))
+ANY_SYNTAX = (("application/dicom", "*"),)
+_SOP_INSTANCE, _SERIES = "00080018", "0020000E"
+
+
+class DicomWebError(WsideidError):
+    """The server could not be reached, or answered with an error."""
+
+
+def server_name(url: str) -> str:
+    """The URL without user name, password, query or fragment: what the records may hold."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host += f":{p.port}"
+    return urlunsplit((p.scheme, host, p.path.rstrip("/"), "", ""))
+
+
+def _check_url(url: str) -> str:
+    p = urlsplit(url)
+    if p.scheme not in ("http", "https") or not p.hostname:
+        raise DicomWebError(f"not a DICOMweb URL (http[s]://host[:port]/root): {server_name(url) or url[:40]!r}")
+    return url.rstrip("/")
+
+
+def client(url: str):
+    """A dicomweb-client for ``url`` with retries (connection errors, 429/5xx) and a timeout per request."""
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    class _Session(requests.Session):
+        def request(self, *args, **kwargs):  # every request gets a timeout (dicomweb-client sets none)
+            kwargs.setdefault("timeout", TIMEOUT_S)
+            return super().request(*args, **kwargs)
+
+    session = _Session()
+    retry = Retry(total=RETRIES, connect=RETRIES, read=RETRIES, status=RETRIES, backoff_factor=BACKOFF_S,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    c = DICOMwebClient(url=_check_url(url), session=session)
+    c.set_http_retry_params(retry=False)  # the adapter retries; not both
+    return c
+
+
+def _explain(exc: Exception, url: str, what: str) -> DicomWebError:
+    """One line for a failed request (no traceback, no credentials from the URL)."""
+    import requests
+    where = server_name(url)
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return DicomWebError(f"DICOMweb {what} failed: {where} answered HTTP {exc.response.status_code}"
+                             f" {exc.response.reason or ''}".rstrip())
+    if isinstance(exc, requests.ConnectionError):
+        return DicomWebError(f"DICOMweb {what} failed: cannot reach {where} (after {RETRIES} retries)")
+    if isinstance(exc, requests.Timeout):
+        return DicomWebError(f"DICOMweb {what} failed: {where} did not answer within {TIMEOUT_S:.0f}s")
+    return DicomWebError(f"DICOMweb {what} failed at {where}: {type(exc).__name__}")
+
+
+def _request_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    return (requests.RequestException, ValueError, KeyError)
+
+
+# -- in -----------------------------------------------------------------------
+
+def _value(item: dict, tag: str) -> str:
+    vals = (item.get(tag) or {}).get("Value") or [""]
+    return str(vals[0])
+
+
+def list_instances(c, url: str, study: str) -> list[tuple[str, str]]:
+    """(series UID, SOP instance UID) of every instance of the study (QIDO-RS, all pages)."""
+    try:
+        found = c.search_for_instances(study_instance_uid=study, fields=[_SERIES, _SOP_INSTANCE], get_remaining=True)
+    except _request_errors() as exc:
+        raise _explain(exc, url, "search (QIDO-RS)") from None
+    out = sorted({(_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in found if _value(i, _SOP_INSTANCE)})
+    if not out:
+        raise DicomWebError(f"study {study} has no instances on {server_name(url)}")
+    return out
+
+
+def fetch_study(url: str, study: str, folder: str) -> list[str]:
+    """Write every instance of ``study`` into ``folder`` (one file each); returns the paths.
+
+    Instances come in their stored transfer syntax, so the pixels the
+    de-identification copies are the server's bytes.
+    """
+    from .dicom.uids import is_registry_uid
+    if not study or not all(p.isdigit() for p in study.split(".")) or is_registry_uid(study):
+        raise DicomWebError("--study needs a Study Instance UID (digits and dots)")
+    c = client(url)
+    paths = []
+    for n, (series, sop) in enumerate(list_instances(c, url, study)):
+        try:
+            ds = c.retrieve_instance(study, series, sop, media_types=ANY_SYNTAX)
+        except _request_errors() as exc:
+            raise _explain(exc, url, "retrieve (WADO-RS)") from None
+        path = os.path.join(folder, f"instance-{n:05d}.dcm")
+        with open(path, "xb") as fh:
+            ds.save_as(fh, enforce_file_format=True)
+        paths.append(path)
+        del ds
+    return paths
+
+
+# -- out ----------------------------------------------------------------------
+
+@dataclass
+class PushResult:
+    """What one push did: instances sent now, already sent before, outputs refused (and why)."""
+
+    sent: int = 0
+    already: int = 0
+    refused: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _audit(outdir: str, name: str) -> dict | None:
+    try:
+        with open(os.path.join(outdir, name + ".audit.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def verified_files(outdir: str, name: str) -> list[str]:
+    """The DICOM files of output ``name`` in OUTDIR, if its audit proves them verified; else WsideidError.
+
+    Proof: the audit says published, lists verification checks and all of
+    them passed, and records the hash of every file (a file changed or
+    added after verification is not the verified output).
+    """
+    audit = _audit(outdir, name)
+    if audit is None:
+        raise WsideidError(f"{name}: no audit in OUTDIR, never verified; not sent")
+    checks = audit.get("verification") or []
+    if audit.get("status") != "published" or not checks or not all(c.get("ok") for c in checks):
+        raise WsideidError(f"{name}: its audit does not say published and verified; not sent")
+    if audit.get("format") != "dicom":
+        return []  # a verified TIFF output: not DICOM, nothing to send
+    path = os.path.join(outdir, name)
+    files = sorted(os.path.join(path, n) for n in os.listdir(path)) if os.path.isdir(path) else [path]
+    recorded = {v for k, v in (audit.get("sha256") or {}).items() if k.startswith("output")}
+    if not recorded:
+        raise WsideidError(f"{name}: the audit holds no output hashes (--no-hash), so the files cannot be shown"
+                           " to be the verified ones; not sent")
+    for f in files:
+        if os.path.islink(f) or not os.path.isfile(f) or _sha256(f) not in recorded:
+            raise WsideidError(f"{name}: {os.path.basename(f)} is not a file verification recorded; not sent")
+    return files
+
+
+def outputs_in(outdir: str) -> list[str]:
+    """The names of the outputs in OUTDIR: every entry but audits, summaries and temporary folders."""
+    names = []
+    for n in sorted(os.listdir(outdir)):
+        if n.startswith(".") or n.endswith((".audit.json", ".json", ".csv", ".html", ".txt", ".xlsx")):
+            continue
+        names.append(n)
+    return names
+
+
+def _read_record(review: str) -> set[tuple[str, str, str]]:
+    from .cells import unescape_row
+    try:
+        with open(os.path.join(review, PUSH_RECORD), encoding="utf-8", newline="") as fh:
+            return {(r["server"], r["sop_instance_uid"], r["sha256"]) for r in map(unescape_row, csv.DictReader(fh))}
+    except (OSError, KeyError):
+        return set()
+
+
+def _record(review: str, server: str, name: str, sop: str, digest: str) -> None:
+    from .cells import csv_line
+    from .naming import make_review_dir
+    from .safefs import append
+    make_review_dir(review)
+    line = csv_line([time.strftime("%Y-%m-%dT%H:%M:%S%z"), server, name, sop, digest])
+    append(os.path.join(review, PUSH_RECORD), line.encode("utf-8"), csv_line(PUSH_COLUMNS).encode(), root=review)
+
+
+def _send(c, url: str, path: str) -> str:
+    """STOW-RS one instance; returns its SOP Instance UID. The server's refusal is an error."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError) as exc:
+        raise WsideidError(f"{os.path.basename(path)}: cannot be read to send ({type(exc).__name__})") from None
+    sop = str(ds.get("SOPInstanceUID", ""))
+    try:
+        answer = c.store_instances([ds])
+    except _request_errors() as exc:
+        raise _explain(exc, url, "store (STOW-RS)") from None
+    if answer is not None and answer.get("FailedSOPSequence"):
+        raise DicomWebError(f"DICOMweb store (STOW-RS) failed: {server_name(url)} refused {os.path.basename(path)}")
+    return sop
+
+
+def _sendable(outdir: str, names: list[str]) -> Iterator[tuple[str, list[str] | WsideidError]]:
+    for name in names:
+        try:
+            yield name, verified_files(outdir, name)
+        except WsideidError as exc:
+            yield name, exc
+
+
+def push(outdir: str, url: str, review: str, names: list[str] | None = None) -> PushResult:
+    """Send the verified DICOM outputs ``names`` (default: all) of OUTDIR; skip what ``pushed.csv`` has."""
+    if not os.path.isdir(outdir):
+        raise WsideidError("OUTDIR does not exist")
+    c = client(url)
+    server = server_name(url)
+    done = _read_record(review)
+    res = PushResult()
+    for name, files in _sendable(outdir, names if names is not None else outputs_in(outdir)):
+        if isinstance(files, WsideidError):
+            res.refused.append(str(files))
+            continue
+        if not files:
+            continue
+        for path in files:
+            digest = _sha256(path)
+            if any(s == server and h == digest for s, _, h in done):
+                res.already += 1
+                continue
+            sop = _send(c, url, path)
+            _record(review, server, name, sop, digest)
+            done.add((server, sop, digest))
+            res.sent += 1
+        res.outputs.append(name)
+    return res
