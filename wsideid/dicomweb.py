@@ -74,6 +74,9 @@ def client(url: str):
             kwargs.setdefault("timeout", TIMEOUT_S)
             return super().request(*args, **kwargs)
 
+    import logging
+    for name in ("retrying", "urllib3", "dicomweb_client"):  # their warnings would print tracebacks on stderr
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     session = _Session()
     retry = Retry(total=RETRIES, connect=RETRIES, read=RETRIES, status=RETRIES, backoff_factor=BACKOFF_S,
                   status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False)
@@ -261,6 +264,10 @@ def push(outdir: str, url: str, review: str, names: list[str] | None = None) -> 
         raise WsideidError("OUTDIR does not exist")
     c = client(url)
     server = server_name(url)
+    try:  # the server is asked first: a wrong URL is an error even when nothing is left to send
+        c.search_for_studies(limit=1)
+    except _request_errors() as exc:
+        raise _explain(exc, url, "search (QIDO-RS)") from None
     done = _read_record(review)
     res = PushResult()
     for name, files in _sendable(outdir, names if names is not None else outputs_in(outdir)):
