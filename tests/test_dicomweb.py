@@ -248,3 +248,22 @@ def test_push_to_a_dead_server_after_deid_fails_cleanly(servers, tmp_path, key, 
     assert rc == 2 and err[-1].startswith("wsideid: error: DICOMweb "), err
     assert not (review / dicomweb.PUSH_RECORD).exists()
     assert os.path.isdir(out) and any(p.suffix == ".json" for p in out.iterdir())
+
+
+def test_run_push_sends_every_verified_output(servers, tmp_path, key, synthetic):
+    """`run --push`: both slides of a manifest reach the server, and a rerun sends nothing twice."""
+    from test_pseudomaps import batch_manifest
+    _, dst = servers
+    manifest = batch_manifest(tmp_path, Path(synthetic.path), "SUBJ-5")
+    out, review = tmp_path / "out", tmp_path / "review"
+    args = ["run", manifest, "-o", out, "--review-dir", review, "--secret-file", key, "--detect", "off",
+            "--no-report", "--no-progress", "--push", dst.dicomweb]
+    assert _wsideid(*args) == 0
+    written = list(out.rglob("*.dcm"))
+    back = _read_back(dst)
+    assert len(back) == len(written) > 0
+    assert {str(ds.SOPInstanceUID) for ds in back} == {str(pydicom.dcmread(f).SOPInstanceUID) for f in written}
+    assert len({str(ds.PatientID) for ds in back}) == 1
+    record = (review / dicomweb.PUSH_RECORD).read_text()
+    assert _wsideid(*args) == 0
+    assert (review / dicomweb.PUSH_RECORD).read_text() == record

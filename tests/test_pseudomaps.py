@@ -178,3 +178,34 @@ def test_map_through_a_link_is_refused(tmp_path):
     with pytest.raises(WsideidError):
         append_pairs(str(review), MapKind.UID, [("1.2.3", "2.25.1")])
     assert (tmp_path / "elsewhere.csv").read_text() == ""
+
+
+def batch_manifest(tmp_path: Path, series: Path, subject: str) -> Path:
+    """A manifest with the series and a copy under another PatientID, both of one subject, dates shifted."""
+    shutil.copytree(series, tmp_path / "slide")
+    other = tmp_path / "other-slide"
+    shutil.copytree(series, other)
+    for f in other.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.PatientID = "OTHER-MRN-552"
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(f)
+    m = tmp_path / "manifest.csv"
+    m.write_text(f"source,new_id,subject,dates\nslide,R-0001,{subject},shift\nother-slide,R-0002,{subject},shift\n")
+    return m
+
+
+def test_manifest_subject_gives_one_patient_id_and_one_offset(tmp_path, series):
+    key = _key(tmp_path, SECRET_A)
+    manifest = batch_manifest(tmp_path, series, "SUBJ-9")
+    out, review = tmp_path / "out", tmp_path / "review"
+    assert cli.main(["run", str(manifest), "-o", str(out), "--review-dir", str(review), "--secret-file", key,
+                     "--detect", "off", "--no-report", "--no-progress"]) == 0
+    files = list(out.rglob("*.dcm"))
+    assert {p.parent.name for p in files} == {"R-0001", "R-0002"}
+    assert len({str(pydicom.dcmread(f).PatientID) for f in files}) == 1
+    assert len({str(pydicom.dcmread(f).StudyDate) for f in files}) == 1  # one offset for the subject
+    rows = read_map(str(review), MapKind.PATIENT)
+    assert len(rows) == 2 and len({new for _, new in rows}) == 1
+    assert read_map(str(review), MapKind.UID)
