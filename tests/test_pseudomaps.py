@@ -39,6 +39,18 @@ def _deid(src, out, review, key, *extra) -> int:
                      "--detect", "off", *map(str, extra)])
 
 
+def other_slide(series: Path, dest: Path, patient_id: str) -> Path:
+    """A copy of the series as another slide: other SOP Instance UIDs, another PatientID."""
+    shutil.copytree(series, dest)
+    for f in dest.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.PatientID = patient_id
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(f)
+    return dest
+
+
 def _uids(ds) -> set[str]:
     out = set()
 
@@ -100,14 +112,7 @@ def test_subject_sets_patient_id_and_date_shift(tmp_path, series):
     key = _key(tmp_path, SECRET_A)
     review = tmp_path / "review"
     # two slides of one subject (copies with other UIDs count as another slide) share the new PatientID
-    other = tmp_path / "other"
-    shutil.copytree(series, other)
-    for f in other.glob("*.dcm"):
-        ds = pydicom.dcmread(f)
-        ds.PatientID = "OTHER-MRN-991"
-        ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.save_as(f)
+    other = other_slide(series, tmp_path / "other", "OTHER-MRN-991")
     assert _deid(series, tmp_path / "o1", review, key, "--subject", "SUBJ-17", "--new-id", "RID-1") == 0
     assert _deid(other, tmp_path / "o2", review, key, "--subject", "SUBJ-17", "--new-id", "RID-2") == 0
     pids = {str(pydicom.dcmread(f).PatientID) for f in (tmp_path / "o1").rglob("*.dcm")} | \
@@ -183,14 +188,7 @@ def test_map_through_a_link_is_refused(tmp_path):
 def batch_manifest(tmp_path: Path, series: Path, subject: str) -> Path:
     """A manifest with the series and a copy under another PatientID, both of one subject, dates shifted."""
     shutil.copytree(series, tmp_path / "slide")
-    other = tmp_path / "other-slide"
-    shutil.copytree(series, other)
-    for f in other.glob("*.dcm"):
-        ds = pydicom.dcmread(f)
-        ds.PatientID = "OTHER-MRN-552"
-        ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.save_as(f)
+    other_slide(series, tmp_path / "other-slide", "OTHER-MRN-552")
     m = tmp_path / "manifest.csv"
     m.write_text(f"source,new_id,subject,dates\nslide,R-0001,{subject},shift\nother-slide,R-0002,{subject},shift\n")
     return m

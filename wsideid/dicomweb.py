@@ -23,7 +23,6 @@ timeout, so a server that accepts and never answers does not hang the run.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import time
@@ -162,11 +161,9 @@ class PushResult:
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(8 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The hash the DICOM pipeline records in the audit for each output file (the same function)."""
+    from .dicom.pipeline import _sha256 as audit_hash
+    return audit_hash(path)
 
 
 def _audit(outdir: str, name: str) -> dict | None:
