@@ -4,10 +4,14 @@ Repositories move slides in and out of a PACS over DICOMweb, not by copying
 folders. The HTTP is dicomweb-client's (a maintained client); this module
 only decides what is fetched and what may be sent:
 
-- In: the study's instances are listed (QIDO-RS) and retrieved one at a time
-  in their stored transfer syntax (WADO-RS, ``transfer-syntax=*``), each
-  written to the (owner-only) temporary folder before the next is asked
-  for, so memory holds one instance, never the study.
+- In: the study's instances are listed (QIDO-RS, dicomweb-client) and
+  retrieved one at a time in their stored transfer syntax (WADO-RS,
+  ``transfer-syntax=*``) over the client's session. dicomweb-client reads a
+  whole instance into memory before decoding it, and a level-0 instance can
+  be gigabytes, so the response is streamed instead: python-multipart (a
+  maintained streaming parser) splits the multipart body and each chunk goes
+  straight to the (owner-only) temporary folder. Memory holds a chunk, not
+  an instance, and the file holds the server's bytes unchanged.
 - Out: only an output whose audit in OUTDIR says it was published after
   every verification check passed is sent, and only files whose hash is the
   one the audit recorded for the verified output (a file changed or added
@@ -83,6 +87,7 @@ def client(url: str):
     session.mount("https://", HTTPAdapter(max_retries=retry))
     c = DICOMwebClient(url=_check_url(url), session=session)
     c.set_http_retry_params(retry=False)  # the adapter retries; not both
+    c.wsideid_session = session  # for the streamed retrieval (see retrieve_to_file)
     return c
 
 
@@ -124,11 +129,50 @@ def list_instances(c, url: str, study: str) -> list[tuple[str, str]]:
     return out
 
 
+CHUNK = 1 << 20
+_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def retrieve_to_file(c, url: str, study: str, series: str, sop: str, path: str) -> None:
+    """WADO-RS one instance, streamed into ``path`` (a multipart body of one part, or a bare application/dicom)."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+    target = f"{c.base_url}/studies/{study}/series/{series}/instances/{sop}"
+    parts = 0
+    with open(path, "xb") as fh:
+        try:
+            with c.wsideid_session.get(target, headers={"Accept": _ACCEPT}, stream=True) as resp:
+                resp.raise_for_status()
+                media, params = parse_options_header(resp.headers.get("Content-Type", ""))
+                if media == b"application/dicom":
+                    for chunk in resp.iter_content(CHUNK):
+                        fh.write(chunk)
+                    return
+                if media != b"multipart/related" or b"boundary" not in params:
+                    raise DicomWebError(f"DICOMweb retrieve (WADO-RS) failed: {server_name(url)} answered"
+                                        f" {media.decode('latin-1')[:40]!r}, not DICOM")
+
+                def begin():
+                    nonlocal parts
+                    parts += 1
+
+                def data(buf: bytes, start: int, end: int) -> None:
+                    if parts == 1:
+                        fh.write(buf[start:end])
+                parser = MultipartParser(params[b"boundary"], {"on_part_begin": begin, "on_part_data": data})
+                for chunk in resp.iter_content(CHUNK):
+                    parser.write(chunk)
+                parser.finalize()
+        except _request_errors() as exc:
+            raise _explain(exc, url, "retrieve (WADO-RS)") from None
+    if parts != 1:
+        raise DicomWebError(f"DICOMweb retrieve (WADO-RS) failed: {server_name(url)} sent {parts} parts for one instance")
+
+
 def fetch_study(url: str, study: str, folder: str) -> list[str]:
     """Write every instance of ``study`` into ``folder`` (one file each); returns the paths.
 
-    Instances come in their stored transfer syntax, so the pixels the
-    de-identification copies are the server's bytes.
+    Instances come in their stored transfer syntax, byte for byte as the
+    server sends them, so the pixels the de-identification copies are the server's.
     """
     from .dicom.uids import is_registry_uid
     if not study or not all(p.isdigit() for p in study.split(".")) or is_registry_uid(study):
@@ -136,15 +180,9 @@ def fetch_study(url: str, study: str, folder: str) -> list[str]:
     c = client(url)
     paths = []
     for n, (series, sop) in enumerate(list_instances(c, url, study)):
-        try:
-            ds = c.retrieve_instance(study, series, sop, media_types=ANY_SYNTAX)
-        except _request_errors() as exc:
-            raise _explain(exc, url, "retrieve (WADO-RS)") from None
         path = os.path.join(folder, f"instance-{n:05d}.dcm")
-        with open(path, "xb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
+        retrieve_to_file(c, url, study, series, sop, path)
         paths.append(path)
-        del ds
     return paths
 
 
