@@ -1,8 +1,8 @@
 """Peak memory of `deid --from-dicomweb`'s retrieval: one big instance from a real Orthanc.
 
-Prints the instance size and the retrieving process's peak RSS (the
-retrieval streams each instance to disk, so the peak must not follow the
-size). Needs the Debian packages orthanc and orthanc-dicomweb, and the real
+Prints the instance size and the peak RSS of the retrieving process and of
+a process sending it on by STOW-RS (both stream, so the peaks must not
+follow the size). Needs the Debian packages orthanc and orthanc-dicomweb, and the real
 sample highdicom_sm_image.dcm (its frames are repeated to make the big
 instance). Usage: python bench/bench_dicomweb.py [MiB]
 """
@@ -19,6 +19,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(HERE), str(HERE / "tests")]
 
+PUSH = """
+import sys
+from wsideid.dicomweb import _send, client
+_send(client(sys.argv[1]), sys.argv[1], sys.argv[2])
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) // 1024)
+"""
 CHILD = """
 import sys
 from wsideid.dicomweb import fetch_study
@@ -60,6 +66,17 @@ def main() -> None:
             got = sum(p.stat().st_size for p in (t / "fetched").iterdir())
             print(f"instance {size / 2**20:.0f} MiB, fetched {got / 2**20:.0f} MiB,"
                   f" peak RSS of the fetching process {int(out.stdout.split()[-1])} MiB")
+            target = orthanc.start(t / "orthanc-2")
+            try:
+                (fetched,) = (t / "fetched").iterdir()
+                out = subprocess.run([sys.executable, "-c", PUSH, target.dicomweb, str(fetched)],
+                                     capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+                if out.returncode:
+                    sys.exit(out.stderr.strip().splitlines()[-1])
+                print(f"STOW-RS of the same instance: peak RSS of the sending process {int(out.stdout.split()[-1])} MiB,"
+                      f" {len(target.get('/instances'))} instance stored")
+            finally:
+                target.stop()
         finally:
             server.stop()
 

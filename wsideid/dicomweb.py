@@ -12,7 +12,8 @@ only decides what is fetched and what may be sent:
   maintained streaming parser) splits the multipart body and each chunk goes
   straight to the (owner-only) temporary folder. Memory holds a chunk, not
   an instance, and the file holds the server's bytes unchanged.
-- Out: only an output whose audit in OUTDIR says it was published after
+- Out: each file is sent as its own bytes, streamed by STOW-RS (see
+  _StowBody). Only an output whose audit in OUTDIR says it was published after
   every verification check passed is sent, and only files whose hash is the
   one the audit recorded for the verified output (a file changed or added
   after verification is refused). What was sent is appended to
@@ -267,20 +268,79 @@ def _record(review: str, server: str, name: str, sop: str, digest: str) -> None:
     append(os.path.join(review, PUSH_RECORD), line.encode("utf-8"), csv_line(PUSH_COLUMNS).encode(), root=review)
 
 
+class _StowBody:
+    """A multipart/related body holding one DICOM file, read in pieces as requests sends it.
+
+    dicomweb-client's store_instances re-encodes a whole dataset in memory
+    (a level-0 instance several times over); this sends the verified file's
+    own bytes with a Content-Length, never holding more than a read's worth.
+    ``seek``/``tell`` let urllib3 rewind it for a retry.
+    """
+
+    def __init__(self, path: str, boundary: str):
+        self._head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+        self._fh = open(path, "rb")
+        self._size = os.fstat(self._fh.fileno()).st_size
+        self.len = len(self._head) + self._size + len(self._tail)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.len
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else (self._pos + pos if whence == 1 else self.len + pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.len - self._pos if n is None or n < 0 else min(n, self.len - self._pos)
+        out = bytearray()
+        while len(out) < n:
+            p, want = self._pos, n - len(out)
+            head, body_end = len(self._head), len(self._head) + self._size
+            if p < head:
+                piece = self._head[p:p + want]
+            elif p < body_end:
+                piece = os.pread(self._fh.fileno(), min(want, CHUNK), p - head)
+                if not piece:
+                    raise WsideidError("a file being sent shrank")
+            else:
+                piece = self._tail[p - body_end:p - body_end + want]
+            out += piece
+            self._pos += len(piece)
+        return bytes(out)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 def _send(c, url: str, path: str) -> str:
-    """STOW-RS one instance; returns its SOP Instance UID. The server's refusal is an error."""
+    """STOW-RS one instance (its file's bytes, streamed); returns its SOP Instance UID. A refusal is an error."""
+    import uuid
+
     import pydicom
     from pydicom.errors import InvalidDicomError
     try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError) as exc:
+        sop = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    except (InvalidDicomError, OSError, ValueError, AttributeError) as exc:
         raise WsideidError(f"{os.path.basename(path)}: cannot be read to send ({type(exc).__name__})") from None
-    sop = str(ds.get("SOPInstanceUID", ""))
+    boundary = uuid.uuid4().hex
+    body = _StowBody(path, boundary)
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+               "Accept": "application/dicom+json"}
     try:
-        answer = c.store_instances([ds])
+        with c.wsideid_session.post(f"{c.base_url}/studies", data=body, headers=headers) as resp:
+            resp.raise_for_status()
+            answer = resp.json() if resp.content else {}
     except _request_errors() as exc:
         raise _explain(exc, url, "store (STOW-RS)") from None
-    if answer is not None and answer.get("FailedSOPSequence"):
+    finally:
+        body.close()
+    failed = (answer or {}).get("00081198", {}).get("Value") if isinstance(answer, dict) else None
+    if failed:
         raise DicomWebError(f"DICOMweb store (STOW-RS) failed: {server_name(url)} refused {os.path.basename(path)}")
     return sop
 
