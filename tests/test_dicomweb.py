@@ -286,3 +286,14 @@ def test_run_push_sends_every_verified_output(servers, tmp_path, key, synthetic)
     record = (review / dicomweb.PUSH_RECORD).read_text()
     assert _wsideid(*args) == 0
     assert (review / dicomweb.PUSH_RECORD).read_text() == record
+
+
+def test_fetch_keeps_the_servers_bytes(servers, tmp_path, synthetic):
+    """WADO-RS is streamed to disk as sent: every fetched file is byte for byte an uploaded one."""
+    src, _ = servers
+    files = sorted(Path(synthetic.path).glob("*.dcm"))
+    study = _load(src, files)
+    folder = tmp_path / "fetched"
+    folder.mkdir()
+    paths = dicomweb.fetch_study(src.dicomweb, study, str(folder))
+    assert sorted(Path(p).read_bytes() for p in paths) == sorted(f.read_bytes() for f in files)
