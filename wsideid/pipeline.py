@@ -112,7 +112,8 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
     return is_dicom_input(path) or bool(getattr(getattr(options, "dicom", None), "to_dicom", False))
 
 
-FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff"}
+FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff", "ventana": ".bif",
+                     "leica": ".scn", "ome-tiff": ".ome.tif", "philips": ".tiff", "qptiff": ".qptiff"}
 
 
 def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:
