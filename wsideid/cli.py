@@ -38,7 +38,14 @@ def _warn_if_no_secret(source: str | None) -> None:
 
 def _date_options(args) -> Any:
     from .dates import make_policy
-    return make_policy(args.dates, _secret(args), getattr(args, "subject", None))
+    subject = getattr(args, "subject", None)
+    source = getattr(args, "input", None) or getattr(args, "slide", None) or getattr(args, "original", None)
+    if args.dates == "shift" and not subject and source:
+        from .dicom import is_dicom_input
+        if is_dicom_input(source):  # with no --subject, a DICOM input's PatientID is the subject (issue 15)
+            from .pseudomaps import dicom_patient_id
+            subject = dicom_patient_id(source)
+    return make_policy(args.dates, _secret(args), subject)
 
 
 def _deid_options(args):
@@ -53,7 +60,8 @@ def _deid_options(args):
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
                        in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
-                       keep_name=getattr(args, "keep_name", False), secret=_secret(args))
+                       keep_name=getattr(args, "keep_name", False), secret=_secret(args),
+                       subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None))
 
 
 def _regions(args) -> list:
@@ -116,12 +124,22 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_deid(args) -> int:
-    from .pipeline import DeidOptions, check_name_options, deidentify, plan_summary
+    from .pipeline import DeidOptions, check_name_options
     check_name_options(DeidOptions(new_id=args.new_id, keep_name=getattr(args, "keep_name", False)))
     if not args.output and not getattr(args, "in_place", False):
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
     if args.mkdir:
         os.makedirs(args.output, exist_ok=True)
+    if getattr(args, "from_dicomweb", None):
+        from .dicomweb_cli import deid_from_dicomweb
+        return deid_from_dicomweb(args, _deid_one)
+    if not args.input:
+        raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
+    return _deid_one(args)
+
+
+def _deid_one(args) -> int:
+    from .pipeline import deidentify, plan_summary
     res = deidentify(args.input, args.output, _deid_options(args))
     if res.replaced:
         print(f"wsideid: --overwrite replaced the existing {os.path.basename(res.output or '')}", file=sys.stderr)
@@ -147,6 +165,9 @@ def cmd_deid(args) -> int:
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
                 + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
                    if d["named_by"] else ""))
+    if getattr(args, "push", None) and res.status == "published":  # verified and clean: sent (issue 15)
+        from .dicomweb_cli import push_after
+        data["pushed"] = push_after(args, res.output)
     _print(data, args.json, text)
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
@@ -246,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR (or --in-place)")
-    p.add_argument("input")
+    p.add_argument("input", nargs="?", help="slide file or DICOM folder (or --from-dicomweb URL --study UID)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (required unless --in-place)")
     p.add_argument("--in-place", action="store_true",
                    help="rewrite the input itself, crash-safely, at a cost set by the metadata (no copy is kept)")
@@ -270,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier (accession, name) to look for; repeatable")
     _add_naming(p)
+    from .dicomweb_cli import add_deid_arguments
+    add_deid_arguments(p)
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
@@ -303,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     _add_batch_commands(sub)  # batch commands (issue 7), defined below
+    from .dicomweb_cli import add_commands
+    add_commands(sub, _print)  # push, map lookup (issue 15)
     return ap
 
 
@@ -321,6 +346,9 @@ def cmd_run(args) -> int:
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
         print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
+    if getattr(args, "push", None):  # every verified output, after the batch (issue 15)
+        from .dicomweb_cli import push_batch
+        push_batch(args, res)
     report = None
     if not args.no_report:
         from .report.page import write_report
@@ -386,6 +414,8 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--verify", choices=["sample", "full"], default="sample")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
+                                                 " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 

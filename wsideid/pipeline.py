@@ -55,6 +55,7 @@ class DeidOptions:
     keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
+    subject: str | None = None  # patient key (--subject, manifest): DICOM PatientID becomes its keyed pseudonym
 
 
 @dataclass

@@ -68,7 +68,8 @@ def deid_options(job: SlideJob):
                        keep_macro=job.keep_macro, macro=job.macro, label=job.label,
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
-                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
+                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
+                       subject=job.subject)
 
 
 def _save_image(img, path: str, root: str) -> str:
