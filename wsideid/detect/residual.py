@@ -75,8 +75,10 @@ def _finding(role: str, region: TextRegion, readings: Sequence[Reading], identif
                 flags.append(PhiFlag(f.category, span, f"{f.reason} ({r.engine})"))
         reader = "+".join(sorted({r.engine for r in sure}))
         return Finding(role, "text", best.text, region.box, best.confidence, None, reader, flags)
-    flags = []
+    best = best_reading(readings)
+    # An unsure reading still counts when it matches this slide's own
+    # identifier (matched fuzzily, and specific): "cMu-I" is CMU-1.
+    flags = [f for f in classify_text(best.text, identifiers) if f.category == "identifier"] if best.text else []
     if region.score >= UNREADABLE_MIN_SCORE:
         flags.append(PhiFlag(UNREADABLE, (0, 0), f"writing-like marks (score {region.score:.2f}) that no engine read"))
-    best = best_reading(readings)
     return Finding(role, "text", best.text, region.box, region.score, None, "text-regions", flags)

@@ -25,13 +25,19 @@ from .findings import Box, overlap
 
 WORK_LONG_SIDE = 1024  # the finder runs on at most this size (px, longest side)
 INK_CONTRAST = 60  # grey levels an ink mark lies below its local background
-PAPER_MIN = 170  # local background at least this light (label paper, glass)
+PAPER_MIN = 110  # local background at least this light (white, yellow or orange label paper)
+PAPER_TOLERANCE = 24  # a pixel this close to its local background is paper
+BIG_MARK_FACTOR = 4  # a second, coarser ink map finds marker pen strokes
 CELL = 2  # px of the working image per cell of the connectivity grid
-MIN_SCORE = 0.45
+MIN_SCORE = 0.45  # lines scoring below this are not worth reading
 # Around a line of writing nearly every pixel is paper or ink; around dark
 # specks in tissue most are tissue, neither (measured: labels >= 0.82 even
 # degraded, H&E thumbnails <= 0.62).
-MIN_CLEAN = 0.75  # lines scoring below this are not worth reading
+MIN_CLEAN = 0.75
+# Median ground this much redder and bluer than green: H&E stain, not paper
+# (CMU-1 measured 163,131,160). A pink label stock would be taken for
+# tissue too: its lines are then not found (documented limit).
+EOSIN_RED, EOSIN_BLUE = 20, 12
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def ink_map(gray: Image.Image, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """
     g = np.asarray(gray, np.int16)
     b = _window(_window(g, radius, np.maximum), radius, np.minimum)
-    return (b - g >= INK_CONTRAST) & (b >= PAPER_MIN), b
+    ink = (b - g >= INK_CONTRAST) & (b >= PAPER_MIN)
+    return ink, b
 
 
 def _window(a: np.ndarray, r: int, op) -> np.ndarray:
@@ -125,36 +132,113 @@ def _window(a: np.ndarray, r: int, op) -> np.ndarray:
 
 
 def find_text_regions(image: Image.Image, max_regions: int = 24) -> list[TextRegion]:
-    """Line-like groups of ink marks on light ground, best first."""
+    """Line-like groups of ink marks on light ground, best first.
+
+    Two scales: the working size, and a quarter of it where strokes wider
+    than the background window (a marker pen on a small label, "CMU-1" on
+    CMU-1's label) become thin enough to find.
+    """
     src_w, src_h = image.size
     scale = min(1.0, WORK_LONG_SIDE / max(src_w, src_h))
     gray = image.convert("L")
     if scale < 1.0:
         gray = gray.resize((max(1, round(src_w * scale)), max(1, round(src_h * scale))), Image.Resampling.BOX)
+    regions = _find(gray, scale)
+    f = BIG_MARK_FACTOR
+    if min(gray.size) >= 16 * f:
+        small = gray.resize((gray.width // f, gray.height // f), Image.Resampling.BOX)
+        regions += _find(small, scale / f, cell=1, min_marks=4)
+    regions = [r for r in _drop_nested(regions) if not _on_eosin(image, r.box)]
+    regions.sort(key=lambda r: -r.score)
+    return regions[:max_regions]
+
+
+def _on_eosin(image: Image.Image, box: Box) -> bool:
+    """Is the ground of ``box`` eosin pink (tissue), not label paper?
+
+    Label stock is white, cream, yellow or orange (blue under green); H&E
+    stroma is pink (red and blue both well above green). Dense nuclei in
+    pink stroma line up like print; their ground gives them away.
+    """
+    if image.mode != "RGB":
+        return False
+    crop = image.crop(box)
+    crop.thumbnail((64, 64))
+    px = np.asarray(crop, np.int16).reshape(-1, 3)
+    r, g, b = (int(np.median(px[:, i])) for i in range(3))
+    return r - g > EOSIN_RED and b - g > EOSIN_BLUE
+
+
+def _find(gray: Image.Image, scale: float, cell: int = CELL, min_marks: int = 3) -> list[TextRegion]:
+    """Regions at one scale; ``scale`` maps this image back to the caller's.
+
+    ``cell`` px of this image make one cell of the connectivity grid; a
+    line needs ``min_marks`` marks (more at the coarse scale, where tissue
+    blobs pass for big letters more easily).
+    """
     radius = max(3, round(max(gray.size) / 160))
     ink, bg = ink_map(gray, radius)
     garr = np.asarray(gray, np.int16)
     h, w = ink.shape
-    gh, gw = h // CELL, w // CELL
+    gh, gw = h // cell, w // cell
     if gh < 4 or gw < 4:
         return []
-    cells = ink[: gh * CELL, : gw * CELL].reshape(gh, CELL, gw, CELL).any(axis=(1, 3))
+    cells = ink[: gh * cell, : gw * cell].reshape(gh, cell, gw, cell).any(axis=(1, 3))
     limit = _mark_limit(gw, gh)
     marks = [c for c in _components(cells, limit + limit // 2) if _mark_like(c, limit)]
     regions: list[TextRegion] = []
     for vertical in (False, True):
         for line in _lines(marks, vertical):
-            region = _score_line(line, vertical, ink, bg, garr, scale)
-            if region is not None and region.score >= MIN_SCORE:
-                regions.append(region)
-    regions = _drop_nested(regions)
-    regions.sort(key=lambda r: -r.score)
-    return regions[:max_regions]
+            regions += _score_split(line, vertical, min_marks, lambda ln, v=vertical: _score_line(
+                ln, v, ink, bg, garr, scale, cell))
+    return regions
+
+
+def _score_split(line, vertical: bool, min_marks: int, score) -> list[TextRegion]:
+    """A chain as one region, or, when it fails as a whole, its good words.
+
+    A chain can pick up tissue next to a label (nuclei within a letter's
+    gap of the first word): cut it at word gaps (> 0.6 mark heights),
+    keep the runs of words that pass on their own, joined where they touch.
+    """
+    if len(line) < min_marks:
+        return []
+    region = score(line)
+    if region is not None and region.score >= MIN_SCORE:
+        return [region]
+    a = 1 if vertical else 0
+    ordered = sorted(line, key=lambda c: c[a])
+    height = float(np.median([c[2 + (1 - a)] - c[1 - a] for c in ordered]))
+    words, cur = [], [ordered[0]]
+    for prev, c in zip(ordered, ordered[1:]):
+        if c[a] - prev[a + 2] > 0.6 * height:
+            words.append(cur)
+            cur = []
+        cur.append(c)
+    words.append(cur)
+    if len(words) < 2:
+        return []
+    good = [w for w in words if len(w) >= 2 and (r := score(w)) is not None and r.score >= MIN_SCORE]
+    out: list[TextRegion] = []
+    run: list = []
+    for w in words + [None]:
+        if w is not None and any(w is g for g in good):
+            run += w
+            continue
+        if run:
+            r = score(run)
+            out += [r] if r is not None and r.score >= MIN_SCORE else []
+            run = []
+    return out
 
 
 def _mark_limit(gw: int, gh: int) -> int:
-    """Largest character, in cells: a sixth of the shorter side, 12 to 40."""
-    return max(12, min(40, min(gw, gh) // 6))
+    """Largest character, in cells: a quarter of the shorter side, 12 to 50.
+
+    A hand-written label fills its image with a few big letters; a label
+    on a thumbnail holds small print. 50 cells bounds the cost.
+    """
+    return max(12, min(50, min(gw, gh) // 4))
 
 
 def _mark_like(c: tuple[int, int, int, int, int], limit: int) -> bool:
@@ -194,14 +278,15 @@ def _lines(marks: list[tuple[int, int, int, int, int]], vertical: bool) -> list[
     return lines
 
 
-def _score_line(line, vertical: bool, ink: np.ndarray, bg: np.ndarray, gray: np.ndarray, scale: float) -> TextRegion | None:
+def _score_line(line, vertical: bool, ink: np.ndarray, bg: np.ndarray, gray: np.ndarray, scale: float,
+                cell: int) -> TextRegion | None:
     """A line of marks as a TextRegion in source pixels, or None if it is no text."""
-    if len(line) < 3:
+    if len(line) < 2:
         return None
-    x0 = min(c[0] for c in line) * CELL
-    y0 = min(c[1] for c in line) * CELL
-    x1 = max(c[2] for c in line) * CELL
-    y1 = max(c[3] for c in line) * CELL
+    x0 = min(c[0] for c in line) * cell
+    y0 = min(c[1] for c in line) * cell
+    x1 = max(c[2] for c in line) * cell
+    y1 = max(c[3] for c in line) * cell
     along, across = (y1 - y0, x1 - x0) if vertical else (x1 - x0, y1 - y0)
     if along < 2.0 * across or across < 4:
         return None
@@ -210,24 +295,30 @@ def _score_line(line, vertical: bool, ink: np.ndarray, bg: np.ndarray, gray: np.
     pad = max(2, across // 3)
     ys, xs = slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad)
     paper = bg[ys, xs]
-    flat = 1.0 - min(1.0, float(paper.std()) / 25.0)
-    light = min(1.0, max(0.0, (float(np.median(paper)) - PAPER_MIN) / 50.0))
+    flat = 1.0 - min(1.0, float(paper.std()) / 30.0)
+    light = min(1.0, max(0.0, (float(np.median(paper)) - PAPER_MIN) / 80.0))
     fill = float(ink[y0:y1, x0:x1].mean())
     region_g = gray[ys, xs]
     region_ink = ink[ys, xs]
-    clean = float(((region_g >= PAPER_MIN) | region_ink).mean())  # paper or ink, nothing between
+    clean = float(((region_g >= paper - PAPER_TOLERANCE) | region_ink).mean())  # paper or ink, nothing between
     if clean < MIN_CLEAN:
         return None
     density = 1.0 if 0.08 <= fill <= 0.6 else 0.3
     count = min(1.0, len(line) / 6.0)
     score = (0.25 * count + 0.2 * regularity + 0.15 * flat + 0.15 * light + 0.25 * clean) * density
     if vertical:  # the score is the marks'; the box also holds the line's other ink
-        y0, y1 = _grow(ink[:, x0:x1].any(axis=1), y0, y1, x1 - x0)
+        y0, y1 = _grow(_growable(ink[:, x0:x1], gray[:, x0:x1], bg[:, x0:x1], 1), y0, y1, x1 - x0)
     else:
-        x0, x1 = _grow(ink[y0:y1].any(axis=0), x0, x1, y1 - y0)
+        x0, x1 = _grow(_growable(ink[y0:y1], gray[y0:y1], bg[y0:y1], 0), x0, x1, y1 - y0)
     inv = 1.0 / scale
     box = (int(x0 * inv), int(y0 * inv), int(np.ceil(x1 * inv)), int(np.ceil(y1 * inv)))
     return TextRegion(box, vertical, round(score, 3), len(line))
+
+
+def _growable(ink: np.ndarray, gray: np.ndarray, bg: np.ndarray, axis: int) -> np.ndarray:
+    """Positions along a band that hold ink and nothing but paper besides."""
+    paper_or_ink = (gray >= bg - PAPER_TOLERANCE) | ink
+    return ink.any(axis=axis) & (paper_or_ink.mean(axis=axis) >= 0.9)
 
 
 def _grow(profile: np.ndarray, a0: int, a1: int, across: int) -> tuple[int, int]:
@@ -235,10 +326,13 @@ def _grow(profile: np.ndarray, a0: int, a1: int, across: int) -> tuple[int, int]
 
     Marks too big to pass as one character (touching letters merged into
     a word, a logo) are not in the chain, yet belong to the line: "PTH"
-    before "-67132". Gaps up to ~1.2 line heights are crossed.
+    before "-67132". Gaps up to ~1.2 line heights are crossed, and the
+    line at most triples (a rule or an edge is not text).
     """
     gap = max(2, int(1.2 * across))
     ink_at = np.flatnonzero(profile)
+    lo, hi = a0 - (a1 - a0), a1 + (a1 - a0)  # at most the line's own length each way
+    ink_at = ink_at[(ink_at >= lo) & (ink_at < hi)]
     while True:
         before = ink_at[(ink_at < a0) & (ink_at >= a0 - gap)]
         after = ink_at[(ink_at >= a1) & (ink_at < a1 + gap)]
