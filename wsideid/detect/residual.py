@@ -29,32 +29,44 @@ from typing import Sequence
 
 from PIL import Image
 
-from .findings import UNREADABLE, Finding, PhiFlag, overlap
+from .findings import UNREADABLE, Finding, PhiFlag, clip_box, overlap
 from .lines import Reading, best_reading, is_sure, read_regions
 from .phi_text import classify_text
 from .scan import MAX_LINES, UNREADABLE_MIN_SCORE, ScanResult, barcode_findings
 from .textregions import TextRegion, find_text_regions
 
 BARCODE_BUDGET_S = 0.15
+MAX_LONG_SIDE = 1280  # px: larger kept images are scanned reduced to this
 
 
 def scan_kept_image(image: Image.Image, role: str, identifiers: Sequence[str] = (), ocr: bool = True,
                     use_ppocr: bool = True) -> ScanResult:
-    """Barcodes, text-like regions, and their readings on one kept image."""
+    """Barcodes, text-like regions, and their readings on one kept image.
+
+    An image larger than ``MAX_LONG_SIDE`` (a reduced pyramid level) is
+    scanned reduced to it: a label or a code that shows only above that
+    size is a full-resolution feature, and the scan's cost and memory stay
+    those of a thumbnail. Boxes are mapped back to ``image``'s pixels.
+    """
     t0 = time.perf_counter()
-    findings = barcode_findings(image, role, identifiers, BARCODE_BUDGET_S)
+    factor = -(-max(image.size) // MAX_LONG_SIDE)
+    work = image.reduce(factor) if factor > 1 else image
+    findings = barcode_findings(work, role, identifiers, BARCODE_BUDGET_S)
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:
         codes = [f.box for f in findings]
-        regions = [r for r in find_text_regions(image) if not any(overlap(r.box, b) > 0.5 for b in codes)][:MAX_LINES]
+        regions = [r for r in find_text_regions(work) if not any(overlap(r.box, b) > 0.5 for b in codes)][:MAX_LINES]
         t2 = time.perf_counter()
         timings["text_regions"] = (t2 - t1) * 1000
         if regions:
-            readings, t = read_regions(image, regions, use_ppocr=use_ppocr)
+            readings, t = read_regions(work, regions, use_ppocr=use_ppocr)
             timings.update(t)
             for region, per in zip(regions, readings):
                 findings.append(_finding(role, region, per, identifiers))
+    if factor > 1:
+        for f in findings:
+            f.box = clip_box(tuple(v * factor for v in f.box), image.size)  # type: ignore[assignment]
     timings["total"] = (time.perf_counter() - t0) * 1000
     return ScanResult(role, image.size, findings, timings, ocr_ran=ocr)
 

@@ -233,12 +233,13 @@ def _score_split(line, vertical: bool, min_marks: int, score) -> list[TextRegion
 
 
 def _mark_limit(gw: int, gh: int) -> int:
-    """Largest character, in cells: a quarter of the shorter side, 12 to 50.
+    """Largest character, in cells: a quarter of the shorter side, 8 to 24.
 
-    A hand-written label fills its image with a few big letters; a label
-    on a thumbnail holds small print. 50 cells bounds the cost.
+    Bigger letters (a marker pen filling a small label) are the coarse
+    pass's: a quarter-size copy sees them at a quarter of the size. The cap
+    bounds the labelling rounds (the cost of the pass).
     """
-    return max(12, min(50, min(gw, gh) // 4))
+    return max(8, min(24, min(gw, gh) // 4))
 
 
 def _mark_like(c: tuple[int, int, int, int, int], limit: int) -> bool:
@@ -255,11 +256,16 @@ def _lines(marks: list[tuple[int, int, int, int, int]], vertical: bool) -> list[
         return (c[1], c[0], c[3], c[2]) if vertical else (c[0], c[1], c[2], c[3])
 
     items = sorted(marks, key=lambda c: axes(c)[0])
-    lines: list[list] = []
+    closed: list[list] = []
     open_: list[tuple[list, float, float, float]] = []  # members, centre, height, end
     for c in items:
         a0, b0, a1, b1 = axes(c)
         centre, height = (b0 + b1) / 2, b1 - b0
+        # a line whose end lies further back than any mark could bridge is done
+        done = [ln for ln in open_ if a0 - ln[3] > 4.0 * ln[2] + 2]
+        if done:
+            closed += [ln[0] for ln in done]
+            open_ = [ln for ln in open_ if a0 - ln[3] <= 4.0 * ln[2] + 2]
         best = None
         for i, (members, lc, lh, end) in enumerate(open_):
             if a0 - end > 1.6 * max(lh, height) + 1:
@@ -274,8 +280,7 @@ def _lines(marks: list[tuple[int, int, int, int, int]], vertical: bool) -> list[
             members.append(c)
             n = len(members)
             open_[best] = (members, lc + (centre - lc) / n, lh + (height - lh) / n, max(end, float(a1)))
-    lines = [m for m, *_ in open_]
-    return lines
+    return closed + [m for m, *_ in open_]
 
 
 def _score_line(line, vertical: bool, ink: np.ndarray, bg: np.ndarray, gray: np.ndarray, scale: float,
