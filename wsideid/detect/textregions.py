@@ -350,10 +350,20 @@ def _grow(profile: np.ndarray, a0: int, a1: int, across: int) -> tuple[int, int]
 
 
 def _drop_nested(regions: list[TextRegion]) -> list[TextRegion]:
-    """Of two regions that mostly overlap (a line seen both ways), keep the better."""
+    """Keep the better of two regions that mostly overlap (a line seen both
+    ways), and drop a region that cuts across two or more better lines of
+    the other direction (letters of stacked lines aligned in a column)."""
     regions = sorted(regions, key=lambda r: -r.score)
     kept: list[TextRegion] = []
     for r in regions:
-        if all(overlap(r.box, k.box) < 0.5 for k in kept):
+        if any(overlap(r.box, k.box) >= 0.5 for k in kept):
+            continue
+        crossed = sum(1 for k in kept if k.vertical != r.vertical and _crosses(r.box, k.box))
+        if crossed < 2:
             kept.append(r)
     return kept
+
+
+def _crosses(a: Box, b: Box) -> bool:
+    """Do the boxes intersect at all?"""
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
