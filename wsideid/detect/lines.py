@@ -47,7 +47,7 @@ def _line_crops(gray: Image.Image, region: TextRegion) -> list[Image.Image]:
     for angle in turns:
         im = crop.rotate(angle, expand=True, fillcolor=255) if angle else crop
         scale = LINE_HEIGHT / max(1, im.height)
-        w = max(8, min(1600, round(im.width * scale)))
+        w = max(8, min(800, round(im.width * scale)))
         out.append(im.resize((w, LINE_HEIGHT), Image.Resampling.BICUBIC))
     return out
 

@@ -16,7 +16,7 @@ from .lines import best_reading, is_sure, read_regions
 from .phi_text import classify_text
 from .textregions import TextRegion, find_text_regions
 
-MAX_LINES = 16  # the best-scoring lines only; a label has fewer
+MAX_LINES = 12  # the best-scoring lines only; a label has fewer
 UNREADABLE_MIN_SCORE = 0.6  # region score above which unread marks are a finding
 
 
