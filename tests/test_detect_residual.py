@@ -184,3 +184,14 @@ def test_real_ndpi_macro_label_read_by_the_residual_scan():
     result = scan_kept_image(_associated("ndpi/test3-TRITC-2-560.ndpi", "macro"), "macro")
     cats = {fl.category for f in result.findings for fl in f.flags}
     assert "accession" in cats  # HS12-15115, printed on the turned label
+
+
+@pytest.mark.realdata
+def test_real_dicom_level_of_blue_stained_tissue_is_clean():
+    """The level region blanking left on wsi2dcm_jpeg.dcm (dense nuclei on a
+    blue ground): once read as "name" by OCR of tissue; no finding now."""
+    from wsideid.dicom.pipeline import instance_image
+
+    img = instance_image(str(_real("dicom/wsi2dcm_jpeg.dcm")), 0)
+    result = scan_kept_image(img, "level")
+    assert not result.has_phi, [(f.value, f.reader, f.box) for f in result.findings]

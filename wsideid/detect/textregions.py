@@ -35,9 +35,9 @@ MIN_SCORE = 0.45  # lines scoring below this are not worth reading
 # degraded, H&E thumbnails <= 0.62).
 MIN_CLEAN = 0.75
 # Median ground this much redder and bluer than green: H&E stain, not paper
-# (CMU-1 measured 163,131,160). A pink label stock would be taken for
-# tissue too: its lines are then not found (documented limit).
+# (CMU-1 measured 163,131,160); or this colourful and not warm: another stain.
 EOSIN_RED, EOSIN_BLUE = 20, 12
+STAIN_CHROMA = 60
 
 
 @dataclass(frozen=True)
@@ -148,17 +148,22 @@ def find_text_regions(image: Image.Image, max_regions: int = 24) -> list[TextReg
     if min(gray.size) >= 16 * f:
         small = gray.resize((gray.width // f, gray.height // f), Image.Resampling.BOX)
         regions += _find(small, scale / f, cell=1, min_marks=4)
-    regions = [r for r in _drop_nested(regions) if not _on_eosin(image, r.box)]
+    regions = [r for r in _drop_nested(regions) if not _on_stain(image, r.box)]
     regions.sort(key=lambda r: -r.score)
     return regions[:max_regions]
 
 
-def _on_eosin(image: Image.Image, box: Box) -> bool:
-    """Is the ground of ``box`` eosin pink (tissue), not label paper?
+def _on_stain(image: Image.Image, box: Box) -> bool:
+    """Is the ground of ``box`` stained tissue, not label paper?
 
-    Label stock is white, cream, yellow or orange (blue under green); H&E
-    stroma is pink (red and blue both well above green). Dense nuclei in
-    pink stroma line up like print; their ground gives them away.
+    Label stock is white, grey, cream, yellow or orange: either nearly
+    grey, or warm (red >= green >= blue). Stained tissue is pink/purple
+    (H&E: red and blue both above green) or blue (Giemsa, toluidine, a
+    DICOM sample measured ~100,160,220). Dense nuclei on such ground line
+    up like print; the ground gives them away. A strongly coloured pink,
+    blue or green label stock would be taken for tissue too: its lines are
+    then not found (a documented limit; printed PHI on white, cream,
+    yellow or orange labels is the common case).
     """
     if image.mode != "RGB":
         return False
@@ -166,7 +171,10 @@ def _on_eosin(image: Image.Image, box: Box) -> bool:
     crop.thumbnail((64, 64))
     px = np.asarray(crop, np.int16).reshape(-1, 3)
     r, g, b = (int(np.median(px[:, i])) for i in range(3))
-    return r - g > EOSIN_RED and b - g > EOSIN_BLUE
+    if r - g > EOSIN_RED and b - g > EOSIN_BLUE:
+        return True
+    warm = r >= g - 4 and g >= b - 4
+    return max(r, g, b) - min(r, g, b) > STAIN_CHROMA and not warm
 
 
 def _find(gray: Image.Image, scale: float, cell: int = CELL, min_marks: int = 3) -> list[TextRegion]:
