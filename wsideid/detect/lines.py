@@ -22,6 +22,10 @@ from .textregions import TextRegion
 LINE_HEIGHT = 40  # px: each line is scaled to this height for reading
 TESSERACT_MIN_CONFIDENCE = 0.6
 PPOCR_MIN_CONFIDENCE = 0.85  # PP-OCR is confident even on junk; demand more
+# One call reads every line: ~1 s on an idle core. The limit only guards
+# against a hang; at 10 s (the per-probe limit) an 8-fold loaded machine
+# timed out and sent clean slides to review.
+SHEET_TIMEOUT_S = 40
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def _tesseract_lines(crops: Sequence[Image.Image]) -> list[Reading]:
     """One tesseract call on all crops stacked; a Reading per crop."""
     import pytesseract
 
-    from .ocr import CALL_TIMEOUT_S, MIN_WORD_CONF, tesseract_version
+    from .ocr import MIN_WORD_CONF, tesseract_version
 
     tesseract_version()  # OcrUnavailable when missing
     gap = LINE_HEIGHT // 2
@@ -66,7 +70,7 @@ def _tesseract_lines(crops: Sequence[Image.Image]) -> list[Reading]:
         sheet.paste(c, (gap, gap + i * (LINE_HEIGHT + gap)))
     try:
         d = pytesseract.image_to_data(sheet, config="--psm 6", output_type=pytesseract.Output.DICT,
-                                      timeout=CALL_TIMEOUT_S)
+                                      timeout=SHEET_TIMEOUT_S)
     except RuntimeError as exc:
         raise DetectorError("OCR timed out on an image") from exc
     words: list[list[tuple[int, str, float]]] = [[] for _ in crops]
