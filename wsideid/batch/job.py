@@ -157,7 +157,8 @@ def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
             continue
         if os.path.lexists(path):
             dropped.append(os.path.basename(path))
-        for p in (path, path + ".audit.json"):
+        companion = [os.path.splitext(path)[0]] if path.lower().endswith(".mrxs") else []  # MIRAX folder
+        for p in [path, path + ".audit.json"] + companion:
             remove_tree(p)
     return dropped
 
