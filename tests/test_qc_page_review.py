@@ -193,6 +193,12 @@ def test_keyboard_review_counts_and_export(batch, tmp_path):
     assert [(r.new_id, r.ok) for r in res] == [("R-1", True), ("R-2", True)], [r.message for r in res]
     assert (out / "R-1.svs").exists() and (review / "rejected" / "R-2.svs").exists()
     assert json.loads((out / "R-1.svs.audit.json").read_text())["review"]["reviewer"] == "-QC Anna"
+    # the lab record follows the decision (issue 17): status, where the output is now, who decided
+    lab1 = json.loads((review / "records" / "R-1.svs.lab.json").read_text())
+    lab2 = json.loads((review / "records" / "R-2.svs.lab.json").read_text())
+    assert (lab1["status"], lab1["output"], lab1["review"]["reviewer"]) == ("approved", str(out / "R-1.svs"), "-QC Anna")
+    assert (lab2["status"], lab2["output"]) == ("rejected", str(review / "rejected" / "R-2.svs"))
+    assert lab1["sha256"]["output"] == load_record(str(review), "R-1")["output_sha256"]
     # the page after the decisions: still every row, the decided ones with their state
     page = render(str(review))
     assert page.count('<section class="slide"') == 6 and "approved by -QC Anna" in page
