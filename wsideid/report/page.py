@@ -62,8 +62,19 @@ def _numbered(rec: dict) -> list[tuple[int, dict, dict]]:
     return out
 
 
+QUIET_BELOW = 0.6  # text without a PHI category read below this confidence: tissue texture, mostly
+
+
+def _quiet(f: dict) -> bool:
+    """A finding the page shows faintly and lists folded away (still numbered and listed: the page
+    hides nothing, but a reviewer's eye should go to the flags, not to OCR of tissue)."""
+    return not f.get("phi") and f.get("kind") == "text" and float(f.get("confidence") or 0) < QUIET_BELOW
+
+
 def _box_class(f: dict) -> str:
-    return "phi" if f.get("phi") else "text" if f.get("kind") == "text" else "code"
+    if f.get("phi"):
+        return "phi"
+    return ("quiet " if _quiet(f) else "") + ("text" if f.get("kind") == "text" else "code")
 
 
 def _overlay(scan: dict | None, found: list[tuple[int, dict, dict]]) -> str:
@@ -128,19 +139,26 @@ def _findings(rec: dict, found: list) -> str:
         if sc.get("error"):
             rows.append(f'<tr class="flag"><td>-</td><td>{_e(sc["stage"])}</td><td>{_e(sc["role"])}</td><td>-</td>'
                         f'<td>not scanned: {_e(sc["error"])}</td><td>error</td><td>-</td></tr>')
+    quiet = []
     for n, sc, f in found:
         cls = ' class="flag"' if f.get("phi") else ""
         kind = f["kind"] + (f" ({f['symbology']})" if f.get("symbology") else "")
         conf = f.get("confidence")
-        rows.append(f'<tr{cls} data-n="{n}"><td>{n}</td><td>{_e(sc["stage"])}</td><td>{_e(sc["role"])}</td>'
+        (quiet if _quiet(f) else rows).append(f'<tr{cls} data-n="{n}"><td>{n}</td><td>{_e(sc["stage"])}</td><td>{_e(sc["role"])}</td>'
                     f'<td>{_e(kind)}</td><td class="val">{highlight(f.get("value", ""), f.get("flags", []))}</td>'
                     f'<td>{_e(", ".join(f.get("phi", [])) or "-")}</td>'
                     f'<td>{"-" if conf is None else f"{float(conf):.2f}"}</td></tr>')
-    if not rows:
+    head = ('<table class="findings"><tr><th>#</th><th>stage</th><th>image</th><th>kind</th><th>text</th>'
+            '<th>category</th><th>conf.</th></tr>')
+    if not rows and not quiet:
         scanned = ", ".join(f'{s["stage"]} {s["role"]}' for s in rec.get("scans", []))
         return f'<p class="muted">No barcode or text found{(" (scanned: " + _e(scanned) + ")") if scanned else ""}.</p>'
-    return ('<table class="findings"><tr><th>#</th><th>stage</th><th>image</th><th>kind</th><th>text</th>'
-            '<th>category</th><th>conf.</th></tr>' + "".join(rows) + "</table>")
+    out = head + "".join(rows) + "</table>" if rows else ""
+    if quiet:
+        out += (f'<details class="quiet"><summary>{len(quiet)} text line{"s" if len(quiet) != 1 else ""} without a'
+                f' PHI category read below {QUIET_BELOW:.0%} confidence (faint dashed boxes)</summary>'
+                f'{head}{"".join(quiet)}</table></details>')
+    return out
 
 
 def _metadata(rec: dict) -> str:
@@ -255,6 +273,7 @@ svg.boxes{position:absolute;left:1px;top:1px;width:calc(100% - 2px);height:calc(
 svg.boxes rect{fill:none;stroke-width:3px}svg.boxes text{font-family:sans-serif;font-weight:700}
 g.phi rect{stroke:#ff0000}g.phi text{fill:#ff0000}g.text rect{stroke:#0050ff}g.text text{fill:#0050ff}
 g.code rect{stroke:#a000c0}g.code text{fill:#a000c0}
+g.quiet{opacity:.45}g.quiet rect{stroke-width:1.5px;stroke-dasharray:4 3}g.quiet text{display:none}
 body.noboxes svg.boxes{display:none}
 figure.kept .frame img{outline:3px solid #2e7d32}figure.removed .frame img{outline:3px dashed #b00020}
 table.findings{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}

@@ -22,14 +22,15 @@ import os
 from typing import Any
 
 REMOVED_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
-PREVIEW_MAX = 1024  # px, longest side of the review copies
+PREVIEW_MAX = 1024  # px, longest side of the review copies of removed images (label text must stay legible)
+KEPT_PREVIEW_MAX = 640  # px, of the kept ones: made for every slide, and the page embeds them all
 
 
-def _save_image(img, path: str, root: str) -> str:
+def _save_image(img, path: str, root: str, longest: int = PREVIEW_MAX) -> str:
     """A JPEG preview, written like every review file: new temp, rename, no link followed."""
     from ..safefs import makedirs, write_atomic
     img = img.convert("RGB")
-    img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
+    img.thumbnail((longest, longest))
     makedirs(root, os.path.dirname(path))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)
@@ -62,7 +63,8 @@ def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -
 
     def save(read, kind: str, role: str, index: int, stage: str) -> None:
         try:
-            name = _save_image(read(index), os.path.join(folder, f"{new_id}.{kind}-{role}-{index}.jpg"), review_dir)
+            name = _save_image(read(index), os.path.join(folder, f"{new_id}.{kind}-{role}-{index}.jpg"), review_dir,
+                               KEPT_PREVIEW_MAX if kind == "kept" else PREVIEW_MAX)
         except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
             return
         saved.append({"file": name, "role": role, "kind": kind, "index": index, "stage": stage})
