@@ -119,6 +119,16 @@ def test_dicom_series_folder_keeps_its_meaning_and_a_mixed_folder_is_refused(lab
     mixed.mkdir()
     shutil.copytree(series, mixed / "case-1")
     shutil.copyfile(lab["slides"] / TIFF, mixed / "b.tiff")
-    p = run("deid", mixed, "-o", tmp_path / "out3", "--detect", "off", "--json", secret=lab["key"])
+    p = run("deid", mixed, "-o", tmp_path / "out3", "--no-ocr", "--json", secret=lab["key"])
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["counts"] == {"published": 2}
+    data = json.loads(p.stdout)
+    assert data["counts"] == {"published": 2}
+    # the QC page shows the DICOM slide as it leaves: previews read from the published instances
+    review = Path(data["review_dir"])
+    with open(review / "mapping.csv", newline="") as fh:
+        nid = next(r["new_id"] for r in csv.DictReader(fh) if r["source"] == "case-1")
+    rec = json.loads((review / "slides" / f"{nid}.json").read_text())
+    kept = {im["role"] for im in rec["images"] if im["kind"] == "kept"}
+    removed = {im["role"] for im in rec["images"] if im["kind"] == "removed"}
+    assert {"thumbnail", "level"} <= kept and {"label", "overview"} <= removed, rec["images"]
+    assert all((review / "images" / im["file"]).stat().st_size > 0 for im in rec["images"])

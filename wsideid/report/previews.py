@@ -47,6 +47,45 @@ def kept_targets(scans: list) -> list:
     return [sc for sc in out if sc.role != "level" or sc.has_phi or sc.error or sc is smallest]
 
 
+def _scaled_sizes(w: int, h: int) -> set[tuple[int, int]]:
+    """The sizes a reader may give an image of w x h when it reduces it by a power of two."""
+    return {(-(-w // f), -(-h // f)) for f in (1, 2, 4, 8, 16, 32, 64, 128)}
+
+
+def dicom_kept_files(output: str, scans: list) -> dict[int, str]:
+    """Scan index -> the published DICOM instance it was read from (a scan names the source
+    instance; the output file is named by its new SOP Instance UID), matched by role and size;
+    a scan with no unambiguous match gets no preview rather than a wrong one."""
+    import pydicom
+
+    from ..dicom.source import quiet_pydicom, role_of
+    files = [output] if os.path.isfile(output) else sorted(
+        os.path.join(output, n) for n in os.listdir(output) if os.path.isfile(os.path.join(output, n)))
+    found: list[tuple[str, str, tuple[int, int]]] = []
+    with quiet_pydicom():
+        for path in files:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001 - not an instance we can show
+                continue
+            cols, rows = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+                cols = int(ds.get("TotalPixelMatrixColumns", cols) or cols)
+                rows = int(ds.get("TotalPixelMatrixRows", rows) or rows)
+            found.append((role_of(ds), path, (cols, rows)))
+    out: dict[int, str] = {}
+    for sc in scans:
+        if sc.result is None:
+            continue
+        size = tuple(sc.result.size[:2])
+        free = [(path, (w, h)) for role, path, (w, h) in found if role == sc.role and path not in out.values()]
+        exact = [path for path, wh in free if wh == size]  # a 512x384 level, not the 1024x768 one halved
+        match = exact or [path for path, (w, h) in free if size in _scaled_sizes(w, h)]
+        if len(match) == 1:
+            out[sc.index] = match[0]
+    return out
+
+
 def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -> list[dict[str, Any]]:
     """Previews of the removed images (from ``source``) and of the kept ones (from the published
     output); an image that cannot be decoded is skipped, never a failure of the slide."""
@@ -72,7 +111,16 @@ def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -
     for d in result.plan.images:
         if d.action == "remove" and d.image.role in REMOVED_ROLES:
             save(read_removed, "removed", d.image.role, d.image.index, "source")
-    if result.output and os.path.isfile(result.output) and result.format != "dicom":
-        for sc in kept_targets(result.scans):
+    if not result.output or not os.path.exists(result.output):
+        return saved
+    targets = kept_targets(result.scans)
+    if result.format == "dicom":
+        from ..dicom.pipeline import instance_image
+        files = dicom_kept_files(result.output, targets)
+        for sc in targets:
+            if sc.index in files:
+                save(lambda index: instance_image(files[index], index), "kept", sc.role, sc.index, "output")
+    elif os.path.isfile(result.output):
+        for sc in targets:
             save(lambda index: read_tiff_image(result.output, index), "kept", sc.role, sc.index, "output")
     return saved
