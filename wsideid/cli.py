@@ -371,8 +371,9 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
             "refused_rows": [str(p) for p in res.problems], "overwrote": res.overwrote}
-    if ignored is not None:
+    if ignored is not None:  # a folder: its rows are files, named by the file (the manifest was generated)
         data["ignored"] = ignored
+        data["refused_rows"] = [f"{p.source or f'row {p.row}'}: {p.message}" for p in res.problems]
 
     def text(d):
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
