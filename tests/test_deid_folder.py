@@ -132,3 +132,15 @@ def test_dicom_series_folder_keeps_its_meaning_and_a_mixed_folder_is_refused(lab
     removed = {im["role"] for im in rec["images"] if im["kind"] == "removed"}
     assert {"thumbnail", "level"} <= kept and {"label", "overview"} <= removed, rec["images"]
     assert all((review / "images" / im["file"]).stat().st_size > 0 for im in rec["images"])
+
+
+def test_a_mirax_slide_in_a_folder_is_one_row_with_its_data_folder(lab, tmp_path):
+    from wsideid.mrxs.synth import make_mrxs
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    make_mrxs(str(scans / "S24-1_DOE.mrxs"))  # the index file and its data folder S24-1_DOE/
+    shutil.copyfile(lab["slides"] / TIFF, scans / "b.tiff")
+    p = run("deid", scans, "-o", tmp_path / "out", "--detect", "off", "--json", secret=lab["key"])
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["counts"] == {"published": 2} and data["ignored"] == []  # the data folder is not "ignored"

@@ -68,10 +68,11 @@ def _head(path: str) -> bytes:
 
 
 def is_slide_file(path: str) -> bool:
-    """By content (TIFF, DICOM) or by a slide format's extension."""
+    """By content (TIFF, DICOM, a MIRAX index file with its data folder) or by a slide format's extension."""
+    from ..mrxs.slide import claims as is_mirax
     head = _head(path)
     return (head[:4] in _TIFF_MAGIC or head[128:132] == b"DICM"
-            or os.path.splitext(path)[1].lower() in SLIDE_EXTENSIONS)
+            or os.path.splitext(path)[1].lower() in SLIDE_EXTENSIONS or is_mirax(path))
 
 
 def folder_kind(path: str) -> FolderKind:
@@ -101,11 +102,14 @@ def list_slides(folder: str, skip: tuple[str, ...] = ()) -> tuple[list[str], lis
         names = sorted(os.listdir(folder))
     except OSError as exc:
         raise WsideidError(f"cannot list the input folder: {exc.strerror}") from None
+    from ..mrxs.slide import claims as is_mirax, folder_of
+    parts = {os.path.realpath(folder_of(os.path.join(folder, n))) for n in names
+             if os.path.isfile(os.path.join(folder, n)) and is_mirax(os.path.join(folder, n))}
     for n in names:
         if n.startswith("."):
             continue
         p = os.path.join(folder, n)
-        if os.path.realpath(p) in skip:
+        if os.path.realpath(p) in skip or os.path.realpath(p) in parts:  # a MIRAX slide's data folder: part of it
             continue
         if os.path.isfile(p) and is_slide_file(p) or os.path.isdir(p) and is_dicom_input(p):
             slides.append(n)
