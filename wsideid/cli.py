@@ -166,19 +166,20 @@ def _deid_folder(args) -> int:
     """``deid FOLDER -o OUT`` on a folder of slides: a batch with generated research IDs (see
     wsideid.batch.folder); the options a manifest row cannot carry are refused, not ignored."""
     from .batch.folder import FolderOptions, run_folder
-    fo = FolderOptions(
-        review_dir=args.review_dir, dates=args.dates, secret_file=args.secret_file, subject=args.subject,
-        identifiers=list(args.identifier or []), keep_macro=args.keep_macro, macro=args.macro, label=args.label,
-        detect=args.detect or "all", ocr=not args.no_ocr, verify=args.verify, overwrite=args.overwrite,
-        jobs=max(1, args.jobs), progress=not args.json)
+    a = lambda name, default=None: getattr(args, name, default)  # noqa: E731 - redact shares this path
     unsupported = [flag for flag, given in [
-        ("--in-place", args.in_place), ("--new-id", args.new_id), ("--keep-name", args.keep_name),
-        ("--region", args.region), ("--profile", args.profile), ("--strict", args.strict),
-        ("--to-dicom", args.to_dicom), ("--dicom-option", args.dicom_option), ("--audit-dir", args.audit_dir),
-        ("--no-hash", args.no_hash)] if given]
+        ("--in-place", a("in_place")), ("--new-id", a("new_id")), ("--keep-name", a("keep_name")),
+        ("--region", a("region")), ("--profile", a("profile")), ("--strict", a("strict")),
+        ("--to-dicom", a("to_dicom")), ("--dicom-option", a("dicom_option")), ("--audit-dir", a("audit_dir")),
+        ("--no-hash", a("no_hash"))] if given]
     if unsupported:
         raise WsideidError(f"{', '.join(unsupported)} cannot be used on a folder of slides"
                            " (write a manifest and use `wsideid run`)")
+    fo = FolderOptions(
+        review_dir=a("review_dir"), dates=a("dates", "remove"), secret_file=a("secret_file"), subject=a("subject"),
+        identifiers=list(a("identifier") or []), keep_macro=bool(a("keep_macro")), macro=a("macro"),
+        label=a("label"), detect=a("detect") or "all", ocr=not a("no_ocr"), verify=a("verify", "sample"),
+        overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"))
     _make_outdir(args.output)
     res, ignored = run_folder(args.input, args.output, fo)
     _warn_if_no_secret(res.secret_source)
