@@ -34,6 +34,21 @@ FORMATS = [
         "(SourceLens -2); vendor comments inside the JPEG strips (the fixed `Hamamatsu NanoZoomer Digital "
         "Pathology` comment is kept, any other is stripped and McuStarts moved accordingly).",
     ]),
+    ("ventana.toml", "Ventana BIF", [
+        "Carriers: TIFF tags of every IFD; the ImageDescription (a fixed word or `level=N mag=M quality=Q`, "
+        "kept only as that); the XMP packet (tag 700): the `iScan` element's attributes (barcodes, unit "
+        "number, user, base and file names, dates) and level 0's `EncodeInfo` (tile overlaps and AOI "
+        "origins, kept typed: OpenSlide needs them), elements outside the BIF structure dropped whole; the "
+        "`Label Image` / `Label_Image` (OpenSlide's macro) and the `Probability_Image` map. When IFD 0 (the "
+        "label) goes, the scrubbed iScan moves to the first kept IFD, where OpenSlide looks for it.",
+    ]),
+    ("leica.toml", "Leica SCN", [
+        "Carriers: TIFF tags of every IFD; IFD 0's ImageDescription, the SCN XML map (collection name, "
+        "uuid and Base64 barcode, per-image name, uuid, creation date, device model, version and serial, "
+        "view and pixel dimensions with their IFD numbers), elements outside the SCN structure dropped "
+        "whole; the macro, its own small pyramid (the image whose view spans the collection at 0,0). The "
+        "map's `ifd` numbers are renumbered when images are removed, and it moves to the new IFD 0.",
+    ]),
     ("generic_tiff.toml", "Generic tiled TIFF", [
         "An allow-list: the tags needed to decode and place the pyramid are kept; free text and identity "
         "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
@@ -49,6 +64,38 @@ FORMATS = [
         "written anew, and each data file is a fresh header followed by the kept records only; SLIDE_ID "
         "becomes a keyed pseudonym everywhere it stands; the .mrxs file is written empty; camera positions "
         "are re-packed from checked numbers.",
+    ]),
+    ("ome_tiff.toml", "OME-TIFF", [
+        "Carriers: TIFF tags of every IFD; the OME-XML in the first ImageDescription (Experimenter, image "
+        "names and descriptions, AcquisitionDate, TiffData UUIDs and file names, instrument models and serial "
+        "numbers, structured annotations), split into one entry per element path and attribute "
+        "(`OME/Image/Pixels@SizeX`; `@#text` is an element's text) and rebuilt from the kept entries only; "
+        "the label and macro, each its own OME Image named `label`/`macro`; APPn/COM segments inside JPEG "
+        "tiles. The XML is parsed without DTDs, entities or network access (a document with any is refused). "
+        "Roles come from the OME-XML: the largest unnamed Image is the slide (its planes and SubIFD pyramid "
+        "are kept whole); any other Image is unknown and removed. A dataset spread over several files is "
+        "refused.",
+    ]),
+    ("philips.toml", "Philips TIFF", [
+        "Carriers: TIFF tags of every IFD (Software must keep its `Philips` prefix: a failing value becomes "
+        "`Philips`); the DPUfsImport XML in the first ImageDescription (acquisition and calibration dates, "
+        "device serial, operator, rack and slot, the Base64 barcode, source file names in "
+        "PIM_DP_SOURCE_FILE and DICOM_DERIVATION_DESCRIPTION), split into one entry per attribute keyed by "
+        "the attribute names from the root and rebuilt from the kept entries only (DICOM_DERIVATION_DESCRIPTION "
+        "keeps its typed export settings, `sourceFilename` is dropped); label and macro as stripped IFDs "
+        "described `Label`/`Macro` or as Base64 JPEGs inside the XML (LABELIMAGE/MACROIMAGE scanned images, "
+        "removed whole); APPn/COM segments inside JPEG tiles. The XML is parsed without DTDs, entities or "
+        "network access. Tiled levels must match the pixel spacing the XML gives them; absent (sparse) tiles "
+        "stay absent.",
+    ]),
+    ("qptiff.toml", "Akoya / PerkinElmer QPTIFF", [
+        "Carriers: TIFF tags of every IFD (Software keeps its `PerkinElmer-QPI` name); the "
+        "PerkinElmer-QPI-ImageDescription XML of every IFD (SlideID, Barcode, ComputerName, Identifier, "
+        "ValidationCode, the ScanProfile with operator and study paths, calibration records with dates and "
+        "operators, channel names), split into one entry per element path and rebuilt from the kept entries "
+        "only; the Overview (macro) and Label images; APPn/COM segments inside JPEG tiles. Roles come from "
+        "each IFD's ImageType: FullResolution channel planes and ReducedResolution planes are kept, a "
+        "Thumbnail is kept when it is a reduced copy, anything else is unknown and removed.",
     ]),
 ]
 

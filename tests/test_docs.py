@@ -18,7 +18,8 @@ def test_phi_reference_is_generated_from_current_profiles():
 
 def test_every_shipped_profile_is_documented():
     text = (ROOT / "docs" / "phi-reference.md").read_text()
-    for name in ("aperio.toml", "hamamatsu.toml", "generic_tiff.toml"):
+    for name in ("aperio.toml", "hamamatsu.toml", "generic_tiff.toml", "ventana.toml", "leica.toml", "ome_tiff.toml",
+                 "philips.toml", "qptiff.toml", "mrxs.toml"):
         assert f"formats/{name}" in text
 
 

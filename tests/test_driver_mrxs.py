@@ -187,3 +187,80 @@ def test_text_hidden_in_camera_positions_is_refused(source, tmp_path):
     out.mkdir()
     r = cli("deid", path, "-o", out, "--new-id", "R-3", "--detect", "off")
     assert r.returncode == 2 and "position" in r.stderr and [p.name for p in out.iterdir()] == []
+
+
+def test_batch_resume_counts_the_folder_and_names_collide_with_it(source, tmp_path):
+    (tmp_path / "slides").mkdir()
+    shutil.copy(source, tmp_path / "slides" / "a.mrxs")
+    shutil.copytree(source.parent / "case 17", tmp_path / "slides" / "a")
+    shutil.copy(source, tmp_path / "slides" / "b.mrxs")
+    shutil.copytree(source.parent / "case 17", tmp_path / "slides" / "b")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,new_id\nslides/a.mrxs,M-1\nslides/b.mrxs,m-1.MRXS\n")
+    out = tmp_path / "OUT"
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert r.returncode != 0 and "collide" in (tmp_path / "OUT-review" / "batch-summary.csv").read_text()
+    manifest.write_text("source,new_id\nslides/a.mrxs,M-1\n")
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert r.returncode == 0 and (out / "M-1.mrxs").exists() and (out / "M-1" / "Slidedat.ini").exists()
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert "(0 processed, 1 already done)" in r.stdout
+    (out / "M-1" / "Data0000.dat").unlink()  # the folder is part of the output: resume sees it is gone
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report")
+    assert "(1 processed, 0 already done)" in r.stdout  # not done: redone (and refused over the damaged copy)
+    r = cli("run", manifest, "-o", out, "--detect", "off", "--no-progress", "--no-report", "--overwrite")
+    assert r.returncode == 0 and (out / "M-1" / "Data0000.dat").exists()
+
+
+def test_region_blanking_on_every_level_without_reencoding_the_rest(source, tmp_path):
+    r = cli("redact", source, "-o", tmp_path, "--new-id", "R-4", "--detect", "off", "--region", "300,200,400,300")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "R-4.mrxs"
+    with openslide.OpenSlide(str(source)) as a, openslide.OpenSlide(str(out)) as b:
+        assert list(b.associated_images) == []  # the preview's placement is unknown: removed
+        for level in range(b.level_count):
+            s = 2 ** level
+            px = np.asarray(b.read_region((300, 200), level, (400 // s, 300 // s)))[..., :3].astype(int)
+            assert px.max() - px.min() <= 2, level
+        pa = np.asarray(a.read_region((0, 0), 0, (1024, 1024)))[..., :3]
+        pb = np.asarray(b.read_region((0, 0), 0, (1024, 1024)))[..., :3]
+        changed = np.nonzero(np.any(pa != pb, axis=-1))
+        assert changed[1].min() >= 300 - 16 and changed[1].max() < 700 + 16  # MCU-aligned growth only
+        assert changed[0].min() >= 200 - 16 and changed[0].max() < 500 + 16
+    src, dst = open_mrxs(str(source)), open_mrxs(str(out))
+    same = sum(src.read(a) == dst.read(b) for a, b in zip(src.levels[0].records, dst.levels[0].records))
+    assert same == len(src.levels[0].records) - 4  # only the four camera images under the region changed
+
+
+def test_overlapping_camera_images_are_blanked_wherever_they_show_the_region(tmp_path):
+    """Two images per camera side and 24 px overlaps: a region on a camera seam shows in
+    several records of every level; all of them are blanked, and the copy verifies flat."""
+    src = tmp_path / "ov.mrxs"
+    make_mrxs(str(src), tiles_x=8, tiles_y=8, tile=128, levels=4, div=2, overlap=24)
+    with openslide.OpenSlide(str(src)) as a:
+        assert a.properties["openslide.vendor"] == "mirax" and a.level_count == 4
+    out = tmp_path / "out"
+    out.mkdir()
+    r = cli("redact", src, "-o", out, "--new-id", "R-5", "--detect", "off", "--region", "200,180,140,120")
+    assert r.returncode == 0, r.stderr
+    with openslide.OpenSlide(str(src)) as a, openslide.OpenSlide(str(out / "R-5.mrxs")) as b:
+        for level in range(b.level_count):
+            s = b.level_downsamples[level]
+            w, h = max(1, int(140 // s)), max(1, int(120 // s))
+            px = np.asarray(b.read_region((200, 180), level, (w, h)))[..., :3].astype(int)
+            assert px.max() - px.min() <= 2, level
+        far = (600, 600)
+        assert np.array_equal(np.asarray(a.read_region(far, 0, (200, 200))), np.asarray(b.read_region(far, 0, (200, 200))))
+
+
+def test_label_replace_writes_a_generated_label_openslide_lists(source, tmp_path):
+    r = cli("deid", source, "-o", tmp_path, "--new-id", "R-6", "--label", "replace")
+    assert r.returncode == 0, r.stderr
+    with openslide.OpenSlide(str(tmp_path / "R-6.mrxs")) as b:
+        assert sorted(b.associated_images) == ["label", "thumbnail"]
+        label = b.associated_images["label"]
+    from wsideid.detect.scan import scan_image
+    result = scan_image(label, "label", [], ocr=True)
+    assert any("R-6" in f.value for f in result.findings)  # it shows the research ID
+    assert not result.has_phi or all(f.value.strip() == "R-6" for f in result.findings if f.flags)
+    assert b"DOE^JANE" not in _all_bytes(tmp_path)

@@ -38,7 +38,14 @@ def _warn_if_no_secret(source: str | None) -> None:
 
 def _date_options(args) -> Any:
     from .dates import make_policy
-    return make_policy(args.dates, _secret(args), getattr(args, "subject", None))
+    subject = getattr(args, "subject", None)
+    source = getattr(args, "input", None) or getattr(args, "slide", None) or getattr(args, "original", None)
+    if args.dates == "shift" and not subject and source:
+        from .dicom import is_dicom_input
+        if is_dicom_input(source):  # with no --subject, a DICOM input's PatientID is the subject (issue 15)
+            from .pseudomaps import dicom_patient_id
+            subject = dicom_patient_id(source)
+    return make_policy(args.dates, _secret(args), subject)
 
 
 def _deid_options(args):
@@ -46,13 +53,15 @@ def _deid_options(args):
     return DeidOptions(dates=_date_options(args), profile=args.profile, new_id=getattr(args, "new_id", None),
                        strict=getattr(args, "strict", False), keep_macro=getattr(args, "keep_macro", False),
                        verify=getattr(args, "verify", "sample"), overwrite=getattr(args, "overwrite", False),
-                       hash_outputs=not getattr(args, "no_hash", False),
+                       hash_outputs=not getattr(args, "no_hash", False), hash=getattr(args, "hash", "blake3"),
+                       hash_input=getattr(args, "hash_input", False),
                        audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", None) or "residual",
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
                        in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
-                       keep_name=getattr(args, "keep_name", False), secret=_secret(args))
+                       keep_name=getattr(args, "keep_name", False), secret=_secret(args),
+                       subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None))
 
 
 def _regions(args) -> list:
@@ -115,15 +124,27 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_deid(args) -> int:
-    from .pipeline import DeidOptions, check_name_options, deidentify, plan_summary
+    from .pipeline import DeidOptions, check_name_options
     check_name_options(DeidOptions(new_id=args.new_id, keep_name=getattr(args, "keep_name", False)))
     if not args.output and not getattr(args, "in_place", False):
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
+    if getattr(args, "from_dicomweb", None):
+        if args.output:
+            _make_outdir(args.output)
+        from .dicomweb_cli import deid_from_dicomweb
+        return deid_from_dicomweb(args, _deid_one)
+    if not args.input:
+        raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
     from .batch.folder import is_slide_folder
     if is_slide_folder(args.input):
         return _deid_folder(args)
     if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
         _make_outdir(args.output)
+    return _deid_one(args)
+
+
+def _deid_one(args) -> int:
+    from .pipeline import deidentify, plan_summary
     res = deidentify(args.input, args.output, _deid_options(args))
     if res.replaced:
         print(f"wsideid: --overwrite replaced the existing {os.path.basename(res.output or '')}", file=sys.stderr)
@@ -149,6 +170,9 @@ def cmd_deid(args) -> int:
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
                 + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
                    if d["named_by"] else ""))
+    if getattr(args, "push", None) and res.status == "published":  # verified and clean: sent (issue 15)
+        from .dicomweb_cli import push_after
+        data["pushed"] = push_after(args, res.output)
     _print(data, args.json, text)
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
@@ -269,7 +293,7 @@ def _add_naming(p: argparse.ArgumentParser) -> None:
                         " the PHI text classifier finds nothing in that name; else refused (exit 2)")
     p.add_argument("--review-dir", metavar="DIR",
                    help="lab-side folder, outside OUTDIR: flagged outputs, name-map.csv (input path -> output name),"
-                        " records/<output>.lab.json (input path and sha256, hashed key names); default OUTDIR-review")
+                        " records/<output>.lab.json (input path, its hash with --hash-input, hashed key names); default OUTDIR-review")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR (or --in-place); a folder of"
                                     " slides runs as a batch with generated research IDs")
-    p.add_argument("input", help="a slide file, a DICOM series folder, or a folder of slides (each file or DICOM"
-                                 " subfolder becomes one row of a generated manifest; see `wsideid run`)")
+    p.add_argument("input", nargs="?", help="a slide file, a DICOM series folder, or a folder of slides (each file or"
+                                            " DICOM subfolder becomes one row of a generated manifest; see `wsideid"
+                                            " run`), or none with --from-dicomweb URL --study UID")
     p.add_argument("-o", "--output", metavar="OUTDIR",
                    help="output folder, created when missing (required unless --in-place)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
@@ -298,8 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--mkdir", action="store_true", help=argparse.SUPPRESS)  # OUTDIR is always created now
     p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
-    p.add_argument("--no-hash", action="store_true",
-                   help="skip the sha256 of the output (in the audit) and of the input (in the lab record)")
+    p.add_argument("--no-hash", action="store_true", help="no hash at all (same as --hash none)")
+    p.add_argument("--hash", choices=["blake3", "sha256", "none"], default="blake3",
+                   help="the output's hash in the audit, computed while the bytes are copied (default blake3:"
+                        " a quarter of sha256's CPU; check it with b3sum)")
+    p.add_argument("--hash-input", action="store_true",
+                   help="also hash the input, for the lab record only (a second pass over the input)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert the de-identified SVS/NDPI/TIFF to DICOM WSI (wsidicomizer), then verify it as DICOM")
     p.add_argument("--detect", choices=["off", "residual", "all"], default=None,
@@ -309,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier (accession, name) to look for; repeatable")
     _add_naming(p)
+    from .dicomweb_cli import add_deid_arguments
+    add_deid_arguments(p)
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
@@ -342,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     _add_batch_commands(sub)  # batch commands (issue 7), defined below
+    from .dicomweb_cli import add_commands
+    add_commands(sub, _print)  # push, map lookup (issue 15)
     return ap
 
 
@@ -360,6 +393,9 @@ def cmd_run(args) -> int:
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
         print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
+    if getattr(args, "push", None):  # every verified output, after the batch (issue 15)
+        from .dicomweb_cli import push_batch
+        push_batch(args, res)
     return _print_batch(args, res)
 
 
@@ -435,6 +471,8 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--verify", choices=["sample", "full"], default="sample")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
+                                                 " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 

@@ -45,12 +45,13 @@ def describe_bytes(head: bytes) -> str:
 
 def open_slide(path: str | os.PathLike) -> OpenedSlide:
     from .tiff.container import read_tiff, sniff
-    from .vendors import detect_tiff_vendor
+    from .vendors import detect_tiff_vendor, refused
 
     path = os.fspath(path)
     from . import dicom
     if os.path.isdir(path) and dicom.is_dicom_input(path):
         return OpenedSlide(dicom.NAME, dicom, path)  # a folder of DICOM instances
+    refused.refuse_if_known(path)  # formats recognised and refused by name, with a conversion route
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

@@ -259,7 +259,7 @@ def read_name_map(review: str) -> list[dict[str, str]]:
         return []
 
 
-_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
+_TIFF_EXTENSIONS = (".svs", ".ndpi", ".tiff", ".ome.tif", ".qptiff", ".bif", ".scn")  # pipeline.FORMAT_EXTENSIONS; the format is not parsed here
 
 
 def possible_outputs(source: str, stem: str) -> set[str]:
@@ -270,8 +270,11 @@ def possible_outputs(source: str, stem: str) -> set[str]:
     row counts every TIFF extension: a possible collision is refused, never risked.
     """
     from .dicom import is_dicom_input
+    from .mrxs.slide import claims as is_mirax
     if is_dicom_input(source):
         outs = {stem if os.path.isdir(source) else stem + ".dcm"}
+    elif is_mirax(source):
+        outs = {stem + ".mrxs", stem}  # the file and its folder
     else:
         ext = Path(source.rstrip(os.sep)).suffix.lower()
         outs = {stem + e for e in _TIFF_EXTENSIONS + ((ext,) if ext in (".tif", ".tiff") else ())}

@@ -9,7 +9,6 @@ read-only and checked for changes made while it was being processed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import threading
@@ -39,7 +38,9 @@ class DeidOptions:
     keep_macro: bool = False
     verify: str = "sample"  # sample | full
     overwrite: bool = False
-    hash_outputs: bool = True
+    hash_outputs: bool = True  # False: no hash at all (same as hash="none")
+    hash: str = "blake3"  # the output's hash in the audit: blake3 | sha256 | none (see hashing.py)
+    hash_input: bool = False  # also hash the input, for the lab record (a second pass over the input)
     audit_dir: str | None = None  # default: next to the output
     dicom: Any = None  # wsideid.dicom.plan.DicomOptions (DICOM input or --to-dicom)
     detect: str = "residual"  # off | residual (kept images) | all (also the removed label/macro)
@@ -54,6 +55,7 @@ class DeidOptions:
     keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
+    subject: str | None = None  # patient key (--subject, manifest): DICOM PatientID becomes its keyed pseudonym
 
 
 @dataclass
@@ -68,7 +70,8 @@ class DeidResult:
     scans: list = field(default_factory=list)  # scanning.ImageScan, source and residual
     audit_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    sha256: dict[str, str] = field(default_factory=dict)  # input hashes go to the lab record only
+    sha256: dict[str, str] = field(default_factory=dict)  # hashes (hash_algorithm); input's: lab record only
+    hash_algorithm: str = "sha256"
     named_by: str | None = None  # research-id | pseudonym | kept-name
     replaced: bool = False  # --overwrite replaced an existing output of the same name (callers say so)
 
@@ -111,7 +114,8 @@ def _wants_dicom(path, options: DeidOptions | None) -> bool:
     return is_dicom_input(path) or bool(getattr(getattr(options, "dicom", None), "to_dicom", False))
 
 
-FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff"}
+FORMAT_EXTENSIONS = {"aperio": ".svs", "hamamatsu": ".ndpi", "generic-tiff": ".tiff", "ventana": ".bif",
+                     "leica": ".scn", "ome-tiff": ".ome.tif", "philips": ".tiff", "qptiff": ".qptiff"}
 
 
 def output_name(input_path: str, stem: str, fmt: str | None = None) -> str:
@@ -163,42 +167,10 @@ def _stat_key(path: str) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-class _Hasher(threading.Thread):
-    """sha256 in a thread (hashlib releases the GIL on big updates).
-
-    Hashes a whole file, or, given a recipe, the output as it is being
-    written: new metadata, then the source ranges in output order, then new
-    bytes. That runs beside the kernel's copy instead of after it, on the
-    other core; verification compares the written tiles with the source, and
-    ``--verify full`` re-hashes the file itself.
-    """
-
-    def __init__(self, path: str, recipe=None):
-        super().__init__(daemon=True)
-        self.path = path
-        self.recipe = recipe
-        self.hexdigest: str | None = None
-        self.error: str | None = None
-
-    def run(self) -> None:
-        try:
-            h = hashlib.sha256()
-            with open(self.path, "rb", buffering=0) as fh:
-                if self.recipe is not None:
-                    self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
-                else:
-                    buf = bytearray(4 << 20)
-                    view = memoryview(buf)
-                    while True:
-                        n = fh.readinto(buf)
-                        if not n:
-                            break
-                        h.update(view[:n])
-            self.hexdigest = h.hexdigest()
-        except OSError as exc:
-            self.error = exc.strerror or "read error"
-        except WsideidError as exc:
-            self.error = str(exc)
+def hash_algorithm(options: DeidOptions):
+    """The run's hash (``hashing.HashAlgorithm``): ``hash_outputs=False`` means none."""
+    from .hashing import HashAlgorithm, parse
+    return parse(options.hash) if options.hash_outputs else HashAlgorithm.NONE
 
 
 def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options: DeidOptions | None = None) -> DeidResult:
@@ -236,7 +208,9 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         raise WsideidError("the output would overwrite the input (use another output folder)")
     check_free(final, options.overwrite)
     clean_stale_temps(outdir)
-    in_hash = _Hasher(input_path) if options.hash_outputs else None
+    from .hashing import HashAlgorithm, Hasher
+    algo = hash_algorithm(options)
+    in_hash = Hasher(input_path, algo) if algo is not HashAlgorithm.NONE and options.hash_input else None
     if in_hash:
         in_hash.start()
     plan = _plan(slide, options)
@@ -248,19 +222,26 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         scans += scan_images(input_path, source_targets(plan), "source", options.identifiers, options.ocr)
         timings["detect-source"] = time.perf_counter() - t
 
+    residual = None
+    if options.detect != "off":  # beside the copy and the verification (see residual_thread.py)
+        from .residual_thread import ResidualScan
+        residual = ResidualScan(input_path, plan, options.identifiers, options.ocr, options.new_id)
+        residual.start()
     tmp = os.path.join(outdir, temp_name())
     published = False
     try:
         t1 = time.perf_counter()
-        out_hash: _Hasher | None = None
+        out_hash: Hasher | None = None
 
         def start_output_hash(recipe) -> None:
             nonlocal out_hash
-            if options.hash_outputs:
-                out_hash = _Hasher(input_path, recipe)
+            if algo is not HashAlgorithm.NONE:
+                out_hash = Hasher(input_path, algo, recipe)
                 out_hash.start()
         edited = _apply(slide, plan, tmp, options, start_output_hash)
         timings["write"] = time.perf_counter() - t1
+        if residual is not None:
+            residual.written(tmp)
         t2 = time.perf_counter()
         report = _verify(slide, tmp, plan, edited, options)
         timings["verify"] = time.perf_counter() - t2
@@ -269,11 +250,13 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         if not report.ok:
             raise VerificationFailed(f"output failed verification, nothing published ({failure_summary(report)})")
         status, destination = "published", final
-        if options.detect != "off":
-            residual = _residual_scan(tmp, plan, options)
-            scans += residual
-            timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in residual if s.result)
-            if any(s.has_phi or s.error for s in residual):
+        if residual is not None:
+            t3 = time.perf_counter()
+            found = residual.result()
+            timings["detect-wait"] = time.perf_counter() - t3  # what the overlap did not hide
+            scans += found
+            timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in found if s.result)
+            if any(s.has_phi or s.error for s in found):
                 status = "flagged"
                 from .naming import make_review_dir
                 make_review_dir(review, "flagged")
@@ -281,22 +264,19 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         hashes: dict[str, str] = {}
         for label, h in (("input", in_hash), ("output", out_hash)):
             if h is not None:
-                h.join()
-                if h.error:
-                    raise WsideidError(f"cannot hash the {label}: {h.error}")
-                hashes[label] = h.hexdigest or ""
+                hashes[label] = h.result(label)
         if out_hash is not None and options.verify == "full":
-            check = _Hasher(tmp)
+            check = Hasher(tmp, algo)
             check.run()
-            report.add("output-sha256", check.hexdigest == hashes["output"],
-                       "the file on disk hashes to the recorded sha256")
+            report.add(f"output-{algo.value}", check.hexdigest == hashes["output"],
+                       f"the file on disk hashes to the recorded {algo.value}")
             if not report.ok:
                 raise VerificationFailed(f"output failed verification, nothing published ({failure_summary(report)})")
         if status == "flagged" and os.path.lexists(destination) and not options.overwrite:
             raise WsideidError("a flagged output of this slide is already waiting in the review folder")
         timings["total"] = time.perf_counter() - t0
         result = DeidResult(input_path, destination, slide.format, plan, report, status, timings=timings,
-                            sha256=hashes, scans=scans)
+                            sha256=hashes, scans=scans, hash_algorithm=algo.value)
         # The name is claimed first (a second publisher fails here, before it writes
         # anything), then the records land: a kill between them and the rename leaves
         # an audit without its slide (a rerun redoes it), never a slide without its record.
@@ -307,6 +287,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         published = True
     finally:
         if not published:
+            if residual is not None:
+                residual.cancel()
             try:
                 os.unlink(tmp)
             except OSError:
@@ -388,18 +370,6 @@ def clean_stale_temps(outdir: str, max_age_s: float = 6 * 3600) -> None:
 def _review_audit(options: DeidOptions, destination: str) -> DeidOptions:
     from dataclasses import replace
     return replace(options, audit_dir=os.path.dirname(destination))
-
-
-def _residual_scan(tmp: str, plan: Plan, options: DeidOptions) -> list:
-    from .scanning import residual_targets, scan_images
-    kept = [d.image.index for d in plan.images if d.action != "remove"]
-    targets = residual_targets(plan, {src: out for out, src in enumerate(kept)})
-    scans = scan_images(tmp, targets, "output", options.identifiers, options.ocr)
-    if options.new_id:  # the generated label shows the research ID on purpose
-        for sc in scans:
-            if sc.result is not None:
-                sc.result.findings = [f for f in sc.result.findings if f.value.strip() != options.new_id]
-    return scans
 
 
 def _edits(slide: OpenedSlide, plan: Plan, options: DeidOptions, deferred: bool = False):

@@ -32,7 +32,8 @@ from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, parse_spec
 
 FORMAT_PROFILES = {"aperio": "aperio.toml", "hamamatsu": "hamamatsu.toml",
                    "generic-tiff": "generic_tiff.toml", "dicom": "dicom.toml",
-                   "mirax": "mrxs.toml"}
+                   "mirax": "mrxs.toml", "ventana": "ventana.toml", "leica": "leica.toml",
+                   "ome-tiff": "ome_tiff.toml", "philips": "philips.toml", "qptiff": "qptiff.toml"}
 IMAGE_ROLES = ("level", "thumbnail", "label", "macro", "map", "overview", "other")
 # Sections that are not field tables.
 NON_FIELD_SECTIONS = ("profile", "defaults", "images", "dicom_options")

@@ -115,6 +115,11 @@ def read_tiff_image(path: str, index: int):
     from .tiff.container import read_tiff
     tf = read_tiff(path)
     images = tf.image_ifds()
+    if index >= len(images):  # an image held inside the vendor's metadata (Philips XML)
+        from .vendors import detect_tiff_vendor
+        embedded = getattr(detect_tiff_vendor(tf), "embedded_image", None)
+        if embedded is not None:
+            return embedded(tf, index).convert("RGB")
     if not 0 <= index < len(images):
         raise WsideidError(f"image {index} is not in the file")
     ifd = images[index]

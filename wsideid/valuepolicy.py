@@ -56,6 +56,7 @@ class ValueType(str, Enum):
     JPEG_TABLES = "jpeg-tables"  # TIFF JPEGTables: segments stripped by the writer
     ICC_PROFILE = "icc-profile"  # an ICC profile: its text neutralised (wsideid.icc)
     APERIO_HEADER = "aperio-header"  # the Aperio description header, rebuilt token by token
+    PHILIPS_DERIVATION = "philips-derivation"  # Philips export settings, rebuilt token by token
 
 
 TYPE_ALIASES = {"number": ValueType.DECIMAL}
@@ -224,8 +225,8 @@ def _check_typed(f: Field, spec: ValueSpec) -> Verdict:
         if ok and t == ValueType.ICC_PROFILE:
             return _check_icc(f)
         return Verdict(ok, f.value, note="" if ok else f"value failed {t.value} (not that tag)")
-    if t == ValueType.APERIO_HEADER:
-        return _structured("aperio-header")(f)
+    if t in (ValueType.APERIO_HEADER, ValueType.PHILIPS_DERIVATION):
+        return _structured(t.value)(f)
     text = f.text()
     if t == ValueType.NUMBERS and f.kind == ValueKind.NUMBER and _NUMBER_SUMMARY.fullmatch(text):
         return Verdict(True, f.value)  # numbers by the container's type, too many to show
@@ -286,6 +287,9 @@ def _structured(name: str) -> Callable[[Field], Verdict]:
     if name == "aperio-header":
         from .vendors.aperio import check_header
         return check_header
+    if name == "philips-derivation":
+        from .vendors.philips import check_derivation
+        return check_derivation
     raise ProfileError(f"no checker for {name}")  # pragma: no cover - names are validated
 
 

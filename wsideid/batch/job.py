@@ -66,7 +66,8 @@ def deid_options(job: SlideJob):
                        keep_macro=job.keep_macro, macro=job.macro, label=job.label,
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
-                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
+                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
+                       subject=job.subject)
 
 
 def _counts(result) -> dict[str, Any]:
@@ -109,7 +110,8 @@ def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
             continue
         if os.path.lexists(path):
             dropped.append(os.path.basename(path))
-        for p in (path, path + ".audit.json"):
+        companion = [os.path.splitext(path)[0]] if path.lower().endswith(".mrxs") else []  # MIRAX folder
+        for p in [path, path + ".audit.json"] + companion:
             remove_tree(p)
     return dropped
 
@@ -137,7 +139,8 @@ def is_done(job: SlideJob, prev: dict | None) -> bool:
     out = prev.get("output")
     if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
         return False
-    return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
+    return bool(os.path.exists(out) and tree_sha256(out, prev.get("output_hash_algorithm") or "sha256")
+                == prev.get("output_sha256"))
 
 
 def recover_interrupted(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
@@ -187,6 +190,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
+        "output_hash_algorithm": (result.hash_algorithm if result and result.sha256.get("output") else "sha256"),
         "audit": result.audit_path if result else None,
         "job": asdict(job), "summary": row, "images": [],
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],

@@ -244,6 +244,8 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
     records.check_separate(outdir, review)
     records.link_batch(outdir, review, manifest)
+    from ..safefs import remove_dead_claims
+    remove_dead_claims(outdir)  # left by a run killed between a publish and the claim's release
     rows = assign_pseudonyms(rows, review, secret, problems)
     rows = refuse_collisions(rows, problems)
     write_mapping(review, rows)

@@ -76,7 +76,8 @@ def convert_and_deidentify(input_path: str, outdir: str, options: Any):
         append_name_map(review, chosen, name)  # before the DICOM step publishes
         result = deidentify_dicom(dcm_dir, outdir, dicom_opts)
         result.plan.options["converted_from"] = tiff.format
-        result.sha256["source"] = tiff.sha256.get("input", "")
+        if tiff.sha256.get("input") and tiff.hash_algorithm == result.hash_algorithm:  # --hash-input
+            result.sha256["source"] = tiff.sha256["input"]
         result.input = input_path
         result.named_by = chosen.named_by.value
         from ..audit import write_audit, write_lab_record

@@ -64,9 +64,12 @@ def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) ->
     profile = load_profile("dicom", options.profile)
     rules = DicomRules(profile, _columns(options))
     uids = UidMapper(secret or _secret(options))
+    subject = getattr(options, "subject", None)
+    patient_id = uids.pseudonym("dicom-PatientID", subject) if subject else None  # one per subject
     try:
         return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
-                               options.keep_macro or getattr(options, "macro", None) == "keep", _label(options))
+                               options.keep_macro or getattr(options, "macro", None) == "keep", _label(options),
+                               patient_id=patient_id)
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
@@ -212,9 +215,11 @@ def _deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, option
                             scans=scans)
         # Mapping and audit land first, as in the TIFF pipeline: never a published
         # output the lab cannot map back or that has no record.
+        from ..pseudomaps import patient_pairs, record_maps
         from ..safefs import claim
         with claim(os.path.dirname(final), os.path.basename(final)):
             check_free(final, options.overwrite)
+            record_maps(review, plan.inventory.container.uids.mapped, patient_pairs(plan))  # issue 15 item 2
             result.audit_path = record_and_audit(result, options, name, review)
             result.replaced = _publish(inner if src.is_folder else written[0][1], final, tmp, options.overwrite)
     finally:

@@ -69,6 +69,7 @@ class DicomPlanData:
     frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
+    patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 
 def tag_name(tag: int) -> str:
@@ -103,6 +104,8 @@ class _Planner:
 
     # -- helpers -----------------------------------------------------------
     def _pseudo(self, domain: str, value: str) -> str:
+        if domain == "dicom-PatientID" and self.d.patient_id:
+            return self.d.patient_id
         if self.d.new_id:
             return self.d.new_id
         return self.d.uids.pseudonym(domain, value) if value.strip() else ""
@@ -512,9 +515,10 @@ def _image_info(inst: Instance) -> ImageInfo:
 
 
 def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids: UidMapper, policy: DatePolicy,
-                    new_id: str | None, strict: bool, keep_overview: bool, label: str) -> Plan:
+                    new_id: str | None, strict: bool, keep_overview: bool, label: str,
+                    patient_id: str | None = None) -> Plan:
     data = DicomPlanData(src, rules, uids, new_id, policy, columns=set(rules.columns),
-                         specimens=SpecimenIds(new_id, uids))
+                         specimens=SpecimenIds(new_id, uids), patient_id=patient_id)
     data.specimens.collect([i.ds for i in src.instances])
     planner = _Planner(data)
     for inst in src.instances:

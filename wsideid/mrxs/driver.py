@@ -46,9 +46,13 @@ def plan_slide(slide: MrxsSlide, options: Any) -> Plan:
     for d in plan.fields:
         if d.field.key == "general:SLIDE_ID":
             d.action, d.new_value, d.rule = REPLACE, keyed_slide_id(options, slide.slide_id), "general.SLIDE_ID (keyed)"
+    plan.regions = [tuple(r) for r in (getattr(options, "regions", None) or [])]
     for d in plan.images:
-        if d.action == "replace":  # no generated label record for MIRAX yet: say so, remove it
-            d.action, d.rule = "remove", "--label replace is not available for MIRAX: removed"
+        if plan.regions and d.image.role == "thumbnail" and d.action == "keep":
+            # where the preview lies on the slide is not recorded: a region may show in it
+            d.action, d.rule = "remove", "region blanking: the preview's placement is unknown, removed"
+        if d.action == "replace" and not options.new_id:
+            raise WsideidError("--label replace needs a research ID (--new-id)")
         if d.action == "blank-label":
             d.action, d.rule = "remove", "--macro blank-label is not available for MIRAX: removed"
     return plan
@@ -79,8 +83,6 @@ def deidentify(input_path: str, outdir: str, options: Any):
         raise WsideidError("output folder does not exist")
     if options.in_place:
         raise WsideidError("--in-place is not available for MIRAX (its data files are rewritten)")
-    if options.regions:
-        raise WsideidError("region blanking is not available for MIRAX yet; nothing was written")
     review = review_dir(outdir, options.review_dir)
     check_review_dir(outdir, review)
     slide = open_mrxs(input_path)
@@ -101,10 +103,10 @@ def deidentify(input_path: str, outdir: str, options: Any):
     try:
         t1 = time.perf_counter()
         sid = next(d.new_value for d in plan.fields if d.field.key == "general:SLIDE_ID")
-        written = write(plan, os.path.join(tmp, name.stem + ".mrxs"), sid)
+        written = write(plan, os.path.join(tmp, name.stem + ".mrxs"), sid, options.fill, options.new_id)
         timings["write"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        report = verify(plan, written, slide, options.verify == "full", options.identifiers or [])
+        report = verify(plan, written, slide, options.verify == "full", options.identifiers or [], options.fill)
         timings["verify"] = time.perf_counter() - t2
         if any(os.stat(p).st_mtime_ns != m for p, m in before.items()):
             raise WsideidError("the input changed while it was being processed; nothing was published")
@@ -119,7 +121,7 @@ def deidentify(input_path: str, outdir: str, options: Any):
             final_folder = os.path.splitext(final)[0]
         hashes = {}
         if options.hash_outputs:
-            hashes = {"output": _tree_sha256(written.mrxs) or "", "output[folder]": _tree_sha256(written.folder) or ""}
+            hashes = {"output": _tree_sha256(written.mrxs) or ""}  # the .mrxs file and its folder's files
         timings["total"] = time.perf_counter() - t0
         result = DeidResult(input_path, final, "mirax", plan, report, status, timings=timings, sha256=hashes,
                             scans=scans)
@@ -140,25 +142,37 @@ def deidentify(input_path: str, outdir: str, options: Any):
 
 
 def _detect(slide: MrxsSlide, plan: Plan, written, options: Any):
-    """Detectors on the kept thumbnail (and, with --detect all, the removed label and macro)."""
+    """Detectors on every kept non-level image as it leaves (the preview, a generated label),
+    and, with --detect all, on the removed label and macro."""
+    import io
+
+    from PIL import Image
+
     from ..scanning import scan_images
     if options.detect == "off":
         return [], "published"
     ids, ocr = options.identifiers or [], options.ocr
+    out_records = {slide.nonhier.index(nh): rec for nh, rec in written.nonhier}
 
-    def reader(_path: str, k: int):
-        import io
+    def source_image(_path: str, k: int):
+        return Image.open(io.BytesIO(slide.read(slide.nonhier[k].record))).convert("RGB")
 
-        from PIL import Image
-        nh = slide.nonhier[k]
-        return Image.open(io.BytesIO(slide.read(nh.record))).convert("RGB")
+    def output_image(_path: str, k: int):
+        rec = out_records[k]
+        with open(os.path.join(written.folder, f"Data{rec.fileno:04d}.dat"), "rb") as fh:
+            fh.seek(rec.offset)
+            return Image.open(io.BytesIO(fh.read(rec.length))).convert("RGB")
     scans = []
     if options.detect == "all":
         for k, nh in enumerate(slide.nonhier):
             if nh.role in ("label", "macro"):
-                scans += scan_images(slide.path, [(nh.role, k)], "source", ids, ocr, reader=reader)
-    for nh, _ in written.nonhier:
-        if nh.role == "thumbnail":
-            scans += scan_images(slide.path, [(nh.role, slide.nonhier.index(nh))], "output", ids, ocr, reader=reader)
+                scans += scan_images(slide.path, [(nh.role, k)], "source", ids, ocr, reader=source_image)
+    for k, nh in enumerate(slide.nonhier):
+        if k in out_records and nh.role in ("thumbnail", "label", "macro"):
+            found = scan_images(written.mrxs, [(nh.role, k)], "output", ids, ocr, reader=output_image)
+            for sc in found:  # the research ID on a generated label is what it is meant to show
+                if sc.result is not None and options.new_id:
+                    sc.result.findings = [f for f in sc.result.findings if f.value.strip() != options.new_id]
+            scans += found
     flagged = any(s.stage == "output" and (s.has_phi or s.error) for s in scans)
     return scans, "flagged" if flagged else "published"

@@ -33,7 +33,7 @@ def _jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
 
 
 def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, levels: int = 3,
-              tile_comment: bytes | None = None) -> list[str]:
+              tile_comment: bytes | None = None, div: int = 1, overlap: int = 0) -> list[str]:
     """Write ``path`` (.mrxs) and its folder; returns the planted values. ``tile_comment`` goes
     into a COM segment of every level tile (where a scanner's software may write)."""
     from PIL import Image
@@ -41,7 +41,15 @@ def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, le
     os.makedirs(folder, exist_ok=True)
     with open(path, "wb") as fh:  # the .mrxs file: nothing reads it, a person may have written in it
         fh.write(f"MIRAX slide of {PATIENT} {ACCESSION}\n".encode())
-    base = tissue(tiles_x * tile, tiles_y * tile, seed=7)
+    px = tiles_x // div
+    cams = [((i % px) * (tile * div - overlap), (i // px) * (tile * div - overlap)) for i in range(px * (tiles_y // div))]
+    base = tissue(cams[-1][0] + tile * div, cams[-1][1] + tile * div, seed=7)
+
+    def camera_image(xx: int, yy: int) -> np.ndarray:
+        """Level-0 image (xx, yy): a piece of its camera's photo, placed as the position buffer says."""
+        cx, cy = cams[(yy // div) * px + xx // div]
+        x0, y0 = cx + tile * (xx % div), cy + tile * (yy % div)
+        return base[y0:y0 + tile, x0:x0 + tile]
     data = bytearray(b"01.02" + SLIDE_ID.encode() + b"000")
     data += b'ProfileName="Quokka Profile 7";' + bytes(256)
 
@@ -56,7 +64,8 @@ def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, le
         recs = []
         for y in range(0, tiles_y, c):
             for x in range(0, tiles_x, c):
-                block = base[y * tile:(y + c) * tile, x * tile:(x + c) * tile]
+                block = np.concatenate([np.concatenate([camera_image(x + i, y + j) for i in range(c)], axis=1)
+                                        for j in range(c)], axis=0)
                 img = np.asarray(Image.fromarray(block).resize((tile, tile), Image.BILINEAR)) if c > 1 else block
                 jpeg = _jpeg(np.ascontiguousarray(img))
                 if tile_comment:
@@ -68,9 +77,8 @@ def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, le
     macro[:, :260] = label_image(260, 300, [PATIENT, ACCESSION], code=MRN)
     macro[40:260, 320:760] = tissue(440, 220, seed=3)
     label = label_image(400, 300, [PATIENT, ACCESSION, f"MRN {MRN}"], code=MRN)
-    preview = np.asarray(Image.fromarray(base).resize((tiles_x * 32, tiles_y * 32), Image.BILINEAR))
-    positions = b"".join(struct.pack("<Bii", 1, (i % tiles_x) * tile, (i // tiles_x) * tile)
-                         for i in range(tiles_x * tiles_y))
+    preview = np.asarray(Image.fromarray(base).resize((base.shape[1] // 8, base.shape[0] // 8), Image.BILINEAR))
+    positions = b"".join(struct.pack("<Bii", 1, x, y) for x, y in cams)
     profile_xml = (f'<?xml version="1.0"?><Profile Name="Quokka Profile 7" Operator="{OPERATOR}" '
                    f'Patient="{PATIENT}" MRN="{MRN}"/>').encode()
     nonhier = [Record(0, *put(_jpeg(macro))), Record(0, *put(_jpeg(label))), Record(0, *put(_jpeg(preview))),
@@ -82,7 +90,7 @@ def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, le
     lines = ["[GENERAL]", "SLIDE_VERSION = 01.03", f"SLIDE_ID = {SLIDE_ID}", f"SLIDE_NAME = {PATIENT} {ACCESSION}",
              "PROJECT_NAME = Quokka Pathology", "SLIDE_CREATIONDATETIME = 2024.03.14 09:41:07",
              f"OPERATOR_NAME = {OPERATOR}", f"IMAGENUMBER_X = {tiles_x}", f"IMAGENUMBER_Y = {tiles_y}",
-             "OBJECTIVE_MAGNIFICATION = 20", "CameraImageDivisionsPerSide = 1", "CURRENT_SLIDE_VERSION = 1.9",
+             "OBJECTIVE_MAGNIFICATION = 20", f"CameraImageDivisionsPerSide = {div}", "CURRENT_SLIDE_VERSION = 1.9",
              "[HIERARCHICAL]", "HIER_COUNT = 1", "HIER_0_NAME = Slide zoom level", f"HIER_0_COUNT = {levels}"]
     lines += [f"HIER_0_VAL_{i} = ZoomLevel_{i}" for i in range(levels)]
     lines += [f"HIER_0_VAL_{i}_SECTION = LAYER_0_LEVEL_{i}_SECTION" for i in range(levels)]
@@ -96,7 +104,8 @@ def make_mrxs(path: str, tiles_x: int = 4, tiles_y: int = 4, tile: int = 256, le
               "NONHIER_2_VAL_0_SECTION = NONHIERLAYER_2_VAL_0_SECTION", "INDEXFILE = Index.dat",
               "[DATAFILE]", "FILE_COUNT = 1", "FILE_0 = Data0000.dat"]
     for i in range(levels):
-        lines += [f"[LAYER_0_LEVEL_{i}_SECTION]", "OVERLAP_X = 0", "OVERLAP_Y = 0",
+        lines += [f"[LAYER_0_LEVEL_{i}_SECTION]", f"OVERLAP_X = {overlap if i == 0 else 0}",
+                  f"OVERLAP_Y = {overlap if i == 0 else 0}",
                   f"MICROMETER_PER_PIXEL_X = {0.25 * (1 << i)}", f"MICROMETER_PER_PIXEL_Y = {0.25 * (1 << i)}",
                   "IMAGE_FORMAT = JPEG", "IMAGE_FILL_COLOR_BGR = 16777215", f"DIGITIZER_WIDTH = {tile}",
                   f"DIGITIZER_HEIGHT = {tile}", f"IMAGE_CONCAT_FACTOR = {0 if i == 0 else 1}"]

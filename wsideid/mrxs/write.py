@@ -13,8 +13,6 @@ every 9, so text would fit) and rewritten from the parsed values.
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from dataclasses import dataclass, field
 
 from ..errors import MalformedFile, WsideidError
@@ -22,10 +20,10 @@ from ..jpeg.structure import clean
 from ..model import KEEP, REMOVE, Plan
 from . import ini
 from .index import Record, build_index
+from .regions import pack_positions, parse_positions, record_boxes
 from .slide import SCAN_DATA, SLIDEDAT, ZOOM, MrxsSlide, NonHier
 
 INDEX = "Index.dat"
-POSITION_RECORD = 9
 
 
 @dataclass
@@ -38,6 +36,26 @@ class Written:
     nonhier: list[tuple[NonHier, Record]]  # kept source value -> its record in the output
     expected: dict[Record, Record] = field(default_factory=dict)  # output record -> source record
     stripped: int = 0  # JPEG records whose APPn/COM segments were dropped
+    generated: dict[Record, bytes] = field(default_factory=dict)  # output record -> generated label JPEG
+
+
+def replaced_records(plan: Plan) -> set[int]:
+    """Source non-hierarchical record numbers the plan replaces (a generated label)."""
+    return {d.image.extra["record"] for d in plan.images if d.action == "replace" and "record" in d.image.extra}
+
+
+def generated_label(slide: MrxsSlide, nh: NonHier, research_id: str) -> bytes:
+    """A new label of the old one's size showing the research ID; no byte of the old one."""
+    import io
+
+    from PIL import Image
+
+    from ..labels import label_pixels
+    with Image.open(io.BytesIO(slide.read(nh.record))) as old:
+        size = old.size
+    buf = io.BytesIO()
+    Image.fromarray(label_pixels(research_id, *size)).save(buf, "JPEG", quality=90)
+    return clean(buf.getvalue()).data
 
 
 def kept_value(plan: Plan, group: str, key: str) -> str | None:
@@ -67,7 +85,8 @@ REQUIRED_GENERAL_KEYS = ("SLIDE_VERSION", "IMAGENUMBER_X", "IMAGENUMBER_Y", "OBJ
 def kept_nonhier(plan: Plan) -> list[tuple[int, NonHier]]:
     """Source record numbers of the non-hierarchical values the output keeps, in order."""
     slide: MrxsSlide = plan.inventory.container
-    removed = {d.image.extra.get("record") for d in plan.images if d.action != "keep" and "record" in d.image.extra}
+    removed = {d.image.extra.get("record") for d in plan.images
+               if d.action not in ("keep", "replace") and "record" in d.image.extra}
     return [(k, nh) for k, nh in enumerate(slide.nonhier)
             if nh.role == "positions" or (nh.role != "unknown" and k not in removed)]
 
@@ -112,41 +131,26 @@ def build_keyfile(plan: Plan, slide_id: str, nonhier: list[NonHier], n_files: in
     return kf
 
 
-def _positions(raw: bytes, slide: MrxsSlide, compressed: bool) -> bytes:
-    """Camera positions re-packed from checked numbers (flag 0/1, coordinates inside the slide)."""
-    kf = slide.ini
-    div = int(kf.get("GENERAL", "CameraImageDivisionsPerSide") or 1)
-    count = (kf.need_int("GENERAL", "IMAGENUMBER_X") // div) * (kf.need_int("GENERAL", "IMAGENUMBER_Y") // div)
-    if compressed:
-        d = zlib.decompressobj()
-        raw = d.decompress(raw, count * POSITION_RECORD + 1)
-        if not d.eof or d.unused_data:
-            raise MalformedFile("MIRAX stitching positions are not one zlib stream")
-    if len(raw) != count * POSITION_RECORD:
-        raise MalformedFile("MIRAX position buffer does not hold one record per camera position")
-    w, h = slide.levels[0].width, slide.levels[0].height
-    out = bytearray()
-    for k in range(count):
-        flag, x, y = struct.unpack_from("<Bii", raw, k * POSITION_RECORD)
-        if flag > 1 or not (-4 * w <= x <= 4 * w and -4 * h <= y <= 4 * h):
-            raise MalformedFile("MIRAX position buffer holds values that are not positions on the slide")
-        out += struct.pack("<Bii", flag, x, y)
-    return zlib.compress(bytes(out), 9) if compressed else bytes(out)
-
-
-def _record_bytes(slide: MrxsSlide, rec: Record, kind: str) -> tuple[bytes, bool]:
+def record_bytes(slide: MrxsSlide, rec: Record, boxes: list | None = None, fill: str = "white") -> tuple[bytes, bool]:
+    """A JPEG record as it goes out: reduced to its decoding segments, ``boxes`` blanked in the
+    coefficient domain (untouched blocks keep their exact coefficients); and whether segments went."""
     raw = slide.read(rec)
     if len(raw) != rec.length:
         raise MalformedFile("MIRAX data file is shorter than its index says")
-    if kind == "positions":
-        return raw, False
     c = clean(raw)
-    return c.data, c.changed
+    if not boxes:
+        return c.data, c.changed
+    from ..jpeg import JpegBlankingError, blank_regions
+    try:
+        return blank_regions(c.data, boxes, fill), c.changed
+    except JpegBlankingError as exc:
+        raise WsideidError(f"MIRAX record cannot be blanked: {exc}") from None
 
 
-def write(plan: Plan, out_mrxs: str, slide_id: str) -> Written:
+def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white", research_id: str | None = None) -> Written:
     """Write ``out_mrxs`` (empty) and its folder from ``plan``; returns what was written."""
     slide: MrxsSlide = plan.inventory.container
+    boxes = record_boxes(slide, plan.regions)
     for lv in slide.levels:
         if lv.image_format != "JPEG":
             raise WsideidError(f"MIRAX levels stored as {lv.image_format} are not supported (JPEG only)")
@@ -169,18 +173,28 @@ def write(plan: Plan, out_mrxs: str, slide_id: str) -> Written:
             written.expected[new] = rec
             return new
 
-        for lv in slide.levels:
+        for li, lv in enumerate(slide.levels):
             recs = []
-            for rec in lv.records:
-                data, changed = _record_bytes(slide, rec, "jpeg")
+            for k, rec in enumerate(lv.records):
+                data, changed = record_bytes(slide, rec, boxes.get((li, k)), fill)
                 written.stripped += changed
                 recs.append(put(rec, data, rec.image))
             written.levels.append(recs)
-        for _, nh in kept:
+        replaced = replaced_records(plan)
+        for k, nh in kept:
+            if k in replaced:
+                if not research_id:
+                    raise WsideidError("a replacement label needs a research ID (--new-id)")
+                label = generated_label(slide, nh, research_id)
+                new = put(nh.record, label)
+                written.generated[new] = label
+                written.nonhier.append((nh, new))
+                continue
             if nh.role == "positions":
-                data = _positions(slide.read(nh.record), slide, nh.layer != "VIMSLIDE_POSITION_BUFFER")
+                compressed = nh.layer != "VIMSLIDE_POSITION_BUFFER"
+                data = pack_positions(parse_positions(slide.read(nh.record), slide, compressed), compressed)
             else:
-                data, changed = _record_bytes(slide, nh.record, "jpeg")
+                data, changed = record_bytes(slide, nh.record)
                 written.stripped += changed
             written.nonhier.append((nh, put(nh.record, data)))
     finally:

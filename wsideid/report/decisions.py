@@ -50,7 +50,7 @@ def reverify(rec: dict) -> str | None:
     out = rec.get("output")
     if not out or not os.path.exists(out):
         return "the flagged output is no longer in the review folder"
-    if records.tree_sha256(out) != rec.get("output_sha256"):
+    if records.tree_sha256(out, rec.get("output_hash_algorithm") or "sha256") != rec.get("output_sha256"):
         return "the flagged output changed since it was verified (sha256 differs)"
     if records.input_state(rec["source"]) != rec.get("input"):
         return "the source slide changed or is gone; re-run the batch"
@@ -128,7 +128,7 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         from ..safefs import makedirs
         makedirs(review_dir, dest_dir)
     dest = _move(out, dest_dir)
-    if decision == "approve" and records.tree_sha256(dest) != rec.get("output_sha256"):
+    if decision == "approve" and records.tree_sha256(dest, rec.get("output_hash_algorithm") or "sha256") != rec.get("output_sha256"):
         shutil.move(dest, out)  # should not happen; never leave an unverified file in OUTDIR
         return Applied(nid, decision, False, "the output changed while it was moved")
     audit.update(status=status, review={"decision": status, "reviewer": reviewer, "decided_at": when,

@@ -91,6 +91,8 @@ class _Layout:
         return {"classic": 8, "bigtiff": 16, "ndpi": 12}[self.kind]
 
     def is_inline(self, e: OutEntry) -> bool:
+        if self.kind == "ndpi" and e.type == 16 and e.count == 1:
+            return True  # a 64-bit NDPI offset: low word in the entry, high word in the extension array
         return len(e.raw) <= self.inline_max
 
     def ifd_block_size(self, entries: list[OutEntry]) -> int:

@@ -11,9 +11,9 @@ from types import ModuleType
 
 from ..errors import UnsupportedFormat
 from ..tiff.container import TiffFile
-from . import aperio, generic_tiff, hamamatsu
+from . import aperio, generic_tiff, hamamatsu, leica, ome_tiff, philips, qptiff, ventana
 
-TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, generic_tiff]
+TIFF_VENDORS: list[ModuleType] = [hamamatsu, aperio, philips, qptiff, ventana, leica, ome_tiff, generic_tiff]
 
 
 def detect_tiff_vendor(tf: TiffFile) -> ModuleType:

@@ -279,6 +279,21 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
     return fields
 
 
+def description_field(k: int, ifd: Ifd, text: str) -> Field:
+    """The ImageDescription of an IFD after the first, where a vendor keeps its XML
+    in the first only: one plain tag field, decided by the profile's [tags] entry."""
+    return Field(f"{ifd.path}/ImageDescription", "tags:ImageDescription", text, ifd=k, tag=270,
+                 kind=ValueKind.TEXT)
+
+
+def description_join(decisions: list[Decision]) -> str | None:
+    """The text the plan gives such a plain description (None: removed)."""
+    kept = [d for d in decisions if d.action != REMOVE]
+    if not kept:
+        return None
+    return str(kept[0].field.value if kept[0].action == KEEP else kept[0].new_value)
+
+
 def text_entry(tag: int, text: str) -> OutEntry:
     raw = text.encode("utf-8") + b"\0"
     return OutEntry(tag, 2, len(raw), raw)

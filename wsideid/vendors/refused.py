@@ -1,0 +1,135 @@
+"""Formats recognised by their content and refused by name, with a conversion route.
+
+wsideid has no parser it could trust for these (no open reader, or one that
+leaves structures nobody checks), so it does not pretend to de-identify
+them. Rather than "unrecognised content", the user learns what the file is
+and how to turn it into a format wsideid publishes (docs/formats.md).
+
+One table, :data:`REFUSED`: each entry names the format, says how its
+content is recognised (magic bytes, or the structure beside it for MIRAX)
+and the route. Detection never looks at the file name.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import UnsupportedFormat
+
+HEAD_BYTES = 64 << 10  # iSyntax's XML header reaches the DPUfsImport marker well within this
+DOCS = "docs/formats.md"
+ROUTE_DICOM = "convert it to DICOM with wsidicomizer"
+ROUTE_OME = "convert it to OME-TIFF with bfconvert (Bio-Formats)"
+
+
+@dataclass(frozen=True)
+class RefusedFormat:
+    name: str                              # what the user is told the file is
+    matches: Callable[[str, bytes], bool]  # (path, first HEAD_BYTES bytes) -> recognised
+    route: str                             # how to get a format wsideid publishes
+
+
+def _isyntax(path: str, head: bytes) -> bool:
+    # the DPUfsImport XML header, ended by CR LF EOT, then binary data (libisyntax, wsi-anon)
+    marker = head.find(b"\r\n\x04")
+    return marker > 0 and b"DPUfsImport" in head[:marker] and head.lstrip()[:1] == b"<"
+
+
+def _czi(path: str, head: bytes) -> bool:
+    return len(head) >= 32 and head.startswith(b"ZISRAWFILE")
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _vsi(path: str, head: bytes) -> bool:
+    # a TIFF header, then at byte 8 the VSI tag-stream header: int16 size 24, int16 version 21321
+    if len(head) < 12 or head[:4] not in _TIFF_MAGIC[:2]:
+        return False
+    bo = "<" if head[:2] == b"II" else ">"
+    return struct.unpack(bo + "hh", head[8:12]) == (24, 21321)
+
+
+def _ets(path: str, head: bytes) -> bool:
+    return head.startswith(b"SIS\x00") and b"ETS\x00" in head[:256]
+
+
+def _ini_section(head: bytes, section: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return text.startswith(section)
+
+
+def _vms(path: str, head: bytes) -> bool:
+    return _ini_section(head, b"[Virtual Microscope Specimen]")
+
+
+def _vmu(path: str, head: bytes) -> bool:
+    return _ini_section(head, b"[Uncompressed Virtual Microscope Specimen]")
+
+
+def _slidedat(folder: str) -> bool:
+    ini = os.path.join(folder, "Slidedat.ini")
+    try:
+        with open(ini, "rb") as fh:
+            return b"[GENERAL]" in fh.read(HEAD_BYTES)
+    except OSError:
+        return False
+
+
+def _mirax(path: str, head: bytes) -> bool:
+    # the .mrxs file is opaque; its structure is the folder of the same stem holding
+    # Slidedat.ini with a [GENERAL] section (or the folder itself was given)
+    if os.path.isdir(path):
+        return _slidedat(path)
+    if head[:4] in _TIFF_MAGIC or head[128:132] == b"DICM":
+        return False  # a slide of a format wsideid reads, whatever lies beside it
+    return _slidedat(os.path.splitext(path)[0])
+
+
+REFUSED: tuple[RefusedFormat, ...] = (
+    RefusedFormat("Philips iSyntax", _isyntax,
+                  "export it as DICOM from the Philips IMS, or convert it to DICOM with wsidicomizer"),
+    RefusedFormat("Zeiss CZI", _czi, f"{ROUTE_OME}, or {ROUTE_DICOM}"),
+    RefusedFormat("Olympus/Evident VSI", _vsi, f"{ROUTE_OME}, or {ROUTE_DICOM}"),
+    RefusedFormat("Olympus/Evident ETS (a VSI's pixel store)", _ets, f"{ROUTE_OME} from its .vsi file"),
+    RefusedFormat("Hamamatsu VMS", _vms, f"{ROUTE_OME}, or {ROUTE_DICOM}"),
+    RefusedFormat("Hamamatsu VMU", _vmu, f"{ROUTE_OME}"),
+    # a complete MIRAX slide is read by wsideid.mrxs; what reaches this table is a folder given
+    # instead of its .mrxs file, or a Slidedat.ini without the structure the reader needs
+    RefusedFormat("3DHistech MIRAX (MRXS) given as its folder or incomplete", _mirax,
+                  "give the .mrxs file whose folder of the same stem holds Slidedat.ini ([GENERAL] SLIDE_ID, "
+                  f"[HIERARCHICAL]), Index.dat and the data files; or {ROUTE_DICOM}"),
+)
+
+
+def read_head(path: str) -> bytes:
+    if os.path.isdir(path):
+        return b""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def recognise(path: str, head: bytes | None = None) -> RefusedFormat | None:
+    """The refused format the content is, or None."""
+    head = read_head(path) if head is None else head
+    for fmt in REFUSED:
+        if fmt.matches(path, head):
+            return fmt
+    return None
+
+
+def message(fmt: RefusedFormat) -> str:
+    return f"{fmt.name} is not supported: {fmt.route} (see {DOCS})"
+
+
+def refuse_if_known(path: str | os.PathLike) -> None:
+    """Raise UnsupportedFormat with the format's name and route when the content is a refused format."""
+    fmt = recognise(os.fspath(path))
+    if fmt is not None:
+        raise UnsupportedFormat(message(fmt))
