@@ -198,7 +198,7 @@ def test_keyboard_review_counts_and_export(batch, tmp_path):
     lab2 = json.loads((review / "records" / "R-2.svs.lab.json").read_text())
     assert (lab1["status"], lab1["output"], lab1["review"]["reviewer"]) == ("approved", str(out / "R-1.svs"), "-QC Anna")
     assert (lab2["status"], lab2["output"]) == ("rejected", str(review / "rejected" / "R-2.svs"))
-    assert lab1["sha256"]["output"] == load_record(str(review), "R-1")["output_sha256"]
+    assert lab1["output_name"] == "R-1.svs" and lab1["input"] == load_record(str(review), "R-1")["source"]
     # the page after the decisions: still every row, the decided ones with their state
     page = render(str(review))
     assert page.count('<section class="slide"') == 6 and "approved by -QC Anna" in page
