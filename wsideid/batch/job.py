@@ -24,8 +24,6 @@ SUMMARY_COLUMNS = [
     "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
     "error_kind", "reviewed", "overwrote", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
 ]
-IMAGE_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
-PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
 
 
 @dataclass
@@ -70,52 +68,6 @@ def deid_options(job: SlideJob):
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
                        overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
                        subject=job.subject)
-
-
-def _save_image(img, path: str, root: str) -> str:
-    """A JPEG preview, written like every review file: new temp, rename, no link followed."""
-    import io
-    from ..safefs import makedirs, write_atomic
-    img = img.convert("RGB")
-    img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-    makedirs(root, os.path.dirname(path))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=85)
-    write_atomic(path, buf.getvalue(), root=root, mode=0o600)
-    return os.path.basename(path)
-
-
-def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
-    """Copies of the removed label/macro (from the source) and, for a flagged slide, the kept
-    non-pyramid images that triggered it (from the output), for the QC page."""
-    from ..scanning import read_tiff_image
-    if result is None or result.plan is None:
-        return []
-    read_removed = lambda index: read_tiff_image(job.source, index)  # noqa: E731
-    if result.format == "dicom":
-        from ..dicom.pipeline import instance_image
-        paths = {i.index: i.path for i in result.plan.inventory.container.source.instances}
-        read_removed = lambda index: instance_image(paths[index], index)  # noqa: E731
-    folder = os.path.join(job.review_dir, "images")
-    saved = []
-    for d in result.plan.images:
-        if d.action == "remove" and d.image.role in IMAGE_ROLES:
-            try:
-                name = _save_image(read_removed(d.image.index),
-                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"), job.review_dir)
-                saved.append({"file": name, "role": d.image.role, "kind": "removed"})
-            except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
-                continue
-    if result.status == "flagged" and result.output and result.format != "dicom":
-        for sc in result.scans:
-            if sc.stage == "output" and (sc.has_phi or sc.error):
-                try:
-                    name = _save_image(read_tiff_image(result.output, sc.index),
-                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"), job.review_dir)
-                    saved.append({"file": name, "role": sc.role, "kind": "kept"})
-                except Exception:  # noqa: BLE001
-                    continue
-    return saved
 
 
 def _counts(result) -> dict[str, Any]:
@@ -254,7 +206,8 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     # in between leaves a slide its record proves (a rerun skips it), not one it must refuse.
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
     try:
-        record["images"] = save_review_images(job, result)
+        from ..report.previews import save_review_images
+        record["images"] = save_review_images(job.new_id, job.source, job.review_dir, result)
     except Exception:  # noqa: BLE001
         pass
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)

@@ -99,6 +99,19 @@ def _update_summary(path: str, new_id: str, status: str, reviewed: str) -> None:
     write_csv(path, rows, list(cols))
 
 
+def _update_lab_record(review_dir: str, dest: str, status: str, review: dict) -> None:
+    """The lab record (``records/<output name>.lab.json``, see wsideid.audit) follows the decision:
+    its status, where the output now is, and who decided, so the lab's own record of a slide never
+    still says "flagged, in the review folder" for a slide that was published or rejected."""
+    from ..audit import LAB_RECORDS
+    path = os.path.join(review_dir, LAB_RECORDS, os.path.basename(dest) + ".lab.json")
+    lab = records.read_json(path)
+    if not isinstance(lab, dict):
+        return  # written before lab records existed: nothing to keep in step
+    lab.update(status=status, output=os.path.abspath(dest), review=review)
+    records.write_json(path, lab, root=review_dir)
+
+
 def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, review_dir: str) -> Applied:
     nid = rec["new_id"]
     out = rec["output"]
@@ -123,8 +136,11 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
     records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit)
     if os.path.exists(audit_src):
         os.unlink(audit_src)
+    decided = {"decision": status, "reviewer": reviewer, "note": note, "decided_at": when,
+               "reverified": decision == "approve"}
+    _update_lab_record(review_dir, dest, status, decided)
     rec.update(status=status, output=dest, audit=os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"),
-               review={"decision": status, "reviewer": reviewer, "note": note, "decided_at": when})
+               review=decided)
     rec["summary"].update(status=status, reviewed=status)
     records.write_json(records.record_path(review_dir, nid), rec, root=review_dir)
     _update_summary(os.path.join(outdir, records.SUMMARY), nid, status, status)
