@@ -167,9 +167,9 @@ class _Planner:
                 creator = ds.get((group, el >> 8))
                 verdict = self.d.rules.private(str(creator.value) if creator is not None else None, el & 0xFF,
                                                group, elem.VR)
-                if verdict.letter == "K":
-                    kept_blocks.add((group, el >> 8))
                 self._apply_letter(path, elem, inst, verdict, nested)
+                if verdict.letter == "K" and self.d.ops[path].kind != "remove":  # the value passed the policy
+                    kept_blocks.add((group, el >> 8))
                 continue
             if elem.keyword in code_ops:
                 self._code(path, elem, inst, code_ops[elem.keyword], ds)
