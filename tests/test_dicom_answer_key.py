@@ -146,3 +146,16 @@ def test_contradictory_options_refused(series, tmp_path):
         run(series, tmp_path / "b", dicom_opts=("clean-pixel-data",))
     with pytest.raises(WsideidError, match="unknown DICOM option"):
         run(series, tmp_path / "c", dicom_opts=("retain-everything",))
+
+
+def test_safe_private_dictionary_is_the_standards_table():
+    from wsideid.dicom.rules import DicomRules
+    profile = load_profile("dicom")
+    table = profile.data["dicom_options"]["safe_private_standard"]
+    assert len(table) == 130 and len({k.split("|")[0] for k in table}) == 16  # PS3.15 Table E.3.10-1
+    on, off = DicomRules(profile, {"safe_private"}), DicomRules(profile, set())
+    assert on.private("Philips PET Private Group", 0x00, 0x7053, "DS").letter == "K"
+    assert off.private("Philips PET Private Group", 0x00, 0x7053, "DS").letter == "X"
+    assert on.private("Philips PET Private Group", 0x00, 0x7053, "UN").letter == "X"  # implicit VR: not vouched
+    assert on.private("Philips PET Private Group", 0x00, 0x7055, "DS").letter == "X"  # other group
+    assert on.private("ACME PHI", 0x01, 0x0009, "LO").letter == "X"
