@@ -39,6 +39,17 @@ FORMATS = [
         "tags are removed; any other tag, including private ones, is unknown and removed (or refuses the "
         "slide with `--strict`).",
     ]),
+    ("mrxs.toml", "3DHistech MIRAX", [
+        "Carriers: every key of Slidedat.ini (slide name and id, project, creation date and time, scanner "
+        "hardware ids in vendor groups, the names of non-hierarchical layers); the label "
+        "(ScanDataLayer_SlideBarcode), the macro (ScanDataLayer_SlideThumbnail) and other non-hierarchical "
+        "records (ProfileXML, histograms) in the data files; the data file headers (slide id, "
+        "`ProfileName=...`); APPn/COM segments of JPEG records; the .mrxs file itself.",
+        "The key file's [HIERARCHICAL] and [DATAFILE] groups are rebuilt from what is kept, the index is "
+        "written anew, and each data file is a fresh header followed by the kept records only; SLIDE_ID "
+        "becomes a keyed pseudonym everywhere it stands; the .mrxs file is written empty; camera positions "
+        "are re-packed from checked numbers.",
+    ]),
 ]
 
 _LINE = re.compile(r'^\s*("?[^"=\[]+"?|"[^"]+")\s*=\s*(.+?)\s*(?:#\s*(.*))?$')
@@ -118,7 +129,10 @@ def render() -> str:
             out.append(f"| {role} | {action} | {notes.get(('images', role), '')} |")
         out.append("")
         for section, heading in (("tags", "TIFF tags"), ("description", "ImageDescription keys"),
-                                 ("properties", "Property map keys (tag 65449)")):
+                                 ("properties", "Property map keys (tag 65449)"),
+                                 ("general", "Slidedat.ini [GENERAL]"), ("hierarchical", "Slidedat.ini [HIERARCHICAL]"),
+                                 ("datafile", "Slidedat.ini [DATAFILE]"), ("level", "Slidedat.ini zoom level groups"),
+                                 ("nonhier_value", "Slidedat.ini non-hierarchical record groups")):
             table = data.get(section)
             if not table:
                 continue

@@ -33,7 +33,7 @@ from wsideid.model import REPLACE, ValueKind
 from wsideid.pipeline import deidentify
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
-TOKENS = ["quokka", "4455"]  # in every planted value
+TOKENS = ["quokka", "4455"]  # in every planted value (see _leaks for how the number is searched)
 
 
 def make_icc(desc: str, cprt: str) -> bytes:
@@ -178,12 +178,17 @@ def series(tmp_path_factory):
 
 
 def _leaks(data: bytes) -> list[str]:
+    """Planted tokens in any encoding. The numbers are searched whole (4455601-4455627): a bare
+    "4455" is four bytes, which random JPEG pixel data holds about once in 1.4 GB of output
+    (seen once in a full run), while seven digits in a row never turn up by chance."""
     low = data.lower()
     found = []
-    for tok in TOKENS:
-        for enc in ("ascii", "utf-16-le", "utf-16-be"):
-            if tok.encode(enc) in low:
-                found.append(f"{tok} ({enc})")
+    for enc in ("ascii", "utf-16-le", "utf-16-be"):
+        if "quokka".encode(enc) in low:
+            found.append(f"quokka ({enc})")
+        for n in range(4455600, 4455630):
+            if str(n).encode(enc) in low:
+                found.append(f"{n} ({enc})")
     return found
 
 

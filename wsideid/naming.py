@@ -34,7 +34,7 @@ PSEUDONYM_PREFIX = "WSI-"
 NAME_MAP = "name-map.csv"
 NAME_MAP_COLUMNS = ["time", "input", "output_name", "named_by"]
 _FINGERPRINT_SPAN = 1 << 20  # bytes read from the start and from the end of each file
-_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")  # no "..", no trailing dot
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 _KEEPABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 
@@ -65,18 +65,35 @@ class OutputName:
     record: bool = True
 
 
+def research_id_problem(value: str | None) -> str | None:
+    """Why ``value`` cannot be a research ID (it becomes a file or folder name), or None.
+
+    The one rule for --new-id and the manifest's new_id column alike, so
+    that a name one door refuses (a trailing dot that Windows drops, a
+    device name) cannot come in through the other.
+    """
+    if value is None or not value.strip():
+        return "is empty"
+    if value != value.strip():
+        return "has leading or trailing white space"
+    if len(value) > 64:
+        return "is longer than 64 characters"
+    if "/" in value or "\\" in value or os.sep in value:
+        return "may not contain path separators"
+    if ".." in value or value.startswith("."):
+        return "may not start with '.' or contain '..'"
+    if not _ID_SAFE.match(value):
+        return "may hold only letters, digits, '-', '_' and single dots, starting with a letter or digit"
+    if _RESERVED.match(value):
+        return "is a reserved device name (CON, NUL, COM1, ...)"
+    return None
+
+
 def check_research_id(new_id: str | None) -> str:
     """A research ID fit to be a file name; refuses (exit 2) instead of falling back to the input name."""
-    if new_id is None or not new_id.strip():
-        raise NamingError("--new-id is empty (give a research ID, or leave --new-id out for a pseudonym)")
-    if new_id != new_id.strip():
-        raise NamingError("--new-id has leading or trailing white space")
-    if "/" in new_id or "\\" in new_id or os.sep in new_id:
-        raise NamingError("--new-id may not contain path separators")
-    if new_id in (".", "..") or ".." in new_id or _RESERVED.match(new_id):
-        raise NamingError("--new-id is a reserved name or holds '..'")
-    if not _ID_SAFE.match(new_id):
-        raise NamingError("--new-id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    why = research_id_problem(new_id)
+    if why is not None or new_id is None:
+        raise NamingError(f"--new-id {why}")
     return new_id
 
 
@@ -253,8 +270,11 @@ def possible_outputs(source: str, stem: str) -> set[str]:
     row counts every TIFF extension: a possible collision is refused, never risked.
     """
     from .dicom import is_dicom_input
+    from .mrxs.slide import claims as is_mirax
     if is_dicom_input(source):
         outs = {stem if os.path.isdir(source) else stem + ".dcm"}
+    elif is_mirax(source):
+        outs = {stem + ".mrxs", stem}  # the file and its folder
     else:
         ext = Path(source.rstrip(os.sep)).suffix.lower()
         outs = {stem + e for e in _TIFF_EXTENSIONS + ((ext,) if ext in (".tif", ".tiff") else ())}

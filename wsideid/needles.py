@@ -60,6 +60,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .dates import parse_any, spellings
+from .errors import ProfileError
 from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind, VerifyReport
 
 MIN_VALUE = 4  # whole removed values
@@ -284,7 +285,7 @@ def _own_rule_keeps(plan: Plan, d: Decision, piece: str) -> bool:
     section, _, name = d.field.key.partition(":")
     try:
         found = profile.rule(section, name)
-    except Exception:  # noqa: BLE001 - a profile that cannot answer vouches for nothing
+    except ProfileError:  # a profile that cannot answer vouches for nothing: the piece stays a needle
         return False
     if not found:
         return False

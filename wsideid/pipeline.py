@@ -80,6 +80,10 @@ def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan
     if _wants_dicom(path, None):
         from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.inspect(path, options)
+    from .mrxs.slide import claims as is_mirax
+    if is_mirax(os.fspath(path)):
+        from .mrxs.driver import inspect as inspect_mirax
+        return inspect_mirax(os.fspath(path), with_secret(options))
     slide = open_slide(path)
     return _plan(slide, options)
 
@@ -206,6 +210,10 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike, options
         from .dicom import pipeline as dicom_pipeline
         return dicom_pipeline.deidentify(input_path, outdir, options)
     input_path = os.fspath(input_path)
+    from .mrxs.slide import claims as is_mirax
+    if is_mirax(input_path):
+        from .mrxs.driver import deidentify as deidentify_mirax
+        return deidentify_mirax(input_path, os.fspath(outdir), options)
     if options.in_place:
         return _deidentify_in_place(input_path, options)
     from .inplace import journal_path

@@ -31,7 +31,8 @@ from .model import (DATE, DATETIME, FIELD_ACTIONS, IMAGE_ACTIONS, KEEP, REMOVE, 
 from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, parse_spec
 
 FORMAT_PROFILES = {"aperio": "aperio.toml", "hamamatsu": "hamamatsu.toml",
-                   "generic-tiff": "generic_tiff.toml", "dicom": "dicom.toml"}
+                   "generic-tiff": "generic_tiff.toml", "dicom": "dicom.toml",
+                   "mirax": "mrxs.toml"}
 IMAGE_ROLES = ("level", "thumbnail", "label", "macro", "map", "overview", "other")
 # Sections that are not field tables.
 NON_FIELD_SECTIONS = ("profile", "defaults", "images", "dicom_options")

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import WsideidError
 from .records import input_state, load_record, record_path, tree_sha256, write_json
+from .recovery import mark_running, recover
 
 SUMMARY_COLUMNS = [
     "row", "new_id", "status", "run", "format", "output", "fields", "removed", "replaced", "kept", "unknown_removed",
@@ -156,7 +157,8 @@ def _drop_stale(job: SlideJob, keep: str | None) -> list[str]:
             continue
         if os.path.lexists(path):
             dropped.append(os.path.basename(path))
-        for p in (path, path + ".audit.json"):
+        companion = [os.path.splitext(path)[0]] if path.lower().endswith(".mrxs") else []  # MIRAX folder
+        for p in [path, path + ".audit.json"] + companion:
             remove_tree(p)
     return dropped
 
@@ -187,12 +189,21 @@ def is_done(job: SlideJob, prev: dict | None) -> bool:
     return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
 
 
+def recover_interrupted(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
+    """A slide killed between its publish and its record: finished from the disk (wsideid.batch.recovery)."""
+    return recover(job, prev, lambda p: _ours(p, job.outdir, job.review_dir), SUMMARY_COLUMNS)
+
+
 def run_job(job: SlideJob) -> dict[str, Any]:
     """De-identify one slide; returns its OUTDIR summary row. Never raises."""
     from ..pipeline import deidentify
     prev = load_record(job.review_dir, job.new_id)
     if is_done(job, prev):  # a cluster re-running a task whose result it lost (its worker died)
         return {**prev["summary"], "status": prev["status"]}
+    recovered = recover_interrupted(job, prev)
+    if recovered is not None:
+        return recovered
+    mark_running(job, prev)
     t0 = time.perf_counter()
     state = input_state(job.source)
     result, error, kind = None, None, ""

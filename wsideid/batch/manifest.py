@@ -46,8 +46,6 @@ COLUMNS: dict[str, str] = {
 REQUIRED = ("source",)
 _TRUE = {"yes", "y", "true", "1", "x"}
 _FALSE = {"no", "n", "false", "0", ""}
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
-_ID_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
 
 
 class ManifestError(WsideidError):
@@ -182,20 +180,9 @@ def _regions(value: str, row: int, problems: list[RowProblem]) -> list[tuple[int
 
 
 def check_research_id(value: str) -> str | None:
-    """Why ``value`` cannot be a research ID (it becomes a file name), or None."""
-    if not value:
-        return "is empty"
-    if len(value) > 64:
-        return "is longer than 64 characters"
-    if "/" in value or "\\" in value or os.sep in value:
-        return "may not contain path separators"
-    if ".." in value or value.startswith("."):
-        return "may not start with '.' or contain '..'"
-    if not _ID_SAFE.match(value):
-        return "may hold only letters, digits, '-', '_' and single dots"
-    if _RESERVED.match(value):
-        return "is a reserved device name (CON, NUL, COM1, ...)"
-    return None
+    """Why ``value`` cannot be a research ID, or None: naming's one rule (wsideid.naming)."""
+    from ..naming import research_id_problem
+    return research_id_problem(value)
 
 
 def resolve_source(value: str, root: Path) -> tuple[Path | None, str | None]:

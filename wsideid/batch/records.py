@@ -73,14 +73,24 @@ def input_state(path: str) -> dict[str, int] | None:
         return None
 
 
+def output_parts(path: str) -> list[tuple[str, str]]:
+    """(name, file) of everything an output consists of: a file; a folder's files (DICOM); a
+    MIRAX .mrxs file and the files of its folder, whose absence would leave a slide no reader opens."""
+    if os.path.isdir(path):
+        return [(n, os.path.join(path, n)) for n in sorted(os.listdir(path))]
+    companion = os.path.splitext(path)[0]
+    if path.lower().endswith(".mrxs") and os.path.isdir(companion) and not os.path.islink(companion):
+        return [("", path)] + [(n, os.path.join(companion, n)) for n in sorted(os.listdir(companion))]
+    return [("", path)]
+
+
 def tree_sha256(path: str) -> str | None:
-    """sha256 of a file, or of a folder's files in name order (DICOM outputs)."""
+    """sha256 over an output's parts (``output_parts``) in name order, names included for folders."""
     h = hashlib.sha256()
     try:
-        files = [os.path.join(path, n) for n in sorted(os.listdir(path))] if os.path.isdir(path) else [path]
-        for f in files:
-            if os.path.isdir(path):
-                h.update(os.path.basename(f).encode() + b"\0")
+        for name, f in output_parts(path):
+            if name:
+                h.update(name.encode() + b"\0")
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(8 << 20), b""):
                     h.update(chunk)

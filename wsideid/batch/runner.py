@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, run_job
+from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, recover_interrupted, run_job
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
@@ -252,6 +252,8 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         prev = records.load_record(review, r.new_id)
         if is_done(job, prev):
             done_rows[r.row] = {**prev["summary"], "status": prev["status"], "run": "skipped"}
+        elif (recovered := recover_interrupted(job, prev)) is not None:
+            done_rows[r.row] = recovered
         else:
             _prepare(job, prev, opts.overwrite)
             todo.append(job)

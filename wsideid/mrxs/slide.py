@@ -1,0 +1,199 @@
+"""Open a MIRAX slide: its key file, its index, and what each record is.
+
+Roles come from the key file's own vocabulary, as OpenSlide reads it:
+HIER_0 "Slide zoom level" values are pyramid levels; in the "Scan data
+layer", ScanDataLayer_SlideBarcode is the label, ScanDataLayer_SlideThumbnail
+the macro (a photo of the whole glass) and ScanDataLayer_SlidePreview the
+thumbnail; VIMSLIDE_POSITION_BUFFER (or StitchingIntensityLayer) places
+the camera images. Every other non-hierarchical record (ProfileXML,
+histograms, vendor layers) and every other hierarchical layer is an
+image or blob whose role we cannot establish: removed, and recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from ..errors import MalformedFile
+from ..model import Field, ImageInfo, Inventory, ValueKind
+from . import ini
+from .index import Record, read_index
+
+SLIDEDAT = "Slidedat.ini"
+ZOOM = "Slide zoom level"
+SCAN_DATA = "Scan data layer"
+POSITION_LAYERS = ("VIMSLIDE_POSITION_BUFFER", "StitchingIntensityLayer")
+SCAN_ROLES = {"ScanDataLayer_SlideBarcode": "label", "ScanDataLayer_SlideThumbnail": "macro",
+              "ScanDataLayer_SlidePreview": "thumbnail"}
+MAX_FILES = 4096
+
+
+@dataclass
+class Level:
+    section: str
+    width: int  # of the level, in px
+    height: int
+    image_format: str
+    records: list[Record]
+
+
+@dataclass
+class NonHier:
+    """One non-hierarchical value: its layer name, value name, section and record."""
+
+    layer: str
+    value: str
+    section: str | None
+    record: Record
+    role: str  # label | macro | thumbnail | positions | unknown
+
+
+@dataclass
+class MrxsSlide:
+    path: str
+    folder: str
+    ini: ini.KeyFile
+    slide_id: str
+    levels: list[Level]
+    nonhier: list[NonHier]
+    datafiles: list[str]
+    groups: dict[str, str] = field(default_factory=dict)  # ini group -> profile section
+    other_hier: list[str] = field(default_factory=list)  # names of hierarchical layers beyond HIER_0
+
+    def read(self, rec: Record) -> bytes:
+        with open(self.datafiles[rec.fileno], "rb") as fh:
+            fh.seek(rec.offset)
+            return fh.read(rec.length)
+
+
+def folder_of(path: str) -> str:
+    return os.path.splitext(os.path.abspath(path))[0]
+
+
+def claims(path: str) -> bool:
+    """A MIRAX slide: a file that is not a TIFF, and beside it a folder of its stem holding a
+    Slidedat.ini with [GENERAL] SLIDE_ID and [HIERARCHICAL] (the content decides, not the suffix)."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as fh:
+            if fh.read(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+                return False
+        dat = os.path.join(folder_of(path), SLIDEDAT)
+        if not os.path.isfile(dat) or os.path.getsize(dat) > ini.MAX_SIZE:
+            return False
+        with open(dat, "rb") as fh:
+            head = fh.read(ini.MAX_SIZE)
+        return b"[GENERAL]" in head and b"SLIDE_ID" in head and b"[HIERARCHICAL]" in head
+    except OSError:
+        return False
+
+
+def _plain_file(folder: str, name: str, what: str) -> str:
+    """A file directly in the slide's folder: no separators, no '..', no link, a regular file."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise MalformedFile(f"MIRAX {what} {name!r} is not a plain file name in the slide's folder")
+    path = os.path.join(folder, name)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise MalformedFile(f"MIRAX {what} {name} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise MalformedFile(f"MIRAX {what} {name} is not a regular file")
+    return path
+
+
+def _nonhier_values(kf: ini.KeyFile) -> list[tuple[str, str, str | None]]:
+    """(layer name, value name, section) for every non-hierarchical record, in record order."""
+    count = kf.need_int("HIERARCHICAL", "NONHIER_COUNT", 0, 4096)
+    out = []
+    for i in range(count):
+        layer = kf.need("HIERARCHICAL", f"NONHIER_{i}_NAME")
+        n = kf.need_int("HIERARCHICAL", f"NONHIER_{i}_COUNT", 1, 4096)
+        for j in range(n):
+            out.append((layer, kf.get("HIERARCHICAL", f"NONHIER_{i}_VAL_{j}") or "",
+                        kf.get("HIERARCHICAL", f"NONHIER_{i}_VAL_{j}_SECTION")))
+    return out
+
+
+def open_mrxs(path: str) -> MrxsSlide:
+    folder = folder_of(path)
+    dat = _plain_file(folder, SLIDEDAT, "key file")
+    if os.path.getsize(dat) > ini.MAX_SIZE:
+        raise MalformedFile("MIRAX Slidedat.ini is larger than 1 MiB")
+    with open(dat, "rb") as fh:
+        kf = ini.parse(fh.read())
+    slide_id = kf.need("GENERAL", "SLIDE_ID")
+    if not slide_id.isascii() or not 0 < len(slide_id) <= 128:
+        raise MalformedFile("MIRAX SLIDE_ID is not a short ASCII identifier")
+    images_x = kf.need_int("GENERAL", "IMAGENUMBER_X", 1, 1 << 20)
+    images_y = kf.need_int("GENERAL", "IMAGENUMBER_Y", 1, 1 << 20)
+    if kf.need("HIERARCHICAL", "HIER_0_NAME") != ZOOM:
+        raise MalformedFile("MIRAX HIER_0 is not the slide zoom level")
+    n_levels = kf.need_int("HIERARCHICAL", "HIER_0_COUNT", 1, 32)
+    n_files = kf.need_int("DATAFILE", "FILE_COUNT", 1, MAX_FILES)
+    datafiles = [_plain_file(folder, kf.need("DATAFILE", f"FILE_{k}"), "data file") for k in range(n_files)]
+    index = _plain_file(folder, kf.need("HIERARCHICAL", "INDEXFILE"), "index file")
+    values = _nonhier_values(kf)
+    with open(index, "rb") as fh:
+        records, nonhier_recs = read_index(fh.read(64 << 20), slide_id, n_levels, len(values))
+    sizes = [os.path.getsize(p) for p in datafiles]
+    for rec in [r for lv in records for r in lv] + nonhier_recs:
+        if rec.fileno >= n_files or rec.offset + rec.length > sizes[rec.fileno]:
+            raise MalformedFile("MIRAX Index.dat points outside its data files")
+    groups = {"GENERAL": "general", "HIERARCHICAL": "hierarchical", "DATAFILE": "datafile"}
+    levels: list[Level] = []
+    concat = 0
+    for i in range(n_levels):
+        section = kf.need("HIERARCHICAL", f"HIER_0_VAL_{i}_SECTION")
+        groups[section] = "level"
+        concat += kf.need_int(section, "IMAGE_CONCAT_FACTOR", 0 if i == 0 else 1, 16)
+        w = kf.need_int(section, "DIGITIZER_WIDTH", 1, 1 << 16)
+        h = kf.need_int(section, "DIGITIZER_HEIGHT", 1, 1 << 16)
+        levels.append(Level(section, images_x * w >> concat, images_y * h >> concat,
+                            kf.need(section, "IMAGE_FORMAT"), records[i]))
+    nonhier = []
+    for (layer, value, section), rec in zip(values, nonhier_recs):
+        if section:
+            groups.setdefault(section, "nonhier_value")
+        role = (SCAN_ROLES.get(value, "unknown") if layer == SCAN_DATA
+                else "positions" if layer in POSITION_LAYERS else "unknown")
+        nonhier.append(NonHier(layer, value, section, rec, role))
+    hier_count = kf.need_int("HIERARCHICAL", "HIER_COUNT", 1, 64)
+    other = [kf.get("HIERARCHICAL", f"HIER_{i}_NAME") or f"HIER_{i}" for i in range(1, hier_count)]
+    return MrxsSlide(os.path.abspath(path), folder, kf, slide_id, levels, nonhier, datafiles, groups, other)
+
+
+def _kind(key: str, value: str) -> ValueKind:
+    if key == "SLIDE_ID":
+        return ValueKind.IDENTIFIER
+    try:
+        float(value)
+        return ValueKind.NUMBER
+    except ValueError:
+        return ValueKind.TEXT
+
+
+def inventory(slide: MrxsSlide) -> Inventory:
+    fields = []
+    for group, keys in slide.ini.groups.items():
+        section = slide.groups.get(group, "unreferenced")
+        for key, value in keys.items():
+            fields.append(Field(f"Slidedat.ini/[{group}]/{key}", f"{section}:{key}", value,
+                                subkey=group, kind=_kind(key, value)))
+    images = [ImageInfo(i, "level", lv.width, lv.height, lv.image_format.lower(), True, len(lv.records),
+                        {"section": lv.section}) for i, lv in enumerate(slide.levels)]
+    base = len(images)
+    for k, nh in enumerate(slide.nonhier):
+        if nh.role == "positions":
+            continue  # camera positions: numbers the reader needs, checked by the writer, not an image
+        extra = {"layer": nh.layer, "record": k}
+        if nh.role == "unknown":
+            extra["reason"] = f"non-hierarchical record of layer {nh.layer!r} is not an image we know"
+        images.append(ImageInfo(base + k, nh.role, 0, 0, "jpeg" if nh.role != "unknown" else "data", False, 1, extra))
+    for i, name in enumerate(slide.other_hier, 1):  # focus or filter layers: not read, not carried over
+        images.append(ImageInfo(base + len(slide.nonhier) + i - 1, "unknown", 0, 0, "data", True, 0,
+                                {"layer": name, "reason": f"hierarchical layer {i} is not the slide zoom level"}))
+    return Inventory("mirax", slide.path, images, fields, container=slide)
