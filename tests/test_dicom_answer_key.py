@@ -159,3 +159,11 @@ def test_safe_private_dictionary_is_the_standards_table():
     assert on.private("Philips PET Private Group", 0x00, 0x7053, "UN").letter == "X"  # implicit VR: not vouched
     assert on.private("Philips PET Private Group", 0x00, 0x7055, "DS").letter == "X"  # other group
     assert on.private("ACME PHI", 0x01, 0x0009, "LO").letter == "X"
+
+
+def test_blank_label_on_a_dicom_overview_is_not_silent(series):
+    from test_dicom_fixtures import options
+    from wsideid.dicom.pipeline import inspect
+    plan = inspect(series, options(macro="blank-label"))
+    overview = [d for d in plan.images if d.image.role == "overview"]
+    assert overview and all(d.action == "remove" and "blank-label" in d.rule for d in overview)

@@ -56,11 +56,12 @@ def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) ->
     profile = load_profile("dicom", options.profile)
     rules = DicomRules(profile, _columns(options, profile))
     uids = UidMapper(secret or _secret(options))
-    from .options import date_policy
+    from .options import date_policy, note_macro_choice
     try:
-        return make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,
+        plan = make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,
                                options.strict,
                                options.keep_macro or getattr(options, "macro", None) == "keep", _label(options))
+        return note_macro_choice(plan, getattr(options, "macro", None))
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
