@@ -281,9 +281,12 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
-                   choices=["retain-device-identity", "retain-safe-private", "clean-descriptors", "generated-label"],
-                   help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"
-                        " or generated-label (a new LABEL instance showing --new-id); repeatable")
+                   help="DICOM: a PS3.15 Annex E option (retain-safe-private, retain-uids, retain-device-identity,"
+                        " retain-institution-identity, retain-patient-characteristics,"
+                        " retain-longitudinal-full-dates, retain-longitudinal-modified-dates, clean-descriptors,"
+                        " clean-structured-content, clean-pixel-data), a combination the profile names"
+                        " (basic, research, internal; see docs/dicom.md) or generated-label (a new LABEL"
+                        " instance showing --new-id); repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -31,6 +31,20 @@ def _metadata(new_id: str):
                                 slide=Slide(identifier=new_id))
 
 
+# What a KeyError inside wsidicomizer/opentile means: the metadata key the source lacks.
+MISSING = {"MPP": "the pixel spacing (Aperio MPP, microns per pixel), which DICOM WSI requires",
+           "AppMag": "the objective magnification (Aperio AppMag)"}
+
+
+def _conversion_failure(exc: BaseException) -> str:
+    """One line saying what the source lacks, when the converter says which key it missed;
+    the key names come from the converter's code, never from the slide's values."""
+    key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+    if isinstance(key, str) and key in MISSING:
+        return f"--to-dicom: the source lacks {MISSING[key]}; wsidicomizer cannot convert it"
+    return third_party("wsidicomizer could not convert the de-identified slide", exc)
+
+
 def convert_and_deidentify(input_path: str, outdir: str, options: Any):
     """Both steps under one name, chosen here from the *original* input (research ID,
     pseudonym of its content, or its checked name), never the source stem."""
@@ -70,7 +84,7 @@ def convert_and_deidentify(input_path: str, outdir: str, options: Any):
                 WsiDicomizer.convert(tiff.output, dcm_dir, metadata=_metadata(ident), include_label=False,
                                      include_overview=False, include_confidential=False, workers=1)
         except Exception as exc:  # noqa: BLE001 - wsidicomizer raises many types
-            raise WsideidError(third_party("wsidicomizer could not convert the de-identified slide", exc)) from None
+            raise WsideidError(_conversion_failure(exc)) from None
         dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dicom_options(options), to_dicom=False),
                                          naming=inner)
         append_name_map(review, chosen, name)  # before the DICOM step publishes

@@ -21,7 +21,7 @@ from ..model import Plan, VerifyReport
 from ..profiles import load_profile
 from . import is_dicom_input
 from .plan import DicomOptions, DicomPlanData, make_dicom_plan
-from .rules import OPTIONS, DicomRules
+from .rules import DicomRules
 from .source import DicomSource, load, quiet_pydicom
 from .uids import UidMapper
 
@@ -40,17 +40,9 @@ def _secret(options: Any) -> Secret:
     return s if s is not None else load_secret(None, allow_random=True)
 
 
-def _columns(options: Any) -> set[str]:
-    cols = set()
-    for name in dicom_options(options).options:
-        if name not in OPTIONS:
-            raise WsideidError(f"unknown DICOM option {name!r} (one of {', '.join(sorted(OPTIONS))})")
-        cols.add(OPTIONS[name])
-    if options.dates.mode in ("shift", "year"):
-        cols.add("modified_dates")
-    elif "modified_dates" in cols:
-        raise WsideidError("retain-longitudinal-modified-dates needs --dates shift (or year)")
-    return cols
+def _columns(options: Any, profile: Any = None) -> set[str]:
+    from .options import option_columns
+    return option_columns(dicom_options(options).options, options, profile)
 
 
 def _label(options: Any) -> str:
@@ -62,14 +54,17 @@ def _label(options: Any) -> str:
 
 def plan_source(src: DicomSource, options: Any, secret: Secret | None = None) -> Plan:
     profile = load_profile("dicom", options.profile)
-    rules = DicomRules(profile, _columns(options))
+    rules = DicomRules(profile, _columns(options, profile))
     uids = UidMapper(secret or _secret(options))
     subject = getattr(options, "subject", None)
     patient_id = uids.pseudonym("dicom-PatientID", subject) if subject else None  # one per subject
+    from .options import date_policy, note_macro_choice
     try:
-        return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
+        plan = make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,
+                               options.strict,
                                options.keep_macro or getattr(options, "macro", None) == "keep", _label(options),
                                patient_id=patient_id)
+        return note_macro_choice(plan, getattr(options, "macro", None))
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
