@@ -5,7 +5,12 @@ planted PHI, one SVS with its macro kept), repeated to ``--copies`` copies
 so that process start-up is amortised. Detectors run as in a default batch
 (``--detect all``, OCR on) unless ``--no-ocr``/``--detect`` say otherwise.
 
-    .venv/bin/python bench/bench_batch.py [--copies 4] [--detect all] [--no-ocr]
+    .venv/bin/python bench/bench_batch.py [--copies 4] [--detect all] [--no-ocr] [--jobs 1,2]
+
+With two or more job counts, the wall times are fitted to Amdahl's law
+(t = serial + parallel / jobs, least squares over jobs <= cores) and the
+throughput on 16 cores is projected from the fit: a projection, assuming
+the disk keeps up and the per-slide work splits as it did here.
 """
 
 from __future__ import annotations
@@ -31,7 +36,11 @@ def sample_batch(folder: str, copies: int) -> str:
             if c:
                 base, ext = os.path.splitext(src)
                 src = f"{base}-copy{c}{ext}"
-                shutil.copyfile(os.path.join(folder, r["source"]), os.path.join(folder, src))
+                orig = os.path.join(folder, r["source"])
+                if os.path.isdir(orig):  # a DICOM series folder
+                    shutil.copytree(orig, os.path.join(folder, src))
+                else:
+                    shutil.copyfile(orig, os.path.join(folder, src))
             out.append({**r, "source": src, "new_id": f"{r['new_id']}-{c}"})
     with open(manifest, "w", newline="") as fh:
         w = csv.DictWriter(fh, list(out[0]))
@@ -45,21 +54,47 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--detect", default="all", choices=["off", "residual", "all"])
     ap.add_argument("--no-ocr", action="store_true")
+    ap.add_argument("--jobs", default="1,2", help="comma-separated job counts to sweep")
     args = ap.parse_args()
+    sweep = [int(j) for j in args.jobs.split(",")]
+    times: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         manifest = sample_batch(tmp, args.copies)
         n = sum(1 for _ in open(manifest)) - 1
         print(f"sample batch: {n} slides, detect={args.detect}, ocr={not args.no_ocr}, {os.cpu_count()} CPUs")
-        for jobs in (1, 2):
+        for jobs in sweep:
             out = os.path.join(tmp, f"out-{jobs}")
             t = time.perf_counter()
             res = run_batch(manifest, out, BatchOptions(jobs=jobs, detect=args.detect, ocr=not args.no_ocr,
                                                         progress=False))
             dt = time.perf_counter() - t
-            print(f"  jobs={jobs}: {dt:6.1f} s, {n / dt * 60:6.1f} slides/min  {res.counts}")
+            times[jobs] = dt
+            print(f"  jobs={jobs}: {dt:6.1f} s, {n / dt * 60:6.1f} slides/min  {res.counts}  load {_load()}")
             res2 = run_batch(manifest, out, BatchOptions(jobs=jobs, detect=args.detect, ocr=not args.no_ocr,
                                                          progress=False))
             assert res2.skipped == n
+        fit = [(j, t) for j, t in times.items() if j <= (os.cpu_count() or 1)]
+        if len(fit) >= 2:
+            serial, parallel = _amdahl(fit)
+            for cores in (os.cpu_count() or 1, 16):
+                t16 = serial + parallel / cores
+                print(f"  Amdahl fit: serial {serial:.1f} s + parallel {parallel:.1f} s / jobs;"
+                      f" projected on {cores} cores: {n / t16 * 60:.1f} slides/min")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _amdahl(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares (serial, parallel) for t = serial + parallel / jobs; neither below 0."""
+    xs = [1 / j for j, _ in points]
+    ys = [t for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    slope = max(slope, 0.0)
+    return max(my - slope * mx, 0.0), slope
 
 
 if __name__ == "__main__":

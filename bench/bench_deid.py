@@ -5,13 +5,17 @@ to make: a few distinct tiles cycled), then times, in alternating rounds so
 that machine noise hits every contender alike:
 
 - ``cp`` of the same file (the floor),
-- ``wsideid deid`` with its defaults (verification, sha256 audit, residual
-  detectors on the thumbnail), and without detectors / hashes,
+- ``wsideid deid`` with its defaults (verification, BLAKE3 output hash in the
+  audit, residual detectors on the thumbnail and small levels), and without
+  detectors, with sha256, without a hash,
 - a plain tifftools read / drop label and macro / write (the obvious
   library-based approach), if tifftools is installed.
 
 Prints the best wall time of each, its ratio to cp measured in the same run,
-and peak RSS (from wait4). Nothing is asserted: the figures are for people.
+and peak RSS (from wait4: the largest of the process and every child it
+waited for). The machine's load average is printed with each table, since a
+shared machine's absolute times mean little. Nothing is asserted: the
+figures are for people.
 
     .venv/bin/python bench/bench_deid.py --sizes 0.1,1,2 --rounds 3
 """
@@ -41,8 +45,9 @@ def build_svs(path: str, gigabytes: float, tile_comment: bytes | None = None) ->
     build(path, gigabytes * 1024, tile_comment)
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system, children included) of one
+    child process. CPU time is what a loaded, shared machine distorts least."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, ru = os.wait4(proc.pid, 0)
@@ -51,7 +56,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) not in (0,):
         raise RuntimeError(f"{cmd[:3]} failed: {err.strip()[:300]}")
-    return wall, ru.ru_maxrss // 1024
+    return wall, ru.ru_maxrss // 1024, ru.ru_utime + ru.ru_stime
 
 
 TIFFTOOLS_SNIPPET = """
@@ -60,6 +65,21 @@ info = tifftools.read_tiff(sys.argv[1])
 info['ifds'] = [i for i in info['ifds'] if int(i['tags'].get(254, {'data': [0]})['data'][0]) not in (1, 9)]
 tifftools.write_tiff(info, sys.argv[2], allowExisting=True)
 """
+
+
+def _older(make):
+    """The same command for a tree from before ``--hash`` (sha256 was its only hash)."""
+    def cmd() -> list[str]:
+        argv = make()
+        if "--hash" in argv:
+            i = argv.index("--hash")
+            argv[i:i + 2] = ["--no-hash"] if argv[i + 1] == "none" else []
+        return argv
+    return cmd
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -84,7 +104,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     wsideid = [str(Path(sys.executable).parent / "wsideid")]
     have_tifftools = subprocess.run([sys.executable, "-c", "import tifftools"], capture_output=True).returncode == 0
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; rounds {args.rounds} (best of)")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; rounds {args.rounds} (best of);"
+          f" load {_load()}")
     for gb in [float(x) for x in args.sizes.split(",")]:
         src = work / f"bench-{gb:g}GB{'-com' if comment else ''}.svs"
         if not src.exists():
@@ -99,8 +120,10 @@ def main() -> int:
             "cp": lambda: ["cp", str(src), str(out / "cp.svs")],
             "wsideid deid (defaults)": lambda: wsideid + ["deid", str(src), "-o", str(out), "--overwrite"],
             "wsideid deid --detect off": lambda: wsideid + ["deid", str(src), "-o", str(out), "--overwrite", "--detect", "off"],
-            "wsideid deid --detect off --no-hash": lambda: wsideid + ["deid", str(src), "-o", str(out), "--overwrite",
-                                                                      "--detect", "off", "--no-hash"],
+            "wsideid deid --detect off --hash sha256": lambda: wsideid + [
+                "deid", str(src), "-o", str(out), "--overwrite", "--detect", "off", "--hash", "sha256"],
+            "wsideid deid --detect off --hash none": lambda: wsideid + [
+                "deid", str(src), "-o", str(out), "--overwrite", "--detect", "off", "--hash", "none"],
         }
         inplace_copy = work / "inplace.svs"
         contenders["wsideid deid --in-place --detect off"] = lambda: wsideid + [
@@ -115,29 +138,45 @@ def main() -> int:
         for tree in (args.baseline.split(",") if args.baseline else []):
             base_env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
             label = f" [{os.path.basename(os.path.abspath(tree))}]"
+            old_cli = '"--hash"' not in (Path(tree) / "wsideid" / "cli.py").read_text()
             for name in [n for n in contenders if n.startswith("wsideid") and "[" not in n]:
-                contenders[name + label] = contenders[name]
+                contenders[name + label] = _older(contenders[name]) if old_cli else contenders[name]
                 envs[name + label] = base_env
-        best: dict[str, tuple[float, int]] = {}
+        # Alternating pairs: every contender runs right after a cp of the same file, so
+        # both see the same load; its ratio is the best of its pairs' ratios.
+        walls: dict[str, list[float]] = {name: [] for name in contenders}
+        ratios: dict[str, list[float]] = {name: [] for name in contenders if name != "cp"}
+        rss: dict[str, int] = {name: 0 for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
+
+        def run(name: str) -> float:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            if "--in-place" in name:  # a fresh copy to rewrite, not timed
+                subprocess.run(["cp", str(src), str(inplace_copy)], check=True)
+                for leftover in work.glob("*.audit.json"):
+                    leftover.unlink()
+            wall, peak, used = timed(contenders[name](), envs.get(name))
+            walls[name].append(wall)
+            cpu[name].append(used)
+            rss[name] = max(rss[name], peak)
+            return wall
+
         for _ in range(args.rounds):
-            for name, make in contenders.items():
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir()
-                if "--in-place" in name:  # a fresh copy to rewrite, not timed
-                    subprocess.run(["cp", str(src), str(inplace_copy)], check=True)
-                    for leftover in work.glob("*.audit.json"):
-                        leftover.unlink()
-                wall, rss = timed(make(), envs.get(name))
-                if name not in best or wall < best[name][0]:
-                    best[name] = (wall, max(rss, best.get(name, (0, 0))[1]))
-        cp = best["cp"][0]
-        print(f"\n{src.name} ({size / 1e9:.2f} GB), warm page cache:")
-        width = max(38, *(len(n) for n in best))
-        print(f"  {'contender':<{width}} {'best s':>8} {'x cp':>7} {'peak MB':>8}")
-        for name, (wall, rss) in best.items():
-            print(f"  {name:<{width}} {wall:8.3f} {wall / cp:7.2f} {rss:8d}")
-        target = 1.1 * cp + 0.25
-        print(f"  target (1.1 x cp + 0.25 s): {target:.3f} s")
+            for name in ratios:
+                cp_wall = run("cp")
+                ratios[name].append(run(name) / cp_wall)
+        cp = min(walls["cp"])
+        print(f"\n{src.name} ({size / 1e9:.2f} GB), warm page cache, load {_load()}:")
+        width = max(38, *(len(n) for n in contenders))
+        cp_cpu = max(min(cpu["cp"]), 1e-3)
+        print(f"  {'contender':<{width}} {'best s':>8} {'x cp':>7} {'cpu s':>7} {'cpu x cp':>9} {'peak MB':>8}"
+              f"   (x cp: best of {args.rounds} pairs; cpu: user+sys, least)")
+        print(f"  {'cp':<{width}} {cp:8.3f} {1:7.2f} {cp_cpu:7.2f} {1:9.2f} {rss['cp']:8d}")
+        for name in ratios:
+            print(f"  {name:<{width}} {min(walls[name]):8.3f} {min(ratios[name]):7.2f} {min(cpu[name]):7.2f}"
+                  f" {min(cpu[name]) / cp_cpu:9.2f} {rss[name]:8d}")
+        print(f"  target: 1.1 x cp + 0.25 s = {1.1 * cp + 0.25:.3f} s (ratio {1.1 + 0.25 / cp:.2f} at the best cp)")
         shutil.rmtree(out, ignore_errors=True)
     print(f"\n(slides kept in {work}; delete when done)")
     return 0

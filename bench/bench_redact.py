@@ -32,9 +32,10 @@ def _lossless(path: str):
     from wsideid.options import DeidOptions
     from wsideid.redaction import Edits, plan_regions
     from wsideid.registry import open_input
+    from wsideid.tiff.edits import EditSet, EditStore
     slide = open_input(path)
     plan = slide.driver.plan(slide, DeidOptions(regions=[REGION]))
-    edits = Edits()
+    edits = Edits(tiles=EditSet(EditStore(path)))
     t = time.perf_counter()
     plan_regions(slide.container, plan, [REGION], "white", edits)
     return time.perf_counter() - t, sum(len(v) for v in edits.tiles.values()), edits, slide

@@ -137,11 +137,32 @@ def read_iod(std_wheel: Path) -> dict[str, str]:
     return iod
 
 
+def read_safe_private(std_wheel: Path) -> dict[str, str]:
+    """PS3.15 Table E.3.10-1 "Safe Private Attributes" (the sample list of E.3.10) from the
+    dicom-standard wheel's copy of the section: {"CREATOR|gggg,xxEE": VR}."""
+    import html
+    import re
+    refs = json.loads(_zip_member(std_wheel, "standard/references.json"))
+    sect = next((v for k, v in refs.items() if k.endswith("#sect_E.3.10")), None)
+    if sect is None or "E.3.10-1" not in sect:
+        raise SystemExit("dicom-standard wheel: section E.3.10 (Table E.3.10-1) not found")
+    body = sect.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    out: dict[str, str] = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        m = re.fullmatch(r"\(([0-9A-Fa-f]{4}),xx([0-9A-Fa-f]{2})\)", cells[0]) if len(cells) >= 3 else None
+        if m is None:
+            raise SystemExit(f"Table E.3.10-1: unexpected row {cells[:3]}")
+        out[f"{cells[1]}|{m.group(1).upper()},xx{m.group(2).upper()}"] = cells[2]
+    return out
+
+
 def _toml_key(name: str) -> str:
     return name if name.replace("_", "").isalnum() else json.dumps(name)
 
 
-def render(table: dict[str, dict[str, str]], scraped: str, iod: dict[str, str], sources: list[str]) -> str:
+def render(table: dict[str, dict[str, str]], scraped: str, iod: dict[str, str], sources: list[str],
+           safe: dict[str, str]) -> str:
     hand = HAND_WRITTEN.read_text()
     out = [hand.rstrip("\n"), "",
            "# " + "=" * 74,
@@ -172,6 +193,12 @@ def render(table: dict[str, dict[str, str]], scraped: str, iod: dict[str, str], 
             "[dicom_options.iod]"]
     for kw in sorted(iod):
         out.append(f'{kw} = "{iod[kw]}"')
+    out += ["", "# PS3.15 Table E.3.10-1 Safe Private Attributes (from the standard's section E.3.10):",
+            "# \"PRIVATE CREATOR|gggg,xxEE\" = VR. Kept only with --dicom-option retain-safe-private,",
+            "# when creator, group, element and VR all match, and then under the value policy.",
+            "[dicom_options.safe_private_standard]"]
+    for key in sorted(safe):
+        out.append(f"{json.dumps(key)} = {json.dumps(safe[key])}")
     return "\n".join(out) + "\n"
 
 
@@ -188,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             dictionary_VR(kw)
         except KeyError:
             del iod[kw]
-    text = render(table, scraped, iod, [args.idiscore_wheel.name, args.dicom_standard_wheel.name])
+    safe = read_safe_private(args.dicom_standard_wheel)
+    text = render(table, scraped, iod, [args.idiscore_wheel.name, args.dicom_standard_wheel.name], safe)
     if args.check:
         same = OUTPUT.exists() and OUTPUT.read_text() == text
         print("formats/dicom.toml is up to date" if same else "formats/dicom.toml is out of date")

@@ -10,6 +10,10 @@ apt_packages=(tesseract-ocr tesseract-ocr-eng libzbar0 dicom3tools libjpeg-turbo
 # The test suite also drives the QC page in a real headless browser.
 if [ "${1:-}" = "--with-test-tools" ]; then
   apt_packages+=(chromium)
+  # A real DICOMweb server for the DICOMweb tests (the tests start their own on free ports),
+  # and its WSI plugin, an independent check that pushed series are pyramids (issue 15).
+  apt_packages+=(orthanc orthanc-dicomweb)
+  if apt-cache show orthanc-wsi >/dev/null 2>&1; then apt_packages+=(orthanc-wsi); fi
 fi
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

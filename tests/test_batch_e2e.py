@@ -115,7 +115,7 @@ def test_batch_end_to_end_real_and_synthetic(tmp_path):
     # review folder: the flagged slide with its audit, label/macro images, mapping, records
     assert sorted(p.name for p in (review / "flagged").iterdir()) == ["R-0002.svs", "R-0002.svs.audit.json"]
     images = {p.name for p in (review / "images").iterdir()}
-    assert {"R-0001.removed-label.jpg", "R-0001.removed-macro.jpg", "R-0002.removed-label.jpg",
+    assert {"R-0001.removed-label-3.jpg", "R-0001.removed-macro-4.jpg", "R-0002.removed-label-3.jpg",
             "R-0002.kept-macro-3.jpg"} <= images
     with open(review / "mapping.csv") as fh:
         mapping = {r["new_id"]: r for r in csv.DictReader(fh)}

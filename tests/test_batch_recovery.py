@@ -123,3 +123,16 @@ def test_real_sigkill_the_moment_an_output_appears(tmp_path):
         assert (out / name).exists()
     r = cli("run", m, "-o", out, *COMMON, check=0)
     assert slides(out) == ["R-1.svs", "R-2.ndpi", "R-3.tiff"] and "already done" in r.stdout
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".wsideid-")]  # no claim or temp left
+
+
+def test_a_claim_left_by_a_dead_run_is_cleared_a_live_one_kept(tmp_path):
+    from wsideid.safefs import CLAIM_PREFIX, remove_dead_claims
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+    (tmp_path / (CLAIM_PREFIX + "r-1.svs")).write_text(f"{socket.gethostname()}@{dead.pid}")
+    (tmp_path / (CLAIM_PREFIX + "r-2.svs")).write_text(f"{socket.gethostname()}@{os.getpid()}")
+    (tmp_path / (CLAIM_PREFIX + "r-3.svs")).write_text("other-host@1")
+    assert remove_dead_claims(str(tmp_path)) == [CLAIM_PREFIX + "r-1.svs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CLAIM_PREFIX + "r-2.svs", CLAIM_PREFIX + "r-3.svs"]

@@ -107,8 +107,11 @@ def test_missing_input_and_outdir(tmp_path):
     assert p.returncode == 2 and "does not exist" in p.stderr
     src = tmp_path / "x.svs"
     src.write_bytes(b"x")
-    p = run("deid", src, "-o", tmp_path / "missing")
-    assert p.returncode == 2 and "output folder" in p.stderr
+    p = run("deid", src, "-o", tmp_path / "missing")  # OUTDIR is created (issue 16); the junk input fails
+    assert p.returncode == 2 and "not a supported slide" in p.stderr and (tmp_path / "missing").is_dir()
+    (tmp_path / "afile").write_bytes(b"")
+    p = run("deid", src, "-o", tmp_path / "afile" / "sub")
+    assert p.returncode == 2 and "cannot create the output folder" in p.stderr
 
 
 def test_shift_without_secret_is_refused(synth_slides, tmp_path):

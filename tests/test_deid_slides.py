@@ -57,7 +57,8 @@ def test_real_slides(rel, fmt, tmp_path):
     for v in removed:
         assert v.lower().encode() not in data, v
     audit = json.loads((tmp_path / "RID-7{}.audit.json".format(src.suffix)).read_text())
-    assert audit["sha256"]["output"] and audit["profile"]["sha256"] == res.plan.profile_sha256
+    assert audit["hash_algorithm"] == "blake3" and audit["blake3"]["output"]
+    assert audit["profile"]["sha256"] == res.plan.profile_sha256
     text = json.dumps(audit).lower()
     for v in removed:
         assert v.lower() not in text, v
@@ -212,16 +213,34 @@ def test_bytes_after_a_tiles_eoi_are_dropped(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["aperio", "hamamatsu"])
-def test_audit_sha256_matches_the_files(fmt, synth_slides, tmp_path):
-    """The output hash is computed beside the copy, from the recipe: it must be the file's."""
+@pytest.mark.parametrize("algo", ["blake3", "sha256"])
+def test_audit_hash_matches_the_files(fmt, algo, synth_slides, tmp_path):
+    """The output hash is computed beside the copy, from the recipe: it must be the file's,
+    under the algorithm the audit names (blake3 by default, sha256 when asked)."""
     import hashlib
-    res = deidentify(synth_slides[fmt], tmp_path, DeidOptions(detect="off", macro="blank-label"))
+
+    import blake3
+    digest = {"blake3": lambda b: blake3.blake3(b).hexdigest(), "sha256": lambda b: hashlib.sha256(b).hexdigest()}[algo]
+    opts = DeidOptions(detect="off", macro="blank-label", hash_input=True) if algo == "sha256" else \
+        DeidOptions(detect="off", macro="blank-label")
+    opts.hash = algo
+    res = deidentify(synth_slides[fmt], tmp_path, opts)
     audit = json.loads(open(res.audit_path).read())
-    assert audit["sha256"]["output"] == hashlib.sha256(open(res.output, "rb").read()).hexdigest()
-    # The input's hash would tie the shared file to its source: it is in the lab record only.
-    assert "input" not in audit["sha256"]
+    assert audit[algo]["output"] == digest(open(res.output, "rb").read())
+    assert not ({"sha256", "blake3"} - {algo}) & set(audit)  # one table, named by its algorithm
+    # The input's hash would tie the shared file to its source: it is in the lab record only,
+    # and only when asked for (--hash-input: it costs a second pass over the input).
+    assert "input" not in audit[algo]
     lab = json.loads(open(f"{tmp_path}-review/records/{os.path.basename(res.output)}.lab.json").read())
-    assert lab["sha256"]["input"] == hashlib.sha256(open(synth_slides[fmt], "rb").read()).hexdigest()
+    if opts.hash_input:
+        assert lab[algo]["input"] == digest(open(synth_slides[fmt], "rb").read())
+    else:
+        assert "input" not in lab[algo]
+
+
+def test_hash_none_writes_no_hash(synth_slides, tmp_path):
+    res = deidentify(synth_slides["aperio"], tmp_path, DeidOptions(detect="off", hash="none"))
+    assert res.sha256 == {} and res.report.ok
 
 
 def test_research_id_name_takes_the_formats_extension(synth_slides, tmp_path):

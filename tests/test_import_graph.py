@@ -32,14 +32,14 @@ LAYERS: dict[str, int] = {
     "errors": 0, "model": 0, "enums": 0, "keys": 0, "budget": 0, "safefs": 0, "checks": 0, "cells": 0,
     "tiff": 0, "jpeg": 0, "icc": 0, "__init__": 0, "hashing": 0, "regions": 0, "result": 0, "sniff": 0,
     "dates": 1, "valuepolicy": 1, "naming": 1, "profiles": 1, "labels": 1, "streamheads": 1,
-    "detect": 1, "formats": 1, "options": 1, "xmlscrub": 1,
+    "detect": 1, "formats": 1, "options": 1, "xmlscrub": 1, "pseudomaps": 1,
     "tiff_family": 2, "vendors": 2, "redaction": 2, "inplace": 2, "verify": 2, "dicom": 2, "needles": 2,
     "mrxs": 2,
     "drivers": 3, "registry": 3,
-    "scanning": 4, "publish": 4, "audit": 4,
+    "scanning": 4, "publish": 4, "audit": 4, "residual_thread": 4,
     "pipeline": 5,
     "batch": 6, "report": 6, "cli": 6, "demo": 6, "synth": 6, "synth_large": 6, "mrxs.synth": 6, "synth_ome": 6, "synth_philips": 6, "synth_qptiff": 6,
-    "synth_vendors": 6,
+    "synth_vendors": 6, "dicomweb": 6, "dicomweb_cli": 6,
 }
 
 

@@ -178,7 +178,8 @@ def test_outdir_audit_has_no_input_hash_nor_key_names(lab, tmp_path):
     from wsideid.pipeline import inspect
     out = tmp_path / "out"
     out.mkdir()
-    p = run("deid", lab["file"], "-o", out, "--json", "--detect", "off", secret=lab["key_a"])
+    p = run("deid", lab["file"], "-o", out, "--json", "--detect", "off", "--hash", "sha256", "--hash-input",
+            secret=lab["key_a"])
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     audit_text = Path(res["audit"]).read_text()

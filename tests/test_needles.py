@@ -366,3 +366,28 @@ def test_a_needle_across_two_pieces_of_one_range_is_found():
     assert Scanner([needle]).scan([(0, data[:cut]), (cut + 1, data[cut:])]) == []
     small = b"ab KOWAL", b"SKI-NOWAK"
     assert Scanner([needle]).scan([(0, small[0]), (8, small[1])])
+
+
+def test_repeated_tile_headers_are_scanned_once_unless_they_touch(tmp_path):
+    """Identical headers are handed to the scanner once (a 2 GB slide shares one header), but a
+    header that could continue the previous segment (a tile that is all header) is never
+    skipped: the scanner joins touching segments, and a needle may span them."""
+    from wsideid.streamheads import HeaderMemo, distinct_headers
+    tile = _jpeg_with_comment(b"plain")
+    sos = tile.index(b"\xff\xda")
+    head = tile[:sos + 2 + int.from_bytes(tile[sos + 2:sos + 4], "big")]
+    all_header = b"\xff\xd8\xff\xfe\x00\x08Kowa"  # no SOS: the whole tile is scanned
+    tiles = [tile, tile, all_header, tile, tile, _jpeg_with_comment(b"Kowalski Lukasz")]
+    path = tmp_path / "tiles.bin"
+    path.write_bytes(b"".join(tiles))
+    offs = np.cumsum([0] + [len(t) for t in tiles[:-1]])
+    memo = HeaderMemo()
+    got = list(distinct_headers(str(path), offs, np.array([len(t) for t in tiles]), memo))
+    assert [o for o, _ in got] == [offs[0], offs[2], offs[3], offs[5]]  # offs[3] touches the all-header tile
+    assert got[1][1] == all_header and got[2][1] == head and b"Kowalski" in got[3][1]
+    assert memo.total == sum(len(h) for _, h in stream_headers(str(path), offs, np.array([len(t) for t in tiles])))
+    # and the scan finds a needle spanning the all-header tile and the next header
+    from wsideid.needles import Needle, NeedleKind, Scanner
+    spanning = all_header[-4:].decode() + head[:2].decode("latin-1")
+    hits = Scanner([Needle(spanning, NeedleKind.VALUE, "")]).scan(iter(got))
+    assert hits, "a needle across touching segments must still be found"

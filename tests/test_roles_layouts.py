@@ -168,7 +168,7 @@ def test_unknown_image_is_shown_on_the_qc_page(tmp_path):
     res = run_batch(str(m), str(tmp_path / "out"), BatchOptions(detect="all", ocr=True, progress=False))
     assert res.counts == {"published": 1}
     review = tmp_path / "out-review"
-    assert os.path.exists(review / "images" / "R-9.removed-unknown.jpg")
+    assert list((review / "images").glob("R-9.removed-unknown-*.jpg"))  # named with the image index
     page = render(str(review))
     assert 'alt="unknown"' in page and "unknown, removed from the slide" in page
     assert "unknown[1] remove (NewSubfileType 0, not 1 (reduced resolution))" in page

@@ -4,7 +4,8 @@ Two records per slide:
 
 * the **audit**, next to the output (or in ``--audit-dir``), which travels
   with the shared slide. It names every field by its path and the action
-  taken, never its value. It holds the output's sha256 but not the input's
+  taken, never its value. It holds the output's hash (BLAKE3 by default,
+  keyed by the algorithm's name; see hashing.py) but not the input's
   (that hash would link the shared file back to the identified source), and
   not the source's name. Key names are the one place a file's own text
   could reach it: the name of every unknown key, and of every key that a
@@ -13,7 +14,8 @@ Two records per slide:
   It says where the secret came from (``file``, ``environment`` or
   ``random per run``), never the secret.
 * the **lab record**, in the review folder (``records/<output>.lab.json``),
-  which never leaves the lab: the input's path and sha256, and each hashed
+  which never leaves the lab: the input's path (and hash, with
+  ``--hash-input``), and each hashed
   key name with its verbatim text, so that the lab can still read its audits.
 
 The date shift offset and the secret are in neither: the offset would undo
@@ -88,7 +90,8 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
         "profile": {"name": plan.profile_name, "sha256": plan.profile_sha256,
                     "sources": plan.options.get("profile_sources", [])},
         "options": {k: v for k, v in plan.options.items() if k != "profile_sources"},
-        "sha256": {k: v for k, v in result.sha256.items() if k.startswith("output")},
+        "hash_algorithm": _hash_key(result),
+        _hash_key(result): {k: v for k, v in result.sha256.items() if k.startswith("output")},
         # Bounded (wsideid/budget.py): a hostile slide must not make a 481 MB audit.
         **_bounded("images", images, budget.MAX_AUDIT_IMAGES),
         **_bounded("fields", fields, budget.MAX_AUDIT_FIELDS),
@@ -97,6 +100,18 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
         "detectors": [sc.to_dict(include_values=False) for sc in getattr(result, "scans", [])],
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
     }
+
+
+def _hash_key(result) -> str:
+    """The hash table's key names its algorithm ("sha256", "blake3"; see hashing.py), and
+    ``hash_algorithm`` says which key that is."""
+    return getattr(result, "hash_algorithm", "sha256")
+
+
+def record_hashes(record: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(algorithm, hashes) of an audit or lab record (records before ``hash_algorithm``: sha256)."""
+    algorithm = record.get("hash_algorithm") or "sha256"
+    return algorithm, record.get(algorithm) or {}
 
 
 def _bounded(name: str, records: list[dict[str, Any]], limit: int) -> dict[str, Any]:
@@ -119,7 +134,8 @@ def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, 
         "status": result.status,
         "format": result.format,
         "secret": secret.source,
-        "sha256": dict(result.sha256),
+        "hash_algorithm": _hash_key(result),
+        _hash_key(result): dict(result.sha256),
         "hashed_keys": keys,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -38,7 +38,14 @@ def _warn_if_no_secret(source: str | None) -> None:
 
 def _date_options(args) -> Any:
     from .dates import make_policy
-    return make_policy(args.dates, _secret(args), getattr(args, "subject", None))
+    subject = getattr(args, "subject", None)
+    source = getattr(args, "input", None) or getattr(args, "slide", None) or getattr(args, "original", None)
+    if args.dates == "shift" and not subject and source:
+        from .dicom import is_dicom_input
+        if is_dicom_input(source):  # with no --subject, a DICOM input's PatientID is the subject (issue 15)
+            from .pseudomaps import dicom_patient_id
+            subject = dicom_patient_id(source)
+    return make_policy(args.dates, _secret(args), subject)
 
 
 def _deid_options(args):
@@ -46,13 +53,15 @@ def _deid_options(args):
     return DeidOptions(dates=_date_options(args), profile=args.profile, new_id=getattr(args, "new_id", None),
                        strict=getattr(args, "strict", False), keep_macro=getattr(args, "keep_macro", False),
                        verify=getattr(args, "verify", "sample"), overwrite=getattr(args, "overwrite", False),
-                       hash_outputs=not getattr(args, "no_hash", False),
-                       audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", "residual"),
+                       hash_outputs=not getattr(args, "no_hash", False), hash=getattr(args, "hash", "blake3"),
+                       hash_input=getattr(args, "hash_input", False),
+                       audit_dir=getattr(args, "audit_dir", None), detect=getattr(args, "detect", None) or "residual",
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
                        in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
-                       keep_name=getattr(args, "keep_name", False), secret=_secret(args))
+                       keep_name=getattr(args, "keep_name", False), secret=_secret(args),
+                       subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None))
 
 
 def _regions(args) -> list:
@@ -115,12 +124,27 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_deid(args) -> int:
-    from .pipeline import DeidOptions, check_name_options, deidentify, plan_summary
+    from .pipeline import DeidOptions, check_name_options
     check_name_options(DeidOptions(new_id=args.new_id, keep_name=getattr(args, "keep_name", False)))
     if not args.output and not getattr(args, "in_place", False):
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
-    if args.mkdir:
-        os.makedirs(args.output, exist_ok=True)
+    if getattr(args, "from_dicomweb", None):
+        if args.output:
+            _make_outdir(args.output)
+        from .dicomweb_cli import deid_from_dicomweb
+        return deid_from_dicomweb(args, _deid_one)
+    if not args.input:
+        raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
+    from .batch.folder import is_slide_folder
+    if is_slide_folder(args.input):
+        return _deid_folder(args)
+    if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
+        _make_outdir(args.output)
+    return _deid_one(args)
+
+
+def _deid_one(args) -> int:
+    from .pipeline import deidentify, plan_summary
     res = deidentify(args.input, args.output, _deid_options(args))
     if res.replaced:
         print(f"wsideid: --overwrite replaced the existing {os.path.basename(res.output or '')}", file=sys.stderr)
@@ -146,8 +170,46 @@ def cmd_deid(args) -> int:
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
                 + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
                    if d["named_by"] else ""))
+    if getattr(args, "push", None) and res.status == "published":  # verified and clean: sent (issue 15)
+        from .dicomweb_cli import push_after
+        data["pushed"] = push_after(args, res.output)
     _print(data, args.json, text)
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
+
+
+def _make_outdir(path: str) -> None:
+    """-o OUTDIR is created when missing (with its parents), as users expect; --mkdir is a no-op kept
+    for old scripts. Only after the input was found, so a typo does not leave empty folders behind."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise WsideidError(f"cannot create the output folder: {exc.strerror}") from None
+
+
+def _deid_folder(args) -> int:
+    """``deid FOLDER -o OUT`` on a folder of slides: a batch with generated research IDs (see
+    wsideid.batch.folder); the options a manifest row cannot carry are refused, not ignored."""
+    from .batch.folder import FolderOptions, run_folder
+    a = lambda name, default=None: getattr(args, name, default)  # noqa: E731 - redact shares this path
+    unsupported = [flag for flag, given in [
+        ("--in-place", a("in_place")), ("--new-id", a("new_id")), ("--keep-name", a("keep_name")),
+        ("--region", a("region")), ("--profile", a("profile")), ("--strict", a("strict")),
+        ("--to-dicom", a("to_dicom")), ("--dicom-option", a("dicom_option")), ("--audit-dir", a("audit_dir")),
+        ("--no-hash", a("no_hash"))] if given]
+    if unsupported:
+        raise WsideidError(f"{', '.join(unsupported)} cannot be used on a folder of slides"
+                           " (write a manifest and use `wsideid run`)")
+    fo = FolderOptions(
+        review_dir=a("review_dir"), dates=a("dates", "remove"), secret_file=a("secret_file"), subject=a("subject"),
+        identifiers=list(a("identifier") or []), keep_macro=bool(a("keep_macro")), macro=a("macro"),
+        label=a("label"), detect=a("detect") or "all", ocr=not a("no_ocr"), verify=a("verify", "sample"),
+        overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"))
+    _make_outdir(args.output)
+    res, ignored = run_folder(args.input, args.output, fo)
+    _warn_if_no_secret(res.secret_source)
+    for name in res.overwrote:
+        print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
+    return _print_batch(args, res, ignored)
 
 
 def cmd_redact(args) -> int:
@@ -219,9 +281,12 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
-                   choices=["retain-device-identity", "retain-safe-private", "clean-descriptors", "generated-label"],
-                   help="DICOM: an Annex E option (retain-device-identity, retain-safe-private, clean-descriptors)"
-                        " or generated-label (a new LABEL instance showing --new-id); repeatable")
+                   help="DICOM: a PS3.15 Annex E option (retain-safe-private, retain-uids, retain-device-identity,"
+                        " retain-institution-identity, retain-patient-characteristics,"
+                        " retain-longitudinal-full-dates, retain-longitudinal-modified-dates, clean-descriptors,"
+                        " clean-structured-content, clean-pixel-data), a combination the profile names"
+                        " (basic, research, internal; see docs/dicom.md) or generated-label (a new LABEL"
+                        " instance showing --new-id); repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -231,7 +296,7 @@ def _add_naming(p: argparse.ArgumentParser) -> None:
                         " the PHI text classifier finds nothing in that name; else refused (exit 2)")
     p.add_argument("--review-dir", metavar="DIR",
                    help="lab-side folder, outside OUTDIR: flagged outputs, name-map.csv (input path -> output name),"
-                        " records/<output>.lab.json (input path and sha256, hashed key names); default OUTDIR-review")
+                        " records/<output>.lab.json (input path, its hash with --hash-input, hashed key names); default OUTDIR-review")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,27 +309,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deid_common(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR (or --in-place)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (required unless --in-place)")
+    p = sub.add_parser("deid", help="write a verified de-identified copy into OUTDIR (or --in-place); a folder of"
+                                    " slides runs as a batch with generated research IDs")
+    p.add_argument("input", nargs="?", help="a slide file, a DICOM series folder, or a folder of slides (each file or"
+                                            " DICOM subfolder becomes one row of a generated manifest; see `wsideid"
+                                            " run`), or none with --from-dicomweb URL --study UID")
+    p.add_argument("-o", "--output", metavar="OUTDIR",
+                   help="output folder, created when missing (required unless --in-place)")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="a folder of slides: slides processed in parallel (default 1)")
     p.add_argument("--in-place", action="store_true",
                    help="rewrite the input itself, crash-safely, at a cost set by the metadata (no copy is kept)")
     _add_deid_common(p)
     p.add_argument("--verify", choices=["sample", "full"], default="sample",
                    help="compare a sample of tiles per image (default) or all of them")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
+    p.add_argument("--mkdir", action="store_true", help=argparse.SUPPRESS)  # OUTDIR is always created now
     p.add_argument("--audit-dir", metavar="DIR", help="write the audit JSON here instead of next to the output")
-    p.add_argument("--no-hash", action="store_true",
-                   help="skip the sha256 of the output (in the audit) and of the input (in the lab record)")
+    p.add_argument("--no-hash", action="store_true", help="no hash at all (same as --hash none)")
+    p.add_argument("--hash", choices=["blake3", "sha256", "none"], default="blake3",
+                   help="the output's hash in the audit, computed while the bytes are copied (default blake3:"
+                        " a quarter of sha256's CPU; check it with b3sum)")
+    p.add_argument("--hash-input", action="store_true",
+                   help="also hash the input, for the lab record only (a second pass over the input)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert the de-identified SVS/NDPI/TIFF to DICOM WSI (wsidicomizer), then verify it as DICOM")
-    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
-                   help="barcode/OCR detectors: on kept images (residual, default), also on the removed label/macro (all), or off")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default=None,
+                   help="barcode/OCR detectors: on kept images (residual, default for one slide), also on the removed"
+                        " label/macro (all, default for a folder of slides: the QC page shows them), or off")
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier (accession, name) to look for; repeatable")
     _add_naming(p)
+    from .dicomweb_cli import add_deid_arguments
+    add_deid_arguments(p)
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
@@ -279,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     _add_deid_common(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--mkdir", action="store_true", help="create OUTDIR if missing")
+    p.add_argument("--mkdir", action="store_true", help=argparse.SUPPRESS)  # OUTDIR is always created now
     p.add_argument("--detect", choices=["off", "residual", "all"], default="residual")
     _add_naming(p)
     p.set_defaults(func=cmd_redact)
@@ -298,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     _add_batch_commands(sub)  # batch commands (issue 7), defined below
+    from .dicomweb_cli import add_commands
+    add_commands(sub, _print)  # push, map lookup (issue 15)
     return ap
 
 
@@ -316,18 +396,31 @@ def cmd_run(args) -> int:
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
         print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
+    if getattr(args, "push", None):  # every verified output, after the batch (issue 15)
+        from .dicomweb_cli import push_batch
+        push_batch(args, res)
+    return _print_batch(args, res)
+
+
+def _print_batch(args, res, ignored: list[str] | None = None) -> int:
+    """The batch's result (counts, refused rows, folders, QC page) as text or JSON; its exit code."""
     report = None
-    if not args.no_report:
+    if not getattr(args, "no_report", False):
         from .report.page import write_report
         report = write_report(res.review_dir)
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
             "refused_rows": [str(p) for p in res.problems], "overwrote": res.overwrote}
+    if ignored is not None:  # a folder: its rows are files, named by the file (the manifest was generated)
+        data["ignored"] = ignored
+        data["refused_rows"] = [f"{p.source or f'row {p.row}'}: {p.message}" for p in res.problems]
 
     def text(d):
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
                  f" ({d['ran']} processed, {d['skipped']} already done)"]
         lines += [f"  refused {p}" for p in d["refused_rows"]]
+        if d.get("ignored"):
+            lines.append(f"  ignored (not a slide): {', '.join(d['ignored'])}")
         if d["counts"].get("lost"):
             lines.append(f"  {d['counts']['lost']} lost (worker died; rerun the same command to finish them)")
         lines += [f"  replaced (--overwrite) {n}" for n in d["overwrote"]]
@@ -381,6 +474,8 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--verify", choices=["sample", "full"], default="sample")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
+                                                 " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 

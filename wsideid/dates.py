@@ -19,6 +19,10 @@ from .errors import WsideidError
 from .keys import Secret
 
 POLICIES = ("remove", "year", "shift")
+# "keep" is not a --dates choice: only the DICOM Retain Longitudinal Temporal Information
+# Full Dates option (113106) selects it, per project, where dates are not identifying.
+KEEP = "keep"
+TIME_KEEPING = ("shift", KEEP)  # policies under which times of day (and UTC offsets) stay
 SHIFT_RANGE_DAYS = 3652
 
 
@@ -39,7 +43,8 @@ class DatePolicy:
 
     def describe(self) -> str:
         return {"remove": "dates removed", "year": "dates reduced to the year",
-                "shift": "dates shifted by a keyed per-subject offset"}[self.mode]
+                "shift": "dates shifted by a keyed per-subject offset",
+                KEEP: "dates kept (Retain Full Dates)"}[self.mode]
 
 
 def make_policy(mode: str, secret: Secret | None = None, subject: str | None = None) -> DatePolicy:
@@ -63,6 +68,8 @@ def _apply(d: dt.datetime, policy: DatePolicy) -> dt.datetime | None:
         return None
     if policy.mode == "year":
         return dt.datetime(d.year, 1, 1)
+    if policy.mode == KEEP:
+        return d
     return d - dt.timedelta(days=policy.offset_days)
 
 
@@ -81,7 +88,7 @@ def transform_structured(value: str, fmt: str, policy: DatePolicy) -> str | None
 
 def transform_time(value: str, policy: DatePolicy) -> str | None:
     """Time of day: kept under shift (intervals survive), removed otherwise."""
-    return value if policy.mode == "shift" else None
+    return value if policy.mode in TIME_KEEPING else None
 
 
 # --- free text: one parser for scrubbing and for verification -----------------

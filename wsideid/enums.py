@@ -44,6 +44,7 @@ class DateMode(StrEnum):
     REMOVE = "remove"
     YEAR = "year"
     SHIFT = "shift"
+    KEEP = "keep"  # not a --dates choice: DICOM's Retain Full Dates option only (dates.KEEP)
 
 
 class VerifyMode(StrEnum):

@@ -130,9 +130,10 @@ def output_parts(path: str) -> list[tuple[str, str]]:
     return [("", path)]
 
 
-def tree_sha256(path: str) -> str | None:
-    """sha256 over an output's parts (``output_parts``) in name order, names included for folders."""
-    h = hashlib.sha256()
+def tree_sha256(path: str, algorithm: str = "sha256") -> str | None:
+    """The hash (sha256 unless the record names another) over an output's parts
+    (``output_parts``) in name order, names included for folders."""
+    h = new(parse(algorithm))
     try:
         for name, f in output_parts(path):
             if name:

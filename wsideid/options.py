@@ -31,7 +31,9 @@ class DeidOptions:
     keep_macro: bool = False
     verify: VerifyMode = VerifyMode.SAMPLE
     overwrite: bool = False
-    hash_outputs: bool = True
+    hash_outputs: bool = True  # False: no hash at all (same as hash="none")
+    hash: str = "blake3"  # the output's hash in the audit: blake3 | sha256 | none (see hashing.py)
+    hash_input: bool = False  # also hash the input, for the lab record (a second pass over the input)
     audit_dir: str | None = None  # default: next to the output
     dicom: DicomOptions | None = None  # DICOM input or --to-dicom
     detect: DetectMode = DetectMode.RESIDUAL
@@ -46,6 +48,7 @@ class DeidOptions:
     keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
+    subject: str | None = None  # patient key (--subject, manifest): DICOM PatientID becomes its keyed pseudonym
 
     def __post_init__(self) -> None:
         """Words from the CLI, a manifest or a caller become enum members here, or the run
@@ -74,3 +77,9 @@ def with_secret(options: DeidOptions) -> DeidOptions:
         return replace(options, secret=given)
     from .keys import run_secret
     return replace(options, secret=run_secret(None, once=True))
+
+
+def hash_algorithm(options: DeidOptions):
+    """The run's hash (``hashing.HashAlgorithm``): ``hash_outputs=False`` means none."""
+    from .hashing import HashAlgorithm, parse
+    return parse(options.hash) if options.hash_outputs else HashAlgorithm.NONE

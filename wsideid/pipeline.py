@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from .drivers.base import Opened, Written
+from .drivers.base import Container, Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
 from .model import Plan, VerifyReport
@@ -93,31 +93,40 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             scans += _scan(driver, driver.source_images(opened, plan), "source", options)
             timings["detect-source"] = time.perf_counter() - t
         scratch = os.path.join(outdir, temp_name())
+        residual = _Residual(driver, opened, plan, options) if options.detect != DetectMode.OFF else None
         try:
             t1 = time.perf_counter()
             written = driver.write(opened, plan, scratch, os.path.basename(final), options, hashing.on_recipe)
             timings["write"] = time.perf_counter() - t1
+            if residual is not None:
+                residual.written(written)
             t2 = time.perf_counter()
             report = _verify(driver, opened, plan, written, options)
             timings["verify"] = time.perf_counter() - t2
             guard.check()
             require_ok(report)
             status = Status.PUBLISHED
-            if options.detect != DetectMode.OFF:
+            if residual is not None:
                 t = time.perf_counter()
-                residual = drop_research_id(_scan(driver, driver.residual_images(plan, written), "output", options),
-                                            options.new_id)
-                scans += residual
-                timings["detect-residual"] = time.perf_counter() - t
-                if is_flagged(residual):
+                found = residual.result()
+                timings["detect-wait"] = time.perf_counter() - t  # what the overlap did not hide
+                scans += found
+                timings["detect-residual"] = sum(s.result.timings_ms.get("total", 0) / 1000 for s in found if s.result)
+                if is_flagged(found):
                     status = Status.FLAGGED
             destination = route(status, final, review, options.overwrite)
             hashes = hashing.result(written, report)
             require_ok(report)
             timings["total"] = time.perf_counter() - t0
             result = DeidResult(input_path, destination, driver.name, plan, report, status, timings=timings,
-                                sha256=hashes, scans=scans)
-            commit(result, written.ready, options, name, review, scratch=scratch, companions=written.companions)
+                                sha256=hashes, scans=scans, hash_algorithm=hashing.algorithm_name)
+            before = getattr(driver, "before_records", None)
+            commit(result, written.ready, options, name, review, scratch=scratch, companions=written.companions,
+                   before_records=(lambda: before(plan, review)) if before is not None else None)
+        except BaseException:
+            if residual is not None:
+                residual.cancel()
+            raise
         finally:
             _remove(scratch)
     return result
@@ -126,6 +135,39 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
 def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
     """The driver's named checks over what it wrote (a seam the fault tests use)."""
     return driver.verify(opened, plan, written, options)
+
+
+class _Residual:
+    """The residual scan of the kept images. A TIFF-family slide's is a thread started with
+    the write (``residual_thread.ResidualScan``: unchanged images read from the source while
+    the kernel copies, changed ones from the output while verification runs); other drivers'
+    kept images are scanned from the output once verified. Joined before published/flagged is
+    decided, so nothing is published unscanned."""
+
+    def __init__(self, driver, opened: Opened, plan: Plan, options: DeidOptions):
+        self.driver, self.plan, self.options = driver, plan, options
+        self.thread = None
+        if driver.container is Container.TIFF:
+            from .residual_thread import ResidualScan
+            self.thread = ResidualScan(opened.path, plan, options.identifiers, options.ocr, options.new_id)
+            self.thread.start()
+        self.output: Written | None = None
+
+    def written(self, written: Written) -> None:
+        self.output = written
+        if self.thread is not None:
+            self.thread.written(written.ready)
+
+    def result(self) -> list:
+        if self.thread is not None:
+            return self.thread.result()
+        assert self.output is not None
+        images = self.driver.residual_images(self.plan, self.output)
+        return drop_research_id(_scan(self.driver, images, "output", self.options), self.options.new_id)
+
+    def cancel(self) -> None:
+        if self.thread is not None:
+            self.thread.cancel()
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
@@ -196,7 +238,8 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
         append_name_map(review, chosen, name)  # before the DICOM step publishes
         result = deidentify(dcm_dir, outdir, dicom_opts)
         result.plan.options["converted_from"] = tiff.format
-        result.sha256["source"] = tiff.sha256.get("input", "")
+        if tiff.sha256.get("input") and tiff.hash_algorithm == result.hash_algorithm:  # --hash-input
+            result.sha256["source"] = tiff.sha256["input"]
         result.input = input_path
         result.named_by = chosen.named_by.value
         write_lab_record(result, options, review, chosen.origin, chosen.named_by.value)

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import VerificationFailed, WsideidError
 from .hashing import Hasher, sha256_file  # noqa: F401 - re-exported
@@ -192,7 +192,8 @@ def record_and_audit(result: DeidResult, options: DeidOptions, name: OutputName,
 
 
 def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputName, review: str,
-           scratch: str | None = None, companions: Sequence[tuple[str, str]] = ()) -> None:
+           scratch: str | None = None, companions: Sequence[tuple[str, str]] = (),
+           before_records: Callable[[], None] | None = None) -> None:
     """Claim ``result.output``, write the records, then rename into place: first each
     companion (ready path, name beside the output; a MIRAX slide's folder), then ``ready``
     (a file, or a folder with ``scratch`` to park a replaced one in), which readers open.
@@ -210,6 +211,8 @@ def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputNam
         check_free(destination, options.overwrite)
         for _, other in companions:
             check_free(os.path.join(folder, other), options.overwrite)
+        if before_records is not None:  # a driver's own records (DICOM's pseudonym maps)
+            before_records()
         result.audit_path = record_and_audit(result, options, name, review)
         placed: list[str] = []
         try:

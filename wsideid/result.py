@@ -19,6 +19,7 @@ class DeidResult:
     scans: list = field(default_factory=list)  # scanning.ImageScan, source and residual
     audit_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    sha256: dict[str, str] = field(default_factory=dict)  # input hashes go to the lab record only
+    sha256: dict[str, str] = field(default_factory=dict)  # hashes (hash_algorithm); input's: lab record only
+    hash_algorithm: str = "sha256"
     named_by: str | None = None  # research-id | pseudonym | kept-name
     replaced: bool = False  # --overwrite replaced an existing output of the same name (callers say so)

@@ -234,6 +234,31 @@ def _owner_alive(text: str) -> bool:
     return True
 
 
+def remove_dead_claims(folder: str) -> list[str]:
+    """Remove claim files whose run is gone from this host (a kill between publish and the
+    claim's release leaves one; a rerun that finds the output already done never takes that
+    claim again, so nothing else would clear it). Returns the names removed."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(CLAIM_PREFIX)]
+    except OSError:
+        return removed
+    for n in names:
+        path = os.path.join(folder, n)
+        try:
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                owner = fh.read(300)
+        except OSError:
+            continue
+        if owner and not _owner_alive(owner):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(n)
+    return removed
+
+
 @contextlib.contextmanager
 def claim(folder: str, name: str):
     """Hold the output name ``name`` in ``folder`` for the duration: an ``O_EXCL`` claim file.

@@ -58,12 +58,16 @@ def read_tiff_image(path: str, index: int):
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),
                 ocr: bool = True, reader=read_tiff_image) -> list[ImageScan]:
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
+    from .detect.residual import scan_kept_image
     from .detect.scan import scan_image
     out: list[ImageScan] = []
     for role, index in targets:
         try:
             img = reader(path, index)
-            result = scan_image(img, role, identifiers, ocr=ocr)
+            if stage == "output":  # kept images: text-region stage first (detect/residual.py)
+                result = scan_kept_image(img, role, identifiers, ocr=ocr)
+            else:
+                result = scan_image(img, role, identifiers, ocr=ocr)
             if role == "level":
                 # OCR on tissue reads texture as short "words" (a 0.26-confidence
                 # "LAST, FIRST" on CMU-1's 277x370 level); only flagged text read

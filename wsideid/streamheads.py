@@ -97,6 +97,47 @@ def _walk(rows: np.ndarray, start: np.ndarray, avail: np.ndarray, longer: np.nda
 
 def stream_headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes]]:
     """(file offset, header bytes) of every JPEG or JPEG 2000 tile in the ranges given."""
+    for off, head, _ in _headers(path, offsets, counts):
+        yield off, head
+
+
+class HeaderMemo:
+    """Tile headers already handed to the residual scan, and the bytes of all headers read.
+
+    The tiles of a slide share a handful of distinct headers (a 2 GB slide: 60 000 tiles,
+    one header), and a header identical to one already scanned holds the same needles, so
+    it need not be scanned again (0.7 s of a 2 GB slide's verification). Memory is bounded:
+    past ``limit`` bytes of distinct headers, new ones are scanned but not remembered.
+    """
+
+    def __init__(self, limit: int = 4 << 20):
+        self.seen: set[bytes] = set()
+        self.kept, self.limit = 0, limit
+        self.total = 0  # every header's bytes, repeats included (for the caller's budget)
+        self.prev_end = -1  # where the last segment handed to the scanner ended (the caller sets it too)
+
+
+def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: HeaderMemo) -> Iterator[tuple[int, bytes]]:
+    """``stream_headers``, minus headers already scanned that stand apart from other bytes.
+
+    The scanner joins segments that touch, so a header is skipped only when it does not
+    start where the last segment handed over ended (``memo.prev_end``: a gap or a tile that
+    is all header), and entropy-coded data follows it within its tile (so no later tile's
+    bytes would have continued it; the output's tiles do not overlap).
+    """
+    for off, head, count in _headers(path, offsets, counts):
+        memo.total += len(head)
+        if off != memo.prev_end and len(head) < count and head in memo.seen:
+            continue
+        memo.prev_end = off + len(head)
+        if memo.kept + len(head) <= memo.limit:
+            memo.seen.add(head)
+            memo.kept += len(head)
+        yield off, head
+
+
+def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes, int]]:
+    """(file offset, header bytes, tile length), tiles in file order."""
     offsets = np.asarray(offsets, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     live = np.nonzero(counts > 0)[0]
@@ -119,10 +160,10 @@ def stream_headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterat
             for i in np.nonzero(lengths)[0].tolist():
                 if again[i]:
                     raw = os.pread(fd, int(min(c[i], SLACK)), int(o[i]))
-                    yield int(o[i]), raw[:_walk_one(raw)]
+                    yield int(o[i]), raw[:_walk_one(raw)], int(c[i])
                 else:
                     s = i * HEAD
-                    yield int(o[i]), bytes(buf[s:s + int(lengths[i])])
+                    yield int(o[i]), bytes(buf[s:s + int(lengths[i])]), int(c[i])
 
 
 PIECE = 4 << 20

@@ -34,7 +34,7 @@ import numpy as np
 from .errors import WsideidError
 from .model import REMOVE, Plan, VerifyReport
 from .needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
-from .streamheads import read_range, stream_headers
+from .streamheads import HeaderMemo, distinct_headers, read_range
 from .tiff import jpegsegs
 from .tiff.container import TiffFile, read_tiff
 from .tiff.edits import as_tile_edits
@@ -75,6 +75,7 @@ def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
 def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every byte of the output not covered by image data, then the
     header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
+    memo = HeaderMemo()
     starts, ends = pixel_ranges(tf)
     covered_to = np.maximum.accumulate(ends) if len(ends) else ends
     # gap i lies between the furthest end so far and the next start
@@ -89,21 +90,24 @@ def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) ->
                     # zeros hold no text (in-place mode wipes the old versions of edited tiles):
                     # not counted, and only its edges scanned, where a needle's NUL bytes could lie
                     yield off, piece[:_ZERO_EDGE]
+                    memo.prev_end = off + len(piece)
                     yield off + len(piece) - _ZERO_EDGE, piece[-_ZERO_EDGE:]
                     continue
                 total += len(piece)
                 if total > limit:
                     raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+                memo.prev_end = off + len(piece)
                 yield off, piece
     for ifd in tf.all_ifds():
         data = tiff_base.image_data(ifd, tf.byteorder)
         if data is None:
             continue
-        for off, head in stream_headers(path, data.src_offsets, data.src_counts):
-            total += len(head)
-            if total > limit:
+        for off, head in distinct_headers(path, data.src_offsets, data.src_counts, memo):
+            if total + memo.total > limit:
                 raise WsideidError("output has more non-pixel bytes than the residual scan allows")
             yield off, head
+    if total + memo.total > limit:
+        raise WsideidError("output has more non-pixel bytes than the residual scan allows")
 
 
 _ZERO_EDGE = 1 << 16

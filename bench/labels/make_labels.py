@@ -6,7 +6,10 @@ accession, printed PHI (accession, date in one of many spellings, MRN,
 patient name) and non-PHI label text (stains, markers, organs, block IDs).
 Some labels carry no PHI at all, to measure false alarms.
 
-Sets: "clean" (sharp, full resolution, any quarter turn), "degraded"
+Sets: "printed" (fonts, layout and ink not used by the test fixtures or
+the other sets: URW faces, centred lines, coloured ink, smaller type),
+"handwritten" (a script face with per-letter jitter, slant and a wobbling
+baseline, ballpoint colours), "clean" (sharp, full resolution, any quarter turn), "degraded"
 (blur, noise, JPEG artefacts, downscaling to macro-like resolution with
 code modules >= 2.2 px) and "harsh" (modules down to 1.5 px, heavier blur
 and JPEG; a stress set without a target).
@@ -38,6 +41,19 @@ FONT_FILES = [
     "/usr/share/fonts/opentype/urw-base35/NimbusMonoPS-Bold.otf",
     "/usr/share/fonts/truetype/noto/NotoSansMono-Regular.ttf",
 ]
+
+# Faces for the "printed" set: none is used by the test fixtures
+# (wsideid/detect/labelgen.py, DejaVu) or by FONT_FILES above.
+PRINTED_FONTS = [
+    "/usr/share/fonts/opentype/urw-base35/NimbusSansNarrow-Regular.otf",
+    "/usr/share/fonts/opentype/urw-base35/URWGothic-Book.otf",
+    "/usr/share/fonts/opentype/urw-base35/C059-Roman.otf",
+    "/usr/share/fonts/opentype/urw-base35/P052-Bold.otf",
+    "/usr/share/fonts/opentype/urw-base35/URWBookman-Light.otf",
+    "/usr/share/fonts/opentype/urw-base35/NimbusRoman-Regular.otf",
+]
+SCRIPT_FONT = "/usr/share/fonts/opentype/urw-base35/Z003-MediumItalic.otf"
+INKS = [(20, 20, 20), (20, 30, 110), (10, 60, 140), (60, 20, 90)]
 
 # In the detector's bundled lists / held out from them (never bundled).
 KNOWN_GIVEN = ["JOHN", "MARY", "DAVID", "SUSAN", "MICHAEL", "LINDA", "CARLOS", "ANNA"]
@@ -158,6 +174,66 @@ def render_label(rng: random.Random, lines: list[TextLine], code: Image.Image | 
     return img
 
 
+def render_printed(rng: random.Random, lines: list[TextLine], code: Image.Image | None) -> Image.Image:
+    """Another layout: code on the right or below, centred text, coloured ink."""
+    fonts = [f for f in PRINTED_FONTS if Path(f).exists()] or [f for f in FONT_FILES if Path(f).exists()]
+    font = ImageFont.truetype(rng.choice(fonts), rng.randint(18, 28))
+    ink = rng.choice(INKS)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [probe.textbbox((0, 0), ln.text, font=font) for ln in lines]
+    text_w = max((b[2] - b[0] for b in boxes), default=0)
+    row = max((b[3] - b[1] for b in boxes), default=10) + rng.randint(4, 10)
+    pad = rng.randint(10, 22)
+    code_w, code_h = code.size if code else (0, 0)
+    below = code is not None and rng.random() < 0.4
+    w = (max(code_w, text_w) if below else text_w + code_w + pad) + 2 * pad
+    h = (row * len(lines) + code_h + pad if below else max(code_h, row * len(lines))) + 2 * pad
+    img = Image.new("RGB", (w, h), rng.choice([(255, 255, 255), (245, 245, 240), (255, 250, 235), (230, 245, 230)]))
+    draw = ImageDraw.Draw(img)
+    for i, (ln, b) in enumerate(zip(lines, boxes)):
+        x = pad + (text_w - (b[2] - b[0])) // 2
+        draw.text((x, pad + i * row), ln.text, fill=ink, font=font)
+    if code is not None:
+        pos = (pad + (w - 2 * pad - code_w) // 2, pad + row * len(lines) + pad // 2) if below else (w - pad - code_w, pad)
+        img.paste(code.convert("RGB"), pos)
+    if rng.random() < 0.5:  # a printed frame around the label
+        draw.rectangle((3, 3, w - 4, h - 4), outline=ink, width=2)
+    return img
+
+
+def render_handwritten(rng: random.Random, lines: list[TextLine]) -> Image.Image:
+    """Script face, letters placed one by one with jitter in size, angle and baseline."""
+    path = SCRIPT_FONT if Path(SCRIPT_FONT).exists() else FONT_FILES[2]
+    size = rng.randint(30, 40)
+    ink = rng.choice(INKS[1:] + [(30, 30, 30)])
+    slant = rng.uniform(-4, 4)
+    pad = 18
+    rows: list[Image.Image] = []
+    for ln in lines:
+        letters = []
+        for ch in ln.text:
+            f = ImageFont.truetype(path, max(12, size + rng.randint(-3, 3)))
+            b = f.getbbox(ch) if ch.strip() else (0, 0, size // 3, size)
+            tile = Image.new("L", (max(1, b[2]) + 8, size + 16), 0)
+            ImageDraw.Draw(tile).text((4, 4), ch, fill=255, font=f)
+            letters.append(tile.rotate(slant + rng.uniform(-6, 6), resample=Image.Resampling.BICUBIC, expand=False))
+        width = sum(t.width - 6 for t in letters) + 12
+        row = Image.new("L", (max(1, width), size + 24), 0)
+        x = 4
+        for t in letters:
+            row.paste(255, (x, 4 + rng.randint(-2, 2)), t)
+            x += t.width - 9 + rng.randint(-1, 1)
+        rows.append(row)
+    w = max(r.width for r in rows) + 2 * pad
+    h = sum(r.height for r in rows) + 2 * pad
+    img = Image.new("RGB", (w, h), rng.choice([(255, 255, 255), (250, 248, 238), (255, 252, 230)]))
+    y = pad
+    for r in rows:
+        img.paste(Image.new("RGB", r.size, ink), (pad + rng.randint(-4, 4), y), r)
+        y += r.height
+    return img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
+
+
 def _degrade(rng: random.Random, img: Image.Image, module_px: int, harsh: bool = False) -> tuple[Image.Image, dict[str, float]]:
     """Downscale (macro-like), blur, noise, JPEG.
 
@@ -201,7 +277,13 @@ def make_label(rng: random.Random, set_name: str, index: int) -> tuple[Image.Ima
     if not phi_free:
         fmt, code_img = _barcode(rng, accession, module_px)
         codes.append((fmt, accession))
-    img = render_label(rng, lines, code_img)
+    if set_name == "handwritten":  # a hand writes no barcode
+        codes, code_img = [], None
+        img = render_handwritten(rng, lines)
+    elif set_name == "printed":
+        img = render_printed(rng, lines, code_img)
+    else:
+        img = render_label(rng, lines, code_img)
     info: dict[str, float] = {}
     if set_name in ("degraded", "harsh"):
         img, info = _degrade(rng, img, module_px, harsh=set_name == "harsh")
@@ -213,7 +295,7 @@ def make_label(rng: random.Random, set_name: str, index: int) -> tuple[Image.Ima
     return img, truth
 
 
-SETS = ("clean", "degraded", "harsh")
+SETS = ("printed", "handwritten", "clean", "degraded", "harsh")
 
 
 def generate(out_dir: Path, n: int = 60, seed: int = 7, sets: tuple[str, ...] = SETS) -> list[LabelTruth]:

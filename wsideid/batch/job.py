@@ -24,8 +24,6 @@ SUMMARY_COLUMNS = [
     "images_removed", "phi_source", "phi_output", "phi_categories", "barcodes", "text_lines", "checks",
     "error_kind", "reviewed", "overwrote", "t_plan", "t_write", "t_verify", "t_detect", "t_total",
 ]
-IMAGE_ROLES = ("label", "macro", "overview", "unknown")  # removed images the QC page shows
-PREVIEW_MAX = 1024  # px, longest side of the review copies of label/macro images
 
 
 @dataclass
@@ -68,55 +66,8 @@ def deid_options(job: SlideJob):
                        keep_macro=job.keep_macro, macro=job.macro, label=job.label,
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
-                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming)
-
-
-def _save_image(img, path: str, root: str) -> str:
-    """A JPEG preview, written like every review file: new temp, rename, no link followed."""
-    import io
-    from ..safefs import makedirs, write_atomic
-    img = img.convert("RGB")
-    img.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-    makedirs(root, os.path.dirname(path))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=85)
-    write_atomic(path, buf.getvalue(), root=root, mode=0o600)
-    return os.path.basename(path)
-
-
-def save_review_images(job: SlideJob, result) -> list[dict[str, str]]:
-    """Copies of the removed label/macro (from the source) and, for a flagged slide, the kept
-    non-pyramid images that triggered it (from the output), for the QC page."""
-    from ..registry import by_name
-    if result is None or result.plan is None:
-        return []
-    driver = by_name(result.format)
-
-    def read_removed(index: int):
-        return driver.preview(job.source, result.output, result.plan, index, kept=False)
-    folder = os.path.join(job.review_dir, "images")
-    saved = []
-    for d in result.plan.images:
-        if d.action == "remove" and d.image.role in IMAGE_ROLES:
-            try:
-                name = _save_image(read_removed(d.image.index),
-                                   os.path.join(folder, f"{job.new_id}.removed-{d.image.role}.jpg"), job.review_dir)
-                saved.append({"file": name, "role": d.image.role, "kind": "removed"})
-            except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
-                continue
-    if result.status == "flagged" and result.output:
-        for sc in result.scans:
-            if sc.stage == "output" and (sc.has_phi or sc.error):
-                try:
-                    img = driver.preview(job.source, result.output, result.plan, sc.index, kept=True)
-                    if img is None:
-                        continue
-                    name = _save_image(img,
-                                       os.path.join(folder, f"{job.new_id}.kept-{sc.role}-{sc.index}.jpg"), job.review_dir)
-                    saved.append({"file": name, "role": sc.role, "kind": "kept"})
-                except Exception:  # noqa: BLE001
-                    continue
-    return saved
+                       overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
+                       subject=job.subject)
 
 
 def _counts(result) -> dict[str, Any]:
@@ -188,7 +139,8 @@ def is_done(job: SlideJob, prev: dict | None) -> bool:
     out = prev.get("output")
     if not _ours(out, job.outdir, job.review_dir) or os.path.islink(out):
         return False
-    return bool(os.path.exists(out) and tree_sha256(out) == prev.get("output_sha256"))
+    return bool(os.path.exists(out) and tree_sha256(out, prev.get("output_hash_algorithm") or "sha256")
+                == prev.get("output_sha256"))
 
 
 def recover_interrupted(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
@@ -238,6 +190,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
+        "output_hash_algorithm": (result.hash_algorithm if result and result.sha256.get("output") else "sha256"),
         "audit": result.audit_path if result else None,
         "job": asdict(job), "summary": row, "images": [],
         "scans": [sc.to_dict(include_values=True) for sc in result.scans] if result else [],
@@ -253,7 +206,8 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     # in between leaves a slide its record proves (a rerun skips it), not one it must refuse.
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)
     try:
-        record["images"] = save_review_images(job, result)
+        from ..report.previews import save_review_images
+        record["images"] = save_review_images(job.new_id, job.source, job.review_dir, result)
     except Exception:  # noqa: BLE001
         pass
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..cells import unescape
@@ -59,6 +59,7 @@ class RowProblem:
     row: int
     column: str
     message: str
+    source: str = field(default="", compare=False)  # the row's source cell (PHI: review folder and QC page only)
 
     def __str__(self) -> str:
         return f"row {self.row}, column {self.column}: {self.message}"
@@ -251,7 +252,7 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             source_rel=rec["source"],
         )
         if mine:
-            problems.extend(mine)
+            problems.extend(replace(p, source=rec["source"]) for p in mine)
             continue
         if new_id:
             seen_ids[new_id.lower()] = n

@@ -10,7 +10,6 @@ it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid

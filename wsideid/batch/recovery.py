@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..audit import LAB_RECORDS
+from ..audit import LAB_RECORDS, record_hashes
 from .records import input_state, read_json, record_path, tree_sha256, write_json
 
 RUNNING = "running"
@@ -63,11 +63,11 @@ def _started_ns(job: Any) -> int | None:
 
 def _hashes_match(output: str, lab: dict) -> bool:
     """The output on disk is what the lab record hashed: one file, or a DICOM folder's instances."""
-    hashes = lab.get("sha256") or {}
+    algorithm, hashes = record_hashes(lab)
     if os.path.islink(output) or not os.path.exists(output):
         return False
     if hashes.get("output"):
-        return tree_sha256(output) == hashes["output"]
+        return tree_sha256(output, algorithm) == hashes["output"]
     per_instance = sorted(v for k, v in hashes.items() if k.startswith("output["))
     if not per_instance or not os.path.isdir(output):
         return False
@@ -113,9 +113,10 @@ def finish_record(job: Any, prev: dict, lab: dict, summary_columns: list[str]) -
     row: dict[str, Any] = {c: "" for c in summary_columns}
     row.update(row=job.row, new_id=job.new_id, status=lab["status"], run="recovered",
                format=lab.get("format") or "", output=os.path.basename(output))
-    hashes = lab.get("sha256") or {}
+    algorithm, hashes = record_hashes(lab)
     record = {**prev, "status": lab["status"], "output": output,
               "output_sha256": hashes.get("output") or tree_sha256(output),
+              "output_hash_algorithm": algorithm if hashes.get("output") else "sha256",
               "audit": output + ".audit.json" if os.path.exists(output + ".audit.json") else None,
               "summary": row, "recovered": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(record_path(job.review_dir, job.new_id), record, root=job.review_dir)

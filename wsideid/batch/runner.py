@@ -189,11 +189,12 @@ def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems
             try:
                 r.new_id = earlier.get(r.source) or pseudonym(secret, fingerprint(content_files(r.source)))
             except WsideidError:
-                problems.append(RowProblem(r.row, "source", "cannot be read to name it"))
+                problems.append(RowProblem(r.row, "source", "cannot be read to name it", r.source_rel))
                 continue
             r.named_by = NamedBy.PSEUDONYM.value
             if r.new_id.lower() in taken:
-                problems.append(RowProblem(r.row, "source", f"same slide content as row {taken[r.new_id.lower()]}"))
+                problems.append(RowProblem(r.row, "source", f"same slide content as row {taken[r.new_id.lower()]}",
+                                           r.source_rel))
                 continue
             taken[r.new_id.lower()] = r.row
         kept.append(r)
@@ -212,7 +213,8 @@ def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> li
         clash = sorted({owner[n] for n in names if n in owner})
         if clash:
             problems.append(RowProblem(r.row, "new_id", f"its output name may collide with row {clash[0]}'s"
-                                                        " (names are compared with extensions, ignoring case)"))
+                                                        " (names are compared with extensions, ignoring case)",
+                                           r.source_rel))
             continue
         owner.update({n: r.row for n in names})
         kept.append(r)
@@ -233,6 +235,8 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
     records.check_separate(outdir, review)
     records.link_batch(outdir, review, manifest)
+    from ..safefs import remove_dead_claims
+    remove_dead_claims(outdir)  # left by a run killed between a publish and the claim's release
     rows = assign_pseudonyms(rows, review, secret, problems)
     rows = refuse_collisions(rows, problems)
     write_mapping(review, rows)
@@ -270,5 +274,5 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
         if r.get("overwrote"):
             result.overwrote += [n for n in str(r["overwrote"]).split(";") if n]
-    write_summaries(result, {r.row: r.source_rel for r in rows}, messages)
+    write_summaries(result, {**{p.row: p.source for p in problems}, **{r.row: r.source_rel for r in rows}}, messages)
     return result

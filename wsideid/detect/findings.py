@@ -2,6 +2,28 @@
 
 Values read from labels are PHI themselves, so every report path goes
 through :meth:`Finding.to_dict`, which can leave them out.
+
+Fields of a finding (``Finding.to_dict``), as the QC page reads them:
+
+- ``role``: image role (label | macro | overview | thumbnail | level | image);
+- ``kind``: ``barcode`` (decoded symbol) or ``text`` (a line of writing);
+- ``box``: ``[left, top, right, bottom]`` in pixels of the scanned image as
+  the detector saw it (the image the caller passed; right/bottom
+  exclusive). Every finding has one: a barcode's corners, a text line's
+  extent, or an unread writing-like region;
+- ``confidence``: 0..1; 1.0 for a decoded barcode, the engine's mean
+  confidence for read text, the region's writing-likeness score for an
+  unread region;
+- ``reader``: zxing | pyzbar | tesseract | ppocr | ppocr+tesseract (both
+  engines sure) | text-regions (found, not read with confidence);
+- ``symbology``: zxing-style barcode format, else null;
+- ``phi``: sorted flag categories: date | accession | mrn | name |
+  identifier | barcode | unreadable-text. ``unreadable-text`` marks a
+  region that looks like writing (dark marks in lines on flat light
+  ground) that no engine read with confidence: on a kept image a finding
+  that sends the slide to review; on a removed image information for QC;
+- ``flag_count``, ``flags`` (category + reason; with values also the span
+  and matched text), and ``value`` only when values are included.
 """
 from __future__ import annotations
 
@@ -13,6 +35,11 @@ from typing import Any, Literal
 Box = tuple[int, int, int, int]
 
 Kind = Literal["barcode", "text"]
+
+# Category of a writing-like region no engine read with confidence: on a
+# kept image a finding of its own (a label part nobody could read is still
+# a label part); on a removed one, information for the QC page.
+UNREADABLE = "unreadable-text"
 
 
 @dataclass(frozen=True)
@@ -90,6 +117,14 @@ def union_box(boxes: list[Box]) -> Box:
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
     )
+
+
+def overlap(a: Box, b: Box) -> float:
+    """Intersection of two boxes over the smaller one's area (0..1)."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
 
 
 def clip_box(box: Box, size: tuple[int, int]) -> Box:

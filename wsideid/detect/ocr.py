@@ -162,9 +162,12 @@ def _group_lines(words: list[tuple[Word, tuple[float, float, float, float]]]) ->
     return lines
 
 
-def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box] = ()) -> OcrResult:
+def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box] = (),
+              turns: Sequence[int] = (0, 1, 2, 3)) -> OcrResult:
     """Read the text in ``image`` (or in ``region`` of it), best orientation.
 
+    ``turns`` are the quarter turns to probe: a caller that knows the
+    lines' direction (:mod:`.textregions`) passes two, halving the cost.
     ``mask`` boxes (decoded barcodes) are painted white first: a code's
     modules read as junk "words" that dilute the orientation score and
     merge into neighbouring lines. Boxes are in ``image``'s coordinates.
@@ -183,7 +186,7 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
     probe_scale = _scale_to(size, PROBE_LONG_SIDE)
     read_scale = _scale_to(size, READ_LONG_SIDE)
     probes = []
-    for k in range(4):
+    for k in turns:
         view = View(crop, probe_scale, k)
         words = _read_words(view.render(gray), view, psm=11)
         probes.append((_score(words), k, words))

@@ -8,11 +8,19 @@ from typing import Any, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from . import barcodes
+from . import barcodes, ppocr
 from . import ocr as _ocr_module
 from .errors import UnreadableImage
-from .findings import Box, Finding, PhiFlag
+from .findings import UNREADABLE, Box, Finding, PhiFlag, overlap
+from .lines import best_reading, is_sure, read_regions
 from .phi_text import classify_text
+from .textregions import TextRegion, find_text_regions
+
+MAX_LINES = 12  # the best-scoring lines only; a label has fewer
+# Region score above which unread marks are a finding: lines of writing
+# score 0.84-0.98, the marker "CMU-1" on CMU-1's label 0.78; debris rows,
+# smears and slide edges on a real fluorescence macro 0.63-0.73.
+UNREADABLE_MIN_SCORE = 0.75
 
 
 @dataclass
@@ -59,6 +67,7 @@ def scan_image(
     identifiers: Sequence[str] = (),
     ocr: bool = True,
     ocr_region: Box | None = None,
+    second_engine: bool = True,
 ) -> ScanResult:
     """Decode barcodes, read text (if ``ocr``) and flag PHI on ``image``.
 
@@ -67,27 +76,95 @@ def scan_image(
     a payload that looks harmless can still be a key into the LIS.
     ``ocr_region`` limits OCR to part of the image (e.g. the label box on a
     macro from :func:`locate_label`); barcodes are searched everywhere.
+    With ``second_engine``, the text lines :mod:`.textregions` finds are
+    also read by PP-OCR (:mod:`.ppocr`); its sure readings add findings
+    where they flag PHI tesseract's lines did not, and a writing-like line
+    neither engine read becomes an ``unreadable-text`` finding. The same
+    lines tell which way up the text runs, so tesseract probes two quarter
+    turns instead of four.
     Raises OcrUnavailable when ``ocr`` is requested and tesseract is absent.
     """
     t0 = time.perf_counter()
-    findings: list[Finding] = []
-    for hit in barcodes.read_barcodes(image):
-        flags = classify_text(hit.value, identifiers)
-        flags.append(PhiFlag("barcode", (0, len(hit.value)), f"decoded {hit.symbology} payload"))
-        findings.append(Finding(role, "barcode", hit.value, hit.box, 1.0, hit.symbology, hit.reader, flags))
+    findings = barcode_findings(image, role, identifiers)
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:
         masks = [f.box for f in findings if f.kind == "barcode"]
-        result = _ocr_module.recognise(image, ocr_region, mask=masks)
-        timings.update(result.timings_ms)
+        regions = _regions(image, ocr_region, masks)
         t2 = time.perf_counter()
+        timings["text_regions"] = (t2 - t1) * 1000
+        result = _ocr_module.recognise(image, ocr_region, mask=masks, turns=likely_turns(regions))
+        timings.update(result.timings_ms)
+        t3 = time.perf_counter()
         for line in result.lines:
             flags = classify_text(line.text, identifiers)
             findings.append(Finding(role, "text", line.text, line.box, line.confidence, None, "tesseract", flags))
-        timings["classify"] = (time.perf_counter() - t2) * 1000
+        timings["classify"] = (time.perf_counter() - t3) * 1000
+        if second_engine and regions:
+            findings += _second_engine(image, role, regions, findings, identifiers, timings)
     timings["total"] = (time.perf_counter() - t0) * 1000
     return ScanResult(role, image.size, findings, timings, ocr_ran=ocr)
+
+
+def barcode_findings(image: Image.Image, role: str, identifiers: Sequence[str], budget_s: float = 1.0
+                     ) -> list[Finding]:
+    """Every decoded barcode, flagged ``barcode`` whatever its payload."""
+    out = []
+    for hit in barcodes.read_barcodes(image, budget_s=budget_s):
+        flags = classify_text(hit.value, identifiers)
+        flags.append(PhiFlag("barcode", (0, len(hit.value)), f"decoded {hit.symbology} payload"))
+        out.append(Finding(role, "barcode", hit.value, hit.box, 1.0, hit.symbology, hit.reader, flags))
+    return out
+
+
+def _regions(image: Image.Image, region: Box | None, masks: Sequence[Box]) -> list[TextRegion]:
+    """Text lines in ``region`` (or the whole image), in image coordinates."""
+    if region is None:
+        found = find_text_regions(image)
+    else:
+        dx, dy = region[0], region[1]
+        found = [TextRegion((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), r.vertical, r.score, r.marks)
+                 for r in find_text_regions(image.crop(region)) for b in [r.box]]
+    return [r for r in found if not any(overlap(r.box, m) > 0.5 for m in masks)][:MAX_LINES]
+
+
+def likely_turns(regions: Sequence[TextRegion]) -> tuple[int, ...]:
+    """Quarter turns worth probing: two when the lines agree on a direction.
+
+    Weighted by score, lines running across (0/180) or down (90/270) the
+    image; with no lines or no clear majority all four are tried.
+    """
+    across = sum(r.score * r.marks for r in regions if not r.vertical)
+    down = sum(r.score * r.marks for r in regions if r.vertical)
+    if across > 2 * down and across > 0:
+        return (0, 2)
+    if down > 2 * across:
+        return (1, 3)
+    return (0, 1, 2, 3)
+
+
+def _second_engine(image: Image.Image, role: str, regions: Sequence[TextRegion], found: Sequence[Finding],
+                   identifiers: Sequence[str], timings: dict[str, float]) -> list[Finding]:
+    """PP-OCR on the lines: what it adds to tesseract's findings."""
+    if not ppocr.available():
+        return []
+    readings, t = read_regions(image, regions, use_tesseract=False)
+    timings.update(t)
+    text = [f for f in found if f.kind == "text"]
+    out = []
+    for region, per in zip(regions, readings):
+        near = [f for f in text if overlap(f.box, region.box) > 0.3]
+        sure = [r for r in per if is_sure(r)]
+        if sure:
+            r = best_reading(sure)
+            have = {fl.category for f in near for fl in f.flags}
+            flags = [fl for fl in classify_text(r.text, identifiers) if fl.category not in have]
+            if flags:
+                out.append(Finding(role, "text", r.text, region.box, r.confidence, None, "ppocr", flags))
+        elif region.score >= UNREADABLE_MIN_SCORE and not any(f.confidence >= 0.6 for f in near):
+            flags = [PhiFlag(UNREADABLE, (0, 0), f"writing-like marks (score {region.score:.2f}) no engine read")]
+            out.append(Finding(role, "text", "", region.box, region.score, None, "text-regions", flags))
+    return out
 
 
 def load_image_file(path: str | Path) -> Image.Image:

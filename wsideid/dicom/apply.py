@@ -79,7 +79,7 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
     if data.new_id:  # identity from the research ID, also where the input left it out
         for kw in IDENTITY_FROM_NEW_ID:
             if kw not in ds:
-                setattr(ds, kw, data.new_id)
+                setattr(ds, kw, (data.patient_id if kw == "PatientID" else None) or data.new_id)
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
     return ds

@@ -22,6 +22,20 @@ def _metadata(new_id: str):
                                 slide=Slide(identifier=new_id))
 
 
+# What a KeyError inside wsidicomizer/opentile means: the metadata key the source lacks.
+MISSING = {"MPP": "the pixel spacing (Aperio MPP, microns per pixel), which DICOM WSI requires",
+           "AppMag": "the objective magnification (Aperio AppMag)"}
+
+
+def _conversion_failure(exc: BaseException) -> str:
+    """One line saying what the source lacks, when the converter says which key it missed;
+    the key names come from the converter's code, never from the slide's values."""
+    key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+    if isinstance(key, str) and key in MISSING:
+        return f"--to-dicom: the source lacks {MISSING[key]}; wsidicomizer cannot convert it"
+    return third_party("wsidicomizer could not convert the de-identified slide", exc)
+
+
 def dicomize(tiff_path: str, dcm_dir: str, new_id: str | None) -> None:
     """Wrap a de-identified TIFF-family slide's tiles into DICOM WSI instances in ``dcm_dir``,
     without re-encoding; patient, study and slide identity come from the research ID only."""
@@ -35,7 +49,7 @@ def dicomize(tiff_path: str, dcm_dir: str, new_id: str | None) -> None:
             WsiDicomizer.convert(tiff_path, dcm_dir, metadata=_metadata(new_id or "DEIDENTIFIED"), include_label=False,
                                  include_overview=False, include_confidential=False, workers=1)
     except Exception as exc:  # noqa: BLE001 - wsidicomizer raises many types
-        raise WsideidError(third_party("wsidicomizer could not convert the de-identified slide", exc)) from None
+        raise WsideidError(_conversion_failure(exc)) from None
 
 
 def check_available() -> None:

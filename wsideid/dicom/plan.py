@@ -69,6 +69,7 @@ class DicomPlanData:
     frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
+    patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 
 def tag_name(tag: int) -> str:
@@ -103,6 +104,8 @@ class _Planner:
 
     # -- helpers -----------------------------------------------------------
     def _pseudo(self, domain: str, value: str) -> str:
+        if domain == "dicom-PatientID" and self.d.patient_id:
+            return self.d.patient_id
         if self.d.new_id:
             return self.d.new_id
         return self.d.uids.pseudonym(domain, value) if value.strip() else ""
@@ -165,10 +168,11 @@ class _Planner:
                     creators.append(elem)
                     continue
                 creator = ds.get((group, el >> 8))
-                verdict = self.d.rules.private(str(creator.value) if creator is not None else None, el & 0xFF)
-                if verdict.letter == "K":
-                    kept_blocks.add((group, el >> 8))
+                verdict = self.d.rules.private(str(creator.value) if creator is not None else None, el & 0xFF,
+                                               group, elem.VR)
                 self._apply_letter(path, elem, inst, verdict, nested)
+                if verdict.letter == "K" and self.d.ops[path].kind != "remove":  # the value passed the policy
+                    kept_blocks.add((group, el >> 8))
                 continue
             if elem.keyword in code_ops:
                 self._code(path, elem, inst, code_ops[elem.keyword], ds)
@@ -219,6 +223,9 @@ class _Planner:
                 self._set(path, elem, inst, "keep" if new == str(elem.value) else "set", new, KEEP, new,
                           f"{where} (date policy shift: kept)", vkind=ValueKind.DATE)
             return
+        if vr == "UI" and letter in ("U", "K") and self.d.rules.retains_uid(kw) and typed_valid(elem.value, "UI"):
+            self._retain_uid(path, elem, inst, where)
+            return
         if vr == "UI" and letter in ("K", "C", "D") and (kw not in self.d.rules.uid_keep
                                                          or not typed_valid(elem.value, "UI")):
             letter = "U"
@@ -228,6 +235,9 @@ class _Planner:
             for k, item in enumerate(elem.value or []):
                 self.walk(item, f"{path}[{k}]", inst, True)
             return
+        if letter == "clean-structured" and not self.d.rules.structured():
+            letter = self.d.rules.resolve("X/Z", kw, vr, nested)  # Basic Profile: emptied if Type 2
+            where += " (Clean Structured Content not selected)"
         if letter == "clean-structured":
             self._clean_structured(path, elem, inst, where)
             return
@@ -240,7 +250,7 @@ class _Planner:
                     self._remove_all(item, f"{path}[{k}]", inst, where + " X")
         elif letter in ("Z", "D"):
             value = empty(vr) if letter == "Z" else dummy(vr)
-            if vr in DATE_VRS and letter == "D" and self.d.policy.mode != "remove":
+            if vr in DATE_VRS and letter == "D" and self.d.policy.mode in ("shift", "year"):
                 shifted = date_value(elem.value, vr, self.d.policy) if elem.value else None
                 value = shifted or value
             self._set(path, elem, inst, "set", value, REPLACE, value, f"{where} {letter}")
@@ -262,6 +272,13 @@ class _Planner:
             raise AssertionError(letter)
 
     # -- the value policy ----------------------------------------------------
+    def _retain_uid(self, path: str, elem: DataElement, inst: int, where: str) -> None:
+        """Retain UIDs (113110): the original UID stays, recorded so the verifier accepts it."""
+        for u in parts(elem.value):
+            if u:
+                self.d.uids.retain(str(u))
+        self._set(path, elem, inst, "keep", None, KEEP, None, where + " (Retain UIDs)", vkind=ValueKind.CODE)
+
     def _neutral(self, path: str, elem: DataElement, inst: int, where: str) -> None:
         """Replace a value the policy cannot keep: Type 1 gets a dummy (a keyed stand-in for
         identifiers, so references between items still match), Type 2 an empty value, others go."""
@@ -311,14 +328,14 @@ class _Planner:
         if not text_valid(elem.value, vr):
             self._neutral(path, elem, inst, where + " (control character or too long)")
             return
-        device = rules.from_device_column(kw)
+        device = rules.option_column(kw) is not None
 
         def ok(v: str) -> bool:
-            return v == "" or rules.text_allowed(key, v) or (device and bool(rules.device_pattern.fullmatch(v)))
+            return v == "" or rules.text_allowed(key, v) or (device and rules.option_text_allowed(kw, v))
         good = [v for v in values if ok(v)]
         self.kept_text[path] = (elem, inst, None)
         if len(good) == len(values):
-            self._set(path, elem, inst, "keep", None, KEEP, None, where + (" (device identity pattern)" if device
+            self._set(path, elem, inst, "keep", None, KEEP, None, where + (" (retain option: one token)" if device
                                                                              and not all(rules.text_allowed(key, v) for v in values if v)
                                                                              else " (allowed pattern)"))
         elif good and any(good):
@@ -481,6 +498,8 @@ class _Planner:
                 self._set(path, elem, inst.index, "set", value, REPLACE, value, "file meta: written by pydicom")
             elif spec == "K" and (elem.VR not in TYPED_VRS or typed_valid(elem.value, elem.VR)):
                 self._set(path, elem, inst.index, "keep", None, KEEP, None, f"file_meta.{elem.keyword}")
+            elif spec == "U" and self.d.rules.retains_uid(elem.keyword) and typed_valid(elem.value, "UI"):
+                self._retain_uid(path, elem, inst.index, f"file_meta.{elem.keyword}")
             elif spec == "U" or (spec == "K" and elem.VR == "UI"):
                 value = self._uid_value(elem)
                 self._set(path, elem, inst.index, "set", value, REPLACE, value, f"file_meta.{elem.keyword}")
@@ -512,9 +531,10 @@ def _image_info(inst: Instance) -> ImageInfo:
 
 
 def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids: UidMapper, policy: DatePolicy,
-                    new_id: str | None, strict: bool, keep_overview: bool, label: str) -> Plan:
+                    new_id: str | None, strict: bool, keep_overview: bool, label: str,
+                    patient_id: str | None = None) -> Plan:
     data = DicomPlanData(src, rules, uids, new_id, policy, columns=set(rules.columns),
-                         specimens=SpecimenIds(new_id, uids))
+                         specimens=SpecimenIds(new_id, uids), patient_id=patient_id)
     data.specimens.collect([i.ds for i in src.instances])
     planner = _Planner(data)
     for inst in src.instances:

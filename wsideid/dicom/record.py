@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from .. import __version__
-from ..dates import DatePolicy
+from ..dates import KEEP, DatePolicy
 
 # CID 7050 "De-identification Method": code value -> code meaning.
 CID_7050 = {
@@ -30,7 +30,10 @@ CID_7050 = {
     "113112": "Retain Institution Identity Option",
 }
 # Profile option column -> its code.
-COLUMN_CODES = {"clean_desc": "113105", "device": "113109", "safe_private": "113111", "modified_dates": "113107"}
+# Clean Structured Content (113104) and Clean Pixel Data (113101) are claimed per instance,
+# only where structured content was cleaned or frames were blanked (see method_codes).
+COLUMN_CODES = {"clean_desc": "113105", "device": "113109", "safe_private": "113111", "modified_dates": "113107",
+                "full_dates": "113106", "uids": "113110", "institution": "113112", "patient_chars": "113108"}
 
 
 def method_codes(columns: set[str], structured: bool = False, pixels: bool = False) -> list[str]:
@@ -43,7 +46,8 @@ def method_codes(columns: set[str], structured: bool = False, pixels: bool = Fal
     items removed); with nothing structured in the instance nothing was cleaned.
     113101 Clean Pixel Data: only when regions of this instance's pixel data
     were blanked. One code per selected option column (113105 Clean
-    Descriptors, 113107 Modified Dates, 113109 Device Identity, 113111 Safe Private).
+    Descriptors, 113106 Full Dates, 113107 Modified Dates, 113108 Patient Characteristics,
+    113109 Device Identity, 113110 UIDs, 113111 Safe Private, 113112 Institution Identity).
     """
     codes = ["113100"] + [COLUMN_CODES[c] for c in sorted(columns) if c in COLUMN_CODES]
     if structured:
@@ -85,4 +89,5 @@ def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[st
         item.CodeMeaning = CID_7050[code]
         items.append(item)
     ds.DeidentificationMethodCodeSequence = Sequence(items)
-    ds.LongitudinalTemporalInformationModified = "MODIFIED" if policy.mode in ("shift", "year") else "REMOVED"
+    ds.LongitudinalTemporalInformationModified = ("MODIFIED" if policy.mode in ("shift", "year") else
+                                                  "UNMODIFIED" if policy.mode == KEEP else "REMOVED")

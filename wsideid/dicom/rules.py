@@ -16,15 +16,28 @@ from ..errors import ProfileError
 from ..profiles import Profile
 from .codes import CodeRules
 
-# CLI option name -> Table E.1-1 option column in the profile.
+# CLI option name -> Table E.1-1 option column in the profile (PS3.15 E.3, one per CID 7050
+# code). "clean_pixels" has no table column: it is the lossless region blanking (--region,
+# --macro blank-label), claimed only in instances whose frames were blanked.
 OPTIONS = {
-    "retain-longitudinal-modified-dates": "modified_dates",
-    "retain-device-identity": "device",
     "retain-safe-private": "safe_private",
+    "retain-uids": "uids",
+    "retain-device-identity": "device",
+    "retain-institution-identity": "institution",
+    "retain-patient-characteristics": "patient_chars",
+    "retain-longitudinal-full-dates": "full_dates",
+    "retain-longitudinal-modified-dates": "modified_dates",
     "clean-descriptors": "clean_desc",
+    "clean-structured-content": "clean_struct",
+    "clean-pixel-data": "clean_pixels",
 }
-# Order in which option columns override the Basic Profile letter.
-COLUMN_ORDER = ("clean_desc", "clean_struct", "device", "modified_dates", "safe_private")
+# Order in which option columns override the Basic Profile letter: cleaning first, so that
+# an option that retains an attribute (K) wins over one that only cleans it (C).
+COLUMN_ORDER = ("clean_desc", "clean_struct", "patient_chars", "institution", "device", "uids", "modified_dates",
+                "full_dates", "safe_private")
+# Columns whose free text is kept only as one token, checked by the PHI text classifier too
+# (fail closed: a site name, a serial number; not a sentence).
+TOKEN_COLUMNS = ("device", "institution", "patient_chars")
 LETTERS = {"K", "X", "Z", "D", "U", "C", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*", "U*"}
 WSI_ACTIONS = {"new-id", "specimen-id", "clean-structured"}
 REQUIRED_1 = {"1", "1C"}
@@ -53,6 +66,8 @@ class DicomRules:
         self.uid_keep: set[str] = set(opts.get("uid_keep", {}))
         self.file_meta: dict[str, str] = opts.get("file_meta", {})
         self.safe_private: dict[str, list[int]] = opts.get("safe_private", {})
+        # PS3.15 Table E.3.10-1 (generated): "CREATOR|gggg,xxEE" -> VR.
+        self.safe_private_standard: dict[str, str] = opts.get("safe_private_standard", {})
         self._repeating = [(k, v) for k, v in self.table.items() if k.startswith("(")]
         self.nested_types: dict[str, str] = opts.get("nested_types", {})
         self.patterns: dict[str, list[re.Pattern[str]]] = {}
@@ -63,6 +78,8 @@ class DicomRules:
             except re.error as exc:
                 raise ProfileError(f"dicom profile pattern for {kw}: {exc}") from None
         self.device_pattern = re.compile(opts.get("device_identity_pattern", r"[A-Za-z0-9][A-Za-z0-9._:/#-]{0,63}"))
+        self.institution_pattern = re.compile(opts.get("institution_identity_pattern",
+                                                       r"[A-Za-z0-9][A-Za-z0-9.&'/-]{0,63}( [A-Za-z0-9.&'/-]{1,32}){0,5}"))
         self.enumerations: dict[str, list[list[str]]] = opts.get("enumerations", {})
         # CS attributes: the terms the standard defines for each ([dicom_options.code_strings]).
         self.code_strings: dict[str, list[str]] = {k: [str(t) for t in v]
@@ -104,11 +121,35 @@ class DicomRules:
         """A free-text value is kept only when it wholly matches a pattern the profile declares for it."""
         return any(p.fullmatch(value) for p in self.patterns.get(keyword, ()))
 
-    def from_device_column(self, keyword: str) -> bool:
-        """The attribute is kept only because Retain Device Identity is on."""
+    def option_column(self, keyword: str) -> str | None:
+        """The selected option column (device, institution, patient characteristics) that keeps
+        this attribute when the Basic Profile would not, or None."""
         row = self.table.get(keyword) or {}
-        return "device" in self.columns and row.get("device") == "K"
+        found = None
+        for col in TOKEN_COLUMNS:
+            if col in self.columns and row.get(col) == "K":
+                found = col
+        return found
 
+    def option_text_allowed(self, keyword: str, value: str) -> bool:
+        """Free text kept by a Retain option: one token (device, patient characteristics), or a
+        short name of words (institution), and no PHI the text classifier can see."""
+        col = self.option_column(keyword)
+        if col is None:
+            return False
+        pat = self.institution_pattern if col == "institution" else self.device_pattern
+        if not pat.fullmatch(value):
+            return False
+        from ..detect.phi_text import classify_text
+        return not [f for f in classify_text(value) if f.category != "date"]
+
+    def retains_uid(self, keyword: str) -> bool:
+        """Retain UIDs (113110): the attribute's uids column says K."""
+        return "uids" in self.columns and (self.table.get(keyword) or {}).get("uids") == "K"
+
+    def structured(self) -> bool:
+        """Clean Structured Content is selected (on by default in the WSI profile)."""
+        return "clean_struct" in self.columns
     def resolve(self, letter: str, keyword: str, vr: str, nested: bool) -> str:
         """X/Z/D-style choices: X unless the WSI IOD requires the attribute.
 
@@ -149,10 +190,21 @@ class DicomRules:
             return Verdict("K", f"iod.{keyword}")
         return Verdict("X", "unknown", unknown=True)
 
-    def private(self, creator: str | None, offset: int) -> Verdict:
-        """Private data element (gggg,xxEE) of a block owned by ``creator``."""
+    def private(self, creator: str | None, offset: int, group: int | None = None, vr: str = "") -> Verdict:
+        """Private data element (gggg,xxEE) of a block owned by ``creator``: kept only under
+        Retain Safe Private, when PS3.15 Table E.3.10-1 lists it (creator, group, element and
+        VR) or the profile's own [dicom_options.safe_private] does; its value then passes the
+        value policy like any kept value."""
         row = self.table.get("@private", {"basic": "X"})
         letter = self._row_letter(row)
-        if letter == "C" and creator is not None and offset in [int(x) for x in self.safe_private.get(creator, [])]:
-            return Verdict("K", f"safe_private.{creator}", pattern_key=f"{creator}:0x{offset:02X}")
-        return Verdict("X", "E.1-1 private attributes")
+        if letter != "C" or creator is None:
+            return Verdict("X", "E.1-1 private attributes")
+        key = f"{creator}:0x{offset:02X}"
+        if offset in [int(x) for x in self.safe_private.get(creator, [])]:
+            return Verdict("K", f"safe_private.{creator}", pattern_key=key)
+        if group is not None:
+            want = self.safe_private_standard.get(f"{creator}|{group:04X},xx{offset:02X}")
+            if want is not None and vr == want:  # an implicit-VR "UN" is not vouched for
+                return Verdict("K", f"E.3.10-1 safe private {creator}", pattern_key=key)
+        return Verdict("X", "E.1-1 private attributes (not a safe private attribute)")
+

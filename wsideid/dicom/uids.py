@@ -26,6 +26,10 @@ class UidMapper:
     def __init__(self, secret: Secret):
         self._secret = secret
         self.mapped: dict[str, str] = {}
+        self.retained: set[str] = set()  # kept as they are under Retain UIDs (113110)
+
+    def retain(self, uid: str) -> None:
+        self.retained.add(uid.strip().rstrip("\0"))
 
     def new_uid(self, uid: str) -> str:
         uid = uid.strip().rstrip("\0")

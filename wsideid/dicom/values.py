@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..dates import DatePolicy, transform_structured
+from ..dates import TIME_KEEPING, DatePolicy, transform_structured
 from ..model import ValueKind
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -177,7 +177,7 @@ def timezone_value(value, policy: DatePolicy) -> str | None:
     removed under ``remove`` and ``year``, since it narrows down where the
     subject was imaged and nothing else of the time is left to qualify."""
     v = str(value or "").strip()
-    if policy.mode != "shift" or not _TZ.fullmatch(v):
+    if policy.mode not in TIME_KEEPING or not _TZ.fullmatch(v):
         return None
     return v
 
@@ -187,7 +187,7 @@ def _one_date(v: str, vr: str, policy: DatePolicy) -> str | None:
     if has_control(v):
         return None
     if vr == "TM":
-        return v if policy.mode == "shift" and _TM.fullmatch(v) else None
+        return v if policy.mode in TIME_KEEPING and _TM.fullmatch(v) else None
     if vr == "DA":
         if not _DA.fullmatch(v):
             return None
@@ -203,7 +203,7 @@ def _one_date(v: str, vr: str, policy: DatePolicy) -> str | None:
         return None
     # Shift keeps the time of day and its UTC offset (both follow the policy
     # for TimezoneOffsetFromUTC); year keeps neither.
-    return new + time + tz if policy.mode == "shift" else new
+    return new + time + tz if policy.mode in TIME_KEEPING else new
 
 
 def date_value(value, vr: str, policy: DatePolicy) -> str | None:

@@ -146,7 +146,7 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     unknown = sorted({d.field.key for d in replan.unknowns()})
     rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown: {', '.join(unknown[:5])}" if unknown else "")
 
-    new_uids = set(data.uids.mapped.values())
+    new_uids = set(data.uids.mapped.values()) | data.uids.retained
     bad = [u for out in outs for u in _uids(out.ds, data.rules.uid_keep) if u not in new_uids]
     rep.add("uids-replaced", not bad, f"{len(bad)} UID(s) not from the keyed mapping" if bad else
             f"{len(data.uids.mapped)} UIDs mapped")

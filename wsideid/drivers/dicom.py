@@ -41,18 +41,9 @@ def _secret(options: DeidOptions) -> Secret:
     return s if s is not None else load_secret(None, allow_random=True)
 
 
-def _columns(options: DeidOptions) -> set[str]:
-    from ..dicom.rules import OPTIONS
-    cols = set()
-    for name in dicom_options(options).options:
-        if name not in OPTIONS:
-            raise WsideidError(f"unknown DICOM option {name!r} (one of {', '.join(sorted(OPTIONS))})")
-        cols.add(OPTIONS[name])
-    if options.dates.mode in ("shift", "year"):
-        cols.add("modified_dates")
-    elif "modified_dates" in cols:
-        raise WsideidError("retain-longitudinal-modified-dates needs --dates shift (or year)")
-    return cols
+def _columns(options: DeidOptions, profile=None) -> set[str]:
+    from ..dicom.options import option_columns
+    return option_columns(dicom_options(options).options, options, profile)
 
 
 def _label(options: DeidOptions) -> str:
@@ -64,15 +55,19 @@ def _label(options: DeidOptions) -> str:
 
 def plan_source(src, options: DeidOptions, secret: Secret | None = None) -> Plan:
     """The profile's plan of a loaded ``DicomSource``."""
+    from ..dicom.options import date_policy, note_macro_choice
     from ..dicom.plan import make_dicom_plan
     from ..dicom.rules import DicomRules
     from ..dicom.uids import UidMapper
     profile = load_profile("dicom", options.profile)
-    rules = DicomRules(profile, _columns(options))
+    rules = DicomRules(profile, _columns(options, profile))
     uids = UidMapper(secret or _secret(options))
+    patient_id = uids.pseudonym("dicom-PatientID", options.subject) if options.subject else None  # one per subject
     try:
-        return make_dicom_plan(src, profile, rules, uids, options.dates, options.new_id, options.strict,
-                               options.keep_macro or options.macro == MacroPolicy.KEEP, _label(options))
+        plan = make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,
+                               options.strict, options.keep_macro or options.macro == MacroPolicy.KEEP,
+                               _label(options), patient_id=patient_id)
+        return note_macro_choice(plan, options.macro)
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
 
@@ -215,14 +210,15 @@ class DicomDriver:
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
         """Profile, keyed UIDs, the frames regions blank; ``--macro blank-label`` is recorded
-        as what it does here: DICOM overviews are removed (their label area is not blanked)."""
+        as what it does here (``dicom.options.note_macro_choice``)."""
         plan = plan_source(opened.container, options)
         plan_regions(plan, options)
-        if options.macro == MacroPolicy.BLANK_LABEL:
-            for d in plan.images:
-                if d.image.role in ("macro", "overview") and d.action == "remove":
-                    d.rule += " (--macro blank-label: DICOM overview label blanking not available: removed)"
         return plan
+
+    def before_records(self, plan: Plan, review: str) -> None:
+        """The UID and patient pseudonym maps, in the review folder, before the audit."""
+        from ..pseudomaps import patient_pairs, record_maps
+        record_maps(review, plan.inventory.container.uids.mapped, patient_pairs(plan))
 
     def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
               on_recipe=None) -> Written:
@@ -292,6 +288,8 @@ def _ref(path: str, role: str, index: int) -> ImageRef:
 
 class _DicomHashes:
     """sha256 of every input and every written instance, taken at publish time."""
+
+    algorithm_name = "sha256"
 
     def __init__(self, opened: Opened, enabled: bool):
         self.opened, self.enabled = opened, enabled

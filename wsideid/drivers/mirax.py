@@ -169,6 +169,8 @@ class MiraxDriver:
 class _MiraxHashes:
     """The output's .mrxs file and its folder's files, hashed at publish time."""
 
+    algorithm_name = "sha256"
+
     def __init__(self, enabled: bool):
         self.enabled = enabled
 

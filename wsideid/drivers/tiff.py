@@ -223,7 +223,8 @@ class TiffDriver:
         return ImageRef(role, index, lambda: self.read_image(path, index))
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
-        return _TiffHashes(opened.path, options.hash_outputs, options.verify == VerifyMode.FULL)
+        from ..options import hash_algorithm
+        return _TiffHashes(opened.path, hash_algorithm(options), options.hash_input, options.verify == VerifyMode.FULL)
 
     def companion_names(self, stem: str) -> list[str]:
         return []
@@ -254,35 +255,37 @@ class TiffDriver:
 
 
 class _TiffHashes:
-    """The input hashed in a thread from the start; the output hashed from the writer's
-    recipe while it is written (beside the kernel's copy); with ``--verify full`` the file
-    on disk is hashed again and must match."""
+    """The output hashed from the writer's recipe while it is written (beside the kernel's copy);
+    the input, only when asked for (``--hash-input``: a second pass over it), in a thread from
+    the start; with ``--verify full`` the file on disk is hashed again and must match."""
 
-    def __init__(self, path: str, enabled: bool, full: bool):
+    def __init__(self, path: str, algorithm, hash_input: bool, full: bool):
         from ..hashing import HashAlgorithm, Hasher
-        self.path, self.full = path, full
-        self.input = Hasher(path, HashAlgorithm.SHA256) if enabled else None
+        self.path, self.algorithm, self.full = path, algorithm, full
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
+        self.input = Hasher(path, algorithm) if self.enabled and hash_input else None
         self.output = None
         if self.input is not None:
             self.input.start()
 
     def on_recipe(self, recipe) -> None:
-        from ..hashing import HashAlgorithm, Hasher
-        if self.input is not None:
-            self.output = Hasher(self.path, HashAlgorithm.SHA256, recipe)
+        from ..hashing import Hasher
+        if self.enabled:
+            self.output = Hasher(self.path, self.algorithm, recipe)
             self.output.start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import HashAlgorithm, Hasher
+        from ..hashing import Hasher
         hashes: dict[str, str] = {}
         for label, h in (("input", self.input), ("output", self.output)):
             if h is not None:
                 hashes[label] = h.result(label)
         if self.output is not None and self.full:
-            check = Hasher(written.ready, HashAlgorithm.SHA256)
+            check = Hasher(written.ready, self.algorithm)
             check.run()
-            report.add("output-sha256", check.hexdigest == hashes["output"],
-                       "the file on disk hashes to the recorded sha256")
+            report.add(f"output-{self.algorithm.value}", check.hexdigest == hashes["output"],
+                       f"the file on disk hashes to the recorded {self.algorithm.value}")
         return hashes
 
 

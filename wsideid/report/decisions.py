@@ -50,7 +50,7 @@ def reverify(rec: dict) -> str | None:
     out = rec.get("output")
     if not out or not os.path.exists(out):
         return "the flagged output is no longer in the review folder"
-    if records.tree_sha256(out) != rec.get("output_sha256"):
+    if records.tree_sha256(out, rec.get("output_hash_algorithm") or "sha256") != rec.get("output_sha256"):
         return "the flagged output changed since it was verified (sha256 differs)"
     if records.input_state(rec["source"]) != rec.get("input"):
         return "the source slide changed or is gone; re-run the batch"
@@ -99,6 +99,19 @@ def _update_summary(path: str, new_id: str, status: str, reviewed: str) -> None:
     write_csv(path, rows, list(cols))
 
 
+def _update_lab_record(review_dir: str, dest: str, status: str, review: dict) -> None:
+    """The lab record (``records/<output name>.lab.json``, see wsideid.audit) follows the decision:
+    its status, where the output now is, and who decided, so the lab's own record of a slide never
+    still says "flagged, in the review folder" for a slide that was published or rejected."""
+    from ..audit import LAB_RECORDS
+    path = os.path.join(review_dir, LAB_RECORDS, os.path.basename(dest) + ".lab.json")
+    lab = records.read_json(path)
+    if not isinstance(lab, dict):
+        return  # written before lab records existed: nothing to keep in step
+    lab.update(status=status, output=os.path.abspath(dest), review=review)
+    records.write_json(path, lab, root=review_dir)
+
+
 def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, review_dir: str) -> Applied:
     nid = rec["new_id"]
     out = rec["output"]
@@ -115,7 +128,7 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         from ..safefs import makedirs
         makedirs(review_dir, dest_dir)
     dest = _move(out, dest_dir)
-    if decision == "approve" and records.tree_sha256(dest) != rec.get("output_sha256"):
+    if decision == "approve" and records.tree_sha256(dest, rec.get("output_hash_algorithm") or "sha256") != rec.get("output_sha256"):
         shutil.move(dest, out)  # should not happen; never leave an unverified file in OUTDIR
         return Applied(nid, decision, False, "the output changed while it was moved")
     audit.update(status=status, review={"decision": status, "reviewer": reviewer, "decided_at": when,
@@ -123,8 +136,11 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
     records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit)
     if os.path.exists(audit_src):
         os.unlink(audit_src)
+    decided = {"decision": status, "reviewer": reviewer, "note": note, "decided_at": when,
+               "reverified": decision == "approve"}
+    _update_lab_record(review_dir, dest, status, decided)
     rec.update(status=status, output=dest, audit=os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"),
-               review={"decision": status, "reviewer": reviewer, "note": note, "decided_at": when})
+               review=decided)
     rec["summary"].update(status=status, reviewed=status)
     records.write_json(records.record_path(review_dir, nid), rec, root=review_dir)
     _update_summary(os.path.join(outdir, records.SUMMARY), nid, status, status)

@@ -1,0 +1,221 @@
+"""Pseudonym maps: which new UID and new PatientID stand for which original.
+
+Repositories must prove which pseudonym maps to which source (MIDI-B-style
+validation asks for a UID mapping and a patient-ID mapping file), and a lab
+must be able to answer "which slide is 2.25.123...?" months later. Each
+DICOM run therefore appends, in the review folder (it holds PHI; never in
+OUTDIR), ``uid-map.csv`` (``id_old,id_new`` for every UID replaced) and
+``patient-map.csv`` (``id_old,id_new`` for the PatientID).
+
+Keyed replacement (wsideid.dicom.uids) gives the same new value in every run
+with the same secret, so a rerun adds nothing and a second slide adds only
+its own rows: the files stay free of duplicates. A run whose mapping
+contradicts the file (an original already mapped to something else, i.e.
+another secret was used with this review folder) is an error before the
+output is published: two secrets in one mapping would make it useless as
+proof. One original UID maps to one new UID and back; several original
+PatientIDs may map to one new one (a subject known under two MRNs), never
+the reverse.
+
+Cells pass through wsideid.cells (OWASP apostrophe) on the way out and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import enum
+import errno
+import fcntl
+import io
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .cells import csv_line, unescape
+from .errors import WsideidError
+
+COLUMNS = ("id_old", "id_new")
+
+
+class MapKind(enum.Enum):
+    """The two maps, by file name; ``both_ways`` says whether a new value must map back to one original."""
+
+    UID = "uid-map.csv"
+    PATIENT = "patient-map.csv"
+
+    @property
+    def both_ways(self) -> bool:
+        return self is MapKind.UID
+
+
+class MapConflict(WsideidError):
+    """The run's mapping contradicts the review folder's (another secret, or a hand-edited map)."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One answer of :func:`lookup`: in which map, and whether the value was the old or the new one."""
+
+    kind: MapKind
+    id_old: str
+    id_new: str
+    matched: str  # "old" | "new"
+
+
+def map_path(review: str, kind: MapKind) -> str:
+    return os.path.join(review, kind.value)
+
+
+def _rows(text: str) -> Iterator[tuple[str, str]]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return
+    if tuple(unescape(h) for h in header) != COLUMNS:
+        raise WsideidError("a pseudonym map has an unexpected header (expected id_old,id_new)")
+    for row in reader:
+        if len(row) >= 2:
+            yield unescape(row[0]), unescape(row[1])
+
+
+def read_map(review: str, kind: MapKind) -> list[tuple[str, str]]:
+    """The (old, new) rows of one map; empty when the file does not exist."""
+    try:
+        with open(map_path(review, kind), encoding="utf-8", newline="") as fh:
+            return list(_rows(fh.read()))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise WsideidError(f"cannot read {kind.value}: {exc.strerror}") from None
+
+
+def _open_locked(path: str) -> int:
+    """The map file opened read-write (created if missing), not through a link, under an exclusive lock.
+
+    The lock serialises batch workers and concurrent runs sharing a review
+    folder: each reads the whole map, checks and appends while holding it.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise WsideidError(f"refusing to write through a symbolic link: {os.path.basename(path)}") from None
+        raise WsideidError(f"cannot write {os.path.basename(path)} in the review folder: {exc.strerror}") from None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _read_fd(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8")
+
+
+def new_rows(existing: Iterable[tuple[str, str]], pairs: Iterable[tuple[str, str]], kind: MapKind) -> list[tuple[str, str]]:
+    """The pairs not yet in the map, in order; raises MapConflict on a contradiction."""
+    by_old: dict[str, str] = {}
+    by_new: dict[str, str] = {}
+    for old, new in existing:
+        by_old.setdefault(old, new)
+        by_new.setdefault(new, old)
+    out = []
+    for old, new in pairs:
+        if not old or not new:
+            continue
+        known = by_old.get(old)
+        if known is not None and known != new:
+            raise MapConflict(f"{kind.value}: an original is already mapped to another value in the review folder"
+                              " (another secret used with this review folder?); nothing published")
+        if kind.both_ways and by_new.get(new, old) != old:
+            raise MapConflict(f"{kind.value}: a new value already stands for another original; nothing published")
+        if known is None:
+            by_old[old] = new
+            by_new.setdefault(new, old)
+            out.append((old, new))
+    return out
+
+
+def append_pairs(review: str, kind: MapKind, pairs: Iterable[tuple[str, str]]) -> int:
+    """Add the pairs the map lacks to ``<review>/<kind>`` under a lock; returns how many rows were added."""
+    from .naming import make_review_dir
+    from .safefs import check_no_links
+    make_review_dir(review)
+    path = map_path(review, kind)
+    check_no_links(review, path)
+    fd = _open_locked(path)
+    try:
+        text = _read_fd(fd)
+        rows = new_rows(_rows(text), pairs, kind)
+        if not rows:
+            return 0
+        data = ("" if text else csv_line(COLUMNS)) + "".join(csv_line(r) for r in rows)
+        if text and not text.endswith("\n"):
+            data = "\n" + data
+        os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, data.encode("utf-8"))
+        os.fsync(fd)
+        return len(rows)
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def record_maps(review: str, uids: dict[str, str], patients: Iterable[tuple[str, str]]) -> None:
+    """Both maps for one run, checked before either is written (a conflict leaves both as they were)."""
+    patients = list(patients)
+    new_rows(read_map(review, MapKind.UID), uids.items(), MapKind.UID)
+    new_rows(read_map(review, MapKind.PATIENT), patients, MapKind.PATIENT)
+    append_pairs(review, MapKind.UID, sorted(uids.items()))
+    append_pairs(review, MapKind.PATIENT, patients)
+
+
+def lookup(review: str, value: str) -> list[Match]:
+    """Every row of either map where ``value`` is the old or the new identifier (exact match)."""
+    value = value.strip()
+    out = []
+    for kind in MapKind:
+        for old, new in read_map(review, kind):
+            if old == value:
+                out.append(Match(kind, old, new, "old"))
+            if new == value:
+                out.append(Match(kind, old, new, "new"))
+    return out
+
+
+def patient_pairs(plan) -> list[tuple[str, str]]:
+    """(original PatientID, new PatientID) of a DICOM plan: the top-level PatientID of each instance."""
+    pairs = []
+    for d in plan.fields:
+        if d.field.key == "dicom:PatientID" and d.field.path.count("/") == 1 and d.new_value is not None:
+            old, new = str(d.field.value).strip(), str(d.new_value).strip()
+            if old and new and (old, new) not in pairs:
+                pairs.append((old, new))
+    return pairs
+
+
+def dicom_patient_id(path: str) -> str:
+    """The PatientID of a DICOM file or folder, the date-shift subject when none was given.
+
+    Every instance must agree: a folder mixing patients has no single subject.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from .naming import content_files
+    values = set()
+    for f in content_files(path):
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["PatientID"])
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            raise WsideidError("cannot read the PatientID of the input to use it as the date-shift subject") from None
+        values.add(str(ds.get("PatientID", "") or "").strip())
+    values.discard("")
+    if not values:
+        raise WsideidError("--dates shift needs --subject: the DICOM input has no PatientID to use as the subject")
+    if len(values) > 1:
+        raise WsideidError("--dates shift needs --subject: the DICOM instances hold different PatientIDs")
+    return values.pop()
