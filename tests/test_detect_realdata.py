@@ -57,7 +57,11 @@ def test_dicom_label_instance_pixels_decode():
     from PIL import Image
 
     ds = pydicom.dcmread(data("dicom/mi_test_wsi_label_barcodevalue.dcm"))
-    img = Image.fromarray(ds.pixel_array)  # pydicom converts YBR_FULL_422 to RGB
+    # pydicom.pixels.pixel_array, not ds.pixel_array: importing wsidicomizer (an earlier test
+    # that converts) switches pydicom to its v4 "future" mode for the whole process, where the
+    # dataset method is gone; the function works in both modes and converts YBR_FULL_422 to RGB
+    from pydicom.pixels import pixel_array
+    img = Image.fromarray(pixel_array(ds))
     result = scan_image(img, "label", identifiers=[str(ds.BarcodeValue)], ocr=False)
     # The pixels hold a PDF417 of "Wikipedia", not the BarcodeValue tag (CBF-1234).
     assert barcodes(result) == {("PDF417", "Wikipedia")}

@@ -263,6 +263,23 @@ def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int
     return found
 
 
+DECODE_MAX_COEFFICIENTS = 1 << 20  # ~25 MB while two decodings are compared (measured: 3.6 M took 88 MB)
+
+
+def _decoded_bytes(ifd) -> int:
+    """A bound, in the units of ``jpegsegs.IN_MEMORY``, for comparing two decodings of one tile
+    or strip of ``ifd``: the compressed size does not give it (a 216 kB NDPI strip of
+    992 x 1216 px took 88 MB to compare). Tiles of up to about 600 x 600 px x 3 are compared
+    decoded; larger ones are compared streamed, byte for byte against the rule's reduction."""
+    width, height = int(ifd.value(256, 0) or 0), int(ifd.value(257, 0) or 0)
+    if ifd.has(322):
+        width, height = int(ifd.value(322, 0) or 0), int(ifd.value(323, 0) or 0)
+    else:
+        height = min(height, int(ifd.value(278, height) or height))
+    coefficients = width * height * int(ifd.value(277, 1) or 1)
+    return jpegsegs.IN_MEMORY + 1 if coefficients > DECODE_MAX_COEFFICIENTS else 0
+
+
 def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept_top: list[int],
                    edited: dict[int, dict[int, bytes]], full: bool, rep: VerifyReport) -> None:
     """The JPEG / JPEG 2000 stream rule, re-checked on the output.
@@ -320,9 +337,11 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                 hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
             sd = tiff_base.image_data(s_ifd, src.byteorder)
             kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
+            decoded = _decoded_bytes(s_ifd)
             for t in new.indices()[:None if full else EDITED_DECODE_SAMPLE].tolist():
-                if max(int(sd.src_counts[t]), new.length(t)) > jpegsegs.IN_MEMORY:
-                    # too large to hold (a whole-level NDPI strip): the output must be exactly
+                if max(int(sd.src_counts[t]), new.length(t), decoded) > jpegsegs.IN_MEMORY:
+                    # too large to hold or to decode (a whole-level NDPI strip: a 216 kB stream
+                    # of 4096 x 4096 px is 100 MB of coefficients): the output must be exactly
                     # the rule's reduction of the source, compared streamed
                     if t in new.opaque:
                         continue  # a blanked strip: its editor's own check covers it
