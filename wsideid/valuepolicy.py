@@ -57,6 +57,7 @@ class ValueType(str, Enum):
     ICC_PROFILE = "icc-profile"  # an ICC profile: its text neutralised (wsideid.icc)
     APERIO_HEADER = "aperio-header"  # the Aperio description header, rebuilt token by token
     PHILIPS_DERIVATION = "philips-derivation"  # Philips export settings, rebuilt token by token
+    PHILIPS_IMAGE = "philips-image"  # a JPEG held Base64 in the Philips XML, reduced to its decoding segments
 
 
 TYPE_ALIASES = {"number": ValueType.DECIMAL}
@@ -225,7 +226,7 @@ def _check_typed(f: Field, spec: ValueSpec) -> Verdict:
         if ok and t == ValueType.ICC_PROFILE:
             return _check_icc(f)
         return Verdict(ok, f.value, note="" if ok else f"value failed {t.value} (not that tag)")
-    if t in (ValueType.APERIO_HEADER, ValueType.PHILIPS_DERIVATION):
+    if t in (ValueType.APERIO_HEADER, ValueType.PHILIPS_DERIVATION, ValueType.PHILIPS_IMAGE):
         return _structured(t.value)(f)
     text = f.text()
     if t == ValueType.NUMBERS and f.kind == ValueKind.NUMBER and _NUMBER_SUMMARY.fullmatch(text):

@@ -145,7 +145,14 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
         rep.add("vendor", False, f"output is no longer recognised as {module.NAME}")
         return rep
     rep.add("vendor", True, module.NAME)
-    kept = [d.image for d in plan.images if d.action != "remove"]
+    # images held inside a description (Philips XML) are not IFDs: checked on their own below
+    kept = [d.image for d in plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
+    held = sorted((d.image.role, d.image.width, d.image.height) for d in plan.images
+                  if d.action != "remove" and d.image.extra.get("embedded"))
+    if held or any(d.image.extra.get("embedded") for d in plan.images):
+        out_held = sorted((i.role, i.width, i.height) for i in module.inventory(out).images if i.extra.get("embedded"))
+        rep.add("embedded-images", out_held == held,
+                f"{len(out_held)} image(s) held in the description (planned {len(held)})")
     out_roles = [str(c) for c in module.roles(out)]
     out_images = out.image_ifds()
     ok = len(out_images) == len(kept)
@@ -170,7 +177,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     flat_src = list(src.all_ifds())
     flat_out = list(out.all_ifds())
     src_images = src.image_ifds()
-    kept_top = [d.image.index for d in plan.images if d.action != "remove"]
+    kept_top = [d.image.index for d in plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
     mismatch = checked = edited_bad = edited_checked = 0
     with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
         for oi, si in enumerate(kept_top):

@@ -118,10 +118,28 @@ def test_xml_held_label_and_macro_are_images_of_the_inventory(tmp_path):
     assert read_tiff_image(src.path, held[0].image.index).size == (400, 300)
     out = tmp_path / "out"
     out.mkdir()
-    res = deidentify(src.path, out, DeidOptions(new_id="R-4", detect="all", keep_macro=True, ocr=False))
+    res = deidentify(src.path, out, DeidOptions(new_id="R-4", detect="all", ocr=False))
     assert res.status == "published" and res.report.ok
     source = {s.role: s for s in res.scans if s.stage == "source"}
     assert source["label"].has_phi and any(f.kind == "barcode" for f in source["label"].result.findings)
-    macro = [d for d in res.plan.images if d.image.role == "macro"][0]
-    assert macro.action == "remove" and "held inside the Philips XML" in macro.rule
     assert not openslide.OpenSlide(res.output).associated_images
+
+
+def test_xml_held_macro_kept_and_label_replaced(tmp_path):
+    """--keep-macro keeps the macro inside the XML (reduced to its decoding segments) and
+    --label replace puts a generated label there; OpenSlide lists both, the old label's
+    pixels and every planted value are gone, and the detectors read what leaves."""
+    from wsideid.detect.scan import scan_image
+    src = make_philips_tiff(str(tmp_path / "xml.tiff"), embedded=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(src.path, out, DeidOptions(new_id="R-5", keep_macro=True, label="replace", detect="off"))
+    assert res.report.ok, [c for c in res.report.checks if not c.ok]
+    actions = {d.image.role: d.action for d in res.plan.images if d.image.extra.get("embedded")}
+    assert actions == {"label": "replace", "macro": "keep"}
+    with openslide.OpenSlide(res.output) as o:
+        assert sorted(o.associated_images) == ["label", "macro"]
+        label = o.associated_images["label"].convert("RGB")
+    found = scan_image(label, "label", [], ocr=True)
+    assert any("R-5" in f.value for f in found.findings)
+    assert not any(v.lower().encode() in open(res.output, "rb").read().lower() for v in src.planted)

@@ -24,10 +24,14 @@ is the label or macro when its description starts ``Label``/``Macro``
 (OpenSlide's rule); anything else is unknown. Label and macro JPEGs held
 inside the XML (``PIM_DP_IMAGE_DATA`` of a LABELIMAGE/MACROIMAGE scanned
 image) are images of the inventory too (index after the IFD images,
-``extra["embedded"]``): the detectors scan them before removal and the QC
-page shows them; they are removed with the scanned image that holds them.
-Keeping or replacing them is not supported: ``--keep-macro`` and
-``--label replace`` leave them removed, and the audit says why.
+``extra["embedded"]``): the detectors scan them and the QC page shows them.
+Removed, they go with the scanned image that holds them; kept
+(``--keep-macro``), their JPEG is reduced to its decoding segments
+(``philips-image`` in the profile); replaced (``--label replace``), the
+scanned image holds a generated label of the same size showing the research
+ID. Verification checks the held images by role and size
+(``embedded-images``); blanking a label area inside a held macro is not
+available (``--macro blank-label`` removes it, and the audit says why).
 Sparse levels (tiles with byte count 0) pass: such tiles are copied as
 absent.
 """
@@ -40,7 +44,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
-from ..errors import MalformedFile
+from ..errors import MalformedFile, WsideidError
 from ..model import KEEP, REMOVE, REPLACE, Decision, Field, ImageDecision, ImageInfo, Inventory, Plan, ValueKind
 from ..tiff.container import Ifd, TiffFile
 from ..valuepolicy import ValueType, Verdict, register_checker
@@ -218,7 +222,8 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
             value = f"<{len(text_value)} bytes>" if big else text_value
             fields.append(Field(f"{base}/{n}:{chain}", f"{SECTION}:{chain}", value, ifd=k, tag=270,
                                 subkey=f"{n}@{xmlscrub.TEXT}",
-                                kind=ValueKind.BINARY if big else _kind(chain, text_value)))
+                                kind=ValueKind.BINARY if big else _kind(chain, text_value),
+                                raw=text_value.encode("ascii", "replace") if big else None))
         elif text_value:
             fields.append(Field(f"{base}/{n}:{path}@#text", f"{SECTION}:@{el.tag}@#text", text_value, ifd=k,
                                 tag=270, subkey=f"{n}@{xmlscrub.TEXT}", kind=ValueKind.TEXT))
@@ -255,15 +260,50 @@ def check_derivation(f: Field) -> Verdict:
 register_checker(ValueType.PHILIPS_DERIVATION.value, check_derivation)
 
 
+def check_image(f: Field) -> Verdict:
+    """A label or macro JPEG held Base64 in the XML, kept: it must decode as Base64 and a JPEG,
+    and leaves reduced to its decoding segments (APPn/COM dropped, as for every JPEG stream)."""
+    from ..jpeg.structure import clean
+    try:
+        jpeg = base64.b64decode(b"".join((f.raw or b"").split()), validate=True)
+        cleaned = clean(jpeg).data
+    except (binascii.Error, ValueError, WsideidError):
+        return Verdict(False, note="value failed philips-image (not a Base64 JPEG)")
+    if cleaned == jpeg:
+        return Verdict(True, f.value)
+    return Verdict(True, base64.b64encode(cleaned).decode("ascii"), REPLACE, note="APPn/COM segments dropped")
+
+
+register_checker(ValueType.PHILIPS_IMAGE.value, check_image)
+
+
 def refine(plan: Plan) -> None:
     """Software keeps its Philips prefix (readers detect the format by it); the
     barcode's decoded text is a needle as well as its Base64 form; a label or
     macro held inside the XML is removed whatever the options (module docstring)."""
+    new_id = plan.options.get("new_id")
+    kept_nodes: set[int] = set()
     for k, d in enumerate(plan.images):
-        if d.image.extra.get("embedded") and d.action != "remove":
-            plan.images[k] = ImageDecision(d.image, "remove", f"{d.rule} not supported for an image held inside "
-                                                              "the Philips XML: removed")
+        if not d.image.extra.get("embedded"):
+            continue
+        if d.action not in ("remove", "keep", "replace") or (d.action == "replace" and not new_id):
+            plan.images[k] = d = ImageDecision(d.image, "remove", f"{d.rule} not available for an image held "
+                                                                  "inside the Philips XML: removed")
+        data = next((f for f in plan.fields if f.field.subkey == f"{d.image.extra['data_node']}@{xmlscrub.TEXT}"),
+                    None)
+        if data is None:
+            continue
+        if d.action == "remove":
+            data.action, data.new_value, data.rule = REMOVE, None, f"{d.rule} (the scanned image goes whole)"
+            continue
+        kept_nodes.add(d.image.extra["data_node"])
+        if d.action == "replace":
+            data.action, data.new_value = REPLACE, generated_image(d.image.width, d.image.height, new_id)
+            data.rule = "--label replace: a generated label showing the research ID"
     for d in plan.fields:
+        if d.field.key.endswith("PIM_DP_IMAGE_DATA") and d.action != REMOVE \
+                and int(d.field.subkey.partition("@")[0]) not in kept_nodes:
+            d.action, d.new_value, d.rule = REMOVE, None, "image data outside a kept label or macro"
         if d.field.key == "tags:Software" and d.field.ifd == 0 and d.action == REMOVE:
             d.action, d.new_value, d.rule = REPLACE, MINIMAL_SOFTWARE, d.rule + " (minimal Philips name kept for readers)"
         if d.field.key.endswith("PIM_DP_UFS_BARCODE") and d.action != KEEP:
@@ -273,6 +313,20 @@ def refine(plan: Plan) -> None:
                 decoded = ""
             if decoded.strip():
                 d.removed_parts.append(decoded.strip())
+
+
+def generated_image(width: int, height: int, research_id: str) -> str:
+    """A label of the old one's size showing the research ID, as the XML holds it (Base64 JPEG);
+    made from the research ID and fixed text only."""
+    import io
+
+    from PIL import Image
+
+    from ..jpeg.structure import clean
+    from ..labels import label_pixels
+    buf = io.BytesIO()
+    Image.fromarray(label_pixels(research_id, width, height)).save(buf, "JPEG", quality=90)
+    return base64.b64encode(clean(buf.getvalue()).data).decode("ascii")
 
 
 def _embedded(root: Element) -> list[tuple[str, Element]]:
@@ -311,11 +365,14 @@ def embedded_image(tf: TiffFile, index: int):
 def inventory(tf: TiffFile) -> Inventory:
     inv = tiff_base.tiff_inventory(NAME, tf, roles, {270: split_description})
     first = len(inv.images)
-    for k, (role, obj) in enumerate(_embedded(_root(tf))):
+    root = _root(tf)
+    index = {id(el): n for n, (_, el, _) in enumerate(_chains(root))}
+    for k, (role, obj) in enumerate(_embedded(root)):
         img = embedded_image(tf, first + k)
+        node = next(index[id(a)] for a in obj.findall("Attribute") if a.get("Name") == "PIM_DP_IMAGE_DATA")
         inv.images.append(ImageInfo(first + k, role, img.width, img.height, "jpeg", False, 1,
                                     {"path": f"ifd[0]/ImageDescription/PIM_DP_SCANNED_IMAGES[{role}]",
-                                     "embedded": "xml"}))
+                                     "embedded": "xml", "data_node": node}))
     return inv
 
 
@@ -325,6 +382,10 @@ def _joiner(tf: TiffFile):
             return tiff_base.description_join(decisions)
         root = _root(tf)
         nodes = _chains(root)
+        by_id = {id(el): n for n, (_, el, _) in enumerate(nodes)}
+
+        def index_of(el: Element) -> int:
+            return by_id.get(id(el), -1)
         texts: dict[int, str] = {}
         for d in decisions:
             node, _, attr = d.field.subkey.partition("@")
@@ -333,8 +394,11 @@ def _joiner(tf: TiffFile):
                 continue  # only attribute values are ever written back
             n = int(node)
             texts[n] = (nodes[n][1].text or "").strip() if d.action == KEEP else str(d.new_value)
-        # scanned images holding a label or macro go whole (their JPEG with them)
-        gone = {id(o) for o in _scanned_images(root) if _scanned_type(o) in ASSOCIATED}
+        # scanned images holding a removed label or macro go whole (their JPEG with them)
+        kept_data = {int(d.field.subkey.partition("@")[0]) for d in decisions
+                     if d.field.key.endswith("PIM_DP_IMAGE_DATA") and d.action != REMOVE}
+        gone = {id(o) for o in _scanned_images(root) if _scanned_type(o) in ASSOCIATED
+                and not any(index_of(a) in kept_data for a in o.findall("Attribute"))}
         index = {id(el): n for n, (_, el, _) in enumerate(nodes)}
         live: set[int] = set()
 
