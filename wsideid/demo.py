@@ -91,7 +91,7 @@ def run_demo(workdir: str, as_json: bool = False, jobs: int = 2) -> int:
     print(f"review folder (holds PHI, stays in the lab): {res.review_dir}")
     print("  flagged/ (the slide whose kept macro shows the accession barcode), images/ (removed labels and macros),")
     print("  slides/ (per-slide records), mapping.csv (source -> research ID), batch-summary.csv (with sources),")
-    print("  name-map.csv (input path -> output name), records/ (input hashes and verbatim key names per output)")
+    print("  name-map.csv (input path -> output name), records/ (input path, output hash and verbatim key names per output)")
     print(f"QC page: {page}")
     print(f"\nNext: open the QC page, approve or reject, export the CSV, then\n"
           f"  wsideid review apply qc-decisions.csv {outdir}")
