@@ -60,10 +60,15 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
     from .detect.residual import scan_kept_image
     from .detect.scan import scan_image
+    from .tiff.pixels import OUTPUT_SCAN_PIXELS, scan_limit
     out: list[ImageScan] = []
     for role, index in targets:
         try:
-            img = reader(path, index)
+            if stage == "output":  # kept images: read no larger than the residual stage uses
+                with scan_limit(OUTPUT_SCAN_PIXELS):
+                    img = reader(path, index)
+            else:
+                img = reader(path, index)
             if stage == "output":  # kept images: text-region stage first (detect/residual.py)
                 result = scan_kept_image(img, role, identifiers, ocr=ocr)
             else:

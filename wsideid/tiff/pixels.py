@@ -13,6 +13,9 @@ scanned too.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from .. import budget
@@ -22,9 +25,28 @@ MAX_SCAN_PIXELS = budget.MAX_SCAN_PIXELS  # a module global: tests lower it
 _CHUNK = 2048
 
 
+# Kept images are scanned by the residual detectors, which read text lines at
+# most ~1280 px wide anyway (detect/residual.py): decoding them at 16 MP cost
+# 44 MB of RGB (plus a copy) for nothing, and it ran beside the copy and the
+# verification. ``scan_limit`` lowers the budget for the images a thread reads.
+OUTPUT_SCAN_PIXELS = 4_000_000
+_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("scan_limit", default=None)
+
+
+@contextlib.contextmanager
+def scan_limit(pixels: int):
+    """Read images in this thread at most ``pixels`` large (and never above MAX_SCAN_PIXELS)."""
+    token = _LIMIT.set(pixels)
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
 def _factor(w: int, h: int) -> int:
+    limit = min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS)
     f = 1
-    while (w // f) * (h // f) > MAX_SCAN_PIXELS:
+    while (w // f) * (h // f) > limit:
         f *= 2
     return f
 
