@@ -273,18 +273,17 @@ def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int
 DECODE_MAX_COEFFICIENTS = 1 << 20  # ~25 MB while two decodings are compared (measured: 3.6 M took 88 MB)
 
 
-def _decoded_bytes(ifd) -> int:
-    """A bound, in the units of ``jpegsegs.IN_MEMORY``, for comparing two decodings of one tile
-    or strip of ``ifd``: the compressed size does not give it (a 216 kB NDPI strip of
-    992 x 1216 px took 88 MB to compare). Tiles of up to about 600 x 600 px x 3 are compared
-    decoded; larger ones are compared streamed, byte for byte against the rule's reduction."""
+def _too_large_to_decode(ifd) -> bool:
+    """Whether comparing two decodings of one tile or strip of ``ifd`` would cost too much
+    memory; the compressed size does not tell (a 216 kB NDPI strip of 992 x 1216 px took
+    88 MB to compare decoded). Such streams are compared streamed instead, byte for byte
+    against the rule's reduction (``jpegsegs.reduction_differs``)."""
     width, height = int(ifd.value(256, 0) or 0), int(ifd.value(257, 0) or 0)
     if ifd.has(322):
         width, height = int(ifd.value(322, 0) or 0), int(ifd.value(323, 0) or 0)
     else:
         height = min(height, int(ifd.value(278, height) or height))
-    coefficients = width * height * int(ifd.value(277, 1) or 1)
-    return jpegsegs.IN_MEMORY + 1 if coefficients > DECODE_MAX_COEFFICIENTS else 0
+    return width * height * int(ifd.value(277, 1) or 1) > DECODE_MAX_COEFFICIENTS
 
 
 def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept_top: list[int],
@@ -344,9 +343,9 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                 hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
             sd = tiff_base.image_data(s_ifd, src.byteorder)
             kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
-            decoded = _decoded_bytes(s_ifd)
+            undecodable = _too_large_to_decode(s_ifd)
             for t in new.indices()[:None if full else EDITED_DECODE_SAMPLE].tolist():
-                if max(int(sd.src_counts[t]), new.length(t), decoded) > jpegsegs.IN_MEMORY:
+                if undecodable or max(int(sd.src_counts[t]), new.length(t)) > jpegsegs.IN_MEMORY:
                     # too large to hold or to decode (a whole-level NDPI strip: a 216 kB stream
                     # of 4096 x 4096 px is 100 MB of coefficients): the output must be exactly
                     # the rule's reduction of the source, compared streamed

@@ -27,7 +27,7 @@ import os
 import stat
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from ..audit import LAB_RECORDS, record_hashes
 from .records import input_state, read_json, record_path, tree_sha256, write_json
@@ -76,7 +76,7 @@ def _hashes_match(output: str, lab: dict) -> bool:
     return found == per_instance
 
 
-def find_interrupted(job: Any, prev: dict | None, ours: Any) -> dict | None:
+def find_interrupted(job: Any, prev: dict | None, ours: Callable[[str | None], bool]) -> dict | None:
     """The lab record proving that this running job published (or flagged) its output, else None.
 
     ``ours(path)`` says whether a path lies in this OUTDIR or review folder.
@@ -123,7 +123,8 @@ def finish_record(job: Any, prev: dict, lab: dict, summary_columns: list[str]) -
     return row
 
 
-def recover(job: Any, prev: dict | None, ours: Any, summary_columns: list[str]) -> dict[str, Any] | None:
+def recover(job: Any, prev: dict | None, ours: Callable[[str | None], bool],
+            summary_columns: list[str]) -> dict[str, Any] | None:
     """The summary row of an interrupted slide whose published output is proven ours, else None.
 
     A proven flagged output is dropped (with its audit) so that the slide is
