@@ -30,7 +30,7 @@ REGION = (3000, 3000, 2000, 2000)
 
 def _lossless(path: str):
     from wsideid.options import DeidOptions
-    from wsideid.redaction import Edits, plan_regions
+    from wsideid.tiff_family.redaction import Edits, plan_regions
     from wsideid.registry import open_input
     from wsideid.tiff.edits import EditSet, EditStore
     slide = open_input(path)
@@ -51,7 +51,7 @@ def _reencode(slide, edits) -> tuple[float, float, float]:
     results = []
     for k, tiles in edits.tiles.items():
         ifd = flat[k]
-        from wsideid.vendors.tiff_base import image_data
+        from wsideid.tiff_family.vendors.tiff_base import image_data
         data = image_data(ifd, tf.byteorder)
         with open(tf.path, "rb") as fh:
             for idx in tiles:

@@ -190,7 +190,7 @@ def rewrite_tiff(src: Path, dst: Path, overrides: dict[int, dict[int, object]] |
     child IFDs added, and tiles rewritten by ``tile_edit(ifd_index, tile_index, bytes) -> bytes``."""
     from wsideid.tiff.container import read_tiff
     from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
     tf = read_tiff(str(src))
     overrides, children = overrides or {}, children or {}
     outs = []

@@ -137,7 +137,7 @@ def ndpi_macro_as_level(src: str, dst: str, magnification: float = 0.5) -> None:
     """``src`` (a synth NDPI) with its macro's Magnification changed from -1."""
     from wsideid.tiff.container import read_tiff
     from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
     tf = read_tiff(src)
     outs = []
     for ifd in tf.ifds:

@@ -7,7 +7,7 @@ import pytest
 from wsideid.dates import DatePolicy
 from wsideid.model import Field, ImageInfo, Inventory
 from wsideid.profiles import PlanOptions, load_profile, make_plan
-from wsideid.vendors.aperio import parse_header
+from wsideid.tiff_family.vendors.aperio import parse_header
 
 REAL_HEADERS = [  # as written by Aperio software (CMU-1, TCGA, GT450, ScanScope FS)
     "Aperio Image Library v11.2.1 \r\n46000x32914 [42673,5576 2220x2967] (240x240) JPEG/RGB Q=30;"
@@ -88,7 +88,7 @@ def test_rebuilt_header_is_stable_and_only_typed_tokens():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from wsideid.vendors.aperio import _SOFTWARE, _WORD, MINIMAL_HEADER
+    from wsideid.tiff_family.vendors.aperio import _SOFTWARE, _WORD, MINIMAL_HEADER
     words = st.sampled_from(["Aperio", "Image", "Library", "v11.2.1", "46000x32914", "[0,100", "46000x32914]",
                              "(256x256)", "JPEG/RGB", "J2K/KDU", "Q=30", "->", "-", "label", "DOE^JANE", "Jane",
                              "4455667", "DOE/JANE", "Q=3x", "\r", "\0", "vFS90", "01", "GT450", "DX"])

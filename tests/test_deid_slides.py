@@ -192,7 +192,7 @@ def test_bytes_after_a_tiles_eoi_are_dropped(tmp_path):
     import tifffile
     from wsideid.tiff.container import read_tiff
     from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, (np.arange(128 * 128 * 3) % 200).astype(np.uint8).reshape(128, 128, 3), tile=(64, 64),
                      compression="jpeg", photometric="rgb", metadata=None)

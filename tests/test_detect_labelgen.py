@@ -1,7 +1,8 @@
 """The replacement label reads back: zxing decodes the code, tesseract the ID."""
 import pytest
 
-from wsideid.detect import make_label_image, scan_image
+from wsideid.detect import scan_image
+from wsideid.label_image import make_label_image
 
 
 @pytest.mark.parametrize("size", [(400, 200), (240, 300), (600, 180)])

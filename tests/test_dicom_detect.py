@@ -76,7 +76,7 @@ def test_undecodable_frame_stays_flagged_with_a_reason(tmp_path):
     """A frame no decoder reads is not passed: the output scan records our reason."""
     import pydicom
     from pydicom.encaps import encapsulate
-    from wsideid.scanning import scan_images
+    from wsideid.slide_scan import scan_images
     from wsideid.dicom.scanimage import instance_image
     ds = pydicom.dcmread(real("dicom/highdicom_sm_image_jpegls.dcm"))
     n = int(ds.NumberOfFrames)

@@ -26,7 +26,7 @@ from test_dicom_fixtures import copy_into, dicom_file, options, output_files, re
 from wsideid.cli import main
 from wsideid.pipeline import deidentify
 from wsideid.errors import MalformedFile
-from wsideid.redaction import RedactionError
+from wsideid.tiff_family.redaction import RedactionError
 
 REGION = (300, 200, 260, 180)  # level-0 pixels of wsi2dcm_jpeg (957 x 715)
 

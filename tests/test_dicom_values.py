@@ -295,7 +295,7 @@ def _volume(outs):
 
 
 def _needles(plan):
-    from wsideid.verify import residual_needles
+    from wsideid.tiff_family.verify import residual_needles
     return residual_needles(plan)
 
 

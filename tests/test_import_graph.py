@@ -9,11 +9,11 @@ including those inside functions (a lazy import is still a dependency); only imp
 The layers, lowest first (``docs/architecture.md`` explains them). A module
 may import modules of its own layer or a lower one, never a higher one:
 
-0 base       errors, model, enums, result, keys, budget, safefs, cells, regions, sniff, tiff/, jpeg/, icc
-1 policy     dates, valuepolicy, naming, options, profiles, labels, streamheads, detect/
-2 formats    vendors/, redaction, inplace, verify (TIFF family), dicom/, mrxs/, needles
+0 base       errors, model, enums, result, keys, budget, safefs, cells, regions, sniff, refused, tiff/ (the container), jpeg/, icc
+1 policy     dates, valuepolicy, naming, options, profiles, label_image, streamheads, detect/
+2 formats    tiff_family/ (vendors, redaction, labels, XML, in-place, verification), dicom/, mrxs/, needles
 3 drivers    drivers/ (one per format: tiff, dicom, mirax), registry
-4 stages     scanning (residual PHI scan), publish, audit
+4 stages     slide_scan (detectors over a slide's images), slide_scan_thread, publish, audit
 5 runner     pipeline
 6 front      batch/, report/, cli, demo, synth* (fixtures made by project code)
 """
@@ -30,13 +30,13 @@ PKG = Path(__file__).resolve().parent.parent / "wsideid"
 # First matching prefix wins (longest first); a module no prefix matches fails the test.
 LAYERS: dict[str, int] = {
     "errors": 0, "model": 0, "enums": 0, "keys": 0, "budget": 0, "safefs": 0, "checks": 0, "cells": 0,
-    "tiff": 0, "jpeg": 0, "icc": 0, "__init__": 0, "hashing": 0, "regions": 0, "result": 0, "sniff": 0,
-    "dates": 1, "valuepolicy": 1, "naming": 1, "profiles": 1, "labels": 1, "streamheads": 1,
-    "detect": 1, "formats": 1, "options": 1, "xmlscrub": 1, "pseudomaps": 1,
-    "tiff_family": 2, "vendors": 2, "redaction": 2, "inplace": 2, "verify": 2, "dicom": 2, "needles": 2,
+    "tiff": 0, "jpeg": 0, "icc": 0, "__init__": 0, "hashing": 0, "regions": 0, "result": 0, "sniff": 0, "refused": 0,
+    "dates": 1, "valuepolicy": 1, "naming": 1, "profiles": 1, "label_image": 1, "streamheads": 1,
+    "detect": 1, "formats": 1, "options": 1, "pseudomaps": 1,
+    "tiff_family": 2, "dicom": 2, "needles": 2,
     "mrxs": 2,
     "drivers": 3, "registry": 3,
-    "scanning": 4, "publish": 4, "audit": 4, "residual_thread": 4,
+    "slide_scan": 4, "publish": 4, "audit": 4, "slide_scan_thread": 4,
     "pipeline": 5,
     "batch": 6, "report": 6, "cli": 6, "demo": 6, "synth": 6, "synth_large": 6, "mrxs.synth": 6, "synth_ome": 6, "synth_philips": 6, "synth_qptiff": 6,
     "synth_vendors": 6, "dicomweb": 6, "dicomweb_cli": 6,

@@ -14,7 +14,7 @@ import numpy as np
 import openslide
 import pytest
 
-from wsideid import inplace
+from wsideid.tiff_family import inplace
 from wsideid.errors import WsideidError
 from wsideid.pipeline import DeidOptions, deidentify
 from wsideid.synth import PLANTED

@@ -24,7 +24,7 @@ from wsideid.synth import make_svs, tissue
 from wsideid.tiff import jpegsegs
 from wsideid.tiff.container import read_tiff
 from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
-from wsideid.vendors.tiff_base import image_data
+from wsideid.tiff_family.vendors.tiff_base import image_data
 
 NEEDLE = "Patient Jane Doe MRN 4711"
 
@@ -281,7 +281,7 @@ def test_slide_tiles_and_tables_cleaned(tables_svs, tmp_path, verify):
 def test_jpegtables_cleaning_disabled_is_caught(tables_svs, tmp_path, monkeypatch):
     """Verifier mutation: the writer keeps an unused DQT holding text in JPEGTables; verification must refuse."""
     from wsideid.errors import VerificationFailed
-    from wsideid.vendors import tiff_base
+    from wsideid.tiff_family.vendors import tiff_base
     _, tables = _level0_tiles(tables_svs)
     dirty_tables = tables[:-2] + seg(0xDB, bytes([3]) + NEEDLE.encode().ljust(64, b"!")) + tables[-2:]
     dst = tmp_path / "dirty-tables.svs"

@@ -7,7 +7,7 @@ import pytest
 
 from wsideid.tiff import jpegsegs
 from wsideid.tiff.container import read_tiff
-from wsideid.vendors.tiff_base import image_data
+from wsideid.tiff_family.vendors.tiff_base import image_data
 
 
 def _tiles(path):

@@ -18,7 +18,7 @@ from drivers.test_ventana import outdir, same_slide
 from wsideid.pipeline import DeidOptions, deidentify
 from wsideid.synth_vendors import make_ndpi_over_4gb
 from wsideid.tiff.container import read_tiff
-from wsideid.vendors import tiff_base
+from wsideid.tiff_family.vendors import tiff_base
 
 
 @pytest.fixture(scope="module")

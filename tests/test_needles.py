@@ -339,8 +339,8 @@ def test_tiff_tile_headers_are_part_of_the_scanned_bytes(synth_slides):
     scans hold it (before SOS), and never the tiles' entropy-coded data."""
     from wsideid.synth import MRN
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors.tiff_base import image_data
-    from wsideid.verify import non_pixel_segments
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    from wsideid.tiff_family.verify import non_pixel_segments
     path = str(synth_slides["aperio"])
     tf = read_tiff(path)
     segs = list(non_pixel_segments(path, tf))

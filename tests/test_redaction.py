@@ -8,7 +8,7 @@ import pytest
 
 from wsideid.errors import WsideidError
 from wsideid.pipeline import DeidOptions, deidentify
-from wsideid.redaction import RedactionError, parse_region
+from wsideid.tiff_family.redaction import RedactionError, parse_region
 
 from realdata import real
 

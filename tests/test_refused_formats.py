@@ -13,7 +13,7 @@ from realdata import real
 from test_cli import assert_clean_failure, run
 from wsideid.registry import open_input as open_slide
 from wsideid.errors import UnsupportedFormat
-from wsideid.vendors import refused
+from wsideid import refused
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -222,7 +222,7 @@ def test_tile_pointing_at_the_label_strips_is_refused(tmp_path):
     import tempfile
 
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
     seed = _synth(".svs")
     with tempfile.NamedTemporaryFile(suffix=".svs") as fh:
         fh.write(seed.data)
@@ -239,7 +239,7 @@ def test_overlapping_tiles_are_refused(tmp_path):
     import tempfile
 
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
     with tempfile.NamedTemporaryFile(suffix=".tiff") as fh:
         fh.write(seed.data)
         fh.flush()

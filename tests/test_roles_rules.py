@@ -1,5 +1,5 @@
-"""The pyramid rule itself (vendors/pyramid.py), and the bounded reader the
-detectors use on levels (scanning.read_tiff_image)."""
+"""The pyramid rule itself (tiff_family/vendors/pyramid.py), and the bounded reader the
+detectors use on levels (slide_scan.read_tiff_image)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import tifffile
 
 import role_layouts as L
-from wsideid import scanning
+from wsideid import slide_scan as scanning
 from wsideid.tiff import pixels
 from wsideid.synth import make_ndpi
-from wsideid.vendors.pyramid import Candidate, description_keyword, establish, same_aspect
+from wsideid.tiff_family.vendors.pyramid import Candidate, description_keyword, establish, same_aspect
 
 
 @pytest.mark.parametrize("w0,h0,w,h,ok", [
@@ -106,7 +106,7 @@ def test_reader_memory_stays_flat_on_a_large_level(tmp_path):
                      tile=(t, t), photometric="rgb", compression="jpeg")
     code = textwrap.dedent(f"""
         import resource
-        from wsideid import scanning
+        from wsideid import slide_scan as scanning
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         im = scanning.read_tiff_image({str(src)!r}, 0)
         print(im.size[0], im.size[1], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)

@@ -16,7 +16,7 @@ from realdata import real
 from wsideid.errors import WsideidError
 from wsideid.pipeline import DeidOptions, deidentify, inspect
 from wsideid.tiff.container import read_tiff
-from wsideid.vendors.tiff_base import image_data
+from wsideid.tiff_family.vendors.tiff_base import image_data
 
 
 def _tiles(path, ifd) -> list[bytes]:

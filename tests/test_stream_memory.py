@@ -57,7 +57,7 @@ def _deid(src: Path, out: Path | None, *extra: str) -> tuple[int, dict]:
 def _tiles_clean(path: Path, needle: bytes) -> tuple[int, int]:
     """(pyramid tiles, tiles holding ``needle`` or a COM segment) in the output."""
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors import tiff_base
+    from wsideid.tiff_family.vendors import tiff_base
     tf = read_tiff(str(path))
     total = dirty = 0
     with open(path, "rb") as fh:
@@ -115,7 +115,7 @@ def test_tcga_j2k_every_tile_edited(tmp_path):
     """The real TCGA slide: each J2K tile carries a 108-byte encoder COM, dropped from every one."""
     from wsideid.jpeg import j2k
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors import tiff_base
+    from wsideid.tiff_family.vendors import tiff_base
     src = real("svs/tcga-cr-7395-01a-01-ts1.svs")
     peak, res = _deid(Path(src), tmp_path / "o", "--verify", "full")
     print("TCGA peak RSS MB:", peak)

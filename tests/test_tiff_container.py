@@ -11,7 +11,7 @@ import tifffile
 from wsideid.errors import MalformedFile, UnsupportedFormat
 from wsideid.tiff.container import read_tiff
 from wsideid.tiff.writer import ImageData, OutEntry, OutIfd, write_tiff
-from wsideid.vendors.tiff_base import image_data
+from wsideid.tiff_family.vendors.tiff_base import image_data
 
 from realdata import REAL_TIFF_SLIDES, real
 

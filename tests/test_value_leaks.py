@@ -19,7 +19,7 @@ from wsideid.pipeline import DeidOptions, deidentify
 from wsideid.synth import make_generic_tiff, make_ndpi, make_svs
 from wsideid.tiff.container import read_tiff
 from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
-from wsideid.vendors.tiff_base import image_data
+from wsideid.tiff_family.vendors.tiff_base import image_data
 
 NAME = "DOE^JANE"
 MRN = "4455667"
@@ -231,7 +231,7 @@ def test_unparseable_icc_profile_is_dropped(base, tmp_path):
 def test_verifier_refuses_an_output_whose_values_fail_the_policy(base, tmp_path, monkeypatch):
     """Mutation: a writer that ignores the plan and writes every original value is caught."""
     from wsideid.errors import VerificationFailed
-    from wsideid.vendors import aperio
+    from wsideid.tiff_family.vendors import aperio
 
     def leaky_join(ifd, decisions):
         return "|".join([str(decisions[0].field.value)] + [f"{d.field.subkey} = {d.field.value}"

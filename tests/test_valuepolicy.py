@@ -107,7 +107,7 @@ def test_structured_types_belong_to_their_tag():
     f.raw = b"abc"
     v = check(f, icc, REMOVE_DATES)
     assert not v.ok and "does not parse" in v.note
-    import wsideid.vendors.aperio  # noqa: F401 - the Aperio driver registers its header checker
+    import wsideid.tiff_family.vendors.aperio  # noqa: F401 - the Aperio driver registers its header checker
     hdr = _spec(type="aperio-header")
     assert not check(_f("Aperio Image Library v1", key="description:Title"), hdr, REMOVE_DATES).ok
 

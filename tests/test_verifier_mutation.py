@@ -26,7 +26,7 @@ from wsideid.errors import VerificationFailed
 from wsideid.keys import Secret
 from wsideid.model import DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME
 from wsideid.pipeline import DeidOptions, deidentify
-from wsideid.vendors import tiff_base
+from wsideid.tiff_family.vendors import tiff_base
 
 SECRET = Secret(b"verifier-mutation-secret-0123456789", "test")
 NEW_ID = "RID-MUT-1"
@@ -154,7 +154,7 @@ def test_label_removal_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
 @pytest.mark.parametrize("slide", ["svs-jpeg_segments", "tiff-jpeg_segments", "svs"])
 def test_tile_segment_stripping_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
     """Tiles keep their COM/APP1 segments (the stripping edit is not made)."""
-    from wsideid import redaction
+    from wsideid.tiff_family import redaction
     src = slides[slide]
     _control(src, tmp_path / "control")
     real = redaction.stripped_segments

@@ -94,5 +94,5 @@ def bounded_list(records: Iterable[dict[str, Any]], limit: int) -> tuple[list[di
 
 # Pixels decoded per image the PHI detectors scan (16 MP of RGB is 48 MB): a larger
 # image is read in parts and reduced by a power of two until it fits, so memory stays
-# flat whatever the slide's size (``wsideid.scanning``, ``wsideid.dicom.scanimage``).
+# flat whatever the slide's size (``wsideid.slide_scan``, ``wsideid.dicom.scanimage``).
 MAX_SCAN_PIXELS = 16_000_000

@@ -219,7 +219,7 @@ def cmd_redact(args) -> int:
 
 
 def cmd_scan(args) -> int:
-    from .scanning import scan_paths
+    from .slide_scan import scan_paths
     results, errors = scan_paths(args.paths, args.identifier or [], ocr=not args.no_ocr)
     data = {"results": results, "errors": errors}
 

@@ -61,7 +61,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             return _to_dicom(input_path, os.fspath(outdir or ""), options)
     if options.in_place:
         return _deidentify_in_place(input_path, options)
-    from .inplace import journal_path
+    from .tiff_family.inplace import journal_path
     if os.path.exists(journal_path(input_path)):
         raise WsideidError("an interrupted in-place run left a journal next to this slide; rerun with --in-place to finish it")
     if outdir is None:
@@ -139,7 +139,7 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
 
 class _Residual:
     """The residual scan of the kept images. A TIFF-family slide's is a thread started with
-    the write (``residual_thread.ResidualScan``: unchanged images read from the source while
+    the write (``slide_scan_thread.ResidualScan``: unchanged images read from the source while
     the kernel copies, changed ones from the output while verification runs); other drivers'
     kept images are scanned from the output once verified. Joined before published/flagged is
     decided, so nothing is published unscanned."""
@@ -148,7 +148,7 @@ class _Residual:
         self.driver, self.plan, self.options = driver, plan, options
         self.thread = None
         if driver.container is Container.TIFF:
-            from .residual_thread import ResidualScan
+            from .slide_scan_thread import ResidualScan
             self.thread = ResidualScan(opened.path, plan, options.identifiers, options.ocr, options.new_id)
             self.thread.start()
         self.output: Written | None = None
@@ -171,7 +171,7 @@ class _Residual:
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
-    from .scanning import scan_refs
+    from .slide_scan import scan_refs
     return scan_refs(images, stage, options.identifiers, options.ocr)
 
 
@@ -254,7 +254,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
     from dataclasses import replace
 
     from .audit import write_audit
-    from .inplace import recover
+    from .tiff_family.inplace import recover
 
     t0 = time.perf_counter()
     if is_dicom_input(input_path) and os.path.isdir(input_path):

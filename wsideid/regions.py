@@ -2,7 +2,7 @@
 
 Why here: parsing ``--region`` and mapping a level-0 box onto a smaller image
 is the same arithmetic for TIFF levels and DICOM instances; the drivers'
-blanking code (``wsideid.redaction``, ``wsideid.dicom.redact``) imports it
+blanking code (``wsideid.tiff_family.redaction``, ``wsideid.dicom.redact``) imports it
 from this low-level module instead of from each other.
 """
 

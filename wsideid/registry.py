@@ -9,7 +9,7 @@ one line in ``TIFF_VENDORS``; a new container is one driver class and one
 line in ``DRIVERS``.
 
 A file that no driver claims is refused with what it is: another slide
-format by name with a conversion route (``wsideid.vendors.refused.REFUSED``),
+format by name with a conversion route (``wsideid.refused.REFUSED``),
 a file that is not a slide (``wsideid.sniff.REFUSED``), or "unrecognised
 content".
 """
@@ -26,7 +26,8 @@ from .errors import UnsupportedFormat, WsideidError
 from .sniff import describe_bytes, is_dicom_input, read_head
 from .tiff.container import TiffFile, sniff
 from .tiff.tags import MAKE, SOFTWARE, TILE_OFFSETS
-from .vendors import aperio, generic_tiff, hamamatsu, leica, ome_tiff, philips, qptiff, refused, ventana
+from . import refused
+from .tiff_family.vendors import aperio, generic_tiff, hamamatsu, leica, ome_tiff, philips, qptiff, ventana
 
 # Order matters: the most specific claim first (NDPI's private tag, then Aperio's
 # description), the generic tiled TIFF last. Detection never looks at the file name.

@@ -16,7 +16,7 @@ class DeidResult:
     report: VerifyReport | None
     status: str  # published | flagged | failed
     error: str | None = None
-    scans: list = field(default_factory=list)  # scanning.ImageScan, source and residual
+    scans: list = field(default_factory=list)  # slide_scan.ImageScan, source and residual
     audit_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # hashes (hash_algorithm); input's: lab record only

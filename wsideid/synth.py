@@ -115,7 +115,7 @@ def add_hidden_carriers(src: str, dst: str) -> None:
     """
     from .tiff.container import read_tiff
     from .tiff.writer import OutEntry, OutIfd, write_tiff
-    from .vendors.tiff_base import image_data
+    from .tiff_family.vendors.tiff_base import image_data
 
     tf = read_tiff(src)
     bo = tf.byteorder

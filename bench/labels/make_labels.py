@@ -43,7 +43,7 @@ FONT_FILES = [
 ]
 
 # Faces for the "printed" set: none is used by the test fixtures
-# (wsideid/detect/labelgen.py, DejaVu) or by FONT_FILES above.
+# (wsideid/label_image.py, DejaVu) or by FONT_FILES above.
 PRINTED_FONTS = [
     "/usr/share/fonts/opentype/urw-base35/NimbusSansNarrow-Regular.otf",
     "/usr/share/fonts/opentype/urw-base35/URWGothic-Book.otf",

@@ -1,4 +1,4 @@
-"""The Aperio SVS driver (``wsideid.vendors.aperio``): detection, a verified round trip, corrupted variants."""
+"""The Aperio SVS driver (``wsideid.tiff_family.vendors.aperio``): detection, a verified round trip, corrupted variants."""
 
 from __future__ import annotations
 

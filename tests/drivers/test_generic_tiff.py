@@ -1,4 +1,4 @@
-"""The generic tiled TIFF driver (``wsideid.vendors.generic_tiff``): detection, a verified round trip, corrupted variants."""
+"""The generic tiled TIFF driver (``wsideid.tiff_family.vendors.generic_tiff``): detection, a verified round trip, corrupted variants."""
 
 from __future__ import annotations
 

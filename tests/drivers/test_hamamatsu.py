@@ -1,4 +1,4 @@
-"""The Hamamatsu NDPI driver (``wsideid.vendors.hamamatsu``): detection, a verified round trip, corrupted variants."""
+"""The Hamamatsu NDPI driver (``wsideid.tiff_family.vendors.hamamatsu``): detection, a verified round trip, corrupted variants."""
 
 from __future__ import annotations
 

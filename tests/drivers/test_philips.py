@@ -13,7 +13,7 @@ from wsideid.errors import MalformedFile, StrictRefusal
 from wsideid.model import Field
 from wsideid.pipeline import DeidOptions, deidentify, inspect
 from wsideid.synth_philips import make_philips_tiff
-from wsideid.vendors.philips import check_derivation
+from wsideid.tiff_family.vendors.philips import check_derivation
 
 from retag import copy_retagged
 
@@ -110,7 +110,7 @@ def test_level_with_wrong_spacing_is_unknown(philips, tmp_path):
 def test_xml_held_label_and_macro_are_images_of_the_inventory(tmp_path):
     """The JPEGs inside the XML are first-class images: roles, sizes, the detectors read them
     (the QC page shows them through the same reader), and --keep-macro cannot keep them."""
-    from wsideid.scanning import read_tiff_image
+    from wsideid.slide_scan import read_tiff_image
     src = make_philips_tiff(str(tmp_path / "xml.tiff"), embedded=True)
     plan = inspect(src.path)
     held = [d for d in plan.images if d.image.extra.get("embedded")]

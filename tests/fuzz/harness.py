@@ -93,7 +93,7 @@ def load_seed(path: str | os.PathLike, planted: list[str] | None = None) -> Seed
     import numpy as np
 
     from wsideid.tiff.container import read_tiff
-    from wsideid.vendors.tiff_base import image_data
+    from wsideid.tiff_family.vendors.tiff_base import image_data
 
     path = Path(path)
     data = path.read_bytes()

@@ -5,13 +5,12 @@ formats (except the small image-file loader in :mod:`.scan`), so the same
 code serves SVS labels, NDPI macros and DICOM LABEL instances alike.
 
 Entry points: :func:`scan_image` (barcodes + OCR + PHI flags),
-:func:`locate_label` (where the physical label sits on a macro) and
-:func:`make_label_image` (a replacement label carrying a research ID).
+:func:`locate_label` (where the physical label sits on a macro).
+The replacement label is made by ``wsideid.label_image``, not here.
 """
 from .errors import DetectorError, OcrUnavailable, UnreadableImage
 from .findings import Box, Finding, PhiFlag
 from .label_location import locate_label, ndpi_label_hint
-from .labelgen import make_label_image
 from .scan import ScanResult, load_image_file, scan_image
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "UnreadableImage",
     "load_image_file",
     "locate_label",
-    "make_label_image",
     "ndpi_label_hint",
     "scan_image",
 ]

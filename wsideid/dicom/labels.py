@@ -2,7 +2,7 @@
 
 Used with ``--dicom-option generated-label``: the scanned label photo is
 never copied; a new label image (the ID printed and as a DataMatrix, from
-``wsideid.detect.labelgen``) replaces its pixel data, uncompressed, in the
+``wsideid.label_image``) replaces its pixel data, uncompressed, in the
 de-identified header of the original label instance.
 """
 
@@ -28,7 +28,7 @@ _DROP = ("LossyImageCompressionMethod", "LossyImageCompressionRatio", "Concatena
 
 
 def generated_label(inst: Instance, ds: Dataset, data: DicomPlanData, folder: str) -> tuple[Instance, Dataset]:
-    from ..detect.labelgen import make_label_image
+    from ..label_image import make_label_image
 
     if not data.new_id:
         raise WsideidError("a generated label needs --new-id (the label shows it)")

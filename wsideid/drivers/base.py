@@ -64,7 +64,7 @@ class Opened:
 
     @property
     def module(self) -> Any:
-        """A TIFF-family driver's vendor module (what ``wsideid.inplace`` builds with)."""
+        """A TIFF-family driver's vendor module (what ``wsideid.tiff_family.inplace`` builds with)."""
         return getattr(self.driver, "vendor", None)
 
 

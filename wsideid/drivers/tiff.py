@@ -1,8 +1,8 @@
-"""The TIFF-family driver: one class for every vendor module in ``wsideid.vendors``.
+"""The TIFF-family driver: one class for every vendor module in ``wsideid.tiff_family.vendors``.
 
 Why one class: SVS, NDPI, generic TIFF (and every vendor added later) share
-the container (``wsideid.tiff``), the metadata model (``vendors.tiff_base``),
-the lossless tile editing (``wsideid.redaction``), the writer and the
+the container (``wsideid.tiff``), the metadata model (``tiff_family.vendors.tiff_base``),
+the lossless tile editing (``wsideid.tiff_family.redaction``), the writer and the
 verifier; what differs is the vendor module's knowledge (which image is
 which, how a vendor text splits into fields, where the label sits on the
 macro). A vendor module has this shape (``TiffVendor``); ``TiffDriver``
@@ -132,7 +132,7 @@ class TiffDriver:
         """Tile edits the plan asks for: APPn/COM segments stripped, then the recorded macro
         label boxes and the regions blanked. ``deferred``: JPEG tiles judged by their headers;
         the full check is ``edits.tiles.pending``."""
-        from .. import redaction
+        from ..tiff_family import redaction
         tf = opened.container
         edits = redaction.stripped_segments(tf, plan, deferred)
         redaction.blank_macro_labels(tf, plan, fill, edits)
@@ -171,12 +171,12 @@ class TiffDriver:
     # -- verify -------------------------------------------------------------------------
 
     def verify(self, opened: Opened, plan: Plan, written: Written, options: DeidOptions) -> VerifyReport:
-        from ..verify import verify_tiff
+        from ..tiff_family.verify import verify_tiff
         return verify_tiff(opened.container, written.ready, plan, self.vendor, written.state,
                            full=options.verify == VerifyMode.FULL, identifiers=options.identifiers)
 
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
-        from ..verify import verify_tiff
+        from ..tiff_family.verify import verify_tiff
         plan = self.plan(opened, options)
         edited = self.edits(opened, plan, options.fill).tiles
         try:
@@ -236,9 +236,9 @@ class TiffDriver:
         return stem + (ext if ext in self.extensions else self.extensions[0])
 
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions):
-        """``--in-place``: rewrite the slide itself, crash-safely (see ``wsideid.inplace``)."""
-        from ..inplace import deidentify_in_place
-        from ..verify import sample_digests, verify_tiff
+        """``--in-place``: rewrite the slide itself, crash-safely (see ``wsideid.tiff_family.inplace``)."""
+        from ..tiff_family.inplace import deidentify_in_place
+        from ..tiff_family.verify import sample_digests, verify_tiff
 
         edits = self.edits(opened, plan, options.fill)
         full = options.verify == VerifyMode.FULL

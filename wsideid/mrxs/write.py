@@ -50,7 +50,7 @@ def generated_label(slide: MrxsSlide, nh: NonHier, research_id: str) -> bytes:
 
     from PIL import Image
 
-    from ..labels import label_pixels
+    from ..label_image import label_pixels
     with Image.open(io.BytesIO(slide.read(nh.record))) as old:
         size = old.size
     buf = io.BytesIO()

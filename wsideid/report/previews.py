@@ -89,7 +89,7 @@ def dicom_kept_files(output: str, scans: list) -> dict[int, str]:
 def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -> list[dict[str, Any]]:
     """Previews of the removed images (from ``source``) and of the kept ones (from the published
     output); an image that cannot be decoded is skipped, never a failure of the slide."""
-    from ..scanning import read_tiff_image
+    from ..slide_scan import read_tiff_image
     if result is None or result.plan is None:
         return []
     read_removed = lambda index: read_tiff_image(source, index)  # noqa: E731

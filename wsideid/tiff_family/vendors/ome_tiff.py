@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
-from ..errors import MalformedFile, UnsupportedFormat
-from ..model import REMOVE, Decision, Field, Inventory, Plan, ValueKind
-from ..tiff.container import Ifd, TiffFile
+from ...errors import MalformedFile, UnsupportedFormat
+from ...model import REMOVE, Decision, Field, Inventory, Plan, ValueKind
+from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import MalformedFile
-from ..model import Decision, Field, Inventory, Plan
-from ..tiff.container import Ifd, TiffFile
+from ...errors import MalformedFile
+from ...model import Decision, Field, Inventory, Plan
+from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base, xmlfields
 from .pyramid import UNKNOWN, RoleCall
 
@@ -172,7 +172,7 @@ def _renumbered(decisions: list[Decision], new_index: dict[int, int]) -> tuple[l
     dimensions (and images left without one) whose IFDs were removed: the map must not name them."""
     from dataclasses import replace as dc_replace
 
-    from ..model import KEEP, REPLACE
+    from ...model import KEEP, REPLACE
     dim_of: dict[str, int] = {}
     for d in decisions:
         if d.field.key == IFD_KEY and d.action == KEEP:

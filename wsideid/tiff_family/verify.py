@@ -31,13 +31,13 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import WsideidError
-from .model import REMOVE, Plan, VerifyReport
-from .needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
-from .streamheads import HeaderMemo, distinct_headers, read_range
-from .tiff import jpegsegs
-from .tiff.container import TiffFile, read_tiff
-from .tiff.edits import as_tile_edits
+from ..errors import WsideidError
+from ..model import REMOVE, Plan, VerifyReport
+from ..needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
+from ..streamheads import HeaderMemo, distinct_headers, read_range
+from ..tiff import jpegsegs
+from ..tiff.container import TiffFile, read_tiff
+from ..tiff.edits import as_tile_edits
 from .vendors import tiff_base
 
 SAMPLE_TILES = 8
@@ -208,8 +208,8 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
 
     # Metadata: re-plan the output with the same profile data; nothing unknown may remain.
     out_inv = module.inventory(out)
-    from .dates import DatePolicy
-    from .profiles import PlanOptions, make_plan
+    from ..dates import DatePolicy
+    from ..profiles import PlanOptions, make_plan
     replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
     unknown = [d.field.key for d in replan.fields if d.unknown]
     rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
@@ -254,8 +254,8 @@ def _entropy_slack(fo, data, pick: np.ndarray, tables: bytes | None, height: int
     SLACK_MAX_BYTES; streams the project's
     decoder does not read (progressive, 12-bit...) are not counted here.
     """
-    from .jpeg import JpegBlankingError
-    from .jpeg.compare import entropy_slack
+    from ..jpeg import JpegBlankingError
+    from ..jpeg.compare import entropy_slack
     k = SLACK_SAMPLE[full]
     step = max(1, len(pick) // k)
     found = 0
@@ -298,8 +298,8 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
     (all with full) decodes exactly as its source: same DCT coefficients
     (baseline) or same pixels (other coding processes, JPEG 2000).
     """
-    from .jpeg import j2k, structure
-    from .jpeg.compare import same_decoding
+    from ..jpeg import j2k, structure
+    from ..jpeg.compare import same_decoding
     flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
     # SubIFD levels are images of their own (their index counts past the top-level chain)
     src_images, out_images = src.image_ifds(), out.image_ifds()

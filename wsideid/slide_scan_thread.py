@@ -1,7 +1,7 @@
 """The residual detectors, run beside the copy and the verification instead of after them.
 
 The images the residual scan reads (thumbnail, small levels, kept macro; see
-``scanning.residual_targets``) are small, and most of them reach the output
+``slide_scan.residual_targets``) are small, and most of them reach the output
 with the same pixels: the stream rule drops only segments that do not decode
 and unused tables, and verification checks that the decodings match. Those
 are final as soon as the plan is, so they are scanned from the source while
@@ -23,11 +23,11 @@ UNCHANGED = "keep"  # the only image action that leaves an image's pixels as the
 
 
 class ResidualScan(threading.Thread):
-    """Scans of the kept images, as ``scanning.scan_images`` gives them, indexed as in the output."""
+    """Scans of the kept images, as ``slide_scan.scan_images`` gives them, indexed as in the output."""
 
     def __init__(self, source: str, plan: Plan, identifiers, ocr: bool, new_id: str | None):
         super().__init__(daemon=True)
-        from .scanning import residual_targets
+        from .slide_scan import residual_targets
         kept = [d.image.index for d in plan.images if d.action != "remove"]
         out_of = {src: out for out, src in enumerate(kept)}
         src_of = {out: src for src, out in out_of.items()}
@@ -56,7 +56,7 @@ class ResidualScan(threading.Thread):
         self._written.set()
 
     def run(self) -> None:
-        from .scanning import scan_images
+        from .slide_scan import scan_images
         try:
             early = [(role, self.src_of[out]) for role, out in self.early]
             scans = scan_images(self.source, early, "output", self.identifiers, self.ocr)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import WsideidError
-from .model import Plan
-from .regions import Box, RedactionError, parse_region, scale_box  # noqa: F401 - parse_region: re-exported
-from .tiff.container import Ifd, TiffFile, integer_array
-from .tiff.tags import (COMPRESSION, IMAGE_LENGTH, IMAGE_WIDTH, JPEG_COMPRESSION, JPEG_TABLES, NDPI_MCU_STARTS,
+from ..errors import WsideidError
+from ..model import Plan
+from ..regions import Box, RedactionError, parse_region, scale_box  # noqa: F401 - parse_region: re-exported
+from ..tiff.container import Ifd, TiffFile, integer_array
+from ..tiff.tags import (COMPRESSION, IMAGE_LENGTH, IMAGE_WIDTH, JPEG_COMPRESSION, JPEG_TABLES, NDPI_MCU_STARTS,
                         PHOTOMETRIC, PHOTOMETRIC_COLOURSPACE, ROWS_PER_STRIP, TILE_LENGTH, TILE_OFFSETS, TILE_WIDTH)
-from .tiff.edits import EditSet
+from ..tiff.edits import EditSet
 from .vendors import tiff_base
 
 @dataclass
@@ -79,7 +79,7 @@ def _tile_bytes(tf: TiffFile, k: int, idx: int, data, edits: Edits) -> bytes:
 
 def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits) -> int:
     """Blank ``box`` (this image's pixels) in one IFD; returns tiles edited."""
-    from .jpeg import JpegBlankingError, blank_regions, blank_restart_intervals, flat_tile
+    from ..jpeg import JpegBlankingError, blank_regions, blank_restart_intervals, flat_tile
 
     if ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
         code = ifd.value(COMPRESSION, 1)

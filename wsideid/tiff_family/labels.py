@@ -15,15 +15,10 @@ import struct
 
 import numpy as np
 
-from .errors import WsideidError
-from .tiff.container import Ifd
-from .tiff.writer import ImageData, OutEntry, OutIfd
-
-
-def label_pixels(research_id: str, width: int, height: int) -> np.ndarray:
-    from .detect.labelgen import make_label_image
-    img = make_label_image(research_id, (width, height), extra_lines=("Research Use Only",))
-    return np.asarray(img.convert("RGB"))
+from ..errors import WsideidError
+from ..tiff.container import Ifd
+from ..label_image import label_pixels
+from ..tiff.writer import ImageData, OutEntry, OutIfd
 
 
 LABEL_SOFTWARE = "Aperio Image Library"

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UnsupportedFormat
+from .errors import UnsupportedFormat
 
 HEAD_BYTES = 64 << 10  # iSyntax's XML header reaches the DPUfsImport marker well within this
 DOCS = "docs/formats.md"

@@ -14,14 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-from .. import budget
-from ..errors import MalformedFile
-from ..regions import RedactionError
-from ..model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
-from ..tiff import jpegsegs
-from ..tiff.container import Ifd, TiffFile, decode_values, integer_array
-from ..tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
-from ..tiff.writer import ImageData, OutEntry, OutIfd
+from ... import budget
+from ...errors import MalformedFile
+from ...regions import RedactionError
+from ...model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
+from ...tiff import jpegsegs
+from ...tiff.container import Ifd, TiffFile, decode_values, integer_array
+from ...tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
+from ...tiff.writer import ImageData, OutEntry, OutIfd
 
 COMPRESSIONS = {1: "none", 2: "ccitt-rle", 3: "ccitt-g3", 4: "ccitt-g4", 5: "lzw", 6: "ojpeg", 7: "jpeg",
                 8: "deflate", 32773: "packbits", 32946: "deflate",
@@ -401,7 +401,7 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
     ``deferred``: JPEG tiles are judged by their headers now, the rest of
     their bytes later (``jpegsegs.rule_edits``, ``EditSet.pending``).
     """
-    from ..tiff.edits import EditSet, EditStore
+    from ...tiff.edits import EditSet, EditStore
     kept = {d.image.index for d in plan.images if d.action != "remove"}
     edits = EditSet(store or EditStore(tf.path))
     flat = list(tf.all_ifds())

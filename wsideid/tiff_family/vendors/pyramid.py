@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..tiff.container import Ifd, TiffFile
+from ...tiff.container import Ifd, TiffFile
 
 UNKNOWN = "unknown"
 LEVEL = "level"

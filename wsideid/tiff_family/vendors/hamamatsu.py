@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import re
 
-from ..model import KEEP, REMOVE, Decision, Field, Inventory, Plan, ValueKind
-from ..tiff.container import Ifd, TiffFile
-from ..tiff.tags import NDPI_COMMENTS
+from ...model import KEEP, REMOVE, Decision, Field, Inventory, Plan, ValueKind
+from ...tiff.container import Ifd, TiffFile
+from ...tiff.tags import NDPI_COMMENTS
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
@@ -152,7 +152,7 @@ def inventory(tf: TiffFile) -> Inventory:
 def label_hint(ifd: Ifd, size: tuple[int, int]):
     """The label box on the macro from the property map's ``roi.*.macro`` keys (x1, y1, x2, y2
     in macro pixels), or None."""
-    from ..detect.label_location import ndpi_label_hint
+    from ...detect.label_location import ndpi_label_hint
     props = {}
     for line in (ifd.text(NDPI_COMMENTS) or "").splitlines():
         key, _, value = line.partition("=")

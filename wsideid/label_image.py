@@ -1,4 +1,4 @@
-"""Replacement label: the research ID as text and as a DataMatrix.
+"""A generated label image: the research ID as text and as a DataMatrix.
 
 De-identified slides keep a label so that people and scanners can still
 tell them apart; the new label carries only the research ID (plus optional
@@ -84,3 +84,9 @@ def make_label_image(
         draw.text((tx - left, y - top + (lh - (bottom - top)) // 2), line, fill="black", font=font)
         y += lh
     return img
+
+
+def label_pixels(research_id: str, width: int, height: int) -> np.ndarray:
+    """The generated label as RGB pixels of the replaced label's size, for every writer (TIFF, MIRAX)."""
+    img = make_label_image(research_id, (width, height), extra_lines=("Research Use Only",))
+    return np.asarray(img.convert("RGB"))

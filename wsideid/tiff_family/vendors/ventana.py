@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 
-from ..errors import MalformedFile
-from ..model import Decision, Field, Inventory, Plan
-from ..tiff.container import Ifd, TiffFile
-from ..tiff.writer import OutEntry
+from ...errors import MalformedFile
+from ...model import Decision, Field, Inventory, Plan
+from ...tiff.container import Ifd, TiffFile
+from ...tiff.writer import OutEntry
 from . import pyramid, tiff_base, xmlfields
 from .pyramid import UNKNOWN, RoleCall
 

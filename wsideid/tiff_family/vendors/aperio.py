@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
-from ..tiff.container import Ifd, TiffFile
-from ..valuepolicy import ValueType, Verdict, control_free, register_checker
+from ...model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
+from ...tiff.container import Ifd, TiffFile
+from ...valuepolicy import ValueType, Verdict, control_free, register_checker
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 

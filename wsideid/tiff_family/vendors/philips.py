@@ -44,10 +44,10 @@ import re
 from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
-from ..errors import MalformedFile, WsideidError
-from ..model import KEEP, REMOVE, REPLACE, Decision, Field, ImageDecision, ImageInfo, Inventory, Plan, ValueKind
-from ..tiff.container import Ifd, TiffFile
-from ..valuepolicy import ValueType, Verdict, register_checker
+from ...errors import MalformedFile, WsideidError
+from ...model import KEEP, REMOVE, REPLACE, Decision, Field, ImageDecision, ImageInfo, Inventory, Plan, ValueKind
+from ...tiff.container import Ifd, TiffFile
+from ...valuepolicy import ValueType, Verdict, register_checker
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
@@ -263,7 +263,7 @@ register_checker(ValueType.PHILIPS_DERIVATION.value, check_derivation)
 def check_image(f: Field) -> Verdict:
     """A label or macro JPEG held Base64 in the XML, kept: it must decode as Base64 and a JPEG,
     and leaves reduced to its decoding segments (APPn/COM dropped, as for every JPEG stream)."""
-    from ..jpeg.structure import clean
+    from ...jpeg.structure import clean
     try:
         jpeg = base64.b64decode(b"".join((f.raw or b"").split()), validate=True)
         cleaned = clean(jpeg).data
@@ -322,8 +322,8 @@ def generated_image(width: int, height: int, research_id: str) -> str:
 
     from PIL import Image
 
-    from ..jpeg.structure import clean
-    from ..labels import label_pixels
+    from ...jpeg.structure import clean
+    from ...label_image import label_pixels
     buf = io.BytesIO()
     Image.fromarray(label_pixels(research_id, width, height)).save(buf, "JPEG", quality=90)
     return base64.b64encode(clean(buf.getvalue()).data).decode("ascii")

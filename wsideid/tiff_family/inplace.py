@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import WsideidError
-from .model import Plan, VerifyReport
+from ..errors import WsideidError
+from ..model import Plan, VerifyReport
 
 JOURNAL_SUFFIX = ".wsideid-inplace.json"
 
@@ -143,7 +143,7 @@ class InPlaceResult:
 def _rebase(edits, appended) -> None:
     """Point ``edits.tiles`` at the appended copies of the edited tiles (checked equal to their
     pieces before the switch), so verification after the wipe reads what the file now holds."""
-    from .tiff.edits import TileEdits
+    from ..tiff.edits import TileEdits
     where = {id(te): k for k, te in edits.tiles.items()}
     for te, starts in appended:
         k = where.get(id(te))
@@ -158,10 +158,10 @@ def _rebase(edits, appended) -> None:
 
 def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) -> InPlaceResult:
     """Run steps 2-7 above for an opened TIFF-family slide and its plan."""
-    from .tiff.container import read_tiff
-    from .needles import Scanner, needles_for_plan
-    from .tiff.edits import as_tile_edits
-    from .tiff.writer import metadata_size, serialize_at, write_edits
+    from ..tiff.container import read_tiff
+    from ..needles import Scanner, needles_for_plan
+    from ..tiff.edits import as_tile_edits
+    from ..tiff.writer import metadata_size, serialize_at, write_edits
     from .verify import pixel_ranges
 
     t0 = time.perf_counter()
@@ -179,7 +179,7 @@ def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) ->
     # (source ranges below the original end, spilled new bytes), never gathered in memory.
     pos = origin + meta_len
     appended = []
-    from .tiff.writer import _flatten
+    from ..tiff.writer import _flatten
     for ifd in _flatten(ifds):
         if ifd.data is None:
             continue

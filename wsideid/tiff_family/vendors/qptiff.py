@@ -29,8 +29,8 @@ import re
 from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
-from ..model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
-from ..tiff.container import Ifd, TiffFile
+from ...model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
+from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 

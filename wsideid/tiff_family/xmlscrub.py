@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element, ParseError
 
-from .errors import MalformedFile
+from ..errors import MalformedFile
 
 # Beyond these no scanner writes, and a parser's memory grows with them.
 MAX_XML_CHARS = 64 << 20

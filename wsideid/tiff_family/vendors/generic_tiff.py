@@ -10,8 +10,8 @@ only tags needed to decode and place the image are kept.
 
 from __future__ import annotations
 
-from ..model import Inventory, Plan
-from ..tiff.container import TiffFile
+from ...model import Inventory, Plan
+from ...tiff.container import TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 

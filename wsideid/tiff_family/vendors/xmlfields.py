@@ -10,7 +10,7 @@ verifier looks for). Comments, processing instructions and a DTD never
 survive: the XML is rebuilt from kept elements, not edited.
 
 Parsing is defusedxml's: a DTD, entity or external reference refuses the
-file (one line) instead of expanding. wsideid.xmlscrub (issue 13, fmt-a)
+file (one line) instead of expanding. wsideid.tiff_family.xmlscrub (issue 13, fmt-a)
 may replace this helper; the vendor modules only use split/join.
 """
 
@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from ..errors import MalformedFile
-from ..model import KEEP, REMOVE, Decision, Field, ValueKind
-from ..tiff.container import Ifd
+from ...errors import MalformedFile
+from ...model import KEEP, REMOVE, Decision, Field, ValueKind
+from ...tiff.container import Ifd
 from . import tiff_base
 
 MAX_XML_BYTES = 8 << 20  # no scanner writes more metadata XML than this in one tag
