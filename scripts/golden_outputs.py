@@ -11,7 +11,11 @@ hashing (and only that):
 - ``--to-dicom`` outputs: wsidicomizer mints random UIDs at each conversion, so
   their instances are compared by content with UID values blanked (and file
   names, which are UIDs, replaced by the content digest), and their audit and
-  lab record are not compared (instance order and hashes follow those UIDs);
+  lab record and uid-map.csv are not compared (instance order, hashes and the
+  map's old UIDs follow those UIDs);
+- the DICOM sample itself is made by wsidicomizer with random UIDs, so record and
+  check must run on the same samples: set ``GOLDEN_SAMPLES=DIR`` for both (made on
+  the first run, reused after);
 - audit JSON / lab records (``*.json``): keys named ``timings``/``timings_s``/``timings_ms``/
   ``created``/``started``/``finished``/``time``/``timestamp``/``duration*``/
   ``seconds``/``wsideid_version``, and absolute paths of the run's temporary
@@ -82,7 +86,7 @@ def _dicom_without_uids(path: str) -> bytes:
 def _digest(path: str, run: str, uid_free: bool = False) -> str:
     if uid_free and path.endswith(".dcm"):
         return hashlib.sha256(_dicom_without_uids(path)).hexdigest()
-    if uid_free and path.endswith(".json"):
+    if uid_free and path.endswith((".json", "uid-map.csv")):
         return "<varies: random UIDs of the conversion>"
     with open(path, "rb") as fh:
         data = fh.read()
