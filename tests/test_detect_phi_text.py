@@ -73,3 +73,61 @@ def test_substring_match():
     edits, a, b = best_substring_match("ABCDEF", "zzABXDEFzz")
     assert edits == 1 and (a, b) == (2, 8)
     assert allowed_edits(4) == 0 and allowed_edits(10) == 1 and allowed_edits(12) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Cresyl Violet", "Golgi Cox", "Golgi-Cox", "Picro Sirius", "Feulgen Reaction", "Brown Hopps", "Nissl Stain",
+     "Mayer's Hematoxylin", "Victoria Blue", "May Grunwald Giemsa", "Methyl Green", "Thioflavin S"],
+)
+def test_stain_names_are_not_names(text):
+    """Stains named after people or chemicals are label words, not a patient's name."""
+    assert "name" not in cats(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["COX, JOHN", "Pt: COX", "Violet Okonkwo", "Scarlet Abernathy", "Ezekiel Dragomir", "Name: Hopps Ada",
+     "Golgi Cox JOHN SMITH"],
+)
+def test_names_beside_or_like_stain_words_are_still_names(text):
+    """A lone eponym surname, colour given names, unlisted names: still flagged."""
+    assert "name" in cats(text)
+
+
+def test_stain_phrase_keeps_other_phi():
+    """Only name flags are dropped inside a stain phrase: a date on the same line stays."""
+    assert cats("Golgi Cox 2024-03-05") == {"date"}
+
+
+def test_label_words_are_nobodys_name():
+    """A label word suppresses the name lists for that word: it must name no one in them."""
+    from wsideid.detect.label_vocab import LABEL_WORDS, STAIN_PHRASES
+    from wsideid.detect.names import GIVEN_NAMES, SURNAMES
+    assert not LABEL_WORDS & (GIVEN_NAMES | SURNAMES)
+    assert all(p == " ".join(p.split()) and p.isupper() for p in STAIN_PHRASES)
+
+
+@pytest.mark.parametrize("text", ["44945 198", "7 7649 635", "MRN 77649 635"])
+def test_digit_runs_split_by_ocr_are_mrns(text):
+    """Handwritten digits read with gaps: one MRN, not short harmless numbers."""
+    assert "mrn" in cats(text)
+
+
+@pytest.mark.parametrize("text", ["Slide 1 of 2", "Level 3 4 5", "CD4 CD8 10 20", "Block A1 12 34", "H&E 12 345"])
+def test_short_spaced_numbers_are_not_mrns(text):
+    assert "mrn" not in cats(text)
+
+
+@pytest.mark.parametrize("text", ["DOB 2025 -10.18", "2025 - 10 - 18", "18 .10. 2025"])
+def test_dates_with_ocr_spaces_at_separators(text):
+    assert "date" in cats(text)
+
+
+def test_known_name_span_covers_garbled_neighbour():
+    """'Michae' Patel': the flag covers the whole name, not only the listed half."""
+    text = "Michae\u2019 Patel"
+    (flag,) = [f for f in classify_text(text) if f.category == "name"]
+    assert text[flag.span[0]:flag.span[1]] == text
+    (flag,) = [f for f in classify_text("SMITH Giemsa") if f.category == "name"]
+    assert flag.span == (0, 5)  # a label word is no part of the name

@@ -127,7 +127,6 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
     slide itself is readable.
     """
     from .errors import UnsupportedFormat
-    from .registry import open_input
     from .sniff import is_dicom_input
     results, errors = [], []
     for path in paths:
@@ -137,6 +136,7 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
             if not is_dicom_input(path) and is_plain_image(path):
                 scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)
             else:
+                from .registry import open_input  # slides only: a label image needs no driver
                 try:
                     opened = open_input(path)
                     scans = scan_refs(opened.driver.label_images(opened), "source", identifiers, ocr)

@@ -96,13 +96,14 @@ def evaluate(work: Path, engines: tuple[str, ...] = ENGINES) -> tuple[dict, dict
 
 def _evaluate_text(s: dict, engines: str, t: dict, img: Image.Image) -> None:
     """Recall/precision of one engine set on one label."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     try:
         result = scan_image(img, "label", identifiers=t["identifiers"], second_engine=engines != "tesseract")
     except DetectorError as exc:  # an engine timed out (a loaded machine): counted, shown, not fatal
         s["errors"].append(f"{t['file']}: {exc}")
         result = ScanResult("label", img.size, [], {})
     s["ms"].append((time.perf_counter() - t0) * 1000)
+    s["cpu_ms"].append((_cpu() - c0) * 1000)
     s["unreadable"].append(sum(any(fl.category == "unreadable-text" for fl in f.flags) for f in result.findings))
     phi_truth = [ln["text"] for ln in t["lines"] if ln["phi"]]
     texts = [f for f in result.findings if f.kind == "text" and f.value]
@@ -123,6 +124,13 @@ def _evaluate_text(s: dict, engines: str, t: dict, img: Image.Image) -> None:
     s["verdict"].append((bool(phi_truth), result.has_phi))
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its waited-for children (tesseract, the PP-OCR worker):
+    what a loaded, shared machine distorts least, unlike wall time."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _pct(num: float, den: float) -> str:
     return f"{100 * num / den:.1f}%" if den else "n/a"
 
@@ -131,8 +139,8 @@ def report(codes: dict, text: dict) -> dict:
     """Print one table row per (set, engines) and return the figures."""
     out: dict = {}
     print("| set | engines | labels | barcodes | PHI recall | precision | recall (no ids) | precision (no ids) "
-          "| labels flagged (PHI / clean) | unreadable-text | ms/label mean (p95) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| labels flagged (PHI / clean) | unreadable-text | ms/label mean (p95) | CPU ms/label mean |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (set_name, eng), s in sorted(text.items()):
         c = codes[set_name]
         n, total = len(s["ms"]), sum(c["total"])
@@ -148,9 +156,10 @@ def report(codes: dict, text: dict) -> dict:
         flagged = f"{v[(True, True)]}/{phi_n} / {v[(False, True)]}/{clean_n}"
         ms = sorted(s["ms"])
         row["ms_mean"], row["ms_p95"] = statistics.mean(ms), ms[int(0.95 * (n - 1))]
+        row["cpu_ms_mean"] = statistics.mean(s["cpu_ms"])
         codes_cell = f"{sum(c['decoded'])}/{total}" + (f" ({sum(c['false'])} false)" if sum(c["false"]) else "")
         print(f"| {set_name} | {eng} | {n} | {codes_cell} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
-              f"| {flagged} | {sum(s['unreadable'])} | {row['ms_mean']:.0f} ({row['ms_p95']:.0f}) |")
+              f"| {flagged} | {sum(s['unreadable'])} | {row['ms_mean']:.0f} ({row['ms_p95']:.0f}) | {row['cpu_ms_mean']:.0f} |")
         out[f"{set_name}/{eng}"] = row
     for (set_name, eng), s in sorted(text.items()):
         if s["errors"]:
@@ -175,16 +184,17 @@ def real_photos(folder: Path) -> None:
     for eng in ENGINES:
         for p in files:
             img = Image.open(p).convert("RGB")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             try:
                 r = scan_image(img, "label", second_engine=eng != "tesseract")
             except DetectorError as exc:
                 print(f"  {eng:16s} {p.name}: {exc}")
                 continue
             ms = (time.perf_counter() - t0) * 1000
+            cpu = (_cpu() - c0) * 1000
             cats = sorted({fl.category for f in r.findings for fl in f.flags})
             print(f"  {eng:16s} {p.name}: {sum(f.kind == 'barcode' for f in r.findings)} barcode(s), "
-                  f"flags {cats}, {ms:.0f} ms")
+                  f"flags {cats}, {ms:.0f} ms ({cpu:.0f} ms CPU)")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from datetime import date
 from typing import Sequence
 
 from .findings import PhiFlag
-from .label_vocab import LABEL_WORDS
+from .label_vocab import LABEL_WORDS, STAIN_PHRASES
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -33,8 +33,9 @@ _E = r"(?![A-Z0-9])"  # token end
 
 # Each pattern names its groups so one validator checks them all.
 _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("yyyy-mm-dd", re.compile(_B + r"(?P<y>(?:19|20)\d\d)[-/.](?P<a>\d{1,2})[-/.](?P<b>\d{1,2})" + _E)),
-    ("dd/mm/yy(yy)", re.compile(_B + r"(?P<a>\d{1,2})(?P<s>[-/.])(?P<b>\d{1,2})(?P=s)(?P<y>\d{4}|\d{2})" + _E)),
+    # A space either side of a separator is OCR's ("2025 -10.18"), mostly on handwriting.
+    ("yyyy-mm-dd", re.compile(_B + r"(?P<y>(?:19|20)\d\d) ?[-/.] ?(?P<a>\d{1,2}) ?[-/.] ?(?P<b>\d{1,2})" + _E)),
+    ("dd/mm/yy(yy)", re.compile(_B + r"(?P<a>\d{1,2}) ?(?P<s>[-/.]) ?(?P<b>\d{1,2}) ?(?P=s) ?(?P<y>\d{4}|\d{2})" + _E)),
     ("dd-MON-yyyy", re.compile(_B + r"(?P<d>\d{1,2})[-/. ]?" + _MON + r"[-/., ]{0,2}(?P<y>\d{4}|\d{2})" + _E)),
     ("MON dd yyyy", re.compile(_B + _MON + r"\.?[- ]?(?P<d>\d{1,2})(?:ST|ND|RD|TH)?,?[- ]\s*(?P<y>\d{4}|\d{2})" + _E)),
     ("yyyymmdd", re.compile(_B + r"(?P<y>(?:19|20)\d\d)(?P<a>0[1-9]|1[0-2])(?P<b>0[1-9]|[12]\d|3[01])" + _E)),
@@ -55,6 +56,8 @@ _ACCESSION = re.compile(
     + _E
 )
 _MRN = re.compile(r"(?<![0-9])\d{6,}(?![0-9])")
+# The same run split by OCR at a gap between handwritten digits: "7 7649 635".
+_SPACED_DIGITS = re.compile(r"(?<![0-9])\d{1,10}(?: {1,2}\d{1,10})+(?![0-9])")
 _FIELD = re.compile(
     r"\b(?P<k>NAME|PT|PATIENT|PAT|PATIENT NAME|DOB|D\.O\.B\.?|BIRTH|MRN|MR#)\s*[:#]\s*(?P<v>[^\s:;|][^:;|]*)"
 )
@@ -79,7 +82,7 @@ def classify_text(text: str, identifiers: Sequence[str] = ()) -> list[PhiFlag]:
     flags += _names(up)
     flags += _title_case_pairs(text)
     flags += _identifiers(up, identifiers)
-    return _dedupe(flags)
+    return _dedupe(_not_in_stain_names(up, flags))
 
 
 def upper_same_length(text: str) -> str:
@@ -152,12 +155,18 @@ def _accessions(s: str) -> list[PhiFlag]:
 
 
 def _mrns(s: str, earlier: list[PhiFlag]) -> list[PhiFlag]:
-    dated = {f.span for f in earlier if f.category == "date"}
+    dated = [f.span for f in earlier if f.category == "date"]
     out = []
     for m in _MRN.finditer(s):
         if m.span() in dated:
             continue  # 20240305 is reported as a date, not twice
         out.append(PhiFlag("mrn", m.span(), f"run of {len(m.group(0))} digits"))
+    for m in _SPACED_DIGITS.finditer(s):
+        groups = m.group(0).split()
+        digits = sum(map(len, groups))
+        if digits < 6 or max(map(len, groups)) < 3 or any(a < m.end() and m.start() < b for a, b in dated):
+            continue  # "1 of 2" never gets here; "2024 03 05" already is a date
+        out.append(PhiFlag("mrn", m.span(), f"{digits} digits in {len(groups)} groups (a run split by OCR)"))
     return out
 
 
@@ -187,14 +196,34 @@ def _names(s: str) -> list[PhiFlag]:
             {last, first} & LABEL_WORDS
         ):
             out.append(PhiFlag("name", m.span(), "LAST, FIRST in capitals"))
-    for m in re.finditer(r"[A-Z][A-Z'\-]+", s):
+    words = list(re.finditer(r"[A-Z][A-Z'\u2019\-]+", s))
+    for i, m in enumerate(words):
         w = m.group(0)
         if w in _NOT_PHI_TOKENS:
             continue
         if w in SURNAMES or w in GIVEN_NAMES:
             kind = "surname" if w in SURNAMES else "given name"
-            out.append(PhiFlag("name", m.span(), f"common {kind}"))
+            out.append(PhiFlag("name", _with_neighbour(s, words, i), f"common {kind}"))
     return out
+
+
+def _with_neighbour(s: str, words: list[re.Match[str]], i: int) -> tuple[int, int]:
+    """A known name's span, grown over the word right before or after it.
+
+    A person is written "Michael Patel": when OCR garbles one half
+    ("Michae' Patel") the list still knows the other, and the flag should
+    cover the whole name, not half of it. Only a neighbour of >= 3 letters
+    separated by one space and outside the label vocabulary is taken.
+    """
+    a, b = words[i].span()
+    for j in (i - 1, i + 1):
+        if not 0 <= j < len(words):
+            continue
+        n = words[j]
+        gap = s[n.end():a] if j < i else s[b:n.start()]
+        if gap == " " and len(n.group(0).strip("'\u2019-")) >= 3 and n.group(0) not in _NOT_PHI_TOKENS:
+            a, b = min(a, n.start()), max(b, n.end())
+    return a, b
 
 
 _TITLE_PAIR = re.compile(r"\b([A-Z][a-z]{2,})[ ]+([A-Z][a-z]{2,})\b")
@@ -213,6 +242,27 @@ def _title_case_pairs(text: str) -> list[PhiFlag]:
             continue
         out.append(PhiFlag("name", m.span(), "two capitalised words outside the label vocabulary"))
     return out
+
+
+# "Golgi Cox", "Mayer's Hematoxylin": a stain named after people, one word per
+# phrase word, separated by spaces or hyphens, an optional possessive.
+_STAIN_PHRASE = re.compile(
+    _B + "(?:" + "|".join(r"[-\s]+".join(re.escape(w) + "(?:'?S)?" for w in p.split())
+                          for p in sorted(STAIN_PHRASES, key=len, reverse=True)) + ")" + _E
+)
+
+
+def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
+    """Drop ``name`` flags that lie inside a stain named after people.
+
+    The name lists and the capitalised-pair rule cannot tell the surname in
+    "Golgi Cox" from a patient's; the phrase can. Other categories stay:
+    a date or an accession is PHI wherever it stands.
+    """
+    spans = [m.span() for m in _STAIN_PHRASE.finditer(up)]
+    if not spans:
+        return flags
+    return [f for f in flags if f.category != "name" or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
 
 
 # OCR confusions folded to one symbol before fuzzy matching identifiers.

@@ -32,8 +32,6 @@ from typing import Sequence
 
 from PIL import Image
 
-from .errors import DetectorError
-
 CALL_TIMEOUT_S = 60
 REC_HEIGHT = 48  # the recogniser's input height (PP-OCRv4)
 REC_MIN_WIDTH = 320
@@ -66,13 +64,18 @@ def _frame(images: Sequence[Image.Image]) -> bytes:
 
 
 def _run(mode: str, images: Sequence[Image.Image]) -> list:
+    from .errors import DetectorError
+
     if not images:
         return []
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
-    # The worker imports this very copy of the package, whatever the cwd
-    # or an installed copy would put first on the path.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = f"import sys; sys.path.insert(0, {root!r}); from wsideid.detect.ppocr import main; sys.exit(main([{mode!r}]))"
+    # The worker loads this very file as a module of its own, not the
+    # package: importing wsideid.detect would load zxing, tesseract's
+    # wrapper and every detector (~0.2 s of the worker's start) for nothing.
+    # So this module imports nothing of the package at its top.
+    code = (f"import importlib.util as u, sys; s = u.spec_from_file_location('wsideid_ppocr_worker', "
+            f"{os.path.abspath(__file__)!r}); m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
+            f"sys.exit(m.main([{mode!r}]))")
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code],
@@ -116,8 +119,8 @@ def _model_path(name: str) -> str:
     from importlib.util import find_spec
 
     spec = find_spec("rapidocr_onnxruntime")
-    if spec is None or spec.origin is None:
-        raise DetectorError("rapidocr-onnxruntime is not installed")
+    if spec is None or spec.origin is None:  # worker side: the message reaches the caller's DetectorError
+        raise RuntimeError("rapidocr-onnxruntime is not installed")
     return os.path.join(os.path.dirname(spec.origin), "models", name)
 
 
