@@ -159,7 +159,8 @@ def report(codes: dict, text: dict) -> dict:
         row["cpu_ms_mean"] = statistics.mean(s["cpu_ms"])
         codes_cell = f"{sum(c['decoded'])}/{total}" + (f" ({sum(c['false'])} false)" if sum(c["false"]) else "")
         print(f"| {set_name} | {eng} | {n} | {codes_cell} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
-              f"| {flagged} | {sum(s['unreadable'])} | {row['ms_mean']:.0f} ({row['ms_p95']:.0f}) | {row['cpu_ms_mean']:.0f} |")
+              f"| {flagged} | {sum(s['unreadable'])} | {row['ms_mean']:.0f} ({row['ms_p95']:.0f}) "
+              f"| {row['cpu_ms_mean']:.0f} |")
         out[f"{set_name}/{eng}"] = row
     for (set_name, eng), s in sorted(text.items()):
         if s["errors"]:

@@ -40,13 +40,16 @@ class Reading:
         return max(0.0, self.confidence - 0.3) * sum(ch.isalnum() for ch in self.text)
 
 
-def _line_crops(gray: Image.Image, region: TextRegion) -> list[Image.Image]:
-    """The region padded, scaled to LINE_HEIGHT, in both candidate turns."""
+def _line_crops(gray: Image.Image, region: TextRegion, upright: int | None = None) -> list[Image.Image]:
+    """The region padded, scaled to LINE_HEIGHT, in both candidate turns, or in
+    the one ``upright`` (CCW quarter turns) names when it runs the line's way."""
     x0, y0, x1, y1 = region.box
     across = (x1 - x0) if region.vertical else (y1 - y0)
     pad = max(2, across // 3)
     crop = gray.crop((x0 - pad, y0 - pad, x1 + pad, y1 + pad))
-    turns = (90, 270) if region.vertical else (0, 180)
+    turns: tuple[int, ...] = (90, 270) if region.vertical else (0, 180)
+    if upright is not None and 90 * (upright % 4) in turns:
+        turns = (90 * (upright % 4),)
     out = []
     for angle in turns:
         im = crop.rotate(angle, expand=True, fillcolor=255) if angle else crop
@@ -101,10 +104,20 @@ def is_sure(r: Reading) -> bool:
 
 
 def read_regions(image: Image.Image, regions: Sequence[TextRegion], use_tesseract: bool = True,
-                 use_ppocr: bool = True) -> tuple[list[list[Reading]], dict[str, float]]:
-    """Per region, the best reading of each engine used (tesseract, then PP-OCR)."""
+                 use_ppocr: bool = True, upright: int | None = None) -> tuple[list[list[Reading]], dict[str, float]]:
+    """Per region, the best reading of each engine used (tesseract, then PP-OCR).
+
+    ``upright``: the quarter turn a whole-image read found beyond doubt
+    (:attr:`.ocr.OcrResult.sure_turn`); lines running that way are read in
+    that turn only, the others both ways up.
+    """
     gray = ImageOps.autocontrast(image.convert("L"), cutoff=1)
-    crops = [c for r in regions for c in _line_crops(gray, r)]
+    per_region = [_line_crops(gray, r, upright) for r in regions]
+    crops = [c for cs in per_region for c in cs]
+    bounds, at = [], 0
+    for cs in per_region:
+        bounds.append((at, at + len(cs)))
+        at += len(cs)
     t0 = time.perf_counter()
     tess = _tesseract_lines(crops) if use_tesseract else []
     t1 = time.perf_counter()
@@ -113,9 +126,9 @@ def read_regions(image: Image.Image, regions: Sequence[TextRegion], use_tesserac
         pp = [Reading(line.text, line.confidence, "ppocr") for line in ppocr.recognise_lines(crops)]
     t2 = time.perf_counter()
     out = []
-    for i in range(len(regions)):
-        per = [best_reading(tess[2 * i:2 * i + 2])] if tess else []
+    for a, b in bounds:
+        per = [best_reading(tess[a:b])] if tess else []
         if pp:
-            per.append(best_reading(pp[2 * i:2 * i + 2]))
+            per.append(best_reading(pp[a:b]))
         out.append(per)
     return out, {"ocr_tesseract": (t1 - t0) * 1000, "ocr_ppocr": (t2 - t1) * 1000}

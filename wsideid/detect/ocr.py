@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 READ_LONG_SIDE = 1000  # every turn is read at this size (px, longest side; small labels upscaled)
 MAX_UPSCALE = 3.0
 MIN_WORD_CONF = 10.0  # below this tesseract is reading noise, not text
+SURE_TURN_MIN_SCORE = 5.0  # ~8 characters read at 0.9; see OcrResult.sure_turn
 CALL_TIMEOUT_S = 10
 
 
@@ -67,6 +68,24 @@ class OcrResult:
     quarter_turns: int  # CCW turns that made the text upright
     score: float  # confident characters in the chosen reading
     timings_ms: dict[str, float] = field(default_factory=dict)
+    turn_scores: dict[int, float] = field(default_factory=dict)  # every probed turn's score
+
+    @property
+    def sure_turn(self) -> int | None:
+        """The upright turn when the probes leave no doubt, else None.
+
+        "No doubt": the best turn read at least ``SURE_TURN_MIN_SCORE``
+        confident characters and at least twice as many as any other turn
+        (text upside down reads as junk at low confidence). A weak reading,
+        handwriting mostly, stays undecided and callers try every turn.
+        """
+        if not self.turn_scores:
+            return None
+        others = [v for k, v in self.turn_scores.items() if k != self.quarter_turns]
+        best = self.turn_scores[self.quarter_turns]
+        if best >= SURE_TURN_MIN_SCORE and all(best >= 2 * v for v in others):
+            return self.quarter_turns
+        return None
 
     @property
     def words(self) -> list[Word]:
@@ -95,13 +114,14 @@ def _scale_to(size: tuple[int, int], long_side: int) -> float:
     return min(MAX_UPSCALE, s) if s > 1 else max(s, 0.25)
 
 
-def _read_words(img: Image.Image, view: View, psm: int) -> list[tuple[Word, tuple[float, float, float, float]]]:
+def _read_words(img: Image.Image, view: View, psm: int, timeout_s: float = CALL_TIMEOUT_S
+                ) -> list[tuple[Word, tuple[float, float, float, float]]]:
     """Words of one tesseract call: (word in source coords, box in the view)."""
     import pytesseract
 
     try:
         d = pytesseract.image_to_data(
-            img, config=f"--psm {psm}", output_type=pytesseract.Output.DICT, timeout=CALL_TIMEOUT_S
+            img, config=f"--psm {psm}", output_type=pytesseract.Output.DICT, timeout=timeout_s
         )
     except RuntimeError as exc:  # pytesseract's timeout
         raise DetectorError("OCR timed out on an image") from exc
@@ -194,6 +214,7 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
         quarter_turns=best_k,
         score=best_score,
         timings_ms={"ocr_read": (t1 - t0) * 1000},
+        turn_scores={k: sc for sc, k, _ in probes},
     )
 
 
@@ -219,7 +240,11 @@ def _read_stacked(gray: Image.Image, views: Sequence[View]
         sheet.paste(im, (0, top))
     sheet_view = View((0, 0, *sheet.size))
     out: list[list[tuple[Word, tuple[float, float, float, float]]]] = [[] for _ in views]
-    for word, (x0, y0, x1, y1) in _read_words(sheet, sheet_view, psm=11):
+    # The limit only guards against a hang: one call now does the work of
+    # one call per view, so it gets each view's limit (a loaded machine
+    # timed out at 10 s for the whole sheet).
+    words = _read_words(sheet, sheet_view, psm=11, timeout_s=CALL_TIMEOUT_S * (len(views) + 1))
+    for word, (x0, y0, x1, y1) in words:
         centre = (y0 + y1) / 2
         for i, (im, top) in enumerate(zip(rendered, tops)):
             if top <= centre < top + im.height:

@@ -262,7 +262,8 @@ def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
     spans = [m.span() for m in _STAIN_PHRASE.finditer(up)]
     if not spans:
         return flags
-    return [f for f in flags if f.category != "name" or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
+    return [f for f in flags
+            if f.category != "name" or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
 
 
 # OCR confusions folded to one symbol before fuzzy matching identifiers.

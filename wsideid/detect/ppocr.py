@@ -74,8 +74,8 @@ def _run(mode: str, images: Sequence[Image.Image]) -> list:
     # wrapper and every detector (~0.2 s of the worker's start) for nothing.
     # So this module imports nothing of the package at its top.
     code = (f"import importlib.util as u, sys; s = u.spec_from_file_location('wsideid_ppocr_worker', "
-            f"{os.path.abspath(__file__)!r}); m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
-            f"sys.exit(m.main([{mode!r}]))")
+            f"{os.path.abspath(__file__)!r}); m = sys.modules[s.name] = u.module_from_spec(s); "
+            f"s.loader.exec_module(m); sys.exit(m.main([{mode!r}]))")
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code],

@@ -101,7 +101,7 @@ def scan_image(
             findings.append(Finding(role, "text", line.text, line.box, line.confidence, None, "tesseract", flags))
         timings["classify"] = (time.perf_counter() - t3) * 1000
         if second_engine and regions:
-            findings += _second_engine(image, role, regions, findings, identifiers, timings)
+            findings += _second_engine(image, role, regions, findings, identifiers, timings, result.sure_turn)
     timings["total"] = (time.perf_counter() - t0) * 1000
     return ScanResult(role, image.size, findings, timings, ocr_ran=ocr)
 
@@ -144,11 +144,17 @@ def likely_turns(regions: Sequence[TextRegion]) -> tuple[int, ...]:
 
 
 def _second_engine(image: Image.Image, role: str, regions: Sequence[TextRegion], found: Sequence[Finding],
-                   identifiers: Sequence[str], timings: dict[str, float]) -> list[Finding]:
-    """PP-OCR on the lines: what it adds to tesseract's findings."""
+                   identifiers: Sequence[str], timings: dict[str, float], upright: int | None = None
+                   ) -> list[Finding]:
+    """PP-OCR on the lines: what it adds to tesseract's findings.
+
+    Where tesseract's probes found the upright turn beyond doubt, lines
+    running that way are read in that turn only (half the recogniser's
+    work); on a weak reading (handwriting) every line is read both ways.
+    """
     if not ppocr.available():
         return []
-    readings, t = read_regions(image, regions, use_tesseract=False)
+    readings, t = read_regions(image, regions, use_tesseract=False, upright=upright)
     timings.update(t)
     text = [f for f in found if f.kind == "text"]
     out = []

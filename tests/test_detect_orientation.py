@@ -1,0 +1,65 @@
+"""Orientation paths of the label scan: every turn read in one tesseract call,
+and PP-OCR reading one turn only where tesseract's probes leave no doubt."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from wsideid.detect import ocr
+from wsideid.detect.lines import _line_crops
+from wsideid.detect.ocr import OcrResult
+from wsideid.detect.textregions import TextRegion
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def _label(text: str, turn: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A printed line on label paper, turned ``turn`` degrees CCW, and the text's box in it."""
+    img = Image.new("L", (420, 90), 250)
+    d = ImageDraw.Draw(img)
+    font = ImageFont.truetype(FONT, 28)
+    d.text((20, 25), text, fill=15, font=font)
+    x0, y0, x1, y1 = d.textbbox((20, 25), text, font=font)
+    if turn == 180:
+        w, h = img.size
+        return img.rotate(180), (w - x1, h - y1, w - x0, h - y0)
+    return img, (x0, y0, x1, y1)
+
+
+def test_sure_turn_needs_a_clear_margin():
+    def res(scores, best):
+        return OcrResult([], best, scores[best], {}, scores)
+    assert res({0: 20.0, 2: 3.0}, 0).sure_turn == 0
+    assert res({0: 2.0, 2: 20.0}, 2).sure_turn == 2
+    assert res({0: 20.0, 2: 12.0}, 0).sure_turn is None  # no clear winner: both ways
+    assert res({0: 4.0, 2: 0.0}, 0).sure_turn is None  # too little read to be sure
+    assert OcrResult([], 0, 0.0).sure_turn is None
+
+
+def test_line_crops_one_turn_only_when_upright_runs_the_lines_way():
+    gray = Image.new("L", (300, 100), 255)
+    across = TextRegion((20, 40, 200, 60), False, 0.9, 6)
+    down = TextRegion((40, 10, 60, 90), True, 0.9, 6)
+    assert len(_line_crops(gray, across)) == 2
+    assert len(_line_crops(gray, across, upright=2)) == 1
+    assert len(_line_crops(gray, across, upright=1)) == 2  # upright names the other direction
+    assert len(_line_crops(gray, down, upright=3)) == 1
+    (crop,) = _line_crops(gray, across, upright=0)
+    assert crop.height == 40 and crop.width > crop.height
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+@pytest.mark.parametrize("turn", [0, 180])
+def test_stacked_read_picks_the_turn_and_maps_boxes_back(turn):
+    """One call reads both turns; the upright one wins and its words' boxes lie on the text."""
+    img, box = _label("MRN 47108697", turn)
+    res = ocr.recognise(img, turns=(0, 2))
+    assert res.quarter_turns == (2 if turn == 180 else 0)
+    assert set(res.turn_scores) == {0, 2}
+    assert res.sure_turn == res.quarter_turns
+    (line,) = [ln for ln in res.lines if "47108697" in ln.text.replace(" ", "")]
+    lb = line.box
+    assert lb[0] >= box[0] - 6 and lb[1] >= box[1] - 6 and lb[2] <= box[2] + 6 and lb[3] <= box[3] + 6
+    assert (lb[2] - lb[0]) > 0.5 * (box[2] - box[0])
