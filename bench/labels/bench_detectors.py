@@ -176,6 +176,30 @@ def report(codes: dict, text: dict) -> dict:
     return out
 
 
+# Non-PHI label phrases that neither the detector's vocabulary nor make_labels.py
+# holds: stains it was not told about and everyday label wording. Read
+# exactly (no OCR): how the name rules generalise to words nobody listed.
+UNSEEN_PHRASES = [
+    "Cajal Gold", "Marchi Method", "Lugol Iodine", "Puchtler Sweat", "Hortega Silver", "Highman Congo",
+    "Wilder Reticulin", "Cason Trichrome", "Loyez Myelin", "Weil Myelin", "Teaching Set", "External Consult",
+    "Second Opinion", "Outside Review", "Digital Scan", "Whole Mount", "Touch Prep", "Quality Assurance",
+    "Human Protein", "Tumor Bank", "Core Facility", "Serial Sections", "Archive Copy", "Needle Biopsy",
+]
+# Names in the same shape (two capitalised words), none in the bundled lists.
+UNSEEN_NAMES = ["Ezekiel Dragomir", "Cordelia Tremblay", "Ignatius Oyelaran", "Philippa Grzelak",
+                "Thaddeus Vukovic", "Marisol Echeverria", "Anneliese Brandvold", "Cosmin Raducanu"]
+
+
+def unseen_probe() -> None:
+    """Name flags on UNSEEN_PHRASES (false) and UNSEEN_NAMES (true), read exactly."""
+    def named(t: str) -> bool:
+        return any(f.category == "name" for f in classify_text(t))
+    fp = [t for t in UNSEEN_PHRASES if named(t)]
+    tp = [t for t in UNSEEN_NAMES if named(t)]
+    print(f"\nunseen words, read exactly: name flags on non-PHI phrases {len(fp)}/{len(UNSEEN_PHRASES)} "
+          f"({', '.join(fp)}); on unlisted names {len(tp)}/{len(UNSEEN_NAMES)}")
+
+
 def real_photos(folder: Path) -> None:
     """Real label photos (no PHI truth): barcodes decoded and time, both engine sets."""
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -213,6 +237,7 @@ def main() -> None:
         work = a.work or Path(tmp)
         generate(work, a.n, a.seed, tuple(a.sets.split(",")))
         figures = report(*evaluate(work))
+        unseen_probe()
         real = Path(os.environ.get("WSIDEID_TESTDATA", Path(__file__).resolve().parents[2] / "../shared/testdata"))
         real_photos(real / "labels")
     if a.json:
