@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import pydicom
@@ -44,12 +44,26 @@ class Instance:
         return str(self.ds.get("StudyInstanceUID", "")), str(self.ds.get("SeriesInstanceUID", ""))
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """An instance of the folder that belongs to no slide (see ``dicom.slides``); ``index`` is its position."""
+
+    index: int
+    role: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"instance {self.index} ({self.role}): {self.reason}"
+
+
 @dataclass
 class DicomSource:
     path: str
     is_folder: bool
-    instances: list[Instance]
+    instances: list[Instance]  # one slide's (``dicom.slides.select``), or every instance of the input
     skipped: int  # non-DICOM files in the folder (not copied)
+    orphans: list[Orphan] = field(default_factory=list)  # the folder's instances that belong to no slide
+    other_slides: int = 0  # the folder's other slides (each is its own output)
 
 
 @contextlib.contextmanager
