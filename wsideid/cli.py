@@ -160,6 +160,10 @@ def _deid_one(args) -> int:
             "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
 
     data["detectors"] = [sc.to_dict(include_values=False) for sc in res.scans]
+    data["notes"] = list(res.plan.inventory.notes)
+    for note in data["notes"]:  # a DICOM folder's instances that belong to no slide: reported, not written
+        if note.startswith("not written"):
+            print(f"wsideid: {note}", file=sys.stderr)
 
     def text(d):
         s = d["summary"]

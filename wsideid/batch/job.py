@@ -201,6 +201,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
                           for d in result.plan.images] if result and result.plan else [],
         "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
         if result and result.report else [],
+        "notes": list(result.plan.inventory.notes) if result and result.plan else [],  # e.g. instances not written
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     # The record lands right after the publish, before the slow review previews: a worker killed
