@@ -177,6 +177,11 @@ def test_series_picks_one_slide(lab, tmp_path):
     assert "the folder holds 3 other slide(s), each its own output" in notes
     assert any(n.startswith("not written, belongs to no slide: instance") and "(label)" in n for n in notes)
     assert "not written, belongs to no slide" in p.stderr  # the orphan is reported, never written
+    v = run("verify", lab["folder"], out / "R-1", "--series", lab["series"]["C"], "--new-id", "R-1", "--json",
+            key=lab["key"])
+    assert v.returncode == 0 and json.loads(v.stdout)["ok"], v.stdout + v.stderr
+    wrong = run("verify", lab["folder"], out / "R-1", "--series", lab["series"]["B"], "--new-id", "R-1", key=lab["key"])
+    assert wrong.returncode != 0  # another slide's instances are not in this output
     err = one_line_error(run("inspect", lab["folder"], "--series", "1.2.3.4"))
     assert "no slide with series 1.2.3.4" in err
     assert "mixed sizes" in one_line_error(run("inspect", lab["folder"], "--series", lab["series"]["D"]))
@@ -259,6 +264,11 @@ def test_real_series_side_by_side(tmp_path):
     text = "\n".join(p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file())
     for v in ("CBF-1234", "Test^Patient", "S19-1_A_1_1"):
         assert v not in text
+    # `scan` reads every slide's label, image and thumbnail, the orphan LABEL's barcode too
+    sc = run("scan", folder, "--no-ocr", "--json")
+    assert sc.returncode == 1, sc.stderr
+    found = [f["value"] for r in json.loads(sc.stdout)["results"] for im in r["images"] for f in im["findings"]]
+    assert "Wikipedia" in found
     from wsideid.dicom import dciodvfy
     if dciodvfy.available():
         for n in names[:1] + names[2:3]:
