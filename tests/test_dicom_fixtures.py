@@ -59,7 +59,8 @@ def copy_into(folder: Path, *names: str) -> Path:
     if len(volumes) == 1:
         vol = next(iter(volumes.values()))
         for f, d in heads.items():
-            if list(d.get("ImageType", []))[2:3] in (["LABEL"], ["OVERVIEW"]) and d.SeriesInstanceUID != vol.SeriesInstanceUID:
+            foreign = d.SeriesInstanceUID != vol.SeriesInstanceUID
+            if foreign and list(d.get("ImageType", []))[2:3] in (["LABEL"], ["OVERVIEW"]):
                 ds = pydicom.dcmread(f)
                 for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
                     setattr(ds, kw, vol.get(kw))

@@ -106,7 +106,8 @@ def _contradicts(inst: Instance, slide: Slide) -> bool:
 
 def _shares(inst: Instance, slide: Slide) -> bool:
     head = slide.instances[0]
-    return any(_text(inst, k) and _text(inst, k) == _text(head, k) for k in ("FrameOfReferenceUID", "ContainerIdentifier"))
+    return any(_text(inst, k) and _text(inst, k) == _text(head, k)
+               for k in ("FrameOfReferenceUID", "ContainerIdentifier"))
 
 
 def group(instances: list[Instance]) -> SlideSet:
