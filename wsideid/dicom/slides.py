@@ -27,9 +27,10 @@ A slide is named by the Series Instance UID of its pyramid (the manifest's
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 
-from ..errors import UnsupportedFormat, WsideidError
+from ..errors import MalformedFile, UnsupportedFormat, WsideidError
 from .source import DicomSource, Instance, Orphan
 
 SIZE_TOLERANCE = 0.05  # relative: reduced levels round their pixel counts, so their imaged volume varies a little
@@ -182,15 +183,37 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
     return replace(src, instances=list(slide.instances), orphans=list(found.orphans), other_slides=others)
 
 
+# What the grouping reads of each header (the rest is read, and checked, when a slide is opened).
+_GROUPING = ["SOPClassUID", "ImageType", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+             "ContainerIdentifier", "ImagedVolumeWidth", "ImagedVolumeHeight"]
+
+
+def _grouping_header(path: str, index: int) -> Instance:
+    """Only the attributes the grouping uses: a listing of the slides of a large folder holds no
+    per-frame sequences in memory (the header's size is charged to the budget first, as on open)."""
+    import pydicom
+
+    from .source import prescan, role_of
+    prescan(path, index)
+    try:
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_GROUPING)
+    except (OSError, EOFError) as exc:
+        raise MalformedFile(f"instance {index}: cannot read ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on hostile input
+        raise MalformedFile(f"instance {index}: not a readable DICOM file ({type(exc).__name__})") from None
+    return Instance(index, path, ds, None, role_of(ds), False)
+
+
 def slide_set(path: str) -> SlideSet:
-    """The slides of a DICOM folder (every instance's header read, as the driver does)."""
-    from .source import load, quiet_pydicom
+    """The slides of a DICOM file or folder, from the grouping attributes of each header."""
+    from .source import folder_files, quiet_pydicom
     with quiet_pydicom():
-        src = load(path)
-    if not src.is_folder:
-        inst = src.instances[0]
-        return SlideSet([Slide(_text(inst, "SeriesInstanceUID"), _text(inst, "StudyInstanceUID"), [inst])], [])
-    return group(src.instances)
+        if not os.path.isdir(path):
+            inst = _grouping_header(path, 0)
+            return SlideSet([Slide(_text(inst, "SeriesInstanceUID"), _text(inst, "StudyInstanceUID"), [inst])], [])
+        files, _ = folder_files(path)
+        return group([_grouping_header(f, i) for i, f in enumerate(files)])
 
 
 def slide_files(path: str, series: str | None) -> list[str]:

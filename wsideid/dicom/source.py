@@ -231,17 +231,24 @@ def read_instance(path: str, index: int) -> Instance:
     return Instance(index, path, ds, span, role, trailing)
 
 
+def folder_files(path: str) -> tuple[list[str], int]:
+    """A folder's DICOM files in a stable (name-sorted) order, their position being the instance's
+    index, and how many other files it holds."""
+    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+    files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
+    if not files:
+        raise UnsupportedFormat("the folder holds no DICOM file")
+    if len(files) > MAX_INSTANCES:
+        raise UnsupportedFormat(f"the folder holds more than {MAX_INSTANCES} DICOM files")
+    return files, len(names) - len(files)
+
+
 def load(path: str) -> DicomSource:
     """All instances of the input, in a stable (name-sorted) order."""
     if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
-        files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
-        if not files:
-            raise UnsupportedFormat("the folder holds no DICOM file")
-        if len(files) > MAX_INSTANCES:
-            raise UnsupportedFormat(f"the folder holds more than {MAX_INSTANCES} DICOM files")
+        files, skipped = folder_files(path)
         insts = [read_instance(f, i) for i, f in enumerate(files)]
-        return DicomSource(path, True, insts, len(names) - len(files))
+        return DicomSource(path, True, insts, skipped)
     if not is_dicom_file(path):
         raise UnsupportedFormat("not a DICOM file")
     return DicomSource(path, False, [read_instance(path, 0)], 0)
