@@ -274,3 +274,21 @@ def test_real_series_side_by_side(tmp_path):
         for n in names[:1] + names[2:3]:
             (f,) = [f for f, h in _heads(out / mapping[str(src[n].SeriesInstanceUID)]).items() if _role(h) == "VOLUME"]
             assert dciodvfy.new_errors(str(real(f"dicom/{n}.dcm")), str(f)) == []
+
+
+def test_dates_shift_takes_each_slides_patient_as_its_subject(lab, tmp_path):
+    """No --subject: each DICOM slide's PatientID is its subject, so A and B (one patient) get one
+    date offset and C (another patient) its own."""
+    out = tmp_path / "out"
+    p = run("deid", lab["folder"], "-o", out, "--dates", "shift", "--detect", "off", "--json", key=lab["key"])
+    data = json.loads(p.stdout)
+    assert data["counts"] == {"published": 3, "failed": 1}, (data, p.stderr)
+    review = Path(data["review_dir"])
+    from wsideid.synth import MRN
+    rows = {r["series_uid"]: r for r in _read_csv(review / "folder-manifest.csv")}
+    assert rows[lab["series"]["A"]]["subject"] == rows[lab["series"]["B"]]["subject"] == MRN
+    assert rows[lab["series"]["C"]]["subject"] == OTHER_MRN
+    mapping = {r["series_uid"]: r["new_id"] for r in _read_csv(review / "mapping.csv")}
+    dates = {n: {str(h.StudyDate) for h in _heads(out / mapping[lab["series"][n]]).values()} for n in "ABC"}
+    assert dates["A"] == dates["B"] and len(dates["A"]) == 1 and dates["A"] != dates["C"]
+    assert "20240314" not in dates["A"] | dates["C"]

@@ -171,12 +171,37 @@ def _check_folders(folder: str, outdir: str, review: str) -> None:
             raise WsideidError(f"{what} may not be the input folder")
 
 
-def write_folder_manifest(review: str, slides: list[tuple[str, str | None]], opts: FolderOptions) -> str:
+def _subjects(root: str, slides: list[tuple[str, str | None]], opts: FolderOptions) -> dict:
+    """``--dates shift`` needs each row's subject: ``--subject`` for all, else, when every slide is
+    DICOM, each slide's own PatientID (issue 15: with no manifest the PatientID is the subject), so a
+    folder of several patients' slides shifts each patient by their own offset. A slide with no
+    PatientID, or several, gets none: its row is refused, the others go on."""
+    if opts.dates != "shift" or opts.subject:
+        return {}
+    from ..dicom import is_dicom_input
+    if not all(is_dicom_input(os.path.join(root, n)) for n, _ in slides):
+        raise WsideidError("--dates shift on a folder needs --subject (every slide is then that subject's);"
+                           " for several subjects write a manifest with a subject column")
+    out = {}
+    for name, series in slides:
+        try:
+            found = _dicom_slides(os.path.join(root, name))
+        except WsideidError:  # its job fails with the reason
+            continue
+        slide = found.by_series(series) if series else (found.slides[0] if found.slides else None)
+        ids = {str(i.ds.get("PatientID", "") or "").strip() for i in slide.instances} - {""} if slide else set()
+        if len(ids) == 1:  # else no subject: the row is refused ("dates=shift needs a subject")
+            out[(name, series)] = ids.pop()
+    return out
+
+
+def write_folder_manifest(review: str, slides: list[tuple[str, str | None]], opts: FolderOptions,
+                          subjects: dict | None = None) -> str:
     from ..cells import csv_text
     from ..safefs import write_atomic
     if any(";" in i for i in opts.identifiers):
         raise WsideidError("an --identifier may not contain ';' on a folder of slides (the manifest separator)")
-    rows = [{"source": n, "series_uid": series or "", "subject": opts.subject or "",
+    rows = [{"source": n, "series_uid": series or "", "subject": opts.subject or (subjects or {}).get((n, series), ""),
              "identifiers": ";".join(opts.identifiers), "keep_macro": "yes" if opts.keep_macro else "",
              "macro": opts.macro or "", "label": opts.label or ""}
             for n, series in slides]
@@ -191,9 +216,6 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
     from . import records
     folder, outdir = os.path.abspath(folder), os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
-    if opts.dates == "shift" and not opts.subject:
-        raise WsideidError("--dates shift on a folder needs --subject (every slide is then that subject's);"
-                           " for several subjects write a manifest with a subject column")
     _check_folders(folder, outdir, review)
     root = folder
     if folder_kind(folder) is FolderKind.DICOM_SLIDES:  # the folder is one entry of its parent, one row per slide
@@ -208,10 +230,11 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
         ignored += orphans
     if not slides:
         raise WsideidError("no slides in the folder (slide files by content or extension, or DICOM series folders)")
+    subjects = _subjects(root, slides, opts)
     os.makedirs(outdir, exist_ok=True)
     records.check_separate(outdir, review)
     os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
-    manifest = write_folder_manifest(review, slides, opts)
+    manifest = write_folder_manifest(review, slides, opts, subjects)
     bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=root, dates=opts.dates,
                          secret_file=opts.secret_file, detect=opts.detect, ocr=opts.ocr, verify=opts.verify,
                          progress=opts.progress, overwrite=opts.overwrite)

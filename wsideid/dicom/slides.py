@@ -185,7 +185,8 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
 
 # What the grouping reads of each header (the rest is read, and checked, when a slide is opened).
 _GROUPING = ["SOPClassUID", "ImageType", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
-             "ContainerIdentifier", "ImagedVolumeWidth", "ImagedVolumeHeight"]
+             "ContainerIdentifier", "ImagedVolumeWidth", "ImagedVolumeHeight",
+             "PatientID"]  # not for grouping: a folder batch's --dates shift takes it as the slide's subject
 
 
 def _grouping_header(path: str, index: int) -> Instance:
