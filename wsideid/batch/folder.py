@@ -94,8 +94,9 @@ def folder_kind(path: str) -> FolderKind:
 
 
 def _dicom_slides(path: str):
-    """The slides of a DICOM folder (``dicom.slides.SlideSet``), read once per run."""
-    key = os.path.realpath(path)
+    """The slides of a DICOM folder (``dicom.slides.SlideSet``), read once per run (again when
+    a file of the folder was added, removed or rewritten since)."""
+    key = (os.path.realpath(path), _state(path))
     if key not in _SLIDE_SETS:
         from ..dicom.slides import slide_set
         _SLIDE_SETS[key] = slide_set(path)
@@ -103,6 +104,14 @@ def _dicom_slides(path: str):
 
 
 _SLIDE_SETS: dict = {}
+
+
+def _state(path: str) -> tuple:
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return ((st.st_size, st.st_mtime_ns),)
+    with os.scandir(path) as it:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in it if e.is_file()))
 
 
 def is_slide_folder(path: str, series: str | None = None) -> bool:
