@@ -37,8 +37,9 @@ def test_single_file_published_and_readable(tmp_path, name):
     src = dicom_file(name)
     res = run(src, tmp_path / "out")
     assert res.status == "published"
-    assert {c.name for c in res.report.checks} >= {"reparse", "pixels-identical", "residual-scan", "wsidicom",
-                                                   "openslide", "dciodvfy", "removed-fields-absent", "uids-replaced"}
+    checks = {c.name: c for c in res.report.checks}
+    assert all(checks[n].passed for n in ("reparse", "image-data", "residual-needles", "reader", "plan-held",
+                                          "identifiers-replaced")) and checks["validator"].ok
     files = output_files(res)
     assert [f.name for f in files] == ["RID-0001.dcm"]
     _opens_everywhere(files)
@@ -164,7 +165,8 @@ def test_two_slides_in_one_folder_and_overwrite(tmp_path):
     files = output_files(res)
     assert len(files) == 4
     assert len({read(f).SeriesInstanceUID for f in files}) == 3
-    assert "; " in next(c.detail for c in res.report.checks if c.name == "wsidicom")  # one entry per series
+    reader = next(c.detail for c in res.report.checks if c.name == "reader")
+    assert reader.split("openslide:")[0].count("level(s)") >= 2  # wsidicom: one entry per series
     again = run(folder, tmp_path / "out", overwrite=True)
     assert sorted(f.name for f in output_files(again)) == sorted(f.name for f in files)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".wsideid-tmp")]

@@ -188,6 +188,8 @@ class VerifyReport:
             if first_failed is not None:
                 return CheckResult(check, CheckStatus.NOT_RUN, f"not run: {first_failed.value} failed", seconds)
             return CheckResult(check, CheckStatus.FAILED, "not run by the driver (nor declared not applicable)", seconds)
+        if status is CheckStatus.NOT_APPLICABLE:
+            seconds = None  # nothing ran
         parts = sorted(self._parts[check], key=lambda p: p.status is not CheckStatus.FAILED)  # failures first
         detail = "; ".join(f"{p.label}: {p.detail or p.status.value}" if p.label else p.detail
                            for p in parts if p.label or p.detail)
