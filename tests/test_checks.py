@@ -88,3 +88,12 @@ def test_every_check_has_a_meaning():
 @pytest.mark.parametrize("name", [c.value for c in Check])
 def test_names_round_trip(name):
     assert Check(name).value == name
+
+
+def test_architecture_doc_tables_every_check_in_order():
+    """The per-driver table a reader trusts is the vocabulary the code reports."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    section = text.split("## Verification: named checks", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^\| `([a-z-]+)` \|", section, re.M) == [c.value for c in Check]

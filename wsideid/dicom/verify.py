@@ -1,13 +1,17 @@
 """Verification of de-identified DICOM instances before they are published.
 
 The output files are re-read from disk, independently of the writer, and
-checked against the plan: they parse; every header holds exactly what the
-plan says (nothing removed is present, nothing unknown is left); every UID
-is a keyed one; VOLUME/THUMBNAIL frame bytes equal the source's; no removed
-value or date spelling occurs in any non-pixel byte; wsidicom and OpenSlide
-open the slide as they opened the input; dciodvfy reports no new error.
+checked against the plan under the shared check names (``wsideid.checks``;
+the table per driver is in docs/architecture.md): they parse (``reparse``);
+every header holds exactly what the plan says and nothing removed is present
+(``plan-held``), nothing unknown is left (``no-unknown-fields``); every UID is
+a keyed one (``identifiers-replaced``); the kept instances have their roles
+(``roles``); frame bytes equal the source's (``image-data``) and hold only
+decoding segments (``compressed-streams``); blanked regions decode to the fill
+(``regions-blank``); no removed value or date spelling occurs in any non-pixel
+byte (``residual-needles``); wsidicom and OpenSlide open the slide as they
+opened the input (``reader``); dciodvfy reports no new error (``validator``).
 """
-
 from __future__ import annotations
 
 import os

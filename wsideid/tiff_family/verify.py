@@ -1,29 +1,32 @@
 """Verification of a de-identified TIFF-family output before it is published.
 
 The output is re-opened from disk, independently of what the writer
-believes it wrote, and checked against the plan:
+believes it wrote, and checked against the plan, under the shared check
+names (``wsideid.checks``; the table per driver is in docs/architecture.md):
 
-- structure: our reader parses it, the same vendor module claims it, the
-  kept images have the same roles, sizes and tile counts;
-- metadata: every field in the output is one the profile knows (nothing
-  unknown slipped through) and every removed field is gone;
-- pixels: tile/strip bytes equal the source's (a sample per image, all with
-  ``--verify full``); edited tiles are excluded and checked by their editor;
-- residual scan: no needle (removed values, their parts, user identifiers
-  and every spelling of a removed date; see needles.py) occurs, in any
-  encoding or case, in any byte that is not pixel data, tile and strip
+- ``reparse``: our reader parses it, as the same container kind (or BigTIFF),
+  and the same vendor module claims it;
+- ``roles``: the kept images have the same roles, sizes and tile counts;
+- ``plan-held`` / ``no-unknown-fields`` / ``values-pass-policy``: every removed
+  field is gone, and the output re-planned holds no unknown field and no value
+  failing its type or pattern;
+- ``image-data``: tile/strip bytes equal the source's (a sample per image, all
+  with ``--verify full``); edited tiles equal their editor's bytes;
+- ``residual-needles``: no needle (removed values, their parts, user
+  identifiers and every spelling of a removed date; see needles.py) occurs, in
+  any encoding or case, in any byte that is not pixel data, tile and strip
   headers included;
-- streams: every JPEG / JPEG 2000 tile re-parsed holds only its decoding
-  segments up to its first end marker, JPEGTables only used tables, and
-  streams the rule edited decode exactly as their source;
-- OpenSlide, as an independent judge: when it claims the input's format but
-  cannot read it, the slide is refused (its roles cannot be trusted); when it
-  reads it, the vendor must be the driver's, and the output must open as the
-  same vendor with the input's levels less the removed images, every kept
-  level among them, and no label, macro or other associated image the plan
-  removed.
+- ``compressed-streams``: every JPEG / JPEG 2000 tile re-parsed holds only its
+  decoding segments up to its first end marker, JPEGTables only used tables,
+  and streams the rule edited decode exactly as their source;
+- ``reader``: OpenSlide, as an independent judge: when it claims the input's
+  format but cannot read it, the slide is refused (its roles cannot be
+  trusted); when it reads it, the vendor must be the driver's, and the output
+  must open as the same vendor with the input's levels less the removed
+  images, every kept level among them, and no label, macro or other
+  associated image the plan removed;
+- ``regions-blank``: the centre of each blanked region reads flat.
 """
-
 from __future__ import annotations
 
 import functools
