@@ -12,6 +12,7 @@ decoding segments (``compressed-streams``); blanked regions decode to the fill
 byte (``residual-needles``); wsidicom and OpenSlide open the slide as they
 opened the input (``reader``); dciodvfy reports no new error (``validator``).
 """
+
 from __future__ import annotations
 
 import os

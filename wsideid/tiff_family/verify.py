@@ -27,12 +27,14 @@ names (``wsideid.checks``; the table per driver is in docs/architecture.md):
   associated image the plan removed;
 - ``regions-blank``: the centre of each blanked region reads flat.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from types import ModuleType
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -151,7 +153,7 @@ class TiffContext(VerifyContext):
     src: TiffFile
     out_path: str
     plan: Plan
-    module: Any  # the vendor module (claims, roles, inventory)
+    module: ModuleType  # the vendor module (claims, roles, inventory)
     edited: dict[int, dict[int, bytes]]
     out: TiffFile | None = None  # the output, once it parses
 
