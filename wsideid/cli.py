@@ -157,7 +157,7 @@ def _deid_one(args) -> int:
     data = {"status": res.status, "format": res.format, "output": res.output, "audit": res.audit_path,
             "named_by": res.named_by, "replaced_existing": res.replaced,
             "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
-            "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
+            "checks": res.report.to_records()}
 
     data["detectors"] = [sc.to_dict(include_values=False) for sc in res.scans]
     data["notes"] = list(res.plan.inventory.notes)
@@ -175,7 +175,7 @@ def _deid_one(args) -> int:
                  for x in d["detectors"]]
         return (f"{head} {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
                 + (f"  detectors: {'; '.join(flags)}\n" if flags else "") +
-                f"  images: {imgs}\n  verified: {sum(c['ok'] for c in d['checks'])}/{len(d['checks'])} checks"
+                f"  images: {imgs}\n  verified: {_checks_line(d['checks'])}"
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
                 + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
                    if d["named_by"] else ""))
@@ -253,13 +253,23 @@ def cmd_scan(args) -> int:
     return EXIT_FINDINGS if any(r["has_phi"] for r in results) else EXIT_OK
 
 
+_STATUS_LABEL = {"passed": "ok", "failed": "FAIL", "not-applicable": "n/a", "not-run": "skip"}
+
+
+def _checks_line(checks: list[dict]) -> str:
+    """``12/12 checks passed (1 not applicable)``: the verification on one line."""
+    passed = sum(c["status"] == "passed" for c in checks)
+    na = sum(c["status"] == "not-applicable" for c in checks)
+    return f"{passed}/{len(checks) - na} checks passed" + (f" ({na} not applicable)" if na else "")
+
+
 def cmd_verify(args) -> int:
     from .pipeline import verify_output
     rep = verify_output(args.original, args.output_file, _deid_options(args))
-    data = {"ok": rep.ok, "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in rep.checks]}
+    data = {"ok": rep.ok, "checks": rep.to_records()}
 
     def text(d):
-        return "\n".join(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in d["checks"]) + \
+        return "\n".join(f"  {_STATUS_LABEL[c['status']]:<4} {c['check']}: {c['detail']}" for c in d["checks"]) + \
             f"\n{'verified' if d['ok'] else 'NOT verified'}\n"
     _print(data, args.json, text)
     return EXIT_OK if rep.ok else EXIT_VERIFY

@@ -23,7 +23,8 @@ from typing import Any
 from .drivers.base import Container, Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
-from .model import Plan, VerifyReport
+from .checks import VerifyReport
+from .model import Plan
 from .naming import check_name_options, check_review_dir, name_for, review_dir
 from .options import DeidOptions, with_secret
 from .publish import (TMP_PREFIX, InputGuard, check_free, check_input_and_output, check_not_input,  # noqa: F401

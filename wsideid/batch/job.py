@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..checks import CheckStatus
 from ..errors import WsideidError
 from .records import input_state, load_record, record_path, tree_sha256, write_json
 from .recovery import mark_running, recover
@@ -97,7 +98,7 @@ def _counts(result) -> dict[str, Any]:
         "images_removed": sum(d.action == "remove" for d in plan.images),
         "phi_source": phi["source"], "phi_output": phi["output"],
         "phi_categories": ";".join(f"{k}:{v}" for k, v in sorted(cats.items())),
-        "barcodes": barcodes, "text_lines": lines, "checks": f"{sum(c.ok for c in checks)}/{len(checks)}",
+        "barcodes": barcodes, "text_lines": lines, "checks": f"{sum(c.passed for c in checks)}/{sum(c.status is not CheckStatus.NOT_APPLICABLE for c in checks)}",
     }
 
 
@@ -199,7 +200,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
                    for d in result.plan.fields] if result and result.plan else [],
         "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action, "rule": d.rule}
                           for d in result.plan.images] if result and result.plan else [],
-        "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
+        "checks": result.report.to_records()
         if result and result.report else [],
         "notes": list(result.plan.inventory.notes) if result and result.plan else [],  # e.g. instances not written
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -16,7 +16,8 @@ from typing import Any
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
-from ..model import Plan, VerifyReport
+from ..checks import Check, VerifyReport
+from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
@@ -143,7 +144,7 @@ def _reduced_levels(written) -> list:
 def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> VerifyReport:
     from ..dicom.apply import build_instance
     from ..dicom.source import read_instance
-    from ..dicom.verify import verify_dicom
+    from ..dicom.verify import new_report, verify_dicom
 
     plan = plan_source(src, options)
     plan_regions(plan, options)
@@ -157,7 +158,7 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         except WsideidError:
             continue
     written = []
-    rep = VerifyReport()
+    rep = new_report()
     for d in plan.images:
         if d.action == "remove":
             continue
@@ -166,13 +167,12 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         _frames_of(data, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
-            rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
+            rep.record(Check.ROLES, False, f"instance {inst.index} not found in the output (other secret?)",
+                       part="instances")
             return rep
         written.append((inst, path, ds))
-    rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True, identifiers=options.identifiers).checks:
-        rep.checks.append(c)
-    return rep
+    rep.record(Check.ROLES, True, f"{len(written)} matched by keyed SOP Instance UID", part="instances")
+    return verify_dicom(plan, written, full=True, identifiers=options.identifiers, report=rep)
 
 
 class DicomDriver:
