@@ -66,9 +66,7 @@ class DicomPlanData:
     ops: dict[str, Op] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
     specimens: SpecimenIds | None = None
-    frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
-    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
     patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 

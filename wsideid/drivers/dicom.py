@@ -76,14 +76,13 @@ def plan_regions(plan: Plan, options: DeidOptions) -> None:
     """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
     from ..dicom.redact import plan_frames
     plan.regions = [tuple(r) for r in options.regions]
-    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
-    plan.inventory.container.regions = list(plan.regions)
+    plan.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
 
 
-def _frames_of(data, inst, ds) -> dict:
-    """The blanked frames of an instance (the header's Extended Offset Table recomputed for them)."""
+def _frames_of(plan: Plan, inst, ds) -> dict:
+    """The blanked frames of an instance, as planned (the header's Extended Offset Table recomputed for them)."""
     from ..dicom.redact import patch_header
-    frames = data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+    frames = plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
     patch_header(ds, inst, frames)
     return frames
 
@@ -101,12 +100,12 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
             continue
         inst = by_index[d.image.index]
         try:
-            ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+            ds = build_instance(inst, plan)
         except PYDICOM_VALUE_ERRORS as exc:
             raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
         if d.action == "replace":
             inst, ds = generated_label(inst, ds, data, folder)
-        frames = _frames_of(data, inst, ds)
+        frames = _frames_of(plan, inst, ds)
         name = single_name or f"{ds.SOPInstanceUID}.dcm"
         path = os.path.join(folder, name)
         write_instance(ds, inst, path, frames)
@@ -162,8 +161,8 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         if d.action == "remove":
             continue
         inst = next(i for i in src.instances if i.index == d.image.index)
-        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
-        _frames_of(data, inst, ds)
+        ds = build_instance(inst, plan)
+        _frames_of(plan, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
             rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
