@@ -24,6 +24,9 @@ Stages and their objects, in order:
   which images the PHI detectors read (``ImageRef``), after and before.
 - ``start_hashing(opened, options)``: sha256 of input and output (a TIFF
   output is hashed while it is written), ``.result(written, report)``.
+- ``removed_preview(input_path, plan, index)`` and ``kept_previews(output, plan, scans)``:
+  the QC page's copies of a removed source image and of the scanned kept images of the
+  published output (the page itself knows no format).
 - ``output_name(input_path, stem)``: the published name;
   ``companion_names(stem)``: names published beside it (MIRAX's folder).
 """
@@ -114,5 +117,6 @@ class Driver(Protocol):
     def start_hashing(self, opened: Opened, options: DeidOptions) -> Any: ...
     def output_name(self, input_path: str, stem: str) -> str: ...
     def companion_names(self, stem: str) -> list[str]: ...
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool) -> Any: ...
+    def removed_preview(self, input_path: str, plan: Plan, index: int) -> Any: ...  # QC page; None: not shown
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]: ...  # QC page, published output
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions) -> Any: ...  # supports_in_place only

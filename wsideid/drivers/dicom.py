@@ -256,13 +256,18 @@ class DicomDriver:
         targets = [i for i in insts if i.role != "level"] or list(insts)[:1]
         return [_ref(i.path, i.role, i.index) for i in targets]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """A removed instance, for the QC page (output instances are named by their new UIDs:
-        kept ones are not previewed)."""
-        if kept:
-            return None
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """A removed instance of the source, for the QC page."""
         path = {i.index: i.path for i in plan.inventory.container.source.instances}[index]
         return _read(path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept instances, read from the published output: output instances are
+        named by their new UIDs, so each scan is matched to its file by role and size
+        (``dicom.output_match``)."""
+        from ..dicom.output_match import kept_files
+        files = kept_files(output, scans)
+        return [_ref(files[sc.index], sc.role, sc.index) for sc in scans if sc.index in files]
 
     def companion_names(self, stem: str) -> list[str]:
         return []

@@ -153,8 +153,11 @@ class MiraxDriver:
         return [ImageRef(nh.role, k, lambda nh=nh: _jpeg(slide.read(nh.record)))
                 for k, nh in enumerate(slide.nonhier) if nh.role in ("label", "macro", "thumbnail")]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
         return None  # records are read through the slide object, gone after the run
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        return []  # as above
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_MiraxHashes":
         return _MiraxHashes(options.hash_outputs)

@@ -204,9 +204,15 @@ class TiffDriver:
         return [self._ref(opened.path, im.role, im.index) for im in self.inventory(opened).images
                 if im.role != Role.LEVEL]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
-        return self.read_image(output if kept else input_path, index)
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """Image ``index`` of the source, removed from the output, for the QC page."""
+        return self.read_image(input_path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept images, read from the published output (indices as in the output)."""
+        if not os.path.isfile(output):
+            return []
+        return [self._ref(output, sc.role, sc.index) for sc in scans]
 
     def read_image(self, path: str, index: int):
         """Image ``index`` as a PIL image in bounded memory: an IFD image (``tiff.pixels``), or,
