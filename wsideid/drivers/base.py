@@ -21,7 +21,10 @@ Stages and their objects, in order:
 - ``verify(opened, plan, written, options) -> VerifyReport``: named checks
   over the written output (see ``wsideid.checks``).
 - ``residual_images(plan, written)`` and ``source_images(opened, plan)``:
-  which images the PHI detectors read (``ImageRef``), after and before.
+  which images the PHI detectors read (``ImageRef``), after and before;
+  ``residual_early(opened, plan)``: those of the residual images whose pixels
+  the run leaves unchanged, read from the source while the output is written
+  (``wsideid.slide_scan_thread``; a driver that can name none returns []).
 - ``start_hashing(opened, options)``: sha256 of input and output (a TIFF
   output is hashed while it is written), ``.result(written, report)``.
 - ``removed_preview(input_path, plan, index)`` and ``kept_previews(output, plan, scans)``:
@@ -113,6 +116,7 @@ class Driver(Protocol):
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport: ...
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]: ...
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]: ...
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]: ...  # unchanged ones, from the source
     def label_images(self, opened: Opened) -> list[ImageRef]: ...  # ``wsideid scan``
     def start_hashing(self, opened: Opened, options: DeidOptions) -> Any: ...
     def output_name(self, input_path: str, stem: str) -> str: ...

@@ -249,6 +249,13 @@ class DicomDriver:
         targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
         return [_ref(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """None: which instances the residual scan reads is decided from the *written* headers
+        (the reduced levels of each output series, ``_reduced_levels``; a generated label is a
+        new instance), so every one is read from the output, on the residual thread, while
+        verification runs."""
+        return []
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
         such as a LABEL-less slide's only low-resolution image)."""

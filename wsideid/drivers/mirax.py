@@ -148,6 +148,11 @@ class MiraxDriver:
         return [ImageRef(nh.role, k, lambda rec=out_records[k]: read(rec)) for k, nh in enumerate(nonhier)
                 if k in out_records and nh.role in ("thumbnail", "label", "macro")]
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """None: the kept records are read where the writer put them (data file, offset and
+        length known only once written), on the residual thread, while verification runs."""
+        return []
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         slide = opened.container
         return [ImageRef(nh.role, k, lambda nh=nh: _jpeg(slide.read(nh.record)))
