@@ -183,7 +183,7 @@ def _remove(path: str) -> None:
 
 def _to_dicom_asked(options: DeidOptions) -> bool:
     """Checked without importing pydicom (which alone costs a quarter second of every TIFF run)."""
-    return bool(getattr(options.dicom, "to_dicom", False))
+    return options.dicom is not None and options.dicom.to_dicom
 
 
 def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from .. import __version__
 from ..dates import DatePolicy, scrub_text
 from ..errors import WsideidError
+from ..keys import Secret
 from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
                      ImageInfo, Inventory, Plan, ValueKind)
 from ..profiles import Profile
@@ -51,7 +52,7 @@ class DicomOptions:
     options: tuple[str, ...] = ()  # rules.OPTIONS names
     label: str = "remove"  # remove | generate
     to_dicom: bool = False
-    secret: Any = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+    secret: Secret | None = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
 
 
 @dataclass
