@@ -25,8 +25,10 @@ Stages and their objects, in order:
   ``residual_early(opened, plan)``: those of the residual images whose pixels
   the run leaves unchanged, read from the source while the output is written
   (``wsideid.slide_scan_thread``; a driver that can name none returns []).
-- ``start_hashing(opened, options)``: sha256 of input and output (a TIFF
-  output is hashed while it is written), ``.result(written, report)``.
+- ``start_hashing(opened, options)``: the output's hash (and the input's) with the
+  run's algorithm (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``,
+  the same for every driver; a TIFF output is hashed while it is written),
+  ``.result(written, report)``.
 - ``removed_preview(input_path, plan, index)`` and ``kept_previews(output, plan, scans)``:
   the QC page's copies of a removed source image and of the scanned kept images of the
   published output (the page itself knows no format).

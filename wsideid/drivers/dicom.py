@@ -17,7 +17,8 @@ from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
-from ..options import DeidOptions
+from ..hashing import HashAlgorithm
+from ..options import DeidOptions, hash_algorithm
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
 from .base import Container, ImageRef, Opened, Written, profile_file
@@ -280,7 +281,7 @@ class DicomDriver:
         return []
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
-        return _DicomHashes(opened, options.hash_outputs)
+        return _DicomHashes(opened, hash_algorithm(options))
 
     def output_name(self, input_path: str, stem: str) -> str:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
@@ -298,22 +299,23 @@ def _ref(path: str, role: str, index: int) -> ImageRef:
 
 
 class _DicomHashes:
-    """sha256 of every input and every written instance, taken at publish time."""
+    """Every input and every written instance hashed at publish time, with the run's algorithm
+    (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
 
-    algorithm_name = "sha256"
-
-    def __init__(self, opened: Opened, enabled: bool):
-        self.opened, self.enabled = opened, enabled
+    def __init__(self, opened: Opened, algorithm: HashAlgorithm):
+        self.opened, self.algorithm = opened, algorithm
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import sha256_file
+        from ..hashing import file_digest
         hashes: dict[str, str] = {}
         if self.enabled:
             for inst in self.opened.container.instances:
-                hashes[f"input[{inst.index}]"] = sha256_file(inst.path)
+                hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
             for inst, path, _ in written.state:
-                hashes[f"output[{inst.index}]"] = sha256_file(path)
+                hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
         return hashes

@@ -17,7 +17,8 @@ from ..enums import VerifyMode
 from ..errors import WsideidError
 from ..model import REPLACE, Field, Plan, ValueKind, VerifyReport
 from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
-from ..options import DeidOptions
+from ..hashing import HashAlgorithm
+from ..options import DeidOptions, hash_algorithm
 from ..profiles import PlanOptions, load_profile, make_plan
 from .base import Container, ImageRef, Opened, Written, profile_file
 
@@ -165,7 +166,7 @@ class MiraxDriver:
         return []  # as above
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_MiraxHashes":
-        return _MiraxHashes(options.hash_outputs)
+        return _MiraxHashes(hash_algorithm(options))
 
     def output_name(self, input_path: str, stem: str) -> str:
         return stem + ".mrxs"
@@ -175,16 +176,17 @@ class MiraxDriver:
 
 
 class _MiraxHashes:
-    """The output's .mrxs file and its folder's files, hashed at publish time."""
+    """The output's .mrxs file and its folder's files, hashed at publish time with the run's
+    algorithm (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
 
-    algorithm_name = "sha256"
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, algorithm: HashAlgorithm):
+        self.algorithm = algorithm
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
 
     def on_recipe(self, recipe) -> None:
         """Written record by record; nothing is hashed while writing."""
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
         from ..hashing import tree_sha256
-        return {"output": tree_sha256(written.ready) or ""} if self.enabled else {}
+        return {"output": tree_sha256(written.ready, self.algorithm.value) or ""} if self.enabled else {}
