@@ -176,7 +176,7 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
 
 
 class DicomDriver:
-    """DICOM WSI: a Part 10 file, or a folder of the instances of one slide."""
+    """DICOM WSI: a Part 10 file, or one slide of a folder of instances."""
 
     name = "dicom"
     title = "DICOM WSI"
@@ -202,10 +202,13 @@ class DicomDriver:
     def claims(self, path: str) -> bool:
         return is_dicom_input(path)
 
-    def open(self, path: str) -> Opened:
+    def open(self, path: str, series: str | None = None) -> Opened:
+        """One slide of the input: a folder holding several is split by content and ``series``
+        (its pyramid's Series Instance UID) picks one (``dicom.slides``); its files alone are the input."""
+        from ..dicom.slides import select
         from ..dicom.source import load
         with self.session():
-            src = load(path)
+            src = select(load(path), series)
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
