@@ -231,28 +231,28 @@ def _image_data(ctx: DicomContext) -> None:
         if inst.span is None or out.span is None or inst.role == "label":
             continue
         sample = None if ctx.full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
-        edited = dict(_edited(data, inst))  # frame edits: their bytes are made when compared
+        edited = dict(_edited(ctx.plan, inst))  # frame edits: their bytes are made when compared
         same, n = same_fragments(inst.path, inst.span, path, out.span, sample, edited)
         checked += n
         if not same:
             differ.append(str(inst.index))
     ctx.report.record(Check.IMAGE_DATA, not differ, f"{checked} frame(s) compared" +
-                      (" (blanked frames against the editor's bytes)" if data.frame_edits and data.frame_edits.frames
+                      (" (blanked frames against the editor's bytes)" if ctx.plan.frame_edits and ctx.plan.frame_edits.frames
                        else "") + (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
 
 
 def _regions_blank(ctx: DicomContext) -> None:
     if not ctx.plan.regions:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
-    elif ctx.data.frame_edits is None:
+    elif ctx.plan.frame_edits is None:
         ctx.report.record(Check.REGIONS_BLANK, False, "regions asked for, but no frame edit was planned")
     else:
-        _check_blanked(ctx.data, ctx.written, ctx.outs, ctx.report)
+        _check_blanked(ctx.plan, ctx.written, ctx.outs, ctx.report)
 
 
 def _compressed_streams(ctx: DicomContext) -> None:
     from .frames import check_frames
-    ok, detail = check_frames(ctx.written, ctx.outs, lambda i: _edited(ctx.data, i), ctx.full)
+    ok, detail = check_frames(ctx.written, ctx.outs, lambda i: _edited(ctx.plan, i), ctx.full)
     ctx.report.record(Check.COMPRESSED_STREAMS, ok, detail)
 
 
@@ -282,16 +282,16 @@ STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNK
          (Check.RESIDUAL_NEEDLES, _residual_needles), (Check.READER, _reader), (Check.VALIDATOR, _validator)]
 
 
-def _edited(data: DicomPlanData, inst: Instance) -> dict:
-    return data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+def _edited(plan: Plan, inst: Instance) -> dict:
+    return plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
 
 
-def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: VerifyReport) -> None:
+def _check_blanked(plan: Plan, written, outs: list[Instance], rep: VerifyReport) -> None:
     """Every blanked frame, read back from the output and decoded with Pillow, is the fill colour
     in its boxes; a kept Extended Offset Table points at the frames written."""
     problems, frames = [], 0
     for (inst, path, _), out in zip(written, outs):
-        edited = _edited(data, inst)
+        edited = _edited(plan, inst)
         if not edited or out.span is None:
             continue
         got = read_frames(path, out.span, sorted(edited))
@@ -299,7 +299,7 @@ def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: Veri
             if not e.boxes:
                 continue  # changed by the stream rule only: checked under compressed-streams
             frames += 1
-            why = check_frame(got[k], e.boxes, data.frame_edits.fill)
+            why = check_frame(got[k], e.boxes, plan.frame_edits.fill)
             if why:
                 problems.append(f"instance {inst.index} frame {k + 1}: {why}")
         eot = out.ds.get("ExtendedOffsetTable")
