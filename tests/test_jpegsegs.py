@@ -37,3 +37,24 @@ def test_unsorted_offsets_and_zero_tiles(synth_slides):
     c[0] = 0
     hits = jpegsegs.tiles_with_segments(str(synth_slides["aperio"]), offs[order], c)
     assert sorted(order[hits].tolist()) == [0, 1, 2]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("deferred", [False, True])
+def test_rule_edits_record_the_tables_the_clean_tiles_use(deferred):
+    """The planner's pass (every byte in place mode, the headers when deferred) records the
+    JPEGTables slots the tiles use, so the writer need not read every tile's head again; it
+    must be what a fresh read finds (CMU-1: abbreviated tiles)."""
+    from realdata import TESTDATA
+    from wsideid.tiff.edits import EditSet, EditStore
+    src = TESTDATA / "svs" / "CMU-1-Small-Region.svs"
+    if not src.exists():
+        pytest.skip("needs ../shared/testdata")
+    tf = read_tiff(str(src))
+    ifd = tf.ifds[0]
+    data = image_data(ifd, tf.byteorder)
+    pre = jpegsegs.table_keys(ifd.entries[347].raw)
+    edits = EditSet(EditStore(str(src)))
+    jpegsegs.rule_edits(str(src), data.src_offsets, data.src_counts, pre, "jpeg", edits, 0, deferred=deferred)
+    recorded = edits.image(0).header_tables
+    assert recorded and recorded == jpegsegs.used_tables(str(src), data.src_offsets, data.src_counts, pre)

@@ -82,7 +82,8 @@ class Blanker:
         new: dict[int, int] = {}
         for ci in range(self.ncomp):
             tgt = self.targets[ci]
-            idx = [i for i in range(len(changed)) if self.slots.comp[i % nslots] == ci]
+            mine = [j for j in range(nslots) if self.slots.comp[j] == ci]
+            idx = [m + j for m in range(0, len(changed), nslots) for j in mine]
             k = 0
             prev = 0
             while k < len(idx):
@@ -252,15 +253,31 @@ def flat_tile(
     is cheap and also works on tiles whose entropy data is damaged.
     """
     data = as_bytes(data)
-    bl = Blanker(data, fill, tables, height, colorspace)
-    hdr = bl.header
-    out = [data[: hdr.entropy_start]]
-    cache: dict[int, bytes] = {}
-    for k, (_, n) in enumerate(interval_plan(hdr, bl.layout)):
-        if k:
-            out.append(_rst(k - 1))
-        if n not in cache:
-            cache[n] = bl.flat(n)
-        out.append(cache[n])
-    out.append(data[hdr.entropy_end :])
-    return b"".join(out)
+    hdr = parse(data, tables, height)
+    head = data[: hdr.entropy_start]
+    key = (head, fill if isinstance(fill, (str, int)) else tuple(fill), tables, height, colorspace)
+    body = _FLAT.get(key)
+    if body is None:
+        bl = Blanker(data, fill, tables, height, colorspace)
+        parts = []
+        cache: dict[int, bytes] = {}
+        for k, (_, n) in enumerate(interval_plan(hdr, bl.layout)):
+            if k:
+                parts.append(_rst(k - 1))
+            if n not in cache:
+                cache[n] = bl.flat(n)
+            parts.append(cache[n])
+        body = b"".join(parts)
+        if len(_FLAT) >= _FLAT_MAX:
+            _FLAT.clear()
+        _FLAT[key] = body
+    else:
+        check_size(layout(hdr), hdr.entropy_end - hdr.entropy_start)
+    return head + body + data[hdr.entropy_end :]
+
+
+# Flat entropy data by header (and fill): the same for every tile of a level that shares its
+# header, so a region covering many tiles codes it once. Bounded; a plain dict (its get and
+# set are atomic, and a lost entry is only recomputed).
+_FLAT: dict[tuple, bytes] = {}
+_FLAT_MAX = 16

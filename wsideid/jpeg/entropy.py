@@ -124,20 +124,35 @@ def scan_positions(buf: bytes, n_mcus: int, st: SlotTables, ncomp: int):
     starts: list[int] = []
     acs: list[int] = []
     dcs: list[int] = []
-    slots = list(zip(st.comp, [t.lut for t in st.dc], [t.skip for t in st.ac]))
+    slots = list(zip(st.comp, [t.lut for t in st.dc], [t.skip for t in st.ac], [t.multi for t in st.ac]))
     p = 0
+    start, ac_start, dc = starts.append, acs.append, dcs.append
     for _ in range(n_mcus):
-        for ci, dlut, askip in slots:
-            starts.append(p)
-            p, diff = _read_dc(win, p, dlut)
-            pred[ci] += diff
-            dcs.append(pred[ci])
-            acs.append(p)
+        for ci, dlut, askip, amulti in slots:
+            start(p)
+            e = dlut[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]  # _read_dc, inlined: the hot loop
+            if not e:
+                raise _corrupt()
+            p += e & 31
+            s = e >> 5
+            if s:
+                v = (win[p >> 3] >> (32 - (p & 7) - s)) & ((1 << s) - 1)
+                if v < 1 << (s - 1):
+                    v -= (1 << s) - 1
+                p += s
+                pred[ci] += v
+            dc(pred[ci])
+            ac_start(p)
             k = 1
             while k < 64:
-                e = askip[(win[p >> 3] >> (16 - (p & 7))) & 0xFFFF]
+                w = (win[p >> 3] >> (16 - (p & 7))) & 0xFFFF
+                e = amulti[w]  # several symbols at once (huffman._multi) ...
+                k2 = k + (e >> 6)
+                if k2 > 64 and not 128 < k2 < 192:
+                    e = askip[w]  # ... unless they would cross the block's end: one symbol
+                    k2 = k + (e >> 6)
                 p += e & 63
-                k += e >> 6
+                k = k2
             # Legal ends: exactly 64 (coefficient 63 coded) or EOB (128 + k).
             if k != 64 and not 128 < k < 192:
                 raise _corrupt()

@@ -43,6 +43,36 @@ class HuffmanTable:
     lut: list[int]
     skip: list[int] | None
     codes: dict[int, str]
+    multi: list[int] | None = None  # AC: ``skip`` over every symbol whose code the 16 bits hold
+
+
+MULTI_ROUNDS = 3  # symbols after the first that one ``multi`` entry may add
+
+
+def _multi(lut: list[int], skip: list[int]) -> list[int]:
+    """Per 16-bit prefix, the ``skip`` entry of as many AC symbols as the prefix decodes.
+
+    The first symbol is the ``skip`` entry; each further one is added while its whole code
+    lies inside the 16 bits (its extra bits may lie beyond: they are skipped, not read) and
+    no EOB or invalid code came before. The k steps add up, so the walk can tell when an
+    entry would cross the end of its block and then falls back to ``skip`` (see
+    ``entropy.scan_positions``). Built with numpy: a few milliseconds per table.
+    """
+    import numpy as np
+    v = np.arange(65536, dtype=np.int64)
+    code_len = np.asarray(lut, dtype=np.int64) & 31  # 0: no code
+    one = np.asarray(skip, dtype=np.int64)
+    tot, step = one & 63, one >> 6
+    acc_len, acc_step = tot.copy(), step.copy()
+    active = (code_len > 0) & (step < 128) & (acc_len < 16)
+    for _ in range(MULTI_ROUNDS):
+        nxt = (v << np.minimum(acc_len, 16)) & 0xFFFF
+        cl = code_len[nxt]
+        ok = active & (cl > 0) & (cl <= 16 - acc_len)
+        acc_len = np.where(ok, acc_len + tot[nxt], acc_len)
+        acc_step = np.where(ok, acc_step + step[nxt], acc_step)
+        active = ok & (step[nxt] < 128) & (acc_len < 16)
+    return (acc_len | acc_step << 6).tolist()
 
 
 def _canonical(spec: HuffmanSpec) -> list[tuple[int, int, int]]:
@@ -88,7 +118,7 @@ def _build(counts: tuple[int, ...], symbols: bytes, is_ac: bool) -> HuffmanTable
             else:
                 step = run + 1
             skip[first : first + span] = [(length + size) | step << 6] * span
-    return HuffmanTable(lut, skip, codes)
+    return HuffmanTable(lut, skip, codes, _multi(lut, skip) if skip is not None else None)
 
 
 def table(spec: HuffmanSpec, is_ac: bool) -> HuffmanTable:

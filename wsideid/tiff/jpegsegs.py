@@ -395,8 +395,10 @@ def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froze
         rest = np.setdiff1d(np.nonzero(counts > 0)[0], pick)
         if len(rest):
             edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables))
-    else:
-        pick = tiles_with_segments(path, offsets, counts, tables)
+    else:  # every byte read now: the tables the clean tiles use come with it (used_tables need not re-read them)
+        scan = scan_tiles(path, offsets, counts, tables)
+        pick = scan.flagged
+        edits.image(k).header_tables = set(scan.external)
     if not len(pick):
         return
     try:
@@ -417,6 +419,8 @@ def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froze
                     te.external |= r.external
                     if entropy:
                         te.entropy[i] = (r.entropy_start, r.source_entropy_start)
+                elif edits.image(k).header_tables is not None:  # unchanged: its tables count as a clean tile's
+                    edits.image(k).header_tables |= r.external
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
 

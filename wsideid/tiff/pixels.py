@@ -6,7 +6,9 @@ then SubIFD images) is the container's knowledge; the detectors only ask
 An image up to that size is decoded whole; a larger one (a mid-resolution
 level, a big macro pyramid) is read tile by tile, or through OpenSlide in
 2048-pixel squares, and reduced by a power of two until it fits, so memory
-stays flat whatever the slide's size. Text that only shows at full
+stays flat whatever the slide's size. JPEG tiles are decoded already reduced
+(libjpeg's 1/2, 1/4, 1/8 IDCT scaling): each pixel is its block's mean, and
+the level costs its Huffman decoding instead of a full decode. Text that only shows at full
 resolution of such a level is also in the smaller levels, which are
 scanned too.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 
 import numpy as np
 
@@ -76,6 +79,87 @@ def _reduced_tiles(page, w: int, h: int, f: int) -> np.ndarray:
     return out
 
 
+# JPEG decoders can scale by 1/2, 1/4 or 1/8 inside the IDCT (T.81 gives each 8x8 block's
+# mean in its DC coefficient): a reduced level costs its Huffman decoding and little else,
+# and each output pixel is the mean of the pixels it stands for instead of one of them.
+_DCT_SCALES = (8, 4, 2)
+JPEG_COMPRESSION = 7
+
+
+def _scalable_jpeg(page, f: int) -> bool:
+    """Whether ``page``'s tiles can be decoded at 1/``min(f, 8)`` and placed on the reduced grid."""
+    return (f >= 2 and page.is_tiled and page.compression == JPEG_COMPRESSION and not page.is_ndpi
+            and page.planarconfig == 1 and page.bitspersample == 8 and page.tiledepth == 1
+            and (page.samplesperpixel, page.photometric) in ((1, 1), (3, 2), (3, 6))
+            and page.tilewidth % f == 0 and page.tilelength % f == 0)
+
+
+def _libjpeg_takes_rgb(im) -> bool:
+    """Whether libjpeg will take a 3-component stream for RGB rather than YCbCr (T.81 names
+    no colour space; this is libjpeg's rule: JFIF, then Adobe's transform flag, then the
+    component ids 'R', 'G', 'B')."""
+    if "jfif" in im.info:
+        return False
+    if "adobe" in im.info:
+        return im.info.get("adobe_transform") == 0
+    return tuple(layer[0] for layer in im.layer) == (82, 71, 66)
+
+
+def _jpeg_tile_scaled(raw: bytes, tables: bytes | None, photometric: int, size: tuple[int, int], f: int) -> np.ndarray:
+    """One abbreviated or complete JPEG tile, decoded at 1/``min(f, 8)`` by libjpeg (Pillow's
+    draft mode), then box-reduced by what remains of ``f``.
+
+    The colour space follows tifffile's reading of the tag (``jpeg_decode_colorspace``):
+    Photometric RGB without a JFIF marker is RGB data (Aperio), decoded without a colour
+    transform even where libjpeg's own rule would take it for YCbCr."""
+    import io
+
+    from PIL import Image
+    if tables is not None and len(tables) > 4 and raw[:2] == b"\xff\xd8":
+        raw = tables[:-2] + raw[2:]  # the tables' segments, then the tile's (one SOI, one EOI)
+    im = Image.open(io.BytesIO(raw))
+    if im.format != "JPEG":
+        raise WsideidError("a JPEG tile does not hold a JPEG stream")
+    if im.size != size:
+        raise WsideidError(f"a JPEG tile is {im.size[0]}x{im.size[1]} px, not the {size[0]}x{size[1]} of its image")
+    d = next(s for s in _DCT_SCALES if f % s == 0)
+    want = (size[0] // d, size[1] // d)
+    mode = "L" if photometric == 1 else "RGB"
+    if photometric == 2 and "jfif" not in im.info and not _libjpeg_takes_rgb(im):
+        mode = "YCbCr"  # no transform: the samples are R, G, B already
+    im.draft(mode, want)
+    if im.size != want:
+        raise WsideidError(f"a JPEG tile did not decode at 1/{d}")
+    arr = np.asarray(im)
+    r = f // d
+    if r > 1:  # the rest of the factor: a box mean over r x r
+        h, w = arr.shape[:2]
+        arr = arr.reshape((h // r, r, w // r, r) + arr.shape[2:]).mean(axis=(1, 3)).astype(np.uint8)
+    return arr
+
+
+def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
+    """A JPEG-tiled page decoded tile by tile at a reduced scale (see ``_jpeg_tile_scaled``)."""
+    tw, th = page.tilewidth, page.tilelength
+    spp = page.samplesperpixel
+    out = np.zeros((-(-h // f), -(-w // f)) + ((spp,) if spp > 1 else ()), dtype=np.uint8)
+    tables = page.jpegtables
+    across = -(-w // tw)
+    with open(path, "rb", buffering=0) as fh:
+        fd = fh.fileno()
+        for i, (off, n) in enumerate(zip(page.dataoffsets, page.databytecounts)):
+            if not n:
+                continue  # a missing tile reads as zeros, as tifffile gives it
+            raw = os.pread(fd, int(n), int(off))
+            if len(raw) != n:
+                raise WsideidError("image data ended early while reading a tile")
+            part = _jpeg_tile_scaled(raw, tables, page.photometric, (tw, th), f)
+            y, x = (i // across) * th // f, (i % across) * tw // f
+            part = part[: out.shape[0] - y, : out.shape[1] - x]
+            out[y:y + part.shape[0], x:x + part.shape[1]] = part
+    return out
+
+
 def _reduced_openslide(path: str, w: int, h: int, f: int) -> np.ndarray | None:
     """A level OpenSlide shows (NDPI levels are one huge strip), read in squares."""
     import openslide
@@ -121,6 +205,8 @@ def read_tiff_image(path: str, index: int):
         f = _factor(w, h)
         if f == 1:
             arr = page.asarray()
+        elif _scalable_jpeg(page, f):
+            arr = _reduced_jpeg_tiles(path, page, w, h, f)
         elif page.is_tiled and (page.planarconfig == 1 or page.samplesperpixel == 1):
             arr = _reduced_tiles(page, w, h, f)
         else:

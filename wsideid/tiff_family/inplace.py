@@ -154,6 +154,7 @@ def _rebase(edits, appended) -> None:
         for t, at, n in zip(te.indices().tolist(), starts.tolist(), te.lengths().tolist()):
             moved.set_pieces(t, [(0, n)] if n else [], at)
         moved.external, moved.opaque, moved.entropy = te.external, te.opaque, te.entropy
+        moved.header_tables = te.header_tables
         edits.tiles[k] = moved
 
 
