@@ -207,3 +207,20 @@ def test_manifest_subject_gives_one_patient_id_and_one_offset(tmp_path, series):
     rows = read_map(str(review), MapKind.PATIENT)
     assert len(rows) == 2 and len({new for _, new in rows}) == 1
     assert read_map(str(review), MapKind.UID)
+
+
+def test_second_slide_of_a_patient_without_subject_is_told_to_use_one(tmp_path, series, capsys):
+    """Two slides of one patient, each with its own research ID and no subject: the second would give the
+    patient a second new PatientID. Refused with a message that says what to do; with one subject both pass."""
+    key = _key(tmp_path, SECRET_A)
+    review = tmp_path / "review"
+    second = other_slide(series, tmp_path / "second", str(pydicom.dcmread(next(series.glob("*.dcm"))).PatientID))
+    assert _deid(series, tmp_path / "o1", review, key, "--new-id", "R-1") == 0
+    capsys.readouterr()
+    assert _deid(second, tmp_path / "o2", review, key, "--new-id", "R-2") == 2
+    err = capsys.readouterr().err
+    assert "same subject" in err and len(err.strip().splitlines()) == 1
+    review2 = tmp_path / "review2"
+    assert _deid(series, tmp_path / "o3", review2, key, "--new-id", "R-1", "--subject", "S-7") == 0
+    assert _deid(second, tmp_path / "o4", review2, key, "--new-id", "R-2", "--subject", "S-7") == 0
+    assert len(read_map(str(review2), MapKind.PATIENT)) == 1

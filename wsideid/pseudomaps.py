@@ -127,6 +127,11 @@ def new_rows(existing: Iterable[tuple[str, str]], pairs: Iterable[tuple[str, str
             continue
         known = by_old.get(old)
         if known is not None and known != new:
+            if kind is MapKind.PATIENT:  # the common case: a second slide of one patient under its own research ID
+                raise MapConflict("patient-map.csv: this slide's PatientID already maps to another new PatientID "
+                                  "(an earlier slide of the same patient, or another secret); give every slide of "
+                                  "one patient the same subject (manifest column `subject`, or --subject) so they "
+                                  "share one new PatientID; nothing published")
             raise MapConflict(f"{kind.value}: an original is already mapped to another value in the review folder"
                               " (another secret used with this review folder?); nothing published")
         if kind.both_ways and by_new.get(new, old) != old:
