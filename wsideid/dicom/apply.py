@@ -73,9 +73,10 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     for kw, value in IMPLEMENTATION.items():
         setattr(meta, kw, value)
-    blanked = data.frame_edits is not None and bool(data.frame_edits.of(inst.index))
+    blanked = data.frame_edits is not None and any(e.boxes for e in data.frame_edits.of(inst.index).values())
+    label = data.label_boxes.get(inst.index)
     add_record(ds, profile_name, profile_sha, data.columns, data.policy, inst.index in data.structured,
-               list(data.regions) if blanked else [])
+               list(data.regions) if blanked and label is None else [], label)
     if data.new_id:  # identity from the research ID, also where the input left it out
         for kw in IDENTITY_FROM_NEW_ID:
             if kw not in ds:

@@ -52,6 +52,7 @@ class DicomOptions:
     label: str = "remove"  # remove | generate
     to_dicom: bool = False
     secret: Any = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+    mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them (--mpp)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class DicomPlanData:
     frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
+    label_boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # overview -> label box blanked
     patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 

@@ -165,8 +165,10 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     rep.add("pixels-identical", not differ, f"{checked} frame(s) compared" +
             (" (blanked frames against the editor's bytes)" if data.frame_edits and data.frame_edits.frames else "") +
             (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
-    if data.frame_edits is not None and plan.regions:
+    if data.frame_edits is not None and (plan.regions or plan.macro_boxes):
         _check_blanked(data, written, outs, rep)
+        from .blankcheck import check_pixel_domain_blanking
+        rep.add("pixel-domain-blanking", *check_pixel_domain_blanking(data.frame_edits, written, outs))
     from .frames import check_frames
     rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(data, i), full))
 
@@ -199,8 +201,8 @@ def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: Veri
             continue
         got = read_frames(path, out.span, sorted(edited))
         for k, e in edited.items():
-            if not e.boxes:
-                continue  # changed by the stream rule only: checked under frame-streams
+            if not e.boxes or getattr(e, "kind", "jpeg") != "jpeg":
+                continue  # stream rule only: frame-streams; native / JPEG 2000: pixel-domain-blanking
             frames += 1
             why = check_frame(got[k], e.boxes, data.frame_edits.fill)
             if why:
