@@ -85,6 +85,19 @@ def j2k_params(codestream: bytes) -> tuple[bool, int, bool]:
     raise ReencodeError("JPEG 2000 codestream without a main-header COD segment")
 
 
+def _full_resolution_components(codestream: bytes) -> None:
+    """Refuse subsampled components (SIZ XRsiz/YRsiz != 1): re-encoding the decoded, upsampled
+    planes would change the codestream's component layout."""
+    pos = codestream.find(b"\xff\x51")
+    if pos < 0 or len(codestream) < pos + 40:
+        raise ReencodeError("JPEG 2000 codestream without a SIZ segment")
+    ncomp = int.from_bytes(codestream[pos + 38:pos + 40], "big")
+    for i in range(ncomp):
+        sub = codestream[pos + 40 + 3 * i + 1:pos + 40 + 3 * i + 3]
+        if sub != b"\x01\x01":
+            raise ReencodeError("JPEG 2000 components are subsampled; such tiles are not re-encoded")
+
+
 def reencode_j2k(codestream: bytes, boxes: list[Box], values: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
     """Decode, blank ``boxes``, encode reversibly (5/3 wavelet, same levels and colour transform
     as the source); returns the new codestream and the blanked pixels it must decode to.
@@ -98,6 +111,7 @@ def reencode_j2k(codestream: bytes, boxes: list[Box], values: tuple[int, ...]) -
     except Exception as exc:  # noqa: BLE001 - the decoder raises its own error types
         raise ReencodeError(f"JPEG 2000 codestream does not decode ({type(exc).__name__})") from None
     _, nlevels, mct = j2k_params(codestream)
+    _full_resolution_components(codestream)
     want = blank_array(src, boxes, values)
     bits = {np.dtype("uint8"): 8, np.dtype("uint16"): 16}.get(want.dtype)
     if bits is None:

@@ -233,6 +233,9 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     needles = needles_for_plan(plan, identifiers)
     report_residual(rep, needles, Scanner(needles.needles).scan(non_pixel_segments(out_path, out)))
     _check_streams(src, out, out_path, plan, kept_top, edited, full, rep)
+    if getattr(edited, "pixel_boxes", None):
+        from .reencode_check import check_reencoded_tiles
+        rep.add("j2k-reencoded", *check_reencoded_tiles(src, out, out_path, kept_top, edited))
 
     if openslide_check:
         _verify_openslide(src.path, out_path, plan, module, rep)
