@@ -112,24 +112,14 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits,
     n = 0
     try:
         if ifd.has(TILE_OFFSETS):
-            tw, th = int(ifd.value(TILE_WIDTH)), int(ifd.value(TILE_LENGTH))
-            across = -(-w // tw)
-            for r in range(y // th, min(-(-h // th), -(-(y + bh) // th))):
-                for c in range(x // tw, min(across, -(-(x + bw) // tw))):
-                    idx = r * across + c
-                    if data.src_counts[idx] == 0:
-                        continue
-                    lx, ly = x - c * tw, y - r * th
-                    local = (max(0, lx), max(0, ly), min(tw, lx + bw) - max(0, lx), min(th, ly + bh) - max(0, ly))
-                    tile = _tile_bytes(tf, k, idx, data, edits)
-                    cover_w = min(tw, w - c * tw)
-                    cover_h = min(th, h - r * th)
-                    if local[0] == 0 and local[1] == 0 and local[2] >= cover_w and local[3] >= cover_h:
-                        new = flat_tile(tile, fill, tables=tables, colorspace=cs)
-                    else:
-                        new = blank_regions(tile, [local], fill, tables=tables, colorspace=cs)
-                    edits.tiles.image(k)[idx] = new
-                    n += 1
+            for idx, local, full in _touched_tiles(ifd, data, box):
+                tile = _tile_bytes(tf, k, idx, data, edits)
+                if full:
+                    new = flat_tile(tile, fill, tables=tables, colorspace=cs)
+                else:
+                    new = blank_regions(tile, [local], fill, tables=tables, colorspace=cs)
+                edits.tiles.image(k)[idx] = new
+                n += 1
             return n
         rps = int(ifd.value(ROWS_PER_STRIP, h) or h)
         if ifd.has(NDPI_MCU_STARTS) and len(data.src_offsets) == 1:
@@ -165,11 +155,27 @@ def _blank_j2k(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits
     bits = int(bits[0] if isinstance(bits, (tuple, list)) else bits)  # one BitsPerSample per sample
     values = fill_levels(fill, model, (1 << bits) - 1)
     data = tiff_base.image_data(ifd, tf.byteorder)
+    n = 0
+    for idx, local, _ in _touched_tiles(ifd, data, box):
+        prior = edits.tiles.pixel_boxes.get(k, {}).get(idx)
+        boxes = (prior[0] if prior else []) + [local]
+        try:
+            new, _ = reencode_j2k(_tile_bytes(tf, k, idx, data, edits), [local], values)
+        except ReencodeError as exc:
+            raise RedactionError(f"{ifd.path} tile {idx}: {exc}") from None
+        edits.tiles.image(k)[idx] = new
+        edits.tiles.pixel_boxes.setdefault(k, {})[idx] = (boxes, values)
+        n += 1
+    return n
+
+
+def _touched_tiles(ifd: Ifd, data, box: Box):
+    """(tile index, tile-local box, whether it covers the tile's image part) for every stored
+    tile ``box`` touches."""
     w, h = int(ifd.value(IMAGE_WIDTH)), int(ifd.value(IMAGE_LENGTH))
     tw, th = int(ifd.value(TILE_WIDTH)), int(ifd.value(TILE_LENGTH))
     across = -(-w // tw)
     x, y, bw, bh = box
-    n = 0
     for r in range(y // th, min(-(-h // th), -(-(y + bh) // th))):
         for c in range(x // tw, min(across, -(-(x + bw) // tw))):
             idx = r * across + c
@@ -177,16 +183,8 @@ def _blank_j2k(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits
                 continue
             lx, ly = x - c * tw, y - r * th
             local = (max(0, lx), max(0, ly), min(tw, lx + bw) - max(0, lx), min(th, ly + bh) - max(0, ly))
-            prior = edits.tiles.pixel_boxes.get(k, {}).get(idx)
-            boxes = (prior[0] if prior else []) + [local]
-            try:
-                new, _ = reencode_j2k(_tile_bytes(tf, k, idx, data, edits), [local], values)
-            except ReencodeError as exc:
-                raise RedactionError(f"{ifd.path} tile {idx}: {exc}") from None
-            edits.tiles.image(k)[idx] = new
-            edits.tiles.pixel_boxes.setdefault(k, {})[idx] = (boxes, values)
-            n += 1
-    return n
+            full = local[:2] == (0, 0) and local[2] >= min(tw, w - c * tw) and local[3] >= min(th, h - r * th)
+            yield idx, local, full
 
 
 def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits: Edits) -> None:
