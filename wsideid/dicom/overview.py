@@ -97,5 +97,6 @@ def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text.split("): ", 1)[-1].split(";", 1)[0]
+    """The reason without the instance prefix and the generic tail (it is not refused, it is removed)."""
+    text = str(exc).split("): ", 1)[-1]
+    return text.replace("; regions cannot be blanked without re-encoding", "")

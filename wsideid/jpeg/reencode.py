@@ -106,12 +106,12 @@ def reencode_j2k(codestream: bytes, boxes: list[Box], values: tuple[int, ...]) -
     (an encoder that is not lossless) raises instead of returning a lossy tile.
     """
     import imagecodecs
+    _full_resolution_components(codestream)
     try:
         src = imagecodecs.jpeg2k_decode(codestream)
     except Exception as exc:  # noqa: BLE001 - the decoder raises its own error types
         raise ReencodeError(f"JPEG 2000 codestream does not decode ({type(exc).__name__})") from None
     _, nlevels, mct = j2k_params(codestream)
-    _full_resolution_components(codestream)
     want = blank_array(src, boxes, values)
     bits = {np.dtype("uint8"): 8, np.dtype("uint16"): 16}.get(want.dtype)
     if bits is None:
