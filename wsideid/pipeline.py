@@ -207,7 +207,7 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
     import tempfile
 
     from .audit import write_audit, write_lab_record
-    from .dicom.convert import check_available, dicomize, fix_j2k_syntax, supply_mpp
+    from .dicom.convert import check_available, check_level0, dicomize, fix_j2k_syntax, supply_mpp
     from .drivers.dicom import dicom_options
     from .naming import append_name_map
 
@@ -235,6 +235,9 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
         supply_mpp(tiff.output or "", dicom_options(options).mpp)
         dicomize(tiff.output or "", dcm_dir, options.new_id, dicom_options(options).mpp, _title(tiff.format))
         fix_j2k_syntax(dcm_dir)
+        levels = [(d.image.width, d.image.height) for d in tiff.plan.images
+                  if d.image.role == "level" and d.action != "remove"]
+        check_level0(dcm_dir, max(levels, default=None), _title(tiff.format))
         dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dicom_options(options), to_dicom=False),
                                          naming=inner)
         append_name_map(review, chosen, name)  # before the DICOM step publishes

@@ -68,17 +68,45 @@ def _defaults(mpp: float | None):
     return WsiDicomizerMetadata(pyramid=Pyramid(Image(pixel_spacing=SizeMm(mpp / 1000, mpp / 1000)), []))
 
 
-def _lossless(tiff_path: str):
-    """Where wsidicomizer must re-encode (a source opentile does not read: tiffslide decodes it),
-    reversible JPEG 2000, so the pixels are exact; None where the tiles are copied (an encoder
-    given there would relabel the copied frames)."""
+def _how(tiff_path: str, mpp: float | None):
+    """(encoding, default metadata) for wsidicomizer. Sources opentile reads keep their tiles and
+    their own spacing (``--mpp`` reaches an SVS through ``supply_mpp``; a default given here would
+    override what the file records). Sources only tiffslide reads are decoded and re-encoded as
+    reversible JPEG 2000 (exact pixels), with ``--mpp`` as the spacing where tiffslide finds none;
+    one it does find must agree."""
     from opentile import OpenTile
     from wsidicom.codec import Jpeg2kSettings
     try:
         copied = OpenTile.detect_format(tiff_path) is not None
     except Exception:  # noqa: BLE001 - not opentile's: tiffslide's then
         copied = False
-    return None if copied else Jpeg2kSettings(levels=0)
+    recorded = (_opentile_mpp if copied else _tiffslide_mpp)(tiff_path) if mpp is not None else None
+    if mpp is not None and recorded is not None and abs(recorded - mpp) > MPP_AGREEMENT * mpp:
+        raise WsideidError(f"--mpp {mpp:g} disagrees with the pixel spacing the slide records "
+                           f"({recorded:g} microns per pixel)")
+    if copied:
+        return None, None
+    return Jpeg2kSettings(levels=0), _defaults(mpp if recorded is None else None)
+
+
+def _opentile_mpp(tiff_path: str) -> float | None:
+    try:
+        from opentile import OpenTile
+        with OpenTile.open(tiff_path) as tiler:
+            spacing = tiler.levels[0].pixel_spacing
+        return float(spacing.width) * 1000 if spacing is not None else None
+    except Exception:  # noqa: BLE001 - unreadable here: wsidicomizer will say so
+        return None
+
+
+def _tiffslide_mpp(tiff_path: str) -> float | None:
+    try:
+        import tiffslide
+        with tiffslide.TiffSlide(tiff_path) as ts:
+            value = ts.properties.get("tiffslide.mpp-x")
+        return float(value) if value else None
+    except Exception:  # noqa: BLE001 - unreadable here: wsidicomizer will say so
+        return None
 
 
 def dicomize(tiff_path: str, dcm_dir: str, new_id: str | None, mpp: float | None = None,
@@ -90,12 +118,13 @@ def dicomize(tiff_path: str, dcm_dir: str, new_id: str | None, mpp: float | None
         from wsidicomizer import WsiDicomizer
     except ImportError:
         raise UnsupportedFormat("--to-dicom needs wsidicomizer (pip install wsidicomizer)") from None
+    encoding, defaults = _how(tiff_path, mpp)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             WsiDicomizer.convert(tiff_path, dcm_dir, metadata=_metadata(new_id or "DEIDENTIFIED"),
-                                 default_metadata=_defaults(mpp), include_label=False, include_overview=False,
-                                 include_confidential=False, workers=1, encoding=_lossless(tiff_path))
+                                 default_metadata=defaults, include_label=False, include_overview=False,
+                                 include_confidential=False, workers=1, encoding=encoding)
     except Exception as exc:  # noqa: BLE001 - wsidicomizer raises many types
         raise WsideidError(_conversion_failure(exc, title)) from None
 
@@ -169,6 +198,26 @@ def fix_j2k_syntax(dcm_dir: str) -> list[str]:
         _patch_syntax(path)
         fixed.append(name)
     return fixed
+
+
+def check_level0(dcm_dir: str, level0: tuple[int, int] | None, title: str) -> None:
+    """The converted slide's largest VOLUME must be the de-identified slide's level 0: a reader
+    that picked another image of the file (tiffslide on a Ventana BIF gives the 128 x 96
+    overview-sized series) made a valid DICOM series of the wrong picture; refused."""
+    import os
+
+    import pydicom
+    if level0 is None:
+        return
+    sizes = []
+    for name in sorted(os.listdir(dcm_dir)):
+        ds = pydicom.dcmread(os.path.join(dcm_dir, name), stop_before_pixels=True)
+        if len(ds.get("ImageType", [])) > 2 and ds.ImageType[2] == "VOLUME":
+            sizes.append((int(ds.get("TotalPixelMatrixColumns", 0) or 0), int(ds.get("TotalPixelMatrixRows", 0) or 0)))
+    got = max(sizes, default=(0, 0))
+    if got != tuple(level0):
+        raise WsideidError(f"--to-dicom: wsidicomizer made a {got[0]}x{got[1]} pyramid from the {title}, whose level 0 "
+                           f"is {level0[0]}x{level0[1]}; it does not read this format correctly, not converted")
 
 
 def _pixel_start(path: str) -> int:
