@@ -72,10 +72,11 @@ def test_single_file_published_and_readable(tmp_path, name):
         assert dciodvfy.new_errors(str(src), str(files[0])) == []
     # Audit: no PHI value, the output's hash; the input's hash only in the lab record (review folder).
     audit = json.loads(open(res.audit_path).read())
-    assert audit["sha256"]["output[0]"] and "input[0]" not in audit["sha256"]
+    assert audit["hash_algorithm"] == "blake3"  # the default, as for TIFF (hashing.py)
+    assert audit["blake3"]["output[0]"] and "input[0]" not in audit["blake3"]
     assert audit["profile"]["name"] == "dicom-wsi-default"
     lab = json.loads((tmp_path / "out-review" / "records" / "RID-0001.dcm.lab.json").read_text())
-    assert lab["sha256"]["input[0]"] and lab["input"] == str(src)
+    assert lab["blake3"]["input[0]"] and lab["input"] == str(src)
 
 
 def test_highdicom_phi_gone(tmp_path):

@@ -281,8 +281,11 @@ def test_native_thumbnail_blanked_in_its_bytes(tmp_path):
     assert "1 native" in checks["pixel-domain-blanking"].detail
     thumb = next(read(f) for f in output_files(res) if read(f).ImageType[2] == "THUMBNAIL")
     src = pydicom.dcmread(dicom_file("openslide-python_boxes_1"))
-    a = src.pixel_array.copy()
-    b = thumb.pixel_array
+    def rgb(ds):  # native RGB, interleaved (read as bytes: pydicom's pixel handlers are not under test)
+        return np.frombuffer(ds.PixelData, np.uint8, count=int(ds.Rows) * int(ds.Columns) * 3).reshape(
+            int(ds.Rows), int(ds.Columns), 3)
+    a = rgb(src).copy()
+    b = rgb(thumb)
     assert (b[2:6, 2:6] == 0).all()
     a[2:6, 2:6] = 0
     assert np.array_equal(a, b)  # everything outside the box is the source's, exactly
@@ -363,3 +366,37 @@ def test_verifier_catches_unblanked_frames(series, tmp_path, monkeypatch):
     with pytest.raises(VerificationFailed, match="pixels-identical|regions-blanked"):
         deidentify(series, out, options(new_id=None, regions=[REGION], detect="off"))
     assert list(out.iterdir()) == []
+
+
+def test_frame_edits_are_in_the_frozen_plan(series, tmp_path, monkeypatch):
+    """The frames a region changes are decided in planning and recorded in the plan itself
+    (``plan.frame_edits``), not on the driver's container data: inspect, the writer and the
+    verifier read the same object, and writing decides nothing anew."""
+    from wsideid.dicom import redact
+    from wsideid.model import FrameEdits
+    from wsideid.registry import open_input
+    opts = options(new_id=None, regions=[REGION], fill="black", detect="off")
+    opened = open_input(str(series))
+    plan = opened.driver.plan(opened, opts)
+    assert isinstance(plan.frame_edits, FrameEdits) and plan.frame_edits.fill == "black"
+    edited = {i: sorted(f) for i, f in plan.frame_edits.frames.items()}
+    assert len(edited) == 3 and all(edited.values())  # both levels and the thumbnail
+    assert not hasattr(plan.inventory.container, "frame_edits")
+    assert not hasattr(plan.inventory.container, "regions")
+
+    def replanned(*a, **k):
+        raise AssertionError("frame edits planned again after planning")
+    monkeypatch.setattr(redact, "plan_frames", replanned)
+    before = {i: {k: e.data for k, e in f.items()} for i, f in plan.frame_edits.frames.items()}
+    scratch = tmp_path / "scratch"
+    written = opened.driver.write(opened, plan, str(scratch), "slide", opts)
+    report = opened.driver.verify(opened, plan, written, opts)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert {i: {k: e.data for k, e in f.items()} for i, f in plan.frame_edits.frames.items()} == before
+
+
+def test_no_frame_edits_without_regions(series):
+    from wsideid.registry import open_input
+    opened = open_input(str(series))
+    plan = opened.driver.plan(opened, options(new_id=None, detect="off"))
+    assert plan.regions == [] and not any(plan.frame_edits.frames.values())

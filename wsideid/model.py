@@ -110,6 +110,30 @@ class ImageDecision:
 
 
 @dataclass
+class FrameEdit:
+    """One blanked frame of a DICOM instance: the edited JPEG stream (padded to even
+    length; native: the frame's bytes) and the frame-local boxes blanked in it (before MCU growth).
+    ``kind``: jpeg (coefficient domain), native (fill written), j2k (re-encoded reversibly)."""
+
+    data: bytes
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    kind: str = "jpeg"
+
+
+@dataclass
+class FrameEdits:
+    """New frames per instance index, decided in planning (``dicom.redact.plan_frames``):
+    the writer writes them, the verifier checks them; the fill is what was asked."""
+
+    frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
+    fill: str = "white"
+    reencoded: dict[int, list[int]] = field(default_factory=dict)  # instance -> JPEG 2000 frames re-encoded (audit)
+
+    def of(self, index: int) -> dict[int, FrameEdit]:
+        return self.frames.get(index, {})
+
+
+@dataclass
 class Plan:
     inventory: Inventory
     fields: list[Decision]
@@ -120,6 +144,7 @@ class Plan:
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     profile: Any = None  # the Profile used, so verification can re-plan the output
     macro_boxes: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, label box) blanked
+    frame_edits: FrameEdits | None = None  # DICOM: the frames the regions (and stream rule) change, per instance
 
     def unknowns(self) -> list[Decision]:
         return [d for d in self.fields if d.unknown]

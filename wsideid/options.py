@@ -73,7 +73,7 @@ def with_secret(options: DeidOptions) -> DeidOptions:
     random one (warned about once)."""
     if options.secret is not None:
         return options
-    given = getattr(options.dicom, "secret", None)
+    given = options.dicom.secret if options.dicom is not None else None
     if given is not None:
         return replace(options, secret=given)
     from .keys import run_secret

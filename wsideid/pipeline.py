@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from .drivers.base import Container, Opened, Written
+from .drivers.base import Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
 from .model import Plan, VerifyReport
@@ -138,36 +138,24 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
 
 
 class _Residual:
-    """The residual scan of the kept images. A TIFF-family slide's is a thread started with
-    the write (``slide_scan_thread.ResidualScan``: unchanged images read from the source while
-    the kernel copies, changed ones from the output while verification runs); other drivers'
-    kept images are scanned from the output once verified. Joined before published/flagged is
-    decided, so nothing is published unscanned."""
+    """The residual scan of the kept images, for every driver a thread started with the write
+    (``slide_scan_thread.ResidualScan``: images the driver can name before writing are read
+    from the source while it writes, the others from the output while verification runs).
+    Joined before published/flagged is decided, so nothing is published unscanned."""
 
     def __init__(self, driver, opened: Opened, plan: Plan, options: DeidOptions):
-        self.driver, self.plan, self.options = driver, plan, options
-        self.thread = None
-        if driver.container is Container.TIFF:
-            from .slide_scan_thread import ResidualScan
-            self.thread = ResidualScan(opened.path, plan, options.identifiers, options.ocr, options.new_id)
-            self.thread.start()
-        self.output: Written | None = None
+        from .slide_scan_thread import ResidualScan
+        self.thread = ResidualScan(driver, opened, plan, options.identifiers, options.ocr, options.new_id)
+        self.thread.start()
 
     def written(self, written: Written) -> None:
-        self.output = written
-        if self.thread is not None:
-            self.thread.written(written.ready)
+        self.thread.written(written)
 
     def result(self) -> list:
-        if self.thread is not None:
-            return self.thread.result()
-        assert self.output is not None
-        images = self.driver.residual_images(self.plan, self.output)
-        return drop_research_id(_scan(self.driver, images, "output", self.options), self.options.new_id)
+        return self.thread.result()
 
     def cancel(self) -> None:
-        if self.thread is not None:
-            self.thread.cancel()
+        self.thread.cancel()
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
@@ -195,7 +183,7 @@ def _remove(path: str) -> None:
 
 def _to_dicom_asked(options: DeidOptions) -> bool:
     """Checked without importing pydicom (which alone costs a quarter second of every TIFF run)."""
-    return bool(getattr(options.dicom, "to_dicom", False))
+    return options.dicom is not None and options.dicom.to_dicom
 
 
 def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:

@@ -8,10 +8,10 @@ TIFF-family format is one vendor module, one profile in ``formats/``, and
 one line in ``TIFF_VENDORS``; a new container is one driver class and one
 line in ``DRIVERS``.
 
-A file that no driver claims is refused with what it is: another slide
-format by name with a conversion route (``wsideid.refused.REFUSED``),
-a file that is not a slide (``wsideid.sniff.REFUSED``), or "unrecognised
-content".
+A file that no driver claims is refused with what it is, from the one
+table ``wsideid.refused.REFUSED``: another slide format by name with a
+conversion route, a file that is not a slide ("the file is a JPEG image"),
+or "unrecognised content".
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def open_input(path: str | os.PathLike) -> Opened:
         return tiff_driver(tf).open(path, tf)
     if DICOM.claims(path):
         return DICOM.open(path)
-    raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")
+    raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
 
 
 def possible_outputs(source: str, stem: str) -> set[str]:

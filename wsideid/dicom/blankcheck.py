@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-from .redact import NATIVE_MODELS, FrameEdits, native_frame_bytes
+from ..model import FrameEdits
+from .redact import NATIVE_MODELS, native_frame_bytes
 from .source import Instance
 
 

@@ -10,14 +10,15 @@ needs regions) are the same for ``deid``, ``inspect`` and ``verify``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..dates import KEEP, DatePolicy
+from ..enums import MacroPolicy
 from ..errors import WsideidError
+from ..options import DeidOptions
+from ..profiles import Profile
 from .rules import OPTIONS, DicomRules
 
 
-def option_columns(names: tuple[str, ...], options: Any, profile: Any = None) -> set[str]:
+def option_columns(names: tuple[str, ...], options: DeidOptions, profile: Profile | None = None) -> set[str]:
     """The profile columns for the chosen option names (combinations expanded); refuses
     unknown names and contradictory choices with a one-line error."""
     combos: dict[str, list[str]] = {}
@@ -40,8 +41,7 @@ def option_columns(names: tuple[str, ...], options: Any, profile: Any = None) ->
     if "full_dates" in cols and mode != "remove":
         raise WsideidError("retain-longitudinal-full-dates keeps dates as they are: it cannot be combined with "
                            f"--dates {mode} (Modified Dates)")
-    if "clean_pixels" in cols and not (getattr(options, "regions", None)
-                                       or getattr(options, "macro", None) == "blank-label"):
+    if "clean_pixels" in cols and not (options.regions or options.macro == MacroPolicy.BLANK_LABEL):
         raise WsideidError("clean-pixel-data needs the regions to blank (--region X,Y,W,H or --macro blank-label)")
     return cols
 

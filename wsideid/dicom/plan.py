@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from .. import __version__
 from ..dates import DatePolicy, scrub_text
 from ..errors import WsideidError
+from ..keys import Secret
 from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
                      ImageInfo, Inventory, Plan, ValueKind)
 from ..profiles import Profile
@@ -51,7 +52,7 @@ class DicomOptions:
     options: tuple[str, ...] = ()  # rules.OPTIONS names
     label: str = "remove"  # remove | generate
     to_dicom: bool = False
-    secret: Any = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+    secret: Secret | None = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
     mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them (--mpp)
 
 
@@ -67,10 +68,7 @@ class DicomPlanData:
     ops: dict[str, Op] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
     specimens: SpecimenIds | None = None
-    frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
-    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
-    label_boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # overview -> label box blanked
     patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 

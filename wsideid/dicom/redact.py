@@ -27,8 +27,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-from dataclasses import dataclass, field
 
+from ..model import FrameEdit, FrameEdits, Plan
 from ..regions import Box, RedactionError, scale_box
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
 from .source import Instance
@@ -44,25 +44,6 @@ CHROMA_REACH = 2  # px at the box edge where upsampled chroma may mix in neighbo
 
 J2K_REENCODE = {"1.2.840.10008.1.2.4.90": "JPEG 2000 (lossless only)", "1.2.840.10008.1.2.4.91": "JPEG 2000"}
 NATIVE_MODELS = {"RGB": "RGB", "MONOCHROME2": "GRAY", "MONOCHROME1": "GRAY_INVERTED"}
-
-
-@dataclass
-class FrameEdit:
-    data: bytes  # the edited JPEG stream, padded to even length (native: the frame's bytes)
-    boxes: list[Box] = field(default_factory=list)  # frame-local boxes blanked (before MCU growth)
-    kind: str = "jpeg"  # jpeg (coefficient domain) | native (fill written) | j2k (re-encoded reversibly)
-
-
-@dataclass
-class FrameEdits:
-    """New frames per instance index; what was asked, for the audit."""
-
-    frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
-    fill: str = "white"
-    reencoded: dict[int, list[int]] = field(default_factory=dict)  # instance -> JPEG 2000 frames re-encoded (audit)
-
-    def of(self, index: int) -> dict[int, FrameEdit]:
-        return self.frames.get(index, {})
 
 
 def _int(ds, keyword: str, default: int = 0) -> int:
@@ -216,9 +197,10 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit
     return n
 
 
-def plan_frames(plan, regions: list[Box], fill: str, reencode_j2k: bool = False) -> FrameEdits:
+def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = False) -> FrameEdits:
     """Edits for every kept VOLUME/THUMBNAIL instance (the regions) and every overview kept with its
-    label blanked (``plan.macro_boxes``); raises RedactionError before anything is written."""
+    label blanked (``plan.macro_boxes``); raises RedactionError before anything is written.
+    The driver records them in ``plan.frame_edits``: the writer and the verifier only read them there."""
     edits = FrameEdits(fill=fill)
     data = plan.inventory.container
     by_index = {i.index: i for i in data.source.instances}
@@ -228,7 +210,7 @@ def plan_frames(plan, regions: list[Box], fill: str, reencode_j2k: bool = False)
             rule = rule_edits(by_index[d.image.index])
             if rule:
                 edits.frames[d.image.index] = rule
-    for index, box in getattr(plan, "macro_boxes", []):
+    for index, box in plan.macro_boxes:
         frames = edits.frames.get(index, {})
         blank_instance(by_index[index], box, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
         edits.frames[index] = frames
@@ -259,14 +241,6 @@ def plan_frames(plan, regions: list[Box], fill: str, reencode_j2k: bool = False)
 
 def _drop_empty(edits: FrameEdits) -> None:
     edits.reencoded = {k: sorted(v) for k, v in edits.reencoded.items() if v}
-
-
-def blanked_instances(plan) -> set[int]:
-    """Instances whose pixels were blanked (regions or an overview's label), for Clean Pixel Data."""
-    fe = plan.inventory.container.frame_edits
-    if fe is None:
-        return set()
-    return {k for k, frames in fe.frames.items() if any(getattr(e, "boxes", None) for e in frames.values())}
 
 
 def bot_length(inst: Instance) -> int:

@@ -157,20 +157,20 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
         if inst.span is None or out.span is None or inst.role == "label":
             continue
         sample = None if full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
-        edited = dict(_edited(data, inst))  # frame edits: their bytes are made when compared
+        edited = dict(_edited(plan, inst))  # frame edits: their bytes are made when compared
         same, n = same_fragments(inst.path, inst.span, path, out.span, sample, edited)
         checked += n
         if not same:
             differ.append(str(inst.index))
     rep.add("pixels-identical", not differ, f"{checked} frame(s) compared" +
-            (" (blanked frames against the editor's bytes)" if data.frame_edits and data.frame_edits.frames else "") +
+            (" (blanked frames against the editor's bytes)" if plan.frame_edits and plan.frame_edits.frames else "") +
             (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
-    if data.frame_edits is not None and (plan.regions or plan.macro_boxes):
-        _check_blanked(data, written, outs, rep)
+    if plan.frame_edits is not None and (plan.regions or plan.macro_boxes):
+        _check_blanked(plan, written, outs, rep)
         from .blankcheck import check_pixel_domain_blanking
-        rep.add("pixel-domain-blanking", *check_pixel_domain_blanking(data.frame_edits, written, outs))
+        rep.add("pixel-domain-blanking", *check_pixel_domain_blanking(plan.frame_edits, written, outs))
     from .frames import check_frames
-    rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(data, i), full))
+    rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(plan, i), full))
 
     # Residual scan of every non-pixel byte.
     needles = needles_for_plan(plan, identifiers)
@@ -187,16 +187,16 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     return rep
 
 
-def _edited(data: DicomPlanData, inst: Instance) -> dict:
-    return data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+def _edited(plan: Plan, inst: Instance) -> dict:
+    return plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
 
 
-def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: VerifyReport) -> None:
+def _check_blanked(plan: Plan, written, outs: list[Instance], rep: VerifyReport) -> None:
     """Every blanked frame, read back from the output and decoded with Pillow, is the fill colour
     in its boxes; a kept Extended Offset Table points at the frames written."""
     problems, frames = [], 0
     for (inst, path, _), out in zip(written, outs):
-        edited = _edited(data, inst)
+        edited = _edited(plan, inst)
         if not edited or out.span is None:
             continue
         got = read_frames(path, out.span, sorted(edited))
@@ -204,7 +204,7 @@ def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: Veri
             if not e.boxes or getattr(e, "kind", "jpeg") != "jpeg":
                 continue  # stream rule only: frame-streams; native / JPEG 2000: pixel-domain-blanking
             frames += 1
-            why = check_frame(got[k], e.boxes, data.frame_edits.fill)
+            why = check_frame(got[k], e.boxes, plan.frame_edits.fill)
             if why:
                 problems.append(f"instance {inst.index} frame {k + 1}: {why}")
         eot = out.ds.get("ExtendedOffsetTable")

@@ -17,7 +17,8 @@ from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
 from ..model import Plan, VerifyReport
-from ..options import DeidOptions
+from ..hashing import HashAlgorithm
+from ..options import DeidOptions, hash_algorithm
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
 from .base import Container, ImageRef, Opened, Written, profile_file
@@ -80,20 +81,17 @@ def plan_regions(plan: Plan, options: DeidOptions) -> None:
     frames re-encoded (``--reencode-j2k``) are named in the plan's options, for the audit."""
     from ..dicom.redact import plan_frames
     plan.regions = [tuple(r) for r in options.regions]
-    data = plan.inventory.container
-    data.frame_edits = plan_frames(plan, list(plan.regions), options.fill, options.reencode_j2k)
-    data.regions = list(plan.regions)
-    data.label_boxes = dict(plan.macro_boxes)
+    plan.frame_edits = plan_frames(plan, list(plan.regions), options.fill, options.reencode_j2k)
     if plan.macro_boxes:
         plan.options["overview_label_blanked"] = {str(i): list(b) for i, b in plan.macro_boxes}
-    if data.frame_edits.reencoded:
-        plan.options["reencoded_j2k_frames"] = {str(i): [k + 1 for k in ks] for i, ks in data.frame_edits.reencoded.items()}
+    if plan.frame_edits.reencoded:
+        plan.options["reencoded_j2k_frames"] = {str(i): [k + 1 for k in ks] for i, ks in plan.frame_edits.reencoded.items()}
 
 
-def _frames_of(data, inst, ds) -> dict:
-    """The blanked frames of an instance (the header's Extended Offset Table recomputed for them)."""
+def _frames_of(plan: Plan, inst, ds) -> dict:
+    """The blanked frames of an instance, as planned (the header's Extended Offset Table recomputed for them)."""
     from ..dicom.redact import patch_header
-    frames = data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+    frames = plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
     patch_header(ds, inst, frames)
     return frames
 
@@ -111,12 +109,12 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
             continue
         inst = by_index[d.image.index]
         try:
-            ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+            ds = build_instance(inst, plan)
         except PYDICOM_VALUE_ERRORS as exc:
             raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
         if d.action == "replace":
             inst, ds = generated_label(inst, ds, data, folder)
-        frames = _frames_of(data, inst, ds)
+        frames = _frames_of(plan, inst, ds)
         name = single_name or f"{ds.SOPInstanceUID}.dcm"
         path = os.path.join(folder, name)
         write_instance(ds, inst, path, frames)
@@ -172,8 +170,8 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         if d.action == "remove":
             continue
         inst = next(i for i in src.instances if i.index == d.image.index)
-        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
-        _frames_of(data, inst, ds)
+        ds = build_instance(inst, plan)
+        _frames_of(plan, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
             rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
@@ -260,6 +258,13 @@ class DicomDriver:
         targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
         return [_ref(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """None: which instances the residual scan reads is decided from the *written* headers
+        (the reduced levels of each output series, ``_reduced_levels``; a generated label is a
+        new instance), so every one is read from the output, on the residual thread, while
+        verification runs."""
+        return []
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
         such as a LABEL-less slide's only low-resolution image)."""
@@ -267,19 +272,24 @@ class DicomDriver:
         targets = [i for i in insts if i.role != "level"] or list(insts)[:1]
         return [_ref(i.path, i.role, i.index) for i in targets]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """A removed instance, for the QC page (output instances are named by their new UIDs:
-        kept ones are not previewed)."""
-        if kept:
-            return None
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """A removed instance of the source, for the QC page."""
         path = {i.index: i.path for i in plan.inventory.container.source.instances}[index]
         return _read(path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept instances, read from the published output: output instances are
+        named by their new UIDs, so each scan is matched to its file by role and size
+        (``dicom.output_match``)."""
+        from ..dicom.output_match import kept_files
+        files = kept_files(output, scans)
+        return [_ref(files[sc.index], sc.role, sc.index) for sc in scans if sc.index in files]
 
     def companion_names(self, stem: str) -> list[str]:
         return []
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
-        return _DicomHashes(opened, options.hash_outputs)
+        return _DicomHashes(opened, hash_algorithm(options))
 
     def output_name(self, input_path: str, stem: str) -> str:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
@@ -297,22 +307,23 @@ def _ref(path: str, role: str, index: int) -> ImageRef:
 
 
 class _DicomHashes:
-    """sha256 of every input and every written instance, taken at publish time."""
+    """Every input and every written instance hashed at publish time, with the run's algorithm
+    (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
 
-    algorithm_name = "sha256"
-
-    def __init__(self, opened: Opened, enabled: bool):
-        self.opened, self.enabled = opened, enabled
+    def __init__(self, opened: Opened, algorithm: HashAlgorithm):
+        self.opened, self.algorithm = opened, algorithm
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import sha256_file
+        from ..hashing import file_digest
         hashes: dict[str, str] = {}
         if self.enabled:
             for inst in self.opened.container.instances:
-                hashes[f"input[{inst.index}]"] = sha256_file(inst.path)
+                hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
             for inst, path, _ in written.state:
-                hashes[f"output[{inst.index}]"] = sha256_file(path)
+                hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
         return hashes

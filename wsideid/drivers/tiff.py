@@ -204,14 +204,36 @@ class TiffDriver:
         """Every kept image except the full-resolution level, as written (see ``write``)."""
         return written.images
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """The residual images whose pixels the run leaves as they are (action keep, no region
+        blanked on them), read from the source while the output is written; indices as in the
+        output. The stream rule drops only segments that do not decode and unused tables, and
+        verification checks that the decodings match."""
+        kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
+        out_of = {src: out for out, src in enumerate(kept)}
+        action = {out_of[d.image.index]: d for d in plan.images if d.image.index in out_of}
+        early = []
+        for role, out in _residual_targets(plan, out_of):
+            d = action[out]
+            blanked = bool(plan.regions) and d.image.role in (Role.LEVEL, Role.THUMBNAIL)
+            if d.action == ImageAction.KEEP and not blanked:
+                early.append(ImageRef(role, out, lambda src=d.image.index: self.read_image(opened.path, src)))
+        return early
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: every image that is not a pyramid level."""
         return [self._ref(opened.path, im.role, im.index) for im in self.inventory(opened).images
                 if im.role != Role.LEVEL]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
-        return self.read_image(output if kept else input_path, index)
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """Image ``index`` of the source, removed from the output, for the QC page."""
+        return self.read_image(input_path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept images, read from the published output (indices as in the output)."""
+        if not os.path.isfile(output):
+            return []
+        return [self._ref(output, sc.role, sc.index) for sc in scans]
 
     def read_image(self, path: str, index: int):
         """Image ``index`` as a PIL image in bounded memory: an IFD image (``tiff.pixels``), or,
