@@ -246,3 +246,17 @@ def test_j2k_refused_without_the_option(tmp_path):
         deidentify(folder, out, options(regions=[REGION], detect="off"))
     assert list(out.iterdir()) == []
 
+
+
+def test_verifier_catches_blanking_past_the_recorded_box(aperio_series, tmp_path, monkeypatch):
+    """An editor that blanks more than the box it records (here 64 px more of the overview's
+    tissue) fails blanked-jpeg-outside: the coefficients outside the recorded box changed."""
+    from wsideid.dicom import redact
+    real = redact.FrameEdit
+
+    def narrower(data, boxes=None, kind="jpeg"):
+        return real(data, [(x, y, max(1, w - 64), h) for x, y, w, h in (boxes or [])], kind)
+    monkeypatch.setattr(redact, "FrameEdit", narrower)
+    with pytest.raises(VerificationFailed, match="blanked-jpeg-outside"):
+        _run(aperio_series, tmp_path / "out", detect="off")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -167,8 +167,9 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
             (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
     if plan.frame_edits is not None and (plan.regions or plan.macro_boxes):
         _check_blanked(plan, written, outs, rep)
-        from .blankcheck import check_pixel_domain_blanking
+        from .blankcheck import check_jpeg_outside, check_pixel_domain_blanking
         rep.add("pixel-domain-blanking", *check_pixel_domain_blanking(plan.frame_edits, written, outs))
+        rep.add("blanked-jpeg-outside", *check_jpeg_outside(plan.frame_edits, written, full))
     from .frames import check_frames
     rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(plan, i), full))
 
