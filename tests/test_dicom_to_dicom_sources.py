@@ -132,10 +132,10 @@ def _make(kind: str, path: Path) -> None:
 CONVERTED = {"svs": (False, False), "ndpi": (False, False), "ome-tiff": (False, False),
              "gt450-svs": (False, False), "generic-tiff": (True, True)}
 # format -> what the one-line error says (wsidicomizer 0.26.1 / tiffslide cannot read it as written)
-NOT_CONVERTED = {"ndpi-one-resolution": "does not read this format correctly",  # every level at 45000/cm
+NOT_CONVERTED = {"ndpi-one-resolution": "misreads this format",  # every level at 45000/cm
                  "philips-tiff": "could not convert the de-identified Philips TIFF",
                  "qptiff": "could not convert the de-identified Akoya",
-                 "bif": "does not read this format correctly",
+                 "bif": "misreads this format",
                  "scn": "could not convert the de-identified Leica SCN"}
 
 

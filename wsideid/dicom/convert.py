@@ -217,7 +217,7 @@ def check_level0(dcm_dir: str, level0: tuple[int, int] | None, title: str) -> No
     got = max(sizes, default=(0, 0))
     if got != tuple(level0):
         raise WsideidError(f"--to-dicom: wsidicomizer made a {got[0]}x{got[1]} pyramid from the {title}, whose level 0 "
-                           f"is {level0[0]}x{level0[1]}; it does not read this format correctly, not converted")
+                           f"is {level0[0]}x{level0[1]}: it misreads this format; not converted")
 
 
 def _pixel_start(path: str) -> int:
