@@ -111,7 +111,7 @@ def test_overview_kept_with_its_label_blanked(aperio_series, tmp_path):
     (index, (x, y, w, h)), = res.plan.macro_boxes
     assert x == 0 and y == 0 and w >= LABEL_RIGHT and h == 400  # the vendor default grown to the barcode
     checks = {c.name: c for c in res.report.checks}
-    assert checks["regions-blanked"].ok and "1 frame(s)" in checks["regions-blanked"].detail
+    assert checks["regions-blank"].ok and "1 frame(s) decode to the fill" in checks["regions-blank"].detail
     src, out = _pixels(_source_overview(aperio_series)).astype(int), _pixels(_overview(res)).astype(int)
     assert np.abs(out[:, :LABEL_RIGHT] - 255).max() <= 6  # the whole label area: white
     grown = -(-(x + w) // 16) * 16 + 1  # MCU-grown box, one px of chroma upsampling
@@ -142,7 +142,7 @@ def test_native_overview_blanked_exactly(aperio_series, tmp_path):
     res = _run(folder, tmp_path / "out", detect="off")
     assert res.report.ok
     checks = {c.name: c for c in res.report.checks}
-    assert "1 native" in checks["pixel-domain-blanking"].detail
+    assert "1 native" in checks["regions-blank"].detail
     (_, (x, y, w, h)), = res.plan.macro_boxes
     src, out = _pixels(_source_overview(folder)), _pixels(_overview(res))
     assert (out[y:y + h, x:x + w] == 255).all()
@@ -161,7 +161,7 @@ def test_j2k_overview_needs_reencode_then_is_blanked_exactly(aperio_series, tmp_
     res = _run(folder, tmp_path / "out2", detect="off", reencode_j2k=True)
     assert res.report.ok
     checks = {c.name: c for c in res.report.checks}
-    assert "1 re-encoded JPEG 2000" in checks["pixel-domain-blanking"].detail
+    assert "1 re-encoded JPEG 2000" in checks["regions-blank"].detail
     (index, (x, y, w, h)), = res.plan.macro_boxes
     assert res.plan.options["reencoded_j2k_frames"] == {str(index): [1]}
     src, out = _pixels(_source_overview(folder)), _pixels(_overview(res))
@@ -175,7 +175,7 @@ def test_verifier_catches_an_overview_left_unblanked(aperio_series, tmp_path, mo
     from wsideid.dicom.pixels import copy_range
     monkeypatch.setattr(apply, "write_pixels", lambda inst, frames, fh: copy_range(inst.path, inst.span.start,
                                                                                    inst.span.end, fh))
-    with pytest.raises(VerificationFailed, match="pixels-identical|regions-blanked"):
+    with pytest.raises(VerificationFailed, match="image-data|regions-blank"):
         _run(aperio_series, tmp_path / "out", detect="off")
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -223,7 +223,7 @@ def test_real_j2k_frames_reencoded_only_where_touched(tmp_path):
 
 
 def test_verifier_catches_a_lossy_reencoding(tmp_path, monkeypatch):
-    """A re-encoder that is not lossless (irreversible 9/7, no self-check) fails pixel-domain-blanking."""
+    """A re-encoder that is not lossless (irreversible 9/7, no self-check) fails regions-blank (its pixel-domain part)."""
     from wsideid.jpeg import reencode
 
     def lossy(codestream, boxes, values):
@@ -233,7 +233,7 @@ def test_verifier_catches_a_lossy_reencoding(tmp_path, monkeypatch):
     folder = copy_into(tmp_path / "j2k", "wsi2dcm_jpeg2000")
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(VerificationFailed, match="pixel-domain-blanking|frame-streams"):
+    with pytest.raises(VerificationFailed, match="regions-blank|compressed-streams"):
         deidentify(folder, out, options(regions=[REGION], detect="off", reencode_j2k=True))
     assert list(out.iterdir()) == []
 
@@ -250,13 +250,13 @@ def test_j2k_refused_without_the_option(tmp_path):
 
 def test_verifier_catches_blanking_past_the_recorded_box(aperio_series, tmp_path, monkeypatch):
     """An editor that blanks more than the box it records (here 64 px more of the overview's
-    tissue) fails blanked-jpeg-outside: the coefficients outside the recorded box changed."""
+    tissue) fails regions-blank (its jpeg-outside part): the coefficients outside the recorded box changed."""
     from wsideid.dicom import redact
     real = redact.FrameEdit
 
     def narrower(data, boxes=None, kind="jpeg"):
         return real(data, [(x, y, max(1, w - 64), h) for x, y, w, h in (boxes or [])], kind)
     monkeypatch.setattr(redact, "FrameEdit", narrower)
-    with pytest.raises(VerificationFailed, match="blanked-jpeg-outside"):
+    with pytest.raises(VerificationFailed, match="regions-blank"):
         _run(aperio_series, tmp_path / "out", detect="off")
     assert list((tmp_path / "out").iterdir()) == []

@@ -138,8 +138,8 @@ def test_region_blanked_on_every_level(redacted):
     series, res = redacted
     assert res.status == "published" and res.report.ok
     checks = {c.name: c for c in res.report.checks}
-    assert checks["regions-blanked"].ok and "frame(s) decode" in checks["regions-blanked"].detail
-    assert "blanked frames" in checks["pixels-identical"].detail
+    assert checks["regions-blank"].passed and "frame(s) decode" in checks["regions-blank"].detail
+    assert "blanked frames" in checks["image-data"].detail
     src, out = _by_type(sorted(series.glob("*.dcm"))), _by_type(output_files(res))
     assert set(out) == {"VOLUME", "VOLUME1", "THUMBNAIL"}
     for key in out:
@@ -278,7 +278,7 @@ def test_native_thumbnail_blanked_in_its_bytes(tmp_path):
     res = deidentify(folder, out, options(regions=[(2, 2, 4, 4)], fill="black", detect="off"))
     assert res.report.ok
     checks = {c.name: c for c in res.report.checks}
-    assert "1 native" in checks["pixel-domain-blanking"].detail
+    assert "1 native" in checks["regions-blank"].detail
     thumb = next(read(f) for f in output_files(res) if read(f).ImageType[2] == "THUMBNAIL")
     src = pydicom.dcmread(dicom_file("openslide-python_boxes_1"))
     def rgb(ds):  # native RGB, interleaved (read as bytes: pydicom's pixel handlers are not under test)
@@ -293,7 +293,7 @@ def test_native_thumbnail_blanked_in_its_bytes(tmp_path):
 
 
 def test_verifier_catches_a_native_frame_blanked_wrongly(tmp_path, monkeypatch):
-    """A writer that blanks one pixel too many fails pixel-domain-blanking; nothing is published."""
+    """A writer that blanks one pixel too many fails regions-blank (its pixel-domain part); nothing is published."""
     from wsideid.dicom import redact
     from wsideid.errors import VerificationFailed
     real = redact.blank_instance
@@ -308,7 +308,7 @@ def test_verifier_catches_a_native_frame_blanked_wrongly(tmp_path, monkeypatch):
     monkeypatch.setattr(redact, "blank_instance", sloppy)
     # the frame edit records the box it was asked for; the sloppy one differs from it
     monkeypatch.setattr(redact, "FrameEdit", _shrunk_edit(redact.FrameEdit))
-    with pytest.raises(VerificationFailed, match="pixel-domain-blanking"):
+    with pytest.raises(VerificationFailed, match="regions-blank"):
         deidentify(folder, out, options(regions=[(2, 2, 4, 4)], detect="off"))
     assert list(out.iterdir()) == []
 
@@ -363,8 +363,9 @@ def test_verifier_catches_unblanked_frames(series, tmp_path, monkeypatch):
                                                                                    inst.span.end, fh))
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(VerificationFailed, match="pixels-identical|regions-blanked"):
+    with pytest.raises(VerificationFailed, match="image-data|regions-blank") as err:
         deidentify(series, out, options(new_id=None, regions=[REGION], detect="off"))
+    assert {"image-data", "regions-blank"} & set(err.value.checks)
     assert list(out.iterdir()) == []
 
 

@@ -97,7 +97,7 @@ def audit_record(result: DeidResult, secret: Secret) -> dict[str, Any]:
         # Bounded (wsideid/budget.py): a hostile slide must not make a 481 MB audit.
         **_bounded("images", images, budget.MAX_AUDIT_IMAGES),
         **_bounded("fields", fields, budget.MAX_AUDIT_FIELDS),
-        "verification": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
+        "verification": result.report.to_records()
         if result.report else [],
         "detectors": [sc.to_dict(include_values=False) for sc in result.scans],
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},

@@ -163,25 +163,3 @@ class Plan:
             if d.field.path == path:
                 return d
         return None
-
-
-@dataclass
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class VerifyReport:
-    checks: list[CheckResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def add(self, name: str, ok: bool, detail: str = "") -> None:
-        self.checks.append(CheckResult(name, ok, detail))
-
-    def failures(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.ok]

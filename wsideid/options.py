@@ -50,6 +50,7 @@ class DeidOptions:
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
     subject: str | None = None  # patient key (--subject, manifest): DICOM PatientID becomes its keyed pseudonym
+    series: str | None = None  # one slide of a DICOM folder holding several: its pyramid's Series Instance UID
 
     def __post_init__(self) -> None:
         """Words from the CLI, a manifest or a caller become enum members here, or the run

@@ -23,7 +23,8 @@ from typing import Any
 from .drivers.base import Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
-from .model import Plan, VerifyReport
+from .checks import VerifyReport
+from .model import Plan
 from .naming import check_name_options, check_review_dir, name_for, review_dir
 from .options import DeidOptions, with_secret
 from .publish import (TMP_PREFIX, InputGuard, check_free, check_input_and_output, check_not_input,  # noqa: F401
@@ -38,7 +39,7 @@ def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan
     """The plan the profile would carry out, without writing anything."""
     options = options or DeidOptions()
     check_name_options(options)
-    opened = open_input(path)
+    opened = open_input(path, options.series)
     with _session(opened):
         return opened.driver.plan(opened, options)
 
@@ -73,7 +74,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
     review = review_dir(outdir, options.review_dir)
     check_review_dir(outdir, review)
     guard = InputGuard([input_path] if os.path.isfile(input_path) else [])
-    opened = open_input(input_path)
+    opened = open_input(input_path, options.series)
     guard.add(opened.files)
     driver = opened.driver
     name = name_for(input_path, opened.files, options)
@@ -291,6 +292,6 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
     """Re-plan the original with the same options and check an existing output against it."""
     options = options or DeidOptions(verify=VerifyMode.FULL)
     check_name_options(options)
-    opened = open_input(original)
+    opened = open_input(original, options.series)
     with _session(opened):
         return opened.driver.verify_existing(opened, os.fspath(output), options)

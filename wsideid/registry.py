@@ -65,11 +65,15 @@ def tiff_driver(tf: TiffFile) -> TiffDriver:
     raise UnsupportedFormat(f"unsupported TIFF: no vendor module claims it ({', '.join(seen) or 'no IFDs'})")
 
 
-def open_input(path: str | os.PathLike) -> Opened:
-    """Detect the format from content (magic bytes, vendor markers), never the name, and open it."""
+def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
+    """Detect the format from content (magic bytes, vendor markers), never the name, and open it.
+
+    ``series`` picks one slide of a DICOM folder holding several (``dicom.slides``); other formats refuse it."""
     path = os.fspath(path)
     if os.path.isdir(path) and is_dicom_input(path):
-        return DICOM.open(path)  # a folder of DICOM instances
+        return DICOM.open(path, series)  # a folder of DICOM instances
+    if series is not None and not DICOM.claims(path):
+        raise WsideidError("--series (series_uid) picks a slide of a DICOM input only")
     if MIRAX.claims(path):
         return MIRAX.open(path)
     refused.refuse_if_known(path)  # other slide formats recognised and refused by name, with a route
@@ -83,7 +87,7 @@ def open_input(path: str | os.PathLike) -> Opened:
         tf = read_container(path)
         return tiff_driver(tf).open(path, tf)
     if DICOM.claims(path):
-        return DICOM.open(path)
+        return DICOM.open(path, series)
     raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
 
 

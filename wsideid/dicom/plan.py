@@ -566,7 +566,10 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
         images.append(ImageDecision(info, action, rule))
     inv = Inventory("dicom", src.path, [i.image for i in images], [d.field for d in decisions], container=data,
                     notes=[f"{len(src.instances)} instance(s)" + (f", {src.skipped} non-DICOM file(s) not copied"
-                                                                   if src.skipped else "")])
+                                                                   if src.skipped else "")]
+                    + [f"the folder holds {src.other_slides} other slide(s), each its own output" for _ in
+                       range(bool(src.other_slides))]
+                    + [f"not written, belongs to no slide: {o}" for o in src.orphans])
     options = {"dates": policy.mode, "strict": strict, "keep_macro": keep_overview, "new_id_given": bool(new_id),
                "profile_sources": profile.sources, "dicom_options": sorted(rules.columns), "label": label,
                "tool": f"wsideid {__version__}"}

@@ -42,7 +42,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..model import Plan, VerifyReport
+from ..checks import VerifyReport
+from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
 

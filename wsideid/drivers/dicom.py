@@ -16,8 +16,9 @@ from typing import Any
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
-from ..model import Plan, VerifyReport
+from ..checks import Check, VerifyReport
 from ..hashing import HashAlgorithm
+from ..model import Plan
 from ..options import DeidOptions, hash_algorithm
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
@@ -151,7 +152,7 @@ def _reduced_levels(written) -> list:
 def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> VerifyReport:
     from ..dicom.apply import build_instance
     from ..dicom.source import read_instance
-    from ..dicom.verify import verify_dicom
+    from ..dicom.verify import new_report, verify_dicom
 
     plan = plan_source(src, options)
     plan_regions(plan, options)
@@ -165,7 +166,7 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         except WsideidError:
             continue
     written = []
-    rep = VerifyReport()
+    rep = new_report()
     for d in plan.images:
         if d.action == "remove":
             continue
@@ -174,17 +175,16 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         _frames_of(plan, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
-            rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
+            rep.record(Check.ROLES, False, f"instance {inst.index} not found in the output (other secret?)",
+                       part="instances")
             return rep
         written.append((inst, path, ds))
-    rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True, identifiers=options.identifiers).checks:
-        rep.checks.append(c)
-    return rep
+    rep.record(Check.ROLES, True, f"{len(written)} matched by keyed SOP Instance UID", part="instances")
+    return verify_dicom(plan, written, full=True, identifiers=options.identifiers, report=rep)
 
 
 class DicomDriver:
-    """DICOM WSI: a Part 10 file, or a folder of the instances of one slide."""
+    """DICOM WSI: a Part 10 file, or one slide of a folder of instances."""
 
     name = "dicom"
     title = "DICOM WSI"
@@ -210,10 +210,13 @@ class DicomDriver:
     def claims(self, path: str) -> bool:
         return is_dicom_input(path)
 
-    def open(self, path: str) -> Opened:
+    def open(self, path: str, series: str | None = None) -> Opened:
+        """One slide of the input: a folder holding several is split by content and ``series``
+        (its pyramid's Series Instance UID) picks one (``dicom.slides``); its files alone are the input."""
+        from ..dicom.slides import select
         from ..dicom.source import load
         with self.session():
-            src = load(path)
+            src = select(load(path), series)
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:

@@ -15,7 +15,8 @@ import os
 
 from ..enums import VerifyMode
 from ..errors import WsideidError
-from ..model import REPLACE, Field, Plan, ValueKind, VerifyReport
+from ..checks import Check, VerifyReport
+from ..model import REPLACE, Field, Plan, ValueKind
 from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
 from ..hashing import HashAlgorithm
 from ..options import DeidOptions, hash_algorithm
@@ -125,8 +126,9 @@ class MiraxDriver:
                       options.fill)
 
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
-        rep = VerifyReport()
-        rep.add("reparse", False, "checking an existing MIRAX output against its original is not available")
+        from ..mrxs.verify import new_report
+        rep = new_report()
+        rep.record(Check.REPARSE, False, "checking an existing MIRAX output against its original is not available")
         return rep
 
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from ..enums import ImageAction, LabelPolicy, Role, VerifyMode
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
-from ..model import Inventory, Plan, VerifyReport
+from ..checks import Check, VerifyReport
+from ..model import Inventory, Plan
 from ..options import DeidOptions
 from ..profiles import PlanOptions, load_profile, make_plan
 from ..regions import Box
@@ -188,8 +189,9 @@ class TiffDriver:
             return verify_tiff(opened.container, output, plan, self.vendor, edited,
                                full=options.verify == VerifyMode.FULL, identifiers=options.identifiers)
         except WsideidError as exc:
-            rep = VerifyReport()
-            rep.add("reparse", False, str(exc))
+            from ..tiff_family.verify import NOT_APPLICABLE
+            rep = VerifyReport(NOT_APPLICABLE)
+            rep.record(Check.REPARSE, False, str(exc))
             return rep
 
     # -- detectors ----------------------------------------------------------------------
@@ -273,9 +275,10 @@ class TiffDriver:
 
         def check(path: str) -> VerifyReport:
             rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=False,
-                              openslide_check=True, identifiers=options.identifiers)
+                              identifiers=options.identifiers)
             after = sample_digests(opened.container, plan, edits.tiles, full)
-            rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
+            rep.record(Check.IMAGE_DATA, before == after, f"{len(before)} tile digests compared before/after",
+                       part="unchanged in place")
             return rep
 
         return deidentify_in_place(opened, plan, edits, check)
@@ -311,8 +314,8 @@ class _TiffHashes:
         if self.output is not None and self.full:
             check = Hasher(written.ready, self.algorithm)
             check.run()
-            report.add(f"output-{self.algorithm.value}", check.hexdigest == hashes["output"],
-                       f"the file on disk hashes to the recorded {self.algorithm.value}")
+            report.record(Check.OUTPUT_HASH, check.hexdigest == hashes["output"],
+                          f"the file on disk hashes to the recorded {self.algorithm.value}")
         return hashes
 
 
