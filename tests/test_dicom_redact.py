@@ -269,13 +269,56 @@ def test_jpeg2000_refused_nothing_written(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_native_thumbnail_refused(tmp_path):
+def test_native_thumbnail_blanked_in_its_bytes(tmp_path):
+    """Native (uncompressed) frames: the fill is written into the frame bytes; every other byte
+    of the pixel data is the source's, and the verifier checked it exactly."""
     folder = copy_into(tmp_path / "boxes", "openslide-python_boxes_0", "openslide-python_boxes_1")
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(RedactionError, match=r"\(thumbnail\): pixel data is native \(uncompressed"):
+    res = deidentify(folder, out, options(regions=[(2, 2, 4, 4)], fill="black", detect="off"))
+    assert res.report.ok
+    checks = {c.name: c for c in res.report.checks}
+    assert "1 native" in checks["regions-blank"].detail
+    thumb = next(read(f) for f in output_files(res) if read(f).ImageType[2] == "THUMBNAIL")
+    src = pydicom.dcmread(dicom_file("openslide-python_boxes_1"))
+    def rgb(ds):  # native RGB, interleaved (read as bytes: pydicom's pixel handlers are not under test)
+        return np.frombuffer(ds.PixelData, np.uint8, count=int(ds.Rows) * int(ds.Columns) * 3).reshape(
+            int(ds.Rows), int(ds.Columns), 3)
+    a = rgb(src).copy()
+    b = rgb(thumb)
+    assert (b[2:6, 2:6] == 0).all()
+    a[2:6, 2:6] = 0
+    assert np.array_equal(a, b)  # everything outside the box is the source's, exactly
+    assert "113101" in {i.CodeValue for i in thumb.DeidentificationMethodCodeSequence}
+
+
+def test_verifier_catches_a_native_frame_blanked_wrongly(tmp_path, monkeypatch):
+    """A writer that blanks one pixel too many fails regions-blank (its pixel-domain part); nothing is published."""
+    from wsideid.dicom import redact
+    from wsideid.errors import VerificationFailed
+    real = redact.blank_instance
+
+    def sloppy(inst, box, fill, out, reencode_j2k=False, reencoded=None):
+        x, y, w, h = box
+        return real(inst, (x, y, w + 1, h), fill, out, reencode_j2k, reencoded) if inst.role == "thumbnail" else \
+            real(inst, box, fill, out, reencode_j2k, reencoded)
+    folder = copy_into(tmp_path / "boxes", "openslide-python_boxes_0", "openslide-python_boxes_1")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(redact, "blank_instance", sloppy)
+    # the frame edit records the box it was asked for; the sloppy one differs from it
+    monkeypatch.setattr(redact, "FrameEdit", _shrunk_edit(redact.FrameEdit))
+    with pytest.raises(VerificationFailed, match="regions-blank"):
         deidentify(folder, out, options(regions=[(2, 2, 4, 4)], detect="off"))
     assert list(out.iterdir()) == []
+
+
+def _shrunk_edit(cls):
+    """FrameEdit recording the box one pixel narrower than the one written (a lying writer)."""
+    def make(data, boxes=None, kind="jpeg"):
+        boxes = [(x, y, w - 1, h) if kind == "native" else (x, y, w, h) for x, y, w, h in (boxes or [])]
+        return cls(data, boxes, kind)
+    return make
 
 
 def test_sparse_and_multi_fragment_frames_refused(tmp_path):
@@ -308,7 +351,7 @@ def test_cli_redact_folder(series, tmp_path, capsys):
     j2k = copy_into(tmp_path / "j2k", "wsi2dcm_jpeg2000")
     assert main(["redact", str(j2k), "-o", str(out), "--region", "0,0,40,40"]) == 2
     err = capsys.readouterr().err
-    assert "not baseline JPEG" in err and len(err.strip().splitlines()) == 1
+    assert "not baseline JPEG" in err and "--reencode-j2k" in err and len(err.strip().splitlines()) == 1
 
 
 def test_verifier_catches_unblanked_frames(series, tmp_path, monkeypatch):

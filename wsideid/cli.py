@@ -63,6 +63,7 @@ def _deid_options(args):
                        ocr=not getattr(args, "no_ocr", False), identifiers=getattr(args, "identifier", None) or [],
                        review_dir=getattr(args, "review_dir", None), dicom=_dicom_options(args),
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
+                       reencode_j2k=getattr(args, "reencode_j2k", False),
                        in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
                        keep_name=getattr(args, "keep_name", False), secret=_secret(args),
                        subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None),
@@ -83,7 +84,7 @@ def _dicom_options(args):
     from .dicom.plan import DicomOptions
     return DicomOptions(options=tuple(o for o in chosen if o != "generated-label"),
                         label="generate" if "generated-label" in chosen else "remove",
-                        to_dicom=getattr(args, "to_dicom", False), secret=_secret(args))
+                        to_dicom=getattr(args, "to_dicom", False), secret=_secret(args), mpp=getattr(args, "mpp", None))
 
 
 def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -206,7 +207,7 @@ def _deid_folder(args) -> int:
         ("--in-place", a("in_place")), ("--new-id", a("new_id")), ("--keep-name", a("keep_name")),
         ("--region", a("region")), ("--series", a("series")), ("--profile", a("profile")), ("--strict", a("strict")),
         ("--to-dicom", a("to_dicom")), ("--dicom-option", a("dicom_option")), ("--audit-dir", a("audit_dir")),
-        ("--no-hash", a("no_hash"))] if given]
+        ("--no-hash", a("no_hash")), ("--reencode-j2k", a("reencode_j2k")), ("--mpp", a("mpp"))] if given]
     if unsupported:
         raise WsideidError(f"{', '.join(unsupported)} cannot be used on a folder of slides"
                            " (write a manifest and use `wsideid run`)")
@@ -302,6 +303,10 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", action="append", metavar="X,Y,W,H",
                    help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
     p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
+    p.add_argument("--reencode-j2k", action="store_true",
+                   help="allow blanking JPEG 2000 tiles/frames (Aperio J2K SVS, DICOM J2K): only the touched ones are"
+                        " decoded, blanked and encoded again reversibly (5/3 wavelet, checked exact); the rest keep"
+                        " their bytes; the audit lists the re-encoded ones")
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
@@ -358,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also hash the input, for the lab record only (a second pass over the input)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert the de-identified SVS/NDPI/TIFF to DICOM WSI (wsidicomizer), then verify it as DICOM")
+    p.add_argument("--mpp", type=float, metavar="UM",
+                   help="--to-dicom: the level-0 pixel spacing in microns per pixel, for a source that does not"
+                        " record it (e.g. --mpp 0.25); a source that records it must agree")
     p.add_argument("--detect", choices=["off", "residual", "all"], default=None,
                    help="barcode/OCR detectors: on kept images (residual, default for one slide), also on the removed"
                         " label/macro (all, default for a folder of slides: the QC page shows them), or off")

@@ -112,10 +112,12 @@ class ImageDecision:
 @dataclass
 class FrameEdit:
     """One blanked frame of a DICOM instance: the edited JPEG stream (padded to even
-    length) and the frame-local boxes blanked in it (before MCU growth)."""
+    length; native: the frame's bytes) and the frame-local boxes blanked in it (before MCU growth).
+    ``kind``: jpeg (coefficient domain), native (fill written), j2k (re-encoded reversibly)."""
 
     data: bytes
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    kind: str = "jpeg"
 
 
 @dataclass
@@ -125,6 +127,7 @@ class FrameEdits:
 
     frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
     fill: str = "white"
+    reencoded: dict[int, list[int]] = field(default_factory=dict)  # instance -> JPEG 2000 frames re-encoded (audit)
 
     def of(self, index: int) -> dict[int, FrameEdit]:
         return self.frames.get(index, {})

@@ -43,6 +43,7 @@ class DeidOptions:
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # level-0 X,Y,W,H to blank
     fill: Fill = Fill.WHITE
     macro: MacroPolicy | None = None  # None: the profile decides
+    reencode_j2k: bool = False  # blank JPEG 2000 tiles/frames by re-encoding the touched ones reversibly
     in_place: bool = False  # rewrite the input itself (explicit only; see inplace.py)
     label: LabelPolicy | None = None  # replace: a generated label with the research ID; None: the profile
     keep_name: bool = False  # name the output after the input, if the PHI text classifier passes that name

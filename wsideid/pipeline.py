@@ -196,7 +196,7 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
     import tempfile
 
     from .audit import write_audit, write_lab_record
-    from .dicom.convert import check_available, dicomize
+    from .dicom.convert import check_available, check_level0, dicomize, fix_j2k_syntax, supply_mpp
     from .drivers.dicom import dicom_options
     from .naming import append_name_map
 
@@ -221,7 +221,12 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
         tiff = deidentify(input_path, tiff_out, tiff_opts)
         dcm_dir = os.path.join(work, name)
         os.mkdir(dcm_dir)
-        dicomize(tiff.output or "", dcm_dir, options.new_id)
+        supply_mpp(tiff.output or "", dicom_options(options).mpp)
+        dicomize(tiff.output or "", dcm_dir, options.new_id, dicom_options(options).mpp, _title(tiff.format))
+        fix_j2k_syntax(dcm_dir)
+        levels = [(d.image.width, d.image.height) for d in tiff.plan.images
+                  if d.image.role == "level" and d.action != "remove"]
+        check_level0(dcm_dir, max(levels, default=None), _title(tiff.format))
         dicom_opts = dataclasses.replace(options, dicom=dataclasses.replace(dicom_options(options), to_dicom=False),
                                          naming=inner)
         append_name_map(review, chosen, name)  # before the DICOM step publishes
@@ -236,6 +241,15 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _title(fmt: str) -> str:
+    """A format's title (``SVS (Aperio)``), for messages about it."""
+    from .registry import by_name
+    try:
+        return by_name(fmt).title
+    except WsideidError:
+        return fmt
 
 
 def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:

@@ -228,8 +228,12 @@ def _jpeg_with_restarts(img: np.ndarray, quality: int = 85) -> tuple[bytes, list
     return data, starts
 
 
-def make_ndpi(path: str, width: int = 2048, height: int = 1536, seed: int = 3) -> SynthSlide:
-    """An NDPI-like slide: JPEG strip levels with restart markers, macro and map, PHI tags."""
+def make_ndpi(path: str, width: int = 2048, height: int = 1536, seed: int = 3,
+              level_resolution: bool = False) -> SynthSlide:
+    """An NDPI-like slide: JPEG strip levels with restart markers, macro and map, PHI tags.
+
+    ``level_resolution``: each level records its own X/YResolution, as real NDPIs do (wsidicomizer
+    tells levels apart by it); off by default, which keeps the recorded golden outputs."""
     from .tiff.writer import ImageData, OutEntry, OutIfd, write_tiff
     base = tissue(width, height, seed)
     props = ("Created=2024/03/14\r\nUpdated=2024/03/15\r\nProduct=C13210\r\nNDP.S/N=" + SCANNER_SN +
@@ -262,11 +266,11 @@ def make_ndpi(path: str, width: int = 2048, height: int = 1536, seed: int = 3) -
 
     ifds = []
     for (w, h, mag, data, starts), off in zip(images, offsets):
+        res = struct.pack("<II", round(45000 * mag / 20) if level_resolution and mag > 0 else 45000, 1)
         e = {
             256: u32(256, w), 257: u32(257, h), 258: u32(258, 8, 8, 8, typ=3), 259: u32(259, 7, typ=3),
             262: u32(262, 6, typ=3), 271: s(271, "Hamamatsu"), 272: s(272, "C13210"), 277: u32(277, 3, typ=3),
-            278: u32(278, h), 282: OutEntry(282, 5, 1, struct.pack("<II", 45000, 1)),
-            283: OutEntry(283, 5, 1, struct.pack("<II", 45000, 1)), 296: u32(296, 3, typ=3),
+            278: u32(278, h), 282: OutEntry(282, 5, 1, res), 283: OutEntry(283, 5, 1, res), 296: u32(296, 3, typ=3),
             305: s(305, "NDP.scan 3.2.4"), 306: s(306, "2024:03:14 10:22:33"),
             65420: u32(65420, 1, typ=3), 65421: OutEntry(65421, 11, 1, struct.pack("<f", mag)),
             65422: u32(65422, 1000, typ=9), 65423: u32(65423, -2000, typ=9),

@@ -302,3 +302,20 @@ def make_ndpi_over_4gb(path: str, width: int = 1024, height: int = 768) -> dict[
     finally:
         os.unlink(blob)
     return {"hole": hole_end, "size": os.path.getsize(path)}
+
+
+def make_j2k_svs(path: str, width: int = 1024, height: int = 768, mpp: float | None = None, seed: int = 4) -> None:
+    """A TCGA-style Aperio SVS: JPEG 2000 tiles (33005, RGB, irreversible), a JPEG thumbnail and a
+    J2K level 1, with no MPP in the description unless ``mpp`` is given (the TCGA sample has none)."""
+    base = tissue(width, height, seed)
+    head = f"Aperio Image Library v11.0.37\r\n{width}x{height} (256x256) J2K/KDU Q=70"
+    extra = f"|AppMag = 20|MPP = {mpp:g}" if mpp is not None else ""
+    j2k = dict(photometric="rgb", compression=33005, compressionargs={"level": 70}, metadata=None, tile=(256, 256))
+    with tifffile.TiffWriter(path, bigtiff=False) as tw:
+        tw.write(base, description=head + extra, **j2k)
+        thumb = base[::4, ::4]
+        tw.write(thumb, rowsperstrip=16, subfiletype=0, photometric="rgb", compression="jpeg",
+                 compressionargs={"level": 85}, metadata=None,
+                 description=f"Aperio Image Library v11.0.37\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - ")
+        lvl1 = base[::2, ::2]
+        tw.write(lvl1, subfiletype=0, description=f"{head} -> {lvl1.shape[1]}x{lvl1.shape[0]} J2K/KDU Q=70", **j2k)

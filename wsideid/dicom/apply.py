@@ -76,9 +76,10 @@ def build_instance(inst: Instance, plan: Plan) -> Dataset:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     for kw, value in IMPLEMENTATION.items():
         setattr(meta, kw, value)
-    blanked = plan.frame_edits is not None and bool(plan.frame_edits.of(inst.index))
+    blanked = plan.frame_edits is not None and any(e.boxes for e in plan.frame_edits.of(inst.index).values())
+    label = dict(plan.macro_boxes).get(inst.index)
     add_record(ds, plan.profile_name, plan.profile_sha256, data.columns, data.policy, inst.index in data.structured,
-               list(plan.regions) if blanked else [])
+               list(plan.regions) if blanked and label is None else [], label)
     if data.new_id:  # identity from the research ID, also where the input left it out
         for kw in IDENTITY_FROM_NEW_ID:
             if kw not in ds:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from ..dates import KEEP, DatePolicy
 from ..enums import MacroPolicy
 from ..errors import WsideidError
-from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import Profile
 from .rules import OPTIONS, DicomRules
@@ -51,14 +50,3 @@ def date_policy(policy: DatePolicy, rules: DicomRules) -> DatePolicy:
     """Retain Full Dates (113106) keeps dates and times where its column says K; anything
     else follows the run's --dates policy."""
     return DatePolicy(KEEP) if "full_dates" in rules.columns else policy
-
-
-def note_macro_choice(plan: Plan, macro: MacroPolicy | None) -> Plan:
-    """``--macro blank-label`` on DICOM: the OVERVIEW's label area cannot be blanked yet (no
-    label location for DICOM overviews), so the overview is removed (fail closed) and the
-    decision says so instead of removing it silently."""
-    if macro == MacroPolicy.BLANK_LABEL:
-        for d in plan.images:
-            if d.image.role == "overview" and d.action == "remove":
-                d.rule += " (--macro blank-label: not available for DICOM overviews yet, removed instead)"
-    return plan

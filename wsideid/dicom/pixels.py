@@ -108,6 +108,8 @@ def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample:
     replaced = replaced or {}
     if a.encapsulated != b.encapsulated or len(a.fragments) != len(b.fragments):
         return False, 0
+    if not a.encapsulated and replaced:
+        return _same_native(a_path, a, b_path, b, replaced), len(replaced)
     idx = list(range(len(a.fragments)))
     if sample is not None and len(idx) > sample:
         step = (len(idx) - 1) / (sample - 1)
@@ -130,3 +132,27 @@ def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample:
                     return False, len(idx)
                 done += k
     return True, len(idx)
+
+
+def _same_native(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, replaced: dict) -> bool:
+    """Native pixel data with blanked frames: those frames hold the blanked bytes (frame k at
+    k x frame length), every other byte is the source's."""
+    datas = {k: (v.data if hasattr(v, "data") else v) for k, v in replaced.items()}
+    n = len(next(iter(datas.values())))
+    (oa, na), (ob, nb) = a.fragments[0], b.fragments[0]
+    if na != nb or any(len(d) != n for d in datas.values()):
+        return False
+    with open(a_path, "rb") as fa, open(b_path, "rb") as fb:
+        pos = 0
+        for k in sorted(datas) + [None]:
+            stop = na if k is None else k * n
+            while pos < stop:
+                step = min(COPY_CHUNK, stop - pos)
+                if os.pread(fa.fileno(), step, oa + pos) != os.pread(fb.fileno(), step, ob + pos):
+                    return False
+                pos += step
+            if k is not None:
+                if os.pread(fb.fileno(), n, ob + pos) != datas[k]:
+                    return False
+                pos += n
+    return True

@@ -53,6 +53,7 @@ class DicomOptions:
     label: str = "remove"  # remove | generate
     to_dicom: bool = False
     secret: Secret | None = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+    mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them (--mpp)
 
 
 @dataclass

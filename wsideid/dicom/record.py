@@ -58,13 +58,16 @@ def method_codes(columns: set[str], structured: bool = False, pixels: bool = Fal
 
 
 def method_text(profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy,
-                regions: list[tuple[int, int, int, int]] | None = None) -> list[str]:
+                regions: list[tuple[int, int, int, int]] | None = None,
+                label: tuple[int, int, int, int] | None = None) -> list[str]:
     """DeidentificationMethod values (LO: 64 characters each); blanked regions are named
     (level-0 pixels x,y,w,h: the user's own numbers, no PHI)."""
     vals = [f"wsideid {__version__}", f"profile {profile_name}"[:64], f"profile sha256 {profile_sha[:16]}",
             "PS3.15 E.1-1 Basic Profile + WSI rules + value policy", policy.describe()[:64]]
     vals += [f"option {c}" for c in sorted(columns)]
     vals += [f"pixel data blanked: region {x},{y},{w},{h} (level-0 px)"[:64] for x, y, w, h in regions or []]
+    if label is not None:
+        vals.append("pixel data blanked: label area {},{},{},{} (overview px)".format(*label)[:64])
     return vals
 
 
@@ -73,16 +76,18 @@ RECORD_KEYWORDS = ("PatientIdentityRemoved", "DeidentificationMethod", "Deidenti
 
 
 def add_record(ds: Dataset, profile_name: str, profile_sha: str, columns: set[str], policy: DatePolicy,
-               structured: bool = False, regions: list[tuple[int, int, int, int]] | None = None) -> None:
+               structured: bool = False, regions: list[tuple[int, int, int, int]] | None = None,
+               label: tuple[int, int, int, int] | None = None) -> None:
     """``structured``: structured content of this instance was cleaned; ``regions``: the
-    regions blanked in this instance's pixel data (empty when none of its frames changed)."""
+    regions blanked in this instance's pixel data (empty when none of its frames changed);
+    ``label``: the label area blanked on an overview."""
     for kw in RECORD_KEYWORDS:  # new elements: a kept one may be shared with the input's dataset
         if kw in ds:
             del ds[kw]
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy, regions)
+    ds.DeidentificationMethod = method_text(profile_name, profile_sha, columns, policy, regions, label)
     items = []
-    for code in method_codes(columns, structured, bool(regions)):
+    for code in method_codes(columns, structured, bool(regions) or label is not None):
         item = Dataset()
         item.CodeValue = code
         item.CodingSchemeDesignator = "DCM"

@@ -9,10 +9,17 @@ its exact bytes. The writer writes the encapsulated pixel data anew from the
 edited frames (the old bytes of an edited frame never reach the output);
 instances without edits keep the byte-for-byte copy.
 
-Refused with a one-line error: transfer syntaxes other than JPEG Baseline
-(JPEG 2000, lossless JPEG, native pixels: blanking them would mean decoding
-and re-encoding), TILED_SPARSE frames, frames split over several fragments,
-concatenations.
+Native (uncompressed) frames are blanked by writing the fill value into the
+frame bytes (``jpeg.reencode.blank_native``: lossless by construction). JPEG
+2000 frames (1.2.840.10008.1.2.4.90/.91) are blanked only with
+``--reencode-j2k``: each touched frame is decoded, blanked and encoded again
+reversibly (5/3 wavelet), and must decode exactly to the blanked pixels
+(``jpeg.reencode.reencode_j2k``); untouched frames keep their bytes.
+
+Refused with a one-line error: other transfer syntaxes (lossless JPEG,
+JPEG-LS, RLE, HTJ2K; JPEG 2000 without ``--reencode-j2k``), native pixels
+other than 8-bit RGB / MONOCHROME, TILED_SPARSE frames, frames split over
+several fragments, concatenations.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ COLOUR_TOLERANCE = 8
 CHROMA_REACH = 2  # px at the box edge where upsampled chroma may mix in neighbours
 
 
+J2K_REENCODE = {"1.2.840.10008.1.2.4.90": "JPEG 2000 (lossless only)", "1.2.840.10008.1.2.4.91": "JPEG 2000"}
+NATIVE_MODELS = {"RGB": "RGB", "MONOCHROME2": "GRAY", "MONOCHROME1": "GRAY_INVERTED"}
+
+
 def _int(ds, keyword: str, default: int = 0) -> int:
     try:
         return int(ds.get(keyword, default) or default)
@@ -53,20 +64,38 @@ def _refuse(inst: Instance, why: str) -> RedactionError:
     return RedactionError(f"instance {inst.index} ({inst.role}): {why}; regions cannot be blanked without re-encoding")
 
 
-def frame_layout(inst: Instance) -> tuple[int, int, int, int]:
-    """(frame columns, frame rows, frames across, frames down), refusing what cannot be edited in place."""
+def frame_kind(inst: Instance, reencode_j2k: bool = False) -> str:
+    """How this instance's frames are blanked: "jpeg", "native" or "j2k"; refuses the rest."""
+    import pydicom
     ds = inst.ds
     ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if ts not in JPEG_BASELINE:
-        import pydicom
-        uid = pydicom.uid.UID(ts)
-        name = uid.name if ts else "of unknown transfer syntax"
-        if ts and uid.is_transfer_syntax and not uid.is_compressed:
-            name = f"native (uncompressed, {name})"
-        raise _refuse(inst, f"pixel data is {name}, not baseline JPEG")
+    if ts in JPEG_BASELINE:
+        return "jpeg"
+    uid = pydicom.uid.UID(ts)
+    if ts and uid.is_transfer_syntax and not uid.is_compressed and not uid.is_deflated:
+        if _int(ds, "BitsAllocated", 8) != 8 or str(ds.get("PhotometricInterpretation", "")) not in NATIVE_MODELS:
+            raise _refuse(inst, f"native pixel data with {_int(ds, 'BitsAllocated', 8)} bits and "
+                                f"{ds.get('PhotometricInterpretation', '?')} samples (only 8-bit RGB or MONOCHROME)")
+        return "native"
+    if ts in J2K_REENCODE:
+        if not reencode_j2k:
+            raise RedactionError(f"instance {inst.index} ({inst.role}): pixel data is {J2K_REENCODE[ts]}, not baseline "
+                                 "JPEG; blanking it re-encodes the touched frames (reversibly): ask for that with "
+                                 "--reencode-j2k")
+        if str(ds.get("PhotometricInterpretation", "")) not in ("RGB", "YBR_RCT", "YBR_ICT", "MONOCHROME2"):
+            raise _refuse(inst, f"JPEG 2000 frames with {ds.get('PhotometricInterpretation', '?')} samples")
+        return "j2k"
+    name = uid.name if ts else "of unknown transfer syntax"
+    raise _refuse(inst, f"pixel data is {name}, not baseline JPEG")
+
+
+def frame_layout(inst: Instance, reencode_j2k: bool = False) -> tuple[int, int, int, int]:
+    """(frame columns, frame rows, frames across, frames down), refusing what cannot be edited in place."""
+    ds = inst.ds
+    kind = frame_kind(inst, reencode_j2k)
     span = inst.span
-    if span is None or not span.encapsulated:
-        raise _refuse(inst, "pixel data is not encapsulated")
+    if span is None or (kind != "native") != span.encapsulated:
+        raise _refuse(inst, "pixel data is not encapsulated" if kind != "native" else "native pixel data encapsulated")
     if "ConcatenationUID" in ds or _int(ds, "ConcatenationFrameOffsetNumber"):
         raise _refuse(inst, "the image is split over a concatenation")
     frames = _int(ds, "NumberOfFrames", 1)
@@ -80,10 +109,52 @@ def frame_layout(inst: Instance) -> tuple[int, int, int, int]:
     if not across or not down or frames % (across * down):
         raise RedactionError(f"instance {inst.index} ({inst.role}): {frames} frame(s) do not tile a "
                              f"{tw}x{th} matrix of {cols}x{rows} frames")
-    if len(span.fragments) != frames:
+    if kind == "native":
+        if span.fragments[0][1] < frames * native_frame_bytes(inst):
+            raise _refuse(inst, "native pixel data shorter than its frames")
+    elif len(span.fragments) != frames:
         raise RedactionError(f"instance {inst.index} ({inst.role}): {len(span.fragments)} fragments for {frames} "
                              "frame(s); only one fragment per frame can be blanked")
     return cols, rows, across, down
+
+
+def native_frame_bytes(inst: Instance) -> int:
+    ds = inst.ds
+    return _int(ds, "Rows") * _int(ds, "Columns") * _int(ds, "SamplesPerPixel", 1) * (_int(ds, "BitsAllocated", 8) // 8)
+
+
+def native_frame_span(inst: Instance, idx: int) -> tuple[int, int]:
+    """(offset, length) of native frame ``idx`` in the file."""
+    n = native_frame_bytes(inst)
+    return inst.span.fragments[0][0] + idx * n, n
+
+
+def _frame_span(inst: Instance, idx: int, kind: str) -> tuple[int, int]:
+    return native_frame_span(inst, idx) if kind == "native" else inst.span.fragments[idx]
+
+
+def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, fill: str) -> bytes:
+    """One frame with ``local`` blanked, by the frame's own lossless route."""
+    from ..jpeg import JpegBlankingError, blank_regions, flat_tile
+    from ..jpeg.reencode import ReencodeError, blank_native, fill_levels, reencode_j2k
+    ds = inst.ds
+    try:
+        if kind == "jpeg":
+            if frame.endswith(b"\xff\xd9\0"):
+                frame = frame[:-1]  # the item's padding (PS3.5 A.4), added again after the edit
+            return _pad(flat_tile(frame, fill) if full else blank_regions(frame, [local], fill))
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        if kind == "native":
+            shape = (_int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "SamplesPerPixel", 1))
+            values = fill_levels(fill, NATIVE_MODELS[photometric])
+            return blank_native(frame, shape, _int(ds, "PlanarConfiguration") == 1, [local], values)
+        model = "GRAY" if photometric == "MONOCHROME2" else "RGB"  # YBR_RCT/ICT: the decoder undoes the MCT
+        maxval = (1 << _int(ds, "BitsStored", 8)) - 1
+        new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, [local],
+                              fill_levels(fill, model, maxval))
+        return _pad(new)
+    except (JpegBlankingError, ReencodeError) as exc:
+        raise RedactionError(f"instance {inst.index} ({inst.role}): {exc}") from None
 
 
 def _read(path: str, offset: int, length: int) -> bytes:
@@ -98,13 +169,15 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" if len(data) % 2 else data
 
 
-def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit]) -> int:
-    """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited."""
-    from ..jpeg import JpegBlankingError, blank_regions, flat_tile
-
-    cols, rows, across, down = frame_layout(inst)
+def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit], reencode_j2k: bool = False,
+                   reencoded: list[int] | None = None) -> int:
+    """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited.
+    ``reencoded`` collects the JPEG 2000 frames encoded anew (for the audit)."""
+    cols, rows, across, down = frame_layout(inst, reencode_j2k)
+    kind = frame_kind(inst, reencode_j2k)
     tw, th = matrix_size(inst)
-    planes = len(inst.span.fragments) // (across * down)  # focal planes x optical paths, each a full tiling
+    frames_total = _int(inst.ds, "NumberOfFrames", 1)
+    planes = frames_total // (across * down)  # focal planes x optical paths, each a full tiling
     x, y, bw, bh = box
     n = 0
     for r in range(y // rows, min(down, -(-(y + bh) // rows))):
@@ -115,20 +188,18 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit
             for p in range(planes):
                 idx = (p * down + r) * across + c
                 prior = out.get(idx)
-                frame = prior.data if prior is not None else _read(inst.path, *inst.span.fragments[idx])
-                if frame.endswith(b"\xff\xd9\0"):
-                    frame = frame[:-1]  # the item's padding (PS3.5 A.4), added again after the edit
-                try:
-                    new = flat_tile(frame, fill) if full else blank_regions(frame, [local], fill)
-                except JpegBlankingError as exc:
-                    raise RedactionError(f"instance {inst.index} ({inst.role}) frame {idx + 1}: {exc}") from None
-                out[idx] = FrameEdit(_pad(new), (prior.boxes if prior is not None else []) + [local])
+                frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
+                new = _blank_one(inst, kind, frame, local, full, fill)
+                out[idx] = FrameEdit(new, (prior.boxes if prior is not None else []) + [local], kind)
+                if kind == "j2k" and reencoded is not None and idx not in reencoded:
+                    reencoded.append(idx)
                 n += 1
     return n
 
 
-def plan_frames(plan: Plan, regions: list[Box], fill: str) -> FrameEdits:
-    """Edits for every kept VOLUME/THUMBNAIL instance; raises RedactionError before anything is written.
+def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = False) -> FrameEdits:
+    """Edits for every kept VOLUME/THUMBNAIL instance (the regions) and every overview kept with its
+    label blanked (``plan.macro_boxes``); raises RedactionError before anything is written.
     The driver records them in ``plan.frame_edits``: the writer and the verifier only read them there."""
     edits = FrameEdits(fill=fill)
     data = plan.inventory.container
@@ -139,7 +210,12 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str) -> FrameEdits:
             rule = rule_edits(by_index[d.image.index])
             if rule:
                 edits.frames[d.image.index] = rule
+    for index, box in plan.macro_boxes:
+        frames = edits.frames.get(index, {})
+        blank_instance(by_index[index], box, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
+        edits.frames[index] = frames
     if not regions:
+        _drop_empty(edits)
         return edits
     kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
     targets = [i for i in kept if i.role in ROLES]
@@ -156,10 +232,15 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str) -> FrameEdits:
         for region in regions:
             box = scale_box(region, tw / w0, th / h0, tw, th)
             if box is not None:
-                blank_instance(inst, box, fill, frames)
+                blank_instance(inst, box, fill, frames, reencode_j2k, edits.reencoded.setdefault(inst.index, []))
         if frames:
             edits.frames[inst.index] = frames
+    _drop_empty(edits)
     return edits
+
+
+def _drop_empty(edits: FrameEdits) -> None:
+    edits.reencoded = {k: sorted(v) for k, v in edits.reencoded.items() if v}
 
 
 def bot_length(inst: Instance) -> int:
@@ -185,7 +266,7 @@ def _offsets(sizes: list[int]) -> list[int]:
 
 def patch_header(ds, inst: Instance, frames: dict[int, FrameEdit]) -> None:
     """Recompute the Extended Offset Table (if the header keeps one) for the edited frames."""
-    if not frames or "ExtendedOffsetTable" not in ds:
+    if not frames or "ExtendedOffsetTable" not in ds or not inst.span.encapsulated:
         return
     sizes = _frame_sizes(inst, frames)
     ds.ExtendedOffsetTable = struct.pack(f"<{len(sizes)}Q", *_offsets(sizes))
@@ -197,6 +278,9 @@ def write_pixels(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
     """The encapsulated pixel data element with edited frames in place of the old ones."""
     if not frames:
         copy_range(inst.path, inst.span.start, inst.span.end, fh)
+        return
+    if not inst.span.encapsulated:
+        _write_native(inst, frames, fh)
         return
     sizes = _frame_sizes(inst, frames)
     fh.write(_read(inst.path, inst.span.start, 12))  # element header: tag, OB, undefined length
@@ -215,6 +299,19 @@ def write_pixels(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
             fh.write(struct.pack("<HHI", *ITEM, n))
             copy_range(inst.path, off, off + n, fh)
     fh.write(struct.pack("<HHI", *SEQ_END, 0))
+
+
+def _write_native(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
+    """Native pixel data: the same element, the blanked frames' bytes in place of the old ones."""
+    pos = inst.span.start
+    for k in sorted(frames):
+        off, n = native_frame_span(inst, k)
+        if len(frames[k].data) != n:
+            raise RedactionError(f"instance {inst.index}: a blanked native frame changed size")
+        copy_range(inst.path, pos, off, fh)
+        fh.write(frames[k].data)
+        pos = off + n
+    copy_range(inst.path, pos, inst.span.end, fh)
 
 
 def check_frame(data: bytes, boxes: list[Box], fill: str) -> str | None:

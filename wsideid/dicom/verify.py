@@ -242,12 +242,20 @@ def _image_data(ctx: DicomContext) -> None:
 
 
 def _regions_blank(ctx: DicomContext) -> None:
-    if not ctx.plan.regions:
+    """The regions and an overview's label area (``plan.macro_boxes``): JPEG frames decode to the
+    fill and keep the source's coefficients outside the boxes; native and re-encoded JPEG 2000
+    frames decode exactly to the source with the boxes filled (``blankcheck``)."""
+    from .blankcheck import check_jpeg_outside, check_pixel_domain_blanking
+    if not ctx.plan.regions and not ctx.plan.macro_boxes:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
     elif ctx.plan.frame_edits is None:
         ctx.report.record(Check.REGIONS_BLANK, False, "regions asked for, but no frame edit was planned")
     else:
         _check_blanked(ctx.plan, ctx.written, ctx.outs, ctx.report)
+        ctx.report.record(Check.REGIONS_BLANK, *check_pixel_domain_blanking(ctx.plan.frame_edits, ctx.written,
+                                                                            ctx.outs), part="pixel-domain")
+        ctx.report.record(Check.REGIONS_BLANK, *check_jpeg_outside(ctx.plan.frame_edits, ctx.written, ctx.full),
+                          part="jpeg-outside")
 
 
 def _compressed_streams(ctx: DicomContext) -> None:
@@ -296,8 +304,8 @@ def _check_blanked(plan: Plan, written, outs: list[Instance], rep: VerifyReport)
             continue
         got = read_frames(path, out.span, sorted(edited))
         for k, e in edited.items():
-            if not e.boxes:
-                continue  # changed by the stream rule only: checked under compressed-streams
+            if not e.boxes or e.kind != "jpeg":
+                continue  # stream rule only: compressed-streams; native / JPEG 2000: the pixel-domain part
             frames += 1
             why = check_frame(got[k], e.boxes, plan.frame_edits.fill)
             if why:

@@ -57,7 +57,8 @@ def _label(options: DeidOptions) -> str:
 
 def plan_source(src, options: DeidOptions, secret: Secret | None = None) -> Plan:
     """The profile's plan of a loaded ``DicomSource``."""
-    from ..dicom.options import date_policy, note_macro_choice
+    from ..dicom.options import date_policy
+    from ..dicom.overview import plan_overview_labels
     from ..dicom.plan import make_dicom_plan
     from ..dicom.rules import DicomRules
     from ..dicom.uids import UidMapper
@@ -69,16 +70,23 @@ def plan_source(src, options: DeidOptions, secret: Secret | None = None) -> Plan
         plan = make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,
                                options.strict, options.keep_macro or options.macro == MacroPolicy.KEEP,
                                _label(options), patient_id=patient_id)
-        return note_macro_choice(plan, options.macro)
     except PYDICOM_VALUE_ERRORS as exc:
         raise MalformedFile(f"an attribute value pydicom cannot read ({type(exc).__name__})") from None
+    plan_overview_labels(plan, options.macro, options.reencode_j2k)
+    return plan
 
 
 def plan_regions(plan: Plan, options: DeidOptions) -> None:
-    """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
+    """Blank ``options.regions`` (level-0 pixels) and the overview labels the plan placed
+    (``plan.macro_boxes``) in the frames they touch; refuses before anything is written. JPEG 2000
+    frames re-encoded (``--reencode-j2k``) are named in the plan's options, for the audit."""
     from ..dicom.redact import plan_frames
     plan.regions = [tuple(r) for r in options.regions]
-    plan.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
+    plan.frame_edits = plan_frames(plan, list(plan.regions), options.fill, options.reencode_j2k)
+    if plan.macro_boxes:
+        plan.options["overview_label_blanked"] = {str(i): list(b) for i, b in plan.macro_boxes}
+    if plan.frame_edits.reencoded:
+        plan.options["reencoded_j2k_frames"] = {str(i): [k + 1 for k in ks] for i, ks in plan.frame_edits.reencoded.items()}
 
 
 def _frames_of(plan: Plan, inst, ds) -> dict:
@@ -212,8 +220,8 @@ class DicomDriver:
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
-        """Profile, keyed UIDs, the frames regions blank; ``--macro blank-label`` is recorded
-        as what it does here (``dicom.options.note_macro_choice``)."""
+        """Profile, keyed UIDs, the frames regions blank; ``--macro blank-label`` keeps an overview
+        whose label can be placed and blanked losslessly (``dicom.overview``), else removes it and says why."""
         plan = plan_source(opened.container, options)
         plan_regions(plan, options)
         return plan

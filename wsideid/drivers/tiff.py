@@ -25,6 +25,7 @@ from ..profiles import PlanOptions, load_profile, make_plan
 from ..regions import Box
 from ..tiff.container import TiffFile
 from ..tiff.tags import COMPRESSION, JPEG_COMPRESSION
+from ..tiff_family.vendors.tiff_base import J2K_COMPRESSIONS
 from .base import Container, ImageRef, Opened, Written, profile_file
 
 
@@ -92,6 +93,8 @@ class TiffDriver:
                 if d.image.role in (Role.MACRO, Role.OVERVIEW):
                     d.action, d.rule = options.macro, f"--macro {options.macro}"
         plan.regions = [tuple(r) for r in options.regions]
+        if options.reencode_j2k:
+            plan.options["reencode_j2k"] = True  # JPEG 2000 tiles may be blanked by re-encoding the touched ones
         self.vendor.refine(plan)
         self._plan_macro_labels(opened.container, plan)
         return plan
@@ -108,7 +111,8 @@ class TiffDriver:
             ifd = tf.image_ifds()[d.image.index]
             if box is None:
                 d.action, d.rule = ImageAction.REMOVE, d.rule + " (label location unknown: removed)"
-            elif ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
+            elif ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION and not (
+                    plan.options.get("reencode_j2k") and ifd.value(COMPRESSION, 1) in J2K_COMPRESSIONS):
                 d.action, d.rule = ImageAction.REMOVE, d.rule + " (macro cannot be blanked losslessly: removed)"
             else:
                 plan.macro_boxes.append((d.image.index, box))
@@ -165,6 +169,7 @@ class TiffDriver:
             edits = self.edits(opened, plan, options.fill)  # the exact pass: every stream parsed as needed
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
+        _record_reencoded(plan, tf, edits.tiles)
         kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
         return Written(scratch, edits.tiles, [self._ref(scratch, role, index) for role, index in
                                               _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
@@ -362,3 +367,12 @@ class _StreamCheck(threading.Thread):
             self.dirty = check_pending(self.path, self.pending)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self.error = exc
+
+
+def _record_reencoded(plan: Plan, tf: TiffFile, tiles) -> None:
+    """JPEG 2000 tiles re-encoded by ``--reencode-j2k``, named in the plan's options for the audit
+    (image path -> tile indices)."""
+    boxes = getattr(tiles, "pixel_boxes", {})
+    if boxes:
+        flat = list(tf.all_ifds())
+        plan.options["reencoded_j2k_tiles"] = {flat[k].path: sorted(v) for k, v in sorted(boxes.items())}

@@ -245,6 +245,8 @@ class EditSet(dict):
         super().__init__()
         self.store = store
         self.pending: list = []  # jpegsegs.Pending: tiles whose full check runs beside the write
+        # tiles blanked in the pixel domain (JPEG 2000 re-encoded): flat IFD -> tile -> (boxes, fill values)
+        self.pixel_boxes: dict[int, dict[int, tuple[list, tuple[int, ...]]]] = {}
 
     def image(self, k: int) -> TileEdits:
         """The edits of IFD ``k``, created on first use."""

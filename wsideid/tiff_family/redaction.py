@@ -7,8 +7,11 @@ tiles/strips they touch through the coefficient-domain editor in
 every untouched tile its exact bytes. The writer writes edited tiles from the
 new bytes, so the old version of an edited tile never reaches the output.
 
-Non-JPEG image data (JPEG 2000, LZW, Deflate) is refused: blanking it would
-mean decoding and re-encoding, which this tool never does silently.
+Non-JPEG image data (LZW, Deflate, ...) is refused: blanking it would mean
+decoding and re-encoding, which this tool never does silently. JPEG 2000
+tiles (Aperio 33003/33005, 34712) are blanked only when the plan allows it
+(``--reencode-j2k``): each touched tile is decoded, blanked and encoded again
+reversibly (``jpeg.reencode``, checked exact); every other tile keeps its bytes.
 """
 
 from __future__ import annotations
@@ -77,12 +80,28 @@ def _tile_bytes(tf: TiffFile, k: int, idx: int, data, edits: Edits) -> bytes:
     return prior if prior is not None else _read(tf.path, int(data.src_offsets[idx]), int(data.src_counts[idx]))
 
 
-def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits) -> int:
+# JPEG 2000 compression -> colour model of its decoded samples (34712: from PhotometricInterpretation)
+J2K_MODELS = {33003: "YCbCr", 33005: "RGB"}
+PHOTOMETRIC_MODELS = {1: "GRAY", 2: "RGB", 6: "YCbCr"}
+
+
+def reencode_allowed(plan: Plan) -> bool:
+    """``--reencode-j2k``, as the plan recorded it."""
+    return bool(plan.options.get("reencode_j2k"))
+
+
+def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits, reencode_j2k: bool = False) -> int:
     """Blank ``box`` (this image's pixels) in one IFD; returns tiles edited."""
     from ..jpeg import JpegBlankingError, blank_regions, blank_restart_intervals, flat_tile
 
     if ifd.value(COMPRESSION, 1) != JPEG_COMPRESSION:
         code = ifd.value(COMPRESSION, 1)
+        if code in tiff_base.J2K_COMPRESSIONS:
+            if reencode_j2k:
+                return _blank_j2k(tf, k, ifd, box, fill, edits)
+            raise RedactionError(f"{ifd.path}: image data is {tiff_base.COMPRESSIONS.get(code, code)}, not baseline "
+                                 "JPEG; blanking it re-encodes the touched tiles (reversibly): ask for that with "
+                                 "--reencode-j2k")
         raise RedactionError(f"{ifd.path}: image data is {tiff_base.COMPRESSIONS.get(code, code)},"
                              " not baseline JPEG; it cannot be blanked without re-encoding")
     data = tiff_base.image_data(ifd, tf.byteorder)
@@ -93,24 +112,14 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
     n = 0
     try:
         if ifd.has(TILE_OFFSETS):
-            tw, th = int(ifd.value(TILE_WIDTH)), int(ifd.value(TILE_LENGTH))
-            across = -(-w // tw)
-            for r in range(y // th, min(-(-h // th), -(-(y + bh) // th))):
-                for c in range(x // tw, min(across, -(-(x + bw) // tw))):
-                    idx = r * across + c
-                    if data.src_counts[idx] == 0:
-                        continue
-                    lx, ly = x - c * tw, y - r * th
-                    local = (max(0, lx), max(0, ly), min(tw, lx + bw) - max(0, lx), min(th, ly + bh) - max(0, ly))
-                    tile = _tile_bytes(tf, k, idx, data, edits)
-                    cover_w = min(tw, w - c * tw)
-                    cover_h = min(th, h - r * th)
-                    if local[0] == 0 and local[1] == 0 and local[2] >= cover_w and local[3] >= cover_h:
-                        new = flat_tile(tile, fill, tables=tables, colorspace=cs)
-                    else:
-                        new = blank_regions(tile, [local], fill, tables=tables, colorspace=cs)
-                    edits.tiles.image(k)[idx] = new
-                    n += 1
+            for idx, local, full in _touched_tiles(ifd, data, box):
+                tile = _tile_bytes(tf, k, idx, data, edits)
+                if full:
+                    new = flat_tile(tile, fill, tables=tables, colorspace=cs)
+                else:
+                    new = blank_regions(tile, [local], fill, tables=tables, colorspace=cs)
+                edits.tiles.image(k)[idx] = new
+                n += 1
             return n
         rps = int(ifd.value(ROWS_PER_STRIP, h) or h)
         if ifd.has(NDPI_MCU_STARTS) and len(data.src_offsets) == 1:
@@ -132,6 +141,52 @@ def blank_ifd(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits)
         raise RedactionError(f"{ifd.path}: {exc}") from None
 
 
+def _blank_j2k(tf: TiffFile, k: int, ifd: Ifd, box: Box, fill: str, edits: Edits) -> int:
+    """JPEG 2000 tiles touched by ``box``: decoded, blanked, encoded reversibly (checked exact by
+    ``reencode_j2k``); recorded in ``edits.tiles.pixel_boxes`` for the verifier and the audit."""
+    from ..jpeg.reencode import ReencodeError, fill_levels, reencode_j2k
+    if not ifd.has(TILE_OFFSETS):
+        raise RedactionError(f"{ifd.path}: JPEG 2000 strips are not re-encoded (tiles only)")
+    code = ifd.value(COMPRESSION, 1)
+    model = J2K_MODELS.get(code) or PHOTOMETRIC_MODELS.get(ifd.value(PHOTOMETRIC, 2))
+    if model is None:
+        raise RedactionError(f"{ifd.path}: JPEG 2000 samples of photometric {ifd.value(PHOTOMETRIC, 2)} are not blanked")
+    bits = ifd.value(258, 8) or 8
+    bits = int(bits[0] if isinstance(bits, (tuple, list)) else bits)  # one BitsPerSample per sample
+    values = fill_levels(fill, model, (1 << bits) - 1)
+    data = tiff_base.image_data(ifd, tf.byteorder)
+    n = 0
+    for idx, local, _ in _touched_tiles(ifd, data, box):
+        prior = edits.tiles.pixel_boxes.get(k, {}).get(idx)
+        boxes = (prior[0] if prior else []) + [local]
+        try:
+            new, _ = reencode_j2k(_tile_bytes(tf, k, idx, data, edits), [local], values)
+        except ReencodeError as exc:
+            raise RedactionError(f"{ifd.path} tile {idx}: {exc}") from None
+        edits.tiles.image(k)[idx] = new
+        edits.tiles.pixel_boxes.setdefault(k, {})[idx] = (boxes, values)
+        n += 1
+    return n
+
+
+def _touched_tiles(ifd: Ifd, data, box: Box):
+    """(tile index, tile-local box, whether it covers the tile's image part) for every stored
+    tile ``box`` touches."""
+    w, h = int(ifd.value(IMAGE_WIDTH)), int(ifd.value(IMAGE_LENGTH))
+    tw, th = int(ifd.value(TILE_WIDTH)), int(ifd.value(TILE_LENGTH))
+    across = -(-w // tw)
+    x, y, bw, bh = box
+    for r in range(y // th, min(-(-h // th), -(-(y + bh) // th))):
+        for c in range(x // tw, min(across, -(-(x + bw) // tw))):
+            idx = r * across + c
+            if data.src_counts[idx] == 0:
+                continue
+            lx, ly = x - c * tw, y - r * th
+            local = (max(0, lx), max(0, ly), min(tw, lx + bw) - max(0, lx), min(th, ly + bh) - max(0, ly))
+            full = local[:2] == (0, 0) and local[2] >= min(tw, w - c * tw) and local[3] >= min(th, h - r * th)
+            yield idx, local, full
+
+
 def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits: Edits) -> None:
     """Blank level-0 ``regions`` on every kept level and the thumbnail."""
     if not regions:
@@ -150,7 +205,7 @@ def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits:
             box = scale_box(region, sx, sy, d.image.width, d.image.height)
             if box is None:
                 continue
-            n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
+            n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits, reencode_allowed(plan))
             edits.blanked[ifd.path] = edits.blanked.get(ifd.path, 0) + n
 
 
@@ -163,5 +218,5 @@ def blank_macro_labels(tf: TiffFile, plan: Plan, fill: str, edits: Edits) -> Non
     flat = list(tf.all_ifds())
     for index, box in plan.macro_boxes:
         ifd = tf.image_ifds()[index]
-        n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits)
+        n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits, reencode_allowed(plan))
         edits.blanked[ifd.path] = edits.blanked.get(ifd.path, 0) + n

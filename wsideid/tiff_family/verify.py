@@ -318,10 +318,18 @@ def _reader(ctx: TiffContext) -> None:
 
 
 def _regions_blank(ctx: TiffContext) -> None:
-    if not ctx.plan.regions:
+    """Regions read back flat through OpenSlide; JPEG 2000 tiles re-encoded to blank them
+    (``--reencode-j2k``, regions or a macro's label) decode exactly to the source with the boxes filled."""
+    reencoded = getattr(ctx.edited, "pixel_boxes", None)
+    if not ctx.plan.regions and not reencoded:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
         return
-    _regions_blanked(ctx.out_path, ctx.plan, ctx.report)
+    if ctx.plan.regions:
+        _regions_blanked(ctx.out_path, ctx.plan, ctx.report)
+    if reencoded:
+        from .reencode_check import check_reencoded_tiles
+        ctx.report.record(Check.REGIONS_BLANK, *check_reencoded_tiles(ctx.src, ctx.output, ctx.out_path, ctx.kept_top,
+                                                                      ctx.edited), part="j2k-reencoded")
 
 
 STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),

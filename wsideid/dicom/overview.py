@@ -1,0 +1,102 @@
+"""``--macro blank-label`` on DICOM: where the label sits on an OVERVIEW, decided at plan time.
+
+The same evidence as the TIFF side (``detect.label_location.locate_label``):
+a vendor's default place for the label on its overview photo, grown to the
+barcodes the detector decodes on it. DICOM has no label box of its own, so
+the vendor comes from the Manufacturer attribute; an overview whose vendor is
+not known, whose label cannot be placed, or whose frames cannot be blanked
+losslessly is removed instead (fail closed), and the decision's rule says
+why. The boxes kept go to ``plan.macro_boxes``; ``redact.plan_frames`` turns
+them into frame edits like the regions.
+"""
+
+from __future__ import annotations
+
+from ..enums import ImageAction
+from ..errors import WsideidError
+from ..regions import Box, RedactionError
+from .source import Instance
+
+# Manufacturer words -> the vendor name ``locate_label`` has a default place for.
+VENDOR_WORDS = {"aperio": "aperio", "leica": "aperio", "hamamatsu": "hamamatsu"}
+
+
+def overview_vendor(inst: Instance) -> str | None:
+    """The vendor whose overview layout applies, from Manufacturer; None when not known."""
+    maker = str(inst.ds.get("Manufacturer", "") or "").lower()
+    return next((v for word, v in VENDOR_WORDS.items() if word in maker), None)
+
+
+def label_box(inst: Instance) -> Box | None:
+    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown)."""
+    from ..detect.label_location import locate_label
+    from .redact import matrix_size
+    vendor = overview_vendor(inst)
+    if vendor is None:
+        return None
+    size = matrix_size(inst)
+    box = locate_label(size, vendor, None, _barcodes(inst))
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    return (x1, y1, x2 - x1, y2 - y1) if x2 > x1 and y2 > y1 else None
+
+
+def _barcodes(inst: Instance) -> list:
+    """Barcodes decoded on the overview (the label's own, which grow the vendor's default box);
+    an overview that does not decode gives none (the default box alone)."""
+    from ..detect.scan import barcode_findings
+    from .scanimage import instance_image
+    try:
+        img = instance_image(inst.path, inst.index)
+    except (WsideidError, OSError, ValueError):
+        return []
+    if img is None:
+        return []
+    full = _int(inst.ds, "TotalPixelMatrixColumns", _int(inst.ds, "Columns"))
+    scale = full / img.size[0] if img.size[0] else 1.0
+    found = barcode_findings(img, "overview", [])
+    if scale != 1.0:  # the detectors read a reduced copy: boxes back to overview pixels
+        import dataclasses
+        found = [dataclasses.replace(f, box=tuple(round(v * scale) for v in f.box)) for f in found]
+    return found
+
+
+def _int(ds, keyword: str, default: int = 0) -> int:
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
+    """Overviews kept with their label blanked (``plan.macro_boxes``), or removed with the reason."""
+    from .redact import frame_layout
+    if macro != "blank-label":
+        return
+    by_index = {i.index: i for i in plan.inventory.container.source.instances}
+    for d in plan.images:
+        if d.image.role != "overview" or d.image.index not in by_index:
+            continue
+        inst = by_index[d.image.index]
+        d.rule = "--macro blank-label"
+        box = label_box(inst)
+        if box is None:
+            why = ("label location unknown" if overview_vendor(inst) else
+                   "label location unknown: no vendor layout for this Manufacturer")
+            d.action, d.rule = ImageAction.REMOVE, f"{d.rule} ({why}: removed)"
+            continue
+        try:
+            frame_layout(inst, reencode_j2k)
+        except RedactionError as exc:
+            d.action, d.rule = ImageAction.REMOVE, f"{d.rule} (cannot be blanked losslessly: {_short(exc)}; removed)"
+            continue
+        d.action = ImageAction.BLANK_LABEL
+        d.rule += " (label area {},{},{},{} blanked)".format(*box)
+        plan.macro_boxes.append((inst.index, box))
+
+
+def _short(exc: Exception) -> str:
+    """The reason without the instance prefix and the generic tail (it is not refused, it is removed)."""
+    text = str(exc).split("): ", 1)[-1]
+    return text.replace("; regions cannot be blanked without re-encoding", "")
