@@ -20,6 +20,7 @@ import os
 import time
 from typing import Any
 
+from . import memory
 from .drivers.base import Container, Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
@@ -55,6 +56,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
     options = options or DeidOptions()
     check_name_options(options)
     options = with_secret(options)
+    memory.tune()
     input_path = os.fspath(input_path)
     if _to_dicom_asked(options):
         if not is_dicom_input(input_path):
@@ -98,11 +100,17 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             t1 = time.perf_counter()
             written = driver.write(opened, plan, scratch, os.path.basename(final), options, hashing.on_recipe)
             timings["write"] = time.perf_counter() - t1
-            if residual is not None:
-                residual.written(written)
+            if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
+                t = time.perf_counter()
+                residual.wait_early()
+                timings["detect-early-wait"] = time.perf_counter() - t
+            memory.release()
             t2 = time.perf_counter()
             report = _verify(driver, opened, plan, written, options)
             timings["verify"] = time.perf_counter() - t2
+            memory.release()
+            if residual is not None:
+                residual.written(written)
             guard.check()
             require_ok(report)
             status = Status.PUBLISHED
@@ -140,7 +148,8 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
 class _Residual:
     """The residual scan of the kept images. A TIFF-family slide's is a thread started with
     the write (``slide_scan_thread.ResidualScan``: unchanged images read from the source while
-    the kernel copies, changed ones from the output while verification runs); other drivers'
+    the kernel copies, changed ones from the output once verified; never beside the
+    verification, whose memory peak would add to the detectors'); other drivers'
     kept images are scanned from the output once verified. Joined before published/flagged is
     decided, so nothing is published unscanned."""
 
@@ -157,6 +166,10 @@ class _Residual:
         self.output = written
         if self.thread is not None:
             self.thread.written(written.ready)
+
+    def wait_early(self) -> None:
+        if self.thread is not None:
+            self.thread.wait_early()
 
     def result(self) -> list:
         if self.thread is not None:

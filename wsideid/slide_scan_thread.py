@@ -8,9 +8,16 @@ are final as soon as the plan is, so they are scanned from the source while
 the kernel copies the pyramid (copy_file_range and numpy release the GIL;
 the other core is used). An image whose pixels the run changes (a blanked
 region on a level or thumbnail, a macro with its label blanked, a generated
-label) is scanned from the written output, while verification runs. The
+label) is scanned from the written output, once verification is done. The
 pipeline joins the thread before it decides published or flagged, so nothing
 is published unscanned.
+
+The scans never run beside the verification (issue 17): the detectors' peak
+(a kept level decoded at up to 4 MP, its grey and float copies: 30-45 MB)
+and the verifier's (two decodings of an edited stream, a region read through
+OpenSlide: 20-30 MB) added up to 110-120 MB on real slides, over the 100 MB
+a run may use. The pipeline waits for the early scans (``wait_early``)
+before it verifies, and hands the output over (``written``) once verified.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class ResidualScan(threading.Thread):
         self.source, self.identifiers, self.ocr, self.new_id = source, identifiers, ocr, new_id
         self.output: str | None = None
         self._written = threading.Event()
+        self._early_done = threading.Event()
         self._cancelled = False
         self.scans: list = []
         self.error: BaseException | None = None
@@ -50,6 +58,10 @@ class ResidualScan(threading.Thread):
         """The output is on disk (under its temporary name): the late images can be read."""
         self.output = path
         self._written.set()
+
+    def wait_early(self) -> None:
+        """Until the images read from the source are scanned (or the scan failed)."""
+        self._early_done.wait()
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -62,6 +74,7 @@ class ResidualScan(threading.Thread):
             scans = scan_images(self.source, early, "output", self.identifiers, self.ocr)
             for sc, (_, out) in zip(scans, self.early):
                 sc.index = out  # the audit names images as they are in the output
+            self._early_done.set()
             if self.late:
                 self._written.wait()
                 if self._cancelled or self.output is None:
@@ -74,6 +87,8 @@ class ResidualScan(threading.Thread):
             self.scans = sorted(scans, key=lambda sc: sc.index)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the pipeline's thread
             self.error = exc
+        finally:
+            self._early_done.set()
 
     def result(self) -> list:
         self.join()
