@@ -164,8 +164,9 @@ def measure(argv: list[str], env: dict[str, str] | None = None, trace: bool = Fa
         env["WSIDEID_RSS_TRACE"] = "1"
     run = Run()
     t0 = time.perf_counter()
+    # cwd: ``-m`` puts the working folder first on the path, before PYTHONPATH (a baseline tree)
     proc = subprocess.Popen([sys.executable, "-m", "wsideid.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, cwd=work)
     others: dict[int, tuple[str, int]] = {}
     done = threading.Event()
 
