@@ -170,7 +170,7 @@ def _read_frames(data: bytes) -> list[Image.Image]:
 
 def main(argv: Sequence[str]) -> int:
     from ..memory import tune
-    tune()
+    tune(256 << 10)  # ORT's arena serves the tensors; what the session load frees (the parsed model) goes back
     mode = argv[0] if argv else ""
     images = _read_frames(sys.stdin.buffer.read())
     if mode == "rec":
