@@ -136,3 +136,19 @@ def test_a_claim_left_by_a_dead_run_is_cleared_a_live_one_kept(tmp_path):
     (tmp_path / (CLAIM_PREFIX + "r-3.svs")).write_text("other-host@1")
     assert remove_dead_claims(str(tmp_path)) == [CLAIM_PREFIX + "r-1.svs"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [CLAIM_PREFIX + "r-2.svs", CLAIM_PREFIX + "r-3.svs"]
+
+
+def test_a_single_deid_clears_a_dead_runs_claim(tmp_path):
+    """Not only the batch: any run into OUTDIR removes the claim a killed ``deid`` left."""
+    import socket
+    from wsideid.safefs import CLAIM_PREFIX
+    from wsideid.synth import make_generic_tiff
+    src = make_generic_tiff(str(tmp_path / "s.tiff"))
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / (CLAIM_PREFIX + "r-9.svs")).write_text(f"{socket.gethostname()}@{dead.pid}")
+    from wsideid import cli
+    assert cli.main(["deid", src.path, "-o", str(out), "--new-id", "R-1", "--detect", "off"]) == 0
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".wsideid-")]

@@ -22,7 +22,7 @@ from .model import VerifyReport
 from .naming import OutputName
 from .options import DeidOptions
 from .result import DeidResult
-from .safefs import LinkRefused, NameTaken, claim, publish_dir, publish_file
+from .safefs import LinkRefused, NameTaken, claim, publish_dir, publish_file, remove_dead_claims
 
 TMP_PREFIX = ".wsideid-tmp-"
 
@@ -38,9 +38,12 @@ def clean_stale_temps(outdir: str, max_age_s: float = 6 * 3600) -> None:
 
     Only when the owning process is gone from *this* host (OUTDIR may be
     shared storage written by Dask workers elsewhere), or when it is old.
+    Claim files of dead runs go too: a single ``deid`` killed between its
+    publish and the claim's release would otherwise leave one for hours.
     """
     import shutil
     import socket
+    remove_dead_claims(outdir)
     now = time.time()
     host = socket.gethostname()
     try:
