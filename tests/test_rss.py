@@ -72,6 +72,9 @@ def test_code_meanings_read_as_text_equal_pydicoms_table():
     parsed = code_index._parsed()
     assert parsed is not None and len(parsed) >= code_index.MIN_CODES
     assert parsed == code_index._imported()
+    from pydicom.sr._concepts_dict import concepts
+    assert not any(code_index._SEP in m for names in concepts.values() for by_value in names.values()
+                   for m, _cids in by_value.values())  # the separator splits meanings back exactly
     assert code_index.meanings("DCM", "113100") == {"Basic Application Confidentiality Profile"}
     long = code_index.meanings("SCT", "373187008")  # written as adjacent literals over four lines
     assert len(long) == 1 and next(iter(long)).startswith("pT4b: Tumor of any size with edema (including peau")

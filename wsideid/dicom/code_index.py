@@ -9,7 +9,9 @@ sections ``concepts["SCHEME"] = {``), so it is read as text here and kept
 as one flat dict of strings (about 4 MB). A test checks that this reading
 equals pydicom's dict entry for entry; if the file cannot be read this
 way (another pydicom layout), the module is imported as before: the
-answers never change, only the memory does.
+answers never change, only the memory does. A reading that missed some
+codes would err on the strict side: their items get keyed stand-ins and
+their meanings become needles, nothing more is kept.
 """
 
 from __future__ import annotations
