@@ -46,11 +46,25 @@ def run(src: Path, outdir: Path, **kw):
 
 
 def copy_into(folder: Path, *names: str) -> Path:
+    """The named test files in ``folder``. A LABEL or OVERVIEW from another study joins the one
+    VOLUME series copied with it (its Study, Series and Frame of Reference UIDs are set to that
+    series'): the folder is one slide, as wsideid.dicom.slides groups instances by content."""
     folder.mkdir(parents=True, exist_ok=True)
     for n in names:
         dst = folder / f"{n}.dcm"
         shutil.copyfile(dicom_file(n), dst)
         os.chmod(dst, 0o644)
+    heads = {f: pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(folder.glob("*.dcm"))}
+    volumes = {str(d.SeriesInstanceUID): d for d in heads.values() if list(d.get("ImageType", []))[2:3] == ["VOLUME"]}
+    if len(volumes) == 1:
+        vol = next(iter(volumes.values()))
+        for f, d in heads.items():
+            foreign = d.SeriesInstanceUID != vol.SeriesInstanceUID
+            if foreign and list(d.get("ImageType", []))[2:3] in (["LABEL"], ["OVERVIEW"]):
+                ds = pydicom.dcmread(f)
+                for kw in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+                    setattr(ds, kw, vol.get(kw))
+                ds.save_as(f)
     return folder
 
 

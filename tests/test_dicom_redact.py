@@ -138,8 +138,8 @@ def test_region_blanked_on_every_level(redacted):
     series, res = redacted
     assert res.status == "published" and res.report.ok
     checks = {c.name: c for c in res.report.checks}
-    assert checks["regions-blanked"].ok and "frame(s) decode" in checks["regions-blanked"].detail
-    assert "blanked frames" in checks["pixels-identical"].detail
+    assert checks["regions-blank"].passed and "frame(s) decode" in checks["regions-blank"].detail
+    assert "blanked frames" in checks["image-data"].detail
     src, out = _by_type(sorted(series.glob("*.dcm"))), _by_type(output_files(res))
     assert set(out) == {"VOLUME", "VOLUME1", "THUMBNAIL"}
     for key in out:
@@ -320,6 +320,41 @@ def test_verifier_catches_unblanked_frames(series, tmp_path, monkeypatch):
                                                                                    inst.span.end, fh))
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(VerificationFailed, match="pixels-identical|regions-blanked"):
+    with pytest.raises(VerificationFailed, match="image-data|regions-blank") as err:
         deidentify(series, out, options(new_id=None, regions=[REGION], detect="off"))
+    assert {"image-data", "regions-blank"} & set(err.value.checks)
     assert list(out.iterdir()) == []
+
+
+def test_frame_edits_are_in_the_frozen_plan(series, tmp_path, monkeypatch):
+    """The frames a region changes are decided in planning and recorded in the plan itself
+    (``plan.frame_edits``), not on the driver's container data: inspect, the writer and the
+    verifier read the same object, and writing decides nothing anew."""
+    from wsideid.dicom import redact
+    from wsideid.model import FrameEdits
+    from wsideid.registry import open_input
+    opts = options(new_id=None, regions=[REGION], fill="black", detect="off")
+    opened = open_input(str(series))
+    plan = opened.driver.plan(opened, opts)
+    assert isinstance(plan.frame_edits, FrameEdits) and plan.frame_edits.fill == "black"
+    edited = {i: sorted(f) for i, f in plan.frame_edits.frames.items()}
+    assert len(edited) == 3 and all(edited.values())  # both levels and the thumbnail
+    assert not hasattr(plan.inventory.container, "frame_edits")
+    assert not hasattr(plan.inventory.container, "regions")
+
+    def replanned(*a, **k):
+        raise AssertionError("frame edits planned again after planning")
+    monkeypatch.setattr(redact, "plan_frames", replanned)
+    before = {i: {k: e.data for k, e in f.items()} for i, f in plan.frame_edits.frames.items()}
+    scratch = tmp_path / "scratch"
+    written = opened.driver.write(opened, plan, str(scratch), "slide", opts)
+    report = opened.driver.verify(opened, plan, written, opts)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert {i: {k: e.data for k, e in f.items()} for i, f in plan.frame_edits.frames.items()} == before
+
+
+def test_no_frame_edits_without_regions(series):
+    from wsideid.registry import open_input
+    opened = open_input(str(series))
+    plan = opened.driver.plan(opened, options(new_id=None, detect="off"))
+    assert plan.regions == [] and not any(plan.frame_edits.frames.values())

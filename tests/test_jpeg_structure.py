@@ -267,8 +267,8 @@ def test_slide_tiles_and_tables_cleaned(tables_svs, tmp_path, verify):
     res = _deid(str(dst), tmp_path, verify=verify)
     assert res.status == "published", res
     names = {c.name: c for c in res.report.checks}
-    assert names["jpeg-segments"].ok and names["stream-decoding"].ok
-    assert names["stream-decoding"].detail.startswith("3 stream(s) edited by the stream rule decode exactly")
+    assert names["compressed-streams"].passed
+    assert "stream decoding: 3 stream(s) edited by the stream rule decode exactly" in names["compressed-streams"].detail
     data = open(res.output, "rb").read()
     assert absent(data) and absent(data, "Exif")
     out_tiles, out_tables = _level0_tiles(res.output)
@@ -297,8 +297,9 @@ def test_jpegtables_cleaning_disabled_is_caught(tables_svs, tmp_path, monkeypatc
             calls.append(len(raw))
             return raw
     monkeypatch.setattr(tiff_base, "jpegsegs", Shim())
-    with pytest.raises(VerificationFailed):
+    with pytest.raises(VerificationFailed) as err:
         _deid(str(dst), tmp_path)
+    assert "compressed-streams" in err.value.checks
     assert calls and not [n for n in os.listdir(tmp_path / "out") if not n.startswith(".")]
 
 
@@ -323,8 +324,9 @@ def test_bytes_after_last_block_found_by_verification(tables_svs, tmp_path):
     dst = tmp_path / "slack.svs"
     _rewrite(tables_svs, str(dst), {0: hidden})
     from wsideid.errors import VerificationFailed
-    with pytest.raises(VerificationFailed, match="1 sampled baseline streams with bytes after their last block"):
+    with pytest.raises(VerificationFailed, match="1 sampled baseline streams with bytes after their last block") as err:
         _deid(str(dst), tmp_path)
+    assert err.value.checks == ("compressed-streams",)
 
 
 def test_ndpi_restart_offsets_follow_the_entropy_data(tmp_path):

@@ -206,9 +206,12 @@ def test_dicom_audit_has_no_input_hash(lab, tmp_path):
     p = run("deid", lab["folder"], "-o", out, "--json", "--detect", "off", secret=lab["key_a"])
     assert p.returncode == 0, p.stderr
     audit_text = Path(json.loads(p.stdout)["audit"]).read_text()
+    import blake3
     for f in sorted(lab["folder"].iterdir()):
-        assert sha256(f) not in audit_text
-    assert all(k.startswith("output") for k in json.loads(audit_text)["sha256"])
+        assert sha256(f) not in audit_text and blake3.blake3(f.read_bytes()).hexdigest() not in audit_text
+    audit = json.loads(audit_text)
+    assert audit["hash_algorithm"] == "blake3"  # the default, as for TIFF
+    assert audit["blake3"] and all(k.startswith("output") for k in audit["blake3"])
 
 
 def test_no_secret_warning_once_and_in_the_audit(lab, tmp_path):

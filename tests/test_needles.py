@@ -227,13 +227,13 @@ def test_removed_value_appended_to_a_tiff_output_is_refused(synth_slides, tmp_pa
     (tmp_path / "out").mkdir()
     res = deidentify(src, tmp_path / "out", DeidOptions(new_id="R-1", detect="off"))
     assert res.status == "published"
-    assert next(c for c in res.report.checks if c.name == "residual-scan").ok
+    assert next(c for c in res.report.checks if c.name == "residual-needles").ok
     value = next(n for n in needles_for_plan(res.plan).needles if n.kind in (NeedleKind.VALUE, NeedleKind.IDENTIFIER)
                  and len(n.text) >= 6)
     bad = tmp_path / "tampered.svs"
     _tamper_append(Path(res.output), bad, value.text.upper().encode("utf-16-be"))
     rep = verify_output(src, bad, DeidOptions(new_id="R-1", detect="off"))
-    check = next(c for c in rep.checks if c.name == "residual-scan")
+    check = next(c for c in rep.checks if c.name == "residual-needles")
     assert not check.ok and value.kind.value in check.detail and value.source in check.detail
     assert value.text not in check.detail and value.text.upper() not in check.detail
 
@@ -253,6 +253,7 @@ def test_user_identifier_in_kept_metadata_refuses_publication(synth_slides, tmp_
     with pytest.raises(VerificationFailed) as err:
         deidentify(src, tmp_path / "b", DeidOptions(new_id="R-1", detect="off", identifiers=[word.lower()]))
     assert "user-given identifier from user identifier #1" in str(err.value)
+    assert "residual-needles" in err.value.checks
     assert word.lower() not in str(err.value).lower()
     assert not os.listdir(tmp_path / "b") or all(n.startswith(".") or n.endswith(".json") for n in os.listdir(tmp_path / "b"))
 
@@ -276,7 +277,7 @@ def test_coded_text_value_does_not_refuse_a_clean_dicom_slide(dicom_src, tmp_pat
     from test_dicom_fixtures import run
     res = run(dicom_src, tmp_path / "out", detect="off")
     assert res.status == "published"
-    check = next(c for c in res.report.checks if c.name == "residual-scan")
+    check = next(c for c in res.report.checks if c.name == "residual-needles")
     assert check.ok, check.detail
     texts = {n.text for n in needles_for_plan(res.plan).needles}
     assert "TEXT" not in texts and "OTHER-4455667" in texts and "Łukasz" in texts
@@ -295,7 +296,7 @@ def test_name_part_in_a_kept_dicom_field_refuses(dicom_src, tmp_path):
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(data.replace(kept, payload.ljust(len(kept)), 1))
     rep = verify_output(dicom_src, bad, options(detect="off"))
-    check = next(c for c in rep.checks if c.name == "residual-scan")
+    check = next(c for c in rep.checks if c.name == "residual-needles")
     assert not check.ok and "part of a removed name from inst[0]/PatientName" in check.detail
     assert "ukasz" not in check.detail.lower()
 
@@ -320,7 +321,7 @@ def test_name_in_a_dicom_frame_header_refuses(tmp_path):
     ds.PatientName = "Kowalski^Jan"
     ds.save_as(src, enforce_file_format=True)
     res = run(src, tmp_path / "out", detect="off")
-    assert next(c for c in res.report.checks if c.name == "residual-scan").ok
+    assert next(c for c in res.report.checks if c.name == "residual-needles").ok
     out = pydicom.dcmread(res.output)
     frames = list(generate_frames(out.PixelData, number_of_frames=int(out.NumberOfFrames)))
     note = b"scanned for KOWALSKI"
@@ -330,7 +331,7 @@ def test_name_in_a_dicom_frame_header_refuses(tmp_path):
     bad = tmp_path / "bad.dcm"
     out.save_as(bad, enforce_file_format=True)
     rep = verify_output(src, bad, options(detect="off"))
-    check = next(c for c in rep.checks if c.name == "residual-scan")
+    check = next(c for c in rep.checks if c.name == "residual-needles")
     assert not check.ok and "part of a removed name from inst[0]/PatientName" in check.detail
 
 

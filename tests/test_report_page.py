@@ -57,6 +57,27 @@ def test_page_is_self_contained_and_escapes_label_text(tmp_path):
     assert "data:image/jpeg;base64," in page and ACCESSION in page
 
 
+def test_every_slide_lists_the_checks_in_vocabulary_order(tmp_path):
+    """One table per verified slide, the vocabulary's names in its order; a failed check opens it."""
+    import re
+    from wsideid.checks import Check
+    out, review = _batch(tmp_path)
+    page = render(str(review))
+    tables = re.findall(r'<details class="checks"[^>]*>(.*?)</details>', page, re.S)
+    assert len(tables) == 3  # the three slides written (the corrupt one has no checks)
+    for t in tables:
+        assert re.findall(r"<td><code>([^<]+)</code></td>", t) == [c.value for c in Check]
+        assert "FAILED" not in t
+    rec = load_record(str(review), "R-3")
+    rec["checks"][5] = {**rec["checks"][5], "status": "failed", "ok": False, "detail": "a <b>bad</b> row"}
+    rec["checks"].reverse()  # stored in any order, shown in the vocabulary's
+    write_json(record_path(str(review), "R-3"), rec)
+    page = render(str(review))
+    failed = [t for t in re.findall(r'<details class="checks"([^>]*)>(.*?)</details>', page, re.S) if "FAILED" in t[1]]
+    assert len(failed) == 1 and failed[0][0] == " open" and "a &lt;b&gt;bad&lt;/b&gt; row" in failed[0][1]
+    assert re.findall(r"<td><code>([^<]+)</code></td>", failed[0][1]) == [c.value for c in Check]
+
+
 def test_apply_refuses_a_changed_file_and_needs_a_reviewer(tmp_path):
     out, review = _batch(tmp_path)
     dec = tmp_path / "d.csv"

@@ -74,7 +74,7 @@ def test_layouts_openslide_disagrees_with_are_refused(builder, why, tmp_path):
     assert kept <= TISSUE
     with pytest.raises(VerificationFailed, match=why) as err:
         deidentify(src, out, DeidOptions(detect="off"))
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and err.value.checks == ("reader",)
     assert os.listdir(out) == []
 
 
@@ -105,8 +105,9 @@ def test_ndpi_macro_given_a_magnification_is_unknown_and_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     # OpenSlide takes it for an NDPI and cannot read it: refused, not skipped
-    with pytest.raises(VerificationFailed, match="hamamatsu but cannot read it"):
+    with pytest.raises(VerificationFailed, match="hamamatsu but cannot read it") as err:
         deidentify(src, out, DeidOptions(detect="off"))
+    assert err.value.checks == ("reader",)
     assert os.listdir(out) == []
 
 

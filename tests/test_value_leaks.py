@@ -240,6 +240,7 @@ def test_verifier_refuses_an_output_whose_values_fail_the_policy(base, tmp_path,
                   _desc_edit(lambda d: d.replace("AppMag = 20", f"AppMag = 20 {NAME}")))
     monkeypatch.setattr(aperio, "join_description", leaky_join)
     (tmp_path / "out").mkdir()
-    with pytest.raises(VerificationFailed, match="values-pass-policy"):
+    with pytest.raises(VerificationFailed, match="values-pass-policy") as err:
         deidentify(src, tmp_path / "out", DeidOptions(new_id="R-77", detect="off"))
+    assert "values-pass-policy" in err.value.checks
     assert not list((tmp_path / "out").glob("R-77*.svs"))

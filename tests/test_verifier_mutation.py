@@ -20,6 +20,7 @@ import pytest
 
 import phi_corpus as pc
 from wsideid import cli
+from wsideid.checks import Check
 from wsideid.dicom.plan import DicomOptions
 from wsideid.dates import make_policy
 from wsideid.errors import VerificationFailed
@@ -81,6 +82,24 @@ DECISION_MUTATIONS = {
 }
 
 
+# name -> the check (wsideid.checks.Check value) that must report the mutation. A removed field left
+# in the output is plan-held's; a value kept unreplaced or undated is found by residual-needles (the
+# TIFF plan-held looks for removed fields, not for replaced values); a rebuilt header or a free text
+# that fails its pattern is values-pass-policy's.
+CAUGHT_BY = {
+    "field-removal-tags": "plan-held",
+    "field-removal-keys": "plan-held",
+    "field-removal-ndpi-properties": "plan-held",
+    "replace": "residual-needles",
+    "date-transform": "residual-needles",
+    "date-transform-beside-free-text": "residual-needles",
+    "date-transform-ndpi": "residual-needles",
+    "header-rebuild": "values-pass-policy",
+    "text-pattern": "residual-needles",
+    "text-pattern-all-spellings": "values-pass-policy",
+}
+
+
 def _disable(monkeypatch, select) -> list:
     """The writer gets copies of the decisions with the selected ones kept as they are."""
     real = tiff_base.decisions_by_ifd
@@ -107,10 +126,14 @@ def _options(dates: str = "remove") -> DeidOptions:
                        dates=make_policy(dates, SECRET, "subject-1"))
 
 
-def _expect_refusal(src: Path, outdir: Path, dates: str = "remove") -> None:
+def _expect_refusal(src: Path, outdir: Path, check: str, dates: str = "remove") -> None:
+    """Refused, nothing left in OUTDIR, and the failure reported under the vocabulary name ``check``
+    (``wsideid.checks.Check``): the check meant to catch this mutation is the one that did."""
+    Check(check)  # a name of the vocabulary
     outdir.mkdir(parents=True, exist_ok=True)
-    with pytest.raises(VerificationFailed):
+    with pytest.raises(VerificationFailed) as err:
         deidentify(src, outdir, _options(dates))
+    assert check in err.value.checks, (check, err.value.checks, str(err.value))
     assert not [n for n in os.listdir(outdir)], f"something was left in OUTDIR: {os.listdir(outdir)}"
 
 
@@ -127,7 +150,7 @@ def test_disabled_scrub_rule_is_caught(name, slides, tmp_path, monkeypatch):
     dates = "shift" if name.startswith("date") else "remove"
     _control(src, tmp_path / "control", dates)
     hit = _disable(monkeypatch, select)
-    _expect_refusal(src, tmp_path / "out", dates)
+    _expect_refusal(src, tmp_path / "out", CAUGHT_BY[name], dates)
     assert hit, f"{name}: the slide has nothing this rule changes (the mutation would be vacuous)"
     assert not [n for n in os.listdir(tmp_path / "out")]
 
@@ -147,7 +170,7 @@ def test_label_removal_disabled_is_caught(slide, slides, tmp_path, monkeypatch):
         hit.extend(d.image.role for d in plan.images if d.image.role in ("label", "macro") and d.action != "keep")
         return real(tf, p, *a, **kw)
     monkeypatch.setattr(tiff_base, "build_ifds", keep_images)
-    _expect_refusal(src, tmp_path / "out")
+    _expect_refusal(src, tmp_path / "out", "roles")
     assert hit
 
 
@@ -170,7 +193,7 @@ def test_tile_segment_stripping_disabled_is_caught(slide, slides, tmp_path, monk
     # the optimistic write's beside-the-copy check is part of the same rule: disabled too
     from wsideid.tiff import jpegsegs
     monkeypatch.setattr(jpegsegs, "check_pending", lambda path, pending: [])
-    _expect_refusal(src, tmp_path / "out")
+    _expect_refusal(src, tmp_path / "out", "compressed-streams")
     assert hit
 
 
@@ -229,11 +252,12 @@ def _dicom_rebuild_mutation(monkeypatch, kinds: set[str]) -> list:
     return hit
 
 
-@pytest.mark.parametrize("kinds", [("remove",), ("set",)], ids=["attribute-removal", "attribute-clean-replace"])
-def test_dicom_rule_disabled_is_caught(kinds, dicom_slide, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kinds,check", [(("remove",), "plan-held"), (("set",), "identifiers-replaced")],
+                         ids=["attribute-removal", "attribute-clean-replace"])
+def test_dicom_rule_disabled_is_caught(kinds, check, dicom_slide, tmp_path, monkeypatch):
     _control(dicom_slide, tmp_path / "control")
     hit = _dicom_rebuild_mutation(monkeypatch, set(kinds))
-    _expect_refusal(dicom_slide, tmp_path / "out")
+    _expect_refusal(dicom_slide, tmp_path / "out", check)
     assert hit
 
 
@@ -254,5 +278,5 @@ def test_dicom_frame_stripping_disabled_is_caught(tmp_path, monkeypatch):
         hit.append(inst.index)
         return {}
     monkeypatch.setattr(frames, "rule_edits", nothing_cleaned)
-    _expect_refusal(src, tmp_path / "out")
+    _expect_refusal(src, tmp_path / "out", "compressed-streams")
     assert hit

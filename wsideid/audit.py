@@ -36,6 +36,8 @@ from . import __version__
 from . import budget
 from .errors import WsideidError
 from .keys import Secret
+from .options import DeidOptions
+from .result import DeidResult
 
 _INDEX = re.compile(r"\[\d+\]$")
 LAB_RECORDS = "records"
@@ -67,15 +69,15 @@ def safe_path(path: str, known: bool, rule: str, secret: Secret) -> str:
     return f"{head}/{hashed}" if head else hashed
 
 
-def _secret_of(options) -> Secret:
-    secret = getattr(options, "secret", None)
+def _secret_of(options: DeidOptions) -> Secret:
+    secret = options.secret
     if secret is None:
         from .keys import run_secret
         secret = run_secret(None, once=True)
     return secret
 
 
-def audit_record(result, secret: Secret) -> dict[str, Any]:
+def audit_record(result: DeidResult, secret: Secret) -> dict[str, Any]:
     plan = result.plan
     fields = [{"path": safe_path(d.field.path, not d.unknown, d.rule, secret), "action": d.action, "rule": d.rule,
                **({"unknown": True} if d.unknown else {})} for d in plan.fields]
@@ -95,17 +97,17 @@ def audit_record(result, secret: Secret) -> dict[str, Any]:
         # Bounded (wsideid/budget.py): a hostile slide must not make a 481 MB audit.
         **_bounded("images", images, budget.MAX_AUDIT_IMAGES),
         **_bounded("fields", fields, budget.MAX_AUDIT_FIELDS),
-        "verification": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
+        "verification": result.report.to_records()
         if result.report else [],
-        "detectors": [sc.to_dict(include_values=False) for sc in getattr(result, "scans", [])],
+        "detectors": [sc.to_dict(include_values=False) for sc in result.scans],
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
     }
 
 
-def _hash_key(result) -> str:
+def _hash_key(result: DeidResult) -> str:
     """The hash table's key names its algorithm ("sha256", "blake3"; see hashing.py), and
     ``hash_algorithm`` says which key that is."""
-    return getattr(result, "hash_algorithm", "sha256")
+    return result.hash_algorithm
 
 
 def record_hashes(record: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -119,7 +121,7 @@ def _bounded(name: str, records: list[dict[str, Any]], limit: int) -> dict[str, 
     return {name: kept, **({f"{name}_omitted": rest} if rest else {})}
 
 
-def lab_record(result, secret: Secret, origin: str, named_by: str) -> dict[str, Any]:
+def lab_record(result: DeidResult, secret: Secret, origin: str, named_by: str) -> dict[str, Any]:
     """What the OUTDIR audit leaves out, for the lab: input path and hashes, verbatim key names."""
     plan = result.plan
     keys = [{"path": d.field.path, "audit_path": safe_path(d.field.path, not d.unknown, d.rule, secret),
@@ -161,13 +163,13 @@ def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root:
     return path
 
 
-def write_audit(result, options) -> str:
+def write_audit(result: DeidResult, options: DeidOptions) -> str:
     folder = options.audit_dir or os.path.dirname(result.output)
     return _write_json(folder, os.path.basename(result.output) + ".audit.json",
                        audit_record(result, _secret_of(options)), "audit record")
 
 
-def write_lab_record(result, options, review: str, origin: str, named_by: str) -> str:
+def write_lab_record(result: DeidResult, options: DeidOptions, review: str, origin: str, named_by: str) -> str:
     """``<review>/records/<output name>.lab.json`` (the review folder is owner-only: it holds PHI)."""
     from .naming import make_review_dir
     make_review_dir(review)

@@ -44,7 +44,11 @@ def _date_options(args) -> Any:
         from .dicom import is_dicom_input
         if is_dicom_input(source):  # with no --subject, a DICOM input's PatientID is the subject (issue 15)
             from .pseudomaps import dicom_patient_id
-            subject = dicom_patient_id(source)
+            files = None
+            if os.path.isdir(source):  # the slide's own instances (a folder may hold several slides)
+                from .dicom.slides import slide_files
+                files = slide_files(source, getattr(args, "series", None))
+            subject = dicom_patient_id(source, files)
     return make_policy(args.dates, _secret(args), subject)
 
 
@@ -61,7 +65,8 @@ def _deid_options(args):
                        regions=_regions(args), fill=getattr(args, "fill", "white"), macro=getattr(args, "macro", None),
                        in_place=getattr(args, "in_place", False), label=getattr(args, "label", None),
                        keep_name=getattr(args, "keep_name", False), secret=_secret(args),
-                       subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None))
+                       subject=getattr(args, "subject", None), naming=getattr(args, "_naming", None),
+                       series=getattr(args, "series", None))
 
 
 def _regions(args) -> list:
@@ -136,7 +141,7 @@ def cmd_deid(args) -> int:
     if not args.input:
         raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
     from .batch.folder import is_slide_folder
-    if is_slide_folder(args.input):
+    if is_slide_folder(args.input, getattr(args, "series", None)):
         return _deid_folder(args)
     if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
         _make_outdir(args.output)
@@ -152,9 +157,13 @@ def _deid_one(args) -> int:
     data = {"status": res.status, "format": res.format, "output": res.output, "audit": res.audit_path,
             "named_by": res.named_by, "replaced_existing": res.replaced,
             "summary": plan_summary(res.plan), "timings_s": {k: round(v, 3) for k, v in res.timings.items()},
-            "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in res.report.checks]}
+            "checks": res.report.to_records()}
 
     data["detectors"] = [sc.to_dict(include_values=False) for sc in res.scans]
+    data["notes"] = list(res.plan.inventory.notes)
+    for note in data["notes"]:  # a DICOM folder's instances that belong to no slide: reported, not written
+        if note.startswith("not written"):
+            print(f"wsideid: {note}", file=sys.stderr)
 
     def text(d):
         s = d["summary"]
@@ -166,7 +175,7 @@ def _deid_one(args) -> int:
                  for x in d["detectors"]]
         return (f"{head} {d['output']} ({d['format']})\n  fields: {acts}; unknown removed: {s['unknown']}\n"
                 + (f"  detectors: {'; '.join(flags)}\n" if flags else "") +
-                f"  images: {imgs}\n  verified: {sum(c['ok'] for c in d['checks'])}/{len(d['checks'])} checks"
+                f"  images: {imgs}\n  verified: {_checks_line(d['checks'])}"
                 f" in {d['timings_s'].get('total', 0):.2f}s\n  audit: {d['audit']}\n"
                 + (f"  named by {d['named_by']}; name mapping and lab record in the review folder\n"
                    if d["named_by"] else ""))
@@ -189,11 +198,13 @@ def _make_outdir(path: str) -> None:
 def _deid_folder(args) -> int:
     """``deid FOLDER -o OUT`` on a folder of slides: a batch with generated research IDs (see
     wsideid.batch.folder); the options a manifest row cannot carry are refused, not ignored."""
-    from .batch.folder import FolderOptions, run_folder
+    from .batch.folder import FolderKind, FolderOptions, folder_kind, one_id_refusal, run_folder
     a = lambda name, default=None: getattr(args, name, default)  # noqa: E731 - redact shares this path
+    if a("new_id") and folder_kind(args.input) is FolderKind.DICOM_SLIDES:
+        raise WsideidError(one_id_refusal(args.input))
     unsupported = [flag for flag, given in [
         ("--in-place", a("in_place")), ("--new-id", a("new_id")), ("--keep-name", a("keep_name")),
-        ("--region", a("region")), ("--profile", a("profile")), ("--strict", a("strict")),
+        ("--region", a("region")), ("--series", a("series")), ("--profile", a("profile")), ("--strict", a("strict")),
         ("--to-dicom", a("to_dicom")), ("--dicom-option", a("dicom_option")), ("--audit-dir", a("audit_dir")),
         ("--no-hash", a("no_hash"))] if given]
     if unsupported:
@@ -242,13 +253,23 @@ def cmd_scan(args) -> int:
     return EXIT_FINDINGS if any(r["has_phi"] for r in results) else EXIT_OK
 
 
+_STATUS_LABEL = {"passed": "ok", "failed": "FAIL", "not-applicable": "n/a", "not-run": "skip"}
+
+
+def _checks_line(checks: list[dict]) -> str:
+    """``12/12 checks passed (1 not applicable)``: the verification on one line."""
+    passed = sum(c["status"] == "passed" for c in checks)
+    na = sum(c["status"] == "not-applicable" for c in checks)
+    return f"{passed}/{len(checks) - na} checks passed" + (f" ({na} not applicable)" if na else "")
+
+
 def cmd_verify(args) -> int:
     from .pipeline import verify_output
     rep = verify_output(args.original, args.output_file, _deid_options(args))
-    data = {"ok": rep.ok, "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in rep.checks]}
+    data = {"ok": rep.ok, "checks": rep.to_records()}
 
     def text(d):
-        return "\n".join(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in d["checks"]) + \
+        return "\n".join(f"  {_STATUS_LABEL[c['status']]:<4} {c['check']}: {c['detail']}" for c in d["checks"]) + \
             f"\n{'verified' if d['ok'] else 'NOT verified'}\n"
     _print(data, args.json, text)
     return EXIT_OK if rep.ok else EXIT_VERIFY
@@ -271,6 +292,9 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
                    help="research ID: the output's name and the replacement for identifiers (1-64 letters, digits,"
                         " '.', '_', '-'; an empty or unsafe ID is refused). Without it the output is named by a keyed"
                         " pseudonym, WSI-<16 hex>, never by the input's name")
+    p.add_argument("--series", metavar="UID",
+                   help="DICOM folder holding several slides: the one whose VOLUME series has this Series Instance UID"
+                        " (without it, `deid` gives each slide its own output)")
     p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
     p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (scanned for residual PHI)")
     p.add_argument("--macro", choices=["remove", "keep", "blank-label"],

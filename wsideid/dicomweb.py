@@ -199,10 +199,18 @@ class PushResult:
     outputs: list[str] = field(default_factory=list)
 
 
-def _sha256(path: str) -> str:
-    """The hash the DICOM pipeline records in the audit for each output file (the same function)."""
-    from .hashing import sha256_file as audit_hash
-    return audit_hash(path)
+def _sent_digest(path: str) -> str:
+    """What the push record (``_record``) names a sent file by: sha256, whatever the audit used,
+    so a record written before the audit's algorithm changed still knows what was sent."""
+    from .hashing import sha256_file
+    return sha256_file(path)
+
+
+def _audit_hash(path: str, algorithm: str) -> str:
+    """The hash the DICOM driver records in the audit for each output file (the same function,
+    under the algorithm the audit names)."""
+    from .hashing import file_digest, parse
+    return file_digest(path, parse(algorithm))
 
 
 def _audit(outdir: str, name: str) -> dict | None:
@@ -230,12 +238,14 @@ def verified_files(outdir: str, name: str) -> list[str]:
         return []  # a verified TIFF output: not DICOM, nothing to send
     path = os.path.join(outdir, name)
     files = sorted(os.path.join(path, n) for n in os.listdir(path)) if os.path.isdir(path) else [path]
-    recorded = {v for k, v in (audit.get("sha256") or {}).items() if k.startswith("output")}
+    from .audit import record_hashes
+    algorithm, hashes = record_hashes(audit)
+    recorded = {v for k, v in hashes.items() if k.startswith("output")}
     if not recorded:
         raise WsideidError(f"{name}: the audit holds no output hashes (--no-hash), so the files cannot be shown"
                            " to be the verified ones; not sent")
     for f in files:
-        if os.path.islink(f) or not os.path.isfile(f) or _sha256(f) not in recorded:
+        if os.path.islink(f) or not os.path.isfile(f) or _audit_hash(f, algorithm) not in recorded:
             raise WsideidError(f"{name}: {os.path.basename(f)} is not a file verification recorded; not sent")
     return files
 
@@ -372,7 +382,7 @@ def push(outdir: str, url: str, review: str, names: list[str] | None = None) -> 
         if not files:
             continue
         for path in files:
-            digest = _sha256(path)
+            digest = _sent_digest(path)
             if any(s == server and h == digest for s, _, h in done):
                 res.already += 1
                 continue

@@ -41,7 +41,7 @@ def deid_from_dicomweb(args, deid_one: Callable[[Any], int]) -> int:
     """
     from .dicomweb import fetch_study, server_name
     from .keys import load_secret
-    from .naming import NamedBy, choose, content_files
+    from .naming import NamedBy, choose
     if not args.study:
         raise WsideidError("--from-dicomweb needs --study UID")
     if args.input:
@@ -57,7 +57,8 @@ def deid_from_dicomweb(args, deid_one: Callable[[Any], int]) -> int:
         args.input = folder
         if getattr(args, "_secret", None) is None:
             args._secret = load_secret(getattr(args, "secret_file", None), allow_random=True)
-        name = choose(folder, content_files(folder), args.new_id, False, args._secret)
+        from .dicom.slides import slide_files  # the study's one slide, or the one --series names
+        name = choose(folder, slide_files(folder, getattr(args, "series", None)), args.new_id, False, args._secret)
         origin = f"{server_name(args.from_dicomweb)}/studies/{args.study}"
         args._naming = dataclasses.replace(name, origin=origin) if name.named_by != NamedBy.KEPT else None
         return deid_one(args)

@@ -28,6 +28,11 @@ class StrictRefusal(WsideidError):
 
 
 class VerificationFailed(WsideidError):
-    """The output did not verify; nothing was published."""
+    """The output did not verify; nothing was published. ``checks``: the names of the
+    failed checks (``wsideid.checks.Check`` values), for callers that route on them."""
 
     exit_code = 3
+
+    def __init__(self, message: str, checks: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.checks = checks

@@ -110,6 +110,27 @@ class ImageDecision:
 
 
 @dataclass
+class FrameEdit:
+    """One blanked frame of a DICOM instance: the edited JPEG stream (padded to even
+    length) and the frame-local boxes blanked in it (before MCU growth)."""
+
+    data: bytes
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class FrameEdits:
+    """New frames per instance index, decided in planning (``dicom.redact.plan_frames``):
+    the writer writes them, the verifier checks them; the fill is what was asked."""
+
+    frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
+    fill: str = "white"
+
+    def of(self, index: int) -> dict[int, FrameEdit]:
+        return self.frames.get(index, {})
+
+
+@dataclass
 class Plan:
     inventory: Inventory
     fields: list[Decision]
@@ -120,6 +141,7 @@ class Plan:
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
     profile: Any = None  # the Profile used, so verification can re-plan the output
     macro_boxes: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (image, label box) blanked
+    frame_edits: FrameEdits | None = None  # DICOM: the frames the regions (and stream rule) change, per instance
 
     def unknowns(self) -> list[Decision]:
         return [d for d in self.fields if d.unknown]
@@ -138,25 +160,3 @@ class Plan:
             if d.field.path == path:
                 return d
         return None
-
-
-@dataclass
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class VerifyReport:
-    checks: list[CheckResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def add(self, name: str, ok: bool, detail: str = "") -> None:
-        self.checks.append(CheckResult(name, ok, detail))
-
-    def failures(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.ok]

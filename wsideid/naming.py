@@ -25,10 +25,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import WsideidError
 from .keys import Secret
+
+if TYPE_CHECKING:  # options.py imports this module (OutputName)
+    from .options import DeidOptions
 
 PSEUDONYM_PREFIX = "WSI-"
 NAME_MAP = "name-map.csv"
@@ -185,25 +188,21 @@ def choose(input_path: str, content: Sequence[str], new_id: str | None, keep_nam
     return OutputName(pseudonym(secret, fingerprint(content)), NamedBy.PSEUDONYM, origin)
 
 
-def check_name_options(options) -> None:
-    """Refuse a bad ``--new-id``, or ``--keep-name`` with ``--new-id``, before any work (exit 2, no fallback).
-
-    ``options`` is a ``pipeline.DeidOptions`` (any object with ``new_id`` and ``keep_name``).
-    """
+def check_name_options(options: DeidOptions) -> None:
+    """Refuse a bad ``--new-id``, or ``--keep-name`` with ``--new-id``, before any work (exit 2, no fallback)."""
     if options.new_id is not None:
         check_research_id(options.new_id)
-        if getattr(options, "keep_name", False):
+        if options.keep_name:
             raise NamingError("--keep-name and --new-id exclude each other")
 
 
-def name_for(input_path: str, content: Sequence[str], options) -> OutputName:
+def name_for(input_path: str, content: Sequence[str], options: DeidOptions) -> OutputName:
     """The name a caller already chose (``options.naming``), else :func:`choose` under ``options.secret``."""
-    if getattr(options, "naming", None) is not None:
+    if options.naming is not None:
         return options.naming
     if options.secret is None:  # pragma: no cover - the pipelines set it first
         raise WsideidError("internal: no secret to name the output with")
-    return choose(input_path, content, options.new_id, getattr(options, "keep_name", False), options.secret,
-                  getattr(options, "identifiers", ()))
+    return choose(input_path, content, options.new_id, options.keep_name, options.secret, options.identifiers)
 
 
 def check_review_dir(outdir: str, review: str) -> None:

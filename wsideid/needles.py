@@ -61,7 +61,8 @@ import numpy as np
 
 from .dates import parse_any, spellings
 from .errors import ProfileError
-from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind, VerifyReport
+from .checks import Check, VerifyReport
+from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -624,12 +625,12 @@ def scan_bytes(data: bytes, needles: Sequence[Needle]) -> list[Hit]:
 
 
 def report_residual(rep: VerifyReport, needles: NeedleSet, hits: Sequence[Hit]) -> None:
-    """Add the residual-scan check (and the user identifiers not searched) to a report."""
-    if needles.skipped:
-        rep.add("user-identifiers", True, "; ".join(needles.skipped))
+    """Record the residual-needles check (and the user identifiers not searched, in its detail)."""
     if hits:
         more = f"; and {len(hits) - 4} more" if len(hits) > 4 else ""
-        rep.add("residual-scan", False, f"{len(needles)} needles; {len(hits)} found: "
-                + "; ".join(h.describe() for h in hits[:4]) + more)
+        rep.record(Check.RESIDUAL_NEEDLES, False, f"{len(needles)} needles; {len(hits)} found: "
+                   + "; ".join(h.describe() for h in hits[:4]) + more)
     else:
-        rep.add("residual-scan", True, f"{len(needles)} needles, none found")
+        rep.record(Check.RESIDUAL_NEEDLES, True, f"{len(needles)} needles, none found")
+    if needles.skipped:
+        rep.record(Check.RESIDUAL_NEEDLES, True, "; ".join(needles.skipped), part="user identifiers not searched")

@@ -49,6 +49,7 @@ class DeidOptions:
     secret: Secret | None = None  # keyed pseudonyms, UIDs, audit key hashes; None: random per run (warned)
     naming: OutputName | None = None  # a name already chosen by the caller (--to-dicom's inner steps, batch)
     subject: str | None = None  # patient key (--subject, manifest): DICOM PatientID becomes its keyed pseudonym
+    series: str | None = None  # one slide of a DICOM folder holding several: its pyramid's Series Instance UID
 
     def __post_init__(self) -> None:
         """Words from the CLI, a manifest or a caller become enum members here, or the run
@@ -72,7 +73,7 @@ def with_secret(options: DeidOptions) -> DeidOptions:
     random one (warned about once)."""
     if options.secret is not None:
         return options
-    given = getattr(options.dicom, "secret", None)
+    given = options.dicom.secret if options.dicom is not None else None
     if given is not None:
         return replace(options, secret=given)
     from .keys import run_secret

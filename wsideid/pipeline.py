@@ -21,10 +21,11 @@ import time
 from typing import Any
 
 from . import memory
-from .drivers.base import Container, Opened, Written
+from .drivers.base import Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
-from .model import Plan, VerifyReport
+from .checks import VerifyReport
+from .model import Plan
 from .naming import check_name_options, check_review_dir, name_for, review_dir
 from .options import DeidOptions, with_secret
 from .publish import (TMP_PREFIX, InputGuard, check_free, check_input_and_output, check_not_input,  # noqa: F401
@@ -39,7 +40,7 @@ def inspect(path: str | os.PathLike, options: DeidOptions | None = None) -> Plan
     """The plan the profile would carry out, without writing anything."""
     options = options or DeidOptions()
     check_name_options(options)
-    opened = open_input(path)
+    opened = open_input(path, options.series)
     with _session(opened):
         return opened.driver.plan(opened, options)
 
@@ -75,7 +76,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
     review = review_dir(outdir, options.review_dir)
     check_review_dir(outdir, review)
     guard = InputGuard([input_path] if os.path.isfile(input_path) else [])
-    opened = open_input(input_path)
+    opened = open_input(input_path, options.series)
     guard.add(opened.files)
     driver = opened.driver
     name = name_for(input_path, opened.files, options)
@@ -146,41 +147,28 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
 
 
 class _Residual:
-    """The residual scan of the kept images. A TIFF-family slide's is a thread started with
-    the write (``slide_scan_thread.ResidualScan``: unchanged images read from the source while
-    the kernel copies, changed ones from the output once verified; never beside the
-    verification, whose memory peak would add to the detectors'); other drivers'
-    kept images are scanned from the output once verified. Joined before published/flagged is
-    decided, so nothing is published unscanned."""
+    """The residual scan of the kept images, for every driver a thread started with the write
+    (``slide_scan_thread.ResidualScan``: images the driver can name before writing are read
+    from the source while it writes, the others from the output once verified; never beside
+    the verification, whose memory peak would add to the detectors', issue 17).
+    Joined before published/flagged is decided, so nothing is published unscanned."""
 
     def __init__(self, driver, opened: Opened, plan: Plan, options: DeidOptions):
-        self.driver, self.plan, self.options = driver, plan, options
-        self.thread = None
-        if driver.container is Container.TIFF:
-            from .slide_scan_thread import ResidualScan
-            self.thread = ResidualScan(opened.path, plan, options.identifiers, options.ocr, options.new_id)
-            self.thread.start()
-        self.output: Written | None = None
+        from .slide_scan_thread import ResidualScan
+        self.thread = ResidualScan(driver, opened, plan, options.identifiers, options.ocr, options.new_id)
+        self.thread.start()
 
     def written(self, written: Written) -> None:
-        self.output = written
-        if self.thread is not None:
-            self.thread.written(written.ready)
+        self.thread.written(written)
 
     def wait_early(self) -> None:
-        if self.thread is not None:
-            self.thread.wait_early()
+        self.thread.wait_early()
 
     def result(self) -> list:
-        if self.thread is not None:
-            return self.thread.result()
-        assert self.output is not None
-        images = self.driver.residual_images(self.plan, self.output)
-        return drop_research_id(_scan(self.driver, images, "output", self.options), self.options.new_id)
+        return self.thread.result()
 
     def cancel(self) -> None:
-        if self.thread is not None:
-            self.thread.cancel()
+        self.thread.cancel()
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
@@ -208,7 +196,7 @@ def _remove(path: str) -> None:
 
 def _to_dicom_asked(options: DeidOptions) -> bool:
     """Checked without importing pydicom (which alone costs a quarter second of every TIFF run)."""
-    return bool(getattr(options.dicom, "to_dicom", False))
+    return options.dicom is not None and options.dicom.to_dicom
 
 
 def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
@@ -302,6 +290,6 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
     """Re-plan the original with the same options and check an existing output against it."""
     options = options or DeidOptions(verify=VerifyMode.FULL)
     check_name_options(options)
-    opened = open_input(original)
+    opened = open_input(original, options.series)
     with _session(opened):
         return opened.driver.verify_existing(opened, os.fspath(output), options)

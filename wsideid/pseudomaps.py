@@ -197,17 +197,18 @@ def patient_pairs(plan) -> list[tuple[str, str]]:
     return pairs
 
 
-def dicom_patient_id(path: str) -> str:
-    """The PatientID of a DICOM file or folder, the date-shift subject when none was given.
+def dicom_patient_id(path: str, files: list[str] | None = None) -> str:
+    """The PatientID of a DICOM file or folder (``files``: one slide's, ``dicom.slides.slide_files``),
+    the date-shift subject when none was given.
 
-    Every instance must agree: a folder mixing patients has no single subject.
+    Every instance of the slide must agree: a slide mixing patients has no single subject.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     from .naming import content_files
     values = set()
-    for f in content_files(path):
+    for f in files if files is not None else content_files(path):
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["PatientID"])
         except (InvalidDicomError, OSError, ValueError, EOFError):

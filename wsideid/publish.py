@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from .errors import VerificationFailed, WsideidError
 from .hashing import Hasher, sha256_file  # noqa: F401 - re-exported
-from .model import VerifyReport
+from .checks import VerifyReport
 from .naming import OutputName
 from .options import DeidOptions
 from .result import DeidResult
@@ -122,7 +122,7 @@ def failure_summary(report: VerifyReport, limit: int = 3) -> str:
 
 def require_ok(report: VerifyReport, what: str = "output failed verification, nothing published") -> None:
     if not report.ok:
-        raise VerificationFailed(f"{what} ({failure_summary(report)})")
+        raise VerificationFailed(f"{what} ({failure_summary(report)})", tuple(c.name for c in report.failures()))
 
 
 def stat_key(path: str) -> tuple[int, int, int]:

@@ -8,10 +8,10 @@ TIFF-family format is one vendor module, one profile in ``formats/``, and
 one line in ``TIFF_VENDORS``; a new container is one driver class and one
 line in ``DRIVERS``.
 
-A file that no driver claims is refused with what it is: another slide
-format by name with a conversion route (``wsideid.refused.REFUSED``),
-a file that is not a slide (``wsideid.sniff.REFUSED``), or "unrecognised
-content".
+A file that no driver claims is refused with what it is, from the one
+table ``wsideid.refused.REFUSED``: another slide format by name with a
+conversion route, a file that is not a slide ("the file is a JPEG image"),
+or "unrecognised content".
 """
 
 from __future__ import annotations
@@ -65,11 +65,15 @@ def tiff_driver(tf: TiffFile) -> TiffDriver:
     raise UnsupportedFormat(f"unsupported TIFF: no vendor module claims it ({', '.join(seen) or 'no IFDs'})")
 
 
-def open_input(path: str | os.PathLike) -> Opened:
-    """Detect the format from content (magic bytes, vendor markers), never the name, and open it."""
+def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
+    """Detect the format from content (magic bytes, vendor markers), never the name, and open it.
+
+    ``series`` picks one slide of a DICOM folder holding several (``dicom.slides``); other formats refuse it."""
     path = os.fspath(path)
     if os.path.isdir(path) and is_dicom_input(path):
-        return DICOM.open(path)  # a folder of DICOM instances
+        return DICOM.open(path, series)  # a folder of DICOM instances
+    if series is not None and not DICOM.claims(path):
+        raise WsideidError("--series (series_uid) picks a slide of a DICOM input only")
     if MIRAX.claims(path):
         return MIRAX.open(path)
     refused.refuse_if_known(path)  # other slide formats recognised and refused by name, with a route
@@ -83,8 +87,8 @@ def open_input(path: str | os.PathLike) -> Opened:
         tf = read_container(path)
         return tiff_driver(tf).open(path, tf)
     if DICOM.claims(path):
-        return DICOM.open(path)
-    raise UnsupportedFormat(f"not a supported slide: the file is {describe_bytes(head)}")
+        return DICOM.open(path, series)
+    raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
 
 
 def possible_outputs(source: str, stem: str) -> set[str]:

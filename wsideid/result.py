@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import Plan, VerifyReport
+from .checks import VerifyReport
+from .model import Plan
 
 
 @dataclass

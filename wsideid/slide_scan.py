@@ -55,6 +55,15 @@ def read_tiff_image(path: str, index: int):
     return opened.driver.read_image(path, index)
 
 
+def _every_slide(path: str) -> str | None:
+    """A DICOM folder is scanned whole, every slide's labels included (``dicom.slides.ALL_SLIDES``)."""
+    from .sniff import is_dicom_input
+    if not is_dicom_input(path):
+        return None
+    from .dicom.slides import ALL_SLIDES
+    return ALL_SLIDES
+
+
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),
                 ocr: bool = True, reader=read_tiff_image) -> list[ImageScan]:
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
@@ -138,7 +147,7 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
                 scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)
             else:
                 try:
-                    opened = open_input(path)
+                    opened = open_input(path, _every_slide(path))
                     scans = scan_refs(opened.driver.label_images(opened), "source", identifiers, ocr)
                 except UnsupportedFormat:
                     scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)

@@ -5,43 +5,18 @@ DICOM?" before anything is parsed, and the refusal message of an unsupported
 file names what it looks like. Both are data here, below every driver, and
 import nothing heavy (no pydicom, no tifffile).
 
-``REFUSED`` lists the formats recognised only to be refused by name (a
-whole-slide format this tool does not de-identify, or a file that is not a
-slide at all). One table, one line per format: a helper adding a format to
-refuse adds a line here and nothing else.
+What a file that is not a slide looks like (a JPEG, a PDF, ...) comes from
+the one table of refused files, ``wsideid.refused.REFUSED``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
-HEAD_BYTES = 132  # enough for the DICOM preamble and every magic below
+from .refused import Magic, looks_like
 
-
-@dataclass(frozen=True)
-class Magic:
-    """A byte string at an offset, and what a file starting so is, in words."""
-
-    what: str
-    magic: bytes
-    offset: int = 0
-
-    def matches(self, head: bytes) -> bool:
-        return head[self.offset:self.offset + len(self.magic)] == self.magic
-
-
-REFUSED: tuple[Magic, ...] = (
-    Magic("a JPEG image", b"\xff\xd8\xff"),
-    Magic("a PNG image", b"\x89PNG"),
-    Magic("a ZIP archive", b"PK\x03\x04"),
-    Magic("a PDF document", b"%PDF"),
-    Magic("a GIF image", b"GIF8"),
-    Magic("a BMP image", b"BM"),
-    Magic("a JPEG 2000 file", b"\x00\x00\x00\x0cjP"),
-    Magic("an XML document", b"<?xml"),
-)
-DICOM = Magic("a DICOM file", b"DICM", 128)
+HEAD_BYTES = 132  # enough for the DICOM preamble and every magic of refused.REFUSED's non-slides
+DICOM = Magic(b"DICM", 128)
 
 
 def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
@@ -51,9 +26,11 @@ def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
 
 def describe_bytes(head: bytes) -> str:
     """What the bytes look like, for a refusal message."""
-    for m in REFUSED + (DICOM,):
-        if m.matches(head):
-            return m.what
+    seen = looks_like(head)
+    if seen is not None:
+        return seen.name
+    if DICOM.matches(head):
+        return "a DICOM file"
     if not head:
         return "an empty file"
     return f"unrecognised content (first bytes {head[:8].hex()})"

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from .dates import DatePolicy, transform_structured
 from .errors import ProfileError
-from .model import REMOVE, REPLACE, TEXT, Field, ValueKind
+from .model import REMOVE, REPLACE, TEXT, Decision, Field, ValueKind
 
 
 class ValueType(str, Enum):
@@ -307,6 +307,12 @@ def check(f: Field, spec: ValueSpec | None, dates: DatePolicy) -> Verdict:
     if spec.type is not None:
         return _check_typed(f, spec)
     return _check_pattern(f, spec, dates)
+
+
+def value_failed(d: Decision) -> bool:
+    """Whether a decision removes a value (or parts of it) because it fails its type or pattern:
+    what the verifier's ``values-pass-policy`` finds when it re-plans an output."""
+    return ": value failed" in d.rule or bool(d.removed_parts)
 
 
 def check_time(value: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -51,6 +52,44 @@ def check_round_trip(sample: Path, name: str, planted, tmp_path: Path) -> None:
         blob = Path(p).read_bytes().lower()
         leaked = [v for v in planted if v.lower().encode() in blob]
         assert not leaked, f"{p}: {leaked}"
+
+
+def _dicom_sample(folder: Path) -> Path:
+    """Made in a child process: importing wsidicomizer switches pydicom to its future behaviour
+    for the whole process (see test_dicom.py)."""
+    import importlib.util
+    import subprocess
+    import sys
+    if importlib.util.find_spec("wsidicomizer") is None:
+        pytest.skip("wsidicomizer is not installed")
+    series = folder / "series"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", f"from wsideid.synth import make_dicom; make_dicom({str(series)!r})"],
+                   check=True, env=env, timeout=600)
+    return series
+
+
+def _made(make, name: str, **kw):
+    def run(folder: Path) -> Path:
+        make(str(folder / name), **kw)
+        return folder / name
+    return run
+
+
+def sample_makers() -> dict[str, Callable[[Path], Path]]:
+    """driver name -> a function making that driver's sample in a folder (the per-driver modules'
+    samples), for tests parametrised over every driver in the registry."""
+    from wsideid.mrxs.synth import make_mrxs
+    from wsideid.synth import make_generic_tiff, make_ndpi, make_svs
+    from wsideid.synth_ome import make_ome_tiff
+    from wsideid.synth_philips import make_philips_tiff
+    from wsideid.synth_qptiff import make_qptiff
+    from wsideid.synth_vendors import make_bif, make_scn
+    return {"hamamatsu": _made(make_ndpi, "s.ndpi"), "aperio": _made(make_svs, "s.svs"),
+            "philips": _made(make_philips_tiff, "s.tiff"), "qptiff": _made(make_qptiff, "s.qptiff", fluorescence=False),
+            "ventana": _made(make_bif, "s.bif"), "leica": _made(make_scn, "s.scn"),
+            "ome-tiff": _made(make_ome_tiff, "s.ome.tif"), "generic-tiff": _made(make_generic_tiff, "s.tiff"),
+            "dicom": _dicom_sample, "mirax": _made(make_mrxs, "s.mrxs")}
 
 
 def corrupted_variants(sample: Path, tmp_path: Path) -> dict[str, Path]:

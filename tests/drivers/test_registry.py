@@ -10,7 +10,7 @@ import pytest
 from wsideid.errors import UnsupportedFormat
 from wsideid.profiles import load_profile
 from wsideid.registry import DRIVERS, TIFF_DRIVERS, by_name, open_input, possible_outputs
-from wsideid.sniff import REFUSED
+from wsideid.refused import NOT_SLIDES, REFUSED
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,14 +29,22 @@ def test_names_are_unique():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("magic", REFUSED, ids=lambda m: m.what)
-def test_refused_by_name(magic, tmp_path):
+@pytest.mark.parametrize("entry", NOT_SLIDES, ids=lambda m: m.name)
+def test_refused_by_name(entry, tmp_path):
     p = tmp_path / "slide.svs"
     head = bytearray(b"\0" * 256)
-    head[magic.offset:magic.offset + len(magic.magic)] = magic.magic
+    m = entry.matches
+    head[m.offset:m.offset + len(m.magic)] = m.magic
     p.write_bytes(bytes(head))
-    with pytest.raises(UnsupportedFormat, match=magic.what):
+    with pytest.raises(UnsupportedFormat) as exc:
         open_input(p)
+    assert str(exc.value) == entry.message() == f"not a supported slide: the file is {entry.name}"
+
+
+def test_one_refused_table():
+    """Slide formats (with a route) and non-slides (without) are entries of one table."""
+    assert {r.is_slide for r in REFUSED} == {True, False}
+    assert all(r.route for r in REFUSED if r.is_slide)
 
 
 def test_unrecognised_content(tmp_path):

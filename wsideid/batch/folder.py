@@ -11,9 +11,13 @@ the review folder too, never in OUTDIR.
 What counts as a slide is decided by content (TIFF or DICOM magic), plus
 the extensions of slide formats (so a corrupt ``.svs`` fails visibly in the
 summary and on the QC page instead of being skipped). Everything else is
-listed as ignored. A folder that is itself one DICOM series keeps its old
-meaning (one slide); a folder mixing DICOM instances with other slide files
-is refused, because either reading of it would silently leave files out.
+listed as ignored. A folder that is itself one DICOM slide keeps its old
+meaning (one slide); a DICOM folder holding several slides (split by content,
+``wsideid.dicom.slides``) runs as a batch with one row per slide (its
+``series_uid``), and so does a DICOM subfolder holding several; instances
+that belong to no slide are listed as ignored, never written. A folder mixing
+DICOM instances with other slide files is refused, because either reading of
+it would silently leave files out.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 class FolderKind(enum.Enum):
     NOT_A_FOLDER = "file"
-    DICOM_SERIES = "dicom-series"  # today's meaning: one slide
+    DICOM_SERIES = "dicom-series"  # one slide
+    DICOM_SLIDES = "dicom-slides"  # a DICOM folder holding several slides: a batch, one row per slide
     SLIDES = "slides"  # a batch
 
 
@@ -85,11 +90,59 @@ def folder_kind(path: str) -> FolderKind:
     if any(os.path.isfile(f) and not is_dicom_file(f) and is_slide_file(f) for f in files):
         raise WsideidError("the folder holds DICOM instances and other slide files: put each DICOM series and the"
                            " other slides in folders of their own")
-    return FolderKind.DICOM_SERIES
+    return FolderKind.DICOM_SLIDES if len(_dicom_slides(path).slides) > 1 else FolderKind.DICOM_SERIES
 
 
-def is_slide_folder(path: str) -> bool:
-    return folder_kind(path) is FolderKind.SLIDES
+def _dicom_slides(path: str):
+    """The slides of a DICOM folder (``dicom.slides.SlideSet``), read once per run (again when
+    a file of the folder was added, removed or rewritten since)."""
+    key = (os.path.realpath(path), _state(path))
+    if key not in _SLIDE_SETS:
+        from ..dicom.slides import slide_set
+        _SLIDE_SETS[key] = slide_set(path)
+    return _SLIDE_SETS[key]
+
+
+_SLIDE_SETS: dict = {}
+
+
+def _state(path: str) -> tuple:
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return ((st.st_size, st.st_mtime_ns),)
+    with os.scandir(path) as it:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in it if e.is_file()))
+
+
+def is_slide_folder(path: str, series: str | None = None) -> bool:
+    """A folder that runs as a batch: slides, or a DICOM folder of several slides when none was picked."""
+    kind = folder_kind(path)
+    return kind is FolderKind.SLIDES or kind is FolderKind.DICOM_SLIDES and not series
+
+
+def one_id_refusal(path: str) -> str:
+    """Why ``--new-id`` cannot name a DICOM folder of several slides (with the slides found)."""
+    found = _dicom_slides(path)
+    return (f"one --new-id cannot name several slides: the folder holds {len(found.slides)} ({found.listing()});"
+            " drop --new-id (each slide gets a pseudonym, the mapping goes to the review folder), pick one"
+            " with --series UID, or write a manifest with a series_uid column and use `wsideid run`")
+
+
+def _rows_of(folder: str, name: str) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The rows of one entry: a DICOM folder of several slides gives one per slide, plus the instances
+    that belong to none (listed as ignored); anything else is one row (its job reports what is wrong)."""
+    from ..dicom import is_dicom_input
+    path = os.path.join(folder, name)
+    if not (os.path.isdir(path) and is_dicom_input(path)):
+        return [(name, None)], []
+    try:
+        found = _dicom_slides(path)
+    except WsideidError:
+        return [(name, None)], []
+    ignored = [f"{name}: {o}" for o in found.orphans]
+    if len(found.slides) <= 1:
+        return [(name, None)], ignored
+    return [(name, s.series_uid) for s in found.slides], ignored
 
 
 def list_slides(folder: str, skip: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
@@ -127,17 +180,43 @@ def _check_folders(folder: str, outdir: str, review: str) -> None:
             raise WsideidError(f"{what} may not be the input folder")
 
 
-def write_folder_manifest(review: str, slides: list[str], opts: FolderOptions) -> str:
+def _subjects(root: str, slides: list[tuple[str, str | None]], opts: FolderOptions) -> dict:
+    """``--dates shift`` needs each row's subject: ``--subject`` for all, else, when every slide is
+    DICOM, each slide's own PatientID (issue 15: with no manifest the PatientID is the subject), so a
+    folder of several patients' slides shifts each patient by their own offset. A slide with no
+    PatientID, or several, gets none: its row is refused, the others go on."""
+    if opts.dates != "shift" or opts.subject:
+        return {}
+    from ..dicom import is_dicom_input
+    if not all(is_dicom_input(os.path.join(root, n)) for n, _ in slides):
+        raise WsideidError("--dates shift on a folder needs --subject (every slide is then that subject's);"
+                           " for several subjects write a manifest with a subject column")
+    out = {}
+    for name, series in slides:
+        try:
+            found = _dicom_slides(os.path.join(root, name))
+        except WsideidError:  # its job fails with the reason
+            continue
+        slide = found.by_series(series) if series else (found.slides[0] if found.slides else None)
+        ids = {str(i.ds.get("PatientID", "") or "").strip() for i in slide.instances} - {""} if slide else set()
+        if len(ids) == 1:  # else no subject: the row is refused ("dates=shift needs a subject")
+            out[(name, series)] = ids.pop()
+    return out
+
+
+def write_folder_manifest(review: str, slides: list[tuple[str, str | None]], opts: FolderOptions,
+                          subjects: dict | None = None) -> str:
     from ..cells import csv_text
     from ..safefs import write_atomic
     if any(";" in i for i in opts.identifiers):
         raise WsideidError("an --identifier may not contain ';' on a folder of slides (the manifest separator)")
-    rows = [{"source": n, "subject": opts.subject or "", "identifiers": ";".join(opts.identifiers),
-             "keep_macro": "yes" if opts.keep_macro else "", "macro": opts.macro or "", "label": opts.label or ""}
-            for n in slides]
+    rows = [{"source": n, "series_uid": series or "", "subject": opts.subject or (subjects or {}).get((n, series), ""),
+             "identifiers": ";".join(opts.identifiers), "keep_macro": "yes" if opts.keep_macro else "",
+             "macro": opts.macro or "", "label": opts.label or ""}
+            for n, series in slides]
     path = os.path.join(review, FOLDER_MANIFEST)
-    write_atomic(path, csv_text(rows, ["source", "new_id", "subject", "identifiers", "keep_macro", "macro", "label"]),
-                 root=review, mode=0o600)
+    write_atomic(path, csv_text(rows, ["source", "series_uid", "new_id", "subject", "identifiers", "keep_macro",
+                                       "macro", "label"]), root=review, mode=0o600)
     return path
 
 
@@ -146,18 +225,26 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
     from . import records
     folder, outdir = os.path.abspath(folder), os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
-    if opts.dates == "shift" and not opts.subject:
-        raise WsideidError("--dates shift on a folder needs --subject (every slide is then that subject's);"
-                           " for several subjects write a manifest with a subject column")
     _check_folders(folder, outdir, review)
-    slides, ignored = list_slides(folder, (outdir, review))
+    root = folder
+    if folder_kind(folder) is FolderKind.DICOM_SLIDES:  # the folder is one entry of its parent, one row per slide
+        root, entries = os.path.dirname(folder), [os.path.basename(folder)]
+        ignored: list[str] = []
+    else:
+        entries, ignored = list_slides(folder, (outdir, review))
+    slides: list[tuple[str, str | None]] = []
+    for name in entries:
+        rows, orphans = _rows_of(root, name)
+        slides += rows
+        ignored += orphans
     if not slides:
         raise WsideidError("no slides in the folder (slide files by content or extension, or DICOM series folders)")
+    subjects = _subjects(root, slides, opts)
     os.makedirs(outdir, exist_ok=True)
     records.check_separate(outdir, review)
     os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
-    manifest = write_folder_manifest(review, slides, opts)
-    bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=folder, dates=opts.dates,
+    manifest = write_folder_manifest(review, slides, opts, subjects)
+    bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=root, dates=opts.dates,
                          secret_file=opts.secret_file, detect=opts.detect, ocr=opts.ocr, verify=opts.verify,
                          progress=opts.progress, overwrite=opts.overwrite)
     return run_batch(manifest, outdir, bopts), ignored

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..checks import CheckStatus
 from ..errors import WsideidError
 from .records import input_state, load_record, record_path, tree_sha256, write_json
 from .recovery import mark_running, recover
@@ -50,6 +51,7 @@ class SlideJob:
     overwrite: bool = False  # only when the review record says this run's batch made the old output
     stale: list[str] = field(default_factory=list)  # earlier outputs of this slide to drop if not re-made
     named_by: str = "research-id"  # "pseudonym": new_id was given by the runner, not the manifest
+    series: str | None = None  # one slide of a DICOM folder holding several (its pyramid's Series Instance UID)
 
 
 def deid_options(job: SlideJob):
@@ -67,7 +69,7 @@ def deid_options(job: SlideJob):
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
                        overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
-                       subject=job.subject)
+                       subject=job.subject, series=job.series)
 
 
 def _counts(result) -> dict[str, Any]:
@@ -96,7 +98,7 @@ def _counts(result) -> dict[str, Any]:
         "images_removed": sum(d.action == "remove" for d in plan.images),
         "phi_source": phi["source"], "phi_output": phi["output"],
         "phi_categories": ";".join(f"{k}:{v}" for k, v in sorted(cats.items())),
-        "barcodes": barcodes, "text_lines": lines, "checks": f"{sum(c.ok for c in checks)}/{len(checks)}",
+        "barcodes": barcodes, "text_lines": lines, "checks": f"{sum(c.passed for c in checks)}/{sum(c.status is not CheckStatus.NOT_APPLICABLE for c in checks)}",
     }
 
 
@@ -186,7 +188,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     record = {
         "previous_output": prev.get("output") or prev.get("previous_output"),  # a failed retry keeps track
         "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
-        "identifiers": job.identifiers, "subject": job.subject, "fingerprint": job.fingerprint,
+        "identifiers": job.identifiers, "subject": job.subject, "series_uid": job.series, "fingerprint": job.fingerprint,
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")
                           else tree_sha256(output) if output else None),
@@ -198,8 +200,9 @@ def run_job(job: SlideJob) -> dict[str, Any]:
                    for d in result.plan.fields] if result and result.plan else [],
         "image_actions": [{"index": d.image.index, "role": d.image.role, "action": d.action, "rule": d.rule}
                           for d in result.plan.images] if result and result.plan else [],
-        "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in result.report.checks]
+        "checks": result.report.to_records()
         if result and result.report else [],
+        "notes": list(result.plan.inventory.notes) if result and result.plan else [],  # e.g. instances not written
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     # The record lands right after the publish, before the slow review previews: a worker killed

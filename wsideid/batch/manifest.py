@@ -30,6 +30,8 @@ from ..errors import WsideidError
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
 COLUMNS: dict[str, str] = {
     "source": "slide file (or DICOM folder), relative to the manifest's folder; required",
+    "series_uid": "a DICOM folder holding several slides: the Series Instance UID of this row's slide (its"
+                  " VOLUME series); each slide is its own row and output. Empty: the folder must hold one slide",
     "new_id": "research ID: the output file name and the replacement for identifiers; unique. Empty (or no"
               " column): a keyed pseudonym, WSI-<16 hex>, never the source's name",
     "subject": "patient key: slides of one subject get the same date shift (needed for dates=shift)",
@@ -46,6 +48,7 @@ COLUMNS: dict[str, str] = {
 REQUIRED = ("source",)
 _TRUE = {"yes", "y", "true", "1", "x"}
 _FALSE = {"no", "n", "false", "0", ""}
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")  # as written by scanners (leading zeros seen in the wild)
 
 
 class ManifestError(WsideidError):
@@ -82,6 +85,7 @@ class ManifestRow:
     detect: str | None = None
     source_rel: str = ""
     named_by: str = "research-id"  # or "pseudonym" (no new_id in the manifest)
+    series: str | None = None  # one slide of a DICOM folder (its pyramid's Series Instance UID)
 
 
 def _read_csv(path: Path) -> list[list[str]]:
@@ -233,8 +237,11 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             mine.append(RowProblem(n, "new_id", why))
         elif new_id and new_id.lower() in seen_ids:
             mine.append(RowProblem(n, "new_id", f"duplicate of row {seen_ids[new_id.lower()]}"))
+        series = rec.get("series_uid", "") or None
+        if series and (not _UID.match(series) or len(series) > 64):
+            mine.append(RowProblem(n, "series_uid", "is not a UID (digits and dots, at most 64 characters)"))
         if src is not None:
-            key = os.path.normpath(str(src))
+            key = os.path.normpath(str(src)) + "\0" + (series or "")
             if key in seen_src:
                 mine.append(RowProblem(n, "source", f"same slide as row {seen_src[key]}"))
         dates = _choice(rec.get("dates", ""), ("remove", "year", "shift"), n, "dates", mine)
@@ -249,13 +256,13 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             label=_choice(rec.get("label", ""), ("remove", "replace"), n, "label", mine),
             regions=_regions(rec.get("regions", ""), n, mine),
             detect=_choice(rec.get("detect", ""), ("off", "residual", "all"), n, "detect", mine),
-            source_rel=rec["source"],
+            source_rel=rec["source"], series=series,
         )
         if mine:
             problems.extend(replace(p, source=rec["source"]) for p in mine)
             continue
         if new_id:
             seen_ids[new_id.lower()] = n
-        seen_src[os.path.normpath(row.source)] = n
+        seen_src[os.path.normpath(row.source) + "\0" + (series or "")] = n
         rows.append(row)
     return rows, problems

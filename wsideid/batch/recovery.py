@@ -72,7 +72,8 @@ def _hashes_match(output: str, lab: dict) -> bool:
     if not per_instance or not os.path.isdir(output):
         return False
     names = sorted(os.listdir(output))
-    found = sorted(tree_sha256(os.path.join(output, n)) or "" for n in names if not n.endswith(".audit.json"))
+    found = sorted(tree_sha256(os.path.join(output, n), algorithm) or "" for n in names
+                   if not n.endswith(".audit.json"))
     return found == per_instance
 
 

@@ -22,6 +22,7 @@ from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
 from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, lost_job, recover_interrupted, run_job
+from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
@@ -72,9 +73,11 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
                    fingerprint="", subject=row.subject, identifiers=list(row.identifiers),
                    dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
                    macro=row.macro, label=row.label, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
-                   verify=opts.verify, named_by=row.named_by)
+                   verify=opts.verify, named_by=row.named_by, series=row.series)
     key = {k: getattr(job, k) for k in ("source", "new_id", "named_by", "subject", "identifiers", "dates",
                                         "keep_macro", "macro", "label", "regions", "detect", "ocr")}
+    if row.series:  # only when set: the fingerprints of earlier batches stay valid (resume)
+        key["series"] = row.series
     job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
     return job
 
@@ -155,15 +158,16 @@ def write_mapping(review_dir: str, rows: list[ManifestRow]) -> None:
     """Source names and identifiers -> research IDs: identifying, so only in the review folder."""
     write_csv(os.path.join(review_dir, records.MAPPING),
               [{"row": r.row, "new_id": r.new_id, "named_by": r.named_by, "source": r.source_rel, "path": r.source,
-                "subject": r.subject or "", "identifiers": ";".join(r.identifiers)} for r in rows],
-              ["row", "new_id", "named_by", "source", "path", "subject", "identifiers"])
+                "series_uid": r.series or "", "subject": r.subject or "", "identifiers": ";".join(r.identifiers)}
+               for r in rows],
+              ["row", "new_id", "named_by", "source", "path", "series_uid", "subject", "identifiers"])
 
 
-def _earlier_pseudonyms(review_dir: str) -> dict[str, str]:
-    """Source path -> the pseudonym an earlier run of this batch gave it (from the review folder's mapping)."""
+def _earlier_pseudonyms(review_dir: str) -> dict[tuple[str, str], str]:
+    """(source path, series) -> the pseudonym an earlier run of this batch gave it (from the review folder's mapping)."""
     try:
         with open(os.path.join(review_dir, records.MAPPING), newline="") as fh:
-            return {r["path"]: r["new_id"] for r in map(unescape_row, csv.DictReader(fh))
+            return {(r["path"], r.get("series_uid") or ""): r["new_id"] for r in map(unescape_row, csv.DictReader(fh))
                     if r.get("named_by") == "pseudonym" and r.get("path") and r.get("new_id")}
     except (OSError, KeyError, csv.Error):
         return {}
@@ -180,14 +184,16 @@ def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems
     is refused.
     """
     from ..keys import RANDOM_SOURCE
-    from ..naming import NamedBy, content_files, fingerprint, pseudonym
+    from ..naming import NamedBy, fingerprint, pseudonym
+    from .dicom_rows import slide_content
     earlier = _earlier_pseudonyms(review_dir) if secret.source == RANDOM_SOURCE else {}
     taken = {r.new_id.lower(): r.row for r in rows if r.new_id}
     kept = []
     for r in rows:
         if not r.new_id:
             try:
-                r.new_id = earlier.get(r.source) or pseudonym(secret, fingerprint(content_files(r.source)))
+                r.new_id = (earlier.get((r.source, r.series or ""))
+                            or pseudonym(secret, fingerprint(slide_content(r))))
             except WsideidError:
                 problems.append(RowProblem(r.row, "source", "cannot be read to name it", r.source_rel))
                 continue
@@ -227,6 +233,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     outdir = os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
     rows, problems = parse_manifest(manifest, opts.source_root)
+    rows = check_dicom_rows(rows, problems)
     from ..keys import RANDOM_SOURCE, load_secret
     secret = load_secret(opts.secret_file, allow_random=True)
     if secret.source == RANDOM_SOURCE and any((r.dates or opts.dates) == "shift" for r in rows):

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from ..errors import WsideidError
+from ..model import Plan
 from .failures import third_party
 from .pixels import copy_range
 from .plan import IMPLEMENTATION, DicomPlanData, tag_name
@@ -60,8 +61,10 @@ def _rebuild(ds: Dataset, prefix: str, ops: dict) -> Dataset:
     return out
 
 
-def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profile_sha: str) -> Dataset:
-    """The de-identified header of one instance (no pixel data), with its file meta."""
+def build_instance(inst: Instance, plan: Plan) -> Dataset:
+    """The de-identified header of one instance (no pixel data), with its file meta; everything
+    it follows (operations, frame edits, regions) is read from the frozen ``plan``."""
+    data: DicomPlanData = plan.inventory.container
     ds = _rebuild(inst.ds, f"inst[{inst.index}]", data.ops)
     meta = FileMetaDataset()
     for elem in inst.ds.file_meta:
@@ -73,9 +76,9 @@ def build_instance(inst: Instance, data: DicomPlanData, profile_name: str, profi
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     for kw, value in IMPLEMENTATION.items():
         setattr(meta, kw, value)
-    blanked = data.frame_edits is not None and bool(data.frame_edits.of(inst.index))
-    add_record(ds, profile_name, profile_sha, data.columns, data.policy, inst.index in data.structured,
-               list(data.regions) if blanked else [])
+    blanked = plan.frame_edits is not None and bool(plan.frame_edits.of(inst.index))
+    add_record(ds, plan.profile_name, plan.profile_sha256, data.columns, data.policy, inst.index in data.structured,
+               list(plan.regions) if blanked else [])
     if data.new_id:  # identity from the research ID, also where the input left it out
         for kw in IDENTITY_FROM_NEW_ID:
             if kw not in ds:

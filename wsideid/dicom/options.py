@@ -10,14 +10,16 @@ needs regions) are the same for ``deid``, ``inspect`` and ``verify``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..dates import KEEP, DatePolicy
+from ..enums import MacroPolicy
 from ..errors import WsideidError
+from ..model import Plan
+from ..options import DeidOptions
+from ..profiles import Profile
 from .rules import OPTIONS, DicomRules
 
 
-def option_columns(names: tuple[str, ...], options: Any, profile: Any = None) -> set[str]:
+def option_columns(names: tuple[str, ...], options: DeidOptions, profile: Profile | None = None) -> set[str]:
     """The profile columns for the chosen option names (combinations expanded); refuses
     unknown names and contradictory choices with a one-line error."""
     combos: dict[str, list[str]] = {}
@@ -40,8 +42,7 @@ def option_columns(names: tuple[str, ...], options: Any, profile: Any = None) ->
     if "full_dates" in cols and mode != "remove":
         raise WsideidError("retain-longitudinal-full-dates keeps dates as they are: it cannot be combined with "
                            f"--dates {mode} (Modified Dates)")
-    if "clean_pixels" in cols and not (getattr(options, "regions", None)
-                                       or getattr(options, "macro", None) == "blank-label"):
+    if "clean_pixels" in cols and not (options.regions or options.macro == MacroPolicy.BLANK_LABEL):
         raise WsideidError("clean-pixel-data needs the regions to blank (--region X,Y,W,H or --macro blank-label)")
     return cols
 
@@ -52,11 +53,11 @@ def date_policy(policy: DatePolicy, rules: DicomRules) -> DatePolicy:
     return DatePolicy(KEEP) if "full_dates" in rules.columns else policy
 
 
-def note_macro_choice(plan: Any, macro: str | None) -> Any:
+def note_macro_choice(plan: Plan, macro: MacroPolicy | None) -> Plan:
     """``--macro blank-label`` on DICOM: the OVERVIEW's label area cannot be blanked yet (no
     label location for DICOM overviews), so the overview is removed (fail closed) and the
     decision says so instead of removing it silently."""
-    if macro == "blank-label":
+    if macro == MacroPolicy.BLANK_LABEL:
         for d in plan.images:
             if d.image.role == "overview" and d.action == "remove":
                 d.rule += " (--macro blank-label: not available for DICOM overviews yet, removed instead)"

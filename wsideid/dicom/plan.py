@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from .. import __version__
 from ..dates import DatePolicy, scrub_text
 from ..errors import WsideidError
+from ..keys import Secret
 from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision, Field, ImageDecision,
                      ImageInfo, Inventory, Plan, ValueKind)
 from ..profiles import Profile
@@ -51,7 +52,7 @@ class DicomOptions:
     options: tuple[str, ...] = ()  # rules.OPTIONS names
     label: str = "remove"  # remove | generate
     to_dicom: bool = False
-    secret: Any = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
+    secret: Secret | None = None  # wsideid.keys.Secret for UIDs and pseudonyms; None: $WSIDEID_SECRET or random per run
 
 
 @dataclass
@@ -66,9 +67,7 @@ class DicomPlanData:
     ops: dict[str, Op] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
     specimens: SpecimenIds | None = None
-    frame_edits: Any = None  # redact.FrameEdits: blanked frames per instance (regions asked for)
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
-    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # blanked (level-0 px), for the record
     patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
 
 
@@ -566,7 +565,10 @@ def make_dicom_plan(src: DicomSource, profile: Profile, rules: DicomRules, uids:
         images.append(ImageDecision(info, action, rule))
     inv = Inventory("dicom", src.path, [i.image for i in images], [d.field for d in decisions], container=data,
                     notes=[f"{len(src.instances)} instance(s)" + (f", {src.skipped} non-DICOM file(s) not copied"
-                                                                   if src.skipped else "")])
+                                                                   if src.skipped else "")]
+                    + [f"the folder holds {src.other_slides} other slide(s), each its own output" for _ in
+                       range(bool(src.other_slides))]
+                    + [f"not written, belongs to no slide: {o}" for o in src.orphans])
     options = {"dates": policy.mode, "strict": strict, "keep_macro": keep_overview, "new_id_given": bool(new_id),
                "profile_sources": profile.sources, "dicom_options": sorted(rules.columns), "label": label,
                "tool": f"wsideid {__version__}"}

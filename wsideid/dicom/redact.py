@@ -20,8 +20,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-from dataclasses import dataclass, field
 
+from ..model import FrameEdit, FrameEdits, Plan
 from ..regions import Box, RedactionError, scale_box
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
 from .source import Instance
@@ -33,23 +33,6 @@ ROLES = ("level", "thumbnail")
 LUMA_TOLERANCE = 3
 COLOUR_TOLERANCE = 8
 CHROMA_REACH = 2  # px at the box edge where upsampled chroma may mix in neighbours
-
-
-@dataclass
-class FrameEdit:
-    data: bytes  # the edited JPEG stream, padded to even length
-    boxes: list[Box] = field(default_factory=list)  # frame-local boxes blanked (before MCU growth)
-
-
-@dataclass
-class FrameEdits:
-    """New frames per instance index; what was asked, for the audit."""
-
-    frames: dict[int, dict[int, FrameEdit]] = field(default_factory=dict)
-    fill: str = "white"
-
-    def of(self, index: int) -> dict[int, FrameEdit]:
-        return self.frames.get(index, {})
 
 
 def _int(ds, keyword: str, default: int = 0) -> int:
@@ -144,8 +127,9 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit
     return n
 
 
-def plan_frames(plan, regions: list[Box], fill: str) -> FrameEdits:
-    """Edits for every kept VOLUME/THUMBNAIL instance; raises RedactionError before anything is written."""
+def plan_frames(plan: Plan, regions: list[Box], fill: str) -> FrameEdits:
+    """Edits for every kept VOLUME/THUMBNAIL instance; raises RedactionError before anything is written.
+    The driver records them in ``plan.frame_edits``: the writer and the verifier only read them there."""
     edits = FrameEdits(fill=fill)
     data = plan.inventory.container
     by_index = {i.index: i for i in data.source.instances}

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import pydicom
@@ -44,12 +44,26 @@ class Instance:
         return str(self.ds.get("StudyInstanceUID", "")), str(self.ds.get("SeriesInstanceUID", ""))
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """An instance of the folder that belongs to no slide (see ``dicom.slides``); ``index`` is its position."""
+
+    index: int
+    role: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"instance {self.index} ({self.role}): {self.reason}"
+
+
 @dataclass
 class DicomSource:
     path: str
     is_folder: bool
-    instances: list[Instance]
+    instances: list[Instance]  # one slide's (``dicom.slides.select``), or every instance of the input
     skipped: int  # non-DICOM files in the folder (not copied)
+    orphans: list[Orphan] = field(default_factory=list)  # the folder's instances that belong to no slide
+    other_slides: int = 0  # the folder's other slides (each is its own output)
 
 
 @contextlib.contextmanager
@@ -217,17 +231,24 @@ def read_instance(path: str, index: int) -> Instance:
     return Instance(index, path, ds, span, role, trailing)
 
 
+def folder_files(path: str) -> tuple[list[str], int]:
+    """A folder's DICOM files in a stable (name-sorted) order, their position being the instance's
+    index, and how many other files it holds."""
+    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+    files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
+    if not files:
+        raise UnsupportedFormat("the folder holds no DICOM file")
+    if len(files) > MAX_INSTANCES:
+        raise UnsupportedFormat(f"the folder holds more than {MAX_INSTANCES} DICOM files")
+    return files, len(names) - len(files)
+
+
 def load(path: str) -> DicomSource:
     """All instances of the input, in a stable (name-sorted) order."""
     if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
-        files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
-        if not files:
-            raise UnsupportedFormat("the folder holds no DICOM file")
-        if len(files) > MAX_INSTANCES:
-            raise UnsupportedFormat(f"the folder holds more than {MAX_INSTANCES} DICOM files")
+        files, skipped = folder_files(path)
         insts = [read_instance(f, i) for i, f in enumerate(files)]
-        return DicomSource(path, True, insts, len(names) - len(files))
+        return DicomSource(path, True, insts, skipped)
     if not is_dicom_file(path):
         raise UnsupportedFormat("not a DICOM file")
     return DicomSource(path, False, [read_instance(path, 0)], 0)

@@ -1,11 +1,16 @@
 """Verification of de-identified DICOM instances before they are published.
 
 The output files are re-read from disk, independently of the writer, and
-checked against the plan: they parse; every header holds exactly what the
-plan says (nothing removed is present, nothing unknown is left); every UID
-is a keyed one; VOLUME/THUMBNAIL frame bytes equal the source's; no removed
-value or date spelling occurs in any non-pixel byte; wsidicom and OpenSlide
-open the slide as they opened the input; dciodvfy reports no new error.
+checked against the plan under the shared check names (``wsideid.checks``;
+the table per driver is in docs/architecture.md): they parse (``reparse``);
+every header holds exactly what the plan says and nothing removed is present
+(``plan-held``), nothing unknown is left (``no-unknown-fields``); every UID is
+a keyed one (``identifiers-replaced``); the kept instances have their roles
+(``roles``); frame bytes equal the source's (``image-data``) and hold only
+decoding segments (``compressed-streams``); blanked regions decode to the fill
+(``regions-blank``); no removed value or date spelling occurs in any non-pixel
+byte (``residual-needles``); wsidicom and OpenSlide open the slide as they
+opened the input (``reader``); dciodvfy reports no new error (``validator``).
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import os
 import struct
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from ..model import REMOVE, Plan, VerifyReport
+from ..checks import Check, StopChecks, VerifyContext, VerifyReport, run_checks
+from ..model import REMOVE, Plan
 from ..needles import Hit, Needle, NeedleKind, Scanner, needles_for_plan, report_residual
 from ..streamheads import read_range, stream_headers
 from . import dciodvfy
@@ -95,116 +102,207 @@ def _output_path(path: str, dropped: dict[str, set[int]]) -> str:
     return "/".join(out)
 
 
+NOT_APPLICABLE = {
+    Check.VALUES_PASS_POLICY: "DICOM values are judged by their VR and pattern when planned; "
+                              "the written header equals the planned one (plan-held)",
+    Check.OUTPUT_HASH: "instances are hashed from the files on disk when published",
+}
+
+
+@dataclass
+class DicomContext(VerifyContext):
+    """The objects the DICOM checks read: the plan and, per kept instance, (source instance,
+    output file, header we meant to write); ``outs`` are the output instances re-read."""
+
+    plan: Plan
+    written: list[tuple[Instance, str, Dataset]]
+    outs: list[Instance] = field(default_factory=list)
+    readers: Pending | None = None  # the readers check's child, started once the output re-reads
+
+    @property
+    def data(self) -> DicomPlanData:
+        return self.plan.inventory.container
+
+    def pairs(self) -> Iterator[tuple[tuple[Instance, str, Dataset], Instance]]:
+        return zip(self.written, self.outs)
+
+
+def new_report() -> VerifyReport:
+    """A report with the checks that never apply to DICOM declared so."""
+    return VerifyReport(NOT_APPLICABLE)
+
+
 def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full: bool = False,
-                 identifiers: Sequence[str] = ()) -> VerifyReport:
-    """``written``: (source instance, output file, header we meant to write) for every kept instance."""
-    data: DicomPlanData = plan.inventory.container
-    rep = VerifyReport()
-    outs: list[Instance] = []
-    for inst, path, _ in written:
+                 identifiers: Sequence[str] = (), report: VerifyReport | None = None) -> VerifyReport:
+    """``written``: (source instance, output file, header we meant to write) for every kept instance.
+    Every check of the vocabulary (``wsideid.checks``), into ``report`` when given."""
+    ctx = DicomContext(report or new_report(), full, identifiers, plan, written)
+    return run_checks(ctx, STEPS)
+
+
+def _reparse(ctx: DicomContext) -> None:
+    for inst, path, _ in ctx.written:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pydicom.dcmread(path, defer_size="1 MB")
-                outs.append(read_instance(path, inst.index))
+                ctx.outs.append(read_instance(path, inst.index))
         except Exception as exc:  # noqa: BLE001 - any failure to re-read is a failed check
-            rep.add("reparse", False, f"instance {inst.index} does not re-read: {type(exc).__name__}")
-            return rep
-    rep.add("reparse", True, f"{len(outs)} instance(s) re-read with pydicom")
-    readers = _start_readers(written)
+            ctx.report.record(Check.REPARSE, False, f"instance {inst.index} does not re-read: {type(exc).__name__}")
+            raise StopChecks from None
+    ctx.report.record(Check.REPARSE, True, f"{len(ctx.outs)} instance(s) re-read with pydicom")
+    ctx.readers = _start_readers(ctx.written)  # runs beside the other checks; read by _reader
 
-    # Headers: exactly as planned, nothing removed present, nothing unknown.
+
+def _plan_held(ctx: DicomContext) -> None:
+    """Headers exactly as planned, and nothing removed present."""
+    plan, data = ctx.plan, ctx.data
     mismatch = []
-    for (inst, _, intended), out in zip(written, outs):
+    for (inst, _, intended), out in ctx.pairs():
         want = flatten(intended, f"inst[{inst.index}]", {})
         got = flatten(out.ds, f"inst[{inst.index}]", {})
         if want != got:
             diff = sorted(set(want.items()) ^ set(got.items()))
             mismatch.append(f"instance {inst.index}: {len(diff)} element(s) differ from the plan")
-    rep.add("written-as-planned", not mismatch, "; ".join(mismatch[:3]))
+    ctx.report.record(Check.PLAN_HELD, not mismatch, "; ".join(mismatch[:3]) or
+                      f"{len(ctx.outs)} header(s) equal the planned ones", part="written as planned")
 
     dropped: dict[str, set[int]] = defaultdict(set)
     for p, op in data.ops.items():
         if op.kind == "drop-item":
             seq, k = p[:-1].rsplit("[", 1)
             dropped[seq].add(int(k))
-    kept_idx = {inst.index for inst, _, _ in written}
+    kept_idx = {inst.index for inst, _, _ in ctx.written}
     present: set[str] = set()
-    for (inst, _, _), out in zip(written, outs):
+    for (inst, _, _), out in ctx.pairs():
         present.update(flatten(out.ds, f"inst[{inst.index}]", {}))
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE and d.field.ifd in kept_idx
                  and "/meta/" not in d.field.path and _output_path(d.field.path, dropped) in present]
     regenerated = {f"inst[{d.image.index}]/{kw}" for d in plan.images if d.action == "replace" for kw in SET_KEYWORDS}
     leftovers = [p for p in leftovers if not _kept_elsewhere(p, plan, dropped) and p not in regenerated]
-    rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
+    ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
+                      else f"{sum(d.action == REMOVE for d in plan.fields)} removed element(s) absent",
+                      part="removed fields absent")
 
+
+def _no_unknown_fields(ctx: DicomContext) -> None:
     from .plan import make_dicom_plan
     from .source import DicomSource
     from .uids import UidMapper
     from ..keys import Secret
-    replan = make_dicom_plan(DicomSource(plan.inventory.path, False, outs, 0), plan.profile, data.rules,
+    data, plan = ctx.data, ctx.plan
+    replan = make_dicom_plan(DicomSource(plan.inventory.path, False, ctx.outs, 0), plan.profile, data.rules,
                              UidMapper(Secret(b"\0" * 32, "verification")), data.policy, data.new_id or "x",
                              False, True, "remove")
     unknown = sorted({d.field.key for d in replan.unknowns()})
-    rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown: {', '.join(unknown[:5])}" if unknown else "")
+    ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown, f"{len(unknown)} unknown: {', '.join(unknown[:5])}"
+                      if unknown else f"{len(replan.fields)} element(s), all known to the profile")
 
+
+def _identifiers_replaced(ctx: DicomContext) -> None:
+    data = ctx.data
     new_uids = set(data.uids.mapped.values()) | data.uids.retained
-    bad = [u for out in outs for u in _uids(out.ds, data.rules.uid_keep) if u not in new_uids]
-    rep.add("uids-replaced", not bad, f"{len(bad)} UID(s) not from the keyed mapping" if bad else
-            f"{len(data.uids.mapped)} UIDs mapped")
+    bad = [u for out in ctx.outs for u in _uids(out.ds, data.rules.uid_keep) if u not in new_uids]
+    ctx.report.record(Check.IDENTIFIERS_REPLACED, not bad, f"{len(bad)} UID(s) not from the keyed mapping" if bad else
+                      f"{len(data.uids.mapped)} UIDs mapped")
 
-    # Pixels: frame bytes identical to the source.
+
+def _roles(ctx: DicomContext) -> None:
+    """The output holds exactly the kept instances, each with its planned role, and no other file."""
+    planned = {d.image.index: d.image.role for d in ctx.plan.images if d.action != "remove"}
+    got = {inst.index: out.role for (inst, _, _), out in ctx.pairs()}
+    problems = []
+    if sorted(got) != sorted(planned):
+        problems.append(f"instances {sorted(got)} written, {sorted(planned)} kept by the plan")
+    problems += [f"instance {k} reads as {got[k]}, planned {planned[k]}" for k in sorted(got)
+                 if k in planned and got[k] != planned[k]]
+    folders = {os.path.dirname(path) for _, path, _ in ctx.written}
+    paths = {os.path.abspath(path) for _, path, _ in ctx.written}
+    if len(ctx.written) > 1 or len(folders) > 1:
+        extra = sorted(n for f in folders for n in os.listdir(f) if os.path.abspath(os.path.join(f, n)) not in paths)
+        if extra:
+            problems.append(f"{len(extra)} other file(s) in the output")
+    ctx.report.record(Check.ROLES, not problems, "; ".join(problems[:3]) or
+                      f"{len(got)} instance(s): {', '.join(sorted(set(got.values())))}")
+
+
+def _image_data(ctx: DicomContext) -> None:
+    """Frame bytes identical to the source's (blanked frames to the editor's)."""
+    data = ctx.data
     checked, differ = 0, []
-    for (inst, path, _), out in zip(written, outs):
+    for (inst, path, _), out in ctx.pairs():
         if inst.span is None or out.span is None or inst.role == "label":
             continue
-        sample = None if full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
-        edited = dict(_edited(data, inst))  # frame edits: their bytes are made when compared
+        sample = None if ctx.full or inst.span.size <= FULL_COMPARE_BYTES else SAMPLE_FRAMES
+        edited = dict(_edited(ctx.plan, inst))  # frame edits: their bytes are made when compared
         same, n = same_fragments(inst.path, inst.span, path, out.span, sample, edited)
         checked += n
         if not same:
             differ.append(str(inst.index))
-    rep.add("pixels-identical", not differ, f"{checked} frame(s) compared" +
-            (" (blanked frames against the editor's bytes)" if data.frame_edits and data.frame_edits.frames else "") +
-            (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
-    if data.frame_edits is not None and plan.regions:
-        _check_blanked(data, written, outs, rep)
-    from .frames import check_frames
-    rep.add("frame-streams", *check_frames(written, outs, lambda i: _edited(data, i), full))
+    ctx.report.record(Check.IMAGE_DATA, not differ, f"{checked} frame(s) compared" +
+                      (" (blanked frames against the editor's bytes)" if ctx.plan.frame_edits and ctx.plan.frame_edits.frames
+                       else "") + (f"; instance(s) {', '.join(differ)} differ" if differ else ""))
 
-    # Residual scan of every non-pixel byte.
-    needles = needles_for_plan(plan, identifiers)
-    needles.extend(Needle(u, NeedleKind.UID, "the UID mapping") for u in sorted(data.uids.mapped))
+
+def _regions_blank(ctx: DicomContext) -> None:
+    if not ctx.plan.regions:
+        ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
+    elif ctx.plan.frame_edits is None:
+        ctx.report.record(Check.REGIONS_BLANK, False, "regions asked for, but no frame edit was planned")
+    else:
+        _check_blanked(ctx.plan, ctx.written, ctx.outs, ctx.report)
+
+
+def _compressed_streams(ctx: DicomContext) -> None:
+    from .frames import check_frames
+    ok, detail = check_frames(ctx.written, ctx.outs, lambda i: _edited(ctx.plan, i), ctx.full)
+    ctx.report.record(Check.COMPRESSED_STREAMS, ok, detail)
+
+
+def _residual_needles(ctx: DicomContext) -> None:
+    """Every non-pixel byte of every instance, scanned for every needle and every replaced UID."""
+    needles = needles_for_plan(ctx.plan, ctx.identifiers)
+    needles.extend(Needle(u, NeedleKind.UID, "the UID mapping") for u in sorted(ctx.data.uids.mapped))
     scanner = Scanner(needles.needles)
     hits: list[Hit] = []
-    for (inst, path, _), out in zip(written, outs):
+    for (inst, path, _), out in ctx.pairs():
         hits += [Hit(h.needle, h.encoding, h.offset, f"instance {inst.index}")
                  for h in scanner.scan(_non_pixel_segments(path, out.span))]
-    report_residual(rep, needles, hits)
-
-    _check_readers(plan, written, rep, readers)
-    _check_dciodvfy(written, rep)
-    return rep
+    report_residual(ctx.report, needles, hits)
 
 
-def _edited(data: DicomPlanData, inst: Instance) -> dict:
-    return data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+def _reader(ctx: DicomContext) -> None:
+    _check_readers(ctx.plan, ctx.written, ctx.report, ctx.readers or _start_readers(ctx.written))
 
 
-def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: VerifyReport) -> None:
+def _validator(ctx: DicomContext) -> None:
+    _check_dciodvfy(ctx.written, ctx.report)
+
+
+STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields),
+         (Check.IDENTIFIERS_REPLACED, _identifiers_replaced), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),
+         (Check.REGIONS_BLANK, _regions_blank), (Check.COMPRESSED_STREAMS, _compressed_streams),
+         (Check.RESIDUAL_NEEDLES, _residual_needles), (Check.READER, _reader), (Check.VALIDATOR, _validator)]
+
+
+def _edited(plan: Plan, inst: Instance) -> dict:
+    return plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
+
+
+def _check_blanked(plan: Plan, written, outs: list[Instance], rep: VerifyReport) -> None:
     """Every blanked frame, read back from the output and decoded with Pillow, is the fill colour
     in its boxes; a kept Extended Offset Table points at the frames written."""
     problems, frames = [], 0
     for (inst, path, _), out in zip(written, outs):
-        edited = _edited(data, inst)
+        edited = _edited(plan, inst)
         if not edited or out.span is None:
             continue
         got = read_frames(path, out.span, sorted(edited))
         for k, e in edited.items():
             if not e.boxes:
-                continue  # changed by the stream rule only: checked under frame-streams
+                continue  # changed by the stream rule only: checked under compressed-streams
             frames += 1
-            why = check_frame(got[k], e.boxes, data.frame_edits.fill)
+            why = check_frame(got[k], e.boxes, plan.frame_edits.fill)
             if why:
                 problems.append(f"instance {inst.index} frame {k + 1}: {why}")
         eot = out.ds.get("ExtendedOffsetTable")
@@ -213,8 +311,8 @@ def _check_blanked(data: DicomPlanData, written, outs: list[Instance], rep: Veri
             want = [o - 8 - first for o, _ in out.span.fragments]
             if list(struct.unpack(f"<{len(eot) // 8}Q", bytes(eot))) != want:
                 problems.append(f"instance {inst.index}: Extended Offset Table does not match the frames")
-    rep.add("regions-blanked", not problems,
-            "; ".join(problems[:3]) if problems else f"{frames} frame(s) decode to the fill colour in the region")
+    rep.record(Check.REGIONS_BLANK, not problems,
+               "; ".join(problems[:3]) if problems else f"{frames} frame(s) decode to the fill colour in the region")
 
 
 def _kept_elsewhere(path: str, plan: Plan, dropped: dict[str, set[int]]) -> bool:
@@ -256,8 +354,8 @@ def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep
     try:
         answers = pending.result()
     except ReadersFailed as exc:
-        rep.add("wsidicom", False, str(exc))
-        rep.add("openslide", False, str(exc))
+        rep.record(Check.READER, False, str(exc), part="wsidicom")
+        rep.record(Check.READER, False, str(exc), part="openslide")
         return
     for k in range(len(series)):
         src_w, out_w, src_o, out_o = answers[4 * k:4 * k + 4]
@@ -285,15 +383,19 @@ def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep
             (fails_o if src_dims is not None else notes_o).append(
                 f"cannot open the output ({out_o.error})" if src_dims is not None
                 else "input not readable by OpenSlide; skipped")
-    rep.add("wsidicom", not fails_w, "; ".join(fails_w or notes_w or ["no VOLUME instance: skipped"]))
-    rep.add("openslide", not fails_o, "; ".join(fails_o or notes_o or ["no VOLUME instance: skipped"]))
+    if not (fails_w or notes_w or fails_o or notes_o):
+        rep.not_applicable(Check.READER, "no VOLUME instance for a reader to open")
+        return
+    rep.record(Check.READER, not fails_w, "; ".join(fails_w or notes_w), part="wsidicom")
+    rep.record(Check.READER, not fails_o, "; ".join(fails_o or notes_o), part="openslide")
 
 
 def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> None:
     if not dciodvfy.available():
-        rep.add("dciodvfy", True, "dciodvfy not installed: skipped")
+        rep.not_run(Check.VALIDATOR, "dciodvfy is not installed")
         return
     new = []
     for inst, path, _ in written:
         new += [f"instance {inst.index}: {e}" for e in dciodvfy.new_errors(inst.path, path)]
-    rep.add("dciodvfy", not new, "; ".join(new[:3]) if new else f"{len(written)} file(s), no new error")
+    rep.record(Check.VALIDATOR, not new, "; ".join(new[:3]) if new else f"{len(written)} file(s), no new error",
+               part="dciodvfy")

@@ -21,9 +21,17 @@ Stages and their objects, in order:
 - ``verify(opened, plan, written, options) -> VerifyReport``: named checks
   over the written output (see ``wsideid.checks``).
 - ``residual_images(plan, written)`` and ``source_images(opened, plan)``:
-  which images the PHI detectors read (``ImageRef``), after and before.
-- ``start_hashing(opened, options)``: sha256 of input and output (a TIFF
-  output is hashed while it is written), ``.result(written, report)``.
+  which images the PHI detectors read (``ImageRef``), after and before;
+  ``residual_early(opened, plan)``: those of the residual images whose pixels
+  the run leaves unchanged, read from the source while the output is written
+  (``wsideid.slide_scan_thread``; a driver that can name none returns []).
+- ``start_hashing(opened, options)``: the output's hash (and the input's) with the
+  run's algorithm (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``,
+  the same for every driver; a TIFF output is hashed while it is written),
+  ``.result(written, report)``.
+- ``removed_preview(input_path, plan, index)`` and ``kept_previews(output, plan, scans)``:
+  the QC page's copies of a removed source image and of the scanned kept images of the
+  published output (the page itself knows no format).
 - ``output_name(input_path, stem)``: the published name;
   ``companion_names(stem)``: names published beside it (MIRAX's folder).
 """
@@ -34,7 +42,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..model import Plan, VerifyReport
+from ..checks import VerifyReport
+from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
 
@@ -110,9 +119,11 @@ class Driver(Protocol):
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport: ...
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]: ...
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]: ...
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]: ...  # unchanged ones, from the source
     def label_images(self, opened: Opened) -> list[ImageRef]: ...  # ``wsideid scan``
     def start_hashing(self, opened: Opened, options: DeidOptions) -> Any: ...
     def output_name(self, input_path: str, stem: str) -> str: ...
     def companion_names(self, stem: str) -> list[str]: ...
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool) -> Any: ...
+    def removed_preview(self, input_path: str, plan: Plan, index: int) -> Any: ...  # QC page; None: not shown
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]: ...  # QC page, published output
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions) -> Any: ...  # supports_in_place only

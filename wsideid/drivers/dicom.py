@@ -16,8 +16,10 @@ from typing import Any
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
 from ..errors import MalformedFile, WsideidError
 from ..keys import Secret, load_secret
-from ..model import Plan, VerifyReport
-from ..options import DeidOptions
+from ..checks import Check, VerifyReport
+from ..hashing import HashAlgorithm
+from ..model import Plan
+from ..options import DeidOptions, hash_algorithm
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
 from .base import Container, ImageRef, Opened, Written, profile_file
@@ -76,14 +78,13 @@ def plan_regions(plan: Plan, options: DeidOptions) -> None:
     """Blank ``options.regions`` (level-0 pixels) in the frames they touch; refuses before anything is written."""
     from ..dicom.redact import plan_frames
     plan.regions = [tuple(r) for r in options.regions]
-    plan.inventory.container.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
-    plan.inventory.container.regions = list(plan.regions)
+    plan.frame_edits = plan_frames(plan, list(plan.regions), options.fill)
 
 
-def _frames_of(data, inst, ds) -> dict:
-    """The blanked frames of an instance (the header's Extended Offset Table recomputed for them)."""
+def _frames_of(plan: Plan, inst, ds) -> dict:
+    """The blanked frames of an instance, as planned (the header's Extended Offset Table recomputed for them)."""
     from ..dicom.redact import patch_header
-    frames = data.frame_edits.of(inst.index) if data.frame_edits is not None else {}
+    frames = plan.frame_edits.of(inst.index) if plan.frame_edits is not None else {}
     patch_header(ds, inst, frames)
     return frames
 
@@ -101,12 +102,12 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
             continue
         inst = by_index[d.image.index]
         try:
-            ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
+            ds = build_instance(inst, plan)
         except PYDICOM_VALUE_ERRORS as exc:
             raise MalformedFile(f"instance {inst.index}: a value that cannot be re-encoded ({type(exc).__name__})") from None
         if d.action == "replace":
             inst, ds = generated_label(inst, ds, data, folder)
-        frames = _frames_of(data, inst, ds)
+        frames = _frames_of(plan, inst, ds)
         name = single_name or f"{ds.SOPInstanceUID}.dcm"
         path = os.path.join(folder, name)
         write_instance(ds, inst, path, frames)
@@ -143,7 +144,7 @@ def _reduced_levels(written) -> list:
 def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> VerifyReport:
     from ..dicom.apply import build_instance
     from ..dicom.source import read_instance
-    from ..dicom.verify import verify_dicom
+    from ..dicom.verify import new_report, verify_dicom
 
     plan = plan_source(src, options)
     plan_regions(plan, options)
@@ -157,26 +158,25 @@ def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> Veri
         except WsideidError:
             continue
     written = []
-    rep = VerifyReport()
+    rep = new_report()
     for d in plan.images:
         if d.action == "remove":
             continue
         inst = next(i for i in src.instances if i.index == d.image.index)
-        ds = build_instance(inst, data, plan.profile_name, plan.profile_sha256)
-        _frames_of(data, inst, ds)
+        ds = build_instance(inst, plan)
+        _frames_of(plan, inst, ds)
         path = by_uid.get(str(ds.get("SOPInstanceUID", "")))
         if path is None:
-            rep.add("instances", False, f"instance {inst.index} not found in the output (other secret?)")
+            rep.record(Check.ROLES, False, f"instance {inst.index} not found in the output (other secret?)",
+                       part="instances")
             return rep
         written.append((inst, path, ds))
-    rep.add("instances", True, f"{len(written)} instance(s) matched by keyed SOP Instance UID")
-    for c in verify_dicom(plan, written, full=True, identifiers=options.identifiers).checks:
-        rep.checks.append(c)
-    return rep
+    rep.record(Check.ROLES, True, f"{len(written)} matched by keyed SOP Instance UID", part="instances")
+    return verify_dicom(plan, written, full=True, identifiers=options.identifiers, report=rep)
 
 
 class DicomDriver:
-    """DICOM WSI: a Part 10 file, or a folder of the instances of one slide."""
+    """DICOM WSI: a Part 10 file, or one slide of a folder of instances."""
 
     name = "dicom"
     title = "DICOM WSI"
@@ -202,10 +202,13 @@ class DicomDriver:
     def claims(self, path: str) -> bool:
         return is_dicom_input(path)
 
-    def open(self, path: str) -> Opened:
+    def open(self, path: str, series: str | None = None) -> Opened:
+        """One slide of the input: a folder holding several is split by content and ``series``
+        (its pyramid's Series Instance UID) picks one (``dicom.slides``); its files alone are the input."""
+        from ..dicom.slides import select
         from ..dicom.source import load
         with self.session():
-            src = load(path)
+            src = select(load(path), series)
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
@@ -250,6 +253,13 @@ class DicomDriver:
         targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
         return [_ref(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """None: which instances the residual scan reads is decided from the *written* headers
+        (the reduced levels of each output series, ``_reduced_levels``; a generated label is a
+        new instance), so every one is read from the output, on the residual thread, while
+        verification runs."""
+        return []
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
         such as a LABEL-less slide's only low-resolution image)."""
@@ -257,19 +267,24 @@ class DicomDriver:
         targets = [i for i in insts if i.role != "level"] or list(insts)[:1]
         return [_ref(i.path, i.role, i.index) for i in targets]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """A removed instance, for the QC page (output instances are named by their new UIDs:
-        kept ones are not previewed)."""
-        if kept:
-            return None
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """A removed instance of the source, for the QC page."""
         path = {i.index: i.path for i in plan.inventory.container.source.instances}[index]
         return _read(path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept instances, read from the published output: output instances are
+        named by their new UIDs, so each scan is matched to its file by role and size
+        (``dicom.output_match``)."""
+        from ..dicom.output_match import kept_files
+        files = kept_files(output, scans)
+        return [_ref(files[sc.index], sc.role, sc.index) for sc in scans if sc.index in files]
 
     def companion_names(self, stem: str) -> list[str]:
         return []
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
-        return _DicomHashes(opened, options.hash_outputs)
+        return _DicomHashes(opened, hash_algorithm(options))
 
     def output_name(self, input_path: str, stem: str) -> str:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
@@ -287,22 +302,23 @@ def _ref(path: str, role: str, index: int) -> ImageRef:
 
 
 class _DicomHashes:
-    """sha256 of every input and every written instance, taken at publish time."""
+    """Every input and every written instance hashed at publish time, with the run's algorithm
+    (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
 
-    algorithm_name = "sha256"
-
-    def __init__(self, opened: Opened, enabled: bool):
-        self.opened, self.enabled = opened, enabled
+    def __init__(self, opened: Opened, algorithm: HashAlgorithm):
+        self.opened, self.algorithm = opened, algorithm
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import sha256_file
+        from ..hashing import file_digest
         hashes: dict[str, str] = {}
         if self.enabled:
             for inst in self.opened.container.instances:
-                hashes[f"input[{inst.index}]"] = sha256_file(inst.path)
+                hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
             for inst, path, _ in written.state:
-                hashes[f"output[{inst.index}]"] = sha256_file(path)
+                hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
         return hashes

@@ -15,9 +15,11 @@ import os
 
 from ..enums import VerifyMode
 from ..errors import WsideidError
-from ..model import REPLACE, Field, Plan, ValueKind, VerifyReport
+from ..checks import Check, VerifyReport
+from ..model import REPLACE, Field, Plan, ValueKind
 from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
-from ..options import DeidOptions
+from ..hashing import HashAlgorithm
+from ..options import DeidOptions, hash_algorithm
 from ..profiles import PlanOptions, load_profile, make_plan
 from .base import Container, ImageRef, Opened, Written, profile_file
 
@@ -124,8 +126,9 @@ class MiraxDriver:
                       options.fill)
 
     def verify_existing(self, opened: Opened, output: str, options: DeidOptions) -> VerifyReport:
-        rep = VerifyReport()
-        rep.add("reparse", False, "checking an existing MIRAX output against its original is not available")
+        from ..mrxs.verify import new_report
+        rep = new_report()
+        rep.record(Check.REPARSE, False, "checking an existing MIRAX output against its original is not available")
         return rep
 
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:
@@ -148,16 +151,24 @@ class MiraxDriver:
         return [ImageRef(nh.role, k, lambda rec=out_records[k]: read(rec)) for k, nh in enumerate(nonhier)
                 if k in out_records and nh.role in ("thumbnail", "label", "macro")]
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """None: the kept records are read where the writer put them (data file, offset and
+        length known only once written), on the residual thread, while verification runs."""
+        return []
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         slide = opened.container
         return [ImageRef(nh.role, k, lambda nh=nh: _jpeg(slide.read(nh.record)))
                 for k, nh in enumerate(slide.nonhier) if nh.role in ("label", "macro", "thumbnail")]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
         return None  # records are read through the slide object, gone after the run
 
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        return []  # as above
+
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_MiraxHashes":
-        return _MiraxHashes(options.hash_outputs)
+        return _MiraxHashes(hash_algorithm(options))
 
     def output_name(self, input_path: str, stem: str) -> str:
         return stem + ".mrxs"
@@ -167,16 +178,17 @@ class MiraxDriver:
 
 
 class _MiraxHashes:
-    """The output's .mrxs file and its folder's files, hashed at publish time."""
+    """The output's .mrxs file and its folder's files, hashed at publish time with the run's
+    algorithm (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
 
-    algorithm_name = "sha256"
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, algorithm: HashAlgorithm):
+        self.algorithm = algorithm
+        self.algorithm_name = algorithm.value
+        self.enabled = algorithm is not HashAlgorithm.NONE
 
     def on_recipe(self, recipe) -> None:
         """Written record by record; nothing is hashed while writing."""
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
         from ..hashing import tree_sha256
-        return {"output": tree_sha256(written.ready) or ""} if self.enabled else {}
+        return {"output": tree_sha256(written.ready, self.algorithm.value) or ""} if self.enabled else {}

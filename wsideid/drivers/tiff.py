@@ -18,7 +18,8 @@ from typing import Protocol
 
 from ..enums import ImageAction, LabelPolicy, Role, VerifyMode
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
-from ..model import Inventory, Plan, VerifyReport
+from ..checks import Check, VerifyReport
+from ..model import Inventory, Plan
 from ..options import DeidOptions
 from ..profiles import PlanOptions, load_profile, make_plan
 from ..regions import Box
@@ -183,8 +184,9 @@ class TiffDriver:
             return verify_tiff(opened.container, output, plan, self.vendor, edited,
                                full=options.verify == VerifyMode.FULL, identifiers=options.identifiers)
         except WsideidError as exc:
-            rep = VerifyReport()
-            rep.add("reparse", False, str(exc))
+            from ..tiff_family.verify import NOT_APPLICABLE
+            rep = VerifyReport(NOT_APPLICABLE)
+            rep.record(Check.REPARSE, False, str(exc))
             return rep
 
     # -- detectors ----------------------------------------------------------------------
@@ -199,14 +201,36 @@ class TiffDriver:
         """Every kept image except the full-resolution level, as written (see ``write``)."""
         return written.images
 
+    def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
+        """The residual images whose pixels the run leaves as they are (action keep, no region
+        blanked on them), read from the source while the output is written; indices as in the
+        output. The stream rule drops only segments that do not decode and unused tables, and
+        verification checks that the decodings match."""
+        kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
+        out_of = {src: out for out, src in enumerate(kept)}
+        action = {out_of[d.image.index]: d for d in plan.images if d.image.index in out_of}
+        early = []
+        for role, out in _residual_targets(plan, out_of):
+            d = action[out]
+            blanked = bool(plan.regions) and d.image.role in (Role.LEVEL, Role.THUMBNAIL)
+            if d.action == ImageAction.KEEP and not blanked:
+                early.append(ImageRef(role, out, lambda src=d.image.index: self.read_image(opened.path, src)))
+        return early
+
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: every image that is not a pyramid level."""
         return [self._ref(opened.path, im.role, im.index) for im in self.inventory(opened).images
                 if im.role != Role.LEVEL]
 
-    def preview(self, input_path: str, output: str | None, plan: Plan, index: int, kept: bool):
-        """Image ``index`` of the source (a removed one) or of the output (a kept one), for the QC page."""
-        return self.read_image(output if kept else input_path, index)
+    def removed_preview(self, input_path: str, plan: Plan, index: int):
+        """Image ``index`` of the source, removed from the output, for the QC page."""
+        return self.read_image(input_path, index)
+
+    def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]:
+        """The scanned kept images, read from the published output (indices as in the output)."""
+        if not os.path.isfile(output):
+            return []
+        return [self._ref(output, sc.role, sc.index) for sc in scans]
 
     def read_image(self, path: str, index: int):
         """Image ``index`` as a PIL image in bounded memory: an IFD image (``tiff.pixels``), or,
@@ -246,9 +270,10 @@ class TiffDriver:
 
         def check(path: str) -> VerifyReport:
             rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=False,
-                              openslide_check=True, identifiers=options.identifiers)
+                              identifiers=options.identifiers)
             after = sample_digests(opened.container, plan, edits.tiles, full)
-            rep.add("pixels-unchanged-in-place", before == after, f"{len(before)} tile digests compared before/after")
+            rep.record(Check.IMAGE_DATA, before == after, f"{len(before)} tile digests compared before/after",
+                       part="unchanged in place")
             return rep
 
         return deidentify_in_place(opened, plan, edits, check)
@@ -284,8 +309,8 @@ class _TiffHashes:
         if self.output is not None and self.full:
             check = Hasher(written.ready, self.algorithm)
             check.run()
-            report.add(f"output-{self.algorithm.value}", check.hexdigest == hashes["output"],
-                       f"the file on disk hashes to the recorded {self.algorithm.value}")
+            report.record(Check.OUTPUT_HASH, check.hexdigest == hashes["output"],
+                          f"the file on disk hashes to the recorded {self.algorithm.value}")
         return hashes
 
 

@@ -1,31 +1,39 @@
-"""Checks on a written MIRAX copy, before it is published; same check names as the other drivers.
+"""Checks on a written MIRAX copy, before it is published, under the shared names (``wsideid.checks``).
 
 - ``reparse``: our reader opens the copy (key file, index, every record in bounds);
 - ``plan-held``: the copy's key file is exactly the one the plan renders, and
-  re-planned it has nothing unknown and nothing the profile removes;
+  re-planned nothing in it is removed or replaced again;
+- ``no-unknown-fields`` / ``values-pass-policy``: re-planned, no key the
+  profile does not know, no value failing its type or pattern;
+- ``identifiers-replaced``: SLIDE_ID is the planned keyed pseudonym;
 - ``roles``: the non-hierarchical records are exactly the kept ones (no label
   or macro unless kept), the levels keep their record counts;
-- ``tiles``: kept records equal their source's decoding segments (all with
+- ``image-data``: kept records equal their source's decoding segments (all with
   ``--verify full``, else a sample and every non-hierarchical record);
-- ``residual``: no needle (removed values, their parts, user identifiers,
+- ``residual-needles``: no needle (removed values, their parts, user identifiers,
   dates) in any byte of the copy except JPEG entropy-coded data: key file,
   index, .mrxs file, data file headers, each record's segments;
-- ``openslide``: OpenSlide opens the copy as ``mirax`` with the same level
+- ``reader``: OpenSlide opens the copy as ``mirax`` with the same level
   sizes and MPP, identical pixels at the smallest level, and no associated
-  image the plan removed.
+  image the plan removed;
+- ``regions-blank``: every pixel of each blanked region reads flat through OpenSlide.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+from dataclasses import dataclass
 from typing import Sequence
 
+from ..checks import Check, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
 from ..jpeg.structure import clean
-from ..model import REMOVE, REPLACE, Plan, VerifyReport
+from ..model import REMOVE, REPLACE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
 from ..profiles import make_plan
+from ..valuepolicy import value_failed
 from . import ini
 from .slide import SLIDEDAT, MrxsSlide, inventory, open_mrxs
 from .regions import record_boxes
@@ -34,22 +42,11 @@ from .write import Written, record_bytes
 SAMPLE = 48
 
 
-def _replan_ok(out: MrxsSlide, plan: Plan, written: Written) -> str:
+def _replan(out: MrxsSlide, plan: Plan) -> Plan:
+    """The copy's key file re-planned with the same profile (dates under "remove")."""
     from ..profiles import PlanOptions
     from ..dates import DatePolicy
-    again = make_plan(inventory(out), plan.profile, PlanOptions(DatePolicy("remove")))
-    for d in again.fields:
-        if d.unknown:
-            return f"unknown key {d.field.path} in the copy"
-        if d.field.key == "general:SLIDE_ID":
-            if d.field.value != written.slide_id:
-                return "SLIDE_ID is not the planned pseudonym"
-            continue
-        if d.action == REMOVE and d.field.key.partition(":")[2] not in _DATE_KEYS:
-            return f"{d.field.path} in the copy fails its profile entry"
-        if d.action == REPLACE:
-            return f"{d.field.path} in the copy would be replaced again"
-    return ""
+    return make_plan(inventory(out), plan.profile, PlanOptions(DatePolicy("remove")))
 
 
 _DATE_KEYS = ("SLIDE_CREATIONDATETIME", "SLIDE_UTC_CREATIONDATETIME")  # removed on re-plan under "remove"
@@ -92,7 +89,7 @@ def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
     try:
         a, b = openslide.OpenSlide(source), openslide.OpenSlide(copy)
     except openslide.OpenSlideError as exc:
-        rep.add("openslide", False, f"OpenSlide cannot open the copy ({exc})")
+        rep.record(Check.READER, False, f"OpenSlide cannot open the copy ({exc})")
         return
     with a, b:
         same = (b.properties.get("openslide.vendor") == "mirax" and a.level_dimensions == b.level_dimensions
@@ -108,36 +105,119 @@ def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
             m = 16 * ds
             keep[max(0, int((y - m) / ds)):int((y + h + m) / ds) + 2, max(0, int((x - m) / ds)):int((x + w + m) / ds) + 2] = False
         pixels_equal = bool(np.array_equal(pa[keep], pb[keep]))
-    rep.add("openslide", same and not extra and pixels_equal,
+    rep.record(Check.READER, same and not extra and pixels_equal,
             "vendor, levels, MPP and smallest-level pixels as the source"
             + (f"; removed image still there: {extra}" if extra else "") + ("" if pixels_equal else "; pixels differ"))
 
 
+NOT_APPLICABLE = {
+    Check.COMPRESSED_STREAMS: "records are compared byte for byte with the stream rule's reduction of the "
+                              "source (image-data)",
+    Check.VALIDATOR: "no standard validator for MIRAX",
+    Check.OUTPUT_HASH: "the copy is hashed from the files on disk when published",
+}
+
+
+@dataclass
+class MiraxContext(VerifyContext):
+    """The objects the MIRAX checks read: plan, what was written, the source slide, the copy."""
+
+    plan: Plan
+    written: Written
+    source: MrxsSlide
+    fill: str
+    out: MrxsSlide | None = None
+
+    @property
+    def copy(self) -> MrxsSlide:
+        assert self.out is not None, "reparse runs first"
+        return self.out
+
+    @functools.cached_property
+    def replan(self) -> Plan:
+        return _replan(self.copy, self.plan)
+
+
+def new_report() -> VerifyReport:
+    return VerifyReport(NOT_APPLICABLE)
+
+
 def verify(plan: Plan, written: Written, source: MrxsSlide, full: bool, identifiers: Sequence[str],
            fill: str = "white") -> VerifyReport:
-    rep = VerifyReport()
+    """Every check of the vocabulary (``wsideid.checks``) over the written copy."""
+    return run_checks(MiraxContext(new_report(), full, identifiers, plan, written, source, fill), STEPS)
+
+
+def _reparse(ctx: MiraxContext) -> None:
     try:
-        out = open_mrxs(written.mrxs)
+        ctx.out = open_mrxs(ctx.written.mrxs)
     except WsideidError as exc:
-        rep.add("reparse", False, str(exc))
-        return rep
-    rep.add("reparse", True, "our reader opens the copy")
-    with open(os.path.join(out.folder, SLIDEDAT), "rb") as fh:
-        same_ini = ini.parse(fh.read()).groups == written.ini.groups
-    why = _replan_ok(out, plan, written)
-    rep.add("plan-held", same_ini and not why, why or ("" if same_ini else "key file differs from the plan's"))
+        ctx.report.record(Check.REPARSE, False, str(exc))
+        raise StopChecks from None
+    ctx.report.record(Check.REPARSE, True, "our reader opens the copy")
+
+
+def _plan_held(ctx: MiraxContext) -> None:
+    """The key file is the one the plan renders; re-planned, nothing in it is removed or replaced
+    again (value failures are values-pass-policy's, the slide ID identifiers-replaced's)."""
+    with open(os.path.join(ctx.copy.folder, SLIDEDAT), "rb") as fh:
+        same_ini = ini.parse(fh.read()).groups == ctx.written.ini.groups
+    ctx.report.record(Check.PLAN_HELD, same_ini, "equals the one the plan renders" if same_ini else "key file differs from the plan's",
+                      part="key file as planned")
+    why = ""
+    for d in ctx.replan.fields:
+        if d.unknown or d.field.key == "general:SLIDE_ID" or value_failed(d):
+            continue
+        if d.action == REMOVE and d.field.key.partition(":")[2] not in _DATE_KEYS:
+            why = f"{d.field.path} in the copy fails its profile entry"
+            break
+        if d.action == REPLACE:
+            why = f"{d.field.path} in the copy would be replaced again"
+            break
+    ctx.report.record(Check.PLAN_HELD, not why, why or f"{len(ctx.replan.fields)} key(s) re-planned",
+                      part="nothing removed")
+
+
+def _no_unknown_fields(ctx: MiraxContext) -> None:
+    unknown = [d.field.path for d in ctx.replan.fields if d.unknown]
+    ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown, f"unknown key {unknown[0]} in the copy" if unknown
+                      else f"{len(ctx.replan.fields)} key(s), all known to the profile")
+
+
+def _values_pass_policy(ctx: MiraxContext) -> None:
+    failing = sorted({d.field.path for d in ctx.replan.fields
+                      if value_failed(d) and d.field.key.partition(":")[2] not in _DATE_KEYS})
+    ctx.report.record(Check.VALUES_PASS_POLICY, not failing,
+                      f"{len(failing)} value(s) in the copy fail their type or pattern: {', '.join(failing[:5])}"
+                      if failing else f"{len(ctx.replan.fields)} value(s) pass")
+
+
+def _identifiers_replaced(ctx: MiraxContext) -> None:
+    ids = [d.field.value for d in ctx.replan.fields if d.field.key == "general:SLIDE_ID"]
+    ok = ids == [ctx.written.slide_id]
+    ctx.report.record(Check.IDENTIFIERS_REPLACED, ok, "SLIDE_ID is the planned pseudonym" if ok else
+                      "SLIDE_ID is not the planned pseudonym")
+
+
+def _roles(ctx: MiraxContext) -> None:
+    out, written, source = ctx.copy, ctx.written, ctx.source
     kept = [nh.role for nh, _ in written.nonhier]
     removed_still = [nh.role for nh in out.nonhier if nh.role in ("label", "macro") and nh.role not in kept]
-    rep.add("roles", [nh.role for nh in out.nonhier] == kept and not removed_still
-            and [len(lv.records) for lv in out.levels] == [len(lv.records) for lv in source.levels],
-            "non-hierarchical records and level record counts as planned")
+    ctx.report.record(Check.ROLES, [nh.role for nh in out.nonhier] == kept and not removed_still
+                      and [len(lv.records) for lv in out.levels] == [len(lv.records) for lv in source.levels],
+                      "non-hierarchical records and level record counts as planned")
+
+
+def _image_data(ctx: MiraxContext) -> None:
+    """Kept records equal their source's decoding segments (blanked as planned); a generated label its own."""
+    out, written, source = ctx.copy, ctx.written, ctx.source
     records = list(written.expected)
-    sample = records if full else random.Random(0).sample(records, min(SAMPLE, len(records)))
+    sample = records if ctx.full else random.Random(0).sample(records, min(SAMPLE, len(records)))
     sample += [r for _, r in written.nonhier if r not in sample]
     bad = 0
     positions = [r for nh, r in written.nonhier if nh.role == "positions"]
     where = {r: (li, k) for li, lv in enumerate(written.levels) for k, r in enumerate(lv)}
-    boxes = record_boxes(source, plan.regions)
+    boxes = record_boxes(source, ctx.plan.regions)
     for rec in sample:
         if rec in positions:
             continue
@@ -145,23 +225,39 @@ def verify(plan: Plan, written: Written, source: MrxsSlide, full: bool, identifi
             bad += out.read(rec) != written.generated[rec] or out.read(rec) == source.read(written.expected[rec])
             continue
         try:
-            want, _ = record_bytes(source, written.expected[rec], boxes.get(where.get(rec, (-1, -1))), fill)
+            want, _ = record_bytes(source, written.expected[rec], boxes.get(where.get(rec, (-1, -1))), ctx.fill)
         except WsideidError:
             bad += 1
             continue
         bad += out.read(rec) != want
-    rep.add("tiles", bad == 0, f"{len(sample)} records compared" + (f", {bad} differ" if bad else ""))
-    needles = needles_for_plan(plan, identifiers)
-    hits = Scanner(list(needles.needles)).scan(_segments(out, written, written.mrxs)) if len(needles) else []
-    report_residual(rep, needles, hits)
-    _openslide(source.path, written.mrxs, plan, rep)
-    if plan.regions:
-        _regions_flat(written.mrxs, plan.regions, rep)
-    return rep
+    ctx.report.record(Check.IMAGE_DATA, bad == 0, f"{len(sample)} records compared" + (f", {bad} differ" if bad else ""))
+
+
+def _residual_needles(ctx: MiraxContext) -> None:
+    needles = needles_for_plan(ctx.plan, ctx.identifiers)
+    hits = Scanner(list(needles.needles)).scan(_segments(ctx.copy, ctx.written, ctx.written.mrxs)) if len(needles) else []
+    report_residual(ctx.report, needles, hits)
+
+
+def _reader(ctx: MiraxContext) -> None:
+    _openslide(ctx.source.path, ctx.written.mrxs, ctx.plan, ctx.report)
+
+
+def _regions_blank(ctx: MiraxContext) -> None:
+    if not ctx.plan.regions:
+        ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
+    else:
+        _regions_flat(ctx.written.mrxs, ctx.plan.regions, ctx.report)
+
+
+STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields),
+         (Check.VALUES_PASS_POLICY, _values_pass_policy), (Check.IDENTIFIERS_REPLACED, _identifiers_replaced),
+         (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data), (Check.RESIDUAL_NEEDLES, _residual_needles),
+         (Check.READER, _reader), (Check.REGIONS_BLANK, _regions_blank)]
 
 
 def _regions_flat(copy: str, regions, rep: VerifyReport) -> None:
-    """Every pixel of each region reads flat in the copy, through OpenSlide (``regions-flat``)."""
+    """Every pixel of each region reads flat in the copy, through OpenSlide (``regions-blank``)."""
     import numpy as np
     import openslide
     worst = 0
@@ -172,4 +268,4 @@ def _regions_flat(copy: str, regions, rep: VerifyReport) -> None:
                 continue
             px = np.asarray(b.read_region((x, y), 0, (w, h)))[..., :3].astype(int)
             worst = max(worst, int(px.max() - px.min()))
-    rep.add("regions-flat", worst <= 8, f"largest spread inside a blanked region: {worst} levels")
+    rep.record(Check.REGIONS_BLANK, worst <= 8, f"largest spread inside a blanked region: {worst} levels")

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from ..batch import records
+from ..checks import Check
 from ..cells import unescape_row
 
 DECISION_COLUMNS = ["new_id", "decision", "reviewer", "note", "decided_at"]
@@ -179,6 +180,26 @@ def _metadata(rec: dict) -> str:
     return (f'<details><summary>metadata: {head}; images: {imgs}</summary><ul class="fields">{items}</ul></details>')
 
 
+_ORDER = {c.value: k for k, c in enumerate(Check)}
+
+
+def _checks(rec: dict) -> str:
+    """The verification as a table, one row per check name in the vocabulary's order (the same rows
+    for every slide, whatever its format); open when a check failed. Records written before the
+    vocabulary (``ok`` only) read as passed / failed."""
+    rows = sorted(rec.get("checks") or [], key=lambda c: _ORDER.get(c.get("check"), len(_ORDER)))
+    if not rows:
+        return ""
+    status = [c.get("status") or ("passed" if c.get("ok") else "failed") for c in rows]
+    failed = [c.get("check") for c, st in zip(rows, status) if st == "failed"]
+    head = f"{status.count('passed')} passed, {status.count('not-applicable')} not applicable" + \
+        (f", {len(failed)} FAILED: {', '.join(map(str, failed))}" if failed else "")
+    body = "".join(f'<tr class="{_e(st)}"><td><code>{_e(c.get("check"))}</code></td><td>{_e(st)}</td>'
+                   f'<td>{_e(c.get("detail"))}</td></tr>' for c, st in zip(rows, status))
+    return (f'<details class="checks"{" open" if failed else ""}><summary>checks: {_e(head)}</summary>'
+            f'<table><tr><th>check</th><th>status</th><th>detail</th></tr>{body}</table></details>')
+
+
 def _controls(rec: dict) -> str:
     nid = _e(rec["new_id"])
     if rec["status"] != "flagged":
@@ -205,7 +226,7 @@ def _card(review_dir: str, rec: dict) -> str:
             f' &middot; identifiers: {_e(ids)}</p>{err}{stale}'
             f'<p class="muted">format {_e(s.get("format"))}, checks {_e(s.get("checks"))}, '
             f'{_e(s.get("t_total"))} s</p>'
-            f'{_images(review_dir, rec, found)}{_findings(rec, found)}{_metadata(rec)}{_controls(rec)}</section>')
+            f'{_images(review_dir, rec, found)}{_findings(rec, found)}{_metadata(rec)}{_checks(rec)}{_controls(rec)}</section>')
 
 
 def _row_card(row: dict) -> str:
@@ -278,6 +299,8 @@ body.noboxes svg.boxes{display:none}
 figure.kept .frame img{outline:3px solid #2e7d32}figure.removed .frame img{outline:3px dashed #b00020}
 table.findings{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
 tr.flag{background:#fff3e0}mark{background:#ffab40;font-weight:600}.val{font-family:monospace}
+.checks table{border-collapse:collapse;margin:.3em 0}.checks tr.failed{background:#fde0e0}
+.checks tr.not-applicable,.checks tr.not-run{color:#777}
 .error{color:#b00020;font-weight:600}.muted{color:#777}
 .slide.decided-approve{border-color:#2e7d32;border-width:3px}.slide.decided-reject{border-color:#b00020;border-width:3px}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em;font-size:.9em}

@@ -13,6 +13,9 @@ Two kinds, both JPEG previews in the review folder's ``images/``:
 Each entry names the image ``index`` and scan ``stage`` so the page can draw
 the detector boxes of that scan onto it (boxes are in the scanned image's
 pixels; the page scales them by the scan's recorded size, not the preview's).
+
+The page knows no format: the driver named by the result reads the images
+(``Driver.removed_preview``, ``Driver.kept_previews``).
 """
 
 from __future__ import annotations
@@ -47,62 +50,23 @@ def kept_targets(scans: list) -> list:
     return [sc for sc in out if sc.role != "level" or sc.has_phi or sc.error or sc is smallest]
 
 
-def _scaled_sizes(w: int, h: int) -> set[tuple[int, int]]:
-    """The sizes a reader may give an image of w x h when it reduces it by a power of two."""
-    return {(-(-w // f), -(-h // f)) for f in (1, 2, 4, 8, 16, 32, 64, 128)}
-
-
-def dicom_kept_files(output: str, scans: list) -> dict[int, str]:
-    """Scan index -> the published DICOM instance it was read from (a scan names the source
-    instance; the output file is named by its new SOP Instance UID), matched by role and size;
-    a scan with no unambiguous match gets no preview rather than a wrong one."""
-    import pydicom
-
-    from ..dicom.source import quiet_pydicom, role_of
-    files = [output] if os.path.isfile(output) else sorted(
-        os.path.join(output, n) for n in os.listdir(output) if os.path.isfile(os.path.join(output, n)))
-    found: list[tuple[str, str, tuple[int, int]]] = []
-    with quiet_pydicom():
-        for path in files:
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception:  # noqa: BLE001 - not an instance we can show
-                continue
-            cols, rows = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
-            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-                cols = int(ds.get("TotalPixelMatrixColumns", cols) or cols)
-                rows = int(ds.get("TotalPixelMatrixRows", rows) or rows)
-            found.append((role_of(ds), path, (cols, rows)))
-    out: dict[int, str] = {}
-    for sc in scans:
-        if sc.result is None:
-            continue
-        size = tuple(sc.result.size[:2])
-        free = [(path, (w, h)) for role, path, (w, h) in found if role == sc.role and path not in out.values()]
-        exact = [path for path, wh in free if wh == size]  # a 512x384 level, not the 1024x768 one halved
-        match = exact or [path for path, (w, h) in free if size in _scaled_sizes(w, h)]
-        if len(match) == 1:
-            out[sc.index] = match[0]
-    return out
-
-
 def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -> list[dict[str, Any]]:
     """Previews of the removed images (from ``source``) and of the kept ones (from the published
     output); an image that cannot be decoded is skipped, never a failure of the slide."""
-    from ..slide_scan import read_tiff_image
+    from ..registry import by_name
     if result is None or result.plan is None:
         return []
-    read_removed = lambda index: read_tiff_image(source, index)  # noqa: E731
-    if result.format == "dicom":
-        from ..dicom.scanimage import instance_image
-        paths = {i.index: i.path for i in result.plan.inventory.container.source.instances}
-        read_removed = lambda index: instance_image(paths[index], index)  # noqa: E731
+    driver = by_name(result.format)
+    plan = result.plan
     folder = os.path.join(review_dir, "images")
     saved: list[dict[str, Any]] = []
 
     def save(read, kind: str, role: str, index: int, stage: str) -> None:
         try:
-            name = _save_image(read(index), os.path.join(folder, f"{new_id}.{kind}-{role}-{index}.jpg"), review_dir,
+            img = read(index)
+            if img is None:  # the driver shows no such image (a MIRAX record)
+                return
+            name = _save_image(img, os.path.join(folder, f"{new_id}.{kind}-{role}-{index}.jpg"), review_dir,
                                KEPT_PREVIEW_MAX if kind == "kept" else PREVIEW_MAX)
         except Exception:  # noqa: BLE001 - a preview that cannot be decoded is not a failure
             return
@@ -110,17 +74,10 @@ def save_review_images(new_id: str, source: str, review_dir: str, result: Any) -
 
     for d in result.plan.images:
         if d.action == "remove" and d.image.role in REMOVED_ROLES:
-            save(read_removed, "removed", d.image.role, d.image.index, "source")
+            save(lambda index: driver.removed_preview(source, plan, index), "removed", d.image.role, d.image.index,
+                 "source")
     if not result.output or not os.path.exists(result.output):
         return saved
-    targets = kept_targets(result.scans)
-    if result.format == "dicom":
-        from ..dicom.scanimage import instance_image
-        files = dicom_kept_files(result.output, targets)
-        for sc in targets:
-            if sc.index in files:
-                save(lambda index: instance_image(files[index], index), "kept", sc.role, sc.index, "output")
-    elif os.path.isfile(result.output):
-        for sc in targets:
-            save(lambda index: read_tiff_image(result.output, index), "kept", sc.role, sc.index, "output")
+    for ref in driver.kept_previews(result.output, plan, kept_targets(result.scans)):
+        save(lambda index, read=ref.read: read(), "kept", ref.role, ref.index, "output")
     return saved

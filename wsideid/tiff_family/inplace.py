@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import WsideidError
-from ..model import Plan, VerifyReport
+from ..checks import VerifyReport
+from ..model import Plan
 
 JOURNAL_SUFFIX = ".wsideid-inplace.json"
 

@@ -1,43 +1,52 @@
 """Verification of a de-identified TIFF-family output before it is published.
 
 The output is re-opened from disk, independently of what the writer
-believes it wrote, and checked against the plan:
+believes it wrote, and checked against the plan, under the shared check
+names (``wsideid.checks``; the table per driver is in docs/architecture.md):
 
-- structure: our reader parses it, the same vendor module claims it, the
-  kept images have the same roles, sizes and tile counts;
-- metadata: every field in the output is one the profile knows (nothing
-  unknown slipped through) and every removed field is gone;
-- pixels: tile/strip bytes equal the source's (a sample per image, all with
-  ``--verify full``); edited tiles are excluded and checked by their editor;
-- residual scan: no needle (removed values, their parts, user identifiers
-  and every spelling of a removed date; see needles.py) occurs, in any
-  encoding or case, in any byte that is not pixel data, tile and strip
+- ``reparse``: our reader parses it, as the same container kind (or BigTIFF),
+  and the same vendor module claims it;
+- ``roles``: the kept images have the same roles, sizes and tile counts;
+- ``plan-held`` / ``no-unknown-fields`` / ``values-pass-policy``: every removed
+  field is gone, and the output re-planned holds no unknown field and no value
+  failing its type or pattern;
+- ``image-data``: tile/strip bytes equal the source's (a sample per image, all
+  with ``--verify full``); edited tiles equal their editor's bytes;
+- ``residual-needles``: no needle (removed values, their parts, user
+  identifiers and every spelling of a removed date; see needles.py) occurs, in
+  any encoding or case, in any byte that is not pixel data, tile and strip
   headers included;
-- streams: every JPEG / JPEG 2000 tile re-parsed holds only its decoding
-  segments up to its first end marker, JPEGTables only used tables, and
-  streams the rule edited decode exactly as their source;
-- OpenSlide, as an independent judge: when it claims the input's format but
-  cannot read it, the slide is refused (its roles cannot be trusted); when it
-  reads it, the vendor must be the driver's, and the output must open as the
-  same vendor with the input's levels less the removed images, every kept
-  level among them, and no label, macro or other associated image the plan
-  removed.
+- ``compressed-streams``: every JPEG / JPEG 2000 tile re-parsed holds only its
+  decoding segments up to its first end marker, JPEGTables only used tables,
+  and streams the rule edited decode exactly as their source;
+- ``reader``: OpenSlide, as an independent judge: when it claims the input's
+  format but cannot read it, the slide is refused (its roles cannot be
+  trusted); when it reads it, the vendor must be the driver's, and the output
+  must open as the same vendor with the input's levels less the removed
+  images, every kept level among them, and no label, macro or other
+  associated image the plan removed;
+- ``regions-blank``: the centre of each blanked region reads flat.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
-from ..model import REMOVE, Plan, VerifyReport
+from ..model import REMOVE, Plan
 from ..needles import Needle, NeedleKind, Scanner, needles_for_plan, report_residual
 from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs
 from ..tiff.container import TiffFile, read_tiff
 from ..tiff.edits import as_tile_edits
+from ..valuepolicy import value_failed
 from .vendors import tiff_base
 
 SAMPLE_TILES = 8
@@ -130,29 +139,80 @@ def _same_bytes(fa, oa: int, fb, ob: int, n: int) -> bool:
     return True
 
 
+NOT_APPLICABLE = {
+    Check.IDENTIFIERS_REPLACED: "TIFF-family formats hold no keyed UIDs: replaced IDs are fields (plan-held)",
+    Check.VALIDATOR: "no standard validator for TIFF",
+    Check.OUTPUT_HASH: "re-read and compared only with --verify full and a hash algorithm",
+}
+
+
+@dataclass
+class TiffContext(VerifyContext):
+    """The objects the TIFF-family checks read: source, output, plan, vendor module and tile edits."""
+
+    src: TiffFile
+    out_path: str
+    plan: Plan
+    module: ModuleType  # the vendor module (claims, roles, inventory)
+    edited: dict[int, dict[int, bytes]]
+    out: TiffFile | None = None  # the output, once it parses
+
+    @property
+    def output(self) -> TiffFile:
+        assert self.out is not None, "reparse runs first"
+        return self.out
+
+    @property
+    def kept_top(self) -> list[int]:
+        """The kept IFD images (not those held inside a description), in output order."""
+        return [d.image.index for d in self.plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
+
+    @functools.cached_property
+    def out_inventory(self):
+        return self.module.inventory(self.output)
+
+    @functools.cached_property
+    def replan(self) -> Plan:
+        """The output re-planned with the same profile: what it holds, judged afresh."""
+        from ..dates import DatePolicy
+        from ..profiles import PlanOptions, make_plan
+        return make_plan(self.out_inventory, self.plan.profile, PlanOptions(DatePolicy("shift", 0)))
+
+
 def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[int, dict[int, bytes]],
-                full: bool = False, openslide_check: bool = True, identifiers: Sequence[str] = ()) -> VerifyReport:
-    rep = VerifyReport()
+                full: bool = False, identifiers: Sequence[str] = ()) -> VerifyReport:
+    """Every check of the vocabulary over the written output (``wsideid.checks``)."""
+    ctx = TiffContext(VerifyReport(NOT_APPLICABLE), full, identifiers, src, out_path, plan, module, edited)
+    return run_checks(ctx, STEPS)
+
+
+def _reparse(ctx: TiffContext) -> None:
+    rep, src = ctx.report, ctx.src
     try:
-        out = read_tiff(out_path)
+        out = read_tiff(ctx.out_path)
     except WsideidError as exc:
-        rep.add("reparse", False, f"output does not parse: {exc}")
-        return rep
-    rep.add("reparse", True, f"{out.kind}, {len(out.ifds)} IFDs")
-    rep.add("layout", out.kind == src.kind or (src.kind == "classic" and out.kind == "bigtiff"),
-            f"{src.kind} -> {out.kind}")
-    if not module.claims(out):
-        rep.add("vendor", False, f"output is no longer recognised as {module.NAME}")
-        return rep
-    rep.add("vendor", True, module.NAME)
-    # images held inside a description (Philips XML) are not IFDs: checked on their own below
+        rep.record(Check.REPARSE, False, f"output does not parse: {exc}", part="parse")
+        raise StopChecks from None
+    ctx.out = out
+    rep.record(Check.REPARSE, True, f"{out.kind}, {len(out.ifds)} IFDs", part="parse")
+    rep.record(Check.REPARSE, out.kind == src.kind or (src.kind == "classic" and out.kind == "bigtiff"),
+               f"{src.kind} -> {out.kind}", part="container")
+    if not ctx.module.claims(out):
+        rep.record(Check.REPARSE, False, f"output is no longer recognised as {ctx.module.NAME}", part="format")
+        raise StopChecks
+    rep.record(Check.REPARSE, True, ctx.module.NAME, part="format")
+
+
+def _roles(ctx: TiffContext) -> None:
+    rep, plan, out, module = ctx.report, ctx.plan, ctx.output, ctx.module
+    # images held inside a description (Philips XML) are not IFDs: checked on their own
     kept = [d.image for d in plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
     held = sorted((d.image.role, d.image.width, d.image.height) for d in plan.images
                   if d.action != "remove" and d.image.extra.get("embedded"))
     if held or any(d.image.extra.get("embedded") for d in plan.images):
-        out_held = sorted((i.role, i.width, i.height) for i in module.inventory(out).images if i.extra.get("embedded"))
-        rep.add("embedded-images", out_held == held,
-                f"{len(out_held)} image(s) held in the description (planned {len(held)})")
+        out_held = sorted((i.role, i.width, i.height) for i in ctx.out_inventory.images if i.extra.get("embedded"))
+        rep.record(Check.ROLES, out_held == held,
+                   f"{len(out_held)} image(s) held in the description (planned {len(held)})", part="embedded images")
     out_roles = [str(c) for c in module.roles(out)]
     out_images = out.image_ifds()
     ok = len(out_images) == len(kept)
@@ -169,27 +229,28 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
                 ok = False
                 detail = f"image {img.index} changed: {role} {w}x{h} {n} tiles"
                 break
-    rep.add("images", ok, detail)
+    rep.record(Check.ROLES, ok, detail, part="images")
     if not ok:
-        return rep
+        raise StopChecks
 
-    # Data ranges inside the file and identical to the source's.
+
+def _image_data(ctx: TiffContext) -> None:
+    """Data ranges inside the file, and tile/strip bytes identical to the source's (or the edit's)."""
+    rep, src, out, plan, full = ctx.report, ctx.src, ctx.output, ctx.plan, ctx.full
     flat_src = list(src.all_ifds())
-    flat_out = list(out.all_ifds())
-    src_images = src.image_ifds()
-    kept_top = [d.image.index for d in plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
+    src_images, out_images = src.image_ifds(), out.image_ifds()
     mismatch = checked = edited_bad = edited_checked = 0
-    with open(src.path, "rb") as fa, open(out_path, "rb") as fb:
-        for oi, si in enumerate(kept_top):
+    with open(src.path, "rb") as fa, open(ctx.out_path, "rb") as fb:
+        for oi, si in enumerate(ctx.kept_top):
             s_ifd, o_ifd = src_images[si], out_images[oi]
             sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
             if int((od.src_offsets + od.src_counts).max(initial=0)) > out.size:
-                rep.add("data-ranges", False, f"image {si}: data past the end of the output")
-                return rep
+                rep.record(Check.IMAGE_DATA, False, f"image {si}: data past the end of the output", part="data ranges")
+                raise StopChecks
             k = flat_src.index(s_ifd)
             if any(d.image.index == si and d.action == "replace" for d in plan.images):
                 continue  # generated label: nothing of the source to compare
-            new_tiles = as_tile_edits(edited.get(k, {}), src.path)
+            new_tiles = as_tile_edits(ctx.edited.get(k, {}), src.path)
             for t, n in zip(new_tiles.indices().tolist(), new_tiles.lengths().tolist()):
                 # an edited tile must hold exactly the editor's bytes (streamed from its pieces)
                 edited_bad += int(od.src_counts[t]) != n or not new_tiles.matches(t, fb.fileno(), int(od.src_offsets[t]))
@@ -201,42 +262,73 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
                         fa, int(sd.src_offsets[t]), fb, int(od.src_offsets[t]), int(sd.src_counts[t])):
                     mismatch += 1
                 checked += 1
-    rep.add("data-ranges", True, "all ranges inside the file")
-    rep.add("pixels-identical", mismatch == 0 and edited_bad == 0,
-            f"{checked} tiles/strips compared with the source{' (all)' if full else ' (sample)'}, {mismatch} differ; "
-            f"{edited_checked} edited ones compared with their edit, {edited_bad} differ")
+    rep.record(Check.IMAGE_DATA, True, "all ranges inside the file", part="data ranges")
+    rep.record(Check.IMAGE_DATA, mismatch == 0 and edited_bad == 0,
+               f"{checked} tiles/strips compared with the source{' (all)' if full else ' (sample)'}, {mismatch} differ; "
+               f"{edited_checked} edited ones compared with their edit, {edited_bad} differ", part="pixels identical")
 
-    # Metadata: re-plan the output with the same profile data; nothing unknown may remain.
-    out_inv = module.inventory(out)
-    from ..dates import DatePolicy
-    from ..profiles import PlanOptions, make_plan
-    replan = make_plan(out_inv, plan.profile, PlanOptions(DatePolicy("shift", 0)))
-    unknown = [d.field.key for d in replan.fields if d.unknown]
-    rep.add("no-unknown-fields", not unknown, f"{len(unknown)} unknown field(s) in output" if unknown else "")
-    # Every value in the output must pass the value policy as it stands: the
-    # writer wrote what the plan kept, and nothing kept holds free text.
-    failing = sorted({d.field.path for d in replan.fields if ": value failed" in d.rule or d.removed_parts})
-    rep.add("values-pass-policy", not failing,
-            f"{len(failing)} output value(s) fail their type or pattern: {', '.join(failing[:5])}" if failing else "")
-    # A removed field is looked for in the IFD its own IFD became (the value
-    # policy may keep MPP in one IFD and remove a forged MPP in another).
-    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(kept_top)}
-    out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in out_inv.fields}
-    out_keys_at = {(f.key, f.ifd) for f in out_inv.fields}
-    leftovers = [d.field.path for d in plan.fields if d.action == REMOVE
-                 and plan.inventory.images and _ifd_kept(plan, d.field.ifd, src.image_owners())
+
+def _no_unknown_fields(ctx: TiffContext) -> None:
+    """Re-plan the output with the same profile data; nothing unknown may remain."""
+    unknown = [d.field.key for d in ctx.replan.fields if d.unknown]
+    ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown,
+                      f"{len(unknown)} unknown field(s) in output" if unknown else
+                      f"{len(ctx.replan.fields)} field(s), all known to the profile")
+
+
+def _values_pass_policy(ctx: TiffContext) -> None:
+    """Every value in the output passes the value policy as it stands: the writer wrote
+    what the plan kept, and nothing kept holds free text."""
+    failing = sorted({d.field.path for d in ctx.replan.fields if value_failed(d)})
+    ctx.report.record(Check.VALUES_PASS_POLICY, not failing,
+                      f"{len(failing)} output value(s) fail their type or pattern: {', '.join(failing[:5])}"
+                      if failing else f"{len(ctx.replan.fields)} value(s) pass")
+
+
+def _plan_held(ctx: TiffContext) -> None:
+    """No removed field is in the output. A removed field is looked for in the IFD its own
+    IFD became (the value policy may keep MPP in one IFD and remove a forged MPP in another)."""
+    src, out, plan = ctx.src, ctx.output, ctx.plan
+    flat_src, flat_out = list(src.all_ifds()), list(out.all_ifds())
+    src_images, out_images = src.image_ifds(), out.image_ifds()
+    out_index = {flat_src.index(src_images[si]): flat_out.index(out_images[oi]) for oi, si in enumerate(ctx.kept_top)}
+    out_keys = {(f.key, f.path.split("/", 1)[-1]) for f in ctx.out_inventory.fields}
+    out_keys_at = {(f.key, f.ifd) for f in ctx.out_inventory.fields}
+    removed = [d for d in plan.fields if d.action == REMOVE]
+    leftovers = [d.field.path for d in removed
+                 if plan.inventory.images and _ifd_kept(plan, d.field.ifd, src.image_owners())
                  and ((d.field.key, out_index[d.field.ifd]) in out_keys_at if d.field.ifd in out_index
                       else (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys)]
-    rep.add("removed-fields-absent", not leftovers, ", ".join(leftovers[:5]))
+    ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
+                      else f"{len(removed)} removed field(s) absent")
 
-    # Residual scan of every non-pixel byte, and JPEG tile headers.
-    needles = needles_for_plan(plan, identifiers)
-    report_residual(rep, needles, Scanner(needles.needles).scan(non_pixel_segments(out_path, out)))
-    _check_streams(src, out, out_path, plan, kept_top, edited, full, rep)
 
-    if openslide_check:
-        _verify_openslide(src.path, out_path, plan, module, rep)
-    return rep
+def _residual_needles(ctx: TiffContext) -> None:
+    """Every non-pixel byte, and the JPEG tile headers, scanned for every needle."""
+    needles = needles_for_plan(ctx.plan, ctx.identifiers)
+    report_residual(ctx.report, needles, Scanner(needles.needles).scan(non_pixel_segments(ctx.out_path, ctx.output)))
+
+
+def _compressed_streams(ctx: TiffContext) -> None:
+    _check_streams(ctx.src, ctx.output, ctx.out_path, ctx.plan, ctx.kept_top, ctx.edited, ctx.full, ctx.report)
+
+
+def _reader(ctx: TiffContext) -> None:
+    _verify_openslide(ctx.src.path, ctx.out_path, ctx.plan, ctx.module, ctx.report)
+
+
+def _regions_blank(ctx: TiffContext) -> None:
+    if not ctx.plan.regions:
+        ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
+        return
+    _regions_blanked(ctx.out_path, ctx.plan, ctx.report)
+
+
+STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),
+         (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
+         (Check.PLAN_HELD, _plan_held), (Check.RESIDUAL_NEEDLES, _residual_needles),
+         (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
+         (Check.REGIONS_BLANK, _regions_blank)]
 
 
 EDITED_DECODE_SAMPLE = 8  # edited streams per image whose decoding is compared with the source's
@@ -370,12 +462,12 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                 why = same_decoding(before, new[t], s_tables, o_tables, int(s_ifd.value(257, 0)) or None, kind)
                 if why:
                     differ.append(f"{o_ifd.path} tile {t}: {why}")
-    rep.add("jpeg-segments", bad_streams == 0 and bad_tables == 0 and hidden == 0,
-            f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
-            f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "
-            "with bytes after their last block")
-    rep.add("stream-decoding", not differ, "; ".join(differ[:3]) if differ else
-            f"{compared} stream(s) edited by the stream rule decode exactly as their source")
+    rep.record(Check.COMPRESSED_STREAMS, bad_streams == 0 and bad_tables == 0 and hidden == 0,
+               f"{checked} streams re-parsed, {bad_streams} hold more than their decoding segments or bytes after "
+               f"their end marker; {bad_tables} JPEGTables with unused tables; {hidden} sampled baseline streams "
+               "with bytes after their last block", part="jpeg segments")
+    rep.record(Check.COMPRESSED_STREAMS, not differ, "; ".join(differ[:3]) if differ else
+               f"{compared} stream(s) edited by the stream rule decode exactly as their source", part="stream decoding")
 
 
 def sample_digests(src: TiffFile, plan: Plan, edited: dict[int, dict[int, bytes]], full: bool) -> list[str]:
@@ -429,10 +521,11 @@ def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, set]:
 
 
 def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
+    """The ``reader`` check: OpenSlide as an independent judge (see the module docstring)."""
     try:
         import openslide
     except ImportError:  # pragma: no cover - dependency is declared
-        rep.add("openslide", False, "OpenSlide is not installed")
+        rep.record(Check.READER, False, "OpenSlide is not installed")
         return
     try:
         claimed = openslide.OpenSlide.detect_format(src_path)
@@ -445,15 +538,15 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
             # OpenSlide knows this format and still cannot read it: the file's
             # structure is not what the vendor writes, so roles read from it
             # (which image is a level, which the macro) cannot be trusted.
-            rep.add("openslide", False, f"OpenSlide takes the input for {claimed} but cannot read it "
-                                        f"({type(exc).__name__}): its image roles cannot be trusted")
+            rep.record(Check.READER, False, f"OpenSlide takes the input for {claimed} but cannot read it "
+                                            f"({type(exc).__name__}): its image roles cannot be trusted")
         else:
-            rep.add("openslide", True, "input is not a format OpenSlide reads; check skipped")
+            rep.not_applicable(Check.READER, "the input is not a format OpenSlide reads")
         return
     try:
         b = openslide.OpenSlide(out_path)
     except Exception as exc:
-        rep.add("openslide", False, f"OpenSlide cannot open the output ({type(exc).__name__})")
+        rep.record(Check.READER, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         a.close()
         return
     try:
@@ -475,14 +568,14 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
                       f"without the removed images give {list(expected)}")
         else:
             detail = f"vendor {vb}, {b.level_count} levels"
-        rep.add("openslide", same, detail)
+        rep.record(Check.READER, same, detail, part="openslide")
         kept_roles = {d.image.role for d in plan.images if d.action != "remove"}
         removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
         leaked = sorted(n for n in b.associated_images
                         if (n in ("label", "macro") and n not in kept_roles) or n in removed_roles)
-        rep.add("openslide-associated", not leaked, f"associated images: {sorted(b.associated_images)}")
-        if not same:
-            return  # pixels of different pyramids cannot be compared (and the check already failed)
+        rep.record(Check.READER, not leaked, f"{sorted(b.associated_images)}", part="associated images")
+        if not same or plan.regions:
+            return  # pixels of different pyramids cannot be compared; blanked regions differ by design
         lv = b.level_count - 1
         w, h = b.level_dimensions[lv]
         size = (min(w, 512), min(h, 512))
@@ -491,23 +584,38 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         # unreadable is the input's own damage, faithfully copied.
         la = tuple(tuple(x) for x in a.level_dimensions).index((w, h))  # removed levels shift the input's numbering
         pa, pb = _read_region(a, (0, 0), la, size), _read_region(b, (0, 0), lv, size)
-        if not plan.regions:
-            if pa is None or pb is None:
-                rep.add("openslide-pixels", pa is None and pb is None,
-                        f"level {lv} region {size} unreadable in {'input and output' if pa is pb else 'one of them'}")
-            else:
-                rep.add("openslide-pixels", bool((pa == pb).all()), f"level {lv} region {size} compared")
-        for x, y, w, h in plan.regions:
+        if pa is None or pb is None:
+            rep.record(Check.READER, pa is None and pb is None,
+                       f"level {lv} region {size} unreadable in {'input and output' if pa is pb else 'one of them'}",
+                       part="pixels")
+        else:
+            rep.record(Check.READER, bool((pa == pb).all()), f"level {lv} region {size} compared", part="pixels")
+    finally:
+        a.close()
+        b.close()
+
+
+def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
+    """The ``regions-blank`` check: the centre of every region, read through OpenSlide at level 0, is flat."""
+    import openslide
+    try:
+        b = openslide.OpenSlide(out_path)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is judged below
+        if rep.result(Check.READER).status is CheckStatus.NOT_APPLICABLE:
+            rep.not_run(Check.REGIONS_BLANK, "OpenSlide does not read this format: regions not read back")
+        else:
+            rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
+        return
+    with b:
+        for k, (x, y, w, h) in enumerate(plan.regions):
             cw, ch = min(w // 2, 64), min(h // 2, 64)
             if cw < 8 or ch < 8:
                 continue  # too small to hold a block wholly inside the region at level 0
             patch = _read_region(b, (x + w // 2 - cw // 2, y + h // 2 - ch // 2), 0, (cw, ch))
             if patch is None:
-                rep.add("region-blanked", False, "OpenSlide cannot read the blanked region")
+                rep.record(Check.REGIONS_BLANK, False, "OpenSlide cannot read the blanked region", part=f"region {k + 1}")
                 continue
             patch = patch[..., :3]
             spread = int(patch.max(axis=(0, 1)).astype(int).max() - patch.min(axis=(0, 1)).astype(int).min())
-            rep.add("region-blanked", spread <= 12, f"region centre spread {spread} grey levels")
-    finally:
-        a.close()
-        b.close()
+            rep.record(Check.REGIONS_BLANK, spread <= 12, f"centre spread {spread} grey levels", part=f"region {k + 1}")
+    rep.not_run(Check.REGIONS_BLANK, "every region is too small to hold a block wholly inside it")  # unless one was read

@@ -1,27 +1,45 @@
-"""Allow-list scrubbing of XML metadata (OME-XML, Philips DPUfsImport, QPTIFF).
+"""Allow-list scrubbing of vendor XML metadata: the one XML helper of the TIFF family.
 
-Why one module: several vendors keep their metadata as an XML document in
-an ImageDescription. Each is handled the same way: parsed without entity
-expansion, DTDs or network access (a hostile document is refused in one
-line), flattened into one item per attribute and per text node so the
+Why one module: several vendors keep their metadata as an XML document in a
+TIFF tag (OME-XML, Philips DPUfsImport, QPTIFF, Ventana's iScan XMP, Leica's
+SCN collection). Each is handled the same way: parsed without entity
+expansion, DTDs or network access (defusedxml; a hostile document is refused
+in one line), flattened into one item per attribute and per text node so the
 profile decides each like any other field, and written back from the kept
-items only. An element appears in the output only when it holds a kept
-value or a kept descendant (or its driver asks for it), so neither an
-element name nor a value the profile did not vouch for survives; comments,
-processing instructions and foreign namespaces are never written.
+items only; comments, processing instructions and a DTD never survive. The
+vendor module keeps the knowledge (which paths are what), this module the
+shape. Two allow-lists, by what the vendor can name:
+
+- by content (``items`` -> ``rebuild`` -> ``serialise``; OME, Philips, QPTIFF):
+  an element appears in the output only when it holds a kept value or a kept
+  descendant (or its driver asks for it), so neither an element name nor a
+  value the profile did not vouch for survives; foreign namespaces are never
+  written;
+- by structure (``split`` -> ``join``; Ventana, Leica): the vendor's ``Namer``
+  says which elements are structure it keeps and how an element's path is
+  spelled in its profile; an element outside it is dropped with all it holds
+  (its name and values are fields too, so they are removed values the
+  verifier looks for).
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 from xml.etree.ElementTree import Element, ParseError
 
 from ..errors import MalformedFile
+from ..model import KEEP, REMOVE, Decision, Field, ValueKind
+from ..tiff.container import Ifd
+from ..tiff.tags import tag_name
 
 # Beyond these no scanner writes, and a parser's memory grows with them.
-MAX_XML_CHARS = 64 << 20
+MAX_XML_CHARS = 64 << 20  # Philips' XML carries its label and macro as base64
+MAX_FIELD_XML_CHARS = 8 << 20  # structure-named XML (Ventana, Leica): metadata only
 MAX_NODES = 200_000
+# (path of element tags from the root) -> the profile's spelling, or None (not structure)
+Namer = Callable[[list[str]], "str | None"]
 TEXT = "#text"  # the item name of an element's text
 TAIL = "#tail"  # text after an element, inside its parent
 
@@ -46,12 +64,12 @@ def namespace(tag: str) -> str:
     return tag[1:].partition("}")[0] if tag.startswith("{") else ""
 
 
-def parse(text: str, what: str) -> Element:
+def parse(text: str, what: str, limit: int = MAX_XML_CHARS) -> Element:
     """The document's root, or a one-line MalformedFile: no DTD, no entities,
     no external references, bounded size and node count."""
     import defusedxml.ElementTree as DET
     from defusedxml import DefusedXmlException
-    if len(text) > MAX_XML_CHARS:
+    if len(text) > limit:
         raise MalformedFile(f"{what}: XML of {len(text)} characters (hostile or corrupt file)")
     try:
         root = DET.fromstring(text.lstrip("\ufeff"), forbid_dtd=True, forbid_entities=True, forbid_external=True)
@@ -168,3 +186,79 @@ def serialise(root: Element, root_attrs: dict[str, str] | None = None, declarati
 
     write(root, True)
     return "".join(parts)
+
+
+# -- by structure: split into fields, join from the kept ones (Ventana, Leica) -------------
+
+def _walk(root: Element) -> Iterator[tuple[str, Element, list[str]]]:
+    """(node id, element, path of tags from the root), depth first, in document order."""
+    stack: list[tuple[str, Element, list[str]]] = [("0", root, [root.tag])]
+    while stack:
+        nid, el, path = stack.pop()
+        yield nid, el, path
+        for j in range(len(el) - 1, -1, -1):
+            stack.append((f"{nid}.{j}", el[j], path + [el[j].tag]))
+
+
+def split(k: int, ifd: Ifd, tag: int, text: str, section: str, name: Namer,
+          identity: Callable[[str], bool]) -> list[Field]:
+    """Every attribute, text and tail of the XML as a field; ``identity(key)`` says which name a person or device."""
+    from .vendors.tiff_base import check_key_count
+    root = parse(text, f"{ifd.path}/{tag}", MAX_FIELD_XML_CHARS)
+    fields: list[Field] = []
+    base = f"{ifd.path}/{tag_name(tag)}"
+    count = 0
+    for nid, el, path in _walk(root):
+        spelled = name(path)
+        count += 1 + len(el.attrib)
+        check_key_count(ifd, count)
+        shown = spelled if spelled is not None else "/".join(local(p) for p in path)
+        if spelled is None:
+            fields.append(Field(f"{base}/{shown}", f"{section}:@element", el.tag, ifd=k, tag=tag,
+                                subkey=f"{nid}/@element", kind=ValueKind.IDENTIFIER))
+        for attr, value in el.attrib.items():
+            key = f"{section}:{shown}@{attr}"
+            fields.append(Field(f"{base}/{shown}@{attr}", key, value, ifd=k, tag=tag, subkey=f"{nid}@{attr}",
+                                kind=ValueKind.IDENTIFIER if identity(key) else ValueKind.TEXT))
+        for part in ("text", "tail"):
+            value = getattr(el, part)
+            if value is not None and value.strip():
+                fields.append(Field(f"{base}/{shown}/{part}()", f"{section}:{shown}/{part}()", value,
+                                    ifd=k, tag=tag, subkey=f"{nid}/{part}()"))
+    return fields
+
+
+def _value(d: Decision | None) -> str | None:
+    if d is None or d.action == REMOVE:
+        return None
+    return str(d.field.value if d.action == KEEP else d.new_value)
+
+
+def join(text: str, decisions: list[Decision], name: Namer, where: str, drop: set[str] = frozenset()) -> str:
+    """The XML rebuilt from the structure ``name`` allows and the values the plan kept;
+    ``drop``: node ids of structure the caller removes (with all below it)."""
+    root = parse(text, where, MAX_FIELD_XML_CHARS)
+    ns = namespace(root.tag)  # the document's default namespace, written back as xmlns on the root
+    by = {d.field.subkey: d for d in decisions}
+    built: dict[str, Element] = {}
+    out_root: Element | None = None
+    for nid, el, path in _walk(root):
+        parent = nid.rpartition(".")[0]
+        if name(path) is None or nid in drop or (parent and parent not in built):
+            continue  # not structure, or below something dropped
+        attrs = {"xmlns": ns} if ns and not parent else {}
+        for attr in el.attrib:
+            v = _value(by.get(f"{nid}@{attr}"))
+            if v is not None:
+                attrs[attr] = v
+        tag = local(el.tag) if namespace(el.tag) == ns else el.tag
+        new = ET.Element(tag, attrs) if not parent else ET.SubElement(built[parent], tag, attrs)
+        new.text = _value(by.get(f"{nid}/text()"))
+        new.tail = _value(by.get(f"{nid}/tail()"))
+        built[nid] = new
+        if not parent:
+            out_root = new
+    if out_root is None:
+        raise MalformedFile(f"{where}: the XML root is not vendor structure")
+    body = ET.tostring(out_root, encoding="unicode")
+    return '<?xml version="1.0" encoding="utf-8"?>' + body

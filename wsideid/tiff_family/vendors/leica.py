@@ -13,7 +13,7 @@ pyramid levels when the IFD has the size the map gives and the pyramid rule
 holds; an IFD no dimension names, or of a fluorescence image or another
 z-plane, is unknown.
 
-The XML is split by :mod:`xmlfields` into ``scn:<path>@<attr>`` and
+The XML is split by :mod:`..xmlscrub` (by structure) into ``scn:<path>@<attr>`` and
 ``scn:<path>/text()`` fields typed by the profile; elements outside
 :data:`STRUCTURE` are dropped whole. Removing IFDs renumbers the others, so
 the rebuilt XML drops the dimensions (and images) of removed IFDs and
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from ...errors import MalformedFile
 from ...model import Decision, Field, Inventory, Plan
 from ...tiff.container import Ifd, TiffFile
-from . import pyramid, tiff_base, xmlfields
+from .. import xmlscrub
+from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "leica"
@@ -60,9 +61,9 @@ IDENTITY = re.compile(r".*(@name|@uuid|@serial|@barcode|@ocr|barcode/text\(\)|@u
 
 def _name(path: list[str]) -> str | None:
     """The profile spelling of an element path (``scn`` root left out), or None when not SCN structure."""
-    if any(xmlfields.namespace(p) not in NAMESPACES for p in path):
+    if any(xmlscrub.namespace(p) not in NAMESPACES for p in path):
         return None
-    names = [xmlfields.local(p) for p in path]
+    names = [xmlscrub.local(p) for p in path]
     spelled = "/".join(names[1:]) if len(names) > 1 else names[0]
     return spelled if names[0] == "scn" and spelled in STRUCTURE else None
 
@@ -76,7 +77,7 @@ def _root(tf: TiffFile):
     if not any(ns in text for ns in NAMESPACES):
         return None
     try:
-        root = xmlfields.parse(text, "ifd[0]/ImageDescription")
+        root = xmlscrub.parse(text, "ifd[0]/ImageDescription", xmlscrub.MAX_FIELD_XML_CHARS)
     except MalformedFile:
         return None
     return root if root.tag in {f"{{{ns}}}scn" for ns in NAMESPACES} else None
@@ -96,7 +97,7 @@ class ScnImage:
 def _int(el, attr: str) -> int:
     v = el.get(attr)
     if v is None or not re.fullmatch(r"-?\d{1,15}", v.strip()):
-        raise MalformedFile(f"SCN XML: {xmlfields.local(el.tag)}@{attr} is not an integer")
+        raise MalformedFile(f"SCN XML: {xmlscrub.local(el.tag)}@{attr} is not an integer")
     return int(v)
 
 
@@ -104,7 +105,7 @@ def scn_map(tf: TiffFile) -> list[ScnImage]:
     root = _root(tf)
     if root is None:
         raise MalformedFile("SCN XML missing")
-    ns = xmlfields.namespace(root.tag)
+    ns = xmlscrub.namespace(root.tag)
     q = lambda n: f"{{{ns}}}{n}"  # noqa: E731 - qualified name in the document's namespace
     coll = root.find(q("collection"))
     if coll is None:
@@ -164,7 +165,7 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
     if k != 0:
         # only IFD 0 carries the SCN map; text elsewhere is nobody's structure
         return [Field(f"{ifd.path}/ImageDescription", "tags:ImageDescription", text, ifd=k, tag=270)]
-    return xmlfields.split(k, ifd, 270, text, "scn", _name, _identity)
+    return xmlscrub.split(k, ifd, 270, text, "scn", _name, _identity)
 
 
 def _renumbered(decisions: list[Decision], new_index: dict[int, int]) -> tuple[list[Decision], set[str]]:
@@ -192,7 +193,7 @@ def _join(ifd: Ifd, decisions: list[Decision], new_index: dict[int, int]) -> str
     if ifd.path != "ifd[0]":
         return None  # only IFD 0 carries the SCN map
     decisions, dead = _renumbered(decisions, new_index)
-    return xmlfields.join(ifd.text(270) or "", decisions, _name, f"{ifd.path}/ImageDescription", drop=dead)
+    return xmlscrub.join(ifd.text(270) or "", decisions, _name, f"{ifd.path}/ImageDescription", drop=dead)
 
 
 def refine(plan: Plan) -> None:

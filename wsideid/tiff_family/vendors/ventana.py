@@ -9,7 +9,7 @@ order, magnification strictly decreasing, sizes in proportion),
 of the glass, label included), ``Thumbnail`` the thumbnail,
 ``Probability_Image`` the tissue-detection map; anything else is unknown.
 
-The XMP is split by :mod:`xmlfields`: ``iScan`` attributes (barcodes,
+The XMP is split by :mod:`..xmlscrub` (by structure): ``iScan`` attributes (barcodes,
 unit number, user, dates, scanner serial) become ``xmp:iScan@<Attr>``
 fields, the level-0 ``EncodeInfo`` (tile overlaps and AOI origins, which
 OpenSlide needs to place tiles) ``xmp:EncodeInfo/...@<Attr>`` fields, each
@@ -26,7 +26,8 @@ from ...errors import MalformedFile
 from ...model import Decision, Field, Inventory, Plan
 from ...tiff.container import Ifd, TiffFile
 from ...tiff.writer import OutEntry
-from . import pyramid, tiff_base, xmlfields
+from .. import xmlscrub
+from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
 
 NAME = "ventana"
@@ -62,7 +63,7 @@ IDENTITY_ATTRS = {"Barcode1D", "Barcode2D", "UnitNumber", "UserName", "BaseName"
 
 def _name(path: list[str]) -> str | None:
     """The profile spelling of an element path (the Metadata wrapper left out), or None."""
-    names = [xmlfields.local(p) for p in path if not p.startswith("{")]
+    names = [xmlscrub.local(p) for p in path if not p.startswith("{")]
     if len(names) != len(path):
         return None  # a namespaced element is nobody's iScan structure
     if names[0] == "Metadata" and len(names) > 1:
@@ -82,7 +83,7 @@ def _iscan_root(text: str) -> bool:
     if "iScan" not in text:
         return False
     try:
-        root = xmlfields.parse(text, "XMP")
+        root = xmlscrub.parse(text, "XMP", xmlscrub.MAX_FIELD_XML_CHARS)
     except MalformedFile:
         return False
     if root.tag == "iScan":
@@ -150,11 +151,11 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 
 
 def split_xmp(k: int, ifd: Ifd, text: str) -> list[Field]:
-    return xmlfields.split(k, ifd, XMP, text, "xmp", _name, _identity)
+    return xmlscrub.split(k, ifd, XMP, text, "xmp", _name, _identity)
 
 
 def join_xmp(ifd: Ifd, decisions: list[Decision]) -> str | None:
-    return xmlfields.join(ifd.text(XMP) or "", decisions, _name, f"{ifd.path}/XMP")
+    return xmlscrub.join(ifd.text(XMP) or "", decisions, _name, f"{ifd.path}/XMP")
 
 
 def refine(plan: Plan) -> None:
