@@ -20,6 +20,7 @@ import os
 import time
 from typing import Any
 
+from . import memory
 from .drivers.base import Opened, Written
 from .enums import DetectMode, Status, VerifyMode
 from .errors import WsideidError
@@ -56,6 +57,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
     options = options or DeidOptions()
     check_name_options(options)
     options = with_secret(options)
+    memory.tune()
     input_path = os.fspath(input_path)
     if _to_dicom_asked(options):
         if not is_dicom_input(input_path):
@@ -99,11 +101,17 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             t1 = time.perf_counter()
             written = driver.write(opened, plan, scratch, os.path.basename(final), options, hashing.on_recipe)
             timings["write"] = time.perf_counter() - t1
-            if residual is not None:
-                residual.written(written)
+            if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
+                t = time.perf_counter()
+                residual.wait_early()
+                timings["detect-early-wait"] = time.perf_counter() - t
+            memory.release()
             t2 = time.perf_counter()
             report = _verify(driver, opened, plan, written, options)
             timings["verify"] = time.perf_counter() - t2
+            memory.release()
+            if residual is not None:
+                residual.written(written)
             guard.check()
             require_ok(report)
             status = Status.PUBLISHED
@@ -141,7 +149,8 @@ def _verify(driver, opened: Opened, plan: Plan, written: Written, options: DeidO
 class _Residual:
     """The residual scan of the kept images, for every driver a thread started with the write
     (``slide_scan_thread.ResidualScan``: images the driver can name before writing are read
-    from the source while it writes, the others from the output while verification runs).
+    from the source while it writes, the others from the output once verified; never beside
+    the verification, whose memory peak would add to the detectors', issue 17).
     Joined before published/flagged is decided, so nothing is published unscanned."""
 
     def __init__(self, driver, opened: Opened, plan: Plan, options: DeidOptions):
@@ -151,6 +160,9 @@ class _Residual:
 
     def written(self, written: Written) -> None:
         self.thread.written(written)
+
+    def wait_early(self) -> None:
+        self.thread.wait_early()
 
     def result(self) -> list:
         return self.thread.result()

@@ -3,7 +3,7 @@
 The images the residual scan reads (thumbnail, small levels, kept macro,
 generated label: ``Driver.residual_images``) are small. Every driver's are
 scanned on a thread of their own, so the detectors use the other core while
-the main thread writes and verifies:
+the main thread writes:
 
 - images that reach the output with the same pixels (``Driver.residual_early``:
   final as soon as the plan is) are scanned from the *source* while the output
@@ -14,7 +14,14 @@ the main thread writes and verifies:
 - the rest (``Driver.residual_images`` less the early ones: a blanked region on
   a level or thumbnail, a macro with its label blanked, a generated label, and
   whatever a driver can only name once written) is scanned from the written
-  output while verification runs.
+  output once verification is done.
+
+The scans never run beside the verification (issue 17): the detectors' peak
+(a kept level decoded at up to 4 MP, its grey and float copies: 30-45 MB)
+and the verifier's (two decodings of an edited stream, a region read through
+OpenSlide: 20-30 MB) added up to 110-120 MB on real slides, over the 100 MB
+a run may use. The runner waits for the early scans (``wait_early``) before
+it verifies, and hands the output over (``written``) once verified.
 
 The runner joins the thread before it decides published or flagged, so
 nothing is published unscanned. Scans come back in the order of
@@ -42,6 +49,7 @@ class ResidualScan(threading.Thread):
         self.identifiers, self.ocr, self.new_id = identifiers, ocr, new_id
         self.output: Written | None = None
         self._written = threading.Event()
+        self._early_done = threading.Event()
         self._cancelled = False
         self.scans: list = []
         self.error: BaseException | None = None
@@ -50,6 +58,10 @@ class ResidualScan(threading.Thread):
         """The output is on disk (under its temporary name): the late images can be read."""
         self.output = written
         self._written.set()
+
+    def wait_early(self) -> None:
+        """Until the images read from the source are scanned (or the scan failed)."""
+        self._early_done.wait()
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -60,6 +72,7 @@ class ResidualScan(threading.Thread):
         from .slide_scan import scan_refs
         try:
             early = {(sc.role, sc.index): sc for sc in scan_refs(self.early, "output", self.identifiers, self.ocr)}
+            self._early_done.set()
             self._written.wait()
             if self._cancelled or self.output is None:
                 return
@@ -73,6 +86,8 @@ class ResidualScan(threading.Thread):
             self.scans = drop_research_id(ordered, self.new_id)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the pipeline's thread
             self.error = exc
+        finally:
+            self._early_done.set()
 
     def result(self) -> list:
         self.join()

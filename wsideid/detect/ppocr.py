@@ -16,7 +16,8 @@ is copying the slide).
 
 The worker only recognises ready-made line crops: the lines are found
 cheaply by :mod:`.textregions`, so PP-OCR's detector (and OpenCV, which
-RapidOCR's own pipeline imports) is never loaded: worker peak ~96 MB.
+RapidOCR's own pipeline imports) is never loaded: worker peak 84-87 MB on real
+labels and macros (bench/bench_rss.py); a line 1600 px wide at 48 px high reaches ~118 MB.
 """
 from __future__ import annotations
 
@@ -69,13 +70,15 @@ def _run(mode: str, images: Sequence[Image.Image]) -> list:
     if not images:
         return []
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
-    # The worker loads this very file as a module of its own, not the
-    # package: importing wsideid.detect would load zxing, tesseract's
-    # wrapper and every detector (~0.2 s of the worker's start) for nothing.
-    # So this module imports nothing of the package at its top.
-    code = (f"import importlib.util as u, sys; s = u.spec_from_file_location('wsideid_ppocr_worker', "
-            f"{os.path.abspath(__file__)!r}); m = sys.modules[s.name] = u.module_from_spec(s); "
-            f"s.loader.exec_module(m); sys.exit(m.main([{mode!r}]))")
+    # The worker imports this very copy of the package, whatever the cwd
+    # or an installed copy would put first on the path.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # ``wsideid.detect`` stands in as a bare package: its ``__init__`` would import every
+    # detector (zxing, pytesseract, numpy-heavy text regions: 9 MB) that the worker never uses.
+    detect = os.path.join(root, "wsideid", "detect")
+    code = (f"import sys, types; sys.path.insert(0, {root!r}); pkg = types.ModuleType('wsideid.detect'); "
+            f"pkg.__path__ = [{detect!r}]; import wsideid; sys.modules['wsideid.detect'] = pkg; "
+            f"from wsideid.detect.ppocr import main; sys.exit(main([{mode!r}]))")
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code],
@@ -106,7 +109,10 @@ def _session(model: str):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    opts.enable_cpu_mem_arena = False
+    # ORT's arena on: without it every tensor came from malloc and the heap fragmented (a
+    # 1600 px line peaked at 150 MB, arena on: 110 MB, and 4x faster). Large blocks are
+    # mapped on their own (``memory.tune``), so what the session load frees goes back.
+    opts.enable_cpu_mem_arena = True
     opts.enable_mem_pattern = False
     opts.log_severity_level = 4
     # Basic fusions only: full optimisation keeps a second, fused copy of
@@ -163,6 +169,8 @@ def _read_frames(data: bytes) -> list[Image.Image]:
 
 
 def main(argv: Sequence[str]) -> int:
+    from ..memory import tune
+    tune(256 << 10)  # ORT's arena serves the tensors; what the session load frees (the parsed model) goes back
     mode = argv[0] if argv else ""
     images = _read_frames(sys.stdin.buffer.read())
     if mode == "rec":

@@ -6,7 +6,7 @@ lets a site put anything into CodeValue. So an item is kept only when its
 scheme is a standard one declared in the profile and its value parses as that
 scheme's code grammar (SNOMED CT identifiers are checked digit by digit: the
 partition and the Verhoeff check digit). Its meaning is then the one the
-standard gives (pydicom's concept dictionary, plus codes the profile lists);
+standard gives (pydicom's concept dictionary, read by ``code_index``, plus codes the profile lists);
 a meaning nobody can vouch for is replaced by a neutral one. Items under any
 other scheme keep their shape, so the instance stays valid, but get a keyed
 stand-in code, a fixed local scheme and a neutral meaning: equal local codes
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from pydicom.dataset import Dataset
 
 from ..model import ValueKind
+from . import code_index
 from .uids import UidMapper
 
 CODE_KEYWORDS = ("CodeValue", "LongCodeValue", "URNCodeValue")
@@ -49,32 +49,8 @@ def sctid_valid(value: str) -> bool:
     return c == 0
 
 
-@lru_cache(maxsize=1)
-def _dictionary() -> dict[tuple[str, str], frozenset[str]]:
-    """(scheme, code value) -> the meanings the standard gives it (lower case), from pydicom."""
-    from pydicom.sr._concepts_dict import concepts
-    out: dict[tuple[str, str], set[str]] = {}
-    for scheme, names in concepts.items():
-        for by_value in names.values():
-            for value, (meaning, _cids) in by_value.items():
-                out.setdefault((scheme, value), set()).add(meaning)
-    try:  # SNOMED RT (SRT) codes of older objects, by their SCT equivalents
-        from pydicom.sr._snomed_dict import mapping
-        for srt, sct in mapping.get("SRT", {}).items():
-            if ("SCT", sct) in out:
-                out.setdefault(("SRT", srt), set()).update(out[("SCT", sct)])
-    except ImportError:  # pragma: no cover - older pydicom
-        pass
-    return {k: frozenset(v) for k, v in out.items()}
-
-
 def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-@lru_cache(maxsize=1)
-def _all_meanings() -> frozenset[str]:
-    return frozenset(_norm(m) for ms in _dictionary().values() for m in ms)
+    return code_index.norm(text)
 
 
 @dataclass(frozen=True)
@@ -108,12 +84,12 @@ class CodeRules:
         under a mistyped code) is a CODE, not a needle: the same words stand, rightly, in other
         kept code items. Any other replaced meaning is TEXT, searched for in the output."""
         n = _norm(meaning)
-        if n in _all_meanings() or n in {_norm(m) for m in self.extra.values()}:
+        if n in code_index.all_meanings() or n in {_norm(m) for m in self.extra.values()}:
             return ValueKind.CODE
         return ValueKind.TEXT
 
     def meanings(self, scheme: str, value: str) -> list[str]:
-        known = sorted(_dictionary().get((scheme, value), ()))
+        known = sorted(code_index.meanings(scheme, value))
         if (scheme, value) in self.extra:
             known.insert(0, self.extra[(scheme, value)])
         return known

@@ -33,6 +33,7 @@ from ..streamheads import read_range, stream_headers
 from . import dciodvfy
 from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
+from .readers import Pending, Reader, ReadersFailed, start
 from .redact import check_frame, read_frames
 from .plan import DicomPlanData, tag_name, value_text
 from .source import Instance, read_instance
@@ -116,6 +117,7 @@ class DicomContext(VerifyContext):
     plan: Plan
     written: list[tuple[Instance, str, Dataset]]
     outs: list[Instance] = field(default_factory=list)
+    readers: Pending | None = None  # the readers check's child, started once the output re-reads
 
     @property
     def data(self) -> DicomPlanData:
@@ -149,6 +151,7 @@ def _reparse(ctx: DicomContext) -> None:
             ctx.report.record(Check.REPARSE, False, f"instance {inst.index} does not re-read: {type(exc).__name__}")
             raise StopChecks from None
     ctx.report.record(Check.REPARSE, True, f"{len(ctx.outs)} instance(s) re-read with pydicom")
+    ctx.readers = _start_readers(ctx.written)  # runs beside the other checks; read by _reader
 
 
 def _plan_held(ctx: DicomContext) -> None:
@@ -277,7 +280,7 @@ def _residual_needles(ctx: DicomContext) -> None:
 
 
 def _reader(ctx: DicomContext) -> None:
-    _check_readers(ctx.plan, ctx.written, ctx.report)
+    _check_readers(ctx.plan, ctx.written, ctx.report, ctx.readers or _start_readers(ctx.written))
 
 
 def _validator(ctx: DicomContext) -> None:
@@ -334,49 +337,49 @@ def _series(written: list[tuple[Instance, str, Dataset]]) -> dict[tuple[str, str
     return groups
 
 
-def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> None:
-    """wsidicom and OpenSlide must open the output wherever they opened the input."""
-    import openslide
-    from wsidicom import WsiDicom
+def _level_series(written: list[tuple[Instance, str, Dataset]]) -> list[list[tuple[Instance, str]]]:
+    return [m for m in _series(written).values() if any(i.role == "level" for i, _ in m)]
 
-    notes_w, fails_w, notes_o, fails_o = [], [], [], []
-    removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
-    for key, members in _series(written).items():
-        if not any(i.role == "level" for i, _ in members):
-            continue
-        src_files = [i.path for i, _ in members]
-        out_files = [p for _, p in members]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                with WsiDicom.open(src_files) as w:
-                    src_levels = [lv.size.to_tuple() for lv in w.levels]
-            except Exception:  # noqa: BLE001 - an input wsidicom cannot read is not ours to fix
-                src_levels = None
-            try:
-                with WsiDicom.open(out_files) as w:
-                    out_levels = [lv.size.to_tuple() for lv in w.levels]
-                if src_levels is not None and out_levels != src_levels:
-                    fails_w.append(f"levels {out_levels} != {src_levels}")
-                else:
-                    notes_w.append(f"{len(out_levels)} level(s)")
-            except Exception as exc:  # noqa: BLE001
-                if src_levels is not None:
-                    fails_w.append(f"cannot open the output ({type(exc).__name__})")
-                else:
-                    notes_w.append("input not readable by wsidicom; skipped")
+
+def _start_readers(written: list[tuple[Instance, str, Dataset]]) -> Pending:
+    """The readers check's child process (``readers``: wsidicom and OpenSlide are the run's
+    largest imports), started before the other checks so that it runs beside them."""
+    jobs: list[tuple[Reader, list[str]]] = []
+    for members in _level_series(written):
         vol_src = next(i.path for i, _ in members if i.role == "level")
         vol_out = next(p for i, p in members if i.role == "level")
-        try:
-            a = openslide.OpenSlide(vol_src)
-            src_dims = a.level_dimensions
-            a.close()
-        except Exception:  # noqa: BLE001
-            src_dims = None
-        try:
-            b = openslide.OpenSlide(vol_out)
-            dims, assoc = b.level_dimensions, set(b.associated_images)
-            b.close()
+        jobs += [(Reader.WSIDICOM, [i.path for i, _ in members]), (Reader.WSIDICOM, [p for _, p in members]),
+                 (Reader.OPENSLIDE, [vol_src]), (Reader.OPENSLIDE, [vol_out])]
+    return start(jobs)
+
+
+def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep: VerifyReport,
+                   pending: Pending) -> None:
+    """wsidicom and OpenSlide must open the output wherever they opened the input."""
+    notes_w, fails_w, notes_o, fails_o = [], [], [], []
+    removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
+    series = _level_series(written)
+    try:
+        answers = pending.result()
+    except ReadersFailed as exc:
+        rep.record(Check.READER, False, str(exc), part="wsidicom")
+        rep.record(Check.READER, False, str(exc), part="openslide")
+        return
+    for k in range(len(series)):
+        src_w, out_w, src_o, out_o = answers[4 * k:4 * k + 4]
+        src_levels = src_w.levels  # None: an input wsidicom cannot read is not ours to fix
+        if out_w.levels is not None:
+            if src_levels is not None and out_w.levels != src_levels:
+                fails_w.append(f"levels {out_w.levels} != {src_levels}")
+            else:
+                notes_w.append(f"{len(out_w.levels)} level(s)")
+        elif src_levels is not None:
+            fails_w.append(f"cannot open the output ({out_w.error})")
+        else:
+            notes_w.append("input not readable by wsidicom; skipped")
+        src_dims = src_o.levels
+        if out_o.levels is not None:
+            dims, assoc = out_o.levels, set(out_o.associated)
             leaked = assoc & removed_roles & {"label", "macro"}
             if src_dims is not None and dims != src_dims:
                 fails_o.append(f"levels {dims} != {src_dims}")
@@ -384,9 +387,9 @@ def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep
                 fails_o.append(f"removed image(s) still visible: {sorted(leaked)}")
             else:
                 notes_o.append(f"{len(dims)} level(s), associated {sorted(assoc)}")
-        except Exception as exc:  # noqa: BLE001
+        else:
             (fails_o if src_dims is not None else notes_o).append(
-                f"cannot open the output ({type(exc).__name__})" if src_dims is not None
+                f"cannot open the output ({out_o.error})" if src_dims is not None
                 else "input not readable by OpenSlide; skipped")
     if not (fails_w or notes_w or fails_o or notes_o):
         rep.not_applicable(Check.READER, "no VOLUME instance for a reader to open")
