@@ -99,11 +99,14 @@ def _dicom_slides(path: str):
     key = (os.path.realpath(path), _state(path))
     if key not in _SLIDE_SETS:
         from ..dicom.slides import slide_set
+        if len(_SLIDE_SETS) >= _MAX_SLIDE_SETS:  # a long-lived worker must not grow with the folders it saw
+            _SLIDE_SETS.pop(next(iter(_SLIDE_SETS)))
         _SLIDE_SETS[key] = slide_set(path)
     return _SLIDE_SETS[key]
 
 
 _SLIDE_SETS: dict = {}
+_MAX_SLIDE_SETS = 8
 
 
 def _state(path: str) -> tuple:
