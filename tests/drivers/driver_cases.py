@@ -54,6 +54,30 @@ def check_round_trip(sample: Path, name: str, planted, tmp_path: Path) -> None:
         assert not leaked, f"{p}: {leaked}"
 
 
+DAMAGE = ("truncated-half", "truncated-header", "empty", "magic-lost")
+
+
+def standard_cases(name: str, make: Callable[[str], object], filename: str, must_refuse: tuple[str, ...] = DAMAGE):
+    """The module-scoped sample and the three cases every driver module runs on it (detection,
+    round trip, corrupted variants), for modules that have nothing else to say: assign them to
+    module names so pytest collects them there, one module per driver."""
+
+    @pytest.fixture(scope="module")
+    def sample(tmp_path_factory):
+        return make(str(tmp_path_factory.mktemp(name) / filename))
+
+    def test_detected_by_content(sample):
+        check_detected(Path(sample.path), name)
+
+    def test_round_trip(sample, tmp_path):
+        check_round_trip(Path(sample.path), name, sample.planted, tmp_path)
+
+    def test_corrupted_variants_are_refused_or_verified(sample, tmp_path):
+        check_corrupted(Path(sample.path), tmp_path, must_refuse)
+
+    return sample, test_detected_by_content, test_round_trip, test_corrupted_variants_are_refused_or_verified
+
+
 def _dicom_sample(folder: Path) -> Path:
     """Made in a child process: importing wsidicomizer switches pydicom to its future behaviour
     for the whole process (see test_dicom.py)."""

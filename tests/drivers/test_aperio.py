@@ -1,29 +1,10 @@
 """The Aperio SVS driver (``wsideid.tiff_family.vendors.aperio``): detection, a verified round trip, corrupted variants."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-from driver_cases import check_corrupted, check_detected, check_round_trip
+from driver_cases import standard_cases
 
 from wsideid.synth import make_svs
 
 NAME = "aperio"
 
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return make_svs(str(tmp_path_factory.mktemp("aperio") / "s.svs"))
-
-
-def test_detected_by_content(sample):
-    check_detected(Path(sample.path), NAME)
-
-
-def test_round_trip(sample, tmp_path):
-    check_round_trip(Path(sample.path), NAME, sample.planted, tmp_path)
-
-
-def test_corrupted_variants_are_refused_or_verified(sample, tmp_path):
-    check_corrupted(Path(sample.path), tmp_path, ("truncated-half", "truncated-header", "empty", "magic-lost"))
+sample, test_detected_by_content, test_round_trip, test_corrupted_variants_are_refused_or_verified = \
+    standard_cases(NAME, make_svs, "s.svs")

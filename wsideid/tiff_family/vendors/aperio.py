@@ -212,8 +212,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     calls: list[RoleCall] = []
     for i, ifd in enumerate(top):
         if i in levels:
-            why = levels[i]
-            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+            calls.append(pyramid.level_call(levels[i]))
         else:
             calls.append(_stripped_role(i, ifd, w0, h0))
     return pyramid.subifd_roles(tf, calls)

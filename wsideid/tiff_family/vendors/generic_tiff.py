@@ -58,8 +58,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     calls: list[RoleCall] = []
     for i, ifd in enumerate(top):
         if i in levels:
-            why = levels[i]
-            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+            calls.append(pyramid.level_call(levels[i]))
             continue
         kw = pyramid.description_keyword(ifd.text(270))
         w, h = sizes[i]

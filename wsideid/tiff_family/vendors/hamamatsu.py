@@ -87,8 +87,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     calls: list[RoleCall] = []
     for i, m in enumerate(mags):
         if i in levels:
-            why = levels[i]
-            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+            calls.append(pyramid.level_call(levels[i]))
         elif m is None:
             calls.append(RoleCall(UNKNOWN, "no finite Magnification (tag 65421)"))
         elif m == -1:

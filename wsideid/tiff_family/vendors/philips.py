@@ -178,7 +178,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
                 tw, th = int(tiff_base.number(ifd, 322, 0)), int(tiff_base.number(ifd, 323, 0))
                 if d < 2 or not (w0 // d <= w < w0 // d + tw and h0 // d <= h < h0 // d + th):
                     why = f"{w}x{h} is not level 0 over the downsample {d} of its pixel spacing"
-            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+            calls.append(pyramid.level_call(why))
             if why is None:
                 prev = (w, h)
             continue

@@ -50,6 +50,11 @@ class RoleCall(str):
         return str(self)
 
 
+def level_call(veto: str | None) -> RoleCall:
+    """A level candidate's role: a level when nothing was said against it, else unknown with the reason."""
+    return RoleCall(LEVEL) if veto is None else RoleCall(UNKNOWN, veto)
+
+
 @dataclass
 class Candidate:
     """An image offered as a pyramid level: its index, size, and what its markers say against it."""

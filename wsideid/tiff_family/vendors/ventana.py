@@ -135,8 +135,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     for i, ifd in enumerate(top):
         desc = ifd.text(270) or ""
         if i in levels:
-            why = levels[i]
-            calls.append(RoleCall(pyramid.LEVEL) if why is None else RoleCall(UNKNOWN, why))
+            calls.append(pyramid.level_call(levels[i]))
         elif info[i] is not None:
             calls.append(RoleCall(UNKNOWN, f"level description, but {len(zero)} images claim level 0"))
         elif desc in MACRO_DESCS:
