@@ -131,3 +131,11 @@ def test_known_name_span_covers_garbled_neighbour():
     assert text[flag.span[0]:flag.span[1]] == text
     (flag,) = [f for f in classify_text("SMITH Giemsa") if f.category == "name"]
     assert flag.span == (0, 5)  # a label word is no part of the name
+
+
+@pytest.mark.parametrize("text", ["Crystal Gill", "GARVEY, CRYSTAL", "Mallory Weigert", "MAYER, KEISHA",
+                                  "Keisha Mayer", "Patient: Rose Bengal", "NAME: VICTORIA BLUE"])
+def test_stain_eponyms_and_labelled_fields_still_flag_names(text):
+    """Words that name stains but also people never excuse a name, and a labelled name field is
+    flagged even when its value spells a stain."""
+    assert "name" in {f.category for f in classify_text(text)}, text

@@ -68,6 +68,22 @@ LABEL_WORDS = frozenset(
     """.split()
 )
 
+# Eponyms and words that are also people's names: a stain's name may hold
+# them, but so may a patient's ("Crystal Gill", "MAYER, KEISHA"), so they
+# never excuse a pair of capitalised words. The stain is still recognised by
+# its other word ("Weigert Elastic", "Mallory Trichrome") or by STAIN_PHRASES.
+STAIN_EPONYMS = frozenset(
+    """
+    NISSL GOLGI FEULGEN GOMORI DIETERLE KINYOUN HOPPS BRENN TWORT FARACO GRIDLEY MOWRY SCHMORL
+    GRIMELIUS CHURUKIAN SEVIER MUNGER BODIAN GALLYAS GARVEY WEIGERT MALLORY LENDRUM MARTIUS SHIKATA
+    BIEBRICH TIMM GOODPASTURE STEINER GROCOTT MAYER MAYERS GILL GILLS EHRLICH CARAZZI DELAFIELD
+    PAPANICOLAOU GRUNWALD LEISHMAN ROMANOWSKY SHORR BISMARCK HEIDENHAIN CRYSTAL ORANGE
+    ZIEHL-NEELSEN FITE-FARACO WARTHIN-STARRY MAY-GRUNWALD BROWN-HOPPS BROWN-BRENN VAN-GIESON
+    VERHOEFF-VAN MASSON-FONTANA FONTANA-MASSON
+    """.split()
+)
+LABEL_WORDS = LABEL_WORDS - STAIN_EPONYMS
+
 # Stain names that contain a common surname or given name: the name's
 # words are flagged nowhere inside the phrase ("Golgi Cox" is a stain; a
 # lone "COX" is still a surname). Upper case, words separated by one space

@@ -263,7 +263,8 @@ def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
     if not spans:
         return flags
     return [f for f in flags
-            if f.category != "name" or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
+            if f.category != "name" or f.reason.startswith("value of a")  # a labelled field is a name whatever it says
+            or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
 
 
 # OCR confusions folded to one symbol before fuzzy matching identifiers.
