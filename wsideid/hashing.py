@@ -106,13 +106,15 @@ class Hasher(threading.Thread):
             self.error = exc.strerror or "read error"
         except WsideidError as exc:
             self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any other failure must not leave an empty hash behind
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def result(self, label: str) -> str:
-        """Joined: the digest, or the one-line error."""
+        """Joined: the digest, or the one-line error (never an empty digest)."""
         self.join()
-        if self.error:
-            raise WsideidError(f"cannot hash the {label}: {self.error}")
-        return self.hexdigest or ""
+        if self.error or not self.hexdigest:
+            raise WsideidError(f"cannot hash the {label}: {self.error or 'no digest'}")
+        return self.hexdigest
 
 
 def sha256_file(path: str) -> str:
