@@ -296,8 +296,8 @@ def _volume(outs):
 
 
 def _needles(plan):
-    from wsideid.tiff_family.verify import residual_needles
-    return residual_needles(plan)
+    from wsideid.needles import needles_for_plan
+    return [n.text for n in needles_for_plan(plan).needles]
 
 
 def test_shift_keeps_timezone_and_dt_offsets(series, tmp_path):

@@ -16,8 +16,9 @@ Every report holds every name exactly once:
   validator; no region was asked for), with a one-line reason the driver
   gives up front;
 - ``not-run``: the check could not run: an earlier check failed and left
-  nothing sound to read (the output does not parse), or an optional tool
-  is not installed.
+  nothing sound to read (the output does not parse), or what it needs is
+  missing. A check that did not run proves nothing, so it is not ok either:
+  only ``passed`` and ``not-applicable`` let a slide through.
 
 Fail closed: a check the driver neither ran nor declared not applicable is
 ``failed`` ("not run by the driver"), so a forgotten check refuses the slide
@@ -93,8 +94,8 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        """Not a failure (passed, not applicable, or not run for want of a tool)."""
-        return self.status is not CheckStatus.FAILED
+        """Passed, or nothing of the kind exists here: a check that did not run proves nothing."""
+        return self.status in (CheckStatus.PASSED, CheckStatus.NOT_APPLICABLE)
 
     @property
     def passed(self) -> bool:
@@ -163,7 +164,10 @@ class VerifyReport:
         return all(c.ok for c in self.checks)
 
     def failures(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.ok]
+        """The rows that refuse the slide: the failed ones, else those that did not run (a row not
+        run because an earlier check failed is that failure's consequence, not a reason of its own)."""
+        failed = [c for c in self.checks if c.status is CheckStatus.FAILED]
+        return failed or [c for c in self.checks if not c.ok]
 
     def failed(self, check: Check) -> bool:
         return self._status(check) is CheckStatus.FAILED

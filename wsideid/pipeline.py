@@ -231,6 +231,9 @@ def _to_dicom(input_path: str, outdir: str, options: DeidOptions) -> DeidResult:
         tiff_opts = dataclasses.replace(options, dicom=None, audit_dir=work, overwrite=False, naming=inner,
                                         review_dir=os.path.join(work, "review"))
         tiff = deidentify(input_path, tiff_out, tiff_opts)
+        if tiff.status != Status.PUBLISHED:  # a finding of the TIFF step must not vanish in the conversion
+            raise WsideidError(f"the de-identified slide was {tiff.status} before conversion (a detector finding "
+                               "on a kept image): run it without --to-dicom and review it; nothing converted")
         dcm_dir = os.path.join(work, name)
         os.mkdir(dcm_dir)
         supply_mpp(tiff.output or "", dicom_options(options).mpp)

@@ -8,6 +8,7 @@ de-identification legitimately changes.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +42,9 @@ def errors(path: str) -> list[str]:
     try:
         r = subprocess.run([TOOL, path], capture_output=True, text=True, timeout=TIMEOUT_S, errors="replace")
     except subprocess.TimeoutExpired:
-        return ["Error - dciodvfy timed out"]
+        return [f"Error - dciodvfy timed out on {os.path.basename(path)}"]  # never subtracted as the source's own
+    if r.returncode < 0:  # killed by a signal: its silence is not a clean bill
+        return [f"Error - dciodvfy died with signal {-r.returncode} on {os.path.basename(path)}"]
     lines = (r.stdout + "\n" + r.stderr).splitlines()
     return sorted({normalise(x) for x in lines if x.startswith("Error")})
 

@@ -29,15 +29,20 @@ def overview_vendor(inst: Instance) -> str | None:
 
 def label_box(inst: Instance) -> Box | None:
     """The label on this overview as (x, y, w, h) overview pixels, or None (unknown)."""
+    from ..detect.findings import union_box
     from ..detect.label_location import locate_label
     from .redact import matrix_size
     vendor = overview_vendor(inst)
     if vendor is None:
         return None
     size = matrix_size(inst)
-    box = locate_label(size, vendor, None, _barcodes(inst))
-    if box is None:
+    # The vendor's default place is always blanked: a barcode read elsewhere (a sticker, a false
+    # decode) grows the box, it never moves it off the label.
+    found = [b for b in (locate_label(size, vendor, None, []), locate_label(size, vendor, None, _barcodes(inst)))
+             if b is not None]
+    if not found:
         return None
+    box = union_box(found)
     x1, y1, x2, y2 = box
     return (x1, y1, x2 - x1, y2 - y1) if x2 > x1 and y2 > y1 else None
 

@@ -108,6 +108,8 @@ def _open(reader: str, files: list[str]) -> dict:
                         "error": None}
             finally:
                 s.close()
+    except ImportError:
+        raise  # a reader that is not installed judged nothing: the child fails, and with it the check
     except Exception as exc:  # noqa: BLE001 - the parent decides what a failure to open means
         return {"levels": None, "associated": [], "error": type(exc).__name__}
 

@@ -82,7 +82,8 @@ def frame_kind(inst: Instance, reencode_j2k: bool = False) -> str:
             raise RedactionError(f"instance {inst.index} ({inst.role}): pixel data is {J2K_REENCODE[ts]}, not baseline "
                                  "JPEG; blanking it re-encodes the touched frames (reversibly): ask for that with "
                                  "--reencode-j2k")
-        if str(ds.get("PhotometricInterpretation", "")) not in ("RGB", "YBR_RCT", "YBR_ICT", "MONOCHROME2"):
+        if str(ds.get("PhotometricInterpretation", "")) not in ("RGB", "YBR_RCT", "MONOCHROME2"):
+            # not YBR_ICT: the reversible re-encode writes RCT, which its header would then misname
             raise _refuse(inst, f"JPEG 2000 frames with {ds.get('PhotometricInterpretation', '?')} samples")
         return "j2k"
     name = uid.name if ts else "of unknown transfer syntax"

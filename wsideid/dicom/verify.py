@@ -145,7 +145,6 @@ def _reparse(ctx: DicomContext) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pydicom.dcmread(path, defer_size="1 MB")
                 ctx.outs.append(read_instance(path, inst.index))
         except Exception as exc:  # noqa: BLE001 - any failure to re-read is a failed check
             ctx.report.record(Check.REPARSE, False, f"instance {inst.index} does not re-read: {type(exc).__name__}")
@@ -400,7 +399,7 @@ def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep
 
 def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> None:
     if not dciodvfy.available():
-        rep.not_run(Check.VALIDATOR, "dciodvfy is not installed")
+        rep.not_run(Check.VALIDATOR, "dciodvfy is not installed (Debian package dicom3tools; scripts/setup.sh installs it)")
         return
     new = []
     for inst, path, _ in written:

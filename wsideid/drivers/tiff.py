@@ -274,7 +274,7 @@ class TiffDriver:
         before = sample_digests(opened.container, plan, edits.tiles, full)
 
         def check(path: str) -> VerifyReport:
-            rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=False,
+            rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=full,
                               identifiers=options.identifiers)
             after = sample_digests(opened.container, plan, edits.tiles, full)
             rep.record(Check.IMAGE_DATA, before == after, f"{len(before)} tile digests compared before/after",
