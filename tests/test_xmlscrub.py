@@ -50,3 +50,12 @@ def test_split_join_keeps_only_named_structure_and_kept_values():
     out = xmlscrub.join(text, decisions, _namer, "t")
     assert out == '<?xml version="1.0" encoding="utf-8"?><Root id="7"><Keep n="3">t</Keep></Root>'
     assert "Jane" not in out and "Drop" not in out
+
+
+def test_deep_nesting_is_a_one_line_refusal():
+    """Parsed fine by expat, a 3000-deep document would end in RecursionError in the walkers: refused first."""
+    from wsideid.errors import MalformedFile
+    from wsideid.tiff_family import xmlscrub
+    deep = "<a>" * 3000 + "</a>" * 3000
+    with pytest.raises(MalformedFile, match="nested deeper"):
+        xmlscrub.parse(deep, "ImageDescription")

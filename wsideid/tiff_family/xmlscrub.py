@@ -38,6 +38,7 @@ from ..tiff.tags import tag_name
 MAX_XML_CHARS = 64 << 20  # Philips' XML carries its label and macro as base64
 MAX_FIELD_XML_CHARS = 8 << 20  # structure-named XML (Ventana, Leica): metadata only
 MAX_NODES = 200_000
+MAX_DEPTH = 256  # no vendor schema nests near this; the recursive walkers stay far from Python's limit
 # (path of element tags from the root) -> the profile's spelling, or None (not structure)
 Namer = Callable[[list[str]], "str | None"]
 TEXT = "#text"  # the item name of an element's text
@@ -77,11 +78,15 @@ def parse(text: str, what: str, limit: int = MAX_XML_CHARS) -> Element:
         raise MalformedFile(f"{what}: XML refused ({type(exc).__name__}: DTDs and entities are not accepted)") from None
     except (ParseError, ValueError) as exc:
         raise MalformedFile(f"{what}: XML does not parse ({str(exc).splitlines()[0][:80]})") from None
-    n = 0
-    for _ in root.iter():
+    n, stack = 0, [(root, 1)]
+    while stack:  # iterative: the walkers after this recurse, so depth is bounded here, before them
+        el, depth = stack.pop()
         n += 1
         if n > MAX_NODES:
             raise MalformedFile(f"{what}: XML with more than {MAX_NODES} elements (hostile or corrupt file)")
+        if depth > MAX_DEPTH:
+            raise MalformedFile(f"{what}: XML nested deeper than {MAX_DEPTH} levels (hostile or corrupt file)")
+        stack.extend((child, depth + 1) for child in el)
     return root
 
 
