@@ -115,7 +115,9 @@ def test_sigkill_of_one_worker_loses_only_its_slide(tmp_path):
     assert lost["error_kind"] == "WorkerLost:signal 9" and lost["run"] == "lost"
     assert "1 lost" in stdout and "7 published" in stdout
     r = cli("run", m, "-o", out, "--jobs", "2", "--detect", "off", "--no-progress", "--no-report", check=0)
-    assert "(1 processed, 7 already done)" in r.stdout
+    # the lost slide is redone, or, when the kill came after its publish and lab record, finished from
+    # the disk by batch/recovery.py (its output proven ours); either way all 8 are published now
+    assert "(1 processed, 7 already done)" in r.stdout or "(0 processed, 8 already done)" in r.stdout, r.stdout
     assert len(slides(out)) == 8 and not [p for p in os.listdir(out) if p.startswith(TEMP_MARK)]
 
 
