@@ -92,11 +92,13 @@ class Written:
 @dataclass
 class ImageRef:
     """One image the PHI detectors read: its role, its index (as the plan numbers images)
-    and how to read it (a PIL image in bounded memory)."""
+    and how to read it (a PIL image in bounded memory); or a reduced level they skip because
+    a smaller scanned level of its pyramid covers it (``wsideid.level_cover``), recorded as such."""
 
     role: str
     index: int
     read: Callable[[], Any]
+    covered_by: int | None = None  # a level skipped by ``level_cover``: the covering level's index; never read
 
 
 class Driver(Protocol):

@@ -47,7 +47,12 @@ def scan_limit(pixels: int):
 
 
 def _factor(w: int, h: int) -> int:
-    limit = min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS)
+    return reduction_factor(w, h, min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS))
+
+
+def reduction_factor(w: int, h: int, limit: int) -> int:
+    """The power of two a ``w`` x ``h`` image is reduced by to hold at most ``limit`` pixels
+    (read as ``ceil(w / f)`` x ``ceil(h / f)``); ``level_cover`` predicts scan sizes with it."""
     f = 1
     while (w // f) * (h // f) > limit:
         f *= 2
