@@ -74,3 +74,33 @@ def test_the_runner_uses_the_thread_for_every_driver(tmp_path, monkeypatch):
     res = deidentify(_mrxs(tmp_path), out, DeidOptions(new_id=NEW_ID, ocr=False, label="replace"))
     assert started == ["mirax"]
     assert res.scans and all(sc.stage == "output" for sc in res.scans)
+
+
+def test_early_reads_wait_for_the_copy(tmp_path, monkeypatch):
+    """The tile-header scan before the copy is Python on the path every run waits for; the early
+    scans start once the writer's layout is fixed (issue 14), never beside that scan. The scan is
+    held for a moment: a residual thread that did not wait would read an image meanwhile."""
+    import threading
+
+    from wsideid.drivers.tiff import TiffDriver
+    from wsideid.pipeline import deidentify
+    from wsideid.tiff import jpegsegs
+    events: list[str] = []
+    real_scan, real_read = jpegsegs.header_scan, TiffDriver.read_image
+
+    def scan(*a, **k):
+        events.append("header-scan")
+        threading.Event().wait(0.5)
+        return real_scan(*a, **k)
+
+    def read(self, path, index):
+        events.append("read")
+        return real_read(self, path, index)
+    monkeypatch.setattr(jpegsegs, "header_scan", scan)
+    monkeypatch.setattr(TiffDriver, "read_image", read)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(_svs(tmp_path), out, DeidOptions(ocr=False, detect="residual"))
+    assert "header-scan" in events and "read" in events
+    assert events.index("read") > max(i for i, e in enumerate(events) if e == "header-scan")
+    assert res.scans and all(sc.stage == "output" for sc in res.scans)

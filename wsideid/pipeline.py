@@ -99,7 +99,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
         residual = _Residual(driver, opened, plan, options) if options.detect != DetectMode.OFF else None
         try:
             t1 = time.perf_counter()
-            written = driver.write(opened, plan, scratch, os.path.basename(final), options, hashing.on_recipe)
+            written = driver.write(opened, plan, scratch, os.path.basename(final), options,
+                                   _on_recipe(hashing, residual))
             timings["write"] = time.perf_counter() - t1
             if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
                 t = time.perf_counter()
@@ -158,6 +159,9 @@ class _Residual:
         self.thread = ResidualScan(driver, opened, plan, options.identifiers, options.ocr, options.new_id)
         self.thread.start()
 
+    def go(self) -> None:
+        self.thread.go()
+
     def written(self, written: Written) -> None:
         self.thread.written(written)
 
@@ -169,6 +173,19 @@ class _Residual:
 
     def cancel(self) -> None:
         self.thread.cancel()
+
+
+def _on_recipe(hashing, residual: "_Residual | None"):
+    """What the writer calls once its layout is fixed and the copy starts: the output's hash
+    starts, and so do the residual scan's early reads (kept off the tile-header scan before
+    it, whose Python they would slow; ``slide_scan_thread``)."""
+    def start(recipe) -> None:
+        try:
+            hashing.on_recipe(recipe)
+        finally:
+            if residual is not None:
+                residual.go()
+    return start
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
