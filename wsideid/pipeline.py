@@ -100,7 +100,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
         try:
             t1 = time.perf_counter()
             written = driver.write(opened, plan, scratch, os.path.basename(final), options,
-                                   _on_recipe(hashing, residual))
+                                   _WriteEvents(hashing, residual))
             timings["write"] = time.perf_counter() - t1
             if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
                 t = time.perf_counter()
@@ -175,17 +175,24 @@ class _Residual:
         self.thread.cancel()
 
 
-def _on_recipe(hashing, residual: "_Residual | None"):
-    """What the writer calls once its layout is fixed and the copy starts: the output's hash
-    starts, and so do the residual scan's early reads (kept off the tile-header scan before
-    it, whose Python they would slow; ``slide_scan_thread``)."""
-    def start(recipe) -> None:
-        try:
-            hashing.on_recipe(recipe)
-        finally:
-            if residual is not None:
-                residual.go()
-    return start
+class _WriteEvents:
+    """What the writer is handed as ``on_recipe``: called with the recipe once its layout is fixed
+    (the output's hash starts); ``checked()``, which a driver whose write runs a check beside the
+    copy calls when that check is done (TIFF family: the stream rule's), starts the residual
+    scan's early reads. So they run neither beside the tile-header scan before the copy (Python
+    on the path every run waits for, which theirs slowed by GIL hand-offs) nor beside the stream
+    check (its read buffers and the detectors' images added up to over 100 MB at 2 GB); a driver
+    that never calls ``checked`` starts them when its write returns (``wait_early``)."""
+
+    def __init__(self, hashing, residual: "_Residual | None"):
+        self.hashing, self.residual = hashing, residual
+
+    def __call__(self, recipe) -> None:
+        self.hashing.on_recipe(recipe)
+
+    def checked(self) -> None:
+        if self.residual is not None:
+            self.residual.go()
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:

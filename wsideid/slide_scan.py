@@ -72,7 +72,7 @@ def _every_slide(path: str) -> str | None:
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),
                 ocr: bool = True, reader=read_tiff_image) -> list[ImageScan]:
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
-    from .detect.residual import scan_kept_image
+    from .detect.residual import reduce_kept, scan_kept_work
     from .detect.scan import scan_image
     from .tiff.pixels import OUTPUT_SCAN_PIXELS, scan_limit
     out: list[ImageScan] = []
@@ -84,7 +84,9 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
             else:
                 img = reader(path, index)
             if stage == "output":  # kept images: text-region stage first (detect/residual.py)
-                result = scan_kept_image(img, role, identifiers, ocr=ocr)
+                kept = reduce_kept(img)
+                img = None  # the read at full scan size goes before the detectors run (issue 14)
+                result = scan_kept_work(kept, role, identifiers, ocr=ocr)
             else:
                 result = scan_image(img, role, identifiers, ocr=ocr)
             if role == "level":

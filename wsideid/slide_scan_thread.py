@@ -16,10 +16,12 @@ the main thread writes:
   whatever a driver can only name once written) is scanned from the written
   output once verification is done.
 
-The early scans wait for the copy to start (``go``: the writer's layout is fixed and
-the kernel copies, which holds no GIL): before that the main thread runs the
-tile-header scan, Python that the detectors' Python would slow by half
-(GIL hand-offs), on the path every run waits for.
+The early scans wait for ``go`` (``pipeline._WriteEvents``: the TIFF writer's
+stream check beside the copy is done, or the write returned): before that the
+main thread runs the tile-header scan, Python that the detectors' Python would
+slow by half (GIL hand-offs) on the path every run waits for, then the stream
+check reads every tile through buffers whose memory and the detectors' added
+up to over 100 MB at 2 GB.
 
 The scans never run beside the verification (issue 17): the detectors' peak
 (a kept level decoded at up to 4 MP, its grey and float copies: 30-45 MB)
@@ -61,7 +63,7 @@ class ResidualScan(threading.Thread):
         self.error: BaseException | None = None
 
     def go(self) -> None:
-        """The copy has started (or the write is done): the early images may be read now."""
+        """The write's own check is done (or the write returned): the early images may be read now."""
         self._go.set()
 
     def written(self, written: Written) -> None:

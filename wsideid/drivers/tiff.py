@@ -153,7 +153,7 @@ class TiffDriver:
 
         tf = opened.container
         edits = self.edits(opened, plan, options.fill, deferred=True)
-        check = _StreamCheck(tf.path, edits.tiles.pending)
+        check = _StreamCheck(tf.path, edits.tiles.pending, getattr(on_recipe, "checked", None))
         check.start()
         try:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
@@ -375,9 +375,9 @@ class _StreamCheck(threading.Thread):
     comments, were judged before writing; this finds what only the entropy-coded data or the
     bytes after an EOI show. Joined before verification: nothing is published unchecked."""
 
-    def __init__(self, path: str, pending: list):
+    def __init__(self, path: str, pending: list, done=None):
         super().__init__(daemon=True)
-        self.path, self.pending = path, pending
+        self.path, self.pending, self.done = path, pending, done
         self.dirty: list[tuple[int, int]] = []
         self.error: BaseException | None = None
 
@@ -387,6 +387,9 @@ class _StreamCheck(threading.Thread):
             self.dirty = check_pending(self.path, self.pending)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self.error = exc
+        finally:
+            if self.done is not None:  # the pipeline's residual scan starts its early reads
+                self.done()
 
 
 def _record_reencoded(plan: Plan, tf: TiffFile, tiles) -> None:

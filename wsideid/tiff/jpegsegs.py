@@ -44,7 +44,7 @@ from ..jpeg.structure import TableKey, UnsafeJpeg
 
 MAX_HEADER_SEGMENTS = 64
 MAX_HEADER = 8192  # a tile header (SOI..SOS) longer than this goes through the full parser
-BATCH_BYTES = 4 << 20  # bytes read at once (per reader thread, plus one flag array of the same size)
+BATCH_BYTES = 2 << 20  # bytes read at once per reader thread (4 MB: 10 MB more at the peak beside the detectors, for 14 % less CPU)
 BATCH = 4096  # tiles judged at once
 GAP = 1 << 16  # tiles further apart than this start a new read
 STREAM_CHUNK = BATCH_BYTES
