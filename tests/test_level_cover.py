@@ -168,3 +168,29 @@ def test_text_a_scanner_writes_into_every_level_is_still_flagged(labelled_everyw
     level2 = next(s for s in res.scans if s.stage == "output" and s.index == 2)
     assert level2.has_phi
     assert next(s for s in res.scans if s.stage == "output" and s.index == 1).covered_by == 2
+
+
+def test_in_place_runs_the_residual_scan_and_reports_flagged(labelled_everywhere, tmp_path):
+    """--in-place rewrote the slide and reported it published without reading a kept image;
+    it now gets the copy's residual scan (level cover included) and a finding flags it."""
+    import shutil
+
+    from wsideid.options import DeidOptions
+    from wsideid.pipeline import deidentify
+    src = tmp_path / "all.tif"
+    shutil.copy(labelled_everywhere, src)
+    res = deidentify(src, None, DeidOptions(in_place=True, identifiers=[synth.ACCESSION]))
+    assert res.status == "flagged"
+    output = [s for s in res.scans if s.stage == "output"]
+    assert [(s.index, s.covered_by) for s in output] == [(1, 2), (2, None)]
+    assert output[1].has_phi
+
+
+def test_in_place_clean_slide_is_published_after_its_scan(tmp_path):
+    from wsideid.options import DeidOptions
+    from wsideid.pipeline import deidentify
+    src = tmp_path / "plain.tif"
+    _pyramid(str(src), set())
+    res = deidentify(src, None, DeidOptions(in_place=True))
+    assert res.status == "published"
+    assert [s.index for s in res.scans if s.stage == "output" and s.result is not None] == [2]

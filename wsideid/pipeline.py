@@ -309,11 +309,25 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
     if not driver.supports_in_place:
         raise WsideidError(f"--in-place rewrites TIFF-family slides only, not {driver.name} (use -o OUTDIR)")
     plan = driver.plan(opened, options)
+    scans: list = []
+    if options.detect == DetectMode.ALL:  # the removed images are wiped by the rewrite: scanned first
+        scans += _scan(driver, driver.source_images(opened, plan), "source", options)
     res = driver.in_place(opened, plan, options)
     require_ok(res.report, "in-place result failed verification; its journal was kept")
-    timings = {"total": time.perf_counter() - t0, "in-place": res.seconds}
-    result = DeidResult(input_path, input_path, driver.name, plan, res.report, Status.PUBLISHED, timings=timings,
-                        error=recovered)
+    status = Status.PUBLISHED
+    timings = {"in-place": res.seconds}
+    if options.detect != DetectMode.OFF:
+        # The kept images as rewritten get the residual scan a copy gets: a finding cannot hold
+        # back a file already rewritten, but the slide is reported flagged (exit code, audit, QC).
+        t = time.perf_counter()
+        found = _scan(driver, res.images, "output", options)
+        timings["detect-residual"] = time.perf_counter() - t
+        scans += found
+        if is_flagged(found):
+            status = Status.FLAGGED
+    timings["total"] = time.perf_counter() - t0
+    result = DeidResult(input_path, input_path, driver.name, plan, res.report, status, timings=timings,
+                        error=recovered, scans=scans)
     audit_dir = options.audit_dir or os.path.dirname(os.path.abspath(input_path))
     result.audit_path = write_audit(result, replace(options, audit_dir=audit_dir))
     return result

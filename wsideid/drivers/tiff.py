@@ -284,7 +284,12 @@ class TiffDriver:
                        part="unchanged in place")
             return rep
 
-        return deidentify_in_place(opened, plan, edits, check)
+        res = deidentify_in_place(opened, plan, edits, check)
+        # The rewritten slide holds the kept images in the copy's order (one ``vendor.build``), so
+        # the residual scan reads them as it would read a copy's (level cover included).
+        res.images = self.residual_images(plan, Written(opened.path, edits.tiles, [
+            self._ref(opened.path, role, index) for role, index in _residual_targets(plan, _kept_index_map(plan))]))
+        return res
 
 
 class _TiffHashes:
