@@ -214,10 +214,16 @@ def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = Non
         t = _tiff_type(container, f)
         if t is not None and t not in _TIFF_TEXT_TYPES:
             return ValueKind.NUMBER
-    if _NUMBER_LIST.fullmatch(v) and not any(len(re.sub(r"\D", "", x)) >= MIN_RECORD_DIGITS and "." not in x
-                                             for x in re.split(r"[,\\]", v)):
+    if _NUMBER_LIST.fullmatch(v) and not record_number(v):
         return ValueKind.NUMBER
     return ValueKind.TEXT
+
+
+def record_number(v: str) -> bool:
+    """A value of digits long enough to be a record number (an MRN, an accession): whatever
+    its shape says, it is a needle when removed. Inventories that type values as numbers
+    ask this first (OME, QPTIFF and Philips XML)."""
+    return any(len(run) >= MIN_RECORD_DIGITS for run in re.findall(r"\d[\d.]*", v) if "." not in run)
 
 
 # How inventories summarise values they do not decode (an XML description starting with "<" is text)
@@ -307,14 +313,19 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     for d in plan.fields:
         # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
         # free text the writer was told to leave out, so each is a needle like a removed value.
+        # A removed identifier's other form (a Base64 barcode's decoded text) is an identifier,
+        # digits only or not, and its parts are searched as the identifier's are.
+        ident = bool(d.removed_parts) and d.field.kind == ValueKind.IDENTIFIER
         for part in d.removed_parts:
             part = (part or "").strip().strip("\0").strip()
             for day in parse_any(part):
                 dates.setdefault(day, _source(d))
             pieces = [part] if not _CONTROL.search(part) else []
-            pieces += [x.strip() for x in _PIECES.split(part) if not _NUMBER_LIST.fullmatch(x)]
-            found += [Needle(w, NeedleKind.VALUE, _source(d)) for w in dict.fromkeys(pieces)
-                      if len(w) >= MIN_VALUE and not _NUMBER_LIST.fullmatch(w)]
+            pieces += [x.strip() for x in _PIECES.split(part) if ident or not _NUMBER_LIST.fullmatch(x)]
+            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, _source(d))
+                      for w in dict.fromkeys(pieces) if len(w) >= MIN_VALUE and (ident or not _NUMBER_LIST.fullmatch(w))]
+            if ident and not _UID.fullmatch(part):
+                found += [Needle(p, NeedleKind.ID_PART, _source(d)) for p in id_parts(part)]
         rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
         if not (d.removes_value or rewritten) or d.field.value is None:
             continue

@@ -30,6 +30,7 @@ from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
 from ...model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
+from ...needles import record_number
 from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
@@ -109,10 +110,12 @@ def _key(path: str, attr: str) -> str:
     return f"{SECTION}:{inner}" if attr == xmlscrub.TEXT else f"{SECTION}:{inner}@{attr}"
 
 
-def _kind(path: str, value: str) -> ValueKind:
-    if path.rpartition("/")[2] in IDENTITY:
+def _kind(path: str, attr: str, value: str) -> ValueKind:
+    """An identity element's text and attributes, and an identity-named attribute anywhere
+    (``<Slide Barcode="...">``), are identifiers whatever their shape."""
+    if path.rpartition("/")[2] in IDENTITY or attr in IDENTITY:
         return ValueKind.IDENTIFIER
-    if re.fullmatch(r"[-+]?\d{1,30}(\.\d{0,30})?", value.strip()):
+    if re.fullmatch(r"[-+]?\d{1,30}(\.\d{0,30})?", value.strip()) and not record_number(value):
         return ValueKind.NUMBER
     return ValueKind.TEXT
 
@@ -125,7 +128,7 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
     found = xmlscrub.items(root)
     tiff_base.check_key_count(ifd, len(found))
     return [Field(f"{ifd.path}/ImageDescription/{it.node}:{it.path}@{it.attr}", _key(it.path, it.attr), it.value,
-                  ifd=k, tag=270, subkey=f"{it.node}@{it.attr}", kind=_kind(it.path, it.value)) for it in found]
+                  ifd=k, tag=270, subkey=f"{it.node}@{it.attr}", kind=_kind(it.path, it.attr, it.value)) for it in found]
 
 
 def refine(plan: Plan) -> None:
