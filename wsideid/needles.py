@@ -249,11 +249,16 @@ def name_parts(value: str) -> list[str]:
 
 
 def id_parts(value: str) -> list[str]:
+    """Parts of an identifier that identify on their own; a run of digits split at spaces
+    ("S 12 345 2024-03-01": "12 345") is one part, as written, also beside a date."""
+    from .detect.phi_text import spaced_digit_runs
     out = []
     for p in _ID_SPLIT.split(value):
         letters, digits = any(c.isalpha() for c in p), any(c.isdigit() for c in p)
         if digits and ((letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART)):
             out.append(p)
+    if " " in value:
+        out += [run for run in spaced_digit_runs(value, MIN_DIGITS_PART) if run not in out]
     return out
 
 
