@@ -309,12 +309,52 @@ def _own_rule_keeps(plan: Plan, d: Decision, piece: str) -> bool:
     return verdict.ok and verdict.action is None
 
 
+def _vouched(plan: Plan, d: Decision) -> bool:
+    """A value kept as it is because its own profile entry's pattern or enumeration
+    admits it (a model name "Aperio GT450"): a grammar no name or record number passes
+    (``valuepolicy.CANARIES``). Numbers and bare keeps vouch for no text."""
+    profile = plan.profile
+    if d.action != KEEP or not isinstance(d.field.value, str) or profile is None or not hasattr(profile, "rule") \
+            or ":" not in d.field.key:
+        return False
+    section, _, name = d.field.key.partition(":")
+    try:
+        found = profile.rule(section, name)
+    except ProfileError:
+        return False
+    spec = getattr(found[0], "spec", None) if found else None
+    if spec is None:
+        return False
+    from .valuepolicy import ValueType
+    return spec.pattern is not None or spec.type == ValueType.ENUM
+
+
+def _shared_with_kept(plan: Plan) -> set[str]:
+    """Words (letters and digits, case-folded) of the values the profile vouches for."""
+    return {w.casefold() for d in plan.fields if _vouched(plan, d) for w in _ID_SPLIT.split(d.field.value) if w}
+
+
+def _identifier_parts(v: str, src: str, kept_words: set[str]) -> list[Needle]:
+    """The parts of a removed identifier, less those that are a kept model's word.
+
+    A scanner serial "GT450-SN12345" shares "GT450" with the kept model "Aperio GT450":
+    that part names a product, not the device, and refused clean slides. It is left out
+    only when it has a letter (digits are never a model's word) and another part of the
+    identifier is still searched (SN12345); the whole value always is."""
+    parts = id_parts(v)
+    shared = [p for p in parts if p.casefold() in kept_words and any(c.isalpha() for c in p)]
+    if len(shared) == len(parts):
+        shared = []
+    return [Needle(p, NeedleKind.ID_PART, src) for p in parts if p not in shared]
+
+
 def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     """Every needle of a plan and the user's identifiers (see the module docstring)."""
     found: list[Needle] = []
     dates: dict = {}
     container = plan.inventory.container
     schemes = coding_schemes(plan)
+    kept_words = _shared_with_kept(plan)
     for d in plan.fields:
         # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
         # free text the writer was told to leave out, so each is a needle like a removed value.
@@ -357,7 +397,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         if _is_name(d):
             found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
         elif kind == ValueKind.IDENTIFIER and not _UID.fullmatch(v) and "://" not in v:
-            found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
+            found += _identifier_parts(v, src, kept_words)
     # The research ID is the user's own replacement: an original equal to it (a slide processed
     # again) is what the output is meant to hold.
     new_id = (getattr(container, "new_id", None) or plan.options.get("new_id") or "").strip().casefold()
