@@ -204,3 +204,17 @@ def test_qptiff_barcode_replaced_by_research_id(tmp_path, monkeypatch):
     assert_absent(res.output, DIGITS)
     assert f"<Barcode>{NEW_ID}</Barcode>".encode() in Path(res.output).read_bytes()
     assert set(audited(res, "qptiff.Barcode")) == {"replace"}
+
+
+def test_qptiff_unknown_image_type_is_not_quoted_in_the_audit(tmp_path, monkeypatch):
+    """An image's role reason reaches the audit, which travels with the slide: a file's own
+    ImageType text (here a name and a record number) is never quoted in it."""
+    planted = "DOE JANE 4455667"
+    patched(monkeypatch, synth_qptiff, "qpi_xml",
+            lambda xml: xml.replace("<ImageType>Label</ImageType>", f"<ImageType>{planted}</ImageType>"))
+    src = tmp_path / "case.qptiff"
+    synth_qptiff.make_qptiff(str(src), fluorescence=False, width=768, height=512)
+    res = run(src, tmp_path)
+    record = str(audit_record(res, SECRET))
+    assert "4455667" not in record and "JANE" not in record
+    assert "an ImageType QPTIFF does not define" in record

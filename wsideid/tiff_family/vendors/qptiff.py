@@ -88,10 +88,12 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     for i, ifd in enumerate(top):
         kind = TYPES.get(types[i] or "")
         w, h = pyramid.size_of(ifd)
+        # a reason reaches the audit, which travels with the slide: only a spelling QPTIFF defines is quoted
         if first != "FullResolution":
-            calls.append(RoleCall(UNKNOWN, f"the first IFD's ImageType is {first!r}, not FullResolution"))
+            said = repr(first) if first in TYPES else "one QPTIFF does not define"
+            calls.append(RoleCall(UNKNOWN, f"the first IFD's ImageType is {said}, not FullResolution"))
         elif kind is None:
-            calls.append(RoleCall(UNKNOWN, f"ImageType {types[i]!r} is none QPTIFF defines"))
+            calls.append(RoleCall(UNKNOWN, "an ImageType QPTIFF does not define"))
         elif kind == "full":
             ok = (w, h) == (w0, h0) and all(t == "FullResolution" for t in types[:i])
             calls.append(RoleCall(pyramid.LEVEL) if ok else
