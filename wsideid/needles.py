@@ -62,7 +62,7 @@ import numpy as np
 from .dates import parse_any, spellings
 from .errors import ProfileError
 from .checks import Check, VerifyReport
-from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind
+from .model import DATE, DATETIME, KEEP, REMOVE, TEXT, TIME, Decision, Plan, ValueKind
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -378,6 +378,8 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         if not v or _is_summary(v):
             continue
         kind = value_kind(d, container, schemes)
+        if d.action in (DATE, DATETIME, TIME) and kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER):
+            kind = ValueKind.DATE  # a date the policy rewrote, whatever its shape ("20240314102233.000000")
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
         src = _source(d)
