@@ -285,3 +285,24 @@ def test_corrupted_parts_are_refused_in_one_line(source, tmp_path, part, cut):
         pytest.skip(f"the fixture has no {part}")
     damaged.write_bytes(damaged.read_bytes()[:cut])
     check_refused(src / source.name, tmp_path)
+
+
+def test_reader_check_reads_a_bounded_window_of_the_smallest_level(source, tmp_path, monkeypatch):
+    """The reader check compares a capped square of the smallest level, never the whole level
+    (a slide's smallest level may be tens of megapixels): memory stays bounded for any slide."""
+    from wsideid.mrxs import verify as mverify
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    monkeypatch.setattr(mverify, "READER_WINDOW", 16)
+    sizes: list[tuple[int, int]] = []
+    real = openslide.OpenSlide.read_region
+
+    def spy(self, location, level, size):
+        sizes.append(tuple(size))
+        return real(self, location, level, size)
+
+    monkeypatch.setattr(openslide.OpenSlide, "read_region", spy)
+    res = deidentify(source, tmp_path, DeidOptions(new_id="R-18", detect=DetectMode.OFF))
+    row = next(c for c in res.report.checks if c.name == "reader")
+    assert row.passed and "16x16" in row.detail
+    assert sizes and max(max(s) for s in sizes) <= 16
