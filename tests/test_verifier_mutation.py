@@ -280,3 +280,49 @@ def test_dicom_frame_stripping_disabled_is_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(frames, "rule_edits", nothing_cleaned)
     _expect_refusal(src, tmp_path / "out", "compressed-streams")
     assert hit
+
+
+# --------------------------------------------------------------- output corrupted after the writer, before verify
+def _corrupt_before_verify(monkeypatch, corrupt) -> list:
+    """``corrupt(opened, written)`` runs on what the writer left, just before the verifier reads it
+    (a bug, or anyone with write access to the output folder, between the two)."""
+    from wsideid import pipeline
+    real = pipeline._verify
+    hit: list = []
+
+    def mutated(driver, opened, plan, written, options):
+        hit.append(corrupt(opened, written))
+        return real(driver, opened, plan, written, options)
+    monkeypatch.setattr(pipeline, "_verify", mutated)
+    return hit
+
+
+def _dicom_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in sorted(os.listdir(path)) if n.endswith(".dcm")]
+    return [path]
+
+
+def _swap_in_meta(path: str, old: bytes, new: bytes) -> int:
+    """Replace ``old`` by ``new`` (same length) in the file meta group only (the first element
+    after the preamble up to the end of group 0002)."""
+    import pydicom
+    assert len(old) == len(new)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    meta_end = 132 + 12 + int(ds.file_meta.FileMetaInformationGroupLength)
+    with open(path, "r+b") as fh:
+        head = fh.read(meta_end)
+        n = head.count(old)
+        fh.seek(0)
+        fh.write(head.replace(old, new))
+    return n
+
+
+def test_dicom_output_transfer_syntax_changed_is_caught(dicom_slide, tmp_path, monkeypatch):
+    """The output's file meta names JPEG-LS for JPEG baseline frames (same length, one byte):
+    the frames, headers and needles are unchanged, but no reader decodes it as the input."""
+    _control(dicom_slide, tmp_path / "control")
+    hit = _corrupt_before_verify(monkeypatch, lambda opened, written: sum(
+        _swap_in_meta(f, b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.80") for f in _dicom_files(written.ready)))
+    _expect_refusal(dicom_slide, tmp_path / "out", "reader")
+    assert hit and hit[0] > 0
