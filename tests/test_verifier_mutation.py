@@ -326,3 +326,86 @@ def test_dicom_output_transfer_syntax_changed_is_caught(dicom_slide, tmp_path, m
         _swap_in_meta(f, b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.80") for f in _dicom_files(written.ready)))
     _expect_refusal(dicom_slide, tmp_path / "out", "reader")
     assert hit and hit[0] > 0
+
+
+def _corrupt_after_verify(monkeypatch, corrupt) -> list:
+    """``corrupt(written)`` runs once the verifier has passed the output, before it is hashed
+    and published (a bug, or anyone with write access to the output folder)."""
+    from wsideid import pipeline
+    real = pipeline._verify
+    hit: list = []
+
+    def mutated(driver, opened, plan, written, options):
+        report = real(driver, opened, plan, written, options)
+        hit.append(corrupt(written))
+        return report
+    monkeypatch.setattr(pipeline, "_verify", mutated)
+    return hit
+
+
+def _flip_last_byte(path: str) -> str:
+    with open(path, "r+b") as fh:
+        fh.seek(-1, os.SEEK_END)
+        b = fh.read(1)
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    return path
+
+
+def test_tiff_output_changed_after_verification_is_not_published(slides, tmp_path, monkeypatch):
+    """The recorded hash is the file's own, taken from disk once written, and the file must be
+    unchanged (stamp) until the rename: a byte changed after verification refuses the slide
+    under output-hash. Before, the default recorded the writer's recipe hash and published."""
+    _control(slides["svs"], tmp_path / "control")
+    hit = _corrupt_after_verify(monkeypatch, lambda written: _flip_last_byte(written.ready))
+    _expect_refusal(slides["svs"], tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_tiff_output_replaced_after_verification_is_not_published(slides, tmp_path, monkeypatch):
+    """Another file renamed over the verified one (same bytes even): not the file hashed."""
+    import shutil
+
+    def replace(written):
+        shutil.copyfile(written.ready, written.ready + ".x")
+        os.replace(written.ready + ".x", written.ready)
+        return written.ready
+    hit = _corrupt_after_verify(monkeypatch, replace)
+    _expect_refusal(slides["svs"], tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_tiff_recorded_hash_is_the_published_files(slides, tmp_path):
+    """Default run: the audit's output hash is the hash of the published file's bytes."""
+    import json
+    from wsideid.hashing import HashAlgorithm, file_digest
+    res = deidentify(slides["svs"], tmp_path, _options())
+    assert res.report.result(Check.OUTPUT_HASH).passed
+    audit = json.loads(Path(res.audit_path).read_text())
+    want = file_digest(res.output, HashAlgorithm(res.hash_algorithm))
+    assert want in json.dumps(audit)
+
+
+def test_dicom_output_changed_after_verification_is_not_published(dicom_slide, tmp_path, monkeypatch):
+    """DICOM instances are stamped once written: one changed after verification is not hashed
+    and published as if verified."""
+    def one(written):
+        inst, path, _ = written.state[0]
+        return _flip_last_byte(path)
+    hit = _corrupt_after_verify(monkeypatch, one)
+    _expect_refusal(dicom_slide, tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_mirax_output_changed_after_verification_is_not_published(tmp_path, monkeypatch):
+    from wsideid.mrxs.synth import make_mrxs
+    src = tmp_path / "src" / "case.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src))
+
+    def datafile(written):
+        folder = os.path.splitext(written.ready)[0]
+        return _flip_last_byte(os.path.join(folder, sorted(n for n in os.listdir(folder) if n.lower().endswith(".dat"))[-1]))
+    hit = _corrupt_after_verify(monkeypatch, datafile)
+    _expect_refusal(src, tmp_path / "out", "output-hash")
+    assert hit

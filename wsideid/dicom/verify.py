@@ -105,7 +105,8 @@ def _output_path(path: str, dropped: dict[str, set[int]]) -> str:
 NOT_APPLICABLE = {
     Check.VALUES_PASS_POLICY: "DICOM values are judged by their VR and pattern when planned; "
                               "the written header equals the planned one (plan-held)",
-    Check.OUTPUT_HASH: "instances are hashed from the files on disk when published",
+    Check.OUTPUT_HASH: "no output hash recorded (--hash none, or an existing output): a run hashes the "
+                       "instances on disk and proves them unchanged since written",
 }
 
 

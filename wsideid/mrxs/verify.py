@@ -118,7 +118,8 @@ NOT_APPLICABLE = {
     Check.COMPRESSED_STREAMS: "records are compared byte for byte with the stream rule's reduction of the "
                               "source (image-data)",
     Check.VALIDATOR: "no standard validator for MIRAX",
-    Check.OUTPUT_HASH: "the copy is hashed from the files on disk when published",
+    Check.OUTPUT_HASH: "no output hash recorded (--hash none, or an existing output): a run hashes the "
+                       "copy on disk and proves it unchanged since written",
 }
 
 

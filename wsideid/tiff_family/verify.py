@@ -131,7 +131,8 @@ def _same_bytes(fa, oa: int, fb, ob: int, n: int) -> bool:
 NOT_APPLICABLE = {
     Check.IDENTIFIERS_REPLACED: "TIFF-family formats hold no keyed UIDs: replaced IDs are fields (plan-held)",
     Check.VALIDATOR: "no standard validator for TIFF",
-    Check.OUTPUT_HASH: "re-read and compared only with --verify full and a hash algorithm",
+    Check.OUTPUT_HASH: "no output hash recorded (--hash none, --in-place, or an existing output): a run "
+                       "hashes the file it writes from disk, and proves it unchanged until published",
 }
 
 
