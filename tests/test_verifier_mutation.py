@@ -409,3 +409,38 @@ def test_mirax_output_changed_after_verification_is_not_published(tmp_path, monk
     hit = _corrupt_after_verify(monkeypatch, datafile)
     _expect_refusal(src, tmp_path / "out", "output-hash")
     assert hit
+
+
+def test_tiff_tile_outside_the_sample_written_wrong_is_caught(slides, tmp_path, monkeypatch):
+    """The writer puts a wrong byte in a tile image-data's sample does not read (a copy gone
+    wrong): the file's hash is not the plan's, so image-data fails (it compared a sample only)."""
+    from wsideid.tiff import writer
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family import verify as tverify
+    real = writer.write_tiff
+    hit: list = []
+
+    def wrong_tile(src_path, out_path, *a, **kw):
+        layout = real(src_path, out_path, *a, **kw)
+        out, src = read_tiff(out_path), read_tiff(src_path)
+        data = tiff_base.image_data(out.image_ifds()[0], out.byteorder)
+        sdata = tiff_base.image_data(src.image_ifds()[0], src.byteorder)
+
+        def tile(path, d, k):
+            with open(path, "rb") as fh:
+                fh.seek(int(d.src_offsets[k]))
+                return fh.read(int(d.src_counts[k]))
+        n = len(data.src_offsets)  # a tile copied as it is (not edited by the stream rule), not sampled
+        t = next(t for t in range(n) if t not in tverify._sample(n, False)
+                 and tile(out_path, data, t) == tile(src_path, sdata, t))
+        at = int(data.src_offsets[t]) + int(data.src_counts[t]) // 2
+        with open(out_path, "r+b") as fh:
+            fh.seek(at)
+            b = fh.read(1)
+            fh.seek(at)
+            fh.write(bytes([b[0] ^ 0x01]))
+        hit.append(t)
+        return layout
+    monkeypatch.setattr(writer, "write_tiff", wrong_tile)
+    _expect_refusal(slides["svs"], tmp_path / "out", "image-data")
+    assert hit

@@ -85,7 +85,7 @@ class Hasher(threading.Thread):
     the output as it is being written: new metadata, then the source ranges
     in output order, then the edited tiles. That runs beside the kernel's
     copy instead of after it, on the other core. The hash recorded for an
-    output is ``OutputHasher``'s, of the file itself.
+    output is ``OutputHasher``'s, of the file itself; the recipe's must equal it.
     """
 
     def __init__(self, path: str, algorithm: HashAlgorithm, recipe=None):
