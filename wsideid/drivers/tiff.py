@@ -141,7 +141,8 @@ class TiffDriver:
         tf = opened.container
         edits = redaction.stripped_segments(tf, plan, deferred)
         redaction.blank_macro_labels(tf, plan, fill, edits)
-        redaction.plan_regions(tf, plan, list(plan.regions), fill, edits)
+        shown = getattr(self.vendor, "shown_sizes", None)  # a vendor whose levels are stored padded
+        redaction.plan_regions(tf, plan, list(plan.regions), fill, edits, shown(tf) if shown is not None else None)
         return edits
 
     def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
