@@ -444,3 +444,55 @@ def test_tiff_tile_outside_the_sample_written_wrong_is_caught(slides, tmp_path, 
     monkeypatch.setattr(writer, "write_tiff", wrong_tile)
     _expect_refusal(slides["svs"], tmp_path / "out", "image-data")
     assert hit
+
+
+REGION = (256, 192, 320, 256)
+
+
+def _region_options() -> DeidOptions:
+    return dataclasses.replace(_options(), regions=[REGION], fill="black")
+
+
+def _blank_only(monkeypatch, keep) -> list:
+    """The region blanker told to blank only what ``keep(ifd, box)`` returns (a box, or None)."""
+    from wsideid.tiff_family import redaction
+    real = redaction.blank_ifd
+    hit: list = []
+
+    def partial(tf, k, ifd, box, *a, **kw):
+        new = keep(ifd, box)
+        if new != box:
+            hit.append((ifd.path, box, new))
+        return 0 if new is None else real(tf, k, ifd, new, *a, **kw)
+    monkeypatch.setattr(redaction, "blank_ifd", partial)
+    return hit
+
+
+def _expect_region_refusal(src: Path, outdir: Path) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(src, outdir, _region_options())
+    assert "regions-blank" in err.value.checks, (err.value.checks, str(err.value))
+    assert not os.listdir(outdir)
+
+
+def test_region_blanked_on_level_0_only_is_caught(slides, tmp_path, monkeypatch):
+    """The smaller levels and the thumbnail keep the region's pixels: regions-blank reads the
+    region on every image OpenSlide shows (it read the centre of level 0 only)."""
+    (tmp_path / "control").mkdir()
+    res = deidentify(slides["svs"], tmp_path / "control", _region_options())
+    assert res.status == "published" and res.report.result(Check.REGIONS_BLANK).passed
+    hit = _blank_only(monkeypatch, lambda ifd, box: box if int(ifd.value(256)) == 1024 else None)
+    _expect_region_refusal(slides["svs"], tmp_path / "out")
+    assert hit
+
+
+def test_region_blanked_at_its_centre_only_is_caught(slides, tmp_path, monkeypatch):
+    """Only the middle third of the region blanked, on every level: its centre reads flat, its
+    edges do not."""
+    def middle(ifd, box):
+        x, y, w, h = box
+        return (x + w // 3, y + h // 3, max(1, w // 3), max(1, h // 3))
+    hit = _blank_only(monkeypatch, middle)
+    _expect_region_refusal(slides["svs"], tmp_path / "out")
+    assert hit
