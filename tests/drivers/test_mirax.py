@@ -306,3 +306,26 @@ def test_reader_check_reads_a_bounded_window_of_the_smallest_level(source, tmp_p
     row = next(c for c in res.report.checks if c.name == "reader")
     assert row.passed and "16x16" in row.detail
     assert sizes and max(max(s) for s in sizes) <= 16
+
+
+def test_region_blanked_on_level_0_only_is_caught(source, tmp_path, monkeypatch):
+    """The blanker (and the verifier's own expectation of the records) told of level 0 only:
+    the smaller levels keep the region's pixels, and regions-blank reads every level."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.mrxs import regions, verify as mverify, write as mwrite
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    real = regions.record_boxes
+    hit: list = []
+
+    def level0_only(slide, boxes):
+        got = real(slide, boxes)
+        kept = {k: v for k, v in got.items() if k[0] == 0}
+        hit.append(len(got) - len(kept))
+        return kept
+    monkeypatch.setattr(mwrite, "record_boxes", level0_only)
+    monkeypatch.setattr(mverify, "record_boxes", level0_only)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(source, tmp_path, DeidOptions(new_id="R-19", detect=DetectMode.OFF, regions=[(300, 200, 400, 300)]))
+    assert "regions-blank" in err.value.checks, str(err.value)
+    assert hit and hit[0] > 0

@@ -594,7 +594,6 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         b.close()
 
 
-REGION_WINDOW = 1024  # regions are read back in windows of at most this many pixels a side
 REGION_INSET = 2  # px inside a region's edge at each image: chroma upsampling blends the last ones
 REGION_SPREAD = 12  # grey levels a blanked (DC-only) area may vary by once decoded
 
@@ -605,7 +604,7 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
     (It used to read a 64 px square at the centre of level 0 only: a region blanked in part, or
     on level 0 alone, passed.)"""
     import openslide
-    from ..regions import scale_box
+    from ..regions import box_spread, inset, scale_box
     try:
         b = openslide.OpenSlide(out_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is judged below
@@ -625,13 +624,10 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
                 continue
             worst, images, unreadable = 0, 0, []
             for name, (w, h), read in targets:
-                box = scale_box(region, w / w0, h / h0, w, h)
+                box = inset(scale_box(region, w / w0, h / h0, w, h), REGION_INSET)
                 if box is None:
-                    continue
-                x, y, bw, bh = box[0] + REGION_INSET, box[1] + REGION_INSET, box[2] - 2 * REGION_INSET, box[3] - 2 * REGION_INSET
-                if bw <= 0 or bh <= 0:
                     continue  # a few pixels at this size: nothing inside the blended edge
-                spread = _spread(read, x, y, bw, bh)
+                spread = box_spread(read, box)
                 if spread is None:
                     unreadable.append(name)
                     continue
@@ -647,16 +643,10 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
 
 
 def _blanked_images(b, plan: Plan) -> list:
-    """(name, size, read(x, y, w, h) -> RGB array or None) of every image the regions were blanked
-    on that OpenSlide shows: each level, and the thumbnail when it lists one of the kept size."""
-    out = []
-    for lv, (w, h) in enumerate(b.level_dimensions):
-        ds = b.level_downsamples[lv]
-
-        def read(x, y, cw, ch, lv=lv, ds=ds):
-            patch = _read_region(b, (int(round(x * ds)), int(round(y * ds))), lv, (cw, ch))
-            return None if patch is None else patch[..., :3]
-        out.append((f"level {lv}", (w, h), read))
+    """``regions.level_readers`` of the output, and its thumbnail when OpenSlide lists one of the
+    kept thumbnail's size (the regions are blanked on it too)."""
+    from ..regions import level_readers
+    out = level_readers(b)
     sizes = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove" and d.image.role == "thumbnail"}
     if "thumbnail" in b.associated_images:
         thumb = np.asarray(b.associated_images["thumbnail"].convert("RGB"))
@@ -664,15 +654,3 @@ def _blanked_images(b, plan: Plan) -> list:
             out.append(("thumbnail", (thumb.shape[1], thumb.shape[0]),
                         lambda x, y, cw, ch, t=thumb: t[y:y + ch, x:x + cw]))
     return out
-
-
-def _spread(read, x: int, y: int, w: int, h: int) -> int | None:
-    """Largest minus smallest value of any channel over a box's pixels, read in windows; None if unreadable."""
-    lo, hi = np.full(3, 255), np.zeros(3, int)
-    for wy in range(y, y + h, REGION_WINDOW):
-        for wx in range(x, x + w, REGION_WINDOW):
-            px = read(wx, wy, min(REGION_WINDOW, x + w - wx), min(REGION_WINDOW, y + h - wy))
-            if px is None:
-                return None
-            lo, hi = np.minimum(lo, px.min(axis=(0, 1))), np.maximum(hi, px.max(axis=(0, 1)))
-    return int((hi.astype(int) - lo.astype(int)).max())
