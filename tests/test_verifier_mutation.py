@@ -496,3 +496,27 @@ def test_region_blanked_at_its_centre_only_is_caught(slides, tmp_path, monkeypat
     hit = _blank_only(monkeypatch, middle)
     _expect_region_refusal(slides["svs"], tmp_path / "out")
     assert hit
+
+
+def test_dicom_file_meta_element_added_by_the_writer_is_caught(dicom_slide, tmp_path, monkeypatch):
+    """The writer puts a Source Application Entity Title naming a hospital in the file meta
+    group (0002) of every instance: plan-held compares the data set, so the meta group must
+    be judged too."""
+    import pydicom
+    from wsideid.dicom import apply as dapply
+    real = dapply.write_instance
+    hit: list = []
+
+    def with_meta(ds, inst, out_path, *a, **kw):
+        real(ds, inst, out_path, *a, **kw)
+        out = pydicom.dcmread(out_path)
+        out.file_meta.SourceApplicationEntityTitle = "STMARYSPATH"
+        out.save_as(out_path, enforce_file_format=True)
+        hit.append(out_path)
+    monkeypatch.setattr(dapply, "write_instance", with_meta)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(dicom_slide, outdir, _options())
+    assert hit and set(err.value.checks) & {"plan-held", "no-unknown-fields"}, (err.value.checks, str(err.value))
+    assert not os.listdir(outdir)
