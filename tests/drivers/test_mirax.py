@@ -329,3 +329,23 @@ def test_region_blanked_on_level_0_only_is_caught(source, tmp_path, monkeypatch)
         deidentify(source, tmp_path, DeidOptions(new_id="R-19", detect=DetectMode.OFF, regions=[(300, 200, 400, 300)]))
     assert "regions-blank" in err.value.checks, str(err.value)
     assert hit and hit[0] > 0
+
+
+def test_an_extra_file_in_the_copy_folder_is_caught(source, tmp_path, monkeypatch):
+    """The writer leaves a file the key file does not name in the copy's folder (a note holding
+    no known value): roles lists the folder, as the DICOM check lists the output folder."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.mrxs import write as mwrite
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    real = mwrite.write
+
+    def with_note(plan, out_mrxs, *a, **kw):
+        written = real(plan, out_mrxs, *a, **kw)
+        with open(os.path.join(os.path.splitext(out_mrxs)[0], "notes.txt"), "w") as fh:
+            fh.write("scanned for the tumour board, call the lab before sharing\n")
+        return written
+    monkeypatch.setattr(mwrite, "write", with_note)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(source, tmp_path, DeidOptions(new_id="R-20", detect=DetectMode.OFF))
+    assert "roles" in err.value.checks, str(err.value)

@@ -26,13 +26,14 @@ import functools
 import os
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..checks import Check, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
 from ..jpeg.structure import clean
 from ..model import REMOVE, REPLACE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
+from ..streamheads import read_range
 from ..profiles import make_plan
 from ..valuepolicy import value_failed
 from . import ini
@@ -54,35 +55,37 @@ def _replan(out: MrxsSlide, plan: Plan) -> Plan:
 _DATE_KEYS = ("SLIDE_CREATIONDATETIME", "SLIDE_UTC_CREATIONDATETIME")  # removed on re-plan under "remove"
 
 
-def _segments(out: MrxsSlide, written: Written, mrxs: str) -> list[tuple[int, bytes]]:
-    """Every byte of the copy that is not JPEG entropy-coded data, as (pseudo-offset, bytes)."""
-    segs: list[tuple[int, bytes]] = []
+def _segments(out: MrxsSlide, written: Written, mrxs: str) -> Iterator[tuple[int, bytes]]:
+    """Every byte of the copy that is not JPEG entropy-coded data, as (pseudo-offset, bytes):
+    every other file whole (read in bounded pieces; it used to stop at 64 MB per file)."""
     base = 0
 
-    def add(data: bytes) -> None:
+    def add(data: bytes) -> tuple[int, bytes]:
         nonlocal base
-        segs.append((base, data))
-        base += len(data) + 1
+        at, base = base, base + len(data) + 1
+        return at, data
 
     for path in [mrxs] + [os.path.join(out.folder, n) for n in sorted(os.listdir(out.folder))]:
         if path in out.datafiles:
             continue
         with open(path, "rb") as fh:
-            add(fh.read(ini.MAX_SIZE * 64))
+            size = os.fstat(fh.fileno()).st_size
+            for off, piece in read_range(fh.fileno(), 0, size):  # back-to-back pieces: needles across them found
+                yield base + off, piece
+            base += size + 1
     for k, path in enumerate(out.datafiles):
         with open(path, "rb") as fh:
             first = min([r.offset for r in written.expected if r.fileno == k], default=os.path.getsize(path))
-            add(fh.read(first))
+            yield add(fh.read(first))
     for rec in written.expected:
         data = out.read(rec)
         if rec.image >= 0 or any(r is rec for _, r in written.nonhier if _.role != "positions"):
             try:
-                add(data[:clean(data).entropy_start])
+                yield add(data[:clean(data).entropy_start])
             except WsideidError:
-                add(data)
+                yield add(data)
         else:
-            add(data)
-    return segs
+            yield add(data)
 
 
 def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
@@ -209,7 +212,13 @@ def _roles(ctx: MiraxContext) -> None:
     removed_still = [nh.role for nh in out.nonhier if nh.role in ("label", "macro") and nh.role not in kept]
     ctx.report.record(Check.ROLES, [nh.role for nh in out.nonhier] == kept and not removed_still
                       and [len(lv.records) for lv in out.levels] == [len(lv.records) for lv in source.levels],
-                      "non-hierarchical records and level record counts as planned")
+                      "non-hierarchical records and level record counts as planned", part="records")
+    # the folder holds the key file, the index and the data files the key file names, nothing else
+    index = out.ini.need("HIERARCHICAL", "INDEXFILE")
+    expected = {SLIDEDAT, index} | {os.path.basename(p) for p in out.datafiles}
+    extra = sorted(set(os.listdir(out.folder)) - expected)
+    ctx.report.record(Check.ROLES, not extra, f"{len(extra)} other file(s) in the copy's folder" if extra else
+                      f"{len(expected)} file(s) in the copy's folder, all named by its key file", part="files")
 
 
 def _image_data(ctx: MiraxContext) -> None:
