@@ -94,3 +94,18 @@ def test_architecture_doc_tables_every_check_in_order():
     text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
     section = text.split("## Verification: named checks", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^\| `([a-z-]+)` \|", section, re.M) == [c.value for c in Check]
+
+
+def test_a_part_can_be_not_applicable_and_says_so():
+    """One reader that does not support the slide is a named not-applicable part, never a passed
+    part with a note; the row's status comes from the parts that ran."""
+    rep = VerifyReport()
+    rep.not_applicable(Check.READER, "OpenSlide reads no JPEG-LS", part="openslide")
+    assert rep.result(Check.READER).status is CheckStatus.NOT_APPLICABLE
+    rep.record(Check.READER, True, "1 level(s)", part="wsidicom")
+    row = rep.result(Check.READER)
+    assert row.status is CheckStatus.PASSED
+    assert row.detail == "openslide: not applicable: OpenSlide reads no JPEG-LS; wsidicom: 1 level(s)"
+    rep.record(Check.READER, False, "cannot open the output", part="openslide")  # it ran after all: replaces
+    row = rep.result(Check.READER)
+    assert row.status is CheckStatus.FAILED and "not applicable" not in row.detail

@@ -89,7 +89,8 @@ def test_residual_targets_skip_only_the_full_resolution_level(tmp_path):
     L.svs_tiled_label(str(src))
     plan = inspect(src)
     kept = [d.image.index for d in plan.images if d.action != "remove"]
-    targets = scanning.residual_targets(plan, {s: o for o, s in enumerate(kept)})
+    from wsideid.drivers.tiff import _residual_targets
+    targets = _residual_targets(plan, {s: o for o, s in enumerate(kept)})
     assert targets == [("thumbnail", 1), ("level", 2)]
     assert scanning.source_targets(plan) == [("unknown", 3)]
 
@@ -115,5 +116,5 @@ def test_reader_memory_stays_flat_on_a_large_level(tmp_path):
                          env={**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)})
     assert out.returncode == 0, out.stderr
     iw, ih, grew_mb = (int(v) for v in out.stdout.split())
-    assert (iw, ih) == (w // 4, h // 4) and iw * ih <= scanning.MAX_SCAN_PIXELS
+    assert (iw, ih) == (w // 4, h // 4) and iw * ih <= pixels.MAX_SCAN_PIXELS
     assert grew_mb < 100, f"reading grew the process by {grew_mb} MB"

@@ -280,3 +280,243 @@ def test_dicom_frame_stripping_disabled_is_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(frames, "rule_edits", nothing_cleaned)
     _expect_refusal(src, tmp_path / "out", "compressed-streams")
     assert hit
+
+
+# --------------------------------------------------------------- output corrupted after the writer, before verify
+def _corrupt_before_verify(monkeypatch, corrupt) -> list:
+    """``corrupt(opened, written)`` runs on what the writer left, just before the verifier reads it
+    (a bug, or anyone with write access to the output folder, between the two)."""
+    from wsideid import pipeline
+    real = pipeline._verify
+    hit: list = []
+
+    def mutated(driver, opened, plan, written, options):
+        hit.append(corrupt(opened, written))
+        return real(driver, opened, plan, written, options)
+    monkeypatch.setattr(pipeline, "_verify", mutated)
+    return hit
+
+
+def _dicom_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in sorted(os.listdir(path)) if n.endswith(".dcm")]
+    return [path]
+
+
+def _swap_in_meta(path: str, old: bytes, new: bytes) -> int:
+    """Replace ``old`` by ``new`` (same length) in the file meta group only (the first element
+    after the preamble up to the end of group 0002)."""
+    import pydicom
+    assert len(old) == len(new)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    meta_end = 132 + 12 + int(ds.file_meta.FileMetaInformationGroupLength)
+    with open(path, "r+b") as fh:
+        head = fh.read(meta_end)
+        n = head.count(old)
+        fh.seek(0)
+        fh.write(head.replace(old, new))
+    return n
+
+
+def test_dicom_output_transfer_syntax_changed_is_caught(dicom_slide, tmp_path, monkeypatch):
+    """The output's file meta names JPEG-LS for JPEG baseline frames (same length, one byte):
+    the frames, headers and needles are unchanged, but no reader decodes it as the input."""
+    _control(dicom_slide, tmp_path / "control")
+    hit = _corrupt_before_verify(monkeypatch, lambda opened, written: sum(
+        _swap_in_meta(f, b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.80") for f in _dicom_files(written.ready)))
+    _expect_refusal(dicom_slide, tmp_path / "out", "reader")
+    assert hit and hit[0] > 0
+
+
+def _corrupt_after_verify(monkeypatch, corrupt) -> list:
+    """``corrupt(written)`` runs once the verifier has passed the output, before it is hashed
+    and published (a bug, or anyone with write access to the output folder)."""
+    from wsideid import pipeline
+    real = pipeline._verify
+    hit: list = []
+
+    def mutated(driver, opened, plan, written, options):
+        report = real(driver, opened, plan, written, options)
+        hit.append(corrupt(written))
+        return report
+    monkeypatch.setattr(pipeline, "_verify", mutated)
+    return hit
+
+
+def _flip_last_byte(path: str) -> str:
+    with open(path, "r+b") as fh:
+        fh.seek(-1, os.SEEK_END)
+        b = fh.read(1)
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    return path
+
+
+def test_tiff_output_changed_after_verification_is_not_published(slides, tmp_path, monkeypatch):
+    """The recorded hash is the file's own, taken from disk once written, and the file must be
+    unchanged (stamp) until the rename: a byte changed after verification refuses the slide
+    under output-hash. Before, the default recorded the writer's recipe hash and published."""
+    _control(slides["svs"], tmp_path / "control")
+    hit = _corrupt_after_verify(monkeypatch, lambda written: _flip_last_byte(written.ready))
+    _expect_refusal(slides["svs"], tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_tiff_output_replaced_after_verification_is_not_published(slides, tmp_path, monkeypatch):
+    """Another file renamed over the verified one (same bytes even): not the file hashed."""
+    import shutil
+
+    def replace(written):
+        shutil.copyfile(written.ready, written.ready + ".x")
+        os.replace(written.ready + ".x", written.ready)
+        return written.ready
+    hit = _corrupt_after_verify(monkeypatch, replace)
+    _expect_refusal(slides["svs"], tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_tiff_recorded_hash_is_the_published_files(slides, tmp_path):
+    """Default run: the audit's output hash is the hash of the published file's bytes."""
+    import json
+    from wsideid.hashing import HashAlgorithm, file_digest
+    res = deidentify(slides["svs"], tmp_path, _options())
+    assert res.report.result(Check.OUTPUT_HASH).passed
+    audit = json.loads(Path(res.audit_path).read_text())
+    want = file_digest(res.output, HashAlgorithm(res.hash_algorithm))
+    assert want in json.dumps(audit)
+
+
+def test_dicom_output_changed_after_verification_is_not_published(dicom_slide, tmp_path, monkeypatch):
+    """DICOM instances are stamped once written: one changed after verification is not hashed
+    and published as if verified."""
+    def one(written):
+        inst, path, _ = written.state[0]
+        return _flip_last_byte(path)
+    hit = _corrupt_after_verify(monkeypatch, one)
+    _expect_refusal(dicom_slide, tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_mirax_output_changed_after_verification_is_not_published(tmp_path, monkeypatch):
+    from wsideid.mrxs.synth import make_mrxs
+    src = tmp_path / "src" / "case.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src))
+
+    def datafile(written):
+        folder = os.path.splitext(written.ready)[0]
+        return _flip_last_byte(os.path.join(folder, sorted(n for n in os.listdir(folder) if n.lower().endswith(".dat"))[-1]))
+    hit = _corrupt_after_verify(monkeypatch, datafile)
+    _expect_refusal(src, tmp_path / "out", "output-hash")
+    assert hit
+
+
+def test_tiff_tile_outside_the_sample_written_wrong_is_caught(slides, tmp_path, monkeypatch):
+    """The writer puts a wrong byte in a tile image-data's sample does not read (a copy gone
+    wrong): the file's hash is not the plan's, so image-data fails (it compared a sample only)."""
+    from wsideid.tiff import writer
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family import verify as tverify
+    real = writer.write_tiff
+    hit: list = []
+
+    def wrong_tile(src_path, out_path, *a, **kw):
+        layout = real(src_path, out_path, *a, **kw)
+        out, src = read_tiff(out_path), read_tiff(src_path)
+        data = tiff_base.image_data(out.image_ifds()[0], out.byteorder)
+        sdata = tiff_base.image_data(src.image_ifds()[0], src.byteorder)
+
+        def tile(path, d, k):
+            with open(path, "rb") as fh:
+                fh.seek(int(d.src_offsets[k]))
+                return fh.read(int(d.src_counts[k]))
+        n = len(data.src_offsets)  # a tile copied as it is (not edited by the stream rule), not sampled
+        t = next(t for t in range(n) if t not in tverify._sample(n, False)
+                 and tile(out_path, data, t) == tile(src_path, sdata, t))
+        at = int(data.src_offsets[t]) + int(data.src_counts[t]) // 2
+        with open(out_path, "r+b") as fh:
+            fh.seek(at)
+            b = fh.read(1)
+            fh.seek(at)
+            fh.write(bytes([b[0] ^ 0x01]))
+        hit.append(t)
+        return layout
+    monkeypatch.setattr(writer, "write_tiff", wrong_tile)
+    _expect_refusal(slides["svs"], tmp_path / "out", "image-data")
+    assert hit
+
+
+REGION = (256, 192, 320, 256)
+
+
+def _region_options() -> DeidOptions:
+    return dataclasses.replace(_options(), regions=[REGION], fill="black")
+
+
+def _blank_only(monkeypatch, keep) -> list:
+    """The region blanker told to blank only what ``keep(ifd, box)`` returns (a box, or None)."""
+    from wsideid.tiff_family import redaction
+    real = redaction.blank_ifd
+    hit: list = []
+
+    def partial(tf, k, ifd, box, *a, **kw):
+        new = keep(ifd, box)
+        if new != box:
+            hit.append((ifd.path, box, new))
+        return 0 if new is None else real(tf, k, ifd, new, *a, **kw)
+    monkeypatch.setattr(redaction, "blank_ifd", partial)
+    return hit
+
+
+def _expect_region_refusal(src: Path, outdir: Path) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(src, outdir, _region_options())
+    assert "regions-blank" in err.value.checks, (err.value.checks, str(err.value))
+    assert not os.listdir(outdir)
+
+
+def test_region_blanked_on_level_0_only_is_caught(slides, tmp_path, monkeypatch):
+    """The smaller levels and the thumbnail keep the region's pixels: regions-blank reads the
+    region on every image OpenSlide shows (it read the centre of level 0 only)."""
+    (tmp_path / "control").mkdir()
+    res = deidentify(slides["svs"], tmp_path / "control", _region_options())
+    assert res.status == "published" and res.report.result(Check.REGIONS_BLANK).passed
+    hit = _blank_only(monkeypatch, lambda ifd, box: box if int(ifd.value(256)) == 1024 else None)
+    _expect_region_refusal(slides["svs"], tmp_path / "out")
+    assert hit
+
+
+def test_region_blanked_at_its_centre_only_is_caught(slides, tmp_path, monkeypatch):
+    """Only the middle third of the region blanked, on every level: its centre reads flat, its
+    edges do not."""
+    def middle(ifd, box):
+        x, y, w, h = box
+        return (x + w // 3, y + h // 3, max(1, w // 3), max(1, h // 3))
+    hit = _blank_only(monkeypatch, middle)
+    _expect_region_refusal(slides["svs"], tmp_path / "out")
+    assert hit
+
+
+def test_dicom_file_meta_element_added_by_the_writer_is_caught(dicom_slide, tmp_path, monkeypatch):
+    """The writer puts a Source Application Entity Title naming a hospital in the file meta
+    group (0002) of every instance: plan-held compares the data set, so the meta group must
+    be judged too."""
+    import pydicom
+    from wsideid.dicom import apply as dapply
+    real = dapply.write_instance
+    hit: list = []
+
+    def with_meta(ds, inst, out_path, *a, **kw):
+        real(ds, inst, out_path, *a, **kw)
+        out = pydicom.dcmread(out_path)
+        out.file_meta.SourceApplicationEntityTitle = "STMARYSPATH"
+        out.save_as(out_path, enforce_file_format=True)
+        hit.append(out_path)
+    monkeypatch.setattr(dapply, "write_instance", with_meta)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(dicom_slide, outdir, _options())
+    assert hit and set(err.value.checks) & {"plan-held", "no-unknown-fields"}, (err.value.checks, str(err.value))
+    assert not os.listdir(outdir)

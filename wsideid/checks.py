@@ -129,12 +129,21 @@ class VerifyReport:
         """One (sub-)check's outcome; ``part`` names it inside the row when a row has several.
         A result replaces a not-applicable or not-run entry made before (a later stage,
         such as hashing, may run a check the verifier could not)."""
-        parts = [p for p in self._parts.get(check, []) if p.status in (CheckStatus.PASSED, CheckStatus.FAILED)]
+        parts = [p for p in self._parts.get(check, [])
+                 if p.status in (CheckStatus.PASSED, CheckStatus.FAILED) or (p.label and p.label != part)]
         parts.append(_Part(part, CheckStatus.PASSED if ok else CheckStatus.FAILED, detail))
         self._parts[check] = parts
 
-    def not_applicable(self, check: Check, why: str) -> None:
-        self._mark(check, CheckStatus.NOT_APPLICABLE, why)
+    def not_applicable(self, check: Check, why: str, part: str = "") -> None:
+        """Nothing of the kind exists here. With ``part``, one named part of a row does not apply
+        (OpenSlide reads no JPEG-LS, while wsidicom does): the row lists it as such, and its
+        status comes from the parts that ran (a row of not-applicable parts only is not-applicable)."""
+        if not part:
+            self._mark(check, CheckStatus.NOT_APPLICABLE, why)
+            return
+        parts = [p for p in self._parts.get(check, []) if p.label and p.label != part]
+        parts.append(_Part(part, CheckStatus.NOT_APPLICABLE, why))
+        self._parts[check] = parts
 
     def not_run(self, check: Check, why: str) -> None:
         """The check could not run (an optional tool is missing); not a failure, said as such."""
@@ -195,9 +204,14 @@ class VerifyReport:
         if status is CheckStatus.NOT_APPLICABLE:
             seconds = None  # nothing ran
         parts = sorted(self._parts[check], key=lambda p: p.status is not CheckStatus.FAILED)  # failures first
-        detail = "; ".join(f"{p.label}: {p.detail or p.status.value}" if p.label else p.detail
-                           for p in parts if p.label or p.detail)
+        detail = "; ".join(_part_text(p) if p.label else p.detail for p in parts if p.label or p.detail)
         return CheckResult(check, status, detail, seconds)
+
+
+def _part_text(p: _Part) -> str:
+    if p.status is CheckStatus.NOT_APPLICABLE:
+        return f"{p.label}: not applicable: {p.detail}"
+    return f"{p.label}: {p.detail or p.status.value}"
 
 
 class StopChecks(Exception):

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from enum import Enum
-from typing import Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from .errors import WsideidError
 
@@ -62,8 +63,9 @@ def new(algorithm: HashAlgorithm) -> _Digest:
     raise ValueError("no digest for --hash none")
 
 
-def file_digest(path: str, algorithm: HashAlgorithm) -> str:
-    """The hex digest of a whole file, read in one bounded buffer."""
+def file_digest(path: str | int, algorithm: HashAlgorithm) -> str:
+    """The hex digest of a whole file (a path, or an open descriptor it reads to the end and
+    closes), read in one bounded buffer."""
     h = new(algorithm)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -82,9 +84,8 @@ class Hasher(threading.Thread):
     Hashes a whole file, or, given a recipe (``tiff.writer.OutputRecipe``),
     the output as it is being written: new metadata, then the source ranges
     in output order, then the edited tiles. That runs beside the kernel's
-    copy instead of after it, on the other core; verification compares the
-    written tiles with the source, and ``--verify full`` re-hashes the file
-    itself.
+    copy instead of after it, on the other core. The hash recorded for an
+    output is ``OutputHasher``'s, of the file itself; the recipe's must equal it.
     """
 
     def __init__(self, path: str, algorithm: HashAlgorithm, recipe=None):
@@ -94,14 +95,19 @@ class Hasher(threading.Thread):
         self.error: str | None = None
 
     def run(self) -> None:
+        self._guarded(self._digest)
+
+    def _digest(self) -> str:
+        if self.recipe is None:
+            return file_digest(self.path, self.algorithm)
+        h = new(self.algorithm)
+        with open(self.path, "rb", buffering=0) as fh:
+            self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
+        return h.hexdigest()
+
+    def _guarded(self, digest: Callable[[], str]) -> None:
         try:
-            if self.recipe is None:
-                self.hexdigest = file_digest(self.path, self.algorithm)
-                return
-            h = new(self.algorithm)
-            with open(self.path, "rb", buffering=0) as fh:
-                self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
-            self.hexdigest = h.hexdigest()
+            self.hexdigest = digest()
         except OSError as exc:
             self.error = exc.strerror or "read error"
         except WsideidError as exc:
@@ -115,6 +121,106 @@ class Hasher(threading.Thread):
         if self.error or not self.hexdigest:
             raise WsideidError(f"cannot hash the {label}: {self.error or 'no digest'}")
         return self.hexdigest
+
+
+class FileStamp(NamedTuple):
+    """What changes when a file's bytes change: its identity, size and both times. ``ctime`` is
+    set by the kernel on every write and cannot be set back by a user (``utime`` moves it too)."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileStamp":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def settled_stamp(fd: int) -> FileStamp:
+    """The file's stamp once the kernel's coarse clock has moved past its ctime: a write in
+    the same clock tick as the last one would leave ctime as it was, so before the stamp is
+    taken the tick must be over (at most a few ms after the writer finished)."""
+    coarse = getattr(time, "CLOCK_REALTIME_COARSE", time.CLOCK_REALTIME)
+    for _ in range(1000):
+        st = os.fstat(fd)
+        if time.clock_gettime_ns(coarse) > st.st_ctime_ns:
+            return FileStamp.of(st)
+        time.sleep(0.001)
+    raise WsideidError("the output's change time is in the future; cannot prove it unchanged")
+
+
+class OutputHasher(Hasher):
+    """The written output hashed from the file itself (through the page cache, right after the
+    write, beside verification), so the recorded hash is that of the bytes on disk, not of what
+    the writer meant to write; with the file's stamp taken before the first byte is read.
+
+    Why a stamp: verification reads the same file, and it is published later by a rename; a bug
+    or anyone with write access to the output folder could change it in between. ``unchanged``
+    compares the file at ``path`` with the stamp: a write after the stamp moves its ctime, a
+    replaced file has another inode. So the hash, the verified bytes and the published bytes
+    are the same bytes. (Not covered: a writer holding the file mapped shared from before the
+    stamp, whose dirty pages change without a new ctime; the folder is the run's own.)"""
+
+    def __init__(self, path: str, algorithm: HashAlgorithm):
+        super().__init__(path, algorithm)
+        self.seconds = 0.0  # the thread's own time hashing (beside verification)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.stamp = settled_stamp(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._guarded(lambda: file_digest(self._fd, self.algorithm))  # the file stamped, even if renamed
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def unchanged(self, path: str | None = None) -> str | None:
+        """None when the file at ``path`` (default: the one hashed) is still the one hashed, else why not."""
+        try:
+            now = FileStamp.of(os.stat(path or self.path))
+        except OSError as exc:
+            return f"the output is gone ({exc.strerror})"
+        if now == self.stamp:
+            return None
+        if (now.dev, now.ino) != (self.stamp.dev, self.stamp.ino):
+            return "the output was replaced by another file after it was hashed"
+        return "the output was written to after it was hashed"
+
+
+class PartStamps:
+    """The stamps of every part of an output (``output_parts``: a file, a DICOM folder's files,
+    a MIRAX file and its folder's), taken once written, before verification reads them; an
+    output hashed at publish time is then the one verified when ``unchanged`` says so."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stamps: dict[str, FileStamp] = {}
+        for _, f in output_parts(path):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                self.stamps[f] = settled_stamp(fd)
+            finally:
+                os.close(fd)
+
+    def unchanged(self) -> str | None:
+        """None when every part is still the one stamped (and no part came or went), else why not."""
+        now = [f for _, f in output_parts(self.path)]
+        if sorted(now) != sorted(self.stamps):
+            return "the output's files changed after it was written"
+        for f, stamp in self.stamps.items():
+            try:
+                if FileStamp.of(os.stat(f)) != stamp:
+                    return f"{os.path.basename(f)} was written to after it was verified"
+            except OSError as exc:
+                return f"{os.path.basename(f)} is gone ({exc.strerror})"
+        return None
 
 
 def sha256_file(path: str) -> str:

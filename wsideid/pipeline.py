@@ -102,6 +102,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             written = driver.write(opened, plan, scratch, os.path.basename(final), options,
                                    _WriteEvents(hashing, residual))
             timings["write"] = time.perf_counter() - t1
+            hashing.written(written)  # stamped (and, TIFF, hashed from disk) before verification reads it
             if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
                 t = time.perf_counter()
                 residual.wait_early()
@@ -132,7 +133,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
                                 sha256=hashes, scans=scans, hash_algorithm=hashing.algorithm_name)
             before = getattr(driver, "before_records", None)
             commit(result, written.ready, options, name, review, scratch=scratch, companions=written.companions,
-                   before_records=(lambda: before(plan, review)) if before is not None else None)
+                   before_records=(lambda: before(plan, review)) if before is not None else None,
+                   unchanged=lambda: hashing.unchanged(written))
         except BaseException:
             if residual is not None:
                 residual.cancel()

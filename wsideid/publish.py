@@ -196,7 +196,8 @@ def record_and_audit(result: DeidResult, options: DeidOptions, name: OutputName,
 
 def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputName, review: str,
            scratch: str | None = None, companions: Sequence[tuple[str, str]] = (),
-           before_records: Callable[[], None] | None = None) -> None:
+           before_records: Callable[[], None] | None = None,
+           unchanged: Callable[[], str | None] | None = None) -> None:
     """Claim ``result.output``, write the records, then rename into place: first each
     companion (ready path, name beside the output; a MIRAX slide's folder), then ``ready``
     (a file, or a folder with ``scratch`` to park a replaced one in), which readers open.
@@ -204,7 +205,9 @@ def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputNam
     The name is claimed first (a second publisher fails here, before it writes
     anything), then the records land: a kill between them and the rename leaves
     an audit without its slide (a rerun redoes it), never a slide without its record.
-    A failure after a companion was published removes it again.
+    A failure after a companion was published removes it again. ``unchanged`` (the driver's
+    hashing) says, before the records and again just before the first rename, whether the output
+    is still the one hashed and verified; if not, nothing is published.
     """
     from .safefs import remove_tree
     destination = result.output or ""
@@ -216,7 +219,9 @@ def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputNam
             check_free(os.path.join(folder, other), options.overwrite)
         if before_records is not None:  # a driver's own records (DICOM's pseudonym maps)
             before_records()
+        _require_unchanged(unchanged)  # before any record is written
         result.audit_path = record_and_audit(result, options, name, review)
+        _require_unchanged(unchanged)  # and right before the rename (records written in between)
         placed: list[str] = []
         try:
             replaced = False
@@ -229,6 +234,12 @@ def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputNam
             for target in placed:
                 remove_tree(target)
             raise
+
+
+def _require_unchanged(unchanged: Callable[[], str | None] | None) -> None:
+    why = unchanged() if unchanged is not None else None
+    if why is not None:
+        raise WsideidError(f"{why}; nothing was published")
 
 
 def _place(ready: str, destination: str, overwrite: bool, trash: str) -> bool:

@@ -156,19 +156,19 @@ SLIDE_FORMATS: tuple[Refused, ...] = tuple(r for r in REFUSED if r.is_slide)
 NOT_SLIDES: tuple[Refused, ...] = tuple(r for r in REFUSED if not r.is_slide)
 
 
-def read_head(path: str) -> bytes:
-    if os.path.isdir(path):
-        return b""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEAD_BYTES)
-    except OSError:
-        return b""
+def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
+    """The first ``n`` bytes of a file (OSError, IsADirectoryError raised: the caller words them)."""
+    with open(path, "rb") as fh:
+        return fh.read(n)
 
 
 def recognise(path: str, head: bytes | None = None) -> Refused | None:
     """The other slide format the content is, or None."""
-    head = read_head(path) if head is None else head
+    if head is None:
+        try:
+            head = read_head(path)
+        except OSError:  # a folder or an unreadable file: recognised by its path alone, if at all
+            head = b""
     for fmt in SLIDE_FORMATS:
         if fmt.matches(path, head):
             return fmt
@@ -181,10 +181,6 @@ def looks_like(head: bytes) -> Refused | None:
         if fmt.matches("", head):
             return fmt
     return None
-
-
-def message(fmt: Refused) -> str:
-    return fmt.message()
 
 
 def refuse_if_known(path: str | os.PathLike) -> None:

@@ -38,3 +38,44 @@ def scale_box(box: Box, sx: float, sy: float, w: int, h: int) -> Box | None:
     if x1 <= x0 or y1 <= y0:
         return None
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+READBACK_WINDOW = 1024  # a blanked region is read back in windows of at most this many pixels a side
+
+
+def level_readers(slide) -> list:
+    """(name, size, read(x, y, w, h) -> RGB array or None) for every level an OpenSlide slide
+    shows, in the level's own pixels: a blanked region is read back on each (``box_spread``)."""
+    out = []
+    for lv, size in enumerate(slide.level_dimensions):
+        def read(x, y, w, h, lv=lv, ds=slide.level_downsamples[lv]):
+            try:
+                import numpy as np
+                return np.asarray(slide.read_region((int(round(x * ds)), int(round(y * ds))), lv, (w, h)))[..., :3]
+            except Exception:  # noqa: BLE001 - OpenSlide raises on corrupt tiles: unreadable, judged by the caller
+                return None
+        out.append((f"level {lv}", tuple(size), read))
+    return out
+
+
+def box_spread(read, box: Box) -> int | None:
+    """Largest minus smallest value of any channel over a box's pixels, read in bounded windows;
+    None when a window cannot be read."""
+    import numpy as np
+    x, y, w, h = box
+    lo, hi = np.full(3, 255), np.zeros(3, int)
+    for wy in range(y, y + h, READBACK_WINDOW):
+        for wx in range(x, x + w, READBACK_WINDOW):
+            px = read(wx, wy, min(READBACK_WINDOW, x + w - wx), min(READBACK_WINDOW, y + h - wy))
+            if px is None:
+                return None
+            lo, hi = np.minimum(lo, px.min(axis=(0, 1))), np.maximum(hi, px.max(axis=(0, 1)))
+    return int((hi.astype(int) - lo.astype(int)).max())
+
+
+def inset(box: Box | None, px: int) -> Box | None:
+    """``box`` shrunk by ``px`` on every side (chroma upsampling blends a blanked area's last
+    pixels with their neighbours); None when nothing is left."""
+    if box is None or box[2] <= 2 * px or box[3] <= 2 * px:
+        return None
+    return (box[0] + px, box[1] + px, box[2] - 2 * px, box[3] - 2 * px)

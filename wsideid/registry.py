@@ -23,7 +23,8 @@ from .drivers.dicom import DicomDriver
 from .drivers.mirax import MiraxDriver
 from .drivers.tiff import TiffDriver, read_container
 from .errors import UnsupportedFormat, WsideidError
-from .sniff import describe_bytes, is_dicom_input, read_head
+from .refused import read_head
+from .sniff import HEAD_BYTES, describe_bytes, is_dicom_input
 from .tiff.container import TiffFile, sniff
 from .tiff.tags import MAKE, SOFTWARE, TILE_OFFSETS
 from . import refused
@@ -78,7 +79,7 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
         return MIRAX.open(path)
     refused.refuse_if_known(path)  # other slide formats recognised and refused by name, with a route
     try:
-        head = read_head(path)
+        head = read_head(path, HEAD_BYTES)
     except IsADirectoryError:
         raise UnsupportedFormat("is a directory, not a slide file") from None
     except OSError as exc:

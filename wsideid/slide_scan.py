@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import WsideidError
-from .tiff.pixels import MAX_SCAN_PIXELS  # noqa: F401 - re-exported
 
 LEVEL_TEXT_MIN_CONFIDENCE = 0.6  # printed label text reads at 0.8-0.95; tissue texture below 0.4
 
@@ -101,12 +100,6 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
         except Exception as exc:  # noqa: BLE001 - a corrupt image must not crash the run
             out.append(ImageScan(role, index, stage, None, f"image could not be decoded ({type(exc).__name__})"))
     return out
-
-
-def residual_targets(plan, kept_index_map: dict[int, int]) -> list[tuple[str, int]]:
-    """Images of a TIFF-family output the residual scan reads (see ``drivers.tiff``)."""
-    from .drivers.tiff import _residual_targets
-    return _residual_targets(plan, kept_index_map)
 
 
 def source_targets(plan) -> list[tuple[str, int]]:

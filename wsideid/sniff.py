@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import os
 
-from .refused import Magic, looks_like
+from .refused import Magic, looks_like, read_head
 
 HEAD_BYTES = 132  # enough for the DICOM preamble and every magic of refused.REFUSED's non-slides
 DICOM = Magic(b"DICM", 128)
-
-
-def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(n)
 
 
 def describe_bytes(head: bytes) -> str:
@@ -39,7 +34,7 @@ def describe_bytes(head: bytes) -> str:
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """True when the file has the DICM magic at offset 128 (Part 10 file)."""
     try:
-        head = read_head(path)
+        head = read_head(path, HEAD_BYTES)
     except OSError:
         return False
     return len(head) == HEAD_BYTES and DICOM.matches(head)

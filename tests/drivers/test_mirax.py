@@ -285,3 +285,67 @@ def test_corrupted_parts_are_refused_in_one_line(source, tmp_path, part, cut):
         pytest.skip(f"the fixture has no {part}")
     damaged.write_bytes(damaged.read_bytes()[:cut])
     check_refused(src / source.name, tmp_path)
+
+
+def test_reader_check_reads_a_bounded_window_of_the_smallest_level(source, tmp_path, monkeypatch):
+    """The reader check compares a capped square of the smallest level, never the whole level
+    (a slide's smallest level may be tens of megapixels): memory stays bounded for any slide."""
+    from wsideid.mrxs import verify as mverify
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    monkeypatch.setattr(mverify, "READER_WINDOW", 16)
+    sizes: list[tuple[int, int]] = []
+    real = openslide.OpenSlide.read_region
+
+    def spy(self, location, level, size):
+        sizes.append(tuple(size))
+        return real(self, location, level, size)
+
+    monkeypatch.setattr(openslide.OpenSlide, "read_region", spy)
+    res = deidentify(source, tmp_path, DeidOptions(new_id="R-18", detect=DetectMode.OFF))
+    row = next(c for c in res.report.checks if c.name == "reader")
+    assert row.passed and "16x16" in row.detail
+    assert sizes and max(max(s) for s in sizes) <= 16
+
+
+def test_region_blanked_on_level_0_only_is_caught(source, tmp_path, monkeypatch):
+    """The blanker (and the verifier's own expectation of the records) told of level 0 only:
+    the smaller levels keep the region's pixels, and regions-blank reads every level."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.mrxs import regions, verify as mverify, write as mwrite
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    real = regions.record_boxes
+    hit: list = []
+
+    def level0_only(slide, boxes):
+        got = real(slide, boxes)
+        kept = {k: v for k, v in got.items() if k[0] == 0}
+        hit.append(len(got) - len(kept))
+        return kept
+    monkeypatch.setattr(mwrite, "record_boxes", level0_only)
+    monkeypatch.setattr(mverify, "record_boxes", level0_only)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(source, tmp_path, DeidOptions(new_id="R-19", detect=DetectMode.OFF, regions=[(300, 200, 400, 300)]))
+    assert "regions-blank" in err.value.checks, str(err.value)
+    assert hit and hit[0] > 0
+
+
+def test_an_extra_file_in_the_copy_folder_is_caught(source, tmp_path, monkeypatch):
+    """The writer leaves a file the key file does not name in the copy's folder (a note holding
+    no known value): roles lists the folder, as the DICOM check lists the output folder."""
+    from wsideid.errors import VerificationFailed
+    from wsideid.mrxs import write as mwrite
+    from wsideid.options import DetectMode
+    from wsideid.pipeline import DeidOptions, deidentify
+    real = mwrite.write
+
+    def with_note(plan, out_mrxs, *a, **kw):
+        written = real(plan, out_mrxs, *a, **kw)
+        with open(os.path.join(os.path.splitext(out_mrxs)[0], "notes.txt"), "w") as fh:
+            fh.write("scanned for the tumour board, call the lab before sharing\n")
+        return written
+    monkeypatch.setattr(mwrite, "write", with_note)
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(source, tmp_path, DeidOptions(new_id="R-20", detect=DetectMode.OFF))
+    assert "roles" in err.value.checks, str(err.value)

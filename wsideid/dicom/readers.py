@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from typing import Sequence
@@ -45,28 +46,35 @@ class ReadersFailed(RuntimeError):
 
 
 class Pending:
-    """A started child; ``result`` waits for its answers (started early, it runs beside the
-    verifier's other checks on the machine's other core)."""
+    """A started child; ``result`` waits for its answers. The questions go in a file that is the
+    child's stdin, so the child reads them at once and opens the slides beside the verifier's
+    other checks (on the machine's other core) instead of waiting for ``result`` to send them."""
 
     def __init__(self, jobs: Sequence[tuple[Reader, Sequence[str]]]):
         self.count = len(jobs)
         self.proc: subprocess.Popen | None = None
-        self._payload = b""
         if not jobs:
             return
-        payload = json.dumps([[r.value, list(files)] for r, files in jobs]).encode()
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         code = (f"import sys; sys.path.insert(0, {root!r}); "
                 "from wsideid.dicom.readers import child_main; sys.exit(child_main())")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        self._payload = payload
+        with tempfile.TemporaryFile() as questions:
+            questions.write(json.dumps([[r.value, list(files)] for r, files in jobs]).encode())
+            questions.seek(0)
+            self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=questions, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        """Stop a child whose answers are no longer wanted (an earlier check ended the run)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.communicate()
 
     def result(self) -> list[Opening]:
         if self.proc is None:
             return []
         try:
-            stdout, _ = self.proc.communicate(self._payload, timeout=TIMEOUT_S)
+            stdout, _ = self.proc.communicate(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
             self.proc.kill()
             self.proc.communicate()

@@ -33,7 +33,7 @@ from ..streamheads import read_range, stream_headers
 from . import dciodvfy
 from .labels import SET_KEYWORDS
 from .pixels import PixelSpan, same_fragments
-from .readers import Pending, Reader, ReadersFailed, start
+from .readers import Opening, Pending, Reader, ReadersFailed, start
 from .redact import check_frame, read_frames
 from .plan import DicomPlanData, tag_name, value_text
 from .source import Instance, read_instance
@@ -105,7 +105,8 @@ def _output_path(path: str, dropped: dict[str, set[int]]) -> str:
 NOT_APPLICABLE = {
     Check.VALUES_PASS_POLICY: "DICOM values are judged by their VR and pattern when planned; "
                               "the written header equals the planned one (plan-held)",
-    Check.OUTPUT_HASH: "instances are hashed from the files on disk when published",
+    Check.OUTPUT_HASH: "no output hash recorded (--hash none, or an existing output): a run hashes the "
+                       "instances on disk and proves them unchanged since written",
 }
 
 
@@ -117,7 +118,7 @@ class DicomContext(VerifyContext):
     plan: Plan
     written: list[tuple[Instance, str, Dataset]]
     outs: list[Instance] = field(default_factory=list)
-    readers: Pending | None = None  # the readers check's child, started once the output re-reads
+    readers: "_Readers | None" = None  # the readers check's child, started before the first check
 
     @property
     def data(self) -> DicomPlanData:
@@ -137,7 +138,11 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     """``written``: (source instance, output file, header we meant to write) for every kept instance.
     Every check of the vocabulary (``wsideid.checks``), into ``report`` when given."""
     ctx = DicomContext(report or new_report(), full, identifiers, plan, written)
-    return run_checks(ctx, STEPS)
+    ctx.readers = _start_readers(ctx.written, ctx.report)  # runs beside every other check; read by _reader
+    try:
+        return run_checks(ctx, STEPS)
+    finally:
+        ctx.readers.close()  # an earlier check ended the run: its answers are not wanted
 
 
 def _reparse(ctx: DicomContext) -> None:
@@ -150,7 +155,6 @@ def _reparse(ctx: DicomContext) -> None:
             ctx.report.record(Check.REPARSE, False, f"instance {inst.index} does not re-read: {type(exc).__name__}")
             raise StopChecks from None
     ctx.report.record(Check.REPARSE, True, f"{len(ctx.outs)} instance(s) re-read with pydicom")
-    ctx.readers = _start_readers(ctx.written)  # runs beside the other checks; read by _reader
 
 
 def _plan_held(ctx: DicomContext) -> None:
@@ -158,8 +162,8 @@ def _plan_held(ctx: DicomContext) -> None:
     plan, data = ctx.plan, ctx.data
     mismatch = []
     for (inst, _, intended), out in ctx.pairs():
-        want = flatten(intended, f"inst[{inst.index}]", {})
-        got = flatten(out.ds, f"inst[{inst.index}]", {})
+        want = flatten(intended, f"inst[{inst.index}]", _meta(intended, inst.index))
+        got = flatten(out.ds, f"inst[{inst.index}]", _meta(out.ds, inst.index))
         if want != got:
             diff = sorted(set(want.items()) ^ set(got.items()))
             mismatch.append(f"instance {inst.index}: {len(diff)} element(s) differ from the plan")
@@ -182,6 +186,16 @@ def _plan_held(ctx: DicomContext) -> None:
     ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
                       else f"{sum(d.action == REMOVE for d in plan.fields)} removed element(s) absent",
                       part="removed fields absent")
+
+
+def _meta(ds: Dataset, index: int) -> dict[str, str]:
+    """The file meta group (0002) as the verifier sees it: every element but its group length
+    (the writer computes that), so an element the plan did not write there is a difference."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return {}
+    return {path: v for path, v in flatten(meta, f"inst[{index}]/meta", {}).items()
+            if not path.endswith("/FileMetaInformationGroupLength")}
 
 
 def _no_unknown_fields(ctx: DicomContext) -> None:
@@ -279,7 +293,10 @@ def _residual_needles(ctx: DicomContext) -> None:
 
 
 def _reader(ctx: DicomContext) -> None:
-    _check_readers(ctx.plan, ctx.written, ctx.report, ctx.readers or _start_readers(ctx.written))
+    if ctx.readers is None:
+        ctx.report.record(Check.READER, False, "the readers were never started")
+        return
+    _check_readers(ctx.plan, ctx.report, ctx.readers)
 
 
 def _validator(ctx: DicomContext) -> None:
@@ -340,61 +357,86 @@ def _level_series(written: list[tuple[Instance, str, Dataset]]) -> list[list[tup
     return [m for m in _series(written).values() if any(i.role == "level" for i, _ in m)]
 
 
-def _start_readers(written: list[tuple[Instance, str, Dataset]]) -> Pending:
+@dataclass
+class _Readers:
+    """The readers check's questions, asked before any check runs: per level series and reader,
+    the reason it does not support the slide (declared not applicable up front), else the
+    index of its answers (input, output) in the child's."""
+
+    pending: Pending
+    series: list[tuple[Reader, str, str | None, int]]  # (reader, part name, unsupported why, first answer)
+
+    def close(self) -> None:
+        self.pending.close()
+
+
+def _start_readers(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> _Readers:
     """The readers check's child process (``readers``: wsidicom and OpenSlide are the run's
-    largest imports), started before the other checks so that it runs beside them."""
+    largest imports), started before the other checks so that it runs beside them. A reader
+    that supports neither the input's nor the output's headers (``reader_support``) is
+    declared not applicable now, and not asked; every other one must open the output."""
+    from .reader_support import unsupported
     jobs: list[tuple[Reader, list[str]]] = []
-    for members in _level_series(written):
-        vol_src = next(i.path for i, _ in members if i.role == "level")
-        vol_out = next(p for i, p in members if i.role == "level")
-        jobs += [(Reader.WSIDICOM, [i.path for i, _ in members]), (Reader.WSIDICOM, [p for _, p in members]),
-                 (Reader.OPENSLIDE, [vol_src]), (Reader.OPENSLIDE, [vol_out])]
-    return start(jobs)
-
-
-def _check_readers(plan: Plan, written: list[tuple[Instance, str, Dataset]], rep: VerifyReport,
-                   pending: Pending) -> None:
-    """wsidicom and OpenSlide must open the output wherever they opened the input."""
-    notes_w, fails_w, notes_o, fails_o = [], [], [], []
-    removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
+    asked: list[tuple[Reader, str, str | None, int]] = []
     series = _level_series(written)
-    try:
-        answers = pending.result()
-    except ReadersFailed as exc:
-        rep.record(Check.READER, False, str(exc), part="wsidicom")
-        rep.record(Check.READER, False, str(exc), part="openslide")
-        return
-    for k in range(len(series)):
-        src_w, out_w, src_o, out_o = answers[4 * k:4 * k + 4]
-        src_levels = src_w.levels  # None: an input wsidicom cannot read is not ours to fix
-        if out_w.levels is not None:
-            if src_levels is not None and out_w.levels != src_levels:
-                fails_w.append(f"levels {out_w.levels} != {src_levels}")
+    intended = {path: ds for _, path, ds in written}
+    for k, members in enumerate(series):
+        src_headers = [i.ds for i, _ in members]
+        out_headers = [intended[p] for _, p in members]
+        for reader in (Reader.WSIDICOM, Reader.OPENSLIDE):
+            part = reader.value if len(series) == 1 else f"{reader.value} series {k + 1}"
+            why_in, why_out = unsupported(reader, src_headers), unsupported(reader, out_headers)
+            if why_in is not None and why_out is not None:
+                why = f"{reader.value} does not read this slide ({why_in})"
+                rep.not_applicable(Check.READER, why, part=part)
+                asked.append((reader, part, why, -1))
+                continue
+            if reader is Reader.OPENSLIDE:  # given one level file, OpenSlide finds the series' others itself
+                picks = [next(j for j, (i, _) in enumerate(members) if i.role == "level")]
             else:
-                notes_w.append(f"{len(out_w.levels)} level(s)")
-        elif src_levels is not None:
-            fails_w.append(f"cannot open the output ({out_w.error})")
-        else:
-            notes_w.append("input not readable by wsidicom; skipped")
-        src_dims = src_o.levels
-        if out_o.levels is not None:
-            dims, assoc = out_o.levels, set(out_o.associated)
-            leaked = assoc & removed_roles & {"label", "macro"}
-            if src_dims is not None and dims != src_dims:
-                fails_o.append(f"levels {dims} != {src_dims}")
-            elif leaked:
-                fails_o.append(f"removed image(s) still visible: {sorted(leaked)}")
-            else:
-                notes_o.append(f"{len(dims)} level(s), associated {sorted(assoc)}")
-        else:
-            (fails_o if src_dims is not None else notes_o).append(
-                f"cannot open the output ({out_o.error})" if src_dims is not None
-                else "input not readable by OpenSlide; skipped")
-    if not (fails_w or notes_w or fails_o or notes_o):
+                picks = list(range(len(members)))
+            asked.append((reader, part, None, len(jobs)))
+            jobs += [(reader, [members[j][0].path for j in picks]), (reader, [members[j][1] for j in picks])]
+    return _Readers(start(jobs), asked)
+
+
+def _check_readers(plan: Plan, rep: VerifyReport, readers: _Readers) -> None:
+    """wsidicom and OpenSlide must open the output wherever they support the slide: with the
+    input's levels when they read the input, and showing no image the plan removed."""
+    if not readers.series:
         rep.not_applicable(Check.READER, "no VOLUME instance for a reader to open")
         return
-    rep.record(Check.READER, not fails_w, "; ".join(fails_w or notes_w), part="wsidicom")
-    rep.record(Check.READER, not fails_o, "; ".join(fails_o or notes_o), part="openslide")
+    try:
+        answers = readers.pending.result()
+    except ReadersFailed as exc:
+        for reader, part, why, _ in readers.series:
+            if why is None:
+                rep.record(Check.READER, False, str(exc), part=part)
+        return
+    removed_roles = {d.image.role for d in plan.images if d.action == "remove"}
+    for reader, part, why, at in readers.series:
+        if why is not None:
+            continue  # declared not applicable up front
+        src, out = answers[at], answers[at + 1]
+        ok, detail = _judge(reader, src, out, removed_roles)
+        rep.record(Check.READER, ok, detail, part=part)
+
+
+def _judge(reader: Reader, src: Opening, out: Opening, removed_roles: set[str]) -> tuple[bool, str]:
+    """One reader's verdict on the output, given what it made of the input."""
+    if out.levels is None:
+        return False, f"cannot open the output ({out.error})" + (
+            f"; nor the input ({src.error}), though it supports this kind of slide" if src.levels is None else "")
+    if src.levels is not None and out.levels != src.levels:
+        return False, f"levels {out.levels} != {src.levels}"
+    leaked = set(out.associated) & removed_roles & {"label", "macro"}
+    if leaked:
+        return False, f"removed image(s) still visible: {sorted(leaked)}"
+    detail = f"{len(out.levels)} level(s)" + (f", associated {sorted(out.associated)}"
+                                              if reader is Reader.OPENSLIDE else "")
+    if src.levels is None:
+        detail += f" (the input did not open: {src.error})"
+    return True, detail
 
 
 def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> None:

@@ -30,8 +30,11 @@ Stages and their objects, in order:
   (``wsideid.slide_scan_thread``; a driver that can name none returns []).
 - ``start_hashing(opened, options)``: the output's hash (and the input's) with the
   run's algorithm (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``,
-  the same for every driver; a TIFF output is hashed while it is written),
-  ``.result(written, report)``.
+  the same for every driver): ``.written(written)`` once the output is written, before
+  verification reads it (stamps taken; a TIFF output hashed from disk in a thread),
+  ``.result(written, report)`` (the hashes; the ``output-hash`` row: the files hashed are the
+  ones verified, unchanged since written), ``.unchanged(written)`` (None, or why the output
+  is not the one hashed: asked again just before the rename).
 - ``removed_preview(input_path, plan, index)`` and ``kept_previews(output, plan, scans)``:
   the QC page's copies of a removed source image and of the scanned kept images of the
   published output (the page itself knows no format).
@@ -45,7 +48,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..checks import VerifyReport
+from ..checks import Check, VerifyReport
 from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
@@ -132,3 +135,11 @@ class Driver(Protocol):
     def removed_preview(self, input_path: str, plan: Plan, index: int) -> Any: ...  # QC page; None: not shown
     def kept_previews(self, output: str, plan: Plan, scans: list) -> list[ImageRef]: ...  # QC page, published output
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions) -> Any: ...  # supports_in_place only
+
+
+def record_unchanged(report: VerifyReport, stamps: Any, algorithm: str, seconds: float) -> None:
+    """``output-hash``: the files hashed now are the ones verified (stamped once written)."""
+    report.add_seconds(Check.OUTPUT_HASH, seconds)
+    why = stamps.unchanged() if stamps is not None else "the output was never stamped"
+    report.record(Check.OUTPUT_HASH, why is None, why or f"{algorithm} of the files on disk, unchanged "
+                  "(inode, size, mtime, ctime) since they were written and verified")

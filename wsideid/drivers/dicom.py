@@ -11,6 +11,7 @@ second of every run otherwise).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
@@ -22,7 +23,7 @@ from ..model import Plan
 from ..options import DeidOptions, hash_algorithm
 from ..profiles import load_profile
 from ..sniff import is_dicom_input
-from .base import Container, ImageRef, Opened, Written, profile_file
+from .base import Container, ImageRef, Opened, Written, profile_file, record_unchanged
 
 PYDICOM_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, OverflowError, KeyError)
 
@@ -322,16 +323,27 @@ class _DicomHashes:
         self.opened, self.algorithm = opened, algorithm
         self.algorithm_name = algorithm.value
         self.enabled = algorithm is not HashAlgorithm.NONE
+        self.stamps = None  # taken once written (``written``)
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
+    def written(self, written: Written) -> None:
+        """Every written file stamped before verification reads it (``hashing.PartStamps``)."""
+        from ..hashing import PartStamps
+        self.stamps = PartStamps(written.ready) if self.enabled else None
+
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
         from ..hashing import file_digest
         hashes: dict[str, str] = {}
+        t0 = time.perf_counter()
         if self.enabled:
             for inst in self.opened.container.instances:
                 hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
             for inst, path, _ in written.state:
                 hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
+            record_unchanged(report, self.stamps, self.algorithm.value, time.perf_counter() - t0)
         return hashes
+
+    def unchanged(self, written: Written) -> str | None:
+        return self.stamps.unchanged() if self.enabled and self.stamps is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 from ..enums import VerifyMode
 from ..errors import WsideidError
@@ -21,7 +22,7 @@ from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
 from ..hashing import HashAlgorithm
 from ..options import DeidOptions, hash_algorithm
 from ..profiles import PlanOptions, load_profile, make_plan
-from .base import Container, ImageRef, Opened, Written, profile_file
+from .base import Container, ImageRef, Opened, Written, profile_file, record_unchanged
 
 MAX_MRXS_FILE = 1 << 16
 
@@ -185,10 +186,26 @@ class _MiraxHashes:
         self.algorithm = algorithm
         self.algorithm_name = algorithm.value
         self.enabled = algorithm is not HashAlgorithm.NONE
+        self.stamps = None  # taken once written (``written``)
 
     def on_recipe(self, recipe) -> None:
         """Written record by record; nothing is hashed while writing."""
 
+    def written(self, written: Written) -> None:
+        """The .mrxs file and its folder's files stamped before verification reads them."""
+        from ..hashing import PartStamps
+        self.stamps = PartStamps(written.ready) if self.enabled else None
+
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
         from ..hashing import tree_sha256
-        return {"output": tree_sha256(written.ready, self.algorithm.value) or ""} if self.enabled else {}
+        if not self.enabled:
+            return {}
+        t0 = time.perf_counter()
+        digest = tree_sha256(written.ready, self.algorithm.value)
+        if not digest:
+            raise WsideidError("cannot hash the output")
+        record_unchanged(report, self.stamps, self.algorithm.value, time.perf_counter() - t0)
+        return {"output": digest}
+
+    def unchanged(self, written: Written) -> str | None:
+        return self.stamps.unchanged() if self.enabled and self.stamps is not None else None

@@ -141,7 +141,8 @@ class TiffDriver:
         tf = opened.container
         edits = redaction.stripped_segments(tf, plan, deferred)
         redaction.blank_macro_labels(tf, plan, fill, edits)
-        redaction.plan_regions(tf, plan, list(plan.regions), fill, edits)
+        shown = getattr(self.vendor, "shown_sizes", None)  # a vendor whose levels are stored padded
+        redaction.plan_regions(tf, plan, list(plan.regions), fill, edits, shown(tf) if shown is not None else None)
         return edits
 
     def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
@@ -256,7 +257,7 @@ class TiffDriver:
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
         from ..options import hash_algorithm
-        return _TiffHashes(opened.path, hash_algorithm(options), options.hash_input, options.verify == VerifyMode.FULL)
+        return _TiffHashes(opened.path, hash_algorithm(options), options.hash_input)
 
     def companion_names(self, stem: str) -> list[str]:
         return []
@@ -293,38 +294,61 @@ class TiffDriver:
 
 
 class _TiffHashes:
-    """The output hashed from the writer's recipe while it is written (beside the kernel's copy);
-    the input, only when asked for (``--hash-input``: a second pass over it), in a thread from
-    the start; with ``--verify full`` the file on disk is hashed again and must match."""
+    """The output hashed from the file on disk, in a thread started as soon as it is written
+    (``hashing.OutputHasher``: through the page cache, beside verification), with its stamp
+    taken first: the recorded hash is that of the bytes verified and published, checked again
+    just before the rename. The writer's plan hashed while it writes (``on_recipe``) must give
+    the same hash: image-data then covers every tile, not only its sample. The input, only
+    when asked for (``--hash-input``: a second pass over it), in a thread from the start."""
 
-    def __init__(self, path: str, algorithm, hash_input: bool, full: bool):
+    def __init__(self, path: str, algorithm, hash_input: bool):
         from ..hashing import HashAlgorithm, Hasher
-        self.path, self.algorithm, self.full = path, algorithm, full
+        self.path, self.algorithm = path, algorithm
         self.algorithm_name = algorithm.value
         self.enabled = algorithm is not HashAlgorithm.NONE
         self.input = Hasher(path, algorithm) if self.enabled and hash_input else None
         self.output = None
+        self.planned = None
         if self.input is not None:
             self.input.start()
 
     def on_recipe(self, recipe) -> None:
+        """The output as the writer means it (new metadata, the source ranges in output order,
+        the edited tiles), hashed from the source beside the kernel's copy: compared with the
+        file's own hash, it proves every byte written is the planned one, where image-data
+        compares a sample of tiles (a copy gone wrong, or a byte changed before the stamp)."""
         from ..hashing import Hasher
         if self.enabled:
-            self.output = Hasher(self.path, self.algorithm, recipe)
+            self.planned = Hasher(self.path, self.algorithm, recipe)
+            self.planned.start()
+
+    def written(self, written: Written) -> None:
+        from ..hashing import OutputHasher
+        if self.enabled:
+            self.output = OutputHasher(written.ready, self.algorithm)
             self.output.start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import Hasher
         hashes: dict[str, str] = {}
         for label, h in (("input", self.input), ("output", self.output)):
             if h is not None:
                 hashes[label] = h.result(label)
-        if self.output is not None and self.full:
-            check = Hasher(written.ready, self.algorithm)
-            check.run()
-            report.record(Check.OUTPUT_HASH, check.hexdigest == hashes["output"],
-                          f"the file on disk hashes to the recorded {self.algorithm.value}")
+        if self.planned is not None and self.output is not None:
+            same = self.planned.result("output as planned") == hashes["output"]
+            report.record(Check.IMAGE_DATA, same, "every byte of the file is the writer's plan (its "
+                          f"{self.algorithm.value} equals the file's)" if same else "the file on disk is not "
+                          "what the writer planned (hash of the plan and of the file differ)", part="whole file")
+        if self.output is not None:
+            why = self.output.unchanged(written.ready)
+            report.add_seconds(Check.OUTPUT_HASH, self.output.seconds)
+            report.record(Check.OUTPUT_HASH, why is None, why or
+                          f"the recorded {self.algorithm.value} is the file's own, read back from disk once written; "
+                          "unchanged since (inode, size, mtime, ctime)")
         return hashes
+
+    def unchanged(self, written: Written) -> str | None:
+        """Just before the rename: None when the file is still the one hashed and verified."""
+        return self.output.unchanged(written.ready) if self.output is not None else None
 
 
 def read_container(path: str) -> TiffFile:

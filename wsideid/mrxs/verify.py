@@ -14,9 +14,10 @@
   dates) in any byte of the copy except JPEG entropy-coded data: key file,
   index, .mrxs file, data file headers, each record's segments;
 - ``reader``: OpenSlide opens the copy as ``mirax`` with the same level
-  sizes and MPP, identical pixels at the smallest level, and no associated
+  sizes and MPP, identical pixels at the smallest level (its first 512 px square,
+  bounded memory whatever the slide), and no associated
   image the plan removed;
-- ``regions-blank``: every pixel of each blanked region reads flat through OpenSlide.
+- ``regions-blank``: every pixel of each blanked region reads flat through OpenSlide, on every level.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import functools
 import os
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..checks import Check, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
 from ..jpeg.structure import clean
 from ..model import REMOVE, REPLACE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
+from ..streamheads import read_range
 from ..profiles import make_plan
 from ..valuepolicy import value_failed
 from . import ini
@@ -40,7 +42,7 @@ from .regions import record_boxes
 from .write import Written, record_bytes
 
 SAMPLE = 48
-WINDOW = 1024  # regions-blank reads a region in windows of at most this many pixels a side
+READER_WINDOW = 512  # the reader check compares at most this many pixels a side of the smallest level
 
 
 def _replan(out: MrxsSlide, plan: Plan) -> Plan:
@@ -53,35 +55,37 @@ def _replan(out: MrxsSlide, plan: Plan) -> Plan:
 _DATE_KEYS = ("SLIDE_CREATIONDATETIME", "SLIDE_UTC_CREATIONDATETIME")  # removed on re-plan under "remove"
 
 
-def _segments(out: MrxsSlide, written: Written, mrxs: str) -> list[tuple[int, bytes]]:
-    """Every byte of the copy that is not JPEG entropy-coded data, as (pseudo-offset, bytes)."""
-    segs: list[tuple[int, bytes]] = []
+def _segments(out: MrxsSlide, written: Written, mrxs: str) -> Iterator[tuple[int, bytes]]:
+    """Every byte of the copy that is not JPEG entropy-coded data, as (pseudo-offset, bytes):
+    every other file whole (read in bounded pieces; it used to stop at 64 MB per file)."""
     base = 0
 
-    def add(data: bytes) -> None:
+    def add(data: bytes) -> tuple[int, bytes]:
         nonlocal base
-        segs.append((base, data))
-        base += len(data) + 1
+        at, base = base, base + len(data) + 1
+        return at, data
 
     for path in [mrxs] + [os.path.join(out.folder, n) for n in sorted(os.listdir(out.folder))]:
         if path in out.datafiles:
             continue
         with open(path, "rb") as fh:
-            add(fh.read(ini.MAX_SIZE * 64))
+            size = os.fstat(fh.fileno()).st_size
+            for off, piece in read_range(fh.fileno(), 0, size):  # back-to-back pieces: needles across them found
+                yield base + off, piece
+            base += size + 1
     for k, path in enumerate(out.datafiles):
         with open(path, "rb") as fh:
             first = min([r.offset for r in written.expected if r.fileno == k], default=os.path.getsize(path))
-            add(fh.read(first))
+            yield add(fh.read(first))
     for rec in written.expected:
         data = out.read(rec)
         if rec.image >= 0 or any(r is rec for _, r in written.nonhier if _.role != "positions"):
             try:
-                add(data[:clean(data).entropy_start])
+                yield add(data[:clean(data).entropy_start])
             except WsideidError:
-                add(data)
+                yield add(data)
         else:
-            add(data)
-    return segs
+            yield add(data)
 
 
 def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
@@ -98,7 +102,8 @@ def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
         kept_roles = {d.image.role for d in plan.images if d.action in ("keep", "replace")}
         extra = [n for n in b.associated_images if n not in kept_roles]
         low = a.level_count - 1
-        size = a.level_dimensions[low]
+        w, h = a.level_dimensions[low]  # a slide's smallest level may be large: bounded memory
+        size = (min(w, READER_WINDOW), min(h, READER_WINDOW))
         pa, pb = np.asarray(a.read_region((0, 0), low, size)), np.asarray(b.read_region((0, 0), low, size))
         keep = np.ones(pa.shape[:2], bool)
         ds = a.level_downsamples[low]
@@ -107,7 +112,7 @@ def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
             keep[max(0, int((y - m) / ds)):int((y + h + m) / ds) + 2, max(0, int((x - m) / ds)):int((x + w + m) / ds) + 2] = False
         pixels_equal = bool(np.array_equal(pa[keep], pb[keep]))
     rep.record(Check.READER, same and not extra and pixels_equal,
-            "vendor, levels, MPP and smallest-level pixels as the source"
+            f"vendor, levels, MPP and smallest-level pixels ({size[0]}x{size[1]} at the origin) as the source"
             + (f"; removed image still there: {extra}" if extra else "") + ("" if pixels_equal else "; pixels differ"))
 
 
@@ -115,7 +120,8 @@ NOT_APPLICABLE = {
     Check.COMPRESSED_STREAMS: "records are compared byte for byte with the stream rule's reduction of the "
                               "source (image-data)",
     Check.VALIDATOR: "no standard validator for MIRAX",
-    Check.OUTPUT_HASH: "the copy is hashed from the files on disk when published",
+    Check.OUTPUT_HASH: "no output hash recorded (--hash none, or an existing output): a run hashes the "
+                       "copy on disk and proves it unchanged since written",
 }
 
 
@@ -206,7 +212,13 @@ def _roles(ctx: MiraxContext) -> None:
     removed_still = [nh.role for nh in out.nonhier if nh.role in ("label", "macro") and nh.role not in kept]
     ctx.report.record(Check.ROLES, [nh.role for nh in out.nonhier] == kept and not removed_still
                       and [len(lv.records) for lv in out.levels] == [len(lv.records) for lv in source.levels],
-                      "non-hierarchical records and level record counts as planned")
+                      "non-hierarchical records and level record counts as planned", part="records")
+    # the folder holds the key file, the index and the data files the key file names, nothing else
+    index = out.ini.need("HIERARCHICAL", "INDEXFILE")
+    expected = {SLIDEDAT, index} | {os.path.basename(p) for p in out.datafiles}
+    extra = sorted(set(os.listdir(out.folder)) - expected)
+    ctx.report.record(Check.ROLES, not extra, f"{len(extra)} other file(s) in the copy's folder" if extra else
+                      f"{len(expected)} file(s) in the copy's folder, all named by its key file", part="files")
 
 
 def _image_data(ctx: MiraxContext) -> None:
@@ -258,20 +270,24 @@ STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNK
 
 
 def _regions_flat(copy: str, regions, rep: VerifyReport) -> None:
-    """Every pixel of each region reads flat in the copy, through OpenSlide (``regions-blank``)."""
-    import numpy as np
+    """Every pixel of each region reads flat in the copy, through OpenSlide, on every level
+    (``regions-blank``; level 0 to its edge, the smaller levels less a 2 px edge that chroma
+    upsampling blends). It used to read level 0 only: a level left unblanked passed."""
     import openslide
-    worst = 0
+    from ..regions import box_spread, inset, level_readers, scale_box
+    worst, unreadable = 0, []
     with openslide.OpenSlide(copy) as b:
-        for x, y, w, h in regions:
-            w, h = min(w, b.dimensions[0] - x), min(h, b.dimensions[1] - y)
-            if w <= 0 or h <= 0:
-                continue
-            lo, hi = 255, 0
-            for wy in range(y, y + h, WINDOW):  # in windows: a region may be as large as the slide
-                for wx in range(x, x + w, WINDOW):
-                    size = (min(WINDOW, x + w - wx), min(WINDOW, y + h - wy))
-                    px = np.asarray(b.read_region((wx, wy), 0, size))[..., :3]
-                    lo, hi = min(lo, int(px.min())), max(hi, int(px.max()))
-            worst = max(worst, hi - lo)
-    rep.record(Check.REGIONS_BLANK, worst <= 8, f"largest spread inside a blanked region: {worst} levels")
+        w0, h0 = b.level_dimensions[0]
+        for name, (w, h), read in level_readers(b):
+            for region in regions:
+                box = inset(scale_box(region, w / w0, h / h0, w, h), 0 if (w, h) == (w0, h0) else 2)
+                if box is None:
+                    continue
+                spread = box_spread(read, box)
+                if spread is None:
+                    unreadable.append(name)
+                else:
+                    worst = max(worst, spread)
+    rep.record(Check.REGIONS_BLANK, worst <= 8 and not unreadable,
+               f"OpenSlide cannot read the blanked region on {unreadable}" if unreadable else
+               f"largest spread inside a blanked region, on every level: {worst} levels")

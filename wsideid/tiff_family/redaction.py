@@ -187,8 +187,12 @@ def _touched_tiles(ifd: Ifd, data, box: Box):
             yield idx, local, full
 
 
-def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits: Edits) -> None:
-    """Blank level-0 ``regions`` on every kept level and the thumbnail."""
+def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits: Edits,
+                 shown: dict[int, tuple[int, int]] | None = None) -> None:
+    """Blank level-0 ``regions`` on every kept level and the thumbnail. ``shown``: image index ->
+    the size readers show it at, where it differs from its stored (tile-padded) size (Philips:
+    level 0 over the downsample its pixel spacing gives); a region scales by that size, or it
+    would land beside its place on a padded level."""
     if not regions:
         return
     levels = [d.image for d in plan.images if d.image.role == "level"]
@@ -200,9 +204,10 @@ def plan_regions(tf: TiffFile, plan: Plan, regions: list[Box], fill: str, edits:
         if d.action == "remove" or d.image.role not in ("level", "thumbnail"):
             continue
         ifd = tf.image_ifds()[d.image.index]
-        sx, sy = d.image.width / w0, d.image.height / h0
+        w, h = (shown or {}).get(d.image.index, (d.image.width, d.image.height))
+        sx, sy = w / w0, h / h0
         for region in regions:
-            box = scale_box(region, sx, sy, d.image.width, d.image.height)
+            box = scale_box(region, sx, sy, min(w, d.image.width), min(h, d.image.height))
             if box is None:
                 continue
             n = blank_ifd(tf, flat.index(ifd), ifd, box, fill, edits, reencode_allowed(plan))

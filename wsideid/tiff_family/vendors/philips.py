@@ -150,6 +150,28 @@ def level_spacings(root: Element) -> list[tuple[float, float]]:
     return out
 
 
+def _downsample(spacings: list[tuple[float, float]], k: int) -> int:
+    """Level ``k``'s downsample from level 0, as its pixel spacing gives it."""
+    return round((spacings[k][0] / spacings[0][0] + spacings[k][1] / spacings[0][1]) / 2)
+
+
+def shown_sizes(tf: TiffFile) -> dict[int, tuple[int, int]]:
+    """Image index -> the size OpenSlide shows each tiled level at: level 0 over the downsample
+    its pixel spacing gives (the IFD's own size is padded to whole tiles). Regions are blanked
+    at these sizes (``redaction.plan_regions``)."""
+    spacings = level_spacings(_root(tf))
+    tiled = [i for i, ifd in enumerate(tf.ifds) if ifd.has(324)]
+    if not tiled or len(spacings) != len(tiled):
+        return {}
+    w0, h0 = pyramid.size_of(tf.ifds[tiled[0]])
+    out = {}
+    for k, i in enumerate(tiled[1:], 1):
+        d = _downsample(spacings, k)
+        if d >= 1:
+            out[i] = (w0 // d, h0 // d)
+    return out
+
+
 def roles(tf: TiffFile) -> list[RoleCall]:
     """Tiled IFDs are levels when each is reduced-resolution (after IFD 0), no
     larger than the level before, and its size is level 0's over the downsample
@@ -175,7 +197,7 @@ def roles(tf: TiffFile) -> list[RoleCall]:
             elif k and (w > prev[0] or h > prev[1]):
                 why = f"{w}x{h} is larger than the level above it ({prev[0]}x{prev[1]})"
             elif k:
-                d = round((spacings[k][0] / spacings[0][0] + spacings[k][1] / spacings[0][1]) / 2)
+                d = _downsample(spacings, k)
                 tw, th = int(tiff_base.number(ifd, 322, 0)), int(tiff_base.number(ifd, 323, 0))
                 if d < 2 or not (w0 // d <= w < w0 // d + tw and h0 // d <= h < h0 // d + th):
                     why = f"{w}x{h} is not level 0 over the downsample {d} of its pixel spacing"
