@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import struct
-import time
 
 import pytest
 
@@ -43,12 +42,10 @@ def test_header_byte_mutations():
     data = cjpeg(texture(48, 32, 41), "-restart", "1")  # small: ~1800 attempts
     sos = data.index(b"\xff\xda")
     rng = random.Random(1)
-    t0 = time.monotonic()
     for pos in range(2, sos + 14):
         for value in (0x00, 0xFF, rng.randrange(256)):
             mutated = data[:pos] + bytes([value]) + data[pos + 1 :]
-            attempt(mutated)
-    assert time.monotonic() - t0 < 30
+            attempt(mutated)  # a hang would stop the suite (CI's limit), not a timed assertion
 
 
 def test_entropy_byte_mutations():
