@@ -950,6 +950,26 @@ def _all(*fs: Callable) -> Callable:
     return edit
 
 
+def _lse(kind: str):
+    """JPEG-LS frames with an LSE segment (0xFFF8) before the scan: preset parameters followed by the
+    needle (an over-long segment), or a mapping table (ID 2) whose entries spell the needle."""
+    def f(ds):
+        from pydicom.encaps import encapsulate, generate_frames
+        nf = int(ds.get("NumberOfFrames", 1))
+        note = NEEDLE.encode()
+        if kind == "overlong":
+            body = b"\x01" + struct.pack(">5H", 255, 3, 7, 21, 64) + note
+        else:
+            body = b"\x02\x05\x01" + note  # ID 2, table 5, 1-byte entries: MAXTAB+1 = len(note)
+        seg = b"\xff\xf8" + struct.pack(">H", len(body) + 2) + body
+        out = []
+        for fr in generate_frames(ds.PixelData, number_of_frames=nf):
+            fr = insert_before_sos(bytes(fr), seg)
+            out.append(fr + (b"\0" if len(fr) % 2 else b""))
+        ds.PixelData = encapsulate(out)
+    return f
+
+
 def _frames_cycling(ds):
     """Each frame gets another JPEG place (APP13, APP2, COM before SOS, bytes after EOI)."""
     from pydicom.encaps import encapsulate, generate_frames
@@ -985,9 +1005,14 @@ def dicom_places(real_files: dict[str, Path]) -> list[Place]:
     out.append(Place("dicom-bytes-after-dataset", dicom_builder(lambda ds: None, append=True)))
     out.append(Place("dicom-other-files-in-folder", dicom_builder(lambda ds: None, extra_files=True)))
     for name, path in real_files.items():
+        if name == "jpegls":
+            continue
         pixels = _native_pixel_tail if name == "highdicom" else _frames_cycling
         out.append(Place(f"real-{name}-all-groups", dicom_builder(_all(*(DICOM_PLACES[p] for g in (
             "text-VRs-PN-LO-LT-ST-UT-SH-DA-DT-TM-UI-AE", "private-nested-annotation-overlay-icon",
             "preamble-meta-context-specimen-urls-padding") for p in DICOM_GROUPS[g])), real=path)))
         out.append(Place(f"real-{name}-pixel-data", dicom_builder(pixels, real=path)))
+    if "jpegls" in real_files:
+        for kind in ("overlong", "mapping-table"):
+            out.append(Place(f"real-jpegls-lse-{kind}", dicom_builder(_lse(kind), real=real_files["jpegls"])))
     return out
