@@ -970,6 +970,45 @@ def _lse(kind: str):
     return f
 
 
+def j2k_plant(cs: bytes, kind: str) -> bytes:
+    """A J2K codestream with the needle in a marker segment decoders skip or read as numbers:
+    PLM (main header), PLT (first tile-part header, Psot grown), an over-long CRG or QCD."""
+    note = NEEDLE.encode()
+    sot = cs.find(b"\xff\x90")
+    if kind == "plm":
+        seg = b"\xff\x57" + struct.pack(">H", len(note) + 3) + b"\x00" + note
+        return cs[:sot] + seg + cs[sot:]
+    if kind == "plt":
+        seg = b"\xff\x58" + struct.pack(">H", len(note) + 3) + b"\x00" + note
+        psot = struct.unpack(">I", cs[sot + 6:sot + 10])[0]
+        head = cs[sot:sot + 6] + struct.pack(">I", psot + len(seg) if psot else 0) + cs[sot + 10:sot + 12]
+        return cs[:sot] + head + seg + cs[sot + 12:]
+    marker = {"crg": b"\xff\x63", "qcd": b"\xff\x5c"}[kind]
+    at = cs.find(marker, 0, sot)
+    if at < 0:
+        if kind != "crg":
+            return cs
+        ncomp = struct.unpack(">H", cs[4 + 36:4 + 38])[0]
+        seg = b"\xff\x63" + struct.pack(">H", 2 + 4 * ncomp + len(note)) + b"\0\0\0\0" * ncomp + note
+        return cs[:sot] + seg + cs[sot:]
+    n = struct.unpack(">H", cs[at + 2:at + 4])[0]
+    return cs[:at + 2] + struct.pack(">H", n + len(note)) + cs[at + 4:at + 2 + n] + note + cs[at + 2 + n:]
+
+
+def _j2k_frames(kind: str):
+    def f(ds):
+        from pydicom.encaps import encapsulate, generate_frames
+        nf = int(ds.get("NumberOfFrames", 1))
+        out = []
+        for fr in generate_frames(ds.PixelData, number_of_frames=nf):
+            fr = bytes(fr)
+            if fr.startswith(b"\xff\x4f"):
+                fr = j2k_plant(fr, kind)
+            out.append(fr + (b"\0" if len(fr) % 2 else b""))
+        ds.PixelData = encapsulate(out)
+    return f
+
+
 def _frames_cycling(ds):
     """Each frame gets another JPEG place (APP13, APP2, COM before SOS, bytes after EOI)."""
     from pydicom.encaps import encapsulate, generate_frames
@@ -1005,13 +1044,16 @@ def dicom_places(real_files: dict[str, Path]) -> list[Place]:
     out.append(Place("dicom-bytes-after-dataset", dicom_builder(lambda ds: None, append=True)))
     out.append(Place("dicom-other-files-in-folder", dicom_builder(lambda ds: None, extra_files=True)))
     for name, path in real_files.items():
-        if name == "jpegls":
+        if name in ("jpegls", "j2k"):
             continue
         pixels = _native_pixel_tail if name == "highdicom" else _frames_cycling
         out.append(Place(f"real-{name}-all-groups", dicom_builder(_all(*(DICOM_PLACES[p] for g in (
             "text-VRs-PN-LO-LT-ST-UT-SH-DA-DT-TM-UI-AE", "private-nested-annotation-overlay-icon",
             "preamble-meta-context-specimen-urls-padding") for p in DICOM_GROUPS[g])), real=path)))
         out.append(Place(f"real-{name}-pixel-data", dicom_builder(pixels, real=path)))
+    if "j2k" in real_files:
+        for kind in ("plm", "plt", "crg", "qcd"):
+            out.append(Place(f"real-j2k-{kind}", dicom_builder(_j2k_frames(kind), real=real_files["j2k"])))
     if "jpegls" in real_files:
         for kind in ("overlong", "mapping-table"):
             out.append(Place(f"real-jpegls-lse-{kind}", dicom_builder(_lse(kind), real=real_files["jpegls"])))

@@ -126,7 +126,7 @@ def log(place: pm.Place, outcome: str, err: str) -> None:
 
 
 REAL_DICOM = {"highdicom": "dicom/highdicom_sm_image.dcm", "wsi2dcm": "dicom/wsi2dcm_jpeg.dcm",
-              "jpegls": "dicom/highdicom_sm_image_jpegls.dcm"}
+              "jpegls": "dicom/highdicom_sm_image_jpegls.dcm", "j2k": "dicom/wsi2dcm_jpeg2000.dcm"}
 
 
 def _real_dicom() -> dict[str, Path]:
