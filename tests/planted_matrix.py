@@ -1058,3 +1058,72 @@ def dicom_places(real_files: dict[str, Path]) -> list[Place]:
         for kind in ("overlong", "mapping-table"):
             out.append(Place(f"real-jpegls-lse-{kind}", dicom_builder(_lse(kind), real=real_files["jpegls"])))
     return out
+
+
+# ------------------------------------------------------------------ MIRAX
+def _ini_edit(path: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    raw = path.read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    lines = raw[3 if bom else 0:].decode().split("\r\n")
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "\r\n".join(edit(lines)).encode())
+
+
+def _every_section(lines: list[str]) -> list[str]:
+    """An unknown key and a comment in every section, and a section of its own (a bare line is refused)."""
+    out = []
+    for ln in lines:
+        out.append(ln)
+        if ln.startswith("["):
+            out += [f"PATIENT_NOTE = {NEEDLE}", f"# {NEEDLE}"]
+    return out[:-1] + ["[QUIXOTE_PATIENT]", f"NAME = {NEEDLE}", "QUIXOTE_ZX24_77139 = 1", ""]
+
+
+_MRXS_STRUCTURAL = ("IMAGENUMBER", "COUNT", "_SECTION", "INDEXFILE", "FILE_", "DIGITIZER", "IMAGE_FORMAT",
+                    "CONCAT", "CameraImage", "SLIDE_ID", "MICROMETER", "OVERLAP", "HIER_", "_TYPE", "SLIDE_VERSION",
+                    "OBJECTIVE_MAGNIFICATION", "FILL_COLOR")
+
+
+def _kept_values(lines: list[str]) -> list[str]:
+    """The needle after the value of every key that does not place pixels."""
+    out = []
+    for ln in lines:
+        if "=" in ln and not ln.startswith("[") and not any(s in ln.split("=")[0] for s in _MRXS_STRUCTURAL):
+            ln = f"{ln} {NEEDLE}"
+        out.append(ln)
+    return out
+
+
+def mrxs_place(kind: str) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        from wsideid.mrxs.synth import make_mrxs
+        path = folder / "slide.mrxs"
+        make_mrxs(str(path), tiles_x=2, tiles_y=2, levels=2,
+                  tile_comment=NEEDLE.encode() if kind == "tile-com" else None)
+        data = folder / "slide"
+        if kind == "ini-every-section":
+            _ini_edit(data / "Slidedat.ini", _every_section)
+        elif kind == "ini-semicolon-comment":  # GLib (OpenSlide) refuses it, and its message quotes the line
+            _ini_edit(data / "Slidedat.ini", lambda lines: lines[:2] + [f"; {NEEDLE}"] + lines[2:])
+        elif kind == "ini-repeated-group":  # refused: the message must not name the group
+            _ini_edit(data / "Slidedat.ini", lambda lines: lines[:-1] + ["[QUIXOTE_ZEPHYRINA]", "A = 1",
+                                                                          "[QUIXOTE_ZEPHYRINA]", "B = 1", ""])
+        elif kind == "ini-kept-values":
+            _ini_edit(data / "Slidedat.ini", _kept_values)
+        elif kind == "data-header":  # the zero run after the data file's header
+            raw = bytearray((data / "Data0000.dat").read_bytes())
+            at = raw.index(b'ProfileName="Quokka Profile 7";') + 40
+            raw[at:at + len(NEEDLE)] = NEEDLE.encode()
+            (data / "Data0000.dat").write_bytes(bytes(raw))
+        elif kind == "files-tails":  # after the last record of the data and index files, an extra file
+            append_bytes(data / "Data0000.dat", NEEDLE.encode())
+            append_bytes(data / "Index.dat", NEEDLE.encode())
+            (data / "notes.txt").write_text(NEEDLE)
+            path.write_text(f"MIRAX slide of {NEEDLE}\n")
+        return path
+    return build
+
+
+def mrxs_places() -> list[Place]:
+    return [Place(f"mrxs-{k}", mrxs_place(k)) for k in ("ini-every-section", "ini-semicolon-comment", "ini-repeated-group",
+                                                          "ini-kept-values", "data-header",
+                                                          "files-tails", "tile-com")]

@@ -146,3 +146,13 @@ def test_dicom_place(place, tmp_path, monkeypatch):
     src = place.build(tmp_path)
     assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
     run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+MRXS_PLACES = pm.mrxs_places()
+
+
+@pytest.mark.parametrize("place", MRXS_PLACES, ids=[p.id for p in MRXS_PLACES])
+def test_mrxs_place(place, tmp_path, monkeypatch):
+    src = place.build(tmp_path)
+    assert input_holds_needle(src.parent), f"{place.id}: the needle is not in the input (builder bug)"
+    run_and_judge(place, src, tmp_path, monkeypatch)
