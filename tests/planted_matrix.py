@@ -471,7 +471,13 @@ XML_MAKERS = {  # vendor -> (synth module, its XML function(s), maker, output na
 }
 
 
-def xml_vendor(vendor: str) -> Callable[[Path], Path]:
+def names_in_xml(xml: str) -> str:
+    """An element and an attribute whose *names* are the needle's tokens, before the root's end tag."""
+    end = xml.rstrip().rfind("</")
+    return xml[:end] + '<Quixote_Zephyrina ZX24-77139="1"><D19870317>x</D19870317></Quixote_Zephyrina>' + xml[end:]
+
+
+def xml_vendor(vendor: str, names: bool = False) -> Callable[[Path], Path]:
     """A vendor slide of the synth modules whose XML has the needle after every non-numeric value
     (the module's XML function wrapped while the slide is written)."""
     import importlib
@@ -484,9 +490,10 @@ def xml_vendor(vendor: str) -> Callable[[Path], Path]:
         def wrap(fn):
             def inner(*a, **kw):
                 res = fn(*a, **kw)
+                edit = names_in_xml if names else (lambda x: append_to_xml_values(x, *SKIP[vendor]))
                 if isinstance(res, tuple):
-                    return (append_to_xml_values(res[0], *SKIP[vendor]),) + tuple(res[1:])
-                return append_to_xml_values(res, *SKIP[vendor])
+                    return (edit(res[0]),) + tuple(res[1:])
+                return edit(res) if res.lstrip().startswith("<") else res
             return inner
         try:
             for f, fn in saved.items():
@@ -501,9 +508,9 @@ def xml_vendor(vendor: str) -> Callable[[Path], Path]:
 
 
 # (attributes, elements) whose value decides where pixels are or which image is which
-SKIP = {"ome": (("DimensionOrder", "Type", "FileName", "Name"), ()),
+SKIP = {"ome": (("DimensionOrder", "Type", "FileName", "Name", "Creator"), ()),
         "philips": (("Name", "Group", "Element", "PMSVR"), ()),
-        "scn": (("model",), ()), "bif": (("Direction",), ()), "qptiff": ((), ("ImageType",))}
+        "scn": (("model", "name"), ()), "bif": (("Direction",), ()), "qptiff": ((), ("ImageType",))}
 
 
 def svs_description(variant: str) -> Callable[[Path], Path]:
@@ -651,6 +658,7 @@ def tiff_places() -> list[Place]:
     out.append(Place("ndpi-props", ndpi_props("all")))
     for vendor in ("ome", "philips", "bif", "scn", "qptiff"):
         out.append(Place(f"{vendor}-xml-every-value", xml_vendor(vendor)))
+        out.append(Place(f"{vendor}-xml-element-attribute-names", xml_vendor(vendor, names=True)))
     out.append(Place("svs-label-as-thumbnail", label_as_thumbnail, "image", LABEL_DIMS))
     out.append(Place("svs-macro-as-level", macro_as_level("svs"), "image", MACRO_LEVEL_DIMS))
     out.append(Place("tiff-macro-as-level", macro_as_level("tiff"), "image", MACRO_LEVEL_DIMS))
@@ -1127,3 +1135,53 @@ def mrxs_places() -> list[Place]:
     return [Place(f"mrxs-{k}", mrxs_place(k)) for k in ("ini-every-section", "ini-semicolon-comment", "ini-repeated-group",
                                                           "ini-kept-values", "data-header",
                                                           "files-tails", "tile-com")]
+
+
+# ------------------------------------------------------------------ real slides (../shared/testdata)
+REAL_TIFF = {"cmu1-svs": "svs/CMU-1-Small-Region.svs", "tcga-j2k-svs": "svs/tcga-cr-7395-01a-01-ts1.svs",
+             "ndpi": "ndpi/test3-TRITC-2-560.ndpi", "boxes-deflate-tiff": "tiff/openslide-python_boxes.tiff",
+             "large-image-tiff": "tiff/large_image_converter_cmu1_small.tiff",
+             "ome-aics": "ome-tiff/aics_s_1_t_1_c_1_z_1.ome.tiff", "ome-viv": "ome-tiff/viv_multi-channel.ome.tif",
+             "libvips-subifd": "tiff/libvips_subifd_pyramid_cmu1_small.tif"}
+
+
+def real_tile_edit() -> Callable:
+    """JPEG tiles: every JPEG place in turn; JPEG 2000 tiles: COM, PLM, PLT in turn."""
+    jpeg = cycling_edit(0)
+    kinds = ("com", "plm", "plt")
+
+    def edit(i, t, raw):
+        if raw[:2] == b"\xff\x4f":
+            k = kinds[(i + t) % 3]
+            return pc.j2k_with_comment(raw, NEEDLE.encode()) if k == "com" else j2k_plant(raw, k)
+        return jpeg(i, t, raw)
+    return edit
+
+
+def real_tiff_place(path: Path, what: str) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        dst = folder / ("slide" + "".join(path.suffixes[-2:] if path.name.endswith(".ome.tiff") else path.suffixes[-1:]))
+        if what == "tail":  # after the last IFD, and an ImageDescription overwritten in place
+            shutil.copyfile(path, dst)
+            append_bytes(dst, b"\0" + NEEDLE.encode())
+            return dst
+        tags = {315: _needle_only(315), 316: _needle_only(316), 269: _needle_only(269),
+                700: lambda s, i: blob_entry(700, XMP, 1), 34675: lambda s, i: blob_entry(34675, pc.icc_profile(NEEDLE))}
+        ndpi = path.suffix == ".ndpi"
+        edit = real_tile_edit()
+        ov = {i: {t: f(path, i) for t, f in tags.items()} for i in range(n_ifds(path))}
+        if ndpi:
+            shift_mcu_starts(path, ov, edit)
+        pc.rewrite_tiff(path, dst, ov, None, edit)
+        return dst
+    return build
+
+
+def real_tiff_places(testdata: Path) -> list[Place]:
+    out = []
+    for name, rel in REAL_TIFF.items():
+        p = testdata / rel
+        if name != "libvips-subifd":  # (its SubIFD offsets cannot be carried by a top-level rewrite)
+            out.append(Place(f"real-{name}-tags-and-tiles", real_tiff_place(p, "tags")))
+        out.append(Place(f"real-{name}-tail", real_tiff_place(p, "tail")))
+    return out

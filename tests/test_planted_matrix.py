@@ -156,3 +156,21 @@ def test_mrxs_place(place, tmp_path, monkeypatch):
     src = place.build(tmp_path)
     assert input_holds_needle(src.parent), f"{place.id}: the needle is not in the input (builder bug)"
     run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+def _real_tiff_places() -> list[pm.Place]:
+    from realdata import TESTDATA
+    return pm.real_tiff_places(TESTDATA)
+
+
+REAL_TIFF_PLACES = _real_tiff_places()
+
+
+@pytest.mark.parametrize("place", REAL_TIFF_PLACES, ids=[p.id for p in REAL_TIFF_PLACES])
+def test_real_tiff_place(place, tmp_path, monkeypatch):
+    from realdata import real
+    name = place.id[len("real-"):].rsplit("-", 1)[0].replace("-tags-and", "")
+    real(pm.REAL_TIFF[name])  # skips when ../shared/testdata is absent
+    src = place.build(tmp_path)
+    assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
+    run_and_judge(place, src, tmp_path, monkeypatch)

@@ -62,7 +62,7 @@ import numpy as np
 from .dates import parse_any, spellings
 from .errors import ProfileError
 from .checks import Check, VerifyReport
-from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind
+from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind, names_from_file, split_file_text, vouched_prefixes
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -251,10 +251,13 @@ def id_parts(value: str) -> list[str]:
     return out
 
 
-def _source(d: Decision) -> str:
+def _source(d: Decision, vouched: set[str] | frozenset = frozenset()) -> str:
+    """The field path a failure names, the part of it the file chose masked: an unknown key's or
+    XML element's name may itself be PHI (an element named after the patient was quoted on stderr)."""
     f = d.field
-    if d.unknown and f.subkey and f.path.endswith(f.subkey):
-        return f.path[:-len(f.subkey)] + "<unknown key>"  # an unknown key name may itself be PHI
+    if names_from_file(d):
+        head, _ = split_file_text(f.path, set(vouched))
+        return (head + "/" if head else "") + "<unknown key>"
     return f.path
 
 
@@ -304,16 +307,17 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     dates: dict = {}
     container = plan.inventory.container
     schemes = coding_schemes(plan)
+    vouched = vouched_prefixes(plan.fields)
     for d in plan.fields:
         # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
         # free text the writer was told to leave out, so each is a needle like a removed value.
         for part in d.removed_parts:
             part = (part or "").strip().strip("\0").strip()
             for day in parse_any(part):
-                dates.setdefault(day, _source(d))
+                dates.setdefault(day, _source(d, vouched))
             pieces = [part] if not _CONTROL.search(part) else []
             pieces += [x.strip() for x in _PIECES.split(part) if not _NUMBER_LIST.fullmatch(x)]
-            found += [Needle(w, NeedleKind.VALUE, _source(d)) for w in dict.fromkeys(pieces)
+            found += [Needle(w, NeedleKind.VALUE, _source(d, vouched)) for w in dict.fromkeys(pieces)
                       if len(w) >= MIN_VALUE and not _NUMBER_LIST.fullmatch(w)]
         rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
         if not (d.removes_value or rewritten) or d.field.value is None:
@@ -324,7 +328,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         kind = value_kind(d, container, schemes)
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
-        src = _source(d)
+        src = _source(d, vouched)
         for day in parse_any(v):
             dates.setdefault(day, src)
         if kind == ValueKind.DATE:
