@@ -137,12 +137,25 @@ def base(fmt: str, folder: Path) -> Path:
     d.mkdir(exist_ok=True)
     p = {"svs": lambda: pc.make_clean_svs(d / "clean.svs"), "ndpi": lambda: pc.make_clean_ndpi(d / "clean.ndpi"),
          "tiff": lambda: pc.make_clean_generic(d / "clean.tiff"),
+         "tiff-be": lambda: make_generic_variant(d / "clean-be.tiff", byteorder=">"),
+         "bigtiff": lambda: make_generic_variant(d / "clean-big.tiff", bigtiff=True),
          "subifd": lambda: make_subifd_pyramid(d / "clean-subifd.tiff")}[fmt]()
     _BASES[key] = p
     return p
 
 
-EXT = {"svs": ".svs", "ndpi": ".ndpi", "tiff": ".tiff", "subifd": ".tiff"}
+EXT = {"svs": ".svs", "ndpi": ".ndpi", "tiff": ".tiff", "subifd": ".tiff", "tiff-be": ".tiff", "bigtiff": ".tiff"}
+
+
+def make_generic_variant(path: Path, **kw) -> Path:
+    """The clean generic pyramid written big-endian or as BigTIFF."""
+    import tifffile
+    img = tissue(pc.W, pc.H, 12)
+    with tifffile.TiffWriter(path, **kw) as tw:
+        for k in range(3):
+            tw.write(np.ascontiguousarray(img[:: 2 ** k, :: 2 ** k]), tile=(128, 128), photometric="rgb",
+                     compression="jpeg", metadata=None, software="SlideScanner 1.0", subfiletype=1 if k else 0)
+    return path
 
 
 def make_subifd_pyramid(path: Path, level_tags: list | None = None, top_tags: list | None = None,
@@ -630,6 +643,11 @@ def tiff_places() -> list[Place]:
     for tag, typ in EXIF_PLACES.values():
         (parent, ents), = exif_children(tag, typ)[0].items()
         exif[parent][0].update(ents[0])
+    for fmt in ("tiff-be", "bigtiff"):
+        out.append(Place(f"{fmt}-ascii-tags-all-ifds", tiff_with(fmt, "all", {
+            tag: _needle_only(tag) for tag in ASCII_TAGS.values() if tag not in (271, 272, 305)})))
+        out.append(Place(f"{fmt}-jpeg-segments", tiff_with(fmt, "all", {700: lambda s, i: blob_entry(700, XMP, 1)},
+                                                            cycling_edit(0))))
     for fmt in ("svs", "ndpi", "tiff"):
         ascii_tags = {tag: (_keep_then(tag) if tag in (271, 272, 305) else _needle_only(tag))
                       for tag in ASCII_TAGS.values() if not (fmt in ("svs", "ndpi") and tag == 270)}
@@ -1046,11 +1064,28 @@ DICOM_GROUPS = {
 }
 
 
+def dicom_with_orphan(folder: Path) -> Path:
+    """The clean series plus one instance of another series (and study) full of the needle."""
+    import pydicom
+    from pydicom.uid import generate_uid
+    dst = dicom_builder(lambda ds: None)(folder)
+    first = sorted(dst.iterdir())[0]
+    ds = pydicom.dcmread(first)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    _pn(ds)
+    _lo(ds)
+    ds.SeriesDescription = NEEDLE
+    ds.save_as(dst / f"zz-{ACC}.dcm", enforce_file_format=True)
+    return dst
+
+
 def dicom_places(real_files: dict[str, Path]) -> list[Place]:
     out = [Place(f"dicom-{k}", dicom_builder(_all(*(DICOM_PLACES[p] for p in v)))) for k, v in DICOM_GROUPS.items()]
     out.append(Place("dicom-frames-jpeg-segments", dicom_builder(_frames_cycling)))
     out.append(Place("dicom-bytes-after-dataset", dicom_builder(lambda ds: None, append=True)))
     out.append(Place("dicom-other-files-in-folder", dicom_builder(lambda ds: None, extra_files=True)))
+    out.append(Place("dicom-orphan-series-in-folder", dicom_with_orphan))
     for name, path in real_files.items():
         if name in ("jpegls", "j2k"):
             continue

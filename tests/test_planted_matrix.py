@@ -174,3 +174,18 @@ def test_real_tiff_place(place, tmp_path, monkeypatch):
     src = place.build(tmp_path)
     assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
     run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+def test_the_search_sees_every_encoding(tmp_path):
+    """The judge can fail: the needle copied into OUTDIR (ASCII, UTF-16 LE/BE, base64, a file name)
+    is found each time."""
+    for n, blob in enumerate((pm.NEEDLE.encode(), pm.NEEDLE.upper().encode("utf-16-le"),
+                              b"\0" + pm.NEEDLE.encode("utf-16-be"), __import__("base64").b64encode(b"xy" + pm.NEEDLE.encode()))):
+        out = tmp_path / f"o{n}"
+        out.mkdir()
+        (out / "x.svs").write_bytes(b"junk" + blob + b"junk")
+        assert leaks(out), blob
+    out = tmp_path / "named"
+    out.mkdir()
+    (out / f"{pm.ACC}.svs.audit.json").write_text("{}")
+    assert leaks(out)
