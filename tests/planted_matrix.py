@@ -931,6 +931,13 @@ def _native_pixel_tail(ds):
     ds.PixelData = bytes(ds.PixelData) + NEEDLE.encode() + (b"\0" if len(NEEDLE) % 2 else b"")
 
 
+def _extended_offset_table(ds):
+    """Extended Offset Table (7FE0,0001) and its lengths (7FE0,0002): 8-byte numbers anyone can fill with text."""
+    note = (NEEDLE.encode() + b" ")[:40]
+    ds.add_new(0x7FE00001, "OV", note)
+    ds.add_new(0x7FE00002, "OV", note)
+
+
 def _trailing(ds):
     ds.add_new(0xFFFCFFFC, "OB", NEEDLE.encode())
 
@@ -943,7 +950,7 @@ DICOM_PLACES = {"PN-every-person": _pn, "LO": _lo, "LT-ST-UT": _lt_st_ut, "SH": 
                 "frames-app13": _frames("app13"), "frames-app2": _frames("app2"),
                 "frames-com-before-sos": _frames("com_before_sos"), "frames-after-eoi": _frames("after_eoi"),
                 "dataset-trailing-padding": _trailing, "urls-waveform-curve": _urls_waveform,
-                "native-pixel-tail": _native_pixel_tail}
+                "native-pixel-tail": _native_pixel_tail, "extended-offset-table": _extended_offset_table}
 
 
 def dicom_builder(edit: Callable, real: Path | None = None, append: bool = False,
@@ -1059,7 +1066,7 @@ DICOM_GROUPS = {
                                                "text-graphic-annotation", "overlay", "icon-image"),
     "preamble-meta-context-specimen-urls-padding": ("preamble-file-meta", "acquisition-context",
                                                     "specimen-description", "urls-waveform-curve",
-                                                    "dataset-trailing-padding"),
+                                                    "dataset-trailing-padding", "extended-offset-table"),
     "CS": ("CS",),
 }
 
