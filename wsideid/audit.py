@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import tempfile
 import time
 from typing import Any
@@ -36,10 +35,10 @@ from . import __version__
 from . import budget
 from .errors import WsideidError
 from .keys import Secret
+from .model import file_chose_last, split_file_text, vouched_prefixes
 from .options import DeidOptions
 from .result import DeidResult
 
-_INDEX = re.compile(r"\[\d+\]$")
 LAB_RECORDS = "records"
 
 
@@ -47,24 +46,20 @@ def key_hmac(secret: Secret, key: str) -> str:
     return "key-hmac:" + secret.digest("audit-key", key).hex()[:12]
 
 
-def from_file(path: str, known: bool, rule: str) -> bool:
-    """Whether the path's last segment is text taken from the file rather than from a profile.
-
-    Unknown fields always are. A known field is too when its rule does not
-    name the key literally (a pattern such as ``description.CustomField*``
-    matched it), because then the file chose the rest of the name.
-    """
-    if not known:
-        return True
-    last = _INDEX.sub("", path.rsplit("/", 1)[-1])
-    return last not in rule
+from_file = file_chose_last  # (the name callers and tests use)
 
 
-def safe_path(path: str, known: bool, rule: str, secret: Secret) -> str:
-    """A field path fit for the OUTDIR audit: a key name taken from the file is replaced by its HMAC."""
+def safe_path(path: str, known: bool, rule: str, secret: Secret, vouched: set[str] | None = None) -> str:
+    """A field path fit for the OUTDIR audit: the part of it taken from the file is replaced by its
+    HMAC: the last segment, and with ``vouched`` (``model.vouched_prefixes``) every segment after
+    the longest prefix a profile-named field shares (an unknown XML element named after the
+    patient was printed in the audit)."""
     if not from_file(path, known, rule):
         return path
-    head, _, last = path.rpartition("/")
+    if vouched is None:
+        head, _, last = path.rpartition("/")
+    else:
+        head, last = split_file_text(path, vouched)
     hashed = key_hmac(secret, last)
     return f"{head}/{hashed}" if head else hashed
 
@@ -79,7 +74,9 @@ def _secret_of(options: DeidOptions) -> Secret:
 
 def audit_record(result: DeidResult, secret: Secret) -> dict[str, Any]:
     plan = result.plan
-    fields = [{"path": safe_path(d.field.path, not d.unknown, d.rule, secret), "action": d.action, "rule": d.rule,
+    vouched = vouched_prefixes(plan.fields)
+    fields = [{"path": safe_path(d.field.path, not d.unknown, d.rule, secret, vouched), "action": d.action,
+               "rule": d.rule,
                **({"unknown": True} if d.unknown else {})} for d in plan.fields]
     images = [{"index": d.image.index, "role": d.image.role, "size": [d.image.width, d.image.height],
                "compression": d.image.compression, "action": d.action, "rule": d.rule} for d in plan.images]
@@ -124,7 +121,8 @@ def _bounded(name: str, records: list[dict[str, Any]], limit: int) -> dict[str, 
 def lab_record(result: DeidResult, secret: Secret, origin: str, named_by: str) -> dict[str, Any]:
     """What the OUTDIR audit leaves out, for the lab: input path and hashes, verbatim key names."""
     plan = result.plan
-    keys = [{"path": d.field.path, "audit_path": safe_path(d.field.path, not d.unknown, d.rule, secret),
+    vouched = vouched_prefixes(plan.fields)
+    keys = [{"path": d.field.path, "audit_path": safe_path(d.field.path, not d.unknown, d.rule, secret, vouched),
              "action": d.action, **({"unknown": True} if d.unknown else {})}
             for d in plan.fields if from_file(d.field.path, not d.unknown, d.rule)]
     return {

@@ -7,6 +7,8 @@ without running the writer.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -100,6 +102,46 @@ class Decision:
     def removes_value(self) -> bool:
         """The original value must not appear in the output afterwards."""
         return self.action in (REMOVE, REPLACE, DATE, TIME, DATETIME) and self.new_value != self.field.value
+
+
+_INDEX = re.compile(r"\[\d+\]$")
+
+
+def file_chose_last(path: str, known: bool, rule: str) -> bool:
+    """Whether the path's last segment is text the file chose, not a profile's name.
+
+    Unknown fields always are; a known one too when its rule does not name the key literally (a
+    pattern such as ``description.CustomField*`` matched it), because then the file chose the rest."""
+    if not known:
+        return True
+    return _INDEX.sub("", path.rsplit("/", 1)[-1]) not in rule
+
+
+def names_from_file(d: Decision) -> bool:
+    return file_chose_last(d.field.path, not d.unknown, d.rule)
+
+
+def vouched_prefixes(decisions: list[Decision]) -> set[str]:
+    """Path prefixes (whole segments) of the fields whose every name a profile spelled: structure."""
+    out: set[str] = set()
+    for d in decisions:
+        if not names_from_file(d):
+            segs = d.field.path.split("/")
+            out.update("/".join(segs[:i]) for i in range(1, len(segs)))
+    return out
+
+
+def split_file_text(path: str, vouched: set[str]) -> tuple[str, str]:
+    """(structural head, the rest) of a path whose last segment the file chose: the head is the
+    longest prefix a profile-named field shares; the rest (an unknown XML element's name and the
+    attribute under it, a key) is the file's text, to be hashed or masked whole."""
+    segs = path.split("/")
+    k = len(segs) - 1
+    # "ifd[N]/<tag>": the tag's name comes from the tag table (or is its number), never the file
+    floor = min(2, k) if segs[0].startswith("ifd[") else 0
+    while k > floor and "/".join(segs[:k]) not in vouched:
+        k -= 1
+    return "/".join(segs[:k]), "/".join(segs[k:])
 
 
 @dataclass

@@ -62,7 +62,8 @@ import numpy as np
 from .dates import parse_any, spellings
 from .errors import ProfileError
 from .checks import Check, VerifyReport
-from .model import DATE, DATETIME, KEEP, REMOVE, TEXT, TIME, Decision, Plan, ValueKind
+from .model import (DATE, DATETIME, KEEP, REMOVE, TEXT, TIME, Decision, Plan, ValueKind, names_from_file,
+                    split_file_text, vouched_prefixes)
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -262,10 +263,13 @@ def id_parts(value: str) -> list[str]:
     return out
 
 
-def _source(d: Decision) -> str:
+def _source(d: Decision, vouched: set[str] | frozenset = frozenset()) -> str:
+    """The field path a failure names, the part of it the file chose masked: an unknown key's or
+    XML element's name may itself be PHI (an element named after the patient was quoted on stderr)."""
     f = d.field
-    if d.unknown and f.subkey and f.path.endswith(f.subkey):
-        return f.path[:-len(f.subkey)] + "<unknown key>"  # an unknown key name may itself be PHI
+    if names_from_file(d):
+        head, _ = split_file_text(f.path, set(vouched))
+        return (head + "/" if head else "") + "<unknown key>"
     return f.path
 
 
@@ -354,6 +358,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     dates: dict = {}
     container = plan.inventory.container
     schemes = coding_schemes(plan)
+    vouched = vouched_prefixes(plan.fields)
     kept_words = _shared_with_kept(plan)
     for d in plan.fields:
         # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
@@ -364,13 +369,13 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         for part in d.removed_parts:
             part = (part or "").strip().strip("\0").strip()
             for day in parse_any(part):
-                dates.setdefault(day, _source(d))
+                dates.setdefault(day, _source(d, vouched))
             pieces = [part] if not _CONTROL.search(part) else []
             pieces += [x.strip() for x in _PIECES.split(part) if ident or not _NUMBER_LIST.fullmatch(x)]
-            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, _source(d))
+            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, _source(d, vouched))
                       for w in dict.fromkeys(pieces) if len(w) >= MIN_VALUE and (ident or not _NUMBER_LIST.fullmatch(w))]
             if ident and not _UID.fullmatch(part):
-                found += [Needle(p, NeedleKind.ID_PART, _source(d)) for p in id_parts(part)]
+                found += [Needle(p, NeedleKind.ID_PART, _source(d, vouched)) for p in id_parts(part)]
         rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
         if not (d.removes_value or rewritten) or d.field.value is None:
             continue
@@ -382,7 +387,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
             kind = ValueKind.DATE  # a date the policy rewrote, whatever its shape ("20240314102233.000000")
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
-        src = _source(d)
+        src = _source(d, vouched)
         for day in parse_any(v):
             dates.setdefault(day, src)
         if kind == ValueKind.DATE:

@@ -266,8 +266,15 @@ def _offsets(sizes: list[int]) -> list[int]:
 
 
 def patch_header(ds, inst: Instance, frames: dict[int, FrameEdit]) -> None:
-    """Recompute the Extended Offset Table (if the header keeps one) for the edited frames."""
-    if not frames or "ExtendedOffsetTable" not in ds or not inst.span.encapsulated:
+    """Recompute the Extended Offset Table (if the header keeps one) from the output's frames.
+
+    Always, not only for edited frames: the source's table is bytes the file chose (a name
+    written there was published verbatim), and only numbers computed here are vouched for. A
+    table without encapsulated frames to index, or lengths without a table, are dropped."""
+    if "ExtendedOffsetTable" not in ds or inst.span is None or not inst.span.encapsulated:
+        for kw in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+            if kw in ds:
+                del ds[kw]
         return
     sizes = _frame_sizes(inst, frames)
     ds.ExtendedOffsetTable = struct.pack(f"<{len(sizes)}Q", *_offsets(sizes))

@@ -196,6 +196,25 @@ def prescan(path: str, index: int) -> None:
                 pos += head + length
 
 
+def check_native_length(span: PixelSpan, ds, index: int) -> None:
+    """Native pixel data holds Rows x Columns x SamplesPerPixel x frames pixels and at most one pad byte.
+
+    Why: native frames are copied (or blanked) in place and the residual scan
+    leaves pixel data out, so bytes after the last frame would be published
+    unexamined (a name appended there was published: planted-PHI matrix)."""
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        spp, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        raise MalformedFile(f"instance {index}: native pixel data without a readable size") from None
+    expected = (rows * cols * spp * frames * bits + 7) // 8
+    length = span.fragments[0][1] if span.fragments else span.size
+    if length > expected + (expected % 2):
+        raise MalformedFile(f"instance {index}: native pixel data holds {length - expected} bytes after its frames "
+                            "(hidden data; refused)")
+
+
 def read_instance(path: str, index: int) -> Instance:
     try:
         with warnings.catch_warnings():
@@ -213,6 +232,8 @@ def read_instance(path: str, index: int) -> Instance:
             span = read_span(path, start, ts.is_implicit_VR)
             if span is not None and span.encapsulated:
                 check_fragments(path, span, str(ts), ds.get("NumberOfFrames", 1), index)
+            elif span is not None:
+                check_native_length(span, ds, index)
             # Force every element to be parsed now: bad values fail here, not mid-write.
             for _ in ds.iterall():
                 pass

@@ -24,12 +24,15 @@ from . import view
 from .view import FileView, Piece
 
 SOC, SOT, SOD, EOC = 0x4F, 0x90, 0x93, 0xD9
-COM, TLM = 0x64, 0x55
+COM, TLM, PLM, PLT = 0x64, 0x55, 0x57, 0x58
+SIZ, COD, COC, QCD, QCC, RGN, CRG = 0x51, 0x52, 0x53, 0x5C, 0x5D, 0x5E, 0x63
+# Optional pointer segments (packet lengths): no decoder needs them, and any byte string
+# parses as their variable-length numbers, so they are dropped like COM.
+DROPPED = {COM, PLM, PLT}
 # Main-header and tile-part header markers decoding needs (Part 1 and Part 15).
 MAIN = {0x51: "SIZ", 0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC",
-        0x60: "PPM", 0x57: "PLM", 0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
-TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC", 0x61: "PPT",
-        0x58: "PLT"}
+        0x60: "PPM", 0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
+TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC", 0x61: "PPT"}
 MAX_SEGMENTS = 1 << 16
 
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
@@ -90,11 +93,12 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
             main_tlm.append(seg)
         elif marker in MAIN:
             out.append(seg)
-        elif marker != COM:
+        elif marker not in DROPPED:
             raise UnsafeJ2k(f"JPEG 2000 main header holds an unknown marker 0xFF{marker:02X}")
         pos += 2 + length
     else:
         raise UnsafeJ2k("JPEG 2000 main header has too many segments")
+    sizes = _Sizes(raw, out)
     parts: list[Piece] = []
     for _ in range(MAX_SEGMENTS):
         if pos + 2 > n or raw[pos] != 0xFF:
@@ -107,7 +111,7 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
         end = pos + psot if psot else view.find(raw, b"\xff\xd9", pos + 12)
         if psot and (psot < 14 or end > n) or end < 0:
             raise UnsafeJ2k("JPEG 2000 tile-part length runs past the data")
-        part, changed = _tile_part(raw, pos, end)
+        part, changed = _tile_part(raw, pos, end, sizes)
         lengths_changed |= changed
         parts += part
         pos = end
@@ -118,8 +122,8 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
     return out + parts + [(pos, 2)]  # the EOC
 
 
-def _tile_part(raw: bytes | FileView, start: int, end: int) -> tuple[list[Piece], bool]:
-    """One tile-part with COM dropped from its header and Psot rewritten; (pieces, length changed)."""
+def _tile_part(raw: bytes | FileView, start: int, end: int, sizes: "_Sizes") -> tuple[list[Piece], bool]:
+    """One tile-part with COM/PLT dropped from its header and Psot rewritten; (pieces, length changed)."""
     head: list[Piece] = [(start, 12)]
     pos = start + 12
     for _ in range(MAX_SEGMENTS):
@@ -135,11 +139,12 @@ def _tile_part(raw: bytes | FileView, start: int, end: int) -> tuple[list[Piece]
             raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
         if marker in TILE:
             head.append((pos, 2 + length))
-        elif marker != COM:
+        elif marker not in DROPPED:
             raise UnsafeJ2k(f"JPEG 2000 tile-part header holds an unknown marker 0xFF{marker:02X}")
         pos += 2 + length
     else:
         raise UnsafeJ2k("JPEG 2000 tile-part header has too many segments")
+    sizes.check(raw, head[1:])
     body = (pos, end - pos)
     size = view.size(head) + body[1]
     psot = struct.unpack(">I", raw[start + 6:start + 10])[0]
@@ -148,6 +153,70 @@ def _tile_part(raw: bytes | FileView, start: int, end: int) -> tuple[list[Piece]
         sot = raw[start:start + 12]
         head[0] = sot[:6] + struct.pack(">I", size) + sot[10:]
     return head + [body], changed
+
+
+class _Sizes:
+    """Marker segments whose size their own numbers fix must have exactly that size: bytes after
+    a segment's values are read by no decoder and could carry any text (an over-long QCD was
+    published verbatim). SIZ fixes the component count; COD/COC the decomposition levels that fix
+    the QCD/QCC sizes; a tile-part's COD/COC override the main header's for that tile."""
+
+    def __init__(self, raw, main: list[Piece]):
+        self.csiz = 0
+        self.nl: dict[int, int] = {}  # -1: the default (COD); else a component (COC)
+        self.check(raw, main[1:])
+
+    def _c(self) -> int:
+        return 1 if self.csiz < 257 else 2
+
+    def check(self, raw, segs: list[Piece]) -> None:
+        segs = [s for s in segs if isinstance(s, tuple)]
+        bodies = [(raw[p + 1], bytes(raw[p + 4:p + n])) for p, n in segs]
+        saved = dict(self.nl)
+        for marker, body in bodies:  # levels first: QCD may precede COD
+            if marker == SIZ:
+                if len(body) < 36:
+                    raise UnsafeJ2k("JPEG 2000 SIZ segment is malformed")
+                self.csiz = _u16(body, 34)
+                self._exact(marker, body, 36 + 3 * self.csiz)
+            elif marker == COD and len(body) >= 10:
+                self.nl[-1] = body[5]
+                self._exact(marker, body, 10 + ((body[5] + 1) if body[0] & 1 else 0))
+            elif marker == COC and len(body) >= self._c() + 6:
+                c = self._c()
+                comp = body[0] if c == 1 else _u16(body, 0)
+                self.nl[comp] = body[c + 1]
+                self._exact(marker, body, c + 6 + ((body[c + 1] + 1) if body[c] & 1 else 0))
+        for marker, body in bodies:
+            if marker == QCD and body:
+                self._exact(marker, body, 1 + self._spq(body[0], self.nl.get(-1)))
+            elif marker == QCC and len(body) > self._c():
+                c = self._c()
+                comp = body[0] if c == 1 else _u16(body, 0)
+                self._exact(marker, body, c + 1 + self._spq(body[c], self.nl.get(comp, self.nl.get(-1))))
+            elif marker == RGN:
+                self._exact(marker, body, self._c() + 2)
+            elif marker == CRG:
+                self._exact(marker, body, 4 * self.csiz)
+            elif marker in (COD, COC) and len(body) < 6:
+                raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is malformed")
+        if segs and raw[segs[0][0] + 1] != SIZ:  # a tile-part: its overrides end with it
+            self.nl = saved
+
+    @staticmethod
+    def _spq(style: int, nl: int | None) -> int:
+        if nl is None:
+            raise UnsafeJ2k("JPEG 2000 quantisation segment without a coding style (COD)")
+        q = style & 0x1F
+        if q == 1:
+            return 2
+        return (3 * nl + 1) * (1 if q == 0 else 2)
+
+    @staticmethod
+    def _exact(marker: int, body: bytes, size: int) -> None:
+        if len(body) != size:
+            raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is {len(body) - size:+d} bytes off the size its "
+                            "values fix (hidden data; refused)")
 
 
 def _boxes(data: bytes, start: int, end: int):

@@ -243,6 +243,7 @@ class _Parser:
         elif marker in REFUSED_SOF or 0xC0 <= marker <= 0xCF:
             raise UnsafeJpeg(f"{REFUSED_SOF.get(marker, 'unknown')} JPEG (0xFF{marker:02X}) is not supported")
         elif marker == LSE and self.sof == SOF_LS:
+            _check_lse(body)
             self.out.append(_Seg(b"\xff\xf8" + struct.pack(">H", len(body) + 2) + body))  # LS parameters: numbers
         elif marker == APP0 and body[:5] == b"JFIF\x00" and not self.scans and not self.tables_only:
             if self.app0 is None:
@@ -411,3 +412,15 @@ def is_clean(raw: bytes, preloaded: frozenset[TableKey] = frozenset()) -> bool:
         return not clean(raw, preloaded).changed
     except UnsafeJpeg:
         return False
+
+
+def _check_lse(body: bytes) -> None:
+    """A JPEG-LS LSE segment is kept only as numbers of its exact size: preset coding parameters
+    (ID 1: five 16-bit values) or oversize dimensions (ID 4: a width byte and two values of that
+    width). Mapping tables (ID 2, 3) are byte arrays of any content no WSI writer uses, and any byte
+    past a segment's values is free text: both refused (an over-long LSE was published verbatim)."""
+    if body[:1] == b"\x01" and len(body) == 11:
+        return
+    if body[:1] == b"\x04" and len(body) >= 2 and 2 <= body[1] <= 4 and len(body) == 2 + 2 * body[1]:
+        return
+    raise UnsafeJpeg("JPEG-LS LSE segment is not preset parameters or dimensions of their exact size")

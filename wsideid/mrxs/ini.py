@@ -67,7 +67,7 @@ def parse(data: bytes) -> KeyFile:
         if m:
             name = m.group(1)
             if name in kf.groups:
-                raise IniError(f"Slidedat.ini repeats group [{name}]")
+                raise IniError(f"Slidedat.ini line {n} repeats a group")  # (its name is the file's text)
             current = kf.groups[name] = {}
             continue
         key, eq, value = s.partition("=")
@@ -75,7 +75,7 @@ def parse(data: bytes) -> KeyFile:
         if not eq or current is None or not _KEY.fullmatch(key):
             raise IniError(f"Slidedat.ini line {n} is neither a group nor a key")
         if key in current:
-            raise IniError(f"Slidedat.ini repeats key {key}")
+            raise IniError(f"Slidedat.ini line {n} repeats a key")
         current[key] = value.strip()
     return kf
 

@@ -181,8 +181,12 @@ def inventory(slide: MrxsSlide) -> Inventory:
     for group, keys in slide.ini.groups.items():
         section = slide.groups.get(group, "unreferenced")
         for key, value in keys.items():
-            fields.append(Field(f"Slidedat.ini/[{group}]/{key}", f"{section}:{key}", value,
-                                subkey=group, kind=_kind(key, value)))
+            # an unreferenced group's name is the file's text like its keys: it goes into the last
+            # path segment, which the audit replaces by its HMAC (a group named after the patient
+            # was printed in the audit)
+            path = (f"Slidedat.ini/[{group}]/{key}" if section != "unreferenced"
+                    else f"Slidedat.ini/unreferenced/[{group}]{key}")
+            fields.append(Field(path, f"{section}:{key}", value, subkey=group, kind=_kind(key, value)))
     images = [ImageInfo(i, "level", lv.width, lv.height, lv.image_format.lower(), True, len(lv.records),
                         {"section": lv.section}) for i, lv in enumerate(slide.levels)]
     base = len(images)

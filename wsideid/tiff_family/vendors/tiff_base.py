@@ -18,7 +18,7 @@ from ... import budget
 from ...errors import MalformedFile
 from ...regions import RedactionError
 from ...model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
-from ...tiff import jpegsegs
+from ...tiff import codecends, jpegsegs
 from ...tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ...tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
 from ...tiff.writer import ImageData, OutEntry, OutIfd
@@ -410,6 +410,12 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
         if owners[k] not in kept:
             continue
         comp = ifd.value(259, 1)
+        if comp in codecends.CHECKED:
+            data = image_data(ifd, tf.byteorder)
+            if data is not None:
+                codecends.check_tails(tf.path, ifd.path, comp, data.src_offsets, data.src_counts,
+                                      uncompressed_sizes(ifd, len(data.src_counts)) if comp == codecends.NONE else None)
+            continue
         if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
             continue
         data = image_data(ifd, tf.byteorder)
@@ -422,6 +428,22 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
         except MalformedFile as exc:
             raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
+
+
+def uncompressed_sizes(ifd, n: int) -> np.ndarray:
+    """Bytes of pixels in each of the ``n`` uncompressed tiles/strips of ``ifd`` (planes apart when
+    PlanarConfiguration is 2); the last strip of a plane may be shorter."""
+    width, height = int(ifd.value(256, 0)), int(ifd.value(257, 0))
+    spp = int(ifd.value(277, 1))
+    bps = max(int(b) for b in ifd.values(258)) if ifd.has(258) else 1
+    per_pixel = (1 if int(ifd.value(284, 1)) == 2 else spp) * bps
+    if ifd.has(322):
+        tw, tl = int(ifd.value(322)), int(ifd.value(323, 0))
+        return np.full(n, ((tw * per_pixel + 7) // 8) * tl, np.int64)
+    rps = min(int(ifd.value(278, height) or height), height) or 1
+    per_plane = max(1, -(-height // rps))
+    rows = np.array([min(rps, height - (i % per_plane) * rps) for i in range(n)], np.int64)
+    return rows * ((width * per_pixel + 7) // 8)
 
 
 def inventory_notes(tf: TiffFile) -> list[str]:

@@ -1,0 +1,110 @@
+"""Where a non-JPEG tile or strip ends: nothing may follow its data inside its byte count.
+
+Uncompressed, LZW and Deflate tiles of kept images are copied verbatim
+(there is nothing to reduce, unlike the JPEG segments of ``jpegsegs``), and
+the residual scan leaves image data out. Bytes a writer put after the data
+inside a tile's byte count (past the pixels of an uncompressed tile, after
+an LZW EOI code, after the end of a zlib stream) are read by no decoder and
+would reach the output unexamined: a name typed there was published (found
+by the planted-PHI matrix). Such a tile is refused unless the extra bytes
+are all zero (padding carries nothing). Checked per tile as it is read;
+memory stays flat (one tile at a time).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..errors import MalformedFile
+
+NONE, LZW, DEFLATE, ADOBE_DEFLATE = 1, 5, 32946, 8
+CHECKED = (NONE, LZW, DEFLATE, ADOBE_DEFLATE)
+
+
+def _lzw_widths() -> np.ndarray:
+    """Bit width of the k-th code after a Clear (TIFF LZW, libtiff's early change)."""
+    k = np.arange(4096)
+    free = 258 + np.maximum(k - 1, 0)  # table size before the k-th code is read
+    return np.where(free < 511, 9, np.where(free < 1023, 10, np.where(free < 2047, 11, 12))).astype(np.int64)
+
+
+_WIDTHS = _lzw_widths()
+_STARTS = np.concatenate([[0], np.cumsum(_WIDTHS)[:-1]])
+
+
+def lzw_end(raw: bytes) -> int | None:
+    """Byte length of the LZW stream up to and including its EOI code, or None when it has none.
+
+    Between two Clear codes each code's width is fixed by its index, so the
+    codes of a run are read at once (numpy, from a window of at most 6 kB);
+    a run ends at a Clear (a new run starts after it) or at the EOI."""
+    pos = 0
+    total = len(raw) * 8
+    while True:
+        first = pos // 8
+        bits = np.unpackbits(np.frombuffer(raw[first:first + 6200], np.uint8))
+        starts = (pos - first * 8) + _STARTS
+        ok = starts + _WIDTHS <= len(bits)
+        if not ok.any():
+            return None
+        starts, widths = starts[ok], _WIDTHS[ok]
+        codes = np.zeros(len(starts), np.int64)
+        for w in (9, 10, 11, 12):
+            sel = widths == w
+            if sel.any():
+                idx = starts[sel][:, None] + np.arange(w)[None, :]
+                codes[sel] = bits[idx].astype(np.int64) @ (1 << (w - 1 - np.arange(w)))
+        special = np.nonzero((codes == 256) | (codes == 257))[0]
+        if not len(special):
+            return None
+        j = int(special[0])
+        end = first * 8 + int(starts[j] + widths[j])
+        if codes[j] == 257:
+            return (end + 7) // 8
+        if end >= total:
+            return None
+        pos = end  # a Clear: widths start again at 9
+
+
+def deflate_end(raw: bytes) -> int | None:
+    d = zlib.decompressobj()
+    try:
+        while True:
+            d.decompress(raw, 1 << 20)
+            if d.eof or not d.unconsumed_tail:
+                break
+            raw = d.unconsumed_tail
+    except zlib.error:
+        return None  # not ours to judge: the readers check decides whether the image decodes
+    return len(raw) - len(d.unused_data) if d.eof else None
+
+
+def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: np.ndarray,
+                expected: np.ndarray | None) -> None:
+    """Refuse (MalformedFile) a tile/strip with non-zero bytes after its data. ``expected``: the
+    byte size of each uncompressed tile/strip (compression 1)."""
+    if comp == NONE and expected is not None:
+        over = np.nonzero(counts > expected)[0]
+        if not len(over):
+            return  # no read needed: every count is at most its pixels' size
+    else:
+        over = np.arange(len(counts))
+    with open(path, "rb") as fh:
+        for t in over:
+            if comp == NONE:  # only the bytes past the pixels are read
+                fh.seek(int(offsets[t]) + int(expected[t]))
+                if any(fh.read(int(counts[t] - expected[t]))):
+                    raise MalformedFile(f"{where}: uncompressed tile/strip {int(t)} holds "
+                                        f"{int(counts[t] - expected[t])} bytes after its pixels (hidden data; refused)")
+                continue
+            fh.seek(int(offsets[t]))
+            raw = fh.read(int(counts[t]))
+            if comp == LZW:
+                end = lzw_end(raw)
+            else:
+                end = deflate_end(raw)
+            if end is not None and any(raw[end:]):
+                raise MalformedFile(f"{where}: tile/strip {int(t)} holds {len(raw) - end} bytes after its image data "
+                                    "(hidden data; refused)")
