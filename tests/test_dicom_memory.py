@@ -20,24 +20,12 @@ import numpy as np
 import pydicom
 import pytest
 
+from test_stream_memory import CHILD  # the child that reports its own peak RSS
+
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_MB = 100  # the project's budget at any slide size
 GROWTH_MB = 20  # 16 frames (12 MB) against 144 (108 MB): noise, not data
 FRAME = 512
-
-CHILD = r"""
-import sys
-def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            sys.stderr.write("PEAK_KB %s\n" % line.split()[1])
-from wsideid.cli import main
-try:
-    code = main(sys.argv[1:])
-finally:
-    peak()
-sys.exit(code)
-"""
 
 BUILD = r"""
 import os, sys
@@ -107,3 +95,13 @@ def test_region_over_several_native_frames_is_verified(series, tmp_path):
     assert res["status"] == "published" and all(c["status"] in ("passed", "not-applicable") for c in res["checks"])
     assert _all_white(tmp_path / "o", 4)
 
+
+def test_region_over_every_native_frame_memory_does_not_grow(series, tmp_path):
+    peaks = {}
+    for side, folder in series.items():
+        full = side * FRAME
+        peaks[side], _ = _deid(folder, tmp_path / f"o{side}", f"0,0,{full},{full}")
+        assert _all_white(tmp_path / f"o{side}", side)  # every frame blanked white
+    print("peak RSS MB by frames across:", peaks)
+    assert max(peaks.values()) <= LIMIT_MB, peaks
+    assert peaks[12] - peaks[4] <= GROWTH_MB, peaks

@@ -30,6 +30,7 @@ import struct
 
 from ..model import FrameEdit, FrameEdits, Plan
 from ..regions import Box, RedactionError, scale_box
+from ..tiff.edits import EditStore
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
 from .source import Instance
 
@@ -170,7 +171,30 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" if len(data) % 2 else data
 
 
-def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit], reencode_j2k: bool = False,
+class Spilled:
+    """A blanked frame's new bytes, written to the instance's spill file (``tiff.edits.EditStore``,
+    the store the TIFF side keeps its edited tiles in) and read back when written or verified."""
+
+    __slots__ = ("store", "where", "offset", "size")
+
+    def __init__(self, store: EditStore, data: bytes):
+        self.store = store
+        self.where, self.offset, self.size = store.literal(data)
+
+    def read(self) -> bytes:
+        return self.store.read(self.where, self.offset, self.size)
+
+
+class InstanceFrames(dict):
+    """The edited frames of one instance (frame index -> FrameEdit or stream-rule frame), with the
+    store their new bytes are spilled to."""
+
+    def __init__(self, store: EditStore, frames: dict | None = None):
+        super().__init__(frames or {})
+        self.store = store
+
+
+def blank_instance(inst: Instance, box: Box, fill: str, out: InstanceFrames, reencode_j2k: bool = False,
                    reencoded: list[int] | None = None) -> int:
     """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited.
     ``reencoded`` collects the JPEG 2000 frames encoded anew (for the audit)."""
@@ -191,7 +215,7 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit
                 prior = out.get(idx)
                 frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
                 new = _blank_one(inst, kind, frame, local, full, fill)
-                out[idx] = FrameEdit(new, (prior.boxes if prior is not None else []) + [local], kind)
+                out[idx] = FrameEdit(Spilled(out.store, new), (prior.boxes if prior is not None else []) + [local], kind)
                 if kind == "j2k" and reencoded is not None and idx not in reencoded:
                     reencoded.append(idx)
                 n += 1
@@ -206,13 +230,18 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = 
     data = plan.inventory.container
     by_index = {i.index: i for i in data.source.instances}
     from .frames import rule_edits
+
+    def frames_of(inst: Instance) -> InstanceFrames:
+        got = edits.frames.get(inst.index)
+        return got if isinstance(got, InstanceFrames) else InstanceFrames(EditStore(inst.path), got)
+
     for d in plan.images:  # the stream rule first, on every kept (not regenerated) instance
         if d.action not in ("remove", "replace") and d.image.index in by_index:
             rule = rule_edits(by_index[d.image.index])
             if rule:
                 edits.frames[d.image.index] = rule
     for index, box in plan.macro_boxes:
-        frames = edits.frames.get(index, {})
+        frames = frames_of(by_index[index])
         blank_instance(by_index[index], box, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
         edits.frames[index] = frames
     if not regions:
@@ -229,7 +258,7 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = 
                                  "level-0 regions from")
         w0, h0 = max(matrix_size(v) for v in volumes)
         tw, th = matrix_size(inst)
-        frames: dict[int, FrameEdit] = edits.frames.get(inst.index, {})
+        frames = frames_of(inst)
         for region in regions:
             box = scale_box(region, tw / w0, th / h0, tw, th)
             if box is not None:
@@ -253,7 +282,7 @@ def bot_length(inst: Instance) -> int:
 
 def _frame_sizes(inst: Instance, frames: dict[int, FrameEdit]) -> list[int]:
     """Item value length of every frame in the output (edited: new bytes; others: source fragment)."""
-    return [(getattr(frames[k], "size", None) or len(frames[k].data)) if k in frames else n
+    return [frames[k].size if k in frames else n
             for k, (_, n) in enumerate(inst.span.fragments)]
 
 
@@ -307,7 +336,7 @@ def _write_native(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
     pos = inst.span.start
     for k in sorted(frames):
         off, n = native_frame_span(inst, k)
-        if len(frames[k].data) != n:
+        if frames[k].size != n:
             raise RedactionError(f"instance {inst.index}: a blanked native frame changed size")
         copy_range(inst.path, pos, off, fh)
         fh.write(frames[k].data)
