@@ -105,3 +105,28 @@ def test_region_over_every_native_frame_memory_does_not_grow(series, tmp_path):
     print("peak RSS MB by frames across:", peaks)
     assert max(peaks.values()) <= LIMIT_MB, peaks
     assert peaks[12] - peaks[4] <= GROWTH_MB, peaks
+
+
+def test_kept_instances_are_read_at_the_output_scan_limit(series):
+    """The residual stage reads a kept DICOM instance no larger than a kept TIFF image
+    (OUTPUT_SCAN_PIXELS, 4 MP: 2048 x 2048 becomes 1024 x 1024); a removed one, read before it
+    goes, keeps the larger MAX_SCAN_PIXELS. One reduction function for both formats."""
+    from wsideid.dicom.scanimage import instance_image
+    from wsideid.slide_scan import scan_images
+    from wsideid.tiff import pixels
+    path = str(next(series[4].glob("*.dcm")))
+    side = 4 * FRAME
+    assert side * side > pixels.OUTPUT_SCAN_PIXELS and side * side <= pixels.MAX_SCAN_PIXELS
+    assert instance_image(path, 0).size == (side, side)
+    with pixels.scan_limit(pixels.OUTPUT_SCAN_PIXELS):
+        assert instance_image(path, 0).size == (side // 2, side // 2)
+    seen = []
+
+    def reader(p, i):
+        img = instance_image(p, i)
+        seen.append(img.size)
+        return img
+    scan_images(path, [("thumbnail", 0)], "output", ocr=False, reader=reader)
+    scan_images(path, [("label", 0)], "source", ocr=False, reader=reader)
+    assert seen == [(side // 2, side // 2), (side, side)]
+    assert pixels.reduction_factor(2049, 1, 2048) == 2 and pixels.reduction_factor(2048, 1, 2048) == 1  # rounded up

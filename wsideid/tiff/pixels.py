@@ -46,10 +46,14 @@ def scan_limit(pixels: int):
         _LIMIT.reset(token)
 
 
-def _factor(w: int, h: int) -> int:
-    limit = min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS)
+def reduction_factor(w: int, h: int, limit: int | None = None) -> int:
+    """The power of two that brings a ``w`` x ``h`` image within the scan budget: the smallest of
+    ``limit``, the thread's ``scan_limit`` and MAX_SCAN_PIXELS. The reduced size is counted
+    rounded up, as the readers build it (every ``f``-th pixel from the first). One function for
+    every format's reader, so a kept DICOM instance is read no larger than a kept TIFF image."""
+    cap = min(x for x in (MAX_SCAN_PIXELS, limit, _LIMIT.get()) if x)
     f = 1
-    while (w // f) * (h // f) > limit:
+    while -(-w // f) * -(-h // f) > cap:
         f *= 2
     return f
 
@@ -202,7 +206,7 @@ def read_tiff_image(path: str, index: int):
             t.filehandle.seek(ifd.offset)
             page = tifffile.TiffPage(t, index=0)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
-        f = _factor(w, h)
+        f = reduction_factor(w, h)
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
