@@ -94,9 +94,8 @@ def _native_frames(fh: BinaryIO, offset: int, frames: int, rows: int, cols: int,
 def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
     """The whole image windowed to 8 bits (minimum to maximum), MONOCHROME1 inverted."""
     if img.dtype != np.uint8:
-        lo, hi = float(img.min()), float(img.max())
-        scaled = (img.astype(np.float32) - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(img.shape, np.float32)
-        img = scaled.clip(0, 255).astype(np.uint8)
+        from ..tiff.pixels import to_uint8
+        img = to_uint8(img, img.min().item(), img.max().item())  # in bands: no float copy of the image
     if photometric == "MONOCHROME1":
         img = 255 - img
     return img

@@ -58,11 +58,39 @@ def reduction_factor(w: int, h: int, limit: int | None = None) -> int:
     return f
 
 
+_BAND_VALUES = 1 << 20  # samples converted at a time: the wide intermediate is 8 MB, never the image
+
+
+def to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``arr`` mapped linearly from [lo, hi] to 0..255 (clipped, rounded down), a band of rows
+    at a time. Why in bands: the wide intermediate (int64, or float64 for float samples) of a
+    whole 16 MP 16-bit RGB image was ~380 MB; a band is 8 MB. Integer samples use integer
+    arithmetic, so no float copy is made of them at all."""
+    out = np.zeros(arr.shape, np.uint8)
+    if hi <= lo or not arr.size:
+        return out
+    exact = arr.dtype.kind in "iub" and arr.dtype.itemsize <= 4 and float(lo).is_integer() and float(hi).is_integer()
+    step = max(1, _BAND_VALUES // max(1, arr[0].size)) if arr.ndim > 1 else _BAND_VALUES
+    for a in range(0, arr.shape[0], step):
+        band = arr[a:a + step]
+        if exact:
+            v = band.astype(np.int64)
+            v -= int(lo)
+            np.clip(v, 0, int(hi - lo), out=v)
+            v *= 255
+            v //= int(hi - lo)
+        else:
+            v = (band.astype(np.float64) - lo) * (255.0 / (hi - lo))
+            np.clip(v, 0, 255, out=v)
+        out[a:a + step] = v
+    return out
+
+
 def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] > 3:
         arr = arr[..., :3]
     if arr.dtype != np.uint8:
-        arr = (arr / max(1, arr.max()) * 255).astype(np.uint8)
+        arr = to_uint8(arr, 0, max(1, arr.max().item()))
     return arr
 
 
