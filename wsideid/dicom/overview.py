@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..enums import ImageAction
 from ..errors import WsideidError
 from ..regions import Box, RedactionError
-from .source import Instance
+from .source import Instance, int_attr
 
 # Manufacturer words -> the vendor name ``locate_label`` has a default place for.
 VENDOR_WORDS = {"aperio": "aperio", "leica": "aperio", "hamamatsu": "hamamatsu"}
@@ -58,20 +58,13 @@ def _barcodes(inst: Instance) -> list:
         return []
     if img is None:
         return []
-    full = _int(inst.ds, "TotalPixelMatrixColumns", _int(inst.ds, "Columns"))
+    full = int_attr(inst.ds, "TotalPixelMatrixColumns", int_attr(inst.ds, "Columns"))
     scale = full / img.size[0] if img.size[0] else 1.0
     found = barcode_findings(img, "overview", [])
     if scale != 1.0:  # the detectors read a reduced copy: boxes back to overview pixels
         import dataclasses
         found = [dataclasses.replace(f, box=tuple(round(v * scale) for v in f.box)) for f in found]
     return found
-
-
-def _int(ds, keyword: str, default: int = 0) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return default
 
 
 def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:

@@ -25,7 +25,7 @@ from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision
 from ..profiles import Profile
 from .codes import CodeOp, CodeRules
 from .rules import DicomRules, Verdict
-from .source import DicomSource, Instance
+from .source import DicomSource, Instance, int_attr
 from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
 from .uids import UidMapper, is_registry_uid
 from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS, date_value,
@@ -515,10 +515,7 @@ def _image_info(inst: Instance) -> ImageInfo:
     ds = inst.ds
 
     def num(name: str, default: int = 0) -> int:
-        try:
-            return int(ds.get(name, default) or default)
-        except (TypeError, ValueError):
-            return default
+        return int_attr(ds, name, default)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     try:
         import pydicom.uid

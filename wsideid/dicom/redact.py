@@ -32,7 +32,7 @@ from ..model import FrameEdit, FrameEdits, Plan
 from ..regions import Box, RedactionError, scale_box
 from ..tiff.edits import EditStore
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
-from .source import Instance
+from .source import Instance, int_attr
 
 JPEG_BASELINE = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
 ROLES = ("level", "thumbnail")
@@ -47,18 +47,11 @@ J2K_REENCODE = {"1.2.840.10008.1.2.4.90": "JPEG 2000 (lossless only)", "1.2.840.
 NATIVE_MODELS = {"RGB": "RGB", "MONOCHROME2": "GRAY", "MONOCHROME1": "GRAY_INVERTED"}
 
 
-def _int(ds, keyword: str, default: int = 0) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return default
-
-
 def matrix_size(inst: Instance) -> tuple[int, int]:
     """(columns, rows) of the total pixel matrix (the frame size for single-frame images)."""
     ds = inst.ds
-    return (_int(ds, "TotalPixelMatrixColumns", _int(ds, "Columns")),
-            _int(ds, "TotalPixelMatrixRows", _int(ds, "Rows")))
+    return (int_attr(ds, "TotalPixelMatrixColumns", int_attr(ds, "Columns")),
+            int_attr(ds, "TotalPixelMatrixRows", int_attr(ds, "Rows")))
 
 
 def _refuse(inst: Instance, why: str) -> RedactionError:
@@ -74,8 +67,9 @@ def frame_kind(inst: Instance, reencode_j2k: bool = False) -> str:
         return "jpeg"
     uid = pydicom.uid.UID(ts)
     if ts and uid.is_transfer_syntax and not uid.is_compressed and not uid.is_deflated:
-        if _int(ds, "BitsAllocated", 8) != 8 or str(ds.get("PhotometricInterpretation", "")) not in NATIVE_MODELS:
-            raise _refuse(inst, f"native pixel data with {_int(ds, 'BitsAllocated', 8)} bits and "
+        bits = int_attr(ds, "BitsAllocated", 8)
+        if bits != 8 or str(ds.get("PhotometricInterpretation", "")) not in NATIVE_MODELS:
+            raise _refuse(inst, f"native pixel data with {bits} bits and "
                                 f"{ds.get('PhotometricInterpretation', '?')} samples (only 8-bit RGB or MONOCHROME)")
         return "native"
     if ts in J2K_REENCODE:
@@ -98,11 +92,11 @@ def frame_layout(inst: Instance, reencode_j2k: bool = False) -> tuple[int, int, 
     span = inst.span
     if span is None or (kind != "native") != span.encapsulated:
         raise _refuse(inst, "pixel data is not encapsulated" if kind != "native" else "native pixel data encapsulated")
-    if "ConcatenationUID" in ds or _int(ds, "ConcatenationFrameOffsetNumber"):
+    if "ConcatenationUID" in ds or int_attr(ds, "ConcatenationFrameOffsetNumber"):
         raise _refuse(inst, "the image is split over a concatenation")
-    frames = _int(ds, "NumberOfFrames", 1)
+    frames = int_attr(ds, "NumberOfFrames", 1)
     org = str(ds.get("DimensionOrganizationType", "") or "").upper()
-    cols, rows = _int(ds, "Columns"), _int(ds, "Rows")
+    cols, rows = int_attr(ds, "Columns"), int_attr(ds, "Rows")
     tw, th = matrix_size(inst)
     across, down = -(-tw // cols) if cols else 0, -(-th // rows) if rows else 0
     if org == "TILED_SPARSE" or (org != "TILED_FULL" and frames > 1):
@@ -122,7 +116,8 @@ def frame_layout(inst: Instance, reencode_j2k: bool = False) -> tuple[int, int, 
 
 def native_frame_bytes(inst: Instance) -> int:
     ds = inst.ds
-    return _int(ds, "Rows") * _int(ds, "Columns") * _int(ds, "SamplesPerPixel", 1) * (_int(ds, "BitsAllocated", 8) // 8)
+    return (int_attr(ds, "Rows") * int_attr(ds, "Columns") * int_attr(ds, "SamplesPerPixel", 1)
+            * (int_attr(ds, "BitsAllocated", 8) // 8))
 
 
 def native_frame_span(inst: Instance, idx: int) -> tuple[int, int]:
@@ -147,11 +142,11 @@ def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, 
             return _pad(flat_tile(frame, fill) if full else blank_regions(frame, [local], fill))
         photometric = str(ds.get("PhotometricInterpretation", ""))
         if kind == "native":
-            shape = (_int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "SamplesPerPixel", 1))
+            shape = (int_attr(ds, "Rows"), int_attr(ds, "Columns"), int_attr(ds, "SamplesPerPixel", 1))
             values = fill_levels(fill, NATIVE_MODELS[photometric])
-            return blank_native(frame, shape, _int(ds, "PlanarConfiguration") == 1, [local], values)
+            return blank_native(frame, shape, int_attr(ds, "PlanarConfiguration") == 1, [local], values)
         model = "GRAY" if photometric == "MONOCHROME2" else "RGB"  # YBR_RCT/ICT: the decoder undoes the MCT
-        maxval = (1 << _int(ds, "BitsStored", 8)) - 1
+        maxval = (1 << int_attr(ds, "BitsStored", 8)) - 1
         new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, [local],
                               fill_levels(fill, model, maxval))
         return _pad(new)
@@ -201,7 +196,7 @@ def blank_instance(inst: Instance, box: Box, fill: str, out: InstanceFrames, ree
     cols, rows, across, down = frame_layout(inst, reencode_j2k)
     kind = frame_kind(inst, reencode_j2k)
     tw, th = matrix_size(inst)
-    frames_total = _int(inst.ds, "NumberOfFrames", 1)
+    frames_total = int_attr(inst.ds, "NumberOfFrames", 1)
     planes = frames_total // (across * down)  # focal planes x optical paths, each a full tiling
     x, y, bw, bh = box
     n = 0
