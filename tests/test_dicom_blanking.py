@@ -63,12 +63,12 @@ def aperio_series(tmp_path_factory) -> Path:
     return folder
 
 
-def _variant(src: Path, dst: Path, change) -> Path:
-    """A copy of the series whose OVERVIEW instance is rewritten by ``change(ds, rgb)``."""
+def _variant(src: Path, dst: Path, change, flavor: str = "OVERVIEW") -> Path:
+    """A copy of the series whose OVERVIEW (or ``flavor``) instance is rewritten by ``change(ds, rgb)``."""
     shutil.copytree(src, dst)
     for f in dst.glob("*.dcm"):
         ds = pydicom.dcmread(f)
-        if _flavor(ds) == "OVERVIEW":
+        if _flavor(ds) == flavor:
             change(ds, _pixels(ds))
             ds.save_as(f, enforce_file_format=True)
     return dst
@@ -168,6 +168,28 @@ def test_j2k_overview_needs_reencode_then_is_blanked_exactly(aperio_series, tmp_
     want = src.copy()
     want[y:y + h, x:x + w] = 255
     assert np.array_equal(out, want)
+
+
+def test_j2k_frame_reencoded_once_for_all_its_boxes(aperio_series, tmp_path, monkeypatch):
+    """Two regions on the one frame of a JPEG 2000 thumbnail: the frame is decoded and encoded
+    once, with both boxes (it was re-encoded once per box), and equals the source with both filled."""
+    from wsideid.jpeg import reencode
+    calls = []
+    real = reencode.reencode_j2k
+    monkeypatch.setattr(reencode, "reencode_j2k",
+                        lambda cs, boxes, values: calls.append(list(boxes)) or real(cs, boxes, values))
+    folder = _variant(aperio_series, tmp_path / "j2k", _as_j2k, "THUMBNAIL")
+    out = tmp_path / "out"
+    out.mkdir()
+    regions = [(0, 0, 100, 100), (400, 300, 200, 100)]  # level 0 is 1024 x 768, the thumbnail 256 x 192
+    res = deidentify(folder, out, options(new_id="OV-2", regions=regions, detect="off", reencode_j2k=True))
+    assert res.report.ok
+    assert calls == [[(0, 0, 25, 25), (100, 75, 50, 25)]]
+    thumb = lambda fs: next(read(f) for f in fs if _flavor(read(f)) == "THUMBNAIL")  # noqa: E731
+    want = _pixels(thumb(folder.glob("*.dcm"))).copy()
+    for x, y, w, h in calls[0]:
+        want[y:y + h, x:x + w] = 255
+    assert np.array_equal(_pixels(thumb(output_files(res))), want)
 
 
 def test_verifier_catches_an_overview_left_unblanked(aperio_series, tmp_path, monkeypatch):

@@ -130,8 +130,9 @@ def _frame_span(inst: Instance, idx: int, kind: str) -> tuple[int, int]:
     return native_frame_span(inst, idx) if kind == "native" else inst.span.fragments[idx]
 
 
-def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, fill: str) -> bytes:
-    """One frame with ``local`` blanked, by the frame's own lossless route."""
+def _blank_one(inst: Instance, kind: str, frame: bytes, local: list[Box], full: bool, fill: str) -> bytes:
+    """One frame with every box of ``local`` blanked at once, by the frame's own lossless route
+    (a JPEG 2000 frame is decoded and encoded once, whatever the number of boxes on it)."""
     from ..jpeg import JpegBlankingError, blank_regions, flat_tile
     from ..jpeg.reencode import ReencodeError, blank_native, fill_levels, reencode_j2k
     ds = inst.ds
@@ -139,15 +140,15 @@ def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, 
         if kind == "jpeg":
             if frame.endswith(b"\xff\xd9\0"):
                 frame = frame[:-1]  # the item's padding (PS3.5 A.4), added again after the edit
-            return _pad(flat_tile(frame, fill) if full else blank_regions(frame, [local], fill))
+            return _pad(flat_tile(frame, fill) if full else blank_regions(frame, local, fill))
         photometric = str(ds.get("PhotometricInterpretation", ""))
         if kind == "native":
             shape = (int_attr(ds, "Rows"), int_attr(ds, "Columns"), int_attr(ds, "SamplesPerPixel", 1))
             values = fill_levels(fill, NATIVE_MODELS[photometric])
-            return blank_native(frame, shape, int_attr(ds, "PlanarConfiguration") == 1, [local], values)
+            return blank_native(frame, shape, int_attr(ds, "PlanarConfiguration") == 1, local, values)
         model = "GRAY" if photometric == "MONOCHROME2" else "RGB"  # YBR_RCT/ICT: the decoder undoes the MCT
         maxval = (1 << int_attr(ds, "BitsStored", 8)) - 1
-        new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, [local],
+        new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, local,
                               fill_levels(fill, model, maxval))
         return _pad(new)
     except (JpegBlankingError, ReencodeError) as exc:
@@ -189,32 +190,36 @@ class InstanceFrames(dict):
         self.store = store
 
 
-def blank_instance(inst: Instance, box: Box, fill: str, out: InstanceFrames, reencode_j2k: bool = False,
+def blank_instance(inst: Instance, boxes: list[Box], fill: str, out: InstanceFrames, reencode_j2k: bool = False,
                    reencoded: list[int] | None = None) -> int:
-    """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited.
-    ``reencoded`` collects the JPEG 2000 frames encoded anew (for the audit)."""
+    """Blank ``boxes`` (pixels of this instance's total matrix) in every frame they touch, each
+    frame once with all of its boxes; returns frames edited. ``reencoded`` collects the JPEG 2000
+    frames encoded anew (for the audit)."""
     cols, rows, across, down = frame_layout(inst, reencode_j2k)
     kind = frame_kind(inst, reencode_j2k)
     tw, th = matrix_size(inst)
     frames_total = int_attr(inst.ds, "NumberOfFrames", 1)
     planes = frames_total // (across * down)  # focal planes x optical paths, each a full tiling
-    x, y, bw, bh = box
-    n = 0
-    for r in range(y // rows, min(down, -(-(y + bh) // rows))):
-        for c in range(x // cols, min(across, -(-(x + bw) // cols))):
-            lx, ly = x - c * cols, y - r * rows
-            local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
-            full = local[:2] == (0, 0) and local[2] >= min(cols, tw - c * cols) and local[3] >= min(rows, th - r * rows)
-            for p in range(planes):
-                idx = (p * down + r) * across + c
-                prior = out.get(idx)
-                frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
-                new = _blank_one(inst, kind, frame, local, full, fill)
-                out[idx] = FrameEdit(Spilled(out.store, new), (prior.boxes if prior is not None else []) + [local], kind)
-                if kind == "j2k" and reencoded is not None and idx not in reencoded:
-                    reencoded.append(idx)
-                n += 1
-    return n
+    touched: dict[int, tuple[list[Box], list[bool]]] = {}  # frame -> its local boxes, whether one covers it
+    for x, y, bw, bh in boxes:
+        for r in range(y // rows, min(down, -(-(y + bh) // rows))):
+            for c in range(x // cols, min(across, -(-(x + bw) // cols))):
+                lx, ly = x - c * cols, y - r * rows
+                local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
+                full = local[:2] == (0, 0) and local[2] >= min(cols, tw - c * cols) and \
+                    local[3] >= min(rows, th - r * rows)
+                for p in range(planes):
+                    locals_, covered = touched.setdefault((p * down + r) * across + c, ([], [False]))
+                    locals_.append(local)
+                    covered[0] = covered[0] or full
+    for idx, (locals_, covered) in sorted(touched.items()):
+        prior = out.get(idx)
+        frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
+        new = _blank_one(inst, kind, frame, locals_, covered[0], fill)
+        out[idx] = FrameEdit(Spilled(out.store, new), (prior.boxes if prior is not None else []) + locals_, kind)
+        if kind == "j2k" and reencoded is not None and idx not in reencoded:
+            reencoded.append(idx)
+    return len(touched)
 
 
 def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = False) -> FrameEdits:
@@ -235,31 +240,28 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = 
             rule = rule_edits(by_index[d.image.index])
             if rule:
                 edits.frames[d.image.index] = rule
+    boxes: dict[int, list[Box]] = {}  # instance -> every box blanked in it (each frame edited once)
     for index, box in plan.macro_boxes:
+        boxes.setdefault(index, []).append(box)
+    if regions:
+        kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
+        targets = [i for i in kept if i.role in ROLES]
+        if not targets:
+            raise RedactionError("the slide keeps no VOLUME or THUMBNAIL instance to blank regions in")
+        for inst in targets:
+            volumes = [i for i in data.source.instances if i.role == "level" and i.study_series == inst.study_series]
+            if not volumes:
+                raise RedactionError(f"instance {inst.index} ({inst.role}): no VOLUME instance in its series to map "
+                                     "level-0 regions from")
+            w0, h0 = max(matrix_size(v) for v in volumes)
+            tw, th = matrix_size(inst)
+            scaled = [scale_box(region, tw / w0, th / h0, tw, th) for region in regions]
+            boxes.setdefault(inst.index, []).extend(b for b in scaled if b is not None)
+    for index, these in boxes.items():
         frames = frames_of(by_index[index])
-        blank_instance(by_index[index], box, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
-        edits.frames[index] = frames
-    if not regions:
-        _drop_empty(edits)
-        return edits
-    kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
-    targets = [i for i in kept if i.role in ROLES]
-    if not targets:
-        raise RedactionError("the slide keeps no VOLUME or THUMBNAIL instance to blank regions in")
-    for inst in targets:
-        volumes = [i for i in data.source.instances if i.role == "level" and i.study_series == inst.study_series]
-        if not volumes:
-            raise RedactionError(f"instance {inst.index} ({inst.role}): no VOLUME instance in its series to map "
-                                 "level-0 regions from")
-        w0, h0 = max(matrix_size(v) for v in volumes)
-        tw, th = matrix_size(inst)
-        frames = frames_of(inst)
-        for region in regions:
-            box = scale_box(region, tw / w0, th / h0, tw, th)
-            if box is not None:
-                blank_instance(inst, box, fill, frames, reencode_j2k, edits.reencoded.setdefault(inst.index, []))
+        blank_instance(by_index[index], these, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
         if frames:
-            edits.frames[inst.index] = frames
+            edits.frames[index] = frames
     _drop_empty(edits)
     return edits
 
