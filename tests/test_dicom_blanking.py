@@ -124,6 +124,21 @@ def test_overview_kept_with_its_label_blanked(aperio_series, tmp_path):
     assert audit["options"]["overview_label_blanked"] == {str(index): [x, y, w, h]}
 
 
+def test_overview_barcodes_decoded_once_per_image(aperio_series, tmp_path, monkeypatch):
+    """The source overview's codes are decoded once, to place its label, and handed to the source
+    scan (they were decoded again there); the blanked output overview is a different image and is
+    decoded by the residual scan. The source scan still reports the code it did not decode."""
+    from wsideid.detect import barcodes
+    calls = []
+    real = barcodes.read_barcodes
+    monkeypatch.setattr(barcodes, "read_barcodes", lambda image, **kw: calls.append(image.size) or real(image, **kw))
+    res = _run(aperio_series, tmp_path / "out", detect="all", ocr=False)
+    assert res.status == "published" and res.report.ok
+    assert calls.count((1200, 400)) == 2, calls  # the source overview once, the blanked output once
+    scan = next(s for s in res.scans if s.role == "overview" and s.stage == "source")
+    assert [f.kind for f in scan.result.findings] == ["barcode"] and scan.result.has_phi
+
+
 def test_unknown_vendor_removes_the_overview_and_says_why(aperio_series, tmp_path):
     folder = _variant(aperio_series, tmp_path / "unknown", lambda ds, rgb: setattr(ds, "Manufacturer", "Acme"))
     for f in folder.glob("*.dcm"):  # every instance: a series has one Manufacturer

@@ -27,8 +27,10 @@ def overview_vendor(inst: Instance) -> str | None:
     return next((v for word, v in VENDOR_WORDS.items() if word in maker), None)
 
 
-def label_box(inst: Instance) -> Box | None:
-    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown)."""
+def label_box(inst: Instance, decoded: dict | None = None) -> Box | None:
+    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown).
+    ``decoded`` collects the codes decoded on it (``detect.barcodes.Decoded`` by instance index),
+    so the source scan of the same pixels does not decode them again."""
     from ..detect.findings import union_box
     from ..detect.label_location import locate_label
     from .redact import matrix_size
@@ -38,7 +40,8 @@ def label_box(inst: Instance) -> Box | None:
     size = matrix_size(inst)
     # The vendor's default place is always blanked: a barcode read elsewhere (a sticker, a false
     # decode) grows the box, it never moves it off the label.
-    found = [b for b in (locate_label(size, vendor, None, []), locate_label(size, vendor, None, _barcodes(inst)))
+    codes = _barcodes(inst, decoded if decoded is not None else {})
+    found = [b for b in (locate_label(size, vendor, None, []), locate_label(size, vendor, None, codes))
              if b is not None]
     if not found:
         return None
@@ -47,9 +50,11 @@ def label_box(inst: Instance) -> Box | None:
     return (x1, y1, x2 - x1, y2 - y1) if x2 > x1 and y2 > y1 else None
 
 
-def _barcodes(inst: Instance) -> list:
+def _barcodes(inst: Instance, decoded: dict) -> list:
     """Barcodes decoded on the overview (the label's own, which grow the vendor's default box);
-    an overview that does not decode gives none (the default box alone)."""
+    an overview that does not decode gives none (the default box alone). The codes, in the
+    image's pixels, go to ``decoded[inst.index]``."""
+    from ..detect import barcodes
     from ..detect.scan import barcode_findings
     from .scanimage import instance_image
     try:
@@ -60,7 +65,9 @@ def _barcodes(inst: Instance) -> list:
         return []
     full = int_attr(inst.ds, "TotalPixelMatrixColumns", int_attr(inst.ds, "Columns"))
     scale = full / img.size[0] if img.size[0] else 1.0
-    found = barcode_findings(img, "overview", [])
+    hits = tuple(barcodes.read_barcodes(img))
+    decoded[inst.index] = barcodes.Decoded(img.size, hits)
+    found = barcode_findings(img, "overview", [], decoded=decoded[inst.index])
     if scale != 1.0:  # the detectors read a reduced copy: boxes back to overview pixels
         import dataclasses
         found = [dataclasses.replace(f, box=tuple(round(v * scale) for v in f.box)) for f in found]
@@ -78,7 +85,7 @@ def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
             continue
         inst = by_index[d.image.index]
         d.rule = "--macro blank-label"
-        box = label_box(inst)
+        box = label_box(inst, plan.inventory.container.overview_barcodes)
         if box is None:
             why = ("label location unknown" if overview_vendor(inst) else
                    "label location unknown: no vendor layout for this Manufacturer")

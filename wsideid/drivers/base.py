@@ -40,12 +40,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..checks import VerifyReport
 from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
+
+if TYPE_CHECKING:
+    from ..detect.barcodes import Decoded
 
 
 class Container(enum.Enum):
@@ -97,6 +100,7 @@ class ImageRef:
     role: str
     index: int
     read: Callable[[], Any]
+    decoded: Decoded | None = None  # codes the plan decoded on these very pixels (not decoded again)
 
 
 class Driver(Protocol):
