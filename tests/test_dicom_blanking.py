@@ -139,15 +139,51 @@ def test_overview_barcodes_decoded_once_per_image(aperio_series, tmp_path, monke
     assert [f.kind for f in scan.result.findings] == ["barcode"] and scan.result.has_phi
 
 
-def test_unknown_vendor_removes_the_overview_and_says_why(aperio_series, tmp_path):
-    folder = _variant(aperio_series, tmp_path / "unknown", lambda ds, rgb: setattr(ds, "Manufacturer", "Acme"))
+@pytest.mark.parametrize("maker", ["Acme", "Aperiodic Imaging", "Leica Microsystems", "Not Hamamatsu"])
+def test_unknown_vendor_removes_the_overview_and_says_why(aperio_series, tmp_path, maker):
+    """Manufacturer is matched as a whole name (normalised), not as a substring: a maker whose
+    name holds a known vendor's word was taken for Aperio's or Hamamatsu's layout; removed now."""
+    folder = tmp_path / "maker"
+    shutil.copytree(aperio_series, folder)
     for f in folder.glob("*.dcm"):  # every instance: a series has one Manufacturer
         ds = pydicom.dcmread(f)
-        ds.Manufacturer = "Acme"
+        ds.Manufacturer = maker
         ds.save_as(f)
     res = _run(folder, tmp_path / "out", detect="off")
     d = next(d for d in res.plan.images if d.image.role == "overview")
     assert d.action == "remove" and "no vendor layout for this Manufacturer" in d.rule
+    assert "OVERVIEW" not in {_flavor(read(f)) for f in output_files(res)}
+
+
+@pytest.mark.parametrize("maker", ["Leica Biosystems", "HAMAMATSU PHOTONICS K.K.", " aperio "])
+def test_vendor_names_normalised(maker):
+    from types import SimpleNamespace
+
+    from wsideid.dicom.overview import overview_vendor
+    ds = pydicom.Dataset()
+    ds.Manufacturer = maker
+    assert overview_vendor(SimpleNamespace(ds=ds)) == ("hamamatsu" if "HAMA" in maker else "aperio")
+
+
+def _portrait(ds, rgb) -> None:
+    """The overview turned a quarter: 400 x 1200, not a slide overview's shape."""
+    turned = np.ascontiguousarray(np.rot90(rgb))
+    buf = io.BytesIO()
+    Image.fromarray(turned).save(buf, "JPEG", quality=90)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds.Rows, ds.Columns = turned.shape[:2]
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = turned.shape[:2]
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+
+
+def test_overview_not_shaped_like_one_is_removed_and_says_why(aperio_series, tmp_path):
+    """A known vendor's overview of another shape (here portrait) is not where its label place was
+    measured: removed (fail closed) with the shape in the reason, never blanked at a guessed place."""
+    folder = _variant(aperio_series, tmp_path / "portrait", _portrait)
+    res = _run(folder, tmp_path / "out", detect="off")
+    d = next(d for d in res.plan.images if d.image.role == "overview")
+    assert d.action == "remove" and "400x1200 px is not shaped like a slide overview" in d.rule, d.rule
+    assert not res.plan.macro_boxes
     assert "OVERVIEW" not in {_flavor(read(f)) for f in output_files(res)}
 
 

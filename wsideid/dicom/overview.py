@@ -17,25 +17,61 @@ from ..errors import WsideidError
 from ..regions import Box, RedactionError
 from .source import Instance, int_attr
 
-# Manufacturer words -> the vendor name ``locate_label`` has a default place for.
-VENDOR_WORDS = {"aperio": "aperio", "leica": "aperio", "hamamatsu": "hamamatsu"}
+# Manufacturer, normalised (``_normalised``) -> the vendor ``locate_label`` has a default place for.
+# Whole names only: a word inside another maker's name ("Aperiodic Imaging", "Leica Microsystems",
+# whose scanners lay out their overviews differently) is not the vendor.
+MANUFACTURERS = {
+    "aperio": "aperio", "aperio technologies": "aperio", "aperio technologies inc": "aperio",
+    "leica biosystems": "aperio", "leica biosystems imaging": "aperio", "leica biosystems imaging inc": "aperio",
+    "hamamatsu": "hamamatsu", "hamamatsu photonics": "hamamatsu", "hamamatsu photonics kk": "hamamatsu",
+}
+# A slide overview photographs the whole glass slide (75 x 25 mm): landscape, about 3:1 (the real
+# macros the vendor defaults were checked on: Aperio 1280 x 431, Hamamatsu 1188 x 408). Another
+# shape is not the picture the vendor's label place was measured on.
+ASPECT_RANGE = (2.4, 3.6)  # width / height
+MIN_HEIGHT = 64  # px: smaller is an icon, not an overview whose label could be placed
+MAX_WIDTH = 20_000  # px: larger is a scan of the slide, not its overview photo
+
+
+def _normalised(text: str) -> str:
+    """Lower case, "." and "," dropped, other punctuation and runs of spaces one space."""
+    import re
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower().replace(".", "").replace(",", "")).split())
 
 
 def overview_vendor(inst: Instance) -> str | None:
-    """The vendor whose overview layout applies, from Manufacturer; None when not known."""
-    maker = str(inst.ds.get("Manufacturer", "") or "").lower()
-    return next((v for word, v in VENDOR_WORDS.items() if word in maker), None)
+    """The vendor whose overview layout applies, from Manufacturer (the whole name); None when not known."""
+    return MANUFACTURERS.get(_normalised(str(inst.ds.get("Manufacturer", "") or "")))
+
+
+def shape_problem(size: tuple[int, int]) -> str | None:
+    """Why an image of ``size`` (w, h) is not shaped like a slide overview, or None."""
+    w, h = size
+    if h < MIN_HEIGHT or w > MAX_WIDTH or not ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1]:
+        return (f"{w}x{h} px is not shaped like a slide overview (landscape, width {ASPECT_RANGE[0]:g} to "
+                f"{ASPECT_RANGE[1]:g} times the height, at least {MIN_HEIGHT} px high)")
+    return None
+
+
+def placement_problem(inst: Instance) -> str | None:
+    """Why the label on this overview cannot be placed by its vendor's layout, or None: a
+    Manufacturer with no known layout, or an image not shaped like the overviews it was measured on."""
+    from .redact import matrix_size
+    if overview_vendor(inst) is None:
+        return "no vendor layout for this Manufacturer"
+    return shape_problem(matrix_size(inst))
 
 
 def label_box(inst: Instance, decoded: dict | None = None) -> Box | None:
-    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown).
+    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown, or the
+    overview is not one its vendor's layout applies to: ``placement_problem``).
     ``decoded`` collects the codes decoded on it (``detect.barcodes.Decoded`` by instance index),
     so the source scan of the same pixels does not decode them again."""
     from ..detect.findings import union_box
     from ..detect.label_location import locate_label
     from .redact import matrix_size
     vendor = overview_vendor(inst)
-    if vendor is None:
+    if vendor is None or placement_problem(inst) is not None:
         return None
     size = matrix_size(inst)
     # The vendor's default place is always blanked: a barcode read elsewhere (a sticker, a false
@@ -85,10 +121,10 @@ def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
             continue
         inst = by_index[d.image.index]
         d.rule = "--macro blank-label"
-        box = label_box(inst, plan.inventory.container.overview_barcodes)
+        why = placement_problem(inst)
+        box = None if why else label_box(inst, plan.inventory.container.overview_barcodes)
         if box is None:
-            why = ("label location unknown" if overview_vendor(inst) else
-                   "label location unknown: no vendor layout for this Manufacturer")
+            why = f"label location unknown: {why}" if why else "label location unknown"
             d.action, d.rule = ImageAction.REMOVE, f"{d.rule} ({why}: removed)"
             continue
         try:
