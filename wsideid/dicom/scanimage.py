@@ -103,14 +103,14 @@ def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
 
 def instance_image(path: str, index: int, limit: int | None = None):
     """The pixels of one DICOM instance (TILED_FULL frames assembled), reduced by a power of
-    two (``tiff.pixels.reduction_factor``, the TIFF readers' own) to at most ``limit`` pixels,
+    two (``tiff.pixels.scan_factor``, the TIFF readers' own) to at most ``limit`` pixels,
     the thread's ``scan_limit`` (kept images in the residual stage: OUTPUT_SCAN_PIXELS) and
     MAX_SCAN_PIXELS (removed images, read before they go), as an 8-bit PIL image."""
     import pydicom
     from PIL import Image
     from pydicom.encaps import generate_frames
 
-    from ..tiff.pixels import reduction_factor
+    from ..tiff.pixels import scan_factor
     try:
         ds = pydicom.dcmread(path, defer_size=1024)
         raw = ds.get_item(0x7FE00010, keep_deferred=True)
@@ -129,7 +129,7 @@ def instance_image(path: str, index: int, limit: int | None = None):
         tw, th = cols, rows
     across = max(1, -(-tw // cols))
     down = max(1, -(-th // rows))
-    f = reduction_factor(tw, th, limit)
+    f = scan_factor(tw, th, limit)
     fr, fc = -(-rows // f), -(-cols // f)
     out: np.ndarray | None = None
     syntax = str(ds.file_meta.TransferSyntaxUID)

@@ -46,12 +46,17 @@ def scan_limit(pixels: int):
         _LIMIT.reset(token)
 
 
-def reduction_factor(w: int, h: int, limit: int | None = None) -> int:
-    """The power of two that brings a ``w`` x ``h`` image within the scan budget: the smallest of
-    ``limit``, the thread's ``scan_limit`` and MAX_SCAN_PIXELS. The reduced size is counted
-    rounded up, as the readers build it (every ``f``-th pixel from the first). One function for
-    every format's reader, so a kept DICOM instance is read no larger than a kept TIFF image."""
-    cap = min(x for x in (MAX_SCAN_PIXELS, limit, _LIMIT.get()) if x)
+def scan_factor(w: int, h: int, limit: int | None = None) -> int:
+    """``reduction_factor`` at the thread's scan budget: the smallest of ``limit``, the thread's
+    ``scan_limit`` and MAX_SCAN_PIXELS. One function for every format's reader, so a kept DICOM
+    instance is read no larger than a kept TIFF image."""
+    return reduction_factor(w, h, min(x for x in (MAX_SCAN_PIXELS, limit, _LIMIT.get()) if x))
+
+
+def reduction_factor(w: int, h: int, limit: int) -> int:
+    """The power of two a ``w`` x ``h`` image is reduced by to hold at most ``limit`` pixels
+    (read as ``ceil(w / f)`` x ``ceil(h / f)``, as the readers build it: every ``f``-th pixel
+    from the first); ``level_cover`` predicts scan sizes with it."""
     f = 1
     while -(-w // f) * -(-h // f) > cap:
         f *= 2
@@ -172,11 +177,29 @@ def _jpeg_tile_scaled(raw: bytes, tables: bytes | None, photometric: int, size: 
 
 def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
     """A JPEG-tiled page decoded tile by tile at a reduced scale (see ``_jpeg_tile_scaled``)."""
-    tw, th = page.tilewidth, page.tilelength
     spp = page.samplesperpixel
     out = np.zeros((-(-h // f), -(-w // f)) + ((spp,) if spp > 1 else ()), dtype=np.uint8)
+    for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
+        out[y:y + part.shape[0], x:x + part.shape[1]] = part
+    return out
+
+
+def _reduced_jpeg_image(path: str, page, w: int, h: int, f: int):
+    """``_reduced_jpeg_tiles`` pasted straight into a PIL image: no array of the whole image
+    beside it (at 4 MP that array was 11 MB more at the read's peak, issue 14)."""
+    from PIL import Image
+    img = Image.new("L" if page.samplesperpixel == 1 else "RGB", (-(-w // f), -(-h // f)))
+    for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
+        img.paste(Image.fromarray(np.ascontiguousarray(part)), (x, y))
+    return img
+
+
+def _scaled_jpeg_parts(path: str, page, w: int, h: int, f: int):
+    """(y, x, pixels) of each tile decoded at 1/``f``, placed on the reduced grid and cut to it."""
+    tw, th = page.tilewidth, page.tilelength
     tables = page.jpegtables
     across = -(-w // tw)
+    ow, oh = -(-w // f), -(-h // f)
     with open(path, "rb", buffering=0) as fh:
         fd = fh.fileno()
         for i, (off, n) in enumerate(zip(page.dataoffsets, page.databytecounts)):
@@ -187,9 +210,9 @@ def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
                 raise WsideidError("image data ended early while reading a tile")
             part = _jpeg_tile_scaled(raw, tables, page.photometric, (tw, th), f)
             y, x = (i // across) * th // f, (i % across) * tw // f
-            part = part[: out.shape[0] - y, : out.shape[1] - x]
-            out[y:y + part.shape[0], x:x + part.shape[1]] = part
-    return out
+            part = part[: max(oh - y, 0), : max(ow - x, 0)]
+            if part.size:
+                yield y, x, part
 
 
 def _reduced_openslide(path: str, w: int, h: int, f: int) -> np.ndarray | None:
@@ -234,11 +257,11 @@ def read_tiff_image(path: str, index: int):
             t.filehandle.seek(ifd.offset)
             page = tifffile.TiffPage(t, index=0)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
-        f = reduction_factor(w, h)
+        f = scan_factor(w, h)
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
-            arr = _reduced_jpeg_tiles(path, page, w, h, f)
+            return _reduced_jpeg_image(path, page, w, h, f)
         elif page.is_tiled and (page.planarconfig == 1 or page.samplesperpixel == 1):
             arr = _reduced_tiles(page, w, h, f)
         else:
