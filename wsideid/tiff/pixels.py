@@ -58,7 +58,7 @@ def reduction_factor(w: int, h: int, limit: int) -> int:
     (read as ``ceil(w / f)`` x ``ceil(h / f)``, as the readers build it: every ``f``-th pixel
     from the first); ``level_cover`` predicts scan sizes with it."""
     f = 1
-    while -(-w // f) * -(-h // f) > cap:
+    while -(-w // f) * -(-h // f) > limit:
         f *= 2
     return f
 
