@@ -63,12 +63,12 @@ def aperio_series(tmp_path_factory) -> Path:
     return folder
 
 
-def _variant(src: Path, dst: Path, change) -> Path:
-    """A copy of the series whose OVERVIEW instance is rewritten by ``change(ds, rgb)``."""
+def _variant(src: Path, dst: Path, change, flavor: str = "OVERVIEW") -> Path:
+    """A copy of the series whose OVERVIEW (or ``flavor``) instance is rewritten by ``change(ds, rgb)``."""
     shutil.copytree(src, dst)
     for f in dst.glob("*.dcm"):
         ds = pydicom.dcmread(f)
-        if _flavor(ds) == "OVERVIEW":
+        if _flavor(ds) == flavor:
             change(ds, _pixels(ds))
             ds.save_as(f, enforce_file_format=True)
     return dst
@@ -124,15 +124,66 @@ def test_overview_kept_with_its_label_blanked(aperio_series, tmp_path):
     assert audit["options"]["overview_label_blanked"] == {str(index): [x, y, w, h]}
 
 
-def test_unknown_vendor_removes_the_overview_and_says_why(aperio_series, tmp_path):
-    folder = _variant(aperio_series, tmp_path / "unknown", lambda ds, rgb: setattr(ds, "Manufacturer", "Acme"))
+def test_overview_barcodes_decoded_once_per_image(aperio_series, tmp_path, monkeypatch):
+    """The source overview's codes are decoded once, to place its label, and handed to the source
+    scan (they were decoded again there); the blanked output overview is a different image and is
+    decoded by the residual scan. The source scan still reports the code it did not decode."""
+    from wsideid.detect import barcodes
+    calls = []
+    real = barcodes.read_barcodes
+    monkeypatch.setattr(barcodes, "read_barcodes", lambda image, **kw: calls.append(image.size) or real(image, **kw))
+    res = _run(aperio_series, tmp_path / "out", detect="all", ocr=False)
+    assert res.status == "published" and res.report.ok
+    assert calls.count((1200, 400)) == 2, calls  # the source overview once, the blanked output once
+    scan = next(s for s in res.scans if s.role == "overview" and s.stage == "source")
+    assert [f.kind for f in scan.result.findings] == ["barcode"] and scan.result.has_phi
+
+
+@pytest.mark.parametrize("maker", ["Acme", "Aperiodic Imaging", "Leica Microsystems", "Not Hamamatsu"])
+def test_unknown_vendor_removes_the_overview_and_says_why(aperio_series, tmp_path, maker):
+    """Manufacturer is matched as a whole name (normalised), not as a substring: a maker whose
+    name holds a known vendor's word was taken for Aperio's or Hamamatsu's layout; removed now."""
+    folder = tmp_path / "maker"
+    shutil.copytree(aperio_series, folder)
     for f in folder.glob("*.dcm"):  # every instance: a series has one Manufacturer
         ds = pydicom.dcmread(f)
-        ds.Manufacturer = "Acme"
+        ds.Manufacturer = maker
         ds.save_as(f)
     res = _run(folder, tmp_path / "out", detect="off")
     d = next(d for d in res.plan.images if d.image.role == "overview")
     assert d.action == "remove" and "no vendor layout for this Manufacturer" in d.rule
+    assert "OVERVIEW" not in {_flavor(read(f)) for f in output_files(res)}
+
+
+@pytest.mark.parametrize("maker", ["Leica Biosystems", "HAMAMATSU PHOTONICS K.K.", " aperio "])
+def test_vendor_names_normalised(maker):
+    from types import SimpleNamespace
+
+    from wsideid.dicom.overview import overview_vendor
+    ds = pydicom.Dataset()
+    ds.Manufacturer = maker
+    assert overview_vendor(SimpleNamespace(ds=ds)) == ("hamamatsu" if "HAMA" in maker else "aperio")
+
+
+def _portrait(ds, rgb) -> None:
+    """The overview turned a quarter: 400 x 1200, not a slide overview's shape."""
+    turned = np.ascontiguousarray(np.rot90(rgb))
+    buf = io.BytesIO()
+    Image.fromarray(turned).save(buf, "JPEG", quality=90)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds.Rows, ds.Columns = turned.shape[:2]
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = turned.shape[:2]
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+
+
+def test_overview_not_shaped_like_one_is_removed_and_says_why(aperio_series, tmp_path):
+    """A known vendor's overview of another shape (here portrait) is not where its label place was
+    measured: removed (fail closed) with the shape in the reason, never blanked at a guessed place."""
+    folder = _variant(aperio_series, tmp_path / "portrait", _portrait)
+    res = _run(folder, tmp_path / "out", detect="off")
+    d = next(d for d in res.plan.images if d.image.role == "overview")
+    assert d.action == "remove" and "400x1200 px is not shaped like a slide overview" in d.rule, d.rule
+    assert not res.plan.macro_boxes
     assert "OVERVIEW" not in {_flavor(read(f)) for f in output_files(res)}
 
 
@@ -168,6 +219,28 @@ def test_j2k_overview_needs_reencode_then_is_blanked_exactly(aperio_series, tmp_
     want = src.copy()
     want[y:y + h, x:x + w] = 255
     assert np.array_equal(out, want)
+
+
+def test_j2k_frame_reencoded_once_for_all_its_boxes(aperio_series, tmp_path, monkeypatch):
+    """Two regions on the one frame of a JPEG 2000 thumbnail: the frame is decoded and encoded
+    once, with both boxes (it was re-encoded once per box), and equals the source with both filled."""
+    from wsideid.jpeg import reencode
+    calls = []
+    real = reencode.reencode_j2k
+    monkeypatch.setattr(reencode, "reencode_j2k",
+                        lambda cs, boxes, values: calls.append(list(boxes)) or real(cs, boxes, values))
+    folder = _variant(aperio_series, tmp_path / "j2k", _as_j2k, "THUMBNAIL")
+    out = tmp_path / "out"
+    out.mkdir()
+    regions = [(0, 0, 100, 100), (400, 300, 200, 100)]  # level 0 is 1024 x 768, the thumbnail 256 x 192
+    res = deidentify(folder, out, options(new_id="OV-2", regions=regions, detect="off", reencode_j2k=True))
+    assert res.report.ok
+    assert calls == [[(0, 0, 25, 25), (100, 75, 50, 25)]]
+    thumb = lambda fs: next(read(f) for f in fs if _flavor(read(f)) == "THUMBNAIL")  # noqa: E731
+    want = _pixels(thumb(folder.glob("*.dcm"))).copy()
+    for x, y, w, h in calls[0]:
+        want[y:y + h, x:x + w] = 255
+    assert np.array_equal(_pixels(thumb(output_files(res))), want)
 
 
 def test_verifier_catches_an_overview_left_unblanked(aperio_series, tmp_path, monkeypatch):

@@ -299,3 +299,36 @@ def test_dates_shift_takes_each_slides_patient_as_its_subject(lab, tmp_path):
     dates = {n: {str(h.StudyDate) for h in _heads(out / mapping[lab["series"][n]]).values()} for n in "ABC"}
     assert dates["A"] == dates["B"] and len(dates["A"]) == 1 and dates["A"] != dates["C"]
     assert "20240314" not in dates["A"] | dates["C"]
+
+
+def test_manifest_rows_read_the_folder_once(lab, monkeypatch, tmp_path):
+    """Checking a manifest's rows and naming each row's slide read the folder's headers once (the
+    one bounded cache, ``dicom.slides.cached_slide_set``), not once per row; a changed folder is
+    read again; at most MAX_SLIDE_SETS folders are kept."""
+    from wsideid.batch.dicom_rows import check_dicom_rows, slide_content
+    from wsideid.batch.manifest import ManifestRow
+    from wsideid.dicom import slides
+    reads: list[str] = []
+    real_header = slides._grouping_header
+    monkeypatch.setattr(slides, "_grouping_header", lambda p, i: reads.append(p) or real_header(p, i))
+    monkeypatch.setattr(slides, "_SLIDE_SETS", {})
+    folder = tmp_path / "slides"
+    shutil.copytree(lab["folder"], folder)
+    files = len([f for f in folder.iterdir() if f.suffix == ".dcm"])
+    rows = [ManifestRow(k + 2, str(folder), "", series=lab["series"][name]) for k, name in enumerate("ABC" * 3)]
+    problems: list = []
+    kept = check_dicom_rows(rows, problems)
+    assert [r.row for r in kept] == [2, 3, 4] and len(problems) == 6  # rows 5.. name slides already named
+    named = [slide_content(r) for r in kept]
+    assert len(reads) == files  # every header once, for every row and every pseudonym
+    assert all(named) and len({tuple(n) for n in named}) == 3
+    assert named[0] == slides.slide_files(str(folder), lab["series"]["A"])
+    (folder / "orphan.dcm").unlink()  # the folder changed: read again
+    check_dicom_rows(rows[:1], [])
+    assert len(reads) == 2 * files - 1
+    for k in range(slides.MAX_SLIDE_SETS + 2):
+        one = tmp_path / f"one{k}"
+        one.mkdir()
+        shutil.copyfile(folder / "d0.dcm", one / "d0.dcm")
+        slides.cached_slide_set(str(one))
+    assert len(slides._SLIDE_SETS) == slides.MAX_SLIDE_SETS

@@ -298,10 +298,9 @@ def test_verifier_catches_a_native_frame_blanked_wrongly(tmp_path, monkeypatch):
     from wsideid.errors import VerificationFailed
     real = redact.blank_instance
 
-    def sloppy(inst, box, fill, out, reencode_j2k=False, reencoded=None):
-        x, y, w, h = box
-        return real(inst, (x, y, w + 1, h), fill, out, reencode_j2k, reencoded) if inst.role == "thumbnail" else \
-            real(inst, box, fill, out, reencode_j2k, reencoded)
+    def sloppy(inst, boxes, fill, out, reencode_j2k=False, reencoded=None):
+        wider = [(x, y, w + 1, h) for x, y, w, h in boxes]
+        return real(inst, wider if inst.role == "thumbnail" else boxes, fill, out, reencode_j2k, reencoded)
     folder = copy_into(tmp_path / "boxes", "openslide-python_boxes_0", "openslide-python_boxes_1")
     out = tmp_path / "out"
     out.mkdir()

@@ -11,7 +11,7 @@ import re
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 # Actions a profile can give a field.
 KEEP, REMOVE, REPLACE, DATE, TIME, DATETIME, TEXT = "keep", "remove", "replace", "date", "time", "datetime", "text"
@@ -151,15 +151,34 @@ class ImageDecision:
     rule: str = ""
 
 
-@dataclass
-class FrameEdit:
-    """One blanked frame of a DICOM instance: the edited JPEG stream (padded to even
-    length; native: the frame's bytes) and the frame-local boxes blanked in it (before MCU growth).
-    ``kind``: jpeg (coefficient domain), native (fill written), j2k (re-encoded reversibly)."""
+class StoredBytes(Protocol):
+    """New bytes kept outside memory (a spill file), read back on demand."""
 
-    data: bytes
+    size: int
+
+    def read(self) -> bytes: ...
+
+
+@dataclass(slots=True)
+class FrameEdit:
+    """One blanked frame of a DICOM instance: where its new bytes are kept (the edited JPEG
+    stream padded to even length; native: the frame's bytes) and the frame-local boxes blanked
+    in it (before MCU growth). ``kind``: jpeg (coefficient domain), native (fill written), j2k
+    (re-encoded reversibly). The bytes live in a spill file (``dicom.redact.Spilled``), not in
+    memory: a region over every frame of a level would otherwise hold the level."""
+
+    stored: StoredBytes
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     kind: str = "jpeg"
+
+    @property
+    def data(self) -> bytes:
+        """The frame's new bytes, read now (one frame at a time, never the image)."""
+        return self.stored.read()
+
+    @property
+    def size(self) -> int:
+        return self.stored.size
 
 
 @dataclass

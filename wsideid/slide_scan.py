@@ -69,8 +69,9 @@ def _every_slide(path: str) -> str | None:
 
 
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),
-                ocr: bool = True, reader=read_tiff_image) -> list[ImageScan]:
-    """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
+                ocr: bool = True, reader=read_tiff_image, decoded=None) -> list[ImageScan]:
+    """Scan each (role, index) image of ``path``; detector failures are recorded, not raised.
+    ``decoded``: codes already decoded on the (one) source image (``detect.barcodes.Decoded``)."""
     from .detect.residual import reduce_kept, scan_kept_work
     from .detect.scan import scan_image
     from .tiff.pixels import OUTPUT_SCAN_PIXELS, scan_limit
@@ -87,7 +88,7 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
                 img = None  # the read at full scan size goes before the detectors run (issue 14)
                 result = scan_kept_work(kept, role, identifiers, ocr=ocr)
             else:
-                result = scan_image(img, role, identifiers, ocr=ocr)
+                result = scan_image(img, role, identifiers, ocr=ocr, decoded=decoded)
             if role == "level":
                 # OCR on tissue reads texture as short "words" (a 0.26-confidence
                 # "LAST, FIRST" on CMU-1's 277x370 level); only flagged text read
@@ -117,7 +118,8 @@ def scan_refs(images: Sequence, stage: str, identifiers: Sequence[str], ocr: boo
         if ref.covered_by is not None:
             out.append(ImageScan(ref.role, ref.index, stage, None, covered_by=ref.covered_by))
             continue
-        out += scan_images("", [(ref.role, ref.index)], stage, identifiers, ocr, reader=lambda _p, _i, r=ref: r.read())
+        out += scan_images("", [(ref.role, ref.index)], stage, identifiers, ocr, reader=lambda _p, _i, r=ref: r.read(),
+                           decoded=ref.decoded)
     return out
 
 

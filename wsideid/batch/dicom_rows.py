@@ -18,20 +18,19 @@ from ..errors import WsideidError
 from .manifest import ManifestRow, RowProblem
 
 
-def _slides(path: str, cache: dict):
-    if path not in cache:
-        from ..dicom.slides import slide_set
-        try:
-            cache[path] = slide_set(path)
-        except WsideidError:
-            cache[path] = None
-    return cache[path]
+def _slides(path: str):
+    """The slides of a DICOM input (read once while unchanged: ``dicom.slides.cached_slide_set``),
+    None when it cannot be read (its job fails with the reason)."""
+    from ..dicom.slides import cached_slide_set
+    try:
+        return cached_slide_set(path)
+    except WsideidError:
+        return None
 
 
 def check_dicom_rows(rows: list[ManifestRow], problems: list[RowProblem]) -> list[ManifestRow]:
     """The rows whose slide is settled; the others become problems naming the slides found."""
     from ..sniff import is_dicom_input
-    cache: dict = {}
     owner: dict[tuple[str, str], int] = {}
     kept = []
     for r in rows:
@@ -41,7 +40,7 @@ def check_dicom_rows(rows: list[ManifestRow], problems: list[RowProblem]) -> lis
                 continue
             kept.append(r)
             continue
-        found = _slides(r.source, cache)
+        found = _slides(r.source)
         if found is None:
             kept.append(r)
             continue

@@ -94,27 +94,10 @@ def folder_kind(path: str) -> FolderKind:
 
 
 def _dicom_slides(path: str):
-    """The slides of a DICOM folder (``dicom.slides.SlideSet``), read once per run (again when
-    a file of the folder was added, removed or rewritten since)."""
-    key = (os.path.realpath(path), _state(path))
-    if key not in _SLIDE_SETS:
-        from ..dicom.slides import slide_set
-        if len(_SLIDE_SETS) >= _MAX_SLIDE_SETS:  # a long-lived worker must not grow with the folders it saw
-            _SLIDE_SETS.pop(next(iter(_SLIDE_SETS)))
-        _SLIDE_SETS[key] = slide_set(path)
-    return _SLIDE_SETS[key]
-
-
-_SLIDE_SETS: dict = {}
-_MAX_SLIDE_SETS = 8
-
-
-def _state(path: str) -> tuple:
-    if not os.path.isdir(path):
-        st = os.stat(path)
-        return ((st.st_size, st.st_mtime_ns),)
-    with os.scandir(path) as it:
-        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in it if e.is_file()))
+    """The slides of a DICOM folder (``dicom.slides.SlideSet``), read once while it is unchanged
+    (the one bounded cache, ``dicom.slides.cached_slide_set``)."""
+    from ..dicom.slides import cached_slide_set
+    return cached_slide_set(path)
 
 
 def is_slide_folder(path: str, series: str | None = None) -> bool:

@@ -61,6 +61,15 @@ class BarcodeHit:
     reader: str  # zxing | pyzbar
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """The codes already decoded on an image of ``size`` px (a DICOM overview's, read at plan
+    time to place its label): a scan of the same pixels takes them instead of decoding again."""
+
+    size: tuple[int, int]
+    hits: tuple[BarcodeHit, ...]
+
+
 Reader = Callable[[Image.Image, View], list[BarcodeHit]]
 
 

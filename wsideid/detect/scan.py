@@ -68,6 +68,7 @@ def scan_image(
     ocr: bool = True,
     ocr_region: Box | None = None,
     second_engine: bool = True,
+    decoded: barcodes.Decoded | None = None,
 ) -> ScanResult:
     """Decode barcodes, read text (if ``ocr``) and flag PHI on ``image``.
 
@@ -82,10 +83,11 @@ def scan_image(
     neither engine read becomes an ``unreadable-text`` finding. The same
     lines tell which way up the text runs, so tesseract probes two quarter
     turns instead of four.
+    ``decoded``: codes already decoded on this image (taken when its size matches, not decoded again).
     Raises OcrUnavailable when ``ocr`` is requested and tesseract is absent.
     """
     t0 = time.perf_counter()
-    findings = barcode_findings(image, role, identifiers)
+    findings = barcode_findings(image, role, identifiers, decoded=decoded)
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:
@@ -106,11 +108,14 @@ def scan_image(
     return ScanResult(role, image.size, findings, timings, ocr_ran=ocr)
 
 
-def barcode_findings(image: Image.Image, role: str, identifiers: Sequence[str], budget_s: float = 1.0
-                     ) -> list[Finding]:
-    """Every decoded barcode, flagged ``barcode`` whatever its payload."""
+def barcode_findings(image: Image.Image, role: str, identifiers: Sequence[str], budget_s: float = 1.0,
+                     decoded: barcodes.Decoded | None = None) -> list[Finding]:
+    """Every decoded barcode, flagged ``barcode`` whatever its payload (``decoded``: the codes
+    decoded on these pixels already, when its size is the image's)."""
     out = []
-    for hit in barcodes.read_barcodes(image, budget_s=budget_s):
+    hits = decoded.hits if decoded is not None and decoded.size == image.size else \
+        barcodes.read_barcodes(image, budget_s=budget_s)
+    for hit in hits:
         flags = classify_text(hit.value, identifiers)
         flags.append(PhiFlag("barcode", (0, len(hit.value)), f"decoded {hit.symbology} payload"))
         out.append(Finding(role, "barcode", hit.value, hit.box, 1.0, hit.symbology, hit.reader, flags))

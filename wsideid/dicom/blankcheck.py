@@ -16,22 +16,15 @@ import numpy as np
 
 from ..model import FrameEdits
 from .redact import NATIVE_MODELS, native_frame_bytes
-from .source import Instance
-
-
-def _int(ds, keyword: str, default: int = 0) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return default
+from .source import Instance, int_attr
 
 
 def _decode(raw: bytes, kind: str, inst: Instance) -> np.ndarray:
     ds = inst.ds
     if kind == "native":
-        rows, cols, spp = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "SamplesPerPixel", 1)
+        rows, cols, spp = int_attr(ds, "Rows"), int_attr(ds, "Columns"), int_attr(ds, "SamplesPerPixel", 1)
         arr = np.frombuffer(raw, np.uint8, count=rows * cols * spp)
-        return arr.reshape(spp, rows, cols).transpose(1, 2, 0) if _int(ds, "PlanarConfiguration") == 1 else \
+        return arr.reshape(spp, rows, cols).transpose(1, 2, 0) if int_attr(ds, "PlanarConfiguration") == 1 else \
             arr.reshape(rows, cols, spp)
     import imagecodecs
     return np.asarray(imagecodecs.jpeg2k_decode(raw))
@@ -43,7 +36,7 @@ def _values(kind: str, inst: Instance, fill: str) -> tuple[int, ...]:
     if kind == "native":
         return fill_levels(fill, NATIVE_MODELS[photometric])
     return fill_levels(fill, "GRAY" if photometric == "MONOCHROME2" else "RGB",
-                       (1 << _int(inst.ds, "BitsStored", 8)) - 1)
+                       (1 << int_attr(inst.ds, "BitsStored", 8)) - 1)
 
 
 def _frame(fd: int, inst: Instance, span, k: int, kind: str) -> bytes:

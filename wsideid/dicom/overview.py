@@ -15,30 +15,69 @@ from __future__ import annotations
 from ..enums import ImageAction
 from ..errors import WsideidError
 from ..regions import Box, RedactionError
-from .source import Instance
+from .source import Instance, int_attr
 
-# Manufacturer words -> the vendor name ``locate_label`` has a default place for.
-VENDOR_WORDS = {"aperio": "aperio", "leica": "aperio", "hamamatsu": "hamamatsu"}
+# Manufacturer, normalised (``_normalised``) -> the vendor ``locate_label`` has a default place for.
+# Whole names only: a word inside another maker's name ("Aperiodic Imaging", "Leica Microsystems",
+# whose scanners lay out their overviews differently) is not the vendor.
+MANUFACTURERS = {
+    "aperio": "aperio", "aperio technologies": "aperio", "aperio technologies inc": "aperio",
+    "leica biosystems": "aperio", "leica biosystems imaging": "aperio", "leica biosystems imaging inc": "aperio",
+    "hamamatsu": "hamamatsu", "hamamatsu photonics": "hamamatsu", "hamamatsu photonics kk": "hamamatsu",
+}
+# A slide overview photographs the whole glass slide (75 x 25 mm): landscape, about 3:1 (the real
+# macros the vendor defaults were checked on: Aperio 1280 x 431, Hamamatsu 1188 x 408). Another
+# shape is not the picture the vendor's label place was measured on.
+ASPECT_RANGE = (2.4, 3.6)  # width / height
+MIN_HEIGHT = 64  # px: smaller is an icon, not an overview whose label could be placed
+MAX_WIDTH = 20_000  # px: larger is a scan of the slide, not its overview photo
+
+
+def _normalised(text: str) -> str:
+    """Lower case, "." and "," dropped, other punctuation and runs of spaces one space."""
+    import re
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower().replace(".", "").replace(",", "")).split())
 
 
 def overview_vendor(inst: Instance) -> str | None:
-    """The vendor whose overview layout applies, from Manufacturer; None when not known."""
-    maker = str(inst.ds.get("Manufacturer", "") or "").lower()
-    return next((v for word, v in VENDOR_WORDS.items() if word in maker), None)
+    """The vendor whose overview layout applies, from Manufacturer (the whole name); None when not known."""
+    return MANUFACTURERS.get(_normalised(str(inst.ds.get("Manufacturer", "") or "")))
 
 
-def label_box(inst: Instance) -> Box | None:
-    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown)."""
+def shape_problem(size: tuple[int, int]) -> str | None:
+    """Why an image of ``size`` (w, h) is not shaped like a slide overview, or None."""
+    w, h = size
+    if h < MIN_HEIGHT or w > MAX_WIDTH or not ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1]:
+        return (f"{w}x{h} px is not shaped like a slide overview (landscape, width {ASPECT_RANGE[0]:g} to "
+                f"{ASPECT_RANGE[1]:g} times the height, at least {MIN_HEIGHT} px high)")
+    return None
+
+
+def placement_problem(inst: Instance) -> str | None:
+    """Why the label on this overview cannot be placed by its vendor's layout, or None: a
+    Manufacturer with no known layout, or an image not shaped like the overviews it was measured on."""
+    from .redact import matrix_size
+    if overview_vendor(inst) is None:
+        return "no vendor layout for this Manufacturer"
+    return shape_problem(matrix_size(inst))
+
+
+def label_box(inst: Instance, decoded: dict | None = None) -> Box | None:
+    """The label on this overview as (x, y, w, h) overview pixels, or None (unknown, or the
+    overview is not one its vendor's layout applies to: ``placement_problem``).
+    ``decoded`` collects the codes decoded on it (``detect.barcodes.Decoded`` by instance index),
+    so the source scan of the same pixels does not decode them again."""
     from ..detect.findings import union_box
     from ..detect.label_location import locate_label
     from .redact import matrix_size
     vendor = overview_vendor(inst)
-    if vendor is None:
+    if vendor is None or placement_problem(inst) is not None:
         return None
     size = matrix_size(inst)
     # The vendor's default place is always blanked: a barcode read elsewhere (a sticker, a false
     # decode) grows the box, it never moves it off the label.
-    found = [b for b in (locate_label(size, vendor, None, []), locate_label(size, vendor, None, _barcodes(inst)))
+    codes = _barcodes(inst, decoded if decoded is not None else {})
+    found = [b for b in (locate_label(size, vendor, None, []), locate_label(size, vendor, None, codes))
              if b is not None]
     if not found:
         return None
@@ -47,9 +86,11 @@ def label_box(inst: Instance) -> Box | None:
     return (x1, y1, x2 - x1, y2 - y1) if x2 > x1 and y2 > y1 else None
 
 
-def _barcodes(inst: Instance) -> list:
+def _barcodes(inst: Instance, decoded: dict) -> list:
     """Barcodes decoded on the overview (the label's own, which grow the vendor's default box);
-    an overview that does not decode gives none (the default box alone)."""
+    an overview that does not decode gives none (the default box alone). The codes, in the
+    image's pixels, go to ``decoded[inst.index]``."""
+    from ..detect import barcodes
     from ..detect.scan import barcode_findings
     from .scanimage import instance_image
     try:
@@ -58,20 +99,15 @@ def _barcodes(inst: Instance) -> list:
         return []
     if img is None:
         return []
-    full = _int(inst.ds, "TotalPixelMatrixColumns", _int(inst.ds, "Columns"))
+    full = int_attr(inst.ds, "TotalPixelMatrixColumns", int_attr(inst.ds, "Columns"))
     scale = full / img.size[0] if img.size[0] else 1.0
-    found = barcode_findings(img, "overview", [])
+    hits = tuple(barcodes.read_barcodes(img))
+    decoded[inst.index] = barcodes.Decoded(img.size, hits)
+    found = barcode_findings(img, "overview", [], decoded=decoded[inst.index])
     if scale != 1.0:  # the detectors read a reduced copy: boxes back to overview pixels
         import dataclasses
         found = [dataclasses.replace(f, box=tuple(round(v * scale) for v in f.box)) for f in found]
     return found
-
-
-def _int(ds, keyword: str, default: int = 0) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return default
 
 
 def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
@@ -85,10 +121,10 @@ def plan_overview_labels(plan, macro: str | None, reencode_j2k: bool) -> None:
             continue
         inst = by_index[d.image.index]
         d.rule = "--macro blank-label"
-        box = label_box(inst)
+        why = placement_problem(inst)
+        box = None if why else label_box(inst, plan.inventory.container.overview_barcodes)
         if box is None:
-            why = ("label location unknown" if overview_vendor(inst) else
-                   "label location unknown: no vendor layout for this Manufacturer")
+            why = f"label location unknown: {why}" if why else "label location unknown"
             d.action, d.rule = ImageAction.REMOVE, f"{d.rule} ({why}: removed)"
             continue
         try:

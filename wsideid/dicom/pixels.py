@@ -137,14 +137,14 @@ def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample:
 def _same_native(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, replaced: dict) -> bool:
     """Native pixel data with blanked frames: those frames hold the blanked bytes (frame k at
     k x frame length), every other byte is the source's."""
-    datas = {k: (v.data if hasattr(v, "data") else v) for k, v in replaced.items()}
-    n = len(next(iter(datas.values())))
+    sizes = {k: (v.size if hasattr(v, "data") else len(v)) for k, v in replaced.items()}
+    n = next(iter(sizes.values()))
     (oa, na), (ob, nb) = a.fragments[0], b.fragments[0]
-    if na != nb or any(len(d) != n for d in datas.values()):
+    if na != nb or any(m != n for m in sizes.values()):
         return False
     with open(a_path, "rb") as fa, open(b_path, "rb") as fb:
         pos = 0
-        for k in sorted(datas) + [None]:
+        for k in sorted(replaced) + [None]:
             stop = na if k is None else k * n
             while pos < stop:
                 step = min(COPY_CHUNK, stop - pos)
@@ -152,7 +152,8 @@ def _same_native(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, replaced:
                     return False
                 pos += step
             if k is not None:
-                if os.pread(fb.fileno(), n, ob + pos) != datas[k]:
+                want = replaced[k]  # a frame edit's bytes are read now, one frame at a time
+                if os.pread(fb.fileno(), n, ob + pos) != (want.data if hasattr(want, "data") else want):
                     return False
                 pos += n
     return True

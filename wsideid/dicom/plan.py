@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.dataelem import DataElement
@@ -25,11 +25,14 @@ from ..model import (DATE, DATETIME, KEEP, REMOVE, REPLACE, TEXT, TIME, Decision
 from ..profiles import Profile
 from .codes import CodeOp, CodeRules
 from .rules import DicomRules, Verdict
-from .source import DicomSource, Instance
+from .source import DicomSource, Instance, int_attr
 from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
 from .uids import UidMapper, is_registry_uid
 from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS, date_value,
                      dummy, empty, kind_for, parts, srgb_profile, text_valid, timezone_value, typed_valid)
+
+if TYPE_CHECKING:
+    from ..detect.barcodes import Decoded
 
 # VRs with a grammar: kept only when every value parses wholly as it.
 TYPED_VRS = NUMBER_STRING_VRS | BINARY_NUMBER_VRS | {"CS", "UI", "AS"}
@@ -70,6 +73,8 @@ class DicomPlanData:
     specimens: SpecimenIds | None = None
     structured: set[int] = field(default_factory=set)  # instances whose structured content was cleaned
     patient_id: str | None = None  # new PatientID from the subject (wsideid.pseudomaps); None: new_id or pseudonym
+    # overview -> the codes decoded on it to place its label (the source scan takes them, not decoding again)
+    overview_barcodes: dict[int, Decoded] = field(default_factory=dict)
 
 
 def tag_name(tag: int) -> str:
@@ -515,10 +520,7 @@ def _image_info(inst: Instance) -> ImageInfo:
     ds = inst.ds
 
     def num(name: str, default: int = 0) -> int:
-        try:
-            return int(ds.get(name, default) or default)
-        except (TypeError, ValueError):
-            return default
+        return int_attr(ds, name, default)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     try:
         import pydicom.uid

@@ -30,8 +30,9 @@ import struct
 
 from ..model import FrameEdit, FrameEdits, Plan
 from ..regions import Box, RedactionError, scale_box
+from ..tiff.edits import EditStore
 from .pixels import ITEM, SEQ_END, PixelSpan, copy_range
-from .source import Instance
+from .source import Instance, int_attr
 
 JPEG_BASELINE = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
 ROLES = ("level", "thumbnail")
@@ -46,18 +47,11 @@ J2K_REENCODE = {"1.2.840.10008.1.2.4.90": "JPEG 2000 (lossless only)", "1.2.840.
 NATIVE_MODELS = {"RGB": "RGB", "MONOCHROME2": "GRAY", "MONOCHROME1": "GRAY_INVERTED"}
 
 
-def _int(ds, keyword: str, default: int = 0) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return default
-
-
 def matrix_size(inst: Instance) -> tuple[int, int]:
     """(columns, rows) of the total pixel matrix (the frame size for single-frame images)."""
     ds = inst.ds
-    return (_int(ds, "TotalPixelMatrixColumns", _int(ds, "Columns")),
-            _int(ds, "TotalPixelMatrixRows", _int(ds, "Rows")))
+    return (int_attr(ds, "TotalPixelMatrixColumns", int_attr(ds, "Columns")),
+            int_attr(ds, "TotalPixelMatrixRows", int_attr(ds, "Rows")))
 
 
 def _refuse(inst: Instance, why: str) -> RedactionError:
@@ -73,8 +67,9 @@ def frame_kind(inst: Instance, reencode_j2k: bool = False) -> str:
         return "jpeg"
     uid = pydicom.uid.UID(ts)
     if ts and uid.is_transfer_syntax and not uid.is_compressed and not uid.is_deflated:
-        if _int(ds, "BitsAllocated", 8) != 8 or str(ds.get("PhotometricInterpretation", "")) not in NATIVE_MODELS:
-            raise _refuse(inst, f"native pixel data with {_int(ds, 'BitsAllocated', 8)} bits and "
+        bits = int_attr(ds, "BitsAllocated", 8)
+        if bits != 8 or str(ds.get("PhotometricInterpretation", "")) not in NATIVE_MODELS:
+            raise _refuse(inst, f"native pixel data with {bits} bits and "
                                 f"{ds.get('PhotometricInterpretation', '?')} samples (only 8-bit RGB or MONOCHROME)")
         return "native"
     if ts in J2K_REENCODE:
@@ -97,11 +92,11 @@ def frame_layout(inst: Instance, reencode_j2k: bool = False) -> tuple[int, int, 
     span = inst.span
     if span is None or (kind != "native") != span.encapsulated:
         raise _refuse(inst, "pixel data is not encapsulated" if kind != "native" else "native pixel data encapsulated")
-    if "ConcatenationUID" in ds or _int(ds, "ConcatenationFrameOffsetNumber"):
+    if "ConcatenationUID" in ds or int_attr(ds, "ConcatenationFrameOffsetNumber"):
         raise _refuse(inst, "the image is split over a concatenation")
-    frames = _int(ds, "NumberOfFrames", 1)
+    frames = int_attr(ds, "NumberOfFrames", 1)
     org = str(ds.get("DimensionOrganizationType", "") or "").upper()
-    cols, rows = _int(ds, "Columns"), _int(ds, "Rows")
+    cols, rows = int_attr(ds, "Columns"), int_attr(ds, "Rows")
     tw, th = matrix_size(inst)
     across, down = -(-tw // cols) if cols else 0, -(-th // rows) if rows else 0
     if org == "TILED_SPARSE" or (org != "TILED_FULL" and frames > 1):
@@ -121,7 +116,8 @@ def frame_layout(inst: Instance, reencode_j2k: bool = False) -> tuple[int, int, 
 
 def native_frame_bytes(inst: Instance) -> int:
     ds = inst.ds
-    return _int(ds, "Rows") * _int(ds, "Columns") * _int(ds, "SamplesPerPixel", 1) * (_int(ds, "BitsAllocated", 8) // 8)
+    return (int_attr(ds, "Rows") * int_attr(ds, "Columns") * int_attr(ds, "SamplesPerPixel", 1)
+            * (int_attr(ds, "BitsAllocated", 8) // 8))
 
 
 def native_frame_span(inst: Instance, idx: int) -> tuple[int, int]:
@@ -134,8 +130,9 @@ def _frame_span(inst: Instance, idx: int, kind: str) -> tuple[int, int]:
     return native_frame_span(inst, idx) if kind == "native" else inst.span.fragments[idx]
 
 
-def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, fill: str) -> bytes:
-    """One frame with ``local`` blanked, by the frame's own lossless route."""
+def _blank_one(inst: Instance, kind: str, frame: bytes, local: list[Box], full: bool, fill: str) -> bytes:
+    """One frame with every box of ``local`` blanked at once, by the frame's own lossless route
+    (a JPEG 2000 frame is decoded and encoded once, whatever the number of boxes on it)."""
     from ..jpeg import JpegBlankingError, blank_regions, flat_tile
     from ..jpeg.reencode import ReencodeError, blank_native, fill_levels, reencode_j2k
     ds = inst.ds
@@ -143,15 +140,15 @@ def _blank_one(inst: Instance, kind: str, frame: bytes, local: Box, full: bool, 
         if kind == "jpeg":
             if frame.endswith(b"\xff\xd9\0"):
                 frame = frame[:-1]  # the item's padding (PS3.5 A.4), added again after the edit
-            return _pad(flat_tile(frame, fill) if full else blank_regions(frame, [local], fill))
+            return _pad(flat_tile(frame, fill) if full else blank_regions(frame, local, fill))
         photometric = str(ds.get("PhotometricInterpretation", ""))
         if kind == "native":
-            shape = (_int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "SamplesPerPixel", 1))
+            shape = (int_attr(ds, "Rows"), int_attr(ds, "Columns"), int_attr(ds, "SamplesPerPixel", 1))
             values = fill_levels(fill, NATIVE_MODELS[photometric])
-            return blank_native(frame, shape, _int(ds, "PlanarConfiguration") == 1, [local], values)
+            return blank_native(frame, shape, int_attr(ds, "PlanarConfiguration") == 1, local, values)
         model = "GRAY" if photometric == "MONOCHROME2" else "RGB"  # YBR_RCT/ICT: the decoder undoes the MCT
-        maxval = (1 << _int(ds, "BitsStored", 8)) - 1
-        new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, [local],
+        maxval = (1 << int_attr(ds, "BitsStored", 8)) - 1
+        new, _ = reencode_j2k(frame.rstrip(b"\0") if frame.endswith(b"\xff\xd9\0") else frame, local,
                               fill_levels(fill, model, maxval))
         return _pad(new)
     except (JpegBlankingError, ReencodeError) as exc:
@@ -170,32 +167,59 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" if len(data) % 2 else data
 
 
-def blank_instance(inst: Instance, box: Box, fill: str, out: dict[int, FrameEdit], reencode_j2k: bool = False,
+class Spilled:
+    """A blanked frame's new bytes, written to the instance's spill file (``tiff.edits.EditStore``,
+    the store the TIFF side keeps its edited tiles in) and read back when written or verified."""
+
+    __slots__ = ("store", "where", "offset", "size")
+
+    def __init__(self, store: EditStore, data: bytes):
+        self.store = store
+        self.where, self.offset, self.size = store.literal(data)
+
+    def read(self) -> bytes:
+        return self.store.read(self.where, self.offset, self.size)
+
+
+class InstanceFrames(dict):
+    """The edited frames of one instance (frame index -> FrameEdit or stream-rule frame), with the
+    store their new bytes are spilled to."""
+
+    def __init__(self, store: EditStore, frames: dict | None = None):
+        super().__init__(frames or {})
+        self.store = store
+
+
+def blank_instance(inst: Instance, boxes: list[Box], fill: str, out: InstanceFrames, reencode_j2k: bool = False,
                    reencoded: list[int] | None = None) -> int:
-    """Blank ``box`` (pixels of this instance's total matrix) in every frame it touches; returns frames edited.
-    ``reencoded`` collects the JPEG 2000 frames encoded anew (for the audit)."""
+    """Blank ``boxes`` (pixels of this instance's total matrix) in every frame they touch, each
+    frame once with all of its boxes; returns frames edited. ``reencoded`` collects the JPEG 2000
+    frames encoded anew (for the audit)."""
     cols, rows, across, down = frame_layout(inst, reencode_j2k)
     kind = frame_kind(inst, reencode_j2k)
     tw, th = matrix_size(inst)
-    frames_total = _int(inst.ds, "NumberOfFrames", 1)
+    frames_total = int_attr(inst.ds, "NumberOfFrames", 1)
     planes = frames_total // (across * down)  # focal planes x optical paths, each a full tiling
-    x, y, bw, bh = box
-    n = 0
-    for r in range(y // rows, min(down, -(-(y + bh) // rows))):
-        for c in range(x // cols, min(across, -(-(x + bw) // cols))):
-            lx, ly = x - c * cols, y - r * rows
-            local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
-            full = local[:2] == (0, 0) and local[2] >= min(cols, tw - c * cols) and local[3] >= min(rows, th - r * rows)
-            for p in range(planes):
-                idx = (p * down + r) * across + c
-                prior = out.get(idx)
-                frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
-                new = _blank_one(inst, kind, frame, local, full, fill)
-                out[idx] = FrameEdit(new, (prior.boxes if prior is not None else []) + [local], kind)
-                if kind == "j2k" and reencoded is not None and idx not in reencoded:
-                    reencoded.append(idx)
-                n += 1
-    return n
+    touched: dict[int, tuple[list[Box], list[bool]]] = {}  # frame -> its local boxes, whether one covers it
+    for x, y, bw, bh in boxes:
+        for r in range(y // rows, min(down, -(-(y + bh) // rows))):
+            for c in range(x // cols, min(across, -(-(x + bw) // cols))):
+                lx, ly = x - c * cols, y - r * rows
+                local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
+                full = local[:2] == (0, 0) and local[2] >= min(cols, tw - c * cols) and \
+                    local[3] >= min(rows, th - r * rows)
+                for p in range(planes):
+                    locals_, covered = touched.setdefault((p * down + r) * across + c, ([], [False]))
+                    locals_.append(local)
+                    covered[0] = covered[0] or full
+    for idx, (locals_, covered) in sorted(touched.items()):
+        prior = out.get(idx)
+        frame = prior.data if prior is not None else _read(inst.path, *_frame_span(inst, idx, kind))
+        new = _blank_one(inst, kind, frame, locals_, covered[0], fill)
+        out[idx] = FrameEdit(Spilled(out.store, new), (prior.boxes if prior is not None else []) + locals_, kind)
+        if kind == "j2k" and reencoded is not None and idx not in reencoded:
+            reencoded.append(idx)
+    return len(touched)
 
 
 def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = False) -> FrameEdits:
@@ -206,36 +230,38 @@ def plan_frames(plan: Plan, regions: list[Box], fill: str, reencode_j2k: bool = 
     data = plan.inventory.container
     by_index = {i.index: i for i in data.source.instances}
     from .frames import rule_edits
+
+    def frames_of(inst: Instance) -> InstanceFrames:
+        got = edits.frames.get(inst.index)
+        return got if isinstance(got, InstanceFrames) else InstanceFrames(EditStore(inst.path), got)
+
     for d in plan.images:  # the stream rule first, on every kept (not regenerated) instance
         if d.action not in ("remove", "replace") and d.image.index in by_index:
             rule = rule_edits(by_index[d.image.index])
             if rule:
                 edits.frames[d.image.index] = rule
+    boxes: dict[int, list[Box]] = {}  # instance -> every box blanked in it (each frame edited once)
     for index, box in plan.macro_boxes:
-        frames = edits.frames.get(index, {})
-        blank_instance(by_index[index], box, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
-        edits.frames[index] = frames
-    if not regions:
-        _drop_empty(edits)
-        return edits
-    kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
-    targets = [i for i in kept if i.role in ROLES]
-    if not targets:
-        raise RedactionError("the slide keeps no VOLUME or THUMBNAIL instance to blank regions in")
-    for inst in targets:
-        volumes = [i for i in data.source.instances if i.role == "level" and i.study_series == inst.study_series]
-        if not volumes:
-            raise RedactionError(f"instance {inst.index} ({inst.role}): no VOLUME instance in its series to map "
-                                 "level-0 regions from")
-        w0, h0 = max(matrix_size(v) for v in volumes)
-        tw, th = matrix_size(inst)
-        frames: dict[int, FrameEdit] = edits.frames.get(inst.index, {})
-        for region in regions:
-            box = scale_box(region, tw / w0, th / h0, tw, th)
-            if box is not None:
-                blank_instance(inst, box, fill, frames, reencode_j2k, edits.reencoded.setdefault(inst.index, []))
+        boxes.setdefault(index, []).append(box)
+    if regions:
+        kept = [by_index[d.image.index] for d in plan.images if d.action != "remove" and d.image.index in by_index]
+        targets = [i for i in kept if i.role in ROLES]
+        if not targets:
+            raise RedactionError("the slide keeps no VOLUME or THUMBNAIL instance to blank regions in")
+        for inst in targets:
+            volumes = [i for i in data.source.instances if i.role == "level" and i.study_series == inst.study_series]
+            if not volumes:
+                raise RedactionError(f"instance {inst.index} ({inst.role}): no VOLUME instance in its series to map "
+                                     "level-0 regions from")
+            w0, h0 = max(matrix_size(v) for v in volumes)
+            tw, th = matrix_size(inst)
+            scaled = [scale_box(region, tw / w0, th / h0, tw, th) for region in regions]
+            boxes.setdefault(inst.index, []).extend(b for b in scaled if b is not None)
+    for index, these in boxes.items():
+        frames = frames_of(by_index[index])
+        blank_instance(by_index[index], these, fill, frames, reencode_j2k, edits.reencoded.setdefault(index, []))
         if frames:
-            edits.frames[inst.index] = frames
+            edits.frames[index] = frames
     _drop_empty(edits)
     return edits
 
@@ -253,7 +279,7 @@ def bot_length(inst: Instance) -> int:
 
 def _frame_sizes(inst: Instance, frames: dict[int, FrameEdit]) -> list[int]:
     """Item value length of every frame in the output (edited: new bytes; others: source fragment)."""
-    return [(getattr(frames[k], "size", None) or len(frames[k].data)) if k in frames else n
+    return [frames[k].size if k in frames else n
             for k, (_, n) in enumerate(inst.span.fragments)]
 
 
@@ -314,7 +340,7 @@ def _write_native(inst: Instance, frames: dict[int, FrameEdit], fh) -> None:
     pos = inst.span.start
     for k in sorted(frames):
         off, n = native_frame_span(inst, k)
-        if len(frames[k].data) != n:
+        if frames[k].size != n:
             raise RedactionError(f"instance {inst.index}: a blanked native frame changed size")
         copy_range(inst.path, pos, off, fh)
         fh.write(frames[k].data)

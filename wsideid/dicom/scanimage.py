@@ -7,7 +7,8 @@ review for nothing (a false flag), or, worse, skipped. So:
 
 - frames are read one at a time straight from the file (the pixel data
   element is never loaded whole), each reduced by the same power of two, so
-  the assembled image holds at most ``budget.MAX_SCAN_PIXELS`` pixels
+  the assembled image holds at most ``budget.MAX_SCAN_PIXELS`` pixels (a
+  kept image in the residual stage: ``tiff.pixels.OUTPUT_SCAN_PIXELS``)
   whatever the instance's size (memory does not grow with the slide);
 - native pixel data of any bit depth is read; more than 8 bits is windowed
   to 8 bits over the whole image (its minimum to its maximum), MONOCHROME1
@@ -32,13 +33,6 @@ _JPEG_LOSSLESS = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"}
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
         "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 _RLE = "1.2.840.10008.1.2.5"
-
-
-def _factor(w: int, h: int, limit: int) -> int:
-    f = 1
-    while -(-w // f) * -(-h // f) > limit:
-        f *= 2
-    return f
 
 
 def _decode_encapsulated(raw: bytes, syntax: str, rows: int, cols: int, spp: int, bits: int) -> np.ndarray:
@@ -100,9 +94,8 @@ def _native_frames(fh: BinaryIO, offset: int, frames: int, rows: int, cols: int,
 def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
     """The whole image windowed to 8 bits (minimum to maximum), MONOCHROME1 inverted."""
     if img.dtype != np.uint8:
-        lo, hi = float(img.min()), float(img.max())
-        scaled = (img.astype(np.float32) - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros(img.shape, np.float32)
-        img = scaled.clip(0, 255).astype(np.uint8)
+        from ..tiff.pixels import to_uint8
+        img = to_uint8(img, img.min().item(), img.max().item())  # in bands: no float copy of the image
     if photometric == "MONOCHROME1":
         img = 255 - img
     return img
@@ -110,13 +103,14 @@ def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
 
 def instance_image(path: str, index: int, limit: int | None = None):
     """The pixels of one DICOM instance (TILED_FULL frames assembled), reduced by a power of
-    two to at most ``limit`` pixels (default ``budget.MAX_SCAN_PIXELS``), as an 8-bit PIL image."""
+    two (``tiff.pixels.scan_factor``, the TIFF readers' own) to at most ``limit`` pixels,
+    the thread's ``scan_limit`` (kept images in the residual stage: OUTPUT_SCAN_PIXELS) and
+    MAX_SCAN_PIXELS (removed images, read before they go), as an 8-bit PIL image."""
     import pydicom
     from PIL import Image
     from pydicom.encaps import generate_frames
-    if limit is None:
-        from ..budget import MAX_SCAN_PIXELS
-        limit = MAX_SCAN_PIXELS
+
+    from ..tiff.pixels import scan_factor
     try:
         ds = pydicom.dcmread(path, defer_size=1024)
         raw = ds.get_item(0x7FE00010, keep_deferred=True)
@@ -135,7 +129,7 @@ def instance_image(path: str, index: int, limit: int | None = None):
         tw, th = cols, rows
     across = max(1, -(-tw // cols))
     down = max(1, -(-th // rows))
-    f = _factor(tw, th, limit)
+    f = scan_factor(tw, th, limit)
     fr, fc = -(-rows // f), -(-cols // f)
     out: np.ndarray | None = None
     syntax = str(ds.file_meta.TransferSyntaxUID)

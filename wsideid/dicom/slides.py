@@ -185,6 +185,14 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
             raise WsideidError(f"--series names another series: the file belongs to {series_token(own)}")
         return src
     found = group(src.instances)
+    slide = pick(found, series)
+    others = len(found.slides) - 1
+    return replace(src, instances=list(slide.instances), orphans=list(found.orphans), other_slides=others)
+
+
+def pick(found: SlideSet, series: str | None) -> Slide:
+    """The slide of a folder ``series`` names (or its only one); refuses, listing the slides
+    found, when the choice is ambiguous, names no slide or names a series that is not one."""
     if not found.slides:
         raise UnsupportedFormat("the folder holds no slide (no VOLUME instance)"
                                 + (f"; {len(found.orphans)} instance(s) belong to none" if found.orphans else ""))
@@ -200,8 +208,7 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
         slide = found.slides[0]
     if slide.problem:
         raise UnsupportedFormat(f"{series_token(slide.series_uid)} is not one slide: {slide.problem}")
-    others = len(found.slides) - 1
-    return replace(src, instances=list(slide.instances), orphans=list(found.orphans), other_slides=others)
+    return slide
 
 
 # What the grouping reads of each header (the rest is read, and checked, when a slide is opened).
@@ -238,8 +245,42 @@ def slide_set(path: str) -> SlideSet:
         return group([_grouping_header(f, i) for i, f in enumerate(files)])
 
 
+MAX_SLIDE_SETS = 8  # folders remembered: a long-lived pool or Dask worker must not grow with the folders it saw
+_SLIDE_SETS: dict[tuple, SlideSet | WsideidError] = {}
+
+
+def _state(path: str) -> tuple:
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return ((st.st_size, st.st_mtime_ns),)
+    with os.scandir(path) as it:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in it if e.is_file()))
+
+
+def cached_slide_set(path: str) -> SlideSet:
+    """``slide_set(path)``, read once while the folder is unchanged (again when a file was added,
+    removed or rewritten since), for every caller: the batch's folder listing, each manifest
+    row, each pseudonym. At most MAX_SLIDE_SETS folders are kept; a folder that cannot be read
+    is remembered too (its error raised again), so a manifest does not read it once per row."""
+    key = (os.path.realpath(path), _state(path))
+    if key not in _SLIDE_SETS:
+        if len(_SLIDE_SETS) >= MAX_SLIDE_SETS:
+            _SLIDE_SETS.pop(next(iter(_SLIDE_SETS)))
+        try:
+            _SLIDE_SETS[key] = slide_set(path)
+        except WsideidError as exc:
+            _SLIDE_SETS[key] = exc
+    got = _SLIDE_SETS[key]
+    if isinstance(got, WsideidError):
+        raise type(got)(str(got))
+    return got
+
+
 def slide_files(path: str, series: str | None) -> list[str]:
-    """The files of one slide (what its pseudonym is taken from): the same selection the driver makes."""
+    """The files of one slide (what its pseudonym is taken from): the same selection the driver
+    makes (``pick``), from the folder's cached grouping (a folder is not read once per slide)."""
+    if series != ALL_SLIDES and os.path.isdir(path):
+        return [i.path for i in pick(cached_slide_set(path), series).instances]
     from .source import load, quiet_pydicom
     with quiet_pydicom():
         return [i.path for i in select(load(path), series).instances]

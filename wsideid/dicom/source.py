@@ -80,6 +80,15 @@ def quiet_pydicom() -> Iterator[None]:
         log.setLevel(level)
 
 
+def int_attr(ds: Dataset, keyword: str, default: int = 0) -> int:
+    """An integer attribute, ``default`` when absent, empty or not a number (the pixel and
+    layout code reads sizes of headers that may be malformed; those are refused elsewhere)."""
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
 def role_of(ds: Dataset) -> str:
     """LABEL / OVERVIEW / THUMBNAIL / VOLUME from ImageType value 3; anything else is 'other'."""
     if str(ds.get("SOPClassUID", "")) != WSI_SOP_CLASS:

@@ -46,12 +46,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..checks import Check, VerifyReport
 from ..model import Plan
 from ..options import DeidOptions
 from ..profiles import profile_file  # noqa: F401 - drivers name their profile with it
+
+if TYPE_CHECKING:
+    from ..detect.barcodes import Decoded
 
 
 class Container(enum.Enum):
@@ -105,6 +108,7 @@ class ImageRef:
     index: int
     read: Callable[[], Any]
     covered_by: int | None = None  # a level skipped by ``level_cover``: the covering level's index; never read
+    decoded: Decoded | None = None  # codes the plan decoded on these very pixels (not decoded again)
 
 
 class Driver(Protocol):

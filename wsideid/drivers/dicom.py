@@ -256,10 +256,12 @@ class DicomDriver:
             return _verify_output(opened.container, output, options)
 
     def source_images(self, opened: Opened, plan: Plan) -> list[ImageRef]:
-        """The label and overview being removed."""
+        """The label and overview being removed (an overview's codes decoded at plan time, to
+        place its label, are handed over: the same pixels are not decoded twice)."""
         by_index = {i.index: i for i in opened.container.instances}
-        return [_ref(by_index[d.image.index].path, d.image.role, d.image.index) for d in plan.images
-                if d.image.role in ("label", "overview")]
+        decoded = plan.inventory.container.overview_barcodes
+        return [_ref(by_index[d.image.index].path, d.image.role, d.image.index, decoded=decoded.get(d.image.index))
+                for d in plan.images if d.image.role in ("label", "overview")]
 
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
         """Every kept instance that is not the full-resolution level (thumbnail, reduced
@@ -311,8 +313,8 @@ def _read(path: str, index: int):
     return instance_image(path, index)
 
 
-def _ref(path: str, role: str, index: int, covered_by: int | None = None) -> ImageRef:
-    return ImageRef(role, index, lambda: _read(path, index), covered_by)
+def _ref(path: str, role: str, index: int, covered_by: int | None = None, decoded=None) -> ImageRef:
+    return ImageRef(role, index, lambda: _read(path, index), covered_by, decoded)
 
 
 class _DicomHashes:

@@ -46,24 +46,56 @@ def scan_limit(pixels: int):
         _LIMIT.reset(token)
 
 
-def _factor(w: int, h: int) -> int:
-    return reduction_factor(w, h, min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS))
+def scan_factor(w: int, h: int, limit: int | None = None) -> int:
+    """``reduction_factor`` at the thread's scan budget: the smallest of ``limit``, the thread's
+    ``scan_limit`` and MAX_SCAN_PIXELS. One function for every format's reader, so a kept DICOM
+    instance is read no larger than a kept TIFF image."""
+    return reduction_factor(w, h, min(x for x in (MAX_SCAN_PIXELS, limit, _LIMIT.get()) if x))
 
 
 def reduction_factor(w: int, h: int, limit: int) -> int:
     """The power of two a ``w`` x ``h`` image is reduced by to hold at most ``limit`` pixels
-    (read as ``ceil(w / f)`` x ``ceil(h / f)``); ``level_cover`` predicts scan sizes with it."""
+    (read as ``ceil(w / f)`` x ``ceil(h / f)``, as the readers build it: every ``f``-th pixel
+    from the first); ``level_cover`` predicts scan sizes with it."""
     f = 1
-    while (w // f) * (h // f) > limit:
+    while -(-w // f) * -(-h // f) > limit:
         f *= 2
     return f
+
+
+_BAND_VALUES = 1 << 20  # samples converted at a time: the wide intermediate is 8 MB, never the image
+
+
+def to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``arr`` mapped linearly from [lo, hi] to 0..255 (clipped, rounded down), a band of rows
+    at a time. Why in bands: the wide intermediate (int64, or float64 for float samples) of a
+    whole 16 MP 16-bit RGB image was ~380 MB; a band is 8 MB. Integer samples use integer
+    arithmetic, so no float copy is made of them at all."""
+    out = np.zeros(arr.shape, np.uint8)
+    if hi <= lo or not arr.size:
+        return out
+    exact = arr.dtype.kind in "iub" and arr.dtype.itemsize <= 4 and float(lo).is_integer() and float(hi).is_integer()
+    step = max(1, _BAND_VALUES // max(1, arr[0].size)) if arr.ndim > 1 else _BAND_VALUES
+    for a in range(0, arr.shape[0], step):
+        band = arr[a:a + step]
+        if exact:
+            v = band.astype(np.int64)
+            v -= int(lo)
+            np.clip(v, 0, int(hi - lo), out=v)
+            v *= 255
+            v //= int(hi - lo)
+        else:
+            v = (band.astype(np.float64) - lo) * (255.0 / (hi - lo))
+            np.clip(v, 0, 255, out=v)
+        out[a:a + step] = v
+    return out
 
 
 def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] > 3:
         arr = arr[..., :3]
     if arr.dtype != np.uint8:
-        arr = (arr / max(1, arr.max()) * 255).astype(np.uint8)
+        arr = to_uint8(arr, 0, max(1, arr.max().item()))
     return arr
 
 
@@ -225,7 +257,7 @@ def read_tiff_image(path: str, index: int):
             t.filehandle.seek(ifd.offset)
             page = tifffile.TiffPage(t, index=0)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
-        f = _factor(w, h)
+        f = scan_factor(w, h)
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
