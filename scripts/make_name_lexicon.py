@@ -6,12 +6,14 @@ README states the dist.* files are public domain, derived from the 1990
 Census): dist.male.first, dist.female.first, dist.all.last. Columns: name,
 percent of the population, cumulative percent, rank.
 
-Kept: every given name (5,163 distinct), and every surname the census
-could give a non-zero share at its own resolution (>= 0.001 %, about one
-person in 100,000: 18,839 of 88,799). Rarer surnames that are also
-everyday words (Second, Touch, Needle) are below what the census could
-measure; a rare surname that is no English word stays a name candidate
-anyway (detect/name_lexicon.py: unknown words never excuse a pair).
+Kept, with the census share in percent (the larger of the two sexes for
+a given name): every given name (5,163 distinct), and every surname the
+census could give a non-zero share at its own resolution (>= 0.001 %,
+about one person in 100,000: 18,839 of 88,799). Rarer surnames that are
+also everyday words (Second, Touch, Needle) are below what the census
+could measure; a rare surname that is no English word stays a name
+candidate anyway (detect/name_lexicon.py: unknown words never excuse a
+pair, and the share decides only for words that are also English).
 
 Usage: pip download --no-deps names==0.3.0 && tar xzf names-0.3.0.tar.gz
        python scripts/make_name_lexicon.py names-0.3.0/names
@@ -33,11 +35,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("census_dir", type=Path, help="folder holding dist.male.first, dist.female.first, dist.all.last")
     a = ap.parse_args()
-    given = sorted({n for f in ("dist.male.first", "dist.female.first") for n, _ in _rows(a.census_dir / f)})
-    surnames = sorted({n for n, pct in _rows(a.census_dir / "dist.all.last") if pct >= MIN_SURNAME_PERCENT})
+    given: dict[str, float] = {}
+    for f in ("dist.male.first", "dist.female.first"):
+        for n, pct in _rows(a.census_dir / f):
+            given[n] = max(pct, given.get(n, 0.0))
+    surnames = {n: pct for n, pct in _rows(a.census_dir / "dist.all.last") if pct >= MIN_SURNAME_PERCENT}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "census1990_given.txt").write_text("\n".join(given) + "\n")
-    (OUT / "census1990_surnames.txt").write_text("\n".join(surnames) + "\n")
+    for name, table in (("census1990_given.txt", given), ("census1990_surnames.txt", surnames)):
+        (OUT / name).write_text("".join(f"{n} {pct:.3f}\n" for n, pct in sorted(table.items())))
     print(f"{len(given)} given names, {len(surnames)} surnames written to {OUT}")
 
 

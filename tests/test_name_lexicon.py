@@ -10,7 +10,7 @@ from wsideid.detect import name_lexicon
 from wsideid.detect.name_lexicon import WordKind, word_kind
 from wsideid.detect.phi_text import classify_text
 
-needs_english = pytest.mark.skipif(not name_lexicon.english_words(),
+needs_english = pytest.mark.skipif(not name_lexicon.english_text(),
                                    reason="no English word list (apt wamerican, scripts/setup.sh)")
 
 
@@ -46,24 +46,28 @@ def test_word_kinds():
     assert word_kind("Gill") is WordKind.NAME  # an eponym that is a surname
     assert word_kind("Crystal") is WordKind.NAME
     assert word_kind("Wojtaszczyk") is WordKind.UNKNOWN
-    if name_lexicon.english_words():
+    if name_lexicon.english_text():
         assert word_kind("Teaching") is WordKind.ENGLISH
+        assert word_kind("Bank") is WordKind.ENGLISH  # a surname, but of fewer than 1 in 20,000 people
+        assert word_kind("Case") is WordKind.NAME and word_kind("Hope") is WordKind.NAME  # common ones
 
 
 def test_without_an_english_list_nothing_is_excused(monkeypatch, tmp_path):
     """A machine without the word list flags more, never less."""
-    name_lexicon.english_words.cache_clear()
-    monkeypatch.setattr(name_lexicon, "ENGLISH_WORD_LISTS", (tmp_path / "missing",))
+    for f in (name_lexicon.english_text, name_lexicon.is_english):
+        f.cache_clear()
+    monkeypatch.setattr(name_lexicon, "ENGLISH_WORD_LISTS", ((tmp_path / "missing",),))
     try:
-        assert name_lexicon.english_words() == frozenset()
+        assert name_lexicon.english_text() == b""
         assert named("Teaching Set") and named("Second Opinion")
         assert not named("Congo Red")  # label vocabulary still excuses
     finally:
-        name_lexicon.english_words.cache_clear()
+        for f in (name_lexicon.english_text, name_lexicon.is_english):
+            f.cache_clear()
 
 
 def test_census_lists_ship_in_the_package():
-    names = name_lexicon.known_names()
-    assert {"SMITH", "BAKER", "YOUNG", "GILL", "MAYER", "CRYSTAL", "ROSE", "KEISHA"} <= names
-    assert len(names) > 20000
+    names = name_lexicon.name_shares()
+    assert {"SMITH", "BAKER", "YOUNG", "GILL", "MAYER", "CRYSTAL", "ROSE", "KEISHA"} <= names.keys()
+    assert len(names) > 20000 and names["SMITH"] > 1.0 and names["GILL"] >= name_lexicon.COMMON_NAME_PERCENT
     assert "TEACHING" not in names and "OPINION" not in names
