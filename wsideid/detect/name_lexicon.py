@@ -18,9 +18,10 @@ given name or surname. Any other word keeps the pair a name candidate:
 Sources (provenance and licences in docs/detectors.md, "Word lists"):
 
 - English: SCOWL, Debian's ``wamerican-large`` and ``wbritish-large``
-  (size 70; the size-50 ``wamerican``/``wbritish`` lists are read too when
-  installed), installed by scripts/setup.sh; lower-case entries only:
-  capitalised entries are proper nouns. When no list is installed, no
+  (size 70; the size-50 ``wamerican``/``wbritish`` lists when the large
+  ones are missing), and the medical word list OpenMedSpel
+  (``hunspell-en-med``), installed by scripts/setup.sh; lower-case
+  entries only: capitalised entries are proper nouns (Lugol, Fallopius). When no list is installed, no
   word counts as English and every pair of capitalised words outside the
   label vocabulary stays a candidate: more flags, never fewer.
 - Names: the 1990 US Census given names and surnames (public domain),
@@ -32,6 +33,7 @@ capitalised pair outside the label vocabulary pays nothing.
 """
 from __future__ import annotations
 
+import re
 from enum import Enum
 from functools import cache
 from importlib import resources
@@ -45,9 +47,13 @@ from .names import GIVEN_NAMES, SURNAMES
 # from American and British labs alike, "Fibres", "Haematoxylin"); the large
 # lists (SCOWL 70) hold the laboratory words the size-50 ones lack
 # (phosphatase, oxidase) and contain them.
+# The medical list (OpenMedSpel, hunspell-en-med: cytopathology,
+# intraoperative, trypan) is a hunspell dictionary: its "/FLAGS" suffixes are
+# cut, so only the base forms count.
 ENGLISH_WORD_LISTS = (
     (Path("/usr/share/dict/american-english-large"), Path("/usr/share/dict/american-english")),
     (Path("/usr/share/dict/british-english-large"), Path("/usr/share/dict/british-english")),
+    (Path("/usr/share/hunspell/en_med_glut.dic"),),
 )
 CENSUS_FILES = ("census1990_given.txt", "census1990_surnames.txt")
 # A word that is also common English is taken for a name only when at least
@@ -90,7 +96,7 @@ def english_text() -> bytes:
     empty when none is installed. Kept as bytes and searched, not split
     into a set: reading takes ~2 ms where building a 230,000-word set took
     ~90 ms CPU, and a label asks about a handful of words."""
-    parts = [p.read_bytes() for p in english_lists()]
+    parts = [re.sub(rb"/[^\n]*", b"", p.read_bytes()) for p in english_lists()]
     return b"\n" + b"\n".join(parts) + b"\n" if parts else b""
 
 
