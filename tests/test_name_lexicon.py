@@ -72,3 +72,12 @@ def test_census_lists_ship_in_the_package():
     assert name_lexicon.census_text().count(b"\n") > 20000
     assert share("SMITH") > 1.0 and share("GILL") >= name_lexicon.COMMON_NAME_PERCENT > share("BANK")
     assert share("TEACHING") is None and share("OPINION") is None
+
+
+@needs_english
+def test_institution_with_an_unknown_word_is_a_candidate():
+    """Retain Institution Identity keeps a name only when the classifier sees no PHI in it:
+    an institution named by a word in no list ("Quokka Research Hospital") is now removed
+    (fail closed), one of English words is kept (the DICOM answer key's fixture)."""
+    assert named("Quokka Research Hospital")
+    assert not named("Riverside Research Hospital")
