@@ -162,7 +162,8 @@ def test_deid_folder_gives_each_slide_its_own_output(lab, tmp_path):
 def test_one_new_id_for_several_slides_is_refused(lab, tmp_path):
     err = one_line_error(run("deid", lab["folder"], "-o", tmp_path / "o", "--new-id", "R-1", key=lab["key"]))
     assert "one --new-id cannot name several slides" in err and "holds 4" in err
-    assert all(s in err for s in lab["series"].values())
+    from wsideid.dicom.slides import series_token
+    assert all(series_token(s) in err and s not in err for s in lab["series"].values())  # named by token only
     assert not (tmp_path / "o").exists()
 
 
@@ -183,10 +184,15 @@ def test_series_picks_one_slide(lab, tmp_path):
     wrong = run("verify", lab["folder"], out / "R-1", "--series", lab["series"]["B"], "--new-id", "R-1", key=lab["key"])
     assert wrong.returncode != 0  # another slide's instances are not in this output
     err = one_line_error(run("inspect", lab["folder"], "--series", "1.2.3.4"))
-    assert "no slide with series 1.2.3.4" in err
-    assert "mixed sizes" in one_line_error(run("inspect", lab["folder"], "--series", lab["series"]["D"]))
+    assert "no slide with the --series given" in err and "1.2.3.4" not in err
+    err = one_line_error(run("inspect", lab["folder"], "--series", lab["series"]["D"]))
+    assert "mixed sizes" in err and lab["series"]["D"] not in err
     err = one_line_error(run("inspect", lab["folder"]))
     assert "holds 4 slides" in err and "--series" in err
+    # slides are named by token and file, never by a source UID (messages reach shared logs)
+    assert not any(uid in err for uid in lab["series"].values()) and "series-" in err
+    token = next(t for t in err.split() if t.startswith("series-"))
+    assert run("inspect", lab["folder"], "--series", token).returncode == 0  # the token picks the slide
 
 
 def test_manifest_rows_name_slides_by_series_uid(lab, tmp_path):
@@ -207,7 +213,8 @@ def test_manifest_rows_name_slides_by_series_uid(lab, tmp_path):
     data = json.loads(p.stdout)
     assert data["counts"] == {"published": 2, "refused": 4}, data
     refused = "\n".join(data["refused_rows"])
-    assert "row 4, column series_uid: the folder holds 4 slides" in refused and s["B"] in refused
+    assert "row 4, column series_uid: the folder holds 4 slides" in refused and "series-" in refused
+    assert not any(uid in refused for uid in s.values())  # no source UID in a refusal
     assert "row 5, column series_uid: no slide with this series" in refused
     assert "row 6, column source: same slide as row 2" in refused
     assert "row 7, column series_uid: is not a UID" in refused

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset  # noqa: E402
 
-from wsideid.dicom.slides import group, select  # noqa: E402
+from wsideid.dicom.slides import group, select, series_token  # noqa: E402
 from wsideid.dicom.source import DicomSource, Instance  # noqa: E402
 from wsideid.errors import WsideidError  # noqa: E402
 
@@ -76,11 +76,30 @@ def test_select_picks_one_slide_and_refuses_to_guess():
     insts = [inst(0, "level", "1.1", "1.1.1", "9.1"), inst(1, "level", "1.1", "1.1.2", "9.2"),
              inst(2, "label", "3.3", "3.3.1", "9.3")]
     src = DicomSource("/nowhere", True, insts, 0)
-    with pytest.raises(WsideidError, match="holds 2 slides: series 1.1.1 .*series 1.1.2"):
+    with pytest.raises(WsideidError, match="holds 2 slides: series-[0-9a-f]{12} .*series-[0-9a-f]{12}") as err:
         select(src, None)
-    with pytest.raises(WsideidError, match="no slide with series 1.1.5"):
+    assert "1.1.1" not in str(err.value) and "1.1.2" not in str(err.value)  # no source UID in a message
+    with pytest.raises(WsideidError, match="no slide with the --series given") as err:
         select(src, "1.1.5")
+    assert "1.1.5" not in str(err.value)
     one = select(src, "1.1.2")
+    assert [i.index for i in select(src, series_token("1.1.2")).instances] == [1]  # the token names it too
     assert [i.index for i in one.instances] == [1] and one.other_slides == 1 and [o.index for o in one.orphans] == [2]
     with pytest.raises(WsideidError, match="no slide"):
         select(DicomSource("/nowhere", True, [insts[2]], 0), None)
+
+
+def test_messages_name_slides_by_token_and_file_never_by_source_uid():
+    """Error lines reach batch records and logs that may be shared: no Study or Series UID in them."""
+    one = DicomSource("/nowhere/a.dcm", False, [inst(0, "level", "1.2.840.77", "1.2.840.77.1")], 0)
+    with pytest.raises(WsideidError) as err:
+        select(one, "1.2.840.77.9")
+    assert "1.2.840.77" not in str(err.value) and series_token("1.2.840.77.1") in str(err.value)
+    assert select(one, series_token("1.2.840.77.1")) is one
+    bad = DicomSource("/nowhere", True, [inst(0, "level", "1.2.840.77", "1.2.840.77.1", "9.1"),
+                                         inst(1, "level", "1.2.840.77", "1.2.840.77.1", "9.2")], 0)
+    with pytest.raises(WsideidError, match="is not one slide") as err:
+        select(bad, None)
+    assert "1.2.840.77" not in str(err.value) and "\n" not in str(err.value)
+    listing = group(bad.instances).listing()
+    assert "/nowhere/0" not in listing and "0 and 1 more file(s)" in listing  # the file's name, not its folder

@@ -44,8 +44,17 @@ def test_replace_without_new_id_removes():
 
 
 def test_strict_refuses_unknown():
-    with pytest.raises(StrictRefusal, match="Mystery"):
+    with pytest.raises(StrictRefusal, match="1 key\\(s\\) named by the file in description"):
         make_plan(_inv(("Mystery", "x")), load_profile("aperio"), PlanOptions(DatePolicy(), strict=True))
+
+
+def test_strict_refusal_never_prints_a_key_name_the_file_chose():
+    """An unknown key's name may itself be PHI ("Jane Doe = 1"); refusal lines reach shared logs."""
+    with pytest.raises(StrictRefusal) as err:
+        make_plan(_inv(("Jane Doe", "1"), ("MRN 4455667", "x")), load_profile("aperio"),
+                  PlanOptions(DatePolicy(), strict=True))
+    msg = str(err.value)
+    assert "Jane" not in msg and "4455667" not in msg and "2 key(s) named by the file in description" in msg
 
 
 def test_override_file_merges(tmp_path):

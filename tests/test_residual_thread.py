@@ -74,3 +74,43 @@ def test_the_runner_uses_the_thread_for_every_driver(tmp_path, monkeypatch):
     res = deidentify(_mrxs(tmp_path), out, DeidOptions(new_id=NEW_ID, ocr=False, label="replace"))
     assert started == ["mirax"]
     assert res.scans and all(sc.stage == "output" for sc in res.scans)
+
+
+def test_early_reads_wait_for_the_copy(tmp_path, monkeypatch):
+    """The tile-header scan before the copy is Python on the path every run waits for, and the
+    stream check beside the copy holds read buffers: the early scans start once that check is
+    done (issue 14), never beside either. Both are held for a moment: a residual thread that did
+    not wait would read an image meanwhile."""
+    import threading
+
+    from wsideid.drivers.tiff import TiffDriver
+    from wsideid.pipeline import deidentify
+    from wsideid.tiff import jpegsegs
+    events: list[str] = []
+    real_scan, real_check, real_read = jpegsegs.header_scan, jpegsegs.check_pending, TiffDriver.read_image
+
+    def scan(*a, **k):
+        events.append("header-scan")
+        threading.Event().wait(0.5)
+        return real_scan(*a, **k)
+
+    def check(*a, **k):
+        threading.Event().wait(0.5)
+        try:
+            return real_check(*a, **k)
+        finally:
+            events.append("stream-check-done")
+
+    def read(self, path, index):
+        events.append("read")
+        return real_read(self, path, index)
+    monkeypatch.setattr(jpegsegs, "header_scan", scan)
+    monkeypatch.setattr(jpegsegs, "check_pending", check)
+    monkeypatch.setattr(TiffDriver, "read_image", read)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = deidentify(_svs(tmp_path), out, DeidOptions(ocr=False, detect="residual"))
+    assert "header-scan" in events and "read" in events
+    assert events.index("read") > max(i for i, e in enumerate(events) if e == "header-scan")
+    assert events.index("read") > events.index("stream-check-done")  # their memory never adds
+    assert res.scans and all(sc.stage == "output" for sc in res.scans)

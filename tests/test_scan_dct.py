@@ -106,11 +106,13 @@ def test_reader_uses_the_scaled_path_and_keeps_the_reduced_size(tmp_path, monkey
     src = tmp_path / "t.tif"
     _tiled(src, tissue(1024, 768, 2))
     calls = []
-    real = pixels._reduced_jpeg_tiles
-    monkeypatch.setattr(pixels, "_reduced_jpeg_tiles", lambda *a: calls.append(a[-1]) or real(*a))
+    real = pixels._reduced_jpeg_image  # the reader pastes the scaled tiles into its image
+    monkeypatch.setattr(pixels, "_reduced_jpeg_image", lambda *a: calls.append(a[-1]) or real(*a))
     monkeypatch.setattr(pixels, "MAX_SCAN_PIXELS", 50_000)  # 1024x768 -> 1/4
     img = slide_scan.read_tiff_image(str(src), 0)
     assert calls == [4] and img.size == (256, 192)
+    with tifffile.TiffFile(src) as t:  # the same pixels as the array path
+        assert (np.asarray(img) == pixels._reduced_jpeg_tiles(str(src), t.pages[0], 1024, 768, 4)).all()
 
 
 def test_a_tile_whose_frame_is_not_its_tile_size_is_refused(tmp_path):

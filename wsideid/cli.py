@@ -297,7 +297,8 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
                         " pseudonym, WSI-<16 hex>, never by the input's name")
     p.add_argument("--series", metavar="UID",
                    help="DICOM folder holding several slides: the one whose VOLUME series has this Series Instance UID"
-                        " (without it, `deid` gives each slide its own output)")
+                        " or series-<12 hex> token (messages name slides by token) (without it, `deid` gives each"
+                        " slide its own output)")
     p.add_argument("--strict", action="store_true", help="refuse the slide if it holds anything the profile does not know")
     p.add_argument("--keep-macro", action="store_true", help="keep the macro/overview image (scanned for residual PHI)")
     p.add_argument("--macro", choices=["remove", "keep", "blank-label"],

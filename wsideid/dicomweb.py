@@ -126,7 +126,7 @@ def list_instances(c, url: str, study: str) -> list[tuple[str, str]]:
         raise _explain(exc, url, "search (QIDO-RS)") from None
     out = sorted({(_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in found if _value(i, _SOP_INSTANCE)})
     if not out:
-        raise DicomWebError(f"study {study} has no instances on {server_name(url)}")
+        raise DicomWebError(f"the study asked for (--study) has no instances on {server_name(url)}")
     return out
 
 

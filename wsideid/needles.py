@@ -62,7 +62,7 @@ import numpy as np
 from .dates import parse_any, spellings
 from .errors import ProfileError
 from .checks import Check, VerifyReport
-from .model import KEEP, REMOVE, TEXT, Decision, Plan, ValueKind
+from .model import DATE, DATETIME, KEEP, REMOVE, TEXT, TIME, Decision, Plan, ValueKind
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
@@ -214,10 +214,16 @@ def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = Non
         t = _tiff_type(container, f)
         if t is not None and t not in _TIFF_TEXT_TYPES:
             return ValueKind.NUMBER
-    if _NUMBER_LIST.fullmatch(v) and not any(len(re.sub(r"\D", "", x)) >= MIN_RECORD_DIGITS and "." not in x
-                                             for x in re.split(r"[,\\]", v)):
+    if _NUMBER_LIST.fullmatch(v) and not record_number(v):
         return ValueKind.NUMBER
     return ValueKind.TEXT
+
+
+def record_number(v: str) -> bool:
+    """A value of digits long enough to be a record number (an MRN, an accession): whatever
+    its shape says, it is a needle when removed. Inventories that type values as numbers
+    ask this first (OME, QPTIFF and Philips XML)."""
+    return any(len(run) >= MIN_RECORD_DIGITS for run in re.findall(r"\d[\d.]*", v) if "." not in run)
 
 
 # How inventories summarise values they do not decode (an XML description starting with "<" is text)
@@ -243,11 +249,16 @@ def name_parts(value: str) -> list[str]:
 
 
 def id_parts(value: str) -> list[str]:
+    """Parts of an identifier that identify on their own; a run of digits split at spaces
+    ("S 12 345 2024-03-01": "12 345") is one part, as written, also beside a date."""
+    from .detect.phi_text import spaced_digit_runs
     out = []
     for p in _ID_SPLIT.split(value):
         letters, digits = any(c.isalpha() for c in p), any(c.isdigit() for c in p)
         if digits and ((letters and len(p) >= MIN_VALUE) or (not letters and len(p) >= MIN_DIGITS_PART)):
             out.append(p)
+    if " " in value:
+        out += [run for run in spaced_digit_runs(value, MIN_DIGITS_PART) if run not in out]
     return out
 
 
@@ -298,23 +309,68 @@ def _own_rule_keeps(plan: Plan, d: Decision, piece: str) -> bool:
     return verdict.ok and verdict.action is None
 
 
+def _vouched(plan: Plan, d: Decision) -> bool:
+    """A value kept as it is because its own profile entry's pattern or enumeration
+    admits it (a model name "Aperio GT450"): a grammar no name or record number passes
+    (``valuepolicy.CANARIES``). Numbers and bare keeps vouch for no text."""
+    profile = plan.profile
+    if d.action != KEEP or not isinstance(d.field.value, str) or profile is None or not hasattr(profile, "rule") \
+            or ":" not in d.field.key:
+        return False
+    section, _, name = d.field.key.partition(":")
+    try:
+        found = profile.rule(section, name)
+    except ProfileError:
+        return False
+    spec = getattr(found[0], "spec", None) if found else None
+    if spec is None:
+        return False
+    from .valuepolicy import ValueType
+    return spec.pattern is not None or spec.type == ValueType.ENUM
+
+
+def _shared_with_kept(plan: Plan) -> set[str]:
+    """Words (letters and digits, case-folded) of the values the profile vouches for."""
+    return {w.casefold() for d in plan.fields if _vouched(plan, d) for w in _ID_SPLIT.split(d.field.value) if w}
+
+
+def _identifier_parts(v: str, src: str, kept_words: set[str]) -> list[Needle]:
+    """The parts of a removed identifier, less those that are a kept model's word.
+
+    A scanner serial "GT450-SN12345" shares "GT450" with the kept model "Aperio GT450":
+    that part names a product, not the device, and refused clean slides. It is left out
+    only when it has a letter (digits are never a model's word) and another part of the
+    identifier is still searched (SN12345); the whole value always is."""
+    parts = id_parts(v)
+    shared = [p for p in parts if p.casefold() in kept_words and any(c.isalpha() for c in p)]
+    if len(shared) == len(parts):
+        shared = []
+    return [Needle(p, NeedleKind.ID_PART, src) for p in parts if p not in shared]
+
+
 def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     """Every needle of a plan and the user's identifiers (see the module docstring)."""
     found: list[Needle] = []
     dates: dict = {}
     container = plan.inventory.container
     schemes = coding_schemes(plan)
+    kept_words = _shared_with_kept(plan)
     for d in plan.fields:
         # Text a rebuilt value dropped (runs of an Aperio header, ICC profile texts): each run is
         # free text the writer was told to leave out, so each is a needle like a removed value.
+        # A removed identifier's other form (a Base64 barcode's decoded text) is an identifier,
+        # digits only or not, and its parts are searched as the identifier's are.
+        ident = bool(d.removed_parts) and d.field.kind == ValueKind.IDENTIFIER
         for part in d.removed_parts:
             part = (part or "").strip().strip("\0").strip()
             for day in parse_any(part):
                 dates.setdefault(day, _source(d))
             pieces = [part] if not _CONTROL.search(part) else []
-            pieces += [x.strip() for x in _PIECES.split(part) if not _NUMBER_LIST.fullmatch(x)]
-            found += [Needle(w, NeedleKind.VALUE, _source(d)) for w in dict.fromkeys(pieces)
-                      if len(w) >= MIN_VALUE and not _NUMBER_LIST.fullmatch(w)]
+            pieces += [x.strip() for x in _PIECES.split(part) if ident or not _NUMBER_LIST.fullmatch(x)]
+            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, _source(d))
+                      for w in dict.fromkeys(pieces) if len(w) >= MIN_VALUE and (ident or not _NUMBER_LIST.fullmatch(w))]
+            if ident and not _UID.fullmatch(part):
+                found += [Needle(p, NeedleKind.ID_PART, _source(d)) for p in id_parts(part)]
         rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
         if not (d.removes_value or rewritten) or d.field.value is None:
             continue
@@ -322,6 +378,8 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         if not v or _is_summary(v):
             continue
         kind = value_kind(d, container, schemes)
+        if d.action in (DATE, DATETIME, TIME) and kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER):
+            kind = ValueKind.DATE  # a date the policy rewrote, whatever its shape ("20240314102233.000000")
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
         src = _source(d)
@@ -341,7 +399,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         if _is_name(d):
             found += [Needle(p, NeedleKind.NAME_PART, src) for p in name_parts(v)]
         elif kind == ValueKind.IDENTIFIER and not _UID.fullmatch(v) and "://" not in v:
-            found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(v)]
+            found += _identifier_parts(v, src, kept_words)
     # The research ID is the user's own replacement: an original equal to it (a slide processed
     # again) is what the output is meant to hold.
     new_id = (getattr(container, "new_id", None) or plan.options.get("new_id") or "").strip().casefold()

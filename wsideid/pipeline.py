@@ -99,7 +99,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
         residual = _Residual(driver, opened, plan, options) if options.detect != DetectMode.OFF else None
         try:
             t1 = time.perf_counter()
-            written = driver.write(opened, plan, scratch, os.path.basename(final), options, hashing.on_recipe)
+            written = driver.write(opened, plan, scratch, os.path.basename(final), options,
+                                   _WriteEvents(hashing, residual))
             timings["write"] = time.perf_counter() - t1
             if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
                 t = time.perf_counter()
@@ -158,6 +159,9 @@ class _Residual:
         self.thread = ResidualScan(driver, opened, plan, options.identifiers, options.ocr, options.new_id)
         self.thread.start()
 
+    def go(self) -> None:
+        self.thread.go()
+
     def written(self, written: Written) -> None:
         self.thread.written(written)
 
@@ -169,6 +173,26 @@ class _Residual:
 
     def cancel(self) -> None:
         self.thread.cancel()
+
+
+class _WriteEvents:
+    """What the writer is handed as ``on_recipe``: called with the recipe once its layout is fixed
+    (the output's hash starts); ``checked()``, which a driver whose write runs a check beside the
+    copy calls when that check is done (TIFF family: the stream rule's), starts the residual
+    scan's early reads. So they run neither beside the tile-header scan before the copy (Python
+    on the path every run waits for, which theirs slowed by GIL hand-offs) nor beside the stream
+    check (its read buffers and the detectors' images added up to over 100 MB at 2 GB); a driver
+    that never calls ``checked`` starts them when its write returns (``wait_early``)."""
+
+    def __init__(self, hashing, residual: "_Residual | None"):
+        self.hashing, self.residual = hashing, residual
+
+    def __call__(self, recipe) -> None:
+        self.hashing.on_recipe(recipe)
+
+    def checked(self) -> None:
+        if self.residual is not None:
+            self.residual.go()
 
 
 def _scan(driver, images: list, stage: str, options: DeidOptions) -> list:
@@ -285,11 +309,25 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
     if not driver.supports_in_place:
         raise WsideidError(f"--in-place rewrites TIFF-family slides only, not {driver.name} (use -o OUTDIR)")
     plan = driver.plan(opened, options)
+    scans: list = []
+    if options.detect == DetectMode.ALL:  # the removed images are wiped by the rewrite: scanned first
+        scans += _scan(driver, driver.source_images(opened, plan), "source", options)
     res = driver.in_place(opened, plan, options)
     require_ok(res.report, "in-place result failed verification; its journal was kept")
-    timings = {"total": time.perf_counter() - t0, "in-place": res.seconds}
-    result = DeidResult(input_path, input_path, driver.name, plan, res.report, Status.PUBLISHED, timings=timings,
-                        error=recovered)
+    status = Status.PUBLISHED
+    timings = {"in-place": res.seconds}
+    if options.detect != DetectMode.OFF:
+        # The kept images as rewritten get the residual scan a copy gets: a finding cannot hold
+        # back a file already rewritten, but the slide is reported flagged (exit code, audit, QC).
+        t = time.perf_counter()
+        found = _scan(driver, res.images, "output", options)
+        timings["detect-residual"] = time.perf_counter() - t
+        scans += found
+        if is_flagged(found):
+            status = Status.FLAGGED
+    timings["total"] = time.perf_counter() - t0
+    result = DeidResult(input_path, input_path, driver.name, plan, res.report, status, timings=timings,
+                        error=recovered, scans=scans)
     audit_dir = options.audit_dir or os.path.dirname(os.path.abspath(input_path))
     result.audit_path = write_audit(result, replace(options, audit_dir=audit_dir))
     return result

@@ -246,6 +246,25 @@ def decide(field: Field, rule: Rule | None, where: str, opts: PlanOptions, unkno
     raise ProfileError(f"unhandled action {rule.action}")
 
 
+# Sections whose key names come from a fixed dictionary (TIFF tag names or numbers), not from the file.
+DICTIONARY_SECTIONS = ("tags",)
+
+
+def unknown_names(unknowns: list[Decision]) -> str:
+    """The unknown keys for a refusal line: a tag's name as it is; a key the file itself named
+    (a description key, an XML attribute) only by its section and count, since the name may be
+    PHI ("Jane Doe = 1") and refusals reach logs that may be shared (``inspect`` shows them)."""
+    named = sorted({d.field.key for d in unknowns if d.field.key.partition(":")[0] in DICTIONARY_SECTIONS})
+    from_file: dict[str, int] = {}
+    for d in unknowns:
+        section = d.field.key.partition(":")[0]
+        if section not in DICTIONARY_SECTIONS:
+            from_file[section] = from_file.get(section, 0) + 1
+    parts = named[:8] + [f"{n} key(s) named by the file in {section}" for section, n in sorted(from_file.items())]
+    hint = "; `wsideid inspect` shows them" if from_file else ""
+    return ", ".join(parts) + hint
+
+
 def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
     decisions: list[Decision] = []
     for f in inv.fields:
@@ -255,8 +274,8 @@ def make_plan(inv: Inventory, profile: Profile, opts: PlanOptions) -> Plan:
         decisions.append(decide(f, rule, where, opts, profile.unknown_action))
     unknowns = [d for d in decisions if d.unknown]
     if unknowns and (opts.strict or profile.unknown_action == "refuse"):
-        names = ", ".join(sorted({d.field.key for d in unknowns})[:8])
-        raise StrictRefusal(f"refused (--strict): {len(unknowns)} field(s) the profile does not know: {names}")
+        raise StrictRefusal(f"refused (--strict): {len(unknowns)} field(s) the profile does not know: "
+                            f"{unknown_names(unknowns)}")
     images: list[ImageDecision] = []
     unknown_images = [img for img in inv.images if img.role == "unknown"]
     if unknown_images and (opts.strict or profile.unknown_action == "refuse"):

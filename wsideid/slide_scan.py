@@ -28,6 +28,7 @@ class ImageScan:
     stage: str  # "source" (before removal) or "output" (residual)
     result: Any  # detect.scan.ScanResult or None
     error: str | None = None
+    covered_by: int | None = None  # not read: a smaller scanned level covers it (``level_cover``)
 
     @property
     def has_phi(self) -> bool:
@@ -37,6 +38,10 @@ class ImageScan:
         d: dict[str, Any] = {"role": self.role, "index": self.index, "stage": self.stage}
         if self.error:
             d["error"] = self.error
+        if self.covered_by is not None:
+            from .level_cover import covered_note
+            d["skipped"] = covered_note(self.covered_by)
+            d["covered_by"] = self.covered_by
         if self.result is not None:
             d.update(self.result.to_dict(include_values))
         return d
@@ -67,7 +72,7 @@ def _every_slide(path: str) -> str | None:
 def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, identifiers: Sequence[str] = (),
                 ocr: bool = True, reader=read_tiff_image) -> list[ImageScan]:
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised."""
-    from .detect.residual import scan_kept_image
+    from .detect.residual import reduce_kept, scan_kept_work
     from .detect.scan import scan_image
     from .tiff.pixels import OUTPUT_SCAN_PIXELS, scan_limit
     out: list[ImageScan] = []
@@ -79,7 +84,9 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
             else:
                 img = reader(path, index)
             if stage == "output":  # kept images: text-region stage first (detect/residual.py)
-                result = scan_kept_image(img, role, identifiers, ocr=ocr)
+                kept = reduce_kept(img)
+                img = None  # the read at full scan size goes before the detectors run (issue 14)
+                result = scan_kept_work(kept, role, identifiers, ocr=ocr)
             else:
                 result = scan_image(img, role, identifiers, ocr=ocr)
             if role == "level":
@@ -110,9 +117,13 @@ def source_targets(plan) -> list[tuple[str, int]]:
 
 
 def scan_refs(images: Sequence, stage: str, identifiers: Sequence[str], ocr: bool) -> list[ImageScan]:
-    """``scan_images`` over the ``drivers.base.ImageRef`` a driver lists (each reads itself)."""
+    """``scan_images`` over the ``drivers.base.ImageRef`` a driver lists (each reads itself); a
+    level covered by a smaller scanned one (``level_cover``) is recorded as skipped, not read."""
     out: list[ImageScan] = []
     for ref in images:
+        if ref.covered_by is not None:
+            out.append(ImageScan(ref.role, ref.index, stage, None, covered_by=ref.covered_by))
+            continue
         out += scan_images("", [(ref.role, ref.index)], stage, identifiers, ocr, reader=lambda _p, _i, r=ref: r.read())
     return out
 

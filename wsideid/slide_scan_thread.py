@@ -16,6 +16,13 @@ the main thread writes:
   whatever a driver can only name once written) is scanned from the written
   output once verification is done.
 
+The early scans wait for ``go`` (``pipeline._WriteEvents``: the TIFF writer's
+stream check beside the copy is done, or the write returned): before that the
+main thread runs the tile-header scan, Python that the detectors' Python would
+slow by half (GIL hand-offs) on the path every run waits for, then the stream
+check reads every tile through buffers whose memory and the detectors' added
+up to over 100 MB at 2 GB.
+
 The scans never run beside the verification (issue 17): the detectors' peak
 (a kept level decoded at up to 4 MP, its grey and float copies: 30-45 MB)
 and the verifier's (two decodings of an edited stream, a region read through
@@ -49,28 +56,39 @@ class ResidualScan(threading.Thread):
         self.identifiers, self.ocr, self.new_id = identifiers, ocr, new_id
         self.output: Written | None = None
         self._written = threading.Event()
+        self._go = threading.Event()
         self._early_done = threading.Event()
         self._cancelled = False
         self.scans: list = []
         self.error: BaseException | None = None
 
+    def go(self) -> None:
+        """The write's own check is done (or the write returned): the early images may be read now."""
+        self._go.set()
+
     def written(self, written: Written) -> None:
         """The output is on disk (under its temporary name): the late images can be read."""
         self.output = written
+        self._go.set()
         self._written.set()
 
     def wait_early(self) -> None:
         """Until the images read from the source are scanned (or the scan failed)."""
+        self._go.set()
         self._early_done.wait()
 
     def cancel(self) -> None:
         self._cancelled = True
+        self._go.set()
         self._written.set()
 
     def run(self) -> None:
         from .publish import drop_research_id
         from .slide_scan import scan_refs
         try:
+            self._go.wait()
+            if self._cancelled:
+                return
             early = {(sc.role, sc.index): sc for sc in scan_refs(self.early, "output", self.identifiers, self.ocr)}
             self._early_done.set()
             self._written.wait()

@@ -85,4 +85,5 @@ def test_unknown_image_type_is_removed(qptiff, tmp_path):
                         lambda xml: xml.replace("<ImageType>Label<", "<ImageType>Extra<"), page=n - 1)
     plan = inspect(src)
     last = plan.images[n - 1]
-    assert last.image.role == "unknown" and last.action == "remove" and "Extra" in last.image.extra["reason"]
+    assert last.image.role == "unknown" and last.action == "remove" and "Extra" not in last.image.extra["reason"]
+    assert last.image.extra["reason"] == "an ImageType QPTIFF does not define"  # the file's text is not quoted

@@ -128,7 +128,7 @@ def one_id_refusal(path: str) -> str:
     found = _dicom_slides(path)
     return (f"one --new-id cannot name several slides: the folder holds {len(found.slides)} ({found.listing()});"
             " drop --new-id (each slide gets a pseudonym, the mapping goes to the review folder), pick one"
-            " with --series UID, or write a manifest with a series_uid column and use `wsideid run`")
+            " with --series (a series UID or its series-... token), or write a manifest with a series_uid column and use `wsideid run`")
 
 
 def _rows_of(folder: str, name: str) -> tuple[list[tuple[str, str | None]], list[str]]:

@@ -31,7 +31,7 @@ from ..errors import WsideidError
 COLUMNS: dict[str, str] = {
     "source": "slide file (or DICOM folder), relative to the manifest's folder; required",
     "series_uid": "a DICOM folder holding several slides: the Series Instance UID of this row's slide (its"
-                  " VOLUME series); each slide is its own row and output. Empty: the folder must hold one slide",
+                  " VOLUME series) or its series-<12 hex> token from a message; each slide is its own row and output. Empty: the folder must hold one slide",
     "new_id": "research ID: the output file name and the replacement for identifiers; unique. Empty (or no"
               " column): a keyed pseudonym, WSI-<16 hex>, never the source's name",
     "subject": "patient key: slides of one subject get the same date shift (needed for dates=shift)",
@@ -48,7 +48,8 @@ COLUMNS: dict[str, str] = {
 REQUIRED = ("source",)
 _TRUE = {"yes", "y", "true", "1", "x"}
 _FALSE = {"no", "n", "false", "0", ""}
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")  # as written by scanners (leading zeros seen in the wild)
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+SERIES_TOKEN = re.compile(r"series-[0-9a-f]{12}")  # dicom.slides.series_token: a slide named without its UID  # as written by scanners (leading zeros seen in the wild)
 
 
 class ManifestError(WsideidError):
@@ -238,8 +239,9 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
         elif new_id and new_id.lower() in seen_ids:
             mine.append(RowProblem(n, "new_id", f"duplicate of row {seen_ids[new_id.lower()]}"))
         series = rec.get("series_uid", "") or None
-        if series and (not _UID.match(series) or len(series) > 64):
-            mine.append(RowProblem(n, "series_uid", "is not a UID (digits and dots, at most 64 characters)"))
+        if series and (not _UID.match(series) or len(series) > 64) and not SERIES_TOKEN.fullmatch(series):
+            mine.append(RowProblem(n, "series_uid", "is not a UID (digits and dots, at most 64 characters)"
+                                                    " or a series-<12 hex> token"))
         if src is not None:
             key = os.path.normpath(str(src)) + "\0" + (series or "")
             if key in seen_src:

@@ -164,13 +164,42 @@ def _mrns(s: str, earlier: list[PhiFlag]) -> list[PhiFlag]:
         if m.span() in dated:
             continue  # 20240305 is reported as a date, not twice
         out.append(PhiFlag("mrn", m.span(), f"run of {len(m.group(0))} digits"))
-    for m in _SPACED_DIGITS.finditer(s):
-        groups = m.group(0).split()
-        digits = sum(map(len, groups))
-        if digits < 6 or max(map(len, groups)) < 3 or any(a < m.end() and m.start() < b for a, b in dated):
-            continue  # "1 of 2" never gets here; "2024 03 05" already is a date
-        out.append(PhiFlag("mrn", m.span(), f"{digits} digits in {len(groups)} groups (a run split by OCR)"))
+    for a, b in _spaced_runs(s, dated, 6):
+        groups = s[a:b].split()
+        out.append(PhiFlag("mrn", (a, b), f"{sum(map(len, groups))} digits in {len(groups)} groups (a run split by OCR)"))
     return out
+
+
+def _spaced_runs(s: str, dated: Sequence[tuple[int, int]], min_digits: int) -> list[tuple[int, int]]:
+    """Spans of digit runs split at spaces ("7 7649 635"), of at least ``min_digits`` digits
+    in two or more groups, one of 3 or more ("1 of 2" is none). A group inside a date is
+    left out and the groups on either side of it judged alone: "7 7649 635 2024-03-01"
+    is a run beside a date, not a date ("2024 03 05" alone is only a date)."""
+    out: list[tuple[int, int]] = []
+
+    def close(groups: list[tuple[int, int]]) -> None:
+        lens = [b - a for a, b in groups]
+        if len(groups) >= 2 and sum(lens) >= min_digits and max(lens) >= 3:
+            out.append((groups[0][0], groups[-1][1]))
+
+    for m in _SPACED_DIGITS.finditer(s):
+        run: list[tuple[int, int]] = []
+        for g in re.finditer(r"\d+", m.group(0)):
+            a, b = m.start() + g.start(), m.start() + g.end()
+            if any(x < b and a < y for x, y in dated):
+                close(run)
+                run = []
+            else:
+                run.append((a, b))
+        close(run)
+    return out
+
+
+def spaced_digit_runs(text: str, min_digits: int) -> list[str]:
+    """The digit runs split at spaces in ``text`` (dates left out), as written: an
+    identifier's parts for the verifier's search (``needles.id_parts``)."""
+    up = _digit_context_fix(upper_same_length(text))
+    return [text[a:b] for a, b in _spaced_runs(up, [f.span for f in _dates(up)], min_digits)]
 
 
 def _names(s: str) -> list[PhiFlag]:

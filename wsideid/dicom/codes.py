@@ -66,8 +66,10 @@ class CodeOp:
 class CodeRules:
     """Standard schemes and their code grammar, plus codes the profile vouches for."""
 
-    def __init__(self, schemes: dict[str, str], extra: dict[str, str]):
+    def __init__(self, schemes: dict[str, str], extra: dict[str, str], listed_only: tuple[str, ...] | list[str] = ()):
         self.schemes = {k: re.compile(v) for k, v in schemes.items()}
+        # schemes whose grammar vouches for nothing: only a listed code is standard
+        self.listed_only = frozenset(listed_only)
         self.extra: dict[tuple[str, str], str] = {}
         for key, meaning in extra.items():
             scheme, _, value = key.partition(":")
@@ -100,6 +102,8 @@ class CodeRules:
             return False
         if self.meanings(scheme, value):
             return True
+        if scheme in self.listed_only:
+            return False
         if scheme in ("SCT", "SNM3") and not sctid_valid(value):
             return False
         return bool(pat.fullmatch(value))

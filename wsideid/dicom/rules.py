@@ -88,7 +88,8 @@ class DicomRules:
             if not terms:
                 raise ProfileError(f"dicom profile code_strings {name}: no terms")
         try:
-            self.codes = CodeRules(opts.get("coding_schemes", {}), opts.get("codes", {}))
+            self.codes = CodeRules(opts.get("coding_schemes", {}), opts.get("codes", {}),
+                                   opts.get("listed_code_schemes", []))
         except re.error as exc:
             raise ProfileError(f"dicom profile coding_schemes: {exc}") from None
         for name, spec in list(self.wsi.items()) + list(self.keep.items()) + list(self.file_meta.items()):

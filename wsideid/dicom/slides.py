@@ -21,13 +21,18 @@ Microscopy IOD, and C.8.12.4):
   written, reported by its position in the folder and its role.
 
 A slide is named by the Series Instance UID of its pyramid (the manifest's
-``series_uid`` column, ``--series``).
+``series_uid`` column, ``--series``), or by its token ``series-<12 hex>``
+(:func:`series_token`). Messages name slides by token and files only: error
+lines reach batch records and logs that may be shared, and a source UID
+links them back to the patient's study.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
@@ -35,6 +40,18 @@ from .source import DicomSource, Instance, Orphan
 
 SIZE_TOLERANCE = 0.05  # relative: reduced levels round their pixel counts, so their imaged volume varies a little
 ALL_SLIDES = "*"  # a selector meaning "every instance, ungrouped" (``wsideid scan`` reads every label)
+TOKEN = re.compile(r"series-[0-9a-f]{12}")
+
+
+def series_token(uid: str) -> str:
+    """A series named without its UID: ``series-`` + 12 hex of its SHA-256 (``--series`` takes it).
+    Only someone who holds the UID can tell which series it is."""
+    return "series-" + hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:12] if uid else "series-(none)"
+
+
+def names_series(selector: str, uid: str) -> bool:
+    """Whether ``--series`` (a UID or a token) names the series ``uid``."""
+    return bool(uid) and selector in (uid, series_token(uid))
 
 
 @dataclass
@@ -51,7 +68,11 @@ class Slide:
         for i in self.instances:
             roles[i.role] = roles.get(i.role, 0) + 1
         what = ", ".join(f"{n} {r}" for r, n in sorted(roles.items()))
-        return f"series {self.series_uid} (study {self.study_uid}; {what})" + (
+        files = ""
+        if self.instances:
+            first = os.path.basename(self.instances[0].path)
+            files = f"{first}" + (f" and {len(self.instances) - 1} more file(s)" if len(self.instances) > 1 else "")
+        return f"{series_token(self.series_uid)} ({files}; {what})" + (
             f" [refused: {self.problem}]" if self.problem else "")
 
 
@@ -64,7 +85,7 @@ class SlideSet:
         return "; ".join(s.describe() for s in self.slides) or "no slide"
 
     def by_series(self, series_uid: str) -> Slide | None:
-        return next((s for s in self.slides if s.series_uid == series_uid), None)
+        return next((s for s in self.slides if names_series(series_uid, s.series_uid)), None)
 
 
 def _text(inst: Instance, keyword: str) -> str:
@@ -160,8 +181,8 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
         return src
     if not src.is_folder:
         own = _text(src.instances[0], "SeriesInstanceUID")
-        if series and series != own:
-            raise WsideidError(f"--series {series}: the file belongs to series {own or '(none)'}")
+        if series and not names_series(series, own):
+            raise WsideidError(f"--series names another series: the file belongs to {series_token(own)}")
         return src
     found = group(src.instances)
     if not found.slides:
@@ -170,7 +191,7 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
     if series:
         slide = found.by_series(series)
         if slide is None:
-            raise WsideidError(f"no slide with series {series} in the folder; it holds: {found.listing()}")
+            raise WsideidError(f"no slide with the --series given in the folder; it holds: {found.listing()}")
     elif len(found.slides) > 1:
         raise WsideidError(f"the folder holds {len(found.slides)} slides: {found.listing()}; name one with --series"
                            " (or a manifest's series_uid column), or run `wsideid deid FOLDER -o OUTDIR` without"
@@ -178,7 +199,7 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
     else:
         slide = found.slides[0]
     if slide.problem:
-        raise UnsupportedFormat(f"series {slide.series_uid} is not one slide: {slide.problem}")
+        raise UnsupportedFormat(f"{series_token(slide.series_uid)} is not one slide: {slide.problem}")
     others = len(found.slides) - 1
     return replace(src, instances=list(slide.instances), orphans=list(found.orphans), other_slides=others)
 

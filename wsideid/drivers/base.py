@@ -15,9 +15,12 @@ Stages and their objects, in order:
   regions) and the driver's own refinements. The plan is complete here:
   every decision apply needs (blanked boxes, frame edits) is recorded in
   it, and no later stage changes it.
-- ``write(opened, plan, scratch, final_name, options) -> Written``: the
+- ``write(opened, plan, scratch, final_name, options, on_recipe) -> Written``: the
   output under the temporary name ``scratch`` (a file, or a folder the
-  driver makes).
+  driver makes). ``on_recipe(recipe)``, where the driver hashes while it
+  writes, once the layout is fixed; ``on_recipe.checked()``, where the write
+  runs a check beside its copy (TIFF: the stream rule's), once that is done
+  (the residual scan's early reads start then).
 - ``verify(opened, plan, written, options) -> VerifyReport``: named checks
   over the written output (see ``wsideid.checks``).
 - ``residual_images(plan, written)`` and ``source_images(opened, plan)``:
@@ -92,11 +95,13 @@ class Written:
 @dataclass
 class ImageRef:
     """One image the PHI detectors read: its role, its index (as the plan numbers images)
-    and how to read it (a PIL image in bounded memory)."""
+    and how to read it (a PIL image in bounded memory); or a reduced level they skip because
+    a smaller scanned level of its pyramid covers it (``wsideid.level_cover``), recorded as such."""
 
     role: str
     index: int
     read: Callable[[], Any]
+    covered_by: int | None = None  # a level skipped by ``level_cover``: the covering level's index; never read
 
 
 class Driver(Protocol):

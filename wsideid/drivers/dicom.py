@@ -128,24 +128,29 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
 
 
 def _reduced_levels(written) -> list:
-    """Every kept VOLUME instance except the full-resolution one of its series: reduced
-    levels are small pictures of the whole slide (a pen mark, a sticker, a scanned-in label
-    corner show there), read within the detectors' pixel budget (``scanimage``). A series
-    with one level size only has it scanned when it is small (``LOW_RES_LEVEL_PIXELS``)."""
-    def pixels(ds) -> int:
-        return (int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0) *
-                int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0))
+    """Every kept VOLUME instance except the full-resolution one of its series, as (instance,
+    path, covering instance index or None): reduced levels are small pictures of the whole
+    slide (a pen mark, a sticker, a scanned-in label corner show there), read within the
+    detectors' pixel budget (``scanimage``); one a smaller scanned level of its series covers
+    is skipped and recorded (``wsideid.level_cover``). A series with one level size only has
+    it scanned when it is small (``LOW_RES_LEVEL_PIXELS``)."""
+    from ..level_cover import LevelSize, covering
+
+    def size(ds) -> tuple[int, int]:
+        return (int(ds.get("TotalPixelMatrixColumns", ds.get("Columns", 0)) or 0),
+                int(ds.get("TotalPixelMatrixRows", ds.get("Rows", 0)) or 0))
     series: dict[str, list] = {}
     for inst, path, ds in written:
         if inst.role == "level":
-            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((pixels(ds), inst, path))
+            series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((size(ds), inst, path))
     out = []
-    for levels in series.values():
-        full = max(p for p, _, _ in levels)
-        reduced = [(inst, path) for p, inst, path in levels if p < full]
+    for uid, levels in series.items():
+        full = max(w * h for (w, h), _, _ in levels)
+        reduced = [(wh, inst, path) for wh, inst, path in levels if wh[0] * wh[1] < full]
         if not reduced and full <= LOW_RES_LEVEL_PIXELS:  # a lone small level: the whole slide, scanned
-            reduced = [(inst, path) for _, inst, path in levels]
-        out += reduced
+            reduced = levels
+        cover = covering([LevelSize(inst.index, w, h, uid) for (w, h), inst, _ in reduced])
+        out += [(inst, path, cover.get(inst.index)) for _, inst, path in reduced]
     return out
 
 
@@ -258,8 +263,8 @@ class DicomDriver:
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
         """Every kept instance that is not the full-resolution level (thumbnail, reduced
         levels, a generated or kept label, overview)."""
-        targets = [(inst, path) for inst, path, _ in written.state if inst.role != "level"]
-        return [_ref(path, inst.role, inst.index) for inst, path in targets + _reduced_levels(written.state)]
+        targets = [(inst, path, None) for inst, path, _ in written.state if inst.role != "level"]
+        return [_ref(path, inst.role, inst.index, cover) for inst, path, cover in targets + _reduced_levels(written.state)]
 
     def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
         """None: which instances the residual scan reads is decided from the *written* headers
@@ -305,8 +310,8 @@ def _read(path: str, index: int):
     return instance_image(path, index)
 
 
-def _ref(path: str, role: str, index: int) -> ImageRef:
-    return ImageRef(role, index, lambda: _read(path, index))
+def _ref(path: str, role: str, index: int, covered_by: int | None = None) -> ImageRef:
+    return ImageRef(role, index, lambda: _read(path, index), covered_by)
 
 
 class _DicomHashes:

@@ -153,7 +153,7 @@ class TiffDriver:
 
         tf = opened.container
         edits = self.edits(opened, plan, options.fill, deferred=True)
-        check = _StreamCheck(tf.path, edits.tiles.pending)
+        check = _StreamCheck(tf.path, edits.tiles.pending, getattr(on_recipe, "checked", None))
         check.start()
         try:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
@@ -170,9 +170,8 @@ class TiffDriver:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
         _record_reencoded(plan, tf, edits.tiles)
-        kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
         return Written(scratch, edits.tiles, [self._ref(scratch, role, index) for role, index in
-                                              _residual_targets(plan, {src: out for out, src in enumerate(kept)})])
+                                              _residual_targets(plan, _kept_index_map(plan))])
 
     # -- verify -------------------------------------------------------------------------
 
@@ -203,23 +202,27 @@ class TiffDriver:
                 if d.image.role in (Role.LABEL, Role.MACRO, Role.OVERVIEW, Role.UNKNOWN)]
 
     def residual_images(self, plan: Plan, written: Written) -> list[ImageRef]:
-        """Every kept image except the full-resolution level, as written (see ``write``)."""
-        return written.images
+        """Every kept image except the full-resolution level, as written (see ``write``); reduced
+        levels a smaller scanned level covers are marked skipped (``_level_cover``)."""
+        import dataclasses
+        cover = _level_cover(plan, _kept_index_map(plan))
+        return [dataclasses.replace(r, covered_by=cover.get(r.index)) for r in written.images]
 
     def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
         """The residual images whose pixels the run leaves as they are (action keep, no region
         blanked on them), read from the source while the output is written; indices as in the
         output. The stream rule drops only segments that do not decode and unused tables, and
         verification checks that the decodings match."""
-        kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
-        out_of = {src: out for out, src in enumerate(kept)}
+        out_of = _kept_index_map(plan)
         action = {out_of[d.image.index]: d for d in plan.images if d.image.index in out_of}
+        cover = _level_cover(plan, out_of)
         early = []
         for role, out in _residual_targets(plan, out_of):
             d = action[out]
             blanked = bool(plan.regions) and d.image.role in (Role.LEVEL, Role.THUMBNAIL)
             if d.action == ImageAction.KEEP and not blanked:
-                early.append(ImageRef(role, out, lambda src=d.image.index: self.read_image(opened.path, src)))
+                early.append(ImageRef(role, out, lambda src=d.image.index: self.read_image(opened.path, src),
+                                      cover.get(out)))
         return early
 
     def label_images(self, opened: Opened) -> list[ImageRef]:
@@ -248,8 +251,8 @@ class TiffDriver:
                 return embedded(tf, index).convert("RGB")
         return read_tiff_image(path, index)
 
-    def _ref(self, path: str, role: str, index: int) -> ImageRef:
-        return ImageRef(role, index, lambda: self.read_image(path, index))
+    def _ref(self, path: str, role: str, index: int, covered_by: int | None = None) -> ImageRef:
+        return ImageRef(role, index, lambda: self.read_image(path, index), covered_by)
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_TiffHashes":
         from ..options import hash_algorithm
@@ -281,7 +284,12 @@ class TiffDriver:
                        part="unchanged in place")
             return rep
 
-        return deidentify_in_place(opened, plan, edits, check)
+        res = deidentify_in_place(opened, plan, edits, check)
+        # The rewritten slide holds the kept images in the copy's order (one ``vendor.build``), so
+        # the residual scan reads them as it would read a copy's (level cover included).
+        res.images = self.residual_images(plan, Written(opened.path, edits.tiles, [
+            self._ref(opened.path, role, index) for role, index in _residual_targets(plan, _kept_index_map(plan))]))
+        return res
 
 
 class _TiffHashes:
@@ -349,15 +357,32 @@ def _residual_targets(plan: Plan, kept_index_map: dict[int, int]) -> list[tuple[
             if not (d.image.role == "level" and (d.image.width, d.image.height) == full)]
 
 
+def _kept_index_map(plan: Plan) -> dict[int, int]:
+    """Source image index -> output image index of every kept image."""
+    kept = [d.image.index for d in plan.images if d.action != ImageAction.REMOVE]
+    return {src: out for out, src in enumerate(kept)}
+
+
+def _level_cover(plan: Plan, kept_index_map: dict[int, int]) -> dict[int, int]:
+    """Output index of each reduced level the residual scan skips -> the output index of the
+    smaller scanned level that covers it (``wsideid.level_cover``). A pyramid is the file's
+    top-level levels, or the SubIFD levels of one image."""
+    from ..level_cover import LevelSize, covering
+    scanned = {out for role, out in _residual_targets(plan, kept_index_map) if role == Role.LEVEL}
+    return covering([LevelSize(kept_index_map[d.image.index], d.image.width, d.image.height,
+                               d.image.extra.get("parent", -1))
+                     for d in plan.images if kept_index_map.get(d.image.index) in scanned])
+
+
 class _StreamCheck(threading.Thread):
     """The stream rule's full check (every byte of every JPEG tile up to its first EOI), run
     beside the kernel's copy instead of before it. The headers, where encoders put their
     comments, were judged before writing; this finds what only the entropy-coded data or the
     bytes after an EOI show. Joined before verification: nothing is published unchecked."""
 
-    def __init__(self, path: str, pending: list):
+    def __init__(self, path: str, pending: list, done=None):
         super().__init__(daemon=True)
-        self.path, self.pending = path, pending
+        self.path, self.pending, self.done = path, pending, done
         self.dirty: list[tuple[int, int]] = []
         self.error: BaseException | None = None
 
@@ -367,6 +392,9 @@ class _StreamCheck(threading.Thread):
             self.dirty = check_pending(self.path, self.pending)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self.error = exc
+        finally:
+            if self.done is not None:  # the pipeline's residual scan starts its early reads
+                self.done()
 
 
 def _record_reencoded(plan: Plan, tf: TiffFile, tiles) -> None:

@@ -191,7 +191,8 @@ def inventory(slide: MrxsSlide) -> Inventory:
             continue  # camera positions: numbers the reader needs, checked by the writer, not an image
         extra = {"layer": nh.layer, "record": k}
         if nh.role == "unknown":
-            extra["reason"] = f"non-hierarchical record of layer {nh.layer!r} is not an image we know"
+            # the layer's name is the file's text, and a reason reaches the audit: not quoted
+            extra["reason"] = f"non-hierarchical record {k} is of a layer that is not an image we know"
         images.append(ImageInfo(base + k, nh.role, 0, 0, "jpeg" if nh.role != "unknown" else "data", False, 1, extra))
     for i, name in enumerate(slide.other_hier, 1):  # focus or filter layers: not read, not carried over
         images.append(ImageInfo(base + len(slide.nonhier) + i - 1, "unknown", 0, 0, "data", True, 0,

@@ -152,7 +152,7 @@ def _findings(rec: dict, found: list) -> str:
     head = ('<table class="findings"><tr><th>#</th><th>stage</th><th>image</th><th>kind</th><th>text</th>'
             '<th>category</th><th>conf.</th></tr>')
     if not rows and not quiet:
-        scanned = ", ".join(f'{s["stage"]} {s["role"]}' for s in rec.get("scans", []))
+        scanned = ", ".join(f'{s["stage"]} {s["role"]}' for s in rec.get("scans", []) if not s.get("skipped"))
         return f'<p class="muted">No barcode or text found{(" (scanned: " + _e(scanned) + ")") if scanned else ""}.</p>'
     out = head + "".join(rows) + "</table>" if rows else ""
     if quiet:

@@ -44,7 +44,7 @@ from ..jpeg.structure import TableKey, UnsafeJpeg
 
 MAX_HEADER_SEGMENTS = 64
 MAX_HEADER = 8192  # a tile header (SOI..SOS) longer than this goes through the full parser
-BATCH_BYTES = 4 << 20  # bytes read at once (per reader thread, plus one flag array of the same size)
+BATCH_BYTES = 2 << 20  # bytes read at once per reader thread (4 MB: 10 MB more at the peak beside the detectors, for 14 % less CPU)
 BATCH = 4096  # tiles judged at once
 GAP = 1 << 16  # tiles further apart than this start a new read
 STREAM_CHUNK = BATCH_BYTES
@@ -147,10 +147,12 @@ def _read(fd: int, offset: int, size: int) -> np.ndarray:
 
 
 def _flags(n: int) -> np.ndarray:
-    """This thread's reusable boolean scratch of at least ``n`` entries."""
+    """This thread's reusable boolean scratch of at least ``n`` entries: a ``SLICE`` in the common
+    case (``_marker_count``), a batch only where tiles are checked marker by marker (4 MB less per
+    reader thread while the detectors run beside the copy, issue 14)."""
     m = getattr(_scratch, "mask", None)
     if m is None or len(m) < n:
-        m = _scratch.mask = np.empty(max(n, BATCH_BYTES), bool)
+        m = _scratch.mask = np.empty(max(n, SLICE), bool)
     return m[:n]
 
 

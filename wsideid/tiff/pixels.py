@@ -47,7 +47,12 @@ def scan_limit(pixels: int):
 
 
 def _factor(w: int, h: int) -> int:
-    limit = min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS)
+    return reduction_factor(w, h, min(MAX_SCAN_PIXELS, _LIMIT.get() or MAX_SCAN_PIXELS))
+
+
+def reduction_factor(w: int, h: int, limit: int) -> int:
+    """The power of two a ``w`` x ``h`` image is reduced by to hold at most ``limit`` pixels
+    (read as ``ceil(w / f)`` x ``ceil(h / f)``); ``level_cover`` predicts scan sizes with it."""
     f = 1
     while (w // f) * (h // f) > limit:
         f *= 2
@@ -140,11 +145,29 @@ def _jpeg_tile_scaled(raw: bytes, tables: bytes | None, photometric: int, size: 
 
 def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
     """A JPEG-tiled page decoded tile by tile at a reduced scale (see ``_jpeg_tile_scaled``)."""
-    tw, th = page.tilewidth, page.tilelength
     spp = page.samplesperpixel
     out = np.zeros((-(-h // f), -(-w // f)) + ((spp,) if spp > 1 else ()), dtype=np.uint8)
+    for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
+        out[y:y + part.shape[0], x:x + part.shape[1]] = part
+    return out
+
+
+def _reduced_jpeg_image(path: str, page, w: int, h: int, f: int):
+    """``_reduced_jpeg_tiles`` pasted straight into a PIL image: no array of the whole image
+    beside it (at 4 MP that array was 11 MB more at the read's peak, issue 14)."""
+    from PIL import Image
+    img = Image.new("L" if page.samplesperpixel == 1 else "RGB", (-(-w // f), -(-h // f)))
+    for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
+        img.paste(Image.fromarray(np.ascontiguousarray(part)), (x, y))
+    return img
+
+
+def _scaled_jpeg_parts(path: str, page, w: int, h: int, f: int):
+    """(y, x, pixels) of each tile decoded at 1/``f``, placed on the reduced grid and cut to it."""
+    tw, th = page.tilewidth, page.tilelength
     tables = page.jpegtables
     across = -(-w // tw)
+    ow, oh = -(-w // f), -(-h // f)
     with open(path, "rb", buffering=0) as fh:
         fd = fh.fileno()
         for i, (off, n) in enumerate(zip(page.dataoffsets, page.databytecounts)):
@@ -155,9 +178,9 @@ def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
                 raise WsideidError("image data ended early while reading a tile")
             part = _jpeg_tile_scaled(raw, tables, page.photometric, (tw, th), f)
             y, x = (i // across) * th // f, (i % across) * tw // f
-            part = part[: out.shape[0] - y, : out.shape[1] - x]
-            out[y:y + part.shape[0], x:x + part.shape[1]] = part
-    return out
+            part = part[: max(oh - y, 0), : max(ow - x, 0)]
+            if part.size:
+                yield y, x, part
 
 
 def _reduced_openslide(path: str, w: int, h: int, f: int) -> np.ndarray | None:
@@ -206,7 +229,7 @@ def read_tiff_image(path: str, index: int):
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
-            arr = _reduced_jpeg_tiles(path, page, w, h, f)
+            return _reduced_jpeg_image(path, page, w, h, f)
         elif page.is_tiled and (page.planarconfig == 1 or page.samplesperpixel == 1):
             arr = _reduced_tiles(page, w, h, f)
         else:

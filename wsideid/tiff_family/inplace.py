@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -139,6 +139,7 @@ class InPlaceResult:
     appended: int
     wiped: int
     seconds: float
+    images: list = field(default_factory=list)  # the rewritten file's kept images the residual scan reads
 
 
 def _rebase(edits, appended) -> None:

@@ -228,9 +228,24 @@ def split(k: int, ifd: Ifd, tag: int, text: str, section: str, name: Namer,
         for part in ("text", "tail"):
             value = getattr(el, part)
             if value is not None and value.strip():
-                fields.append(Field(f"{base}/{shown}/{part}()", f"{section}:{shown}/{part}()", value,
-                                    ifd=k, tag=tag, subkey=f"{nid}/{part}()"))
+                # an element's text names a person or a slide as an attribute can (Leica's barcode)
+                key = f"{section}:{shown}/{part}()"
+                fields.append(Field(f"{base}/{shown}/{part}()", key, value, ifd=k, tag=tag, subkey=f"{nid}/{part}()",
+                                    kind=ValueKind.IDENTIFIER if identity(key) else ValueKind.TEXT))
     return fields
+
+
+def base64_text(value: str) -> str:
+    """The text a Base64 value decodes to (a scanner's barcode: Leica, Philips), or "".
+
+    Why: a removed barcode held as Base64 is searched for in its decoded form too, or
+    the barcode's own text could stand elsewhere in the output unnoticed."""
+    import base64
+    import binascii
+    try:
+        return base64.b64decode("".join(str(value).split()), validate=True).decode("utf-8", "replace").strip()
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def _value(d: Decision | None) -> str | None:

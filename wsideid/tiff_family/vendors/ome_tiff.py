@@ -34,6 +34,7 @@ from xml.etree.ElementTree import Element
 from .. import xmlscrub
 from ...errors import MalformedFile, UnsupportedFormat
 from ...model import REMOVE, Decision, Field, Inventory, Plan, ValueKind
+from ...needles import record_number
 from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
@@ -187,18 +188,22 @@ FOREIGN = "OME/StructuredAnnotations/XMLAnnotation/Value/"  # another vendor's m
 
 
 def _kind(path: str, attr: str, value: str) -> ValueKind:
-    """Numbers and enumeration spellings are no needles (a removed device state
-    "Open" would be found in the kept namespace "openmicroscopy"); people, files
-    and serials are identifiers; the rest is text."""
+    """People, files and serials are identifiers, in an attribute or an element's text
+    (``UUID``), whatever their shape: a serial or record number of digits only is
+    still one. Numbers and enumeration spellings are no needles (a removed device
+    state "Open" would be found in the kept namespace "openmicroscopy"), except a
+    long run of digits, left to the verifier's rule for record numbers; the rest is text."""
     v = value.strip()
-    if _NUMBER.fullmatch(v):
-        return ValueKind.NUMBER
     if v in ("true", "false") or _REF.fullmatch(v):
         return ValueKind.CODE
     if (path.startswith(FOREIGN) and attr not in IDENTITY - {"Name"} and _WORD.fullmatch(v)):
         return ValueKind.CODE  # a device's name or state in a vendor's settings dump
-    if attr in IDENTITY or "/Experimenter" in path:
+    element = path.rpartition("/")[2]
+    if attr in IDENTITY or (attr in (xmlscrub.TEXT, xmlscrub.TAIL) and element in IDENTITY) \
+            or "/Experimenter" in path:
         return ValueKind.IDENTIFIER
+    if _NUMBER.fullmatch(v) and not record_number(v):
+        return ValueKind.NUMBER
     return ValueKind.TEXT
 
 

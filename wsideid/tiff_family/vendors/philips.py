@@ -46,6 +46,7 @@ from xml.etree.ElementTree import Element
 from .. import xmlscrub
 from ...errors import MalformedFile, WsideidError
 from ...model import KEEP, REMOVE, REPLACE, Decision, Field, ImageDecision, ImageInfo, Inventory, Plan, ValueKind
+from ...needles import record_number
 from ...tiff.container import Ifd, TiffFile
 from ...valuepolicy import ValueType, Verdict, register_checker
 from . import pyramid, tiff_base
@@ -195,9 +196,14 @@ def roles(tf: TiffFile) -> list[RoleCall]:
 def _kind(chain: str, value: str) -> ValueKind:
     if IDENTITY.fullmatch(chain.rpartition("/")[2]):
         return ValueKind.IDENTIFIER
-    if re.fullmatch(r'[-+"\d. eE]{1,200}', value) and re.search(r"\d", value):
+    if re.fullmatch(r'[-+"\d. eE]{1,200}', value) and re.search(r"\d", value) and not record_number(value):
         return ValueKind.NUMBER
     return ValueKind.TEXT
+
+
+def _outside_kind(name: str) -> ValueKind:
+    """An attribute or element outside the grammar named like an identity (``Barcode="..."``)."""
+    return ValueKind.IDENTIFIER if IDENTITY.fullmatch(name.upper()) else ValueKind.TEXT
 
 
 def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
@@ -215,7 +221,7 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
             if pattern is None or not pattern.fullmatch(value):
                 fields.append(Field(f"{base}/{n}:{path}@{name}", f"{SECTION}:@{el.tag}@{xmlscrub.attr_name(name)}",
                                     value, ifd=k, tag=270, subkey=f"{n}@{xmlscrub.attr_name(name)}",
-                                    kind=ValueKind.TEXT))
+                                    kind=_outside_kind(xmlscrub.local(name))))
         text_value = (el.text or "").strip()
         if el.tag == "Attribute" and chain and not len(el):
             big = chain.endswith("PIM_DP_IMAGE_DATA")
@@ -226,7 +232,7 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
                                 raw=text_value.encode("ascii", "replace") if big else None))
         elif text_value:
             fields.append(Field(f"{base}/{n}:{path}@#text", f"{SECTION}:@{el.tag}@#text", text_value, ifd=k,
-                                tag=270, subkey=f"{n}@{xmlscrub.TEXT}", kind=ValueKind.TEXT))
+                                tag=270, subkey=f"{n}@{xmlscrub.TEXT}", kind=_outside_kind(xmlscrub.local(el.tag))))
         if n and el.tail and el.tail.strip():
             fields.append(Field(f"{base}/{n}:{path}@#tail", f"{SECTION}:@tail", el.tail.strip(), ifd=k, tag=270,
                                 subkey=f"{n}@{xmlscrub.TAIL}", kind=ValueKind.TEXT))
@@ -307,12 +313,9 @@ def refine(plan: Plan) -> None:
         if d.field.key == "tags:Software" and d.field.ifd == 0 and d.action == REMOVE:
             d.action, d.new_value, d.rule = REPLACE, MINIMAL_SOFTWARE, d.rule + " (minimal Philips name kept for readers)"
         if d.field.key.endswith("PIM_DP_UFS_BARCODE") and d.action != KEEP:
-            try:
-                decoded = base64.b64decode(str(d.field.value), validate=True).decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
-                decoded = ""
-            if decoded.strip():
-                d.removed_parts.append(decoded.strip())
+            decoded = xmlscrub.base64_text(d.field.value)
+            if decoded:
+                d.removed_parts.append(decoded)
 
 
 def generated_image(width: int, height: int, research_id: str) -> str:

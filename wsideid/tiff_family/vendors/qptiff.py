@@ -30,6 +30,7 @@ from xml.etree.ElementTree import Element
 
 from .. import xmlscrub
 from ...model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
+from ...needles import record_number
 from ...tiff.container import Ifd, TiffFile
 from . import pyramid, tiff_base
 from .pyramid import UNKNOWN, RoleCall
@@ -87,10 +88,12 @@ def roles(tf: TiffFile) -> list[RoleCall]:
     for i, ifd in enumerate(top):
         kind = TYPES.get(types[i] or "")
         w, h = pyramid.size_of(ifd)
+        # a reason reaches the audit, which travels with the slide: only a spelling QPTIFF defines is quoted
         if first != "FullResolution":
-            calls.append(RoleCall(UNKNOWN, f"the first IFD's ImageType is {first!r}, not FullResolution"))
+            said = repr(first) if first in TYPES else "one QPTIFF does not define"
+            calls.append(RoleCall(UNKNOWN, f"the first IFD's ImageType is {said}, not FullResolution"))
         elif kind is None:
-            calls.append(RoleCall(UNKNOWN, f"ImageType {types[i]!r} is none QPTIFF defines"))
+            calls.append(RoleCall(UNKNOWN, "an ImageType QPTIFF does not define"))
         elif kind == "full":
             ok = (w, h) == (w0, h0) and all(t == "FullResolution" for t in types[:i])
             calls.append(RoleCall(pyramid.LEVEL) if ok else
@@ -109,10 +112,12 @@ def _key(path: str, attr: str) -> str:
     return f"{SECTION}:{inner}" if attr == xmlscrub.TEXT else f"{SECTION}:{inner}@{attr}"
 
 
-def _kind(path: str, value: str) -> ValueKind:
-    if path.rpartition("/")[2] in IDENTITY:
+def _kind(path: str, attr: str, value: str) -> ValueKind:
+    """An identity element's text and attributes, and an identity-named attribute anywhere
+    (``<Slide Barcode="...">``), are identifiers whatever their shape."""
+    if path.rpartition("/")[2] in IDENTITY or attr in IDENTITY:
         return ValueKind.IDENTIFIER
-    if re.fullmatch(r"[-+]?\d{1,30}(\.\d{0,30})?", value.strip()):
+    if re.fullmatch(r"[-+]?\d{1,30}(\.\d{0,30})?", value.strip()) and not record_number(value):
         return ValueKind.NUMBER
     return ValueKind.TEXT
 
@@ -125,7 +130,7 @@ def split_description(k: int, ifd: Ifd, text: str) -> list[Field]:
     found = xmlscrub.items(root)
     tiff_base.check_key_count(ifd, len(found))
     return [Field(f"{ifd.path}/ImageDescription/{it.node}:{it.path}@{it.attr}", _key(it.path, it.attr), it.value,
-                  ifd=k, tag=270, subkey=f"{it.node}@{it.attr}", kind=_kind(it.path, it.value)) for it in found]
+                  ifd=k, tag=270, subkey=f"{it.node}@{it.attr}", kind=_kind(it.path, it.attr, it.value)) for it in found]
 
 
 def refine(plan: Plan) -> None:
