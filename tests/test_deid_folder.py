@@ -100,6 +100,15 @@ def test_outdir_is_created_and_mkdir_still_accepted(lab, tmp_path):
     assert "output folder" in one_line_error(run("deid", src, "-o", tmp_path / "afile" / "sub"))
 
 
+def test_weak_secret_on_a_folder_leaves_no_folders_behind(lab, tmp_path):
+    """A refused secret is one line, before OUTDIR or the review folder is made (it used to leave
+    both, with the generated manifest of source names)."""
+    weak = tmp_path / "weak.key"
+    weak.write_text("short")
+    assert "secret" in one_line_error(run("deid", lab["slides"], "-o", tmp_path / "o" / "x", secret=weak))
+    assert not (tmp_path / "o").exists()
+
+
 def test_dicom_series_folder_keeps_its_meaning_and_a_mixed_folder_is_refused(lab, tmp_path):
     pytest.importorskip("wsidicomizer")
     from wsideid.synth import make_dicom

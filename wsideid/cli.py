@@ -216,6 +216,8 @@ def _deid_folder(args) -> int:
         identifiers=list(a("identifier") or []), keep_macro=bool(a("keep_macro")), macro=a("macro"),
         label=a("label"), detect=a("detect") or "all", ocr=not a("no_ocr"), verify=a("verify", "sample"),
         overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"))
+    from .keys import load_secret
+    load_secret(fo.secret_file)  # a weak or unreadable secret is refused before any folder is made
     _make_outdir(args.output)
     res, ignored = run_folder(args.input, args.output, fo)
     _warn_if_no_secret(res.secret_source)

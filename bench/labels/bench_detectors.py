@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_labels import generate, load_truth  # noqa: E402
+from make_labels import generate, heldout, load_truth  # noqa: E402
 
 from wsideid.detect import DetectorError, ScanResult, scan_image  # noqa: E402
 from wsideid.detect.barcodes import read_barcodes  # noqa: E402
@@ -191,13 +191,18 @@ UNSEEN_NAMES = ["Ezekiel Dragomir", "Cordelia Tremblay", "Ignatius Oyelaran", "P
 
 
 def unseen_probe() -> None:
-    """Name flags on UNSEEN_PHRASES (false) and UNSEEN_NAMES (true), read exactly."""
+    """Name flags on unseen non-PHI phrases (false) and unlisted names (true), read exactly:
+    UNSEEN_PHRASES/UNSEEN_NAMES (2026-12-02, second session) and heldout/probe_*.txt
+    (third session, written before the lexicon's thresholds were revised)."""
     def named(t: str) -> bool:
         return any(f.category == "name" for f in classify_text(t))
-    fp = [t for t in UNSEEN_PHRASES if named(t)]
-    tp = [t for t in UNSEEN_NAMES if named(t)]
-    print(f"\nunseen words, read exactly: name flags on non-PHI phrases {len(fp)}/{len(UNSEEN_PHRASES)} "
-          f"({', '.join(fp)}); on unlisted names {len(tp)}/{len(UNSEEN_NAMES)}")
+    for title, phrases, names in (("probe 1", UNSEEN_PHRASES, UNSEEN_NAMES),
+                                  ("probe 2", heldout("probe_phrases"), heldout("probe_names"))):
+        fp = [t for t in phrases if named(t)]
+        missed = [t for t in names if not named(t)]
+        print(f"\nunseen words, {title}, read exactly: name flags on non-PHI phrases {len(fp)}/{len(phrases)} "
+              f"({', '.join(fp)}); on unlisted names {len(names) - len(missed)}/{len(names)}"
+              + (f" (missed: {', '.join(missed)})" if missed else ""))
 
 
 def real_photos(folder: Path) -> None:

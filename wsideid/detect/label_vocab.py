@@ -69,9 +69,11 @@ LABEL_WORDS = frozenset(
 )
 
 # Eponyms and words that are also people's names: a stain's name may hold
-# them, but so may a patient's ("Crystal Gill", "MAYER, KEISHA"), so they
-# never excuse a pair of capitalised words. The stain is still recognised by
+# them, but so may a patient's ("Crystal Gill", "MAYER, KEISHA"). Those in a
+# name list (census, names.py) never excuse a pair of capitalised words;
+# the others (Nissl, Feulgen) are label words (detect/name_lexicon.py). The stain is still recognised by
 # its other word ("Weigert Elastic", "Mallory Trichrome") or by STAIN_PHRASES.
+# Jones and Wright are among the commonest surnames: their stains are phrases.
 STAIN_EPONYMS = frozenset(
     """
     NISSL GOLGI FEULGEN GOMORI DIETERLE KINYOUN HOPPS BRENN TWORT FARACO GRIDLEY MOWRY SCHMORL
@@ -79,7 +81,7 @@ STAIN_EPONYMS = frozenset(
     BIEBRICH TIMM GOODPASTURE STEINER GROCOTT MAYER MAYERS GILL GILLS EHRLICH CARAZZI DELAFIELD
     PAPANICOLAOU GRUNWALD LEISHMAN ROMANOWSKY SHORR BISMARCK HEIDENHAIN CRYSTAL ORANGE
     ZIEHL-NEELSEN FITE-FARACO WARTHIN-STARRY MAY-GRUNWALD BROWN-HOPPS BROWN-BRENN VAN-GIESON
-    VERHOEFF-VAN MASSON-FONTANA FONTANA-MASSON
+    VERHOEFF-VAN MASSON-FONTANA FONTANA-MASSON JONES WRIGHT
     """.split()
 )
 LABEL_WORDS = LABEL_WORDS - STAIN_EPONYMS
@@ -92,6 +94,7 @@ STAIN_PHRASES = frozenset(" ".join(p.split()) for p in """
     GOLGI COX | BROWN HOPPS | BROWN BRENN | HALL BILIRUBIN | TAYLOR BLUE | RUSSELL MOVAT | MAY GRUNWALD |
     VICTORIA BLUE | ROSE BENGAL | EVANS BLUE | CAMPBELL SWITZER | HOLMES SILVER | GRAM TWORT | FIELD STAIN |
     JENNER STAIN | GILL HEMATOXYLIN | HARRIS HEMATOXYLIN | MAYER HEMATOXYLIN | TURNBULL BLUE |
-    WRIGHT GIEMSA | KLUVER BARRERA | LILLIE ALLOCHROME | MARTIN SCARLET BLUE | JONES SILVER |
+    WRIGHT GIEMSA | WRIGHT STAIN | CRESYL VIOLET | CRYSTAL VIOLET | GENTIAN VIOLET | METHYL VIOLET |
+    METHYL GREEN | FAST GREEN | LIGHT GREEN | MAY GRUNWALD GIEMSA | KLUVER BARRERA | LILLIE ALLOCHROME | MARTIN SCARLET BLUE | JONES SILVER |
     JONES METHENAMINE
     """.split("|"))

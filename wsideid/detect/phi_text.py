@@ -6,7 +6,9 @@ must be able to read why something was flagged. Categories:
 - ``date``: common numeric and month-name spellings, validated as dates;
 - ``accession``: letter prefix + digits (S24-12345, SP-24-1234, CBF-1234);
 - ``mrn``: runs of >= 6 digits;
-- ``name``: "Name:"/"Pt:" fields, "LAST, FIRST", or bundled given/surnames;
+- ``name``: "Name:"/"Pt:" fields, bundled given/surnames, and "LAST, FIRST"
+  or two capitalised words unless every word is label vocabulary or common
+  English that is nobody's name (name_lexicon.py, fails closed);
 - ``identifier``: the caller's identifiers for this slide, matched fuzzily
   because OCR confuses O/0, I/1/l, S/5, B/8.
 
@@ -21,6 +23,7 @@ from typing import Sequence
 
 from .findings import PhiFlag
 from .label_vocab import LABEL_WORDS, STAIN_PHRASES
+from .name_lexicon import name_reason
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -199,14 +202,6 @@ def spaced_digit_runs(text: str, min_digits: int) -> list[str]:
     return [text[a:b] for a, b in _spaced_runs(up, [f.span for f in _dates(up)], min_digits)]
 
 
-def text_of(m: re.Match[str], group: str) -> str:
-    return m.group(group)
-
-
-def _is_caps_word(w: str) -> bool:
-    return len(w) >= 2 and w.isalpha()
-
-
 def _names(s: str) -> list[PhiFlag]:
     out = []
     for m in _FIELD.finditer(s):
@@ -215,16 +210,12 @@ def _names(s: str) -> list[PhiFlag]:
         out.append(PhiFlag(cat, m.span("v"), f"value of a '{key.title()}:' field"))
     for m in _LAST_FIRST.finditer(s):
         last, first = m.group("l"), m.group("f")
-        if last in _NOT_PHI_TOKENS or first in _NOT_PHI_TOKENS:
-            continue
         if "^" in m.group(0):
+            if last in _NOT_PHI_TOKENS or first in _NOT_PHI_TOKENS:
+                continue
             out.append(PhiFlag("name", m.span(), "LAST^FIRST (DICOM person name)"))
-        elif last in SURNAMES or first in GIVEN_NAMES or last in GIVEN_NAMES:
-            out.append(PhiFlag("name", m.span(), "LAST, FIRST with a known name"))
-        elif _is_caps_word(text_of(m, "l")) and _is_caps_word(text_of(m, "f")) and not (
-            {last, first} & LABEL_WORDS
-        ):
-            out.append(PhiFlag("name", m.span(), "LAST, FIRST in capitals"))
+        elif why := name_reason((last.strip("'-"), first.strip("'-"))):
+            out.append(PhiFlag("name", m.span(), f"LAST, FIRST: {why}"))
     words = list(re.finditer(r"[A-Z][A-Z'\u2019\-]+", s))
     for i, m in enumerate(words):
         w = m.group(0)
@@ -255,21 +246,28 @@ def _with_neighbour(s: str, words: list[re.Match[str]], i: int) -> tuple[int, in
     return a, b
 
 
-_TITLE_PAIR = re.compile(r"\b([A-Z][a-z]{2,})[ ]+([A-Z][a-z]{2,})\b")
+_TITLE_WORD = re.compile(r"\b[A-Z][a-z]{2,}\b")
+# The same in capitals ("EZEKIEL DRAGOMIR"); each word has a vowel, so
+# OCR's strokes read from tissue ("WWW NNN") are not taken for words.
+_CAPS_WORD = re.compile(r"\b[A-Z]*[AEIOUY][A-Z]*\b")
+
+
+def _adjacent_pairs(text: str, word: re.Pattern[str]) -> list[tuple[re.Match[str], re.Match[str]]]:
+    """Neighbouring words of >= 3 letters separated by spaces only (overlapping:
+    "Liver Ezekiel Dragomir" gives both pairs)."""
+    words = [m for m in word.finditer(text) if len(m.group(0)) >= 3]
+    return [(a, b) for a, b in zip(words, words[1:]) if b.start() > a.end() and not text[a.end():b.start()].strip(" ")]
 
 
 def _title_case_pairs(text: str) -> list[PhiFlag]:
-    """'Ezekiel Dragomir': two capitalised words that are no label vocabulary.
-
-    Catches names the bundled lists do not know, at the cost of flagging
-    unlisted stain eponyms; LABEL_WORDS is the lever for that trade.
-    """
+    """'Ezekiel Dragomir', 'KEISHA MAYER': two capitalised words, unless the
+    lexicon excuses both (name_lexicon.py: label vocabulary or English
+    that is nobody's name; an unknown word is never excused)."""
     out = []
-    for m in _TITLE_PAIR.finditer(text):
-        a, b = upper_same_length(m.group(1)), upper_same_length(m.group(2))
-        if a in LABEL_WORDS or b in LABEL_WORDS:
-            continue
-        out.append(PhiFlag("name", m.span(), "two capitalised words outside the label vocabulary"))
+    for word, what in ((_TITLE_WORD, "two capitalised words"), (_CAPS_WORD, "two words in capitals")):
+        for a, b in _adjacent_pairs(text, word):
+            if why := name_reason((a.group(0), b.group(0))):
+                out.append(PhiFlag("name", (a.start(), b.end()), f"{what}: {why}"))
     return out
 
 
