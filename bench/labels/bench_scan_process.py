@@ -49,8 +49,10 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     images = a.images
     if not images:
-        real = Path(os.environ.get("WSIDEID_TESTDATA", HERE.parents[2] / "../shared/testdata")) / "labels"
+        real = Path(os.environ.get("WSIDEID_TESTDATA", HERE.parents[1] / "../shared/testdata")) / "labels"
         images = sorted(p for p in real.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not images:
+            raise SystemExit(f"bench_scan_process: no label images in {real} (name them as arguments)")
     print(f"tree {a.tree}, {a.rounds} rounds, load {os.getloadavg()[0]:.1f}")
     print("| image | CPU s median (min) | wall s median | peak RSS MB |")
     print("|---|---|---|---|")
