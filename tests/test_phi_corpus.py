@@ -30,7 +30,7 @@ from wsideid.pipeline import DeidOptions, deidentify
 
 SECRET = Secret(b"phi-corpus-test-secret-0123456789", "test")
 TIFF_CASES = [(f, c) for c, fmts in pc.TIFF_CLASSES.items() for f in fmts]
-SLIDE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".dcm")
+from published_outputs import published as _published
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +48,6 @@ def _options(slide: pc.CorpusSlide, detect: str = "off") -> DeidOptions:
     return DeidOptions(new_id=slide.new_id, detect=detect, identifiers=list(slide.identifiers), label=slide.label,
                        ocr=False, dicom=DicomOptions(secret=SECRET) if slide.fmt == "dicom" else None)
 
-
-def _published(outdir: Path) -> list[str]:
-    out = []
-    for dirpath, _dirs, files in os.walk(outdir):
-        for f in files:
-            if f.lower().endswith(SLIDE_SUFFIXES) or Path(dirpath) != outdir:
-                out.append(os.path.relpath(os.path.join(dirpath, f), outdir))
-    return out
 
 
 def _check_planted(slide: pc.CorpusSlide) -> list[str]:

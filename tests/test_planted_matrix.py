@@ -22,7 +22,7 @@ import phi_corpus as pc
 import planted_matrix as pm
 from wsideid import cli
 
-SLIDE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".dcm", ".scn", ".bif", ".qptiff", ".mrxs")
+from published_outputs import SLIDE_SUFFIXES, published
 
 
 def run_cli(src: Path, outdir: Path, monkeypatch, *extra: str) -> tuple[int, str]:
@@ -45,15 +45,6 @@ def run_and_judge(place: pm.Place, src: Path, tmp_path: Path, monkeypatch) -> No
         outcome = "flagged, then " + judge(place, src, outdir, rc, err) + " with --detect off"
     log(place, outcome, err)
 
-
-def published(outdir: Path) -> list[str]:
-    out = []
-    for dirpath, dirs, files in os.walk(outdir):
-        for f in files:
-            if f.lower().endswith(SLIDE_SUFFIXES) or Path(dirpath) != outdir:
-                out.append(os.path.relpath(os.path.join(dirpath, f), outdir))
-        out += [d for d in dirs if Path(dirpath) == outdir]
-    return out
 
 
 def input_holds_needle(src: Path) -> bool:
