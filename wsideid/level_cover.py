@@ -17,8 +17,9 @@ pyramid
   read reduced by a power of two to fit the reader's budget, then by a whole
   factor to ``MAX_LONG_SIDE``; a pyramid whose levels are not a power of two
   apart (or rounded to tiles) can give the larger level the sharper view, and
-  it is then scanned. The budget is ``OUTPUT_SCAN_PIXELS``; a reader that
-  ignores it reads up to ``budget.MAX_SCAN_PIXELS``: the view must hold for both.
+  it is then scanned. The budget is ``OUTPUT_SCAN_PIXELS``, which every
+  kept-image read honours (``slide_scan.scan_images`` sets ``scan_limit``, the
+  TIFF and DICOM readers take their factor from ``tiff.pixels.scan_factor``).
 
 A pyramid is what the driver says it is (a TIFF's top-level images, the SubIFD
 levels of one image, a DICOM series). Two levels of one size in a pyramid are
@@ -63,24 +64,21 @@ def same_view(large: LevelSize, small: LevelSize) -> bool:
     return abs(small.width * large.height - small.height * large.width) < large.width + large.height
 
 
-def _views(level: LevelSize, budgets: Sequence[int]) -> list[tuple[int, int]]:
-    """The size the kept-image detectors see ``level`` at, for each reader budget: reduced by
-    a power of two to fit it (``tiff.pixels``), then by a whole factor to ``MAX_LONG_SIDE``
+def _view(level: LevelSize, budget: int) -> tuple[int, int]:
+    """The size the kept-image detectors see ``level`` at: reduced by a power of two to fit
+    the reader's budget (``tiff.pixels``), then by a whole factor to ``MAX_LONG_SIDE``
     (``detect.residual.scan_kept_image``)."""
     from .detect.residual import MAX_LONG_SIDE
     from .tiff.pixels import reduction_factor
-    out = []
-    for budget in budgets:
-        f = reduction_factor(level.width, level.height, budget)
-        w, h = -(-level.width // f), -(-level.height // f)
-        k = -(-max(w, h) // MAX_LONG_SIDE)
-        out.append((-(-w // k), -(-h // k)))
-    return out
+    f = reduction_factor(level.width, level.height, budget)
+    w, h = -(-level.width // f), -(-level.height // f)
+    k = -(-max(w, h) // MAX_LONG_SIDE)
+    return -(-w // k), -(-h // k)
 
 
-def _no_sharper(small: list[tuple[int, int]], large: list[tuple[int, int]]) -> bool:
-    """The small level's view is at least the large one's (one pixel of rounding) at every budget."""
-    return all(sw >= lw - 1 and sh >= lh - 1 for (sw, sh), (lw, lh) in zip(small, large))
+def _no_sharper(small: tuple[int, int], large: tuple[int, int]) -> bool:
+    """The small level's view is at least the large one's (one pixel of rounding)."""
+    return small[0] >= large[0] - 1 and small[1] >= large[1] - 1
 
 
 def covering(levels: Sequence[LevelSize], scan_pixels: int | None = None) -> dict[int, int]:
@@ -88,17 +86,15 @@ def covering(levels: Sequence[LevelSize], scan_pixels: int | None = None) -> dic
 
     Levels are decided smallest first, so a level is only ever covered by one that is
     itself scanned."""
-    from .budget import MAX_SCAN_PIXELS
     if scan_pixels is None:
         from .tiff.pixels import OUTPUT_SCAN_PIXELS
         scan_pixels = OUTPUT_SCAN_PIXELS
-    budgets = (scan_pixels, max(scan_pixels, MAX_SCAN_PIXELS))
     planes = Counter((lv.pyramid, lv.width, lv.height) for lv in levels)
     ambiguous = {p for (p, _w, _h), n in planes.items() if n > 1}
-    scanned: list[tuple[LevelSize, list[tuple[int, int]]]] = []
+    scanned: list[tuple[LevelSize, tuple[int, int]]] = []
     out: dict[int, int] = {}
     for lv in sorted(levels, key=lambda lv: (lv.pixels, lv.key)):
-        view = _views(lv, budgets)
+        view = _view(lv, scan_pixels)
         cover = None
         if lv.pyramid not in ambiguous:
             cover = next((s for s, s_view in scanned  # smallest first

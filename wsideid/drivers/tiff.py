@@ -372,7 +372,7 @@ def _residual_targets(plan: Plan, kept_index_map: dict[int, int]) -> list[tuple[
     Thumbnails, kept macros, replacement labels and every smaller level: a
     sticker or handwriting inside the scanned area shows there, and an image
     taken for a level may be a label; each is read reduced to
-    ``budget.MAX_SCAN_PIXELS``, so the cost is bounded per image.
+    ``tiff.pixels.OUTPUT_SCAN_PIXELS``, so the cost is bounded per image.
     """
     kept = [d for d in plan.images if d.action != "remove" and d.image.index in kept_index_map]
     levels = [d.image for d in kept if d.image.role == "level"]
