@@ -81,3 +81,27 @@ def test_institution_with_an_unknown_word_is_a_candidate():
     (fail closed), one of English words is kept (the DICOM answer key's fixture)."""
     assert named("Quokka Research Hospital")
     assert not named("Riverside Research Hospital")
+
+
+@pytest.mark.parametrize("text", ["Carmine Schiff", "SCHIFF, CARMINE", "Carmine Fontana"])
+def test_stain_words_that_are_names_do_not_excuse_a_name(text):
+    """Carmine (a given name) and Schiff (a surname) were label words, so a patient named
+    after two stain words passed unflagged; they are eponyms now, the stains phrases."""
+    assert named(text)
+
+
+@pytest.mark.parametrize("text", ["Periodic Acid Schiff", "PERIODIC ACID-SCHIFF", "Neutral Carmine", "Best Carmine"])
+def test_stains_named_by_those_words_still_read_as_stains(text):
+    assert not named(text)
+
+
+def test_label_words_are_no_common_given_name():
+    """A label word excuses its half of a pair whatever the name lists say: one that is also a
+    common given name must be a reviewed exception (Brain, Van as in Van Gieson)."""
+    from importlib import resources
+
+    from wsideid.detect.label_vocab import LABEL_WORDS
+    lines = (resources.files("wsideid.detect") / "lexicon" / "census1990_given.txt").read_text().split("\n")
+    given = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.strip()}
+    common = {w for w in LABEL_WORDS if given.get(w, 0) >= name_lexicon.COMMON_NAME_PERCENT}
+    assert common <= {"BRAIN", "VAN"}, sorted(common)
