@@ -167,6 +167,15 @@ def test_one_new_id_for_several_slides_is_refused(lab, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_series_star_selects_no_slide(lab, tmp_path):
+    """"*" was the internal every-instance selector of ``wsideid scan``; typed as --series it wrote
+    every slide of the folder, orphans included, under one research ID."""
+    out = tmp_path / "o"
+    p = run("deid", lab["folder"], "-o", out, "--new-id", "R-1", "--series", "*", "--detect", "off", key=lab["key"])
+    assert p.returncode != 0 and "no slide with the --series given" in one_line_error(p)
+    assert not (out / "R-1").exists()
+
+
 def test_series_picks_one_slide(lab, tmp_path):
     out = tmp_path / "out"
     p = run("deid", lab["folder"], "-o", out, "--new-id", "R-1", "--series", lab["series"]["C"], "--detect", "off",

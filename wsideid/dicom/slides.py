@@ -39,7 +39,14 @@ from ..errors import MalformedFile, UnsupportedFormat, WsideidError
 from .source import DicomSource, Instance, Orphan
 
 SIZE_TOLERANCE = 0.05  # relative: reduced levels round their pixel counts, so their imaged volume varies a little
-ALL_SLIDES = "*"  # a selector meaning "every instance, ungrouped" (``wsideid scan`` reads every label)
+
+
+class _EverySlide(str):
+    """The type of ``ALL_SLIDES``: compared by identity, so no text a user types (``--series '*'``,
+    a manifest cell) can select every instance of a folder, orphans included, as one slide."""
+
+
+ALL_SLIDES = _EverySlide("*")  # "every instance, ungrouped": ``wsideid scan`` reads every label
 TOKEN = re.compile(r"series-[0-9a-f]{12}")
 
 
@@ -177,7 +184,7 @@ def select(src: DicomSource, series: str | None) -> DicomSource:
     A single file is one instance: it is taken as it is (``series``, if given, must be its own).
     Refuses, listing the slides found, when the choice is ambiguous or names no slide.
     """
-    if series == ALL_SLIDES:
+    if series is ALL_SLIDES:
         return src
     if not src.is_folder:
         own = _text(src.instances[0], "SeriesInstanceUID")
@@ -279,7 +286,7 @@ def cached_slide_set(path: str) -> SlideSet:
 def slide_files(path: str, series: str | None) -> list[str]:
     """The files of one slide (what its pseudonym is taken from): the same selection the driver
     makes (``pick``), from the folder's cached grouping (a folder is not read once per slide)."""
-    if series != ALL_SLIDES and os.path.isdir(path):
+    if series is not ALL_SLIDES and os.path.isdir(path):
         return [i.path for i in pick(cached_slide_set(path), series).instances]
     from .source import load, quiet_pydicom
     with quiet_pydicom():
