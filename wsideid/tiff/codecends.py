@@ -7,7 +7,9 @@ inside a tile's byte count (past the pixels of an uncompressed tile, after
 an LZW EOI code, after the end of a zlib stream) are read by no decoder and
 would reach the output unexamined: a name typed there was published (found
 by the planted-PHI matrix). Such a tile is refused unless the extra bytes
-are all zero (padding carries nothing). Checked per tile as it is read;
+are all zero (padding carries nothing); so is one whose data has no end
+(an LZW stream without its EOI code decodes anyway when the reader knows
+the tile's size, and anything could follow it). Checked per tile as it is read;
 memory stays flat (one tile at a time).
 """
 
@@ -69,15 +71,18 @@ def lzw_end(raw: bytes) -> int | None:
 
 
 def deflate_end(raw: bytes) -> int | None:
+    """Byte length of the zlib stream, or None when it does not end inside ``raw`` (or does not
+    decode). Inflated 1 MB at a time, so memory stays flat whatever the tile."""
     d = zlib.decompressobj()
+    rest = raw
     try:
         while True:
-            d.decompress(raw, 1 << 20)
+            d.decompress(rest, 1 << 20)
             if d.eof or not d.unconsumed_tail:
                 break
-            raw = d.unconsumed_tail
+            rest = d.unconsumed_tail
     except zlib.error:
-        return None  # not ours to judge: the readers check decides whether the image decodes
+        return None
     return len(raw) - len(d.unused_data) if d.eof else None
 
 
@@ -105,6 +110,10 @@ def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: n
                 end = lzw_end(raw)
             else:
                 end = deflate_end(raw)
-            if end is not None and any(raw[end:]):
+            if end is None:  # where the data stops is unknown, so what follows it is too
+                raise MalformedFile(f"{where}: tile/strip {int(t)} has no end of its "
+                                    f"{'LZW' if comp == LZW else 'Deflate'} data (no end code, or it does not decode): "
+                                    "what its byte count holds after the data cannot be checked (refused)")
+            if any(raw[end:]):
                 raise MalformedFile(f"{where}: tile/strip {int(t)} holds {len(raw) - end} bytes after its image data "
                                     "(hidden data; refused)")
