@@ -82,9 +82,27 @@ def test_every_check_has_a_meaning():
     assert all(c.meaning for c in Check)
 
 
-@pytest.mark.parametrize("name", [c.value for c in Check])
-def test_names_round_trip(name):
-    assert Check(name).value == name
+@pytest.mark.parametrize("order", ["not-run first", "passed part first"])
+def test_a_passed_part_never_hides_what_could_not_run(order):
+    """A row whose whole check could not run stays not-run whatever part of it passed, in either
+    order (the report ranked passed above not-run and let a part erase the not-run entry)."""
+    rep = VerifyReport()
+    if order == "not-run first":
+        rep.not_run(Check.VALIDATOR, "dciodvfy is not installed")
+        rep.record(Check.VALIDATOR, True, "source errors read", part="source")
+    else:
+        rep.record(Check.VALIDATOR, True, "source errors read", part="source")
+        rep.not_run(Check.VALIDATOR, "dciodvfy is not installed")
+    row = rep.result(Check.VALIDATOR)
+    assert row.status is CheckStatus.NOT_RUN and not row.ok and "not installed" in row.detail
+
+
+def test_a_later_whole_result_replaces_not_run():
+    """A later stage that runs the whole check (hashing) replaces the verifier's not-run."""
+    rep = VerifyReport()
+    rep.not_run(Check.OUTPUT_HASH, "hashed after verification")
+    rep.record(Check.OUTPUT_HASH, True, "equal")
+    assert rep.result(Check.OUTPUT_HASH).status is CheckStatus.PASSED
 
 
 def test_architecture_doc_tables_every_check_in_order():

@@ -127,10 +127,13 @@ class VerifyReport:
 
     def record(self, check: Check, ok: bool, detail: str = "", part: str = "") -> None:
         """One (sub-)check's outcome; ``part`` names it inside the row when a row has several.
-        A result replaces a not-applicable or not-run entry made before (a later stage,
-        such as hashing, may run a check the verifier could not)."""
+        A result replaces a not-applicable or not-run entry made before for the same part (a
+        later stage, such as hashing, may run a check the verifier could not); a named part
+        never replaces a not-run entry of the whole row: what could not run stays unrun, and
+        a passing part beside it does not pass the row."""
         parts = [p for p in self._parts.get(check, [])
-                 if p.status in (CheckStatus.PASSED, CheckStatus.FAILED) or (p.label and p.label != part)]
+                 if p.status in (CheckStatus.PASSED, CheckStatus.FAILED) or (p.label and p.label != part)
+                 or (part and not p.label and p.status is CheckStatus.NOT_RUN)]
         parts.append(_Part(part, CheckStatus.PASSED if ok else CheckStatus.FAILED, detail))
         self._parts[check] = parts
 
@@ -150,8 +153,12 @@ class VerifyReport:
         self._mark(check, CheckStatus.NOT_RUN, why)
 
     def _mark(self, check: Check, status: CheckStatus, why: str) -> None:
-        if any(p.status in (CheckStatus.PASSED, CheckStatus.FAILED) for p in self._parts.get(check, [])):
-            return  # it ran after all
+        parts = self._parts.get(check, [])
+        if any(p.status in (CheckStatus.PASSED, CheckStatus.FAILED) for p in parts):
+            if status is CheckStatus.NOT_RUN:  # some of it ran, the rest could not: the row is not run
+                self._parts[check] = [p for p in parts if p.label or p.status is not CheckStatus.NOT_RUN] + \
+                    [_Part("", status, why)]
+            return  # not applicable after a part ran: it applied after all
         self._parts[check] = [_Part("", status, why)]
 
     def add_seconds(self, check: Check, seconds: float) -> None:
@@ -189,7 +196,7 @@ class VerifyReport:
         if not parts:
             return None
         statuses = {p.status for p in parts}
-        for s in (CheckStatus.FAILED, CheckStatus.PASSED, CheckStatus.NOT_RUN):
+        for s in (CheckStatus.FAILED, CheckStatus.NOT_RUN, CheckStatus.PASSED):  # fail closed: unrun beats passed
             if s in statuses:
                 return s
         return CheckStatus.NOT_APPLICABLE
