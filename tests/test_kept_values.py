@@ -51,7 +51,7 @@ DIGITS = set(range(48, 58))
 ATTACKS = ("Jane Doe", "DOE^JANE", "jsmith", "JDOE42", "jdoe42", "MRN123456", "MRN 4455667", "SN12345", "4455667",
            "S24-12345", "S2412345", "H26-1187 KOWALSKI", "jane.doe@st-elsewhere.example", "PC-LAB-12.hospital.org",
            "1.0 build 4455667", "1 4455667", "JANE 1234", "DOE 12", "com.pixelmed.JaneDoe", "OMERO.jdoe42 5.6",
-           '"DOE_JANE"')
+           '"DOE_JANE"', "4455 667", "4455-667", "1234 5678 9012", "Model 4455 667")
 
 
 def _chars(op, av) -> set[int] | None:

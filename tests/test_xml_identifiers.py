@@ -218,3 +218,14 @@ def test_qptiff_unknown_image_type_is_not_quoted_in_the_audit(tmp_path, monkeypa
     record = str(audit_record(res, SECRET))
     assert "4455667" not in record and "JANE" not in record
     assert "an ImageType QPTIFF does not define" in record
+
+
+@pytest.mark.parametrize("path,attr,value", [("OME/Experimenter", "UserName", "jdoe:4455667"),
+                                             ("OME/Instrument/Microscope", "SerialNumber", "SN:4455667")])
+def test_ome_identity_shaped_like_a_reference_is_still_an_identifier(path, attr, value):
+    """The reference test (``Channel:0:1``) ran first, so a user name or serial written
+    ``word:digits`` was typed a code and left out of the verifier's search."""
+    from wsideid.model import ValueKind
+    from wsideid.tiff_family.vendors.ome_tiff import _kind
+    assert _kind(path, attr, value) is ValueKind.IDENTIFIER
+    assert _kind("OME/Image/Pixels/Channel", "ID", "Channel:0:1") is ValueKind.CODE

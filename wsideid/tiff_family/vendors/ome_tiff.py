@@ -61,6 +61,8 @@ NAMED_ROLES = {"label": "label", "macro": "macro", "overview": "macro", "thumbna
 # Attributes that name a person, a file or a dataset.
 IDENTITY = {"UserName", "FirstName", "LastName", "MiddleName", "Email", "Institution", "FileName", "UUID",
             "Name", "SerialNumber", "LotNumber"}
+# Identity whatever the value's shape; a Name may also be a reference or a device state.
+SHAPED_IDENTITY = IDENTITY - {"Name"}
 
 
 def _root_namespace(text: str) -> bool:
@@ -194,11 +196,13 @@ def _kind(path: str, attr: str, value: str) -> ValueKind:
     state "Open" would be found in the kept namespace "openmicroscopy"), except a
     long run of digits, left to the verifier's rule for record numbers; the rest is text."""
     v = value.strip()
+    element = path.rpartition("/")[2]
+    if attr in SHAPED_IDENTITY or (attr in (xmlscrub.TEXT, xmlscrub.TAIL) and element in SHAPED_IDENTITY):
+        return ValueKind.IDENTIFIER  # before any shape test: a serial "SN:4455667" looks like a reference
     if v in ("true", "false") or _REF.fullmatch(v):
         return ValueKind.CODE
-    if (path.startswith(FOREIGN) and attr not in IDENTITY - {"Name"} and _WORD.fullmatch(v)):
+    if path.startswith(FOREIGN) and _WORD.fullmatch(v):
         return ValueKind.CODE  # a device's name or state in a vendor's settings dump
-    element = path.rpartition("/")[2]
     if attr in IDENTITY or (attr in (xmlscrub.TEXT, xmlscrub.TAIL) and element in IDENTITY) \
             or "/Experimenter" in path:
         return ValueKind.IDENTIFIER
