@@ -509,3 +509,18 @@ def test_dicom_file_meta_element_added_by_the_writer_is_caught(dicom_slide, tmp_
         deidentify(dicom_slide, outdir, _options())
     assert hit and set(err.value.checks) & {"plan-held", "no-unknown-fields"}, (err.value.checks, str(err.value))
     assert not os.listdir(outdir)
+
+
+def test_macro_label_left_unblanked_is_caught(slides, tmp_path, monkeypatch):
+    """--macro blank-label: a kept macro whose label box the editor did not blank was reported
+    "regions-blank: not applicable" (image-data only proves the tiles are the editor's bytes)."""
+    opts = DeidOptions(macro="blank-label", detect="off")
+    (tmp_path / "control").mkdir()
+    res = deidentify(slides["svs"], tmp_path / "control", opts)
+    assert res.plan.macro_boxes and res.report.result(Check.REGIONS_BLANK).passed
+    hit = _blank_only(monkeypatch, lambda ifd, box: None)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(VerificationFailed) as err:
+        deidentify(slides["svs"], tmp_path / "out", opts)
+    assert "regions-blank" in err.value.checks, (err.value.checks, str(err.value))
+    assert hit and not os.listdir(tmp_path / "out")

@@ -312,11 +312,13 @@ def _regions_blank(ctx: TiffContext) -> None:
     """Regions read back flat through OpenSlide; JPEG 2000 tiles re-encoded to blank them
     (``--reencode-j2k``, regions or a macro's label) decode exactly to the source with the boxes filled."""
     reencoded = getattr(ctx.edited, "pixel_boxes", None)
-    if not ctx.plan.regions and not reencoded:
+    if not ctx.plan.regions and not reencoded and not ctx.plan.macro_boxes:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
         return
     if ctx.plan.regions:
         _regions_blanked(ctx.out_path, ctx.plan, ctx.report)
+    if ctx.plan.macro_boxes:
+        _macro_labels_blanked(ctx.out_path, ctx.plan, ctx.report)
     if reencoded:
         from .reencode_check import check_reencoded_tiles
         ctx.report.record(Check.REGIONS_BLANK, *check_reencoded_tiles(ctx.src, ctx.output, ctx.out_path, ctx.kept_top,
@@ -640,6 +642,30 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
                            f"whole region on {images} image(s): spread {worst} grey levels", part=f"region {k + 1}")
     if too_small:
         rep.record(Check.REGIONS_BLANK, False, f"{too_small} region(s) under 16 px: too small to be read back flat")
+
+
+def _macro_labels_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
+    """A kept macro's label box (``--macro blank-label``), read back from the output through the
+    project's own reader (bounded: reduced when large) and required flat. ``image-data`` proves
+    the written tiles are the editor's bytes, not that those bytes are blank."""
+    from ..regions import box_spread, inset, scale_box
+    from ..tiff.pixels import read_tiff_image
+    kept = [d.image for d in plan.images if d.action != "remove"]
+    out_of = {im.index: k for k, im in enumerate(kept)}
+    for index, box in plan.macro_boxes:
+        source = next(im for im in kept if im.index == index)
+        try:
+            px = np.asarray(read_tiff_image(out_path, out_of[index]).convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - an unreadable macro is a failed check
+            rep.record(Check.REGIONS_BLANK, False, f"the kept macro cannot be read back ({type(exc).__name__})",
+                       part=f"macro {index} label")
+            continue
+        h, w = px.shape[:2]
+        area = inset(scale_box(box, w / source.width, h / source.height, w, h), REGION_INSET)
+        spread = None if area is None else box_spread(lambda x, y, cw, ch: px[y:y + ch, x:x + cw], area)
+        rep.record(Check.REGIONS_BLANK, spread is not None and spread <= REGION_SPREAD,
+                   "label box too small to read back" if spread is None else
+                   f"label box read back: spread {spread} grey levels", part=f"macro {index} label")
 
 
 def _blanked_images(b, plan: Plan) -> list:
