@@ -524,3 +524,14 @@ def test_macro_label_left_unblanked_is_caught(slides, tmp_path, monkeypatch):
         deidentify(slides["svs"], tmp_path / "out", opts)
     assert "regions-blank" in err.value.checks, (err.value.checks, str(err.value))
     assert hit and not os.listdir(tmp_path / "out")
+
+
+def test_output_changed_after_verification_without_a_hash_is_not_published(slides, tmp_path, monkeypatch):
+    """--hash none: the stamps were taken only by the hashers, so nothing checked that the file
+    published was the one verified; the run stamps every output itself now."""
+    from wsideid.errors import WsideidError
+    hit = _corrupt_after_verify(monkeypatch, lambda written: _flip_last_byte(written.ready))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WsideidError, match="after it was verified"):
+        deidentify(slides["svs"], tmp_path / "out", dataclasses.replace(_options(), hash="none"))
+    assert hit and not os.listdir(tmp_path / "out")

@@ -103,6 +103,8 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
                                    _WriteEvents(hashing, residual))
             timings["write"] = time.perf_counter() - t1
             hashing.written(written)  # stamped (and, TIFF, hashed from disk) before verification reads it
+            from .hashing import PartStamps
+            stamps = PartStamps(written.ready)  # whatever the hash: the published files are the verified ones
             if residual is not None:  # the detectors' memory peak and the verifier's never add (issue 17)
                 t = time.perf_counter()
                 residual.wait_early()
@@ -134,7 +136,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
             before = getattr(driver, "before_records", None)
             commit(result, written.ready, options, name, review, scratch=scratch, companions=written.companions,
                    before_records=(lambda: before(plan, review)) if before is not None else None,
-                   unchanged=lambda: hashing.unchanged(written))
+                   unchanged=lambda: hashing.unchanged(written) or stamps.unchanged())
         except BaseException:
             if residual is not None:
                 residual.cancel()
