@@ -69,6 +69,17 @@ def test_coded_numeric_and_binary_values_are_not_needles():
     assert _texts(plan) == {}
 
 
+def test_a_record_number_is_a_needle_whatever_typed_it_a_number():
+    """A removed value of 7+ digits in a field an inventory types as a number (a DICOM IS, a
+    vendor's numeric attribute) was no needle: only three vendors asked record_number first."""
+    is_field = _dicom("ReferencedFrameNumber", 0x00081160, "4455667")
+    typed = Decision(Field("xml/Slide@Count", "leica:Count", "4455667", kind=ValueKind.NUMBER), REMOVE)
+    small = Decision(Field("xml/Slide@Width", "leica:Width", "44556", kind=ValueKind.NUMBER), REMOVE)
+    assert value_kind(is_field) is ValueKind.TEXT and value_kind(typed) is ValueKind.TEXT
+    assert value_kind(small) is ValueKind.NUMBER
+    assert "4455667" in _texts(_plan(is_field, typed, small)) and "44556" not in _texts(_plan(small))
+
+
 def test_code_meaning_under_a_private_scheme_is_text():
     plan = _plan(_dicom("CodeMeaning", 0x00080104, "Jane Roe biopsy", path="inst[0]/X[0]/CodeMeaning"),
                  _dicom("CodingSchemeDesignator", 0x00080102, "99LAB", path="inst[0]/X[0]/CodingSchemeDesignator"))

@@ -194,6 +194,15 @@ def coding_schemes(plan: Plan) -> dict[str, str]:
 
 
 def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
+    """The field's kind (``_kind_of``); a number long enough to be a record number is a needle
+    whatever typed it (an inventory's NUMBER, a DICOM IS, a TIFF LONG): never left out."""
+    kind = _kind_of(d, container, schemes)
+    if kind == ValueKind.NUMBER and record_number(d.field.text()):
+        return ValueKind.TEXT
+    return kind
+
+
+def _kind_of(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
     """The field's kind, derived conservatively when the inventory left the default (TEXT)."""
     f = d.field
     if f.kind != ValueKind.TEXT:
@@ -222,8 +231,7 @@ def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = Non
 
 def record_number(v: str) -> bool:
     """A value of digits long enough to be a record number (an MRN, an accession): whatever
-    its shape says, it is a needle when removed. Inventories that type values as numbers
-    ask this first (OME, QPTIFF and Philips XML)."""
+    its shape says, it is a needle when removed (``value_kind``, for every inventory).""" 
     return any(len(run) >= MIN_RECORD_DIGITS for run in re.findall(r"\d[\d.]*", v) if "." not in run)
 
 
