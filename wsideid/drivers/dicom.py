@@ -219,10 +219,9 @@ class DicomDriver:
     def open(self, path: str, series: str | None = None) -> Opened:
         """One slide of the input: a folder holding several is split by content and ``series``
         (its pyramid's Series Instance UID) picks one (``dicom.slides``); its files alone are the input."""
-        from ..dicom.slides import select
-        from ..dicom.source import load
+        from ..dicom.slides import load_slide
         with self.session():
-            src = select(load(path), series)
+            src = load_slide(path, series)
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
