@@ -509,15 +509,16 @@ def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) 
         return None
 
 
-def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, set]:
+def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, list]:
     """The levels OpenSlide must show in the output: the input's, less any whose
     size is only that of images the plan removed (an image OpenSlide took for a
-    level, such as a tiled label); and the kept top-level levels, which it must show."""
+    level, such as a tiled label); and the kept top-level levels, which it must show
+    (a list: two levels padded to one tile have one IFD size and are still two levels)."""
     parents = {d.image.index: d.image.extra.get("parent") for d in plan.images}
     kept = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove"}
     removed = {(d.image.width, d.image.height) for d in plan.images if d.action == "remove"} - kept
-    kept_levels = {(d.image.width, d.image.height) for d in plan.images
-                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None}
+    kept_levels = [(d.image.width, d.image.height) for d in plan.images
+                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None]
     return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
 
 
@@ -555,10 +556,11 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         want = getattr(module, "OPENSLIDE_VENDOR", va)
         expected, kept_levels = _expected_levels(plan, a.level_dimensions)
         if getattr(module, "LEVEL_SIZES_FROM_MAP", False):
-            kept_levels = set()  # OpenSlide sizes levels from the vendor's map (SCN: the slide in nm), not the IFDs
+            kept_levels = []  # OpenSlide sizes levels from the vendor's map (SCN: the slide in nm), not the IFDs
         got = tuple(b.level_dimensions)
         # a driver whose reader clips padded levels (Philips) names how many, not which sizes
-        shown = len(kept_levels) == len(got) if getattr(module, "OPENSLIDE_CLIPS_LEVELS", False) else kept_levels <= set(got)
+        shown = (len(kept_levels) == len(got) if getattr(module, "OPENSLIDE_CLIPS_LEVELS", False)
+                 else set(kept_levels) <= set(got))
         same = va == vb == want and got == expected and shown
         if va != want:
             detail = f"OpenSlide reads the input as {va}, not {want}: the {module.NAME} roles cannot be trusted"
