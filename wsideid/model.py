@@ -210,6 +210,14 @@ class Plan:
     def unknowns(self) -> list[Decision]:
         return [d for d in self.fields if d.unknown]
 
+    def nothing_kept(self) -> str:
+        """The refusal when every image is removed, naming the roles removed: a lone LABEL
+        instance or a macro-only file is a common input, and the user must see why nothing came."""
+        from collections import Counter
+        roles = Counter(d.image.role for d in self.images)
+        listed = ", ".join(f"{n} {r}" for r, n in sorted(roles.items())) or "none"
+        return f"nothing to publish: the plan removes every image of the input ({listed})"
+
     def removed_values(self) -> list[str]:
         """Original values that must not survive anywhere in the output."""
         out: list[str] = []

@@ -122,7 +122,7 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
         write_instance(ds, inst, path, frames)
         written.append((inst, path, ds))
     if not written:
-        raise WsideidError("the plan keeps no image: nothing to write")
+        raise WsideidError(plan.nothing_kept())
     if single_name and len(written) > 1:  # pragma: no cover - a file holds one instance
         raise WsideidError("one input file cannot give several outputs")
     return written
