@@ -292,16 +292,19 @@ def load_slide(path: str, series: str | None) -> DicomSource:
     Why not ``select(load(path), series)``: a folder of N slides run as a batch would read every
     header of the folder in full once per slide (N x the per-frame sequences). The folder is
     grouped from its cached grouping headers (``cached_slide_set``, read once while unchanged);
-    only the chosen slide's files are read in full, and each must still say what its grouping
-    header said (a file rewritten in between is refused, never grouped by stale facts).
+    only the chosen slide's files (and the orphans, where a damaged file lands) are read in full,
+    and each must still say what its grouping header said (a file rewritten in between is
+    refused, never grouped by stale facts).
     """
     from .source import folder_files, load, read_instance
     if series is ALL_SLIDES or not os.path.isdir(path):
         return select(load(path), series)
     found = cached_slide_set(path)
     slide = pick(found, series)
-    _, skipped = folder_files(path)
+    files, skipped = folder_files(path)
     full = [read_instance(light.path, light.index) for light in slide.instances]
+    for orphan in found.orphans:  # read in full too: a damaged file (its broken header makes it an orphan)
+        read_instance(files[orphan.index], orphan.index)  # refuses the folder, as reading it whole did
     for light, inst in zip(slide.instances, full):
         if inst.role != light.role or any(_text(inst, k) != _text(light, k) for k in _SAME_SLIDE):
             raise MalformedFile(f"instance {light.index}: the file changed while the folder was read; run again")
