@@ -614,7 +614,7 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown:
     ``levels_shown``: the vendor's reader shows every top-level level at a size of its own
     (Philips clips padding, SCN sizes from its map), so none of them is read a second time."""
     import openslide
-    from ..regions import box_spread, inset, scale_box
+    from ..regions import flat_regions
     try:
         b = openslide.OpenSlide(out_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is judged below
@@ -624,7 +624,6 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown:
         else:
             rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         return
-    too_small = 0
     with b, contextlib.ExitStack() as own:
         base = tuple(b.level_dimensions[0])
         targets = [(*t, base) for t in _blanked_images(b, plan)]
@@ -633,28 +632,8 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown:
         except Exception as exc:  # noqa: BLE001 - an image that cannot be read back fails the check
             rep.record(Check.REGIONS_BLANK, False, f"a kept image cannot be read back ({exc})", part="own reader")
             return
-        for k, region in enumerate(plan.regions):
-            if region[2] < 16 or region[3] < 16:
-                too_small += 1  # too small to hold a block wholly inside: cannot be read back flat
-                continue
-            worst, images, unreadable = 0, 0, []
-            for name, (w, h), read, (w0, h0) in targets:
-                box = inset(scale_box(region, w / w0, h / h0, w, h), REGION_INSET)
-                if box is None:
-                    continue  # a few pixels at this size: nothing inside the blended edge
-                spread = box_spread(read, box)
-                if spread is None:
-                    unreadable.append(name)
-                    continue
-                worst, images = max(worst, spread), images + 1
-            if unreadable:
-                rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot read the blanked region on {unreadable}",
-                           part=f"region {k + 1}")
-            else:
-                rep.record(Check.REGIONS_BLANK, images > 0 and worst <= REGION_SPREAD,
-                           f"whole region on {images} image(s): spread {worst} grey levels", part=f"region {k + 1}")
-    if too_small:
-        rep.record(Check.REGIONS_BLANK, False, f"{too_small} region(s) under 16 px: too small to be read back flat")
+        for part, ok, detail in flat_regions(plan.regions, targets, lambda size: REGION_INSET, REGION_SPREAD):
+            rep.record(Check.REGIONS_BLANK, ok, detail, part=part)
 
 
 def _macro_labels_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
