@@ -97,6 +97,7 @@ class Decision:
     # Parts of the original value the new value leaves out (dropped Aperio
     # header tokens, ICC profile texts): needles for the verifier, never audited.
     removed_parts: list[str] = field(default_factory=list)
+    failed: bool = False  # the value failed its type or pattern (``values-pass-policy`` of a re-planned output)
 
     @property
     def removes_value(self) -> bool:
