@@ -555,12 +555,17 @@ class Scanner:
                 for prefix in prefixes:
                     self._add(prefix, _Pattern(i, enc, literal, regex, width, boundary))
                 self._overlap = max(self._overlap, longest)
+        # The bit tables are set once from the prefixes' keys: set per pattern (numpy scalar
+        # writes, a dozen per date spelling) they were most of building a DICOM run's scanner.
+        keys = np.fromiter(self._by_prefix, dtype=np.int64, count=len(self._by_prefix))
+        np.bitwise_or.at(self._table, keys >> 3, (1 << (keys & 7)).astype(np.uint8))
+        self._table2[(keys >> 16) | (((keys >> 8) & 0xFF) << 8)] = True
 
     def _add(self, prefix: bytes, pat: _Pattern) -> None:
         key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
-        self._table[key >> 3] |= 1 << (key & 7)
-        self._table2[prefix[0] | (prefix[1] << 8)] = True
-        group = self._by_prefix.setdefault(key, _Group())
+        group = self._by_prefix.get(key)
+        if group is None:
+            group = self._by_prefix[key] = _Group()
         if pat.literal is None:
             group.regexes.append(pat)
         else:  # keyed by up to KEY_BYTES leading bytes, so a candidate tries only the few that fit
