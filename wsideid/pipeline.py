@@ -192,10 +192,12 @@ class _WriteEvents:
         self.hashing, self.residual = hashing, residual
 
     def __call__(self, recipe) -> None:
+        memory.release()  # the layout's per-tile arrays (freed below the mmap threshold) go back before the copy
         self.hashing.on_recipe(recipe)
 
     def checked(self) -> None:
         if self.residual is not None:
+            memory.release()  # the stream check's arrays, before the detectors' images
             self.residual.go()
 
 

@@ -138,11 +138,8 @@ def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: H
 
 def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes, int]]:
     """(file offset, header bytes, tile length), tiles in file order."""
-    offsets = np.asarray(offsets, dtype=np.int64)
-    counts = np.asarray(counts, dtype=np.int64)
-    live = np.nonzero(counts > 0)[0]
-    live = live[np.argsort(offsets[live], kind="stable")]
-    offs, cnts = offsets[live], counts[live]
+    from .tiff.tileorder import in_file_order
+    _, offs, cnts = in_file_order(offsets, counts)
     with open(path, "rb") as fh:
         fd = fh.fileno()
         for a in range(0, len(offs), BATCH):

@@ -28,9 +28,12 @@ def _with_comment(tile: bytes, text: bytes) -> bytes:
     return tile[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + tile[2:]
 
 
-def build_svs(path: str, megabytes: float, tile_comment: bytes | None = None, associated: bool = True) -> int:
+def build_svs(path: str, megabytes: float, tile_comment: bytes | None = None, associated: bool = True,
+              noise: int = 25, quality: int = 90) -> int:
     """An Aperio-like SVS of about ``megabytes`` (levels, thumbnail, and a label and macro when
-    ``associated``); returns the number of pyramid tiles."""
+    ``associated``); returns the number of pyramid tiles. ``noise`` (grey levels) sets the tiles'
+    bitrate: 25 gives ~28 KB tiles at ``quality`` 90 (the bench's), 0 at quality 20 about 3 KB
+    (many tiles in few megabytes, for memory tests that count bytes per tile)."""
     from .synth import _aperio_description, label_image, tissue
     from .tiff.writer import ImageData, OutEntry, OutIfd, write_tiff
     rng = np.random.default_rng(0)
@@ -38,8 +41,8 @@ def build_svs(path: str, megabytes: float, tile_comment: bytes | None = None, as
     tiles = []
     for k in range(64):
         y, x = rng.integers(0, 2048 - TILE, 2)
-        t = base[y:y + TILE, x:x + TILE].astype(np.int16) + rng.integers(-25, 25, (TILE, TILE, 3))
-        tile = _jpeg(np.clip(t, 0, 255).astype(np.uint8))
+        t = base[y:y + TILE, x:x + TILE].astype(np.int16) + (rng.integers(-noise, noise, (TILE, TILE, 3)) if noise else 0)
+        tile = _jpeg(np.clip(t, 0, 255).astype(np.uint8), quality)
         tiles.append(_with_comment(tile, tile_comment) if tile_comment else tile)
     mean = sum(map(len, tiles)) / len(tiles)
     n0 = int(megabytes * (1 << 20) / mean / 1.33)

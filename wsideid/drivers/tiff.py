@@ -414,6 +414,7 @@ class _StreamCheck(threading.Thread):
         from ..tiff.jpegsegs import check_pending
         try:
             self.dirty = check_pending(self.path, self.pending)
+            self.pending.clear()  # 24 bytes a tile (indices, offsets, counts) not kept for the rest of the run
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self.error = exc
         finally:

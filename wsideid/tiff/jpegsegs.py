@@ -81,14 +81,11 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray,
 
 def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
                tables: frozenset[TableKey] = frozenset()) -> TileScan:
-    offsets = np.asarray(offsets, dtype=np.int64)
-    counts = np.asarray(counts, dtype=np.int64)
-    live = np.nonzero(counts > 0)[0]
+    from .tileorder import in_file_order, original_index
+    live, offs, cnts = in_file_order(offsets, counts)
     res = TileScan(np.zeros(0, np.int64))
-    if not len(live):
+    if not len(offs):
         return res
-    live = live[np.argsort(offsets[live], kind="stable")]
-    offs, cnts = offsets[live], counts[live]
     found: list[np.ndarray] = []
     try:
         with open(path, "rb") as fh:
@@ -105,7 +102,7 @@ def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
             batches = _batches(offs, cnts)
             with ThreadPoolExecutor(max_workers=WORKERS) as pool:
                 for sel, (bad, ext) in zip(batches, pool.map(one, batches)):
-                    found.append(live[sel][bad])
+                    found.append(original_index(live, sel, bad))
                     res.external |= ext
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
@@ -332,7 +329,7 @@ class Pending:
     """Tiles of flat IFD ``k`` whose headers are clean and whose every byte is still to be checked."""
 
     k: int
-    indices: np.ndarray
+    indices: np.ndarray | None  # None: every tile of the image, in index order
     offsets: np.ndarray
     counts: np.ndarray
     tables: frozenset[TableKey]
@@ -354,7 +351,7 @@ def check_pending(path: str, pending: list[Pending]) -> list[tuple[int, int]]:
                 except UnsafeJpeg:
                     changed = True  # the exact pass refuses it, with its own message
                 if changed:
-                    dirty.append((p.k, int(p.indices[j])))
+                    dirty.append((p.k, j if p.indices is None else int(p.indices[j])))
     return dirty
 
 
@@ -394,9 +391,12 @@ def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froze
         pick, seen = header_scan(path, offsets, counts, tables)
         te = edits.image(k)
         te.header_tables = set(seen)
-        rest = np.setdiff1d(np.nonzero(counts > 0)[0], pick)
-        if len(rest):
-            edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables))
+        if not len(pick) and (counts > 0).all():  # the usual case: every tile, the image's own arrays (no copies)
+            edits.pending.append(Pending(k, None, offsets, counts, tables))
+        else:
+            rest = np.setdiff1d(np.nonzero(counts > 0)[0], pick)
+            if len(rest):
+                edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables))
     else:  # every byte read now: the tables the clean tiles use come with it (used_tables need not re-read them)
         scan = scan_tiles(path, offsets, counts, tables)
         pick = scan.flagged

@@ -133,7 +133,7 @@ class OutputRecipe:
     runs: np.ndarray
     edits: list[TileEdits]
 
-    def feed(self, fd: int, update: Callable[[memoryview], object], chunk: int = 4 << 20) -> None:
+    def feed(self, fd: int, update: Callable[[memoryview], object], chunk: int = 1 << 20) -> None:
         """Call ``update`` with the output's bytes in order, read from the source ``fd`` (and the
         edits' spill file): one bounded buffer, whatever the slide's size."""
         update(memoryview(self.meta))
@@ -189,8 +189,10 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
     meta = _serialize(flat, ifds, kind, bo)
     if len(meta) != meta_size:
         raise AssertionError(f"layout size mismatch {len(meta)} != {meta_size}")
+    placed = [o for o, _ in new_offsets]  # the layout's offsets only: per-tile counts are in ``meta``
+    del new_offsets
     if on_recipe is not None:
-        on_recipe(OutputRecipe(meta, plan.source_runs(), [te for _, te in plan.edits]))
+        on_recipe(OutputRecipe(meta, plan.runs, [te for _, te in plan.edits]))
     try:
         fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -205,7 +207,7 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
         # disk full, read-only or vanished output folder, I/O error: the
         # caller removes the partial file; the user gets one line, not a traceback
         raise WsideidError(f"cannot write the output: {exc.strerror or type(exc).__name__}") from None
-    return WrittenLayout(total, data_start, kind, [o for o, _ in new_offsets])
+    return WrittenLayout(total, data_start, kind, placed)
 
 
 def _set_array(ifd: OutIfd, tag: int, values: np.ndarray, kind: str, bo: str, offsets: bool) -> None:
@@ -423,7 +425,6 @@ class _DataPlan:
         new_start = ustart[uidx] if len(uidx) else np.zeros(0, np.int64)
         self.runs_src = self.src[self.unique]
         self.runs_len = ulen
-        self.runs_dst = ustart
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for ifd in self.flat:
             if ifd.data is None:
@@ -444,6 +445,10 @@ class _DataPlan:
             out[k][0][idx] = np.where(lens > 0, starts, 0)
             out[k][1][idx] = lens
             pos += int(lens.sum())
+        # what the copy needs is the merged runs (one row per contiguous stretch, not per tile);
+        # the per-tile arrays (about 80 bytes a tile) would otherwise stay for the whole copy
+        self.runs = self.source_runs()
+        del self.src, self.len, self.owner, self.unique, self.runs_src, self.runs_len
         return out
 
     def source_runs(self) -> np.ndarray:
@@ -458,7 +463,7 @@ class _DataPlan:
         return np.stack([self.runs_src[starts], csum[ends] - csum[starts]], axis=1).astype(np.int64)
 
     def copy(self, src_fd: int, dst_fd: int) -> None:
-        for offset, length in self.source_runs().tolist():
+        for offset, length in self.runs.tolist():
             _copy_range(src_fd, dst_fd, offset, length)
         for _, te in self.edits:
             write_edits(dst_fd, te, src_fd)

@@ -73,19 +73,28 @@ def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     return s[order], e[order]
 
 
-def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) of every byte of the output not covered by image data, then the
-    header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
-    memo = HeaderMemo()
+def _gaps(tf: TiffFile) -> np.ndarray:
+    """(from, to) rows of the bytes no strip or tile covers. A function of its own so the
+    per-tile arrays it sorts are let go before the (long) scan of the gaps and headers;
+    the rows stay an array (a gap per tile at worst, never a Python object per tile)."""
     starts, ends = pixel_ranges(tf)
     covered_to = np.maximum.accumulate(ends) if len(ends) else ends
     # gap i lies between the furthest end so far and the next start
     gap_from = np.concatenate([[0], covered_to])
     gap_to = np.concatenate([starts, [tf.size]])
     keep = gap_to > gap_from
+    return np.stack([gap_from[keep], gap_to[keep]], axis=1).astype(np.int64)
+
+
+def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of every byte of the output not covered by image data, then the
+    header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
+    memo = HeaderMemo()
+    gaps = _gaps(tf)
     total = 0
     with open(path, "rb") as fh:
-        for a, b in zip(gap_from[keep].tolist(), gap_to[keep].tolist()):
+        for i in range(len(gaps)):
+            a, b = int(gaps[i, 0]), int(gaps[i, 1])
             for off, piece in read_range(fh.fileno(), a, b):
                 if len(piece) > 2 * _ZERO_EDGE and piece.count(0) == len(piece):
                     # zeros hold no text (in-place mode wipes the old versions of edited tiles):
