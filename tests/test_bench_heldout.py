@@ -3,7 +3,11 @@
 The bench measures generalisation only while the detector's hand-made
 excuse lists (label_vocab.py: LABEL_WORDS, STAIN_EPONYMS, STAIN_PHRASES) and
 bundled name lists never saw its words. The general word lists (English,
-census names) are independent sources and may know them.
+census names) are independent sources and may know them, and so is the DICOM
+standard's stain vocabulary (detect/lexicon/dicom_stains.txt): it is generated
+from pydicom by scripts/make_stain_lexicon.py, never hand-edited
+(tests/test_stain_lexicon.py fails when it differs from what pydicom gives),
+and kept apart from label_vocab.py's hand-made sets checked here.
 """
 from __future__ import annotations
 

@@ -63,3 +63,21 @@ def test_stacked_read_picks_the_turn_and_maps_boxes_back(turn):
     lb = line.box
     assert lb[0] >= box[0] - 6 and lb[1] >= box[1] - 6 and lb[2] <= box[2] + 6 and lb[3] <= box[3] + 6
     assert (lb[2] - lb[0]) > 0.5 * (box[2] - box[0])
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+def test_wrong_guess_of_the_lines_direction_reads_the_other_turns_too():
+    """The region finder took a small label's tight lines for columns and the scan
+    probed (1, 3) only: the label read as junk and every PHI line was missed. With no
+    sure reading in the guessed turns, the other two are read as well."""
+    img, _ = _label("MRN 47108697", 0)
+    res = ocr.recognise(img, turns=(1, 3))
+    assert set(res.turn_scores) == {0, 1, 2, 3}
+    assert res.quarter_turns == 0
+    assert any("47108697" in ln.text.replace(" ", "") for ln in res.lines)
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+def test_a_sure_guess_reads_two_turns_only():
+    img, _ = _label("MRN 47108697", 0)
+    assert set(ocr.recognise(img, turns=(0, 2)).turn_scores) == {0, 2}

@@ -35,11 +35,12 @@ outside the label vocabulary pays nothing.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .label_vocab import LABEL_WORDS, STAIN_EPONYMS
 from .names import GIVEN_NAMES, SURNAMES
@@ -57,11 +58,21 @@ ENGLISH_WORD_LISTS = (
     (Path("/usr/share/hunspell/en_med_glut.dic"),),
 )
 CENSUS_FILES = ("census1990_given.txt", "census1990_surnames.txt")
+# Words of stain names in the DICOM standard (CID 8112 and SNOMED CT stain
+# concepts), generated from pydicom by scripts/make_stain_lexicon.py; an
+# independent vocabulary, apart from label_vocab.py's hand-made sets.
+DICOM_STAINS_FILE = "dicom_stains.txt"
 # A word that is also common English is taken for a name only when at least
 # one person in 20,000 carries it (census share, percent): Young, Baker,
 # Rose, Gill, Crystal, Case, Hope are names; Bank, Board, Room, Manual are
 # words. A name that is no English word needs no share at all.
 COMMON_NAME_PERCENT = 0.005
+# OCR error model: an unknown word of at least this many letters that is one
+# edit from an English word and from no name is taken for that word misread
+# ("Dermatopatholoy" -> dermatopathology). At 6 letters it also excused the
+# real name "Perpetua Thorn" (perpetual) for 7 fewer false flags in 300
+# labels; at 10 a name must be long, unlisted and one letter from a word.
+MISREAD_MIN_LETTERS = 10
 
 
 class WordKind(Enum):
@@ -69,11 +80,18 @@ class WordKind(Enum):
 
     LABEL = "label vocabulary"
     NAME = "a known given name or surname"
+    STAIN = "a word of a stain name in the DICOM standard"
     ENGLISH = "a common English word"
+    MISREAD = "an English word misread (one edit from it and from no name)"
+    METHOD_EPONYM = "a word in no list named before a method noun (X Stain, X Reaction)"
     UNKNOWN = "in no word list"
 
 
-EXCUSING = frozenset({WordKind.LABEL, WordKind.ENGLISH})
+EXCUSING = frozenset({WordKind.LABEL, WordKind.STAIN, WordKind.ENGLISH, WordKind.MISREAD, WordKind.METHOD_EPONYM})
+# Head nouns of histological method names: "Lugol Reaction", "Marchi Method",
+# "Hortega Stain" name a method after a person. A word in *no* list right
+# before one of them is taken for such an eponym; a known name never is.
+METHOD_NOUNS = frozenset({"STAIN", "STAINS", "STAINING", "METHOD", "REACTION", "TECHNIQUE", "IMPREGNATION"})
 
 
 @cache
@@ -97,6 +115,13 @@ def name_share(word: str) -> float | None:
         best = share if best is None else max(best, share)
         at = end
     return best
+
+
+@cache
+def dicom_stain_words() -> frozenset[str]:
+    """The generated DICOM stain words (upper case; ~200, read once, ~0.1 ms)."""
+    text = (resources.files(__package__) / "lexicon" / DICOM_STAINS_FILE).read_text()
+    return frozenset(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
 
 
 @cache
@@ -127,6 +152,8 @@ def word_kind(word: str) -> WordKind:
     """Label vocabulary first (a stain's word is judged as one: Congo *Red*,
     Alcian *Blue* are census surnames too), then names (a common one even if
     it is an English word), then stain eponyms that are nobody's name, then
+    the DICOM standard's stain words (after names, so Wright, Jenner,
+    Leishman, Evans stay names however many stains carry them), then
     English."""
     w = word.upper()
     if w in LABEL_WORDS:
@@ -137,16 +164,114 @@ def word_kind(word: str) -> WordKind:
         return WordKind.NAME
     if w in STAIN_EPONYMS:
         return WordKind.LABEL
+    if w in dicom_stain_words():
+        return WordKind.STAIN
     if english:
         return WordKind.ENGLISH
+    if misread_english(w) is not None:
+        return WordKind.MISREAD
     return WordKind.UNKNOWN
 
 
-def name_reason(words: Iterable[str]) -> str | None:
+def _one_edit_entries(text: bytes, word: bytes, end: bytes) -> Iterator[bytes]:
+    """Entries of a newline-framed list (each ending with ``end``) one edit
+    (substitution, deletion, insertion, transposition) from ``word``.
+
+    An edit at position i < k leaves the word's tail after k intact, one at
+    i >= k its head before k; so only entries sharing that head or tail are
+    compared: a few thousand byte searches (~5 ms on the English lists), no
+    250,000-word set to build (~90 ms CPU and ~20 MB).
+    """
+    k = (len(word) - 1) // 2
+    head, tail = b"\n" + word[:k], word[k + 1:] + end
+    at = 0
+    while (at := text.find(head, at)) >= 0:
+        stop = text.find(end, at + 1)
+        entry, at = text[at + 1:stop], stop
+        if _one_edit_apart(entry, word):
+            yield entry
+    at = 0
+    while (at := text.find(tail, at)) >= 0:
+        entry = text[text.rfind(b"\n", 0, at) + 1:at + len(tail) - len(end)]
+        at += len(tail)
+        if _one_edit_apart(entry, word):
+            yield entry
+
+
+def _one_edit_apart(a: bytes, b: bytes) -> bool:
+    """At most one substitution, deletion, insertion or transposition apart."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) <= 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+@cache
+def misread_english(word: str) -> str | None:
+    """The English word an unknown ``word`` is an OCR misreading of, or None.
+
+    Taken only when the word has at least MISREAD_MIN_LETTERS letters, is one
+    edit from a lower-case English entry, and is one edit from no name: no
+    census given name or surname and no bundled name. So a name that OCR
+    garbled by one letter ("Wilhelming" for Wilhelmina, "Smitn") is still
+    next to its name and stays a candidate; a garbled name that lands next
+    to an English word and next to no listed name would pass: the risk is
+    written in docs/threat-model.md.
+    """
+    w = word.lower()
+    if len(w) < MISREAD_MIN_LETTERS or not (w.isalpha() and w.isascii()):
+        return None
+    hit = next(_one_edit_entries(english_text(), w.encode(), b"\n"), None)
+    if hit is None:
+        return None
+    up = w.upper().encode()
+    if next(_one_edit_entries(census_text(), up, b" "), None) is not None:
+        return None
+    if any(_one_edit_apart(up, n.encode()) for n in GIVEN_NAMES | SURNAMES):
+        return None
+    return hit.decode()
+
+
+@dataclass(frozen=True)
+class InContext:
+    """A word with what follows it on its line: ``tail``, a lower-case fragment
+    after one space ("Phl oxine": OCR split a word at a letter gap), and
+    ``next_word``, the next word."""
+
+    word: str
+    tail: str = ""
+    next_word: str = ""
+
+
+def judge(item: str | InContext) -> WordKind:
+    """A word's kind, its context considered only when it is in no list.
+
+    Context never excuses a known name: a listed name stays NAME whatever
+    follows. A word in no list is judged as joined with its tail when that
+    makes a listed word ("Phl oxine" -> Phloxine; "Her man" -> Herman, a
+    name), else as an eponym when a method noun follows.
+    """
+    w = item if isinstance(item, str) else item.word
+    kind = word_kind(w)
+    if kind is not WordKind.UNKNOWN or isinstance(item, str):
+        return kind
+    if item.tail and (joined := word_kind(w + item.tail)) is not WordKind.UNKNOWN:
+        return joined
+    if item.next_word.upper() in METHOD_NOUNS:
+        return WordKind.METHOD_EPONYM
+    return kind
+
+
+def name_reason(words: Iterable[str | InContext]) -> str | None:
     """Why these words may be a person's name, or None when every word is
     excused (label vocabulary or English that is nobody's name)."""
-    for w in words:
-        kind = word_kind(w)
+    for item in words:
+        kind = judge(item)
         if kind not in EXCUSING:
+            w = item if isinstance(item, str) else item.word
             return f"'{w}' is {kind.value}"
     return None

@@ -79,13 +79,7 @@ class OcrResult:
         (text upside down reads as junk at low confidence). A weak reading,
         handwriting mostly, stays undecided and callers try every turn.
         """
-        if not self.turn_scores:
-            return None
-        others = [v for k, v in self.turn_scores.items() if k != self.quarter_turns]
-        best = self.turn_scores[self.quarter_turns]
-        if best >= SURE_TURN_MIN_SCORE and all(best >= 2 * v for v in others):
-            return self.quarter_turns
-        return None
+        return _sure(self.turn_scores, self.quarter_turns)
 
     @property
     def words(self) -> list[Word]:
@@ -204,10 +198,16 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
             draw.rectangle((b[0] - 2, b[1] - 2, b[2] + 2, b[3] + 2), fill=255)
     crop = region or (0, 0, *gray.size)
     size = (crop[2] - crop[0], crop[3] - crop[1])
-    views = [View(crop, _scale_to(size, READ_LONG_SIDE), k) for k in turns]
-    per_view = _read_stacked(gray, views)
-    probes = [(_score(words), view.quarter_turns, words) for view, words in zip(views, per_view)]
+    scale = _scale_to(size, READ_LONG_SIDE)
+    probes = _probe(gray, [View(crop, scale, k) for k in turns])
     best_score, best_k, words = max(probes, key=lambda p: (p[0], -p[1]))
+    rest = [k for k in (0, 1, 2, 3) if k not in turns]
+    if rest and _sure({k: sc for sc, k, _ in probes}, best_k) is None:
+        # The caller's two turns gave no sure reading: its guess of the lines'
+        # direction may be wrong (a small label's tight lines look like
+        # columns to the region finder), so the other two are read as well.
+        probes += _probe(gray, [View(crop, scale, k) for k in rest])
+        best_score, best_k, words = max(probes, key=lambda p: (p[0], -p[1]))
     t1 = time.perf_counter()
     return OcrResult(
         lines=_group_lines(words),
@@ -216,6 +216,22 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
         timings_ms={"ocr_read": (t1 - t0) * 1000},
         turn_scores={k: sc for sc, k, _ in probes},
     )
+
+
+def _sure(turn_scores: dict[int, float], best: int) -> int | None:
+    """``best`` when its score leaves no doubt (see OcrResult.sure_turn), else None."""
+    if not turn_scores:
+        return None
+    top = turn_scores[best]
+    if top >= SURE_TURN_MIN_SCORE and all(top >= 2 * v for k, v in turn_scores.items() if k != best):
+        return best
+    return None
+
+
+def _probe(gray: Image.Image, views: Sequence[View]
+           ) -> list[tuple[float, int, list[tuple[Word, tuple[float, float, float, float]]]]]:
+    """(score, quarter turns, words) of each view, read in one tesseract call."""
+    return [(_score(words), view.quarter_turns, words) for view, words in zip(views, _read_stacked(gray, views))]
 
 
 def _read_stacked(gray: Image.Image, views: Sequence[View]

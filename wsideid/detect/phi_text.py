@@ -23,7 +23,7 @@ from typing import Sequence
 
 from .findings import PhiFlag
 from .label_vocab import LABEL_WORDS, STAIN_PHRASES
-from .name_lexicon import name_reason
+from .name_lexicon import InContext, name_reason
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -64,6 +64,9 @@ _SPACED_DIGITS = re.compile(r"(?<![0-9])\d{1,10}(?: {1,2}\d{1,10})+(?![0-9])")
 _FIELD = re.compile(
     r"\b(?P<k>NAME|PT|PATIENT|PAT|PATIENT NAME|DOB|D\.O\.B\.?|BIRTH|MRN|MR#)\s*[:#]\s*(?P<v>[^\s:;|][^:;|]*)"
 )
+# "DOB 2 Feb 1999" with no colon: what follows a date-of-birth label is a
+# date however OCR split or misread it ("DOB 195 2.07 -06").
+_DOB_FIELD = re.compile(r"\b(?P<k>DOB|D\.O\.B\.?)\s+(?P<v>\d[^:;|]*)")
 _LAST_FIRST = re.compile(r"\b(?P<l>[A-Z][A-Z'\-]{1,})\s*[,^]\s*(?P<f>[A-Z][A-Z'\-]{1,})\b")
 
 # Never flagged as accession/name: immunostain markers, stains, label words.
@@ -208,6 +211,8 @@ def _names(s: str) -> list[PhiFlag]:
         key = m.group("k")
         cat = "date" if key.startswith(("DOB", "D.O.B", "BIRTH")) else "mrn" if key in ("MRN", "MR#") else "name"
         out.append(PhiFlag(cat, m.span("v"), f"value of a '{key.title()}:' field"))
+    for m in _DOB_FIELD.finditer(s):
+        out.append(PhiFlag("date", m.span("v"), f"value of a '{m.group('k').title()}' field"))
     for m in _LAST_FIRST.finditer(s):
         last, first = m.group("l"), m.group("f")
         if "^" in m.group(0):
@@ -262,13 +267,27 @@ def _adjacent_pairs(text: str, word: re.Pattern[str]) -> list[tuple[re.Match[str
 def _title_case_pairs(text: str) -> list[PhiFlag]:
     """'Ezekiel Dragomir', 'KEISHA MAYER': two capitalised words, unless the
     lexicon excuses both (name_lexicon.py: label vocabulary or English
-    that is nobody's name; an unknown word is never excused)."""
+    that is nobody's name; a word in no list only by its context: the
+    lower-case fragment OCR split off it, or a method noun after it)."""
     out = []
     for word, what in ((_TITLE_WORD, "two capitalised words"), (_CAPS_WORD, "two words in capitals")):
         for a, b in _adjacent_pairs(text, word):
-            if why := name_reason((a.group(0), b.group(0))):
+            second = InContext(b.group(0), _TAIL.match(text, b.end()).group(1) if _TAIL.match(text, b.end()) else "",
+                               _next_word(text, b.end()))
+            if why := name_reason((InContext(a.group(0), "", b.group(0)), second)):
                 out.append(PhiFlag("name", (a.start(), b.end()), f"{what}: {why}"))
     return out
+
+
+# A lower-case fragment one space after a word: the rest of a word OCR split
+# at a gap between handwritten letters ("Saf fron").
+_TAIL = re.compile(r" ([a-z]{1,8})\b")
+_NEXT = re.compile(r" +([A-Za-z]+)")
+
+
+def _next_word(text: str, at: int) -> str:
+    m = _NEXT.match(text, at)
+    return m.group(1) if m else ""
 
 
 # "Golgi Cox", "Mayer's Hematoxylin": a stain named after people, one word per

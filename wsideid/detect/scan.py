@@ -12,7 +12,7 @@ from . import barcodes, ppocr
 from . import ocr as _ocr_module
 from .errors import UnreadableImage
 from .findings import UNREADABLE, Box, Finding, PhiFlag, overlap
-from .lines import best_reading, is_sure, read_regions
+from .lines import Reading, best_reading, is_sure, read_regions
 from .phi_text import classify_text
 from .textregions import TextRegion, find_text_regions
 
@@ -161,6 +161,16 @@ def _second_engine(image: Image.Image, role: str, regions: Sequence[TextRegion],
         return []
     readings, t = read_regions(image, regions, use_tesseract=False, upright=upright)
     timings.update(t)
+    return second_engine_findings(role, regions, readings, found, identifiers)
+
+
+def second_engine_findings(role: str, regions: Sequence[TextRegion], readings: Sequence[Sequence[Reading]],
+                           found: Sequence[Finding], identifiers: Sequence[str]) -> list[Finding]:
+    """The findings PP-OCR's ``readings`` (one list per region) add to ``found``.
+
+    Apart from the reading so that the label bench can re-classify recorded
+    readings exactly as a scan does (bench/labels/bench_detectors.py --replay).
+    """
     text = [f for f in found if f.kind == "text"]
     out = []
     for region, per in zip(regions, readings):
