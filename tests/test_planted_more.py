@@ -77,3 +77,101 @@ def test_in_place(name, tmp_path, monkeypatch):
         assert rc in (1, 2, 3), f"{name}: exit {rc}: {err}"
         if rc in (2, 3):
             return
+
+
+# ------------------------------------------------------------------ TIFF structure
+def _patch_entry_tag(path: Path, old: int, new: int, new_type: int | None = None) -> None:
+    """Renumber (and optionally retype) the first entry ``old`` of IFD 0 of a classic TIFF in place:
+    the way to get two entries of one tag, which no writer makes on purpose."""
+    raw = path.read_bytes()
+    bo = "<" if raw[:2] == b"II" else ">"
+    off = struct.unpack(bo + "I", raw[4:8])[0]
+    n = struct.unpack(bo + "H", raw[off:off + 2])[0]
+    for k in range(n):
+        at = off + 2 + 12 * k
+        tag, typ = struct.unpack(bo + "HH", raw[at:at + 4])
+        if tag == old:
+            with open(path, "r+b") as fh:
+                fh.seek(at)
+                fh.write(struct.pack(bo + "HH", new, new_type if new_type is not None else typ))
+            return
+    raise AssertionError(f"tag {old} not in IFD 0")
+
+
+def duplicate_tag(fmt: str, order: str) -> object:
+    """Two ImageDescription entries in IFD 0: the needle in a DocumentName renumbered 270 (before
+    the real one), or in a Make renumbered 270 after it; ``-bad-type`` gives the real one a type
+    no reader knows, so a reader keeping either entry sees a different value."""
+    def build(folder: Path) -> Path:
+        src = pm.base(fmt, folder)
+        planted = 269 if order.startswith("needle-first") else 271
+        dst = folder / f"slide{pm.EXT[fmt]}"
+        desc = pm.tag_text(src, 0, 270) or "x"
+        pc.rewrite_tiff(src, dst, {0: {planted: pm.ascii_entry(planted, pm.NEEDLE), 270: pm.ascii_entry(270, desc)}})
+        _patch_entry_tag(dst, planted, 270)
+        if order.endswith("bad-type"):
+            _patch_entry_tag(dst, 270, 270, 99)   # the first 270 entry: the needle or the real one
+        if order.endswith("bad-second"):          # the second (the real one after the needle)
+            _patch_entry_tag(dst, 270, 268, None)
+            _patch_entry_tag(dst, 270, 270, 99)
+            _patch_entry_tag(dst, 268, 270, None)
+        return dst
+    return build
+
+
+def private_pointer(tag: int) -> object:
+    """An IFD full of the needle reached only from a private tag (as an IFD offset), or an
+    Interoperability IFD (40965) under the EXIF IFD."""
+    def build(folder: Path) -> Path:
+        from wsideid.tiff.writer import OutIfd
+        src = pm.base("tiff", folder)
+        ents = {t: pm.ascii_entry(t, pm.NEEDLE) for t in (270, 305, 315)}
+        if tag == 40965:
+            ents = {1: pm.ascii_entry(1, "R98"), 2: pm.blob_entry(2, pm.NEEDLE.encode()), 4097: pm.ascii_entry(4097, pm.NEEDLE)}
+            kids = {34665: [OutIfd({37510: pm.blob_entry(37510, b"ASCII\0\0\0" + b"x"), 42016: pm.ascii_entry(42016, "1")},
+                                   None, {40965: [OutIfd(ents)]})]}
+        else:
+            kids = {tag: [ents]}
+        dst = folder / "slide.tiff"
+        pc.rewrite_tiff(src, dst, {}, {0: kids})
+        return dst
+    return build
+
+
+def strip_pyramid(folder: Path) -> Path:
+    """A generic pyramid whose full-resolution image is JPEG strips (not tiles), with the needle in
+    every JPEG place of the strips and in the text tags of every IFD."""
+    import numpy as np
+    import tifffile
+    from wsideid.synth import tissue
+    base = folder.parent / "matrix-bases" / "clean-strips.tiff"
+    if not base.exists():
+        base.parent.mkdir(exist_ok=True)
+        img = tissue(pc.W, pc.H, 61)
+        with tifffile.TiffWriter(base) as tw:
+            for k in range(3):
+                tw.write(np.ascontiguousarray(img[:: 2 ** k, :: 2 ** k]), rowsperstrip=32, photometric="rgb",
+                         compression="jpeg", metadata=None, software="SlideScanner 1.0", subfiletype=1 if k else 0)
+    dst = folder / "slide.tiff"
+    n = pm.n_ifds(base)
+    pc.rewrite_tiff(base, dst, {i: {t: pm.ascii_entry(t, pm.NEEDLE) for t in (269, 285, 315, 316)} for i in range(n)},
+                    None, pm.cycling_edit(0))
+    return dst
+
+
+STRUCTURE = [pm.Place("tiff-duplicate-270-needle-first", duplicate_tag("tiff", "needle-first")),
+             pm.Place("svs-duplicate-270-needle-last", duplicate_tag("svs", "needle-last")),
+             pm.Place("tiff-duplicate-270-needle-first-bad-type", duplicate_tag("tiff", "needle-first-bad-type")),
+             pm.Place("svs-duplicate-270-needle-last-bad-type", duplicate_tag("svs", "needle-last-bad-type")),
+             pm.Place("tiff-duplicate-270-needle-first-bad-second", duplicate_tag("tiff", "needle-first-bad-second")),
+             pm.Place("tiff-ifd-behind-private-tag", private_pointer(65001)),
+             pm.Place("tiff-ifd-behind-exif-interop", private_pointer(40965)),
+             pm.Place("tiff-strip-pyramid", strip_pyramid)]
+
+
+@pytest.mark.parametrize("place", STRUCTURE, ids=[p.id for p in STRUCTURE])
+def test_tiff_structure(place, tmp_path, monkeypatch):
+    src = place.build(tmp_path)
+    assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
+    run_and_judge(place, src, tmp_path, monkeypatch)
+
