@@ -175,3 +175,13 @@ def test_tiff_structure(place, tmp_path, monkeypatch):
     assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
     run_and_judge(place, src, tmp_path, monkeypatch)
 
+
+@pytest.mark.parametrize("order", ["needle-first-bad-type", "needle-first-bad-second"])
+def test_duplicate_tag_is_refused_whatever_the_type_of_either_entry(order, tmp_path):
+    """Two entries of one tag are refused even when one has a type no reader knows: readers
+    disagree on which one counts (libtiff takes the first), so neither may decide silently."""
+    from wsideid.errors import MalformedFile
+    from wsideid.tiff.container import read_tiff
+    src = duplicate_tag("tiff", order)(tmp_path)
+    with pytest.raises(MalformedFile, match="twice"):
+        read_tiff(str(src))
