@@ -185,3 +185,50 @@ def test_duplicate_tag_is_refused_whatever_the_type_of_either_entry(order, tmp_p
     src = duplicate_tag("tiff", order)(tmp_path)
     with pytest.raises(MalformedFile, match="twice"):
         read_tiff(str(src))
+
+
+# ------------------------------------------------------------------ file and folder names
+def named_single(folder: Path) -> Path:
+    """A clean SVS whose file name and parent folder name are the needle (how slides are exported)."""
+    d = folder / f"{pm.NAME} {pm.DATE_ISO}"
+    d.mkdir()
+    dst = d / f"{pm.NAME_DCM}_{pm.ACC}.svs"
+    shutil.copyfile(pm.base("svs", folder), dst)
+    return dst
+
+
+def named_batch(folder: Path) -> Path:
+    """A folder of slides named after the patient: SVS, NDPI, generic TIFF and a DICOM series
+    subfolder, each name holding part of the needle."""
+    d = folder / f"cases of {pm.NAME}"
+    d.mkdir()
+    shutil.copyfile(pm.base("svs", folder), d / f"{pm.NAME_DCM}.svs")
+    shutil.copyfile(pm.base("ndpi", folder), d / f"{pm.ACC}.ndpi")
+    shutil.copyfile(pm.base("tiff", folder), d / f"{pm.DATE_ISO} {pm.NAME}.tiff")
+    return d
+
+
+def named_dicom(folder: Path) -> Path:
+    series = pm.dicom_builder(lambda ds: None)(folder)
+    d = folder / f"{pm.NAME} {pm.ACC}"
+    d.mkdir()
+    series.rename(d / pm.NAME_DCM)
+    return d / pm.NAME_DCM
+
+
+NAMES = [pm.Place("svs-file-and-folder-names", named_single), pm.Place("batch-file-and-folder-names", named_batch)]
+
+
+@pytest.mark.parametrize("place", NAMES, ids=[p.id for p in NAMES])
+def test_names(place, tmp_path, monkeypatch):
+    """Only the slide's *name* is PHI: OUTDIR (slides, audit, mapping, QC files) must not repeat it."""
+    src = place.build(tmp_path)
+    assert pc.find_in_bytes(str(src).encode(), pm.SEARCH)
+    run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+def test_dicom_series_folder_names(tmp_path, monkeypatch):
+    pytest.importorskip("wsidicomizer")
+    place = pm.Place("dicom-folder-names", named_dicom)
+    src = place.build(tmp_path)
+    run_and_judge(place, src, tmp_path, monkeypatch)
