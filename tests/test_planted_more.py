@@ -232,3 +232,91 @@ def test_dicom_series_folder_names(tmp_path, monkeypatch):
     place = pm.Place("dicom-folder-names", named_dicom)
     src = place.build(tmp_path)
     run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ DICOM
+def _kept_structures(ds):
+    """Values inside what the profile keeps as structure or by grammar: functional groups, the
+    dimension and optical path modules, code meanings under listed schemes, ICC profiles, label
+    fields; a valid value followed by the needle where a pattern decides."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        shared[0].FrameContentSequence = pm._seq(pm._item(FrameLabel=pm.NEEDLE, FrameComments=pm.NEEDLE))
+        shared[0].add_new(0x00209158, "LT", pm.NEEDLE)
+    ds.DimensionIndexSequence = pm._seq(pm._item(DimensionDescriptionLabel=f"Row Position In Total Image Pixel "
+                                                                          f"Matrix {pm.NAME}"))
+    sct = pm._code("414298005", "SCT", pm.NEEDLE)
+    op = (ds.get("OpticalPathSequence") or [pm._item()])[0]
+    op.OpticalPathDescription = f"Brightfield {pm.NEEDLE}"
+    op.ICCProfile = pc.icc_profile(pm.NEEDLE)
+    op.IlluminationColorCodeSequence = pm._seq(sct)
+    op.LensesCodeSequence = pm._seq(pm._code("A-00118", "SRT", pm.NAME))
+    ds.OpticalPathSequence = pm._seq(op)
+    ds.ICCProfile = pc.icc_profile(pm.NEEDLE)
+    ds.ContainerTypeCodeSequence = pm._seq(pm._code("433466003", "SCT", pm.NEEDLE))
+    ds.add_new(0x22000002, "UT", pm.NEEDLE)   # LabelText
+    ds.add_new(0x22000005, "LT", pm.ACC)      # BarcodeValue
+    ds.ContentSequence = pm._seq(
+        pm._item(RelationshipType="CONTAINS", ValueType="TEXT", TextValue=pm.NEEDLE,
+                 ConceptNameCodeSequence=pm._seq(pm._code("121106", "DCM", "Comment"))),
+        pm._item(RelationshipType="CONTAINS", ValueType="PNAME", PersonName=pm.NAME_DCM,
+                 ConceptNameCodeSequence=pm._seq(pm._code("121008", "DCM", "Person Observer Name"))))
+
+
+def _public_as_un(ds):
+    """Public elements (a removed name, a kept manufacturer, a date) sent with VR UN, and private
+    dates and times (DT, TM) under an unknown creator."""
+    pm._raw(ds, 0x00100010, "UN", pm.NAME_DCM)
+    pm._raw(ds, 0x00080070, "UN", f"Aperio {pm.NAME}")
+    pm._raw(ds, 0x00081030, "UN", pm.NEEDLE)
+    pm._raw(ds, 0x00100030, "UN", pm.DATE_DA)
+    block = ds.private_block(0x0009, "QUIXOTE DATES", create=True)
+    block.add_new(0x01, "DT", pm.DATE_DA + "102233")
+    block.add_new(0x02, "TM", "102233")
+    block.add_new(0x03, "DA", pm.DATE_DA)
+    block.add_new(0x04, "UN", pm.NEEDLE.encode())
+
+
+def _extra_fragment(ds):
+    """One fragment more than there are frames (after the last frame, the offset table names it not)."""
+    from pydicom.encaps import encapsulate, generate_frames
+    if "PixelData" not in ds or not ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    nf = int(ds.get("NumberOfFrames", 1))
+    frames = [bytes(f) for f in generate_frames(ds.PixelData, number_of_frames=nf)]
+    note = pm.NEEDLE.encode() + (b" " if len(pm.NEEDLE) % 2 else b"")
+    ds.PixelData = encapsulate(frames, has_bot=True) + b"\xfe\xff\x00\xe0" + struct.pack("<I", len(note)) + note
+
+
+def with_dicomdir(folder: Path) -> Path:
+    """The clean series as a PACS/CD export: a DICOMDIR beside the instances naming the patient."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    dst = pm.dicom_builder(lambda ds: None, extra_files=False)(folder)
+    d = dst if dst.is_dir() else dst.parent
+    rec_p = pm._item(DirectoryRecordType="PATIENT", PatientName=pm.NAME_DCM, PatientID=pm.ACC,
+                     PatientBirthDate=pm.DATE_DA)
+    rec_s = pm._item(DirectoryRecordType="STUDY", StudyDate=pm.DATE_DA, AccessionNumber=pm.ACC,
+                     StudyDescription=pm.NEEDLE)
+    dd = pm._item(FileSetID="QUIXOTE", DirectoryRecordSequence=pm._seq(rec_p, rec_s))
+    dd.file_meta = FileMetaDataset()
+    dd.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    dd.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dd.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    pydicom.dcmwrite(d / "DICOMDIR", dd, enforce_file_format=True)
+    return d
+
+
+DICOM_MORE = [pm.Place("dicom-kept-structures", pm.dicom_builder(_kept_structures)),
+              pm.Place("dicom-public-as-un-private-dates", pm.dicom_builder(_public_as_un)),
+              pm.Place("dicom-extra-fragment", pm.dicom_builder(_extra_fragment)),
+              pm.Place("dicom-dicomdir-in-folder", with_dicomdir)]
+
+
+@pytest.mark.parametrize("place", DICOM_MORE, ids=[p.id for p in DICOM_MORE])
+def test_dicom_more(place, tmp_path, monkeypatch):
+    pytest.importorskip("wsidicomizer")
+    src = place.build(tmp_path)
+    assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
+    run_and_judge(place, src, tmp_path, monkeypatch)
