@@ -320,3 +320,120 @@ def test_dicom_more(place, tmp_path, monkeypatch):
     src = place.build(tmp_path)
     assert input_holds_needle(src), f"{place.id}: the needle is not in the input (builder bug)"
     run_and_judge(place, src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ the verifier never says clean
+@pytest.fixture(scope="module")
+def published_tiff(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Per format: an input whose Artist and DocumentName are the needle (so the needle's parts are
+    removed values the verifier knows), and its published output."""
+    import os
+    out = {}
+    root = tmp_path_factory.mktemp("verify-planted")
+    saved = os.environ.get("WSIDEID_SECRET")
+    os.environ["WSIDEID_SECRET"] = "planted-more-secret-0123456789abcdef"
+    try:
+        for fmt in ("svs", "ndpi", "tiff"):
+            d = root / fmt
+            d.mkdir()
+            src = pm.tiff_with(fmt, "first", {269: pm._needle_only(269), 315: pm._needle_only(315)})(d)
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                rc = cli.main(["deid", str(src), "-o", str(d / "out"), "--detect", "off"])
+            assert rc == 0
+            o, = [p for p in (d / "out").iterdir() if not p.name.endswith(".json")]
+            out[fmt] = (src, o)
+    finally:
+        if saved is None:
+            os.environ.pop("WSIDEID_SECRET", None)
+        else:
+            os.environ["WSIDEID_SECRET"] = saved
+    return out
+
+
+def _last_tile_overwritten(src: Path, dst: Path, text: bytes) -> None:
+    """The output copied, then the middle of the last tile of the first IFD overwritten in place
+    (same length, same layout: only the bytes tell)."""
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    shutil.copyfile(src, dst)
+    tf = read_tiff(str(dst))
+    data = image_data(tf.ifds[0], tf.byteorder)
+    off, cnt = int(data.src_offsets[-1]), int(data.src_counts[-1])
+    assert cnt > len(text) + 64
+    with open(dst, "r+b") as fh:
+        fh.seek(off + cnt // 2)
+        fh.write(text)
+
+
+def _mutate(kind: str, out: Path, dst: Path) -> None:
+    note = pm.NEEDLE.encode()
+    if kind.startswith("tail-"):
+        shutil.copyfile(out, dst)
+        text = {"tail-ascii": note, "tail-utf16": pm.NAME.upper().encode("utf-16-le"),
+                "tail-date-spelling": b"born 03/17/1987", "tail-name-only": b"QUIXOTE"}[kind]
+        pm.append_bytes(dst, b"\0" + text)
+        return
+    if kind == "tile-bytes-overwritten":
+        _last_tile_overwritten(out, dst, note)
+        return
+    ov: dict = {}
+    children = None
+    edit = None
+    if kind == "artist-tag":
+        ov = {0: {315: pm.ascii_entry(315, pm.NEEDLE)}}
+    elif kind == "unknown-tag-last-ifd":
+        ov = {pm.n_ifds(out) - 1: {65000: pm.ascii_entry(65000, pm.NEEDLE)}}
+    elif kind == "kept-software-with-name":
+        ov = {0: {305: pm._keep_then(305)(out, 0)}}
+    elif kind == "kept-description-with-name":
+        ov = {0: {270: pm._keep_then(270, "|Title = " if out.suffix == ".svs" else " ")(out, 0)}}
+    elif kind == "xmp":
+        ov = {0: {700: pm.blob_entry(700, pm.XMP, 1)}}
+    elif kind == "exif-usercomment":
+        children = pm.exif_children(37510, "usercomment")
+    elif kind in ("tile-com", "tile-app1", "tile-after-eoi", "tile-before-sos"):
+        how = {"tile-com": "com", "tile-app1": "app1", "tile-after-eoi": "after_eoi", "tile-before-sos": "before_sos"}[kind]
+        edit = pm.tile_edit_for("0", how)
+    elif kind == "jpegtables-com":
+        e = pm.jpegtables_edit("com")(out, 0)
+        ov = {0: {347: e}} if e is not None else {}
+    if edit is not None and out.suffix == ".ndpi":
+        pm.shift_mcu_starts(out, ov, edit)
+    pc.rewrite_tiff(out, dst, ov, children, edit)
+
+
+MUTATIONS = ("tail-ascii", "tail-utf16", "tail-date-spelling", "tail-name-only", "tile-bytes-overwritten",
+             "artist-tag", "unknown-tag-last-ifd", "kept-software-with-name", "kept-description-with-name",
+             "xmp", "exif-usercomment", "tile-com", "tile-app1", "tile-after-eoi", "tile-before-sos", "jpegtables-com")
+
+
+def run_verify(original: Path, output: Path) -> tuple[int, str]:
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+        rc = cli.main(["verify", str(original), str(output)])
+    return rc, buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["svs", "ndpi", "tiff"])
+def test_verify_refuses_a_published_output_with_the_needle_put_back(fmt, published_tiff, tmp_path, monkeypatch):
+    """`wsideid verify ORIGINAL OUTPUT` on the published output with the needle (or a part or
+    another spelling of it) put back in every place: never 'verified'. The control (the output
+    rewritten with nothing added) is verified, so each failure is the needle's doing."""
+    monkeypatch.setenv("WSIDEID_SECRET", "planted-more-secret-0123456789abcdef")
+    src, out = published_tiff[fmt]
+    ctrl = tmp_path / f"control{out.suffix}"
+    pc.rewrite_tiff(out, ctrl, {})
+    rc, text = run_verify(src, ctrl)
+    assert rc == 0, f"{fmt}: the control is not verified: {text}"
+    said_clean = []
+    for kind in MUTATIONS:
+        dst = tmp_path / f"{kind}{out.suffix}"
+        _mutate(kind, out, dst)
+        if not pc.find_in_bytes(dst.read_bytes(), pm.SEARCH + ["QUIXOTE"]):
+            continue  # (a place this format has not: JPEGTables of an NDPI)
+        rc, text = run_verify(src, dst)
+        assert "Traceback" not in text and rc != 70, f"{fmt}/{kind}: {text}"
+        if rc == 0:
+            said_clean.append(kind)
+    assert not said_clean, f"{fmt}: verify said clean with the needle in: {said_clean}"
+
