@@ -437,3 +437,25 @@ def test_verify_refuses_a_published_output_with_the_needle_put_back(fmt, publish
             said_clean.append(kind)
     assert not said_clean, f"{fmt}: verify said clean with the needle in: {said_clean}"
 
+
+OTHER = "Wilhelmina Fothergill MRN 5566778"   # a name the original never held: no removed value spells it
+
+
+@pytest.mark.parametrize("fmt", ["svs", "ndpi", "tiff"])
+def test_verify_refuses_a_field_the_original_did_not_have(fmt, published_tiff, tmp_path, monkeypatch):
+    """A field the profile removes, present in the output but absent from the original (an
+    ImageDescription on an IFD that had none, a Title key added to an Aperio description), holding
+    a name that is no removed value: the source's plan never saw it, so only the output's own
+    re-plan can; verify must not say clean."""
+    monkeypatch.setenv("WSIDEID_SECRET", "planted-more-secret-0123456789abcdef")
+    src, out = published_tiff[fmt]
+    said_clean = []
+    for i in range(pm.n_ifds(out)):
+        old = pm.tag_text(out, i, 270)
+        dst = tmp_path / f"ifd{i}{out.suffix}"
+        pc.rewrite_tiff(out, dst, {i: {270: pm.ascii_entry(270, (old + "|Title = " if old else "") + OTHER)}})
+        rc, text = run_verify(src, dst)
+        assert "Traceback" not in text and rc != 70, text
+        if rc == 0:
+            said_clean.append(i)
+    assert not said_clean, f"{fmt}: verify said clean with a new field holding a name on IFD(s) {said_clean}"

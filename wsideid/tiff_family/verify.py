@@ -41,7 +41,7 @@ import numpy as np
 
 from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
-from ..model import REMOVE, Plan
+from ..model import KEEP, REMOVE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
 from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs
@@ -292,6 +292,16 @@ def _plan_held(ctx: TiffContext) -> None:
                       else (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys)]
     ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
                       else f"{len(removed)} removed field(s) absent")
+    # What the source's plan cannot see: a field the source did not have (an ImageDescription on
+    # an IFD that had none, a key added to a description) is judged by the output's own re-plan.
+    # Unknown fields and failing values are the other checks' to report; a value the plan itself
+    # wrote (a {new_id} replacement, re-planned without the ID) is the plan's, not a leftover.
+    written = {(d.field.key, str(d.new_value)) for d in plan.fields if d.action not in (REMOVE, KEEP)}
+    again = [d.field.path for d in ctx.replan.fields if d.action == REMOVE and not d.unknown
+             and not value_failed(d) and (d.field.key, d.field.text()) not in written]
+    ctx.report.record(Check.PLAN_HELD, not again, f"{len(again)} field(s) the profile removes, as {again[0]}"
+                      if again else f"{len(ctx.replan.fields)} output field(s) re-planned, none removed",
+                      part="output re-planned")
 
 
 def _residual_needles(ctx: TiffContext) -> None:
