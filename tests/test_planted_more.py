@@ -459,3 +459,25 @@ def test_verify_refuses_a_field_the_original_did_not_have(fmt, published_tiff, t
         if rc == 0:
             said_clean.append(i)
     assert not said_clean, f"{fmt}: verify said clean with a new field holding a name on IFD(s) {said_clean}"
+
+
+@pytest.mark.parametrize("fmt", ["svs", "ndpi", "tiff"])
+def test_verify_refuses_text_outside_the_structure(fmt, published_tiff, tmp_path, monkeypatch):
+    """A name that is no removed value, after the last byte of the output or in its unreferenced
+    gaps (between values, IFDs and tiles): no reader shows it, the needle scan cannot know it, and
+    still it leaves with the file; verify must not say clean."""
+    monkeypatch.setenv("WSIDEID_SECRET", "planted-more-secret-0123456789abcdef")
+    src, out = published_tiff[fmt]
+    tail = tmp_path / f"tail{out.suffix}"
+    shutil.copyfile(out, tail)
+    pm.append_bytes(tail, b"\0" + OTHER.encode())
+    cases = [tail]
+    if fmt != "ndpi":  # (the NDPI writer leaves no gap to write into)
+        slack = tmp_path / f"slack{out.suffix}"
+        shutil.copyfile(out, slack)
+        pc.plant_slack(slack, OTHER.encode() + b" ")
+        cases.append(slack)
+    for dst in cases:
+        rc, text = run_verify(src, dst)
+        assert "Traceback" not in text and rc != 70, text
+        assert rc == 3, f"{fmt}: verify said clean with a name in {dst.stem}: {text}"

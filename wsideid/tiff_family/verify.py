@@ -71,6 +71,36 @@ def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     return s[order], e[order]
 
 
+def structure_ranges(tf: TiffFile) -> list[tuple[int, int]]:
+    """[start, end) of every byte the container's structure names: the header, each IFD's entry
+    table (with its next pointer, and the NDPI high words after it), each value stored outside
+    its entry, and the strips/tiles. Opaque entries (a type no reader knows) name nothing."""
+    head = {"classic": 8, "bigtiff": 16, "ndpi": 12}[tf.kind]
+    out = [(0, head)]
+    for ifd in tf.all_ifds():
+        n = len(ifd.entries)
+        table = {"classic": 2 + 12 * n + 4, "bigtiff": 8 + 20 * n + 8, "ndpi": 2 + 12 * n + 8 + 4 * n}[tf.kind]
+        out.append((ifd.offset, ifd.offset + table))
+        out += [(e.value_offset, e.value_offset + len(e.raw)) for e in ifd.entries.values()
+                if e.value_offset is not None]
+    starts, ends = pixel_ranges(tf)
+    out += list(zip(starts.tolist(), ends.tolist()))
+    return out
+
+
+def unreferenced_nonzero(path: str, tf: TiffFile) -> int:
+    """Non-zero bytes that no part of the structure names (text after the last IFD, in a gap
+    between tiles or values): a reader never shows them, so the writer never leaves them (it
+    pads with zeros, and in-place mode wipes what it no longer uses)."""
+    count = pos = 0
+    with open(path, "rb") as fh:
+        for a, b in sorted(structure_ranges(tf)) + [(tf.size, tf.size)]:
+            for _, piece in read_range(fh.fileno(), pos, min(a, tf.size)):
+                count += len(piece) - piece.count(0)
+            pos = max(pos, b)
+    return count
+
+
 def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every byte of the output not covered by image data, then the
     header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
@@ -300,8 +330,16 @@ def _plan_held(ctx: TiffContext) -> None:
     again = [d.field.path for d in ctx.replan.fields if d.action == REMOVE and not d.unknown
              and not value_failed(d) and (d.field.key, d.field.text()) not in written]
     ctx.report.record(Check.PLAN_HELD, not again, f"{len(again)} field(s) the profile removes, as {again[0]}"
-                      if again else f"{len(ctx.replan.fields)} output field(s) re-planned, none removed",
+                      if again else "none removed",
                       part="output re-planned")
+
+
+def _unreferenced_bytes(ctx: TiffContext) -> None:
+    """No text where no reader looks: the needle scan knows only the source's removed values, so
+    a name the source never held in its metadata would pass it in such a gap."""
+    n = unreferenced_nonzero(ctx.out_path, ctx.output)
+    ctx.report.record(Check.PLAN_HELD, n == 0, f"{n} non-zero byte(s) outside the structure" if n else
+                      "all zero", part="unreferenced bytes")
 
 
 def _residual_needles(ctx: TiffContext) -> None:
@@ -337,7 +375,7 @@ def _regions_blank(ctx: TiffContext) -> None:
 
 STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),
          (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
-         (Check.PLAN_HELD, _plan_held), (Check.RESIDUAL_NEEDLES, _residual_needles),
+         (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes), (Check.RESIDUAL_NEEDLES, _residual_needles),
          (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
          (Check.REGIONS_BLANK, _regions_blank)]
 
