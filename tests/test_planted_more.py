@@ -481,3 +481,75 @@ def test_verify_refuses_text_outside_the_structure(fmt, published_tiff, tmp_path
         rc, text = run_verify(src, dst)
         assert "Traceback" not in text and rc != 70, text
         assert rc == 3, f"{fmt}: verify said clean with a name in {dst.stem}: {text}"
+
+
+@pytest.fixture(scope="module")
+def published_dicom(tmp_path_factory) -> tuple[Path, Path]:
+    """A DICOM series whose persons are the needle, and its published output folder."""
+    pytest.importorskip("wsidicomizer")
+    import os
+    root = tmp_path_factory.mktemp("verify-dicom")
+    src = pm.dicom_builder(pm._pn)(root)
+    saved = os.environ.get("WSIDEID_SECRET")
+    os.environ["WSIDEID_SECRET"] = "planted-more-secret-0123456789abcdef"
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            rc = cli.main(["deid", str(src), "-o", str(root / "out"), "--detect", "off"])
+    finally:
+        if saved is None:
+            os.environ.pop("WSIDEID_SECRET", None)
+        else:
+            os.environ["WSIDEID_SECRET"] = saved
+    assert rc == 0
+    out, = [p for p in (root / "out").iterdir() if p.is_dir()]
+    return src, out
+
+
+def _dicom_edit(kind: str, folder: Path) -> None:
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".dcm")
+    note = OTHER.encode() + b" "
+    if kind == "tail":
+        pm.append_bytes(files[0], note)
+        return
+    if kind == "preamble":
+        raw = bytearray(files[0].read_bytes())
+        raw[:len(note)] = note
+        files[0].write_bytes(bytes(raw))
+        return
+    if kind == "other-file":
+        (folder / "notes.txt").write_bytes(note)
+        return
+    ds = pydicom.dcmread(files[-1])
+    if kind == "trailing-padding":
+        ds.add_new(0xFFFCFFFC, "OB", note)
+    elif kind == "element":
+        ds.PatientComments = OTHER
+    elif kind == "frame-com":
+        nf = int(ds.get("NumberOfFrames", 1))
+        frames = [bytes(f) for f in generate_frames(ds.PixelData, number_of_frames=nf)]
+        frames[-1] = pm.insert_after_soi(frames[-1].rstrip(b"\0"), pm.com(note))
+        ds.PixelData = encapsulate([f + (b"\0" if len(f) % 2 else b"") for f in frames])
+    ds.save_as(files[-1])
+
+
+@pytest.mark.parametrize("kind", ["preamble", "tail", "trailing-padding", "element", "frame-com", "other-file"])
+def test_verify_refuses_a_dicom_output_with_a_name_added(kind, published_dicom, tmp_path, monkeypatch):
+    """A name that is no removed value, in the preamble, after the pixel data (raw, or as a
+    Data Set Trailing Padding element), as an element, in a frame's COM segment, in a file beside
+    the instances: verify must not say clean (the control copy is verified)."""
+    monkeypatch.setenv("WSIDEID_SECRET", "planted-more-secret-0123456789abcdef")
+    src, out = published_dicom
+    ctrl = tmp_path / "control"
+    shutil.copytree(out, ctrl)
+    dst = tmp_path / kind
+    shutil.copytree(out, dst)
+    _dicom_edit(kind, dst)
+    rc, text = run_verify(src, dst)
+    assert "Traceback" not in text and rc != 70, text
+    assert rc == 3, f"verify said clean with a name added ({kind}): {text}"
+    if kind == "preamble":
+        rc, text = run_verify(src, ctrl)
+        assert rc == 0, f"the control is not verified: {text}"
+
