@@ -553,3 +553,46 @@ def test_verify_refuses_a_dicom_output_with_a_name_added(kind, published_dicom, 
         rc, text = run_verify(src, ctrl)
         assert rc == 0, f"the control is not verified: {text}"
 
+
+@pytest.mark.parametrize("where", ["after-last-record", "between-records", "index-tail", "ini-comment", "mrxs-file"])
+def test_mirax_writer_leaving_text_outside_the_records_is_caught(where, tmp_path, monkeypatch):
+    """Mutation: the MIRAX writer leaves a name (no removed value) after the last record of the
+    data file, over the gap it opens between two records, after the index, in a key file comment
+    or in the .mrxs file; the check before
+    publishing must refuse (the residual scan reads only headers and records, and knows only the
+    source's removed values)."""
+    from wsideid.mrxs import write as mrxs_write
+    src = pm.mrxs_place("none")(tmp_path)
+    real = mrxs_write.write
+
+    def leaky(plan, out_mrxs, *a, **kw):
+        written = real(plan, out_mrxs, *a, **kw)
+        folder = Path(out_mrxs).with_suffix("")
+        note = OTHER.encode()
+        if where == "index-tail":
+            pm.append_bytes(folder / "Index.dat", note)
+        elif where == "ini-comment":
+            pm.append_bytes(folder / "Slidedat.ini", b"# " + note + b"\r\n")
+        elif where == "mrxs-file":
+            pm.append_bytes(Path(out_mrxs), note)
+        elif where == "after-last-record":
+            pm.append_bytes(folder / "Data0000.dat", note)
+        else:  # the last record moved to the end, the name where it was
+            last = max((r for r in written.expected if r.fileno == 0), key=lambda r: r.offset)
+            data = folder / "Data0000.dat"
+            raw = bytearray(data.read_bytes())
+            body = bytes(raw[last.offset:last.offset + last.length])
+            raw[last.offset:last.offset + len(note)] = note
+            data.write_bytes(bytes(raw) + body)
+            moved = type(last)(last.fileno, len(raw), last.length, last.image)
+            written.expected[moved] = written.expected.pop(last)
+            idx = folder / "Index.dat"
+            levels = [[moved if r == last else r for r in lv] for lv in written.levels]
+            written.levels[:] = levels
+            written.nonhier[:] = [(nh, moved if r == last else r) for nh, r in written.nonhier]
+            idx.write_bytes(mrxs_write.build_index(written.slide_id, written.levels, [r for _, r in written.nonhier]))
+        return written
+    monkeypatch.setattr(mrxs_write, "write", leaky)
+    rc, err = run_cli(src, tmp_path / "out", monkeypatch, "--detect", "off")
+    assert "Traceback" not in err and rc != 70, err
+    assert rc == 3, f"{where}: published with a name outside the records (exit {rc}): {err}"
