@@ -92,11 +92,13 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
     raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
 
 
-def possible_outputs(source: str, stem: str) -> set[str]:
+def possible_outputs(source: str, stem: str, to_dicom: bool = False) -> set[str]:
     """Every name (lower case) an output of ``source`` may get, and its audit; taken without
     parsing the slide, so a TIFF counts every TIFF-family extension (a possible collision
-    is refused, never risked)."""
-    if is_dicom_input(source):
+    is refused, never risked). ``to_dicom``: the converted slide's folder is the name itself."""
+    if to_dicom:
+        outs = {stem}
+    elif is_dicom_input(source):
         outs = {DICOM.output_name(source, stem)}
     elif MIRAX.claims(source):
         outs = {MIRAX.output_name(source, stem), *MIRAX.companion_names(stem)}
