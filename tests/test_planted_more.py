@@ -567,3 +567,32 @@ def test_mirax_writer_leaving_text_outside_the_records_is_caught(where, tmp_path
     rc, err = run_cli(src, tmp_path / "out", monkeypatch, "--detect", "off")
     assert "Traceback" not in err and rc != 70, err
     assert rc == 3, f"{where}: published with a name outside the records (exit {rc}): {err}"
+
+
+XML_VENDORS = {"philips": (lambda p: __import__("wsideid.synth_philips").synth_philips.make_philips_tiff(p, 512, 512), ".tiff"),
+               "scn": (lambda p: __import__("wsideid.synth_vendors").synth_vendors.make_scn(p, 512, 384), ".scn"),
+               "qptiff": (lambda p: __import__("wsideid.synth_qptiff").synth_qptiff.make_qptiff(
+                   p, fluorescence=False, width=512, height=384), ".qptiff")}
+
+
+@pytest.mark.parametrize("vendor", list(XML_VENDORS))
+def test_verify_refuses_a_comment_in_an_output_xml(vendor, tmp_path, monkeypatch):
+    """A published vendor XML with a comment (or a processing instruction) holding a name that is
+    no removed value: the parser drops comments, so the re-planned items never show it, yet it
+    leaves with the file; verify must not say clean. The unchanged output is verified."""
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    make, ext = XML_VENDORS[vendor]
+    src = tmp_path / f"slide{ext}"
+    make(str(src))
+    rc, err = run_cli(src, tmp_path / "out", monkeypatch, "--detect", "off")
+    assert rc == 0, err
+    out, = [p for p in (tmp_path / "out").iterdir() if not p.name.endswith(".json")]
+    assert run_verify(src, out)[0] == 0
+    xml = pm.tag_text(out, 0, 270)
+    end = xml.rstrip().rfind("</")
+    for k, extra in enumerate((f"<!-- {OTHER} -->", f"<?note {OTHER}?>")):
+        dst = tmp_path / f"x{k}{ext}"
+        pc.rewrite_tiff(out, dst, {0: {270: pm.ascii_entry(270, xml[:end] + extra + xml[end:])}})
+        rc, text = run_verify(src, dst)
+        assert "Traceback" not in text and rc != 70, text
+        assert rc == 3, f"{vendor}: verify said clean with {extra[:4]}... in the XML: {text}"

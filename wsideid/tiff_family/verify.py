@@ -35,6 +35,7 @@ import contextlib
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator, Sequence
@@ -344,6 +345,31 @@ def _unreferenced_bytes(ctx: TiffContext) -> None:
                       "all zero", part="unreferenced bytes")
 
 
+_DECLARATION = re.compile(rb"\s*(\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
+
+
+def xml_markup(tf: TiffFile) -> list[str]:
+    """Paths of text values that are XML holding markup the writers never write: a comment, a
+    processing instruction, a DTD or CDATA after the declaration. The XML parser drops them, so
+    the re-planned items never show their text; the writers serialise items only."""
+    out = []
+    for ifd in tf.all_ifds():
+        for tag, e in ifd.entries.items():
+            if e.type not in (1, 2, 7) or not e.raw.lstrip()[:5].lstrip(b"\xef\xbb\xbf").startswith(b"<"):
+                continue
+            m = _DECLARATION.match(e.raw)
+            body = e.raw[m.end() if m else 0:]
+            if b"<!" in body or b"<?" in body:
+                out.append(f"{ifd.path}/{tag}")
+    return out
+
+
+def _xml_markup(ctx: TiffContext) -> None:
+    bad = xml_markup(ctx.output)
+    ctx.report.record(Check.PLAN_HELD, not bad, f"comment, PI, DTD or CDATA in the XML of {bad[0]}" if bad else "none",
+                      part="xml markup")
+
+
 def _residual_needles(ctx: TiffContext) -> None:
     """Every non-pixel byte, and the JPEG tile headers, scanned for every needle."""
     needles = needles_for_plan(ctx.plan, ctx.identifiers)
@@ -378,7 +404,8 @@ def _regions_blank(ctx: TiffContext) -> None:
 
 STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),
          (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
-         (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes), (Check.RESIDUAL_NEEDLES, _residual_needles),
+         (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes),
+         (Check.PLAN_HELD, _xml_markup), (Check.RESIDUAL_NEEDLES, _residual_needles),
          (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
          (Check.REGIONS_BLANK, _regions_blank)]
 
