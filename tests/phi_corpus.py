@@ -187,7 +187,8 @@ def rewrite_tiff(src: Path, dst: Path, overrides: dict[int, dict[int, object]] |
                  children: dict[int, dict[int, list]] | None = None,
                  tile_edit=None) -> None:
     """Copy ``src`` to ``dst`` with tags replaced/added (OutEntry) or deleted (None) per top IFD,
-    child IFDs added, and tiles rewritten by ``tile_edit(ifd_index, tile_index, bytes) -> bytes``."""
+    child IFDs (entry dicts, or OutIfd with children of their own) added, and tiles rewritten
+    by ``tile_edit(ifd_index, tile_index, bytes) -> bytes``."""
     from wsideid.tiff.container import read_tiff
     from wsideid.tiff.writer import OutEntry, OutIfd, write_tiff
     from wsideid.tiff_family.vendors.tiff_base import image_data
@@ -211,7 +212,8 @@ def rewrite_tiff(src: Path, dst: Path, overrides: dict[int, dict[int, object]] |
                     new = tile_edit(i, t, raw)
                     if new is not None and new != raw:
                         data.replaced[t] = new
-        kids = {tag: [OutIfd(ents) for ents in lst] for tag, lst in children.get(i, {}).items()}
+        kids = {tag: [ents if isinstance(ents, OutIfd) else OutIfd(ents) for ents in lst]
+                for tag, lst in children.get(i, {}).items()}
         outs.append(OutIfd(entries, data, kids))
     write_tiff(str(src), str(dst), outs, tf.kind, tf.byteorder)
 

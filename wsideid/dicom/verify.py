@@ -169,6 +169,13 @@ def _plan_held(ctx: DicomContext) -> None:
             mismatch.append(f"instance {inst.index}: {len(diff)} element(s) differ from the plan")
     ctx.report.record(Check.PLAN_HELD, not mismatch, "; ".join(mismatch[:3]) or
                       f"{len(ctx.outs)} header(s) equal the planned ones", part="written as planned")
+    # The header comparison sees neither the 128-byte preamble (no element) nor what follows the
+    # pixel data (read headers stop before it): the writer zeroes the one and writes nothing
+    # after the other, and a name in either would leave unread by any DICOM reader.
+    dirty = [f"instance {inst.index}: preamble not zero" for (inst, _, _), out in ctx.pairs()
+             if getattr(out.ds, "preamble", None) != bytes(128)]
+    dirty += [f"instance {inst.index}: bytes after the pixel data" for (inst, _, _), out in ctx.pairs() if out.trailing]
+    ctx.report.record(Check.PLAN_HELD, not dirty, dirty[0] if dirty else "none", part="preamble and tail")
 
     dropped: dict[str, set[int]] = defaultdict(set)
     for p, op in data.ops.items():

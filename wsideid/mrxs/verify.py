@@ -193,6 +193,43 @@ def _plan_held(ctx: MiraxContext) -> None:
                       part="nothing removed")
 
 
+def _files_as_written(ctx: MiraxContext) -> None:
+    """Every byte of the copy is one the writer put there: the .mrxs file empty, the key file and
+    the index byte for byte as rendered (a parsed comparison drops comments), and each data file
+    its header followed by its records back to back, nothing between or after them. The needle
+    scan knows only the source's removed values; a name anywhere else would pass it."""
+    from .index import build_index
+    from .write import data_header
+    w, out = ctx.written, ctx.copy
+    why = ""
+    if os.path.getsize(w.mrxs):
+        why = "the .mrxs file is not empty"
+    with open(os.path.join(out.folder, SLIDEDAT), "rb") as fh:
+        if not why and fh.read() != ini.render(w.ini):
+            why = "the key file is not the one rendered"
+    index = os.path.join(out.folder, out.ini.need("HIERARCHICAL", "INDEXFILE"))
+    with open(index, "rb") as fh:
+        if not why and fh.read() != build_index(w.slide_id, w.levels, [r for _, r in w.nonhier]):
+            why = "the index file is not the one built"
+    for k, path in enumerate(out.datafiles):
+        if why:
+            break
+        head = data_header(w.slide_id, k)
+        with open(path, "rb") as fh:
+            if fh.read(len(head)) != head:
+                why = f"data file {k}: its header is not the one written"
+                break
+        pos = len(head)
+        for rec in sorted((r for r in w.expected if r.fileno == k), key=lambda r: r.offset):
+            if rec.offset != pos:
+                why = f"data file {k}: bytes between its records"
+                break
+            pos += rec.length
+        if not why and os.path.getsize(path) != pos:
+            why = f"data file {k}: bytes after its last record"
+    ctx.report.record(Check.PLAN_HELD, not why, why or "every byte is the writer's", part="files as written")
+
+
 def _no_unknown_fields(ctx: MiraxContext) -> None:
     unknown = [d.field.path for d in ctx.replan.fields if d.unknown]
     ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown, f"unknown key {unknown[0]} in the copy" if unknown
@@ -271,7 +308,8 @@ def _regions_blank(ctx: MiraxContext) -> None:
         _regions_flat(ctx.written.mrxs, ctx.plan.regions, ctx.report)
 
 
-STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields),
+STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _files_as_written),
+         (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields),
          (Check.VALUES_PASS_POLICY, _values_pass_policy), (Check.IDENTIFIERS_REPLACED, _identifiers_replaced),
          (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data), (Check.RESIDUAL_NEEDLES, _residual_needles),
          (Check.READER, _reader), (Check.REGIONS_BLANK, _regions_blank)]

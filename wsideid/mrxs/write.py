@@ -147,6 +147,11 @@ def record_bytes(slide: MrxsSlide, rec: Record, boxes: list | None = None, fill:
         raise WsideidError(f"MIRAX record cannot be blanked: {exc}") from None
 
 
+def data_header(slide_id: str, k: int) -> bytes:
+    """What data file ``k`` starts with: version, slide ID, file number, then zeros."""
+    return b"01.02" + slide_id.encode("ascii") + b"%03d" % k + bytes(256)
+
+
 def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white", research_id: str | None = None) -> Written:
     """Write ``out_mrxs`` (empty) and its folder from ``plan``; returns what was written."""
     slide: MrxsSlide = plan.inventory.container
@@ -164,7 +169,7 @@ def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white", researc
     written = Written(out_mrxs, folder, slide_id, ini.KeyFile(), [], [])
     try:
         for k, fh in enumerate(files):
-            fh.write(b"01.02" + slide_id.encode("ascii") + b"%03d" % k + bytes(256))
+            fh.write(data_header(slide_id, k))
 
         def put(rec: Record, data: bytes, image: int = -1) -> Record:
             fh = files[rec.fileno]

@@ -397,6 +397,8 @@ def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
         else:
             count = struct.unpack_from(bo + "I", table, base + 4)[0]
         field_bytes = table[base + 4 + count_size: base + entry_size]
+        if tag in entries:  # (before the type test: an entry of unknown type must not hide a twin)
+            raise MalformedFile(f"tag {tag} appears twice in the IFD at offset {offset}")
         if typ not in TYPES or (kind != "bigtiff" and typ in (16, 17, 18)):
             # Unknown type (or a BigTIFF-only 64-bit type in a classic
             # file, which the NDPI writer would misread as an offset): we
@@ -423,7 +425,5 @@ def _read_ifd(r: _Reader, bo: str, kind: str, offset: int) -> tuple[Ifd, int]:
             if kind == "ndpi":
                 voff |= high[i] << 32
             raw = r.read(voff, nbytes, f"value of tag {tag}")
-        if tag in entries:
-            raise MalformedFile(f"tag {tag} appears twice in the IFD at offset {offset}")
         entries[tag] = Entry(tag, typ, count, raw, voff)
     return Ifd(offset, entries, bo), nxt

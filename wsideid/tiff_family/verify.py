@@ -35,6 +35,7 @@ import contextlib
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator, Sequence
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport, run_checks
 from ..errors import WsideidError
-from ..model import REMOVE, Plan
+from ..model import KEEP, REMOVE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
 from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs
@@ -73,17 +74,57 @@ def pixel_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     return s[order], e[order]
 
 
+def structure_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (sorted by start) of every byte the container's structure names: the
+    header, each IFD's entry table (with its next pointer, and the NDPI high words after it),
+    each value stored outside its entry, and the strips/tiles. Opaque entries (a type no reader
+    knows) name nothing. Arrays: a tile is two integers, never a Python object."""
+    head = {"classic": 8, "bigtiff": 16, "ndpi": 12}[tf.kind]
+    s, e = [0], [head]
+    for ifd in tf.all_ifds():
+        n = len(ifd.entries)
+        table = {"classic": 2 + 12 * n + 4, "bigtiff": 8 + 20 * n + 8, "ndpi": 2 + 12 * n + 8 + 4 * n}[tf.kind]
+        s.append(ifd.offset)
+        e.append(ifd.offset + table)
+        for entry in ifd.entries.values():
+            if entry.value_offset is not None:
+                s.append(entry.value_offset)
+                e.append(entry.value_offset + len(entry.raw))
+    ps, pe = pixel_ranges(tf)
+    starts = np.concatenate([np.array(s, np.int64), ps])
+    ends = np.concatenate([np.array(e, np.int64), pe])
+    order = np.argsort(starts, kind="stable")
+    return starts[order], ends[order]
+
+
+def _uncovered(starts: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
+    """(from, to) rows of the bytes of a file of ``size`` no [start, end) range covers."""
+    covered_to = np.maximum.accumulate(ends) if len(ends) else ends
+    # gap i lies between the furthest end so far and the next start
+    gap_from = np.concatenate([[0], covered_to])
+    gap_to = np.minimum(np.concatenate([starts, [size]]), size)
+    keep = gap_to > gap_from
+    return np.stack([gap_from[keep], gap_to[keep]], axis=1).astype(np.int64)
+
+
+def unreferenced_nonzero(path: str, tf: TiffFile) -> int:
+    """Non-zero bytes that no part of the structure names (text after the last IFD, in a gap
+    between tiles or values): a reader never shows them, so the writer never leaves them (it
+    pads with zeros, and in-place mode wipes what it no longer uses)."""
+    gaps = _uncovered(*structure_ranges(tf), tf.size)
+    count = 0
+    with open(path, "rb") as fh:
+        for i in range(len(gaps)):
+            for _, piece in read_range(fh.fileno(), int(gaps[i, 0]), int(gaps[i, 1])):
+                count += len(piece) - piece.count(0)
+    return count
+
+
 def _gaps(tf: TiffFile) -> np.ndarray:
     """(from, to) rows of the bytes no strip or tile covers. A function of its own so the
     per-tile arrays it sorts are let go before the (long) scan of the gaps and headers;
     the rows stay an array (a gap per tile at worst, never a Python object per tile)."""
-    starts, ends = pixel_ranges(tf)
-    covered_to = np.maximum.accumulate(ends) if len(ends) else ends
-    # gap i lies between the furthest end so far and the next start
-    gap_from = np.concatenate([[0], covered_to])
-    gap_to = np.concatenate([starts, [tf.size]])
-    keep = gap_to > gap_from
-    return np.stack([gap_from[keep], gap_to[keep]], axis=1).astype(np.int64)
+    return _uncovered(*pixel_ranges(tf), tf.size)
 
 
 def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
@@ -303,6 +344,49 @@ def _plan_held(ctx: TiffContext) -> None:
                       else (d.field.key, d.field.path.split("/", 1)[-1]) in out_keys)]
     ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
                       else f"{len(removed)} removed field(s) absent")
+    # What the source's plan cannot see: a field the source did not have (an ImageDescription on
+    # an IFD that had none, a key added to a description) is judged by the output's own re-plan.
+    # Unknown fields and failing values are the other checks' to report; a value the plan itself
+    # wrote (a {new_id} replacement, re-planned without the ID) is the plan's, not a leftover.
+    written = {(d.field.key, str(d.new_value)) for d in plan.fields if d.action not in (REMOVE, KEEP)}
+    again = [d.field.path for d in ctx.replan.fields if d.action == REMOVE and not d.unknown
+             and not value_failed(d) and (d.field.key, d.field.text()) not in written]
+    ctx.report.record(Check.PLAN_HELD, not again, f"{len(again)} field(s) the profile removes, as {again[0]}"
+                      if again else "none removed",
+                      part="output re-planned")
+
+
+def _unreferenced_bytes(ctx: TiffContext) -> None:
+    """No text where no reader looks: the needle scan knows only the source's removed values, so
+    a name the source never held in its metadata would pass it in such a gap."""
+    n = unreferenced_nonzero(ctx.out_path, ctx.output)
+    ctx.report.record(Check.PLAN_HELD, n == 0, f"{n} non-zero byte(s) outside the structure" if n else
+                      "all zero", part="unreferenced bytes")
+
+
+_DECLARATION = re.compile(rb"\s*(\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
+
+
+def xml_markup(tf: TiffFile) -> list[str]:
+    """Paths of text values that are XML holding markup the writers never write: a comment, a
+    processing instruction, a DTD or CDATA after the declaration. The XML parser drops them, so
+    the re-planned items never show their text; the writers serialise items only."""
+    out = []
+    for ifd in tf.all_ifds():
+        for tag, e in ifd.entries.items():
+            if e.type not in (1, 2, 7) or not e.raw.lstrip()[:5].lstrip(b"\xef\xbb\xbf").startswith(b"<"):
+                continue
+            m = _DECLARATION.match(e.raw)
+            body = e.raw[m.end() if m else 0:]
+            if b"<!" in body or b"<?" in body:
+                out.append(f"{ifd.path}/{tag}")
+    return out
+
+
+def _xml_markup(ctx: TiffContext) -> None:
+    bad = xml_markup(ctx.output)
+    ctx.report.record(Check.PLAN_HELD, not bad, f"comment, PI, DTD or CDATA in the XML of {bad[0]}" if bad else "none",
+                      part="xml markup")
 
 
 def _residual_needles(ctx: TiffContext) -> None:
@@ -339,7 +423,8 @@ def _regions_blank(ctx: TiffContext) -> None:
 
 STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _image_data),
          (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
-         (Check.PLAN_HELD, _plan_held), (Check.RESIDUAL_NEEDLES, _residual_needles),
+         (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes),
+         (Check.PLAN_HELD, _xml_markup), (Check.RESIDUAL_NEEDLES, _residual_needles),
          (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
          (Check.REGIONS_BLANK, _regions_blank)]
 
