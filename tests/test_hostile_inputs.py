@@ -19,6 +19,14 @@ from wsideid.pipeline import deidentify, inspect
 SECRET_ENV = {"WSIDEID_SECRET": "hostile-inputs-fixed-secret-0123456789"}
 
 
+@pytest.fixture(scope="module")
+def small_svs(tmp_path_factory) -> Path:
+    from wsideid.synth import make_svs
+    p = tmp_path_factory.mktemp("svs") / "s.svs"
+    make_svs(str(p), 512, 512)
+    return p
+
+
 def test_fifo_named_like_a_slide_is_refused_not_waited_on(tmp_path):
     """inspect opened a FIFO to read its magic and blocked until a writer came (a hang)."""
     fifo = tmp_path / "pipe.svs"
@@ -36,3 +44,39 @@ def test_device_named_like_a_slide_is_refused(tmp_path):
     link.symlink_to("/dev/zero")
     with time_limit(10), pytest.raises(WsideidError, match="not a regular file"):
         inspect(link)
+
+
+def test_non_utf8_file_name_publishes_and_is_mapped(small_svs, tmp_path):
+    """A file name with bytes that are not UTF-8 ended in UnicodeEncodeError (exit 70) writing the
+    name map, after the output was published."""
+    name = os.fsdecode(b"slide-\xff\xfe.svs")
+    src = tmp_path / name
+    src.write_bytes(small_svs.read_bytes())
+    out, review = tmp_path / "out", tmp_path / "review"
+    out.mkdir()
+    res = deidentify(src, out, DeidOptions(detect="off", review_dir=str(review)))
+    assert res.status == "published"
+    mapping = (review / "name-map.csv").read_text(encoding="utf-8")
+    assert "slide-\\xff\\xfe.svs" in mapping
+
+
+def test_library_log_lines_stay_off_stderr(small_svs, tmp_path):
+    """A label whose ImageLength disagrees with its strips made tifffile log two warning lines on
+    stderr (through logging's last-resort handler) around the tool's own output."""
+    import struct
+
+    from wsideid.tiff.container import read_tiff
+    data = bytearray(small_svs.read_bytes())
+    tf = read_tiff(small_svs)
+    label = tf.ifds[3]
+    pos = label.offset + 2 + 12 * list(label.entries).index(257)
+    struct.pack_into("<HII", data, pos + 2, 4, 1, 186273)
+    src = tmp_path / "bad.svs"
+    src.write_bytes(bytes(data))
+    env = {**os.environ, **SECRET_ENV, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env.pop("WSIDEID_DEBUG", None)
+    p = subprocess.run([sys.executable, "-m", "wsideid.cli", "scan", "--no-ocr", str(src)], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode in (0, 1, 2)
+    assert "tifffile" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
