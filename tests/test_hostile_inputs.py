@@ -60,6 +60,28 @@ def test_non_utf8_file_name_publishes_and_is_mapped(small_svs, tmp_path):
     assert "slide-\\xff\\xfe.svs" in mapping
 
 
+def _mrxs_with(tmp_path: Path, key: str, value: str) -> Path:
+    from wsideid.mrxs.synth import make_mrxs
+    p = tmp_path / "m.mrxs"
+    make_mrxs(str(p), 2, 2, levels=2)
+    ini = tmp_path / "m" / "Slidedat.ini"
+    text = ini.read_bytes().decode("utf-8-sig")
+    lines = [f"{key} = {value}" if ln.split("=")[0].strip() == key else ln for ln in text.split("\r\n")]
+    ini.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode())
+    return p
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_mirax_camera_divisions_is_checked(tmp_path, value):
+    """CameraImageDivisionsPerSide = 0 was a ZeroDivisionError (exit 70); text a ValueError."""
+    src = _mrxs_with(tmp_path, "CameraImageDivisionsPerSide", value)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(WsideidError, match="CameraImageDivisionsPerSide"):
+        deidentify(src, out, DeidOptions(detect="off", review_dir=str(tmp_path / "review")))
+    assert os.listdir(out) == []
+
+
 def test_library_log_lines_stay_off_stderr(small_svs, tmp_path):
     """A label whose ImageLength disagrees with its strips made tifffile log two warning lines on
     stderr (through logging's last-resort handler) around the tool's own output."""
