@@ -101,4 +101,3 @@ def test_library_log_lines_stay_off_stderr(small_svs, tmp_path):
                        text=True, env=env, timeout=300)
     assert p.returncode in (0, 1, 2)
     assert "tifffile" not in p.stderr and "Traceback" not in p.stderr, p.stderr
-
