@@ -101,3 +101,23 @@ def test_library_log_lines_stay_off_stderr(small_svs, tmp_path):
                        text=True, env=env, timeout=300)
     assert p.returncode in (0, 1, 2)
     assert "tifffile" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("offset,count", [(2 ** 63 - 1, 256), (8, 2 ** 63 - 1), (2 ** 64 - 8, 256)])
+def test_bigtiff_data_offset_near_2_to_the_63(tmp_path, offset, count):
+    """A tile at 2**63-1: offset + count wrapped around in int64, the bounds check passed and
+    the first read there was an OSError (exit 70)."""
+    import struct
+    head = b"II+\0" + struct.pack("<HHQ", 8, 0, 16)
+    ent = [(256, 4, 1, 16), (257, 4, 1, 16), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (277, 3, 1, 1),
+           (322, 4, 1, 16), (323, 4, 1, 16), (324, 16, 1, offset), (325, 16, 1, count)]
+    body = struct.pack("<Q", len(ent)) + b"".join(struct.pack("<HHQQ", *e) for e in ent) + bytes(8)
+    src = tmp_path / "big.tif"
+    src.write_bytes(head + body + bytes(256))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(WsideidError, match="past the end of the file"):
+        deidentify(src, out, DeidOptions(detect="off", review_dir=str(tmp_path / "review")))
+    with pytest.raises(WsideidError, match="past the end of the file"):
+        inspect(src)
+    assert os.listdir(out) == []
