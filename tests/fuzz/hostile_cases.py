@@ -47,12 +47,43 @@ def format_cases(fmt: str, seed: int, n: int | None) -> list[Case]:
     else:
         muts = structural.dicom_mutations(s.path, s.main_file, rng)
     if n is not None and n < len(muts):
-        muts = random.Random(f"{seed}:{fmt}:{n}").sample(muts, n)
+        muts = _stratified(muts, n, random.Random(f"{seed}:{fmt}:{n}"))
     cases = []
     for i, (label, fn) in enumerate(muts):
         cmds = ("deid", "inspect") if i % 3 == 0 else ("deid", "scan") if i % 3 == 1 else ("deid",)
         cases.append(Case(f"{fmt}:{label}", fmt, _mutated(s, fn), s.needles, cmds))
     return cases
+
+
+def category(label: str) -> str:
+    """The structure a mutation label names: ``truncate``, ``count``, ``jpeg-tile:DHT``, ``xml``..."""
+    import re
+    head = re.sub(r"[@=\[(].*", "", label.split(":")[0])
+    head = re.sub(r"^ifd\d+\.", "", head)
+    head = re.sub(r"tag\d+\.", "", head)
+    if head.startswith("xml"):
+        return "xml"
+    if ":" in label and head in ("jpeg-tile", "jpeg-tables", "j2k"):
+        head += ":" + re.sub(r"\d+$", "", re.split(r"[-=]", label.split(":")[1])[0])
+    return head
+
+
+def _stratified(muts: list, n: int, rng: random.Random) -> list:
+    """``n`` mutations taken round-robin over their categories (random within one), so a small
+    sample still reaches every structure, not mostly the many IFD-entry ones."""
+    groups: dict[str, list] = {}
+    for m in muts:
+        groups.setdefault(category(m[0]), []).append(m)
+    order = sorted(groups)
+    rng.shuffle(order)
+    for g in groups.values():
+        rng.shuffle(g)
+    out: list = []
+    while len(out) < n:
+        for key in order:
+            if groups[key] and len(out) < n:
+                out.append(groups[key].pop())
+    return out
 
 
 def _file(name: bytes | str, blob: bytes) -> Callable[[Path], Path]:

@@ -63,8 +63,11 @@ class Runner:
         self.proc: subprocess.Popen | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="wsideid-hostile-io-"))
         self.n = 0
+        self.deaths: list[int] = []
 
     def _server(self) -> subprocess.Popen:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.deaths.append(self.proc.returncode)  # a case that kills its parent is a finding
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen([sys.executable, "-m", "fuzz.zygote"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, env=_env(), cwd=str(ROOT / "tests"))
