@@ -121,3 +121,15 @@ def test_bigtiff_data_offset_near_2_to_the_63(tmp_path, offset, count):
     with pytest.raises(WsideidError, match="past the end of the file"):
         inspect(src)
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("value", ["1e400", "inf", "nan", "-5", "300", "1e3"])
+def test_mirax_overlap_is_a_finite_number_below_the_image_side(tmp_path, value):
+    """OVERLAP_X = 1e400 (infinity) made OpenSlide compute a tile width of -2**62 and its
+    read_region raised OpenSlideError out of verification (exit 70)."""
+    src = _mrxs_with(tmp_path, "OVERLAP_X", value)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(WsideidError, match="OVERLAP_X"):
+        deidentify(src, out, DeidOptions(detect="off", review_dir=str(tmp_path / "review")))
+    assert os.listdir(out) == []

@@ -161,6 +161,9 @@ def open_mrxs(path: str) -> MrxsSlide:
         concat += kf.need_int(section, "IMAGE_CONCAT_FACTOR", 0 if i == 0 else 1, 16)
         w = kf.need_int(section, "DIGITIZER_WIDTH", 1, 1 << 16)
         h = kf.need_int(section, "DIGITIZER_HEIGHT", 1, 1 << 16)
+        for key, side in (("OVERLAP_X", w), ("OVERLAP_Y", h)):  # overlaps a neighbour by less than itself
+            if kf.get(section, key) is not None:
+                kf.need_float(section, key, 0, side)
         levels.append(Level(section, images_x * w >> concat, images_y * h >> concat,
                             kf.need(section, "IMAGE_FORMAT"), records[i]))
     nonhier = []
