@@ -133,3 +133,26 @@ def test_mirax_overlap_is_a_finite_number_below_the_image_side(tmp_path, value):
     """OVERLAP_X = 1e400 (infinity) made OpenSlide compute a tile width of -2**62 and its
     read_region raised OpenSlideError out of verification (exit 70)."""
     _mirax_refused(tmp_path, "OVERLAP_X", value)
+
+
+def test_in_place_refuses_an_unreadable_slide_before_changing_it(tmp_path):
+    """An NDPI whose level JPEG says width 0: OpenSlide cannot open it, which the reader check
+    found only after the in-place switch; the slide was left rewritten, unverified, with its
+    journal (exit 2). The refusal now comes first and the slide is as it was."""
+    import hashlib
+
+    from wsideid.synth import make_ndpi
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    src = tmp_path / "s.ndpi"
+    make_ndpi(str(src), 512, 384)
+    d = image_data(read_tiff(src).ifds[0], "<")
+    data = bytearray(src.read_bytes())
+    sof = data.index(b"\xff\xc0", int(d.src_offsets[0]))
+    data[sof + 7:sof + 9] = b"\0\0"
+    src.write_bytes(bytes(data))
+    before = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(WsideidError, match="cannot read it.*not changed"):
+        deidentify(src, None, DeidOptions(detect="off", in_place=True, review_dir=str(tmp_path / "review")))
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    assert set(os.listdir(tmp_path)) <= {"s.ndpi", "review"}  # no journal beside it
