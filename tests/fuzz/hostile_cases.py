@@ -51,6 +51,10 @@ def format_cases(fmt: str, seed: int, n: int | None) -> list[Case]:
     cases = []
     for i, (label, fn) in enumerate(muts):
         cmds = ("deid", "inspect") if i % 3 == 0 else ("deid", "scan") if i % 3 == 1 else ("deid",)
+        if category(label).startswith(("jpeg-", "j2k")):
+            cmds += ("redact",)  # blanking decodes the entropy-coded data the mutation damaged
+        if s.family == "tiff" and i % 2 == 0:
+            cmds += ("inplace",)
         cases.append(Case(f"{fmt}:{label}", fmt, _mutated(s, fn), s.needles, cmds))
     return cases
 
@@ -177,6 +181,37 @@ def all_cases(per_format: int | None, seed: int = 20261202) -> list[Case]:
     return cases + filesystem_cases()
 
 
+def _in_place(runner: Runner, src: Path, work: Path, case: Case, timeout: float) -> str:
+    """``deid --in-place`` on a copy: published (the copy rewritten, holding no planted value) or
+    refused in one line with the copy as it was and no journal beside it."""
+    from .proc import _needles_in, check_common, check_one_line_error
+    folder = work / "inplace"
+    folder.mkdir()
+    copy = folder / src.name
+    shutil.copyfile(src, copy)
+    before = tree_hash(copy)
+    what = f"{case.id} [inplace]"
+    r = runner.run(["deid", str(copy), "--in-place", "--detect", "off", "--review-dir", str(work / "review")],
+                   work, timeout)
+    check_common(r, what)
+    left = sorted(os.listdir(folder))
+    try:
+        if r.rc in (0, 1):
+            leaked = _needles_in(copy.read_bytes(), case.needles)
+            if leaked or left != [copy.name, copy.name + ".audit.json"]:
+                raise Violation(f"{what}: rewritten, but holds {leaked} / folder {left}")
+            return "published" if r.rc == 0 else "flagged"
+        if r.rc not in (2, 3):
+            raise Violation(f"{what}: unexpected exit {r.rc}: {r.stderr[-300:]!r}")
+        check_one_line_error(r, what)
+        if tree_hash(copy) != before or left != [copy.name]:
+            raise Violation(f"{what}: failed ({r.stderr.strip()}) but the slide changed or {left} is beside it")
+        return "refused"
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(work / "review", ignore_errors=True)
+
+
 def run_case(runner: Runner, case: Case, work: Path, timeout: float = 60) -> dict[str, str]:
     """Build the input, run each command as a process, judge it; returns command -> outcome.
     Raises Violation naming the case on a broken promise."""
@@ -195,6 +230,17 @@ def run_case(runner: Runner, case: Case, work: Path, timeout: float = 60) -> dic
             outcomes[cmd] = check_deid(r, out, case.needles, what)
             shutil.rmtree(out)
             shutil.rmtree(work / "review", ignore_errors=True)
+        elif cmd == "redact":
+            out = work / "out"
+            out.mkdir()
+            argv = ["redact", str(src), "-o", str(out), "--region", "0,0,300,200", "--detect", "off", "--reencode-j2k",
+                    "--review-dir", str(work / "review")]
+            outcomes[cmd] = check_deid(runner.run(argv, work, timeout), out, case.needles, what)
+            shutil.rmtree(out)
+            shutil.rmtree(work / "review", ignore_errors=True)
+        elif cmd == "inplace":
+            outcomes[cmd] = _in_place(runner, src, work, case, timeout)
+            continue  # the copy it rewrote is not the input
         elif cmd == "inspect":
             outcomes[cmd] = check_inspect(runner.run(["inspect", str(src)], work, timeout), what)
         elif cmd == "scan":
