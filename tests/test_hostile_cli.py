@@ -25,8 +25,8 @@ from fuzz import formats, hostile_cases as hc
 from fuzz.proc import Result, Runner, Violation, check_batch, check_deid, check_inspect, tree_hash
 
 SEED = 20261202
-PER_FORMAT = {"dicom": 2}
-DEFAULT_PER_FORMAT = 10
+PER_FORMAT = {"dicom": 1}
+DEFAULT_PER_FORMAT = 8
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def format_cases(fmt: str, seed: int, n: int | None) -> list[Case]:
         cmds = ("deid", "inspect") if i % 3 == 0 else ("deid", "scan") if i % 3 == 1 else ("deid",)
         if category(label).startswith(("jpeg-", "j2k")):
             cmds += ("redact",)  # blanking decodes the entropy-coded data the mutation damaged
-        if s.family == "tiff" and i % 2 == 0:
+        if s.family == "tiff" and i % 3 == 2:
             cmds += ("inplace",)
         cases.append(Case(f"{fmt}:{label}", fmt, _mutated(s, fn), s.needles, cmds))
     return cases
@@ -204,6 +204,14 @@ def _in_place(runner: Runner, src: Path, work: Path, case: Case, timeout: float)
         if r.rc not in (2, 3):
             raise Violation(f"{what}: unexpected exit {r.rc}: {r.stderr[-300:]!r}")
         check_one_line_error(r, what)
+        if "journal was kept" in r.stderr:
+            # Verification failed after the switch (the design's one irreversible step): the slide is
+            # rewritten and unverified, its journal beside it. Allowed, known (see the report), but the
+            # rewritten slide must not hold a planted value.
+            leaked = _needles_in(copy.read_bytes(), case.needles)
+            if leaked:
+                raise Violation(f"{what}: failed after the switch and the slide holds {leaked}")
+            return "failed-after-switch"
         if tree_hash(copy) != before or left != [copy.name]:
             raise Violation(f"{what}: failed ({r.stderr.strip()}) but the slide changed or {left} is beside it")
         return "refused"
