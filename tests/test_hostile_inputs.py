@@ -156,3 +156,25 @@ def test_in_place_refuses_an_unreadable_slide_before_changing_it(tmp_path):
         deidentify(src, None, DeidOptions(detect="off", in_place=True, review_dir=str(tmp_path / "review")))
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     assert set(os.listdir(tmp_path)) <= {"s.ndpi", "review"}  # no journal beside it
+
+
+def test_restart_interval_plan_is_bounded_by_the_entropy_data():
+    """An NDPI strip whose SOF claims 65535x65535 (restart interval: one MCU row) made the
+    verifier's entropy-slack check build a million-entry interval plan: 164 MB peak RSS for a
+    100 KB slide. The frame is now refused by its entropy data's size before the plan."""
+    import tracemalloc
+
+    from wsideid.jpeg import JpegBlankingError
+    from wsideid.jpeg.compare import entropy_slack
+    from wsideid.synth import _jpeg_with_restarts, tissue
+    data, _ = _jpeg_with_restarts(tissue(512, 256, 3))
+    sof = data.index(b"\xff\xc0")
+    data = data[:sof + 5] + b"\xff\xff\xff\xff" + data[sof + 9:]
+    tracemalloc.start()
+    try:
+        with pytest.raises(JpegBlankingError, match="larger than its entropy data"):
+            entropy_slack(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
