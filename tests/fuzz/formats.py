@@ -66,6 +66,9 @@ def seed_dir() -> Path:
 def _make(name: str) -> FormatSeed:
     import importlib.util
 
+    if name in REAL:
+        return _real(name)
+
     from wsideid.mrxs.synth import PLANTED_MRXS, make_mrxs
     from wsideid.synth import PLANTED, make_generic_tiff, make_ndpi, make_svs
     from wsideid.synth_ome import make_ome_tiff
@@ -126,6 +129,26 @@ def planted(name: str) -> tuple[str, ...]:
     """The values planted in a format's seed, without making it."""
     from wsideid.synth import PLANTED
     return _long(PLANTED) if name in ("svs", "ndpi", "tiff", "bigtiff", "ome", "qptiff", "philips", "dicom") else ()
+
+
+# Real slides from ../shared/testdata (the soak's --formats real-*; absent data is skipped): they
+# hold what the synthetic seeds do not, such as JPEGTables and a vendor's own quirks.
+REAL = {"real-svs": "svs/CMU-1-Small-Region.svs", "real-j2k": "svs/tcga-cr-7395-01a-01-ts1.svs",
+        "real-ndpi": "ndpi/test3-TRITC-2-560.ndpi", "real-subifd": "tiff/libvips_subifd_pyramid_cmu1_small.tif",
+        "real-ome": "ome-tiff/qupath_cells.ome.tif"}
+
+
+def _real(name: str) -> FormatSeed:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from realdata import TESTDATA
+
+    from wsideid.pipeline import inspect
+    p = TESTDATA / REAL[name]
+    if not p.exists():
+        raise LookupError(f"{REAL[name]} not available")
+    removed = inspect(p).removed_values()
+    return FormatSeed(name, p, _long(v for v in removed if not (v.startswith("<") and v.endswith(">"))
+                                     and not v.replace(".", "").isdigit()), "tiff")
 
 
 FORMATS = ("svs", "ndpi", "tiff", "bigtiff", "subifd", "ome", "qptiff", "philips", "bif", "scn", "j2k", "mrxs",
