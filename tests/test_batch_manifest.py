@@ -101,3 +101,26 @@ def test_excel_manifest_and_semicolon_csv(tmp_path):
     (tmp_path / "s.csv").write_text("source;new_id\nslides/a.svs;R-1\n")
     rows, _ = parse_manifest(tmp_path / "s.csv")
     assert rows[0].new_id == "R-1"
+
+
+def test_mpp_column_and_to_dicom_rows(tmp_path):
+    """mpp: a positive number of microns per pixel, else the row is refused naming the column;
+    refused too without --to-dicom (nothing would use it), and a DICOM row under --to-dicom."""
+    from wsideid.batch.manifest import parse_manifest
+    from wsideid.batch.runner import BatchOptions, refuse_options
+    from wsideid.synth import make_dicom, make_svs
+    make_svs(str(tmp_path / "a.svs"))
+    for name in "bce":
+        (tmp_path / f"{name}.svs").symlink_to(tmp_path / "a.svs")
+    make_dicom(str(tmp_path / "d"))
+    m = tmp_path / "m.csv"
+    m.write_text("source,new_id,mpp\na.svs,R1,0.25\nb.svs,R2,-1\nc.svs,R3,nan\ne.svs,R4,abc\nd,R5,\n")
+    rows, problems = parse_manifest(str(m))
+    assert [r.mpp for r in rows] == [0.25, None] and [str(p) for p in problems] == [
+        f"row {n}, column mpp: microns per pixel: a number above 0 and at most 1000" for n in (3, 4, 5)]
+    refused: list = []
+    assert [r.new_id for r in refuse_options(rows, refused, BatchOptions())] == ["R5"]
+    assert [str(p) for p in refused] == ["row 2, column mpp: is used by `wsideid run --to-dicom` only"]
+    refused = []
+    assert [r.new_id for r in refuse_options(rows, refused, BatchOptions(to_dicom=True))] == ["R1"]
+    assert [p.column for p in refused] == ["source"] and "DICOM already" in refused[0].message

@@ -343,3 +343,33 @@ def test_manifest_rows_read_the_folder_once(lab, monkeypatch, tmp_path):
         shutil.copyfile(folder / "d0.dcm", one / "d0.dcm")
         slides.cached_slide_set(str(one))
     assert len(slides._SLIDE_SETS) == slides.MAX_SLIDE_SETS
+
+
+def test_opening_one_slide_reads_only_its_files_in_full(lab, monkeypatch, tmp_path):
+    """A batch job opens one slide of the folder: only that slide's headers (and the orphans')
+    are read in full (``source.read_instance``), the rest come from the cached grouping; a file rewritten
+    between the grouping and the full read is refused, not grouped by stale facts."""
+    from wsideid.dicom import slides, source
+    from wsideid.drivers.dicom import DicomDriver
+    folder = tmp_path / "slides"
+    shutil.copytree(lab["folder"], folder)
+    full: list[str] = []
+    real_read = source.read_instance
+    monkeypatch.setattr(source, "read_instance", lambda p, i: full.append(p) or real_read(p, i))
+    monkeypatch.setattr(slides, "_SLIDE_SETS", {})
+    opened = {n: DicomDriver().open(str(folder), lab["series"][n]) for n in "ABC"}
+    for n in "ABC":
+        assert {Path(i.path).name for i in opened[n].container.instances} == {
+            f.name for f in folder.iterdir() if f.name.split("-")[-1].startswith(n.lower())}
+    orphan = str(folder / "orphan.dcm")  # orphans are read in full by each job: a damaged file is one
+    assert sorted(full) == sorted([str(f) for f in folder.iterdir() if "-" in f.name] + [orphan] * 3)
+    assert opened["A"].container.other_slides == 3 and len(opened["A"].container.orphans) == 1
+    # a grouping read before a file of slide A was rewritten to say it is of slide C's series
+    stale = slides.slide_set(str(folder))
+    victim = next(f for f in folder.iterdir() if f.name.endswith("-a0.dcm"))
+    ds = pydicom.dcmread(victim)
+    ds.SeriesInstanceUID = lab["series"]["C"]
+    ds.save_as(victim)
+    monkeypatch.setattr(slides, "cached_slide_set", lambda p: stale)
+    with pytest.raises(Exception, match="changed while the folder was read"):
+        DicomDriver().open(str(folder), lab["series"]["A"])

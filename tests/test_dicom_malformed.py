@@ -63,7 +63,7 @@ def test_missing_image_type(tmp_path, capsys):
     ds.save_as(src)
     code, err = _run_cli(capsys, src, tmp_path / "out")
     _assert_clean_failure(code, err, tmp_path / "out")
-    assert "keeps no image" in err
+    assert "removes every image" in err
 
 
 def _swap_vr(data: bytes, tag: bytes, old: bytes, new: bytes) -> bytes:

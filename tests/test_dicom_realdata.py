@@ -146,7 +146,7 @@ def test_uid_mapping_consistent_and_keyed(tmp_path):
 
 def test_label_alone_is_refused(tmp_path):
     from wsideid.errors import WsideidError
-    with pytest.raises(WsideidError, match="keeps no image"):
+    with pytest.raises(WsideidError, match=r"removes every image of the input \(1 label\)"):
         run(dicom_file("mi_test_wsi_label_barcodevalue"), tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
 

@@ -400,3 +400,28 @@ def test_no_frame_edits_without_regions(series):
     opened = open_input(str(series))
     plan = opened.driver.plan(opened, options(new_id=None, detect="off"))
     assert plan.regions == [] and not any(plan.frame_edits.frames.values())
+
+
+@pytest.mark.parametrize("skip", ["thumbnail", "edge-frame"])
+def test_verifier_catches_an_editor_that_leaves_frames_out(series, tmp_path, monkeypatch, skip):
+    """The editor's bookkeeping leaves an instance (the thumbnail) or one frame under the region
+    out: the frames it did blank read back flat, the others are byte copies, and only the
+    coverage part of regions-blank (the output's own tile geometry) sees what is missing."""
+    from wsideid.dicom import redact
+    from wsideid.errors import VerificationFailed
+    real = redact.blank_instance
+
+    def leaves_out(inst, boxes, fill, out, *a, **k):
+        if skip == "thumbnail" and inst.role == "thumbnail":
+            return 0
+        n = real(inst, boxes, fill, out, *a, **k)
+        if skip == "edge-frame" and inst.role == "level" and len(out) > 1:
+            del out[max(k for k in out if out[k].boxes)]
+        return n
+    monkeypatch.setattr(redact, "blank_instance", leaves_out)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(VerificationFailed, match="regions-blank.*not blanked there") as err:
+        deidentify(series, out, options(new_id=None, regions=[REGION], detect="off"))
+    assert err.value.checks == ["regions-blank"] or "regions-blank" in err.value.checks
+    assert list(out.iterdir()) == []

@@ -174,3 +174,34 @@ def test_synthetic_formats_refused_in_one_line(kind, tmp_path, capsys):
     assert NOT_CONVERTED[kind] in lines[0]
     assert not _published(tmp_path / "out")
     assert not [p for p in os.listdir(tmp_path / "out") if not p.startswith(".")]
+
+
+def test_batch_converts_every_row_with_its_own_mpp(tmp_path, capsys):
+    """``wsideid run --to-dicom``: each row of a manifest becomes a verified DICOM folder; a slide
+    without a recorded pixel spacing takes the manifest's mpp column; mpp without --to-dicom and a
+    DICOM row under --to-dicom are refused rows (named in both summaries), not run without them."""
+    import csv
+    from wsideid.synth import make_svs
+    from wsideid.synth_vendors import make_j2k_svs
+    src = tmp_path / "slides"
+    src.mkdir()
+    make_svs(str(src / "a.svs"))
+    make_j2k_svs(str(src / "b.svs"))  # records no pixel spacing
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerows([["source", "new_id", "mpp"], ["slides/a.svs", "R-A", ""], ["slides/b.svs", "R-B", "0.25"]])
+    out = tmp_path / "out"
+    code = main(["run", str(manifest), "-o", str(out), "--to-dicom", "--detect", "off", "--no-progress"])
+    assert code == 0, capsys.readouterr()
+    assert sorted(p.name for p in _published(out)) == ["R-A", "R-B"]
+    assert abs(_spacing_um(_volume0(out / "R-B")) - 0.25) < 1e-6
+    for name in ("R-A", "R-B"):
+        assert {str(pydicom.dcmread(f, stop_before_pixels=True).PatientID) for f in (out / name).glob("*.dcm")} \
+            == {name}
+    # mpp without --to-dicom: the row is refused; the other still runs (as TIFF)
+    code = main(["run", str(manifest), "-o", str(tmp_path / "plain"), "--detect", "off", "--no-progress"])
+    assert code != 0
+    err = capsys.readouterr()
+    assert "row 3, column mpp" in err.out + err.err
+    assert [p.name for p in (tmp_path / "plain").iterdir() if p.suffix == ".svs"] == ["R-A.svs"]

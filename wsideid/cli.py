@@ -306,10 +306,7 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", action="append", metavar="X,Y,W,H",
                    help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
     p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
-    p.add_argument("--reencode-j2k", action="store_true",
-                   help="allow blanking JPEG 2000 tiles/frames (Aperio J2K SVS, DICOM J2K): only the touched ones are"
-                        " decoded, blanked and encoded again reversibly (5/3 wavelet, checked exact); the rest keep"
-                        " their bytes; the audit lists the re-encoded ones")
+    _add_reencode_j2k(p)
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
     p.add_argument("--dicom-option", action="append", metavar="OPT",
@@ -421,12 +418,20 @@ def build_parser() -> argparse.ArgumentParser:
 # wsideid.batch and wsideid.report; these only parse and print.
 # ---------------------------------------------------------------------------
 
+def _add_reencode_j2k(p) -> None:
+    p.add_argument("--reencode-j2k", action="store_true",
+                   help="allow blanking JPEG 2000 tiles/frames (Aperio J2K SVS, DICOM J2K): only the touched ones are"
+                        " decoded, blanked and encoded again reversibly (5/3 wavelet, checked exact); the rest keep"
+                        " their bytes; the audit lists the re-encoded ones")
+
+
 def cmd_run(args) -> int:
     from .batch.runner import BatchOptions, run_batch
     opts = BatchOptions(jobs=max(1, args.jobs), dask=args.dask, review_dir=args.review_dir,
                         source_root=args.source_root, dates=args.dates, secret_file=args.secret_file,
                         detect=args.detect, ocr=not args.no_ocr, verify=args.verify,
-                        progress=not args.no_progress and not args.json, overwrite=args.overwrite)
+                        progress=not args.no_progress and not args.json, overwrite=args.overwrite,
+                        to_dicom=args.to_dicom, reencode_j2k=args.reencode_j2k)
     res = run_batch(args.manifest, args.output, opts)
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
@@ -509,6 +514,10 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--verify", choices=["sample", "full"], default="sample")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--to-dicom", action="store_true",
+                   help="convert every de-identified SVS/NDPI/TIFF slide to DICOM WSI (wsidicomizer), verified as"
+                        " DICOM: one folder per slide; the manifest's mpp column supplies a missing pixel spacing")
+    _add_reencode_j2k(p)
     p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
                                                  " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
     p.add_argument("--json", action="store_true")

@@ -97,6 +97,7 @@ class Decision:
     # Parts of the original value the new value leaves out (dropped Aperio
     # header tokens, ICC profile texts): needles for the verifier, never audited.
     removed_parts: list[str] = field(default_factory=list)
+    failed: bool = False  # the value failed its type or pattern (``values-pass-policy`` of a re-planned output)
 
     @property
     def removes_value(self) -> bool:
@@ -209,6 +210,14 @@ class Plan:
 
     def unknowns(self) -> list[Decision]:
         return [d for d in self.fields if d.unknown]
+
+    def nothing_kept(self) -> str:
+        """The refusal when every image is removed, naming the roles removed: a lone LABEL
+        instance or a macro-only file is a common input, and the user must see why nothing came."""
+        from collections import Counter
+        roles = Counter(d.image.role for d in self.images)
+        listed = ", ".join(f"{n} {r}" for r, n in sorted(roles.items())) or "none"
+        return f"nothing to publish: the plan removes every image of the input ({listed})"
 
     def removed_values(self) -> list[str]:
         """Original values that must not survive anywhere in the output."""

@@ -271,12 +271,12 @@ def id_parts(value: str) -> list[str]:
     return out
 
 
-def _source(d: Decision, vouched: set[str] | frozenset = frozenset()) -> str:
+def _source(d: Decision, vouched: set[str]) -> str:
     """The field path a failure names, the part of it the file chose masked: an unknown key's or
     XML element's name may itself be PHI (an element named after the patient was quoted on stderr)."""
     f = d.field
     if names_from_file(d):
-        head, _ = split_file_text(f.path, set(vouched))
+        head, _ = split_file_text(f.path, vouched)  # the plan's one set: a copy per field was quadratic
         return (head + "/" if head else "") + "<unknown key>"
     return f.path
 
@@ -374,16 +374,17 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         # A removed identifier's other form (a Base64 barcode's decoded text) is an identifier,
         # digits only or not, and its parts are searched as the identifier's are.
         ident = bool(d.removed_parts) and d.field.kind == ValueKind.IDENTIFIER
+        src = _source(d, vouched)
         for part in d.removed_parts:
             part = (part or "").strip().strip("\0").strip()
             for day in parse_any(part):
-                dates.setdefault(day, _source(d, vouched))
+                dates.setdefault(day, src)
             pieces = [part] if not _CONTROL.search(part) else []
             pieces += [x.strip() for x in _PIECES.split(part) if ident or not _NUMBER_LIST.fullmatch(x)]
-            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, _source(d, vouched))
+            found += [Needle(w, NeedleKind.IDENTIFIER if ident else NeedleKind.VALUE, src)
                       for w in dict.fromkeys(pieces) if len(w) >= MIN_VALUE and (ident or not _NUMBER_LIST.fullmatch(w))]
             if ident and not _UID.fullmatch(part):
-                found += [Needle(p, NeedleKind.ID_PART, _source(d, vouched)) for p in id_parts(part)]
+                found += [Needle(p, NeedleKind.ID_PART, src) for p in id_parts(part)]
         rewritten = d.action == TEXT and d.new_value != d.field.value  # free text with its dates scrubbed
         if not (d.removes_value or rewritten) or d.field.value is None:
             continue
@@ -395,7 +396,6 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
             kind = ValueKind.DATE  # a date the policy rewrote, whatever its shape ("20240314102233.000000")
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):
             continue
-        src = _source(d, vouched)
         for day in parse_any(v):
             dates.setdefault(day, src)
         if kind == ValueKind.DATE:

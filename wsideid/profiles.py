@@ -223,8 +223,8 @@ def decide(field: Field, rule: Rule | None, where: str, opts: PlanOptions, unkno
         if not verdict.ok:
             spec = rule.spec or ValueSpec()
             if spec.on_fail == REPLACE:
-                return Decision(field, REPLACE, spec.neutral, f"{where}: {verdict.note}, replaced")
-            return Decision(field, REMOVE, None, f"{where}: {verdict.note}")
+                return Decision(field, REPLACE, spec.neutral, f"{where}: {verdict.note}, replaced", failed=True)
+            return Decision(field, REMOVE, None, f"{where}: {verdict.note}", failed=True)
         if verdict.action is None:
             return Decision(field, KEEP, field.value, where)
         return Decision(field, verdict.action, verdict.value, f"{where}: {verdict.note}",
@@ -240,7 +240,7 @@ def decide(field: Field, rule: Rule | None, where: str, opts: PlanOptions, unkno
         return Decision(field, rule.action if new is not None else REMOVE, new, where)
     if rule.action == TIME:
         if not check_time(v):
-            return Decision(field, REMOVE, None, f"{where}: value failed time")
+            return Decision(field, REMOVE, None, f"{where}: value failed time", failed=True)
         new = transform_time(v, opts.dates)
         return Decision(field, TIME if new is not None else REMOVE, new, where)
     raise ProfileError(f"unhandled action {rule.action}")

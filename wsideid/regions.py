@@ -79,3 +79,37 @@ def inset(box: Box | None, px: int) -> Box | None:
     if box is None or box[2] <= 2 * px or box[3] <= 2 * px:
         return None
     return (box[0] + px, box[1] + px, box[2] - 2 * px, box[3] - 2 * px)
+
+
+MIN_READBACK = 16  # px a side: a smaller region holds no block wholly inside, it cannot read back flat
+
+
+def flat_regions(regions: list[Box], targets: list, edge, limit: int) -> list[tuple[str, bool, str]]:
+    """The ``regions-blank`` read-back shared by the drivers that read pixels back: for each
+    region, (part, ok, detail) after reading every pixel of it, less ``edge(size)`` px that
+    chroma upsampling blends, on every target (name, size, read, level-0 size), which must
+    stay within ``limit`` grey levels. A region no target shows, or one under MIN_READBACK px,
+    fails: a check that read nothing says nothing."""
+    rows, too_small = [], 0
+    for k, region in enumerate(regions):
+        if region[2] < MIN_READBACK or region[3] < MIN_READBACK:
+            too_small += 1
+            continue
+        worst, images, unreadable = 0, 0, []
+        for name, (w, h), read, (w0, h0) in targets:
+            box = inset(scale_box(region, w / w0, h / h0, w, h), edge((w, h)))
+            if box is None:
+                continue  # a few pixels at this size: nothing inside the blended edge
+            spread = box_spread(read, box)
+            if spread is None:
+                unreadable.append(name)
+                continue
+            worst, images = max(worst, spread), images + 1
+        if unreadable:
+            rows.append((f"region {k + 1}", False, f"cannot read the blanked region on {unreadable}"))
+        else:
+            rows.append((f"region {k + 1}", images > 0 and worst <= limit,
+                         f"whole region on {images} image(s): spread {worst} grey levels"))
+    if too_small:
+        rows.append(("", False, f"{too_small} region(s) under {MIN_READBACK} px: too small to be read back flat"))
+    return rows

@@ -105,11 +105,13 @@ def refuse_special(path: str) -> None:
         raise UnsupportedFormat("the input is not a regular file (a pipe, socket or device): not a slide")
 
 
-def possible_outputs(source: str, stem: str) -> set[str]:
+def possible_outputs(source: str, stem: str, to_dicom: bool = False) -> set[str]:
     """Every name (lower case) an output of ``source`` may get, and its audit; taken without
     parsing the slide, so a TIFF counts every TIFF-family extension (a possible collision
-    is refused, never risked)."""
-    if is_dicom_input(source):
+    is refused, never risked). ``to_dicom``: the converted slide's folder is the name itself."""
+    if to_dicom:
+        outs = {stem}
+    elif is_dicom_input(source):
         outs = {DICOM.output_name(source, stem)}
     elif MIRAX.claims(source):
         outs = {MIRAX.output_name(source, stem), *MIRAX.companion_names(stem)}

@@ -312,7 +312,7 @@ def check(f: Field, spec: ValueSpec | None, dates: DatePolicy) -> Verdict:
 def value_failed(d: Decision) -> bool:
     """Whether a decision removes a value (or parts of it) because it fails its type or pattern:
     what the verifier's ``values-pass-policy`` finds when it re-plans an output."""
-    return ": value failed" in d.rule or bool(d.removed_parts)
+    return d.failed or bool(d.removed_parts)
 
 
 def check_time(value: str) -> bool:

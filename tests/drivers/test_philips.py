@@ -143,3 +143,16 @@ def test_xml_held_macro_kept_and_label_replaced(tmp_path):
     found = scan_image(label, "label", [], ocr=True)
     assert any("R-5" in f.value for f in found.findings)
     assert not any(v.lower().encode() in open(res.output, "rb").read().lower() for v in src.planted)
+
+
+def test_small_philips_whose_levels_pad_to_one_tile_publishes(tmp_path):
+    """At 768x512 two reduced levels (192x128, 96x64) are both one padded 256x256 tile in the
+    file: OpenSlide still shows four levels, and the reader check counts four kept levels (it
+    counted distinct IFD sizes, three, and refused the valid slide)."""
+    slide = make_philips_tiff(str(tmp_path / "small.tiff"), 768, 512)
+    with tifffile.TiffFile(slide.path) as t:
+        assert [p.shape[:2] for p in t.pages[2:4]] == [(256, 256), (256, 256)]
+    (tmp_path / "out").mkdir()
+    res = deidentify(slide.path, tmp_path / "out", DeidOptions(new_id="R-10", detect="off"))
+    assert res.status == "published" and res.report.ok, res.report
+    assert openslide.OpenSlide(res.output).level_count == 4

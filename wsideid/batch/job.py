@@ -52,6 +52,9 @@ class SlideJob:
     stale: list[str] = field(default_factory=list)  # earlier outputs of this slide to drop if not re-made
     named_by: str = "research-id"  # "pseudonym": new_id was given by the runner, not the manifest
     series: str | None = None  # one slide of a DICOM folder holding several (its pyramid's Series Instance UID)
+    to_dicom: bool = False  # convert the de-identified slide to DICOM WSI (``wsideid run --to-dicom``)
+    mpp: float | None = None  # --to-dicom: level-0 microns per pixel (the manifest's mpp column)
+    reencode_j2k: bool = False  # blank JPEG 2000 tiles/frames by re-encoding the touched ones reversibly
 
 
 def deid_options(job: SlideJob):
@@ -62,6 +65,10 @@ def deid_options(job: SlideJob):
     from ..naming import NamedBy, OutputName
     from ..pipeline import DeidOptions
     secret = load_secret(job.secret_file, allow_random=True)
+    dicom = None
+    if job.to_dicom:
+        from ..dicom.plan import DicomOptions
+        dicom = DicomOptions(to_dicom=True, secret=secret, mpp=job.mpp)
     pseudonymous = job.named_by == NamedBy.PSEUDONYM.value
     naming = OutputName(job.new_id, NamedBy.PSEUDONYM, os.path.abspath(job.source)) if pseudonymous else None
     return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=None if pseudonymous else job.new_id,
@@ -69,7 +76,7 @@ def deid_options(job: SlideJob):
                        regions=list(job.regions), detect=job.detect,
                        ocr=job.ocr, identifiers=list(job.identifiers), review_dir=job.review_dir,
                        overwrite=job.overwrite, verify=job.verify, secret=secret, naming=naming,
-                       subject=job.subject, series=job.series)
+                       subject=job.subject, series=job.series, dicom=dicom, reencode_j2k=job.reencode_j2k)
 
 
 def _counts(result) -> dict[str, Any]:

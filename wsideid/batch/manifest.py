@@ -43,6 +43,8 @@ COLUMNS: dict[str, str] = {
     "label": "remove | replace (a generated label showing new_id as text and DataMatrix)",
     "regions": "level-0 regions to blank losslessly, 'X,Y,W,H' separated by ';'",
     "detect": "off | residual | all (default: the run's --detect)",
+    "mpp": "with `wsideid run --to-dicom`: the slide's level-0 microns per pixel, for a source that does not"
+           " record it (e.g. 0.25); a source that records it must agree",
     "notes": "free text for the lab; ignored",
 }
 REQUIRED = ("source",)
@@ -87,6 +89,7 @@ class ManifestRow:
     source_rel: str = ""
     named_by: str = "research-id"  # or "pseudonym" (no new_id in the manifest)
     series: str | None = None  # one slide of a DICOM folder (its pyramid's Series Instance UID)
+    mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them
 
 
 def _read_csv(path: Path) -> list[list[str]]:
@@ -167,6 +170,23 @@ def _choice(value: str, allowed: tuple[str, ...], row: int, column: str, problem
         problems.append(RowProblem(row, column, f"expected one of {', '.join(allowed)}"))
         return None
     return v
+
+
+MAX_MPP = 1000.0  # microns per pixel: a macro photograph is ~10-50; more is a typo or a unit mix-up
+
+
+def _mpp(value: str, row: int, problems: list[RowProblem]) -> float | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        mpp = float(value)
+    except ValueError:
+        mpp = float("nan")
+    if not 0 < mpp <= MAX_MPP:  # also NaN and inf
+        problems.append(RowProblem(row, "mpp", f"microns per pixel: a number above 0 and at most {MAX_MPP:g}"))
+        return None
+    return mpp
 
 
 def _regions(value: str, row: int, problems: list[RowProblem]) -> list[tuple[int, int, int, int]]:
@@ -258,7 +278,7 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             label=_choice(rec.get("label", ""), ("remove", "replace"), n, "label", mine),
             regions=_regions(rec.get("regions", ""), n, mine),
             detect=_choice(rec.get("detect", ""), ("off", "residual", "all"), n, "detect", mine),
-            source_rel=rec["source"], series=series,
+            source_rel=rec["source"], series=series, mpp=_mpp(rec.get("mpp", ""), n, mine),
         )
         if mine:
             problems.extend(replace(p, source=rec["source"]) for p in mine)

@@ -42,6 +42,8 @@ class BatchOptions:
     verify: str = "sample"
     progress: bool = True
     overwrite: bool = False  # replace outputs of earlier runs in OUTDIR (each replacement is reported)
+    to_dicom: bool = False  # every slide converted to DICOM WSI after de-identification (a folder per slide)
+    reencode_j2k: bool = False  # regions on JPEG 2000 tiles/frames: re-encode the touched ones reversibly
 
 
 @dataclass
@@ -73,11 +75,13 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
                    fingerprint="", subject=row.subject, identifiers=list(row.identifiers),
                    dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
                    macro=row.macro, label=row.label, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
-                   verify=opts.verify, named_by=row.named_by, series=row.series)
+                   verify=opts.verify, named_by=row.named_by, series=row.series, to_dicom=opts.to_dicom,
+                   mpp=row.mpp, reencode_j2k=opts.reencode_j2k)
     key = {k: getattr(job, k) for k in ("source", "new_id", "named_by", "subject", "identifiers", "dates",
                                         "keep_macro", "macro", "label", "regions", "detect", "ocr")}
-    if row.series:  # only when set: the fingerprints of earlier batches stay valid (resume)
-        key["series"] = row.series
+    for extra in ("series", "to_dicom", "mpp", "reencode_j2k"):  # only when set: earlier fingerprints stay valid
+        if getattr(job, extra):
+            key[extra] = getattr(job, extra)
     job.fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
     return job
 
@@ -207,7 +211,23 @@ def assign_pseudonyms(rows: list[ManifestRow], review_dir: str, secret, problems
     return kept
 
 
-def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> list[ManifestRow]:
+def refuse_options(rows: list[ManifestRow], problems: list[RowProblem], opts: BatchOptions) -> list[ManifestRow]:
+    """Rows asking for what this run does not do are refused, not run without it: an ``mpp``
+    without ``--to-dicom`` (nothing would use it), a DICOM input with ``--to-dicom`` (it is DICOM)."""
+    from ..sniff import is_dicom_input
+    kept = []
+    for r in rows:
+        if r.mpp is not None and not opts.to_dicom:
+            problems.append(RowProblem(r.row, "mpp", "is used by `wsideid run --to-dicom` only", r.source_rel))
+        elif opts.to_dicom and is_dicom_input(r.source):
+            problems.append(RowProblem(r.row, "source", "is DICOM already: --to-dicom converts SVS/NDPI/TIFF slides",
+                                       r.source_rel))
+        else:
+            kept.append(r)
+    return kept
+
+
+def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem], to_dicom: bool = False) -> list[ManifestRow]:
     """Refuse a row whose output could take the name of an earlier row's output or audit, compared
     after the extension or folder form is applied and ignoring case (``R-4.svs`` as a DICOM
     folder and ``R-4`` as an Aperio slide both make ``R-4.svs``)."""
@@ -215,7 +235,7 @@ def refuse_collisions(rows: list[ManifestRow], problems: list[RowProblem]) -> li
     owner: dict[str, int] = {}
     kept = []
     for r in rows:
-        names = possible_outputs(r.source, r.new_id)
+        names = possible_outputs(r.source, r.new_id, to_dicom)
         clash = sorted({owner[n] for n in names if n in owner})
         if clash:
             problems.append(RowProblem(r.row, "new_id", f"its output name may collide with row {clash[0]}'s"
@@ -234,6 +254,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
     rows, problems = parse_manifest(manifest, opts.source_root)
     rows = check_dicom_rows(rows, problems)
+    rows = refuse_options(rows, problems, opts)
     from ..keys import RANDOM_SOURCE, load_secret
     secret = load_secret(opts.secret_file, allow_random=True)
     if secret.source == RANDOM_SOURCE and any((r.dates or opts.dates) == "shift" for r in rows):
@@ -245,7 +266,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     from ..safefs import remove_dead_claims
     remove_dead_claims(outdir)  # left by a run killed between a publish and the claim's release
     rows = assign_pseudonyms(rows, review, secret, problems)
-    rows = refuse_collisions(rows, problems)
+    rows = refuse_collisions(rows, problems, opts.to_dicom)
     write_mapping(review, rows)
 
     todo, done_rows = [], {}

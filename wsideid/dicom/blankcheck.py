@@ -131,3 +131,68 @@ def _strip_pad(data: bytes) -> bytes:
 def _output_span(path: str, index: int):
     from .source import read_instance
     return read_instance(path, index).span
+
+
+def _covers(boxes: list, local: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+    """The recorded boxes of a frame, together, cover ``local`` (frame pixels)."""
+    cols, rows = size
+    mask = np.zeros((rows, cols), bool)
+    for x, y, w, h in boxes:
+        mask[max(0, y):y + h, max(0, x):x + w] = True
+    x, y, w, h = local
+    return bool(mask[y:y + h, x:x + w].all())
+
+
+def check_region_coverage(plan, written, outs: list[Instance]) -> tuple[bool, str]:
+    """Every frame a region (or a kept overview's label box) falls on, by the output's own
+    geometry, was blanked over the region's part in it. Why: the other parts read back the
+    frames the editor says it blanked; an editor that left out a level, a focal plane, an
+    optical path or an edge frame would pass them. The geometry is the output header's
+    (Columns x Rows frames tiling the total pixel matrix once per plane, TILED_FULL; the
+    editor refuses any other), regions scaled from the largest VOLUME of the series."""
+    import math
+
+    from ..regions import scale_box
+    from .redact import ROLES, matrix_size
+    edits = plan.frame_edits
+    pairs = [(inst, out) for (inst, _, _), out in zip(written, outs)]
+    base: dict[tuple[str, str], tuple[int, int]] = {}
+    for inst, out in pairs:
+        if inst.role == "level":
+            base[inst.study_series] = max(base.get(inst.study_series, (0, 0)), matrix_size(out))
+    labels = dict(plan.macro_boxes)
+    problems, frames = [], 0
+    for inst, out in pairs:
+        boxes = [labels[inst.index]] if inst.index in labels else []
+        if plan.regions and inst.role in ROLES:
+            if inst.study_series not in base:
+                problems.append(f"instance {inst.index}: no VOLUME in its series to map the regions from")
+                continue
+            (w0, h0), (tw, th) = base[inst.study_series], matrix_size(out)
+            boxes += [b for b in (scale_box(r, tw / w0, th / h0, tw, th) for r in plan.regions) if b is not None]
+        if not boxes:
+            continue
+        ds = out.ds
+        cols, rows = int_attr(ds, "Columns"), int_attr(ds, "Rows")
+        tw, th = matrix_size(out)
+        across, down = math.ceil(tw / max(1, cols)), math.ceil(th / max(1, rows))
+        n = int_attr(ds, "NumberOfFrames", 1)
+        org = str(ds.get("DimensionOrganizationType", ""))
+        if cols < 1 or rows < 1 or n % (across * down) or (n > 1 and org != "TILED_FULL"):
+            problems.append(f"instance {inst.index}: frames that do not tile its matrix ({org or 'no organisation'})")
+            continue
+        recorded = edits.of(inst.index) if edits is not None else {}
+        for x, y, bw, bh in boxes:
+            for r in range(y // rows, min(down, -(-(y + bh) // rows))):
+                for c in range(x // cols, min(across, -(-(x + bw) // cols))):
+                    lx, ly = x - c * cols, y - r * rows
+                    local = (max(0, lx), max(0, ly), min(cols, lx + bw) - max(0, lx), min(rows, ly + bh) - max(0, ly))
+                    for p in range(n // (across * down)):
+                        k = (p * down + r) * across + c
+                        frames += 1
+                        e = recorded.get(k)
+                        if e is None or not _covers(e.boxes, local, (cols, rows)):
+                            problems.append(f"instance {inst.index} frame {k + 1}")
+    if problems:
+        return False, f"{len(problems)} frame(s) under a region not blanked there: " + ", ".join(problems[:3])
+    return True, f"{frames} frame(s) under the regions, every one blanked there"

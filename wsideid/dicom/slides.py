@@ -283,6 +283,34 @@ def cached_slide_set(path: str) -> SlideSet:
     return got
 
 
+_SAME_SLIDE = ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "ContainerIdentifier")
+
+
+def load_slide(path: str, series: str | None) -> DicomSource:
+    """One slide of a DICOM input with its instances read in full (``source.read_instance``).
+
+    Why not ``select(load(path), series)``: a folder of N slides run as a batch would read every
+    header of the folder in full once per slide (N x the per-frame sequences). The folder is
+    grouped from its cached grouping headers (``cached_slide_set``, read once while unchanged);
+    only the chosen slide's files (and the orphans, where a damaged file lands) are read in full,
+    and each must still say what its grouping header said (a file rewritten in between is
+    refused, never grouped by stale facts).
+    """
+    from .source import folder_files, load, read_instance
+    if series is ALL_SLIDES or not os.path.isdir(path):
+        return select(load(path), series)
+    found = cached_slide_set(path)
+    slide = pick(found, series)
+    files, skipped = folder_files(path)
+    full = [read_instance(light.path, light.index) for light in slide.instances]
+    for orphan in found.orphans:  # read in full too: a damaged file (its broken header makes it an orphan)
+        read_instance(files[orphan.index], orphan.index)  # refuses the folder, as reading it whole did
+    for light, inst in zip(slide.instances, full):
+        if inst.role != light.role or any(_text(inst, k) != _text(light, k) for k in _SAME_SLIDE):
+            raise MalformedFile(f"instance {light.index}: the file changed while the folder was read; run again")
+    return DicomSource(path, True, full, skipped, orphans=list(found.orphans), other_slides=len(found.slides) - 1)
+
+
 def slide_files(path: str, series: str | None) -> list[str]:
     """The files of one slide (what its pseudonym is taken from): the same selection the driver
     makes (``pick``), from the folder's cached grouping (a folder is not read once per slide)."""

@@ -261,13 +261,14 @@ def _regions_blank(ctx: DicomContext) -> None:
     """The regions and an overview's label area (``plan.macro_boxes``): JPEG frames decode to the
     fill and keep the source's coefficients outside the boxes; native and re-encoded JPEG 2000
     frames decode exactly to the source with the boxes filled (``blankcheck``)."""
-    from .blankcheck import check_jpeg_outside, check_pixel_domain_blanking
+    from .blankcheck import check_jpeg_outside, check_pixel_domain_blanking, check_region_coverage
     if not ctx.plan.regions and not ctx.plan.macro_boxes:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
     elif ctx.plan.frame_edits is None:
         ctx.report.record(Check.REGIONS_BLANK, False, "regions asked for, but no frame edit was planned")
     else:
         _check_blanked(ctx.plan, ctx.written, ctx.outs, ctx.report)
+        ctx.report.record(Check.REGIONS_BLANK, *check_region_coverage(ctx.plan, ctx.written, ctx.outs), part="coverage")
         ctx.report.record(Check.REGIONS_BLANK, *check_pixel_domain_blanking(ctx.plan.frame_edits, ctx.written,
                                                                             ctx.outs), part="pixel-domain")
         ctx.report.record(Check.REGIONS_BLANK, *check_jpeg_outside(ctx.plan.frame_edits, ctx.written, ctx.full),

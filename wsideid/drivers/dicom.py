@@ -122,7 +122,7 @@ def write_all(plan: Plan, folder: str, single_name: str | None) -> list[tuple[An
         write_instance(ds, inst, path, frames)
         written.append((inst, path, ds))
     if not written:
-        raise WsideidError("the plan keeps no image: nothing to write")
+        raise WsideidError(plan.nothing_kept())
     if single_name and len(written) > 1:  # pragma: no cover - a file holds one instance
         raise WsideidError("one input file cannot give several outputs")
     return written
@@ -219,10 +219,9 @@ class DicomDriver:
     def open(self, path: str, series: str | None = None) -> Opened:
         """One slide of the input: a folder holding several is split by content and ``series``
         (its pyramid's Series Instance UID) picks one (``dicom.slides``); its files alone are the input."""
-        from ..dicom.slides import select
-        from ..dicom.source import load
+        from ..dicom.slides import load_slide
         with self.session():
-            src = select(load(path), series)
+            src = load_slide(path, series)
         return Opened(self, path, src, [i.path for i in src.instances])
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:

@@ -159,7 +159,7 @@ class TiffDriver:
         try:
             ifds, kind = self.vendor.build(tf, plan, edits.tiles, edits.mcu_starts)
             if not ifds:
-                raise WsideidError("the plan keeps no image: nothing to write")
+                raise WsideidError(plan.nothing_kept())
             write_tiff(tf.path, scratch, ifds, kind, tf.byteorder, on_recipe=on_recipe)
         finally:
             check.join()

@@ -283,23 +283,13 @@ STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNK
 
 def _regions_flat(copy: str, regions, rep: VerifyReport) -> None:
     """Every pixel of each region reads flat in the copy, through OpenSlide, on every level
-    (``regions-blank``; level 0 to its edge, the smaller levels less a 2 px edge that chroma
-    upsampling blends). It used to read level 0 only: a level left unblanked passed."""
+    (``regions-blank``, ``regions.flat_regions``; level 0 to its edge, the smaller levels less a
+    2 px edge that chroma upsampling blends). It used to read level 0 only: a level left unblanked passed."""
     import openslide
-    from ..regions import box_spread, inset, level_readers, scale_box
-    worst, unreadable = 0, []
+    from ..regions import flat_regions, level_readers
     with openslide.OpenSlide(copy) as b:
-        w0, h0 = b.level_dimensions[0]
-        for name, (w, h), read in level_readers(b):
-            for region in regions:
-                box = inset(scale_box(region, w / w0, h / h0, w, h), 0 if (w, h) == (w0, h0) else 2)
-                if box is None:
-                    continue
-                spread = box_spread(read, box)
-                if spread is None:
-                    unreadable.append(name)
-                else:
-                    worst = max(worst, spread)
-    rep.record(Check.REGIONS_BLANK, worst <= 8 and not unreadable,
-               f"OpenSlide cannot read the blanked region on {unreadable}" if unreadable else
-               f"largest spread inside a blanked region, on every level: {worst} levels")
+        base = tuple(b.level_dimensions[0])
+        targets = [(*t, base) for t in level_readers(b)]
+        rows = flat_regions(list(regions), targets, lambda size: 0 if size == base else 2, 8)
+    for part, ok, detail in rows:
+        rep.record(Check.REGIONS_BLANK, ok, detail, part=part)

@@ -99,6 +99,38 @@ def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def to_rgb8(arr: np.ndarray, bits: int = 8) -> np.ndarray:
+    """A decoded segment as uint8 RGB on a fixed scale (``bits`` per sample): windows of one
+    image compare with each other, as a per-window stretch would not."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] > 3:
+        arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind == "f":
+        return to_uint8(arr, 0.0, 1.0)
+    return to_uint8(arr, 0, max(1, (1 << min(bits, 32)) - 1))
+
+
+def tifffile_page(t, path: str, index: int):
+    """tifffile's page for image ``index`` of ``TiffFile.image_ifds()`` (top-level IFDs, then
+    SubIFD images): tifffile reads a page wherever its IFD lies."""
+    import tifffile
+
+    from .container import read_tiff
+    tf = read_tiff(path)
+    images = tf.image_ifds()
+    if not 0 <= index < len(images):
+        raise WsideidError(f"image {index} is not in the file")
+    if index < len(tf.ifds):
+        return t.pages[index]
+    t.filehandle.seek(images[index].offset)  # a SubIFD image
+    return tifffile.TiffPage(t, index=0)
+
+
 def _reduced_tiles(page, w: int, h: int, f: int) -> np.ndarray:
     """A tiled page read one tile at a time, every ``f``-th pixel kept."""
     spp = page.samplesperpixel
@@ -243,19 +275,8 @@ def read_tiff_image(path: str, index: int):
     images) as a PIL image of at most MAX_SCAN_PIXELS, read in bounded memory."""
     import tifffile
     from PIL import Image
-
-    from .container import read_tiff
-    tf = read_tiff(path)
-    images = tf.image_ifds()
-    if not 0 <= index < len(images):
-        raise WsideidError(f"image {index} is not in the file")
-    ifd = images[index]
     with tifffile.TiffFile(path) as t:
-        if index < len(tf.ifds):
-            page = t.pages[index]
-        else:  # a SubIFD image: tifffile reads a page wherever its IFD lies
-            t.filehandle.seek(ifd.offset)
-            page = tifffile.TiffPage(t, index=0)
+        page = tifffile_page(t, path, index)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
         f = scan_factor(w, h)
         if f == 1:

@@ -31,6 +31,8 @@ names (``wsideid.checks``; the table per driver is in docs/architecture.md):
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import os
 from dataclasses import dataclass
@@ -316,7 +318,8 @@ def _regions_blank(ctx: TiffContext) -> None:
         ctx.report.not_applicable(Check.REGIONS_BLANK, "no region to blank")
         return
     if ctx.plan.regions:
-        _regions_blanked(ctx.out_path, ctx.plan, ctx.report)
+        shown = getattr(ctx.module, "OPENSLIDE_CLIPS_LEVELS", False) or getattr(ctx.module, "LEVEL_SIZES_FROM_MAP", False)
+        _regions_blanked(ctx.out_path, ctx.plan, ctx.report, levels_shown=shown)
     if ctx.plan.macro_boxes:
         _macro_labels_blanked(ctx.out_path, ctx.plan, ctx.report)
     if reencoded:
@@ -509,15 +512,16 @@ def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) 
         return None
 
 
-def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, set]:
+def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, list]:
     """The levels OpenSlide must show in the output: the input's, less any whose
     size is only that of images the plan removed (an image OpenSlide took for a
-    level, such as a tiled label); and the kept top-level levels, which it must show."""
+    level, such as a tiled label); and the kept top-level levels, which it must show
+    (a list: two levels padded to one tile have one IFD size and are still two levels)."""
     parents = {d.image.index: d.image.extra.get("parent") for d in plan.images}
     kept = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove"}
     removed = {(d.image.width, d.image.height) for d in plan.images if d.action == "remove"} - kept
-    kept_levels = {(d.image.width, d.image.height) for d in plan.images
-                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None}
+    kept_levels = [(d.image.width, d.image.height) for d in plan.images
+                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None]
     return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
 
 
@@ -568,10 +572,11 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         want = getattr(module, "OPENSLIDE_VENDOR", va)
         expected, kept_levels = _expected_levels(plan, a.level_dimensions)
         if getattr(module, "LEVEL_SIZES_FROM_MAP", False):
-            kept_levels = set()  # OpenSlide sizes levels from the vendor's map (SCN: the slide in nm), not the IFDs
+            kept_levels = []  # OpenSlide sizes levels from the vendor's map (SCN: the slide in nm), not the IFDs
         got = tuple(b.level_dimensions)
         # a driver whose reader clips padded levels (Philips) names how many, not which sizes
-        shown = len(kept_levels) == len(got) if getattr(module, "OPENSLIDE_CLIPS_LEVELS", False) else kept_levels <= set(got)
+        shown = (len(kept_levels) == len(got) if getattr(module, "OPENSLIDE_CLIPS_LEVELS", False)
+                 else set(kept_levels) <= set(got))
         same = va == vb == want and got == expected and shown
         if va != want:
             detail = f"OpenSlide reads the input as {va}, not {want}: the {module.NAME} roles cannot be trusted"
@@ -613,13 +618,16 @@ REGION_INSET = 2  # px inside a region's edge at each image: chroma upsampling b
 REGION_SPREAD = 12  # grey levels a blanked (DC-only) area may vary by once decoded
 
 
-def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
+def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown: bool = False) -> None:
     """The ``regions-blank`` check: every pixel of every region (less ``REGION_INSET``), read
-    through OpenSlide on every kept level and the thumbnail it shows, in bounded windows, is flat.
-    (It used to read a 64 px square at the centre of level 0 only: a region blanked in part, or
-    on level 0 alone, passed.)"""
+    through OpenSlide on every kept level and the thumbnail it shows, and through the project's
+    own window reader on every kept level or thumbnail OpenSlide does not show (SubIFD levels,
+    unlisted thumbnails), in bounded windows, is flat. (It used to read a 64 px square at the
+    centre of level 0 only: a region blanked in part, or on level 0 alone, passed.)
+    ``levels_shown``: the vendor's reader shows every top-level level at a size of its own
+    (Philips clips padding, SCN sizes from its map), so none of them is read a second time."""
     import openslide
-    from ..regions import box_spread, inset, scale_box
+    from ..regions import flat_regions
     try:
         b = openslide.OpenSlide(out_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is judged below
@@ -629,32 +637,16 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
         else:
             rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         return
-    too_small = 0
-    with b:
-        targets = _blanked_images(b, plan)
-        w0, h0 = b.level_dimensions[0]
-        for k, region in enumerate(plan.regions):
-            if region[2] < 16 or region[3] < 16:
-                too_small += 1  # too small to hold a block wholly inside: cannot be read back flat
-                continue
-            worst, images, unreadable = 0, 0, []
-            for name, (w, h), read in targets:
-                box = inset(scale_box(region, w / w0, h / h0, w, h), REGION_INSET)
-                if box is None:
-                    continue  # a few pixels at this size: nothing inside the blended edge
-                spread = box_spread(read, box)
-                if spread is None:
-                    unreadable.append(name)
-                    continue
-                worst, images = max(worst, spread), images + 1
-            if unreadable:
-                rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot read the blanked region on {unreadable}",
-                           part=f"region {k + 1}")
-            else:
-                rep.record(Check.REGIONS_BLANK, images > 0 and worst <= REGION_SPREAD,
-                           f"whole region on {images} image(s): spread {worst} grey levels", part=f"region {k + 1}")
-    if too_small:
-        rep.record(Check.REGIONS_BLANK, False, f"{too_small} region(s) under 16 px: too small to be read back flat")
+    with b, contextlib.ExitStack() as own:
+        base = tuple(b.level_dimensions[0])
+        targets = [(*t, base) for t in _blanked_images(b, plan)]
+        try:
+            targets += _own_read_images(out_path, b, plan, levels_shown, own)
+        except Exception as exc:  # noqa: BLE001 - an image that cannot be read back fails the check
+            rep.record(Check.REGIONS_BLANK, False, f"a kept image cannot be read back ({exc})", part="own reader")
+            return
+        for part, ok, detail in flat_regions(plan.regions, targets, lambda size: REGION_INSET, REGION_SPREAD):
+            rep.record(Check.REGIONS_BLANK, ok, detail, part=part)
 
 
 def _macro_labels_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
@@ -679,6 +671,32 @@ def _macro_labels_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
         rep.record(Check.REGIONS_BLANK, spread is not None and spread <= REGION_SPREAD,
                    "label box too small to read back" if spread is None else
                    f"label box read back: spread {spread} grey levels", part=f"macro {index} label")
+
+
+def _own_read_images(out_path: str, b, plan: Plan, levels_shown: bool, stack: contextlib.ExitStack) -> list:
+    """(name, size, read, level-0 size) for the kept levels and thumbnails OpenSlide does not
+    show, read from the output's stored tiles (``tiff.window``) and scaled as the editor scaled
+    them (``redaction.plan_regions``: the plan's largest level)."""
+    from ..tiff.window import WindowReader
+    top = [d.image for d in plan.images if d.action != "remove" and not d.image.extra.get("embedded")]
+    levels = [(im.width, im.height) for im in top if im.role == "level"]
+    if not levels:
+        return []
+    base = max(levels)
+    shown = {tuple(x) for x in b.level_dimensions}
+    thumb = b.associated_images["thumbnail"].size if "thumbnail" in b.associated_images else None
+    out = []
+    for k, im in enumerate(top):
+        size, sub = (im.width, im.height), im.extra.get("parent") is not None
+        if im.role not in ("level", "thumbnail"):
+            continue
+        if not sub and ((im.role == "level" and (levels_shown or size in shown)) or (im.role == "thumbnail" and size == thumb)):
+            continue
+        reader = stack.enter_context(WindowReader(out_path, k))
+        if (reader.width, reader.height) != size:
+            raise WsideidError(f"output image {k} is {reader.width}x{reader.height}, the plan kept {size[0]}x{size[1]}")
+        out.append((f"{'SubIFD ' if sub else ''}{im.role} {k} (own reader)", size, reader.read, base))
+    return out
 
 
 def _blanked_images(b, plan: Plan) -> list:
