@@ -29,11 +29,12 @@ PER_FORMAT = {"dicom": 0}  # DICOM mutants: test_robust_fuzz.py in-process, benc
 DEFAULT_PER_FORMAT = 6
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def runner():
     r = Runner()
     yield r
     r.close()
+    formats.cleanup()  # the seeds' temporary folder
 
 
 @functools.lru_cache(maxsize=None)

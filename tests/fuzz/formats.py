@@ -178,4 +178,7 @@ def copy_input(s: FormatSeed, dest_dir: Path, stem: str = "in") -> Path:
 
 
 def cleanup() -> None:
+    """Remove the seeds made so far (the next ``seed`` call makes them again)."""
     shutil.rmtree(seed_dir(), ignore_errors=True)
+    seed.cache_clear()
+    seed_dir.cache_clear()
