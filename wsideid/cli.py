@@ -542,9 +542,23 @@ def _add_batch_commands(sub) -> None:
 # --- end of batch commands ---------------------------------------------------
 
 
+def _quiet_libraries() -> None:
+    """Library log records and Python warnings stay off stderr, which carries the tool's own
+    lines only (on a hostile TIFF tifffile logged two lines per bad page around the one-line
+    error). WSIDEID_DEBUG=1 lets them through."""
+    import logging
+    import warnings
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())  # no handler anywhere printed WARNING+ via lastResort
+    warnings.simplefilter("ignore")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if not os.environ.get("WSIDEID_DEBUG"):
+        _quiet_libraries()
     try:
         return args.func(args)
     except WsideidError as exc:

@@ -240,7 +240,9 @@ def append_name_map(review: str, name: OutputName, output_name: str) -> str:
     from .safefs import append
     make_review_dir(review)
     path = os.path.join(review, NAME_MAP)
-    line = csv_line([time.strftime("%Y-%m-%dT%H:%M:%S%z"), name.origin, output_name, name.named_by.value])
+    # a file name that is not UTF-8 (bytes the file system allows) is written with its odd bytes as \xNN
+    origin = os.fsencode(name.origin).decode("utf-8", "backslashreplace")
+    line = csv_line([time.strftime("%Y-%m-%dT%H:%M:%S%z"), origin, output_name, name.named_by.value])
     try:
         append(path, line.encode("utf-8"), (",".join(NAME_MAP_COLUMNS) + "\n").encode(), root=review)
     except OSError as exc:

@@ -17,6 +17,7 @@ or "unrecognised content".
 from __future__ import annotations
 
 import os
+import stat
 
 from .drivers.base import Driver, Opened
 from .drivers.dicom import DicomDriver
@@ -71,6 +72,7 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
 
     ``series`` picks one slide of a DICOM folder holding several (``dicom.slides``); other formats refuse it."""
     path = os.fspath(path)
+    refuse_special(path)
     if os.path.isdir(path) and is_dicom_input(path):
         return DICOM.open(path, series)  # a folder of DICOM instances
     if series is not None and not DICOM.claims(path):
@@ -90,6 +92,17 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
     if DICOM.claims(path):
         return DICOM.open(path, series)
     raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
+
+
+def refuse_special(path: str) -> None:
+    """A FIFO, socket or device is no slide: refused before anything opens it, because opening a
+    FIFO blocks until a writer comes (a hang) and a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the caller's own open words it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UnsupportedFormat("the input is not a regular file (a pipe, socket or device): not a slide")
 
 
 def possible_outputs(source: str, stem: str, to_dicom: bool = False) -> set[str]:

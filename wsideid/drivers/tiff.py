@@ -270,9 +270,12 @@ class TiffDriver:
 
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions):
         """``--in-place``: rewrite the slide itself, crash-safely (see ``wsideid.tiff_family.inplace``)."""
-        from ..tiff_family.inplace import deidentify_in_place
-        from ..tiff_family.verify import sample_digests, verify_tiff
+        from ..tiff_family.inplace import InPlaceError, deidentify_in_place
+        from ..tiff_family.verify import openslide_refusal, sample_digests, verify_tiff
 
+        why = openslide_refusal(opened.path)  # a check the rewritten slide would fail: asked before the switch
+        if why:
+            raise InPlaceError(f"{why}; the slide was not changed")
         edits = self.edits(opened, plan, options.fill)
         full = options.verify == VerifyMode.FULL
         before = sample_digests(opened.container, plan, edits.tiles, full)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from . import bits
 from .errors import JpegBlankingError
 from .huffman import HuffmanTable, table
-from .layout import Layout
+from .layout import Layout, check_size
 from .markers import JpegHeader
 
 _RST = re.compile(rb"\xff[\xd0-\xd7]")
@@ -64,7 +64,10 @@ def slot_tables(header: JpegHeader, lay: Layout) -> SlotTables:
 
 
 def interval_plan(header: JpegHeader, lay: Layout) -> list[tuple[int, int]]:
-    """(first MCU, MCU count) of every restart interval the frame must have."""
+    """(first MCU, MCU count) of every restart interval the frame must have. The frame size is
+    bounded by the entropy data first: a SOF of 65535x65535 with a restart interval of one MCU row
+    made this list a million entries long (100+ MB) for a 100 KB strip."""
+    check_size(lay, header.entropy_end - header.entropy_start)
     total = lay.total_mcus
     ri = header.restart_interval or total
     return [(m, min(ri, total - m)) for m in range(0, total, ri)]

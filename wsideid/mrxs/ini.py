@@ -46,6 +46,15 @@ class KeyFile:
         return int(text)
 
 
+    def need_float(self, group: str, key: str, low: float, high: float) -> float:
+        """A finite decimal number in [low, high): "1e400" is infinity to a float parser, and
+        OpenSlide, which parses the same text, computed a tile width of -2**62 from it."""
+        text = self.need(group, key).strip()
+        if not re.fullmatch(r"-?\d{1,12}(\.\d{1,12})?", text) or not low <= float(text) < high:
+            raise IniError(f"Slidedat.ini {group}/{key} is not a decimal number in [{low:g}, {high:g})")
+        return float(text)
+
+
 def parse(data: bytes) -> KeyFile:
     if len(data) > MAX_SIZE:
         raise IniError("Slidedat.ini is larger than 1 MiB")

@@ -19,7 +19,7 @@ import struct
 import zlib
 
 from ..errors import MalformedFile
-from .slide import MrxsSlide
+from .slide import MrxsSlide, divisions
 
 Box = tuple[int, int, int, int]
 POSITION_RECORD = 9
@@ -29,7 +29,7 @@ def parse_positions(raw: bytes, slide: MrxsSlide, compressed: bool) -> list[tupl
     """(flag, x, y) per camera position, checked: flag 0/1, coordinates on the slide. A position
     buffer has 8 free bytes in every 9, so text would fit: anything implausible is refused."""
     kf = slide.ini
-    div = int(kf.get("GENERAL", "CameraImageDivisionsPerSide") or 1)
+    div = divisions(kf)
     count = (kf.need_int("GENERAL", "IMAGENUMBER_X") // div) * (kf.need_int("GENERAL", "IMAGENUMBER_Y") // div)
     if compressed:
         d = zlib.decompressobj()
@@ -56,7 +56,7 @@ def pack_positions(positions: list[tuple[int, int, int]], compressed: bool) -> b
 def _camera_positions(slide: MrxsSlide) -> tuple[list[tuple[int, int]], bool]:
     """Level-0 origin of each camera position, and whether sub-tiling applies."""
     kf = slide.ini
-    div = int(kf.get("GENERAL", "CameraImageDivisionsPerSide") or 1)
+    div = divisions(kf)
     images_x, images_y = kf.need_int("GENERAL", "IMAGENUMBER_X"), kf.need_int("GENERAL", "IMAGENUMBER_Y")
     lv0 = slide.levels[0].section
     ox, oy = float(kf.need(lv0, "OVERLAP_X")), float(kf.need(lv0, "OVERLAP_Y"))
@@ -76,7 +76,7 @@ def record_boxes(slide: MrxsSlide, regions: list[Box]) -> dict[tuple[int, int], 
     if not regions:
         return {}
     kf = slide.ini
-    div = int(kf.get("GENERAL", "CameraImageDivisionsPerSide") or 1)
+    div = divisions(kf)
     images_x, images_y = kf.need_int("GENERAL", "IMAGENUMBER_X"), kf.need_int("GENERAL", "IMAGENUMBER_Y")
     positions, subtiled = _camera_positions(slide)
     w0, h0 = kf.need_int(slide.levels[0].section, "DIGITIZER_WIDTH"), kf.need_int(slide.levels[0].section,

@@ -118,6 +118,14 @@ def _nonhier_values(kf: ini.KeyFile) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def divisions(kf: ini.KeyFile) -> int:
+    """GENERAL/CameraImageDivisionsPerSide (1 when absent), checked: the placement of records
+    divides by it, so 0, a negative number or text was a ZeroDivisionError or ValueError."""
+    if kf.get("GENERAL", "CameraImageDivisionsPerSide") is None:
+        return 1
+    return kf.need_int("GENERAL", "CameraImageDivisionsPerSide", 1, 1 << 10)
+
+
 def open_mrxs(path: str) -> MrxsSlide:
     folder = folder_of(path)
     dat = _plain_file(folder, SLIDEDAT, "key file")
@@ -130,6 +138,7 @@ def open_mrxs(path: str) -> MrxsSlide:
         raise MalformedFile("MIRAX SLIDE_ID is not a short ASCII identifier")
     images_x = kf.need_int("GENERAL", "IMAGENUMBER_X", 1, 1 << 20)
     images_y = kf.need_int("GENERAL", "IMAGENUMBER_Y", 1, 1 << 20)
+    divisions(kf)
     if kf.need("HIERARCHICAL", "HIER_0_NAME") != ZOOM:
         raise MalformedFile("MIRAX HIER_0 is not the slide zoom level")
     n_levels = kf.need_int("HIERARCHICAL", "HIER_0_COUNT", 1, 32)
@@ -152,6 +161,9 @@ def open_mrxs(path: str) -> MrxsSlide:
         concat += kf.need_int(section, "IMAGE_CONCAT_FACTOR", 0 if i == 0 else 1, 16)
         w = kf.need_int(section, "DIGITIZER_WIDTH", 1, 1 << 16)
         h = kf.need_int(section, "DIGITIZER_HEIGHT", 1, 1 << 16)
+        for key, side in (("OVERLAP_X", w), ("OVERLAP_Y", h)):  # overlaps a neighbour by less than itself
+            if kf.get(section, key) is not None:
+                kf.need_float(section, key, 0, side)
         levels.append(Level(section, images_x * w >> concat, images_y * h >> concat,
                             kf.need(section, "IMAGE_FORMAT"), records[i]))
     nonhier = []

@@ -619,6 +619,26 @@ def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, list]:
     return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
 
 
+def openslide_refusal(src_path: str) -> str | None:
+    """Why the ``reader`` check fails on the input alone, whatever the output: OpenSlide knows the
+    format and still cannot open the file, so its structure is not what the vendor writes and
+    roles read from it (which image is a level, which the macro) cannot be trusted. None when
+    OpenSlide opens it or does not claim it. In-place mode asks before it changes the slide."""
+    import openslide
+    try:
+        claimed = openslide.OpenSlide.detect_format(src_path)
+    except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
+        claimed = None
+    if not claimed:
+        return None
+    try:
+        openslide.OpenSlide(src_path).close()
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the refusal
+        return f"OpenSlide takes the input for {claimed} but cannot read it ({type(exc).__name__}): " \
+               "its image roles cannot be trusted"
+    return None
+
+
 def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
     """The ``reader`` check: OpenSlide as an independent judge (see the module docstring)."""
     try:
@@ -627,18 +647,11 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         rep.record(Check.READER, False, "OpenSlide is not installed")
         return
     try:
-        claimed = openslide.OpenSlide.detect_format(src_path)
-    except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
-        claimed = None
-    try:
         a = openslide.OpenSlide(src_path)
-    except Exception as exc:
-        if claimed:
-            # OpenSlide knows this format and still cannot read it: the file's
-            # structure is not what the vendor writes, so roles read from it
-            # (which image is a level, which the macro) cannot be trusted.
-            rep.record(Check.READER, False, f"OpenSlide takes the input for {claimed} but cannot read it "
-                                            f"({type(exc).__name__}): its image roles cannot be trusted")
+    except Exception:  # noqa: BLE001 - worded by openslide_refusal
+        why = openslide_refusal(src_path)
+        if why:
+            rep.record(Check.READER, False, why)
         else:
             rep.not_applicable(Check.READER, "the input is not a format OpenSlide reads")
         return

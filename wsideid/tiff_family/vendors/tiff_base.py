@@ -59,8 +59,14 @@ def image_data(ifd: Ifd, bo: str) -> ImageData | None:
 
 
 def check_data_bounds(tf: TiffFile, ifd: Ifd, data: ImageData) -> None:
-    ends = data.src_offsets + data.src_counts
-    if len(ends) and (int(ends.max()) > tf.size or int(data.src_offsets.min()) < 0):
+    """Every strip or tile lies inside the file. Offsets and counts are bounded one by one before
+    they are added: a BigTIFF offset of 2**63-1 plus its count wrapped around in int64 and passed,
+    and the first read at that offset was an OSError (exit 70)."""
+    offs, cnts = data.src_offsets, data.src_counts
+    if not len(offs):
+        return
+    if (int(offs.min()) < 0 or int(cnts.min()) < 0 or int(offs.max()) > tf.size or int(cnts.max()) > tf.size
+            or int((offs + cnts).max()) > tf.size):
         raise MalformedFile(f"{ifd.path}: image data lies past the end of the file")
 
 
