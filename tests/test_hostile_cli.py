@@ -188,3 +188,18 @@ def test_oracle_refuses_leftovers_and_leaks(tmp_path):
         check_deid(_result(rc=0, stderr=""), out, ("Jane Doe",), "leak")
     (out / "R.svs").write_bytes(b"clean")
     assert check_deid(_result(rc=0, stderr=""), out, ("Jane Doe",), "clean") == "published"
+
+
+def test_a_fresh_run_reports_the_tools_own_peak_not_the_workers(tmp_path):
+    """Linux keeps the RSS high-water mark across fork and exec: ``python -m wsideid.cli`` forked
+    from a test worker that holds 600 MB reported 600 MB (it failed the suite's RSS check on a
+    worker that had grown). The launcher forks it from a small process instead."""
+    ballast = bytearray(600 << 20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # resident, not just reserved
+    fresh = Runner(fresh=True)
+    try:
+        r = fresh.run(["inspect", str(tmp_path / "missing.svs")], tmp_path)
+    finally:
+        fresh.close()
+    assert r.rc == 2 and r.maxrss_mb < 100, (r.rc, r.maxrss_mb, r.stderr)
+    del ballast

@@ -100,8 +100,11 @@ class Runner:
         import time
 
         start = time.monotonic()
+        report = Path(str(err) + ".maxrss")
+        launcher = [sys.executable, str(Path(__file__).with_name("launch.py")), str(report)]
         with open(out, "wb") as o, open(err, "wb") as e:
-            p = subprocess.Popen([sys.executable, "-m", "wsideid.cli", *argv], cwd=str(cwd), stdout=o, stderr=e,
+            p = subprocess.Popen([*launcher, sys.executable, "-m", "wsideid.cli", *argv], cwd=str(cwd), stdout=o,
+                                 stderr=e,
                                  env={**_env(), **(env or {})}, start_new_session=True,
                                  preexec_fn=_limit_as)
             timed_out = False
@@ -116,8 +119,9 @@ class Runner:
                     break
                 time.sleep(0.01)
             p.returncode = os.waitstatus_to_exitcode(status)
-        return {"rc": p.returncode, "timed_out": timed_out, "maxrss_kb": usage.ru_maxrss,
-                "seconds": time.monotonic() - start}
+        # the tool's own peak, from the launcher (this worker's own high-water mark would be inherited)
+        maxrss = int(report.read_text() or 0) if report.exists() else usage.ru_maxrss
+        return {"rc": p.returncode, "timed_out": timed_out, "maxrss_kb": maxrss, "seconds": time.monotonic() - start}
 
     def close(self) -> None:
         if self.proc is not None:
