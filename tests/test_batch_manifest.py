@@ -124,3 +124,13 @@ def test_mpp_column_and_to_dicom_rows(tmp_path):
     refused = []
     assert [r.new_id for r in refuse_options(rows, refused, BatchOptions(to_dicom=True))] == ["R1"]
     assert [p.column for p in refused] == ["source"] and "DICOM already" in refused[0].message
+
+
+def test_progress_is_one_line_a_slide_when_stderr_is_no_terminal(capsys):
+    """A batch logged to a file or a pipe gets '[k/n] ID: status' lines, not a progress bar
+    redrawn with carriage returns (tqdm only on a terminal)."""
+    from wsideid.batch.runner import _progress
+    tick = _progress(2, True)  # pytest's captured stderr is no terminal
+    tick({"new_id": "R-1", "status": "published"})
+    tick({"new_id": "R-2", "status": "flagged"})
+    assert capsys.readouterr().err == "[1/2] R-1: published\n[2/2] R-2: flagged\n"

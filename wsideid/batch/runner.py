@@ -112,14 +112,16 @@ def execute_local(jobs: list[SlideJob], workers: int) -> Iterator[dict[str, Any]
 def _progress(total: int, enabled: bool) -> Callable[[dict], None]:
     if not enabled or total == 0:
         return lambda _row: None
+    done = [0]
+
+    def plain(row: dict) -> None:  # one line a slide: what a log file or a pipe can hold
+        done[0] += 1
+        print(f"[{done[0]}/{total}] {row['new_id']}: {row['status']}", file=sys.stderr)
+    if not sys.stderr.isatty():  # a bar redrawn with carriage returns is noise in a log
+        return plain
     try:
         from tqdm import tqdm
-    except ImportError:  # plain stderr lines
-        done = [0]
-
-        def plain(row: dict) -> None:
-            done[0] += 1
-            print(f"[{done[0]}/{total}] {row['new_id']}: {row['status']}", file=sys.stderr)
+    except ImportError:
         return plain
     bar = tqdm(total=total, unit="slide", file=sys.stderr, dynamic_ncols=True)
 
