@@ -43,7 +43,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport, run_checks
-from ..errors import WsideidError
+from ..errors import MalformedFile, WsideidError
 from ..model import KEEP, REMOVE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
 from ..streamheads import HeaderMemo, distinct_headers, read_range
@@ -287,9 +287,11 @@ def _image_data(ctx: TiffContext) -> None:
         for oi, si in enumerate(ctx.kept_top):
             s_ifd, o_ifd = src_images[si], out_images[oi]
             sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
-            if int((od.src_offsets + od.src_counts).max(initial=0)) > out.size:
+            try:  # bounded one by one before they are added (an offset near 2**63 wraps in int64)
+                tiff_base.check_data_bounds(out, o_ifd, od)
+            except MalformedFile:
                 rep.record(Check.IMAGE_DATA, False, f"image {si}: data past the end of the output", part="data ranges")
-                raise StopChecks
+                raise StopChecks from None
             k = flat_src.index(s_ifd)
             if any(d.image.index == si and d.action == "replace" for d in plan.images):
                 continue  # generated label: nothing of the source to compare
