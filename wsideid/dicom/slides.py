@@ -304,6 +304,8 @@ def load_slide(path: str, series: str | None) -> DicomSource:
     files, skipped = folder_files(path)
     full = [read_instance(light.path, light.index) for light in slide.instances]
     for orphan in found.orphans:  # read in full too: a damaged file (its broken header makes it an orphan)
+        if orphan.index >= len(files):
+            raise MalformedFile(f"instance {orphan.index}: the folder changed while it was read; run again")
         read_instance(files[orphan.index], orphan.index)  # refuses the folder, as reading it whole did
     for light, inst in zip(slide.instances, full):
         if inst.role != light.role or any(_text(inst, k) != _text(light, k) for k in _SAME_SLIDE):
