@@ -115,13 +115,14 @@ def to_rgb8(arr: np.ndarray, bits: int = 8) -> np.ndarray:
     return to_uint8(arr, 0, max(1, (1 << min(bits, 32)) - 1))
 
 
-def tifffile_page(t, path: str, index: int):
+def tifffile_page(t, path: str, index: int, tf=None):
     """tifffile's page for image ``index`` of ``TiffFile.image_ifds()`` (top-level IFDs, then
-    SubIFD images): tifffile reads a page wherever its IFD lies."""
+    SubIFD images): tifffile reads a page wherever its IFD lies. ``tf``: the file already
+    parsed by our container (a caller reading several images parses it once)."""
     import tifffile
 
     from .container import read_tiff
-    tf = read_tiff(path)
+    tf = tf if tf is not None else read_tiff(path)
     images = tf.image_ifds()
     if not 0 <= index < len(images):
         raise WsideidError(f"image {index} is not in the file")

@@ -18,13 +18,13 @@ class WindowReader:
     """``read(x, y, w, h)`` -> uint8 RGB array of that window of image ``index`` (of
     ``TiffFile.image_ifds()``), None when a segment it touches cannot be decoded."""
 
-    def __init__(self, path: str, index: int):
+    def __init__(self, path: str, index: int, parsed=None):
         import tifffile
 
         from .pixels import tifffile_page
         self._tiff = tifffile.TiffFile(path)
         try:
-            self._page = tifffile_page(self._tiff, path, index)
+            self._page = tifffile_page(self._tiff, path, index, parsed)
         except Exception:
             self._tiff.close()
             raise

@@ -414,7 +414,7 @@ def _regions_blank(ctx: TiffContext) -> None:
         return
     if ctx.plan.regions:
         shown = getattr(ctx.module, "OPENSLIDE_CLIPS_LEVELS", False) or getattr(ctx.module, "LEVEL_SIZES_FROM_MAP", False)
-        _regions_blanked(ctx.out_path, ctx.plan, ctx.report, levels_shown=shown)
+        _regions_blanked(ctx.out_path, ctx.output, ctx.plan, ctx.report, levels_shown=shown)
     if ctx.plan.macro_boxes:
         _macro_labels_blanked(ctx.out_path, ctx.plan, ctx.report)
     if reencoded:
@@ -714,7 +714,7 @@ REGION_INSET = 2  # px inside a region's edge at each image: chroma upsampling b
 REGION_SPREAD = 12  # grey levels a blanked (DC-only) area may vary by once decoded
 
 
-def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown: bool = False) -> None:
+def _regions_blanked(out_path: str, parsed: TiffFile, plan: Plan, rep: VerifyReport, levels_shown: bool = False) -> None:
     """The ``regions-blank`` check: every pixel of every region (less ``REGION_INSET``), read
     through OpenSlide on every kept level and the thumbnail it shows, and through the project's
     own window reader on every kept level or thumbnail OpenSlide does not show (SubIFD levels,
@@ -737,7 +737,7 @@ def _regions_blanked(out_path: str, plan: Plan, rep: VerifyReport, levels_shown:
         base = tuple(b.level_dimensions[0])
         targets = [(*t, base) for t in _blanked_images(b, plan)]
         try:
-            targets += _own_read_images(out_path, b, plan, levels_shown, own)
+            targets += _own_read_images(out_path, parsed, b, plan, levels_shown, own)
         except Exception as exc:  # noqa: BLE001 - an image that cannot be read back fails the check
             rep.record(Check.REGIONS_BLANK, False, f"a kept image cannot be read back ({exc})", part="own reader")
             return
@@ -769,7 +769,8 @@ def _macro_labels_blanked(out_path: str, plan: Plan, rep: VerifyReport) -> None:
                    f"label box read back: spread {spread} grey levels", part=f"macro {index} label")
 
 
-def _own_read_images(out_path: str, b, plan: Plan, levels_shown: bool, stack: contextlib.ExitStack) -> list:
+def _own_read_images(out_path: str, parsed: TiffFile, b, plan: Plan, levels_shown: bool,
+                     stack: contextlib.ExitStack) -> list:
     """(name, size, read, level-0 size) for the kept levels and thumbnails OpenSlide does not
     show, read from the output's stored tiles (``tiff.window``) and scaled as the editor scaled
     them (``redaction.plan_regions``: the plan's largest level)."""
@@ -788,7 +789,7 @@ def _own_read_images(out_path: str, b, plan: Plan, levels_shown: bool, stack: co
             continue
         if not sub and ((im.role == "level" and (levels_shown or size in shown)) or (im.role == "thumbnail" and size == thumb)):
             continue
-        reader = stack.enter_context(WindowReader(out_path, k))
+        reader = stack.enter_context(WindowReader(out_path, k, parsed))
         if (reader.width, reader.height) != size:
             raise WsideidError(f"output image {k} is {reader.width}x{reader.height}, the plan kept {size[0]}x{size[1]}")
         out.append((f"{'SubIFD ' if sub else ''}{im.role} {k} (own reader)", size, reader.read, base))
