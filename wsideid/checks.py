@@ -185,9 +185,6 @@ class VerifyReport:
         failed = [c for c in self.checks if c.status is CheckStatus.FAILED]
         return failed or [c for c in self.checks if not c.ok]
 
-    def failed(self, check: Check) -> bool:
-        return self._status(check) is CheckStatus.FAILED
-
     def to_records(self) -> list[dict[str, object]]:
         return [c.to_dict() for c in self.checks]
 
