@@ -208,9 +208,18 @@ def _jpeg_tile_scaled(raw: bytes, tables: bytes | None, photometric: int, size: 
     return arr
 
 
+def _reduced_jpeg_tiles(path: str, page, w: int, h: int, f: int) -> np.ndarray:
+    """A JPEG-tiled page decoded tile by tile at a reduced scale (see ``_jpeg_tile_scaled``)."""
+    spp = page.samplesperpixel
+    out = np.zeros((-(-h // f), -(-w // f)) + ((spp,) if spp > 1 else ()), dtype=np.uint8)
+    for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
+        out[y:y + part.shape[0], x:x + part.shape[1]] = part
+    return out
+
+
 def _reduced_jpeg_image(path: str, page, w: int, h: int, f: int):
-    """A JPEG-tiled page decoded tile by tile at 1/``f`` (``_jpeg_tile_scaled``), pasted straight
-    into a PIL image: no array of the whole image beside it (at 4 MP that array was 11 MB more at the read's peak, issue 14)."""
+    """``_reduced_jpeg_tiles`` pasted straight into a PIL image: no array of the whole image
+    beside it (at 4 MP that array was 11 MB more at the read's peak, issue 14)."""
     from PIL import Image
     img = Image.new("L" if page.samplesperpixel == 1 else "RGB", (-(-w // f), -(-h // f)))
     for y, x, part in _scaled_jpeg_parts(path, page, w, h, f):
