@@ -165,6 +165,25 @@ def test_name_parts_stand_apart_from_words_and_dates_from_digits():
     assert {h.needle.text for h in scan_bytes("by ANN".encode("utf-16-le"), ns)} == {"Ann"}
 
 
+@pytest.mark.parametrize("kind", [NeedleKind.ID_PART, NeedleKind.IDENTIFIER, NeedleKind.USER_IDENTIFIER])
+def test_a_number_is_found_as_a_number_not_inside_a_minted_uid(kind):
+    """The accession "S24-12345"'s part "12345" stood by chance in the output's random
+    38-digit UIDs and refused about one clean DICOM run in fifty."""
+    ns = [Needle("12345", kind, "inst[0]/AccessionNumber")]
+    uid = b"2.25.981234507712345980012345000111222333"  # the part inside longer digit runs only
+    assert scan_bytes(b"\x02\x00\x03\x00UI(\x00" + uid + b"\x00", ns) == []
+    assert scan_bytes(uid.decode().encode("utf-16-le"), ns) == []
+    for stored in (b"S24-12345", b"MRN:12345;", b"case 0012345 ", b"1.2.3.12345.4", b"12345"):
+        assert [h.offset for h in scan_bytes(b"ab" + stored, ns)] == [2 + stored.index(b"12345")], stored
+    assert scan_bytes("id 00012345".encode("utf-16-be"), ns)[0].encoding == "utf-16-be"
+
+
+def test_a_zero_padded_number_is_found_without_its_zeros():
+    ns = [Needle("0012345", NeedleKind.ID_PART, "p"), Needle("00123", NeedleKind.ID_PART, "q")]
+    assert {h.needle.text for h in scan_bytes(b"x 12345 y", ns)} == {"0012345"}
+    assert {h.needle.text for h in scan_bytes(b"x 000123 y 9912345", ns)} == {"00123"}  # short: as written
+
+
 def test_failure_names_kind_and_source_never_the_value():
     hit = scan_bytes(b"xx DOE^JANE", [Needle("DOE^JANE", NeedleKind.IDENTIFIER, "inst[0]/PatientName")])[0]
     text = hit.describe()
