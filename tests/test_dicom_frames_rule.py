@@ -127,3 +127,45 @@ def test_split_frames_must_already_be_clean(tmp_path):
     dirty[0] = dirty[0][:2] + seg(0xFE, NEEDLE.encode()) + dirty[0][2:]
     with pytest.raises(WsideidError, match="split over 2 fragments|one fragment per frame"):
         _run(_save(base, dirty, tmp_path / "b" / "x.dcm", split=True), tmp_path)
+
+
+def test_fast_check_hands_the_parser_every_frame_the_rule_changes(tmp_path):
+    """Only frames the vectorised check does not pass are parsed (a 2 GB instance has ~60,000):
+    it must pass no frame the parser would change, wherever the frame stands, padded or not."""
+    import io
+    import os
+
+    from PIL import Image
+
+    from wsideid.dicom.frames import _to_parse, clean_frame
+    from wsideid.dicom.pixels import Fragments
+    rng = np.random.default_rng(3)
+    clean: dict[int, bytes] = {}  # stream length parity -> a clean stream (no pad)
+    while len(clean) < 2:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(buf, "JPEG", quality=80)
+        stream = clean_frame(buf.getvalue(), "jpeg")  # PIL's JFIF APP0 gone
+        stream = stream[:-1] if stream.endswith(b"\xd9\0") else stream
+        clean.setdefault(len(stream) % 2, stream)
+    even, odd = clean[0], clean[1]
+    frames = [even, odd + b"\0"] * 4  # clean: even as it is, odd with its pad byte
+    frames[5] = odd[:2] + seg(0xFE, NEEDLE.encode()) + odd[2:] + b"\0"  # a comment, mid-instance
+    frames += [even + NEEDLE.encode()[:6] + b"\xff\xd9",  # text after the EOI, even length
+               odd + b"\0\0\0",  # padding beyond one byte
+               odd,  # odd length without its pad
+               even[:-2] + b"\xff\xd9\x01\0",  # a non-zero byte after the EOI, even length
+               even[:2] + seg(0xE1, b"Exif\0\0" + NEEDLE.encode("utf-16-le")) + even[2:]]
+    path = tmp_path / "frames.bin"
+    fragments, pos = [], 0
+    with open(path, "wb") as fh:
+        for f in frames:
+            fh.write(b"\0" * 8 + f)
+            fragments.append((pos + 8, len(f)))
+            pos += 8 + len(f)
+    changed = {k for k, f in enumerate(frames) if clean_frame(f, "jpeg") != f}
+    assert changed == {5, 8, 9, 10, 11, 12}
+    with open(path, "rb") as fh:
+        parsed = set(_to_parse(fh.fileno(), str(path), Fragments.of(fragments), "jpeg"))
+    assert changed <= parsed
+    assert not parsed & {0, 1, 2, 3, 4, 6, 7}  # the clean ones, padded or not, are not parsed
+    os.remove(path)

@@ -81,8 +81,7 @@ def _non_pixel_segments(path: str, span: PixelSpan | None) -> Iterator[tuple[int
             yield from read_range(fd, span.start, first)
         yield from read_range(fd, span.end, size)
     if span.encapsulated and span.fragments:
-        offs = np.array([o for o, _ in span.fragments], dtype=np.int64)
-        cnts = np.array([n for _, n in span.fragments], dtype=np.int64)
+        offs, cnts = span.fragments.offsets, span.fragments.lengths
         yield from stream_headers(path, offs, cnts)
 
 
