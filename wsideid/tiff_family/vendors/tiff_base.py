@@ -482,6 +482,23 @@ def check_tag_types(tf: TiffFile) -> None:
                                         "not what the TIFF spec gives it (hostile or corrupt file)")
             elif 65420 <= tag <= 65500 and tag not in TEXT_TAGS and e.count and e.type not in _NUMERIC:
                 raise MalformedFile(f"{ifd.path}: NDPI tag {tag} holds type {e.type} where numbers belong")
+        _check_samples(ifd)
+
+
+MAX_SAMPLES = 64  # samples per pixel; slides hold 1-4, multiplexed ones a channel per page
+
+
+def _check_samples(ifd) -> None:
+    """SamplesPerPixel must agree with BitsPerSample (one value, or one a sample). A disagreeing
+    pair is damage: readers differ on which to believe (OpenSlide opened a BIF with 60442 samples
+    a level and not its rewrite), so the roles and pixels read from it cannot be trusted."""
+    if not ifd.has(277):
+        return
+    spp = int(ifd.value(277))
+    bps = ifd.entries[258].count if ifd.has(258) else 1
+    if not 1 <= spp <= MAX_SAMPLES or bps not in (1, spp):
+        raise MalformedFile(f"{ifd.path}: SamplesPerPixel {spp} with {bps} BitsPerSample value(s) "
+                            "(hostile or corrupt file)")
 
 
 def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list[str]] | list[str],
