@@ -1,0 +1,119 @@
+"""Planted PHI, third round (attacker audit): places rounds one and two (tests/planted_matrix.py,
+tests/test_planted_more.py) do not reach, judged by the same rule (refused or flagged with nothing
+published, or published with no spelling of the needle anywhere in OUTDIR), with one addition:
+the tiles of a published LZW/Deflate image are decoded and searched too, since a name compressed
+inside a tile's data is not in its bytes.
+
+Places (each found publishing the needle before its fix, unless said otherwise):
+- JPEG 2000 packed packet headers (PPM in the main header, PPT in a tile-part header) of an
+  Aperio J2K tile holding the needle after their data: published verbatim, verifier clean;
+- an LZW or Deflate tile whose data decodes to its pixels *and then the needle*, all in one valid
+  stream: readers stop at the tile's size, a lenient decoder shows the name; published;
+- vendor text with the name split by a zero-width character or spelled with homoglyphs
+  (Cyrillic letters), in an Aperio description key and an NDPI property (guard: removed as it
+  stands, and the rule is documented in docs/threat-model.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+
+import phi_corpus as pc
+import planted_matrix as pm
+from test_planted_matrix import input_holds_needle, judge
+from wsideid import cli
+
+SECRET = "planted-round3-secret-0123456789abcdef"
+NEEDLE = pm.NEEDLE.encode()
+
+
+def _run(place: pm.Place, src: Path, tmp_path: Path, monkeypatch, *extra: str) -> str:
+    """``wsideid deid`` with --detect off (these are byte places: a detector's flag would hide
+    what the bytes do), judged as the matrix judges, plus decoded LZW/Deflate tiles."""
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    outdir = tmp_path / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off", *extra])
+    outcome = judge(place, src, outdir, rc, err.getvalue())
+    for p in outdir.rglob("*"):
+        if p.suffix.lower() in (".tif", ".tiff", ".svs", ".ndpi"):
+            assert not _decoded_hits(p), f"{place.id}: the needle decodes out of a published tile"
+    return outcome
+
+
+def _decoded_hits(path: Path) -> list[str]:
+    """Needle spellings in the decoded data of every LZW/Deflate tile/strip of ``path``."""
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    tf = read_tiff(str(path))
+    hits: list[str] = []
+    with open(path, "rb") as fh:
+        for ifd in tf.all_ifds():
+            comp, data = ifd.value(259, 1), image_data(ifd, tf.byteorder)
+            if data is None or comp not in (5, 8, 32946):
+                continue
+            for o, n in zip(data.src_offsets.tolist(), data.src_counts.tolist()):
+                fh.seek(o)
+                raw = fh.read(n)
+                dec = imagecodecs.lzw_decode(raw) if comp == 5 else zlib.decompressobj().decompress(raw)
+                hits += pc.find_in_bytes(dec, pm.SEARCH)
+    return hits
+
+
+# ------------------------------------------------------------------ JPEG 2000 packed packet headers
+def _j2k_base(folder: Path) -> Path:
+    from wsideid.synth_vendors import make_j2k_svs
+    p = folder / "base.svs"
+    make_j2k_svs(str(p), 512, 512)
+    return p
+
+
+def _with_packed_headers(cs: bytes, kind: str) -> bytes:
+    """The needle as the packed header data of a PPM (main header; decoders still decode the
+    tile, so the copy verified) or after a PPT's (first tile-part header)."""
+    sot = cs.find(b"\xff\x90")
+    if kind == "ppm":
+        seg = b"\xff\x60" + struct.pack(">H", 3 + 4 + len(NEEDLE)) + b"\x00" + struct.pack(">I", len(NEEDLE)) + NEEDLE
+        return cs[:sot] + seg + cs[sot:]
+    seg = b"\xff\x61" + struct.pack(">H", 3 + len(NEEDLE)) + b"\x00" + NEEDLE
+    psot = struct.unpack(">I", cs[sot + 6:sot + 10])[0]
+    head = cs[sot:sot + 6] + struct.pack(">I", psot + len(seg) if psot else 0) + cs[sot + 10:sot + 12]
+    return cs[:sot] + head + seg + cs[sot + 12:]
+
+
+@pytest.mark.parametrize("kind", ["ppm", "ppt"])
+def test_j2k_packed_packet_headers(kind, tmp_path, monkeypatch):
+    def build(folder: Path) -> Path:
+        dst = folder / "slide.svs"
+        pc.rewrite_tiff(_j2k_base(folder), dst, {}, None,
+                        lambda i, t, raw: _with_packed_headers(raw, kind) if raw[:2] == b"\xff\x4f" else None)
+        return dst
+    place = pm.Place(f"j2k-{kind}", build)
+    src = place.build(tmp_path)
+    assert input_holds_needle(src)
+    assert _run(place, src, tmp_path, monkeypatch) == "refused"
+
+
+@pytest.mark.parametrize("kind", ["ppm", "ppt"])
+def test_j2k_rule_refuses_packed_packet_headers(kind, tmp_path):
+    """The rule shared with DICOM J2K frames (dicom/frames.py) and the verifier (``is_clean``)."""
+    from wsideid.jpeg import j2k
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    src = _j2k_base(tmp_path)
+    tf = read_tiff(str(src))
+    d = image_data(tf.ifds[0], tf.byteorder)
+    raw = src.read_bytes()[int(d.src_offsets[0]):int(d.src_offsets[0] + d.src_counts[0])]
+    assert j2k.is_clean(j2k.clean(raw))
+    with pytest.raises(j2k.UnsafeJ2k, match="packed packet headers"):
+        j2k.clean(_with_packed_headers(raw, kind))
+    assert not j2k.is_clean(_with_packed_headers(raw, kind))
