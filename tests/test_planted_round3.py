@@ -117,3 +117,56 @@ def test_j2k_rule_refuses_packed_packet_headers(kind, tmp_path):
     with pytest.raises(j2k.UnsafeJ2k, match="packed packet headers"):
         j2k.clean(_with_packed_headers(raw, kind))
     assert not j2k.is_clean(_with_packed_headers(raw, kind))
+
+
+# ------------------------------------------------------------------ LZW / Deflate data decoding past the tile
+def _decoding_past(comp: str):
+    def edit(i: int, t: int, raw: bytes) -> bytes:
+        if comp == "zlib":
+            return zlib.compress(zlib.decompress(raw) + b"\0" + NEEDLE)
+        return imagecodecs.lzw_encode(imagecodecs.lzw_decode(raw) + b"\0" + NEEDLE)
+    return edit
+
+
+def _codec_place(comp: str) -> pm.Place:
+    def build(folder: Path) -> Path:
+        dst = folder / "slide.tiff"
+        pc.rewrite_tiff(pm.codec_base(comp)(folder), dst, {}, None, _decoding_past(comp))
+        return dst
+    return pm.Place(f"tiff-{comp}-data-decoding-past-the-tile", build)
+
+
+@pytest.mark.parametrize("comp", ["zlib", "lzw"])
+def test_tile_data_decoding_past_its_pixels(comp, tmp_path, monkeypatch):
+    place = _codec_place(comp)
+    src = place.build(tmp_path)
+    assert _decoded_hits(src), "the needle does not decode out of the input (builder bug)"
+    assert _run(place, src, tmp_path, monkeypatch) == "refused"
+
+
+def test_zero_padding_past_the_last_strip_is_not_refused(tmp_path):
+    """A writer may pad the last strip to RowsPerStrip with zeros: that is not hidden data."""
+    from wsideid.tiff.codecends import DEFLATE, LZW, check_tails
+    for comp, enc in ((DEFLATE, zlib.compress), (LZW, imagecodecs.lzw_encode)):
+        strips = [enc(b"\x7f" * 3000), enc(b"\x7f" * 1000 + bytes(2000))]  # last strip: 1000 real bytes
+        path = tmp_path / f"s{comp}.bin"
+        path.write_bytes(b"".join(strips))
+        offs = np.array([0, len(strips[0])])
+        check_tails(str(path), "image 0", comp, offs, np.array([len(s) for s in strips]), np.array([3000, 1000]))
+
+
+def test_verifier_judges_decoded_size_on_its_own(tmp_path, monkeypatch):
+    """With the writer-side rule switched off, the verifier's own pass over the output refuses."""
+    import types
+
+    from wsideid.tiff import codecends
+    from wsideid.tiff_family.vendors import tiff_base
+    blind = types.SimpleNamespace(CHECKED=codecends.CHECKED, NONE=codecends.NONE, check_tails=lambda *a, **k: None)
+    monkeypatch.setattr(tiff_base, "codecends", blind)
+    place = _codec_place("zlib")
+    src = place.build(tmp_path)
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["deid", str(src), "-o", str(tmp_path / "out"), "--detect", "off"])
+    assert rc == 3 and "compressed-streams" in err.getvalue() and "decodes" in err.getvalue(), err.getvalue()

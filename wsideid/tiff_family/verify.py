@@ -407,6 +407,29 @@ def _compressed_streams(ctx: TiffContext) -> None:
     _check_streams(ctx.src, ctx.output, ctx.out_path, ctx.plan, ctx.kept_top, ctx.edited, ctx.full, ctx.report)
 
 
+def _codec_ends(ctx: TiffContext) -> None:
+    """Uncompressed, LZW and Deflate tiles of the output: nothing after their data, and (LZW,
+    Deflate) no decoded bytes past their pixels (``tiff.codecends``, the rule the writer applied
+    to the source, judged again on every such tile of the output)."""
+    from ..tiff import codecends
+    out, checked = ctx.output, 0
+    for ifd in out.all_ifds():
+        comp = ifd.value(259, 1)
+        data = tiff_base.image_data(ifd, out.byteorder)
+        if data is None or comp not in codecends.CHECKED:
+            continue
+        try:
+            codecends.check_tails(ctx.out_path, ifd.path, comp, data.src_offsets, data.src_counts,
+                                  tiff_base.uncompressed_sizes(ifd, len(data.src_counts)))
+        except MalformedFile as exc:
+            ctx.report.record(Check.COMPRESSED_STREAMS, False, str(exc), part="codec ends")
+            return
+        checked += len(data.src_counts)
+    if checked:
+        ctx.report.record(Check.COMPRESSED_STREAMS, True, f"{checked} uncompressed/LZW/Deflate tiles end with their data",
+                          part="codec ends")
+
+
 def _reader(ctx: TiffContext) -> None:
     view = ctx.source_view if ctx.source_view is not None else source_view(ctx.src.path, ctx.plan)
     _verify_openslide(view, ctx.out_path, ctx.plan, ctx.module, ctx.report)
@@ -434,7 +457,8 @@ STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _i
          (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
          (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes),
          (Check.PLAN_HELD, _xml_markup), (Check.RESIDUAL_NEEDLES, _residual_needles),
-         (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
+         (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.COMPRESSED_STREAMS, _codec_ends),
+         (Check.READER, _reader),
          (Check.REGIONS_BLANK, _regions_blank)]
 
 

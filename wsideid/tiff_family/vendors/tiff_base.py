@@ -420,7 +420,7 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
             data = image_data(ifd, tf.byteorder)
             if data is not None:
                 codecends.check_tails(tf.path, ifd.path, comp, data.src_offsets, data.src_counts,
-                                      uncompressed_sizes(ifd, len(data.src_counts)) if comp == codecends.NONE else None)
+                                      uncompressed_sizes(ifd, len(data.src_counts)))
             continue
         if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
             continue
