@@ -170,3 +170,61 @@ def test_verifier_judges_decoded_size_on_its_own(tmp_path, monkeypatch):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = cli.main(["deid", str(src), "-o", str(tmp_path / "out"), "--detect", "off"])
     assert rc == 3 and "compressed-streams" in err.getvalue() and "decodes" in err.getvalue(), err.getvalue()
+
+
+# ------------------------------------------------------------------ names in disguise
+# The needle as a person or a scanner might type it so a plain search misses it: split by a
+# zero-width or other format character, spelled with look-alike letters of another script,
+# digits in full width or another script. The rule (docs/threat-model.md): a kept value must
+# parse as its type or match an ASCII-only pattern with no control or format character
+# (valuepolicy: re.ASCII, category C refused), so none of these can stand in a kept field;
+# removed fields are removed whatever they spell. The verifier's needle search does not fold
+# look-alikes: no kept byte can hold them, and it is the policy, not the search, that keeps
+# them out.
+DISGUISED = ["Zephy\u200brina Quix\u200dote",      # zero-width space / joiner
+             "Zeph\u00adyrina Quixote",             # soft hyphen
+             "Ζephyrinа Quixоte",                   # Greek Zeta, Cyrillic a and o
+             "ＺＸ２４-７７１３９",                  # full-width accession
+             "ZX٢٤-٧٧١٣٩",                          # Arabic-Indic digits
+             "1987\u20113\u201117"]                 # non-breaking hyphens in the date
+DISGUISED_SEARCH = [s.split()[0] for s in DISGUISED] + ["Quix\u200dote", "Quixоte"]
+
+
+def _disguised_svs(folder: Path) -> Path:
+    import tomllib
+    prof = tomllib.loads((Path(__file__).resolve().parents[1] / "formats" / "aperio.toml").read_text())
+    kept = [k for k, v in prof["description"].items() if isinstance(v, dict) and not k.startswith("@") and "*" not in k]
+    keys = {k: DISGUISED[i % len(DISGUISED)] for i, k in enumerate(kept)}
+    keys.update({"Title": DISGUISED[0], DISGUISED[2]: "1"})
+    dst = folder / "slide.svs"
+    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, pc.aperio_description(pc.W, pc.H, None, keys)),
+                                                      305: pm.ascii_entry(305, "Aperio Image Library v１２.０"),
+                                                      272: pm.ascii_entry(272, "GТ450")}})  # Cyrillic Te
+    return dst
+
+
+def _disguised_ndpi(folder: Path) -> Path:
+    import tomllib
+    prof = tomllib.loads((Path(__file__).resolve().parents[1] / "formats" / "hamamatsu.toml").read_text())
+    kept = [k for k, v in prof["properties"].items() if isinstance(v, dict) and "*" not in k and "#" not in k
+            and not k.startswith("@") and f"{k}=" not in pc.NDPI_PROPS]  # no key twice
+    props = pc.NDPI_PROPS + "".join(f"{k}={DISGUISED[i % len(DISGUISED)]}\r\n" for i, k in enumerate(kept))
+    src = pm.base("ndpi", folder)
+    dst = folder / "slide.ndpi"
+    pc.rewrite_tiff(src, dst, {i: {65449: pm.ascii_entry(65449, props), 272: pm.ascii_entry(272, "C９６００-１２")}
+                               for i in range(pm.n_ifds(src))})
+    return dst
+
+
+@pytest.mark.parametrize("build", [_disguised_svs, _disguised_ndpi], ids=["svs-description", "ndpi-properties"])
+def test_names_in_disguise_are_not_kept(build, tmp_path, monkeypatch):
+    """Guard (no leak found): the disguised spellings reach no published byte."""
+    src = build(tmp_path)
+    assert pc.find_in_bytes(src.read_bytes(), DISGUISED_SEARCH)
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    outdir = tmp_path / "out"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off"])
+    assert rc == 0  # published: the fields were removed, not the slide refused
+    hits = pc.find_in_tree(outdir, DISGUISED_SEARCH + ["Ζephyrin", "ＺＸ２４", "٧٧١٣٩", "GТ450", "９６００", "１２.０"])
+    assert not hits, hits
