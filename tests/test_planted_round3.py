@@ -144,6 +144,42 @@ def test_tile_data_decoding_past_its_pixels(comp, tmp_path, monkeypatch):
     assert _run(place, src, tmp_path, monkeypatch) == "refused"
 
 
+def _zstd_skippable_frame(i: int, t: int, raw: bytes) -> bytes:
+    """A Zstandard skippable frame (decoders skip it by design) holding the needle, before the data."""
+    return struct.pack("<II", 0x184D2A50, len(NEEDLE)) + NEEDLE + raw
+
+
+def _webp_exif_chunk(i: int, t: int, raw: bytes) -> bytes:
+    """An EXIF chunk holding the needle at the end of the tile's WebP (RIFF) file."""
+    body = raw[12:] + b"EXIF" + struct.pack("<I", len(NEEDLE)) + NEEDLE + (b"\0" if len(NEEDLE) % 2 else b"")
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def _packbits_past(i: int, t: int, raw: bytes) -> bytes:
+    return imagecodecs.packbits_encode(imagecodecs.packbits_decode(raw) + b"\0" + NEEDLE)
+
+
+@pytest.mark.parametrize("comp,edit", [("zstd", _zstd_skippable_frame), ("webp", _webp_exif_chunk),
+                                       ("packbits", _packbits_past)], ids=["zstd", "webp", "packbits"])
+def test_tiles_of_codecs_without_a_stream_rule(comp, edit, tmp_path, monkeypatch):
+    """Kept images in Zstd, WebP (and LZMA, LERC, CCITT, JPEG XL) were copied unexamined: a Zstd
+    skippable frame holding the name was published. They are refused now; PackBits gets the
+    decoded-size rule (its data has no end code: every byte must decode into the tile)."""
+    def build(folder: Path) -> Path:
+        dst = folder / "slide.tiff"
+        pc.rewrite_tiff(pm.codec_base(comp)(folder), dst, {}, None, edit)
+        return dst
+    place = pm.Place(f"tiff-{comp}-hidden", build)
+    src = place.build(tmp_path)
+    assert input_holds_needle(src)
+    assert _run(place, src, tmp_path, monkeypatch) == "refused"
+
+
+def test_a_clean_packbits_slide_publishes(tmp_path, monkeypatch):
+    src = pm.codec_base("packbits")(tmp_path / "x")
+    assert _run(pm.Place("packbits-clean", lambda f: src), src, tmp_path, monkeypatch) == "published"
+
+
 def test_zero_padding_past_the_last_strip_is_not_refused(tmp_path):
     """A writer may pad the last strip to RowsPerStrip with zeros: that is not hidden data."""
     from wsideid.tiff.codecends import DEFLATE, LZW, check_tails

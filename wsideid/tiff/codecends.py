@@ -28,8 +28,8 @@ import numpy as np
 
 from ..errors import MalformedFile
 
-NONE, LZW, DEFLATE, ADOBE_DEFLATE = 1, 5, 32946, 8
-CHECKED = (NONE, LZW, DEFLATE, ADOBE_DEFLATE)
+NONE, LZW, DEFLATE, ADOBE_DEFLATE, PACKBITS = 1, 5, 32946, 8, 32773
+CHECKED = (NONE, LZW, DEFLATE, ADOBE_DEFLATE, PACKBITS)
 
 
 def _lzw_widths() -> np.ndarray:
@@ -115,6 +115,21 @@ def _check_decoded(chunk: bytes, at: int, pixels: int, limit: int | None) -> Non
         raise DecodesPast(f"decodes to data past its {pixels} bytes of pixels")
 
 
+def packbits_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
+    """PackBits has no end code: readers decode runs until the tile is full and ignore the rest,
+    so every byte of the data must decode, to the tile's pixels and zero padding at most."""
+    import imagecodecs
+    if limit > LZW_DECODE_MAX:
+        raise DecodesPast(f"decodes to up to {limit >> 20} MB, more than can be checked here")
+    try:
+        out = imagecodecs.packbits_decode(raw, out=limit)
+    except RuntimeError as exc:  # imagecodecs.ImcdError (not importable by name: loaded lazily)
+        if "TOO_SMALL" in str(exc):
+            raise DecodesPast(f"decodes to more than {limit} bytes, its tile's size") from None
+        raise DecodesPast("does not decode as PackBits") from None
+    _check_decoded(bytes(out), 0, pixels, limit)
+
+
 def lzw_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
     """The LZW analogue of ``deflate_end``'s decoded check, ``raw`` being one whole stream."""
     import imagecodecs
@@ -147,6 +162,10 @@ def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: n
             pixels = None if expected is None else int(expected[t])
             limit = None if expected is None else int(expected.max())  # a whole strip, the last one padded
             try:
+                if comp == PACKBITS:
+                    packbits_decoded_check(raw, pixels if pixels is not None else len(raw) * 128,
+                                           limit if limit is not None else len(raw) * 128)
+                    continue
                 if comp == LZW:
                     end = lzw_end(raw)
                     if end is not None and pixels is not None:

@@ -416,8 +416,12 @@ def _codec_ends(ctx: TiffContext) -> None:
     for ifd in out.all_ifds():
         comp = ifd.value(259, 1)
         data = tiff_base.image_data(ifd, out.byteorder)
-        if data is None or comp not in codecends.CHECKED:
-            continue
+        if data is None or comp in (6, 7) or comp in tiff_base.J2K_COMPRESSIONS:
+            continue  # the JPEG / JPEG 2000 stream rule's (_compressed_streams)
+        if comp not in codecends.CHECKED:
+            ctx.report.record(Check.COMPRESSED_STREAMS, False, tiff_base.unchecked_codec(ifd.path, comp),
+                              part="codec ends")
+            return
         try:
             codecends.check_tails(ctx.out_path, ifd.path, comp, data.src_offsets, data.src_counts,
                                   tiff_base.uncompressed_sizes(ifd, len(data.src_counts)))
@@ -426,7 +430,7 @@ def _codec_ends(ctx: TiffContext) -> None:
             return
         checked += len(data.src_counts)
     if checked:
-        ctx.report.record(Check.COMPRESSED_STREAMS, True, f"{checked} uncompressed/LZW/Deflate tiles end with their data",
+        ctx.report.record(Check.COMPRESSED_STREAMS, True, f"{checked} uncompressed/LZW/Deflate/PackBits tiles end with their data",
                           part="codec ends")
 
 

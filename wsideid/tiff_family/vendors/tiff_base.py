@@ -423,7 +423,7 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
                                       uncompressed_sizes(ifd, len(data.src_counts)))
             continue
         if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
-            continue
+            raise MalformedFile(unchecked_codec(ifd.path, comp))
         data = image_data(ifd, tf.byteorder)
         if data is None:
             continue
@@ -434,6 +434,14 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
         except MalformedFile as exc:
             raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
+
+
+def unchecked_codec(where: str, comp: int) -> str:
+    """Why a kept image in a codec no stream rule covers is refused: its tiles would be copied
+    unexamined (a Zstd skippable frame holding a name was published; WebP RIFF chunks, JPEG XL
+    boxes and LZMA/LERC/CCITT data could carry text just as well)."""
+    return (f"{where}: kept image in {COMPRESSIONS.get(comp, str(comp))} compression, whose tiles cannot be "
+            "checked for hidden data (refused; convert it to JPEG, JPEG 2000, LZW or Deflate)")
 
 
 def uncompressed_sizes(ifd, n: int) -> np.ndarray:
