@@ -264,3 +264,41 @@ def test_names_in_disguise_are_not_kept(build, tmp_path, monkeypatch):
     assert rc == 0  # published: the fields were removed, not the slide refused
     hits = pc.find_in_tree(outdir, DISGUISED_SEARCH + ["Ζephyrin", "ＺＸ２４", "٧٧١٣٩", "GТ450", "９６００", "１２.０"])
     assert not hits, hits
+
+
+# ------------------------------------------------------------------ DICOM frames no stream rule covers
+def _rle_instance(path: Path, tail: bytes) -> Path:
+    """A one-frame RLE Lossless instance whose frame carries ``tail`` after its segment."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless, VLWholeSlideMicroscopyImageStorage, generate_uid
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.file_meta.MediaStorageSOPClassUID = VLWholeSlideMicroscopyImageStorage
+    ds.SOPClassUID = VLWholeSlideMicroscopyImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 8, 8, 7, 0
+    ds.PhotometricInterpretation, ds.NumberOfFrames = "MONOCHROME2", 1
+    seg = imagecodecs.packbits_encode(bytes(range(256)))
+    frame = struct.pack("<16I", 1, 64, *([0] * 14)) + seg + tail
+    ds.PixelData = encapsulate([frame + (b"\0" if len(frame) % 2 else b"")])
+    ds.save_as(path, enforce_file_format=True)
+    pydicom.dcmread(path)  # it parses
+    return path
+
+
+def test_dicom_frames_in_a_syntax_without_a_stream_rule_are_refused(tmp_path):
+    """RLE (and JPEG XL, deflated frames) fragments of a kept instance were copied unexamined: an
+    RLE frame has room for text in its header, between and after its segments. Refused now, by the
+    writer's rule (``frames.rule_edits``, called for every kept instance) and by the verifier."""
+    from wsideid.dicom.frames import check_frames, rule_edits
+    from wsideid.dicom.source import read_instance
+    from wsideid.errors import MalformedFile
+    inst = read_instance(str(_rle_instance(tmp_path / "i.dcm", NEEDLE)), 0)
+    with pytest.raises(MalformedFile, match="cannot be checked for hidden data"):
+        rule_edits(inst)
+    ok, detail = check_frames([(inst, inst.path, None)], [inst], lambda i: {}, False)
+    assert not ok and "cannot be checked" in detail
