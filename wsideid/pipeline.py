@@ -66,7 +66,7 @@ def deidentify(input_path: str | os.PathLike, outdir: str | os.PathLike | None,
         return _deidentify_in_place(input_path, options)
     from .tiff_family.inplace import journal_path
     if os.path.exists(journal_path(input_path)):
-        raise WsideidError("an interrupted in-place run left a journal next to this slide; rerun with --in-place to finish it")
+        raise WsideidError("an interrupted in-place run left a journal next to this slide; rerun with --in-place to restore it")
     if outdir is None:
         raise WsideidError("deid needs an output folder (or --in-place to rewrite the input itself)")
     outdir = os.fspath(outdir)
@@ -319,7 +319,7 @@ def _deidentify_in_place(input_path: str, options: DeidOptions) -> DeidResult:
     if options.detect == DetectMode.ALL:  # the removed images are wiped by the rewrite: scanned first
         scans += _scan(driver, driver.source_images(opened, plan), "source", options)
     res = driver.in_place(opened, plan, options)
-    require_ok(res.report, "in-place result failed verification; its journal was kept")
+    require_ok(res.report, "in-place result failed verification; the slide was put back as it was")
     status = Status.PUBLISHED
     timings = {"in-place": res.seconds}
     if options.detect != DetectMode.OFF:

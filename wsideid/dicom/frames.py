@@ -31,6 +31,16 @@ def stream_kind(inst: Instance) -> str | None:
     return "jpeg" if ts in JPEG_TS else "j2k" if ts in J2K_TS else None
 
 
+def unchecked_syntax(inst: Instance) -> str:
+    """Why a kept instance whose frames no stream rule covers is refused (RLE, JPEG XL, deflated
+    frames, video): its fragments would be copied unexamined, and an RLE frame has room for text
+    in its header, between and after its segments (planted-PHI round 3; the TIFF family refuses
+    such codecs the same way)."""
+    ts = str(inst.ds.file_meta.get("TransferSyntaxUID", ""))
+    return (f"instance {inst.index}: encapsulated pixel data in transfer syntax {ts}, whose frames cannot be "
+            "checked for hidden data (refused; JPEG, JPEG-LS and JPEG 2000 frames are)")
+
+
 def clean_frame(raw: bytes, kind: str) -> bytes:
     """One frame reduced to its decoding segments, padded to even length (PS3.5 A.4)."""
     from ..jpeg import j2k, structure
@@ -56,6 +66,8 @@ def rule_edits(inst: Instance) -> dict[int, RuleFrame]:
     """Frames of ``inst`` the stream rule changes (fragment index -> frame)."""
     kind = stream_kind(inst)
     span = inst.span
+    if span is not None and span.encapsulated and kind is None:
+        raise MalformedFile(unchecked_syntax(inst))
     if kind is None or span is None or not span.encapsulated:
         return {}
     frames = int(inst.ds.get("NumberOfFrames", 1) or 1)
@@ -144,6 +156,10 @@ def check_frames(written, outs: list[Instance], edits_of, full: bool) -> tuple[b
     bad, problems, parsed, compared = 0, [], 0, 0
     for (inst, path, _), out in zip(written, outs):
         kind = stream_kind(out) if out.span is not None else None
+        if kind is None and out.span is not None and out.span.encapsulated:
+            bad += 1
+            problems.append(unchecked_syntax(out))
+            continue
         if kind is None or not out.span.encapsulated:
             continue
         edited = edits_of(inst)

@@ -271,18 +271,20 @@ class TiffDriver:
     def in_place(self, opened: Opened, plan: Plan, options: DeidOptions):
         """``--in-place``: rewrite the slide itself, crash-safely (see ``wsideid.tiff_family.inplace``)."""
         from ..tiff_family.inplace import InPlaceError, deidentify_in_place
-        from ..tiff_family.verify import openslide_refusal, sample_digests, verify_tiff
+        from ..tiff_family.source_view import source_view
+        from ..tiff_family.verify import sample_digests, verify_tiff
 
-        why = openslide_refusal(opened.path)  # a check the rewritten slide would fail: asked before the switch
-        if why:
-            raise InPlaceError(f"{why}; the slide was not changed")
+        # OpenSlide's reading of the input, taken now: after the switch its path is the output
+        view = source_view(opened.path, plan)
+        if view.refusal:  # a check the rewritten slide would fail: asked before anything changes
+            raise InPlaceError(f"{view.refusal}; the slide was not changed")
         edits = self.edits(opened, plan, options.fill)
         full = options.verify == VerifyMode.FULL
         before = sample_digests(opened.container, plan, edits.tiles, full)
 
         def check(path: str) -> VerifyReport:
             rep = verify_tiff(opened.container, path, plan, self.vendor, edits.tiles, full=full,
-                              identifiers=options.identifiers)
+                              identifiers=options.identifiers, source=view)
             after = sample_digests(opened.container, plan, edits.tiles, full)
             rep.record(Check.IMAGE_DATA, before == after, f"{len(before)} tile digests compared before/after",
                        part="unchanged in place")

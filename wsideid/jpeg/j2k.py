@@ -7,7 +7,9 @@ dropping one from a tile-part header shortens that tile-part, so its Psot is
 rewritten, and a TLM index (tile-part lengths, optional) is dropped rather
 than trusted. Bytes after EOC are dropped. A marker this module does not
 know (Part 2 extensions, vendor markers) is refused: it may change decoding,
-so dropping it is not safe and keeping it is not vouched for.
+so dropping it is not safe and keeping it is not vouched for. Packed packet
+headers (PPM, PPT) are refused too: decoding reads them, and where their data
+ends is known only by decoding every packet header.
 
 A JP2 file wrapped around a codestream is reduced to its signature, a
 canonical file-type box, the header boxes decoding needs (ihdr, enumerated
@@ -31,8 +33,14 @@ SIZ, COD, COC, QCD, QCC, RGN, CRG = 0x51, 0x52, 0x53, 0x5C, 0x5D, 0x5E, 0x63
 DROPPED = {COM, PLM, PLT}
 # Main-header and tile-part header markers decoding needs (Part 1 and Part 15).
 MAIN = {0x51: "SIZ", 0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC",
-        0x60: "PPM", 0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
-TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC", 0x61: "PPT"}
+        0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
+TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC"}
+# Packed packet headers (PPM in the main header, PPT in a tile-part's): decoding reads them, so
+# they cannot be dropped, and how many of their bytes it reads is known only by decoding every
+# packet header (tag trees), so bytes after the last one cannot be told from headers. A name
+# appended to one was published verbatim while the verifier said clean (planted-PHI round 3).
+# No scanner's codestream seen holds them (Aperio/Kakadu tiles: SIZ COD QCD COM); refused.
+PACKED = {0x60: "PPM", 0x61: "PPT"}
 MAX_SEGMENTS = 1 << 16
 
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
@@ -93,6 +101,8 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
             main_tlm.append(seg)
         elif marker in MAIN:
             out.append(seg)
+        elif marker in PACKED:
+            raise _packed(marker)
         elif marker not in DROPPED:
             raise UnsafeJ2k(f"JPEG 2000 main header holds an unknown marker 0xFF{marker:02X}")
         pos += 2 + length
@@ -122,6 +132,11 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
     return out + parts + [(pos, 2)]  # the EOC
 
 
+def _packed(marker: int) -> UnsafeJ2k:
+    return UnsafeJ2k(f"JPEG 2000 packed packet headers ({PACKED[marker]}): where their data ends cannot be "
+                     "checked, so bytes hidden after it could not be seen (refused)")
+
+
 def _tile_part(raw: bytes | FileView, start: int, end: int, sizes: "_Sizes") -> tuple[list[Piece], bool]:
     """One tile-part with COM/PLT dropped from its header and Psot rewritten; (pieces, length changed)."""
     head: list[Piece] = [(start, 12)]
@@ -139,6 +154,8 @@ def _tile_part(raw: bytes | FileView, start: int, end: int, sizes: "_Sizes") -> 
             raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} has a bogus length")
         if marker in TILE:
             head.append((pos, 2 + length))
+        elif marker in PACKED:
+            raise _packed(marker)
         elif marker not in DROPPED:
             raise UnsafeJ2k(f"JPEG 2000 tile-part header holds an unknown marker 0xFF{marker:02X}")
         pos += 2 + length

@@ -11,6 +11,13 @@ are all zero (padding carries nothing); so is one whose data has no end
 (an LZW stream without its EOI code decodes anyway when the reader knows
 the tile's size, and anything could follow it). Checked per tile as it is read;
 memory stays flat (one tile at a time).
+
+The data itself may also decode to more than the tile holds: pixels, then a
+name, all inside one valid LZW or zlib stream. Readers stop at the tile's
+size and show nothing, a lenient decoder shows the name, and no byte search
+finds it (it is compressed). So the decoded size is checked too: bytes past
+the tile's pixels (or a strip's rows) must be zero, and at most a whole
+strip's worth (writers may pad the last strip to RowsPerStrip).
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ import numpy as np
 
 from ..errors import MalformedFile
 
-NONE, LZW, DEFLATE, ADOBE_DEFLATE = 1, 5, 32946, 8
-CHECKED = (NONE, LZW, DEFLATE, ADOBE_DEFLATE)
+NONE, LZW, DEFLATE, ADOBE_DEFLATE, PACKBITS = 1, 5, 32946, 8, 32773
+CHECKED = (NONE, LZW, DEFLATE, ADOBE_DEFLATE, PACKBITS)
 
 
 def _lzw_widths() -> np.ndarray:
@@ -70,14 +77,23 @@ def lzw_end(raw: bytes) -> int | None:
         pos = end  # a Clear: widths start again at 9
 
 
-def deflate_end(raw: bytes) -> int | None:
+LZW_DECODE_MAX = 64 << 20  # bytes an LZW tile/strip may decode to here (imagecodecs holds it whole)
+
+
+def deflate_end(raw: bytes, pixels: int | None = None, limit: int | None = None) -> int | None:
     """Byte length of the zlib stream, or None when it does not end inside ``raw`` (or does not
-    decode). Inflated 1 MB at a time, so memory stays flat whatever the tile."""
+    decode). Inflated 1 MB at a time, so memory stays flat whatever the tile. With ``pixels``,
+    the decoded bytes past the first ``pixels`` must be zero and at most ``limit`` in all
+    (``DecodesPast`` otherwise)."""
     d = zlib.decompressobj()
     rest = raw
+    done = 0
     try:
         while True:
-            d.decompress(rest, 1 << 20)
+            chunk = d.decompress(rest, 1 << 20)
+            if pixels is not None:
+                _check_decoded(chunk, done, pixels, limit)
+            done += len(chunk)
             if d.eof or not d.unconsumed_tail:
                 break
             rest = d.unconsumed_tail
@@ -86,10 +102,47 @@ def deflate_end(raw: bytes) -> int | None:
     return len(raw) - len(d.unused_data) if d.eof else None
 
 
+class DecodesPast(MalformedFile):
+    """Tile data that decodes to more than its tile: the rest is read by no reader."""
+
+
+def _check_decoded(chunk: bytes, at: int, pixels: int, limit: int | None) -> None:
+    """``chunk`` decoded at byte ``at`` of a tile of ``pixels`` bytes (at most ``limit`` decoded)."""
+    end = at + len(chunk)
+    if limit is not None and end > limit:
+        raise DecodesPast(f"decodes to more than {limit} bytes, its tile's size")
+    if end > pixels and any(chunk[max(0, pixels - at):]):
+        raise DecodesPast(f"decodes to data past its {pixels} bytes of pixels")
+
+
+def packbits_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
+    """PackBits has no end code: readers decode runs until the tile is full and ignore the rest,
+    so every byte of the data must decode, to the tile's pixels and zero padding at most."""
+    import imagecodecs
+    if limit > LZW_DECODE_MAX:
+        raise DecodesPast(f"decodes to up to {limit >> 20} MB, more than can be checked here")
+    try:
+        out = imagecodecs.packbits_decode(raw, out=limit)
+    except RuntimeError as exc:  # imagecodecs.ImcdError (not importable by name: loaded lazily)
+        if "TOO_SMALL" in str(exc):
+            raise DecodesPast(f"decodes to more than {limit} bytes, its tile's size") from None
+        raise DecodesPast("does not decode as PackBits") from None
+    _check_decoded(bytes(out), 0, pixels, limit)
+
+
+def lzw_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
+    """The LZW analogue of ``deflate_end``'s decoded check, ``raw`` being one whole stream."""
+    import imagecodecs
+    if limit > LZW_DECODE_MAX:
+        raise DecodesPast(f"decodes to up to {limit >> 20} MB, more than can be checked here")
+    out = imagecodecs.lzw_decode(raw, out=limit + 1)
+    _check_decoded(bytes(out), 0, pixels, limit)
+
+
 def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: np.ndarray,
                 expected: np.ndarray | None) -> None:
-    """Refuse (MalformedFile) a tile/strip with non-zero bytes after its data. ``expected``: the
-    byte size of each uncompressed tile/strip (compression 1)."""
+    """Refuse (MalformedFile) a tile/strip with non-zero bytes after its data, or (LZW, Deflate)
+    whose data decodes past its pixels. ``expected``: the byte size of each tile/strip's pixels."""
     if comp == NONE and expected is not None:
         over = np.nonzero(counts > expected)[0]
         if not len(over):
@@ -106,10 +159,21 @@ def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: n
                 continue
             fh.seek(int(offsets[t]))
             raw = fh.read(int(counts[t]))
-            if comp == LZW:
-                end = lzw_end(raw)
-            else:
-                end = deflate_end(raw)
+            pixels = None if expected is None else int(expected[t])
+            limit = None if expected is None else int(expected.max())  # a whole strip, the last one padded
+            try:
+                if comp == PACKBITS:
+                    packbits_decoded_check(raw, pixels if pixels is not None else len(raw) * 128,
+                                           limit if limit is not None else len(raw) * 128)
+                    continue
+                if comp == LZW:
+                    end = lzw_end(raw)
+                    if end is not None and pixels is not None:
+                        lzw_decoded_check(raw[:end], pixels, limit)
+                else:
+                    end = deflate_end(raw, pixels, limit)
+            except DecodesPast as exc:
+                raise MalformedFile(f"{where}: tile/strip {int(t)} {exc} (hidden data; refused)") from None
             if end is None:  # where the data stops is unknown, so what follows it is too
                 raise MalformedFile(f"{where}: tile/strip {int(t)} has no end of its "
                                     f"{'LZW' if comp == LZW else 'Deflate'} data (no end code, or it does not decode): "

@@ -51,6 +51,7 @@ from ..tiff import jpegsegs
 from ..tiff.container import TiffFile, read_tiff
 from ..tiff.edits import as_tile_edits
 from ..valuepolicy import value_failed
+from .source_view import SourceView, expected_levels, read_region, region_size, source_view
 from .vendors import tiff_base
 
 SAMPLE_TILES = 8
@@ -199,6 +200,9 @@ class TiffContext(VerifyContext):
     module: ModuleType  # the vendor module (claims, roles, inventory)
     edited: dict[int, dict[int, bytes]]
     out: TiffFile | None = None  # the output, once it parses
+    # OpenSlide's reading of the input, taken before the output was written (in-place: before
+    # the switch, when the input's path still holds the input); None: read at check time
+    source_view: SourceView | None = None
 
     @property
     def output(self) -> TiffFile:
@@ -223,9 +227,11 @@ class TiffContext(VerifyContext):
 
 
 def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[int, dict[int, bytes]],
-                full: bool = False, identifiers: Sequence[str] = ()) -> VerifyReport:
-    """Every check of the vocabulary over the written output (``wsideid.checks``)."""
-    ctx = TiffContext(VerifyReport(NOT_APPLICABLE), full, identifiers, src, out_path, plan, module, edited)
+                full: bool = False, identifiers: Sequence[str] = (), source: SourceView | None = None) -> VerifyReport:
+    """Every check of the vocabulary over the written output (``wsideid.checks``); ``source``:
+    OpenSlide's view of the input when it was taken before the output was written (in-place)."""
+    ctx = TiffContext(VerifyReport(NOT_APPLICABLE), full, identifiers, src, out_path, plan, module, edited,
+                      source_view=source)
     return run_checks(ctx, STEPS)
 
 
@@ -401,8 +407,36 @@ def _compressed_streams(ctx: TiffContext) -> None:
     _check_streams(ctx.src, ctx.output, ctx.out_path, ctx.plan, ctx.kept_top, ctx.edited, ctx.full, ctx.report)
 
 
+def _codec_ends(ctx: TiffContext) -> None:
+    """Uncompressed, LZW and Deflate tiles of the output: nothing after their data, and (LZW,
+    Deflate) no decoded bytes past their pixels (``tiff.codecends``, the rule the writer applied
+    to the source, judged again on every such tile of the output)."""
+    from ..tiff import codecends
+    out, checked = ctx.output, 0
+    for ifd in out.all_ifds():
+        comp = ifd.value(259, 1)
+        data = tiff_base.image_data(ifd, out.byteorder)
+        if data is None or comp in (6, 7) or comp in tiff_base.J2K_COMPRESSIONS:
+            continue  # the JPEG / JPEG 2000 stream rule's (_compressed_streams)
+        if comp not in codecends.CHECKED:
+            ctx.report.record(Check.COMPRESSED_STREAMS, False, tiff_base.unchecked_codec(ifd.path, comp),
+                              part="codec ends")
+            return
+        try:
+            codecends.check_tails(ctx.out_path, ifd.path, comp, data.src_offsets, data.src_counts,
+                                  tiff_base.uncompressed_sizes(ifd, len(data.src_counts)))
+        except MalformedFile as exc:
+            ctx.report.record(Check.COMPRESSED_STREAMS, False, str(exc), part="codec ends")
+            return
+        checked += len(data.src_counts)
+    if checked:
+        ctx.report.record(Check.COMPRESSED_STREAMS, True, f"{checked} uncompressed/LZW/Deflate/PackBits tiles end with their data",
+                          part="codec ends")
+
+
 def _reader(ctx: TiffContext) -> None:
-    _verify_openslide(ctx.src.path, ctx.out_path, ctx.plan, ctx.module, ctx.report)
+    view = ctx.source_view if ctx.source_view is not None else source_view(ctx.src.path, ctx.plan)
+    _verify_openslide(view, ctx.out_path, ctx.plan, ctx.module, ctx.report)
 
 
 def _regions_blank(ctx: TiffContext) -> None:
@@ -427,7 +461,8 @@ STEPS = [(Check.REPARSE, _reparse), (Check.ROLES, _roles), (Check.IMAGE_DATA, _i
          (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields), (Check.VALUES_PASS_POLICY, _values_pass_policy),
          (Check.PLAN_HELD, _plan_held), (Check.PLAN_HELD, _unreferenced_bytes),
          (Check.PLAN_HELD, _xml_markup), (Check.RESIDUAL_NEEDLES, _residual_needles),
-         (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.READER, _reader),
+         (Check.COMPRESSED_STREAMS, _compressed_streams), (Check.COMPRESSED_STREAMS, _codec_ends),
+         (Check.READER, _reader),
          (Check.REGIONS_BLANK, _regions_blank)]
 
 
@@ -599,61 +634,17 @@ def _ifd_kept(plan: Plan, ifd_index: int | None, owners: list[int]) -> bool:
     return any(d.image.index == top and d.action != "remove" for d in plan.images)
 
 
-def _read_region(slide, xy: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray | None:
-    """Pixels from OpenSlide, or None when it cannot decode them."""
-    import openslide
-    try:
-        return np.asarray(slide.read_region(xy, level, size))
-    except (openslide.OpenSlideError, ValueError, OSError):
-        return None
-
-
-def _expected_levels(plan: Plan, input_levels) -> tuple[tuple, list]:
-    """The levels OpenSlide must show in the output: the input's, less any whose
-    size is only that of images the plan removed (an image OpenSlide took for a
-    level, such as a tiled label); and the kept top-level levels, which it must show
-    (a list: two levels padded to one tile have one IFD size and are still two levels)."""
-    parents = {d.image.index: d.image.extra.get("parent") for d in plan.images}
-    kept = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove"}
-    removed = {(d.image.width, d.image.height) for d in plan.images if d.action == "remove"} - kept
-    kept_levels = [(d.image.width, d.image.height) for d in plan.images
-                   if d.action != "remove" and d.image.role == "level" and parents[d.image.index] is None]
-    return tuple(tuple(x) for x in input_levels if tuple(x) not in removed), kept_levels
-
-
-def openslide_refusal(src_path: str) -> str | None:
-    """Why the ``reader`` check fails on the input alone, whatever the output: OpenSlide knows the
-    format and still cannot open the file, so its structure is not what the vendor writes and
-    roles read from it (which image is a level, which the macro) cannot be trusted. None when
-    OpenSlide opens it or does not claim it. In-place mode asks before it changes the slide."""
-    import openslide
-    try:
-        claimed = openslide.OpenSlide.detect_format(src_path)
-    except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
-        claimed = None
-    if not claimed:
-        return None
-    try:
-        openslide.OpenSlide(src_path).close()
-    except Exception as exc:  # noqa: BLE001 - any failure to open is the refusal
-        return f"OpenSlide takes the input for {claimed} but cannot read it ({type(exc).__name__}): " \
-               "its image roles cannot be trusted"
-    return None
-
-
-def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
-    """The ``reader`` check: OpenSlide as an independent judge (see the module docstring)."""
+def _verify_openslide(view: SourceView, out_path: str, plan: Plan, module, rep: VerifyReport) -> None:
+    """The ``reader`` check: OpenSlide as an independent judge (see the module docstring), its
+    reading of the input taken before the output existed (``source_view``)."""
     try:
         import openslide
     except ImportError:  # pragma: no cover - dependency is declared
         rep.record(Check.READER, False, "OpenSlide is not installed")
         return
-    try:
-        a = openslide.OpenSlide(src_path)
-    except Exception:  # noqa: BLE001 - worded by openslide_refusal
-        why = openslide_refusal(src_path)
-        if why:
-            rep.record(Check.READER, False, why)
+    if not view.opens:
+        if view.refusal:
+            rep.record(Check.READER, False, view.refusal)
         else:
             rep.not_applicable(Check.READER, "the input is not a format OpenSlide reads")
         return
@@ -661,12 +652,11 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         b = openslide.OpenSlide(out_path)
     except Exception as exc:
         rep.record(Check.READER, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
-        a.close()
         return
     try:
-        va, vb = a.properties.get("openslide.vendor"), b.properties.get("openslide.vendor")
+        va, vb = view.vendor, b.properties.get("openslide.vendor")
         want = getattr(module, "OPENSLIDE_VENDOR", va)
-        expected, kept_levels = _expected_levels(plan, a.level_dimensions)
+        expected, kept_levels = expected_levels(plan, view.level_dimensions)
         if getattr(module, "LEVEL_SIZES_FROM_MAP", False):
             kept_levels = []  # OpenSlide sizes levels from the vendor's map (SCN: the slide in nm), not the IFDs
         got = tuple(b.level_dimensions)
@@ -679,7 +669,7 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         elif vb != va:
             detail = f"output opens as {vb}, input as {va}"
         elif not same:
-            detail = (f"levels {list(got)} in the output; the input's {list(a.level_dimensions)} "
+            detail = (f"levels {list(got)} in the output; the input's {list(view.level_dimensions)} "
                       f"without the removed images give {list(expected)}")
         else:
             detail = f"vendor {vb}, {b.level_count} levels"
@@ -691,14 +681,13 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         rep.record(Check.READER, not leaked, f"{sorted(b.associated_images)}", part="associated images")
         if not same or plan.regions:
             return  # pixels of different pyramids cannot be compared; blanked regions differ by design
-        lv = b.level_count - 1
-        w, h = b.level_dimensions[lv]
-        size = (min(w, 512), min(h, 512))
+        # got == expected here: the output's last level is the one the view read its region at.
         # Corrupt tiles make OpenSlide raise on read_region: an output that
         # reads where the input did not (or the reverse) fails; both
         # unreadable is the input's own damage, faithfully copied.
-        la = tuple(tuple(x) for x in a.level_dimensions).index((w, h))  # removed levels shift the input's numbering
-        pa, pb = _read_region(a, (0, 0), la, size), _read_region(b, (0, 0), lv, size)
+        lv = b.level_count - 1
+        size = region_size(tuple(b.level_dimensions[lv]))
+        pa, pb = view.region, read_region(b, (0, 0), lv, size)
         if pa is None or pb is None:
             rep.record(Check.READER, pa is None and pb is None,
                        f"level {lv} region {size} unreadable in {'input and output' if pa is pb else 'one of them'}",
@@ -706,7 +695,6 @@ def _verify_openslide(src_path: str, out_path: str, plan: Plan, module, rep: Ver
         else:
             rep.record(Check.READER, bool((pa == pb).all()), f"level {lv} region {size} compared", part="pixels")
     finally:
-        a.close()
         b.close()
 
 

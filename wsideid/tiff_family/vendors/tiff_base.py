@@ -420,10 +420,10 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
             data = image_data(ifd, tf.byteorder)
             if data is not None:
                 codecends.check_tails(tf.path, ifd.path, comp, data.src_offsets, data.src_counts,
-                                      uncompressed_sizes(ifd, len(data.src_counts)) if comp == codecends.NONE else None)
+                                      uncompressed_sizes(ifd, len(data.src_counts)))
             continue
         if comp not in (6, 7) and comp not in J2K_COMPRESSIONS:
-            continue
+            raise MalformedFile(unchecked_codec(ifd.path, comp))
         data = image_data(ifd, tf.byteorder)
         if data is None:
             continue
@@ -434,6 +434,14 @@ def tile_segment_edits(tf: TiffFile, plan: Plan, store=None, deferred: bool = Fa
         except MalformedFile as exc:
             raise MalformedFile(f"{ifd.path}: {exc}") from None
     return edits
+
+
+def unchecked_codec(where: str, comp: int) -> str:
+    """Why a kept image in a codec no stream rule covers is refused: its tiles would be copied
+    unexamined (a Zstd skippable frame holding a name was published; WebP RIFF chunks, JPEG XL
+    boxes and LZMA/LERC/CCITT data could carry text just as well)."""
+    return (f"{where}: kept image in {COMPRESSIONS.get(comp, str(comp))} compression, whose tiles cannot be "
+            "checked for hidden data (refused; convert it to JPEG, JPEG 2000, LZW or Deflate)")
 
 
 def uncompressed_sizes(ifd, n: int) -> np.ndarray:
@@ -482,6 +490,23 @@ def check_tag_types(tf: TiffFile) -> None:
                                         "not what the TIFF spec gives it (hostile or corrupt file)")
             elif 65420 <= tag <= 65500 and tag not in TEXT_TAGS and e.count and e.type not in _NUMERIC:
                 raise MalformedFile(f"{ifd.path}: NDPI tag {tag} holds type {e.type} where numbers belong")
+        _check_samples(ifd)
+
+
+MAX_SAMPLES = 64  # samples per pixel; slides hold 1-4, multiplexed ones a channel per page
+
+
+def _check_samples(ifd) -> None:
+    """SamplesPerPixel must agree with BitsPerSample (one value, or one a sample). A disagreeing
+    pair is damage: readers differ on which to believe (OpenSlide opened a BIF with 60442 samples
+    a level and not its rewrite), so the roles and pixels read from it cannot be trusted."""
+    if not ifd.has(277):
+        return
+    spp = int(ifd.value(277))
+    bps = ifd.entries[258].count if ifd.has(258) else 1
+    if not 1 <= spp <= MAX_SAMPLES or bps not in (1, spp):
+        raise MalformedFile(f"{ifd.path}: SamplesPerPixel {spp} with {bps} BitsPerSample value(s) "
+                            "(hostile or corrupt file)")
 
 
 def tiff_inventory(fmt: str, tf: TiffFile, roles: Callable[[TiffFile], list[str]] | list[str],
