@@ -292,7 +292,7 @@ def _residual_needles(ctx: DicomContext) -> None:
     """Every non-pixel byte of every instance, scanned for every needle and every replaced UID."""
     needles = needles_for_plan(ctx.plan, ctx.identifiers)
     needles.extend(Needle(u, NeedleKind.UID, "the UID mapping") for u in sorted(ctx.data.uids.mapped))
-    scanner = Scanner(needles.needles)
+    scanner = Scanner(needles.searched)
     hits: list[Hit] = []
     for (inst, path, _), out in ctx.pairs():
         hits += [Hit(h.needle, h.encoding, h.offset, f"instance {inst.index}")
