@@ -189,3 +189,12 @@ def test_the_same_days_at_the_same_offsets_as_the_spelled_out_needles():
     noise[noise % 11 == 0] = ord("/")
     data = noise.tobytes()
     assert _first_per_day(new.scan([(0, data)])) == _first_per_day(old.scan([(0, data)]))
+    # sparse random bytes with date-dense texts planted here and there (the scan reads only
+    # around pairs of digits: what stands beside them must still be seen)
+    sparse = bytearray(np.random.default_rng(4).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    for _ in range(200):
+        enc, planted = rng.choice(list(_encoded(_random_text(rng, days))))
+        at = rng.randrange(len(sparse) - len(planted))
+        sparse[at:at + len(planted)] = planted
+    want = _first_per_day(old.scan([(0, bytes(sparse))]))
+    assert len(want) >= 5 and _first_per_day(new.scan([(0, bytes(sparse))])) == want

@@ -29,6 +29,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from .dates import month_names, parse_any, spellings
 from .textbytes import char_alts, forms
 
@@ -54,6 +56,10 @@ class DateFinder:
 
     def __init__(self, days: Iterable[dt.date]):
         self.days = frozenset(days)
+        # (year, day of month) as written, for a quick look before a candidate is parsed
+        self._pairs = {(y, d) for day in self.days for y in (str(day.year), f"{day.year % 100:02d}")
+                       for d in (str(day.day), f"{day.day:02d}")}
+        self._seen: dict[tuple[bytes, tuple[str, ...]], tuple[str, list[dt.date]] | None] = {}
 
     @property
     def overlap(self) -> int:
@@ -66,9 +72,15 @@ class DateFinder:
         first: dict[dt.date, DateHit] = {}
         if not self.days:
             return []
+        h = np.frombuffer(hay, dtype=np.uint8)
         for encs in FORMS:
-            for start, end in _candidates(hay, encs):
-                found = self._read(hay[start:end], encs)
+            for start, end in _candidates(hay, encs, _windows(h, encs)):
+                key = (hay[start:end], encs)
+                if key not in self._seen:  # the same date often stands again (in each instance's header)
+                    if len(self._seen) >= 4096:
+                        self._seen.clear()
+                    self._seen[key] = self._read(*key)
+                found = self._seen[key]
                 if found is None:
                     continue
                 enc, days = found
@@ -86,11 +98,26 @@ class DateFinder:
                 text = raw.decode(enc)
             except UnicodeDecodeError:
                 continue
-            text = unicodedata.normalize("NFC", text.translate(_unlowered(enc)).casefold())
+            text = text.translate(_unlowered(enc))
+            if not self._may_hold(text):
+                continue
+            text = unicodedata.normalize("NFC", text.casefold())
             days = [d for d in parse_any(text) if d in self.days and text in _spelling_set(d)]
             if days:
                 return enc, days
         return None
+
+    def _may_hold(self, text: str) -> bool:
+        """Whether the candidate's numbers hold the year and the day of month of a removed date
+        (as every spelling does; a compact one in one run): most candidates are not, and parsing
+        each cost more than the regexes."""
+        runs = _RUNS.findall(text.translate(_ASCII_DIGITS))
+        runs += [p for r in runs if len(r) == 8 for p in (r[:4], r[6:], r[:2], r[2:4], r[4:])]
+        return any((y, d) in self._pairs for y in runs for d in runs)
+
+
+_RUNS = re.compile(r"[0-9]+")
+_ASCII_DIGITS = str.maketrans(_FULLWIDTH, "0123456789")
 
 
 @functools.lru_cache(maxsize=64)
@@ -202,22 +229,50 @@ def _regexes(encs: tuple[str, ...]) -> tuple[re.Pattern, ...]:
         + b")" + end)
     name_first = name + sep + b"?" + d + b"{1,2}" + ordinal + b"?" + sep + b"{1,2}" + d + b"{4}" + end
     fw = _unit(_FULLWIDTH, encs)
-    full_width = fw + b"{4}" + year + space + b"?" + fw + b"{1,2}" + month + space + b"?" + fw + b"{1,2}" + day + end
-    before = b"(?:" + d + b"|" + d + dot + b")$"  # what may not stand before a date
+    full_width = fw + fw + b"{3}" + year + space + b"?" + fw + b"{1,2}" + month + space + b"?" + fw + b"{1,2}" + day + end
+    before = b"(?:" + d + b"|" + d + dot + b")\\Z"  # what may not stand before a date
     return tuple(re.compile(x, re.S) for x in (before, digits_first, name_first, full_width))
 
 
-def _candidates(hay: bytes, encs: tuple[str, ...]) -> Iterator[tuple[int, int]]:
-    """(start, end) of every date-shaped substring, overlapping ones too ("août 5 2019" holds
-    "out 5 2019", "31 12 2019 12 31" two dates), that stands apart from digits before it."""
+def _windows(h: np.ndarray, encs: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where dates may stand in ``h``: around each pair of digits (every spelling has a year of
+    two digits or more), as far as the longest spelling and what is looked at beside it. Random
+    bytes hold such a pair every 650 bytes, so the regexes read a tenth of them; text dense with
+    numbers is read whole."""
+    n = len(h)
+    if n < 4:
+        return []
+    digit = (h >= 48) & (h <= 57)
+    if len(encs) > 1:  # UTF-8 and Latin-1: "19", full-width "１９" (EF BC 91 EF BC 99)
+        pair = digit[:-1] & digit[1:]
+        full = (h[:-2] == 0xEF) & (h[1:-1] == 0xBC) & (h[2:] >= 0x90) & (h[2:] <= 0x99)
+        pair[:len(full) - 3] |= full[:-3] & full[3:]
+        at = np.flatnonzero(pair)
+    else:
+        lo, hi = (h[:-1], h[1:]) if encs[0] == "utf-16-le" else (h[1:], h[:-1])
+        unit = (hi == 0) & ((lo >= 48) & (lo <= 57)) | (hi == 0xFF) & (lo >= 0x10) & (lo <= 0x19)
+        at = np.flatnonzero(unit[:-2] & unit[2:])
+    if not len(at):
+        return []
+    reach = longest_spelling() + 8  # and a dotted number's digit after it
+    starts, ends = np.maximum(at - reach, 0), np.minimum(at + reach, n)
+    cut = np.flatnonzero(starts[1:] > ends[:-1]) + 1  # windows apart from the one before
+    return list(zip(starts[np.r_[0, cut]].tolist(), ends[np.r_[cut - 1, len(at) - 1]].tolist()))
+
+
+def _candidates(hay: bytes, encs: tuple[str, ...], windows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """(start, end) of every date-shaped substring in the windows, overlapping ones too ("août 5
+    2019" holds "out 5 2019", "31 12 2019 12 31" two dates), that stands apart from digits before
+    it. What stands before a window is seen; the window's end is as far as a match sees."""
     width = 2 if encs[0].startswith("utf-16") else 1
     before, *shapes = _regexes(encs)
-    for k, rx in enumerate(shapes):
-        pos = 0
-        while (m := rx.search(hay, pos)) is not None:
-            start = m.start()
-            pos = start + 1
-            # the digits-first regex checks what stands before in itself; the others here
-            if k and before.search(hay, max(0, start - 2 * width), start):
-                continue
-            yield start, m.end()
+    for lo, hi in windows:
+        for k, rx in enumerate(shapes):
+            pos = lo
+            while (m := rx.search(hay, pos, hi)) is not None:
+                start = m.start()
+                pos = start + 1
+                # the digits-first regex checks what stands before in itself; the others here
+                if k and before.search(hay, max(0, start - 2 * width), start):
+                    continue
+                yield start, m.end()
