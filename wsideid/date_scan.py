@@ -60,6 +60,8 @@ class DateFinder:
         self._pairs = {(y, d) for day in self.days for y in (str(day.year), f"{day.year % 100:02d}")
                        for d in (str(day.day), f"{day.day:02d}")}
         self._seen: dict[tuple[bytes, tuple[str, ...]], tuple[str, list[dt.date]] | None] = {}
+        for encs in FORMS if self.days else ():
+            _regexes(encs)  # compiled once per process, here rather than in the first scan
 
     @property
     def overlap(self) -> int:
@@ -72,9 +74,9 @@ class DateFinder:
         first: dict[dt.date, DateHit] = {}
         if not self.days:
             return []
-        h = np.frombuffer(hay, dtype=np.uint8)
+        windows = _windows(hay)
         for encs in FORMS:
-            for start, end in _candidates(hay, encs, _windows(h, encs)):
+            for start, end in _candidates(hay, encs, windows[encs]):
                 key = (hay[start:end], encs)
                 if key not in self._seen:  # the same date often stands again (in each instance's header)
                     if len(self._seen) >= 4096:
@@ -231,33 +233,42 @@ def _regexes(encs: tuple[str, ...]) -> tuple[re.Pattern, ...]:
     fw = _unit(_FULLWIDTH, encs)
     full_width = fw + fw + b"{3}" + year + space + b"?" + fw + b"{1,2}" + month + space + b"?" + fw + b"{1,2}" + day + end
     before = b"(?:" + d + b"|" + d + dot + b")\\Z"  # what may not stand before a date
-    return tuple(re.compile(x, re.S) for x in (before, digits_first, name_first, full_width))
+    # the three start with a digit, a letter and a full-width digit: at most one matches at a place
+    one = b"(?:" + digits_first + b")|(?:" + name_first + b")|(?:" + full_width + b")"
+    return tuple(re.compile(x, re.S) for x in (before, one, digits_first, name_first, full_width))
 
 
-def _windows(h: np.ndarray, encs: tuple[str, ...]) -> list[tuple[int, int]]:
-    """Where dates may stand in ``h``: around each pair of digits (every spelling has a year of
-    two digits or more), as far as the longest spelling and what is looked at beside it. Random
-    bytes hold such a pair every 650 bytes, so the regexes read a tenth of them; text dense with
-    numbers is read whole."""
-    n = len(h)
-    if n < 4:
-        return []
+def _windows(hay: bytes) -> dict[tuple[str, ...], list[tuple[int, int]]]:
+    """Per byte form, where dates may stand in ``hay``: around each pair of digits (every
+    spelling has a year of two digits or more), as far as the longest spelling and what is
+    looked at beside it. Random bytes hold such a pair every 650 bytes, so the regexes read a
+    sixth of them; text dense with numbers is read whole."""
+    n = len(hay)
+    h = np.frombuffer(hay + bytes(8), dtype=np.uint8)  # zeros after the end: indexes past it stay inside
     digit = (h >= 48) & (h <= 57)
-    if len(encs) > 1:  # UTF-8 and Latin-1: "19", full-width "１９" (EF BC 91 EF BC 99)
-        pair = digit[:-1] & digit[1:]
-        full = (h[:-2] == 0xEF) & (h[1:-1] == 0xBC) & (h[2:] >= 0x90) & (h[2:] <= 0x99)
-        pair[:len(full) - 3] |= full[:-3] & full[3:]
-        at = np.flatnonzero(pair)
-    else:
-        lo, hi = (h[:-1], h[1:]) if encs[0] == "utf-16-le" else (h[1:], h[:-1])
-        unit = (hi == 0) & ((lo >= 48) & (lo <= 57)) | (hi == 0xFF) & (lo >= 0x10) & (lo <= 0x19)
-        at = np.flatnonzero(unit[:-2] & unit[2:])
-    if not len(at):
-        return []
+    two = np.flatnonzero(digit[:-2] & digit[2:])  # digits two bytes apart: UTF-16 "19"
+    two = two[(two >= 1) & (two < n)]
+    # full-width digits: EF BC 90-99 in UTF-8, 10-19 FF in UTF-16 LE, FF 10-19 in BE
+    ef = np.flatnonzero(h[:n] == 0xEF)
+    ef = ef[(h[ef + 1] == 0xBC) & (h[ef + 2] >= 0x90) & (h[ef + 2] <= 0x99) & (h[ef + 3] == 0xEF) & (h[ef + 4] == 0xBC)
+            & (h[ef + 5] >= 0x90) & (h[ef + 5] <= 0x99)]
+    ff = np.flatnonzero(h[:n] == 0xFF)
+    ff = ff[(h[ff + 2] == 0xFF) & (ff >= 1)]
+    fw_le, fw_be = ff[(h[ff - 1] >= 0x10) & (h[ff - 1] <= 0x19) & (h[ff + 1] >= 0x10) & (h[ff + 1] <= 0x19)], \
+        ff[(h[ff + 1] >= 0x10) & (h[ff + 1] <= 0x19) & (h[ff + 3] >= 0x10) & (h[ff + 3] <= 0x19)]
+    anchors = {FORMS[0]: (np.flatnonzero(digit[:n - 1] & digit[1:n]), ef),
+               FORMS[1]: (two[(h[two + 1] == 0) & (h[two + 3] == 0)], fw_le),
+               FORMS[2]: (two[(h[two - 1] == 0) & (h[two + 1] == 0)], fw_be)}
     reach = longest_spelling() + 8  # and a dotted number's digit after it
-    starts, ends = np.maximum(at - reach, 0), np.minimum(at + reach, n)
-    cut = np.flatnonzero(starts[1:] > ends[:-1]) + 1  # windows apart from the one before
-    return list(zip(starts[np.r_[0, cut]].tolist(), ends[np.r_[cut - 1, len(at) - 1]].tolist()))
+    out = {}
+    for encs, (at, full_width) in anchors.items():
+        if len(full_width):
+            at = np.sort(np.concatenate([at, full_width]))
+        starts, ends = np.maximum(at - reach, 0), np.minimum(at + reach, n)
+        cut = np.flatnonzero(starts[1:] > ends[:-1]) + 1  # windows apart from the one before
+        out[encs] = list(zip(starts[np.r_[0, cut]].tolist(), ends[np.r_[cut - 1, len(at) - 1]].tolist())) \
+            if len(at) else []
+    return out
 
 
 def _candidates(hay: bytes, encs: tuple[str, ...], windows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -265,14 +276,15 @@ def _candidates(hay: bytes, encs: tuple[str, ...], windows: list[tuple[int, int]
     2019" holds "out 5 2019", "31 12 2019 12 31" two dates), that stands apart from digits before
     it. What stands before a window is seen; the window's end is as far as a match sees."""
     width = 2 if encs[0].startswith("utf-16") else 1
-    before, *shapes = _regexes(encs)
+    digit_at = 1 if encs[0] == "utf-16-be" else 0  # where a digit unit has its digit byte
+    before, one, *shapes = _regexes(encs)
     for lo, hi in windows:
-        for k, rx in enumerate(shapes):
+        # a short window in one pass; a long one in three, each of which skips ahead to its first byte
+        for rx in ((one,) if hi - lo < 2048 else shapes):
             pos = lo
             while (m := rx.search(hay, pos, hi)) is not None:
                 start = m.start()
                 pos = start + 1
-                # the digits-first regex checks what stands before in itself; the others here
-                if k and before.search(hay, max(0, start - 2 * width), start):
-                    continue
-                yield start, m.end()
+                # the digits-first regex looks before itself; the others are looked at here
+                if 48 <= hay[start + digit_at] <= 57 or not before.search(hay, max(0, start - 2 * width), start):
+                    yield start, m.end()
