@@ -25,6 +25,10 @@ What is a needle (see ``needles_for_plan``):
 - every date in a removed TEXT, IDENTIFIER or DATE value, in every spelling
   ``dates.spellings`` knows, except dates the date policy itself wrote
   into the output (a shifted date can coincide with another original).
+  A date is one needle (``Needle.day``), not its ~1,250 spellings: the scan
+  finds date-shaped bytes and reads them back (``date_scan``), which finds
+  exactly those spellings at a cost that does not grow with the number of
+  dates (``NeedleSet.needles`` still lists them, for reading).
 
 Placeholder values ("Unknown", "ANONYMIZED") and the research ID itself
 (an original equal to it) are not needles either. Numbers, enumerated or
@@ -41,11 +45,12 @@ and UTF-16 BE with Unicode case folding. The haystack is lower-cased once
 character (and NFC/NFD forms and the casefolded form, "straße" ->
 "strasse"), then lowered the same way. Candidate positions come from one
 table lookup of every 3-byte window (numpy, in chunks), so the cost is
-linear in the haystack whatever the number of needles. Dates must stand
-apart from other digits; numbers from other digits but for zeros before them
-("12345" is not found in a minted UID "2.25.981234507...", but is in
-"0012345"); name parts from other letters ("Ann" is not found in
-"Annotation").
+linear in the haystack whatever the number of needles. Dates are found by
+``date_scan`` in the same lower-cased windows, encodings and forms
+(``textbytes``). Dates must stand apart from other digits; numbers from
+other digits but for zeros before them ("12345" is not found in a minted
+UID "2.25.981234507...", but is in "0012345"); name parts from other
+letters ("Ann" is not found in "Annotation").
 """
 
 from __future__ import annotations
