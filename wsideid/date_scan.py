@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .dates import month_names, parse_any, spellings
-from .textbytes import char_alts, forms
+from .textbytes import char_alts, encodable, forms
 
 # The byte forms scanned: UTF-8 and Latin-1 in one pass (they agree on ASCII, and a candidate is
 # read back in both), UTF-16 LE and BE in one pass each.
@@ -131,15 +131,7 @@ def _spelling_set(day: dt.date) -> frozenset[str]:
 def longest_spelling() -> int:
     """Bytes of the longest spelling of any date, in any byte form (two-digit days, every month)."""
     return max(len(f.encode(enc)) for m in range(1, 13) for s in spellings(dt.date(2000, m, 28))
-               for f in forms(s) for enc in ("utf-8", "utf-16-le") if _encodable(f, enc))
-
-
-def _encodable(text: str, enc: str) -> bool:
-    try:
-        text.encode(enc)
-        return True
-    except UnicodeEncodeError:
-        return False
+               for f in forms(s) for enc in ("utf-8", "utf-16-le") if encodable(f, enc))
 
 
 # --- the candidate regexes -----------------------------------------------------------

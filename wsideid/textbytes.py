@@ -31,9 +31,9 @@ def char_alts(c: str, enc: str) -> tuple[bytes, ...]:
     return tuple(sorted({v.encode(enc).lower() for v in char_variants(c) if encodable(v, enc)}))
 
 
-def encodable(c: str, enc: str) -> bool:
+def encodable(text: str, enc: str) -> bool:
     try:
-        c.encode(enc)
+        text.encode(enc)
         return True
     except UnicodeEncodeError:
         return False
