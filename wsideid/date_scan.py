@@ -72,7 +72,7 @@ class DateFinder:
         """The first occurrence of each day in ``hay`` (lower-cased as ``bytes.lower`` does),
         days in ``skip`` left out."""
         first: dict[dt.date, DateHit] = {}
-        if not self.days:
+        if self.days <= skip:  # none left to find
             return []
         windows = _windows(hay)
         for encs in FORMS:
