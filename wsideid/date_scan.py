@@ -74,6 +74,15 @@ class DateFinder:
         first: dict[dt.date, DateHit] = {}
         if self.days <= skip:  # none left to find
             return []
+        for hit in self.occurrences(hay):
+            if hit.day not in skip and (hit.day not in first or hit.start < first[hit.day].start):
+                first[hit.day] = hit
+        return sorted(first.values(), key=lambda h: h.start)
+
+    def occurrences(self, hay: bytes) -> Iterator[DateHit]:
+        """Every spelling of a removed day in ``hay`` (lower-cased), per byte form in turn."""
+        if not self.days:
+            return
         windows = _windows(hay)
         for encs in FORMS:
             for start, end in _candidates(hay, encs, windows[encs]):
@@ -83,13 +92,8 @@ class DateFinder:
                         self._seen.clear()
                     self._seen[key] = self._read(*key)
                 found = self._seen[key]
-                if found is None:
-                    continue
-                enc, days = found
-                for day in days:
-                    if day not in skip and (day not in first or start < first[day].start):
-                        first[day] = DateHit(start, end, enc, day)
-        return sorted(first.values(), key=lambda h: h.start)
+                if found is not None:
+                    yield from (DateHit(start, end, found[0], day) for day in found[1])
 
     def _read(self, raw: bytes, encs: tuple[str, ...]) -> tuple[str, list[dt.date]] | None:
         """The removed days a candidate is a spelling of, and the encoding it was read in."""
