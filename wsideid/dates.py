@@ -11,6 +11,7 @@ like errors) by 1 to ``SHIFT_RANGE_DAYS`` days. Time-of-day is kept under
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -249,10 +250,21 @@ def scrub_text(text: str, policy: DatePolicy) -> tuple[str, list[dt.date]]:
 
 def parse_any(value: str) -> list[dt.date]:
     """Every date a value may hold, all readings of ambiguous ones (for residual needles)."""
+    return list(_parsed(value) if len(value) <= 256 else _parse(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(value: str) -> tuple[dt.date, ...]:
+    """Short values again and again (each instance of a series, each plan of a batch, and the
+    verifier's date scan reading the same spellings back): parsed once."""
+    return _parse(value)
+
+
+def _parse(value: str) -> tuple[dt.date, ...]:
     out: list[dt.date] = []
     for _, _, _, readings in _matches(value):
         out += [r for r in readings if r not in out]
-    return out
+    return tuple(out)
 
 
 _FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")

@@ -25,6 +25,10 @@ What is a needle (see ``needles_for_plan``):
 - every date in a removed TEXT, IDENTIFIER or DATE value, in every spelling
   ``dates.spellings`` knows, except dates the date policy itself wrote
   into the output (a shifted date can coincide with another original).
+  A date is one needle (``Needle.day``), not its ~1,250 spellings: the scan
+  finds date-shaped bytes and reads them back (``date_scan``), which finds
+  exactly those spellings at a cost that does not grow with the number of
+  dates (``NeedleSet.needles`` still lists them, for reading).
 
 Placeholder values ("Unknown", "ANONYMIZED") and the research ID itself
 (an original equal to it) are not needles either. Numbers, enumerated or
@@ -41,38 +45,40 @@ and UTF-16 BE with Unicode case folding. The haystack is lower-cased once
 character (and NFC/NFD forms and the casefolded form, "straße" ->
 "strasse"), then lowered the same way. Candidate positions come from one
 table lookup of every 3-byte window (numpy, in chunks), so the cost is
-linear in the haystack whatever the number of needles. Dates must stand
-apart from other digits; numbers from other digits but for zeros before them
-("12345" is not found in a minted UID "2.25.981234507...", but is in
-"0012345"); name parts from other letters ("Ann" is not found in
-"Annotation").
+linear in the haystack whatever the number of needles. Dates are found by
+``date_scan`` in the same lower-cased windows, encodings and forms
+(``textbytes``). Dates must stand apart from other digits; numbers from
+other digits but for zeros before them ("12345" is not found in a minted
+UID "2.25.981234507...", but is in "0012345"); name parts from other
+letters ("Ann" is not found in "Annotation").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import itertools
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .date_scan import DateFinder
 from .dates import parse_any, spellings
 from .errors import ProfileError
 from .checks import Check, VerifyReport
 from .model import (DATE, DATETIME, KEEP, REMOVE, TEXT, TIME, Decision, Plan, ValueKind, names_from_file,
                     split_file_text, vouched_prefixes)
+from .textbytes import ENCODINGS, char_alts, forms
 
 MIN_VALUE = 4  # whole removed values
 MIN_NAME_PART = 3  # parts of person names
 MIN_DIGITS_PART = 5  # an all-digit part of an identifier
 MIN_USER = 3  # user-given identifiers
 MIN_RECORD_DIGITS = 7  # a default-kind integer this long may be a record number: still a needle
-ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "utf-16-be")
 CHUNK = 1 << 20  # with its lower-cased copy and flag arrays about 5x this is held; 1 MB scans as fast as 4 MB
 SEPARATOR = b"\0" * 4  # between segments: no needle encoding holds U+0000
 
@@ -137,22 +143,42 @@ class Needle:
     kind: NeedleKind
     source: str  # where the value came from: a field path (unknown keys masked) or "identifier #k"
     word: bool = False  # found only apart from other letters (parts of names: "Ann" is not in "Annotation")
+    day: dt.date | None = None  # a removed date: found in every spelling ``dates.spellings`` knows (``date_scan``)
+
+
+def _key(n: Needle) -> object:
+    return n.day if n.day is not None else n.text.casefold()
 
 
 @dataclass
 class NeedleSet:
-    needles: list[Needle] = field(default_factory=list)
+    """A plan's needles. ``searched`` is what the scan takes: a removed date is one needle there
+    (``Needle.day``), found by its shape in every spelling; ``needles`` spells it out."""
+
+    searched: list[Needle] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # user identifiers too short to search (no values)
 
     def __len__(self) -> int:
-        return len(self.needles)
+        return len(self.searched)
 
     def extend(self, more: Iterable[Needle]) -> None:
-        seen = {n.text.casefold() for n in self.needles}
+        seen = {_key(n) for n in self.searched}
         for n in more:
-            if n.text.casefold() not in seen:
-                seen.add(n.text.casefold())
-                self.needles.append(n)
+            if _key(n) not in seen:
+                seen.add(_key(n))
+                self.searched.append(n)
+
+    @property
+    def needles(self) -> list[Needle]:
+        """Every needle as a string, a removed date once per spelling: what the scan of ``searched``
+        finds (for reading and tests; about 1,250 strings a date, so the scan never builds this)."""
+        out, seen = [], set()
+        for n in self.searched:
+            for text in (spellings(n.day) if n.day is not None else [n.text]):
+                if text.casefold() not in seen:
+                    seen.add(text.casefold())
+                    out.append(n if n.day is None else Needle(text, n.kind, n.source, n.word, n.day))
+        return out
 
 
 @dataclass(frozen=True)
@@ -434,23 +460,12 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     produced = _produced_dates(plan)
     for day, src in dates.items():
         if day not in produced:
-            found += [Needle(s, NeedleKind.DATE, src) for s in spellings(day)]
+            found.append(Needle(day.isoformat(), NeedleKind.DATE, src, day=day))
     out.extend(found)
     return out
 
 
 # --- the scan -------------------------------------------------------------------
-
-def _char_variants(c: str) -> list[str]:
-    vs = {c, c.lower(), c.upper(), c.title(), c.casefold()}
-    return sorted(x for x in vs if len(x) == 1)
-
-
-def _forms(text: str) -> list[str]:
-    forms = {text, text.casefold()}
-    forms |= {unicodedata.normalize(n, f) for f in list(forms) for n in ("NFC", "NFD")}
-    return sorted(forms)
-
 
 @dataclass
 class _Pattern:
@@ -466,23 +481,10 @@ def _encodings_of(form: str) -> list[tuple[str, list[tuple[bytes, ...]]]]:
     """Per encoding, the alternatives (lower-cased bytes) for each character of ``form``."""
     out = []
     for enc in ENCODINGS:
-        alts = [_char_alts(c, enc) for c in form]
+        alts = [char_alts(c, enc) for c in form]
         if all(alts):
             out.append((enc, alts))
     return out
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _char_alts(c: str, enc: str) -> tuple[bytes, ...]:
-    return tuple(sorted({v.encode(enc).lower() for v in _char_variants(c) if _encodable(v, enc)}))
-
-
-def _encodable(c: str, enc: str) -> bool:
-    try:
-        c.encode(enc)
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a class per character
@@ -524,7 +526,7 @@ def _compiled(text: str) -> tuple[tuple[str, bytes | None, re.Pattern | None, tu
                 out.append((enc, lit, None, (lit[:3],), len(lit)))
         return tuple(out)
     out, seen = [], set()
-    for form in _forms(text):
+    for form in forms(text):
         for enc, alts in _encodings_of(form):
             if math.prod(len(a) for a in alts) <= MAX_LITERALS:
                 for combo in itertools.product(*alts):
@@ -567,7 +569,11 @@ class Scanner:
         self._table2 = np.zeros(1 << 16, dtype=bool)
         self._by_prefix: dict[int, _Group] = {}
         self._overlap = 0  # longest encoded needle, in bytes: how far scan windows overlap
+        self._days: dict[dt.date, int] = {}  # a removed date -> its needle, found by shape (``date_scan``)
         for i, n in enumerate(self.needles):
+            if n.day is not None:
+                self._days.setdefault(n.day, i)
+                continue
             text, boundary = _search_form(n)
             for enc, literal, regex, prefixes, longest in _compiled(text):
                 width = 2 if enc.startswith("utf-16") else 1
@@ -579,6 +585,9 @@ class Scanner:
         keys = np.fromiter(self._by_prefix, dtype=np.int64, count=len(self._by_prefix))
         np.bitwise_or.at(self._table, keys >> 3, (1 << (keys & 7)).astype(np.uint8))
         self._table2[(keys >> 16) | (((keys >> 8) & 0xFF) << 8)] = True
+        self._dates = DateFinder(self._days)
+        if self._days:
+            self._overlap = max(self._overlap, self._dates.overlap)
 
     def _add(self, prefix: bytes, pat: _Pattern) -> None:
         key = (prefix[0] << 16) | (prefix[1] << 8) | prefix[2]
@@ -651,6 +660,19 @@ class Scanner:
         hay = chunk.lower()
         if len(hay) < 3:
             return
+        pos_index = np.array([s for s, _ in starts], dtype=np.int64)
+
+        def record(i: int, p: int, encoding: str) -> None:
+            seg = int(np.searchsorted(pos_index, p, side="right")) - 1
+            s, off = starts[seg]
+            hits[i] = Hit(self.needles[i], encoding, off + p - s)
+
+        if self._days:
+            found = {self.needles[i].day for i in hits if self.needles[i].day is not None}
+            for h in self._dates.find(hay, skip=found):
+                record(self._days[h.day], h.start, h.encoding)
+        if not self._by_prefix:
+            return
         h = np.frombuffer(hay, dtype=np.uint8)
         # two-byte windows through a 64 KB table first (cache-resident), the third byte only there
         n = len(hay) - 2  # windows that have a third byte
@@ -667,7 +689,6 @@ class Scanner:
         cand, keys = cand[keep != 0], keys[keep != 0]
         if not len(cand):
             return
-        pos_index = np.array([s for s, _ in starts], dtype=np.int64)
         for p, key in zip(cand.tolist(), keys.tolist()):
             for pat in self._candidates(key, hay, p):
                 if pat.needle in hits:
@@ -683,9 +704,7 @@ class Scanner:
                     end = m.end()
                 if pat.boundary and not _apart(hay, p, end, pat):
                     continue
-                seg = int(np.searchsorted(pos_index, p, side="right")) - 1
-                s, off = starts[seg]
-                hits[pat.needle] = Hit(self.needles[pat.needle], pat.encoding, off + p - s)
+                record(pat.needle, p, pat.encoding)
 
 
 def _unit(hay: bytes, at: int, pat: _Pattern) -> int:

@@ -188,7 +188,9 @@ def _plan_held(ctx: DicomContext) -> None:
     leftovers = [d.field.path for d in plan.fields if d.action == REMOVE and d.field.ifd in kept_idx
                  and "/meta/" not in d.field.path and _output_path(d.field.path, dropped) in present]
     regenerated = {f"inst[{d.image.index}]/{kw}" for d in plan.images if d.action == "replace" for kw in SET_KEYWORDS}
-    leftovers = [p for p in leftovers if not _kept_elsewhere(p, plan, dropped) and p not in regenerated]
+    kept_at = _kept_at(plan, dropped) if leftovers else {}
+    leftovers = [p for p in leftovers if not kept_at.get(_output_path(p, dropped), set()) - {p}
+                 and p not in regenerated]
     ctx.report.record(Check.PLAN_HELD, not leftovers, f"still in the output: {', '.join(leftovers[:5])}" if leftovers
                       else f"{sum(d.action == REMOVE for d in plan.fields)} removed element(s) absent",
                       part="removed fields absent")
@@ -291,7 +293,7 @@ def _residual_needles(ctx: DicomContext) -> None:
     """Every non-pixel byte of every instance, scanned for every needle and every replaced UID."""
     needles = needles_for_plan(ctx.plan, ctx.identifiers)
     needles.extend(Needle(u, NeedleKind.UID, "the UID mapping") for u in sorted(ctx.data.uids.mapped))
-    scanner = Scanner(needles.needles)
+    scanner = Scanner(needles.searched)
     hits: list[Hit] = []
     for (inst, path, _), out in ctx.pairs():
         hits += [Hit(h.needle, h.encoding, h.offset, f"instance {inst.index}")
@@ -345,11 +347,15 @@ def _check_blanked(plan: Plan, written, outs: list[Instance], rep: VerifyReport)
                "; ".join(problems[:3]) if problems else f"{frames} frame(s) decode to the fill colour in the region")
 
 
-def _kept_elsewhere(path: str, plan: Plan, dropped: dict[str, set[int]]) -> bool:
-    """A removed path that another, kept element now occupies (after items were dropped)."""
-    target = _output_path(path, dropped)
-    return any(d.action != REMOVE and d.field.path != path and _output_path(d.field.path, dropped) == target
-               for d in plan.fields if d.field.ifd is not None)
+def _kept_at(plan: Plan, dropped: dict[str, set[int]]) -> dict[str, set[str]]:
+    """Output path -> the kept elements that land there (after items were dropped): a removed
+    path another, kept element now occupies is not a leftover. Built once per plan: looked up
+    per removed path, every field's output path was computed again for each (quadratic)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for d in plan.fields:
+        if d.field.ifd is not None and d.action != REMOVE:
+            out[_output_path(d.field.path, dropped)].add(d.field.path)
+    return out
 
 
 def _series(written: list[tuple[Instance, str, Dataset]]) -> dict[tuple[str, str], list[tuple[Instance, str]]]:

@@ -297,7 +297,7 @@ def _image_data(ctx: MiraxContext) -> None:
 
 def _residual_needles(ctx: MiraxContext) -> None:
     needles = needles_for_plan(ctx.plan, ctx.identifiers)
-    hits = Scanner(list(needles.needles)).scan(_segments(ctx.copy, ctx.written, ctx.written.mrxs)) if len(needles) else []
+    hits = Scanner(needles.searched).scan(_segments(ctx.copy, ctx.written, ctx.written.mrxs)) if len(needles) else []
     report_residual(ctx.report, needles, hits)
 
 

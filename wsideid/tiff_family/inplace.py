@@ -297,7 +297,7 @@ def deidentify_in_place(slide, plan: Plan, edits, verify, fsync: bool = True) ->
     if len(block) != meta_len:
         raise AssertionError("in-place metadata size drift")
     # Pre-verification of the new block alone, before anything visible changes.
-    found = Scanner(needles_for_plan(plan).needles).scan([(0, block)])
+    found = Scanner(needles_for_plan(plan).searched).scan([(0, block)])
     if found:
         raise InPlaceError(f"the new metadata would still hold {len(found)} removed value(s); nothing changed")
     off, size = _header_slot(kind)

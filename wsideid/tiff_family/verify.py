@@ -400,7 +400,7 @@ def _xml_markup(ctx: TiffContext) -> None:
 def _residual_needles(ctx: TiffContext) -> None:
     """Every non-pixel byte, and the JPEG tile headers, scanned for every needle."""
     needles = needles_for_plan(ctx.plan, ctx.identifiers)
-    report_residual(ctx.report, needles, Scanner(needles.needles).scan(non_pixel_segments(ctx.out_path, ctx.output)))
+    report_residual(ctx.report, needles, Scanner(needles.searched).scan(non_pixel_segments(ctx.out_path, ctx.output)))
 
 
 def _compressed_streams(ctx: TiffContext) -> None:
