@@ -130,3 +130,27 @@ def test_kept_instances_are_read_at_the_output_scan_limit(series):
     scan_images(path, [("label", 0)], "source", ocr=False, reader=reader)
     assert seen == [(side // 2, side // 2), (side, side)]
     assert pixels.reduction_factor(2049, 1, 2048) == 2 and pixels.reduction_factor(2048, 1, 2048) == 1  # rounded up
+
+
+@pytest.mark.parametrize("trim", [0, 100])
+def test_kept_instance_reads_as_its_frames_assembled(series, tmp_path, trim):
+    """The scan image is pasted frame by frame into one PIL image (no full-size numpy copy):
+    the same pixels as the frames assembled in TILED_FULL order, reduced, cropped at the edges."""
+    from wsideid.dicom.scanimage import instance_image
+    from wsideid.tiff import pixels
+    src = next(series[4].glob("*.dcm"))
+    ds = pydicom.dcmread(src)
+    side = 4 * FRAME
+    frames = np.frombuffer(ds.PixelData, np.uint8).reshape(4, 4, FRAME, FRAME, 3)  # native RGB, row by row
+    full = frames.transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
+    path = src
+    if trim:  # a pixel matrix that ends inside the last row and column of frames (small enough to read whole)
+        ds.TotalPixelMatrixColumns = ds.TotalPixelMatrixRows = side - trim
+        path = tmp_path / "trimmed.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        full = full[:side - trim, :side - trim]
+    f = pixels.scan_factor(full.shape[1], full.shape[0], pixels.OUTPUT_SCAN_PIXELS)
+    assert f == (2 if not trim else 1)
+    with pixels.scan_limit(pixels.OUTPUT_SCAN_PIXELS):
+        got = np.asarray(instance_image(str(path), 0))
+    assert np.array_equal(got, full[::f, ::f])

@@ -22,6 +22,7 @@ review for nothing (a false flag), or, worse, skipped. So:
 from __future__ import annotations
 
 import io
+import itertools
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -101,6 +102,25 @@ def _to_8bit(img: np.ndarray, photometric: str) -> np.ndarray:
     return img
 
 
+def _pasted(tiles: Iterator[np.ndarray], size: tuple[int, int], across: int, down: int, fc: int, fr: int,
+            mode: str):
+    """8-bit frames pasted into one PIL image as they are decoded (TILED_FULL order).
+
+    The image is the only full-size buffer: assembling a numpy array first, then
+    handing PIL a cropped view, held the scan image three times (array, PIL's copy of
+    the view, PIL's own 4-byte pixels) and took a DICOM run's main process past 100 MB."""
+    from PIL import Image
+    img = Image.new(mode, size)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, across)
+        if r >= down:
+            break
+        if t.dtype != np.uint8 or (t.ndim == 3) != (mode == "RGB"):
+            raise WsideidError("the frames of the instance differ in shape")
+        img.paste(Image.fromarray(np.ascontiguousarray(t), mode), (c * fc, r * fr))  # clipped at the edges
+    return img
+
+
 def instance_image(path: str, index: int, limit: int | None = None):
     """The pixels of one DICOM instance (TILED_FULL frames assembled), reduced by a power of
     two (``tiff.pixels.scan_factor``, the TIFF readers' own) to at most ``limit`` pixels,
@@ -142,13 +162,20 @@ def instance_image(path: str, index: int, limit: int | None = None):
             tiles = _native_frames(fh, raw.value_tell, frames, rows, cols, spp, bits,
                                    int(getattr(ds, "PixelRepresentation", 0) or 0) == 1,
                                    int(getattr(ds, "PlanarConfiguration", 0) or 0))
+        tiles = (t[:rows:f, :cols:f, :3] if t.ndim == 3 else t[:rows:f, :cols:f] for t in tiles)
+        first = next(tiles, None)
+        if first is None:
+            raise WsideidError("the instance has no frames to scan")
+        tiles = itertools.chain([first], tiles)
+        size = (-(-tw // f), -(-th // f))
+        if first.dtype == np.uint8 and photometric != "MONOCHROME1" and first.ndim in (2, 3) \
+                and (first.ndim == 2 or first.shape[2] == 3) \
+                and not (photometric.startswith("YBR") and not ds.file_meta.TransferSyntaxUID.is_encapsulated):
+            return _pasted(tiles, size, across, down, fc, fr, "L" if first.ndim == 2 else "RGB")
         for i, t in enumerate(tiles):  # TILED_FULL order: row by row
             r, c = divmod(i, across)
             if r >= down:
                 break
-            t = t[:rows:f, :cols:f]
-            if t.ndim == 3 and t.shape[2] > 3:
-                t = t[..., :3]
             if out is None:
                 out = np.zeros((down * fr, across * fc) + t.shape[2:], t.dtype)
             if t.shape[2:] != out.shape[2:]:
