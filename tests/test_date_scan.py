@@ -227,3 +227,20 @@ def test_the_same_days_at_the_same_offsets_as_the_spelled_out_needles():
         sparse[at:at + len(planted)] = planted
     want = _first_per_day(old.scan([(0, bytes(sparse))]))
     assert len(want) >= 5 and _first_per_day(new.scan([(0, bytes(sparse))])) == want
+
+
+def test_a_compact_date_is_found_in_a_dicom_datetime():
+    """A removed date in a DICOM DT value (20191231120000.000000+0100) kept elsewhere: the
+    time of day after it does not make it another number; other digits after it still do."""
+    day = dt.date(2019, 12, 31)
+    finder = DateFinder([day])
+    found = ["20191231120000", "20191231120000.123456", "2019123112", "201912311200", "20191231235960+0100",
+             "31122019093000"]
+    apart = ["201912311", "2019123112000", "20191231246000", "20191231126000", "20191231120099",
+             "20191231120000123", "201912311200001", "20191231120000.1234567"]
+    for enc in ENCODINGS:
+        for text in found:
+            data = f"x {text} y".encode(enc).lower()
+            assert [h.day for h in finder.find(data)] == [day], (text, enc)
+        for text in apart:
+            assert finder.find(f"x {text} y".encode(enc).lower()) == [], (text, enc)

@@ -216,15 +216,19 @@ def _regexes(encs: tuple[str, ...]) -> tuple[re.Pattern, ...]:
     ordinal = b"(?:" + _alternation(set().union(*(_literals(o, encs) for o in ("st", "nd", "rd", "th", "er")))) + b")"
     de = b"(?:" + _alternation(_literals("de ", encs)) + b")"
     end = b"(?!" + d + b")(?!" + dot + d + b")"  # not followed by a digit or a dotted number
+    # A compact date may go on as a DICOM DT's time of day (20191231120000.000000): HH, HHMM or
+    # HHMMSS and a fraction, then the end; any other digits after it make it another number.
+    t0, t05, t06 = _unit("012", encs), _unit("012345", encs), _unit("0123456", encs)
+    time_of_day = b"(?:" + t0 + d + b"(?:" + t05 + d + b"(?:" + t06 + d + b"(?:" + dot + d + b"{1,6})?)?)?)?"
     digits_first = (
         d + b"(?<!" + d + d + b")(?<!" + d + dot + d + b")(?:"  # the first digit of a run, not after "1."
-        + d + b"{0,3}(?P<s>" + numsep + b")" + d + b"{1,2}(?P=s)" + d + b"{1,4}"  # 2019-12-31, 31.12.19
-        + b"|" + d + b"{7}"  # 20191231, 31122019
-        + b"|" + d + b"{3}" + year + space + b"?" + d + b"{1,2}" + month + space + b"?" + d + b"{1,2}" + day
+        + d + b"{0,3}(?P<s>" + numsep + b")" + d + b"{1,2}(?P=s)" + d + b"{1,4}" + end  # 2019-12-31, 31.12.19
+        + b"|" + d + b"{7}(?=" + time_of_day + end + b")"  # 20191231, 31122019, 20191231120000
+        + b"|" + d + b"{3}" + year + space + b"?" + d + b"{1,2}" + month + space + b"?" + d + b"{1,2}" + day + end
         + b"|" + d + b"?" + ordinal + b"?" + dot + b"?" + sep + b"{0,2}" + de + b"?" + name + sep + b"{0,2}"
-        + de + b"?" + d + b"{2}(?:" + d + b"{2})?"  # 31st Dec. 2019, 31 de diciembre de 2019
-        + b"|" + d + b"{3}" + sep + b"?" + name + sep + b"?" + d + b"{1,2}"  # 2019-Dec-31
-        + b")" + end)
+        + de + b"?" + d + b"{2}(?:" + d + b"{2})?" + end  # 31st Dec. 2019, 31 de diciembre de 2019
+        + b"|" + d + b"{3}" + sep + b"?" + name + sep + b"?" + d + b"{1,2}" + end  # 2019-Dec-31
+        + b")")
     name_first = name + sep + b"?" + d + b"{1,2}" + ordinal + b"?" + sep + b"{1,2}" + d + b"{4}" + end
     fw = _unit(_FULLWIDTH, encs)
     full_width = fw + fw + b"{3}" + year + space + b"?" + fw + b"{1,2}" + month + space + b"?" + fw + b"{1,2}" + day + end
