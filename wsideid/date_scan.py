@@ -16,7 +16,8 @@ with the spelled-out scan on random data).
 The same rules as for the other needles: case folded; UTF-8, Latin-1, UTF-16 LE and BE, with
 every case variant and NFC/NFD form of a character (``textbytes``); a date stands apart from
 other digits (not inside a longer run of digits, not beside a dotted number: "131.12.2019" and
-"1.31.12.2019" are not 31.12.2019).
+"1.31.12.2019" are not 31.12.2019), except that a compact date may go on as a time of day, as in
+a DICOM DT ("20191231120000.000000" holds 2019-12-31).
 """
 
 from __future__ import annotations
