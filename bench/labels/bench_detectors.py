@@ -128,7 +128,7 @@ def replay(raw: dict, barcodes: list, identifiers: list[str], second: bool) -> S
     if second and raw.get("readings") is not None:
         regions = [TextRegion(tuple(b), v, sc, m) for b, v, sc, m in raw.get("regions", [])]
         readings = [[Reading(*r) for r in per] for per in raw["readings"]]
-        findings += scan_mod.second_engine_findings("label", regions, readings, findings, identifiers)
+        findings = scan_mod.second_engine_findings("label", regions, readings, findings, identifiers)
     return ScanResult("label", (0, 0), findings, {})
 
 
