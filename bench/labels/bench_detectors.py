@@ -103,6 +103,8 @@ class Recorder:
         def read_regions(*a, **k):
             out, t = regs(*a, **k)
             self.raw["readings"] = [[[r.text, r.confidence, r.engine] for r in per] for per in out]
+            # the regions as read (the scan may stretch them along their lines)
+            self.raw["regions"] = [[list(r.box), r.vertical, r.score, r.marks] for r in a[1]]
             return out, t
 
         def regions(*a, **k):

@@ -64,6 +64,8 @@ CENSUS_FILES = ("census1990_given.txt", "census1990_surnames.txt")
 DICOM_STAINS_FILE = "dicom_stains.txt"
 # Their head words (the word before "stain": trichrome, eosin, blue), same source.
 DICOM_STAIN_HEADS_FILE = "dicom_stain_heads.txt"
+# The stain names whole ("JENNER GIEMSA STAIN", "MALLORY BLEACH STAIN"), same source.
+DICOM_STAIN_PHRASES_FILE = "dicom_stain_phrases.txt"
 # A word that is also common English is taken for a name only when at least
 # one person in 20,000 carries it (census share, percent): Young, Baker,
 # Rose, Gill, Crystal, Case, Hope are names; Bank, Board, Room, Manual are
@@ -133,11 +135,23 @@ def dicom_stain_heads() -> frozenset[str]:
     return frozenset(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
 
 
+@cache
+def dicom_stain_phrases() -> tuple[str, ...]:
+    """The DICOM stain names whole (upper case, words space-separated)."""
+    text = (resources.files(__package__) / "lexicon" / DICOM_STAIN_PHRASES_FILE).read_text()
+    return tuple(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+def is_name(word: str) -> bool:
+    """Is ``word`` a given name or surname in any list (census at any share, bundled)?"""
+    return name_share(word.upper()) is not None
+
+
 def is_stain_head(word: str) -> bool:
     """Does ``word`` name what a stain is (Stain, Method, Trichrome, Eosin) and
     nobody? A head that is a name in any list (Silver, Green, Wright) is not."""
     w = word.upper()
-    return w in METHOD_NOUNS or (w in dicom_stain_heads() and name_share(w) is None)
+    return w in METHOD_NOUNS or (w in dicom_stain_heads() and not is_name(w))
 
 
 @cache

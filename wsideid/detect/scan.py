@@ -160,9 +160,46 @@ def _second_engine(image: Image.Image, role: str, regions: Sequence[TextRegion],
     """
     if not ppocr.available():
         return list(found)
+    regions = whole_lines(regions, found)
     readings, t = read_regions(image, regions, use_tesseract=False, upright=upright)
     timings.update(t)
     return second_engine_findings(role, regions, readings, found, identifiers)
+
+
+def whole_lines(regions: Sequence[TextRegion], found: Sequence[Finding]) -> list[TextRegion]:
+    """Each region stretched along its line to the end of a confident tesseract
+    line it lies on, so that PP-OCR reads (and the name test judges) a word
+    with its whole line.
+
+    Why: the line finder loses letters that print or blur merged into blobs
+    too big to be one character; its box then stops mid-word ("Mucin
+    Histochemis", "Frozen Secti"), and the cut word is in no list. Tesseract's
+    own line box holds the whole line. Taken only when the two run the same
+    way, share at least 60% of their height across the line, and the
+    tesseract line is at most twice as thick (not two lines in one box).
+    """
+    lines = [f.box for f in found if f.kind == "text" and f.reader == "tesseract"
+             and f.confidence >= TESSERACT_MIN_CONFIDENCE]
+    out = []
+    for r in regions:
+        a = 1 if r.vertical else 0  # the axis the line runs along
+        lo, hi = r.box[a], r.box[a + 2]
+        c0, c1 = r.box[1 - a], r.box[3 - a]
+        for box in lines:
+            b0, b1 = box[1 - a], box[3 - a]
+            if (box[3] - box[1] > box[2] - box[0]) != r.vertical or b1 - b0 > 2 * (c1 - c0):
+                continue
+            if min(c1, b1) - max(c0, b0) < 0.6 * min(c1 - c0, b1 - b0):
+                continue
+            if min(hi, box[a + 2]) <= max(lo, box[a]):  # not on the same stretch of the line
+                continue
+            lo, hi = min(lo, box[a]), max(hi, box[a + 2])
+        if (lo, hi) == (r.box[a], r.box[a + 2]):
+            out.append(r)
+            continue
+        new = (lo, c0, hi, c1) if a == 0 else (c0, lo, c1, hi)
+        out.append(TextRegion(new, r.vertical, r.score, r.marks))
+    return out
 
 
 def second_engine_findings(role: str, regions: Sequence[TextRegion], readings: Sequence[Sequence[Reading]],
