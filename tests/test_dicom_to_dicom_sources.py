@@ -205,3 +205,26 @@ def test_batch_converts_every_row_with_its_own_mpp(tmp_path, capsys):
     err = capsys.readouterr()
     assert "row 3, column mpp" in err.out + err.err
     assert [p.name for p in (tmp_path / "plain").iterdir() if p.suffix == ".svs"] == ["R-A.svs"]
+
+
+_SETTINGS = ("from pydicom import config; s = config.settings; "
+             "print(config._use_future, config.INVALID_KEYWORD_BEHAVIOR, s._writing_validation_mode, "
+             "s._reading_validation_mode)")
+
+
+def test_converting_leaves_pydicom_settings_as_it_found_them(tmp_path):
+    """Importing wsidicomizer switches pydicom process-wide to its future behaviour; the DICOM
+    run after a conversion, and the next slide of a batch, must be judged under the settings a
+    plain DICOM run has. A fresh process, since an import runs once."""
+    import subprocess
+    import sys
+    src = tmp_path / "slide.svs"
+    _make("svs", src)
+    script = (f"{_SETTINGS}\n"
+              "from wsideid.dicom.convert import check_available, dicomize\n"
+              f"check_available(); {_SETTINGS}\n"
+              f"dicomize({str(src)!r}, {str(tmp_path / 'dcm')!r}, 'R1'); {_SETTINGS}\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    before, after_import, after_convert = out.strip().splitlines()
+    assert before == after_import == after_convert, out
+    assert os.listdir(tmp_path / "dcm")

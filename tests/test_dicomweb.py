@@ -301,3 +301,41 @@ def test_fetch_keeps_the_servers_bytes(servers, tmp_path, synthetic):
     folder.mkdir()
     paths = dicomweb.fetch_study(src.dicomweb, study, str(folder))
     assert sorted(Path(p).read_bytes() for p in paths) == sorted(f.read_bytes() for f in files)
+
+
+def test_a_study_of_several_slides_runs_as_a_batch(servers, tmp_path, key, synthetic):
+    """A study is a case: with no --series, each of its slides is de-identified (generated
+    research IDs), every verified output is pushed, and the lab's mapping names each slide by its
+    study and series on the server, never by the temporary folder it was fetched into."""
+    from pydicom.uid import generate_uid
+    from wsideid.synth import make_dicom
+    src, dst = servers
+    first = sorted(Path(synthetic.path).glob("*.dcm"))
+    second_dir = tmp_path / "second"
+    make_dicom(str(second_dir))
+    study = str(pydicom.dcmread(first[0], stop_before_pixels=True).StudyInstanceUID)
+    for f in second_dir.glob("*.dcm"):  # the second slide joins the first one's study
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = study
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(f)
+    second = sorted(second_dir.glob("*.dcm"))
+    assert _load(src, first + second) == study
+    volume_series = {str(ds.SeriesInstanceUID) for ds in map(pydicom.dcmread, first + second)
+                     if "VOLUME" in ds.ImageType}
+    out, review = tmp_path / "out", tmp_path / "review"
+    rc = _wsideid("deid", "--from-dicomweb", src.dicomweb, "--study", study, "-o", out, "--review-dir", review,
+                  "--secret-file", key, "--detect", "off", "--push", dst.dicomweb)
+    assert rc == 0
+    outputs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(outputs) == 2
+    mapped = (review / "name-map.csv").read_text()
+    assert "wsideid-dicomweb-" not in mapped
+    assert {f"/studies/{study}/series/{s}" in mapped for s in volume_series} == {True}
+    labs = "".join(p.read_text() for p in review.rglob("*.lab.json"))
+    assert "wsideid-dicomweb-" not in labs and {f"/series/{s}" in labs for s in volume_series} == {True}
+    page = (review / "qc-report.html").read_text()
+    assert {f"/studies/{study}/series/{s}" in page for s in volume_series} == {True}
+    written = list(out.rglob("*.dcm"))
+    assert {str(ds.SOPInstanceUID) for ds in _read_back(dst)} == {str(pydicom.dcmread(f).SOPInstanceUID)
+                                                                  for f in written}

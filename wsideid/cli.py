@@ -138,7 +138,7 @@ def cmd_deid(args) -> int:
         if args.output:
             _make_outdir(args.output)
         from .dicomweb_cli import deid_from_dicomweb
-        return deid_from_dicomweb(args, _deid_one)
+        return deid_from_dicomweb(args, _deid_one, _deid_folder)
     if not args.input:
         raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
     from .batch.folder import is_slide_folder
@@ -215,7 +215,7 @@ def _deid_folder(args) -> int:
         review_dir=a("review_dir"), dates=a("dates", "remove"), secret_file=a("secret_file"), subject=a("subject"),
         identifiers=list(a("identifier") or []), keep_macro=bool(a("keep_macro")), macro=a("macro"),
         label=a("label"), detect=a("detect") or "all", ocr=not a("no_ocr"), verify=a("verify", "sample"),
-        overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"))
+        overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"), origin=a("_origin"))
     from .keys import load_secret
     load_secret(fo.secret_file)  # a weak or unreadable secret is refused before any folder is made
     _make_outdir(args.output)
@@ -223,6 +223,9 @@ def _deid_folder(args) -> int:
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
         print(f"wsideid: --overwrite replaced an earlier output: {name}", file=sys.stderr)
+    if a("push"):  # every verified output, after the batch, as `run --push` does (it was silently ignored)
+        from .dicomweb_cli import push_batch
+        push_batch(args, res)
     return _print_batch(args, res, ignored)
 
 

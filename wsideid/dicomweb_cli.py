@@ -33,11 +33,14 @@ def _review(args, outdir: str) -> str:
     return review_dir(outdir, getattr(args, "review_dir", None))
 
 
-def deid_from_dicomweb(args, deid_one: Callable[[Any], int]) -> int:
-    """Fetch the study into a temporary folder, then de-identify it as a DICOM folder input.
+def deid_from_dicomweb(args, deid_one: Callable[[Any], int], deid_folder: Callable[[Any], int]) -> int:
+    """Fetch the study into a temporary folder, then de-identify it as a DICOM folder input:
+    one slide (the study's only one, or the one ``--series`` names), or, when the study holds
+    several and none was picked, every slide as a batch with generated research IDs, as
+    ``deid FOLDER`` does (a study is a case: its slides come together).
 
-    The output's name and the lab record's origin come from the study URL,
-    not from the temporary folder (which is gone after the run).
+    The lab record's origin comes from the study URL (and each slide's series), not from the
+    temporary folder (which is gone after the run).
     """
     from .dicomweb import fetch_study, server_name
     from .keys import load_secret
@@ -57,9 +60,14 @@ def deid_from_dicomweb(args, deid_one: Callable[[Any], int]) -> int:
         args.input = folder
         if getattr(args, "_secret", None) is None:
             args._secret = load_secret(getattr(args, "secret_file", None), allow_random=True)
+        origin = f"{server_name(args.from_dicomweb)}/studies/{args.study}"
+        from .batch.folder import is_slide_folder
+        if is_slide_folder(folder, getattr(args, "series", None)):
+            from .batch.job import SourceOrigin
+            args._origin = SourceOrigin(folder, origin)
+            return deid_folder(args)
         from .dicom.slides import slide_files  # the study's one slide, or the one --series names
         name = choose(folder, slide_files(folder, getattr(args, "series", None)), args.new_id, False, args._secret)
-        origin = f"{server_name(args.from_dicomweb)}/studies/{args.study}"
         args._naming = dataclasses.replace(name, origin=origin) if name.named_by != NamedBy.KEPT else None
         return deid_one(args)
 

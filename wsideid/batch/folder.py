@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import WsideidError
+from .job import SourceOrigin
 from .runner import BatchOptions, BatchResult, run_batch
 
 FOLDER_MANIFEST = "folder-manifest.csv"  # in the review folder: the generated rows (source names: PHI)
@@ -62,6 +63,7 @@ class FolderOptions:
     overwrite: bool = False
     jobs: int = 1
     progress: bool = True
+    origin: SourceOrigin | None = None  # the folder is a temporary copy of these (a DICOMweb study)
 
 
 def _head(path: str) -> bytes:
@@ -232,5 +234,5 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
     manifest = write_folder_manifest(review, slides, opts, subjects)
     bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=root, dates=opts.dates,
                          secret_file=opts.secret_file, detect=opts.detect, ocr=opts.ocr, verify=opts.verify,
-                         progress=opts.progress, overwrite=opts.overwrite)
+                         progress=opts.progress, overwrite=opts.overwrite, origin=opts.origin)
     return run_batch(manifest, outdir, bopts), ignored

@@ -55,6 +55,23 @@ class SlideJob:
     to_dicom: bool = False  # convert the de-identified slide to DICOM WSI (``wsideid run --to-dicom``)
     mpp: float | None = None  # --to-dicom: level-0 microns per pixel (the manifest's mpp column)
     reencode_j2k: bool = False  # blank JPEG 2000 tiles/frames by re-encoding the touched ones reversibly
+    origin: str | None = None  # what the lab record names as the slide's origin when the source is a temporary copy
+
+
+@dataclass(frozen=True)
+class SourceOrigin:
+    """Where a batch's sources really come from, when they are a temporary copy: a DICOMweb
+    study fetched into a folder that is gone after the run. The lab record must name the
+    study on its server (and the slide's series), not a temporary path nobody can find again."""
+
+    root: str  # the temporary folder the sources are in
+    shown_as: str  # what the lab record names instead ("host:port/dicom-web/studies/UID")
+
+    def of(self, source: str, series: str | None) -> str | None:
+        real, root = os.path.abspath(source), os.path.abspath(self.root)
+        if real != root and not real.startswith(root + os.sep):
+            return None
+        return self.shown_as + (f"/series/{series}" if series else "")
 
 
 def deid_options(job: SlideJob):
@@ -70,7 +87,8 @@ def deid_options(job: SlideJob):
         from ..dicom.plan import DicomOptions
         dicom = DicomOptions(to_dicom=True, secret=secret, mpp=job.mpp)
     pseudonymous = job.named_by == NamedBy.PSEUDONYM.value
-    naming = OutputName(job.new_id, NamedBy.PSEUDONYM, os.path.abspath(job.source)) if pseudonymous else None
+    naming = OutputName(job.new_id, NamedBy(job.named_by), job.origin or os.path.abspath(job.source)) \
+        if pseudonymous or job.origin else None
     return DeidOptions(dates=make_policy(job.dates, secret, job.subject), new_id=None if pseudonymous else job.new_id,
                        keep_macro=job.keep_macro, macro=job.macro, label=job.label,
                        regions=list(job.regions), detect=job.detect,
@@ -195,6 +213,7 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     record = {
         "previous_output": prev.get("output") or prev.get("previous_output"),  # a failed retry keeps track
         "row": job.row, "new_id": job.new_id, "named_by": job.named_by, "status": status, "source": job.source,
+        "origin": job.origin,  # where a temporary source came from (a DICOMweb study and series), else None
         "identifiers": job.identifiers, "subject": job.subject, "series_uid": job.series, "fingerprint": job.fingerprint,
         "input": state, "error": error, "output": output,
         "output_sha256": (result.sha256.get("output") if result and result.sha256.get("output")

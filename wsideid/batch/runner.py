@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, _ours, is_done, lost_job, recover_interrupted, run_job
+from .job import SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, is_done, lost_job, recover_interrupted, run_job
 from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
@@ -44,6 +44,7 @@ class BatchOptions:
     overwrite: bool = False  # replace outputs of earlier runs in OUTDIR (each replacement is reported)
     to_dicom: bool = False  # every slide converted to DICOM WSI after de-identification (a folder per slide)
     reencode_j2k: bool = False  # regions on JPEG 2000 tiles/frames: re-encode the touched ones reversibly
+    origin: SourceOrigin | None = None  # the sources are a temporary copy of these (a DICOMweb study)
 
 
 @dataclass
@@ -76,7 +77,8 @@ def make_job(row: ManifestRow, outdir: str, review_dir: str, opts: BatchOptions)
                    dates=row.dates or opts.dates, secret_file=opts.secret_file, keep_macro=row.keep_macro,
                    macro=row.macro, label=row.label, regions=list(row.regions), detect=row.detect or opts.detect, ocr=opts.ocr,
                    verify=opts.verify, named_by=row.named_by, series=row.series, to_dicom=opts.to_dicom,
-                   mpp=row.mpp, reencode_j2k=opts.reencode_j2k)
+                   mpp=row.mpp, reencode_j2k=opts.reencode_j2k,
+                   origin=opts.origin.of(row.source, row.series) if opts.origin else None)
     key = {k: getattr(job, k) for k in ("source", "new_id", "named_by", "subject", "identifiers", "dates",
                                         "keep_macro", "macro", "label", "regions", "detect", "ocr")}
     for extra in ("series", "to_dicom", "mpp", "reencode_j2k"):  # only when set: earlier fingerprints stay valid

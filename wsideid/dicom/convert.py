@@ -16,11 +16,32 @@ SCN) are decoded and encoded again, losslessly (JPEG 2000 reversible,
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from typing import Iterator
 
 from ..errors import UnsupportedFormat, WsideidError
 from .failures import third_party
+
+
+@contextlib.contextmanager
+def _pydicom_settings_kept() -> Iterator[None]:
+    """Run wsidicomizer with pydicom's settings put back afterwards.
+
+    Importing wsidicomizer switches pydicom, process-wide, to its "future"
+    behaviour (writing validation RAISE, unknown keywords RAISE). Left on, every
+    later DICOM read and write of the process (the DICOM run on the converted
+    folder, the next slide of a batch) ran under other rules than a plain DICOM
+    run does, so the same file could be judged two ways."""
+    from pydicom import config
+    saved = (config._use_future, config.INVALID_KEYWORD_BEHAVIOR, config.settings._writing_validation_mode,
+             config.settings._reading_validation_mode)
+    try:
+        yield
+    finally:
+        (config._use_future, config.INVALID_KEYWORD_BEHAVIOR, config.settings._writing_validation_mode,
+         config.settings._reading_validation_mode) = saved
 
 
 def _metadata(new_id: str):
@@ -114,10 +135,17 @@ def dicomize(tiff_path: str, dcm_dir: str, new_id: str | None, mpp: float | None
     """Wrap a de-identified TIFF-family slide's tiles into DICOM WSI instances in ``dcm_dir``
     (re-encoded losslessly only where wsidicomizer cannot copy them); patient, study and slide
     identity come from the research ID only. ``title``: the source format, for messages."""
+    with _pydicom_settings_kept():
+        _convert(tiff_path, dcm_dir, new_id, mpp, title)
+
+
+def _convert(tiff_path: str, dcm_dir: str, new_id: str | None, mpp: float | None, title: str | None) -> None:
     try:
         from wsidicomizer import WsiDicomizer
     except ImportError:
         raise UnsupportedFormat("--to-dicom needs wsidicomizer (pip install wsidicomizer)") from None
+    from pydicom import config
+    config.future_behavior(True)  # the mode wsidicomizer's import asks for, for every conversion, not only the first
     encoding, defaults = _how(tiff_path, mpp)
     try:
         with warnings.catch_warnings():
@@ -242,6 +270,7 @@ def _patch_syntax(path: str) -> None:
 def check_available() -> None:
     """Refuse --to-dicom up front (before any work) when wsidicomizer is missing."""
     try:
-        import wsidicomizer  # noqa: F401
+        with _pydicom_settings_kept():
+            import wsidicomizer  # noqa: F401
     except ImportError:
         raise UnsupportedFormat("--to-dicom needs wsidicomizer (pip install wsidicomizer)") from None

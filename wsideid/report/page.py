@@ -222,7 +222,7 @@ def _card(review_dir: str, rec: dict) -> str:
     return (f'<section class="slide" tabindex="-1" data-status="{_e(st)}" data-id="{_e(rec["new_id"])}"'
             f' id="slide-{_e(rec["new_id"])}">'
             f'<h2>{_e(rec["new_id"])} <span class="badge {_e(st)}">{_e(st)}</span></h2>'
-            f'<p class="src"><span class="phi">PHI</span> row {_e(rec.get("row"))}: <code>{_e(rec.get("source"))}</code>'
+            f'<p class="src"><span class="phi">PHI</span> row {_e(rec.get("row"))}: <code>{_e(rec.get("origin") or rec.get("source"))}</code>'
             f' &middot; identifiers: {_e(ids)}</p>{err}{stale}'
             f'<p class="muted">format {_e(s.get("format"))}, checks {_e(s.get("checks"))}, '
             f'{_e(s.get("t_total"))} s</p>'
