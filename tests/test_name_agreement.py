@@ -147,6 +147,14 @@ def test_a_vertical_region_is_stretched_along_its_own_axis():
     assert got.box == (12, 8, 28, 190)
 
 
+def test_a_region_is_not_moved_by_a_few_pixels():
+    """A pixel more hides no letter but changes what PP-OCR reads: an end moves by
+    half the line's thickness (8 px here) or not at all."""
+    cut = TextRegion((60, 12, 150, 28), False, 0.9, 6)
+    (got,) = whole_lines([cut], [tess("Frozen Tissue Section", (55, 10, 190, 30))])
+    assert got.box == (60, 12, 190, 28)
+
+
 @pytest.mark.parametrize("box, conf", [
     ((8, 40, 190, 60), 0.9),    # another line (no common height)
     ((8, 0, 190, 80), 0.9),     # a box four times as thick: two lines in one

@@ -194,6 +194,12 @@ def whole_lines(regions: Sequence[TextRegion], found: Sequence[Finding]) -> list
             if min(hi, box[a + 2]) <= max(lo, box[a]):  # not on the same stretch of the line
                 continue
             lo, hi = min(lo, box[a]), max(hi, box[a + 2])
+        # A few pixels more hide no letter, and change what the recogniser reads
+        # ("23-JUN" read "23-JN" once its crop grew by 1 px): an end moves by
+        # half the line's thickness or not at all.
+        least = max(2, (c1 - c0) // 2)
+        lo = lo if r.box[a] - lo >= least else r.box[a]
+        hi = hi if hi - r.box[a + 2] >= least else r.box[a + 2]
         if (lo, hi) == (r.box[a], r.box[a + 2]):
             out.append(r)
             continue
