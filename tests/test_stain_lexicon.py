@@ -60,3 +60,34 @@ def test_a_name_beside_a_stain_word_still_flags(text):
 
 def test_a_stain_word_is_no_excuse_inside_a_name_field():
     assert named("Name: Meldola Wayson")
+
+
+# --- whole DICOM stain names (lexicon/dicom_stain_phrases.txt) ----------------------
+
+def test_phrases_hold_the_eponymous_stain_names_whole():
+    phrases = set(name_lexicon.dicom_stain_phrases())
+    assert {"JENNER GIEMSA STAIN", "LEISHMAN STAIN", "MALLORY BLEACH STAIN", "ZIEHL NEELSEN STAIN",
+            "HEMATOXYLIN EOSIN"} <= phrases
+    assert all(len(p.split()) >= 2 for p in phrases)
+
+
+@pytest.mark.parametrize("text", ["Jenner-Giemsa", "Jenner Giemsa Stain", "Leishman Stain", "Leishman's stain",
+                                  "Mallory Bleach", "Albert's Stain", "India Ink", "Diamond Black Stain",
+                                  "Janus Green B Stain"])
+def test_a_whole_dicom_stain_name_excuses_the_names_in_it(text):
+    """Each holds a census name (Jenner, Leishman, Mallory, Albert, India, Diamond, Janus)."""
+    assert not named(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Ezekiel Leishman",          # a stain's eponym is no stain name without the stain word
+    "Leishman Qorvath",          # nor beside a word the phrase does not hold
+    "Diamond Black",             # every word a name and no Stain after it: a person may be called so
+    "Janus Green B",
+    "Bauer Chromic Acid",        # part of "Bauer's chromic acid leucofuchsin": not the whole name
+    "Ezekiel Leishman Stain",    # a name before the stain name
+    "Name: Mallory Bleach",      # a labelled field is a name whatever it says
+    "MALLORY, BLEACH",           # LAST, FIRST
+])
+def test_a_dicom_stain_name_excuses_nothing_but_itself(text):
+    assert named(text)

@@ -103,6 +103,8 @@ class Recorder:
         def read_regions(*a, **k):
             out, t = regs(*a, **k)
             self.raw["readings"] = [[[r.text, r.confidence, r.engine] for r in per] for per in out]
+            # the regions as read (the scan may stretch them along their lines)
+            self.raw["regions"] = [[list(r.box), r.vertical, r.score, r.marks] for r in a[1]]
             return out, t
 
         def regions(*a, **k):
@@ -128,7 +130,7 @@ def replay(raw: dict, barcodes: list, identifiers: list[str], second: bool) -> S
     if second and raw.get("readings") is not None:
         regions = [TextRegion(tuple(b), v, sc, m) for b, v, sc, m in raw.get("regions", [])]
         readings = [[Reading(*r) for r in per] for per in raw["readings"]]
-        findings += scan_mod.second_engine_findings("label", regions, readings, findings, identifiers)
+        findings = scan_mod.second_engine_findings("label", regions, readings, findings, identifiers)
     return ScanResult("label", (0, 0), findings, {})
 
 

@@ -62,6 +62,10 @@ CENSUS_FILES = ("census1990_given.txt", "census1990_surnames.txt")
 # concepts), generated from pydicom by scripts/make_stain_lexicon.py; an
 # independent vocabulary, apart from label_vocab.py's hand-made sets.
 DICOM_STAINS_FILE = "dicom_stains.txt"
+# Their head words (the word before "stain": trichrome, eosin, blue), same source.
+DICOM_STAIN_HEADS_FILE = "dicom_stain_heads.txt"
+# The stain names whole ("JENNER GIEMSA STAIN", "MALLORY BLEACH STAIN"), same source.
+DICOM_STAIN_PHRASES_FILE = "dicom_stain_phrases.txt"
 # A word that is also common English is taken for a name only when at least
 # one person in 20,000 carries it (census share, percent): Young, Baker,
 # Rose, Gill, Crystal, Case, Hope are names; Bank, Board, Room, Manual are
@@ -83,7 +87,7 @@ class WordKind(Enum):
     STAIN = "a word of a stain name in the DICOM standard"
     ENGLISH = "a common English word"
     MISREAD = "an English word misread (one edit from it and from no name)"
-    METHOD_EPONYM = "a word in no list named before a method noun (X Stain, X Reaction)"
+    METHOD_EPONYM = "a word in no list named before a method noun or a stain's head word (X Stain, X Trichrome)"
     UNKNOWN = "in no word list"
 
 
@@ -122,6 +126,32 @@ def dicom_stain_words() -> frozenset[str]:
     """The generated DICOM stain words (upper case; ~200, read once, ~0.1 ms)."""
     text = (resources.files(__package__) / "lexicon" / DICOM_STAINS_FILE).read_text()
     return frozenset(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+@cache
+def dicom_stain_heads() -> frozenset[str]:
+    """Head words of the DICOM stain names (upper case, generated with the words)."""
+    text = (resources.files(__package__) / "lexicon" / DICOM_STAIN_HEADS_FILE).read_text()
+    return frozenset(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+@cache
+def dicom_stain_phrases() -> tuple[str, ...]:
+    """The DICOM stain names whole (upper case, words space-separated)."""
+    text = (resources.files(__package__) / "lexicon" / DICOM_STAIN_PHRASES_FILE).read_text()
+    return tuple(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+def is_name(word: str) -> bool:
+    """Is ``word`` a given name or surname in any list (census at any share, bundled)?"""
+    return name_share(word.upper()) is not None
+
+
+def is_stain_head(word: str) -> bool:
+    """Does ``word`` name what a stain is (Stain, Method, Trichrome, Eosin) and
+    nobody? A head that is a name in any list (Silver, Green, Wright) is not."""
+    w = word.upper()
+    return w in METHOD_NOUNS or (w in dicom_stain_heads() and not is_name(w))
 
 
 @cache
@@ -253,7 +283,8 @@ def judge(item: str | InContext) -> WordKind:
     Context never excuses a known name: a listed name stays NAME whatever
     follows. A word in no list is judged as joined with its tail when that
     makes a listed word ("Phl oxine" -> Phloxine; "Her man" -> Herman, a
-    name), else as an eponym when a method noun follows.
+    name), else as an eponym when a method noun or the head word of a DICOM
+    stain name that is nobody's name follows ("Cajal Trichrome").
     """
     w = item if isinstance(item, str) else item.word
     kind = word_kind(w)
@@ -261,7 +292,7 @@ def judge(item: str | InContext) -> WordKind:
         return kind
     if item.tail and (joined := word_kind(w + item.tail)) is not WordKind.UNKNOWN:
         return joined
-    if item.next_word.upper() in METHOD_NOUNS:
+    if item.next_word and is_stain_head(item.next_word):
         return WordKind.METHOD_EPONYM
     return kind
 

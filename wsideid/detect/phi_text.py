@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import cache
 from typing import Sequence
 
 from .findings import PhiFlag
 from .label_vocab import LABEL_WORDS, STAIN_PHRASES
-from .name_lexicon import InContext, name_reason
+from .name_lexicon import InContext, dicom_stain_phrases, is_name, name_reason
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -298,6 +299,55 @@ _STAIN_PHRASE = re.compile(
 )
 
 
+# Between the words of a DICOM stain name: space, hyphen, "&", "+", "/" or "and"
+# ("Hematoxylin and Eosin", "Jenner-Giemsa"); every word of the name must be there.
+_PHRASE_GAP = re.compile(r"(?:\s*[&+/]\s*|\s+AND\s+|[-\s]+)")
+_PHRASE_TOKEN = re.compile(r"[A-Z0-9]+(?:'S)?")
+
+
+@cache
+def _dicom_stain_index() -> dict[str, list[tuple[tuple[str, ...], bool]]]:
+    """The DICOM stain names (generated list, name_lexicon.dicom_stain_phrases)
+    by first word: (words, STAIN required after them). A trailing STAIN may be
+    left out when two or more words precede it ("Jenner Giemsa"), never when
+    one does ("Leishman" alone is a name, "Leishman Stain" a stain)."""
+    index: dict[str, list[tuple[tuple[str, ...], bool]]] = {}
+    for phrase in dicom_stain_phrases():
+        words = tuple(phrase.split())
+        core = words[:-1] if words[-1] == "STAIN" else words
+        index.setdefault(core[0], []).append((core, len(core) == 1))
+    return index
+
+
+def _same_word(token: str, word: str) -> bool:
+    return token == word or token in (word + "S", word + "'S")  # "Albert's", "Gordon & Sweets"
+
+
+def _dicom_stain_spans(up: str) -> list[tuple[int, int]]:
+    """Spans of DICOM stain names that hold a word that is nobody's name (a
+    stain word: "Mallory Bleach", "Janus Green B Stain"); "Diamond Black"
+    alone is two names and stays a candidate. Word lists are asked only about
+    the words of a name found."""
+    index = _dicom_stain_index()
+    tokens = [m for m in _PHRASE_TOKEN.finditer(up) if m.group(0) != "AND"]
+    spans = []
+    for i, first in enumerate(tokens):
+        for core, needs_stain in index.get(first.group(0).removesuffix("'S"), ()):
+            run = tokens[i:i + len(core) + 1]
+            if len(run) < len(core) or not all(_same_word(t.group(0), w) for t, w in zip(run, core)):
+                continue
+            if any(not _PHRASE_GAP.fullmatch(up[a.end():b.start()]) for a, b in zip(run, run[1:len(core)])):
+                continue
+            end = run[len(core) - 1].end()
+            if len(run) > len(core) and run[-1].group(0) == "STAIN" and _PHRASE_GAP.fullmatch(up[end:run[-1].start()]):
+                end = run[-1].end()
+            elif needs_stain:
+                continue
+            if any(len(w) >= 3 and w.isalpha() and not is_name(w) for w in re.findall(r"[A-Z]+", up[first.start():end])):
+                spans.append((first.start(), end))
+    return spans
+
+
 def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
     """Drop ``name`` flags that lie inside a stain named after people.
 
@@ -305,7 +355,9 @@ def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
     "Golgi Cox" from a patient's; the phrase can. Other categories stay:
     a date or an accession is PHI wherever it stands.
     """
-    spans = [m.span() for m in _STAIN_PHRASE.finditer(up)]
+    if not any(f.category == "name" for f in flags):
+        return flags
+    spans = [m.span() for m in _STAIN_PHRASE.finditer(up)] + _dicom_stain_spans(up)
     if not spans:
         return flags
     return [f for f in flags

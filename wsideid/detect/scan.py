@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,9 +10,10 @@ from PIL import Image, UnidentifiedImageError
 
 from . import barcodes, ppocr
 from . import ocr as _ocr_module
+from .agreement import explained
 from .errors import UnreadableImage
 from .findings import UNREADABLE, Box, Finding, PhiFlag, overlap
-from .lines import Reading, best_reading, is_sure, read_regions
+from .lines import TESSERACT_MIN_CONFIDENCE, Reading, best_reading, is_sure, read_regions
 from .phi_text import classify_text
 from .textregions import TextRegion, find_text_regions
 
@@ -103,7 +104,7 @@ def scan_image(
             findings.append(Finding(role, "text", line.text, line.box, line.confidence, None, "tesseract", flags))
         timings["classify"] = (time.perf_counter() - t3) * 1000
         if second_engine and regions:
-            findings += _second_engine(image, role, regions, findings, identifiers, timings, result.sure_turn)
+            findings = _second_engine(image, role, regions, findings, identifiers, timings, result.sure_turn)
     timings["total"] = (time.perf_counter() - t0) * 1000
     return ScanResult(role, image.size, findings, timings, ocr_ran=ocr)
 
@@ -151,41 +152,102 @@ def likely_turns(regions: Sequence[TextRegion]) -> tuple[int, ...]:
 def _second_engine(image: Image.Image, role: str, regions: Sequence[TextRegion], found: Sequence[Finding],
                    identifiers: Sequence[str], timings: dict[str, float], upright: int | None = None
                    ) -> list[Finding]:
-    """PP-OCR on the lines: what it adds to tesseract's findings.
+    """PP-OCR on the lines: tesseract's findings checked against it, and what it adds.
 
     Where tesseract's probes found the upright turn beyond doubt, lines
     running that way are read in that turn only (half the recogniser's
     work); on a weak reading (handwriting) every line is read both ways.
     """
     if not ppocr.available():
-        return []
+        return list(found)
+    regions = whole_lines(regions, found)
     readings, t = read_regions(image, regions, use_tesseract=False, upright=upright)
     timings.update(t)
     return second_engine_findings(role, regions, readings, found, identifiers)
 
 
+def whole_lines(regions: Sequence[TextRegion], found: Sequence[Finding]) -> list[TextRegion]:
+    """Each region stretched along its line to the end of a confident tesseract
+    line it lies on, so that PP-OCR reads (and the name test judges) a word
+    with its whole line.
+
+    Why: the line finder loses letters that print or blur merged into blobs
+    too big to be one character; its box then stops mid-word ("Mucin
+    Histochemis", "Frozen Secti"), and the cut word is in no list. Tesseract's
+    own line box holds the whole line. Taken only when the two run the same
+    way, share at least 60% of their height across the line, and the
+    tesseract line is at most twice as thick (not two lines in one box).
+    """
+    lines = [f.box for f in found if f.kind == "text" and f.reader == "tesseract"
+             and f.confidence >= TESSERACT_MIN_CONFIDENCE]
+    out = []
+    for r in regions:
+        a = 1 if r.vertical else 0  # the axis the line runs along
+        lo, hi = r.box[a], r.box[a + 2]
+        c0, c1 = r.box[1 - a], r.box[3 - a]
+        for box in lines:
+            b0, b1 = box[1 - a], box[3 - a]
+            if (box[3] - box[1] > box[2] - box[0]) != r.vertical or b1 - b0 > 2 * (c1 - c0):
+                continue
+            if min(c1, b1) - max(c0, b0) < 0.6 * min(c1 - c0, b1 - b0):
+                continue
+            if min(hi, box[a + 2]) <= max(lo, box[a]):  # not on the same stretch of the line
+                continue
+            lo, hi = min(lo, box[a]), max(hi, box[a + 2])
+        # A few pixels more hide no letter, and change what the recogniser reads
+        # ("23-JUN" read "23-JN" once its crop grew by 1 px): an end moves by
+        # half the line's thickness or not at all.
+        least = max(2, (c1 - c0) // 2)
+        lo = lo if r.box[a] - lo >= least else r.box[a]
+        hi = hi if hi - r.box[a + 2] >= least else r.box[a + 2]
+        if (lo, hi) == (r.box[a], r.box[a + 2]):
+            out.append(r)
+            continue
+        new = (lo, c0, hi, c1) if a == 0 else (c0, lo, c1, hi)
+        out.append(TextRegion(new, r.vertical, r.score, r.marks))
+    return out
+
+
 def second_engine_findings(role: str, regions: Sequence[TextRegion], readings: Sequence[Sequence[Reading]],
                            found: Sequence[Finding], identifiers: Sequence[str]) -> list[Finding]:
-    """The findings PP-OCR's ``readings`` (one list per region) add to ``found``.
+    """``found`` (tesseract's findings) checked against PP-OCR's ``readings``
+    (one list per region), then the findings the readings add.
 
-    Apart from the reading so that the label bench can re-classify recorded
-    readings exactly as a scan does (bench/labels/bench_detectors.py --replay).
+    A name flag of either engine that the other engine's reading of the same
+    line shows to be a misreading is dropped (:mod:`.agreement`: words in no
+    list only, never a known name). Apart from the reading so that the label
+    bench can re-classify recorded readings exactly as a scan does
+    (bench/labels/bench_detectors.py --replay).
     """
-    text = [f for f in found if f.kind == "text"]
+    sure_of = [[r for r in per if is_sure(r)] for per in readings]
+    kept = [_cross_checked(f, regions, sure_of, identifiers) for f in found]
+    text = [f for f in kept if f.kind == "text"]
     out = []
-    for region, per in zip(regions, readings):
+    for region, sure in zip(regions, sure_of):
         near = [f for f in text if overlap(f.box, region.box) > 0.3]
-        sure = [r for r in per if is_sure(r)]
         if sure:
             r = best_reading(sure)
             have = {fl.category for f in near for fl in f.flags}
-            flags = [fl for fl in classify_text(r.text, identifiers) if fl.category not in have]
+            others = [f.value for f in near if f.confidence >= TESSERACT_MIN_CONFIDENCE]
+            flags = [fl for fl in classify_text(r.text, identifiers)
+                     if fl.category not in have and not explained(r.text, fl, others, identifiers)]
             if flags:
                 out.append(Finding(role, "text", r.text, region.box, r.confidence, None, "ppocr", flags))
         elif region.score >= UNREADABLE_MIN_SCORE and not any(f.confidence >= 0.6 for f in near):
             flags = [PhiFlag(UNREADABLE, (0, 0), f"writing-like marks (score {region.score:.2f}) no engine read")]
             out.append(Finding(role, "text", "", region.box, region.score, None, "text-regions", flags))
-    return out
+    return kept + out
+
+
+def _cross_checked(f: Finding, regions: Sequence[TextRegion], sure_of: Sequence[Sequence[Reading]],
+                   identifiers: Sequence[str]) -> Finding:
+    """A tesseract text finding without the name flags PP-OCR's sure readings
+    of the same line show to be misreadings (:func:`.agreement.explained`)."""
+    if f.kind != "text" or not any(fl.category == "name" for fl in f.flags):
+        return f
+    others = [r.text for region, sure in zip(regions, sure_of) if overlap(f.box, region.box) > 0.3 for r in sure]
+    flags = [fl for fl in f.flags if not explained(f.value, fl, others, identifiers)]
+    return f if len(flags) == len(f.flags) else replace(f, flags=flags)
 
 
 def load_image_file(path: str | Path) -> Image.Image:
