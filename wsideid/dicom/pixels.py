@@ -8,7 +8,6 @@ and compared frame by frame. Nothing here decodes an image.
 from __future__ import annotations
 
 import array
-import errno
 import os
 import struct
 from dataclasses import dataclass, field
@@ -137,37 +136,13 @@ def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
 
 
 def copy_range(src: str, start: int, end: int, dst_fh) -> None:
-    """Append src[start:end] to an open file.
-
-    By the kernel (``copy_file_range``: no pass through Python, as the TIFF
-    writer copies tiles) where the file systems allow it, else in bounded
-    chunks. ``dst_fh`` is flushed first, so its own buffered writes and the
+    """Append src[start:end] to an open file, by the kernel where it can (the TIFF writer's
+    ``append_range``). ``dst_fh`` is flushed first, so its own buffered writes and the
     kernel's land in order; its position follows the file descriptor's."""
+    from ..tiff.writer import append_range
     dst_fh.flush()
-    dst = dst_fh.fileno()
     with open(src, "rb") as fh:
-        pos = start
-        while pos < end and _KERNEL_COPY[0]:
-            try:
-                n = os.copy_file_range(fh.fileno(), dst, min(end - pos, COPY_CHUNK << 4), pos)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
-                    raise
-                _KERNEL_COPY[0] = False
-                break
-            if n == 0:
-                raise MalformedFile("the input shrank while it was being copied")
-            pos += n
-        while pos < end:
-            chunk = os.pread(fh.fileno(), min(COPY_CHUNK, end - pos), pos)
-            if not chunk:
-                raise MalformedFile("the input shrank while it was being copied")
-            dst_fh.write(chunk)
-            pos += len(chunk)
-    dst_fh.flush()
-
-
-_KERNEL_COPY = [hasattr(os, "copy_file_range")]  # off for the process after the first refusal (another fs)
+        append_range(fh.fileno(), dst_fh.fileno(), start, end - start)
 
 
 def same_fragments(a_path: str, a: PixelSpan, b_path: str, b: PixelSpan, sample: int | None,

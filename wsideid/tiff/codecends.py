@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from ..budget import MAX_SCAN_PIXELS
 from ..errors import MalformedFile
 
 NONE, LZW, DEFLATE, ADOBE_DEFLATE, PACKBITS = 1, 5, 32946, 8, 32773
@@ -77,7 +78,9 @@ def lzw_end(raw: bytes) -> int | None:
         pos = end  # a Clear: widths start again at 9
 
 
-LZW_DECODE_MAX = 64 << 20  # bytes an LZW tile/strip may decode to here (imagecodecs holds it whole)
+# Bytes an LZW/PackBits tile or strip may decode to here (imagecodecs holds it whole): the
+# detectors' decode budget (48 MB), so the check stays inside the 100 MB a process may use.
+LZW_DECODE_MAX = 3 * MAX_SCAN_PIXELS
 
 
 def deflate_end(raw: bytes, pixels: int | None = None, limit: int | None = None) -> int | None:
@@ -106,12 +109,13 @@ class DecodesPast(MalformedFile):
     """Tile data that decodes to more than its tile: the rest is read by no reader."""
 
 
-def _check_decoded(chunk: bytes, at: int, pixels: int, limit: int | None) -> None:
-    """``chunk`` decoded at byte ``at`` of a tile of ``pixels`` bytes (at most ``limit`` decoded)."""
+def _check_decoded(chunk, at: int, pixels: int, limit: int | None) -> None:
+    """``chunk`` (any byte buffer) decoded at byte ``at`` of a tile of ``pixels`` bytes (at most
+    ``limit`` decoded). Read in place: a copy of a decoded strip doubled the check's memory."""
     end = at + len(chunk)
     if limit is not None and end > limit:
         raise DecodesPast(f"decodes to more than {limit} bytes, its tile's size")
-    if end > pixels and any(chunk[max(0, pixels - at):]):
+    if end > pixels and np.frombuffer(chunk, np.uint8)[max(0, pixels - at):].any():
         raise DecodesPast(f"decodes to data past its {pixels} bytes of pixels")
 
 
@@ -127,7 +131,7 @@ def packbits_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
         if "TOO_SMALL" in str(exc):
             raise DecodesPast(f"decodes to more than {limit} bytes, its tile's size") from None
         raise DecodesPast("does not decode as PackBits") from None
-    _check_decoded(bytes(out), 0, pixels, limit)
+    _check_decoded(out, 0, pixels, limit)
 
 
 def lzw_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
@@ -136,7 +140,7 @@ def lzw_decoded_check(raw: bytes, pixels: int, limit: int) -> None:
     if limit > LZW_DECODE_MAX:
         raise DecodesPast(f"decodes to up to {limit >> 20} MB, more than can be checked here")
     out = imagecodecs.lzw_decode(raw, out=limit + 1)
-    _check_decoded(bytes(out), 0, pixels, limit)
+    _check_decoded(out, 0, pixels, limit)
 
 
 def check_tails(path: str, where: str, comp: int, offsets: np.ndarray, counts: np.ndarray,

@@ -464,7 +464,7 @@ class _DataPlan:
 
     def copy(self, src_fd: int, dst_fd: int) -> None:
         for offset, length in self.runs.tolist():
-            _copy_range(src_fd, dst_fd, offset, length)
+            append_range(src_fd, dst_fd, offset, length)
         for _, te in self.edits:
             write_edits(dst_fd, te, src_fd)
 
@@ -489,7 +489,7 @@ def write_edits(dst_fd: int, te: TileEdits, src_fd: int | None = None) -> int:
                 _write_all(dst_fd, buf)
                 buf.clear()
                 fd = src_fd if where == 0 and src_fd is not None else te.store.fd(where)
-                _copy_range(fd, dst_fd, off, n)
+                append_range(fd, dst_fd, off, n)
             else:
                 fd = src_fd if where == 0 and src_fd is not None else te.store.fd(where)
                 got = os.pread(fd, n, off)
@@ -514,8 +514,10 @@ def _write_all(fd: int, data: bytes) -> None:
 _COPY_CHUNK = 1 << 30
 
 
-def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int) -> None:
-    """Copy ``length`` bytes at ``offset`` to the current end of ``dst_fd``."""
+def append_range(src_fd: int, dst_fd: int, offset: int, length: int) -> None:
+    """Copy ``length`` bytes at ``offset`` to ``dst_fd``'s position, by the kernel
+    (``copy_file_range``) where the file systems allow it, else in bounded chunks.
+    The DICOM writer copies pixel data with it too."""
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
     while done < length:
