@@ -58,3 +58,102 @@ def test_rule_edits_record_the_tables_the_clean_tiles_use(deferred):
     jpegsegs.rule_edits(str(src), data.src_offsets, data.src_counts, pre, "jpeg", edits, 0, deferred=deferred)
     recorded = edits.image(0).header_tables
     assert recorded and recorded == jpegsegs.used_tables(str(src), data.src_offsets, data.src_counts, pre)
+
+
+def _clean_tile(seed: int, restart: int = 0) -> bytes:
+    """A baseline JPEG stream reduced to its decoding segments (the rule's own output)."""
+    import io
+
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90, **({"restart_marker_blocks": restart} if restart else {}))
+    return jpegsegs.strip_segments(buf.getvalue())
+
+
+def _entropy_start(tile: bytes) -> int:
+    pos = 2
+    while tile[pos + 1] != 0xDA:
+        pos += 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
+    return pos + 2 + int.from_bytes(tile[pos + 2:pos + 4], "big")
+
+
+def _dirty_variants() -> dict[str, bytes]:
+    t = _clean_tile(1)
+    e = _entropy_start(t)
+    mid = (e + len(t) - 2) // 2
+    return {
+        "clean": t,
+        "other clean": _clean_tile(2),
+        "COM in entropy data": t[:mid] + b"\xff\xfe\x00\x06Jane" + t[mid + 8:],
+        "text after EOI": t + b"Jane Doe\xff\xd9",
+        "second EOI early": t[:mid] + b"\xff\xd9" + t[mid + 2:],
+        "fill byte before EOI": t[:-3] + b"\xff\xff\xd9",
+        "lone FF before EOI": t[:-2] + b"\xff\xff\xd9",
+    }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3, 4096])
+def test_counted_batches_judge_as_the_walk(tmp_path, monkeypatch, workers, batch):
+    """The stream check's count without a walk (``_counted``, given the header pass's marker
+    counts) flags exactly the tiles the walk flags: a marker in entropy-coded data, text after
+    the EOI, an early EOI, fill bytes; restart markers and clean tiles pass either way."""
+    monkeypatch.setattr(jpegsegs, "BATCH", batch)
+    monkeypatch.setattr(jpegsegs, "WORKERS", workers)
+    tiles = _dirty_variants()
+    tiles["restart markers"] = _clean_tile(3, restart=1)
+    names = list(tiles) * 3
+    order = np.random.default_rng(7).permutation(len(names))
+    names = [names[i] for i in order]
+    raw = b"".join(tiles[n] for n in names)
+    path = tmp_path / "tiles.bin"
+    path.write_bytes(raw)
+    counts = np.array([len(tiles[n]) for n in names], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    heads = jpegsegs.header_scan(str(path), offsets, counts, frozenset())
+    assert not len(heads.unsure)  # every header is clean: only the bytes after it differ
+    walked = jpegsegs.scan_tiles(str(path), offsets, counts).flagged.tolist()
+    counted = jpegsegs.scan_tiles(str(path), offsets, counts, frozenset(), heads.marks).flagged.tolist()
+    dirty = [i for i, n in enumerate(names) if n not in ("clean", "other clean", "restart markers")]
+    assert walked == counted == dirty
+    judged = {names[i] for i in counted}
+    assert judged >= {"COM in entropy data", "text after EOI", "second EOI early", "fill byte before EOI",
+                      "lone FF before EOI"}
+    assert not judged & {"clean", "other clean"}
+
+
+def test_counted_check_passes_clean_batches_without_walking(tmp_path, monkeypatch):
+    """Clean tiles back to back are passed by the count alone when the header pass's marks are
+    given (the point of ``_counted``): the walk is not called."""
+    t = _clean_tile(4)
+    raw = t * 50
+    path = tmp_path / "tiles.bin"
+    path.write_bytes(raw)
+    counts = np.full(50, len(t), np.int64)
+    offsets = np.arange(50, dtype=np.int64) * len(t)
+    heads = jpegsegs.header_scan(str(path), offsets, counts, frozenset())
+    assert isinstance(heads.marks, int) and heads.marks > 0  # one header: one count, no per-tile array
+
+    def no_walk(*a, **k):
+        raise AssertionError("walked")
+    monkeypatch.setattr(jpegsegs, "_walk", no_walk)
+    assert not len(jpegsegs.scan_tiles(str(path), offsets, counts, frozenset(), heads.marks).flagged)
+
+
+def test_rule_edits_pending_carry_the_header_marks(synth_slides):
+    """Deferred planning hands the stream check each pending tile's header markers, in the
+    pending tiles' order (tiles 0-2 of the synthetic slide are edited, so a subset pends)."""
+    from wsideid.tiff.edits import EditSet, EditStore
+    path = str(synth_slides["aperio"])
+    offs, cnts = _tiles(path)
+    edits = EditSet(EditStore(path))
+    jpegsegs.rule_edits(path, offs, cnts, frozenset(), "jpeg", edits, 0, deferred=True)
+    (p,) = edits.pending
+    assert p.indices is not None and 0 not in p.indices.tolist()
+    heads = jpegsegs.header_scan(path, p.offsets, p.counts, frozenset())
+    want = heads.marks if isinstance(heads.marks, int) else heads.marks.tolist()
+    got = p.marks if isinstance(p.marks, int) else p.marks.tolist()
+    assert got == want
+    assert not jpegsegs.check_pending(path, edits.pending)

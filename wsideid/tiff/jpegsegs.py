@@ -26,7 +26,10 @@ The pipeline splits the work (``rule_edits(deferred=True)``): headers,
 where encoders put their comments, are read before writing (one short read
 per tile) and their tiles edited; the full check of the other tiles runs
 beside the kernel's copy (``check_pending``) and is joined before
-verification. Edits are recorded as pieces of the source (``tiff.edits``).
+verification. That check is handed each tile's header marker count from the
+header pass (``Heads.marks``), so a batch of clean tiles is passed by one
+count, without walking its headers again (``_counted``). Edits are recorded
+as pieces of the source (``tiff.edits``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -80,9 +84,15 @@ def tiles_with_segments(path: str, offsets: np.ndarray, counts: np.ndarray,
 
 
 def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
-               tables: frozenset[TableKey] = frozenset()) -> TileScan:
+               tables: frozenset[TableKey] = frozenset(), marks: int | np.ndarray | None = None) -> TileScan:
+    """Every byte of the tiles read and judged by the rule (``TileScan.flagged``: those the fast
+    check does not pass). ``marks``: the tiles' headers were judged clean by ``header_scan``,
+    which counted their true markers (``Heads.marks``); batches are then first counted
+    without walking their headers again (``_counted``)."""
     from .tileorder import in_file_order, original_index
     live, offs, cnts = in_file_order(offsets, counts)
+    if isinstance(marks, np.ndarray) and live is not None:
+        marks = marks[live]  # in file order, as the tiles
     res = TileScan(np.zeros(0, np.int64))
     if not len(offs):
         return res
@@ -96,7 +106,8 @@ def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
                 if sel.stop - sel.start == 1 and cnts[sel.start] > BATCH_BYTES:
                     ok = _big_tile(fd, int(offs[sel.start]), int(cnts[sel.start]), tables, ext)
                     return np.array([not ok]), ext
-                return _scan_batch(fd, offs[sel], cnts[sel], tables, ext), ext
+                m = marks[sel] if isinstance(marks, np.ndarray) else marks
+                return _scan_batch(fd, offs[sel], cnts[sel], tables, ext, m), ext
             # numpy and preadv release the GIL: two threads keep both cores busy;
             # each holds one batch buffer, so memory stays bounded
             batches = _batches(offs, cnts)
@@ -191,12 +202,14 @@ def _true_markers(buf: np.ndarray, ff: np.ndarray) -> np.ndarray:
 
 
 def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[TableKey],
-                external: set[TableKey]) -> np.ndarray:
+                external: set[TableKey], marks: int | np.ndarray | None = None) -> np.ndarray:
     """Flags for one batch of tiles sorted by offset (True: needs the full parser)."""
     base = int(offs[0])
     buf = _read(fd, base, int((offs + cnts).max()) - base)
     start = offs - base
     end = start + cnts
+    if marks is not None and _counted(buf, start, end, marks):
+        return np.zeros(len(start), bool)
     ent, bad = _walk(buf, start, end)
     ok = ~bad & (cnts >= 4)
     # entropy-coded data: no true marker before the last two bytes, which are the EOI
@@ -213,6 +226,37 @@ def _scan_batch(fd: int, offs: np.ndarray, cnts: np.ndarray, tables: frozenset[T
     marks = _true_markers(buf, _ff(buf))
     ok &= np.searchsorted(marks, ent) == np.searchsorted(marks, end - 2)
     return ~ok
+
+
+def _counted(buf: np.ndarray, start: np.ndarray, end: np.ndarray, marks: int | np.ndarray) -> bool:
+    """The batch's common case, decided by one count and no walk (issue 14: the walk and the
+    per-tile header lookup were a third of the check's CPU): tiles back to back, each ending
+    with FF D9, and the batch's true markers (0xFF bytes minus stuffed FF 00 pairs) exactly
+    those of the headers plus one EOI per tile.
+
+    Why the headers need not be walked again: ``marks`` are the true markers of each tile's
+    header (SOI .. SOS) that ``header_scan`` judged clean, read from the same offsets of the
+    same file, and a header whose last byte is 0xFF has no count (-1: never here). Each tile
+    then holds at least its header's markers plus its final EOI, so equality leaves no true
+    marker in any entropy-coded data and nothing after the first EOI, which is exactly the
+    rule. A header that changed since it was judged is a changed input, which the input guard
+    refuses (stat before and after the run), as it does for the kernel's copy, which reads the
+    bytes a third time. Anything else (restart markers, gaps, a dirty tile) returns False and
+    the batch is walked and judged as before."""
+    n = len(start)
+    if not n or start[0] != 0 or buf[-1] == 0xFF or not (start[1:] == end[:-1]).all() or (end - start < 4).any():
+        return False
+    if not ((buf[end - 2] == 0xFF) & (buf[end - 1] == 0xD9)).all():
+        return False
+    if isinstance(marks, np.ndarray):
+        if (marks < 0).any():
+            return False
+        expected = int(marks.sum())
+    else:
+        if marks < 0:
+            return False
+        expected = marks * n
+    return _marker_count(buf) == expected + n
 
 
 _verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset, int]] = {}
@@ -240,11 +284,13 @@ def _judge(head: bytes, tables: frozenset[TableKey]) -> tuple[bool, frozenset, i
 
 
 def _headers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray,
-             tables: frozenset[TableKey], external: set[TableKey]) -> tuple[np.ndarray, int]:
+             tables: frozenset[TableKey], external: set[TableKey],
+             per_tile: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Judge each distinct header (SOI..end of SOS) once with the full parser; each tile's
     header is compared byte for byte with a judged one (a dictionary lookup).
 
-    Returns (clean, the true markers all clean headers hold: -1 when unknown)."""
+    Returns (clean, the true markers all clean headers hold: -1 when unknown); ``per_tile``,
+    when given, receives each clean header's true markers (-1 elsewhere)."""
     good = np.zeros(len(start), bool)
     raw = buf.data
     seen: dict[bytes, tuple[bool, int]] = {}
@@ -261,6 +307,8 @@ def _headers(buf: np.ndarray, start: np.ndarray, ent: np.ndarray, ok: np.ndarray
             verdict = seen[head] = (clean, m)
         good[i] = verdict[0]
         marks = -1 if marks < 0 or verdict[1] < 0 else marks + verdict[1]
+        if per_tile is not None and verdict[0]:
+            per_tile[i] = verdict[1]
     return good, marks
 
 
@@ -333,6 +381,9 @@ class Pending:
     offsets: np.ndarray
     counts: np.ndarray
     tables: frozenset[TableKey]
+    # true markers in each tile's header as the header pass judged it (``Heads.marks``): an int
+    # when every tile's is the same (the usual case, no per-tile array), else one per tile
+    marks: int | np.ndarray | None = None
 
 
 def check_pending(path: str, pending: list[Pending]) -> list[tuple[int, int]]:
@@ -340,7 +391,7 @@ def check_pending(path: str, pending: list[Pending]) -> list[tuple[int, int]]:
     marker, or bytes follow their first EOI. Empty: the tiles were rightly copied as they are."""
     dirty: list[tuple[int, int]] = []
     for p in pending:
-        flagged = tiles_with_segments(path, p.offsets, p.counts, p.tables)
+        flagged = scan_tiles(path, p.offsets, p.counts, p.tables, p.marks).flagged
         if not len(flagged):
             continue
         with open(path, "rb") as fh:
@@ -388,15 +439,18 @@ def rule_edits(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froze
     if kind == "j2k":
         pick = np.nonzero(counts > 0)[0]
     elif deferred:
-        pick, seen = header_scan(path, offsets, counts, tables)
+        pick, seen, marks = header_scan(path, offsets, counts, tables)
         te = edits.image(k)
         te.header_tables = set(seen)
-        if not len(pick) and (counts > 0).all():  # the usual case: every tile, the image's own arrays (no copies)
-            edits.pending.append(Pending(k, None, offsets, counts, tables))
+        live = np.nonzero(counts > 0)[0]
+        if not len(pick) and len(live) == len(counts):  # the usual case: every tile, the image's own arrays (no copies)
+            edits.pending.append(Pending(k, None, offsets, counts, tables, marks))
         else:
-            rest = np.setdiff1d(np.nonzero(counts > 0)[0], pick)
+            keep = ~np.isin(live, pick)
+            rest = live[keep]
             if len(rest):
-                edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables))
+                edits.pending.append(Pending(k, rest, offsets[rest], counts[rest], tables,
+                                             pick_marks(marks, np.nonzero(keep)[0])))
     else:  # every byte read now: the tables the clean tiles use come with it (used_tables need not re-read them)
         scan = scan_tiles(path, offsets, counts, tables)
         pick = scan.flagged
@@ -499,7 +553,7 @@ def used_tables(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froz
             used |= structure.clean(data, tables).external
         done = np.array(sorted(edited), dtype=np.int64)
     live = np.setdiff1d(np.nonzero(np.asarray(counts) > 0)[0], done)
-    unsure, found = header_scan(path, offsets, counts, tables, live)
+    unsure, found, _ = header_scan(path, offsets, counts, tables, live)
     used |= found
     try:
         with open(path, "rb") as fh:
@@ -513,16 +567,43 @@ def used_tables(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froz
 HEAD_BATCH = 1024  # tiles whose heads are gathered at once (HEAD bytes each)
 
 
+class Heads(NamedTuple):
+    """What ``header_scan`` found."""
+
+    unsure: np.ndarray  # tiles whose header is not clean or not within HEAD bytes
+    used: set[TableKey]  # the JPEGTables slots the clean ones use
+    # true markers of each scanned tile's header (-1: unsure), in the order scanned; an int
+    # when every scanned tile's header has the same count (one header: no per-tile array)
+    marks: int | np.ndarray
+
+
+def _compact(marks: np.ndarray) -> int | np.ndarray:
+    """One int when every tile's count is the same, else the array (2 bytes a tile)."""
+    if not len(marks):
+        return 0
+    first = int(marks[0])
+    if (marks == first).all():
+        return first
+    return marks.astype(np.int16) if marks.max() < (1 << 15) else marks
+
+
+def pick_marks(marks: int | np.ndarray, positions: np.ndarray) -> int | np.ndarray:
+    """``marks`` (as ``Heads.marks``) of the scanned tiles at ``positions``."""
+    return marks if isinstance(marks, int) else _compact(marks[positions])
+
+
 def header_scan(path: str, offsets: np.ndarray, counts: np.ndarray, tables: frozenset[TableKey],
-                live: np.ndarray | None = None) -> tuple[np.ndarray, set[TableKey]]:
+                live: np.ndarray | None = None) -> Heads:
     """Each tile's header (SOI..SOS) from its first HEAD bytes, one read each, judged once per
-    distinct header: (tiles whose header is not clean or not within HEAD bytes, the JPEGTables
-    slots the clean ones use). Reads a few percent of the data, not every byte."""
+    distinct header (``Heads``: the tiles whose header is not clean or not within HEAD bytes,
+    the JPEGTables slots the clean ones use, each clean header's true markers for the stream
+    check's count). Reads a few percent of the data, not every byte."""
     counts = np.asarray(counts, dtype=np.int64)
     offsets = np.asarray(offsets, dtype=np.int64)
     live = np.nonzero(counts > 0)[0] if live is None else np.asarray(live, dtype=np.int64)
     used: set[TableKey] = set()
     unsure: list[np.ndarray] = []
+    marks = np.full(len(live), -1, np.int32)
     try:
         with open(path, "rb") as fh:
             fd = fh.fileno()
@@ -539,8 +620,8 @@ def header_scan(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froz
                 start = np.arange(n, dtype=np.int64) * HEAD
                 end = start + np.minimum(counts[idx], HEAD)
                 ent, bad = _walk(rows, start, end)
-                good = _headers_clean(rows, start, ent, ~bad, tables, used)
+                good = _headers(rows, start, ent, ~bad, tables, used, marks[a:a + n])[0]
                 unsure.append(idx[~good])
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
-    return (np.concatenate(unsure) if unsure else np.zeros(0, np.int64)), used
+    return Heads(np.concatenate(unsure) if unsure else np.zeros(0, np.int64), used, _compact(marks))
