@@ -79,31 +79,17 @@ def file_digest(path: str | int, algorithm: HashAlgorithm) -> str:
 
 
 class Hasher(threading.Thread):
-    """A digest computed in a thread (hashlib and blake3 release the GIL on big updates).
+    """A file's digest computed in a thread (hashlib and blake3 release the GIL on big updates).
+    The hash recorded for an output is ``OutputHasher``'s, of the file itself."""
 
-    Hashes a whole file, or, given a recipe (``tiff.writer.OutputRecipe``),
-    the output as it is being written: new metadata, then the source ranges
-    in output order, then the edited tiles. That runs beside the kernel's
-    copy instead of after it, on the other core. The hash recorded for an
-    output is ``OutputHasher``'s, of the file itself; the recipe's must equal it.
-    """
-
-    def __init__(self, path: str, algorithm: HashAlgorithm, recipe=None):
+    def __init__(self, path: str, algorithm: HashAlgorithm):
         super().__init__(daemon=True)
-        self.path, self.algorithm, self.recipe = path, algorithm, recipe
+        self.path, self.algorithm = path, algorithm
         self.hexdigest: str | None = None
         self.error: str | None = None
 
     def run(self) -> None:
-        self._guarded(self._digest)
-
-    def _digest(self) -> str:
-        if self.recipe is None:
-            return file_digest(self.path, self.algorithm)
-        h = new(self.algorithm)
-        with open(self.path, "rb", buffering=0) as fh:
-            self.recipe.feed(fh.fileno(), h.update)  # edited tiles streamed from their pieces
-        return h.hexdigest()
+        self._guarded(lambda: file_digest(self.path, self.algorithm))
 
     def _guarded(self, digest: Callable[[], str]) -> None:
         try:
@@ -163,9 +149,11 @@ class OutputHasher(Hasher):
     are the same bytes. (Not covered: a writer holding the file mapped shared from before the
     stamp, whose dirty pages change without a new ctime; the folder is the run's own.)"""
 
-    def __init__(self, path: str, algorithm: HashAlgorithm):
+    def __init__(self, path: str, algorithm: HashAlgorithm, recipe=None, source: str | None = None):
         super().__init__(path, algorithm)
+        self.recipe, self.source = recipe, source
         self.seconds = 0.0  # the thread's own time hashing (beside verification)
+        self.planned: bool | None = None  # with a recipe: whether the file is exactly the writer's plan
         fd = os.open(path, os.O_RDONLY)
         try:
             self.stamp = settled_stamp(fd)
@@ -177,9 +165,20 @@ class OutputHasher(Hasher):
     def run(self) -> None:
         t0 = time.perf_counter()
         try:
-            self._guarded(lambda: file_digest(self._fd, self.algorithm))  # the file stamped, even if renamed
+            self._guarded(self._file_digest)  # the file stamped, even if renamed
         finally:
             self.seconds = time.perf_counter() - t0
+
+    def _file_digest(self) -> str:
+        """The file's digest; with a recipe (``tiff.writer.OutputRecipe``), in the same single
+        read, whether each of its bytes is the plan's (``planned``: compared chunk by chunk with
+        the plan read from the source, where a second hash of the plan cost as much as this one)."""
+        if self.recipe is None or self.source is None:
+            return file_digest(self._fd, self.algorithm)
+        h = new(self.algorithm)
+        with open(self._fd, "rb", buffering=0) as out, open(self.source, "rb", buffering=0) as src:
+            self.planned = self.recipe.matches(src.fileno(), out.fileno(), h.update, CHUNK)
+        return h.hexdigest()
 
     def unchanged(self, path: str | None = None) -> str | None:
         """None when the file at ``path`` (default: the one hashed) is still the one hashed, else why not."""

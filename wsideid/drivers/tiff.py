@@ -302,9 +302,10 @@ class _TiffHashes:
     """The output hashed from the file on disk, in a thread started as soon as it is written
     (``hashing.OutputHasher``: through the page cache, beside verification), with its stamp
     taken first: the recorded hash is that of the bytes verified and published, checked again
-    just before the rename. The writer's plan hashed while it writes (``on_recipe``) must give
-    the same hash: image-data then covers every tile, not only its sample. The input, only
-    when asked for (``--hash-input``: a second pass over it), in a thread from the start."""
+    just before the rename. In the same read, each chunk of the file is compared with the
+    writer's plan (``on_recipe``, read from the source): image-data then covers every byte,
+    not only its sample. The input, only when asked for (``--hash-input``: a second pass over
+    it), in a thread from the start."""
 
     def __init__(self, path: str, algorithm, hash_input: bool):
         from ..hashing import HashAlgorithm, Hasher
@@ -313,24 +314,25 @@ class _TiffHashes:
         self.enabled = algorithm is not HashAlgorithm.NONE
         self.input = Hasher(path, algorithm) if self.enabled and hash_input else None
         self.output = None
-        self.planned = None
+        self.recipe = None
         if self.input is not None:
             self.input.start()
 
     def on_recipe(self, recipe) -> None:
         """The output as the writer means it (new metadata, the source ranges in output order,
-        the edited tiles), hashed from the source beside the kernel's copy: compared with the
-        file's own hash, it proves every byte written is the planned one, where image-data
-        compares a sample of tiles (a copy gone wrong, or a byte changed before the stamp)."""
-        from ..hashing import Hasher
+        the edited tiles): compared with the file as it is read for its hash, it proves every
+        byte written is the planned one, where image-data compares a sample of tiles (a copy
+        gone wrong, or a byte changed before the stamp). Until issue 14's sixth round it was
+        hashed from the source beside the copy and the two digests compared: the same proof
+        for a second hash of the whole slide. A rewrite (the stream rule's exact pass) hands a
+        new recipe, which replaces this one."""
         if self.enabled:
-            self.planned = Hasher(self.path, self.algorithm, recipe)
-            self.planned.start()
+            self.recipe = recipe
 
     def written(self, written: Written) -> None:
         from ..hashing import OutputHasher
         if self.enabled:
-            self.output = OutputHasher(written.ready, self.algorithm)
+            self.output = OutputHasher(written.ready, self.algorithm, self.recipe, self.path)
             self.output.start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
@@ -338,11 +340,11 @@ class _TiffHashes:
         for label, h in (("input", self.input), ("output", self.output)):
             if h is not None:
                 hashes[label] = h.result(label)
-        if self.planned is not None and self.output is not None:
-            same = self.planned.result("output as planned") == hashes["output"]
-            report.record(Check.IMAGE_DATA, same, "every byte of the file is the writer's plan (its "
-                          f"{self.algorithm.value} equals the file's)" if same else "the file on disk is not "
-                          "what the writer planned (hash of the plan and of the file differ)", part="whole file")
+        if self.recipe is not None and self.output is not None:
+            same = self.output.planned is True
+            report.record(Check.IMAGE_DATA, same, "every byte of the file is the writer's plan (read back and "
+                          "compared with the plan, chunk by chunk)" if same else "the file on disk is not what "
+                          "the writer planned (a byte of the file differs from the plan's)", part="whole file")
         if self.output is not None:
             why = self.output.unchanged(written.ready)
             report.add_seconds(Check.OUTPUT_HASH, self.output.seconds)
