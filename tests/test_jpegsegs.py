@@ -157,3 +157,32 @@ def test_rule_edits_pending_carry_the_header_marks(synth_slides):
     got = p.marks if isinstance(p.marks, int) else p.marks.tolist()
     assert got == want
     assert not jpegsegs.check_pending(path, edits.pending)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1024])
+def test_header_scan_judges_each_tile(synth_slides, monkeypatch, batch):
+    """Tiles sharing the batch's first header are judged together (``_common_header``), the
+    others one by one: tiles 0-2 (COM / APP1 in their headers) are the unsure ones, whichever
+    tile comes first in a batch."""
+    monkeypatch.setattr(jpegsegs, "HEAD_BATCH", batch)
+    path = str(synth_slides["aperio"])
+    offs, cnts = _tiles(path)
+    for order in (np.arange(len(offs)), np.arange(len(offs))[::-1].copy()):
+        heads = jpegsegs.header_scan(path, offs, cnts, frozenset(), order)
+        assert sorted(heads.unsure.tolist()) == [0, 1, 2]
+        marks = np.broadcast_to(heads.marks, len(order)) if isinstance(heads.marks, int) else heads.marks
+        assert (np.asarray(marks)[np.isin(order, [0, 1, 2])] == -1).all()
+        assert (np.asarray(marks)[~np.isin(order, [0, 1, 2])] > 0).all()
+
+
+def test_header_scan_of_a_truncated_file(tmp_path):
+    """A tile the file ends inside is refused in one line; a short last tile that is whole reads."""
+    from wsideid.errors import WsideidError
+    t = _clean_tile(5)
+    path = tmp_path / "tiles.bin"
+    path.write_bytes(t + t[:100])
+    offs = np.array([0, len(t)], np.int64)
+    # the short tile is whole (100 bytes) but holds no complete header: unsure, not an error
+    assert jpegsegs.header_scan(str(path), offs, np.array([len(t), 100], np.int64), frozenset()).unsure.tolist() == [1]
+    with pytest.raises(WsideidError, match="truncated"):
+        jpegsegs.header_scan(str(path), offs, np.array([len(t), len(t)], np.int64), frozenset())

@@ -138,6 +138,7 @@ def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: H
 
 def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes, int]]:
     """(file offset, header bytes, tile length), tiles in file order."""
+    from .tiff.jpegsegs import gather_heads
     from .tiff.tileorder import in_file_order
     _, offs, cnts = in_file_order(offsets, counts)
     with open(path, "rb") as fh:
@@ -145,22 +146,18 @@ def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tup
         for a in range(0, len(offs), BATCH):
             o, c = offs[a:a + BATCH], cnts[a:a + BATCH]
             n = len(o)
-            buf = bytearray(n * HEAD)
-            view = memoryview(buf)
-            avail = np.minimum(c, HEAD)
-            for i, (off, k) in enumerate(zip(o.tolist(), avail.tolist())):
-                got = os.preadv(fd, [view[i * HEAD:i * HEAD + k]], off)
-                avail[i] = got
-            rows = np.frombuffer(buf, dtype=np.uint8)
+            rows, avail = gather_heads(fd, o, c, HEAD)
+            buf = rows.data
             start = np.arange(n, dtype=np.int64) * HEAD
             lengths, again = _walk(rows, start, avail, c > HEAD)
+            ol, cl, ll, al = o.tolist(), c.tolist(), lengths.tolist(), again.tolist()  # no numpy scalar a tile
             for i in np.nonzero(lengths)[0].tolist():
-                if again[i]:
-                    raw = os.pread(fd, int(min(c[i], SLACK)), int(o[i]))
-                    yield int(o[i]), raw[:_walk_one(raw)], int(c[i])
+                if al[i]:
+                    raw = os.pread(fd, min(cl[i], SLACK), ol[i])
+                    yield ol[i], raw[:_walk_one(raw)], cl[i]
                 else:
                     s = i * HEAD
-                    yield int(o[i]), bytes(buf[s:s + int(lengths[i])]), int(c[i])
+                    yield ol[i], bytes(buf[s:s + ll[i]]), cl[i]
 
 
 PIECE = 4 << 20
