@@ -181,7 +181,7 @@ class _Residual:
 
 class _WriteEvents:
     """What the writer is handed as ``on_recipe``: called with the recipe once its layout is fixed
-    (the output's hash starts); ``checked()``, which a driver whose write runs a check beside the
+    (kept by the hashing, which compares the file with it as it hashes it once written); ``checked()``, which a driver whose write runs a check beside the
     copy calls when that check is done (TIFF family: the stream rule's), starts the residual
     scan's early reads. So they run neither beside the tile-header scan before the copy (Python
     on the path every run waits for, which theirs slowed by GIL hand-offs) nor beside the stream

@@ -17,8 +17,8 @@ Stages and their objects, in order:
   it, and no later stage changes it.
 - ``write(opened, plan, scratch, final_name, options, on_recipe) -> Written``: the
   output under the temporary name ``scratch`` (a file, or a folder the
-  driver makes). ``on_recipe(recipe)``, where the driver hashes while it
-  writes, once the layout is fixed; ``on_recipe.checked()``, where the write
+  driver makes). ``on_recipe(recipe)``, where the driver hands the output's
+  plan once the layout is fixed (TIFF: compared with the file as it is hashed); ``on_recipe.checked()``, where the write
   runs a check beside its copy (TIFF: the stream rule's), once that is done
   (the residual scan's early reads start then).
 - ``verify(opened, plan, written, options) -> VerifyReport``: named checks
