@@ -76,3 +76,16 @@ def test_hasher_reports_the_plan_and_the_files_digest(synth_slides, tmp_path):
     h = OutputHasher(out, HashAlgorithm.BLAKE3, recipe, src)
     h.start()
     assert h.result("output") == blake3.blake3(open(out, "rb").read()).hexdigest() and h.planned is False
+
+
+def test_a_source_that_ends_early_is_an_error(synth_slides, tmp_path):
+    """The source shorter than the plan says: an error (the hashing thread turns it into a
+    one-line refusal), never a file judged equal to a plan it could not read."""
+    import shutil
+    src = str(synth_slides["aperio"])
+    out, recipe, _ = _written(src, tmp_path)
+    short = tmp_path / "short.svs"
+    shutil.copy(src, short)
+    os.truncate(short, int(recipe.runs[0][0]) + 10)
+    with pytest.raises(OSError, match="ended early"):
+        _matches(recipe, str(short), out, 4096)
