@@ -30,6 +30,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from .errors import DetectorError
 from .findings import UNREADABLE, Finding, PhiFlag, clip_box, overlap
 from .lines import Reading, best_reading, is_sure, read_regions
 from .phi_text import classify_text
@@ -58,6 +59,15 @@ class KeptWork:
 
 
 def reduce_kept(image: Image.Image) -> KeptWork:
+    """``image`` reduced by a whole factor to ``MAX_LONG_SIDE``; an image its reader decoded
+    at that size already (``tiff.pixels.READ_AT``: the size it stands for) is taken as it is."""
+    from ..tiff.pixels import READ_AT
+    at = image.info.get(READ_AT)
+    if at is not None:
+        factor = -(-max(at) // MAX_LONG_SIDE)
+        if image.size != (-(-at[0] // factor), -(-at[1] // factor)):
+            raise DetectorError(f"a {image.size[0]}x{image.size[1]} read does not stand for {at[0]}x{at[1]}")
+        return KeptWork(image, factor, tuple(at))  # type: ignore[arg-type]
     factor = -(-max(image.size) // MAX_LONG_SIDE)
     return KeptWork(image.reduce(factor) if factor > 1 else image, factor, image.size)
 
