@@ -252,16 +252,12 @@ def _reduced_jpeg_image(path: str, page, w: int, h: int, f: int):
     return img
 
 
-def _detector_jpeg_image(path: str, page, w: int, h: int, f: int):
-    """``_reduced_jpeg_image`` at ``f``, or, when the detectors will reduce that by a power of
-    two the tiles scale by, at their size (marked with ``READ_AT``, the size it stands for)."""
-    at = (-(-w // f), -(-h // f))
-    r = detector_reduction(*at)
-    if r > 1 and r & (r - 1) == 0 and _scalable_jpeg(page, f * r):
-        img = _reduced_jpeg_image(path, page, w, h, f * r)
-        img.info[READ_AT] = at
-        return img
-    return _reduced_jpeg_image(path, page, w, h, f)
+def _detector_jpeg_image(path: str, page, w: int, h: int, f: int, r: int):
+    """The image read at ``f`` (``ceil(w / f)`` x ``ceil(h / f)``) reduced by the detectors'
+    ``r``, decoded at ``f * r`` directly, marked with ``READ_AT``: the size it stands for."""
+    img = _reduced_jpeg_image(path, page, w, h, f * r)
+    img.info[READ_AT] = (-(-w // f), -(-h // f))
+    return img
 
 
 def _scaled_jpeg_parts(path: str, page, w: int, h: int, f: int):
@@ -317,10 +313,13 @@ def read_tiff_image(path: str, index: int):
         page = tifffile_page(t, path, index)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
         f = scan_factor(w, h)
+        r = detector_reduction(-(-w // f), -(-h // f))
+        if r > 1 and r & (r - 1) == 0 and _scalable_jpeg(page, f * r):
+            return _detector_jpeg_image(path, page, w, h, f, r)
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
-            return _detector_jpeg_image(path, page, w, h, f)
+            return _reduced_jpeg_image(path, page, w, h, f)
         elif page.is_tiled and (page.planarconfig == 1 or page.samplesperpixel == 1):
             arr = _reduced_tiles(page, w, h, f)
         else:
