@@ -127,7 +127,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20, help="coded labels per set (each planted at %d sizes)" % len(SCALES))
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--record", default=None, help="write each composite's outcome (1/0), one a line, to this file "
+                    "(compare two trees' files: a code one tree finds and the other misses)")
     args = ap.parse_args()
+    outcomes: list[int] = []
     import wsideid
     print(f"tree {Path(wsideid.__file__).resolve().parent.parent}; load {os.getloadavg()[0]:.1f}")
     _scan(_synthetic_tissue(0))  # imports and first-call set-up, untimed
@@ -137,12 +140,15 @@ def main() -> None:
         result, t = _scan(img)
         got = {(FAMILY.get(f.symbology or "", f.symbology or ""), f.value) for f in result.findings if f.kind == "barcode"}
         found.setdefault((set_name, s), []).append(int(bool(want & got)))
+        outcomes.append(int(bool(want & got)))
         ms.setdefault((set_name, s), []).append(t)
     print("planted codes decoded by the residual scan (ocr off), CPU ms per image")
     print(f"  {'set':10} {'scale':>5} {'decoded':>9} {'ms median':>10} {'ms max':>7}")
     for key in sorted(found):
         f, t = found[key], ms[key]
         print(f"  {key[0]:10} {key[1]:5.1f} {sum(f):4d}/{len(f):<4d} {statistics.median(t):10.0f} {max(t):7.0f}")
+    if args.record:
+        Path(args.record).write_text("".join(f"{x}\n" for x in outcomes))
     total = [x for v in found.values() for x in v]
     print(f"  all: {sum(total)}/{len(total)}")
     print("clean backgrounds (nothing planted), CPU ms per image, best of 3: barcodes / whole scan with text regions")

@@ -37,12 +37,13 @@ from .phi_text import classify_text
 from .scan import MAX_LINES, UNREADABLE_MIN_SCORE, ScanResult, barcode_findings
 from .textregions import TextRegion, find_text_regions
 
-# CPU seconds of barcode rungs on a kept image (see barcodes.read_barcodes):
-# on a 768 px thumbnail the whole-image rungs (both binarisers, sharpened,
-# pyzbar both ways) take ~0.13 s and run; the crop and turn rungs (~0.3 s
-# more) only where those were cheap. Was 0.15 s of wall time, which ran
-# 4-5 rungs on an idle machine and 1-2 on a loaded one.
-BARCODE_BUDGET_S = 0.12
+# CPU seconds of barcode rungs on a kept image past the always-run ones (barcodes.
+# KEPT_CORE_RUNGS: plain, other binariser, 2x; ~45-70 ms on a 768-960 px thumbnail or
+# level): a further rung runs only while the scan has spent less than this, so a small
+# image (a 768x262 macro: 21 ms) also gets the 3x view. Was 0.12 s over the label ladder
+# (both binarisers, sharpened, pyzbar both ways: 130-175 ms on every clean thumbnail),
+# which found fewer planted codes (bench/README.md, "Session 6, residual detectors").
+BARCODE_BUDGET_S = 0.04
 MAX_LONG_SIDE = 1280  # px: larger kept images are scanned reduced to this
 
 
@@ -89,7 +90,7 @@ def scan_kept_work(kept: KeptWork, role: str, identifiers: Sequence[str] = (), o
     """``scan_kept_image`` of an image already reduced (``reduce_kept``)."""
     t0 = time.perf_counter()
     work, factor = kept.image, kept.factor
-    findings = barcode_findings(work, role, identifiers, BARCODE_BUDGET_S)
+    findings = barcode_findings(work, role, identifiers, BARCODE_BUDGET_S, kept=True)
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:
