@@ -88,12 +88,12 @@ def _jpeg(img: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("RGB")
 
 
-def composites(n: int, seed: int):
-    """(background name, scale, composite, {(family, value)}) for ``n`` coded labels per set."""
+def composites(n: int, seed: int, sets: tuple[str, ...] = ("printed", "clean", "degraded")):
+    """(set, scale, composite, {(family, value)}) for ``n`` coded labels per set."""
     from make_labels import make_label
     bgs = backgrounds(seed)
     rng = random.Random(seed)
-    for set_name in ("printed", "clean", "degraded"):
+    for set_name in sets:
         lrng = random.Random(f"{seed}-{set_name}")
         made = 0
         i = 0
@@ -127,6 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20, help="coded labels per set (each planted at %d sizes)" % len(SCALES))
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--sets", default="printed,clean,degraded", help="make_labels sets (\"harsh\": a stress set)")
     ap.add_argument("--record", default=None, help="write each composite's outcome (1/0), one a line, to this file "
                     "(compare two trees' files: a code one tree finds and the other misses)")
     args = ap.parse_args()
@@ -136,7 +137,7 @@ def main() -> None:
     _scan(_synthetic_tissue(0))  # imports and first-call set-up, untimed
     found: dict[tuple[str, float], list[int]] = {}
     ms: dict[tuple[str, float], list[float]] = {}
-    for set_name, s, img, want in composites(args.n, args.seed):
+    for set_name, s, img, want in composites(args.n, args.seed, tuple(args.sets.split(","))):
         result, t = _scan(img)
         got = {(FAMILY.get(f.symbology or "", f.symbology or ""), f.value) for f in result.findings if f.kind == "barcode"}
         found.setdefault((set_name, s), []).append(int(bool(want & got)))

@@ -122,11 +122,13 @@ _ZX_LOCAL_UP = _zxing(zxingcpp.Binarizer.LocalAverage, downscale=False)
 # Such an image is a reduction of a large picture, so a code on it is small (modules of 1-2
 # px) whatever the image's size: upscaled whole views find it, where the label ladder's
 # size rule (upscale only below SMALL_SIDE) never upscales a 768 px thumbnail and its
-# sharpened, pyzbar, crop and turn rungs find little. Measured on codes planted in tissue
-# images (bench/bench_residual_codes.py; bench/README.md "Session 6"): of 41 codes the
-# plain whole-image rungs missed, the 2x view found 23, crops 16, sharpening at 1x 2,
-# pyzbar 5, quarter turns 0 (zxing turns 1D codes itself), the 3x view 29 (all found).
-KEPT_CORE_RUNGS = 3  # always run: plain, other binariser, 2x (~12 + 7 + 25-50 ms on a thumbnail)
+# sharpened-1x, pyzbar, crop and turn rungs find little. Measured on codes planted in
+# tissue images (bench/bench_residual_codes.py, bench/README.md "Session 6"): of 41 codes
+# the plain whole-image rungs missed, a sharpened 2x view found 23, a plain 2x view 23,
+# crops 16, sharpening at 1x 2, pyzbar 5, quarter turns 0 (zxing turns 1D codes itself),
+# a 3x view 27, all together 29; on the harsh stress set (80 missed) sharpened 2x found
+# 27, plain 2x 12, crops 14, 3x 17, all together 31.
+KEPT_CORE_RUNGS = 3  # always run: plain, other binariser, 2x plain and sharpened (12 + 7 + 50-95 ms, 768 px)
 KEPT_VIEW_PIXELS = 4_200_000  # an upscaled view larger than this is read as 2x2 overlapping crops (memory)
 
 
@@ -181,9 +183,8 @@ def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Rea
     size = gray.size
     yield [(_ZX_LOCAL, full_view(gray))]
     yield [(_ZX_GLOBAL, full_view(gray))]
-    yield [(_ZX_LOCAL_UP, v) for v in _upscaled(gray, 2.0)]
+    yield [(_ZX_LOCAL_UP, w) for v in _upscaled(gray, 2.0) for w in (v, View(v.crop, v.scale, 0, True))]
     yield [(_ZX_LOCAL_UP, v) for v in _upscaled(gray, 3.0)]
-    yield [(_ZX_LOCAL_UP, View(v.crop, v.scale, 0, True)) for v in _upscaled(gray, 2.0)]
     if use_pyzbar:
         yield [(_pyzbar, full_view(gray, 1.0, k)) for k in range(2)]
     yield [(_ZX_LOCAL, View(c, 2.0)) for c in tiles(size, 2)]
@@ -212,14 +213,20 @@ def read_barcodes(
     start = time.thread_time()
     ladder, core = (_kept_ladder, KEPT_CORE_RUNGS) if kept else (_ladder, 1)
     for i, rung in enumerate(ladder(gray, use_pyzbar)):
-        last: tuple[View, Image.Image] | None = None  # a view two readers read in turn is rendered once
+        # consecutive views of one crop and scale share its resize; a view two readers read in
+        # turn is rendered once; each render goes before the next is made
+        scaled: tuple[tuple, Image.Image] | None = None
+        last: tuple[View, Image.Image] | None = None
         for reader, view in rung:
             if last is None or last[0] != view:
-                last = None  # the previous render goes before the next is made
-                last = (view, view.render(gray))
+                last = None
+                if scaled is None or scaled[0] != (view.crop, view.scale):
+                    scaled = None
+                    scaled = ((view.crop, view.scale), view.scaled(gray))
+                last = (view, view.finish(scaled[1]))
             for hit in reader(last[1], view):
                 found.setdefault(_dedup_key(hit), hit)
-        last = None
+        scaled = last = None
         if found and not exhaustive:
             break
         if i + 1 >= core and time.thread_time() - start > budget_s:

@@ -5,8 +5,11 @@ is mostly tissue and is published: the scan must be fast (it runs on every
 slide), must not read tissue texture as names, and must not miss a label
 part nobody can read. So it works in stages:
 
-1. barcodes, on a short time budget (a code shows at thumbnail scale or
-   not at all);
+1. barcodes, by the kept-image ladder (``barcodes.read_barcodes(kept=True)``:
+   whole-image views at 1x and 2x (plain and sharpened) always, more only on
+   a short CPU budget;
+   a code on a reduced image is small, so upscaling finds it, not crops or
+   turns);
 2. :func:`.textregions.find_text_regions`: lines of dark marks on flat,
    light ground (the layout of a paper label, not of tissue), cheaply;
 3. only those lines are read, each both ways up (0/180 deg, or 90/270 for
@@ -38,9 +41,9 @@ from .scan import MAX_LINES, UNREADABLE_MIN_SCORE, ScanResult, barcode_findings
 from .textregions import TextRegion, find_text_regions
 
 # CPU seconds of barcode rungs on a kept image past the always-run ones (barcodes.
-# KEPT_CORE_RUNGS: plain, other binariser, 2x; ~45-70 ms on a 768-960 px thumbnail or
-# level): a further rung runs only while the scan has spent less than this, so a small
-# image (a 768x262 macro: 21 ms) also gets the 3x view. Was 0.12 s over the label ladder
+# KEPT_CORE_RUNGS: plain, other binariser, 2x plain and sharpened; ~70-120 ms on a 768-960 px
+# thumbnail or level): a further rung runs only while the scan has spent less than this,
+# so a small image (a 768x262 macro: ~35 ms) also gets the 3x view. Was 0.12 s over the label ladder
 # (both binarisers, sharpened, pyzbar both ways: 130-175 ms on every clean thumbnail),
 # which found fewer planted codes (bench/README.md, "Session 6, residual detectors").
 BARCODE_BUDGET_S = 0.04
