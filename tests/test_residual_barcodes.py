@@ -53,17 +53,18 @@ def test_the_residual_scan_flags_a_turned_code_where_it_is(turn):
 
 
 def test_upscaled_views_stay_within_their_pixel_bound():
-    """A view over KEPT_VIEW_PIXELS is read as 2x2 overlapping crops (memory: the residual
-    scan runs beside the copy), covering the image; a thumbnail's 2x view is one view."""
+    """An upscaled view is lowered to KEPT_VIEW_PIXELS (memory: the residual scan runs beside
+    the copy); a 3x rung that would not go past the 2x one is not run; a thumbnail's 2x view
+    is whole."""
     small, big = Image.new("L", (768, 576)), Image.new("L", (1280, 960))
-    assert barcodes._upscaled(small, 2.0) == [full_view(small, 2.0)]
-    views = barcodes._upscaled(big, 2.0)
-    assert len(views) == 4
-    for v in views:
-        w, h = v.crop[2] - v.crop[0], v.crop[3] - v.crop[1]
-        assert w * h * v.scale ** 2 <= barcodes.KEPT_VIEW_PIXELS
-    assert min(v.crop[0] for v in views) == 0 and max(v.crop[2] for v in views) == 1280
-    assert min(v.crop[1] for v in views) == 0 and max(v.crop[3] for v in views) == 960
+    assert barcodes._upscaled(small, 2.0) == full_view(small, 2.0)
+    for img in (small, big):
+        for s in (2.0, 3.0):
+            v = barcodes._upscaled(img, s)
+            assert v is None or (v.crop == (0, 0, *img.size) and
+                                 img.width * img.height * v.scale ** 2 <= barcodes.KEPT_VIEW_PIXELS * 1.001)
+    assert 1.0 < barcodes._upscaled(big, 2.0).scale < 2.0 and barcodes._upscaled(big, 3.0) is None
+    assert barcodes._upscaled(Image.new("L", (768, 262)), 3.0) == full_view(Image.new("L", (768, 262)), 3.0)
 
 
 def test_clean_tissue_has_no_codes_on_the_kept_ladder():

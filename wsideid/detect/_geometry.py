@@ -28,20 +28,11 @@ class View:
 
     def render(self, image: Image.Image) -> Image.Image:
         """The transformed copy of ``image`` (the full source image)."""
-        return self.finish(self.scaled(image))
-
-    def scaled(self, image: Image.Image) -> Image.Image:
-        """The crop of ``image`` at the view's scale: the first step of ``render``, which views
-        differing only in sharpening and turns share (``barcodes.read_barcodes`` makes it once)."""
         out = image.crop(self.crop) if self.crop != (0, 0, *image.size) else image
         if self.scale != 1.0:
             w, h = self._scaled_size()
             resample = Image.Resampling.BICUBIC if self.scale > 1 else Image.Resampling.BOX
             out = out.resize((w, h), resample)
-        return out
-
-    def finish(self, out: Image.Image) -> Image.Image:
-        """``render`` from ``scaled``'s image: the sharpening and the turn."""
         if self.sharpen:
             out = out.filter(ImageFilter.UnsharpMask(radius=max(1.0, 1.3 * self.scale), percent=150, threshold=2))
         k = self.quarter_turns % 4

@@ -129,7 +129,12 @@ _ZX_LOCAL_UP = _zxing(zxingcpp.Binarizer.LocalAverage, downscale=False)
 # a 3x view 27, all together 29; on the harsh stress set (80 missed) sharpened 2x found
 # 27, plain 2x 12, crops 14, 3x 17, all together 31.
 KEPT_CORE_RUNGS = 3  # always run: plain, other binariser, 2x plain and sharpened (12 + 7 + 50-95 ms, 768 px)
-KEPT_VIEW_PIXELS = 4_200_000  # an upscaled view larger than this is read as 2x2 overlapping crops (memory)
+# Upscaled views hold at most this many pixels (the scale is lowered to fit): a view costs
+# ~5 B a pixel at its peak (itself, zxing's copy and binarised planes) and ~4x a plain
+# view's CPU, and the residual scan runs beside the copy in a process allowed 100 MB. A
+# 768 px thumbnail's 2x view (2.36 MP, ~12 MB) fits; a 960 px level is viewed at 1.6x (its
+# 3.7 MP 2x view peaked at +29 MB; as 2x2 crops it cost 1.6x the CPU of the whole level).
+KEPT_VIEW_PIXELS = 2_400_000
 
 
 def _upscale_for(size: tuple[int, int]) -> list[float]:
@@ -169,13 +174,12 @@ def _ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Reader, 
     yield [(_ZX_LOCAL, full_view(gray, s, k)) for s in [1.0, *ups] for k in (1, 2, 3)]
 
 
-def _upscaled(gray: Image.Image, scale: float) -> list[View]:
-    """The whole image at ``scale``, or its 2x2 overlapping crops when that view would exceed
-    KEPT_VIEW_PIXELS (one crop rendered at a time)."""
+def _upscaled(gray: Image.Image, scale: float) -> View | None:
+    """The whole image at ``scale``, lowered so that the view holds at most KEPT_VIEW_PIXELS;
+    None when that leaves it at or below ``scale``'s next lower rung (1x, or 2x for 3x)."""
     w, h = gray.size
-    if w * h * scale * scale <= KEPT_VIEW_PIXELS:
-        return [full_view(gray, scale)]
-    return [View(c, scale) for c in tiles(gray.size, 2)]
+    s = min(scale, (KEPT_VIEW_PIXELS / max(1, w * h)) ** 0.5)
+    return full_view(gray, s) if s > (2.0 if scale > 2.0 else 1.0) + 0.05 else None
 
 
 def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Reader, View]]]:
@@ -183,8 +187,10 @@ def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Rea
     size = gray.size
     yield [(_ZX_LOCAL, full_view(gray))]
     yield [(_ZX_GLOBAL, full_view(gray))]
-    yield [(_ZX_LOCAL_UP, w) for v in _upscaled(gray, 2.0) for w in (v, View(v.crop, v.scale, 0, True))]
-    yield [(_ZX_LOCAL_UP, v) for v in _upscaled(gray, 3.0)]
+    up2, up3 = _upscaled(gray, 2.0), _upscaled(gray, 3.0)
+    yield [(_ZX_LOCAL_UP, v) for v in ([up2, View(up2.crop, up2.scale, 0, True)] if up2 else [])]
+    if up3 is not None:
+        yield [(_ZX_LOCAL_UP, up3)]
     if use_pyzbar:
         yield [(_pyzbar, full_view(gray, 1.0, k)) for k in range(2)]
     yield [(_ZX_LOCAL, View(c, 2.0)) for c in tiles(size, 2)]
@@ -213,20 +219,16 @@ def read_barcodes(
     start = time.thread_time()
     ladder, core = (_kept_ladder, KEPT_CORE_RUNGS) if kept else (_ladder, 1)
     for i, rung in enumerate(ladder(gray, use_pyzbar)):
-        # consecutive views of one crop and scale share its resize; a view two readers read in
-        # turn is rendered once; each render goes before the next is made
-        scaled: tuple[tuple, Image.Image] | None = None
+        # a view two readers read in turn is rendered once; each render goes before the next
+        # is made (one upscaled view and zxing's working copies at a time: ~5 B a pixel)
         last: tuple[View, Image.Image] | None = None
         for reader, view in rung:
             if last is None or last[0] != view:
                 last = None
-                if scaled is None or scaled[0] != (view.crop, view.scale):
-                    scaled = None
-                    scaled = ((view.crop, view.scale), view.scaled(gray))
-                last = (view, view.finish(scaled[1]))
+                last = (view, view.render(gray))
             for hit in reader(last[1], view):
                 found.setdefault(_dedup_key(hit), hit)
-        scaled = last = None
+        last = None
         if found and not exhaustive:
             break
         if i + 1 >= core and time.thread_time() - start > budget_s:
