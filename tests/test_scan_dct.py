@@ -150,3 +150,66 @@ def test_planted_label_on_a_level_is_found_the_same_as_by_the_sampled_reader(tmp
     sampled = flags()
     assert {"mrn", "date"} <= scaled, scaled
     assert scaled == sampled
+
+
+def test_a_level_the_detectors_reduce_is_decoded_at_their_size(tmp_path, monkeypatch):
+    """Issue 14: a kept level read at 1/2 that the detectors reduce by 2 more is decoded at
+    1/4 directly. It must stand for the same read: the size, factor and boxes of
+    ``reduce_kept`` as before, each pixel the mean of the same block (within rounding)."""
+    from wsideid.detect import residual
+    src = tmp_path / "lvl.tif"
+    _tiled(src, tissue(2560, 1920, 6))
+    monkeypatch.setattr(pixels, "OUTPUT_SCAN_PIXELS", 1_300_000)  # 2560x1920 -> 1/2 (1280x960)
+    monkeypatch.setattr(residual, "MAX_LONG_SIDE", 640)  # the detectors then reduce by 2
+
+    def kept(side: int | None):
+        with pixels.scan_limit(pixels.OUTPUT_SCAN_PIXELS), pixels.detector_side(side or 0):
+            return residual.reduce_kept(slide_scan.read_tiff_image(str(src), 0))
+    direct, before = kept(640), kept(None)  # None: no side given, the read as before
+    assert direct.image.info.get(pixels.READ_AT) == (1280, 960) and pixels.READ_AT not in before.image.info
+    assert (direct.factor, direct.size, direct.image.size) == (before.factor, before.size, before.image.size) \
+        == (2, (1280, 960), (640, 480))
+    err = np.abs(np.asarray(direct.image, float) - np.asarray(before.image, float))
+    assert err.mean() < 1.5 and np.percentile(err, 99) < 12
+
+
+def test_a_read_that_does_not_stand_for_its_size_is_refused():
+    """An image marked as a reduction of a size it is not (a reader's mistake) would put
+    every box in the wrong place: the scan of that image fails (the slide goes to review)."""
+    from wsideid.detect import residual
+    from wsideid.detect.errors import DetectorError
+    img = Image.new("RGB", (500, 480))
+    img.info[pixels.READ_AT] = (2560, 1920)
+    with pytest.raises(DetectorError, match="does not stand for"):
+        residual.reduce_kept(img)
+
+
+def test_planted_label_on_a_level_read_at_the_detectors_size_is_found_the_same(tmp_path, monkeypatch):
+    """The residual scan of a level with a printed label, read at the detectors' size: the
+    same flags, and boxes in the same pixels, as the read at the scan limit then reduced."""
+    from wsideid.detect import residual
+    level = tissue(2560, 1920, 4)
+    label = label_image(1100, 420, ["SMITH, JOHN", "MRN 4471923", "DOB 1951-03-02"])
+    level[200:200 + label.shape[0], 1200:1200 + label.shape[1]] = label[..., :3]
+    src = tmp_path / "lvl.tif"
+    _tiled(src, level)
+    monkeypatch.setattr(pixels, "OUTPUT_SCAN_PIXELS", 5_000_000)  # 2560x1920 read whole (f = 1)
+    monkeypatch.setattr(residual, "MAX_LONG_SIDE", 1280)  # then reduced by 2: decoded at 1/2
+
+    def scan():
+        [sc] = slide_scan.scan_images(str(src), [("thumbnail", 0)], "output", ocr=True)
+        assert sc.error is None and sc.result is not None
+        return sc.result
+
+    calls = []
+    real = pixels._detector_jpeg_image
+    monkeypatch.setattr(pixels, "_detector_jpeg_image", lambda *a: calls.append(a[-2:]) or real(*a))
+    direct = scan()
+    assert calls == [(1, 2)]  # read whole, reduced by 2: decoded at 1/2
+    monkeypatch.setattr(pixels, "detector_reduction", lambda w, h: 1)
+    before = scan()
+    cats = lambda r: {fl.category for f in r.findings for fl in f.flags}  # noqa: E731
+    assert {"mrn", "date"} <= cats(direct) and cats(direct) == cats(before)
+    assert direct.size == before.size == (2560, 1920)
+    for f in (f for f in direct.findings if f.flags):  # every flagged box lies on the label
+        assert 1200 - 8 <= f.box[0] and f.box[2] <= 1200 + 1100 + 8 and 200 - 8 <= f.box[1] <= f.box[3] <= 620 + 8

@@ -73,11 +73,13 @@ class Decoded:
 Reader = Callable[[Image.Image, View], list[BarcodeHit]]
 
 
-def _zxing(binarizer: zxingcpp.Binarizer) -> Reader:
+def _zxing(binarizer: zxingcpp.Binarizer, downscale: bool = True) -> Reader:
+    """zxing with ``binarizer``; ``downscale=False`` for an upscaled view (zxing's own
+    downscaled passes would only undo the upscaling)."""
     def read(view_img: Image.Image, view: View) -> list[BarcodeHit]:
         hits = []
         arr = np.asarray(view_img)
-        for b in zxingcpp.read_barcodes(arr, formats=_ZX_FORMATS, binarizer=binarizer):
+        for b in zxingcpp.read_barcodes(arr, formats=_ZX_FORMATS, binarizer=binarizer, try_downscale=downscale):
             if not b.valid or not b.text:
                 continue
             p = b.position
@@ -114,6 +116,25 @@ def _pyzbar(view_img: Image.Image, view: View) -> list[BarcodeHit]:
 
 _ZX_LOCAL = _zxing(zxingcpp.Binarizer.LocalAverage)
 _ZX_GLOBAL = _zxing(zxingcpp.Binarizer.GlobalHistogram)
+_ZX_LOCAL_UP = _zxing(zxingcpp.Binarizer.LocalAverage, downscale=False)
+
+# Kept images (thumbnail, macro, a reduced level: detect/residual.py) have their own ladder.
+# Such an image is a reduction of a large picture, so a code on it is small (modules of 1-2
+# px) whatever the image's size: upscaled whole views find it, where the label ladder's
+# size rule (upscale only below SMALL_SIDE) never upscales a 768 px thumbnail and its
+# sharpened-1x, pyzbar, crop and turn rungs find little. Measured on codes planted in
+# tissue images (bench/bench_residual_codes.py, bench/README.md "Session 6"): of 41 codes
+# the plain whole-image rungs missed, a sharpened 2x view found 23, a plain 2x view 23,
+# crops 16, sharpening at 1x 2, pyzbar 5, quarter turns 0 (zxing turns 1D codes itself),
+# a 3x view 27, all together 29; on the harsh stress set (80 missed) sharpened 2x found
+# 27, plain 2x 12, crops 14, 3x 17, all together 31.
+KEPT_CORE_RUNGS = 3  # always run: plain, other binariser, 2x plain and sharpened (12 + 7 + 50-95 ms, 768 px)
+# Upscaled views hold at most this many pixels (the scale is lowered to fit): a view costs
+# ~5 B a pixel at its peak (itself, zxing's copy and binarised planes) and ~4x a plain
+# view's CPU, and the residual scan runs beside the copy in a process allowed 100 MB. A
+# 768 px thumbnail's 2x view (2.36 MP, ~12 MB) fits; a 960 px level is viewed at 1.6x (its
+# 3.7 MP 2x view peaked at +29 MB; as 2x2 crops it cost 1.6x the CPU of the whole level).
+KEPT_VIEW_PIXELS = 2_400_000
 
 
 def _upscale_for(size: tuple[int, int]) -> list[float]:
@@ -153,32 +174,64 @@ def _ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Reader, 
     yield [(_ZX_LOCAL, full_view(gray, s, k)) for s in [1.0, *ups] for k in (1, 2, 3)]
 
 
+def _upscaled(gray: Image.Image, scale: float) -> View | None:
+    """The whole image at ``scale``, lowered so that the view holds at most KEPT_VIEW_PIXELS;
+    None when that leaves it at or below ``scale``'s next lower rung (1x, or 2x for 3x)."""
+    w, h = gray.size
+    s = min(scale, (KEPT_VIEW_PIXELS / max(1, w * h)) ** 0.5)
+    return full_view(gray, s) if s > (2.0 if scale > 2.0 else 1.0) + 0.05 else None
+
+
+def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Reader, View]]]:
+    """Rungs for a kept image, the ``KEPT_CORE_RUNGS`` always run first (see above)."""
+    size = gray.size
+    yield [(_ZX_LOCAL, full_view(gray))]
+    yield [(_ZX_GLOBAL, full_view(gray))]
+    up2, up3 = _upscaled(gray, 2.0), _upscaled(gray, 3.0)
+    yield [(_ZX_LOCAL_UP, v) for v in ([up2, View(up2.crop, up2.scale, 0, True)] if up2 else [])]
+    if up3 is not None:
+        yield [(_ZX_LOCAL_UP, up3)]
+    if use_pyzbar:
+        yield [(_pyzbar, full_view(gray, 1.0, k)) for k in range(2)]
+    yield [(_ZX_LOCAL, View(c, 2.0)) for c in tiles(size, 2)]
+
+
 def read_barcodes(
     image: Image.Image,
     *,
     use_pyzbar: bool = True,
     exhaustive: bool = False,
     budget_s: float = 1.0,
+    kept: bool = False,
 ) -> list[BarcodeHit]:
     """Decode every barcode found in ``image``, deduplicated.
 
     Stops after the first rung that found a code unless ``exhaustive``, and
     gives up on further rungs once ``budget_s`` of this thread's CPU time is
-    spent (the first rung always runs). CPU, not wall time: on a loaded
-    machine a wall-clock budget ran fewer rungs, so what was searched
-    depended on the neighbours' load. Boxes are in ``image``'s pixel
-    coordinates.
+    spent (the first rung always runs; on a ``kept`` image, a reduction of a
+    large picture, its own ladder and its first ``KEPT_CORE_RUNGS``). CPU, not
+    wall time: on a loaded machine a wall-clock budget ran fewer rungs, so
+    what was searched depended on the neighbours' load. Boxes are in
+    ``image``'s pixel coordinates.
     """
     gray = image.convert("L")
     found: dict[tuple[str, str], BarcodeHit] = {}
     start = time.thread_time()
-    for rung in _ladder(gray, use_pyzbar):
+    ladder, core = (_kept_ladder, KEPT_CORE_RUNGS) if kept else (_ladder, 1)
+    for i, rung in enumerate(ladder(gray, use_pyzbar)):
+        # a view two readers read in turn is rendered once; each render goes before the next
+        # is made (one upscaled view and zxing's working copies at a time: ~5 B a pixel)
+        last: tuple[View, Image.Image] | None = None
         for reader, view in rung:
-            for hit in reader(view.render(gray), view):
+            if last is None or last[0] != view:
+                last = None
+                last = (view, view.render(gray))
+            for hit in reader(last[1], view):
                 found.setdefault(_dedup_key(hit), hit)
+        last = None
         if found and not exhaustive:
             break
-        if time.thread_time() - start > budget_s:
+        if i + 1 >= core and time.thread_time() - start > budget_s:
             break
     return list(found.values())
 

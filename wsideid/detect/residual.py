@@ -5,8 +5,11 @@ is mostly tissue and is published: the scan must be fast (it runs on every
 slide), must not read tissue texture as names, and must not miss a label
 part nobody can read. So it works in stages:
 
-1. barcodes, on a short time budget (a code shows at thumbnail scale or
-   not at all);
+1. barcodes, by the kept-image ladder (``barcodes.read_barcodes(kept=True)``:
+   whole-image views at 1x and 2x (plain and sharpened) always, more only on
+   a short CPU budget;
+   a code on a reduced image is small, so upscaling finds it, not crops or
+   turns);
 2. :func:`.textregions.find_text_regions`: lines of dark marks on flat,
    light ground (the layout of a paper label, not of tissue), cheaply;
 3. only those lines are read, each both ways up (0/180 deg, or 90/270 for
@@ -30,18 +33,20 @@ from typing import Sequence
 
 from PIL import Image
 
+from .errors import DetectorError
 from .findings import UNREADABLE, Finding, PhiFlag, clip_box, overlap
 from .lines import Reading, best_reading, is_sure, read_regions
 from .phi_text import classify_text
 from .scan import MAX_LINES, UNREADABLE_MIN_SCORE, ScanResult, barcode_findings
 from .textregions import TextRegion, find_text_regions
 
-# CPU seconds of barcode rungs on a kept image (see barcodes.read_barcodes):
-# on a 768 px thumbnail the whole-image rungs (both binarisers, sharpened,
-# pyzbar both ways) take ~0.13 s and run; the crop and turn rungs (~0.3 s
-# more) only where those were cheap. Was 0.15 s of wall time, which ran
-# 4-5 rungs on an idle machine and 1-2 on a loaded one.
-BARCODE_BUDGET_S = 0.12
+# CPU seconds of barcode rungs on a kept image past the always-run ones (barcodes.
+# KEPT_CORE_RUNGS: plain, other binariser, 2x plain and sharpened; ~70-120 ms on a 768-960 px
+# thumbnail or level): a further rung runs only while the scan has spent less than this,
+# so a small image (a 768x262 macro: ~35 ms) also gets the 3x view. Was 0.12 s over the label ladder
+# (both binarisers, sharpened, pyzbar both ways: 130-175 ms on every clean thumbnail),
+# which found fewer planted codes (bench/README.md, "Session 6, residual detectors").
+BARCODE_BUDGET_S = 0.04
 MAX_LONG_SIDE = 1280  # px: larger kept images are scanned reduced to this
 
 
@@ -58,6 +63,15 @@ class KeptWork:
 
 
 def reduce_kept(image: Image.Image) -> KeptWork:
+    """``image`` reduced by a whole factor to ``MAX_LONG_SIDE``; an image its reader decoded
+    at that size already (``tiff.pixels.READ_AT``: the size it stands for) is taken as it is."""
+    from ..tiff.pixels import READ_AT
+    at = image.info.get(READ_AT)
+    if at is not None:
+        factor = -(-max(at) // MAX_LONG_SIDE)
+        if image.size != (-(-at[0] // factor), -(-at[1] // factor)):
+            raise DetectorError(f"a {image.size[0]}x{image.size[1]} read does not stand for {at[0]}x{at[1]}")
+        return KeptWork(image, factor, tuple(at))  # type: ignore[arg-type]
     factor = -(-max(image.size) // MAX_LONG_SIDE)
     return KeptWork(image.reduce(factor) if factor > 1 else image, factor, image.size)
 
@@ -79,7 +93,7 @@ def scan_kept_work(kept: KeptWork, role: str, identifiers: Sequence[str] = (), o
     """``scan_kept_image`` of an image already reduced (``reduce_kept``)."""
     t0 = time.perf_counter()
     work, factor = kept.image, kept.factor
-    findings = barcode_findings(work, role, identifiers, BARCODE_BUDGET_S)
+    findings = barcode_findings(work, role, identifiers, BARCODE_BUDGET_S, kept=True)
     t1 = time.perf_counter()
     timings = {"barcodes": (t1 - t0) * 1000}
     if ocr:

@@ -110,12 +110,13 @@ def scan_image(
 
 
 def barcode_findings(image: Image.Image, role: str, identifiers: Sequence[str], budget_s: float = 1.0,
-                     decoded: barcodes.Decoded | None = None) -> list[Finding]:
+                     decoded: barcodes.Decoded | None = None, kept: bool = False) -> list[Finding]:
     """Every decoded barcode, flagged ``barcode`` whatever its payload (``decoded``: the codes
-    decoded on these pixels already, when its size is the image's)."""
+    decoded on these pixels already, when its size is the image's; ``kept``: a kept image's
+    ladder, see ``barcodes.read_barcodes``)."""
     out = []
     hits = decoded.hits if decoded is not None and decoded.size == image.size else \
-        barcodes.read_barcodes(image, budget_s=budget_s)
+        barcodes.read_barcodes(image, budget_s=budget_s, kept=kept)
     for hit in hits:
         flags = classify_text(hit.value, identifiers)
         flags.append(PhiFlag("barcode", (0, len(hit.value)), f"decoded {hit.symbology} payload"))

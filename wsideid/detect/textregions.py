@@ -113,20 +113,24 @@ def ink_map(gray: Image.Image, radius: int) -> tuple[np.ndarray, np.ndarray]:
     below it. Tissue is not paper: its closing stays mid-grey, so its dark
     nuclei fail ``PAPER_MIN``.
     """
-    g = np.asarray(gray, np.int16)
-    b = _window(_window(g, radius, np.maximum), radius, np.minimum)
-    ink = (b - g >= INK_CONTRAST) & (b >= PAPER_MIN)
+    g8 = np.asarray(gray, np.uint8)  # max and min are exact on the 8-bit samples: half the memory
+    b = _window(_window(g8, radius, np.maximum), radius, np.minimum).astype(np.int16)
+    ink = (b - g8 >= INK_CONTRAST) & (b >= PAPER_MIN)
     return ink, b
 
 
 def _window(a: np.ndarray, r: int, op) -> np.ndarray:
-    """Square (2r+1) max or min filter, separable, edges replicated."""
+    """Square (2r+1) max or min filter, separable, edges replicated; ``op`` (np.maximum or
+    np.minimum) applied in place over shifted views of one padded copy, so the filter holds
+    two arrays of ``a``'s size, not one per shift (issue 14: the residual scan's memory runs
+    beside the verification's)."""
     for axis in (0, 1):
         p = np.pad(a, [(r, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
         n = a.shape[axis]
-        out = p.take(range(0, n), axis=axis)
+        shifted = (lambda k: p[k:k + n]) if axis == 0 else (lambda k: p[:, k:k + n])
+        out = shifted(0).copy()
         for k in range(1, 2 * r + 1):
-            out = op(out, p.take(range(k, k + n), axis=axis))
+            op(out, shifted(k), out=out)
         a = out
     return a
 

@@ -34,6 +34,13 @@ _CHUNK = 2048
 # verification. ``scan_limit`` lowers the budget for the images a thread reads.
 OUTPUT_SCAN_PIXELS = 4_000_000
 _LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("scan_limit", default=None)
+# The residual detectors then reduce what they are given to a longest side (detect.residual
+# MAX_LONG_SIDE) by a whole factor. A JPEG-tiled level can be decoded at that size directly
+# (libjpeg's 1/4 instead of 1/2, then a box reduction by 2): same size, each pixel the mean
+# of the same block, a quarter of the colour conversion and no 11 MB image at 1920 px
+# (issue 14). ``detector_side`` says so; the image then carries the size it stands for.
+_SIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar("detector_side", default=None)
+READ_AT = "wsideid.read_at"  # PIL ``info`` key: (w, h) of the scan-limit read this image is a reduction of
 
 
 @contextlib.contextmanager
@@ -44,6 +51,24 @@ def scan_limit(pixels: int):
         yield
     finally:
         _LIMIT.reset(token)
+
+
+@contextlib.contextmanager
+def detector_side(long_side: int):
+    """Images read in this thread go to detectors that reduce them by ``ceil(longest /
+    long_side)``: a reader that can decode one at that size directly may (``READ_AT``)."""
+    token = _SIDE.set(long_side)
+    try:
+        yield
+    finally:
+        _SIDE.reset(token)
+
+
+def detector_reduction(w: int, h: int) -> int:
+    """The whole factor the detectors reduce a ``w`` x ``h`` read by (1: none, or no
+    ``detector_side`` set). One formula for the reader and ``detect.residual.reduce_kept``."""
+    side = _SIDE.get()
+    return -(-max(w, h) // side) if side else 1
 
 
 def scan_factor(w: int, h: int, limit: int | None = None) -> int:
@@ -227,6 +252,14 @@ def _reduced_jpeg_image(path: str, page, w: int, h: int, f: int):
     return img
 
 
+def _detector_jpeg_image(path: str, page, w: int, h: int, f: int, r: int):
+    """The image read at ``f`` (``ceil(w / f)`` x ``ceil(h / f)``) reduced by the detectors'
+    ``r``, decoded at ``f * r`` directly, marked with ``READ_AT``: the size it stands for."""
+    img = _reduced_jpeg_image(path, page, w, h, f * r)
+    img.info[READ_AT] = (-(-w // f), -(-h // f))
+    return img
+
+
 def _scaled_jpeg_parts(path: str, page, w: int, h: int, f: int):
     """(y, x, pixels) of each tile decoded at 1/``f``, placed on the reduced grid and cut to it."""
     tw, th = page.tilewidth, page.tilelength
@@ -280,6 +313,9 @@ def read_tiff_image(path: str, index: int):
         page = tifffile_page(t, path, index)
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
         f = scan_factor(w, h)
+        r = detector_reduction(-(-w // f), -(-h // f))
+        if r > 1 and r & (r - 1) == 0 and _scalable_jpeg(page, f * r):
+            return _detector_jpeg_image(path, page, w, h, f, r)
         if f == 1:
             arr = page.asarray()
         elif _scalable_jpeg(page, f):
