@@ -10,7 +10,9 @@ Found here (each failing before its fix):
   output). OpenSlide now opens a file in this process only after a child opened it and lived
   (``wsideid/openslide_guard.py``);
 - the refusal of a TIFF no vendor claims quoted 40 characters of its Software and Make tags: a
-  name planted there was printed on stderr; an OME-XML count that is not a number was quoted too;
+  name planted there was printed on stderr; an OME-XML count that is not a number was quoted too,
+  and so were MIRAX Slidedat.ini values naming a level section, the index or a data file, and a
+  level's image format;
 - zbar's DataBar decoder printed 230 lines of assertion warnings on stderr for a slide whose tiles
   all share one tile's bytes (hostile soak, seed 31): a failure must be one line.
 
@@ -148,6 +150,27 @@ def _deid(place: pm.Place, src: Path, tmp_path: Path, monkeypatch, *extra: str) 
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off", *extra])
     return judge(place, src, outdir, rc, err.getvalue())
+
+
+@pytest.mark.parametrize("key", ["HIER_0_VAL_0_SECTION", "INDEXFILE", "FILE_0", "IMAGE_FORMAT"])
+def test_mirax_refusals_quote_no_value(key, tmp_path, monkeypatch):
+    """Slidedat.ini values that name a group or a file, or a level's image format, set to the
+    needle: each refusal quoted it ("Slidedat.ini has no <needle>/IMAGE_CONCAT_FACTOR", "MIRAX data
+    file <needle> is missing", "MIRAX levels stored as <needle> are not supported")."""
+    from wsideid.mrxs.synth import make_mrxs
+    src = tmp_path / "in" / "slide.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src))
+    ini = src.parent / "slide" / "Slidedat.ini"
+    raw = ini.read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    lines = raw.decode("utf-8-sig").splitlines(keepends=True)
+    k = next(i for i, ln in enumerate(lines) if ln.split("=", 1)[0].strip() == key)
+    lines[k] = f"{key} = {pm.NEEDLE}\r\n"
+    ini.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "".join(lines).encode())
+    place = pm.Place(f"mrxs-{key}", lambda f: src)
+    assert input_holds_needle(src.parent)
+    assert _deid(place, src, tmp_path, monkeypatch) == "refused"
 
 
 # ------------------------------------------------------------------ zbar's stderr
