@@ -9,7 +9,7 @@ including those inside functions (a lazy import is still a dependency); only imp
 The layers, lowest first (``docs/architecture.md`` explains them). A module
 may import modules of its own layer or a lower one, never a higher one:
 
-0 base       errors, model, enums, result, keys, budget, safefs, cells, regions, sniff, refused, tiff/ (the container), jpeg/, icc, textbytes
+0 base       errors, model, enums, result, keys, budget, safefs, cells, regions, sniff, refused, tiff/ (the container), jpeg/, icc, textbytes, openslide_guard
 1 policy     dates, valuepolicy, naming, options, profiles, label_image, streamheads, detect/, level_cover
 2 formats    tiff_family/ (vendors, redaction, labels, XML, in-place, verification), dicom/, mrxs/, needles, date_scan
 3 drivers    drivers/ (one per format: tiff, dicom, mirax), registry
