@@ -12,7 +12,8 @@ as "OpenSlide cannot open it" (input refused, ``reader`` check failed, level not
 A child that merely fails to open the file (an OpenSlide error, an unclaimed format) exits 0:
 the in-process open raises that error again, and the caller judges it as before. Answers are
 remembered per file identity (device, inode, size, mtime), so the verifier's second opening of
-an output costs nothing.
+an output costs nothing. ``start`` begins the child early so it runs beside other work: the
+driver starts the input's when it opens the slide, the verifier the output's before its first check.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TIMEOUT_S = 300  # header parsing of a large NDPI or MIRAX under load; no pixels
 MAX_REMEMBERED = 64
 _CHILD = ("import sys\nsys.path[:0] = sys.argv[2:]\nimport openslide\n"
           "try:\n    openslide.OpenSlide(sys.argv[1]).close()\nexcept Exception:\n    pass\n")
-_SEEN: dict[tuple[int, int, int, int], str | None] = {}
+_SEEN: dict[tuple[int, int, int, int], "str | None | subprocess.Popen"] = {}
 
 
 class OpenSlideCrash(MalformedFile):
@@ -47,30 +48,56 @@ def _paths() -> list[str]:
     return out
 
 
-def _child_verdict(path: str) -> str | None:
+def _key(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember(key: tuple[int, int, int, int], value: "str | None | subprocess.Popen") -> None:
+    if len(_SEEN) >= MAX_REMEMBERED:
+        old = _SEEN.pop(next(iter(_SEEN)))
+        if isinstance(old, subprocess.Popen):
+            _reap(old)
+    _SEEN[key] = value
+
+
+def _reap(proc: subprocess.Popen) -> str | None:
     try:
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", _CHILD, path, *_paths()],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=TIMEOUT_S, check=False)
+        code = proc.wait(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         return f"OpenSlide did not open it within {TIMEOUT_S} s"
-    if proc.returncode < 0:
-        return f"OpenSlide crashes opening it (signal {-proc.returncode})"
-    if proc.returncode != 0:
-        return f"OpenSlide's process ended with {proc.returncode} opening it"
+    if code < 0:
+        return f"OpenSlide crashes opening it (signal {-code})"
+    if code != 0:
+        return f"OpenSlide's process ended with {code} opening it"
     return None
+
+
+def start(path: str | os.PathLike) -> None:
+    """Begin the child's opening of ``path`` now, so it runs beside the caller's other work
+    (the driver starts the input's at open, the verifier the output's first); ``check`` waits."""
+    try:
+        key = _key(path)
+    except OSError:
+        return  # the caller's own open reports it
+    if key not in _SEEN:
+        _remember(key, subprocess.Popen([sys.executable, "-I", "-S", "-c", _CHILD, os.fspath(path), *_paths()],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
 
 
 def check(path: str | os.PathLike) -> None:
     """Raise OpenSlideCrash when OpenSlide cannot open ``path`` without crashing."""
-    st = os.stat(path)
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _SEEN:
-        if len(_SEEN) >= MAX_REMEMBERED:
-            _SEEN.pop(next(iter(_SEEN)))
-        _SEEN[key] = _child_verdict(os.fspath(path))
-    if _SEEN[key]:
-        raise OpenSlideCrash(f"{_SEEN[key]} (hostile or corrupt file)")
+    start(path)
+    key = _key(path)
+    got = _SEEN.get(key)
+    if isinstance(got, subprocess.Popen):
+        got = _reap(got)
+        _SEEN[key] = got
+    if got:
+        raise OpenSlideCrash(f"{got} (hostile or corrupt file)")
 
 
 def open_slide(path: str | os.PathLike):

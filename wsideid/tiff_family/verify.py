@@ -46,6 +46,7 @@ from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport
 from ..errors import MalformedFile, WsideidError
 from ..model import KEEP, REMOVE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
+from .. import openslide_guard
 from ..openslide_guard import open_slide
 from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs
@@ -233,6 +234,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     OpenSlide's view of the input when it was taken before the output was written (in-place)."""
     ctx = TiffContext(VerifyReport(NOT_APPLICABLE), full, identifiers, src, out_path, plan, module, edited,
                       source_view=source)
+    openslide_guard.start(out_path)  # OpenSlide's child opens the output beside the checks before ``reader``
     return run_checks(ctx, STEPS)
 
 
