@@ -60,10 +60,9 @@ def tiff_driver(tf: TiffFile) -> TiffDriver:
     seen = []
     if first is not None:
         seen.append("first IFD " + ("tiled" if first.has(TILE_OFFSETS) else "not tiled"))
-        for tag, label in ((SOFTWARE, "Software"), (MAKE, "Make")):
-            v = first.text(tag)
-            if v:
-                seen.append(f"{label}={v[:40]!r}")
+        # named, not quoted: a refusal is printed and logged, and these tags are the file's text
+        # (a name planted in Software was quoted on stderr; red team round 4)
+        seen += [f"{label} set" for tag, label in ((SOFTWARE, "Software"), (MAKE, "Make")) if first.text(tag)]
     raise UnsupportedFormat(f"unsupported TIFF: no vendor module claims it ({', '.join(seen) or 'no IFDs'})")
 
 

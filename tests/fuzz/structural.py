@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,7 +324,20 @@ def bombs(xml: str) -> list[tuple[str, str]]:
         ("not-closed", body[: len(body) // 2]),
         ("bad-utf8", body[:at] + "\udcff" + body[at:]),
         ("utf16-declared", '<?xml version="1.0" encoding="UTF-16"?>' + body),
-    ]
+    ] + dropped_leaves(xml)
+
+
+_LEAF = re.compile(r"<([A-Za-z_][\w:.-]*)(?:\s[^<>]*)?(?:/>|>[^<>]*</\1>)")
+
+
+def dropped_leaves(xml: str, limit: int = 16) -> list[tuple[str, str]]:
+    """The XML with the last element of each leaf name left out (an SCN without its main image's
+    objective crashed OpenSlide, and with it the run: red team round 4)."""
+    last: dict[str, re.Match] = {}
+    for m in _LEAF.finditer(xml):
+        last[m.group(1)] = m
+    return [(f"drop-{name.replace(':', '_')}", xml[:m.start()] + xml[m.end():])
+            for name, m in list(last.items())[:limit]]
 
 
 def xml_mutations(lay: TiffLayout) -> list[Mutation]:

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ..enums import ImageAction, LabelPolicy, Role, VerifyMode
 from ..errors import MalformedFile, UnsupportedFormat, WsideidError
+from .. import openslide_guard
 from ..checks import Check, VerifyReport
 from ..model import Inventory, Plan
 from ..options import DeidOptions
@@ -82,6 +83,7 @@ class TiffDriver:
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
         """The whole plan, frozen here: profile decisions, CLI overrides, vendor refinements,
         and where each kept macro's label is blanked (or why the macro is removed instead)."""
+        openslide_guard.start(opened.path)  # OpenSlide's child opens the input beside planning and writing
         inv = self.inventory(opened)
         profile = load_profile(self.name, options.profile)
         if options.label == LabelPolicy.REPLACE and not options.new_id:

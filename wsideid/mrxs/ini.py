@@ -18,6 +18,15 @@ from ..errors import MalformedFile
 MAX_SIZE = 1 << 20  # OpenSlide's SLIDEDAT_MAX_SIZE
 _GROUP = re.compile(r"\[([^\[\]\x00-\x1f]+)\]")
 _KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+# Group names a message may quote: the vocabulary 3DHistech writes. A level or non-hierarchical
+# section is named by the file (HIER_0_VAL_0_SECTION = ...): a name planted there was quoted on
+# stderr ("Slidedat.ini has no <name>/IMAGE_CONCAT_FACTOR"; red team round 4).
+_SHOWN = re.compile(r"GENERAL|HIERARCHICAL|DATAFILE|(NONHIER)?LAYER_\d{1,3}_(LEVEL|VAL)_\d{1,3}_SECTION", re.ASCII)
+
+
+def shown(group: str) -> str:
+    """``group`` as a message may print it: itself when it is 3DHistech's vocabulary."""
+    return group if _SHOWN.fullmatch(group) else "<a group the file names>"
 
 
 class IniError(MalformedFile):
@@ -36,13 +45,13 @@ class KeyFile:
     def need(self, group: str, key: str) -> str:
         value = self.get(group, key)
         if value is None:
-            raise IniError(f"Slidedat.ini has no {group}/{key}")
+            raise IniError(f"Slidedat.ini has no {shown(group)}/{key}")
         return value
 
     def need_int(self, group: str, key: str, low: int = 0, high: int = 1 << 30) -> int:
         text = self.need(group, key)
         if not re.fullmatch(r"-?\d{1,10}", text.strip()) or not low <= int(text) <= high:
-            raise IniError(f"Slidedat.ini {group}/{key} is not an integer in [{low}, {high}]")
+            raise IniError(f"Slidedat.ini {shown(group)}/{key} is not an integer in [{low}, {high}]")
         return int(text)
 
 
@@ -51,7 +60,7 @@ class KeyFile:
         OpenSlide, which parses the same text, computed a tile width of -2**62 from it."""
         text = self.need(group, key).strip()
         if not re.fullmatch(r"-?\d{1,12}(\.\d{1,12})?", text) or not low <= float(text) < high:
-            raise IniError(f"Slidedat.ini {group}/{key} is not a decimal number in [{low:g}, {high:g})")
+            raise IniError(f"Slidedat.ini {shown(group)}/{key} is not a decimal number in [{low:g}, {high:g})")
         return float(text)
 
 

@@ -94,14 +94,14 @@ def claims(path: str) -> bool:
 def _plain_file(folder: str, name: str, what: str) -> str:
     """A file directly in the slide's folder: no separators, no '..', no link, a regular file."""
     if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise MalformedFile(f"MIRAX {what} {name!r} is not a plain file name in the slide's folder")
+        raise MalformedFile(f"MIRAX {what} is not a plain file name in the slide's folder")
     path = os.path.join(folder, name)
     try:
         st = os.lstat(path)
     except OSError:
-        raise MalformedFile(f"MIRAX {what} {name} is missing") from None
+        raise MalformedFile(f"MIRAX {what} is missing") from None  # (its name is the file's text: not quoted)
     if not stat.S_ISREG(st.st_mode):
-        raise MalformedFile(f"MIRAX {what} {name} is not a regular file")
+        raise MalformedFile(f"MIRAX {what} is not a regular file")
     return path
 
 

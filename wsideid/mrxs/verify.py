@@ -91,16 +91,18 @@ def _segments(out: MrxsSlide, written: Written, mrxs: str) -> Iterator[tuple[int
 def _openslide(source: str, copy: str, plan: Plan, rep: VerifyReport) -> None:
     import numpy as np
     import openslide
+
+    from ..openslide_guard import OpenSlideCrash, open_slide
     # OpenSlide's messages quote the offending Slidedat.ini line (a name typed there was
     # printed on the terminal and in the audit): only which file failed is said.
     try:
-        a = openslide.OpenSlide(source)
-    except openslide.OpenSlideError:
+        a = open_slide(source)  # (in a child first: a crash fails the check, not the run)
+    except (openslide.OpenSlideError, OpenSlideCrash):
         rep.record(Check.READER, False, "OpenSlide cannot open the source (its message may quote the file: not shown)")
         return
     try:
-        b = openslide.OpenSlide(copy)
-    except openslide.OpenSlideError:
+        b = open_slide(copy)
+    except (openslide.OpenSlideError, OpenSlideCrash):
         a.close()
         rep.record(Check.READER, False, "OpenSlide cannot open the copy (its message may quote the file: not shown)")
         return
@@ -323,9 +325,9 @@ def _regions_flat(copy: str, regions, rep: VerifyReport) -> None:
     """Every pixel of each region reads flat in the copy, through OpenSlide, on every level
     (``regions-blank``, ``regions.flat_regions``; level 0 to its edge, the smaller levels less a
     2 px edge that chroma upsampling blends). It used to read level 0 only: a level left unblanked passed."""
-    import openslide
+    from ..openslide_guard import open_slide
     from ..regions import flat_regions, level_readers
-    with openslide.OpenSlide(copy) as b:
+    with open_slide(copy) as b:
         base = tuple(b.level_dimensions[0])
         targets = [(*t, base) for t in level_readers(b)]
         rows = flat_regions(list(regions), targets, lambda size: 0 if size == base else 2, 8)

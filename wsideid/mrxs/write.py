@@ -125,7 +125,7 @@ def build_keyfile(plan: Plan, slide_id: str, nonhier: list[NonHier], n_files: in
         group = _kept_group(plan, lv.section)
         missing = [k for k in REQUIRED_LEVEL_KEYS if k not in group]
         if missing:
-            raise WsideidError(f"MIRAX [{lv.section}] {missing[0]} failed its check; the slide cannot be read without it")
+            raise WsideidError(f"MIRAX [{ini.shown(lv.section)}] {missing[0]} failed its check; the slide cannot be read without it")
         kf.groups[f"LAYER_0_LEVEL_{i}_SECTION"] = group
     kf.groups.update(sections)
     return kf
@@ -158,7 +158,8 @@ def write(plan: Plan, out_mrxs: str, slide_id: str, fill: str = "white", researc
     boxes = record_boxes(slide, plan.regions)
     for lv in slide.levels:
         if lv.image_format != "JPEG":
-            raise WsideidError(f"MIRAX levels stored as {lv.image_format} are not supported (JPEG only)")
+            shown = lv.image_format if lv.image_format in ("PNG", "BMP", "JPEG2000") else "another format"
+            raise WsideidError(f"MIRAX levels stored as {shown} are not supported (JPEG only)")
     folder = os.path.splitext(out_mrxs)[0]
     os.mkdir(folder)
     with open(out_mrxs, "wb"):

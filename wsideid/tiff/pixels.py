@@ -283,9 +283,9 @@ def _scaled_jpeg_parts(path: str, page, w: int, h: int, f: int):
 
 def _reduced_openslide(path: str, w: int, h: int, f: int) -> np.ndarray | None:
     """A level OpenSlide shows (NDPI levels are one huge strip), read in squares."""
-    import openslide
+    from ..openslide_guard import open_slide
     try:
-        slide = openslide.OpenSlide(path)
+        slide = open_slide(path)  # (a file that crashes OpenSlide is not opened in this process)
     except Exception:  # noqa: BLE001 - not an OpenSlide level: the caller says so
         return None
     try:

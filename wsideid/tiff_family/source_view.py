@@ -77,6 +77,13 @@ def source_view(src_path: str, plan: Plan | None) -> SourceView:
     (the top-left region of the smallest level the output must show), unless the plan blanks
     regions (blanked pixels differ by design)."""
     import openslide
+
+    from ..openslide_guard import OpenSlideCrash, check, open_slide
+    try:
+        check(src_path)  # a file that crashes OpenSlide (a C library) is refused, not run in this process
+    except OpenSlideCrash:
+        return SourceView("a format", "OpenSlide crashes opening the input (hostile or corrupt file): "
+                                      "its image roles cannot be trusted")
     try:
         claimed = openslide.OpenSlide.detect_format(src_path)
     except Exception:  # noqa: BLE001 - detection itself failing is "not claimed"
@@ -84,7 +91,7 @@ def source_view(src_path: str, plan: Plan | None) -> SourceView:
     if not claimed:
         return SourceView(None, None)
     try:
-        slide = openslide.OpenSlide(src_path)
+        slide = open_slide(src_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is the refusal
         return SourceView(claimed, f"OpenSlide takes the input for {claimed} but cannot read it "
                                    f"({type(exc).__name__}): its image roles cannot be trusted")

@@ -46,6 +46,8 @@ from ..checks import Check, CheckStatus, StopChecks, VerifyContext, VerifyReport
 from ..errors import MalformedFile, WsideidError
 from ..model import KEEP, REMOVE, Plan
 from ..needles import Scanner, needles_for_plan, report_residual
+from .. import openslide_guard
+from ..openslide_guard import open_slide
 from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs
 from ..tiff.container import TiffFile, read_tiff
@@ -232,6 +234,7 @@ def verify_tiff(src: TiffFile, out_path: str, plan: Plan, module, edited: dict[i
     OpenSlide's view of the input when it was taken before the output was written (in-place)."""
     ctx = TiffContext(VerifyReport(NOT_APPLICABLE), full, identifiers, src, out_path, plan, module, edited,
                       source_view=source)
+    openslide_guard.start(out_path)  # OpenSlide's child opens the output beside the checks before ``reader``
     return run_checks(ctx, STEPS)
 
 
@@ -649,7 +652,7 @@ def _verify_openslide(view: SourceView, out_path: str, plan: Plan, module, rep: 
             rep.not_applicable(Check.READER, "the input is not a format OpenSlide reads")
         return
     try:
-        b = openslide.OpenSlide(out_path)
+        b = open_slide(out_path)  # (in a child first: a crash fails the check, not the run)
     except Exception as exc:
         rep.record(Check.READER, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         return
@@ -710,10 +713,9 @@ def _regions_blanked(out_path: str, parsed: TiffFile, plan: Plan, rep: VerifyRep
     centre of level 0 only: a region blanked in part, or on level 0 alone, passed.)
     ``levels_shown``: the vendor's reader shows every top-level level at a size of its own
     (Philips clips padding, SCN sizes from its map), so none of them is read a second time."""
-    import openslide
     from ..regions import flat_regions
     try:
-        b = openslide.OpenSlide(out_path)
+        b = open_slide(out_path)
     except Exception as exc:  # noqa: BLE001 - any failure to open is judged below
         if rep.result(Check.READER).status is CheckStatus.NOT_APPLICABLE:
             rep.record(Check.REGIONS_BLANK, False, "OpenSlide does not read this format: the blanked regions "

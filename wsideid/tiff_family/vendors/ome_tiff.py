@@ -89,7 +89,7 @@ def _int(el: Element, name: str, default: int | None, what: str) -> int | None:
     if v is None:
         return default
     if not re.fullmatch(r"\d{1,9}", v.strip()):
-        raise MalformedFile(f"OME-XML {what} {name}={v[:20]!r} is not a count")
+        raise MalformedFile(f"OME-XML {what} {name} is not a count")  # (its value is the file's text: not quoted)
     return int(v)
 
 
