@@ -353,12 +353,18 @@ def name_reason(words: Iterable[str | InContext]) -> str | None:
 
 def pair_name_reason(words: Sequence[str | InContext]) -> str | None:
     """``name_reason`` for two or more capitalised words side by side, with the
-    ordinary-pair rule: the pair is excused when every word but one is excused
-    and that one is a surname-only common English word (``surname_only_common_word``):
-    "Consult Case", "Gross Room", "Sweet Reticulin". Such a pair holds no given
-    name and at most one name word, so it is no given+family pair; a person
-    written by surname alone beside ordinary words is what passes (the risk is
-    in docs/threat-model.md). Not used for "LAST, FIRST", a name's own form.
+    ordinary-pair rule: the pair is excused when every word but one is a
+    laboratory word (label vocabulary, a DICOM stain word, an eponym before a
+    method noun) that is nobody's given name, and that one is a surname-only
+    common English word (``surname_only_common_word``): "Sweet Reticulin",
+    "Wilder Reticulin". Such a pair holds no given name and one name word, so
+    it is no given+family pair; a person written by surname alone beside a
+    laboratory word is what passes (docs/threat-model.md).
+
+    Not widened to any common English word beside the surname ("Consult
+    Case"): on the label bench that excused the real name "HYACINTH COTTON"
+    (Hyacinth is English and in no given-name list). Not used for "LAST,
+    FIRST", a name's own form.
     """
     why = name_reason(words)
     if why is None or len(words) < 2:
@@ -370,5 +376,5 @@ def pair_name_reason(words: Sequence[str | InContext]) -> str | None:
     word = flagged[0] if isinstance(flagged[0], str) else flagged[0].word
     if not surname_only_common_word(word):
         return why
-    others = [kind for item, kind in zip(words, kinds) if item is not flagged[0]]
-    return None if all(kind in DOMAIN for kind in others) else why
+    others = [(item if isinstance(item, str) else item.word, kind) for item, kind in zip(words, kinds) if item is not flagged[0]]
+    return None if all(kind in DOMAIN and not is_given_name(w) for w, kind in others) else why

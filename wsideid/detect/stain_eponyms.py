@@ -68,7 +68,7 @@ def _is(token: str, name: str) -> bool:
 def eponym_spans(up: str) -> list[tuple[int, int]]:
     """Spans of the eponyms in upper-case ``up`` (names and any named-for word)."""
     index = eponyms()
-    tokens = list(_TOKEN.finditer(up))
+    tokens = [t for t in _TOKEN.finditer(up) if t.group(0) != "AND"]  # "Gordon and Sweet": AND is a gap
     spans = []
     for i, first in enumerate(tokens):
         word = first.group(0).rstrip("'")
