@@ -41,6 +41,8 @@ def test_whole_eponym_is_no_name(text):
     "Ann Hale",                     # a one-name eponym without what it stains
     "Hale Ann",
     "Holzer Brigitte",
+    "Mayer Method",                 # a method noun the source does not write after it
+    "Mayer Stain",
 ])
 def test_eponym_does_not_excuse_a_person(text):
     assert named(text), text

@@ -13,8 +13,9 @@ What is excused, and only this (phi_text._not_in_stain_names applies it):
 - the whole eponym, its names in the source's order, joined by spaces,
   hyphens, "&" or "and", each optionally possessive ("Gordon & Sweet's",
   "WADE-FITE"): never one name of a two-name eponym alone;
-- a one-name eponym only when what the stain is named for (its second
-  column: "Holzer Glial") or a method noun ("Holzer Stain") follows;
+- a one-name eponym only when a word its source writes after it follows
+  (second column: "Holzer Glial", "Holzer Stain" from HL7's "Holzer
+  stain"); a method noun alone never excuses a name ("Mayer Method");
 - never on a line that also holds a date, an accession, an MRN, a supplied
   identifier or a labelled field: a patient called Gordon Sweet is written
   with those, a stain is not (the caller checks the line).
@@ -30,8 +31,6 @@ from functools import cache
 from importlib import resources
 
 EPONYMS_FILE = "stain_eponyms.tsv"
-# What may follow a one-name eponym besides the words its entry names.
-METHOD_NOUNS = frozenset({"STAIN", "STAINS", "STAINING", "METHOD", "TECHNIQUE", "REACTION", "IMPREGNATION"})
 # Between two names of one eponym: space, hyphen, "&", "+", "/" or "and".
 _GAP = re.compile(r"(?:\s*[&+/]\s*|\s+AND\s+|[-\s]+)")
 _TOKEN = re.compile(r"[A-Z]+(?:'S|')?")
@@ -81,8 +80,7 @@ def eponym_spans(up: str) -> list[tuple[int, int]]:
                 continue
             end = run[-1].end()
             nxt = tokens[i + len(run)] if i + len(run) < len(tokens) else None
-            follows = nxt is not None and up[end:nxt.start()].strip(" -") == "" and (
-                nxt.group(0) in entry.named_for or nxt.group(0) in METHOD_NOUNS)
+            follows = nxt is not None and up[end:nxt.start()].strip(" -") == "" and nxt.group(0) in entry.named_for
             if len(entry.names) == 1 and not follows:
                 continue
             spans.append((first.start(), nxt.end() if follows and nxt is not None else end))
