@@ -81,6 +81,10 @@ MIN_USER = 3  # user-given identifiers
 MIN_RECORD_DIGITS = 7  # a default-kind integer this long may be a record number: still a needle
 CHUNK = 1 << 20  # with its lower-cased copy and flag arrays about 5x this is held; 1 MB scans as fast as 4 MB
 SEPARATOR = b"\0" * 4  # between segments: no needle encoding holds U+0000
+# Bytes beside a match that its checks may read: the most is after a compact date, whose
+# DICOM DT time of day ("120000.000000") and the unit after it must not run on into digits:
+# 15 UTF-16 units.
+MARGIN = 32
 
 _NAME_KEY = re.compile(r"patient|person|user|operator|artist|author|owner|physician|doctor|technician|technologist"
                        r"|pathologist|creator|reviewer|surgeon|signed", re.I)
@@ -493,6 +497,20 @@ MAX_LITERALS = 32  # case variants spelled out; beyond that, one regex with a cl
 KEY_BYTES = 8
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A segment's bytes (or a window of them) as laid in a scanned chunk."""
+    data: bytes
+    pos: int  # where it starts in the chunk
+    offset: int  # where it starts in the file
+    cut_start: bool  # it begins with the tail of bytes scanned before (a window, a carried tail)
+    cut_end: bool  # bytes that follow are scanned next (a window that is not the last)
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
 @dataclass
 class _Group:
     """The patterns that share a 3-byte prefix."""
@@ -614,63 +632,93 @@ class Scanner:
 
         Small segments are joined (with separators no match can span) into chunks of about
         ``CHUNK`` bytes; a large one is scanned in windows of ``CHUNK`` bytes that overlap by
-        the longest needle, and a segment that starts where the previous one ended continues it
-        (so a reader may hand over a large gap in pieces). Memory stays about ``CHUNK``-sized.
+        the longest needle and a margin, and a segment that starts where the previous one ended
+        continues it (so a reader may hand over a large gap in pieces). Memory stays about
+        ``CHUNK``-sized.
+
+        Where the bytes were cut (a window's end, a piece the next segment continues), the
+        scanner sees neither what follows nor what went before: "2019-12-3|1" would read as
+        3 December and "1234|5" as the number 1234. So a match within ``MARGIN`` bytes of a
+        cut is left to the piece on the other side of it, which holds the match whole with its
+        context (the overlap is long enough for both); a match near a segment's end waits until
+        the next segment shows whether it goes on. What is found is then what one scan of the
+        whole bytes finds (tests/test_scan_cuts.py).
         """
         hits: dict[int, Hit] = {}
         if not self.needles:
             for _ in segments:
                 pass
             return []
-        parts: list[bytes] = []
-        starts: list[tuple[int, int]] = []  # (position in chunk, file offset)
+        pending: dict[int, dict[int, Hit]] = {}  # segment end -> hits that touch it, until known
+        continued: set[int] = set()  # segment ends the next segment went on from
+        parts: list[_Part] = []
         size = 0
-        carry, prev_end = b"", None
-        lap = self._overlap
+        carry, carry_cut, prev_end = b"", False, None
+        lap = self._overlap + 2 * MARGIN
 
         def flush() -> None:
-            nonlocal parts, starts, size
+            nonlocal parts, size
             if parts:
-                self._scan_chunk(SEPARATOR.join(parts), starts, hits)
-            parts, starts, size = [], [], 0
+                chunk = parts[0].data if len(parts) == 1 else SEPARATOR.join(p.data for p in parts)
+                self._scan_chunk(chunk, parts, hits, pending, continued)
+            parts, size = [], 0
+            continued.clear()
 
         for off, data in segments:
             if not data:
                 continue
             end = off + len(data)
+            cut_start = False
             if off == prev_end and carry:  # the previous segment goes on: keep its tail
-                off, data = off - len(carry), carry + data
-            prev_end, carry = end, data[-lap:] if lap else b""
+                continued.add(prev_end)
+                pending.pop(prev_end, None)  # found again, whole, in the tail carried over
+                off, data, cut_start = off - len(carry), carry + data, carry_cut
+            else:
+                _commit(pending, hits)
+            prev_end, carry, carry_cut = end, data[-lap:], len(data) > lap
             if len(data) <= CHUNK:
-                starts.append((size, off))
-                parts.append(data)
+                parts.append(_Part(data, size, off, cut_start, False))
                 size += len(data) + len(SEPARATOR)
                 if size >= CHUNK:
                     flush()
                 continue
             flush()
             for w in range(0, len(data), CHUNK):
-                self._scan_chunk(data[w:w + CHUNK + lap], [(0, off + w)], hits)
-                if w + CHUNK + lap >= len(data):
+                last = w + CHUNK + lap >= len(data)
+                window = data[w:w + CHUNK + lap]
+                self._scan_chunk(window, [_Part(window, 0, off + w, cut_start or w > 0, not last)],
+                                 hits, pending, continued)
+                if last:
                     break
         flush()
+        _commit(pending, hits)
         return sorted(hits.values(), key=lambda h: h.offset)
 
-    def _scan_chunk(self, chunk: bytes, starts: list[tuple[int, int]], hits: dict[int, Hit]) -> None:
+    def _scan_chunk(self, chunk: bytes, parts: list[_Part], hits: dict[int, Hit],
+                    pending: dict[int, dict[int, Hit]], continued: set[int]) -> None:
         hay = chunk.lower()
         if len(hay) < 3:
             return
-        pos_index = np.array([s for s, _ in starts], dtype=np.int64)
+        pos_index = np.array([part.pos for part in parts], dtype=np.int64)
 
-        def record(i: int, p: int, encoding: str) -> None:
-            seg = int(np.searchsorted(pos_index, p, side="right")) - 1
-            s, off = starts[seg]
-            hits[i] = Hit(self.needles[i], encoding, off + p - s)
+        def record(i: int, p: int, end: int, encoding: str) -> None:
+            part = parts[int(np.searchsorted(pos_index, p, side="right")) - 1]
+            hit = Hit(self.needles[i], encoding, part.offset + p - part.pos)
+            if part.cut_start and p < part.pos + MARGIN:
+                return  # the piece before holds it whole
+            if end > part.pos + len(part.data) - MARGIN:
+                if part.cut_end or part.end in continued:
+                    return  # the piece after holds it whole
+                _keep_first(pending.setdefault(part.end, {}), i, hit)
+                return
+            _keep_first(hits, i, hit)
 
         if self._days:
             found = {self.needles[i].day for i in hits if self.needles[i].day is not None}
-            for h in self._dates.find(hay, skip=found):
-                record(self._days[h.day], h.start, h.encoding)
+            if not self._days.keys() <= found:  # every occurrence: the first may lie in a margin
+                for h in self._dates.occurrences(hay):
+                    if h.day not in found:
+                        record(self._days[h.day], h.start, h.end, h.encoding)
         if not self._by_prefix:
             return
         h = np.frombuffer(hay, dtype=np.uint8)
@@ -704,7 +752,21 @@ class Scanner:
                     end = m.end()
                 if pat.boundary and not _apart(hay, p, end, pat):
                     continue
-                record(pat.needle, p, pat.encoding)
+                record(pat.needle, p, end, pat.encoding)
+
+
+def _commit(pending: dict[int, dict[int, Hit]], hits: dict[int, Hit]) -> None:
+    """Hits that touched a segment's end which no segment went on from: they stand."""
+    for found in pending.values():
+        for i, hit in found.items():
+            _keep_first(hits, i, hit)
+    pending.clear()
+
+
+def _keep_first(hits: dict[int, Hit], i: int, hit: Hit) -> None:
+    """A needle's first occurrence (in another byte form it may start a byte earlier)."""
+    if i not in hits or hit.offset < hits[i].offset:
+        hits[i] = hit
 
 
 def _unit(hay: bytes, at: int, pat: _Pattern) -> int:
