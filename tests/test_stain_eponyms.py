@@ -92,6 +92,7 @@ def test_surname_only_word_beside_a_laboratory_word(text):
     "SWEET, RETICULIN",  # LAST, FIRST is a name's own form
     "Cotton Sweet",      # two name words
     "Ivy Sweet Reticulin",
+    "Sweet Qorvath Stain",  # an unlisted word (a given name?) before a method noun is no laboratory word
 ])
 def test_ordinary_pair_keeps_names(text):
     assert named(text), text

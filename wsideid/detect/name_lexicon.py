@@ -99,8 +99,10 @@ class WordKind(Enum):
 
 
 EXCUSING = frozenset({WordKind.LABEL, WordKind.STAIN, WordKind.ENGLISH, WordKind.MISREAD, WordKind.METHOD_EPONYM})
-# Kinds that say what a laboratory word is (not merely that it is English).
-DOMAIN = frozenset({WordKind.LABEL, WordKind.STAIN, WordKind.METHOD_EPONYM})
+# Kinds that say a word is a laboratory word (not merely English), for the
+# ordinary-pair rule. Not METHOD_EPONYM: that word is in no list, and an
+# unlisted word may be a given name.
+DOMAIN = frozenset({WordKind.LABEL, WordKind.STAIN})
 # Head nouns of histological method names: "Lugol Reaction", "Marchi Method",
 # "Hortega Stain" name a method after a person. A word in *no* list right
 # before one of them is taken for such an eponym; a known name never is.
@@ -354,8 +356,8 @@ def name_reason(words: Iterable[str | InContext]) -> str | None:
 def pair_name_reason(words: Sequence[str | InContext]) -> str | None:
     """``name_reason`` for two or more capitalised words side by side, with the
     ordinary-pair rule: the pair is excused when every word but one is a
-    laboratory word (label vocabulary, a DICOM stain word, an eponym before a
-    method noun) that is nobody's given name, and that one is a surname-only
+    laboratory word (label vocabulary, a DICOM stain word) that is nobody's
+    given name, and that one is a surname-only
     common English word (``surname_only_common_word``): "Sweet Reticulin",
     "Wilder Reticulin". Such a pair holds no given name and one name word, so
     it is no given+family pair; a person written by surname alone beside a
