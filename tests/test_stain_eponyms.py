@@ -78,7 +78,7 @@ def test_without_the_lexicon_the_eponym_is_flagged(monkeypatch):
 
 # -- the ordinary-pair rule ---------------------------------------------------
 
-@pytest.mark.parametrize("text", ["Sweet Reticulin", "Wilder Reticulin", "SWEET RETICULIN"])
+@pytest.mark.parametrize("text", ["Sweet Reticulin", "Wilder Reticulin", "SWEET RETICULIN", "Sweet Reticul in"])
 def test_surname_only_word_beside_a_laboratory_word(text):
     assert not named(text), text
 
@@ -92,7 +92,8 @@ def test_surname_only_word_beside_a_laboratory_word(text):
     "SWEET, RETICULIN",  # LAST, FIRST is a name's own form
     "Cotton Sweet",      # two name words
     "Ivy Sweet Reticulin",
-    "Sweet Qorvath Stain",  # an unlisted word (a given name?) before a method noun is no laboratory word
+    "Sweet Qorvath Stain",
+    "Sweet Ros e",          # a split that joins into a given name is no laboratory word  # an unlisted word (a given name?) before a method noun is no laboratory word
 ])
 def test_ordinary_pair_keeps_names(text):
     assert named(text), text

@@ -378,5 +378,16 @@ def pair_name_reason(words: Sequence[str | InContext]) -> str | None:
     word = flagged[0] if isinstance(flagged[0], str) else flagged[0].word
     if not surname_only_common_word(word):
         return why
-    others = [(item if isinstance(item, str) else item.word, kind) for item, kind in zip(words, kinds) if item is not flagged[0]]
+    others = [_as_laboratory_word(item, kind) for item, kind in zip(words, kinds) if item is not flagged[0]]
     return None if all(kind in DOMAIN and not is_given_name(w) for w, kind in others) else why
+
+
+def _as_laboratory_word(item: str | InContext, kind: WordKind) -> tuple[str, WordKind]:
+    """A word and its kind, joined with the lower-case fragment OCR split off it
+    when the join is a laboratory word ("Reticul in" -> Reticulin; "reticul"
+    alone is an entry of the medical list, so ``judge`` never joins it)."""
+    if isinstance(item, str):
+        return item, kind
+    if kind not in DOMAIN and item.tail and (joined := word_kind(item.word + item.tail)) in DOMAIN:
+        return item.word + item.tail, joined
+    return item.word, kind
