@@ -9,6 +9,8 @@ cd "$here"
 apt_packages=(tesseract-ocr tesseract-ocr-eng libzbar0 dicom3tools libjpeg-turbo-progs libturbojpeg0 fonts-dejavu-core)
 # English word lists (SCOWL 70, American and British; OpenMedSpel medical words) for the name test of detect/name_lexicon.py.
 apt_packages+=(wamerican-large wbritish-large hunspell-en-med)
+# SCOWL 50 (common words) for the ordinary-pair rule of detect/name_lexicon.py.
+apt_packages+=(wamerican)
 # The test suite also drives the QC page in a real headless browser.
 if [ "${1:-}" = "--with-test-tools" ]; then
   apt_packages+=(chromium)

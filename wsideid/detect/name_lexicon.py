@@ -40,7 +40,7 @@ from enum import Enum
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from .label_vocab import LABEL_WORDS, STAIN_EPONYMS
 from .names import GIVEN_NAMES, SURNAMES
@@ -58,6 +58,13 @@ ENGLISH_WORD_LISTS = (
     (Path("/usr/share/hunspell/en_med_glut.dic"),),
 )
 CENSUS_FILES = ("census1990_given.txt", "census1990_surnames.txt")
+CENSUS_GIVEN_FILE = CENSUS_FILES[0]
+# Common English, for the ordinary-pair rule (``surname_only_common_word``):
+# SCOWL size 50 (Debian ``wamerican``), the size its author calls the common
+# words of the language (sizes are frequency tiers; 70 adds the rarer ones).
+# A frequency list chosen over wordfreq: it is installed already, costs no
+# 30 MB package and no ~100 ms load, and its tiers are what "common" means here.
+COMMON_ENGLISH_LISTS = (Path("/usr/share/dict/american-english"),)
 # Words of stain names in the DICOM standard (CID 8112 and SNOMED CT stain
 # concepts), generated from pydicom by scripts/make_stain_lexicon.py; an
 # independent vocabulary, apart from label_vocab.py's hand-made sets.
@@ -92,6 +99,10 @@ class WordKind(Enum):
 
 
 EXCUSING = frozenset({WordKind.LABEL, WordKind.STAIN, WordKind.ENGLISH, WordKind.MISREAD, WordKind.METHOD_EPONYM})
+# Kinds that say a word is a laboratory word (not merely English), for the
+# ordinary-pair rule. Not METHOD_EPONYM: that word is in no list, and an
+# unlisted word may be a given name.
+DOMAIN = frozenset({WordKind.LABEL, WordKind.STAIN})
 # Head nouns of histological method names: "Lugol Reaction", "Marchi Method",
 # "Hortega Stain" name a method after a person. A word in *no* list right
 # before one of them is taken for such an eponym; a known name never is.
@@ -140,6 +151,40 @@ def dicom_stain_phrases() -> tuple[str, ...]:
     """The DICOM stain names whole (upper case, words space-separated)."""
     text = (resources.files(__package__) / "lexicon" / DICOM_STAIN_PHRASES_FILE).read_text()
     return tuple(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+@cache
+def census_given_text() -> bytes:
+    """The shipped census given-name list alone ("NAME PERCENT" lines), framed by newlines."""
+    return b"\n" + (resources.files(__package__) / "lexicon" / CENSUS_GIVEN_FILE).read_bytes()
+
+
+def is_given_name(word: str) -> bool:
+    """Is ``word`` a given name: a census given name at any share, or a bundled one?"""
+    w = word.upper()
+    return w in GIVEN_NAMES or b"\n" + w.encode("ascii", "replace") + b" " in census_given_text()
+
+
+@cache
+def common_english_text() -> bytes:
+    """The common-English list (SCOWL 50), framed by newlines; empty when not installed."""
+    found = [p.read_bytes() for p in COMMON_ENGLISH_LISTS if p.is_file()]
+    return b"\n" + b"\n".join(found) + b"\n" if found else b""
+
+
+def surname_only_common_word(word: str) -> bool:
+    """A census surname that is also a common English word and nobody's given name
+    (Case, Gross, Sweet, Room): alone it says no more than the word does.
+
+    Not a bundled name (names.py holds the surnames flagged even alone), not a
+    census or bundled given name (Wade, Gordon, Herman, Hope, Rose stay names),
+    and a lower-case entry of the common-English list (SCOWL 50). With no list
+    installed no word qualifies: fail closed.
+    """
+    w = word.upper()
+    if w in SURNAMES or w in GIVEN_NAMES or is_given_name(w) or not (w.isalpha() and w.isascii()):
+        return False
+    return b"\n" + w.lower().encode() + b"\n" in common_english_text()
 
 
 def is_name(word: str) -> bool:
@@ -306,3 +351,43 @@ def name_reason(words: Iterable[str | InContext]) -> str | None:
             w = item if isinstance(item, str) else item.word
             return f"'{w}' is {kind.value}"
     return None
+
+
+def pair_name_reason(words: Sequence[str | InContext]) -> str | None:
+    """``name_reason`` for two or more capitalised words side by side, with the
+    ordinary-pair rule: the pair is excused when every word but one is a
+    laboratory word (label vocabulary, a DICOM stain word) that is nobody's
+    given name, and that one is a surname-only
+    common English word (``surname_only_common_word``): "Sweet Reticulin",
+    "Wilder Reticulin". Such a pair holds no given name and one name word, so
+    it is no given+family pair; a person written by surname alone beside a
+    laboratory word is what passes (docs/threat-model.md).
+
+    Not widened to any common English word beside the surname ("Consult
+    Case"): on the label bench that excused the real name "HYACINTH COTTON"
+    (Hyacinth is English and in no given-name list). Not used for "LAST,
+    FIRST", a name's own form.
+    """
+    why = name_reason(words)
+    if why is None or len(words) < 2:
+        return why
+    kinds = [judge(item) for item in words]
+    flagged = [item for item, kind in zip(words, kinds) if kind not in EXCUSING]
+    if len(flagged) != 1:
+        return why
+    word = flagged[0] if isinstance(flagged[0], str) else flagged[0].word
+    if not surname_only_common_word(word):
+        return why
+    others = [_as_laboratory_word(item, kind) for item, kind in zip(words, kinds) if item is not flagged[0]]
+    return None if all(kind in DOMAIN and not is_given_name(w) for w, kind in others) else why
+
+
+def _as_laboratory_word(item: str | InContext, kind: WordKind) -> tuple[str, WordKind]:
+    """A word and its kind, joined with the lower-case fragment OCR split off it
+    when the join is a laboratory word ("Reticul in" -> Reticulin; "reticul"
+    alone is an entry of the medical list, so ``judge`` never joins it)."""
+    if isinstance(item, str):
+        return item, kind
+    if kind not in DOMAIN and item.tail and (joined := word_kind(item.word + item.tail)) in DOMAIN:
+        return item.word + item.tail, joined
+    return item.word, kind

@@ -22,9 +22,10 @@ from datetime import date
 from functools import cache
 from typing import Sequence
 
+from . import stain_eponyms
 from .findings import PhiFlag
 from .label_vocab import LABEL_WORDS, STAIN_PHRASES
-from .name_lexicon import InContext, dicom_stain_phrases, is_name, name_reason
+from .name_lexicon import InContext, dicom_stain_phrases, is_name, name_reason, pair_name_reason
 from .names import GIVEN_NAMES, SURNAMES
 
 _MONTHS = {
@@ -275,7 +276,7 @@ def _title_case_pairs(text: str) -> list[PhiFlag]:
         for a, b in _adjacent_pairs(text, word):
             second = InContext(b.group(0), _TAIL.match(text, b.end()).group(1) if _TAIL.match(text, b.end()) else "",
                                _next_word(text, b.end()))
-            if why := name_reason((InContext(a.group(0), "", b.group(0)), second)):
+            if why := pair_name_reason((InContext(a.group(0), "", b.group(0)), second)):
                 out.append(PhiFlag("name", (a.start(), b.end()), f"{what}: {why}"))
     return out
 
@@ -357,12 +358,29 @@ def _not_in_stain_names(up: str, flags: list[PhiFlag]) -> list[PhiFlag]:
     """
     if not any(f.category == "name" for f in flags):
         return flags
-    spans = [m.span() for m in _STAIN_PHRASE.finditer(up)] + _dicom_stain_spans(up)
+    spans = [m.span() for m in _STAIN_PHRASE.finditer(up)] + _dicom_stain_spans(up) + _eponym_spans(up, flags)
     if not spans:
         return flags
     return [f for f in flags
             if f.category != "name" or f.reason.startswith("value of a")  # a labelled field is a name whatever it says
             or not any(a <= f.span[0] and f.span[1] <= b for a, b in spans)]
+
+
+def _eponym_spans(up: str, flags: list[PhiFlag]) -> list[tuple[int, int]]:
+    """Spans of stain eponyms (stain_eponyms.py), each only on a line that holds
+    no other PHI: no date, accession, MRN or identifier flag and no labelled
+    field ("Name: Gordon Sweet"). A patient is written with those; a stain
+    is not."""
+    spans = stain_eponyms.eponym_spans(up)
+    if not spans:
+        return []
+    other = [f.span for f in flags if f.category != "name" or f.reason.startswith("value of a")]
+
+    def line(at: int) -> tuple[int, int]:
+        return up.rfind("\n", 0, at) + 1, (len(up) if (e := up.find("\n", at)) < 0 else e)
+
+    return [(a, b) for a, b in spans
+            if not any(line(a)[0] <= x < line(a)[1] or line(a)[0] < y <= line(a)[1] for x, y in other)]
 
 
 # OCR confusions folded to one symbol before fuzzy matching identifiers.
