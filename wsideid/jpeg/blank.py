@@ -7,6 +7,11 @@ only three kinds of code are newly written: the DC difference and EOB of a
 blanked block, and the DC difference of the first kept block after a
 blanked run (its predictor changed). All codes come from the original
 Huffman tables, so the header bytes stay valid verbatim.
+
+Images of tile size go through libjpeg-turbo first when it is installed (``transcode``):
+one decode and two lossless transcodes in C, the first proving that libjpeg codes the
+image exactly as its source does, the second with the blocks flat; the walk above makes
+the same bytes, in pure Python, for every image libjpeg does not prove itself on.
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ class Blanker:
             codes = self.slots.dc[self.layout.slots.index(i)].codes
             self._steps[i] = allowed_steps(s for s in codes if s <= MAX_DC_CATEGORY)
         self.max_error = 0.0
+
+    @property
+    def dc_steps(self) -> dict[int, list[tuple[int, int]]]:
+        """Per scan component, the DC differences its table codes (``dcplan.allowed_steps``)."""
+        return self._steps
 
     def _eob_codes(self) -> list[str]:
         """EOB code per MCU slot; checked only when a block is to be blanked."""
@@ -191,13 +201,20 @@ def blank_regions_detailed(
     tables: bytes | None = None,
     height: int | None = None,
     colorspace: str | None = None,
+    transcode: bool = True,
 ) -> BlankResult:
-    """``blank_regions`` with statistics (see BlankResult)."""
+    """``blank_regions`` with statistics (see BlankResult). ``transcode=False`` skips the
+    libjpeg-turbo path (``transcode.transcoded``): the walk makes the same bytes (tested)."""
     data = as_bytes(data)
     bl = Blanker(data, fill, tables, height, colorspace)
     hdr = bl.header
     mask = region_mask(bl.layout, boxes)
     intervals: list[Interval] = split_intervals(data, hdr, bl.layout)
+    if transcode and any(mask):
+        from . import transcode as libjpeg
+        done = libjpeg.transcoded(bl, data, tables, mask)
+        if done is not None:
+            return BlankResult(done, sum(mask), 1, bl.max_error)
     out = [data[: hdr.entropy_start]]
     touched = 0
     for iv in intervals:
