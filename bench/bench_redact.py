@@ -10,7 +10,8 @@ the re-encode has generation loss everywhere in the touched tiles).
     .venv/bin/python bench/bench_redact.py --sizes 0.1,1,2 --workdir /tmp/bench
 
 "first s" is the first repetition on each slide (on the first slide also the process's
-first: Huffman tables built, libturbojpeg loaded, which one `wsideid redact` run pays);
+first: Huffman tables built, libturbojpeg loaded, which one `wsideid redact` run pays;
+modules are imported before any timing);
 "lossless s" and "cpu s" are the best of the ``--rounds`` after it. ``--walk`` keeps libjpeg-turbo's transcoder out (every partial tile
 walked in pure Python, as before issue 14's session 7), to compare both in one tree.
 """
@@ -94,6 +95,12 @@ def main() -> int:
             from wsideid.jpeg import transcode
             transcode.transcoded = lambda *a, **k: None
         except ImportError:  # a tree from before the transcoder: the walk is all it has
+            pass
+    import importlib
+    for name in ("wsideid.jpeg.blank", "wsideid.jpeg.transcode", "wsideid.tiff_family.redaction"):
+        try:  # imported before timing: with PYTHONDONTWRITEBYTECODE the first import compiles
+            importlib.import_module(name)
+        except ImportError:
             pass
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -293,3 +293,15 @@ def test_adobe_marker_swapped_in_for_libjpeg_only():
         assert (b.quant, b.dc_tables, b.ac_tables) == (a.quant, a.dc_tables, a.ac_tables)
     with pytest.raises(JpegBlankingError):
         with_adobe_transform(src[:20], 0)
+
+
+def test_flat_and_transcoded_tiles_build_no_decode_tables(no_walk):
+    """The walk's 65536-entry decode tables (tens of ms per table set, once per process) are
+    built only when a walk runs: flat tiles and transcoded ones need the codes alone."""
+    src = tile("420")
+    bl = Blanker(src, "white", None, None, None)
+    bl.flat(4)
+    from wsideid.jpeg.layout import region_mask
+    assert transcode.transcoded(bl, src, None, region_mask(bl.layout, BOXES[0])) is not None
+    assert "slots" not in vars(bl)
+    assert bl.slots.comp == bl.layout.slots  # and built on demand

@@ -30,7 +30,8 @@ import numpy as np
 TJXOP_NONE = 0
 TJXOPT_COPYNONE = 64
 TJFLAG_STOPONWARNING = 8192
-_LIBRARY_NAMES = ("turbojpeg", "libturbojpeg.so.0")
+# The soname first: ctypes.util.find_library runs ldconfig (a subprocess, tens of ms).
+_LIBRARY_NAMES = ("libturbojpeg.so.0", "turbojpeg")
 
 
 class _Region(ctypes.Structure):
