@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from . import turbo
 from .errors import JpegBlankingError
 from .markers import JpegHeader, parse, with_adobe_transform
@@ -114,11 +112,15 @@ def transcoded(bl: Blanker, data: bytes, tables: bytes | None, mask: bytearray) 
 def _block_ranges(bl: Blanker, mask: bytearray) -> list[dict[int, list[tuple[int, int]]]]:
     """Per frame component: block row -> [(first, end) block columns] the masked MCUs cover."""
     lay = bl.layout
-    grid = np.frombuffer(mask, dtype=np.uint8).reshape(lay.mcus_y, lay.mcus_x) != 0
-    edges = np.diff(grid.astype(np.int8), axis=1, prepend=np.int8(0), append=np.int8(0))
     runs: dict[int, list[int]] = {}  # MCU row -> [start, end, start, end, ...] MCU columns
-    for r, x in zip(*np.nonzero(edges)):
-        runs.setdefault(int(r), []).append(int(x))
+    row = bytes(mask)
+    for r in range(lay.mcus_y):
+        a, end = r * lay.mcus_x, (r + 1) * lay.mcus_x
+        while (a := row.find(1, a, end)) >= 0:
+            b = row.find(0, a, end)
+            b = end if b < 0 else b
+            runs.setdefault(r, []).extend((a - r * lay.mcus_x, b - r * lay.mcus_x))
+            a = b
     out = []
     for c in bl.header.components:
         h, v = (c.h, c.v) if bl.ncomp > 1 else (1, 1)  # one component: an MCU is a block
