@@ -74,7 +74,7 @@ def main() -> None:
                                                          progress=False))
             failed = [r for r in res.rows if r.get("status") == "failed"]
             for r in failed:  # a failed slide is retried by the rerun, not skipped
-                print(f"    failed: row {r.get('row')}: {str(r.get('error') or r.get('message') or '')[:160]}")
+                print(f"    failed: row {r.get('row')}: {r.get('error_kind') or 'no reason recorded'} (the message is in the review folder's record)")
             assert res2.skipped == n - len(failed), (res2.skipped, n, len(failed))
         fit = [(j, t) for j, t in times.items() if j <= (os.cpu_count() or 1)]
         if len(fit) >= 2:

@@ -57,3 +57,35 @@ def test_blank_image_has_no_codes():
 def test_zxing_only_mode_still_reads_datamatrix():
     img = on_label(code_image("X9-0001", "DataMatrix", 4))
     assert [h.reader for h in read_barcodes(img, use_pyzbar=False)] == ["zxing"]
+
+
+def test_a_linear_code_on_a_sliver_is_text_not_a_code():
+    """zxing-cpp 3.1 read a serif line of text, sharpened at 3x, as an EAN-13 whose box was
+    201 x 1 px (label bench, printed_0076): no printed 1D code is that thin."""
+    from wsideid.detect.barcodes import BarcodeHit, _plausible
+    assert not _plausible(BarcodeHit("EAN13", "9483282673758", (22, 30, 223, 31), "zxing"))
+    assert not _plausible(BarcodeHit("Code128", "X", (10, 10, 12, 300), "pyzbar"))  # turned
+    assert _plausible(BarcodeHit("Code128", "X", (0, 0, 470, 38), "zxing"))  # the bench's thinnest true box
+    assert _plausible(BarcodeHit("DataMatrix", "X", (22, 30, 223, 31), "zxing"))  # 2D: not judged so
+
+
+def test_a_short_real_code128_is_still_read():
+    code = code_image("S24-12345", "Code128", 2)
+    code = code.resize((code.width, max(8, code.width // 12)), Image.Resampling.NEAREST)  # bars 1/12 of the length
+    hits = read_barcodes(on_label(code, size=(max(420, code.width + 80), 200)))
+    assert [(h.symbology, h.value) for h in hits] == [("Code128", "S24-12345")]
+
+
+def test_the_ladder_goes_on_past_a_sliver(monkeypatch):
+    """A rung whose only hit is a sliver does not stop the ladder: a later rung's real code is read."""
+    from wsideid.detect import barcodes
+    real = barcodes._ZX_LOCAL
+
+    def sliver_first(img, view):
+        return [barcodes.BarcodeHit("EAN13", "9483282673758", (22, 30, 223, 31), "zxing")]
+
+    monkeypatch.setattr(barcodes, "_ZX_LOCAL", sliver_first)
+    monkeypatch.setattr(barcodes, "_ZX_GLOBAL", real)  # the other binariser's rung reads for real
+    img = on_label(code_image("S24-12345", "DataMatrix", 4))
+    hits = read_barcodes(img)
+    assert [(h.symbology, h.value) for h in hits] == [("DataMatrix", "S24-12345")]

@@ -71,6 +71,8 @@ CRASHERS = [
      "corrupt JPEG tile: OpenSlideError escaped verification"),
     ("openslide-python_boxes.tiff", [(2, 41398, 9068)],
      "corrupt deflate strip: OpenSlideError escaped verification"),
+    ("synth.svs", [(0, 7, 215)],
+     "SamplesPerPixel retyped RATIONAL (one value, a pair): TypeError in the samples check"),
 ]
 
 

@@ -468,6 +468,10 @@ def inventory_notes(tf: TiffFile) -> list[str]:
 # to text or to an opaque blob could carry any bytes (a removed Photoshop
 # block renumbered as NewSubfileType, say), so such files are refused.
 _NUMERIC = {3, 4, 5, 8, 9, 10, 11, 12, 16, 17}
+# Sizes, counts, offsets and codes are whole numbers: a RATIONAL or FLOAT ImageWidth (a pair,
+# a NaN) is no number the readers agree on, and every consumer takes int() of it.
+_INTEGER = {3, 4, 8, 9, 16, 17}
+_FRACTION_TAGS = {282, 283, 318, 319, 529, 532}  # resolutions, white point, chromaticities, YCbCr, black/white
 # tag -> values it must have (None: any number of values); all must be numeric.
 # Writers differ in the numeric type (NDPI writes ReferenceBlackWhite as LONG),
 # so only "numbers, this many" is required.
@@ -485,7 +489,8 @@ def check_tag_types(tf: TiffFile) -> None:
         for tag, e in ifd.entries.items():
             if tag in EXPECTED_COUNTS:
                 want = EXPECTED_COUNTS[tag]
-                if e.type not in _NUMERIC or (want is not None and e.count != want):
+                types = _NUMERIC if tag in _FRACTION_TAGS else _INTEGER
+                if e.type not in types or (want is not None and e.count != want):
                     raise MalformedFile(f"{ifd.path}: tag {tag} has type {e.type} and {e.count} values, "
                                         "not what the TIFF spec gives it (hostile or corrupt file)")
             elif 65420 <= tag <= 65500 and tag not in TEXT_TAGS and e.count and e.type not in _NUMERIC:
