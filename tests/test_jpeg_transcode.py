@@ -305,3 +305,15 @@ def test_flat_and_transcoded_tiles_build_no_decode_tables(no_walk):
     assert transcode.transcoded(bl, src, None, region_mask(bl.layout, BOXES[0])) is not None
     assert "slots" not in vars(bl)
     assert bl.slots.comp == bl.layout.slots  # and built on demand
+
+
+def test_large_frame_transcoded_as_the_walk(monkeypatch):
+    """A 1024 x 1024 DICOM-sized frame (4:2:0, 24576 blocks) is within the transcoder's bound;
+    one past the bound goes to the walk."""
+    src = pil_jpeg(texture(1024, 1024, 29), 2)
+    boxes = [(300, 200, 500, 700)]
+    want = outcome(src, boxes, transcode=False)
+    calls = _spy_calls(monkeypatch)
+    assert outcome(src, boxes) == want and len(calls) == 1
+    monkeypatch.setattr(transcode, "TRANSCODE_MAX_BLOCKS", 24575)
+    assert outcome(src, boxes) == want and len(calls) == 1

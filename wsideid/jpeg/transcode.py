@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # blank imports this module (lazily); the walk's Blanker is o
 # libjpeg holds every block of the image while transcoding it (2 bytes per coefficient):
 # tiles and frames go that way, not whole NDPI levels or big strips, which the walk handles
 # interval by interval.
-TRANSCODE_MAX_BLOCKS = 16384  # a 512 x 512 4:4:4 tile has 12288 (2 MB of coefficients)
-TRANSCODE_MAX_BYTES = 1 << 20
+TRANSCODE_MAX_BLOCKS = 65536  # a 1024 x 1024 4:4:4 frame has 49152 (6 MB of coefficients)
+TRANSCODE_MAX_BYTES = 4 << 20
 _EVERY_DC_STEP = [(-2047, 2047)]  # dcplan.allowed_steps of DC categories 0..11
 # Huffman table slots (DC, AC) per component that libjpeg's encoder assigns, and the Adobe
 # transform that makes it do so: greyscale and RGB use slot 0 throughout, YCbCr slot 1 for
