@@ -317,3 +317,43 @@ def test_large_frame_transcoded_as_the_walk(monkeypatch):
     assert outcome(src, boxes) == want and len(calls) == 1
     monkeypatch.setattr(transcode, "TRANSCODE_MAX_BLOCKS", 24575)
     assert outcome(src, boxes) == want and len(calls) == 1
+
+
+def _real_tiles(rel: str, count: int = 4) -> tuple[bytes | None, list[bytes]]:
+    path = real(rel)
+    if rel.endswith(".dcm"):
+        pydicom = pytest.importorskip("pydicom")
+        from pydicom.encaps import generate_frames
+        ds = pydicom.dcmread(path)
+        n = int(getattr(ds, "NumberOfFrames", 1))
+        frames = [f if f.endswith(b"\xff\xd9") else f.rstrip(b"\x00") for f in generate_frames(ds.PixelData, number_of_frames=n)]
+        return None, frames[:: max(1, len(frames) // count)][:count]
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffFile(path) as tif:
+        page, fh = tif.pages[0], tif.filehandle
+        tiles = []
+        for off, n in list(zip(page.dataoffsets, page.databytecounts))[:: max(1, len(page.dataoffsets) // count)][:count]:
+            fh.seek(off)
+            tiles.append(fh.read(n))
+        return page.jpegtables, tiles
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("rel", ["tiff/large_image_converter_cmu1_small.tiff", "tiff/libvips_subifd_pyramid_cmu1_small.tif",
+                                 "svs/openslide-python_small.svs", "dicom/wsi2dcm_jpeg.dcm",
+                                 "dicom/mi_multi_frame_jpeg_camelyon_challenge_image.dcm",
+                                 "dicom/mi_test_wsi_label_barcodevalue.dcm", "dicom/openslide-python_boxes_0.dcm"])
+def test_every_real_jpeg_file_transcoded_as_the_walk(rel, monkeypatch):
+    """The other real JPEG tiles and frames here (TIFF conversions of CMU-1, small SVS, DICOM
+    from wsi2dcm, a camelyon series, a label, 4:4:4 boxes): all through the transcoder, all
+    the walk's bytes."""
+    tables, tiles = _real_tiles(rel)
+    calls = _spy_calls(monkeypatch)
+    made = []
+    real_transcoded = transcode.transcoded
+    monkeypatch.setattr(transcode, "transcoded", lambda *a: made.append(real_transcoded(*a)) or made[-1])
+    for data in tiles:
+        h = parse(data, tables)
+        boxes = [(h.width // 4, h.height // 4, h.width // 3, h.height // 3)]
+        assert outcome(data, boxes, tables=tables) == outcome(data, boxes, tables=tables, transcode=False)
+    assert len(calls) == len(tiles) and all(m is not None for m in made)
