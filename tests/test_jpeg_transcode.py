@@ -357,3 +357,19 @@ def test_every_real_jpeg_file_transcoded_as_the_walk(rel, monkeypatch):
         boxes = [(h.width // 4, h.height // 4, h.width // 3, h.height // 3)]
         assert outcome(data, boxes, tables=tables) == outcome(data, boxes, tables=tables, transcode=False)
     assert len(calls) == len(tiles) and all(m is not None for m in made)
+
+
+def test_dc_too_far_from_the_fill_left_to_the_walk(monkeypatch):
+    """A source DC value further from the fill than a baseline difference reaches (real 8-bit
+    images stay within 2047; shown here with a smaller bound) makes the transcoder refuse."""
+    import functools
+    src = tile("420")
+    want = outcome(src, BOXES[0], transcode=False)
+    refused = []
+    real_blank = turbo.blank_blocks
+    def tight(*a, **k):
+        got = functools.partial(real_blank, max_step=10)(*a, **k)
+        refused.append(got is None)
+        return got
+    monkeypatch.setattr(turbo, "blank_blocks", tight)
+    assert outcome(src, BOXES[0]) == want and refused == [True]
