@@ -69,7 +69,12 @@ def box_spread(read, box: Box) -> int | None:
             px = read(wx, wy, min(READBACK_WINDOW, x + w - wx), min(READBACK_WINDOW, y + h - wy))
             if px is None:
                 return None
-            lo, hi = np.minimum(lo, px.min(axis=(0, 1))), np.maximum(hi, px.max(axis=(0, 1)))
+            # per channel over the whole window: numpy reduces over axes (0, 1) of an
+            # (h, w, 3) view about 15 times slower (30 vs 2 ms for 1024 x 1024)
+            chans = range(px.shape[-1]) if px.ndim == 3 else [None]
+            mins = [int((px if c is None else px[..., c]).min()) for c in chans]
+            maxs = [int((px if c is None else px[..., c]).max()) for c in chans]
+            lo, hi = np.minimum(lo, mins), np.maximum(hi, maxs)
     return int((hi.astype(int) - lo.astype(int)).max())
 
 

@@ -7,13 +7,19 @@ only three kinds of code are newly written: the DC difference and EOB of a
 blanked block, and the DC difference of the first kept block after a
 blanked run (its predictor changed). All codes come from the original
 Huffman tables, so the header bytes stay valid verbatim.
+
+Images of tile size go through libjpeg-turbo first when it is installed (``transcode``):
+one decode and two lossless transcodes in C, the first proving that libjpeg codes the
+image exactly as its source does, the second with the blocks flat; the walk above makes
+the same bytes, in pure Python, for every image libjpeg does not prove itself on.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from . import bits
+from . import bits, huffman
 from .dcplan import allowed_steps, plan_run
 from .entropy import Interval, SlotTables, interval_plan, scan_positions, slot_tables, split_intervals
 from .errors import JpegBlankingError
@@ -57,32 +63,45 @@ class Blanker:
         self.header: JpegHeader = parse(data, tables, height)
         self.layout: Layout = layout(self.header)
         check_size(self.layout, self.header.entropy_end - self.header.entropy_start)
-        self.slots: SlotTables = slot_tables(self.header, self.layout)
         self.ncomp = len(self.header.scan_components)
         self.targets: list[Target] = targets(self.header, fill, colorspace)
         comps = self.header.scan_components
+        # Codes for encoding, per MCU slot; the walk's decode tables (``slots``) are built
+        # only when a walk runs: flat tiles and the libjpeg path need the codes alone.
+        self._dc_codes = [huffman.codes(self.header.dc_tables[comps[i].td]) for i in self.layout.slots]
+        self._ac_codes = [huffman.codes(self.header.ac_tables[comps[i].ta]) for i in self.layout.slots]
         self._steps = {}
-        for i, c in enumerate(comps):
-            codes = self.slots.dc[self.layout.slots.index(i)].codes
+        for i in range(len(comps)):
+            codes = self._dc_codes[self.layout.slots.index(i)]
             self._steps[i] = allowed_steps(s for s in codes if s <= MAX_DC_CATEGORY)
         self.max_error = 0.0
 
+    @functools.cached_property
+    def slots(self) -> SlotTables:
+        """Decode tables per MCU slot, for the walk (65536-entry lookups: built on first use)."""
+        return slot_tables(self.header, self.layout)
+
+    @property
+    def dc_steps(self) -> dict[int, list[tuple[int, int]]]:
+        """Per scan component, the DC differences its table codes (``dcplan.allowed_steps``)."""
+        return self._steps
+
     def _eob_codes(self) -> list[str]:
         """EOB code per MCU slot; checked only when a block is to be blanked."""
-        for t in self.slots.ac:
-            if 0x00 not in t.codes:
+        for codes in self._ac_codes:
+            if 0x00 not in codes:
                 raise JpegBlankingError("JPEG AC Huffman table has no end-of-block code; cannot blank")
-        return [t.codes[0x00] for t in self.slots.ac]
+        return [codes[0x00] for codes in self._ac_codes]
 
     # -- planning ---------------------------------------------------------
 
     def _plan(self, changed: list[bool], dcs: list[int] | None) -> dict[int, int]:
         """New DC for every changed block index of one interval."""
-        nslots = len(self.slots.comp)
+        nslots = len(self.layout.slots)
         new: dict[int, int] = {}
         for ci in range(self.ncomp):
             tgt = self.targets[ci]
-            mine = [j for j in range(nslots) if self.slots.comp[j] == ci]
+            mine = [j for j in range(nslots) if self.layout.slots[j] == ci]
             idx = [m + j for m in range(0, len(changed), nslots) for j in mine]
             k = 0
             prev = 0
@@ -114,14 +133,14 @@ class Blanker:
 
     def _dc_bits(self, slot: int, diff: int) -> str:
         s = bits.category(diff)
-        code = self.slots.dc[slot].codes.get(s)
+        code = self._dc_codes[slot].get(s)
         if code is None:  # dcplan rules this out; never emit a corrupt stream
             raise JpegBlankingError(f"JPEG DC Huffman table lacks category {s}")
         return code + bits.value_bits(diff, s)
 
     def reencode(self, raw: bytes, first_mcu: int, n_mcus: int, mask: bytearray) -> bytes:
         """New stuffed entropy bytes of one interval with masked MCUs blanked."""
-        nslots = len(self.slots.comp)
+        nslots = len(self.layout.slots)
         buf = bits.unstuff(raw)
         starts, acs, dcs, end = scan_positions(buf, n_mcus, self.slots, self.ncomp)
         changed = [bool(mask[first_mcu + i // nslots]) for i in range(n_mcus * nslots)]
@@ -135,7 +154,7 @@ class Blanker:
         n = len(changed)
         for i in range(n):
             slot = i % nslots
-            ci = self.slots.comp[slot]
+            ci = self.layout.slots[slot]
             if changed[i]:
                 if span_b > span_a:
                     parts.append(src[span_a:span_b])
@@ -166,14 +185,14 @@ class Blanker:
 
     def flat(self, n_mcus: int) -> bytes:
         """Stuffed entropy bytes of an interval of ``n_mcus`` flat MCUs."""
-        nslots = len(self.slots.comp)
+        nslots = len(self.layout.slots)
         new = self._plan([True] * (n_mcus * nslots), None)
         eob = self._eob_codes()
         parts = []
         pred = [0] * self.ncomp
         for i in range(n_mcus * nslots):
             slot = i % nslots
-            ci = self.slots.comp[slot]
+            ci = self.layout.slots[slot]
             parts.append(self._dc_bits(slot, new[i] - pred[ci]))
             parts.append(eob[slot])
             pred[ci] = new[i]
@@ -191,13 +210,20 @@ def blank_regions_detailed(
     tables: bytes | None = None,
     height: int | None = None,
     colorspace: str | None = None,
+    transcode: bool = True,
 ) -> BlankResult:
-    """``blank_regions`` with statistics (see BlankResult)."""
+    """``blank_regions`` with statistics (see BlankResult). ``transcode=False`` skips the
+    libjpeg-turbo path (``transcode.transcoded``): the walk makes the same bytes (tested)."""
     data = as_bytes(data)
     bl = Blanker(data, fill, tables, height, colorspace)
     hdr = bl.header
     mask = region_mask(bl.layout, boxes)
     intervals: list[Interval] = split_intervals(data, hdr, bl.layout)
+    if transcode and any(mask):
+        from . import transcode as libjpeg
+        done = libjpeg.transcoded(bl, data, tables, mask)
+        if done is not None:
+            return BlankResult(done, sum(mask), 1, bl.max_error)
     out = [data[: hdr.entropy_start]]
     touched = 0
     for iv in intervals:

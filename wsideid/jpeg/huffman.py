@@ -92,13 +92,26 @@ def _canonical(spec: HuffmanSpec) -> list[tuple[int, int, int]]:
 
 
 @lru_cache(maxsize=64)
+def _codes(counts: tuple[int, ...], symbols: bytes) -> dict[int, str]:
+    codes: dict[int, str] = {}
+    for symbol, code, length in _canonical(HuffmanSpec(counts, symbols)):
+        codes.setdefault(symbol, format(code, f"0{length}b"))
+    return codes
+
+
+def codes(spec: HuffmanSpec) -> dict[int, str]:
+    """symbol -> code ('0'/'1' string; the first a table gives a symbol) of a DHT table, for
+    encoding: cheap, without the decode tables ``table`` builds (cached; do not modify)."""
+    return _codes(spec.counts, spec.symbols)
+
+
+@lru_cache(maxsize=64)
 def _build(counts: tuple[int, ...], symbols: bytes, is_ac: bool) -> HuffmanTable:
     spec = HuffmanSpec(counts, symbols)
     lut = [0] * 65536
     skip = [SKIP_INVALID] * 65536 if is_ac else None
-    codes: dict[int, str] = {}
+    codes = dict(_codes(counts, symbols))
     for symbol, code, length in _canonical(spec):
-        codes.setdefault(symbol, format(code, f"0{length}b"))
         if is_ac:
             size, run = symbol & 15, symbol >> 4
             legal = size <= MAX_AC_SIZE and (size or run in (0, 15))

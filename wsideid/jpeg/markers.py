@@ -294,3 +294,29 @@ def _dnl_height(data: bytes, end: int) -> int:
     if data[end + 1 : end + 2] == bytes([DNL]) and end + 6 <= len(data):
         return (data[end + 4] << 8) | data[end + 5]
     return 0
+
+
+APP0 = 0xE0
+
+
+def with_adobe_transform(data: bytes, transform: int | None) -> bytes:
+    """``data`` (a complete stream) with its JFIF and Adobe markers replaced by one Adobe
+    marker saying ``transform`` (0: the components are RGB, 1: YCbCr; None: no marker).
+
+    For libjpeg's transcoder only (``transcode.transcoded``): the colour space libjpeg
+    infers from these markers decides which Huffman table each component gets when it codes
+    the image again (RGB: table 0 for all three, as Aperio writes; YCbCr: table 1 for
+    chroma). Coefficients are the same either way; nothing of this reaches an output.
+    """
+    out = [data[:2]]
+    if transform is not None:
+        out.append(b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00" + bytes((transform,)))
+    for marker, a, b in _segments(data, 2):
+        if marker == SOS:
+            out.append(data[a - 4 :])
+            return b"".join(out)
+        if marker == EOI:
+            break
+        if marker not in (APP0, APP14):
+            out.append(data[a - 4 : b])
+    raise JpegBlankingError("JPEG has no scan")
