@@ -8,6 +8,7 @@ needle spelled out and a date found by its shape are looked for in exactly the s
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
 ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "utf-16-be")
@@ -37,3 +38,48 @@ def encodable(text: str, enc: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+# --- text spelled in numbers ------------------------------------------------------------------
+# A word of at least 4 letters, or a run of at least 6 digits (an MRN, an accession, a compact
+# date), as one byte per character (ASCII), or one character per 2- or 4-byte unit with the
+# other bytes zero (UTF-16/UTF-32 in either byte order: SHORT or LONG values 74, 97, 110, 101).
+MIN_LETTERS, MIN_DIGITS = 4, 6
+_SPELLED = re.compile(
+    rb"[A-Za-z]{%d,}|[0-9]{%d,}" % (MIN_LETTERS, MIN_DIGITS)
+    + rb"|(?:[A-Za-z]\x00){%d,}|(?:\x00[A-Za-z]){%d,}" % (MIN_LETTERS, MIN_LETTERS)
+    + rb"|(?:[0-9]\x00){%d,}|(?:\x00[0-9]){%d,}" % (MIN_DIGITS, MIN_DIGITS)
+    + rb"|(?:[A-Za-z]\x00\x00\x00){%d,}|(?:\x00\x00\x00[A-Za-z]){%d,}" % (MIN_LETTERS, MIN_LETTERS))
+
+
+def _swapped(raw: bytes, itemsize: int) -> bytes:
+    """The same values stored in the other byte order (each ``itemsize``-byte unit reversed)."""
+    n = len(raw) // itemsize * itemsize
+    return b"".join(raw[i:i + itemsize][::-1] for i in range(0, n, itemsize))
+
+
+def words_in_numbers(raw: bytes, itemsize: int = 1) -> list[str]:
+    """Words (>= 4 letters) and digit runs (>= 6) that stored numbers spell in their bytes, read
+    in the stored byte order and, for units of ``itemsize`` > 1 bytes, in the other one too (the
+    same values written by a writer of the other byte order spell it there).
+
+    Why: a profile keeps numeric tags as numbers, and numbers are never residual needles; a SHORT
+    array 0x614A 0x656E ... is "Jane" to anyone who looks at the bytes. Such a value is text and
+    fails its numeric type. Short words (<= 3 letters) are not looked for: random numbers spell
+    them too often. Nor are runs whose characters are in order ("AABBCC", "CGJNQUY", "123456"):
+    that is a ramp (a grey colour map, the foot of a tone curve, counters), and no name or
+    accession is spelled in sorted order. Returns the words found (ASCII, NULs dropped)."""
+    views = [raw] if itemsize <= 1 else [raw, _swapped(raw, itemsize)]
+    out: list[str] = []
+    for view in views:
+        for m in _SPELLED.finditer(view):
+            word = m.group(0).replace(b"\0", b"")
+            if not _sorted(word):
+                out.append(word.decode("ascii"))
+    return list(dict.fromkeys(out))
+
+
+def _sorted(word: bytes) -> bool:
+    """Characters in non-decreasing or non-increasing order: a ramp of numbers, not a word."""
+    pairs = list(zip(word, word[1:]))
+    return all(a <= b for a, b in pairs) or all(a >= b for a, b in pairs)

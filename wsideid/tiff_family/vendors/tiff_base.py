@@ -19,7 +19,7 @@ from ...errors import MalformedFile
 from ...regions import RedactionError
 from ...model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ...tiff import codecends, jpegsegs
-from ...tiff.container import Ifd, TiffFile, decode_values, integer_array
+from ...tiff.container import TYPES, Ifd, TiffFile, decode_values, integer_array
 from ...tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
 from ...tiff.writer import ImageData, OutEntry, OutIfd
 
@@ -272,6 +272,20 @@ IDENTITY_TAGS = {269, 285, 315, 316, 32781, 42016, 42032, 42033, 65427, 65442, 6
 _BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
 # Binary tags whose bytes a value check parses (kept on the field as raw).
 RAW_TAGS = {34675}
+# Numeric tags whose values are offsets into the file or a strip: their bytes are whatever the
+# layout makes them (in a strip past 1 GB every byte of a LONG can be a letter), so they are not
+# read for spelled words. Child IFD pointers are rewritten by the writer; NDPI McuStarts are
+# offsets of restart intervals (a known gap: docs/threat-model.md, round 5).
+OFFSET_TAGS = CHILD_TAGS | {65426, 65432}
+
+
+def stored_numbers(ifd: Ifd, tag: int) -> tuple[bytes | None, int]:
+    """The stored bytes and unit size of a tag held as numbers (None, 0 for other types and
+    offsets), for the value policy's spelled-text rule (``textbytes.words_in_numbers``)."""
+    e = ifd.entries[tag]
+    if e.type not in NUMERIC_VALUE_TYPES or e.type in (13, 18) or tag in OFFSET_TAGS:  # IFD types: offsets
+        return None, 0
+    return e.raw, 4 if e.type in (5, 10) else TYPES[e.type][0]
 
 
 def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
@@ -302,9 +316,12 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
                                         "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
-            raw = ifd.entries[tag].raw if tag in RAW_TAGS else None
+            raw, itemsize = stored_numbers(ifd, tag)
+            if tag in RAW_TAGS:
+                raw = ifd.entries[tag].raw
             fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag,
-                                kind=value_kind(ifd, tag, value), raw=raw))
+                                kind=value_kind(ifd, tag, value), raw=raw, stored_type=ifd.entries[tag].type,
+                                itemsize=itemsize))
     return fields
 
 

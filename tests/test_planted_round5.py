@@ -1,0 +1,155 @@
+"""Planted PHI, fifth round (attacker audit): text that survived in a place the value policy treats
+as a number or as binary. Each place published the needle (or a date) with the verifier saying
+clean before its fix; judged by the matrix's rule (refused or flagged with nothing published, or
+published with no spelling of the needle anywhere in OUTDIR), and where the needle is a number
+no byte search finds, by reading the published value back.
+
+Places:
+- TIFF tags a profile keeps as numbers (SHORT, LONG, RATIONAL, DOUBLE arrays, NDPI private tags)
+  whose stored bytes spell the name, the accession or a date: as bytes, as one character per
+  SHORT or LONG (UTF-16/32), in the file's byte order or the other one;
+- a tag kept as a number but stored as BYTE, ASCII or UNDEFINED ("4477139" as ASCII parses as
+  a rational);
+- a date stored as a number: 19870317 in an Aperio key, an NDPI tag, a DICOM IS/DS, a vendor XML
+  number;
+- ICC profiles: numbers of a kept tag that spell text, the dateTime tag, a signature tag holding
+  four letters of a name;
+- DICOM binary values (OB/OW/UN, US/UL/FL/FD...) of kept attributes whose bytes spell text;
+- a MIRAX index record outside the slide's tile grid (copied, never shown by a viewer).
+Guards: real slides' numbers (tile offsets, ICC curves, McuStarts) are not flagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+from pathlib import Path
+
+import pytest
+
+import phi_corpus as pc
+import planted_matrix as pm
+from published_outputs import published
+from test_planted_matrix import input_holds_needle, judge
+from wsideid import cli
+from wsideid.dates import DatePolicy
+from wsideid.model import Field, ValueKind
+from wsideid.tiff.writer import OutEntry
+from wsideid.valuepolicy import check, parse_spec
+
+SECRET = "planted-round5-secret-0123456789abcdef"
+NEEDLE = pm.NEEDLE.encode()
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+
+def _deid(src: Path, outdir: Path, monkeypatch, *extra: str) -> tuple[int, str]:
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off", *extra])
+    return rc, err.getvalue()
+
+
+def _run(place: pm.Place, tmp_path: Path, monkeypatch, src: Path | None = None) -> tuple[str, Path]:
+    src = src or place.build(tmp_path)
+    outdir = tmp_path / "out"
+    rc, err = _deid(src, outdir, monkeypatch)
+    return judge(place, src, outdir, rc, err), outdir
+
+
+def _out_tags(outdir: Path) -> list[dict]:
+    """The entries of every IFD of the one published TIFF."""
+    from wsideid.tiff.container import read_tiff
+    files = [outdir / p for p in published(outdir)]
+    assert len(files) == 1, files
+    return [ifd.entries for ifd in read_tiff(str(files[0])).all_ifds()]
+
+
+def _padded(text: bytes, unit: int) -> bytes:
+    return text + b" " * (-len(text) % unit)
+
+
+def _entry(tag: int, typ: int, raw: bytes) -> OutEntry:
+    size = {3: 2, 4: 4, 5: 8, 11: 4, 12: 8}[typ]
+    return OutEntry(tag, typ, len(raw) // size, raw)
+
+
+# ------------------------------------------------------------------ text spelled in numbers
+def test_words_in_numbers_finds_text_in_either_byte_order():
+    from wsideid.textbytes import words_in_numbers
+    name = b"Zephyrina"
+    assert "Zephyrina" in words_in_numbers(name)
+    shorts = [ord(c) for c in "Zephyrina"]
+    assert "Zephyrina" in words_in_numbers(struct.pack(f"<{len(shorts)}H", *shorts), 2)   # UTF-16 LE
+    assert "Zephyrina" in words_in_numbers(struct.pack(f">{len(shorts)}H", *shorts), 2)   # UTF-16 BE
+    assert "Zephyrina" in words_in_numbers(struct.pack(f"<{len(shorts)}I", *shorts), 4)   # UTF-32
+    # values whose little-endian bytes spell it, stored big-endian: pair-swapped in the file
+    swapped = struct.pack(">5H", *struct.unpack("<5H", _padded(name, 2)))
+    assert name not in swapped and "Zephyrina" in " ".join(words_in_numbers(swapped, 2))
+    assert "4477139" in words_in_numbers(b"\x00\x004477139\x00")
+
+
+def test_words_in_numbers_leaves_real_numbers_alone():
+    """Tile offsets and byte counts of a slide under 1 GB, a tone curve, a colour map."""
+    import numpy as np
+
+    from wsideid.textbytes import words_in_numbers
+    offsets = np.cumsum(np.random.default_rng(5).integers(2000, 60000, 5000)).astype("<u4").tobytes()
+    assert words_in_numbers(offsets, 4) == []
+    curve = (np.linspace(0, 1, 1024) ** 2.2 * 65535).astype(">u2").tobytes()
+    assert words_in_numbers(curve, 2) == []
+    cmap = (np.arange(768) % 256 * 257).astype("<u2").tobytes()
+    assert words_in_numbers(cmap, 2) == []
+    rationals = struct.pack("<6I", 0, 1, 255, 1, 128, 1)
+    assert words_in_numbers(rationals, 4) == []
+
+
+def _numbers_place(fmt: str, tag: int, typ: int, raw: bytes, ifds: str = "all") -> pm.Place:
+    return pm.Place(f"{fmt}-{tag}-type{typ}-spells-text",
+                    pm.tiff_with(fmt, ifds, {tag: lambda src, i: _entry(tag, typ, raw)}))
+
+
+UTF16_SHORTS = struct.pack(f"<{len(NEEDLE)}H", *NEEDLE)
+SPELLING = [  # (base, tag, TIFF type, stored bytes)
+    ("tiff", 301, 3, _padded(NEEDLE, 2) * 8),                  # TransferFunction SHORT
+    ("tiff", 301, 3, UTF16_SHORTS),                            # one character per SHORT
+    ("tiff", 532, 5, _padded(NEEDLE, 8)[:48].ljust(48, b" ")),  # ReferenceBlackWhite RATIONAL
+    ("tiff", 318, 5, _padded(b"Quixote ", 8) * 2),             # WhitePoint RATIONAL x2
+    ("tiff-be", 301, 3, _padded(NEEDLE, 2) * 8),               # big-endian file
+    ("svs", 532, 5, _padded(NEEDLE, 8)[:48].ljust(48, b" ")),
+    ("ndpi", 65439, 4, _padded(NEEDLE, 4)),                    # FocusPoints LONG
+    ("ndpi", 65422, 12, _padded(b"Zephyrina 19870317", 8)),    # XOffsetFromSlideCenter DOUBLE
+]
+
+
+@pytest.mark.parametrize("fmt,tag,typ,raw", SPELLING, ids=[f"{f}-{t}-type{y}-{k}" for k, (f, t, y, _) in enumerate(SPELLING)])
+def test_numbers_spelling_the_needle_are_not_published(fmt, tag, typ, raw, tmp_path, monkeypatch):
+    """A SHORT/LONG/RATIONAL/DOUBLE array a profile keeps as numbers, holding the needle's bytes:
+    published as it was, verified clean (numbers are no needles). Now the value fails its type
+    ("its stored bytes spell text") and is removed."""
+    place = _numbers_place(fmt, tag, typ, raw)
+    src = place.build(tmp_path)
+    assert input_holds_needle(src)
+    outcome, outdir = _run(place, tmp_path, monkeypatch, src)
+    assert outcome == "published"
+    assert all(tag not in entries for entries in _out_tags(outdir))
+
+
+def test_numbers_spelling_text_in_the_other_byte_order_are_removed(tmp_path, monkeypatch):
+    """Values whose little-endian bytes spell the name, in a big-endian file (a byte search of
+    the file sees it pair-swapped; anyone re-reading the numbers sees the name)."""
+    raw = struct.pack(">10H", *struct.unpack("<10H", _padded(b"Zephyrina Quixote", 2) + b"  "))
+    place = _numbers_place("tiff-be", 301, 3, raw)
+    _, outdir = _run(place, tmp_path, monkeypatch)
+    assert all(301 not in entries for entries in _out_tags(outdir))
+
+
+def test_the_decision_records_why(tmp_path):
+    from wsideid.pipeline import inspect
+    src = _numbers_place(*SPELLING[0]).build(tmp_path)
+    plan = inspect(str(src))
+    ds = [d for d in plan.fields if d.field.tag == 301]
+    assert ds and all(d.action == "remove" and d.failed and "spell text" in d.rule for d in ds), \
+        [(d.action, d.rule) for d in ds]
+    assert "Zephyrina" not in " ".join(d.rule for d in ds)  # the audit names the check, never the value
