@@ -153,3 +153,38 @@ def test_the_decision_records_why(tmp_path):
     assert ds and all(d.action == "remove" and d.failed and "spell text" in d.rule for d in ds), \
         [(d.action, d.rule) for d in ds]
     assert "Zephyrina" not in " ".join(d.rule for d in ds)  # the audit names the check, never the value
+
+
+# ------------------------------------------------------------------ numbers stored as text
+STORED_AS_TEXT = [  # (base, tag, TIFF type): a tag the profile keeps as a number and the structural
+    # type check does not cover (it refuses WhitePoint, ResolutionUnit, NDPI numeric tags as text;
+    # OpenSlide refuses SMin/SMaxSampleValue as text)
+    ("tiff", 301, 2), ("tiff", 301, 1), ("tiff", 301, 7),    # TransferFunction (numbers) as ASCII, BYTE, UNDEFINED
+    ("tiff-be", 301, 7),
+]
+
+
+@pytest.mark.parametrize("fmt,tag,typ", STORED_AS_TEXT, ids=[f"{f}-{t}-type{y}" for f, t, y in STORED_AS_TEXT])
+def test_numbers_stored_as_byte_ascii_or_undefined_are_not_kept(fmt, tag, typ, tmp_path, monkeypatch):
+    """"2477139" stored as ASCII (or BYTE/UNDEFINED printable bytes) parses as a number and was
+    published under a numeric keep; BYTE, ASCII and UNDEFINED are never a numeric keep now."""
+    value = b"2477139"
+    raw = value + b"\0" if typ == 2 else value
+
+    def entry(src, i):
+        return OutEntry(tag, typ, len(raw), raw)
+    place = pm.Place(f"{fmt}-{tag}-as-type{typ}", pm.tiff_with(fmt, "all", {tag: entry}))
+    outcome, outdir = _run(place, tmp_path, monkeypatch)
+    assert outcome == "published"
+    assert all(tag not in entries for entries in _out_tags(outdir))
+    assert not pc.find_in_tree(outdir, ["2477139"])
+
+
+def test_a_profile_keeping_text_types_is_still_free_to_keep_text(tmp_path):
+    """The rule is about numeric keeps: Make (an enum of names) stays ASCII and kept."""
+    spec = parse_spec({"type": "enum", "values": ["Aperio"]}, "keep", "t.Make")
+    f = Field("ifd[0]/Make", "tags:Make", "Aperio", ifd=0, tag=271, stored_type=2)
+    assert check(f, spec, DatePolicy("remove")).ok
+    num = parse_spec({"type": "integer"}, "keep", "t.X")
+    assert not check(Field("p", "tags:X", "12", tag=1, stored_type=2), num, DatePolicy("remove")).ok
+    assert check(Field("p", "tags:X", "12", tag=1, stored_type=3, kind=ValueKind.NUMBER), num, DatePolicy("remove")).ok

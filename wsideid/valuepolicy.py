@@ -320,6 +320,8 @@ def number_is_text(f: Field, spec: ValueSpec | None) -> str | None:
     any text: "20190312" as ASCII parses as an integer), its stored bytes must not spell a word
     or a digit run in either byte order, and it must not read as a date (a date goes through
     the date policy, never through a numeric keep)."""
+    if _numeric(spec) and f.stored_type in NOT_NUMBER_TYPES:
+        return f"stored as {NOT_NUMBER_TYPES[f.stored_type]}, not as numbers"
     if f.raw is not None and f.itemsize and words_in_numbers(f.raw, f.itemsize):
         return "its stored bytes spell text"
     return None
