@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from .dates import DatePolicy, transform_structured
+from .dates import DatePolicy, number_holds_date, transform_structured
 from .errors import ProfileError
 from .model import REMOVE, REPLACE, TEXT, Decision, Field, ValueKind
 from .textbytes import words_in_numbers
@@ -324,6 +324,9 @@ def number_is_text(f: Field, spec: ValueSpec | None) -> str | None:
         return f"stored as {NOT_NUMBER_TYPES[f.stored_type]}, not as numbers"
     if f.raw is not None and f.itemsize and words_in_numbers(f.raw, f.itemsize):
         return "its stored bytes spell text"
+    numeric = spec is None or spec.type in NUMERIC_TYPES or (spec.type is None and spec.pattern is None)
+    if numeric and number_holds_date(f.text()):
+        return "a date stored as a number"
     return None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..dates import TIME_KEEPING, DatePolicy, transform_structured
+from ..dates import TIME_KEEPING, DatePolicy, number_holds_date, transform_structured
 from ..model import ValueKind
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -66,6 +66,8 @@ def has_control(text: str, vr: str = "LO") -> bool:
 
 
 def _one_typed(v, vr: str) -> bool:
+    if vr in (NUMBER_STRING_VRS | BINARY_NUMBER_VRS) - {"AT"} and number_holds_date(str(v).strip(" ")):
+        return False  # 19650704 as IS/DS/UL: a date is never kept as a number (round 5)
     if vr in BINARY_NUMBER_VRS:
         if isinstance(v, bool):
             return False
