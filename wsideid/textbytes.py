@@ -52,23 +52,46 @@ _SPELLED = re.compile(
     + rb"|(?:[A-Za-z]\x00\x00\x00){%d,}|(?:\x00\x00\x00[A-Za-z]){%d,}" % (MIN_LETTERS, MIN_LETTERS))
 
 
+# A long array made of a few monotone pieces is a curve, a ramp or a colour map (three ramps), not
+# text: its slowly varying high bytes interleave with letters by chance ("JzKwLtMr..." in a gamma
+# curve). Only arrays of at least CURVE_MIN values get this benefit (a single DOUBLE is monotone).
+CURVE_MIN, CURVE_PIECES = 32, 4
+
+
 def _swapped(raw: bytes, itemsize: int) -> bytes:
     """The same values stored in the other byte order (each ``itemsize``-byte unit reversed)."""
     n = len(raw) // itemsize * itemsize
     return b"".join(raw[i:i + itemsize][::-1] for i in range(0, n, itemsize))
 
 
-def words_in_numbers(raw: bytes, itemsize: int = 1) -> list[str]:
+def curve_like(raw: bytes, dtype: str) -> bool:
+    """At least CURVE_MIN values in at most CURVE_PIECES monotone pieces (numpy ``dtype``, with its byte order)."""
+    import numpy as np
+    dt = np.dtype(dtype)
+    v = np.frombuffer(raw[: len(raw) // dt.itemsize * dt.itemsize], dt)
+    if len(v) < CURVE_MIN:
+        return False
+    d = np.sign(np.diff(v.astype(np.float64)))
+    d = d[d != 0]
+    return bool(np.count_nonzero(d[1:] != d[:-1]) + 1 <= CURVE_PIECES)
+
+
+def words_in_numbers(raw: bytes, dtype: str | None = None) -> list[str]:
     """Words (>= 4 letters) and digit runs (>= 6) that stored numbers spell in their bytes, read
-    in the stored byte order and, for units of ``itemsize`` > 1 bytes, in the other one too (the
-    same values written by a writer of the other byte order spell it there).
+    in the stored byte order and, for values of more than one byte (``dtype``, a numpy type with
+    its byte order: "<u2", ">f8"), in the other one too (the same values written by a writer of
+    the other byte order spell it there).
 
     Why: a profile keeps numeric tags as numbers, and numbers are never residual needles; a SHORT
     array 0x614A 0x656E ... is "Jane" to anyone who looks at the bytes. Such a value is text and
     fails its numeric type. Short words (<= 3 letters) are not looked for: random numbers spell
     them too often. Nor are runs whose characters are in order ("AABBCC", "CGJNQUY", "123456"):
     that is a ramp (a grey colour map, the foot of a tone curve, counters), and no name or
-    accession is spelled in sorted order. Returns the words found (ASCII, NULs dropped)."""
+    accession is spelled in sorted order; nor long curve-like arrays (``curve_like``). Returns the
+    words found (ASCII, NULs dropped)."""
+    itemsize = int(dtype[-1]) if dtype else 1
+    if dtype and curve_like(raw, dtype):
+        return []
     views = [raw] if itemsize <= 1 else [raw, _swapped(raw, itemsize)]
     out: list[str] = []
     for view in views:

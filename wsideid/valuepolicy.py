@@ -322,7 +322,7 @@ def number_is_text(f: Field, spec: ValueSpec | None) -> str | None:
     the date policy, never through a numeric keep)."""
     if _numeric(spec) and f.stored_type in NOT_NUMBER_TYPES:
         return f"stored as {NOT_NUMBER_TYPES[f.stored_type]}, not as numbers"
-    if f.raw is not None and f.itemsize and words_in_numbers(f.raw, f.itemsize):
+    if f.raw is not None and f.dtype and words_in_numbers(f.raw, f.dtype):
         return "its stored bytes spell text"
     numeric = spec is None or spec.type in NUMERIC_TYPES or (spec.type is None and spec.pattern is None)
     if numeric and number_holds_date(f.text()):

@@ -19,7 +19,7 @@ from ...errors import MalformedFile
 from ...regions import RedactionError
 from ...model import KEEP, REMOVE, Decision, Field, ImageInfo, Inventory, Plan, ValueKind
 from ...tiff import codecends, jpegsegs
-from ...tiff.container import TYPES, Ifd, TiffFile, decode_values, integer_array
+from ...tiff.container import Ifd, TiffFile, decode_values, integer_array
 from ...tiff.tags import CHILD_TAGS, DATA_TAGS, tag_name
 from ...tiff.writer import ImageData, OutEntry, OutIfd
 
@@ -279,13 +279,17 @@ RAW_TAGS = {34675}
 OFFSET_TAGS = CHILD_TAGS | {65426, 65432}
 
 
-def stored_numbers(ifd: Ifd, tag: int) -> tuple[bytes | None, int]:
-    """The stored bytes and unit size of a tag held as numbers (None, 0 for other types and
-    offsets), for the value policy's spelled-text rule (``textbytes.words_in_numbers``)."""
+_DTYPES = {3: "u2", 4: "u4", 5: "u4", 6: "i1", 8: "i2", 9: "i4", 10: "i4", 11: "f4", 12: "f8", 16: "u8", 17: "i8"}
+
+
+def stored_numbers(ifd: Ifd, tag: int, byteorder: str) -> tuple[bytes | None, str | None]:
+    """The stored bytes and numpy type of a tag held as numbers (None, None for other types and
+    offsets), for the value policy's spelled-text rule (``textbytes.words_in_numbers``).
+    RATIONALs are read as their two LONGs."""
     e = ifd.entries[tag]
-    if e.type not in NUMERIC_VALUE_TYPES or e.type in (13, 18) or tag in OFFSET_TAGS:  # IFD types: offsets
-        return None, 0
-    return e.raw, 4 if e.type in (5, 10) else TYPES[e.type][0]
+    if e.type not in _DTYPES or tag in OFFSET_TAGS:
+        return None, None
+    return e.raw, byteorder + _DTYPES[e.type]
 
 
 def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
@@ -316,12 +320,12 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
                                         "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
-            raw, itemsize = stored_numbers(ifd, tag)
+            raw, dtype = stored_numbers(ifd, tag, tf.byteorder)
             if tag in RAW_TAGS:
                 raw = ifd.entries[tag].raw
             fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag,
                                 kind=value_kind(ifd, tag, value), raw=raw, stored_type=ifd.entries[tag].type,
-                                itemsize=itemsize))
+                                dtype=dtype))
     return fields
 
 
