@@ -255,3 +255,90 @@ def test_dates_in_number_values(value, ok):
 def test_dicom_numbers_that_read_as_dates(value, vr):
     from wsideid.dicom.values import typed_valid
     assert typed_valid(value, vr) is (value == "1987031.7")
+
+
+# ------------------------------------------------------------------ ICC profiles
+def _xyz(x, y, z) -> bytes:
+    return b"XYZ \0\0\0\0" + struct.pack(">3i", *(int(round(v * 65536)) for v in (x, y, z)))
+
+
+def _icc(extra: list[tuple[bytes, bytes]]) -> bytes:
+    """A valid ICC v2 RGB display profile (sRGB-like numbers, a 1024-entry tone curve) plus ``extra`` tags."""
+    import numpy as np
+    curve = (np.linspace(0, 1, 1024) ** 2.2 * 65535).round().astype(">u2").tobytes()
+    curv = b"curv\0\0\0\0" + struct.pack(">I", 1024) + curve
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", 5) + b"sRGB\0" + bytes(4 + 4 + 2 + 1 + 67)),
+            (b"wtpt", _xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", _xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", _xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", _xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", curv), (b"gTRC", curv), (b"bTRC", curv)] + extra
+    off = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for sig, data in tags:
+        body += b"\0" * (-(off + len(body)) % 4)
+        table += sig + struct.pack(">II", off + len(body), len(data))
+        body += data
+    size = off + len(body)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12)
+              + b"acspAPPL" + bytes(4) + bytes(16) + bytes(4) + _xyz(0.9642, 1.0, 0.8249)[8:] + bytes(4 + 16 + 28))
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+ICC_PLANTS = {
+    "sig-tag-letters": [(b"tech", b"sig \0\0\0\0QUIX")],
+    "xyz-spelling": [(b"lumi", b"XYZ \0\0\0\0" + b"Zephyrina QX")],
+    "sf32-digits": [(b"chad", b"sf32\0\0\0\0" + b"\0\0\0\x0119870317" + bytes(26))],
+    "curve-spelling": [(b"kTRC", b"curv\0\0\0\0" + struct.pack(">I", 9) + b"Zephyrina Quixote ")],
+    "private-tag-signature": [(b"QUIX", b"XYZ \0\0\0\0" + bytes(12))],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ICC_PLANTS))
+def test_icc_numbers_that_spell_text_drop_the_profile(kind):
+    from wsideid.icc import sanitize_icc
+    clean, _ = sanitize_icc(_icc([]))
+    assert clean, "the base profile does not sanitise (builder bug)"
+    assert sanitize_icc(_icc(ICC_PLANTS[kind])) == (b"", [])
+
+
+def test_icc_datetime_tag_is_zeroed():
+    from wsideid.icc import sanitize_icc
+    when = struct.pack(">6H", 1987, 3, 17, 10, 22, 33)
+    clean, _ = sanitize_icc(_icc([(b"calt", b"dtim\0\0\0\0" + when)]))
+    assert clean and when not in clean and b"dtim" + bytes(16) in clean
+
+
+def test_icc_of_real_slides_and_registered_signatures_still_kept():
+    """Real slides' profiles (the sRGB of an Aperio SVS and a DICOM, lcms's of a TIFF) keep their
+    curves and numbers; a technology tag with a registered signature (CRT) stays."""
+    from wsideid.icc import sanitize_icc
+    clean, _ = sanitize_icc(_icc([(b"tech", b"sig \0\0\0\0CRT ")]))
+    assert b"CRT " in clean
+    profiles = []
+    from wsideid.tiff.container import read_tiff
+    for rel in ("svs/tcga-cr-7395-01a-01-ts1.svs", "tiff/openslide-python_boxes.tiff"):
+        if (TESTDATA / rel).exists():
+            profiles += [ifd.entries[34675].raw for ifd in read_tiff(str(TESTDATA / rel)).all_ifds()
+                         if 34675 in ifd.entries]
+    if not profiles:
+        pytest.skip("no real slides in ../shared/testdata")
+    for raw in profiles:
+        clean, _ = sanitize_icc(raw)
+        assert clean
+        n = struct.unpack(">I", raw[128:132])[0]
+        for i in range(n):
+            sig, off, length = struct.unpack(">4sII", raw[132 + 12 * i:144 + 12 * i])
+            if raw[off:off + 4] in (b"curv", b"para", b"XYZ "):
+                assert clean[off + 8:off + length] == raw[off + 8:off + length], sig
+
+
+def test_icc_spelling_text_is_not_published(tmp_path, monkeypatch):
+    """End to end: a generic TIFF whose kept ICC profile holds the name in an XYZ tag's numbers was
+    published with the name (ICC numbers are copied as numbers); now the profile is dropped."""
+    prof = _icc([(b"lumi", b"XYZ \0\0\0\0" + b"Zephyrina QX"), (b"bkpt", b"XYZ \0\0\0\0" + b"Quixote ZX24")])
+    place = pm.Place("icc-numbers", pm.tiff_with("tiff", "first", {34675: lambda s, i: pm.blob_entry(34675, prof)}))
+    src = place.build(tmp_path)
+    assert input_holds_needle(src)
+    outcome, outdir = _run(place, tmp_path, monkeypatch, src)
+    assert outcome == "published"
+    assert all(34675 not in entries for entries in _out_tags(outdir))
