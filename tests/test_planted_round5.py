@@ -342,3 +342,39 @@ def test_icc_spelling_text_is_not_published(tmp_path, monkeypatch):
     outcome, outdir = _run(place, tmp_path, monkeypatch, src)
     assert outcome == "published"
     assert all(34675 not in entries for entries in _out_tags(outdir))
+
+
+# ------------------------------------------------------------------ DICOM binary values
+def _dicom_binary(ds) -> None:
+    ds.LongitudinalTemporalOffsetFromEvent = struct.unpack("<d", b"Zephyrin")[0]   # FD, Type 3
+    ds.RecommendedAbsentPixelCIELabValue = list(struct.unpack("<4H", b"Quixote "))  # US, Type 3
+    ds.AcquisitionDuration = struct.unpack("<d", b"19870317")[0]                  # FD, digits
+
+
+def test_dicom_binary_values_spelling_text_are_not_published(tmp_path, monkeypatch):
+    """FD and US values of attributes the IOD keeps, whose bytes are the name or the date's digits:
+    published as they were (binary numbers are no needles). Now removed (Type 3)."""
+    import pydicom
+    place = pm.Place("dicom-binary-spells", pm.dicom_builder(_dicom_binary))
+    src = place.build(tmp_path)
+    assert b"Zephyrin" in src.read_bytes() if src.is_file() else True
+    outcome, outdir = _run(place, tmp_path, monkeypatch, src)
+    assert outcome == "published"
+    files = [p for p in outdir.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm"]
+    assert files
+    for p in files:
+        raw = p.read_bytes()
+        assert b"Zephyrin" not in raw and b"Quixote" not in raw and b"19870317" not in raw, p
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        assert "LongitudinalTemporalOffsetFromEvent" not in ds and "RecommendedAbsentPixelCIELabValue" not in ds
+
+
+@pytest.mark.parametrize("vr,value,spells", [
+    ("OB", NEEDLE, True), ("UN", b"\x01\x02Zephyrina\x00", True), ("OW", UTF16_SHORTS, True),
+    ("OB", bytes(range(256)), False), ("FL", 16.061538696289062, False), ("UL", [957, 715], False),
+    ("OW", struct.pack("<256H", *range(0, 65536, 256)), False)])
+def test_dicom_binary_spelling_rule(vr, value, spells):
+    from pydicom.dataelem import DataElement
+
+    from wsideid.dicom.values import binary_spells_text
+    assert binary_spells_text(DataElement(0x00091010, vr, value)) is spells
