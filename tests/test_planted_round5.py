@@ -378,3 +378,46 @@ def test_dicom_binary_spelling_rule(vr, value, spells):
 
     from wsideid.dicom.values import binary_spells_text
     assert binary_spells_text(DataElement(0x00091010, vr, value)) is spells
+
+
+# ------------------------------------------------------------------ MIRAX index records outside the grid
+@pytest.mark.parametrize("level,image", [(0, 3), (0, 4 * 4 + 7), (1, 1), (0, -1)],
+                         ids=["repeats-a-placed-image", "past-the-grid", "off-the-level-step", "negative"])
+def test_mirax_record_outside_the_tile_grid_is_refused(level, image, tmp_path, monkeypatch):
+    """A zoom-level record that places no image of its own: a second record for a placed image (OpenSlide
+    shows one of them; on main the other, a JPEG of the name, was published unseen by any detector),
+    or one past the grid, off the level's step or negative (OpenSlide refused the source: a refusal
+    in verification). Refused now when the slide is opened, in one line."""
+    import io as _io
+
+    from PIL import Image
+
+    from wsideid.mrxs.index import Record, build_index, read_index
+    from wsideid.mrxs.synth import SLIDE_ID, make_mrxs
+    from wsideid.synth import label_image
+    src = tmp_path / "in" / "slide.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src), levels=2)  # a 4 x 4 grid
+    folder = src.with_suffix("")
+    buf = _io.BytesIO()
+    Image.fromarray(label_image(256, 256, [pm.NAME.upper(), pm.ACC])).save(buf, "JPEG")
+    data = folder / "Data0000.dat"
+    off = data.stat().st_size
+    with open(data, "ab") as fh:
+        fh.write(buf.getvalue())
+    levels, nonhier = read_index((folder / "Index.dat").read_bytes(), SLIDE_ID, 2, 5)
+    levels[level].append(Record(0, off, len(buf.getvalue()), image))
+    (folder / "Index.dat").write_bytes(build_index(SLIDE_ID, levels, nonhier))
+    outdir = tmp_path / "out"
+    rc, err = _deid(src, outdir, monkeypatch)
+    assert rc == 2 and not published(outdir), (rc, err)
+    assert err.strip().count("\n") == 0 and "outside the slide's tile grid" in err, err
+
+
+def test_a_clean_mirax_still_publishes(tmp_path, monkeypatch):
+    from wsideid.mrxs.synth import make_mrxs
+    src = tmp_path / "in" / "slide.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src), levels=3)
+    rc, err = _deid(src, tmp_path / "out", monkeypatch)
+    assert rc == 0, err
