@@ -41,15 +41,38 @@ def encodable(text: str, enc: str) -> bool:
 
 
 # --- text spelled in numbers ------------------------------------------------------------------
-# A word of at least 4 letters, or a run of at least 6 digits (an MRN, an accession, a compact
-# date), as one byte per character (ASCII), or one character per 2- or 4-byte unit with the
-# other bytes zero (UTF-16/UTF-32 in either byte order: SHORT or LONG values 74, 97, 110, 101).
-MIN_LETTERS, MIN_DIGITS = 4, 6
-_SPELLED = re.compile(
-    rb"[A-Za-z]{%d,}|[0-9]{%d,}" % (MIN_LETTERS, MIN_DIGITS)
-    + rb"|(?:[A-Za-z]\x00){%d,}|(?:\x00[A-Za-z]){%d,}" % (MIN_LETTERS, MIN_LETTERS)
-    + rb"|(?:[0-9]\x00){%d,}|(?:\x00[0-9]){%d,}" % (MIN_DIGITS, MIN_DIGITS)
-    + rb"|(?:[A-Za-z]\x00\x00\x00){%d,}|(?:\x00\x00\x00[A-Za-z]){%d,}" % (MIN_LETTERS, MIN_LETTERS))
+# Text is looked for as one byte per character (ASCII), and as one character per 2- or 4-byte unit
+# with the other bytes zero (UTF-16/UTF-32 in either byte order: SHORT or LONG values 74, 97, ...).
+# In that text a token counts when it holds a word of at least 4 letters, or at least 6 letters
+# and digits ("4455667", "SS7788", "ZX24-77139", "2024-03-14": separators - . / _ : between).
+MIN_LETTERS, MIN_ALNUM = 4, 6
+_UNITS = re.compile(rb"(?:[\x20-\x7e]\x00){4,}|(?:\x00[\x20-\x7e]){4,}"
+                    rb"|(?:[\x20-\x7e]\x00\x00\x00){4,}|(?:\x00\x00\x00[\x20-\x7e]){4,}")
+_TOKEN = re.compile(rb"[A-Za-z0-9]+(?:[-./_:][A-Za-z0-9]+)*")
+_WORD = re.compile(rb"[A-Za-z]{%d,}" % MIN_LETTERS)
+
+
+def _word(w: bytes) -> bool:
+    """A run of letters that reads as a word: not in sorted order (a ramp); under 6 letters also
+    written as words are (all lower, all upper or capitalised) and holding a vowel, which random
+    bytes rarely are (a measured DOUBLE's mantissa spells 4 letters in ~0.5 % of values)."""
+    if _sorted(w):
+        return False
+    if len(w) >= MIN_ALNUM:
+        return True
+    return (w.islower() or w.isupper() or w.istitle()) and any(c in b"aeiouyAEIOUY" for c in w)
+
+
+def _tokens(text: bytes) -> list[bytes]:
+    """Tokens of ASCII text that read as a word, a number or an identifier (see above)."""
+    out = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        alnum = bytes(c for c in tok if chr(c).isalnum())
+        parts = [w.group(0) for w in _WORD.finditer(tok)]
+        if (len(alnum) >= MIN_ALNUM and not _sorted(alnum)) or any(_word(w) for w in parts):
+            out.append(tok)
+    return out
 
 
 # A long array made of a few monotone pieces is a curve, a ramp or a colour map (three ramps), not
@@ -77,7 +100,7 @@ def curve_like(raw: bytes, dtype: str) -> bool:
 
 
 def words_in_numbers(raw: bytes, dtype: str | None = None) -> list[str]:
-    """Words (>= 4 letters) and digit runs (>= 6) that stored numbers spell in their bytes, read
+    """Words (>= 4 letters) and identifiers (>= 6 letters and digits) that stored numbers spell in their bytes, read
     in the stored byte order and, for values of more than one byte (``dtype``, a numpy type with
     its byte order: "<u2", ">f8"), in the other one too (the same values written by a writer of
     the other byte order spell it there).
@@ -95,10 +118,8 @@ def words_in_numbers(raw: bytes, dtype: str | None = None) -> list[str]:
     views = [raw] if itemsize <= 1 else [raw, _swapped(raw, itemsize)]
     out: list[str] = []
     for view in views:
-        for m in _SPELLED.finditer(view):
-            word = m.group(0).replace(b"\0", b"")
-            if not _sorted(word):
-                out.append(word.decode("ascii"))
+        texts = [view] + [m.group(0).replace(b"\0", b"") for m in _UNITS.finditer(view)]
+        out += [tok.decode("ascii") for text in texts for tok in _tokens(text)]
     return list(dict.fromkeys(out))
 
 

@@ -274,8 +274,8 @@ _BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
 RAW_TAGS = {34675}
 # Numeric tags whose values are offsets into the file or a strip: their bytes are whatever the
 # layout makes them (in a strip past 1 GB every byte of a LONG can be a letter), so they are not
-# read for spelled words. Child IFD pointers are rewritten by the writer; NDPI McuStarts are
-# offsets of restart intervals (a known gap: docs/threat-model.md, round 5).
+# read for spelled words. Child IFD pointers are rewritten by the writer; NDPI McuStarts must point
+# after restart markers of their strip (``hamamatsu.check_mcu_starts``).
 OFFSET_TAGS = CHILD_TAGS | {65426, 65432}
 
 
