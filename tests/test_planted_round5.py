@@ -453,3 +453,15 @@ def test_ndpi_mcu_starts_must_be_restart_offsets(tmp_path, monkeypatch):
     assert rc == 2 and "McuStarts" in err and not published(outdir), err
     rc, err = _deid(base, tmp_path / "out-clean", monkeypatch)
     assert rc == 0, err
+
+
+def test_the_soak_spells_text_family_plants_readable_values(tmp_path):
+    """bench/hostile_soak.py --family spells-text: each mutant holds a planted value in a numeric tag."""
+    from fuzz import formats, hostile_cases
+    from fuzz.proc import _needles_in
+    cases = hostile_cases.format_cases("tiff", 1, None, "spells-text")
+    assert len(cases) >= 6 and all(":spells-text:" in c.id for c in cases)
+    for c in cases[:3]:
+        src = c.build(tmp_path / c.id.replace(":", "_"))
+        assert _needles_in(src.read_bytes(), c.needles), c.id
+    formats.cleanup()
