@@ -81,12 +81,6 @@ def _tokens(text: bytes) -> list[bytes]:
 CURVE_MIN, CURVE_PIECES = 32, 4
 
 
-def _swapped(raw: bytes, itemsize: int) -> bytes:
-    """The same values stored in the other byte order (each ``itemsize``-byte unit reversed)."""
-    n = len(raw) // itemsize * itemsize
-    return b"".join(raw[i:i + itemsize][::-1] for i in range(0, n, itemsize))
-
-
 def curve_like(raw: bytes, dtype: str) -> bool:
     """At least CURVE_MIN values in at most CURVE_PIECES monotone pieces (numpy ``dtype``, with its byte order)."""
     import numpy as np
@@ -115,7 +109,12 @@ def words_in_numbers(raw: bytes, dtype: str | None = None) -> list[str]:
     itemsize = int(dtype[-1]) if dtype else 1
     if dtype and curve_like(raw, dtype):
         return []
-    views = [raw] if itemsize <= 1 else [raw, _swapped(raw, itemsize)]
+    if itemsize <= 1:
+        views = [raw]
+    else:
+        import numpy as np
+        n = len(raw) // itemsize * itemsize
+        views = [raw, np.frombuffer(raw[:n], f"u{itemsize}").byteswap().tobytes()]
     out: list[str] = []
     for view in views:
         texts = [view] + [m.group(0).replace(b"\0", b"") for m in _UNITS.finditer(view)]

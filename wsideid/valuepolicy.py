@@ -20,6 +20,10 @@ pattern, else remove/replace"; a date inside it is a named group
 ``(?P<date>...)`` of the pattern and gets the run's date policy, so a
 version number ("NDP.scan 2.5.89") is never taken for a date.
 
+A value kept as a number must also be one (round 5, ``number_is_text``): stored as numbers
+(a TIFF BYTE, ASCII or UNDEFINED tag is never a numeric keep), with stored bytes that spell no
+word or identifier (``textbytes.words_in_numbers``), and no date in its integer part.
+
 Why: in the audit that led here, ``keep`` and date-only scrubbing let
 "... on HOSTNAME", names in Make/Model, ``MPP = 0.4990\\0DOE^JANE`` (a name
 after a NUL) and ``Product=C9600-12\\rPatientName=...`` through. A check
