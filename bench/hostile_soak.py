@@ -1,7 +1,7 @@
 """Hostile-file soak by hand: many more cases of tests/test_hostile_cli.py, as processes.
 
     .venv/bin/python bench/hostile_soak.py [--formats svs,ndpi,...,fs] [--per-format N] [--seed S]
-                                           [--timeout 60] [--json FILE]
+                                           [--timeout 60] [--json FILE] [--family spells-text]
 
 Builds every format's small seed (tests/fuzz/formats.py), samples N of its structural
 mutations (tests/fuzz/structural.py; all of them without --per-format) with seed S, runs each
@@ -10,7 +10,9 @@ under a time limit and a 3 GB address-space limit, and judges it by tests/fuzz/p
 2/3 with one ``wsideid: error:`` line and an empty OUTDIR, or a verified clean publish; peak
 RSS <= 100 MB; input unchanged. Prints every violation with its case id (rebuild it with
 ``hostile_cases.format_cases(fmt, S, None)``), outcome counts per format, peak RSS and the
-slowest cases.
+slowest cases. ``--family`` runs one mutation category only; ``spells-text`` (round 5) is a
+family of its own, not in the default sample: numeric tag values of the TIFF-family seeds
+rewritten so their bytes spell a planted value (ASCII, or UTF-16 one character per SHORT).
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--family", default=None, help="only this mutation category (e.g. spells-text)")
     args = ap.parse_args()
     cases: list[hc.Case] = []
     for fmt in args.formats.split(","):
-        cases += hc.filesystem_cases() if fmt == "fs" else hc.format_cases(fmt, args.seed, args.per_format)
+        if fmt == "fs":
+            cases += [] if args.family else hc.filesystem_cases()
+        else:
+            cases += hc.format_cases(fmt, args.seed, args.per_format, args.family)
     print(f"{len(cases)} cases, seed {args.seed}", flush=True)
     runner = _Recording()
     work = Path(tempfile.mkdtemp(prefix="wsideid-soak-"))

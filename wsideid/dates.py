@@ -181,6 +181,24 @@ def _date(y: int, m: int, d: int) -> dt.date | None:
         return None
 
 
+_EIGHT_DIGITS = re.compile(r"(?<![\d.])\d{8}(?!\d)")
+
+
+def number_holds_date(text: str) -> bool:
+    """Whether a number (or a list of them) holds an integer part of exactly 8 digits that reads
+    as a date, YYYYMMDD, DDMMYYYY or MMDDYYYY, years 1900-2099 ("20190312", "19650704").
+
+    Why: numbers are never residual needles and a profile keeps numeric fields as numbers, so a
+    date stored as an integer would pass the value policy untouched (no date policy applied).
+    Fraction digits are not read ("0.12201987" is an ordinary float)."""
+    for m in _EIGHT_DIGITS.finditer(text):
+        c = m.group(0)
+        if (_date(int(c[:4]), int(c[4:6]), int(c[6:])) or _date(int(c[4:]), int(c[2:4]), int(c[:2]))
+                or _date(int(c[4:]), int(c[:2]), int(c[2:4]))):
+            return True
+    return False
+
+
 def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
     """Every date a match can mean, the preferred reading first (none: not a date)."""
     g = m.groupdict()

@@ -56,6 +56,28 @@ NUMERIC_TYPES = {b"XYZ ", b"curv", b"para", b"sf32", b"uf32", b"ui08", b"ui16", 
                  b"mft1", b"mft2", b"mAB ", b"mBA ", b"mpet", b"meas", b"view", b"chrm", b"clro",
                  b"sig ", b"rcs2", b"dtim", b"vcgt"}
 _PARA_PARAMS = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}
+# Round 5: numbers that spell text. The numeric payload of these types (from byte 8) is read as
+# these numbers for words (``textbytes.words_in_numbers``); a profile whose numbers spell a word
+# is dropped. LUT types (mft1/mft2/mAB/mBA/mpet/vcgt) are not read: their tables are too often
+# letter-like by chance (a known gap, docs/threat-model.md).
+_WORD_DTYPES = {b"XYZ ": ">i4", b"sf32": ">i4", b"uf32": ">u4", b"ui16": ">u2", b"ui32": ">u4", b"ui64": ">u8",
+                b"ui08": None, b"para": ">i4", b"meas": ">u4", b"view": ">i4", b"chrm": ">u4", b"clro": None}
+# signatureType values the standard registers (technology, colorimetric intent image state,
+# rendering intent gamut): anything else in a 'sig ' tag is four free letters, so the profile goes.
+SIGNATURE_VALUES = frozenset(x.encode() for x in (
+    "fscn", "dcam", "rscn", "ijet", "twax", "epho", "esta", "dsub", "rpho", "gprn", "vidm", "vidc", "pjtv",
+    "CRT ", "PMD ", "AMD ", "KPCD", "imgs", "grav", "offs", "silk", "flex", "mpfs", "mpfr", "dmpc", "dcpj",
+    "scoe", "sape", "fpce", "rhoc", "rpoc", "prmg")) | {b"\0\0\0\0"}
+# Tag signatures of the ICC registry (v2 and v4) and the private ones common in the wild; a tag
+# under any other signature carries four letters the file chose in the tag table: dropped.
+TAG_SIGNATURES = frozenset(x.encode() for x in (
+    "A2B0", "A2B1", "A2B2", "A2B3", "A2M0", "B2A0", "B2A1", "B2A2", "B2A3", "B2D0", "B2D1", "B2D2", "B2D3",
+    "D2B0", "D2B1", "D2B2", "D2B3", "bXYZ", "bTRC", "bkpt", "bfd ", "calt", "targ", "chad", "chrm", "cicp",
+    "clro", "clrt", "clot", "ciis", "cprt", "crdi", "dmnd", "dmdd", "devs", "gamt", "kTRC", "gXYZ", "gTRC",
+    "lumi", "meas", "meta", "mcta", "mctb", "mcts", "mctl", "wtpt", "ncol", "ncl2", "resp", "rig0", "rig2",
+    "pre0", "pre1", "pre2", "desc", "pseq", "psid", "psd0", "psd1", "psd2", "psd3", "ps2s", "ps2i", "rXYZ",
+    "rTRC", "scrd", "scrn", "tech", "ptcn", "vued", "view", "vcgt", "dscm", "mmod", "ndin", "DevD", "CIED",
+    "Pmtr", "MS00", "aarg", "aagg", "aabg", "arts"))
 
 
 class IccError(ValueError):
@@ -192,11 +214,29 @@ def _sanitize_tag(sig: bytes, data: bytes, removed: list[str]) -> bytes:
         return _sanitize_mluc(sig, data, removed)
     out = bytearray(len(data))
     out[:4] = tsig
+    if tsig == b"dtim":
+        return bytes(out)  # a date is a date: the dateTimeNumber is zeroed (round 5)
     if tsig in NUMERIC_TYPES:
         n = _numeric_length(tsig, data)
+        if tsig == b"sig " and data[8:12] not in SIGNATURE_VALUES:
+            raise IccError("signature tag outside the registered signatures")
+        _refuse_spelled(tsig, data[8:n])
         out[8:n] = data[8:n]
     # any other type: an empty structure (every count zero)
     return bytes(out)
+
+
+def _refuse_spelled(tsig: bytes, payload: bytes) -> None:
+    """A numeric tag whose numbers spell a word or a digit run makes the profile go."""
+    from .textbytes import words_in_numbers
+    if tsig == b"curv":
+        spelled = words_in_numbers(payload[:4], ">u4") or words_in_numbers(payload[4:], ">u2")
+    elif tsig in _WORD_DTYPES:
+        spelled = words_in_numbers(payload, _WORD_DTYPES[tsig])
+    else:
+        return
+    if spelled:
+        raise IccError("numbers of a tag spell text")
 
 
 def _profile_id(profile: bytes) -> bytes:
@@ -274,6 +314,8 @@ def parse_and_rebuild(raw: bytes) -> tuple[bytes, list[str]]:
     spans: list[tuple[int, int, bytes]] = []
     for i in range(count):
         sig, off, length = struct.unpack(">4sII", raw[132 + 12 * i:144 + 12 * i])
+        if sig not in TAG_SIGNATURES:
+            raise IccError("a tag signature outside the registry")
         if off < table_end or off + length > size or length < 8:
             raise IccError(f"tag {sig!r} lies outside the profile")
         if (off, length) not in done:

@@ -54,6 +54,11 @@ class Field:
     subkey: str | None = None  # key inside a container field (description, property map)
     kind: ValueKind = ValueKind.TEXT  # set by the inventory where the type is known (DICOM VR, numeric tags)
     raw: bytes | None = None  # stored bytes of a binary value a check must parse (an ICC profile)
+    # TIFF tags: the stored field type (1 BYTE, 2 ASCII, 3 SHORT, ...), and for stored numbers
+    # their numpy type with byte order ("<u2"; ``raw`` then holds them): a kept number must be
+    # stored as numbers and its bytes must not spell text (``valuepolicy``, ``textbytes.words_in_numbers``).
+    stored_type: int | None = None
+    dtype: str | None = None
 
     def text(self) -> str:
         return self.value if isinstance(self.value, str) else str(self.value)

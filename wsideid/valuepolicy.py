@@ -20,6 +20,10 @@ pattern, else remove/replace"; a date inside it is a named group
 ``(?P<date>...)`` of the pattern and gets the run's date policy, so a
 version number ("NDP.scan 2.5.89") is never taken for a date.
 
+A value kept as a number must also be one (round 5, ``number_is_text``): stored as numbers
+(a TIFF BYTE, ASCII or UNDEFINED tag is never a numeric keep), with stored bytes that spell no
+word or identifier (``textbytes.words_in_numbers``), and no date in its integer part.
+
 Why: in the audit that led here, ``keep`` and date-only scrubbing let
 "... on HOSTNAME", names in Make/Model, ``MPP = 0.4990\\0DOE^JANE`` (a name
 after a NUL) and ``Product=C9600-12\\rPatientName=...`` through. A check
@@ -39,9 +43,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from .dates import DatePolicy, transform_structured
+from .dates import DatePolicy, number_holds_date, transform_structured
 from .errors import ProfileError
 from .model import REMOVE, REPLACE, TEXT, Decision, Field, ValueKind
+from .textbytes import words_in_numbers
 
 
 class ValueType(str, Enum):
@@ -299,8 +304,42 @@ def _structured(name: str) -> Callable[[Field], Verdict]:
     return _CHECKERS.get(name) or (lambda f: Verdict(False, note=f"value failed {name} (no driver registered its checker)"))
 
 
+# TIFF field types that hold no numbers: BYTE and UNDEFINED hold any bytes, ASCII holds text.
+NOT_NUMBER_TYPES = {1: "BYTE", 2: "ASCII", 7: "UNDEFINED"}
+
+
+def _numeric(spec: ValueSpec | None) -> bool:
+    """Whether the entry keeps the value as a number (a bare keep, a numeric type, an enum of integers)."""
+    if spec is None or (spec.type is None and spec.pattern is None) or spec.type in NUMERIC_TYPES:
+        return True
+    return spec.type == ValueType.ENUM and all(_PARSERS[ValueType.INTEGER].fullmatch(v) for v in spec.values)
+
+
+def number_is_text(f: Field, spec: ValueSpec | None) -> str | None:
+    """Why a value a profile keeps as a number is text after all (None: it is a number).
+
+    Round 5 of the planted-PHI audit: a name, an accession or a date survived as numbers, where
+    neither the value policy (it parsed as its type) nor the verifier (numbers are no needles)
+    looked. A kept number must be stored as numbers (TIFF BYTE, ASCII and UNDEFINED can hold
+    any text: "20190312" as ASCII parses as an integer), its stored bytes must not spell a word
+    or a digit run in either byte order, and it must not read as a date (a date goes through
+    the date policy, never through a numeric keep)."""
+    if _numeric(spec) and f.stored_type in NOT_NUMBER_TYPES:
+        return f"stored as {NOT_NUMBER_TYPES[f.stored_type]}, not as numbers"
+    if f.raw is not None and f.dtype and words_in_numbers(f.raw, f.dtype):
+        return "its stored bytes spell text"
+    numeric = spec is None or spec.type in NUMERIC_TYPES or (spec.type is None and spec.pattern is None)
+    if numeric and number_holds_date(f.text()):
+        return "a date stored as a number"
+    return None
+
+
 def check(f: Field, spec: ValueSpec | None, dates: DatePolicy) -> Verdict:
     """Check a value a profile wants to keep. ``spec`` None is a bare ``keep``."""
+    why = number_is_text(f, spec)
+    if why is not None:
+        what = spec.describe() if spec is not None and (spec.type or spec.pattern) else "keep"
+        return Verdict(False, note=f"value failed {what} ({why})")
     if spec is None or (spec.type is None and spec.pattern is None):
         ok = f.kind == ValueKind.NUMBER
         return Verdict(ok, f.value, note="" if ok else "value failed keep (free text needs a type or a pattern)")

@@ -32,20 +32,26 @@ def _mutated(s: formats.FormatSeed, mutate: Callable[[Path], None]) -> Callable[
     return build
 
 
-def format_cases(fmt: str, seed: int, n: int | None) -> list[Case]:
+def format_cases(fmt: str, seed: int, n: int | None, family: str | None = None) -> list[Case]:
     """``n`` mutations of one format's seed, sampled with a generator seeded by ``seed`` and the
-    format (all when n is None); the same arguments give the same cases in every process."""
+    format (all when n is None); the same arguments give the same cases in every process.
+    ``family``: only mutations of that category (``spells-text``: numeric values spelling a
+    planted value, round 5)."""
     rng = random.Random(f"{seed}:{fmt}")
     try:
         s = formats.seed(fmt)
     except LookupError:
         return []
-    if s.family == "tiff":
+    if family == "spells-text":
+        muts = structural.spells_text_mutations(s.path, s.needles, rng) if s.family == "tiff" else []
+    elif s.family == "tiff":
         muts = structural.tiff_mutations(s.path, rng)
     elif s.family == "mrxs":
         muts = structural.mrxs_mutations(s.path, rng)
     else:
         muts = structural.dicom_mutations(s.path, s.main_file, rng)
+    if family is not None and family != "spells-text":
+        muts = [m for m in muts if category(m[0]) == family]
     if n is not None and n < len(muts):
         muts = _stratified(muts, n, random.Random(f"{seed}:{fmt}:{n}"))
     cases = []

@@ -471,3 +471,40 @@ def dicom_mutations(series: Path, main: Path, rng: random.Random) -> list[Mutati
     for cut in sorted(rng.sample(range(132, len(seed.data)), 6)) + [0, 128, 132]:
         out.append((f"dicom-truncate@{cut}", lambda p, cut=cut: os.truncate(p / name, cut)))
     return out
+
+
+# ------------------------------------------------------------------ text spelled in numbers (round 5)
+_NUMBER_TYPES = {3: 2, 4: 4, 5: 4, 8: 2, 9: 4, 10: 4, 11: 4, 12: 8, 16: 8, 17: 8}
+_NOT_VALUES = {273, 279, 324, 325, 330, 34665, 34853, 40965}  # data and child IFD pointers: structure
+
+
+def spells_text_mutations(path: Path, needles: tuple[str, ...], rng: random.Random) -> list[Mutation]:
+    """Numeric tag values rewritten in place so their bytes spell a planted value: as ASCII, and
+    for SHORT arrays one character per value (UTF-16 in the file's byte order). The length and
+    type stay, so the file stays valid; a published output must not hold the value (the value
+    policy reads stored numbers for words since round 5; before, numbers were never looked at)."""
+    from wsideid.tiff.container import read_tiff
+
+    if not needles:
+        return []
+    tf = read_tiff(path)
+    big = tf.kind == "bigtiff"
+    head, esize, cw = (8, 20, 8) if big else (2, 12, 4)
+    out: list[Mutation] = []
+    for k, ifd in enumerate(tf.all_ifds()):
+        for i, e in enumerate(ifd.entries.values()):
+            if e.type not in _NUMBER_TYPES or e.tag in _NOT_VALUES:
+                continue
+            at = e.value_offset if e.value_offset is not None else ifd.offset + head + i * esize + 4 + cw
+            size = e.count * _NUMBER_TYPES[e.type] * (2 if e.type in (5, 10) else 1)
+            fits = [n for n in needles if len(n) <= size]
+            if fits:
+                n = rng.choice(fits)
+                blob = n.encode().ljust(size, b" ")
+                out.append((f"spells-text:ifd{k}.tag{e.tag}.ascii", lambda p, at=at, blob=blob: _patch(p, at, blob)))
+            units = [n for n in needles if len(n) <= e.count] if e.type == 3 else []
+            if units:
+                n = rng.choice(units)
+                blob = b"".join(_uint(tf.byteorder, 2, ord(c)) for c in n.ljust(e.count))
+                out.append((f"spells-text:ifd{k}.tag{e.tag}.utf16", lambda p, at=at, blob=blob: _patch(p, at, blob)))
+    return out

@@ -28,8 +28,9 @@ from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance, int_attr
 from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
 from .uids import UidMapper, is_registry_uid
-from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS, date_value,
-                     dummy, empty, kind_for, parts, srgb_profile, text_valid, timezone_value, typed_valid)
+from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS,
+                     binary_spells_text, date_value, dummy, empty, kind_for, parts, srgb_profile, text_valid,
+                     timezone_value, typed_valid)
 
 if TYPE_CHECKING:
     from ..detect.barcodes import Decoded
@@ -318,6 +319,9 @@ class _Planner:
             return
         if vr == "CS" and kw != "CodingSchemeDesignator":
             self._code_string(path, elem, inst, where, key)
+            return
+        if binary_spells_text(elem):
+            self._neutral(path, elem, inst, where + " (its bytes spell text)")
             return
         if vr in BINARY_VRS or vr not in FREE_TEXT_VRS | TYPED_VRS:
             self._set(path, elem, inst, "keep", None, KEEP, None, where)  # binary: pixel data, LUTs, offsets

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..dates import TIME_KEEPING, DatePolicy, transform_structured
+from ..dates import TIME_KEEPING, DatePolicy, number_holds_date, transform_structured
 from ..model import ValueKind
 
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
@@ -66,6 +66,8 @@ def has_control(text: str, vr: str = "LO") -> bool:
 
 
 def _one_typed(v, vr: str) -> bool:
+    if vr in (NUMBER_STRING_VRS | BINARY_NUMBER_VRS) - {"AT"} and number_holds_date(str(v).strip(" ")):
+        return False  # 19650704 as IS/DS/UL: a date is never kept as a number (round 5)
     if vr in BINARY_NUMBER_VRS:
         if isinstance(v, bool):
             return False
@@ -94,6 +96,36 @@ def _one_typed(v, vr: str) -> bool:
     if vr == "DT":
         return _dt_parts(s) is not None
     return False
+
+
+# Binary VRs as numpy types (little endian: WSI is Explicit VR Little Endian or encapsulated).
+BINARY_DTYPES = {"OW": "<u2", "OF": "<f4", "OD": "<f8", "OL": "<u4", "OV": "<u8", "OB": None, "UN": None,
+                 "OB or OW": None, "US": "<u2", "SS": "<i2", "US or SS": "<u2", "UL": "<u4", "SL": "<i4",
+                 "FL": "<f4", "FD": "<f8", "SV": "<i8", "UV": "<u8"}
+# Binary values owned by other rules: pixel data and its offset tables (stream rules, recomputed)
+# and the ICC profile (wsideid.icc).
+NOT_READ_FOR_TEXT = {"PixelData", "FloatPixelData", "DoubleFloatPixelData", "ExtendedOffsetTable",
+                     "ExtendedOffsetTableLengths", "ICCProfile"}
+
+
+def binary_spells_text(elem) -> bool:
+    """Whether a kept binary value (OB/OW/OF/OD/OL/UN, US/UL/SS/SL/FL/FD/SV/UV) spells a word or a
+    digit run in its bytes (``textbytes.words_in_numbers``): text, whatever its VR says (round 5)."""
+    import numpy as np
+
+    from ..textbytes import words_in_numbers
+    vr = elem.VR
+    if elem.keyword in NOT_READ_FOR_TEXT or vr not in BINARY_DTYPES or elem.value is None:
+        return False
+    dtype = BINARY_DTYPES[vr]
+    if isinstance(elem.value, (bytes, bytearray)):
+        raw = bytes(elem.value)
+    else:
+        try:
+            raw = np.asarray(parts(elem.value), dtype=dtype or "u1").tobytes()
+        except (ValueError, OverflowError, TypeError):
+            return False
+    return bool(words_in_numbers(raw, dtype))
 
 
 def typed_valid(value, vr: str) -> bool:

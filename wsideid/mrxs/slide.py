@@ -126,6 +126,20 @@ def divisions(kf: ini.KeyFile) -> int:
     return kf.need_int("GENERAL", "CameraImageDivisionsPerSide", 1, 1 << 10)
 
 
+def _check_grid(recs: list[Record], level: int, images_x: int, images_y: int, step: int) -> None:
+    """Every record of a zoom level places one image of the slide's tile grid, on the level's
+    step, at most once. A record past the grid, off the step or repeating a placed image is shown
+    by no viewer (OpenSlide refuses the first two and shows one of a repeated pair), yet the writer
+    would copy it: a JPEG of a name published where no detector looks (round 5)."""
+    seen: set[int] = set()
+    for r in recs:
+        x, y = r.image % images_x, r.image // images_x
+        if not 0 <= r.image < images_x * images_y or x % step or y % step or r.image in seen:
+            raise MalformedFile(f"MIRAX Index.dat: a zoom level {level} record lies outside the slide's tile grid "
+                                "or repeats an image")
+        seen.add(r.image)
+
+
 def open_mrxs(path: str) -> MrxsSlide:
     folder = folder_of(path)
     dat = _plain_file(folder, SLIDEDAT, "key file")
@@ -164,6 +178,7 @@ def open_mrxs(path: str) -> MrxsSlide:
         for key, side in (("OVERLAP_X", w), ("OVERLAP_Y", h)):  # overlaps a neighbour by less than itself
             if kf.get(section, key) is not None:
                 kf.need_float(section, key, 0, side)
+        _check_grid(records[i], i, images_x, images_y, 1 << concat)
         levels.append(Level(section, images_x * w >> concat, images_y * h >> concat,
                             kf.need(section, "IMAGE_FORMAT"), records[i]))
     nonhier = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 
+from ...errors import MalformedFile
 from ...model import KEEP, REMOVE, Decision, Field, Inventory, Plan, ValueKind
 from ...tiff.container import Ifd, TiffFile
 from ...tiff.tags import NDPI_COMMENTS
@@ -135,7 +136,42 @@ def refine(plan: Plan) -> None:
     """Nothing vendor-specific beyond the profile for NDPI."""
 
 
+def check_mcu_starts(tf: TiffFile) -> None:
+    """McuStarts (65426, with McuStartsHighBytes 65432) must be what they claim: increasing offsets
+    inside the IFD's one strip, each after the first following an RSTn marker (FF D0-D7).
+
+    Why (round 5): they are offsets, so the value policy does not read them for words (in a strip
+    past 1 GB any offset's bytes can be letters), and the profile keeps them as numbers: a name
+    written over them was published. Only real restart offsets pass now."""
+    import numpy as np
+
+    from ...tiff.container import integer_array
+    for ifd in tf.all_ifds():
+        if 65426 not in ifd.entries:
+            continue
+        data = tiff_base.image_data(ifd, tf.byteorder)
+        starts = integer_array(ifd.entries[65426], tf.byteorder)
+        if 65432 in ifd.entries:
+            high = integer_array(ifd.entries[65432], tf.byteorder)
+            if len(high) != len(starts):
+                raise MalformedFile(f"{ifd.path}: NDPI McuStartsHighBytes does not match McuStarts")
+            starts = starts + (high << 32)
+        if data is None or len(data.src_offsets) != 1 or not len(starts):
+            raise MalformedFile(f"{ifd.path}: NDPI McuStarts without one strip to point into")
+        size = int(data.src_counts[0])
+        if np.any(np.diff(starts) <= 0) or starts[0] < 2 or starts[-1] >= size:
+            raise MalformedFile(f"{ifd.path}: NDPI McuStarts are not increasing offsets inside the strip")
+        mm = np.memmap(tf.path, np.uint8, "r")
+        at = int(data.src_offsets[0]) + starts[1:]
+        if len(at) and at[-1] > len(mm):
+            raise MalformedFile(f"{ifd.path}: NDPI strip past the end of the file")
+        if len(at) and (np.any(mm[at - 2] != 0xFF) or np.any((mm[at - 1] & 0xF8) != 0xD0)):
+            raise MalformedFile(f"{ifd.path}: NDPI McuStarts do not follow restart markers")
+        del mm
+
+
 def inventory(tf: TiffFile) -> Inventory:
+    check_mcu_starts(tf)
     inv = tiff_base.tiff_inventory(NAME, tf, roles, {65449: split_properties})
     for ifd in tf.ifds:
         hint = None

@@ -272,6 +272,24 @@ IDENTITY_TAGS = {269, 285, 315, 316, 32781, 42016, 42032, 42033, 65427, 65442, 6
 _BINARY_SUMMARY = re.compile(r"<\d+ bytes>|<unsupported value type>")
 # Binary tags whose bytes a value check parses (kept on the field as raw).
 RAW_TAGS = {34675}
+# Numeric tags whose values are offsets into the file or a strip: their bytes are whatever the
+# layout makes them (in a strip past 1 GB every byte of a LONG can be a letter), so they are not
+# read for spelled words. Child IFD pointers are rewritten by the writer; NDPI McuStarts must point
+# after restart markers of their strip (``hamamatsu.check_mcu_starts``).
+OFFSET_TAGS = CHILD_TAGS | {65426, 65432}
+
+
+_DTYPES = {3: "u2", 4: "u4", 5: "u4", 6: "i1", 8: "i2", 9: "i4", 10: "i4", 11: "f4", 12: "f8", 16: "u8", 17: "i8"}
+
+
+def stored_numbers(ifd: Ifd, tag: int, byteorder: str) -> tuple[bytes | None, str | None]:
+    """The stored bytes and numpy type of a tag held as numbers (None, None for other types and
+    offsets), for the value policy's spelled-text rule (``textbytes.words_in_numbers``).
+    RATIONALs are read as their two LONGs."""
+    e = ifd.entries[tag]
+    if e.type not in _DTYPES or tag in OFFSET_TAGS:
+        return None, None
+    return e.raw, byteorder + _DTYPES[e.type]
 
 
 def value_kind(ifd: Ifd, tag: int, value) -> ValueKind:
@@ -302,9 +320,12 @@ def tag_fields(tf: TiffFile, special: dict[int, Splitter]) -> list[Field]:
                                         "(hostile or corrupt file)")
                 continue
             value = tag_value_for_field(ifd, tag)
-            raw = ifd.entries[tag].raw if tag in RAW_TAGS else None
+            raw, dtype = stored_numbers(ifd, tag, tf.byteorder)
+            if tag in RAW_TAGS:
+                raw = ifd.entries[tag].raw
             fields.append(Field(f"{ifd.path}/{name}", f"tags:{name}", value, ifd=k, tag=tag,
-                                kind=value_kind(ifd, tag, value), raw=raw))
+                                kind=value_kind(ifd, tag, value), raw=raw, stored_type=ifd.entries[tag].type,
+                                dtype=dtype))
     return fields
 
 
