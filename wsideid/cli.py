@@ -190,10 +190,8 @@ def _deid_one(args) -> int:
 def _make_outdir(path: str) -> None:
     """-o OUTDIR is created when missing (with its parents), as users expect; --mkdir is a no-op kept
     for old scripts. Only after the input was found, so a typo does not leave empty folders behind."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise WsideidError(f"cannot create the output folder: {exc.strerror}") from None
+    from .safefs import make_folders
+    make_folders((path, 0o777, "output folder"))
 
 
 def _deid_folder(args) -> int:
@@ -557,6 +555,13 @@ def _quiet_libraries() -> None:
     warnings.simplefilter("ignore")
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``cannot use /x/y: Permission denied``: the path and the reason, never a traceback."""
+    what = exc.strerror or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"cannot use {' -> '.join(paths)}: {what}" if paths else what
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -572,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         print("wsideid: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return EXIT_ERROR
+    except OSError as exc:  # a path the tool could not read or write: one line naming it
+        if os.environ.get("WSIDEID_DEBUG"):
+            raise
+        print(f"wsideid: error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("WSIDEID_DEBUG"):

@@ -67,6 +67,29 @@ def makedirs(root: str, path: str, mode: int = 0o777) -> str:
     return path
 
 
+def make_folders(*folders: tuple[str, int, str]) -> None:
+    """Create each ``(path, mode, what)`` in order (with parents); a failure is one line naming
+    the folder and the reason, and the folders this call created before it are removed again,
+    so a refused run does not leave an empty OUTDIR behind its unwritable review folder."""
+    made: list[str] = []
+    try:
+        for path, mode, what in folders:
+            if os.path.isdir(path):
+                continue
+            if os.path.lexists(path):
+                raise WsideidError(f"the {what} {path} exists and is not a folder")
+            try:
+                os.makedirs(path, mode=mode, exist_ok=True)
+            except OSError as exc:
+                raise WsideidError(f"cannot create the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+            made.append(path)
+    except WsideidError:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+
+
 def create_temp(folder: str, prefix: str = _TMP, mode: int = 0o600) -> tuple[int, str]:
     """A new file under a random name: ``O_EXCL|O_NOFOLLOW``, so never an existing file or a link."""
     for _ in range(16):

@@ -228,9 +228,9 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
     if not slides:
         raise WsideidError("no slides in the folder (slide files by content or extension, or DICOM series folders)")
     subjects = _subjects(root, slides, opts)
-    os.makedirs(outdir, exist_ok=True)
     records.check_separate(outdir, review)
-    os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
+    from ..safefs import make_folders
+    make_folders((outdir, 0o777, "output folder"), (review, 0o700, "review folder"))  # review: PHI, owner only
     manifest = write_folder_manifest(review, slides, opts, subjects)
     bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=root, dates=opts.dates,
                          secret_file=opts.secret_file, detect=opts.detect, ocr=opts.ocr, verify=opts.verify,

@@ -263,9 +263,9 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     secret = load_secret(opts.secret_file, allow_random=True)
     if secret.source == RANDOM_SOURCE and any((r.dates or opts.dates) == "shift" for r in rows):
         raise WsideidError("dates=shift needs a secret (--secret-file or $WSIDEID_SECRET)")
-    os.makedirs(outdir, exist_ok=True)
-    os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
     records.check_separate(outdir, review)
+    from ..safefs import make_folders
+    make_folders((outdir, 0o777, "output folder"), (review, 0o700, "review folder"))  # review: PHI, owner only
     records.link_batch(outdir, review, manifest)
     from ..safefs import remove_dead_claims
     remove_dead_claims(outdir)  # left by a run killed between a publish and the claim's release

@@ -1,0 +1,85 @@
+"""The CLI as a pathology lab user meets it: bad output folders, Ctrl-C, a full disk, the
+manifests spreadsheets write, the summary's failed rows, the QC page, file permissions.
+
+Real CLI processes (exit codes and stderr are the behaviour); slides are synthetic, made
+by wsideid.synth, small so that the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsideid.synth import make_generic_tiff, make_svs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+        ) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "WSIDEID_SECRET": "user-paths-test-secret-0123456789abcdef",
+                **(env or {})}
+    full_env.pop("WSIDEID_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "wsideid.cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The run failed with ``code`` and one stderr line, no traceback; returns the line."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "warning" not in ln]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Path:
+    """A lab folder: two small slides under slides/ and a comma manifest naming them."""
+    d = tmp_path_factory.mktemp("lab")
+    (d / "slides").mkdir()
+    make_svs(str(d / "slides" / "a.svs"), 512, 384)
+    make_generic_tiff(str(d / "slides" / "b.tiff"), 256, 192)
+    (d / "m.csv").write_text("source,new_id\nslides/a.svs,R-1\nslides/b.tiff,R-2\n")
+    return d
+
+
+# --- 1. bad -o ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "deid"])
+def test_output_that_is_a_file_is_one_line(lab, tmp_path, command):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    args = ["run", str(lab / "m.csv")] if command == "run" else ["deid", str(lab / "slides" / "a.svs")]
+    line = one_line_error(cli(*args, "-o", str(target), "--detect", "off"))
+    assert "afile" in line and "not a folder" in line
+
+
+@pytest.mark.parametrize("command", ["run", "deid"])
+def test_output_under_a_file_is_one_line(lab, tmp_path, command):
+    (tmp_path / "afile").write_text("x")
+    args = ["run", str(lab / "m.csv")] if command == "run" else ["deid", str(lab / "slides" / "a.svs")]
+    line = one_line_error(cli(*args, "-o", str(tmp_path / "afile" / "out"), "--detect", "off"))
+    assert "afile" in line and "Not a directory" in line
+
+
+def test_unwritable_review_dir_leaves_no_empty_outdir(lab, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "out"
+    line = one_line_error(cli("run", str(lab / "m.csv"), "-o", str(out), "--review-dir",
+                              str(tmp_path / "afile" / "rev"), "--detect", "off"))
+    assert "review folder" in line
+    assert not out.exists()
+
+
+def test_os_error_at_the_top_names_the_path(lab, tmp_path):
+    """Any OSError reaching main (here: the QC page's name is taken by a folder) is one line with the path."""
+    out = tmp_path / "out"
+    assert cli("run", str(lab / "m.csv"), "-o", str(out), "--detect", "off", "--no-report").returncode == 0
+    (tmp_path / "out-review" / "qc-report.html").mkdir()
+    line = one_line_error(cli("report", str(out)))
+    assert "qc-report.html" in line and "internal error" not in line
