@@ -19,13 +19,14 @@ from wsideid.synth import make_generic_tiff, make_svs
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
-        ) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
+        umask: int | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "WSIDEID_SECRET": "user-paths-test-secret-0123456789abcdef",
                 **(env or {})}
     full_env.pop("WSIDEID_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "wsideid.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
 
 
 def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -83,3 +84,32 @@ def test_os_error_at_the_top_names_the_path(lab, tmp_path):
     (tmp_path / "out-review" / "qc-report.html").mkdir()
     line = one_line_error(cli("report", str(out)))
     assert "qc-report.html" in line and "internal error" not in line
+
+
+# --- 7. permissions in OUTDIR ---------------------------------------------------------------
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mode & 0o777 for p in [folder, *folder.rglob("*")]}
+
+
+def test_outdir_files_are_0644_and_folders_0755(lab, tmp_path):
+    """Audits and batch.json were 0600 (temp files) next to 0644 slides: a colleague could open the slide
+    but not its audit. The DICOM output is a folder: 0755."""
+    from wsideid.synth import make_dicom
+    out = tmp_path / "out"
+    assert cli("run", str(lab / "m.csv"), "-o", str(out), "--detect", "off", umask=0o022).returncode == 0
+    make_dicom(str(tmp_path / "dcm"))
+    assert cli("deid", str(tmp_path / "dcm"), "-o", str(out), "--detect", "off", umask=0o022).returncode == 0
+    modes = _modes(out)
+    assert any(name.endswith(".audit.json") for name in modes) and "batch.json" in modes
+    assert any((out / name).is_dir() for name in modes if name != ".")
+    wrong = {n: oct(m) for n, m in modes.items() if m != (0o755 if (out / n).is_dir() else 0o644)}
+    assert not wrong
+
+
+def test_a_stricter_umask_wins(lab, tmp_path):
+    out = tmp_path / "out"
+    assert cli("run", str(lab / "m.csv"), "-o", str(out), "--detect", "off", umask=0o077).returncode == 0
+    assert not {n: oct(m) for n, m in _modes(out).items() if m & 0o077}
+    review = _modes(tmp_path / "out-review")
+    assert review["."] == 0o700

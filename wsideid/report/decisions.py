@@ -133,7 +133,8 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         return Applied(nid, decision, False, "the output changed while it was moved")
     audit.update(status=status, review={"decision": status, "reviewer": reviewer, "decided_at": when,
                                         "reverified": decision == "approve"})
-    records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit)
+    records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit,
+                       mode=records.PUBLIC if status == "approved" else 0o600)
     if os.path.exists(audit_src):
         os.unlink(audit_src)
     decided = {"decision": status, "reviewer": reviewer, "note": note, "decided_at": when,
