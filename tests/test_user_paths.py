@@ -113,3 +113,34 @@ def test_a_stricter_umask_wins(lab, tmp_path):
     assert not {n: oct(m) for n, m in _modes(out).items() if m & 0o077}
     review = _modes(tmp_path / "out-review")
     assert review["."] == 0o700
+
+
+# --- 5. failed rows named in the final summary ------------------------------------------------
+
+def _broken_slide(lab: Path, folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "bad.svs").write_bytes((lab / "slides" / "a.svs").read_bytes()[:3000])  # cut short
+
+
+def test_summary_names_failed_and_refused_rows(lab, tmp_path):
+    _broken_slide(lab, lab / "broken")
+    manifest = lab / "failing.csv"
+    manifest.write_text("source,new_id\nslides/b.tiff,R-1\nbroken/bad.svs,R-2\nnope.svs,R-3\n")
+    p = cli("run", str(manifest), "-o", str(tmp_path / "out"), "--detect", "off", "--no-progress")
+    assert p.returncode == 2, p.stderr
+    failed = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("failed")]
+    assert failed and "row 3 R-2" in failed[0] and "end of the file" in failed[0], p.stdout
+    refused = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("refused")]
+    assert refused == ["  refused row 4 R-3, column source: no such file under the manifest's folder"], p.stdout
+    import json
+    data = json.loads(cli("run", str(manifest), "-o", str(tmp_path / "out"), "--detect", "off", "--json").stdout)
+    assert [(f["row"], f["new_id"], f["status"]) for f in data["failed_rows"]] == [(3, "R-2", "failed")]
+
+
+def test_folder_summary_names_the_failed_file(lab, tmp_path):
+    folder = tmp_path / "in"
+    _broken_slide(lab, folder)
+    (folder / "good.tiff").write_bytes((lab / "slides" / "b.tiff").read_bytes())
+    p = cli("deid", str(folder), "-o", str(tmp_path / "out"), "--detect", "off")
+    assert p.returncode == 2, p.stderr
+    assert any(ln.strip().startswith("failed bad.svs (WSI-") for ln in p.stdout.splitlines()), p.stdout

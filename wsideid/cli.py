@@ -451,15 +451,27 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
         report = write_report(res.review_dir)
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
-            "refused_rows": [str(p) for p in res.problems], "overwrote": res.overwrote}
+            "refused_rows": [str(p) for p in res.problems], "failed_rows": res.unfinished(),
+            "refused": [{"row": p.row, "new_id": p.new_id, "column": p.column, "message": p.message}
+                        for p in res.problems],
+            "overwrote": res.overwrote}
     if ignored is not None:  # a folder: its rows are files, named by the file (the manifest was generated)
         data["ignored"] = ignored
         data["refused_rows"] = [f"{p.source or f'row {p.row}'}: {p.message}" for p in res.problems]
+        for f in data["failed_rows"]:
+            f["source"] = res.sources.get(int(f["row"]), "")
 
     def text(d):
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
                  f" ({d['ran']} processed, {d['skipped']} already done)"]
-        lines += [f"  refused {p}" for p in d["refused_rows"]]
+        if d.get("ignored") is None:  # a manifest: the row, its research ID when it had one, the column
+            lines += [f"  refused row {p['row']}{' ' + p['new_id'] if p['new_id'] else ''}, column {p['column']}:"
+                      f" {p['message']}" for p in d["refused"]]
+        else:
+            lines += [f"  refused {p}" for p in d["refused_rows"]]
+        lines += [f"  {f['status']} {f.get('source') or 'row ' + str(f['row'])} ({f['new_id']}): {f['reason']}"
+                  if d.get("ignored") is not None else f"  {f['status']} row {f['row']} {f['new_id']}: {f['reason']}"
+                  for f in d["failed_rows"]]
         if d.get("ignored"):
             lines.append(f"  ignored (not a slide): {', '.join(d['ignored'])}")
         if d["counts"].get("lost"):

@@ -66,6 +66,7 @@ class RowProblem:
     column: str
     message: str
     source: str = field(default="", compare=False)  # the row's source cell (PHI: review folder and QC page only)
+    new_id: str = field(default="", compare=False)  # the row's research ID when it had a valid one (summaries name it)
 
     def __str__(self) -> str:
         return f"row {self.row}, column {self.column}: {self.message}"
@@ -281,7 +282,8 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             source_rel=rec["source"], series=series, mpp=_mpp(rec.get("mpp", ""), n, mine),
         )
         if mine:
-            problems.extend(replace(p, source=rec["source"]) for p in mine)
+            shown = new_id if new_id and not check_research_id(new_id) else ""
+            problems.extend(replace(p, source=rec["source"], new_id=shown) for p in mine)
             continue
         if new_id:
             seen_ids[new_id.lower()] = n

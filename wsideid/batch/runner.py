@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from ..cells import unescape_row
@@ -59,6 +59,14 @@ class BatchResult:
     skipped: int = 0
     secret_source: str = ""  # file | environment | random per run (the CLI warns about the last)
     overwrote: list[str] = field(default_factory=list)  # output names --overwrite replaced or dropped
+    messages: dict[int, str] = field(default_factory=dict)  # row -> why it failed or was refused (lab side only)
+    sources: dict[int, str] = field(default_factory=dict)  # row -> its source cell (PHI: lab side only)
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """The rows that failed, were lost or interrupted, with why: what the summary names, not only counts."""
+        return [{"row": r["row"], "new_id": r["new_id"], "status": r["status"],
+                 "reason": self.messages.get(int(r["row"])) or r.get("error_kind") or r["status"]}
+                for r in self.rows if r["status"] in ("failed", "lost", "interrupted")]
 
     @property
     def lost(self) -> int:
@@ -143,7 +151,8 @@ def refused_rows(problems: list[RowProblem]) -> dict[int, dict[str, Any]]:
     out = {}
     for n, names in cols.items():
         row = {c: "" for c in SUMMARY_COLUMNS}
-        row.update(row=n, status="refused", run="refused", error_kind="manifest:" + "+".join(dict.fromkeys(names)))
+        row.update(row=n, status="refused", run="refused", error_kind="manifest:" + "+".join(dict.fromkeys(names)),
+                   new_id=next((p.new_id for p in problems if p.row == n and p.new_id), ""))
         out[n] = row
     return out
 
@@ -257,6 +266,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     outdir = os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
     rows, problems = parse_manifest(manifest, opts.source_root)
+    parsed = list(rows)  # their new_id (a pseudonym once given) names a row refused later
     rows = check_dicom_rows(rows, problems)
     rows = refuse_options(rows, problems, opts)
     from ..keys import RANDOM_SOURCE, load_secret
@@ -294,6 +304,8 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     for row in stream:
         fresh[int(row["row"])] = row
         tick(row)
+    ids = {r.row: r.new_id for r in parsed}
+    problems[:] = [p if p.new_id else replace(p, new_id=ids.get(p.row, "")) for p in problems]
     by_row = {**done_rows, **fresh, **refused_rows(problems)}
     ordered = [by_row[k] for k in sorted(by_row)]
     messages = {p.row: "; ".join(str(q) for q in problems if q.row == p.row) for p in problems}
@@ -301,10 +313,11 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         if rec.get("error") and rec.get("row") in fresh:
             messages[rec["row"]] = rec["error"]
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
-                         ran=len(fresh), skipped=len(done_rows), secret_source=secret.source)
+                         ran=len(fresh), skipped=len(done_rows), secret_source=secret.source, messages=messages)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
         if r.get("overwrote"):
             result.overwrote += [n for n in str(r["overwrote"]).split(";") if n]
-    write_summaries(result, {**{p.row: p.source for p in problems}, **{r.row: r.source_rel for r in rows}}, messages)
+    result.sources = {**{p.row: p.source for p in problems}, **{r.row: r.source_rel for r in rows}}
+    write_summaries(result, result.sources, messages)
     return result
