@@ -144,3 +144,69 @@ def test_folder_summary_names_the_failed_file(lab, tmp_path):
     p = cli("deid", str(folder), "-o", str(tmp_path / "out"), "--detect", "off")
     assert p.returncode == 2, p.stderr
     assert any(ln.strip().startswith("failed bad.svs (WSI-") for ln in p.stdout.splitlines()), p.stdout
+
+
+# --- 4. manifests as spreadsheets write them ------------------------------------------------------
+
+def _run_manifest(lab: Path, tmp_path: Path, name: str, data: bytes) -> subprocess.CompletedProcess:
+    (lab / name).write_bytes(data)
+    return cli("run", str(lab / name), "-o", str(tmp_path / "out"), "--detect", "off", "--no-progress",
+               "--no-report")
+
+
+@pytest.mark.parametrize("name, data", [
+    ("semicolon.csv", b"source;new_id;regions\r\nslides/b.tiff;R-1;\"10,10,40,40;60,60,40,40\"\r\n"),
+    ("tab.txt", b"source\tnew_id\nslides/b.tiff\tR-1\n"),
+    ("excel-sep.csv", b"sep=;\r\nsource;new_id\r\nslides/b.tiff;R-1\r\n"),
+    ("unicode-text.txt", "source\tnew_id\r\nslides/b.tiff\tR-1\r\n".encode("utf-16")),
+    ("bom.csv", "\ufeffsource,new_id\nslides/b.tiff,R-1\n".encode("utf-8")),
+])
+def test_manifest_spellings_excel_writes(lab, tmp_path, name, data):
+    p = _run_manifest(lab, tmp_path, name, data)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "out" / "R-1.tiff").exists()
+
+
+def test_nfd_and_nfc_names_meet(lab, tmp_path):
+    """A manifest typed on Windows (NFC) naming a file copied from a Mac (NFD), and an NFD cell."""
+    import unicodedata
+    nfd = unicodedata.normalize("NFD", "café.tiff")
+    (lab / "slides" / nfd).write_bytes((lab / "slides" / "b.tiff").read_bytes())
+    p = _run_manifest(lab, tmp_path, "nfc.csv", "source,new_id\nslides/café.tiff,R-1\n".encode())
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = _run_manifest(lab, tmp_path / "2", "nfd.csv", f"source,new_id\nslides/{nfd},R-1\n".encode())
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_same_slide_twice_names_both_rows(lab, tmp_path):
+    link = lab / "slides" / "again.tiff"
+    if not link.exists():
+        link.symlink_to("b.tiff")
+    p = _run_manifest(lab, tmp_path, "twice.csv", b"source,new_id\nslides/b.tiff,R-1\nslides/again.tiff,R-2\n")
+    assert p.returncode == 2
+    assert "refused row 3 R-2, column source: same slide as row 2" in p.stdout
+
+
+def test_header_only_manifest_is_refused(lab, tmp_path):
+    p = _run_manifest(lab, tmp_path, "empty.csv", b"source,new_id\n,\n")
+    assert "header but no slide rows" in one_line_error(p)
+    assert not (tmp_path / "out").exists()
+
+
+def test_latin1_manifest_is_refused_naming_the_line(lab, tmp_path):
+    p = _run_manifest(lab, tmp_path, "latin1.csv", "source,new_id\nslides/b.tiff,R-1\ncafé.tiff,R-2\n".encode("latin-1"))
+    line = one_line_error(p)
+    assert "line 3" in line and "UTF-8" in line
+
+
+def test_latin1_file_name_in_a_folder_is_refused_by_name(lab, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = (lab / "slides" / "b.tiff").read_bytes()
+    (folder / "good.tiff").write_bytes(data)
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.tiff"), "wb") as fh:
+        fh.write(data + b"\0")  # another slide's content (a copy would be the same pseudonym)
+    p = cli("deid", str(folder), "-o", str(tmp_path / "out"), "--detect", "off")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "refused caf\\xe9.tiff: the file name is not UTF-8" in p.stdout
+    assert len(list((tmp_path / "out").glob("*.tiff"))) == 1

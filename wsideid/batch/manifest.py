@@ -19,8 +19,10 @@ lab links its slide store in on purpose.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -93,20 +95,56 @@ class ManifestRow:
     mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them
 
 
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+DELIMITERS = (",", ";", "\t")
+
+
+def decode_text(data: bytes) -> str:
+    """The text of a spreadsheet export: UTF-8 (with or without Excel's BOM) or UTF-16 with its BOM
+    (Excel's "Unicode text"). Anything else (Latin-1 or the Windows code page, as Excel's plain "CSV"
+    writes) is refused naming the first line that is not UTF-8: guessing a code page could turn a
+    file name or an identifier into another one."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                raise ManifestError(f"the manifest starts as {codec.upper()} text but is not") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ManifestError(f"line {line} of the manifest is not UTF-8 text (Excel's plain CSV uses the Windows"
+                            " code page): save it as \"CSV UTF-8\", \"Unicode text\" or .xlsx") from None
+
+
+def split_table(text: str) -> list[list[str]]:
+    """Rows of cells; the delimiter is Excel's ``sep=`` first line if there is one, else the one of
+    comma, semicolon and tab that splits the header into known column names (a European Excel writes
+    ';', "Unicode text" writes tabs). Cells are NFC-normalised: macOS and Windows spell é apart."""
+    lines = text.splitlines(keepends=True)
+    delimiter = None
+    if lines and re.fullmatch(r"sep=(.)", lines[0].strip("\r\n\ufeff")):
+        delimiter = lines.pop(0).strip("\r\n\ufeff")[-1]
+    header = next((ln for ln in lines if ln.strip()), "")
+    if delimiter is None:
+        def known(d: str) -> int:
+            names = [c.strip().strip('"').lower().replace(" ", "_") for c in header.split(d)]
+            return sum(n in COLUMNS for n in names) if "source" in names else -1
+        delimiter = max(DELIMITERS, key=lambda d: (known(d), header.count(d)))
+    reader = csv.reader(io.StringIO("".join(lines), newline=""), delimiter=delimiter)
+    try:
+        return [[unicodedata.normalize("NFC", unescape(c)) for c in row] for row in reader]
+    except csv.Error as exc:
+        raise ManifestError(f"the manifest is not a valid CSV file: {exc}") from None
+
+
 def _read_csv(path: Path) -> list[list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            sample = fh.read(4096)
-            fh.seek(0)
-            try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            return [[unescape(c) for c in row] for row in csv.reader(fh, dialect)]
-    except UnicodeDecodeError:
-        raise ManifestError("the manifest is not UTF-8 text (save it as CSV UTF-8 or .xlsx)") from None
+        data = path.read_bytes()
     except OSError as exc:
-        raise ManifestError(f"cannot read the manifest: {exc.strerror}") from None
+        raise ManifestError(f"cannot read the manifest {path}: {exc.strerror}") from None
+    return split_table(decode_text(data))
 
 
 def _read_xlsx(path: Path) -> list[list[str]]:
@@ -120,7 +158,8 @@ def _read_xlsx(path: Path) -> list[list[str]]:
         raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
     try:
         ws = wb.worksheets[0]
-        return [["" if v is None else unescape(_cell(v)) for v in row] for row in ws.iter_rows(values_only=True)]
+        return [["" if v is None else unicodedata.normalize("NFC", unescape(_cell(v))) for v in row]
+                for row in ws.iter_rows(values_only=True)]
     finally:
         wb.close()
 
@@ -223,9 +262,23 @@ def resolve_source(value: str, root: Path) -> tuple[Path | None, str | None]:
     if norm == ".." or norm.startswith("../") or "/../" in f"/{rel}/":
         return None, "may not use '..' to leave the manifest's folder"
     path = root / norm
-    if not path.exists():
-        return None, "no such file under the manifest's folder"
+    if not path.exists():  # the cell is NFC; a file copied from macOS may be named in NFD
+        nfd = root / unicodedata.normalize("NFD", norm)
+        if not nfd.exists():
+            return None, "no such file under the manifest's folder"
+        path = nfd
     return path, None
+
+
+def _slide_key(path: str, series: str | None) -> str:
+    """The same slide under two names (``./a.svs``, a link, a hard link, é spelt NFC and NFD) is the same
+    file: two rows of it would publish one slide twice under two research IDs."""
+    try:
+        st = os.stat(path)
+        ident = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        ident = os.path.normpath(path)
+    return ident + "\0" + (series or "")
 
 
 def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | None = None
@@ -237,6 +290,8 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
     if not table:
         raise ManifestError("the manifest is empty")
     names = _header(table[0])
+    if not any(any(str(c).strip() for c in cells) for cells in table[1:]):
+        raise ManifestError("the manifest has a header but no slide rows")
     root = Path(source_root) if source_root else Path(path).resolve().parent
     rows: list[ManifestRow] = []
     problems: list[RowProblem] = []
@@ -264,7 +319,7 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             mine.append(RowProblem(n, "series_uid", "is not a UID (digits and dots, at most 64 characters)"
                                                     " or a series-<12 hex> token"))
         if src is not None:
-            key = os.path.normpath(str(src)) + "\0" + (series or "")
+            key = _slide_key(str(src), series)
             if key in seen_src:
                 mine.append(RowProblem(n, "source", f"same slide as row {seen_src[key]}"))
         dates = _choice(rec.get("dates", ""), ("remove", "year", "shift"), n, "dates", mine)
@@ -287,6 +342,6 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             continue
         if new_id:
             seen_ids[new_id.lower()] = n
-        seen_src[os.path.normpath(row.source) + "\0" + (series or "")] = n
+        seen_src[_slide_key(row.source, series)] = n
         rows.append(row)
     return rows, problems
