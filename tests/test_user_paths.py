@@ -210,3 +210,22 @@ def test_latin1_file_name_in_a_folder_is_refused_by_name(lab, tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert "refused caf\\xe9.tiff: the file name is not UTF-8" in p.stdout
     assert len(list((tmp_path / "out").glob("*.tiff"))) == 1
+
+
+# --- 8. review apply: the decisions file after Excel -------------------------------------------------
+
+@pytest.mark.parametrize("data", [b"new_id;decision;reviewer;note\r\nR-1;approve;Dr A;kept macro is fine\r\n",
+                                  b"sep=;\r\nnew_id;decision;reviewer\r\nR-1;approve;Dr A\r\n",
+                                  "new_id\tdecision\treviewer\r\nR-1\tapprove\tDr A\r\n".encode("utf-16")])
+def test_review_apply_reads_excel_exports(lab, tmp_path, data):
+    """A European Excel saves the QC page's CSV with ';' (and "Unicode text" with tabs, UTF-16)."""
+    (lab / "flag.csv").write_text("source,new_id,keep_macro\nslides/a.svs,R-1,yes\n")  # the macro shows a label
+    out = tmp_path / "out"
+    p = cli("run", str(lab / "flag.csv"), "-o", str(out), "--detect", "residual", "--no-ocr", "--no-report")
+    assert p.returncode == 1 and "1 flagged" in p.stdout, p.stdout + p.stderr
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_bytes(data)
+    p = cli("review", "apply", str(decisions), str(out), umask=0o022)
+    assert p.returncode == 0 and "approved" in p.stdout, p.stdout + p.stderr
+    assert (out / "R-1.svs").exists()
+    assert (out / "R-1.svs.audit.json").stat().st_mode & 0o777 == 0o644  # 0600 before: a temp file's mode

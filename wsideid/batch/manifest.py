@@ -18,8 +18,6 @@ lab links its slide store in on purpose.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import unicodedata
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from ..cells import unescape
 from ..errors import WsideidError
+from ..tables import decode_text, split_table
 
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
 COLUMNS: dict[str, str] = {
@@ -95,56 +94,15 @@ class ManifestRow:
     mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them
 
 
-_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
-DELIMITERS = (",", ";", "\t")
-
-
-def decode_text(data: bytes) -> str:
-    """The text of a spreadsheet export: UTF-8 (with or without Excel's BOM) or UTF-16 with its BOM
-    (Excel's "Unicode text"). Anything else (Latin-1 or the Windows code page, as Excel's plain "CSV"
-    writes) is refused naming the first line that is not UTF-8: guessing a code page could turn a
-    file name or an identifier into another one."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(codec)
-            except UnicodeDecodeError:
-                raise ManifestError(f"the manifest starts as {codec.upper()} text but is not") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ManifestError(f"line {line} of the manifest is not UTF-8 text (Excel's plain CSV uses the Windows"
-                            " code page): save it as \"CSV UTF-8\", \"Unicode text\" or .xlsx") from None
-
-
-def split_table(text: str) -> list[list[str]]:
-    """Rows of cells; the delimiter is Excel's ``sep=`` first line if there is one, else the one of
-    comma, semicolon and tab that splits the header into known column names (a European Excel writes
-    ';', "Unicode text" writes tabs). Cells are NFC-normalised: macOS and Windows spell é apart."""
-    lines = text.splitlines(keepends=True)
-    delimiter = None
-    if lines and re.fullmatch(r"sep=(.)", lines[0].strip("\r\n\ufeff")):
-        delimiter = lines.pop(0).strip("\r\n\ufeff")[-1]
-    header = next((ln for ln in lines if ln.strip()), "")
-    if delimiter is None:
-        def known(d: str) -> int:
-            names = [c.strip().strip('"').lower().replace(" ", "_") for c in header.split(d)]
-            return sum(n in COLUMNS for n in names) if "source" in names else -1
-        delimiter = max(DELIMITERS, key=lambda d: (known(d), header.count(d)))
-    reader = csv.reader(io.StringIO("".join(lines), newline=""), delimiter=delimiter)
-    try:
-        return [[unicodedata.normalize("NFC", unescape(c)) for c in row] for row in reader]
-    except csv.Error as exc:
-        raise ManifestError(f"the manifest is not a valid CSV file: {exc}") from None
-
-
 def _read_csv(path: Path) -> list[list[str]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read the manifest {path}: {exc.strerror}") from None
-    return split_table(decode_text(data))
+    try:
+        return split_table(decode_text(data, "the manifest"), COLUMNS, "source")
+    except WsideidError as exc:
+        raise ManifestError(str(exc)) from None
 
 
 def _read_xlsx(path: Path) -> list[list[str]]:
