@@ -229,3 +229,71 @@ def test_review_apply_reads_excel_exports(lab, tmp_path, data):
     assert p.returncode == 0 and "approved" in p.stdout, p.stdout + p.stderr
     assert (out / "R-1.svs").exists()
     assert (out / "R-1.svs.audit.json").stat().st_mode & 0o777 == 0o644  # 0600 before: a temp file's mode
+
+
+# --- 2. Ctrl-C during a batch ------------------------------------------------------------------------
+
+def _five_slides(lab: Path) -> Path:
+    manifest = lab / "five.csv"
+    if not manifest.exists():
+        data = (lab / "slides" / "a.svs").read_bytes()
+        for i in range(1, 6):
+            (lab / "slides" / f"five{i}.svs").write_bytes(data + bytes([i]))  # five slides, five contents
+        manifest.write_text("source,new_id\n" + "".join(f"slides/five{i}.svs,R-{i}\n" for i in range(1, 6)))
+    return manifest
+
+
+def _wait_for(marker, proc: subprocess.Popen, limit_s: float = 120) -> None:
+    """Poll for ``marker()`` (a state of the run, never a guessed delay); fail if the run ended first."""
+    import time
+    end = time.monotonic() + limit_s
+    while not marker():
+        assert proc.poll() is None, "the run ended before the marker"
+        assert time.monotonic() < end, "marker not reached"
+        time.sleep(0.01)
+
+
+def _check_outdir_whole(out: Path) -> set[str]:
+    """Only whole slides with their audits; no temp file, no audit without its slide."""
+    import openslide
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.startswith(".wsideid-tmp")], names
+    slides = {n for n in names if n.endswith(".svs")}
+    assert {n for n in names if n.endswith(".audit.json")} == {s + ".audit.json" for s in slides}
+    for s in slides:
+        with openslide.OpenSlide(str(out / s)) as o:
+            o.read_region((0, 0), o.level_count - 1, o.level_dimensions[-1])
+    return slides
+
+
+@pytest.mark.parametrize("jobs, when", [("1", "first-done"), ("2", "first-done"), ("1", "first-started")])
+def test_ctrl_c_records_interrupted_rows_and_rerun_resumes(lab, tmp_path, jobs, when):
+    import csv
+    import signal
+    import time
+    manifest = _five_slides(lab)
+    out, review = tmp_path / "out", tmp_path / "out-review"
+    args = [sys.executable, "-m", "wsideid.cli", "run", str(manifest), "-o", str(out), "--detect", "off", "-j", jobs]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WSIDEID_SECRET": "user-paths-test-secret-0123456789abcdef"}
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:  # the progress lines ([1/5] ...) are the marker of a finished slide
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env, start_new_session=True)
+        if when == "first-done":
+            _wait_for(lambda: "[1/5]" in err_path.read_text(), proc)
+        else:  # the first slide's running mark: it has started, none has finished
+            _wait_for(lambda: (review / "slides" / "R-1.json").exists(), proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        stdout, _ = proc.communicate(timeout=120)
+    stderr = err_path.read_text()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    with open(out / "batch-summary.csv", newline="") as fh:
+        statuses = {r["new_id"]: r["status"] for r in csv.DictReader(fh)}
+    assert set(statuses.values()) <= {"published", "interrupted"} and "interrupted" in statuses.values(), statuses
+    assert "interrupted row" in stdout and "rerun the same command" in stdout
+    published = _check_outdir_whole(out)
+    assert published == {f"{nid}.svs" for nid, s in statuses.items() if s == "published"}
+    p = cli("run", str(manifest), "-o", str(out), "--detect", "off", "-j", jobs)
+    assert p.returncode == 0 and "5 published" in p.stdout, p.stdout + p.stderr
+    assert f"{len(published)} already done" in p.stdout
+    assert len(_check_outdir_whole(out)) == 5

@@ -474,8 +474,6 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
                   for f in d["failed_rows"]]
         if d.get("ignored"):
             lines.append(f"  ignored (not a slide): {', '.join(d['ignored'])}")
-        if d["counts"].get("lost"):
-            lines.append(f"  {d['counts']['lost']} lost (worker died; rerun the same command to finish them)")
         lines += [f"  replaced (--overwrite) {n}" for n in d["overwrote"]]
         lines += [f"clean output: {d['outdir']} (summary {os.path.basename(d['summary'])})",
                   f"review folder (holds PHI, keep in the lab): {d['review_dir']}"]

@@ -21,12 +21,18 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, is_done, lost_job, recover_interrupted, run_job
+from .job import (SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job, is_done, lost_job,
+                  recover_interrupted, run_job)
 from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
 EXIT_CLEAN, EXIT_REVIEW, EXIT_FAILED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+REASONS = {"interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it",
+           "lost": "its worker died; rerun the same command to finish it"}
 
 
 @dataclass
@@ -61,11 +67,13 @@ class BatchResult:
     overwrote: list[str] = field(default_factory=list)  # output names --overwrite replaced or dropped
     messages: dict[int, str] = field(default_factory=dict)  # row -> why it failed or was refused (lab side only)
     sources: dict[int, str] = field(default_factory=dict)  # row -> its source cell (PHI: lab side only)
+    interrupted: bool = False  # Ctrl-C stopped the run: its unfinished rows say "interrupted"
 
     def unfinished(self) -> list[dict[str, Any]]:
         """The rows that failed, were lost or interrupted, with why: what the summary names, not only counts."""
         return [{"row": r["row"], "new_id": r["new_id"], "status": r["status"],
-                 "reason": self.messages.get(int(r["row"])) or r.get("error_kind") or r["status"]}
+                 "reason": self.messages.get(int(r["row"])) or REASONS.get(r["status"]) or r.get("error_kind")
+                 or r["status"]}
                 for r in self.rows if r["status"] in ("failed", "lost", "interrupted")]
 
     @property
@@ -74,6 +82,8 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.problems or any(r["status"] in ("failed", "lost") for r in self.rows):
             return EXIT_FAILED
         return EXIT_CLEAN if all(r["status"] in CLEAN for r in self.rows) else EXIT_REVIEW
@@ -301,9 +311,19 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         stream = execute_dask(todo, opts.dask)
     else:
         stream = execute_local(todo, opts.jobs)
-    for row in stream:
-        fresh[int(row["row"])] = row
-        tick(row)
+    interrupted = False
+    try:
+        for row in stream:
+            fresh[int(row["row"])] = row
+            tick(row)
+    except KeyboardInterrupt:  # Ctrl-C: the workers stopped; what was not finished is recorded as such
+        interrupted = True
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+        for job in todo:  # a worker stopped between its publish and its report: proven from the disk
+            if job.row not in fresh:
+                fresh[job.row] = finished_row(job, records.load_record(review, job.new_id)) or interrupted_job(job)
     ids = {r.row: r.new_id for r in parsed}
     problems[:] = [p if p.new_id else replace(p, new_id=ids.get(p.row, "")) for p in problems]
     by_row = {**done_rows, **fresh, **refused_rows(problems)}
@@ -313,7 +333,8 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         if rec.get("error") and rec.get("row") in fresh:
             messages[rec["row"]] = rec["error"]
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
-                         ran=len(fresh), skipped=len(done_rows), secret_source=secret.source, messages=messages)
+                         ran=sum(r["status"] != "interrupted" for r in fresh.values()), skipped=len(done_rows), secret_source=secret.source, messages=messages,
+                         interrupted=interrupted)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
         if r.get("overwrote"):
