@@ -258,7 +258,7 @@ def _check_outdir_whole(out: Path) -> set[str]:
     import openslide
     names = {p.name for p in out.iterdir()}
     assert not [n for n in names if n.startswith(".wsideid-tmp")], names
-    slides = {n for n in names if n.endswith(".svs")}
+    slides = {n for n in names if n.endswith((".svs", ".tiff"))}
     assert {n for n in names if n.endswith(".audit.json")} == {s + ".audit.json" for s in slides}
     for s in slides:
         with openslide.OpenSlide(str(out / s)) as o:
@@ -297,3 +297,33 @@ def test_ctrl_c_records_interrupted_rows_and_rerun_resumes(lab, tmp_path, jobs, 
     assert p.returncode == 0 and "5 published" in p.stdout, p.stdout + p.stderr
     assert f"{len(published)} already done" in p.stdout
     assert len(_check_outdir_whole(out)) == 5
+
+
+# --- 3. disk full during one slide ----------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 700 KiB tmpfs (a real file system that fills up); skipped where mounting is not allowed."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_fails_that_slide_only(lab, tmp_path, small_disk):
+    big = lab / "slides" / "big.svs"
+    if not big.exists():
+        make_svs(str(big), 3000, 2200)  # ~1 MB written: more than the disk holds; the others fit
+    manifest = lab / "disk.csv"
+    manifest.write_text("source,new_id\nslides/b.tiff,R-1\nslides/big.svs,R-2\nslides/a.svs,R-3\n")
+    out = small_disk / "out"
+    p = cli("run", str(manifest), "-o", str(out), "--review-dir", str(tmp_path / "review"), "--detect", "off",
+            "--no-progress")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert "failed row 3 R-2: cannot write the output: No space left on device" in p.stdout
+    assert "2 published" in p.stdout
+    assert _check_outdir_whole(out) == {"R-1.tiff", "R-3.svs"}
+    assert not [n for n in os.listdir(out) if n.startswith(".wsideid-tmp") or n.startswith("R-2")]
