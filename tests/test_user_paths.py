@@ -327,3 +327,20 @@ def test_disk_full_fails_that_slide_only(lab, tmp_path, small_disk):
     assert "2 published" in p.stdout
     assert _check_outdir_whole(out) == {"R-1.tiff", "R-3.svs"}
     assert not [n for n in os.listdir(out) if n.startswith(".wsideid-tmp") or n.startswith("R-2")]
+
+
+# --- 6. QC page: images the detectors did not read --------------------------------------------------------
+
+@pytest.mark.parametrize("detect, why", [("off", "the detectors were off (--detect off)"),
+                                         ("residual", "removed images are scanned with --detect all only"),
+                                         ("all", None)])
+def test_qc_page_says_which_images_were_not_scanned(lab, tmp_path, detect, why):
+    out = tmp_path / "out"
+    p = cli("run", str(lab / "m.csv"), "-o", str(out), "--detect", detect, "--no-ocr", "--no-progress")
+    assert p.returncode == 0, p.stdout + p.stderr
+    page = (tmp_path / "out-review" / "qc-report.html").read_text()
+    assert page.count("<figure") >= 2
+    if why is None:
+        assert "Not scanned:" not in page
+    else:
+        assert f"Not scanned: {why}" in page

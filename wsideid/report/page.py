@@ -115,11 +115,26 @@ def _image(review_dir: str, im: dict, rec: dict, found: list) -> str:
     what = "as it leaves (published output)" if kept else "removed from the slide"
     n = sum(1 for _, sc, _f in found if sc is scan)
     flag = ('<span class="phi">PHI</span> ' if not kept or (scan and scan.get("has_phi")) else "")
+    why = not_scanned(scan, kept, (rec.get("job") or {}).get("detect"))
     return (f'<figure class="{_e(im["kind"])}" data-role="{_e(im["role"])}" data-stage="{_e(im.get("stage"))}">'
             f'<div class="frame"><img alt="{_e(im["role"])}" src="data:image/jpeg;base64,{data}">'
             f'{_overlay(scan, found)}</div>'
             f'<figcaption>{flag}{_e(im["role"])}, {what}'
-            f'{f"; {n} detector box" + ("es" if n != 1 else "") if n else ""}</figcaption></figure>')
+            f'{f"; {n} detector box" + ("es" if n != 1 else "") if n else ""}'
+            f'{f"<br><span class=notscanned>Not scanned: {_e(why)}</span>" if why else ""}</figcaption></figure>')
+
+
+def not_scanned(scan: dict | None, kept: bool, detect: str | None) -> str | None:
+    """Why the detectors did not read this image, or None when they did: a reviewer must not take an
+    image without boxes for a clean one when nobody looked (detectors off, a removed image under
+    --detect residual, a level covered by a scanned one, a detector error)."""
+    if scan is not None:
+        return scan.get("error") or scan.get("skipped") or None
+    if detect == "off":
+        return "the detectors were off (--detect off)"
+    if not kept and detect == "residual":
+        return "removed images are scanned with --detect all only"
+    return "no detector result was recorded for this image"
 
 
 def _images(review_dir: str, rec: dict, found: list) -> str:
@@ -301,7 +316,7 @@ table.findings{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #dd
 tr.flag{background:#fff3e0}mark{background:#ffab40;font-weight:600}.val{font-family:monospace}
 .checks table{border-collapse:collapse;margin:.3em 0}.checks tr.failed{background:#fde0e0}
 .checks tr.not-applicable,.checks tr.not-run{color:#777}
-.error{color:#b00020;font-weight:600}.muted{color:#777}
+.error{color:#b00020;font-weight:600}.notscanned{color:#b00020}.muted{color:#777}
 .slide.decided-approve{border-color:#2e7d32;border-width:3px}.slide.decided-reject{border-color:#b00020;border-width:3px}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em;font-size:.9em}
 """
