@@ -344,3 +344,36 @@ def test_qc_page_says_which_images_were_not_scanned(lab, tmp_path, detect, why):
         assert "Not scanned:" not in page
     else:
         assert f"Not scanned: {why}" in page
+
+
+# --- 9. help texts ------------------------------------------------------------------------------------------
+
+def _all_arguments():
+    import argparse
+    from wsideid.cli import build_parser
+
+    def walk(p, path=()):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    yield from walk(sp, path + (name,))
+            elif not isinstance(a, (argparse._HelpAction, argparse._VersionAction)) and a.help != argparse.SUPPRESS:
+                yield " ".join(path), "/".join(a.option_strings) or a.dest, a
+    return list(walk(build_parser()))
+
+
+def test_every_option_and_argument_is_explained():
+    """Every subcommand's options and positional arguments have a help line, and a choice with a
+    default says which one it is (--json, --fill, run --verify, verify's paths had none)."""
+    args = _all_arguments()
+    assert len(args) > 100
+    assert not [(cmd, name) for cmd, name, a in args if not a.help]
+    assert not [(cmd, name, a.default) for cmd, name, a in args
+                if a.choices and a.default not in (None, False) and "default" not in a.help]
+
+
+def test_top_help_lists_the_formats_and_exit_codes():
+    p = cli("--help")
+    assert p.returncode == 0
+    for word in ("MRXS", "QPTIFF", "exit codes", "130", "Ctrl-C"):
+        assert word in p.stdout

@@ -306,7 +306,8 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
                    help="macro/overview: remove (profile default), keep, or keep with its label area blanked losslessly")
     p.add_argument("--region", action="append", metavar="X,Y,W,H",
                    help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
-    p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
+    p.add_argument("--fill", choices=["white", "black", "gray"], default="white",
+                   help="colour of blanked regions (default white)")
     _add_reencode_j2k(p)
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
@@ -329,13 +330,26 @@ def _add_naming(p: argparse.ArgumentParser) -> None:
                         " records/<output>.lab.json (input path, its hash with --hash-input, hashed key names); default OUTDIR-review")
 
 
+DESCRIPTION = ("De-identify whole-slide images: SVS, NDPI, DICOM WSI, tiled TIFF, Philips, BIF, SCN, MRXS,"
+               " OME-TIFF, QPTIFF. `wsideid COMMAND --help` explains each command's options.")
+EXIT_CODES = """exit codes:
+  0    done: every output published (verified, no finding)
+  1    findings: a slide was flagged for review (written to the review folder), `scan` found PHI,
+       `map lookup` found nothing
+  2    an error (bad input, option or folder), or a batch row that failed or was refused
+  3    an output failed verification; nothing was published
+  70   internal error (a bug: set WSIDEID_DEBUG=1 and report it)
+  130  interrupted (Ctrl-C); rerun the same command to finish a batch"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="wsideid", description="De-identify whole-slide images (SVS, NDPI, tiled TIFF, DICOM WSI).")
+    ap = argparse.ArgumentParser(prog="wsideid", description=DESCRIPTION, epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"wsideid {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="show format, images and every metadata field with the planned action")
-    p.add_argument("slide")
+    p.add_argument("slide", help="a slide file or a DICOM series folder (nothing is written)")
     _add_deid_common(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -379,34 +393,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="slide files or label/macro images (PNG, JPEG)")
     p.add_argument("--identifier", action="append", metavar="TEXT", help="known identifier to match fuzzily; repeatable")
-    p.add_argument("--no-ocr", action="store_true", help="barcodes only")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("redact", help="deid plus lossless blanking of regions (requires --region)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.add_argument("input", help="a slide file or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder, created when missing")
     _add_deid_common(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--mkdir", action="store_true", help=argparse.SUPPRESS)  # OUTDIR is always created now
-    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
+                   help="barcode/OCR detectors: on kept images (residual, default), also on the removed"
+                        " label/macro (all), or off")
     _add_naming(p)
     p.set_defaults(func=cmd_redact)
 
     p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
-    p.add_argument("original")
-    p.add_argument("output_file", metavar="output")
+    p.add_argument("original", help="the slide as it was before de-identification")
+    p.add_argument("output_file", metavar="output", help="the de-identified slide (file or DICOM folder) to check")
     _add_deid_common(p)
-    p.add_argument("--verify", choices=["sample", "full"], default="full")
+    p.add_argument("--verify", choices=["sample", "full"], default="full",
+                   help="compare all tiles of every image (full, default) or a sample of them")
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier that must not occur in the output; repeatable")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="make sample slides with planted PHI and de-identify them")
     p.add_argument("--workdir", default="wsideid-demo", help="folder for the samples and outputs (default ./wsideid-demo)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_demo)
     _add_batch_commands(sub)  # batch commands (issue 7), defined below
     from .dicomweb_cli import add_commands
@@ -504,10 +521,12 @@ def cmd_review_apply(args) -> int:
 def _add_batch_commands(sub) -> None:
     p = sub.add_parser("run", help="de-identify every slide of a manifest (CSV/XLSX) into OUTDIR, in parallel")
     p.add_argument("manifest", help="CSV or .xlsx with columns source,new_id[,subject,identifiers,...]"
-                                    " (see docs/user-guide.md)")
+                                    " (see docs/user-guide.md); CSV separated by commas, semicolons or"
+                                    " tabs, UTF-8 or UTF-16 (Excel's \"CSV UTF-8\" or \"Unicode text\")")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="clean slides, audits, batch summary")
-    p.add_argument("--review-dir", metavar="DIR", help="flagged/failed slides, label images, mapping, QC page"
-                                                     " (default: OUTDIR-review)")
+    p.add_argument("--review-dir", metavar="DIR", help="lab-side folder, outside OUTDIR: flagged slides, label"
+                                                     " images, name mapping, per-slide records with the"
+                                                     " reason a slide failed, QC page (default: OUTDIR-review)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="slides processed in parallel (default 1)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the jobs on this Dask scheduler (shared storage needed)")
     p.add_argument("--overwrite", action="store_true",
@@ -515,39 +534,45 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--source-root", metavar="DIR", help="folder the manifest's sources are relative to"
                                                       " (default: the manifest's folder)")
     p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
-                   help="date policy for rows without a dates column value")
+                   help="date policy for rows without a dates column value: remove (default), year (keep the"
+                        " year only), shift (keyed per-subject offset; needs a secret and a subject column)")
     p.add_argument("--secret-file", metavar="F",
                    help="secret key for date shifts, UIDs and the pseudonyms of rows without new_id (else"
                         " $WSIDEID_SECRET; without one a random key is used and a warning printed)")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="all",
                    help="detectors: all (default: also the removed label/macro, for the QC page), residual, off")
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster)")
-    p.add_argument("--verify", choices=["sample", "full"], default="sample")
+    p.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="compare a sample of tiles per image (default) or all of them")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (on a terminal) or progress lines (in a log)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert every de-identified SVS/NDPI/TIFF slide to DICOM WSI (wsidicomizer), verified as"
                         " DICOM: one folder per slide; the manifest's mpp column supplies a missing pixel spacing")
     _add_reencode_j2k(p)
     p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
                                                  " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write the QC page (HTML) of a batch into its review folder")
-    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("outdir", metavar="OUTDIR", help="the OUTDIR of an earlier `wsideid run` or folder `deid`")
     p.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("review", help="apply QC decisions: `review apply DECISIONS.csv OUTDIR`")
     rsub = p.add_subparsers(dest="review_command", required=True, metavar="ACTION")
-    a = rsub.add_parser("apply", help="move approved flagged slides into OUTDIR after re-verifying them")
-    a.add_argument("decisions", metavar="DECISIONS.csv", help="as exported from the QC page")
-    a.add_argument("outdir", metavar="OUTDIR")
+    a = rsub.add_parser("apply", help="move approved flagged slides into OUTDIR after re-verifying them;"
+                                      " rejected ones stay in the review folder (exit 2 if any row failed)")
+    a.add_argument("decisions", metavar="DECISIONS.csv",
+                   help="as exported from the QC page (columns new_id, decision = approve or reject, reviewer,"
+                        " note); also as Excel saves it again (';' or tab separated, UTF-8 or UTF-16)")
+    a.add_argument("outdir", metavar="OUTDIR", help="the OUTDIR of the batch")
     a.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
     a.add_argument("--reviewer", metavar="NAME", help="who decided (overrides the CSV's reviewer column)")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     a.set_defaults(func=cmd_review_apply)
 
 # --- end of batch commands ---------------------------------------------------
