@@ -377,3 +377,32 @@ def test_top_help_lists_the_formats_and_exit_codes():
     assert p.returncode == 0
     for word in ("MRXS", "QPTIFF", "exit codes", "130", "Ctrl-C"):
         assert word in p.stdout
+
+
+# --- known open items --------------------------------------------------------------------------------------
+
+def test_outdir_inside_the_input_folder_is_not_taken_for_input(lab, tmp_path):
+    """``deid IN -o IN/out`` and later ``deid IN -o IN/out2``: the second run reads the two slides only."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.svs", "b.tiff"):
+        (folder / name).write_bytes((lab / "slides" / name).read_bytes())
+    assert cli("deid", str(folder), "-o", str(folder / "out"), "--detect", "off").returncode == 0
+    p = cli("deid", str(folder), "-o", str(folder / "out2"), "--detect", "off")
+    assert p.returncode == 0 and "2 published (2 processed" in p.stdout, p.stdout + p.stderr
+    assert len(list((folder / "out2").glob("WSI-*.audit.json"))) == 2
+
+
+def test_read_only_file_system_output_is_one_line(lab, tmp_path):
+    """A real unwritable parent (a read-only mount: root may write anywhere else)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+    try:
+        for args in (["run", str(lab / "m.csv")], ["deid", str(lab / "slides" / "b.tiff")]):
+            line = one_line_error(cli(*args, "-o", str(mnt / "out"), "--detect", "off"))
+            assert str(mnt / "out") in line and "Read-only file system" in line
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
