@@ -301,14 +301,18 @@ def test_ctrl_c_records_interrupted_rows_and_rerun_resumes(lab, tmp_path, jobs, 
 
 # --- 3. disk full during one slide ----------------------------------------------------------------------
 
+def _mount_tmpfs(mnt: Path, size_k: int) -> None:
+    mnt.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_k}k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 700 KiB tmpfs (a real file system that fills up); skipped where mounting is not allowed."""
     mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs root and permission to mount a tmpfs")
+    _mount_tmpfs(mnt, 700)
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -406,3 +410,25 @@ def test_read_only_file_system_output_is_one_line(lab, tmp_path):
             assert str(mnt / "out") in line and "Read-only file system" in line
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("size_k", [16, 48, 96, 160])
+def test_full_review_folder_is_reported_not_a_traceback(lab, tmp_path, size_k):
+    """The review folder (records, summary, QC page) on a disk that fills up at some point: the run ends
+    with the slide or the file it could not write named in one line, never a worker's traceback or an
+    'internal error', and OUTDIR holds whole slides with their audits only."""
+    review = tmp_path / "review-disk"
+    _mount_tmpfs(review, size_k)
+    try:
+        out = tmp_path / "out"
+        p = cli("run", str(lab / "m.csv"), "-o", str(out), "--review-dir", str(review / "rv"), "--detect", "off",
+                "--no-progress", "-j", "2")
+        text = p.stdout + p.stderr
+        assert p.returncode not in (0, 70) and "Traceback" not in text and "internal error" not in text, text
+        errors = [ln for ln in p.stderr.splitlines() if ln.startswith("wsideid: error")]
+        failed = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("failed")]
+        assert errors or failed, text
+        assert all("No space left on device" in ln for ln in errors), errors
+        _check_outdir_whole(out)
+    finally:
+        subprocess.run(["umount", "-l", str(review)], check=False)

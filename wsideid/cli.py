@@ -462,10 +462,14 @@ def cmd_run(args) -> int:
 
 def _print_batch(args, res, ignored: list[str] | None = None) -> int:
     """The batch's result (counts, refused rows, folders, QC page) as text or JSON; its exit code."""
-    report = None
+    report, code = None, res.exit_code
     if not getattr(args, "no_report", False):
         from .report.page import write_report
-        report = write_report(res.review_dir)
+        try:
+            report = write_report(res.review_dir)
+        except OSError as exc:  # (a full disk) the batch's result is still printed; the exit code says so
+            print(f"wsideid: error: the QC page was not written: {_os_error_line(exc)}", file=sys.stderr)
+            code = max(code, EXIT_ERROR)
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
             "refused_rows": [str(p) for p in res.problems], "failed_rows": res.unfinished(),
@@ -498,7 +502,7 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
             lines.append(f"QC page: {d['qc_report']}")
         return "\n".join(lines) + "\n"
     _print(data, args.json, text)
-    return res.exit_code
+    return code
 
 
 def cmd_report(args) -> int:

@@ -111,9 +111,11 @@ def write_atomic(path: str, data: bytes | str, root: str | None = None, mode: in
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         check_no_links(root or folder, path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk: say which file, not only why
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
     return path
 

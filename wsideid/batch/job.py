@@ -183,8 +183,21 @@ def finished_row(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
     return recover_interrupted(job, prev)
 
 
+RECORD_NOT_WRITTEN = "RecordNotWritten"
+
+
 def run_job(job: SlideJob) -> dict[str, Any]:
-    """De-identify one slide; returns its OUTDIR summary row. Never raises."""
+    """De-identify one slide; returns its OUTDIR summary row. Never raises: a review folder that
+    cannot take the slide's record (full, gone) fails that row, not the batch or its worker."""
+    try:
+        return _run_job(job)
+    except (OSError, WsideidError):
+        row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
+        row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=RECORD_NOT_WRITTEN)
+        return row
+
+
+def _run_job(job: SlideJob) -> dict[str, Any]:
     from ..pipeline import deidentify
     prev = load_record(job.review_dir, job.new_id)
     settled = finished_row(job, prev)  # a cluster re-running a task whose result it lost (its worker died)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import (SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job, is_done, lost_job,
+from .job import (RECORD_NOT_WRITTEN, SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job, is_done, lost_job,
                   recover_interrupted, run_job)
 from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
@@ -32,7 +32,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 REASONS = {"interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it",
-           "lost": "its worker died; rerun the same command to finish it"}
+           "lost": "its worker died; rerun the same command to finish it",
+           RECORD_NOT_WRITTEN: "its record could not be written in the review folder (full or gone?); its output"
+                               " may be in OUTDIR: make room and rerun the same command"}
 
 
 @dataclass
@@ -72,8 +74,8 @@ class BatchResult:
     def unfinished(self) -> list[dict[str, Any]]:
         """The rows that failed, were lost or interrupted, with why: what the summary names, not only counts."""
         return [{"row": r["row"], "new_id": r["new_id"], "status": r["status"],
-                 "reason": self.messages.get(int(r["row"])) or REASONS.get(r["status"]) or r.get("error_kind")
-                 or r["status"]}
+                 "reason": self.messages.get(int(r["row"])) or REASONS.get(r["status"])
+                 or REASONS.get(r.get("error_kind", "")) or r.get("error_kind") or r["status"]}
                 for r in self.rows if r["status"] in ("failed", "lost", "interrupted")]
 
     @property
