@@ -158,7 +158,7 @@ def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise WsideidError(f"cannot write the {what}: {exc.strerror or type(exc).__name__}") from None
+        raise WsideidError(f"cannot write the {what} in {folder}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
