@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Iterator
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import (RECORD_NOT_WRITTEN, SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job, is_done, lost_job,
-                  recover_interrupted, run_job)
+from .job import (RECORD_NOT_WRITTEN, SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job,
+                  is_done, lost_job, recover_interrupted, run_job)
 from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
@@ -332,11 +332,11 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     ordered = [by_row[k] for k in sorted(by_row)]
     messages = {p.row: "; ".join(str(q) for q in problems if q.row == p.row) for p in problems}
     for rec in records.all_records(review):
-        if rec.get("error") and rec.get("row") in fresh:
+        if rec.get("error") and rec.get("row") in fresh and fresh[rec["row"]]["status"] != "interrupted":
             messages[rec["row"]] = rec["error"]
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
-                         ran=sum(r["status"] != "interrupted" for r in fresh.values()), skipped=len(done_rows), secret_source=secret.source, messages=messages,
-                         interrupted=interrupted)
+                         ran=sum(r["status"] != "interrupted" for r in fresh.values()), skipped=len(done_rows),
+                         secret_source=secret.source, messages=messages, interrupted=interrupted)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
         if r.get("overwrote"):
