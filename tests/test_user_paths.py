@@ -68,12 +68,15 @@ def test_output_under_a_file_is_one_line(lab, tmp_path, command):
     assert "afile" in line and "Not a directory" in line
 
 
-def test_unwritable_review_dir_leaves_no_empty_outdir(lab, tmp_path):
+@pytest.mark.parametrize("what", ["run", "deid", "deid-folder"])
+def test_unwritable_review_dir_leaves_no_empty_outdir(lab, tmp_path, what):
     (tmp_path / "afile").write_text("x")
     out = tmp_path / "out"
-    line = one_line_error(cli("run", str(lab / "m.csv"), "-o", str(out), "--review-dir",
-                              str(tmp_path / "afile" / "rev"), "--detect", "off"))
-    assert "review folder" in line
+    first = {"run": ["run", str(lab / "m.csv")], "deid": ["deid", str(lab / "slides" / "b.tiff")],
+             "deid-folder": ["deid", str(lab / "slides")]}[what]
+    line = one_line_error(cli(*first, "-o", str(out), "--review-dir", str(tmp_path / "afile" / "rev"),
+                              "--detect", "off"))
+    assert "review folder" in line and "afile" in line
     assert not out.exists()
 
 

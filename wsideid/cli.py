@@ -136,7 +136,7 @@ def cmd_deid(args) -> int:
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
     if getattr(args, "from_dicomweb", None):
         if args.output:
-            _make_outdir(args.output)
+            _make_outdir(args.output, getattr(args, "review_dir", None))
         from .dicomweb_cli import deid_from_dicomweb
         return deid_from_dicomweb(args, _deid_one, _deid_folder)
     if not args.input:
@@ -145,7 +145,7 @@ def cmd_deid(args) -> int:
     if is_slide_folder(args.input, getattr(args, "series", None)):
         return _deid_folder(args)
     if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
-        _make_outdir(args.output)
+        _make_outdir(args.output, getattr(args, "review_dir", None))
     return _deid_one(args)
 
 
@@ -187,11 +187,14 @@ def _deid_one(args) -> int:
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
 
-def _make_outdir(path: str) -> None:
+def _make_outdir(path: str, review_dir: str | None = None) -> None:
     """-o OUTDIR is created when missing (with its parents), as users expect; --mkdir is a no-op kept
-    for old scripts. Only after the input was found, so a typo does not leave empty folders behind."""
+    for old scripts. Only after the input was found, so a typo does not leave empty folders behind.
+    A --review-dir given is made first (owner-only; every publish writes to it), so an unusable one
+    stops the run before an empty OUTDIR is left behind."""
     from .safefs import make_folders
-    make_folders((path, 0o777, "output folder"))
+    first = [(review_dir, 0o700, "review folder")] if review_dir else []
+    make_folders(*first, (path, 0o777, "output folder"))
 
 
 def _deid_folder(args) -> int:
@@ -216,7 +219,7 @@ def _deid_folder(args) -> int:
         overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"), origin=a("_origin"))
     from .keys import load_secret
     load_secret(fo.secret_file)  # a weak or unreadable secret is refused before any folder is made
-    _make_outdir(args.output)
+    _make_outdir(args.output, getattr(args, "review_dir", None))
     res, ignored = run_folder(args.input, args.output, fo)
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
