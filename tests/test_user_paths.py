@@ -296,6 +296,9 @@ def test_ctrl_c_records_interrupted_rows_and_rerun_resumes(lab, tmp_path, jobs, 
     assert "interrupted row" in stdout and "rerun the same command" in stdout
     published = _check_outdir_whole(out)
     assert published == {f"{nid}.svs" for nid, s in statuses.items() if s == "published"}
+    page = (review / "qc-report.html").read_text()  # one card per row, none left "running"
+    assert page.count('data-status="interrupted"') == list(statuses.values()).count("interrupted")
+    assert 'data-status="running"' not in page
     p = cli("run", str(manifest), "-o", str(out), "--detect", "off", "-j", jobs)
     assert p.returncode == 0 and "5 published" in p.stdout, p.stdout + p.stderr
     assert f"{len(published)} already done" in p.stdout

@@ -29,8 +29,8 @@ from ..cells import unescape_row
 DECISION_COLUMNS = ["new_id", "decision", "reviewer", "note", "decided_at"]
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
         "connect-src 'none'; form-action 'none'; base-uri 'none'")
-NO_SLIDE = ("refused", "lost")  # summary statuses of rows that have no record of this run
-_STATUS_ORDER = ("flagged", "failed", "refused", "lost", "published", "approved", "rejected")
+NO_SLIDE = ("refused", "lost", "interrupted")  # summary statuses of rows that have no finished record of this run
+_STATUS_ORDER = ("flagged", "failed", "refused", "lost", "interrupted", "published", "approved", "rejected")
 
 
 def _e(v: Any) -> str:
@@ -244,12 +244,15 @@ def _card(review_dir: str, rec: dict) -> str:
             f'{_images(review_dir, rec, found)}{_findings(rec, found)}{_metadata(rec)}{_checks(rec)}{_controls(rec)}</section>')
 
 
+WHY_NO_SLIDE = {"lost": "the worker died before it reported; rerun the same command to finish it",
+                "interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it"}
+
+
 def _row_card(row: dict) -> str:
     """A manifest row without a slide record of this run: refused (bad value, missing source) or lost."""
     st = row.get("status") or "refused"
     key = f"row-{row.get('row')}"
-    why = row.get("message") or ("the worker died before it reported; rerun the same command to finish it"
-                                 if st == "lost" else row.get("error_kind") or "no reason recorded")
+    why = row.get("message") or WHY_NO_SLIDE.get(st) or row.get("error_kind") or "no reason recorded"
     nid = row.get("new_id") or ""
     return (f'<section class="slide" tabindex="-1" data-status="{_e(st)}" data-id="{_e(key)}" id="slide-{_e(key)}">'
             f'<h2>row {_e(row.get("row"))}{" &middot; " + _e(nid) if nid else ""} '
@@ -284,6 +287,8 @@ def entries(review_dir: str) -> list[tuple[str, dict]]:
             used.add(rec["new_id"])
         else:
             out.append(("row", row))
+            if rec is not None and rec.get("status") == "running":  # the mark a lost or interrupted job left
+                used.add(rec["new_id"])
     out += [("record", {**r, "_stale": True}) for r in recs if r.get("new_id") not in used]
     return out
 
@@ -297,7 +302,7 @@ header p{margin:.3em 0}
 .slide.hidden{display:none}.slide.current{box-shadow:0 0 0 4px #1565c0}
 .badge{font-size:.75em;padding:.1em .5em;border-radius:4px;color:#fff;background:#555}
 .badge.published,.badge.approved{background:#2e7d32}.badge.flagged{background:#e65100}
-.badge.failed,.badge.rejected,.badge.refused,.badge.lost{background:#b00020}
+.badge.failed,.badge.rejected,.badge.refused,.badge.lost,.badge.interrupted{background:#b00020}
 .phi{background:#b00020;color:#fff;font-size:.7em;padding:0 .3em;border-radius:3px}
 .images{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1 1 300px}.col h3{font-size:1em;margin:.3em 0}
 .col .muted{margin:.2em 0}
