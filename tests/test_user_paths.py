@@ -134,7 +134,7 @@ def test_summary_names_failed_and_refused_rows(lab, tmp_path):
     failed = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("failed")]
     assert failed and "row 3 R-2" in failed[0] and "end of the file" in failed[0], p.stdout
     refused = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("refused")]
-    assert refused == ["  refused row 4 R-3, column source: no such file under the manifest's folder"], p.stdout
+    assert refused == ["  refused row 4, column source: no such file under the manifest's folder (new_id R-3)"], p.stdout
     import json
     data = json.loads(cli("run", str(manifest), "-o", str(tmp_path / "out"), "--detect", "off", "--json").stdout)
     assert [(f["row"], f["new_id"], f["status"]) for f in data["failed_rows"]] == [(3, "R-2", "failed")]
@@ -187,7 +187,7 @@ def test_same_slide_twice_names_both_rows(lab, tmp_path):
         link.symlink_to("b.tiff")
     p = _run_manifest(lab, tmp_path, "twice.csv", b"source,new_id\nslides/b.tiff,R-1\nslides/again.tiff,R-2\n")
     assert p.returncode == 2
-    assert "refused row 3 R-2, column source: same slide as row 2" in p.stdout
+    assert "refused row 3, column source: same slide as row 2 (new_id R-2)" in p.stdout
 
 
 def test_header_only_manifest_is_refused(lab, tmp_path):

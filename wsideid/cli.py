@@ -192,7 +192,10 @@ def _make_outdir(path: str, review_dir: str | None = None) -> None:
     for old scripts. Only after the input was found, so a typo does not leave empty folders behind.
     A --review-dir given is made first (owner-only; every publish writes to it), so an unusable one
     stops the run before an empty OUTDIR is left behind."""
+    from .naming import check_review_dir
     from .safefs import make_folders
+    if review_dir:
+        check_review_dir(path, review_dir)  # before either is made: a review folder inside OUTDIR is refused
     first = [(review_dir, 0o700, "review folder")] if review_dir else []
     make_folders(*first, (path, 0o777, "output folder"))
 
@@ -489,8 +492,8 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
                  f" ({d['ran']} processed, {d['skipped']} already done)"]
         if d.get("ignored") is None:  # a manifest: the row, its research ID when it had one, the column
-            lines += [f"  refused row {p['row']}{' ' + p['new_id'] if p['new_id'] else ''}, column {p['column']}:"
-                      f" {p['message']}" for p in d["refused"]]
+            lines += [f"  refused row {p['row']}, column {p['column']}: {p['message']}"
+                      + (f" (new_id {p['new_id']})" if p["new_id"] else "") for p in d["refused"]]
         else:
             lines += [f"  refused {p}" for p in d["refused_rows"]]
         lines += [f"  {f['status']} {f.get('source') or 'row ' + str(f['row'])} ({f['new_id']}): {f['reason']}"

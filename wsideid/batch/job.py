@@ -191,9 +191,13 @@ def run_job(job: SlideJob) -> dict[str, Any]:
     cannot take the slide's record (full, gone) fails that row, not the batch or its worker."""
     try:
         return _run_job(job)
-    except (OSError, WsideidError):
+    except (OSError, WsideidError) as exc:
+        detail = str(exc).splitlines()[0] if isinstance(exc, WsideidError) else \
+            f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}".lstrip(": ")
         row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
-        row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=RECORD_NOT_WRITTEN)
+        row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=RECORD_NOT_WRITTEN,
+                   message=f"its record could not be written in the review folder ({detail}); its output may be"
+                           " in OUTDIR: fix that and rerun the same command")  # lab side only: not a summary column
         return row
 
 

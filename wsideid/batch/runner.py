@@ -33,8 +33,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 REASONS = {"interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it",
            "lost": "its worker died; rerun the same command to finish it",
-           RECORD_NOT_WRITTEN: "its record could not be written in the review folder (full or gone?); its output"
-                               " may be in OUTDIR: make room and rerun the same command"}
+           RECORD_NOT_WRITTEN: "its record could not be written in the review folder; its output may be in OUTDIR:"
+                               " fix that and rerun the same command"}
 
 
 @dataclass
@@ -334,6 +334,7 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     for rec in records.all_records(review):
         if rec.get("error") and rec.get("row") in fresh and fresh[rec["row"]]["status"] != "interrupted":
             messages[rec["row"]] = rec["error"]
+    messages.update({n: r.pop("message") for n, r in fresh.items() if r.get("message")})  # no record said why
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
                          ran=sum(r["status"] != "interrupted" for r in fresh.values()), skipped=len(done_rows),
                          secret_source=secret.source, messages=messages, interrupted=interrupted)
