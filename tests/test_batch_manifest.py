@@ -110,8 +110,8 @@ def test_mpp_column_and_to_dicom_rows(tmp_path):
     from wsideid.batch.runner import BatchOptions, refuse_options
     from wsideid.synth import make_dicom, make_svs
     make_svs(str(tmp_path / "a.svs"))
-    for name in "bce":
-        (tmp_path / f"{name}.svs").symlink_to(tmp_path / "a.svs")
+    for name in "bce":  # copies: links to one file are one slide (refused as "same slide as row 2")
+        (tmp_path / f"{name}.svs").write_bytes((tmp_path / "a.svs").read_bytes())
     make_dicom(str(tmp_path / "d"))
     m = tmp_path / "m.csv"
     m.write_text("source,new_id,mpp\na.svs,R1,0.25\nb.svs,R2,-1\nc.svs,R3,nan\ne.svs,R4,abc\nd,R5,\n")

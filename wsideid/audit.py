@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -141,15 +140,17 @@ def lab_record(result: DeidResult, secret: Secret, origin: str, named_by: str) -
     }
 
 
-def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root: str | None = None) -> str:
+def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root: str | None = None,
+                mode: int = 0o644) -> str:
+    """The audit goes with the slide (0644 less the umask, as the slide); the lab record is owner-only."""
     path = os.path.join(folder, name)
     text = json.dumps(record, indent=1)
     tmp = None
-    from .safefs import check_no_links
+    from .safefs import check_no_links, create_temp
     try:
         os.makedirs(folder, exist_ok=True)
         check_no_links(root or folder, path)  # never through a link (wsideid.safefs)
-        fd, tmp = tempfile.mkstemp(prefix=".wsideid-tmp-audit-", dir=folder)
+        fd, tmp = create_temp(folder, ".wsideid-tmp-audit-", mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -157,7 +158,7 @@ def _write_json(folder: str, name: str, record: dict[str, Any], what: str, root:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise WsideidError(f"cannot write the {what}: {exc.strerror or type(exc).__name__}") from None
+        raise WsideidError(f"cannot write the {what} in {folder}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
@@ -172,4 +173,5 @@ def write_lab_record(result: DeidResult, options: DeidOptions, review: str, orig
     from .naming import make_review_dir
     make_review_dir(review)
     return _write_json(os.path.join(review, LAB_RECORDS), os.path.basename(result.output) + ".lab.json",
-                       lab_record(result, _secret_of(options), origin, named_by), "lab record", root=review)
+                       lab_record(result, _secret_of(options), origin, named_by), "lab record", root=review,
+                       mode=0o600)

@@ -136,7 +136,7 @@ def cmd_deid(args) -> int:
         raise WsideidError("deid needs -o OUTDIR (or --in-place to rewrite the input itself)")
     if getattr(args, "from_dicomweb", None):
         if args.output:
-            _make_outdir(args.output)
+            _make_outdir(args.output, getattr(args, "review_dir", None))
         from .dicomweb_cli import deid_from_dicomweb
         return deid_from_dicomweb(args, _deid_one, _deid_folder)
     if not args.input:
@@ -145,7 +145,7 @@ def cmd_deid(args) -> int:
     if is_slide_folder(args.input, getattr(args, "series", None)):
         return _deid_folder(args)
     if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
-        _make_outdir(args.output)
+        _make_outdir(args.output, getattr(args, "review_dir", None))
     return _deid_one(args)
 
 
@@ -187,13 +187,17 @@ def _deid_one(args) -> int:
     return EXIT_OK if res.status == "published" else EXIT_FINDINGS
 
 
-def _make_outdir(path: str) -> None:
+def _make_outdir(path: str, review_dir: str | None = None) -> None:
     """-o OUTDIR is created when missing (with its parents), as users expect; --mkdir is a no-op kept
-    for old scripts. Only after the input was found, so a typo does not leave empty folders behind."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise WsideidError(f"cannot create the output folder: {exc.strerror}") from None
+    for old scripts. Only after the input was found, so a typo does not leave empty folders behind.
+    A --review-dir given is made first (owner-only; every publish writes to it), so an unusable one
+    stops the run before an empty OUTDIR is left behind."""
+    from .naming import check_review_dir
+    from .safefs import make_folders
+    if review_dir:
+        check_review_dir(path, review_dir)  # before either is made: a review folder inside OUTDIR is refused
+    first = [(review_dir, 0o700, "review folder")] if review_dir else []
+    make_folders(*first, (path, 0o777, "output folder"))
 
 
 def _deid_folder(args) -> int:
@@ -218,7 +222,7 @@ def _deid_folder(args) -> int:
         overwrite=bool(a("overwrite")), jobs=max(1, a("jobs", 1)), progress=not a("json"), origin=a("_origin"))
     from .keys import load_secret
     load_secret(fo.secret_file)  # a weak or unreadable secret is refused before any folder is made
-    _make_outdir(args.output)
+    _make_outdir(args.output, getattr(args, "review_dir", None))
     res, ignored = run_folder(args.input, args.output, fo)
     _warn_if_no_secret(res.secret_source)
     for name in res.overwrote:
@@ -308,7 +312,8 @@ def _add_deid_common(p: argparse.ArgumentParser) -> None:
                    help="macro/overview: remove (profile default), keep, or keep with its label area blanked losslessly")
     p.add_argument("--region", action="append", metavar="X,Y,W,H",
                    help="blank this level-0 region on every level and the thumbnail, losslessly (JPEG only); repeatable")
-    p.add_argument("--fill", choices=["white", "black", "gray"], default="white", help="colour of blanked regions")
+    p.add_argument("--fill", choices=["white", "black", "gray"], default="white",
+                   help="colour of blanked regions (default white)")
     _add_reencode_j2k(p)
     p.add_argument("--label", choices=["remove", "replace"],
                    help="label image: remove (default) or replace with a generated one showing --new-id")
@@ -331,13 +336,26 @@ def _add_naming(p: argparse.ArgumentParser) -> None:
                         " records/<output>.lab.json (input path, its hash with --hash-input, hashed key names); default OUTDIR-review")
 
 
+DESCRIPTION = ("De-identify whole-slide images: SVS, NDPI, DICOM WSI, tiled TIFF, Philips, BIF, SCN, MRXS,"
+               " OME-TIFF, QPTIFF. `wsideid COMMAND --help` explains each command's options.")
+EXIT_CODES = """exit codes:
+  0    done: every output published (verified, no finding)
+  1    findings: a slide was flagged for review (written to the review folder), `scan` found PHI,
+       `map lookup` found nothing
+  2    an error (bad input, option or folder), or a batch row that failed or was refused
+  3    an output failed verification; nothing was published
+  70   internal error (a bug: set WSIDEID_DEBUG=1 and report it)
+  130  interrupted (Ctrl-C); rerun the same command to finish a batch"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="wsideid", description="De-identify whole-slide images (SVS, NDPI, tiled TIFF, DICOM WSI).")
+    ap = argparse.ArgumentParser(prog="wsideid", description=DESCRIPTION, epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"wsideid {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="show format, images and every metadata field with the planned action")
-    p.add_argument("slide")
+    p.add_argument("slide", help="a slide file or a DICOM series folder (nothing is written)")
     _add_deid_common(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -381,34 +399,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deid)
 
     p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="slide files or label/macro images (PNG, JPEG)")
     p.add_argument("--identifier", action="append", metavar="TEXT", help="known identifier to match fuzzily; repeatable")
-    p.add_argument("--no-ocr", action="store_true", help="barcodes only")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("redact", help="deid plus lossless blanking of regions (requires --region)")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.add_argument("input", help="a slide file or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder, created when missing")
     _add_deid_common(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--mkdir", action="store_true", help=argparse.SUPPRESS)  # OUTDIR is always created now
-    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual")
+    p.add_argument("--detect", choices=["off", "residual", "all"], default="residual",
+                   help="barcode/OCR detectors: on kept images (residual, default), also on the removed"
+                        " label/macro (all), or off")
     _add_naming(p)
     p.set_defaults(func=cmd_redact)
 
     p = sub.add_parser("verify", help="check a de-identified OUTPUT against its ORIGINAL")
-    p.add_argument("original")
-    p.add_argument("output_file", metavar="output")
+    p.add_argument("original", help="the slide as it was before de-identification")
+    p.add_argument("output_file", metavar="output", help="the de-identified slide (file or DICOM folder) to check")
     _add_deid_common(p)
-    p.add_argument("--verify", choices=["sample", "full"], default="full")
+    p.add_argument("--verify", choices=["sample", "full"], default="full",
+                   help="compare all tiles of every image (full, default) or a sample of them")
     p.add_argument("--identifier", action="append", metavar="TEXT",
                    help="a known original identifier that must not occur in the output; repeatable")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="make sample slides with planted PHI and de-identify them")
     p.add_argument("--workdir", default="wsideid-demo", help="folder for the samples and outputs (default ./wsideid-demo)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_demo)
     _add_batch_commands(sub)  # batch commands (issue 7), defined below
     from .dicomweb_cli import add_commands
@@ -447,25 +468,39 @@ def cmd_run(args) -> int:
 
 def _print_batch(args, res, ignored: list[str] | None = None) -> int:
     """The batch's result (counts, refused rows, folders, QC page) as text or JSON; its exit code."""
-    report = None
+    report, code = None, res.exit_code
     if not getattr(args, "no_report", False):
         from .report.page import write_report
-        report = write_report(res.review_dir)
+        try:
+            report = write_report(res.review_dir)
+        except OSError as exc:  # (a full disk) the batch's result is still printed; the exit code says so
+            print(f"wsideid: error: the QC page was not written: {_os_error_line(exc)}", file=sys.stderr)
+            code = max(code, EXIT_ERROR)
     data = {"exit_code": res.exit_code, "counts": res.counts, "ran": res.ran, "skipped": res.skipped,
             "outdir": res.outdir, "review_dir": res.review_dir, "summary": res.summary_path, "qc_report": report,
-            "refused_rows": [str(p) for p in res.problems], "overwrote": res.overwrote}
+            "refused_rows": [str(p) for p in res.problems], "failed_rows": res.unfinished(),
+            "refused": [{"row": p.row, "new_id": p.new_id, "column": p.column, "message": p.message}
+                        for p in res.problems],
+            "overwrote": res.overwrote}
     if ignored is not None:  # a folder: its rows are files, named by the file (the manifest was generated)
         data["ignored"] = ignored
         data["refused_rows"] = [f"{p.source or f'row {p.row}'}: {p.message}" for p in res.problems]
+        for f in data["failed_rows"]:
+            f["source"] = res.sources.get(int(f["row"]), "")
 
     def text(d):
         lines = [f"batch: {', '.join(f'{n} {k}' for k, n in sorted(d['counts'].items()))}"
                  f" ({d['ran']} processed, {d['skipped']} already done)"]
-        lines += [f"  refused {p}" for p in d["refused_rows"]]
+        if d.get("ignored") is None:  # a manifest: the row, its research ID when it had one, the column
+            lines += [f"  refused row {p['row']}, column {p['column']}: {p['message']}"
+                      + (f" (new_id {p['new_id']})" if p["new_id"] else "") for p in d["refused"]]
+        else:
+            lines += [f"  refused {p}" for p in d["refused_rows"]]
+        lines += [f"  {f['status']} {f.get('source') or 'row ' + str(f['row'])} ({f['new_id']}): {f['reason']}"
+                  if d.get("ignored") is not None else f"  {f['status']} row {f['row']} {f['new_id']}: {f['reason']}"
+                  for f in d["failed_rows"]]
         if d.get("ignored"):
             lines.append(f"  ignored (not a slide): {', '.join(d['ignored'])}")
-        if d["counts"].get("lost"):
-            lines.append(f"  {d['counts']['lost']} lost (worker died; rerun the same command to finish them)")
         lines += [f"  replaced (--overwrite) {n}" for n in d["overwrote"]]
         lines += [f"clean output: {d['outdir']} (summary {os.path.basename(d['summary'])})",
                   f"review folder (holds PHI, keep in the lab): {d['review_dir']}"]
@@ -473,7 +508,7 @@ def _print_batch(args, res, ignored: list[str] | None = None) -> int:
             lines.append(f"QC page: {d['qc_report']}")
         return "\n".join(lines) + "\n"
     _print(data, args.json, text)
-    return res.exit_code
+    return code
 
 
 def cmd_report(args) -> int:
@@ -496,10 +531,12 @@ def cmd_review_apply(args) -> int:
 def _add_batch_commands(sub) -> None:
     p = sub.add_parser("run", help="de-identify every slide of a manifest (CSV/XLSX) into OUTDIR, in parallel")
     p.add_argument("manifest", help="CSV or .xlsx with columns source,new_id[,subject,identifiers,...]"
-                                    " (see docs/user-guide.md)")
+                                    " (see docs/user-guide.md); CSV separated by commas, semicolons or"
+                                    " tabs, UTF-8 or UTF-16 (Excel's \"CSV UTF-8\" or \"Unicode text\")")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="clean slides, audits, batch summary")
-    p.add_argument("--review-dir", metavar="DIR", help="flagged/failed slides, label images, mapping, QC page"
-                                                     " (default: OUTDIR-review)")
+    p.add_argument("--review-dir", metavar="DIR", help="lab-side folder, outside OUTDIR: flagged slides, label"
+                                                     " images, name mapping, per-slide records with the"
+                                                     " reason a slide failed, QC page (default: OUTDIR-review)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="slides processed in parallel (default 1)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the jobs on this Dask scheduler (shared storage needed)")
     p.add_argument("--overwrite", action="store_true",
@@ -507,39 +544,45 @@ def _add_batch_commands(sub) -> None:
     p.add_argument("--source-root", metavar="DIR", help="folder the manifest's sources are relative to"
                                                       " (default: the manifest's folder)")
     p.add_argument("--dates", choices=["remove", "year", "shift"], default="remove",
-                   help="date policy for rows without a dates column value")
+                   help="date policy for rows without a dates column value: remove (default), year (keep the"
+                        " year only), shift (keyed per-subject offset; needs a secret and a subject column)")
     p.add_argument("--secret-file", metavar="F",
                    help="secret key for date shifts, UIDs and the pseudonyms of rows without new_id (else"
                         " $WSIDEID_SECRET; without one a random key is used and a warning printed)")
     p.add_argument("--detect", choices=["off", "residual", "all"], default="all",
                    help="detectors: all (default: also the removed label/macro, for the QC page), residual, off")
     p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster)")
-    p.add_argument("--verify", choices=["sample", "full"], default="sample")
+    p.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="compare a sample of tiles per image (default) or all of them")
     p.add_argument("--no-report", action="store_true", help="do not write the QC page")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (on a terminal) or progress lines (in a log)")
     p.add_argument("--to-dicom", action="store_true",
                    help="convert every de-identified SVS/NDPI/TIFF slide to DICOM WSI (wsidicomizer), verified as"
                         " DICOM: one folder per slide; the manifest's mpp column supplies a missing pixel spacing")
     _add_reencode_j2k(p)
     p.add_argument("--push", metavar="URL", help="after the batch, send every verified DICOM output to this"
                                                  " DICOMweb root by STOW-RS (record: pushed.csv in the review folder)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write the QC page (HTML) of a batch into its review folder")
-    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("outdir", metavar="OUTDIR", help="the OUTDIR of an earlier `wsideid run` or folder `deid`")
     p.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("review", help="apply QC decisions: `review apply DECISIONS.csv OUTDIR`")
     rsub = p.add_subparsers(dest="review_command", required=True, metavar="ACTION")
-    a = rsub.add_parser("apply", help="move approved flagged slides into OUTDIR after re-verifying them")
-    a.add_argument("decisions", metavar="DECISIONS.csv", help="as exported from the QC page")
-    a.add_argument("outdir", metavar="OUTDIR")
+    a = rsub.add_parser("apply", help="move approved flagged slides into OUTDIR after re-verifying them;"
+                                      " rejected ones stay in the review folder (exit 2 if any row failed)")
+    a.add_argument("decisions", metavar="DECISIONS.csv",
+                   help="as exported from the QC page (columns new_id, decision = approve or reject, reviewer,"
+                        " note); also as Excel saves it again (';' or tab separated, UTF-8 or UTF-16)")
+    a.add_argument("outdir", metavar="OUTDIR", help="the OUTDIR of the batch")
     a.add_argument("--review-dir", metavar="DIR", help="the review folder the run used (default: OUTDIR-review)")
     a.add_argument("--reviewer", metavar="NAME", help="who decided (overrides the CSV's reviewer column)")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     a.set_defaults(func=cmd_review_apply)
 
 # --- end of batch commands ---------------------------------------------------
@@ -557,6 +600,13 @@ def _quiet_libraries() -> None:
     warnings.simplefilter("ignore")
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``cannot use /x/y: Permission denied``: the path and the reason, never a traceback."""
+    what = exc.strerror or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"cannot use {' -> '.join(paths)}: {what}" if paths else what
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -572,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
         print("wsideid: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return EXIT_ERROR
+    except OSError as exc:  # a path the tool could not read or write: one line naming it
+        if os.environ.get("WSIDEID_DEBUG"):
+            raise
+        print(f"wsideid: error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("WSIDEID_DEBUG"):

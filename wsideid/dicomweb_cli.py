@@ -125,16 +125,16 @@ def cmd_map_lookup(args, show) -> int:
 
 def add_commands(sub, show) -> None:
     p = sub.add_parser("push", help="send every verified DICOM output in OUTDIR to a DICOMweb server (STOW-RS)")
-    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("outdir", metavar="OUTDIR", help="the de-identified outputs (a folder `deid` or `run` wrote)")
     p.add_argument("--dicomweb", metavar="URL", required=True, help="DICOMweb root, e.g. http://host:8042/dicom-web")
     p.add_argument("--review-dir", metavar="DIR", help="where pushed.csv (what was sent) is kept (default OUTDIR-review)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     p.set_defaults(func=lambda a: cmd_push(a, show))
 
     p = sub.add_parser("map", help="pseudonym maps: `map lookup VALUE` (old -> new, new -> old)")
     msub = p.add_subparsers(dest="map_command", required=True, metavar="ACTION")
     a = msub.add_parser("lookup", help="find a UID or PatientID, original or new, in uid-map.csv and patient-map.csv")
-    a.add_argument("value", metavar="VALUE")
+    a.add_argument("value", metavar="VALUE", help="a UID or PatientID, the original or the new one")
     a.add_argument("--review-dir", metavar="DIR", help="the review folder holding the maps (default: current folder)")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
     a.set_defaults(func=lambda a: cmd_map_lookup(a, show))

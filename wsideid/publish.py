@@ -220,20 +220,28 @@ def commit(result: DeidResult, ready: str, options: DeidOptions, name: OutputNam
         if before_records is not None:  # a driver's own records (DICOM's pseudonym maps)
             before_records()
         _require_unchanged(unchanged)  # before any record is written
-        result.audit_path = record_and_audit(result, options, name, review)
-        _require_unchanged(unchanged)  # and right before the rename (records written in between)
         placed: list[str] = []
         try:
+            result.audit_path = record_and_audit(result, options, name, review)
+            _require_unchanged(unchanged)  # and right before the rename (records written in between)
             replaced = False
             for part, other in companions:
                 target = os.path.join(folder, other)
                 replaced = _place(part, target, options.overwrite, trash + "-" + other) or replaced
                 placed.append(target)
             result.replaced = _place(ready, destination, options.overwrite, trash) or replaced
-        except BaseException:
+        except BaseException:  # a failure or Ctrl-C before the output is in place: no audit without its slide
             for target in placed:
                 remove_tree(target)
+            if not os.path.lexists(destination):
+                remove_tree(result.audit_path or _audit_path(result, options))
             raise
+
+
+def _audit_path(result: DeidResult, options: DeidOptions) -> str:
+    """Where record_and_audit writes the audit (it may be stopped before it says so)."""
+    folder = (options.audit_dir if result.status == "published" else None) or os.path.dirname(result.output or "")
+    return os.path.join(folder, os.path.basename(result.output or "") + ".audit.json")
 
 
 def _require_unchanged(unchanged: Callable[[], str | None] | None) -> None:

@@ -67,6 +67,29 @@ def makedirs(root: str, path: str, mode: int = 0o777) -> str:
     return path
 
 
+def make_folders(*folders: tuple[str, int, str]) -> None:
+    """Create each ``(path, mode, what)`` in order (with parents); a failure is one line naming
+    the folder and the reason, and the folders this call created before it are removed again,
+    so a refused run does not leave an empty OUTDIR behind its unwritable review folder."""
+    made: list[str] = []
+    try:
+        for path, mode, what in folders:
+            if os.path.isdir(path):
+                continue
+            if os.path.lexists(path):
+                raise WsideidError(f"the {what} {path} exists and is not a folder")
+            try:
+                os.makedirs(path, mode=mode, exist_ok=True)
+            except OSError as exc:
+                raise WsideidError(f"cannot create the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+            made.append(path)
+    except WsideidError:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+
+
 def create_temp(folder: str, prefix: str = _TMP, mode: int = 0o600) -> tuple[int, str]:
     """A new file under a random name: ``O_EXCL|O_NOFOLLOW``, so never an existing file or a link."""
     for _ in range(16):
@@ -88,9 +111,11 @@ def write_atomic(path: str, data: bytes | str, root: str | None = None, mode: in
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         check_no_links(root or folder, path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk: say which file, not only why
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
     return path
 

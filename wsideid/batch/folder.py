@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ..errors import WsideidError
 from .job import SourceOrigin
 from .runner import BatchOptions, BatchResult, run_batch
+from .manifest import RowProblem
 
 FOLDER_MANIFEST = "folder-manifest.csv"  # in the review folder: the generated rows (source names: PHI)
 # Slide-format extensions: such a file is a row even when its bytes are not recognised (it then fails
@@ -220,19 +221,43 @@ def run_folder(folder: str, outdir: str, opts: FolderOptions) -> tuple[BatchResu
         ignored: list[str] = []
     else:
         entries, ignored = list_slides(folder, (outdir, review))
+    entries, misnamed = [n for n in entries if _utf8(n)], [n for n in entries if not _utf8(n)]
+    ignored = [n if _utf8(n) else shown_name(n) for n in ignored]
     slides: list[tuple[str, str | None]] = []
     for name in entries:
         rows, orphans = _rows_of(root, name)
         slides += rows
         ignored += orphans
+    if not slides and misnamed:
+        raise WsideidError(f"{MISNAMED}: {', '.join(map(shown_name, misnamed))}")
     if not slides:
         raise WsideidError("no slides in the folder (slide files by content or extension, or DICOM series folders)")
     subjects = _subjects(root, slides, opts)
-    os.makedirs(outdir, exist_ok=True)
     records.check_separate(outdir, review)
-    os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
+    from ..safefs import make_folders
+    make_folders((outdir, 0o777, "output folder"), (review, 0o700, "review folder"))  # review: PHI, owner only
     manifest = write_folder_manifest(review, slides, opts, subjects)
     bopts = BatchOptions(jobs=opts.jobs, review_dir=review, source_root=root, dates=opts.dates,
                          secret_file=opts.secret_file, detect=opts.detect, ocr=opts.ocr, verify=opts.verify,
                          progress=opts.progress, overwrite=opts.overwrite, origin=opts.origin)
-    return run_batch(manifest, outdir, bopts), ignored
+    res = run_batch(manifest, outdir, bopts)
+    res.problems += [RowProblem(0, "source", MISNAMED, shown_name(n)) for n in misnamed]  # the exit code says so
+    return res, ignored
+
+
+MISNAMED = "the file name is not UTF-8 text (e.g. Latin-1 from an old share): rename it to process it"
+
+
+def _utf8(name: str) -> bool:
+    """A name the file system gave as bytes that are not UTF-8 (Python keeps them as surrogates): the
+    manifest, the mapping, the records and the QC page could not hold it, so the slide is refused by name."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown_name(name: str) -> str:
+    """The name with its non-UTF-8 bytes shown as ``\\xe9``: printable, and findable with ``ls -b``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")

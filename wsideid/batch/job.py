@@ -175,15 +175,38 @@ def recover_interrupted(job: SlideJob, prev: dict | None) -> dict[str, Any] | No
     return recover(job, prev, lambda p: _ours(p, job.outdir, job.review_dir), SUMMARY_COLUMNS)
 
 
+def finished_row(job: SlideJob, prev: dict | None) -> dict[str, Any] | None:
+    """The summary row of a job already finished (its record and output prove it, or its lab
+    record does after an interruption between publish and record), else None: it must be run."""
+    if is_done(job, prev):
+        return {**prev["summary"], "status": prev["status"]}  # type: ignore[index]
+    return recover_interrupted(job, prev)
+
+
+RECORD_NOT_WRITTEN = "RecordNotWritten"
+
+
 def run_job(job: SlideJob) -> dict[str, Any]:
-    """De-identify one slide; returns its OUTDIR summary row. Never raises."""
+    """De-identify one slide; returns its OUTDIR summary row. Never raises: a review folder that
+    cannot take the slide's record (full, gone) fails that row, not the batch or its worker."""
+    try:
+        return _run_job(job)
+    except (OSError, WsideidError) as exc:
+        detail = str(exc).splitlines()[0] if isinstance(exc, WsideidError) else \
+            f"{exc.filename or ''}: {exc.strerror or type(exc).__name__}".lstrip(": ")
+        row: dict[str, Any] = {c: "" for c in SUMMARY_COLUMNS}
+        row.update(row=job.row, new_id=job.new_id, status="failed", run="done", error_kind=RECORD_NOT_WRITTEN,
+                   message=f"its record could not be written in the review folder ({detail}); its output may be"
+                           " in OUTDIR: fix that and rerun the same command")  # lab side only: not a summary column
+        return row
+
+
+def _run_job(job: SlideJob) -> dict[str, Any]:
     from ..pipeline import deidentify
     prev = load_record(job.review_dir, job.new_id)
-    if is_done(job, prev):  # a cluster re-running a task whose result it lost (its worker died)
-        return {**prev["summary"], "status": prev["status"]}
-    recovered = recover_interrupted(job, prev)
-    if recovered is not None:
-        return recovered
+    settled = finished_row(job, prev)  # a cluster re-running a task whose result it lost (its worker died)
+    if settled is not None:
+        return settled
     mark_running(job, prev)
     t0 = time.perf_counter()
     state = input_state(job.source)
@@ -249,4 +272,13 @@ def lost_job(job: SlideJob, why: Any) -> dict[str, Any]:
     row = {c: "" for c in SUMMARY_COLUMNS}
     why = why if isinstance(why, str) else type(why).__name__
     row.update(row=job.row, new_id=job.new_id, status="lost", run="lost", error_kind=f"WorkerLost:{why}")
+    return row
+
+
+def interrupted_job(job: SlideJob) -> dict[str, Any]:
+    """The summary row of a job Ctrl-C stopped (or never started) before it reported: its temp files
+    are gone; a rerun skips it if it did publish (its running mark and lab record prove it,
+    wsideid.batch.recovery), else redoes it."""
+    row = {c: "" for c in SUMMARY_COLUMNS}
+    row.update(row=job.row, new_id=job.new_id, status="interrupted", run="interrupted", error_kind="Interrupted")
     return row

@@ -18,14 +18,15 @@ lab links its slide store in on purpose.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..cells import unescape
 from ..errors import WsideidError
+from ..tables import decode_text, split_table
 
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
 COLUMNS: dict[str, str] = {
@@ -66,6 +67,7 @@ class RowProblem:
     column: str
     message: str
     source: str = field(default="", compare=False)  # the row's source cell (PHI: review folder and QC page only)
+    new_id: str = field(default="", compare=False)  # the row's research ID when it had a valid one (summaries name it)
 
     def __str__(self) -> str:
         return f"row {self.row}, column {self.column}: {self.message}"
@@ -94,18 +96,13 @@ class ManifestRow:
 
 def _read_csv(path: Path) -> list[list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            sample = fh.read(4096)
-            fh.seek(0)
-            try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            return [[unescape(c) for c in row] for row in csv.reader(fh, dialect)]
-    except UnicodeDecodeError:
-        raise ManifestError("the manifest is not UTF-8 text (save it as CSV UTF-8 or .xlsx)") from None
+        data = path.read_bytes()
     except OSError as exc:
-        raise ManifestError(f"cannot read the manifest: {exc.strerror}") from None
+        raise ManifestError(f"cannot read the manifest {path}: {exc.strerror}") from None
+    try:
+        return split_table(decode_text(data, "the manifest"), COLUMNS, "source")
+    except WsideidError as exc:
+        raise ManifestError(str(exc)) from None
 
 
 def _read_xlsx(path: Path) -> list[list[str]]:
@@ -119,7 +116,8 @@ def _read_xlsx(path: Path) -> list[list[str]]:
         raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
     try:
         ws = wb.worksheets[0]
-        return [["" if v is None else unescape(_cell(v)) for v in row] for row in ws.iter_rows(values_only=True)]
+        return [["" if v is None else unicodedata.normalize("NFC", unescape(_cell(v))) for v in row]
+                for row in ws.iter_rows(values_only=True)]
     finally:
         wb.close()
 
@@ -222,9 +220,23 @@ def resolve_source(value: str, root: Path) -> tuple[Path | None, str | None]:
     if norm == ".." or norm.startswith("../") or "/../" in f"/{rel}/":
         return None, "may not use '..' to leave the manifest's folder"
     path = root / norm
-    if not path.exists():
-        return None, "no such file under the manifest's folder"
+    if not path.exists():  # the cell is NFC; a file copied from macOS may be named in NFD
+        nfd = root / unicodedata.normalize("NFD", norm)
+        if not nfd.exists():
+            return None, "no such file under the manifest's folder"
+        path = nfd
     return path, None
+
+
+def _slide_key(path: str, series: str | None) -> str:
+    """The same slide under two names (``./a.svs``, a link, a hard link, é spelt NFC and NFD) is the same
+    file: two rows of it would publish one slide twice under two research IDs."""
+    try:
+        st = os.stat(path)
+        ident = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        ident = os.path.normpath(path)
+    return ident + "\0" + (series or "")
 
 
 def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | None = None
@@ -236,6 +248,8 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
     if not table:
         raise ManifestError("the manifest is empty")
     names = _header(table[0])
+    if not any(any(str(c).strip() for c in cells) for cells in table[1:]):
+        raise ManifestError("the manifest has a header but no slide rows")
     root = Path(source_root) if source_root else Path(path).resolve().parent
     rows: list[ManifestRow] = []
     problems: list[RowProblem] = []
@@ -263,7 +277,7 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             mine.append(RowProblem(n, "series_uid", "is not a UID (digits and dots, at most 64 characters)"
                                                     " or a series-<12 hex> token"))
         if src is not None:
-            key = os.path.normpath(str(src)) + "\0" + (series or "")
+            key = _slide_key(str(src), series)
             if key in seen_src:
                 mine.append(RowProblem(n, "source", f"same slide as row {seen_src[key]}"))
         dates = _choice(rec.get("dates", ""), ("remove", "year", "shift"), n, "dates", mine)
@@ -281,10 +295,11 @@ def parse_manifest(path: str | os.PathLike, source_root: str | os.PathLike | Non
             source_rel=rec["source"], series=series, mpp=_mpp(rec.get("mpp", ""), n, mine),
         )
         if mine:
-            problems.extend(replace(p, source=rec["source"]) for p in mine)
+            shown = new_id if new_id and not check_research_id(new_id) else ""
+            problems.extend(replace(p, source=rec["source"], new_id=shown) for p in mine)
             continue
         if new_id:
             seen_ids[new_id.lower()] = n
-        seen_src[os.path.normpath(row.source) + "\0" + (series or "")] = n
+        seen_src[_slide_key(row.source, series)] = n
         rows.append(row)
     return rows, problems

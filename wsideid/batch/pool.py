@@ -10,26 +10,43 @@ and the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
 
 from .job import SlideJob
 
+STOP_GRACE_S = 20.0  # an interrupted worker's time to drop its slide before it is killed
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """Ctrl-C reaches a worker twice (the terminal signals the whole process group, then the parent
+    passes it on): the first stops the slide, the second must not break the clean-up of its temp files."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
 
 def _worker_main(conn: Connection, fn: Callable[[SlideJob], dict]) -> None:
-    """N workers on N cores: keep tesseract (OpenMP) from starting N threads each."""
+    """N workers on N cores: keep tesseract (OpenMP) from starting N threads each. Interrupted
+    (Ctrl-C), the worker drops its slide (the pipeline removes its temp files) and exits quietly;
+    the parent reports the slide interrupted."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        conn.send(fn(job))
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):
+                return
+            if job is None:
+                return
+            conn.send(fn(job))
+    except KeyboardInterrupt:
+        return
 
 
 class _Worker:
@@ -93,8 +110,14 @@ def run_pool(jobs: list[SlideJob], workers: int, fn: Callable[[SlideJob], dict],
                     continue
                 if pending:
                     w.give(pending.popleft())
-    finally:
-        for w in pool:
-            if w.job is not None:
+    finally:  # busy workers are left only when the parent stops early (Ctrl-C, an error)
+        busy = [w for w in pool if w.job is not None and w.proc.is_alive()]
+        for w in busy:
+            with contextlib.suppress(OSError):
+                os.kill(w.proc.pid, signal.SIGINT)  # each removes its temp files and exits ...
+        for w in busy:
+            w.proc.join(STOP_GRACE_S)
+            if w.proc.is_alive():  # ... or is killed (a stale temp is removed by a later run)
                 w.proc.kill()
+        for w in pool:
             w.stop()

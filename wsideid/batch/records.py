@@ -23,15 +23,17 @@ RUN_FILE = "batch-run.json"  # in the review folder: batch id, OUTDIR path, mani
 SUMMARY = "batch-summary.csv"
 MAPPING = "mapping.csv"
 REPORT = "qc-report.html"
+PUBLIC = 0o644  # OUTDIR is handed over: its files are readable by the group and others (less if the umask says so)
 
 
-def write_json(path: str, data: Any, root: str | None = None) -> None:
+def write_json(path: str, data: Any, root: str | None = None, mode: int = 0o600) -> None:
     """Atomic write: a reader (or a killed run) never sees half a record; never through a link
-    (folders below ``root`` and the file itself are checked, see wsideid.safefs)."""
+    (folders below ``root`` and the file itself are checked, see wsideid.safefs). Owner-only
+    unless told: records live in the review folder; OUTDIR's files pass ``PUBLIC``."""
     from ..safefs import makedirs, write_atomic
     folder = os.path.dirname(os.path.abspath(path))
     makedirs(root or folder, folder)
-    write_atomic(path, json.dumps(data, indent=1, default=str), root=root or folder, mode=0o600)
+    write_atomic(path, json.dumps(data, indent=1, default=str), root=root or folder, mode=mode)
 
 
 def read_json(path: str) -> Any | None:
@@ -82,7 +84,7 @@ def link_batch(outdir: str, review_dir: str, manifest: str) -> str:
     if out_id and run_id and out_id != run_id:
         raise WsideidError("the review folder belongs to another batch than OUTDIR (pass the right --review-dir)")
     batch_id = out_id or run_id or uuid.uuid4().hex
-    write_json(out_file, {"tool": "wsideid", "batch_id": batch_id})
+    write_json(out_file, {"tool": "wsideid", "batch_id": batch_id}, mode=PUBLIC)
     write_json(run_file, {"batch_id": batch_id, "outdir": os.path.abspath(outdir),
                           "review_dir": os.path.abspath(review_dir), "manifest": os.path.abspath(manifest)})
     return batch_id

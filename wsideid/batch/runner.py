@@ -15,18 +15,26 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from ..cells import unescape_row
 from ..errors import WsideidError
 from . import records
-from .job import SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, is_done, lost_job, recover_interrupted, run_job
+from .job import (RECORD_NOT_WRITTEN, SUMMARY_COLUMNS, SlideJob, SourceOrigin, _ours, finished_row, interrupted_job,
+                  is_done, lost_job, recover_interrupted, run_job)
 from .dicom_rows import check_dicom_rows
 from .manifest import ManifestRow, RowProblem, parse_manifest
 
 CLEAN = ("published", "approved")
 EXIT_CLEAN, EXIT_REVIEW, EXIT_FAILED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+REASONS = {"interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it",
+           "lost": "its worker died; rerun the same command to finish it",
+           RECORD_NOT_WRITTEN: "its record could not be written in the review folder; its output may be in OUTDIR:"
+                               " fix that and rerun the same command"}
 
 
 @dataclass
@@ -59,6 +67,16 @@ class BatchResult:
     skipped: int = 0
     secret_source: str = ""  # file | environment | random per run (the CLI warns about the last)
     overwrote: list[str] = field(default_factory=list)  # output names --overwrite replaced or dropped
+    messages: dict[int, str] = field(default_factory=dict)  # row -> why it failed or was refused (lab side only)
+    sources: dict[int, str] = field(default_factory=dict)  # row -> its source cell (PHI: lab side only)
+    interrupted: bool = False  # Ctrl-C stopped the run: its unfinished rows say "interrupted"
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """The rows that failed, were lost or interrupted, with why: what the summary names, not only counts."""
+        return [{"row": r["row"], "new_id": r["new_id"], "status": r["status"],
+                 "reason": self.messages.get(int(r["row"])) or REASONS.get(r["status"])
+                 or REASONS.get(r.get("error_kind", "")) or r.get("error_kind") or r["status"]}
+                for r in self.rows if r["status"] in ("failed", "lost", "interrupted")]
 
     @property
     def lost(self) -> int:
@@ -66,6 +84,8 @@ class BatchResult:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.problems or any(r["status"] in ("failed", "lost") for r in self.rows):
             return EXIT_FAILED
         return EXIT_CLEAN if all(r["status"] in CLEAN for r in self.rows) else EXIT_REVIEW
@@ -143,7 +163,8 @@ def refused_rows(problems: list[RowProblem]) -> dict[int, dict[str, Any]]:
     out = {}
     for n, names in cols.items():
         row = {c: "" for c in SUMMARY_COLUMNS}
-        row.update(row=n, status="refused", run="refused", error_kind="manifest:" + "+".join(dict.fromkeys(names)))
+        row.update(row=n, status="refused", run="refused", error_kind="manifest:" + "+".join(dict.fromkeys(names)),
+                   new_id=next((p.new_id for p in problems if p.row == n and p.new_id), ""))
         out[n] = row
     return out
 
@@ -257,15 +278,16 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
     outdir = os.path.abspath(outdir)
     review = os.path.abspath(opts.review_dir) if opts.review_dir else outdir.rstrip(os.sep) + "-review"
     rows, problems = parse_manifest(manifest, opts.source_root)
+    parsed = list(rows)  # their new_id (a pseudonym once given) names a row refused later
     rows = check_dicom_rows(rows, problems)
     rows = refuse_options(rows, problems, opts)
     from ..keys import RANDOM_SOURCE, load_secret
     secret = load_secret(opts.secret_file, allow_random=True)
     if secret.source == RANDOM_SOURCE and any((r.dates or opts.dates) == "shift" for r in rows):
         raise WsideidError("dates=shift needs a secret (--secret-file or $WSIDEID_SECRET)")
-    os.makedirs(outdir, exist_ok=True)
-    os.makedirs(review, mode=0o700, exist_ok=True)  # holds PHI: owner only
     records.check_separate(outdir, review)
+    from ..safefs import make_folders
+    make_folders((outdir, 0o777, "output folder"), (review, 0o700, "review folder"))  # review: PHI, owner only
     records.link_batch(outdir, review, manifest)
     from ..safefs import remove_dead_claims
     remove_dead_claims(outdir)  # left by a run killed between a publish and the claim's release
@@ -291,20 +313,35 @@ def run_batch(manifest: str, outdir: str, opts: BatchOptions | None = None) -> B
         stream = execute_dask(todo, opts.dask)
     else:
         stream = execute_local(todo, opts.jobs)
-    for row in stream:
-        fresh[int(row["row"])] = row
-        tick(row)
+    interrupted = False
+    try:
+        for row in stream:
+            fresh[int(row["row"])] = row
+            tick(row)
+    except KeyboardInterrupt:  # Ctrl-C: the workers stopped; what was not finished is recorded as such
+        interrupted = True
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+        for job in todo:  # a worker stopped between its publish and its report: proven from the disk
+            if job.row not in fresh:
+                fresh[job.row] = finished_row(job, records.load_record(review, job.new_id)) or interrupted_job(job)
+    ids = {r.row: r.new_id for r in parsed}
+    problems[:] = [p if p.new_id else replace(p, new_id=ids.get(p.row, "")) for p in problems]
     by_row = {**done_rows, **fresh, **refused_rows(problems)}
     ordered = [by_row[k] for k in sorted(by_row)]
     messages = {p.row: "; ".join(str(q) for q in problems if q.row == p.row) for p in problems}
     for rec in records.all_records(review):
-        if rec.get("error") and rec.get("row") in fresh:
+        if rec.get("error") and rec.get("row") in fresh and fresh[rec["row"]]["status"] != "interrupted":
             messages[rec["row"]] = rec["error"]
+    messages.update({n: r.pop("message") for n, r in fresh.items() if r.get("message")})  # no record said why
     result = BatchResult(ordered, problems, outdir, review, os.path.join(outdir, records.SUMMARY),
-                         ran=len(fresh), skipped=len(done_rows), secret_source=secret.source)
+                         ran=sum(r["status"] != "interrupted" for r in fresh.values()), skipped=len(done_rows),
+                         secret_source=secret.source, messages=messages, interrupted=interrupted)
     for r in ordered:
         result.counts[r["status"]] = result.counts.get(r["status"], 0) + 1
         if r.get("overwrote"):
             result.overwrote += [n for n in str(r["overwrote"]).split(";") if n]
-    write_summaries(result, {**{p.row: p.source for p in problems}, **{r.row: r.source_rel for r in rows}}, messages)
+    result.sources = {**{p.row: p.source for p in problems}, **{r.row: r.source_rel for r in rows}}
+    write_summaries(result, result.sources, messages)
     return result

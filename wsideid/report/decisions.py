@@ -33,15 +33,24 @@ class Applied:
     message: str
 
 
+DECISION_COLUMNS = ("new_id", "decision", "reviewer", "note")
+
+
 def read_decisions(path: str) -> list[dict[str, str]]:
+    """The QC page's export, or the same table edited in Excel (';' in European locales, tabs,
+    UTF-16, a BOM: see wsideid.tables)."""
+    from ..tables import decode_text, split_table
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [unescape_row(r) for r in csv.DictReader(fh)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise WsideidError(f"cannot read the decisions file ({type(exc).__name__})") from None
-    if rows and ("new_id" not in rows[0] or "decision" not in rows[0]):
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise WsideidError(f"cannot read the decisions file {path}: {exc.strerror}") from None
+    table = [r for r in split_table(decode_text(data, "the decisions file"), DECISION_COLUMNS, "new_id")
+             if any(c.strip() for c in r)]
+    header = [c.strip().lower() for c in table[0]] if table else []
+    if table and ("new_id" not in header or "decision" not in header):
         raise WsideidError("the decisions file needs the columns new_id and decision (as the QC page exports)")
-    return rows
+    return [dict(zip(header, r + [""] * (len(header) - len(r)))) for r in table[1:]]
 
 
 def reverify(rec: dict) -> str | None:
@@ -133,7 +142,8 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
         return Applied(nid, decision, False, "the output changed while it was moved")
     audit.update(status=status, review={"decision": status, "reviewer": reviewer, "decided_at": when,
                                         "reverified": decision == "approve"})
-    records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit)
+    records.write_json(os.path.join(dest_dir, os.path.basename(dest) + ".audit.json"), audit,
+                       mode=records.PUBLIC if status == "approved" else 0o600)
     if os.path.exists(audit_src):
         os.unlink(audit_src)
     decided = {"decision": status, "reviewer": reviewer, "note": note, "decided_at": when,

@@ -29,8 +29,8 @@ from ..cells import unescape_row
 DECISION_COLUMNS = ["new_id", "decision", "reviewer", "note", "decided_at"]
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
         "connect-src 'none'; form-action 'none'; base-uri 'none'")
-NO_SLIDE = ("refused", "lost")  # summary statuses of rows that have no record of this run
-_STATUS_ORDER = ("flagged", "failed", "refused", "lost", "published", "approved", "rejected")
+NO_SLIDE = ("refused", "lost", "interrupted")  # summary statuses of rows that have no finished record of this run
+_STATUS_ORDER = ("flagged", "failed", "refused", "lost", "interrupted", "published", "approved", "rejected")
 
 
 def _e(v: Any) -> str:
@@ -115,11 +115,26 @@ def _image(review_dir: str, im: dict, rec: dict, found: list) -> str:
     what = "as it leaves (published output)" if kept else "removed from the slide"
     n = sum(1 for _, sc, _f in found if sc is scan)
     flag = ('<span class="phi">PHI</span> ' if not kept or (scan and scan.get("has_phi")) else "")
+    why = not_scanned(scan, kept, (rec.get("job") or {}).get("detect"))
     return (f'<figure class="{_e(im["kind"])}" data-role="{_e(im["role"])}" data-stage="{_e(im.get("stage"))}">'
             f'<div class="frame"><img alt="{_e(im["role"])}" src="data:image/jpeg;base64,{data}">'
             f'{_overlay(scan, found)}</div>'
             f'<figcaption>{flag}{_e(im["role"])}, {what}'
-            f'{f"; {n} detector box" + ("es" if n != 1 else "") if n else ""}</figcaption></figure>')
+            f'{f"; {n} detector box" + ("es" if n != 1 else "") if n else ""}'
+            f'{f"<br><span class=notscanned>Not scanned: {_e(why)}</span>" if why else ""}</figcaption></figure>')
+
+
+def not_scanned(scan: dict | None, kept: bool, detect: str | None) -> str | None:
+    """Why the detectors did not read this image, or None when they did: a reviewer must not take an
+    image without boxes for a clean one when nobody looked (detectors off, a removed image under
+    --detect residual, a level covered by a scanned one, a detector error)."""
+    if scan is not None:
+        return scan.get("error") or scan.get("skipped") or None
+    if detect == "off":
+        return "the detectors were off (--detect off)"
+    if not kept and detect == "residual":
+        return "removed images are scanned with --detect all only"
+    return "no detector result was recorded for this image"
 
 
 def _images(review_dir: str, rec: dict, found: list) -> str:
@@ -229,12 +244,15 @@ def _card(review_dir: str, rec: dict) -> str:
             f'{_images(review_dir, rec, found)}{_findings(rec, found)}{_metadata(rec)}{_checks(rec)}{_controls(rec)}</section>')
 
 
+WHY_NO_SLIDE = {"lost": "the worker died before it reported; rerun the same command to finish it",
+                "interrupted": "interrupted (Ctrl-C) before it finished; rerun the same command to finish it"}
+
+
 def _row_card(row: dict) -> str:
     """A manifest row without a slide record of this run: refused (bad value, missing source) or lost."""
     st = row.get("status") or "refused"
     key = f"row-{row.get('row')}"
-    why = row.get("message") or ("the worker died before it reported; rerun the same command to finish it"
-                                 if st == "lost" else row.get("error_kind") or "no reason recorded")
+    why = row.get("message") or WHY_NO_SLIDE.get(st) or row.get("error_kind") or "no reason recorded"
     nid = row.get("new_id") or ""
     return (f'<section class="slide" tabindex="-1" data-status="{_e(st)}" data-id="{_e(key)}" id="slide-{_e(key)}">'
             f'<h2>row {_e(row.get("row"))}{" &middot; " + _e(nid) if nid else ""} '
@@ -269,6 +287,8 @@ def entries(review_dir: str) -> list[tuple[str, dict]]:
             used.add(rec["new_id"])
         else:
             out.append(("row", row))
+            if rec is not None and rec.get("status") == "running":  # the mark a lost or interrupted job left
+                used.add(rec["new_id"])
     out += [("record", {**r, "_stale": True}) for r in recs if r.get("new_id") not in used]
     return out
 
@@ -282,7 +302,7 @@ header p{margin:.3em 0}
 .slide.hidden{display:none}.slide.current{box-shadow:0 0 0 4px #1565c0}
 .badge{font-size:.75em;padding:.1em .5em;border-radius:4px;color:#fff;background:#555}
 .badge.published,.badge.approved{background:#2e7d32}.badge.flagged{background:#e65100}
-.badge.failed,.badge.rejected,.badge.refused,.badge.lost{background:#b00020}
+.badge.failed,.badge.rejected,.badge.refused,.badge.lost,.badge.interrupted{background:#b00020}
 .phi{background:#b00020;color:#fff;font-size:.7em;padding:0 .3em;border-radius:3px}
 .images{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1 1 300px}.col h3{font-size:1em;margin:.3em 0}
 .col .muted{margin:.2em 0}
@@ -301,7 +321,7 @@ table.findings{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #dd
 tr.flag{background:#fff3e0}mark{background:#ffab40;font-weight:600}.val{font-family:monospace}
 .checks table{border-collapse:collapse;margin:.3em 0}.checks tr.failed{background:#fde0e0}
 .checks tr.not-applicable,.checks tr.not-run{color:#777}
-.error{color:#b00020;font-weight:600}.muted{color:#777}
+.error{color:#b00020;font-weight:600}.notscanned{color:#b00020}.muted{color:#777}
 .slide.decided-approve{border-color:#2e7d32;border-width:3px}.slide.decided-reject{border-color:#b00020;border-width:3px}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em;font-size:.9em}
 """
