@@ -49,7 +49,7 @@ from ..needles import Scanner, needles_for_plan, report_residual
 from .. import openslide_guard
 from ..openslide_guard import open_slide
 from ..streamheads import HeaderMemo, distinct_headers, read_range
-from ..tiff import jpegsegs
+from ..tiff import jpegsegs, spans
 from ..tiff.container import TiffFile, read_tiff
 from ..tiff.edits import as_tile_edits
 from ..valuepolicy import value_failed
@@ -87,7 +87,18 @@ def structure_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     """Starts and ends (sorted by start) of every byte the container's structure names: the
     header, each IFD's entry table (with its next pointer, and the NDPI high words after it),
     each value stored outside its entry, and the strips/tiles. Opaque entries (a type no reader
-    knows) name nothing. Arrays: a tile is two integers, never a Python object."""
+    knows) name nothing. Arrays: a tile is two integers, never a Python object (the run itself
+    takes them in windows: ``unreferenced_nonzero``)."""
+    ms, me = _metadata_sorted(tf)
+    ps, pe = pixel_ranges(tf)
+    # the few metadata ranges merged into the sorted pixel ranges, each before pixel ranges
+    # that start where it does (what a stable sort of metadata then pixels gives)
+    at = np.searchsorted(ps, ms, side="left")
+    return np.insert(ps, at, ms), np.insert(pe, at, me)
+
+
+def _metadata_sorted(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
+    """``structure_ranges`` without the strips and tiles: the header, IFD tables and values."""
     head = {"classic": 8, "bigtiff": 16, "ndpi": 12}[tf.kind]
     s, e = [0], [head]
     for ifd in tf.all_ifds():
@@ -101,53 +112,49 @@ def structure_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
                 e.append(entry.value_offset + len(entry.raw))
     ms, me = np.array(s, np.int64), np.array(e, np.int64)
     order = np.argsort(ms, kind="stable")
-    ms, me = ms[order], me[order]
-    ps, pe = pixel_ranges(tf)
-    # the few metadata ranges merged into the sorted pixel ranges, each before pixel ranges
-    # that start where it does (what a stable sort of metadata then pixels gives)
-    at = np.searchsorted(ps, ms, side="left")
-    return np.insert(ps, at, ms), np.insert(pe, at, me)
+    return ms[order], me[order]
 
 
-def _uncovered(starts: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
-    """(from, to) rows of the bytes of a file of ``size`` no [start, end) range covers."""
-    covered_to = np.maximum.accumulate(ends) if len(ends) else ends
-    # gap i lies between the furthest end so far and the next start
-    gap_from = np.concatenate([[0], covered_to])
-    gap_to = np.minimum(np.concatenate([starts, [size]]), size)
-    keep = gap_to > gap_from
-    return np.stack([gap_from[keep], gap_to[keep]], axis=1).astype(np.int64)
+def _pixel_batches(tf: TiffFile) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The strips' and tiles' (start, end) sorted by start, in batches: a window of one image at a
+    time when the file is well ordered (``tiff.spans``: as writers lay tiles out), else
+    ``pixel_ranges`` in one batch."""
+    found = tiff_base.data_spans(tf)
+    if found is None:
+        yield pixel_ranges(tf)
+        return
+    flat = list(tf.all_ifds())
+    for span in found:
+        windows = tiff_base.data_windows(flat[span.key], tf.byteorder)
+        assert windows is not None  # it has a span
+        yield from spans.live_ranges(windows())
 
 
 def unreferenced_nonzero(path: str, tf: TiffFile) -> int:
     """Non-zero bytes that no part of the structure names (text after the last IFD, in a gap
     between tiles or values): a reader never shows them, so the writer never leaves them (it
     pads with zeros, and in-place mode wipes what it no longer uses)."""
-    gaps = _uncovered(*structure_ranges(tf), tf.size)
     count = 0
     with open(path, "rb") as fh:
-        for i in range(len(gaps)):
-            for _, piece in read_range(fh.fileno(), int(gaps[i, 0]), int(gaps[i, 1])):
+        for a, b in spans.uncovered(spans.merged(_pixel_batches(tf), _metadata_sorted(tf)), tf.size):
+            for _, piece in read_range(fh.fileno(), a, b):
                 count += len(piece) - piece.count(0)
     return count
 
 
-def _gaps(tf: TiffFile) -> np.ndarray:
-    """(from, to) rows of the bytes no strip or tile covers. A function of its own so the
-    per-tile arrays it sorts are let go before the (long) scan of the gaps and headers;
-    the rows stay an array (a gap per tile at worst, never a Python object per tile)."""
-    return _uncovered(*pixel_ranges(tf), tf.size)
+def _gaps(tf: TiffFile) -> Iterator[tuple[int, int]]:
+    """(from, to) of the bytes no strip or tile covers, found a batch of ranges at a time (a
+    gap per tile at worst, never all of them gathered)."""
+    return spans.uncovered(_pixel_batches(tf), tf.size)
 
 
 def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every byte of the output not covered by image data, then the
     header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
     memo = HeaderMemo()
-    gaps = _gaps(tf)
     total = 0
     with open(path, "rb") as fh:
-        for i in range(len(gaps)):
-            a, b = int(gaps[i, 0]), int(gaps[i, 1])
+        for a, b in _gaps(tf):
             for off, piece in read_range(fh.fileno(), a, b):
                 if len(piece) > 2 * _ZERO_EDGE and piece.count(0) == len(piece):
                     # zeros hold no text (in-place mode wipes the old versions of edited tiles):
