@@ -52,6 +52,7 @@ from ..streamheads import HeaderMemo, distinct_headers, read_range
 from ..tiff import jpegsegs, spans
 from ..tiff.container import TiffFile, read_tiff
 from ..tiff.edits import as_tile_edits
+from ..tiff.writer import ImageData
 from ..valuepolicy import value_failed
 from .source_view import SourceView, expected_levels, read_region, region_size, source_view
 from .vendors import tiff_base
@@ -168,14 +169,21 @@ def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) ->
                     raise WsideidError("output has more non-pixel bytes than the residual scan allows")
                 memo.prev_end = off + len(piece)
                 yield off, piece
+    ordered = tiff_base.data_spans(tf) is not None  # each image's tiles in file order: a window at a time
     for ifd in tf.all_ifds():
-        data = tiff_base.image_data(ifd, tf.byteorder)
-        if data is None:
-            continue
-        for off, head in distinct_headers(path, data.src_offsets, data.src_counts, memo):
-            if total + memo.total > limit:
-                raise WsideidError("output has more non-pixel bytes than the residual scan allows")
-            yield off, head
+        windows = tiff_base.data_windows(ifd, tf.byteorder) if ordered else None
+        if windows is None:
+            data = tiff_base.image_data(ifd, tf.byteorder)
+            if data is None:
+                continue
+            tables = iter([(data.src_offsets, data.src_counts)])
+        else:
+            tables = windows()
+        for offsets, counts in tables:
+            for off, head in distinct_headers(path, offsets, counts, memo):
+                if total + memo.total > limit:
+                    raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+                yield off, head
     if total + memo.total > limit:
         raise WsideidError("output has more non-pixel bytes than the residual scan allows")
 
@@ -307,13 +315,19 @@ def _image_data(ctx: TiffContext) -> None:
     rep, src, out, plan, full = ctx.report, ctx.src, ctx.output, ctx.plan, ctx.full
     flat_src = list(src.all_ifds())
     src_images, out_images = src.image_ifds(), out.image_ifds()
-    mismatch = checked = edited_bad = edited_checked = 0
+    tally = [0, 0, 0, 0]  # mismatch, checked, edited_bad, edited_checked
     with open(src.path, "rb") as fa, open(ctx.out_path, "rb") as fb:
         for oi, si in enumerate(ctx.kept_top):
             s_ifd, o_ifd = src_images[si], out_images[oi]
-            sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
+            sw, ow = tiff_base.data_windows(s_ifd, src.byteorder), tiff_base.data_windows(o_ifd, out.byteorder)
+            windowed = sw is not None and ow is not None and _count(s_ifd) == _count(o_ifd)
             try:  # bounded one by one before they are added (an offset near 2**63 wraps in int64)
-                tiff_base.check_data_bounds(out, o_ifd, od)
+                if windowed:
+                    for offs, cnts in ow():  # type: ignore[misc]
+                        tiff_base.check_data_bounds(out, o_ifd, ImageData(0, 0, offs, cnts))
+                else:
+                    od = tiff_base.image_data(o_ifd, out.byteorder)
+                    tiff_base.check_data_bounds(out, o_ifd, od)
             except MalformedFile:
                 rep.record(Check.IMAGE_DATA, False, f"image {si}: data past the end of the output", part="data ranges")
                 raise StopChecks from None
@@ -321,21 +335,50 @@ def _image_data(ctx: TiffContext) -> None:
             if any(d.image.index == si and d.action == "replace" for d in plan.images):
                 continue  # generated label: nothing of the source to compare
             new_tiles = as_tile_edits(ctx.edited.get(k, {}), src.path)
-            for t, n in zip(new_tiles.indices().tolist(), new_tiles.lengths().tolist()):
-                # an edited tile must hold exactly the editor's bytes (streamed from its pieces)
-                edited_bad += int(od.src_counts[t]) != n or not new_tiles.matches(t, fb.fileno(), int(od.src_offsets[t]))
-                edited_checked += 1
-            for t in _sample(len(sd.src_offsets), full):
-                if t in new_tiles:
-                    continue
-                if sd.src_counts[t] != od.src_counts[t] or not _same_bytes(
-                        fa, int(sd.src_offsets[t]), fb, int(od.src_offsets[t]), int(sd.src_counts[t])):
-                    mismatch += 1
-                checked += 1
+            if windowed:
+                pairs = ((sa, sb, oa, ob) for (sa, sb), (oa, ob) in zip(sw(), ow()))  # type: ignore[misc]
+            else:
+                sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
+                pairs = iter([(sd.src_offsets, sd.src_counts, od.src_offsets, od.src_counts)])
+            _compare_image(pairs, _count(s_ifd) if windowed else len(sd.src_offsets), new_tiles, full, fa, fb, tally)
+    mismatch, checked, edited_bad, edited_checked = tally
     rep.record(Check.IMAGE_DATA, True, "all ranges inside the file", part="data ranges")
     rep.record(Check.IMAGE_DATA, mismatch == 0 and edited_bad == 0,
                f"{checked} tiles/strips compared with the source{' (all)' if full else ' (sample)'}, {mismatch} differ; "
                f"{edited_checked} edited ones compared with their edit, {edited_bad} differ", part="pixels identical")
+
+
+def _count(ifd) -> int:
+    """Strips or tiles of an IFD, as its offsets table counts them."""
+    e = ifd.entries.get(324, ifd.entries.get(273))
+    return e.count if e is not None else 0
+
+
+def _compare_image(pairs, n: int, new_tiles, full: bool, fa, fb, tally: list[int]) -> None:
+    """One image's sampled tiles compared with the source's and its edited tiles with their
+    edits, the tables given a window at a time (source offsets, counts, output's, in step)."""
+    edited, lens = new_tiles.indices().tolist(), new_tiles.lengths().tolist()
+    sample = _sample(n, full)
+    ei = ti = at = 0
+    for so, sc, oo, oc in pairs:
+        end = at + len(so)
+        while ei < len(edited) and edited[ei] < end:
+            # an edited tile must hold exactly the editor's bytes (streamed from its pieces)
+            t, j = edited[ei], edited[ei] - at
+            tally[2] += int(oc[j]) != lens[ei] or not new_tiles.matches(t, fb.fileno(), int(oo[j]))
+            tally[3] += 1
+            ei += 1
+        while ti < len(sample) and sample[ti] < end:
+            t, j = sample[ti], sample[ti] - at
+            ti += 1
+            if t in new_tiles:
+                continue
+            if sc[j] != oc[j] or not _same_bytes(fa, int(so[j]), fb, int(oo[j]), int(sc[j])):
+                tally[0] += 1
+            tally[1] += 1
+        at = end
+    tally[2] += len(edited) - ei  # an edit the image has no tile for: fails closed
+    tally[3] += len(edited) - ei
 
 
 def _no_unknown_fields(ctx: TiffContext) -> None:
