@@ -393,8 +393,11 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str, origin
             raise AssertionError("IFD position drift")
         n = len(ordered)
         head = struct.pack(bo + lay.head_fmt, n)
-        table_end = start + len(head) + n * lay.entry_size + lay.next_size + (4 * n if kind == "ndpi" else 0)
-        values = bytearray()
+        # the entry table is filled in once the values after it are placed: the values go
+        # straight into ``buf`` (a tile table copied once, not gathered apart and copied again)
+        at = len(buf)
+        fixed = len(head) + n * lay.entry_size + lay.next_size + (4 * n if kind == "ndpi" else 0)
+        buf += bytes(fixed)
         table = bytearray()
         highs: list[int] = []
         for e in ordered:
@@ -405,24 +408,26 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str, origin
                 hi = v >> 32
                 typ, count = 4, 1
             elif lay.is_inline(e):
-                field_ = e.raw + b"\0" * (lay.inline_max - len(e.raw))
+                field_ = bytes(e.raw) + b"\0" * (lay.inline_max - len(e.raw))
                 typ, count = e.type, e.count
             else:
-                vpos = _align(table_end + len(values))
-                values += b"\0" * (vpos - table_end - len(values))
+                vpos = _align(base + len(buf))
+                buf += b"\0" * (vpos - base - len(buf))
                 if kind == "ndpi":
                     field_, hi = struct.pack("<I", vpos & 0xFFFFFFFF), vpos >> 32
                 else:
                     field_ = struct.pack(bo + lay.off_fmt, vpos)
-                values += e.raw
+                buf += e.raw
                 typ, count = e.type, e.count
             table += struct.pack(bo + "HH" + lay.count_fmt, e.tag, typ, count) + field_
             highs.append(hi)
         nxt = next_of.get(id(ifd), 0)
-        buf += head + table + struct.pack(bo + ("Q" if lay.next_size == 8 else "I"), nxt)
+        fixed_bytes = head + table + struct.pack(bo + ("Q" if lay.next_size == 8 else "I"), nxt)
         if kind == "ndpi":
-            buf += struct.pack(f"<{n}I", *highs)
-        buf += values
+            fixed_bytes += struct.pack(f"<{n}I", *highs)
+        if len(fixed_bytes) != fixed:
+            raise AssertionError("IFD table size drift")
+        buf[at:at + fixed] = fixed_bytes
         _pad_to(buf, start - base + lay.ifd_block_size(ordered))
     _pad_to(buf, _align(len(buf)))
     if origin is None:
