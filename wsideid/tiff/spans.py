@@ -37,16 +37,19 @@ def entry_windows(offsets: Entry, counts: Entry, byteorder: str, window: int | N
     entries' raw bytes a window at a time (``container.integer_array`` converts a whole table)."""
     window = window or WINDOW
     n = min(offsets.count, counts.count)
-    dts = []
-    for e in (offsets, counts):
-        code = _NP_TYPES.get(e.type)
-        if code is None:
-            return  # non-integer: the general path raises
-        dts.append(np.dtype(code).newbyteorder("<" if byteorder == "<" else ">"))
+    if not integer_typed(offsets, counts):
+        raise ValueError("entry_windows takes integer tables (see integer_typed)")
+    dts = [np.dtype(_NP_TYPES[e.type]).newbyteorder("<" if byteorder == "<" else ">") for e in (offsets, counts)]
     for a in range(0, n, window):
         k = min(window, n - a)
         yield tuple(np.frombuffer(e.raw, dtype=dt, count=k, offset=a * dt.itemsize).astype(np.int64)
                     for e, dt in zip((offsets, counts), dts))  # type: ignore[misc]
+
+
+def integer_typed(*entries: Entry) -> bool:
+    """Whether every entry holds integers (what ``entry_windows`` reads; the rest is refused by
+    ``container.integer_array``, with its own words)."""
+    return all(e.type in _NP_TYPES for e in entries)
 
 
 def array_windows(offsets: np.ndarray, counts: np.ndarray, window: int | None = None

@@ -63,12 +63,12 @@ def image_data(ifd: Ifd, bo: str, converted=None) -> ImageData | None:
 
 def data_windows(ifd: Ifd, bo: str) -> spans.Windows | None:
     """The IFD's strips or tiles a window at a time (``tiff.spans``), without converting its
-    whole table; None when it has none, or its tables are not a pair of equal length (what
-    ``image_data`` refuses, left to it)."""
+    whole table; None when it has none, or its tables are not a pair of integers of equal length
+    (what ``image_data`` refuses, left to it)."""
     for ot, ct in ((324, 325), (273, 279)):
         if ot in ifd.entries or ct in ifd.entries:
             o, c = ifd.entries.get(ot), ifd.entries.get(ct)
-            if o is None or c is None or o.count != c.count:
+            if o is None or c is None or o.count != c.count or not spans.integer_typed(o, c):
                 return None
             return lambda: spans.entry_windows(o, c, bo)
     return None
