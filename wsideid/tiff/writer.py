@@ -145,10 +145,15 @@ class OutputRecipe:
     runs: np.ndarray
     edits: list[TileEdits]
 
-    def _pieces(self, fd: int) -> Iterator[tuple[int | None, int | bytes, int]]:
+    def _pieces(self, fd: int, release: bool = False) -> Iterator[tuple[int | None, int | bytes, int]]:
         """The output's bytes in order: (file descriptor, offset, length) of a range of the
-        source ``fd`` or the edits' spill file, or (None, bytes, length) of new bytes."""
-        yield None, self.meta, len(self.meta)
+        source ``fd`` or the edits' spill file, or (None, bytes, length) of new bytes.
+        ``release``: the metadata bytes are let go once handed over (see ``matches``)."""
+        meta = self.meta
+        if release:
+            self.meta = b""
+        yield None, meta, len(meta)
+        del meta
         for offset, length in self.runs.tolist():
             yield fd, offset, length
         for te in self.edits:
@@ -160,7 +165,8 @@ class OutputRecipe:
                     else:
                         yield (fd if where == 0 else te.store.fd(where)), off, n
 
-    def matches(self, fd: int, out_fd: int, update: Callable[[memoryview], object], chunk: int = 1 << 20) -> bool:
+    def matches(self, fd: int, out_fd: int, update: Callable[[memoryview], object], chunk: int = 1 << 20,
+                release: bool = False) -> bool:
         """Whether the file ``out_fd`` holds exactly the output as planned, read once from its
         start to its end: every byte read goes to ``update`` (the file's own hash), and each chunk
         is compared with the plan's bytes (read from the source ``fd`` and the edits' spill file
@@ -169,7 +175,11 @@ class OutputRecipe:
         Why compared, not hashed: the plan's bytes were hashed beside the copy and the digest
         compared with the file's; comparing the same two byte sequences directly is the same
         proof (equal, byte for byte, not only by digest) for a memcmp of each chunk instead of a
-        second BLAKE3 or SHA-256 of the whole slide (0.4-1 CPU s at 2 GB, issue 14)."""
+        second BLAKE3 or SHA-256 of the whole slide (0.4-1 CPU s at 2 GB, issue 14).
+
+        ``release``: a recipe compared once lets go of its metadata bytes (they hold the tile
+        tables, 16 bytes a tile in a BigTIFF) as soon as they are compared, not when the whole
+        file is: read beside verification, the comparison can outlast its peak (issue 14)."""
         want, got = bytearray(chunk), bytearray(chunk)
         wv, gv = memoryview(want), memoryview(got)
         fill = pos = 0
@@ -182,7 +192,7 @@ class OutputRecipe:
             pos += k
             same = same and k == n and (want == got if n == chunk else wv[:n].tobytes() == gv[:n].tobytes())
 
-        for src, where, n in self._pieces(fd):
+        for src, where, n in self._pieces(fd, release):
             done = 0
             while done < n:
                 k = min(n - done, chunk - fill)
