@@ -24,6 +24,9 @@ Nothing is asserted: the figures are for people.
 
     nice .venv/bin/python bench/bench_rss.py            # real slides and a 1 GB SVS
     nice .venv/bin/python bench/bench_rss.py --sizes 0.2,1 --only svs
+    nice .venv/bin/python bench/bench_rss.py --sizes 2,7,14 --noise 60 --only rss- --workdir W   # 1.7, 6, 12 GB
+
+A slide built in ``--workdir`` is kept there for the next run (delete it when done).
 """
 
 from __future__ import annotations
@@ -235,12 +238,16 @@ def testdata() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "testdata"
 
 
-def build_synthetic(work: Path, gb: float) -> Path:
-    src = work / f"rss-{gb:g}GB.svs"
+def build_synthetic(work: Path, gb: float, noise: int = 25) -> Path:
+    """A synthetic SVS of about ``gb`` x 0.86 GB (``synth_large.build_svs``); ``noise`` sets the tiles'
+    size (25: ~28 KB, 60: ~42 KB). Every tile holds a whole JPEG header (~610 bytes), and the
+    residual scan allows 256 MB of non-pixel bytes, headers counted each time: at 28 KB a slide
+    of ~11 GB or more is refused for it, at 42 KB one of ~16 GB."""
+    src = work / (f"rss-{gb:g}GB.svs" if noise == 25 else f"rss-{gb:g}GB-n{noise}.svs")
     if not src.exists():
         code = ("import sys; sys.path.insert(0, %r); from wsideid.synth_large import build_svs; "
-                "build_svs(sys.argv[1], float(sys.argv[2]) * 1024)") % str(ROOT)
-        subprocess.run([sys.executable, "-c", code, str(src), str(gb)], check=True)  # a child: this process stays small
+                "print(build_svs(sys.argv[1], float(sys.argv[2]) * 1024, noise=int(sys.argv[3])), 'tiles')") % str(ROOT)
+        subprocess.run([sys.executable, "-c", code, str(src), str(gb), str(noise)], check=True)  # a child: this process stays small
     return src
 
 
@@ -253,6 +260,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="1", help="synthetic SVS sizes in GB, comma separated ('' for none)")
     ap.add_argument("--only", default=None, help="comma-separated substrings of slide names to run")
     ap.add_argument("--extra", default="", help="extra CLI options, e.g. '--detect off'")
+    ap.add_argument("--noise", type=int, default=25, help="synthetic tiles' noise: 25 (~28 KB tiles) or 60 (~42 KB, "
+                    "for slides of 12 GB and more, under the residual scan's limit on tile headers)")
     ap.add_argument("--trace", action="store_true", help="print where the main process's RSS grew")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", action="store_true", help="one JSON line per slide instead of the table")
@@ -261,7 +270,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     slides: list[Path] = [testdata() / s for s in REAL_SLIDES if (testdata() / s).exists()]
     for gb in [float(x) for x in args.sizes.split(",") if x.strip()]:
-        slides.append(build_synthetic(work, gb))
+        slides.append(build_synthetic(work, gb, args.noise))
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         slides = [s for s in slides if any(w in str(s) for w in wanted)]

@@ -68,12 +68,16 @@ def test_hasher_reports_the_plan_and_the_files_digest(synth_slides, tmp_path):
     from wsideid.hashing import HashAlgorithm, OutputHasher
     src = str(synth_slides["aperio"])
     out, recipe, _ = _written(src, tmp_path)
+    import copy
+    again = copy.copy(recipe)  # the hasher lets go of the recipe's metadata once compared
     h = OutputHasher(out, HashAlgorithm.SHA256, recipe, src)
     h.start()
     import hashlib
     assert h.result("output") == hashlib.sha256(open(out, "rb").read()).hexdigest() and h.planned is True
+    # compared, the metadata bytes (the tile tables) are not held to the end of the run (issue 14)
+    assert h.recipe is None and recipe.meta == b""
     _flip(out, os.path.getsize(out) // 2)
-    h = OutputHasher(out, HashAlgorithm.BLAKE3, recipe, src)
+    h = OutputHasher(out, HashAlgorithm.BLAKE3, again, src)
     h.start()
     assert h.result("output") == blake3.blake3(open(out, "rb").read()).hexdigest() and h.planned is False
 

@@ -30,7 +30,9 @@ from wsideid.options import DeidOptions
 from wsideid.synth_large import build_svs
 
 BESIDE = ["*/jpegsegs.py", "*/tileorder.py", "*/hashing.py", "*/concurrent/futures/*", "*/threading.py", "*/tracemalloc.py"]
-HELD_BYTES_PER_TILE = 80  # measured 64 at the copy (source and output offsets and counts, the new IFDs); 16 at verification
+# measured at the copy 64 before session 8, now 32 (the source's tables as parsed, 8, the image arrays
+# the copy and the stream check share, 16, the metadata bytes, 8); 16 at verification
+HELD_BYTES_PER_TILE = 40
 PEAK_BYTES_PER_TILE = 256  # measured ~140 (its phase moves with the slide: transient numpy arrays); a list of tuples a tile adds > 100
 BLOCKS_PER_TILE = 0.02  # measured < 0.001; one Python object per tile is 1.0
 

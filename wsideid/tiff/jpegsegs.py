@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -112,13 +113,27 @@ def scan_tiles(path: str, offsets: np.ndarray, counts: np.ndarray,
             # each holds one batch buffer, so memory stays bounded
             batches = _batches(offs, cnts)
             with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-                for sel, (bad, ext) in zip(batches, pool.map(one, batches)):
-                    found.append(original_index(live, sel, bad))
+                for sel, (bad, ext) in zip(batches, bounded_map(pool, one, batches)):
+                    if bad.any():
+                        found.append(original_index(live, sel, bad))
                     res.external |= ext
     except OSError as exc:
         raise WsideidError(f"cannot read the slide's image data: {exc.strerror or type(exc).__name__}") from None
     res.flagged = np.sort(np.concatenate(found)) if found else res.flagged
     return res
+
+
+def bounded_map(pool: ThreadPoolExecutor, fn, items: list, ahead: int = 4 * WORKERS):
+    """``pool.map(fn, items)`` with at most ``ahead`` calls submitted and not yet consumed.
+    ``Executor.map`` submits every call at once: a future a batch (a lock, a condition and
+    the result each), 6 000 of them for a 12 GB slide's level, alive until consumed."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _batches(offs: np.ndarray, cnts: np.ndarray) -> list[slice]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
+import io
 import os
 
 import numpy as np
@@ -320,11 +321,67 @@ def read_tiff_image(path: str, index: int):
         gc.collect()
 
 
-def _read_tiff_image(path: str, index: int):
+class _FirstIfdAt(io.RawIOBase):
+    """A file read as it is, but for its header, whose first-IFD pointer names another IFD.
+
+    Why: tifffile parses the first page of any file it opens in full, the full-resolution
+    level, whose tile offsets and counts it holds as tuples of Python ints (~80 bytes a tile:
+    35 MB for the 430 000 tiles of a 12 GB slide, read for each thumbnail, label or level the
+    residual scan decodes). Shown the image wanted as the first page, it never parses the level."""
+
+    def __init__(self, path: str, head: bytes):
+        self._f = open(path, "rb")  # noqa: SIM115 - closed with this stream
+        self._head = head
+        self.name = path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b) -> int:
+        pos = self._f.tell()
+        n = self._f.readinto(b)
+        if n and pos < len(self._head):
+            k = min(n, len(self._head) - pos)
+            memoryview(b).cast("B")[:k] = self._head[pos:pos + k]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _opened_page(path: str, index: int):
+    """(tifffile's page for image ``index``): classic and BigTIFF files are shown to tifffile with
+    that image as their first page (``_FirstIfdAt``); NDPI and image 0 as they are."""
     import tifffile
-    from PIL import Image
+
+    from .container import read_tiff
+    from .writer import header_bytes
+    tf = read_tiff(path)
+    images = tf.image_ifds()
+    if index and 0 < index < len(images) and tf.kind in ("classic", "bigtiff"):
+        head = header_bytes(tf.kind, tf.byteorder, images[index].offset)
+        del tf, images  # their tile tables are what this spares
+        with io.BufferedReader(_FirstIfdAt(path, head), 1 << 16) as stream, tifffile.TiffFile(stream) as t:
+            yield t.pages[0]
+        return
     with tifffile.TiffFile(path) as t:
-        page = tifffile_page(t, path, index)
+        yield tifffile_page(t, path, index, tf)
+
+
+def _read_tiff_image(path: str, index: int):
+    from PIL import Image
+    with _opened_page(path, index) as page:
         h, w = page.shape[:2] if page.planarconfig != 2 or page.samplesperpixel == 1 else page.shape[1:3]
         f = scan_factor(w, h)
         r = detector_reduction(-(-w // f), -(-h // f))

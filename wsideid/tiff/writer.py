@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import MalformedFile, WsideidError
 from .edits import MEMORY, TileEdits, as_tile_edits
+from .spans import array_windows, ordered_spans
 
 
 @dataclass
@@ -66,8 +67,19 @@ class WrittenLayout:
     size: int
     data_start: int
     kind: str
-    # per top-level IFD index (depth-first order of all IFDs): new offsets
-    new_offsets: list[np.ndarray]
+    path: str
+
+    @property
+    def new_offsets(self) -> list[np.ndarray]:
+        """Per IFD (depth-first order of all IFDs): its strips' or tiles' offsets, as the file
+        written says (read back, not kept: a slide's tiles are what grows with it)."""
+        from .container import integer_array, read_tiff
+        tf = read_tiff(self.path)
+        out = []
+        for ifd in tf.all_ifds():
+            tag = next((t for t in (324, 273) if t in ifd.entries), None)
+            out.append(integer_array(ifd.entries[tag], tf.byteorder) if tag is not None else np.zeros(0, np.int64))
+        return out
 
 
 def _align(n: int, a: int = 2) -> int:
@@ -129,14 +141,19 @@ class OutputRecipe:
     each image in output order.
     """
 
-    meta: bytes
+    meta: bytes | bytearray
     runs: np.ndarray
     edits: list[TileEdits]
 
-    def _pieces(self, fd: int) -> Iterator[tuple[int | None, int | bytes, int]]:
+    def _pieces(self, fd: int, release: bool = False) -> Iterator[tuple[int | None, int | bytes, int]]:
         """The output's bytes in order: (file descriptor, offset, length) of a range of the
-        source ``fd`` or the edits' spill file, or (None, bytes, length) of new bytes."""
-        yield None, self.meta, len(self.meta)
+        source ``fd`` or the edits' spill file, or (None, bytes, length) of new bytes.
+        ``release``: the metadata bytes are let go once handed over (see ``matches``)."""
+        meta = self.meta
+        if release:
+            self.meta = b""
+        yield None, meta, len(meta)
+        del meta
         for offset, length in self.runs.tolist():
             yield fd, offset, length
         for te in self.edits:
@@ -148,7 +165,8 @@ class OutputRecipe:
                     else:
                         yield (fd if where == 0 else te.store.fd(where)), off, n
 
-    def matches(self, fd: int, out_fd: int, update: Callable[[memoryview], object], chunk: int = 1 << 20) -> bool:
+    def matches(self, fd: int, out_fd: int, update: Callable[[memoryview], object], chunk: int = 1 << 20,
+                release: bool = False) -> bool:
         """Whether the file ``out_fd`` holds exactly the output as planned, read once from its
         start to its end: every byte read goes to ``update`` (the file's own hash), and each chunk
         is compared with the plan's bytes (read from the source ``fd`` and the edits' spill file
@@ -157,7 +175,11 @@ class OutputRecipe:
         Why compared, not hashed: the plan's bytes were hashed beside the copy and the digest
         compared with the file's; comparing the same two byte sequences directly is the same
         proof (equal, byte for byte, not only by digest) for a memcmp of each chunk instead of a
-        second BLAKE3 or SHA-256 of the whole slide (0.4-1 CPU s at 2 GB, issue 14)."""
+        second BLAKE3 or SHA-256 of the whole slide (0.4-1 CPU s at 2 GB, issue 14).
+
+        ``release``: a recipe compared once lets go of its metadata bytes (they hold the tile
+        tables, 16 bytes a tile in a BigTIFF) as soon as they are compared, not when the whole
+        file is: read beside verification, the comparison can outlast its peak (issue 14)."""
         want, got = bytearray(chunk), bytearray(chunk)
         wv, gv = memoryview(want), memoryview(got)
         fill = pos = 0
@@ -170,7 +192,7 @@ class OutputRecipe:
             pos += k
             same = same and k == n and (want == got if n == chunk else wv[:n].tobytes() == gv[:n].tobytes())
 
-        for src, where, n in self._pieces(fd):
+        for src, where, n in self._pieces(fd, release):
             done = 0
             while done < n:
                 k = min(n - done, chunk - fill)
@@ -230,18 +252,12 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
         meta_size = _metadata_size(flat, kind, bo)
         total = meta_size + plan.total
     data_start = meta_size
-    new_offsets = plan.assign(data_start)
     # 2. Fill offsets/bytecounts tags now that positions are known.
-    for ifd, (offs, counts) in zip(flat, new_offsets):
-        if ifd.data is None:
-            continue
-        _set_array(ifd, ifd.data.offsets_tag, offs, kind, bo, offsets=True)
-        _set_array(ifd, ifd.data.counts_tag, counts, kind, bo, offsets=False)
+    plan.place(data_start, kind, bo)
     meta = _serialize(flat, ifds, kind, bo)
     if len(meta) != meta_size:
         raise AssertionError(f"layout size mismatch {len(meta)} != {meta_size}")
-    placed = [o for o, _ in new_offsets]  # the layout's offsets only: per-tile counts are in ``meta``
-    del new_offsets
+    _drop_tables(flat)
     if on_recipe is not None:
         on_recipe(OutputRecipe(meta, plan.runs, [te for _, te in plan.edits]))
     try:
@@ -258,7 +274,19 @@ def write_tiff(src_path: str, dst_path: str, ifds: list[OutIfd], kind: str, bo: 
         # disk full, read-only or vanished output folder, I/O error: the
         # caller removes the partial file; the user gets one line, not a traceback
         raise WsideidError(f"cannot write the output: {exc.strerror or type(exc).__name__}") from None
-    return WrittenLayout(total, data_start, kind, placed)
+    return WrittenLayout(total, data_start, kind, dst_path)
+
+
+def _drop_tables(flat: list[OutIfd]) -> None:
+    """The data tables' values, now in the metadata bytes, let go (8 or 16 bytes a tile that the
+    caller's IFDs would otherwise hold through the copy). Written again, an IFD gets its
+    tables set anew."""
+    for ifd in flat:
+        if ifd.data is not None:
+            for tag in (ifd.data.offsets_tag, ifd.data.counts_tag):
+                e = ifd.entries.get(tag)
+                if e is not None and len(e.raw) > 8:
+                    ifd.entries[tag] = OutEntry(tag, e.type, e.count, b"")
 
 
 def _set_array(ifd: OutIfd, tag: int, values: np.ndarray, kind: str, bo: str, offsets: bool) -> None:
@@ -375,8 +403,11 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str, origin
             raise AssertionError("IFD position drift")
         n = len(ordered)
         head = struct.pack(bo + lay.head_fmt, n)
-        table_end = start + len(head) + n * lay.entry_size + lay.next_size + (4 * n if kind == "ndpi" else 0)
-        values = bytearray()
+        # the entry table is filled in once the values after it are placed: the values go
+        # straight into ``buf`` (a tile table copied once, not gathered apart and copied again)
+        at = len(buf)
+        fixed = len(head) + n * lay.entry_size + lay.next_size + (4 * n if kind == "ndpi" else 0)
+        buf += bytes(fixed)
         table = bytearray()
         highs: list[int] = []
         for e in ordered:
@@ -387,28 +418,30 @@ def _serialize(flat: list[OutIfd], top: list[OutIfd], kind: str, bo: str, origin
                 hi = v >> 32
                 typ, count = 4, 1
             elif lay.is_inline(e):
-                field_ = e.raw + b"\0" * (lay.inline_max - len(e.raw))
+                field_ = bytes(e.raw) + b"\0" * (lay.inline_max - len(e.raw))
                 typ, count = e.type, e.count
             else:
-                vpos = _align(table_end + len(values))
-                values += b"\0" * (vpos - table_end - len(values))
+                vpos = _align(base + len(buf))
+                buf += b"\0" * (vpos - base - len(buf))
                 if kind == "ndpi":
                     field_, hi = struct.pack("<I", vpos & 0xFFFFFFFF), vpos >> 32
                 else:
                     field_ = struct.pack(bo + lay.off_fmt, vpos)
-                values += e.raw
+                buf += e.raw
                 typ, count = e.type, e.count
             table += struct.pack(bo + "HH" + lay.count_fmt, e.tag, typ, count) + field_
             highs.append(hi)
         nxt = next_of.get(id(ifd), 0)
-        buf += head + table + struct.pack(bo + ("Q" if lay.next_size == 8 else "I"), nxt)
+        fixed_bytes = head + table + struct.pack(bo + ("Q" if lay.next_size == 8 else "I"), nxt)
         if kind == "ndpi":
-            buf += struct.pack(f"<{n}I", *highs)
-        buf += values
+            fixed_bytes += struct.pack(f"<{n}I", *highs)
+        if len(fixed_bytes) != fixed:
+            raise AssertionError("IFD table size drift")
+        buf[at:at + fixed] = fixed_bytes
         _pad_to(buf, start - base + lay.ifd_block_size(ordered))
     _pad_to(buf, _align(len(buf)))
     if origin is None:
-        return bytes(buf)
+        return buf  # not copied to bytes: the tile tables are most of it
     return bytes(buf), first
 
 
@@ -419,12 +452,19 @@ def _pad_to(buf: bytearray, n: int) -> None:
 
 
 class _DataPlan:
-    """Unique source ranges in source order, then the edited tiles (streamed from their pieces)."""
+    """Unique source ranges in source order, then the edited tiles (streamed from their pieces).
+
+    Two paths to the same layout. A well-ordered source (``tiff.spans``: each image's ranges
+    ascending and disjoint, the images apart, as writers lay them out) is placed image by image,
+    a window of tiles at a time: its ranges in source order are the images' own, one after the
+    other, so nothing per tile is gathered or sorted. Anything else (shared tiles, overlaps,
+    tiles out of order) gathers every range and sorts them (``_Sorted``), which also words
+    the refusal of an overlap."""
 
     def __init__(self, flat: list[OutIfd], src_path: str):
         self.flat = flat
-        srcs, lens, owners = [], [], []
         self.edits: list[tuple[int, TileEdits]] = []  # (ifd idx, its edited tiles)
+        self.copied: dict[int, np.ndarray] = {}  # ifd idx -> its counts with the edited tiles' zeroed
         for k, ifd in enumerate(flat):
             if ifd.data is None:
                 continue
@@ -434,16 +474,118 @@ class _DataPlan:
                 raise MalformedFile("strip/tile offsets and byte counts differ in number")
             if (offs < 0).any() or (cnts < 0).any():
                 raise MalformedFile("negative image data offset or length")
-            mask = np.ones(len(offs), bool)
+            copied = cnts
             if len(ifd.data.replaced):
                 te = as_tile_edits(ifd.data.replaced, src_path)
                 idx = te.indices()
                 if len(idx) and (idx[0] < 0 or idx[-1] >= len(offs)):
                     raise AssertionError("an edited tile index lies outside its image")
-                mask[idx] = False
+                copied = cnts.copy()
+                copied[idx] = 0
                 self.edits.append((k, te))
-            mask &= cnts > 0
-            idx = np.nonzero(mask)[0]
+            self.copied[k] = copied
+        self.spans = ordered_spans([(k, self._windows(k)) for k in self.copied])
+        self.sorted = _Sorted(flat, self.copied) if self.spans is None else None
+        copied_total = (self.sorted.total if self.sorted is not None else
+                        sum(int(self.copied[sp.key].sum()) for sp in self.spans))  # type: ignore[union-attr]
+        self.total = copied_total + sum(int(te.lengths().sum()) for _, te in self.edits)
+
+    def _windows(self, k: int):
+        offs = np.asarray(self.flat[k].data.src_offsets, dtype=np.int64)  # type: ignore[union-attr]
+        return lambda: array_windows(offs, self.copied[k])
+
+    def place(self, data_start: int, kind: str, bo: str) -> None:
+        """Each image's new offsets and counts set in its entries (the data region starting at
+        ``data_start``), and ``runs``, the copy's (offset, length) rows of the source, found."""
+        if self.sorted is not None:
+            out: list[tuple[np.ndarray, np.ndarray]] = [
+                (np.zeros(len(ifd.data.src_offsets), np.int64), np.array(ifd.data.src_counts, dtype=np.int64))
+                if ifd.data is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64)) for ifd in self.flat]
+            pos, self.runs = self.sorted.assign(data_start, out)
+            self.sorted = None
+            for k, te in self.edits:
+                idx, lens = te.indices(), te.lengths()
+                out[k][0][idx] = np.where(lens > 0, pos + _before(lens), 0)
+                out[k][1][idx] = lens
+                pos += int(lens.sum())
+            for ifd, (offs, counts) in zip(self.flat, out):
+                if ifd.data is not None:
+                    _set_array(ifd, ifd.data.offsets_tag, offs, kind, bo, offsets=True)
+                    _set_array(ifd, ifd.data.counts_tag, counts, kind, bo, offsets=False)
+            self.copied.clear()
+            return
+        base, pos = {}, data_start
+        for span in self.spans or ():
+            base[span.key] = pos
+            pos += int(self.copied[span.key].sum())
+        edited = dict(self.edits)
+        for k in list(self.copied):  # one image at a time, its tables filled a window at a time
+            data = self.flat[k].data
+            assert data is not None
+            offs, cnts = _Table(len(data.src_offsets), kind, bo), _Table(len(data.src_offsets), kind, bo)
+            at, where = 0, base.get(k, 0)
+            for _, copied in self._windows(k)():
+                starts = where + np.cumsum(copied) - copied
+                where = int(starts[-1] + copied[-1]) if len(copied) else where
+                offs.put(slice(at, at + len(copied)), np.where(copied > 0, starts, 0))
+                at += len(copied)
+            at = 0
+            for _, c in array_windows(np.asarray(data.src_offsets), np.asarray(data.src_counts)):
+                cnts.put(slice(at, at + len(c)), np.asarray(c, dtype=np.int64))
+                at += len(c)
+            te = edited.get(k)
+            if te is not None:
+                idx, lens = te.indices(), te.lengths()
+                offs.put(idx, np.where(lens > 0, pos + _before(lens), 0))
+                cnts.put(idx, lens)
+                pos += int(lens.sum())
+            offs.set(self.flat[k], data.offsets_tag, bo)
+            cnts.set(self.flat[k], data.counts_tag, bo)
+        self.runs = self._runs_in_order()
+        self.copied.clear()
+
+    def _runs_in_order(self) -> np.ndarray:
+        """The copy's runs (one row per contiguous stretch of the source) of a well-ordered
+        source, found a window at a time: its ranges in source order are the spans' in turn."""
+        runs: list[np.ndarray] = []
+        run_start, run_end = -1, -1
+        for span in self.spans or ():
+            for offs, cnts in self._windows(span.key)():
+                live = cnts > 0
+                s, c = offs[live], cnts[live]
+                if not len(s):
+                    continue
+                brk = np.nonzero(s[1:] != s[:-1] + c[:-1])[0] + 1  # a new run starts there
+                first = np.concatenate([[0], brk])
+                last = np.append(brk, len(s)) - 1
+                rs, re_ = s[first], s[last] + c[last]
+                if int(rs[0]) == run_end:  # the window goes on from the last run
+                    rs[0] = run_start
+                elif run_start >= 0:
+                    runs.append(np.array([[run_start, run_end - run_start]], np.int64))
+                if len(rs) > 1:
+                    runs.append(np.stack([rs[:-1], re_[:-1] - rs[:-1]], axis=1))
+                run_start, run_end = int(rs[-1]), int(re_[-1])
+        if run_start >= 0:
+            runs.append(np.array([[run_start, run_end - run_start]], np.int64))
+        return np.concatenate(runs).astype(np.int64) if runs else np.zeros((0, 2), np.int64)
+
+    def copy(self, src_fd: int, dst_fd: int) -> None:
+        for offset, length in self.runs.tolist():
+            append_range(src_fd, dst_fd, offset, length)
+        for _, te in self.edits:
+            write_edits(dst_fd, te, src_fd)
+
+
+class _Sorted:
+    """The general path of ``_DataPlan``: every copied range gathered and sorted by source offset;
+    identical ranges share one copy, any other overlap is refused."""
+
+    def __init__(self, flat: list[OutIfd], copied: dict[int, np.ndarray]):
+        srcs, lens, owners = [], [], []
+        for k, cnts in copied.items():
+            offs = np.asarray(flat[k].data.src_offsets, dtype=np.int64)  # type: ignore[union-attr]
+            idx = np.nonzero(cnts > 0)[0]
             srcs.append(offs[idx])
             lens.append(cnts[idx])
             owners.append(np.stack([np.full(len(idx), k), idx], axis=1))
@@ -466,58 +608,63 @@ class _DataPlan:
             self.unique = ~same
         else:
             self.unique = np.zeros(0, bool)
-        self.total = int(self.len[self.unique].sum()) + sum(int(te.lengths().sum()) for _, te in self.edits)
+        self.total = int(self.len[self.unique].sum())
 
-    def assign(self, data_start: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def assign(self, data_start: int, out: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray]:
+        """New offsets of the copied ranges filled into ``out``; (where the edits go, the runs)."""
         ulen = self.len[self.unique]
         ustart = data_start + np.concatenate([[0], np.cumsum(ulen)[:-1]]) if len(ulen) else np.zeros(0, np.int64)
         # map every (possibly duplicate) range to its unique copy's new start
         uidx = np.cumsum(self.unique) - 1
         new_start = ustart[uidx] if len(uidx) else np.zeros(0, np.int64)
-        self.runs_src = self.src[self.unique]
-        self.runs_len = ulen
-        out: list[tuple[np.ndarray, np.ndarray]] = []
-        for ifd in self.flat:
-            if ifd.data is None:
-                out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
-                continue
-            n = len(ifd.data.src_offsets)
-            out.append((np.zeros(n, np.int64), np.array(ifd.data.src_counts, dtype=np.int64)))
         # per image, not per tile: a Python list of 60 000 (image, tile) pairs cost 10 MB that
         # pymalloc kept for the rest of the run (issue 14)
         images, tiles = self.owner[:, 0], self.owner[:, 1]
         for k in np.unique(images).tolist():
             sel = images == k
             out[k][0][tiles[sel]] = new_start[sel]
-        pos = data_start + int(ulen.sum())
-        for k, te in self.edits:
-            idx, lens = te.indices(), te.lengths()
-            starts = pos + np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
-            out[k][0][idx] = np.where(lens > 0, starts, 0)
-            out[k][1][idx] = lens
-            pos += int(lens.sum())
-        # what the copy needs is the merged runs (one row per contiguous stretch, not per tile);
-        # the per-tile arrays (about 80 bytes a tile) would otherwise stay for the whole copy
-        self.runs = self.source_runs()
-        del self.src, self.len, self.owner, self.unique, self.runs_src, self.runs_len
-        return out
+        return data_start + int(ulen.sum()), _merged_runs(self.src[self.unique], ulen)
 
-    def source_runs(self) -> np.ndarray:
-        """(offset, length) rows of the source ranges in output order, contiguous ones merged."""
-        if not len(self.runs_src):
-            return np.zeros((0, 2), np.int64)
-        brk = np.ones(len(self.runs_src), bool)
-        brk[1:] = self.runs_src[1:] != self.runs_src[:-1] + self.runs_len[:-1]
-        starts = np.nonzero(brk)[0]
-        ends = np.append(starts[1:], len(self.runs_src))
-        csum = np.concatenate([[0], np.cumsum(self.runs_len)])
-        return np.stack([self.runs_src[starts], csum[ends] - csum[starts]], axis=1).astype(np.int64)
 
-    def copy(self, src_fd: int, dst_fd: int) -> None:
-        for offset, length in self.runs.tolist():
-            append_range(src_fd, dst_fd, offset, length)
-        for _, te in self.edits:
-            write_edits(dst_fd, te, src_fd)
+def _before(lens: np.ndarray) -> np.ndarray:
+    """For each length, the sum of those before it (where it starts, from 0)."""
+    return np.cumsum(lens) - lens
+
+
+class _Table:
+    """An image's offsets or counts as the output stores them (LONG, or LONG8 in BigTIFF, in the
+    file's byte order), filled a window at a time: what ``_set_array`` writes, without the whole
+    table in int64 first. A table of one value keeps ``_set_array``'s own rules (NDPI's single
+    64-bit strip offset)."""
+
+    def __init__(self, n: int, kind: str, bo: str):
+        self.kind, self.typ = kind, (16 if kind == "bigtiff" else 4)
+        code = "u8" if kind == "bigtiff" else "u4"
+        self.values = np.zeros(n, np.int64) if n <= 1 else np.zeros(n, np.dtype(code).newbyteorder(bo))
+
+    def put(self, where, values: np.ndarray) -> None:
+        if len(self.values) > 1 and len(values) and self.kind != "bigtiff" and int(values.max()) >= 2**32:
+            raise WsideidError("image data offset beyond 4 GB in a classic TIFF layout")
+        self.values[where] = values
+
+    def set(self, ifd: OutIfd, tag: int, bo: str) -> None:
+        n = len(self.values)
+        if n <= 1:
+            _set_array(ifd, tag, self.values, self.kind, bo, offsets=True)
+        else:
+            ifd.entries[tag] = OutEntry(tag, self.typ, n, memoryview(self.values).cast("B"))
+
+
+def _merged_runs(src: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """(offset, length) rows of source ranges in output order, contiguous ones merged."""
+    if not len(src):
+        return np.zeros((0, 2), np.int64)
+    brk = np.ones(len(src), bool)
+    brk[1:] = src[1:] != src[:-1] + lens[:-1]
+    starts = np.nonzero(brk)[0]
+    ends = np.append(starts[1:], len(src))
+    csum = np.concatenate([[0], np.cumsum(lens)])
+    return np.stack([src[starts], csum[ends] - csum[starts]], axis=1).astype(np.int64)
 
 
 _BIG_PIECE = 1 << 20  # pieces at least this long go through the kernel; smaller ones are gathered

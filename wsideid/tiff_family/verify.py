@@ -49,9 +49,10 @@ from ..needles import Scanner, needles_for_plan, report_residual
 from .. import openslide_guard
 from ..openslide_guard import open_slide
 from ..streamheads import HeaderMemo, distinct_headers, read_range
-from ..tiff import jpegsegs
+from ..tiff import jpegsegs, spans
 from ..tiff.container import TiffFile, read_tiff
 from ..tiff.edits import as_tile_edits
+from ..tiff.writer import ImageData
 from ..valuepolicy import value_failed
 from .source_view import SourceView, expected_levels, read_region, region_size, source_view
 from .vendors import tiff_base
@@ -87,7 +88,18 @@ def structure_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
     """Starts and ends (sorted by start) of every byte the container's structure names: the
     header, each IFD's entry table (with its next pointer, and the NDPI high words after it),
     each value stored outside its entry, and the strips/tiles. Opaque entries (a type no reader
-    knows) name nothing. Arrays: a tile is two integers, never a Python object."""
+    knows) name nothing. Arrays: a tile is two integers, never a Python object (the run itself
+    takes them in windows: ``unreferenced_nonzero``)."""
+    ms, me = _metadata_sorted(tf)
+    ps, pe = pixel_ranges(tf)
+    # the few metadata ranges merged into the sorted pixel ranges, each before pixel ranges
+    # that start where it does (what a stable sort of metadata then pixels gives)
+    at = np.searchsorted(ps, ms, side="left")
+    return np.insert(ps, at, ms), np.insert(pe, at, me)
+
+
+def _metadata_sorted(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
+    """``structure_ranges`` without the strips and tiles: the header, IFD tables and values."""
     head = {"classic": 8, "bigtiff": 16, "ndpi": 12}[tf.kind]
     s, e = [0], [head]
     for ifd in tf.all_ifds():
@@ -101,53 +113,49 @@ def structure_ranges(tf: TiffFile) -> tuple[np.ndarray, np.ndarray]:
                 e.append(entry.value_offset + len(entry.raw))
     ms, me = np.array(s, np.int64), np.array(e, np.int64)
     order = np.argsort(ms, kind="stable")
-    ms, me = ms[order], me[order]
-    ps, pe = pixel_ranges(tf)
-    # the few metadata ranges merged into the sorted pixel ranges, each before pixel ranges
-    # that start where it does (what a stable sort of metadata then pixels gives)
-    at = np.searchsorted(ps, ms, side="left")
-    return np.insert(ps, at, ms), np.insert(pe, at, me)
+    return ms[order], me[order]
 
 
-def _uncovered(starts: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
-    """(from, to) rows of the bytes of a file of ``size`` no [start, end) range covers."""
-    covered_to = np.maximum.accumulate(ends) if len(ends) else ends
-    # gap i lies between the furthest end so far and the next start
-    gap_from = np.concatenate([[0], covered_to])
-    gap_to = np.minimum(np.concatenate([starts, [size]]), size)
-    keep = gap_to > gap_from
-    return np.stack([gap_from[keep], gap_to[keep]], axis=1).astype(np.int64)
+def _pixel_batches(tf: TiffFile) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The strips' and tiles' (start, end) sorted by start, in batches: a window of one image at a
+    time when the file is well ordered (``tiff.spans``: as writers lay tiles out), else
+    ``pixel_ranges`` in one batch."""
+    found = tiff_base.data_spans(tf)
+    if found is None:
+        yield pixel_ranges(tf)
+        return
+    flat = list(tf.all_ifds())
+    for span in found:
+        windows = tiff_base.data_windows(flat[span.key], tf.byteorder)
+        assert windows is not None  # it has a span
+        yield from spans.live_ranges(windows())
 
 
 def unreferenced_nonzero(path: str, tf: TiffFile) -> int:
     """Non-zero bytes that no part of the structure names (text after the last IFD, in a gap
     between tiles or values): a reader never shows them, so the writer never leaves them (it
     pads with zeros, and in-place mode wipes what it no longer uses)."""
-    gaps = _uncovered(*structure_ranges(tf), tf.size)
     count = 0
     with open(path, "rb") as fh:
-        for i in range(len(gaps)):
-            for _, piece in read_range(fh.fileno(), int(gaps[i, 0]), int(gaps[i, 1])):
+        for a, b in spans.uncovered(spans.merged(_pixel_batches(tf), _metadata_sorted(tf)), tf.size):
+            for _, piece in read_range(fh.fileno(), a, b):
                 count += len(piece) - piece.count(0)
     return count
 
 
-def _gaps(tf: TiffFile) -> np.ndarray:
-    """(from, to) rows of the bytes no strip or tile covers. A function of its own so the
-    per-tile arrays it sorts are let go before the (long) scan of the gaps and headers;
-    the rows stay an array (a gap per tile at worst, never a Python object per tile)."""
-    return _uncovered(*pixel_ranges(tf), tf.size)
+def _gaps(tf: TiffFile) -> Iterator[tuple[int, int]]:
+    """(from, to) of the bytes no strip or tile covers, found a batch of ranges at a time (a
+    gap per tile at worst, never all of them gathered)."""
+    return spans.uncovered(_pixel_batches(tf), tf.size)
 
 
 def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every byte of the output not covered by image data, then the
     header of every JPEG / JPEG 2000 tile and strip (everything before its entropy-coded data)."""
     memo = HeaderMemo()
-    gaps = _gaps(tf)
     total = 0
     with open(path, "rb") as fh:
-        for i in range(len(gaps)):
-            a, b = int(gaps[i, 0]), int(gaps[i, 1])
+        for a, b in _gaps(tf):
             for off, piece in read_range(fh.fileno(), a, b):
                 if len(piece) > 2 * _ZERO_EDGE and piece.count(0) == len(piece):
                     # zeros hold no text (in-place mode wipes the old versions of edited tiles):
@@ -161,14 +169,21 @@ def non_pixel_segments(path: str, tf: TiffFile, limit: int = NON_PIXEL_LIMIT) ->
                     raise WsideidError("output has more non-pixel bytes than the residual scan allows")
                 memo.prev_end = off + len(piece)
                 yield off, piece
+    ordered = tiff_base.data_spans(tf) is not None  # each image's tiles in file order: a window at a time
     for ifd in tf.all_ifds():
-        data = tiff_base.image_data(ifd, tf.byteorder)
-        if data is None:
-            continue
-        for off, head in distinct_headers(path, data.src_offsets, data.src_counts, memo):
-            if total + memo.total > limit:
-                raise WsideidError("output has more non-pixel bytes than the residual scan allows")
-            yield off, head
+        windows = tiff_base.data_windows(ifd, tf.byteorder) if ordered else None
+        if windows is None:
+            data = tiff_base.image_data(ifd, tf.byteorder)
+            if data is None:
+                continue
+            tables = iter([(data.src_offsets, data.src_counts)])
+        else:
+            tables = windows()
+        for offsets, counts in tables:
+            for off, head in distinct_headers(path, offsets, counts, memo):
+                if total + memo.total > limit:
+                    raise WsideidError("output has more non-pixel bytes than the residual scan allows")
+                yield off, head
     if total + memo.total > limit:
         raise WsideidError("output has more non-pixel bytes than the residual scan allows")
 
@@ -300,13 +315,19 @@ def _image_data(ctx: TiffContext) -> None:
     rep, src, out, plan, full = ctx.report, ctx.src, ctx.output, ctx.plan, ctx.full
     flat_src = list(src.all_ifds())
     src_images, out_images = src.image_ifds(), out.image_ifds()
-    mismatch = checked = edited_bad = edited_checked = 0
+    tally = [0, 0, 0, 0]  # mismatch, checked, edited_bad, edited_checked
     with open(src.path, "rb") as fa, open(ctx.out_path, "rb") as fb:
         for oi, si in enumerate(ctx.kept_top):
             s_ifd, o_ifd = src_images[si], out_images[oi]
-            sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
+            sw, ow = tiff_base.data_windows(s_ifd, src.byteorder), tiff_base.data_windows(o_ifd, out.byteorder)
+            windowed = sw is not None and ow is not None and _count(s_ifd) == _count(o_ifd)
             try:  # bounded one by one before they are added (an offset near 2**63 wraps in int64)
-                tiff_base.check_data_bounds(out, o_ifd, od)
+                if windowed:
+                    for offs, cnts in ow():  # type: ignore[misc]
+                        tiff_base.check_data_bounds(out, o_ifd, ImageData(0, 0, offs, cnts))
+                else:
+                    od = tiff_base.image_data(o_ifd, out.byteorder)
+                    tiff_base.check_data_bounds(out, o_ifd, od)
             except MalformedFile:
                 rep.record(Check.IMAGE_DATA, False, f"image {si}: data past the end of the output", part="data ranges")
                 raise StopChecks from None
@@ -314,21 +335,50 @@ def _image_data(ctx: TiffContext) -> None:
             if any(d.image.index == si and d.action == "replace" for d in plan.images):
                 continue  # generated label: nothing of the source to compare
             new_tiles = as_tile_edits(ctx.edited.get(k, {}), src.path)
-            for t, n in zip(new_tiles.indices().tolist(), new_tiles.lengths().tolist()):
-                # an edited tile must hold exactly the editor's bytes (streamed from its pieces)
-                edited_bad += int(od.src_counts[t]) != n or not new_tiles.matches(t, fb.fileno(), int(od.src_offsets[t]))
-                edited_checked += 1
-            for t in _sample(len(sd.src_offsets), full):
-                if t in new_tiles:
-                    continue
-                if sd.src_counts[t] != od.src_counts[t] or not _same_bytes(
-                        fa, int(sd.src_offsets[t]), fb, int(od.src_offsets[t]), int(sd.src_counts[t])):
-                    mismatch += 1
-                checked += 1
+            if windowed:
+                pairs = ((sa, sb, oa, ob) for (sa, sb), (oa, ob) in zip(sw(), ow()))  # type: ignore[misc]
+            else:
+                sd, od = tiff_base.image_data(s_ifd, src.byteorder), tiff_base.image_data(o_ifd, out.byteorder)
+                pairs = iter([(sd.src_offsets, sd.src_counts, od.src_offsets, od.src_counts)])
+            _compare_image(pairs, _count(s_ifd) if windowed else len(sd.src_offsets), new_tiles, full, fa, fb, tally)
+    mismatch, checked, edited_bad, edited_checked = tally
     rep.record(Check.IMAGE_DATA, True, "all ranges inside the file", part="data ranges")
     rep.record(Check.IMAGE_DATA, mismatch == 0 and edited_bad == 0,
                f"{checked} tiles/strips compared with the source{' (all)' if full else ' (sample)'}, {mismatch} differ; "
                f"{edited_checked} edited ones compared with their edit, {edited_bad} differ", part="pixels identical")
+
+
+def _count(ifd) -> int:
+    """Strips or tiles of an IFD, as its offsets table counts them."""
+    e = ifd.entries.get(324, ifd.entries.get(273))
+    return e.count if e is not None else 0
+
+
+def _compare_image(pairs, n: int, new_tiles, full: bool, fa, fb, tally: list[int]) -> None:
+    """One image's sampled tiles compared with the source's and its edited tiles with their
+    edits, the tables given a window at a time (source offsets, counts, output's, in step)."""
+    edited, lens = new_tiles.indices().tolist(), new_tiles.lengths().tolist()
+    sample = _sample(n, full)
+    ei = ti = at = 0
+    for so, sc, oo, oc in pairs:
+        end = at + len(so)
+        while ei < len(edited) and edited[ei] < end:
+            # an edited tile must hold exactly the editor's bytes (streamed from its pieces)
+            t, j = edited[ei], edited[ei] - at
+            tally[2] += int(oc[j]) != lens[ei] or not new_tiles.matches(t, fb.fileno(), int(oo[j]))
+            tally[3] += 1
+            ei += 1
+        while ti < len(sample) and sample[ti] < end:
+            t, j = sample[ti], sample[ti] - at
+            ti += 1
+            if t in new_tiles:
+                continue
+            if sc[j] != oc[j] or not _same_bytes(fa, int(so[j]), fb, int(oo[j]), int(sc[j])):
+                tally[0] += 1
+            tally[1] += 1
+        at = end
+    tally[2] += len(edited) - ei  # an edit the image has no tile for: fails closed
+    tally[3] += len(edited) - ei
 
 
 def _no_unknown_fields(ctx: TiffContext) -> None:
@@ -580,7 +630,8 @@ def _check_streams(src: TiffFile, out: TiffFile, out_path: str, plan: Plan, kept
                 bad_streams += 1
             if comp == 7:
                 hidden += _entropy_slack(fo, data, pick, o_tables, int(o_ifd.value(257, 0)) or None, full)
-            sd = tiff_base.image_data(s_ifd, src.byteorder)
+            # the source's tables only for its edited tiles (16 bytes a tile at verification's peak)
+            sd = tiff_base.image_data(s_ifd, src.byteorder) if len(new.indices()) else None
             kind = "j2k" if comp in tiff_base.J2K_COMPRESSIONS else "jpeg"
             undecodable = _too_large_to_decode(s_ifd)
             for t in new.indices()[:None if full else EDITED_DECODE_SAMPLE].tolist():
