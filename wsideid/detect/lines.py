@@ -63,7 +63,7 @@ def _tesseract_lines(crops: Sequence[Image.Image]) -> list[Reading]:
     """One tesseract call on all crops stacked; a Reading per crop."""
     import pytesseract
 
-    from .ocr import MIN_WORD_CONF, tesseract_version
+    from .ocr import MIN_WORD_CONF, tesseract_version, uncompressed
 
     tesseract_version()  # OcrUnavailable when missing
     gap = LINE_HEIGHT // 2
@@ -72,7 +72,7 @@ def _tesseract_lines(crops: Sequence[Image.Image]) -> list[Reading]:
     for i, c in enumerate(crops):
         sheet.paste(c, (gap, gap + i * (LINE_HEIGHT + gap)))
     try:
-        d = pytesseract.image_to_data(sheet, config="--psm 6", output_type=pytesseract.Output.DICT,
+        d = pytesseract.image_to_data(uncompressed(sheet), config="--psm 6", output_type=pytesseract.Output.DICT,
                                       timeout=SHEET_TIMEOUT_S)
     except RuntimeError as exc:
         raise DetectorError("OCR timed out on an image") from exc
