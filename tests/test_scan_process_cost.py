@@ -5,6 +5,8 @@ pins the behaviour that saves the time (bench/labels/bench_scan_process.py measu
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,70 @@ def test_tesseract_gets_a_pnm_and_reads_the_same_words():
     assert marked.format == "PPM"
     pnm = pytesseract.image_to_data(marked, config="--psm 11", output_type=pytesseract.Output.DICT)
     assert pnm == png and "SP-24-91221" in pnm["text"]
+
+
+def test_forked_worker_reads_exactly_what_a_fresh_one_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv(ppocr.MODEL_CACHE_ENV, str(tmp_path))
+    crops = [_line(t) for t in LINES] + [_line("S24-33857").convert("RGB").rotate(180)]
+    spawned = [ppocr.PpLine(t, float(c)) for t, c in ppocr._run_spawned("rec", crops)]
+    forked = [ppocr.PpLine(t, float(c)) for t, c in ppocr._run_forked(crops)]
+    assert forked == spawned and forked[0].text.replace(" ", "") == "SP-24-91221"
+
+
+FORK_PROBE = """
+import os, sys, threading
+from wsideid.detect import scan, ppocr
+from wsideid.cli import main
+out = [ppocr._may_fork()]
+ppocr.FORK_MAX_PARENT_RSS, keep = 0, ppocr.FORK_MAX_PARENT_RSS
+out.append(ppocr._may_fork())
+ppocr.FORK_MAX_PARENT_RSS = keep
+os.environ[ppocr.FORK_ENV] = "0"
+out.append(ppocr._may_fork())
+del os.environ[ppocr.FORK_ENV]
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+out.append(ppocr._may_fork())
+stop.set()
+t.join()
+out.append(ppocr._may_fork())
+import onnxruntime
+out.append(ppocr._may_fork())
+print(*out)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked on Linux only")
+def test_scan_process_forks_its_worker_and_a_deid_thread_does_not():
+    """`wsideid scan` (one thread, a small process) forks; each condition that keeps a
+    fresh interpreter holds it back: a big process, the switch, a second Python thread
+    (a deid run's residual scan), onnxruntime already loaded."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    env.pop(ppocr.FORK_ENV, None)
+    out = subprocess.run([sys.executable, "-c", FORK_PROBE], capture_output=True, text=True, env=env, cwd=root,
+                         check=True)
+    assert out.stdout.split() == ["True", "False", "False", "False", "True", "False"], out.stderr
+
+
+def test_forked_worker_failure_and_hang_are_one_line_errors(monkeypatch):
+    from wsideid.detect.errors import DetectorError
+
+    def boom(images):
+        raise RuntimeError("model missing\nsecond line")
+
+    monkeypatch.setattr(ppocr, "_rec_worker", boom)
+    with pytest.raises(DetectorError, match=r"^PP-OCR failed: RuntimeError: model missing$"):
+        ppocr._run_forked([_line("AB")])
+
+    def hang(images):
+        import time
+        time.sleep(30)
+
+    monkeypatch.setattr(ppocr, "_rec_worker", hang)
+    monkeypatch.setattr(ppocr, "CALL_TIMEOUT_S", 0.5)
+    with pytest.raises(DetectorError, match="timed out"):
+        ppocr._run_forked([_line("AB")])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the killed worker was reaped

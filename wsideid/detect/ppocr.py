@@ -70,10 +70,109 @@ def _frame(images: Sequence[Image.Image]) -> bytes:
 
 
 def _run(mode: str, images: Sequence[Image.Image]) -> list:
-    from .errors import DetectorError
-
     if not images:
         return []
+    if mode == "rec" and _may_fork():
+        return _run_forked(images)
+    return _run_spawned(mode, images)
+
+
+FORK_ENV = "WSIDEID_PPOCR_FORK"  # "0": always start a fresh interpreter
+# A forked worker starts with the parent's pages (copy-on-write, counted in its RSS as they
+# are touched): forked only from a parent this small, so that the worker's peak stays about a
+# fresh one's (`wsideid scan` of a label: parent 43-56 MB, forked worker 83-90 MB, fresh 85-86).
+FORK_MAX_PARENT_RSS = 64 << 20
+
+
+def _may_fork() -> bool:
+    """Whether the worker may be a fork of this process instead of a fresh interpreter.
+
+    Why: a fresh worker pays the interpreter's start and imports numpy and Pillow again
+    (~0.1 s CPU of the ~0.25-0.4 s a label's worker costs), all of which this process has
+    loaded already. Only on Linux, from a process running one Python thread (a deid run
+    scans beside its copy in a thread: it starts a fresh worker, as before), whose
+    resident set is small (``FORK_MAX_PARENT_RSS``), and never once onnxruntime is loaded
+    here (the worker's state must not be the parent's). numpy's OpenBLAS threads are
+    shut down around a fork by OpenBLAS itself (its pthread_atfork handler).
+    """
+    import threading
+
+    if os.environ.get(FORK_ENV, "1") == "0" or sys.platform != "linux" or not hasattr(os, "fork"):
+        return False
+    if threading.active_count() != 1 or "onnxruntime" in sys.modules:
+        return False
+    return _resident_bytes() <= FORK_MAX_PARENT_RSS
+
+
+def _resident_bytes() -> int:
+    """This process's resident set now (Linux), or a value that forbids forking."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 1 << 62
+
+
+def _run_forked(images: Sequence[Image.Image]) -> list:
+    """:func:`_rec_worker` in a forked child; its JSON answer comes back on a pipe.
+
+    The child never returns into the caller's code: whatever happens it leaves by
+    ``os._exit`` (no atexit handlers, no flush of the parent's buffered output).
+    """
+    import select
+    import signal
+    import time
+    import warnings
+
+    from .errors import DetectorError
+
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: OpenBLAS's parked thread
+        pid = os.fork()
+    if pid == 0:  # the worker
+        status = 1
+        try:
+            os.close(r)
+            try:
+                os.environ.update(OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
+                from ..memory import tune
+                tune(256 << 10)
+                body = b"0" + json.dumps(_rec_worker(list(images))).encode()
+                status = 0
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
+                body = b"1" + (f"{type(exc).__name__}: {exc}".splitlines() or ["error"])[0][:200].encode(
+                    "utf-8", "replace")
+            view = memoryview(body)
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(status)
+    os.close(w)
+    chunks, deadline = [], time.monotonic() + CALL_TIMEOUT_S
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise DetectorError("PP-OCR timed out")
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    body = b"".join(chunks)
+    if os.waitstatus_to_exitcode(status) != 0 or body[:1] != b"0":
+        message = body[1:].decode("utf-8", "replace") if body[:1] == b"1" else "worker ended without an answer"
+        raise DetectorError(f"PP-OCR failed: {message}")
+    return json.loads(body[1:])
+
+
+def _run_spawned(mode: str, images: Sequence[Image.Image]) -> list:
+    from .errors import DetectorError
+
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
     # The worker imports this very copy of the package, whatever the cwd
     # or an installed copy would put first on the path.
