@@ -186,3 +186,23 @@ def test_forked_worker_failure_and_hang_are_one_line_errors(monkeypatch):
         ppocr._run_forked([_line("AB")])
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the killed worker was reaped
+
+
+def test_tesseract_is_looked_up_not_run_and_a_broken_one_is_unavailable(tmp_path, monkeypatch):
+    """No `tesseract --version` process before a read (the check only finds the command);
+    a tesseract that is installed but cannot read (no language data) is OcrUnavailable,
+    not a timeout, and not a clean label."""
+    import shutil
+
+    from wsideid.detect.errors import OcrUnavailable
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract not installed")
+    ocr._check_tesseract.cache_clear()
+    try:
+        assert ocr._check_tesseract() == shutil.which("tesseract")
+        monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # an empty folder: no eng.traineddata
+        with pytest.raises(OcrUnavailable, match="^tesseract cannot run: TesseractError$"):
+            ocr.recognise(_line("MRN 47108697", size=(300, 50)))
+    finally:
+        ocr._check_tesseract.cache_clear()
