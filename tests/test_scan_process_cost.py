@@ -206,3 +206,21 @@ def test_tesseract_is_looked_up_not_run_and_a_broken_one_is_unavailable(tmp_path
             ocr.recognise(_line("MRN 47108697", size=(300, 50)))
     finally:
         ocr._check_tesseract.cache_clear()
+
+
+def test_scan_of_a_label_image_loads_no_residual_stage_or_slide_reader(tmp_path):
+    """`wsideid scan LABEL.png` imports what a source scan uses: not the kept-image stage
+    (``detect.residual``), the TIFF pixel reader, a driver or onnxruntime (its worker does)."""
+    label = tmp_path / "label.png"
+    _line("MRN 47108697", size=(320, 60)).save(label)
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, io, contextlib; from wsideid.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): rc = main(['scan', sys.argv[1]])\n"
+            "print(rc, *sorted(m for m in sys.modules if m.startswith(('wsideid', 'onnxruntime', 'tifffile'))))")
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", code, str(label)], capture_output=True, text=True, env=env, cwd=root,
+                         check=True).stdout.split()
+    assert out[0] == "1" and "wsideid.detect.scan" in out  # PHI found: the MRN
+    loaded = set(out[1:])
+    assert not loaded & {"wsideid.detect.residual", "wsideid.tiff.pixels", "wsideid.registry", "onnxruntime",
+                         "tifffile"}, loaded
