@@ -3,9 +3,30 @@ Real slides come through tests/realdata.py (skipped when absent)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config) -> None:
+    """The PP-OCR worker's optimised model (``detect.ppocr.cache_dir``) goes to a folder of
+    this run, not the user's cache: a test run neither reads nor leaves one there. Set
+    before collection, so that the environments test modules copy at import have it too;
+    xdist's workers inherit the controller's folder (writes are atomic renames)."""
+    if "WSIDEID_MODEL_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="wsideid-model-cache-")
+        os.environ["WSIDEID_MODEL_CACHE"] = folder
+        config._wsideid_model_cache = folder
+
+
+def pytest_unconfigure(config) -> None:
+    folder = getattr(config, "_wsideid_model_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("WSIDEID_MODEL_CACHE", None)
 
 
 @pytest.fixture(scope="session")

@@ -72,9 +72,10 @@ def scan_images(path: str, targets: Sequence[tuple[str, int]], stage: str, ident
                 ocr: bool = True, reader=read_tiff_image, decoded=None) -> list[ImageScan]:
     """Scan each (role, index) image of ``path``; detector failures are recorded, not raised.
     ``decoded``: codes already decoded on the (one) source image (``detect.barcodes.Decoded``)."""
-    from .detect.residual import MAX_LONG_SIDE, reduce_kept, scan_kept_work
     from .detect.scan import scan_image
-    from .tiff.pixels import OUTPUT_SCAN_PIXELS, detector_side, scan_limit
+    if stage == "output":  # a source scan (`wsideid scan LABEL.jpg`) needs neither: ~6 ms of imports
+        from .detect.residual import MAX_LONG_SIDE, reduce_kept, scan_kept_work
+        from .tiff.pixels import OUTPUT_SCAN_PIXELS, detector_side, scan_limit
     out: list[ImageScan] = []
     for role, index in targets:
         try:

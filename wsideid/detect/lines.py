@@ -16,7 +16,6 @@ from typing import Sequence
 from PIL import Image, ImageOps
 
 from . import ppocr
-from .errors import DetectorError
 from .textregions import TextRegion
 
 LINE_HEIGHT = 40  # px: each line is scaled to this height for reading
@@ -61,21 +60,14 @@ def _line_crops(gray: Image.Image, region: TextRegion, upright: int | None = Non
 
 def _tesseract_lines(crops: Sequence[Image.Image]) -> list[Reading]:
     """One tesseract call on all crops stacked; a Reading per crop."""
-    import pytesseract
+    from .ocr import MIN_WORD_CONF, tesseract_data
 
-    from .ocr import MIN_WORD_CONF, tesseract_version
-
-    tesseract_version()  # OcrUnavailable when missing
     gap = LINE_HEIGHT // 2
     width = max(c.width for c in crops) + 2 * gap
     sheet = Image.new("L", (width, gap + len(crops) * (LINE_HEIGHT + gap)), 255)
     for i, c in enumerate(crops):
         sheet.paste(c, (gap, gap + i * (LINE_HEIGHT + gap)))
-    try:
-        d = pytesseract.image_to_data(sheet, config="--psm 6", output_type=pytesseract.Output.DICT,
-                                      timeout=SHEET_TIMEOUT_S)
-    except RuntimeError as exc:
-        raise DetectorError("OCR timed out on an image") from exc
+    d = tesseract_data(sheet, "--psm 6", SHEET_TIMEOUT_S)  # OcrUnavailable when missing
     words: list[list[tuple[int, str, float]]] = [[] for _ in crops]
     for text, conf, x, y, h in zip(d["text"], d["conf"], d["left"], d["top"], d["height"]):
         text = text.strip()

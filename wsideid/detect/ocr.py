@@ -88,19 +88,50 @@ class OcrResult:
 
 @lru_cache(maxsize=1)
 def _check_tesseract() -> str:
+    """The tesseract command, or OcrUnavailable when it is not installed.
+
+    Only looked up, not run: ``tesseract --version`` cost a scan ~16 ms of CPU (a process
+    start) and proved little (it answers without the language data a read needs). A
+    tesseract that is installed but cannot run fails the first read instead, with the
+    same OcrUnavailable (:func:`_tesseract_call`).
+    """
     import pytesseract
 
-    if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
+    found = shutil.which(pytesseract.pytesseract.tesseract_cmd)
+    if found is None:
         raise OcrUnavailable("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)")
+    return found
+
+
+def tesseract_version() -> str:
+    """The tesseract version, or OcrUnavailable."""
+    import pytesseract
+
+    _check_tesseract()
     try:
         return str(pytesseract.get_tesseract_version())
     except Exception as exc:  # any failure to run it means: no OCR
         raise OcrUnavailable(f"tesseract cannot run: {type(exc).__name__}") from exc
 
 
-def tesseract_version() -> str:
-    """The tesseract version, or OcrUnavailable."""
-    return _check_tesseract()
+def tesseract_data(img: Image.Image, config: str, timeout_s: float) -> dict:
+    """pytesseract's word table of ``img`` (written as PNM, :func:`uncompressed`).
+
+    Raises OcrUnavailable when tesseract is missing or fails (exits non-zero: its
+    language data missing, a broken install), DetectorError when it hangs.
+    """
+    import pytesseract
+
+    _check_tesseract()
+    try:
+        return pytesseract.image_to_data(uncompressed(img), config=config, output_type=pytesseract.Output.DICT,
+                                         timeout=timeout_s)
+    except pytesseract.TesseractNotFoundError as exc:  # an OSError
+        raise OcrUnavailable("tesseract is not installed") from exc
+    except (pytesseract.TesseractError, OSError) as exc:  # TesseractError is a RuntimeError: first
+        raise OcrUnavailable(f"tesseract cannot run: {type(exc).__name__}") from exc
+    except RuntimeError as exc:  # pytesseract's timeout
+        raise DetectorError("OCR timed out on an image") from exc
 
 
 def _scale_to(size: tuple[int, int], long_side: int) -> float:
@@ -108,19 +139,23 @@ def _scale_to(size: tuple[int, int], long_side: int) -> float:
     return min(MAX_UPSCALE, s) if s > 1 else max(s, 0.25)
 
 
+def uncompressed(img: Image.Image) -> Image.Image:
+    """``img`` marked to reach tesseract as a PNM file instead of pytesseract's default PNG.
+
+    pytesseract writes the image to a temporary file in ``img.format`` (PNG when unset):
+    deflating a stacked sheet (~800 x 2400 px) cost the scan ~26 ms of CPU and tesseract
+    inflated it again, where a PGM/PPM is written in ~1 ms. Same pixels, same words
+    (tesseract's TSV is byte-identical). Only for images made here for tesseract (the
+    attribute is set on ``img`` itself).
+    """
+    img.format = "PPM"  # Pillow writes an L image as PGM, RGB as PPM
+    return img
+
+
 def _read_words(img: Image.Image, view: View, psm: int, timeout_s: float = CALL_TIMEOUT_S
                 ) -> list[tuple[Word, tuple[float, float, float, float]]]:
     """Words of one tesseract call: (word in source coords, box in the view)."""
-    import pytesseract
-
-    try:
-        d = pytesseract.image_to_data(
-            img, config=f"--psm {psm}", output_type=pytesseract.Output.DICT, timeout=timeout_s
-        )
-    except RuntimeError as exc:  # pytesseract's timeout
-        raise DetectorError("OCR timed out on an image") from exc
-    except pytesseract.TesseractNotFoundError as exc:
-        raise OcrUnavailable("tesseract is not installed") from exc
+    d = tesseract_data(img, f"--psm {psm}", timeout_s)
     out = []
     for text, conf, x, y, w, h in zip(d["text"], d["conf"], d["left"], d["top"], d["width"], d["height"]):
         text = text.strip()
