@@ -11,7 +11,6 @@ second of every run otherwise).
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
@@ -299,7 +298,7 @@ class DicomDriver:
         return []
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
-        return _DicomHashes(opened, hash_algorithm(options))
+        return _DicomHashes(opened, hash_algorithm(options), options.hash_input)
 
     def output_name(self, input_path: str, stem: str) -> str:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
@@ -317,33 +316,48 @@ def _ref(path: str, role: str, index: int, covered_by: int | None = None, decode
 
 
 class _DicomHashes:
-    """Every input and every written instance hashed at publish time, with the run's algorithm
-    (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
+    """Every written instance hashed with the run's algorithm (``hashing.py``: BLAKE3 by default,
+    ``--hash sha256|blake3|none``) in a thread started once the files are stamped, beside
+    verification (``hashing.FilesHasher``); the inputs only when asked for (``--hash-input``, for
+    the lab record: a second pass over the input, as for the TIFF family), in a thread from the
+    start. Until issue 14's DICOM round both were hashed at publish time, after verification."""
 
-    def __init__(self, opened: Opened, algorithm: HashAlgorithm):
+    def __init__(self, opened: Opened, algorithm: HashAlgorithm, hash_input: bool = False):
+        from ..hashing import FilesHasher
         self.opened, self.algorithm = opened, algorithm
         self.algorithm_name = algorithm.value
         self.enabled = algorithm is not HashAlgorithm.NONE
         self.stamps = None  # taken once written (``written``)
+        self.inputs = None
+        self.outputs = None
+        if self.enabled and hash_input:
+            insts = opened.container.instances
+            self.inputs = (FilesHasher([i.path for i in insts], algorithm), [i.index for i in insts])
+            self.inputs[0].start()
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
     def written(self, written: Written) -> None:
-        """Every written file stamped before verification reads it (``hashing.PartStamps``)."""
-        from ..hashing import PartStamps
-        self.stamps = PartStamps(written.ready) if self.enabled else None
+        """Every written file stamped before verification reads it (``hashing.PartStamps``), then
+        hashed from disk beside verification."""
+        from ..hashing import FilesHasher, PartStamps
+        if not self.enabled:
+            return
+        self.stamps = PartStamps(written.ready)
+        self.outputs = (FilesHasher([path for _, path, _ in written.state], self.algorithm),
+                        [inst.index for inst, _, _ in written.state])
+        self.outputs[0].start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import file_digest
         hashes: dict[str, str] = {}
-        t0 = time.perf_counter()
         if self.enabled:
-            for inst in self.opened.container.instances:
-                hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
-            for inst, path, _ in written.state:
-                hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
-            record_unchanged(report, self.stamps, self.algorithm.value, time.perf_counter() - t0)
+            for label, got in (("input", self.inputs), ("output", self.outputs)):
+                if got is not None:
+                    hasher, indices = got
+                    hashes.update({f"{label}[{i}]": d for i, d in zip(indices, hasher.results(f"{label}s"))})
+            seconds = self.outputs[0].seconds if self.outputs is not None else 0.0
+            record_unchanged(report, self.stamps, self.algorithm.value, seconds)
         return hashes
 
     def unchanged(self, written: Written) -> str | None:
