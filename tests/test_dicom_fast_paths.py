@@ -63,3 +63,161 @@ def test_fragment_heads_read_with_item_headers_judge_as_a_read_per_fragment(tmp_
     assert fast == slow
     assert (slow is None) == (where is None or (fault == "short" and name == "wsi2dcm_jpeg"))
     assert _refusal(lambda: read_instance(str(path), 3)) == slow
+
+
+def test_dciodvfy_runs_started_together_judge_each_pair_as_one_after_another(tmp_path):
+    """``dciodvfy.Runs`` starts every run at once (largest first, two at a time) beside the other
+    checks; each pair's new errors are those ``new_errors`` finds for it, in the pairs' order."""
+    from wsideid.dicom import dciodvfy
+    if not dciodvfy.available():
+        pytest.skip("dciodvfy is not installed")
+    small, big = dicom_file("wsi2dcm_jpeg"), dicom_file("mi_multi_frame_jpeg_camelyon_challenge_image")
+    broken = []
+    for k, src in enumerate((small, big)):
+        ds = pydicom.dcmread(src)
+        del ds.Modality  # a Type 1 attribute: an error the source does not have
+        ds.save_as(tmp_path / f"broken{k}.dcm")
+        broken.append(str(tmp_path / f"broken{k}.dcm"))
+    pairs = [(str(small), broken[0]), (str(small), str(small)), (str(big), str(big)), (str(big), broken[1])]
+    want = [dciodvfy.new_errors(s, o) for s, o in pairs]
+    assert want[0] and want[3] and not want[1] and not want[2]
+    assert dciodvfy.Runs(pairs).new_errors() == want
+
+
+def _gapped(tmp_path, names: list[str], tiles: dict[str, bytes], gaps: list[bytes]):
+    """Tiles with the given bytes before each (as DICOM frames stand after their item headers)."""
+    import numpy as np
+    raw, offsets, counts = b"", [], []
+    for k, n in enumerate(names):
+        raw += gaps[k % len(gaps)]
+        offsets.append(len(raw))
+        counts.append(len(tiles[n]))
+        raw += tiles[n]
+    path = tmp_path / "tiles.bin"
+    path.write_bytes(raw)
+    return path, np.array(offsets, np.int64), np.array(counts, np.int64)
+
+
+# item headers (FE FF 00 E0 + length: its bytes hold FF), a pad byte, bytes whose FF pairs with
+# the next gap byte or with the next tile's FF D8, and none at all
+GAPS = [b"\xfe\xff\x00\xe0\x12\xff\x00\x00", b"\0\xfe\xff\x00\xe0\xff\xff\x00\x00", b"\xff", b"ab\xff\x01", b""]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3, 4096])
+def test_counted_batches_with_gaps_judge_as_the_walk(tmp_path, monkeypatch, workers, batch):
+    """Tiles with bytes between them (item headers, pad bytes, stray 0xFF) are counted with the
+    gaps' markers taken off (``jpegsegs._gap_markers``) and flag exactly the tiles the walk flags."""
+    import numpy as np
+    from test_jpegsegs import _clean_tile, _dirty_variants
+    from wsideid.tiff import jpegsegs
+    monkeypatch.setattr(jpegsegs, "BATCH", batch)
+    monkeypatch.setattr(jpegsegs, "WORKERS", workers)
+    tiles = _dirty_variants()
+    tiles["restart markers"] = _clean_tile(3, restart=1)
+    names = list(tiles) * 4
+    names = [names[i] for i in np.random.default_rng(11).permutation(len(names))]
+    path, offsets, counts = _gapped(tmp_path, names, tiles, GAPS)
+    heads = jpegsegs.header_scan(str(path), offsets, counts, frozenset())
+    assert not len(heads.unsure)
+    walked = jpegsegs.scan_tiles(str(path), offsets, counts).flagged.tolist()
+    counted = jpegsegs.scan_tiles(str(path), offsets, counts, frozenset(), heads.marks).flagged.tolist()
+    dirty = [i for i, n in enumerate(names) if n not in ("clean", "other clean", "restart markers")]
+    assert walked == counted == dirty
+
+
+def test_clean_frames_between_item_headers_pass_by_the_count_alone(tmp_path, monkeypatch):
+    """A DICOM instance's clean frames, each after its item header, are passed by one count a
+    batch when the header pass's marks are given: the walk is not called."""
+    from test_jpegsegs import _clean_tile
+    from wsideid.tiff import jpegsegs
+    t = _clean_tile(4)
+    path, offsets, counts = _gapped(tmp_path, ["t"] * 60, {"t": t}, GAPS[:2])
+    heads = jpegsegs.header_scan(str(path), offsets, counts, frozenset())
+
+    def no_walk(*a, **k):
+        raise AssertionError("walked")
+    monkeypatch.setattr(jpegsegs, "_walk", no_walk)
+    assert not len(jpegsegs.scan_tiles(str(path), offsets, counts, frozenset(), heads.marks).flagged)
+
+
+def _span_both_ways(path, monkeypatch):
+    """(hinted, walked): ``read_span`` with the Basic Offset Table as a hint, and walking every
+    item header; each (fragments, heads) or the refusal."""
+    from wsideid.dicom import pixels
+    with open(path, "rb") as fh:
+        pydicom.dcmread(fh, stop_before_pixels=True)
+        start = fh.tell()
+
+    def one():
+        heads = bytearray()
+        try:
+            span = read_span(str(path), start, False, heads)
+        except MalformedFile as exc:
+            return str(exc)
+        return list(span.fragments), span.end, bytes(heads)
+    hinted = one()
+    with monkeypatch.context() as m:
+        m.setattr(pixels, "_items_by_table", lambda *a: None)
+        walked = one()
+    return hinted, walked
+
+
+def _lying_table(ds, frames: list[bytes], how: str) -> bytes:
+    """Encapsulated pixel data whose Basic Offset Table misleads in ``how``."""
+    import struct
+    body, offsets = b"", []
+    for f in frames:
+        f = f + b"\0" * (len(f) % 2)
+        offsets.append(len(body))
+        body += struct.pack("<HHI", 0xFFFE, 0xE000, len(f)) + f
+    if how == "shifted":
+        offsets[3] += 2
+    elif how == "short":
+        offsets = offsets[:-1]
+    elif how == "unsorted":
+        offsets[2], offsets[3] = offsets[3], offsets[2]
+    elif how == "extra item":  # an item the table skips (text between frames)
+        text = struct.pack("<HHI", 0xFFFE, 0xE000, 8) + b"JANE DOE"
+        k = offsets[4]
+        body = body[:k] + text + body[k:]
+        offsets = offsets[:4] + [o + len(text) for o in offsets[4:]]
+    table = struct.pack("<HHI", 0xFFFE, 0xE000, 4 * len(offsets)) + struct.pack(f"<{len(offsets)}I", *offsets)
+    return table + body + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+
+
+@pytest.mark.parametrize("how", ["true", "shifted", "short", "unsorted", "extra item", "no delimiter", "empty"])
+def test_offset_table_hint_gives_what_the_walk_gives(tmp_path, monkeypatch, how):
+    """The fragments found through the Basic Offset Table (every item header it points at read
+    and chained) are the walk's: the same offsets, lengths, end and first bytes, or the same
+    refusal; a table that misleads leaves it to the walk."""
+    from pydicom.encaps import encapsulate
+    ds = pydicom.dcmread(dicom_file("wsi2dcm_jpeg"))
+    frames = _frames(ds)[:10]
+    ds = copy.deepcopy(ds)
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = encapsulate(frames, has_bot=False) if how == "empty" else _lying_table(ds, frames, how)
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    if how == "no delimiter":  # the file ends before it
+        data = path.read_bytes()
+        path.write_bytes(data[:data.find(b"\xfe\xff\xdd\xe0", len(data) - 64)])
+    hinted, walked = _span_both_ways(path, monkeypatch)
+    assert hinted == walked
+    if how == "no delimiter":  # refused either way
+        assert isinstance(walked, str)
+    if how == "true":  # the hint was taken
+        from wsideid.dicom import pixels
+        with open(path, "rb") as fh:
+            pydicom.dcmread(fh, stop_before_pixels=True)
+            pos = fh.tell() + 12
+            assert pixels._items_by_table(fh.fileno(), pos, path.stat().st_size, None) is not None
+    if how in ("true", "shifted", "short", "unsorted", "empty"):
+        assert [len(f) for f in frames] == [n - (n - len(f)) for (_, n), f in zip(walked[0], frames)]
+
+
+@pytest.mark.parametrize("name", ["wsi2dcm_jpeg", "wsi2dcm_jpeg2000", "mi_multi_frame_jpeg_camelyon_challenge_image",
+                                  "highdicom_sm_image", "highdicom_sm_image_jpegls"])
+def test_offset_table_hint_on_real_files(monkeypatch, name):
+    hinted, walked = _span_both_ways(dicom_file(name), monkeypatch)
+    assert hinted == walked

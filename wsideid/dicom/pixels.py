@@ -120,9 +120,14 @@ def read_span(path: str, start: int, implicit: bool, heads: bytearray | None = N
             if pos + length > size:
                 raise MalformedFile("truncated DICOM file (pixel data shorter than its length)")
             return PixelSpan(start, pos + length, False, [(pos, length)])
+        fd = fh.fileno()
+        hinted = _items_by_table(fd, pos, size, heads)
+        if hinted is not None:
+            end, offsets, lengths = hinted
+            return PixelSpan(start, end, True, Fragments(offsets, lengths))
         # item headers by pread: a buffered read after each seek fetched 8 KB for 8 bytes
         offs, lens = array.array("q"), array.array("q")
-        first, fd = True, fh.fileno()
+        first = True
         want = 8 if heads is None else 12
         while True:
             item = os.pread(fd, want, pos)
@@ -142,6 +147,53 @@ def read_span(path: str, start: int, implicit: bool, heads: bytearray | None = N
                     heads += item[8:12].ljust(4, b"\0")
             first = False
             pos += n
+
+
+_ITEM_HEAD = np.dtype([("group", "<u2"), ("element", "<u2"), ("length", "<u4"), ("value", "V4")])
+
+
+def _items_by_table(fd: int, pos: int, size: int, heads: bytearray | None) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(end, offsets, lengths) of the fragments after the Basic Offset Table item at ``pos``, the
+    table taken as a hint of where each item header stands; None (walk them one by one) when it
+    is empty or anything does not add up.
+
+    Why: walking 61,000 item headers one ``pread`` at a time in Python cost 0.4 s of a 2 GB
+    instance, twice a run (the input, and the output re-read by verification). The hint is
+    never trusted: every item header it points at is read (one ``pread`` each, through
+    ``map``) and must be an item whose end is where the next one starts, the last followed by
+    the sequence delimiter, within the file; so the walk would have read exactly these headers,
+    from these offsets, and stopped where this stops. A table that lies, a frame split over
+    several fragments, an offset past 4 GB: the walk decides, as before."""
+    import itertools
+    first = os.pread(fd, 8, pos)
+    if len(first) < 8:
+        return None
+    g, e, n = struct.unpack("<HHI", first)
+    if (g, e) != ITEM or n == 0 or n % 4 or n == 0xFFFFFFFF or pos + 8 + n > size:
+        return None
+    table = os.pread(fd, n, pos + 8)
+    if len(table) != n:
+        return None
+    base = pos + 8 + n
+    items = np.frombuffer(table, "<u4").astype(np.int64) + base
+    if items[0] != base or (np.diff(items) < 8).any():
+        return None
+    raw = list(map(os.pread, itertools.repeat(fd), itertools.repeat(12), items.tolist()))
+    joined = b"".join(raw)
+    if len(joined) != 12 * len(raw):
+        return None  # a header at the end of the file: the walk says what is wrong
+    rec = np.frombuffer(joined, _ITEM_HEAD)
+    lengths = rec["length"].astype(np.int64)
+    nxt = items + 8 + lengths
+    if not ((rec["group"] == 0xFFFE) & (rec["element"] == 0xE000) & (rec["length"] != 0xFFFFFFFF)).all() \
+            or (nxt > size).any() or (nxt[:-1] != items[1:]).any():
+        return None
+    last = os.pread(fd, 8, int(nxt[-1]))
+    if len(last) < 8 or struct.unpack("<HH", last[:4]) != SEQ_END:
+        return None
+    if heads is not None:
+        heads += rec["value"].tobytes()
+    return int(nxt[-1]) + 8, items + 8, lengths
 
 
 def copy_range(src: str, start: int, end: int, dst_fh) -> None:
