@@ -221,3 +221,47 @@ def test_offset_table_hint_gives_what_the_walk_gives(tmp_path, monkeypatch, how)
 def test_offset_table_hint_on_real_files(monkeypatch, name):
     hinted, walked = _span_both_ways(dicom_file(name), monkeypatch)
     assert hinted == walked
+
+
+def _synthetic_series(tmp_path):
+    from wsideid.synth import make_dicom
+    src = tmp_path / "series"
+    src.mkdir()
+    try:
+        make_dicom(str(src))
+    except ImportError:
+        pytest.skip("wsidicomizer (the convert extra) is not installed")
+    return src
+
+
+def test_residual_images_read_early_from_the_source_are_those_read_late(tmp_path, monkeypatch):
+    """Instances whose output reads as their source (no frame edited, copied whole and compared
+    whole) are scanned from the source beside the copy (``DicomDriver.residual_early``): the
+    same images, level cover and findings as read from the output after verification; an
+    instance with a blanked region is read from the output."""
+    from wsideid.drivers.dicom import DicomDriver
+    from wsideid.options import DeidOptions, with_secret
+    from wsideid.pipeline import deidentify
+    from wsideid.registry import open_input
+    src = _synthetic_series(tmp_path)
+    opts = with_secret(DeidOptions(new_id="R-4", ocr=False))
+    opened = open_input(str(src))
+    plan = opened.driver.plan(opened, opts)
+    early = opened.driver.residual_early(opened, plan)
+    assert early and {r.role for r in early} >= {"level"}
+
+    def scans(name: str):
+        out = tmp_path / name
+        out.mkdir()
+        res = deidentify(src, out, DeidOptions(new_id="R-4", ocr=False, secret=opts.secret))
+        return [(s.role, s.index, s.covered_by, s.error, [f.value for f in s.result.findings] if s.result else None)
+                for s in res.scans if s.stage == "output"]
+    got = scans("early")
+    with monkeypatch.context() as m:
+        m.setattr(DicomDriver, "residual_early", lambda self, opened, plan: [])
+        want = scans("late")
+    assert got == want and {(r.role, r.index) for r in early} <= {(g[0], g[1]) for g in got}
+
+    regions = with_secret(DeidOptions(new_id="R-4", ocr=False, regions=[(0, 0, 64, 64)], secret=opts.secret))
+    blanked = opened.driver.plan(opened, regions)
+    assert not [r for r in opened.driver.residual_early(opened, blanked) if r.role in ("level", "thumbnail")]
