@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom.encaps import encapsulate, generate_frames
 
-from test_dicom_fixtures import dicom_file
+from test_dicom_fixtures import dicom_file, synthetic_series
 from wsideid.dicom.pixels import read_span
 from wsideid.dicom.source import check_fragments, read_instance
 from wsideid.errors import MalformedFile
@@ -223,17 +223,6 @@ def test_offset_table_hint_on_real_files(monkeypatch, name):
     assert hinted == walked
 
 
-def _synthetic_series(tmp_path):
-    from wsideid.synth import make_dicom
-    src = tmp_path / "series"
-    src.mkdir()
-    try:
-        make_dicom(str(src))
-    except ImportError:
-        pytest.skip("wsidicomizer (the convert extra) is not installed")
-    return src
-
-
 def test_residual_images_read_early_from_the_source_are_those_read_late(tmp_path, monkeypatch):
     """Instances whose output reads as their source (no frame edited, copied whole and compared
     whole) are scanned from the source beside the copy (``DicomDriver.residual_early``): the
@@ -243,7 +232,7 @@ def test_residual_images_read_early_from_the_source_are_those_read_late(tmp_path
     from wsideid.options import DeidOptions, with_secret
     from wsideid.pipeline import deidentify
     from wsideid.registry import open_input
-    src = _synthetic_series(tmp_path)
+    src = synthetic_series(tmp_path)
     opts = with_secret(DeidOptions(new_id="R-4", ocr=False))
     opened = open_input(str(src))
     plan = opened.driver.plan(opened, opts)
