@@ -254,3 +254,29 @@ def test_residual_images_read_early_from_the_source_are_those_read_late(tmp_path
     regions = with_secret(DeidOptions(new_id="R-4", ocr=False, regions=[(0, 0, 64, 64)], secret=opts.secret))
     blanked = opened.driver.plan(opened, regions)
     assert not [r for r in opened.driver.residual_early(opened, blanked) if r.role in ("level", "thumbnail")]
+
+
+@pytest.mark.parametrize("name", ["wsi2dcm_jpeg", "mi_multi_frame_jpeg_camelyon_challenge_image"])
+def test_offset_table_hint_in_small_batches(monkeypatch, name):
+    """The hint's item headers are gathered a batch at a time (memory bounded): the same result
+    whatever the batch."""
+    from wsideid.dicom import pixels
+    monkeypatch.setattr(pixels, "HINT_BATCH", 3)
+    hinted, walked = _span_both_ways(dicom_file(name), monkeypatch)
+    assert hinted == walked
+
+
+def test_slides_with_long_per_frame_sequences_are_read_late(tmp_path):
+    """Building a header walks every per-frame item: a TILED_SPARSE slide's would be built twice,
+    so its residual images are read from the output after verification, as before."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from wsideid.drivers.dicom import EARLY_MAX_FRAME_ITEMS
+    from wsideid.options import DeidOptions, with_secret
+    from wsideid.registry import open_input
+    opened = open_input(str(synthetic_series(tmp_path)))
+    plan = opened.driver.plan(opened, with_secret(DeidOptions(new_id="R-4", ocr=False)))
+    assert opened.driver.residual_early(opened, plan)
+    opened.container.instances[0].ds.PerFrameFunctionalGroupsSequence = Sequence(
+        [Dataset() for _ in range(EARLY_MAX_FRAME_ITEMS + 1)])
+    assert opened.driver.residual_early(opened, plan) == []

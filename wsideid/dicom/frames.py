@@ -115,10 +115,15 @@ def _to_parse(fd: int, path: str, fragments: Fragments, kind: str) -> list[int]:
     from ..tiff.jpegsegs import header_scan, pick_marks, scan_tiles
     offsets, counts = fragments.offsets, fragments.lengths
     even = np.flatnonzero((counts >= 4) & (counts % 2 == 0))
-    tails = list(map(os.pread, itertools.repeat(fd), itertools.repeat(2), (offsets[even] + counts[even] - 2).tolist()))
     padded = np.zeros(len(fragments), dtype=np.int64)
-    padded[even] = [t == b"\xd9\0" for t in tails]
-    del tails
+    for a in range(0, len(even), 1 << 15):  # bounded: a bytes object a frame while gathered
+        k = even[a:a + (1 << 15)]
+        tails = b"".join(map(os.pread, itertools.repeat(fd), itertools.repeat(2), (offsets[k] + counts[k] - 2).tolist()))
+        if len(tails) == 2 * len(k):
+            t = np.frombuffer(tails, np.uint8).reshape(-1, 2)
+            padded[k] = (t[:, 0] == 0xD9) & (t[:, 1] == 0)
+        else:  # a frame past the end of the file (truncated): judged one by one, as before
+            padded[k] = [os.pread(fd, 2, int(o + c - 2)) == b"\xd9\0" for o, c in zip(offsets[k], counts[k])]
     lengths = counts - padded
     heads = header_scan(path, offsets, lengths, frozenset())
     rest = np.setdiff1d(np.flatnonzero(lengths > 0), heads.unsure)

@@ -285,9 +285,16 @@ class DicomDriver:
         stream-rule rewrite), its pixel data copied byte for byte and compared whole by
         verification (image-data compares every frame up to ``FULL_COMPARE_BYTES`` whatever the
         mode), and the same header values that say how ``scanimage`` assembles
-        its frames. A generated label is a new instance: read from the output."""
+        its frames. A generated label is a new instance: read from the output.
+
+        The headers are built here once more than the write builds them (about a millisecond
+        for a TILED_FULL instance); a slide with long per-frame sequences (TILED_SPARSE, where
+        building a header walks every frame's items) is read late instead, as before."""
         from ..dicom.apply import build_instance
         by_index = {i.index: i for i in opened.container.instances}
+        if any(len(i.ds.get("PerFrameFunctionalGroupsSequence", None) or ()) > EARLY_MAX_FRAME_ITEMS
+               for i in by_index.values()):
+            return []
         kept = []
         for d in plan.images:
             if d.action in ("remove", "replace") or d.image.index not in by_index:
@@ -333,6 +340,8 @@ class DicomDriver:
         unless ``--keep-name`` passed it (see wsideid.naming)."""
         return stem if os.path.isdir(input_path) else f"{stem}.dcm"
 
+
+EARLY_MAX_FRAME_ITEMS = 256  # per-frame items above which ``residual_early`` leaves a slide to the late reads
 
 # What ``scanimage.instance_image`` reads from a header to assemble an instance's frames.
 _GEOMETRY = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation",
