@@ -91,14 +91,8 @@ def test_every_reduced_level_is_scanned(tmp_path):
     """Item 4: the detectors read every kept VOLUME instance except the full-resolution one
     (wsidicomizer writes three levels for the synthetic SVS: two reduced ones are scanned)."""
     import pydicom
-    import pytest
-    from wsideid.synth import make_dicom
-    src = tmp_path / "series"
-    src.mkdir()
-    try:
-        make_dicom(str(src))
-    except ImportError:
-        pytest.skip("wsidicomizer (the convert extra) is not installed")
+    from test_dicom_fixtures import synthetic_series
+    src = synthetic_series(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     res = deidentify(src, out, DeidOptions(new_id="R-4", ocr=False))

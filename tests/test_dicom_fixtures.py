@@ -68,6 +68,18 @@ def copy_into(folder: Path, *names: str) -> Path:
     return folder
 
 
+def synthetic_series(tmp_path: Path) -> Path:
+    """A folder wsidicomizer makes of the synthetic SVS (three levels); skips without it."""
+    from wsideid.synth import make_dicom
+    src = tmp_path / "series"
+    src.mkdir()
+    try:
+        make_dicom(str(src))
+    except ImportError:
+        pytest.skip("wsidicomizer (the convert extra) is not installed")
+    return src
+
+
 def output_files(result) -> list[Path]:
     out = Path(result.output)
     return sorted(out.glob("*.dcm")) if out.is_dir() else [out]

@@ -77,7 +77,20 @@ def test_single_file_published_and_readable(tmp_path, name):
     assert audit["blake3"]["output[0]"] and "input[0]" not in audit["blake3"]
     assert audit["profile"]["name"] == "dicom-wsi-default"
     lab = json.loads((tmp_path / "out-review" / "records" / "RID-0001.dcm.lab.json").read_text())
-    assert lab["blake3"]["input[0]"] and lab["input"] == str(src)
+    assert "input[0]" not in lab["blake3"] and lab["input"] == str(src)  # only with --hash-input
+
+
+def test_input_hash_in_the_lab_record_only_when_asked_for(tmp_path):
+    """--hash-input: the DICOM input's hash goes to the lab record (never the audit); without it
+    the input is not read a second time, as for the TIFF family (hashing.py)."""
+    import blake3
+    src = dicom_file("wsi2dcm_jpeg")
+    res = run(src, tmp_path / "out", hash_input=True, detect="off")
+    audit = json.loads(open(res.audit_path).read())
+    assert "input[0]" not in audit["blake3"]
+    lab = json.loads((tmp_path / "out-review" / "records" / "RID-0001.dcm.lab.json").read_text())
+    assert lab["blake3"]["input[0]"] == blake3.blake3(src.read_bytes()).hexdigest()
+    assert lab["blake3"]["output[0]"] == blake3.blake3(output_files(res)[0].read_bytes()).hexdigest()
 
 
 def test_highdicom_phi_gone(tmp_path):

@@ -109,6 +109,38 @@ class Hasher(threading.Thread):
         return self.hexdigest
 
 
+class FilesHasher(Hasher):
+    """Several files' digests, one after another, in one thread (a DICOM folder's instances).
+
+    Why a thread: a DICOM run hashed its instances at publish time, after verification, on the
+    path every run waits for (0.4 s of a 1.7 GB folder); started once the files are stamped
+    (``PartStamps``), it reads them through the page cache beside verification, as the TIFF
+    family's ``OutputHasher`` does, and the stamps prove at publish time that the hashed bytes
+    are the verified ones."""
+
+    def __init__(self, paths: list[str], algorithm: HashAlgorithm):
+        super().__init__(paths[0] if paths else "", algorithm)
+        self.paths = list(paths)
+        self.digests: list[str] = []
+        self.seconds = 0.0  # the thread's own time hashing
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._guarded(self._all)
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def _all(self) -> str:
+        self.digests = [file_digest(p, self.algorithm) for p in self.paths]
+        return ",".join(self.digests) or "none"
+
+    def results(self, label: str) -> list[str]:
+        """Joined: one digest a path, in order, or the one-line error."""
+        self.result(label)
+        return self.digests
+
+
 class FileStamp(NamedTuple):
     """What changes when a file's bytes change: its identity, size and both times. ``ctime`` is
     set by the kernel on every write and cannot be set back by a user (``utime`` moves it too)."""

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .failures import without_values
 
@@ -52,3 +53,39 @@ def errors(path: str) -> list[str]:
 def new_errors(source: str, output: str) -> list[str]:
     before = set(errors(source))
     return [e for e in errors(output) if e not in before]
+
+
+class Runs:
+    """``dciodvfy`` on every (source, output) pair, started at once in two threads, so that the
+    runs (0.6 s of wall each on a 1.6 GB instance, mostly the kernel reading the file) overlap
+    the verifier's other checks instead of following them one after another. The same runs and
+    the same comparison as ``new_errors``, pair by pair; the largest instances first."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dciodvfy")
+        order = sorted(range(len(pairs)), key=lambda k: -_size(pairs[k][1]))
+        futures: dict[int, tuple[Future, Future]] = {}
+        for k in order:
+            src, out = pairs[k]
+            futures[k] = (self.pool.submit(errors, src), self.pool.submit(errors, out))
+        self.futures = [futures[k] for k in range(len(pairs))]
+
+    def new_errors(self) -> list[list[str]]:
+        """Per pair, the output's error lines the source does not have (as ``new_errors``)."""
+        out = []
+        for src, dst in self.futures:
+            before = set(src.result())
+            out.append([e for e in dst.result() if e not in before])
+        self.pool.shutdown()
+        return out
+
+    def close(self) -> None:
+        """Runs not yet started are dropped (an earlier check ended the run)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -93,23 +93,44 @@ def rule_edits(inst: Instance) -> dict[int, RuleFrame]:
 
 def _to_parse(fd: int, path: str, fragments: Fragments, kind: str) -> list[int]:
     """The frames the full parser must see: every JPEG 2000 frame (short headers), and the JPEG
-    frames the TIFF writer's vectorised check (``tiff.jpegsegs.scan_tiles``) does not pass as
-    exactly their decoding segments up to a final EOI. Parsing each of a 2 GB instance's 60,000
-    frames in Python took most of a DICOM run. A frame's one byte of even-length padding
-    (PS3.5 A.4: a zero after an odd-length stream, which ``clean_frame`` writes too) is left
-    out of the fast check, and checked to be zero here."""
+    frames the TIFF writer's vectorised check does not pass as exactly their decoding segments
+    up to a final EOI. Parsing each of a 2 GB instance's 60,000 frames in Python took most of a
+    DICOM run. A frame's one byte of even-length padding (PS3.5 A.4: a zero after an
+    odd-length stream, which ``clean_frame`` writes too) is left out of the fast check, and
+    checked to be zero here.
+
+    The fast check is the TIFF family's two passes (issue 14, DICOM round): ``header_scan``
+    judges each frame's header (SOI..SOS) from its first bytes, once per distinct header, and
+    counts its true markers; ``scan_tiles`` given those counts then passes a batch of frames by
+    one count of its 0xFF bytes (``jpegsegs._counted``, the item headers and pad bytes between
+    frames counted apart), walking only a batch that does not add up. A frame whose header is
+    not clean goes to the parser, as the walk would have sent it. The frames' last two bytes
+    (the pad test) are read in one call through ``map``, not a read a frame in a Python loop."""
     if kind != "jpeg":
         return list(range(len(fragments)))
+    import itertools
+
     import numpy as np
 
-    from ..tiff.jpegsegs import scan_tiles
+    from ..tiff.jpegsegs import header_scan, pick_marks, scan_tiles
     offsets, counts = fragments.offsets, fragments.lengths
-    padded = np.zeros(len(fragments), dtype=bool)
-    for k in np.flatnonzero((counts >= 4) & (counts % 2 == 0)).tolist():
-        padded[k] = os.pread(fd, 2, int(offsets[k] + counts[k] - 2)) == b"\xd9\0"
-    flagged = scan_tiles(path, offsets, counts - padded, frozenset()).flagged
+    even = np.flatnonzero((counts >= 4) & (counts % 2 == 0))
+    padded = np.zeros(len(fragments), dtype=np.int64)
+    for a in range(0, len(even), 1 << 15):  # bounded: a bytes object a frame while gathered
+        k = even[a:a + (1 << 15)]
+        tails = b"".join(map(os.pread, itertools.repeat(fd), itertools.repeat(2), (offsets[k] + counts[k] - 2).tolist()))
+        if len(tails) == 2 * len(k):
+            t = np.frombuffer(tails, np.uint8).reshape(-1, 2)
+            padded[k] = (t[:, 0] == 0xD9) & (t[:, 1] == 0)
+        else:  # a frame past the end of the file (truncated): judged one by one, as before
+            padded[k] = [os.pread(fd, 2, int(o + c - 2)) == b"\xd9\0" for o, c in zip(offsets[k], counts[k])]
+    lengths = counts - padded
+    heads = header_scan(path, offsets, lengths, frozenset())
+    rest = np.setdiff1d(np.flatnonzero(lengths > 0), heads.unsure)
+    marks = pick_marks(heads.marks, np.flatnonzero(np.isin(np.flatnonzero(lengths > 0), rest)))
+    flagged = rest[scan_tiles(path, offsets[rest], lengths[rest], frozenset(), marks).flagged]
     odd_or_short = np.flatnonzero((counts < 4) | (counts % 2 == 1))  # the parser pads these: they change
-    return sorted(set(flagged.tolist()) | set(odd_or_short.tolist()))
+    return sorted(set(heads.unsure.tolist()) | set(flagged.tolist()) | set(odd_or_short.tolist()))
 
 
 def _check_split(inst: Instance, kind: str, frames: int) -> None:

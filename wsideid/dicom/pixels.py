@@ -84,8 +84,14 @@ class PixelSpan:
 PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD"}
 
 
-def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
-    """Parse the element starting at ``start`` (as left by ``stop_before_pixels``)."""
+def read_span(path: str, start: int, implicit: bool, heads: bytearray | None = None) -> PixelSpan | None:
+    """Parse the element starting at ``start`` (as left by ``stop_before_pixels``).
+
+    ``heads``: receives the 4 bytes at the start of each fragment (the Basic Offset Table item
+    excepted; zero-padded where the file ends first), read with its item header in one
+    ``pread``, for ``source.check_fragments``: a second read a fragment (a seek and a buffered
+    read that fetched 8 KB for 4 bytes) cost a second of a 2 GB instance's 61,000 frames, twice
+    a run (the input, and the output re-read by verification)."""
     size = os.path.getsize(path)
     if start >= size:
         return None
@@ -114,14 +120,20 @@ def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
             if pos + length > size:
                 raise MalformedFile("truncated DICOM file (pixel data shorter than its length)")
             return PixelSpan(start, pos + length, False, [(pos, length)])
+        fd = fh.fileno()
+        hinted = _items_by_table(fd, pos, size, heads)
+        if hinted is not None:
+            end, offsets, lengths = hinted
+            return PixelSpan(start, end, True, Fragments(offsets, lengths))
         # item headers by pread: a buffered read after each seek fetched 8 KB for 8 bytes
         offs, lens = array.array("q"), array.array("q")
-        first, fd = True, fh.fileno()
+        first = True
+        want = 8 if heads is None else 12
         while True:
-            item = os.pread(fd, 8, pos)
+            item = os.pread(fd, want, pos)
             if len(item) < 8:
                 raise MalformedFile("truncated DICOM file (encapsulated pixel data not terminated)")
-            g, e, n = struct.unpack("<HHI", item)
+            g, e, n = struct.unpack("<HHI", item[:8])
             pos += 8
             if (g, e) == SEQ_END:
                 return PixelSpan(start, pos, True, Fragments(np.frombuffer(offs, dtype=np.int64),
@@ -131,8 +143,67 @@ def read_span(path: str, start: int, implicit: bool) -> PixelSpan | None:
             if not first:
                 offs.append(pos)
                 lens.append(n)
+                if heads is not None:
+                    heads += item[8:12].ljust(4, b"\0")
             first = False
             pos += n
+
+
+_ITEM_HEAD = np.dtype([("group", "<u2"), ("element", "<u2"), ("length", "<u4"), ("value", "V4")])
+MAX_TABLE = 4 << 20  # a Basic Offset Table longer than this (a million frames) is not read as a hint
+HINT_BATCH = 1 << 15  # item headers gathered at once (a bytes object each while gathered)
+
+
+def _items_by_table(fd: int, pos: int, size: int, heads: bytearray | None) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(end, offsets, lengths) of the fragments after the Basic Offset Table item at ``pos``, the
+    table taken as a hint of where each item header stands; None (walk them one by one) when it
+    is empty, longer than ``MAX_TABLE``, or anything does not add up.
+
+    Why: walking 61,000 item headers one ``pread`` at a time in Python cost 0.4 s of a 2 GB
+    instance, twice a run (the input, and the output re-read by verification). The hint is
+    never trusted: every item header it points at is read (one ``pread`` each, through
+    ``map``, ``HINT_BATCH`` at a time: memory stays bounded) and must be an item whose end is
+    where the next one starts, the last followed by the sequence delimiter, within the file;
+    so the walk would have read exactly these headers, from these offsets, and stopped where
+    this stops. A table that lies, a frame split over several fragments, an offset past 4 GB:
+    the walk decides, as before."""
+    import itertools
+    first = os.pread(fd, 8, pos)
+    if len(first) < 8:
+        return None
+    g, e, n = struct.unpack("<HHI", first)
+    if (g, e) != ITEM or n == 0 or n % 4 or n > MAX_TABLE or pos + 8 + n > size:
+        return None
+    table = os.pread(fd, n, pos + 8)
+    if len(table) != n:
+        return None
+    base = pos + 8 + n
+    items = np.frombuffer(table, "<u4").astype(np.int64) + base
+    del table
+    if items[0] != base or (np.diff(items) < 8).any():
+        return None
+    lengths = np.empty(len(items), np.int64)
+    values = bytearray()
+    for a in range(0, len(items), HINT_BATCH):
+        at = items[a:a + HINT_BATCH]
+        joined = b"".join(map(os.pread, itertools.repeat(fd), itertools.repeat(12), at.tolist()))
+        if len(joined) != 12 * len(at):
+            return None  # a header at the end of the file: the walk says what is wrong
+        rec = np.frombuffer(joined, _ITEM_HEAD)
+        if not ((rec["group"] == 0xFFFE) & (rec["element"] == 0xE000) & (rec["length"] != 0xFFFFFFFF)).all():
+            return None
+        lengths[a:a + len(at)] = rec["length"]
+        if heads is not None:
+            values += rec["value"].tobytes()
+    nxt = items + 8 + lengths
+    if (nxt > size).any() or (nxt[:-1] != items[1:]).any():
+        return None
+    last = os.pread(fd, 8, int(nxt[-1]))
+    if len(last) < 8 or struct.unpack("<HH", last[:4]) != SEQ_END:
+        return None
+    if heads is not None:
+        heads += values
+    return int(nxt[-1]) + 8, items + 8, lengths
 
 
 def copy_range(src: str, start: int, end: int, dst_fh) -> None:

@@ -111,7 +111,7 @@ _J2K_FAMILY = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.1000
 _J2K_HEADS = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0c")
 
 
-def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> None:
+def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int, heads: bytes | None = None) -> None:
     """One fragment per frame, each starting with its codestream's start marker.
 
     Why: frames are copied untouched, so anything a fragment carries besides
@@ -121,6 +121,9 @@ def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> 
     follows a frame's EOI is dropped by the stream rule. Frames
     split across fragments are legal DICOM but no WSI writer we know makes
     them; refused rather than guessed.
+
+    ``heads``: the 4 bytes at each fragment's offset as ``pixels.read_span`` read them with the
+    item headers (the same bytes this read them for, once a fragment); judged as rows of a matrix.
     """
     try:
         n_frames = int(frames)
@@ -136,13 +139,30 @@ def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> 
     # The head only: bytes after a frame's first true EOI are the stream rule's
     # (dicom/frames.py drops them and verification re-parses every frame); a
     # tail check would refuse what the rule cleans, and pass text ending in FF D9.
+    if heads is not None and len(heads) == 4 * len(span.fragments):
+        import numpy as np
+        rows = np.frombuffer(heads, np.uint8).reshape(-1, 4)
+        if jpeg:
+            good = (rows[:, 0] == 0xFF) & (rows[:, 1] == 0xD8)
+        else:
+            good = np.zeros(len(rows), bool)
+            for want in _J2K_HEADS:
+                good |= (rows == np.frombuffer(want, np.uint8)).all(axis=1)
+        bad = np.flatnonzero(~good)
+        if len(bad):
+            _no_start_marker(index, int(bad[0]), jpeg)
+        return
     with open(path, "rb") as fh:
         for k, (off, n) in enumerate(span.fragments):
             fh.seek(off)
             head = fh.read(4)
             if not (head.startswith(b"\xff\xd8") if jpeg else head in _J2K_HEADS):
-                raise MalformedFile(f"instance {index}: frame {k} does not start with a "
-                                    f"{'JPEG' if jpeg else 'JPEG 2000'} start marker")
+                _no_start_marker(index, k, jpeg)
+
+
+def _no_start_marker(index: int, k: int, jpeg: bool) -> None:
+    raise MalformedFile(f"instance {index}: frame {k} does not start with a "
+                        f"{'JPEG' if jpeg else 'JPEG 2000'} start marker")
 
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
@@ -238,9 +258,10 @@ def read_instance(path: str, index: int) -> Instance:
             ts = pydicom.uid.UID(str(ts))
             if ts.is_deflated or not ts.is_little_endian:
                 raise UnsupportedFormat(f"instance {index}: transfer syntax {ts} is not supported ({SUPPORTED_SYNTAXES_NOTE})")
-            span = read_span(path, start, ts.is_implicit_VR)
+            heads = bytearray()
+            span = read_span(path, start, ts.is_implicit_VR, heads)
             if span is not None and span.encapsulated:
-                check_fragments(path, span, str(ts), ds.get("NumberOfFrames", 1), index)
+                check_fragments(path, span, str(ts), ds.get("NumberOfFrames", 1), index, heads)
             elif span is not None:
                 check_native_length(span, ds, index)
             # Force every element to be parsed now: bad values fail here, not mid-write.

@@ -120,6 +120,7 @@ class DicomContext(VerifyContext):
     written: list[tuple[Instance, str, Dataset]]
     outs: list[Instance] = field(default_factory=list)
     readers: "_Readers | None" = None  # the readers check's child, started before the first check
+    validator: "dciodvfy.Runs | None" = None  # dciodvfy's runs, started before the first check
 
     @property
     def data(self) -> DicomPlanData:
@@ -140,10 +141,14 @@ def verify_dicom(plan: Plan, written: list[tuple[Instance, str, Dataset]], full:
     Every check of the vocabulary (``wsideid.checks``), into ``report`` when given."""
     ctx = DicomContext(report or new_report(), full, identifiers, plan, written)
     ctx.readers = _start_readers(ctx.written, ctx.report)  # runs beside every other check; read by _reader
+    if dciodvfy.available():  # likewise, read by _validator
+        ctx.validator = dciodvfy.Runs([(inst.path, path) for inst, path, _ in ctx.written])
     try:
         return run_checks(ctx, STEPS)
     finally:
         ctx.readers.close()  # an earlier check ended the run: its answers are not wanted
+        if ctx.validator is not None:
+            ctx.validator.close()
 
 
 def _reparse(ctx: DicomContext) -> None:
@@ -311,7 +316,7 @@ def _reader(ctx: DicomContext) -> None:
 
 
 def _validator(ctx: DicomContext) -> None:
-    _check_dciodvfy(ctx.written, ctx.report)
+    _check_dciodvfy(ctx.written, ctx.report, ctx.validator)
 
 
 STEPS = [(Check.REPARSE, _reparse), (Check.PLAN_HELD, _plan_held), (Check.NO_UNKNOWN_FIELDS, _no_unknown_fields),
@@ -453,12 +458,16 @@ def _judge(reader: Reader, src: Opening, out: Opening, removed_roles: set[str]) 
     return True, detail
 
 
-def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport) -> None:
+def _check_dciodvfy(written: list[tuple[Instance, str, Dataset]], rep: VerifyReport,
+                    runs: "dciodvfy.Runs | None" = None) -> None:
+    """No new dciodvfy error in any output instance; ``runs``: the runs started with the
+    verification (``dciodvfy.Runs``), else each pair is run now."""
     if not dciodvfy.available():
         rep.not_run(Check.VALIDATOR, "dciodvfy is not installed (Debian package dicom3tools; scripts/setup.sh installs it)")
         return
+    found = runs.new_errors() if runs is not None else [dciodvfy.new_errors(i.path, p) for i, p, _ in written]
     new = []
-    for inst, path, _ in written:
-        new += [f"instance {inst.index}: {e}" for e in dciodvfy.new_errors(inst.path, path)]
+    for (inst, _, _), errs in zip(written, found):
+        new += [f"instance {inst.index}: {e}" for e in errs]
     rep.record(Check.VALIDATOR, not new, "; ".join(new[:3]) if new else f"{len(written)} file(s), no new error",
                part="dciodvfy")

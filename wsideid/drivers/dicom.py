@@ -11,7 +11,6 @@ second of every run otherwise).
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from ..enums import LabelPolicy, MacroPolicy, VerifyMode
@@ -238,6 +237,12 @@ class DicomDriver:
 
     def write(self, opened: Opened, plan: Plan, scratch: str, final_name: str, options: DeidOptions,
               on_recipe=None) -> Written:
+        """Every kept instance written; the plan's stream check is done (``rule_edits``), so the
+        residual scan's early reads (``residual_early``) start now, beside the copy
+        (``pipeline._WriteEvents.checked``)."""
+        checked = getattr(on_recipe, "checked", None)
+        if checked is not None:
+            checked()
         src = opened.container
         os.mkdir(scratch)
         inner = os.path.join(scratch, "slide")
@@ -269,11 +274,40 @@ class DicomDriver:
         return [_ref(path, inst.role, inst.index, cover) for inst, path, cover in targets + _reduced_levels(written.state)]
 
     def residual_early(self, opened: Opened, plan: Plan) -> list[ImageRef]:
-        """None: which instances the residual scan reads is decided from the *written* headers
-        (the reduced levels of each output series, ``_reduced_levels``; a generated label is a
-        new instance), so every one is read from the output, on the residual thread, while
-        verification runs."""
-        return []
+        """The residual images whose output pixels are the source's, read from the source while
+        the output is written (issue 14, DICOM round: they were all read from the output after
+        verification, 0.7-1.9 s every run waited for); the others from the output once verified.
+
+        Which instances are read is decided as ``residual_images`` decides it, from the headers
+        the writer writes (``build_instance`` of the frozen plan: the same sizes, series and
+        roles, so the same reduced levels and level cover). One is read early only when its
+        output reads as its source (``_reads_as_source``): no frame edited (no region, no
+        stream-rule rewrite), its pixel data copied byte for byte and compared whole by
+        verification (image-data compares every frame up to ``FULL_COMPARE_BYTES`` whatever the
+        mode), and the same header values that say how ``scanimage`` assembles
+        its frames. A generated label is a new instance: read from the output.
+
+        The headers are built here once more than the write builds them (about a millisecond
+        for a TILED_FULL instance); a slide with long per-frame sequences (TILED_SPARSE, where
+        building a header walks every frame's items) is read late instead, as before."""
+        from ..dicom.apply import build_instance
+        by_index = {i.index: i for i in opened.container.instances}
+        if any(len(i.ds.get("PerFrameFunctionalGroupsSequence", None) or ()) > EARLY_MAX_FRAME_ITEMS
+               for i in by_index.values()):
+            return []
+        kept = []
+        for d in plan.images:
+            if d.action in ("remove", "replace") or d.image.index not in by_index:
+                continue
+            inst = by_index[d.image.index]
+            try:
+                kept.append((inst, inst.path, build_instance(inst, plan)))
+            except PYDICOM_VALUE_ERRORS:
+                return []  # the write refuses it, with its own message
+        targets = [(inst, path, None) for inst, path, _ in kept if inst.role != "level"] + _reduced_levels(kept)
+        intended = {inst.index: ds for inst, _, ds in kept}
+        return [_ref(inst.path, inst.role, inst.index, cover) for inst, _, cover in targets
+                if _reads_as_source(plan, inst, intended[inst.index])]
 
     def label_images(self, opened: Opened) -> list[ImageRef]:
         """``wsideid scan``: label, overview and thumbnail instances (and a lone small level,
@@ -299,12 +333,36 @@ class DicomDriver:
         return []
 
     def start_hashing(self, opened: Opened, options: DeidOptions) -> "_DicomHashes":
-        return _DicomHashes(opened, hash_algorithm(options))
+        return _DicomHashes(opened, hash_algorithm(options), options.hash_input)
 
     def output_name(self, input_path: str, stem: str) -> str:
         """A folder for a folder, ``<stem>.dcm`` for a single file; the stem is never the input's own name
         unless ``--keep-name`` passed it (see wsideid.naming)."""
         return stem if os.path.isdir(input_path) else f"{stem}.dcm"
+
+
+EARLY_MAX_FRAME_ITEMS = 256  # per-frame items above which ``residual_early`` leaves a slide to the late reads
+
+# What ``scanimage.instance_image`` reads from a header to assemble an instance's frames.
+_GEOMETRY = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation",
+             "TotalPixelMatrixColumns", "TotalPixelMatrixRows", "PixelRepresentation", "PlanarConfiguration")
+
+
+def _reads_as_source(plan: Plan, inst, ds) -> bool:
+    """The output instance reads, for the detectors, as ``inst`` does: no frame edited, its pixel
+    data copied whole and compared whole by verification's image-data check whatever the
+    verification mode (at most ``FULL_COMPARE_BYTES``), and the same transfer syntax and frame
+    geometry in the header written (``ds``) as in the source's."""
+    from ..dicom.verify import FULL_COMPARE_BYTES
+    if inst.span is None or (plan.frame_edits is not None and plan.frame_edits.of(inst.index)):
+        return False
+    if inst.span.size > FULL_COMPARE_BYTES:
+        return False  # sampled by image-data in the default mode: the output is read itself
+    src_ts = str(inst.ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(inst.ds, "file_meta") else None
+    out_ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None
+    if src_ts is None or src_ts != out_ts:
+        return False
+    return all(str(inst.ds.get(k, "")) == str(ds.get(k, "")) for k in _GEOMETRY)
 
 
 def _read(path: str, index: int):
@@ -317,33 +375,48 @@ def _ref(path: str, role: str, index: int, covered_by: int | None = None, decode
 
 
 class _DicomHashes:
-    """Every input and every written instance hashed at publish time, with the run's algorithm
-    (``hashing.py``: BLAKE3 by default, ``--hash sha256|blake3|none``)."""
+    """Every written instance hashed with the run's algorithm (``hashing.py``: BLAKE3 by default,
+    ``--hash sha256|blake3|none``) in a thread started once the files are stamped, beside
+    verification (``hashing.FilesHasher``); the inputs only when asked for (``--hash-input``, for
+    the lab record: a second pass over the input, as for the TIFF family), in a thread from the
+    start. Until issue 14's DICOM round both were hashed at publish time, after verification."""
 
-    def __init__(self, opened: Opened, algorithm: HashAlgorithm):
+    def __init__(self, opened: Opened, algorithm: HashAlgorithm, hash_input: bool = False):
+        from ..hashing import FilesHasher
         self.opened, self.algorithm = opened, algorithm
         self.algorithm_name = algorithm.value
         self.enabled = algorithm is not HashAlgorithm.NONE
         self.stamps = None  # taken once written (``written``)
+        self.inputs = None
+        self.outputs = None
+        if self.enabled and hash_input:
+            insts = opened.container.instances
+            self.inputs = (FilesHasher([i.path for i in insts], algorithm), [i.index for i in insts])
+            self.inputs[0].start()
 
     def on_recipe(self, recipe) -> None:
         """Instances are written whole; nothing is hashed while writing."""
 
     def written(self, written: Written) -> None:
-        """Every written file stamped before verification reads it (``hashing.PartStamps``)."""
-        from ..hashing import PartStamps
-        self.stamps = PartStamps(written.ready) if self.enabled else None
+        """Every written file stamped before verification reads it (``hashing.PartStamps``), then
+        hashed from disk beside verification."""
+        from ..hashing import FilesHasher, PartStamps
+        if not self.enabled:
+            return
+        self.stamps = PartStamps(written.ready)
+        self.outputs = (FilesHasher([path for _, path, _ in written.state], self.algorithm),
+                        [inst.index for inst, _, _ in written.state])
+        self.outputs[0].start()
 
     def result(self, written: Written, report: VerifyReport) -> dict[str, str]:
-        from ..hashing import file_digest
         hashes: dict[str, str] = {}
-        t0 = time.perf_counter()
         if self.enabled:
-            for inst in self.opened.container.instances:
-                hashes[f"input[{inst.index}]"] = file_digest(inst.path, self.algorithm)
-            for inst, path, _ in written.state:
-                hashes[f"output[{inst.index}]"] = file_digest(path, self.algorithm)
-            record_unchanged(report, self.stamps, self.algorithm.value, time.perf_counter() - t0)
+            for label, got in (("input", self.inputs), ("output", self.outputs)):
+                if got is not None:
+                    hasher, indices = got
+                    hashes.update({f"{label}[{i}]": d for i, d in zip(indices, hasher.results(f"{label}s"))})
+            seconds = self.outputs[0].seconds if self.outputs is not None else 0.0
+            record_unchanged(report, self.stamps, self.algorithm.value, seconds)
         return hashes
 
     def unchanged(self, written: Written) -> str | None:

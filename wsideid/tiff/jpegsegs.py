@@ -257,9 +257,20 @@ def _counted(buf: np.ndarray, start: np.ndarray, end: np.ndarray, marks: int | n
     rule. A header that changed since it was judged is a changed input, which the input guard
     refuses (stat before and after the run), as it does for the kernel's copy, which reads the
     bytes a third time. Anything else (restart markers, gaps, a dirty tile) returns False and
-    the batch is walked and judged as before."""
+    the batch is walked and judged as before.
+
+    Tiles with bytes between them (a DICOM instance's frames stand between 8-byte item headers
+    and pad bytes; issue 14's DICOM round) are counted the same way: every position of the
+    batch is a tile's or a gap's, a tile's last byte (D9) starts no pair, so the batch's count
+    is the tiles' own counts plus the gaps' (``_gap_markers``: the gap bytes' 0xFF not followed
+    by 0x00, the byte after a gap's last being the next tile's first); the gaps' count is taken
+    off and the tiles are judged as above. Gaps longer in all than a quarter of the batch are
+    walked instead (their index arrays would cost more than the walk)."""
     n = len(start)
-    if not n or start[0] != 0 or buf[-1] == 0xFF or not (start[1:] == end[:-1]).all() or (end - start < 4).any():
+    if not n or start[0] != 0 or buf[-1] == 0xFF or end[-1] != len(buf) or (end - start < 4).any():
+        return False
+    gap = start[1:] - end[:-1]
+    if (gap < 0).any():
         return False
     if not ((buf[end - 2] == 0xFF) & (buf[end - 1] == 0xD9)).all():
         return False
@@ -271,7 +282,21 @@ def _counted(buf: np.ndarray, start: np.ndarray, end: np.ndarray, marks: int | n
         if marks < 0:
             return False
         expected = marks * n
-    return _marker_count(buf) == expected + n
+    between = _gap_markers(buf, end[:-1], gap) if gap.any() else 0
+    return between is not None and _marker_count(buf) == expected + n + between
+
+
+def _gap_markers(buf: np.ndarray, gap_start: np.ndarray, gap: np.ndarray) -> int | None:
+    """The 0xFF bytes in the gaps ``[gap_start, gap_start + gap)`` not followed by 0x00 (the byte
+    after a gap is the next tile's first), as ``_marker_count`` counts them; None when the gaps
+    hold more than a quarter of the batch."""
+    total = int(gap.sum())
+    if total > len(buf) // 4:
+        return None
+    live = gap > 0
+    first, lens = gap_start[live], gap[live]
+    idx = np.arange(total, dtype=np.int64) + np.repeat(first - (np.cumsum(lens) - lens), lens)
+    return int(np.count_nonzero((buf[idx] == 0xFF) & (buf[idx + 1] != 0)))
 
 
 _verdicts: dict[tuple[bytes, frozenset], tuple[bool, frozenset, int]] = {}
