@@ -199,8 +199,9 @@ def number_holds_date(text: str) -> bool:
     return False
 
 
-def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
-    """Every date a match can mean, the preferred reading first (none: not a date)."""
+def _readings(kind: str, m: re.Match, text: str, versions: bool = True) -> list[dt.date]:
+    """Every date a match can mean, the preferred reading first (none: not a date). ``versions``
+    False reads a dotted date after "v" or a version word as a date too."""
     g = m.groupdict()
     if kind == "compact-dm":
         c = g["c"]
@@ -208,7 +209,7 @@ def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
         md = _date(int(c[4:]), int(c[:2]), int(c[2:4]))
         return [x for x in (dm, md) if x is not None]
     sep = g.get("s")
-    if sep == "." and _VERSION_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
+    if versions and sep == "." and _VERSION_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
         return []  # "v1.2.2019", "version 10.12.19": a version, not a date
     y = _year(g["y"])
     if g.get("mon"):
@@ -223,7 +224,7 @@ def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
     return [x for x in (_date(y, int(g["m"]), int(g["d"])),) if x is not None]
 
 
-def _matches(text: str) -> list[tuple[int, int, str, list[dt.date]]]:
+def _matches(text: str, versions: bool = True) -> list[tuple[int, int, str, list[dt.date]]]:
     found: list[tuple[int, int, str, list[dt.date]]] = []
     taken: list[tuple[int, int]] = []
     for kind, pat in _PATTERNS:
@@ -231,11 +232,23 @@ def _matches(text: str) -> list[tuple[int, int, str, list[dt.date]]]:
             s, e = m.span()
             if any(s < te and ts < e for ts, te in taken):
                 continue
-            readings = _readings(kind, m, text)
+            readings = _readings(kind, m, text, versions)
             if readings:
                 found.append((s, e, kind, readings))
                 taken.append((s, e))
     return sorted(found)
+
+
+def kept_text_holds_date(text: str) -> bool:
+    """Whether a value a grammar keeps (a version, a model, a software name) spells a date in any
+    way the parser reads one, after "v" or a version word too.
+
+    Why (round 6 of the planted-PHI audit): version grammars such as ``\\d{1,4}(\\.\\d{1,6}){0,3}``
+    admit "17.03.1987" and "1987.03.17", so a birth date written as a software version was
+    published as it was; a kept value is never where a date goes (a pattern that holds one marks
+    it with a ``(?P<date>...)`` group, which the date policy decides). Release dates used as
+    versions ("tifffile 2023.7.18") fail too: failing closed costs a software name."""
+    return bool(_matches(text, versions=False))
 
 
 def find_dates(text: str) -> list[tuple[int, int, dt.date]]:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from .dates import DatePolicy, number_holds_date, transform_structured
+from .dates import DatePolicy, kept_text_holds_date, number_holds_date, transform_structured
 from .errors import ProfileError
 from .model import REMOVE, REPLACE, TEXT, Decision, Field, ValueKind
 from .textbytes import words_in_numbers
@@ -252,7 +252,10 @@ def _check_pattern(f: Field, spec: ValueSpec, dates: DatePolicy) -> Verdict:
     m = spec.pattern.fullmatch(text)
     if m is None:
         return Verdict(False, note="value failed pattern")
-    if spec.date_format is None or m.group(DATE_GROUP) is None:
+    marked = spec.date_format is not None and m.group(DATE_GROUP) is not None
+    if kept_text_holds_date(text[:m.start(DATE_GROUP)] + " " + text[m.end(DATE_GROUP):] if marked else text):
+        return Verdict(False, note="value failed pattern (a date outside a date group)")
+    if not marked:
         return Verdict(True, f.value)
     s, e = m.span(DATE_GROUP)
     new_date = transform_structured(m.group(DATE_GROUP), spec.date_format, dates)

@@ -1,0 +1,253 @@
+"""Planted PHI, sixth round (attacker audit): text the file chose that the tool wrote back without
+reading it as a value, because a grammar or a root vouched for it.
+
+Leaks (each published, verified clean, before its fix):
+- Philips XML structural attributes written back without being fields: ``PMSVR`` ("I" + 30 letters)
+  and ``DataObject@ObjectType`` (41 letters) were free words;
+- kept profile keys with ``#``: any run of digits ("zFine[19870317]", "PSHV.4477139x"), the key
+  written to the output as the file spelled it;
+- version grammars admitting a date: "tifffile 17.03.1987", "NDP.scan 1987.03.17", "Aperio Image
+  Library v17.03.1987" (Software tag and SVS header), "Philips 17.03.1987", BIF BuildVersion,
+  DICOM SoftwareVersions;
+- DICOM UIDs under the registry's root ``1.2.840.10008.`` kept as "the standard's" whatever followed
+  (a birth date and a record number in a Study Instance UID), and the UIDs of attributes the profile
+  keeps unchanged (CodingSchemeUID, ContextUID) exempt from the keyed-UID check.
+
+Judged by the matrix's rule (refused or flagged with nothing published, or published with no spelling
+of the needle anywhere in OUTDIR); dates and record numbers the matrix's search does not spell are
+searched here too. The attacks that did not leak are kept as regression tests at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+import phi_corpus as pc
+import planted_matrix as pm
+from published_outputs import published
+from test_planted_matrix import judge
+from wsideid import cli
+from wsideid.tiff.writer import OutEntry
+
+SECRET = "planted-round6-secret-0123456789abcdef"
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+MORE = ["1987.03.17", "4477139", "19870317", "17.03.1987", "zephyrina", "quixote"]
+
+
+def _deid(src: Path, outdir: Path, monkeypatch, *extra: str) -> tuple[int, str]:
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off", *extra])
+    return rc, err.getvalue()
+
+
+def _run(name: str, src: Path, tmp_path: Path, monkeypatch) -> tuple[str, Path]:
+    """The matrix's judgement, then the searches it does not spell: nothing of MORE in OUTDIR."""
+    outdir = tmp_path / "out"
+    rc, err = _deid(src, outdir, monkeypatch)
+    outcome = judge(pm.Place(name, lambda f: src), src, outdir, rc, err)
+    hits = pc.find_in_tree(outdir, MORE) if outdir.exists() else {}
+    assert not hits, f"{name}: {sorted(hits)} in OUTDIR ({outcome})"
+    return outcome, outdir
+
+
+def _holds(src: Path, text: str) -> bool:
+    files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file()]
+    return any(text.encode() in p.read_bytes() for p in files)
+
+
+# ------------------------------------------------------------------ Philips structural attributes
+def _philips(folder: Path, edit) -> Path:
+    """The synthetic Philips TIFF with its XML edited while it is written."""
+    import wsideid.synth_philips as sp
+    orig = sp.philips_xml
+    sp.philips_xml = lambda *a, **k: edit(orig(*a, **k))
+    try:
+        dst = folder / "slide.tiff"
+        sp.make_philips_tiff(str(dst), 512, 512)
+    finally:
+        sp.philips_xml = orig
+    return dst
+
+
+PHILIPS_EDITS = {
+    "pmsvr": lambda x: x.replace('PMSVR="IUInt16"', 'PMSVR="IZephyrinaQuixote"'),
+    "objecttype-level": lambda x: x.replace('ObjectType="PixelDataRepresentation"', 'ObjectType="ZephyrinaQuixote"', 1),
+    "objecttype-scanned-image": lambda x: x.replace('ObjectType="DPScannedImage"', 'ObjectType="ZephyrinaQuixote"', 1),
+}
+
+
+@pytest.mark.parametrize("where", sorted(PHILIPS_EDITS))
+def test_philips_structural_attributes_are_closed_words(where, tmp_path, monkeypatch):
+    """PMSVR and ObjectType are written back for every kept attribute's elements without being
+    fields (no value policy, no needle): "IZephyrinaQuixote" and "ZephyrinaQuixote" matched their
+    free-word grammars and were published. Now each is one of the Philips spellings, or a field
+    (unknown: removed, recorded, searched for)."""
+    src = _philips(tmp_path, PHILIPS_EDITS[where])
+    assert _holds(src, "ZephyrinaQuixote")
+    _run(f"philips-{where}", src, tmp_path, monkeypatch)
+
+
+def test_philips_real_spellings_still_structure():
+    from wsideid.tiff_family.vendors.philips import _OBJECT, _PMSVR
+    for v in ("IString", "IStringArray", "IUInt16", "IUInt32", "IDouble", "IDoubleArray", "IDataObjectArray",
+              "IUInt16Array"):
+        assert _PMSVR.fullmatch(v), v
+    for v in ("DPUfsImport", "DPScannedImage", "PixelDataRepresentation"):
+        assert _OBJECT.fullmatch(v), v
+    assert not _PMSVR.fullmatch("IZephyrina") and not _OBJECT.fullmatch("Zephyrina")
+
+
+# ------------------------------------------------------------------ digits of kept keys
+def test_kept_key_indices_hold_no_date_or_record_number(tmp_path, monkeypatch):
+    """``"zFine[#]"`` and ``"PSHV.#x"`` matched any run of digits, and the kept key is written as the
+    file spelled it: "zFine[19870317]" and "PSHV.4477139x" were published. ``#`` is 1-4 digits now;
+    a longer index is an unknown key (removed, its name hashed in the audit)."""
+    props = pc.NDPI_PROPS + "zFine[19870317]=1\r\nPSHV.4477139x=0.5\r\nzFine[3]=2\r\n"
+    src = tmp_path / "slide.ndpi"
+    pc.make_clean_ndpi(src, props=props)
+    _, outdir = _run("ndpi-key-digits", src, tmp_path, monkeypatch)
+    from wsideid.tiff.container import read_tiff
+    out = read_tiff(str(outdir / published(outdir)[0]))
+    assert "zFine[3]=2" in (out.ifds[0].text(65449) or "")  # a real index is still kept
+
+
+def test_profile_wildcard_digits():
+    from wsideid.profiles import _wildcard
+    rx = _wildcard("zFine[#]")
+    assert rx.fullmatch("zFine[0]") and rx.fullmatch("zFine[1234]")
+    assert not rx.fullmatch("zFine[19870317]") and not rx.fullmatch("zFine[]")
+
+
+# ------------------------------------------------------------------ versions that are dates
+@pytest.mark.parametrize("text,holds", [
+    ("17.03.1987", True), ("1987.03.17", True), ("v17.03.1987", True), ("tifffile 17.03.1987", True),
+    ('"17.03.1987"', True), ("Aperio Image Library v17.03.1987", True), ("version 1987.3.17", True),
+    ("NDP.scan 2.5.89", False), ("Aperio Image Library v12.0.15", False), ("v11.2.1", False),
+    ("1.6.5807", False), ("Philips DP v1.0", False), ("3.0", False), ("12.4.3.5008", False),
+    ("libvips 8.15.1", False), ("v10.0.50", False), ('"1.6.5807" "4.0.3"', False),
+])
+def test_kept_text_holds_date(text, holds):
+    from wsideid.dates import kept_text_holds_date
+    assert kept_text_holds_date(text) is holds
+
+
+def _tiff_tag(fmt: str, tag: int, text: str, ifds: str = "first"):
+    return pm.tiff_with(fmt, ifds, {tag: lambda s, i: pm.ascii_entry(tag, text)})
+
+
+def _svs_header(folder: Path) -> Path:
+    dst = folder / "slide.svs"
+    head = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
+    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, pc.aperio_description(pc.W, pc.H, head, {}))}})
+    return dst
+
+
+def _ndpi_version(folder: Path) -> Path:
+    dst = folder / "slide.ndpi"
+    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", "system.version=1987.03.17"),
+                       software="NDP.scan 17.03.1987")
+    return dst
+
+
+def _philips_software(folder: Path) -> Path:
+    return _philips(folder, lambda x: x.replace("&quot;1.6.5807&quot; &quot;20240314_R51&quot;",
+                                                "&quot;17.03.1987&quot; &quot;4.0.3&quot;"))
+
+
+def _bif_version(folder: Path) -> Path:
+    import wsideid.synth_vendors as sv
+    orig = sv.bif_iscan
+    sv.bif_iscan = lambda *a, **k: _set_attr(orig(*a, **k), "BuildVersion", "17.03.1987")
+    try:
+        dst = folder / "slide.bif"
+        sv.make_bif(str(dst), cols=2, rows=2)
+    finally:
+        sv.bif_iscan = orig
+    return dst
+
+
+def _set_attr(xml: str, name: str, value: str) -> str:
+    import re
+    if f'{name}="' in xml:
+        return re.sub(f'{name}="[^"]*"', f'{name}="{value}"', xml)
+    return xml.replace("<iScan ", f'<iScan {name}="{value}" ', 1)
+
+
+def _dicom_software(ds) -> None:
+    ds.SoftwareVersions = ["1987.03.17", "17.03.1987"]
+
+
+VERSION_PLACES = {
+    "tiff-software": _tiff_tag("tiff", 305, "tifffile 17.03.1987"),
+    "svs-software-tag": _tiff_tag("svs", 305, "Aperio Image Library v17.03.1987", "all"),
+    "svs-header": _svs_header,
+    "ndpi-software-and-system-version": _ndpi_version,
+    "philips-software-versions": _philips_software,
+    "bif-build-version": _bif_version,
+    "dicom-software-versions": pm.dicom_builder(_dicom_software),
+}
+
+
+@pytest.mark.parametrize("where", sorted(VERSION_PLACES))
+def test_a_version_spelling_a_date_is_not_kept(where, tmp_path, monkeypatch):
+    """Version grammars (``\\d{1,4}(\\.\\d{1,6}){0,3}`` and kin) admit "17.03.1987" and "1987.03.17";
+    the value parsed wholly as its pattern and was published as it was. A kept value that spells
+    a date the parser reads (after "v" or a version word too) now fails its pattern."""
+    src = VERSION_PLACES[where](tmp_path)
+    assert _holds(src, "1987.03.17") or _holds(src, "17.03.1987")
+    _run(f"version-date-{where}", src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ DICOM UIDs under the registry's root
+UNDER_ROOT = "1.2.840.10008.19870317.4477139"
+
+
+def _dicom_uids(ds) -> None:
+    ds.StudyInstanceUID = UNDER_ROOT
+    ds.FrameOfReferenceUID = UNDER_ROOT + ".1"
+    for item in ds.get("OpticalPathSequence", []):
+        for seq in ("IlluminationTypeCodeSequence", "IlluminationColorCodeSequence"):
+            for code in item.get(seq, []):
+                code.CodingSchemeUID = "2.16.840.1.113883.19870317.4477139"
+                code.ContextUID = "1.2.840.10008.6.1.19870317"
+
+
+def test_uids_under_the_registry_root_are_keyed(tmp_path, monkeypatch):
+    """Any UID starting ``1.2.840.10008.`` was taken for the standard's: kept unchanged and exempt from
+    ``identifiers-replaced``; so were CodingSchemeUID and ContextUID whatever they held. Now only a
+    UID the registry lists (or a context group, or a listed coding scheme's OID) is kept; the rest
+    are keyed like any other UID."""
+    src = pm.dicom_builder(_dicom_uids)(tmp_path)
+    assert _holds(src, UNDER_ROOT)
+    _run("dicom-uids-under-root", src, tmp_path, monkeypatch)
+
+
+def test_registry_uids():
+    from wsideid.dicom.uids import is_registry_uid, is_standard_uid
+    for u in ("1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1",
+              "1.2.840.10008.2.16.4", "1.2.840.10008.6.1.1", "1.2.840.10008.8.1.1"):
+        assert is_registry_uid(u), u
+    assert is_standard_uid("2.16.840.1.113883.6.96") and not is_registry_uid("2.16.840.1.113883.6.96")
+    for u in (UNDER_ROOT, "1.2.840.10008.6.1.19870317", "1.2.840.10008.", "2.16.840.1.113883.19870317"):
+        assert not is_standard_uid(u), u
+
+
+@pytest.mark.skipif(not (TESTDATA / "dicom").is_dir(), reason="real test data not present (../shared/testdata)")
+@pytest.mark.parametrize("name", ["highdicom_sm_image.dcm", "wsi2dcm_jpeg.dcm"])
+def test_real_dicom_uids_and_versions(name, tmp_path, monkeypatch):
+    """The same plants in real instances (highdicom, wsi2dcm)."""
+    real = TESTDATA / "dicom" / name
+    if not real.exists():
+        pytest.skip(f"{name} not present")
+
+    def edit(ds):
+        _dicom_uids(ds)
+        _dicom_software(ds)
+    src = pm.dicom_builder(edit, real=real)(tmp_path)
+    _run(f"real-{name}", src, tmp_path, monkeypatch)
