@@ -251,3 +251,32 @@ def test_real_dicom_uids_and_versions(name, tmp_path, monkeypatch):
         _dicom_software(ds)
     src = pm.dicom_builder(edit, real=real)(tmp_path)
     _run(f"real-{name}", src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ the audit in OUTDIR
+def _mrxs_named_sections(folder: Path) -> Path:
+    """A MIRAX slide whose level and value groups are named after the patient (the file names them:
+    HIER_0_VAL_0_SECTION = <name>); OpenSlide reads it as any other."""
+    import re
+
+    from wsideid.mrxs.synth import make_mrxs
+    path = folder / "slide.mrxs"
+    make_mrxs(str(path), tiles_x=2, tiles_y=2, levels=2)
+    ini = path.parent / "slide" / "Slidedat.ini"
+    text = ini.read_bytes().decode("utf-8-sig")
+    for k, name in enumerate(sorted(set(re.findall(r"= *((?:NONHIER)?LAYER_\d+_(?:LEVEL|VAL)_\d+_SECTION)", text)))):
+        text = text.replace(name, f"QUIXOTE_ZEPHYRINA_{k}")
+    ini.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    return path
+
+
+def test_mirax_group_names_do_not_reach_the_audit(tmp_path, monkeypatch):
+    """The key file's level and value groups are named by the file; their keys are known fields, so
+    the audit printed their paths whole: "Slidedat.ini/[QUIXOTE_ZEPHYRINA_0]/OVERLAP_X" in OUTDIR
+    (the slide itself was clean: its key file is rebuilt). A group outside 3DHistech's vocabulary
+    is named by its kind and order now."""
+    src = _mrxs_named_sections(tmp_path)
+    outcome, outdir = _run("mrxs-group-names", src, tmp_path, monkeypatch)
+    assert outcome == "published"
+    audit = next(outdir.glob("*.audit.json")).read_text()
+    assert "Slidedat.ini/[<level group 0>]/OVERLAP_X" in audit
