@@ -131,10 +131,26 @@ def test_profile_wildcard_digits():
     ("NDP.scan 2.5.89", False), ("Aperio Image Library v12.0.15", False), ("v11.2.1", False),
     ("1.6.5807", False), ("Philips DP v1.0", False), ("3.0", False), ("12.4.3.5008", False),
     ("libvips 8.15.1", False), ("v10.0.50", False), ('"1.6.5807" "4.0.3"', False),
+    # tifffile's calendar version (no leading zeros, right after its name) is its release, not a date
+    ("tifffile.py 2026.3.3", False), ("tifffile 2023.11.28", False), ("tifffile 2026.03.03", True),
+    ("QuPath 2026.3.3", True), ("tifffile 1987.3.17", True),
 ])
 def test_kept_text_holds_date(text, holds):
     from wsideid.dates import kept_text_holds_date
     assert kept_text_holds_date(text) is holds
+
+
+def test_a_version_holding_a_date_keeps_what_its_pattern_admits():
+    """Cut, not removed, when what is left still matches: the product name stays (the same name
+    kept in another field is then no part of a removed value)."""
+    from wsideid.dates import DatePolicy
+    from wsideid.model import Field
+    from wsideid.valuepolicy import check, parse_spec
+    spec = parse_spec({"pattern": r"tifffile( \d{1,4}(\.\d{1,6}){0,3})?"}, "keep", "t.Software")
+    v = check(Field("p", "tags:Software", "tifffile 17.03.1987"), spec, DatePolicy("remove"))
+    assert v.ok and v.value == "tifffile" and v.removed == ["17.03.1987"]
+    strict = parse_spec({"pattern": r"tifffile \d{1,4}(\.\d{1,6}){0,3}"}, "keep", "t.Software")
+    assert not check(Field("p", "tags:Software", "tifffile 17.03.1987"), strict, DatePolicy("remove")).ok
 
 
 def _tiff_tag(fmt: str, tag: int, text: str, ifds: str = "first"):

@@ -239,6 +239,19 @@ def _matches(text: str, versions: bool = True) -> list[tuple[int, int, str, list
     return sorted(found)
 
 
+# tifffile's version is its release date, written without leading zeros (PEP 440: 2026.3.3); it
+# names every OME-TIFF and many TIFFs tifffile writes (OME Creator, Software). Only that spelling
+# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates.
+_CALVER = re.compile(r"20\d\d\.[1-9]\d?\.[1-9]\d?")
+_CALVER_BEFORE = re.compile(r"(?<![\w.])tifffile(\.py)? v?$")
+
+
+def kept_text_dates(text: str) -> list[tuple[int, int]]:
+    """The spans of every date spelling in a kept value (``kept_text_holds_date``), in order."""
+    return [(s, e) for s, e, _, _ in _matches(text, versions=False)
+            if not (_CALVER.fullmatch(text[s:e]) and _CALVER_BEFORE.search(text[:s]))]
+
+
 def kept_text_holds_date(text: str) -> bool:
     """Whether a value a grammar keeps (a version, a model, a software name) spells a date in any
     way the parser reads one, after "v" or a version word too.
@@ -247,8 +260,9 @@ def kept_text_holds_date(text: str) -> bool:
     admit "17.03.1987" and "1987.03.17", so a birth date written as a software version was
     published as it was; a kept value is never where a date goes (a pattern that holds one marks
     it with a ``(?P<date>...)`` group, which the date policy decides). Release dates used as
-    versions ("tifffile 2023.7.18") fail too: failing closed costs a software name."""
-    return bool(_matches(text, versions=False))
+    versions fail too (failing closed costs a software name), except tifffile's own
+    (``_CALVER``)."""
+    return bool(kept_text_dates(text))
 
 
 def find_dates(text: str) -> list[tuple[int, int, dt.date]]:
