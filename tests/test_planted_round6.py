@@ -333,3 +333,41 @@ def test_no_profile_pattern_keeps_a_planted_value():
     kept = [(where, v) for where, rx in _profile_patterns() for v in SWEEP
             if rx.fullmatch(v) and not kept_text_holds_date(v)]
     assert not kept, kept
+
+
+def _verify(original: Path, output: Path) -> tuple[int, str]:
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+        rc = cli.main(["verify", str(original), str(output)])
+    return rc, buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["ndpi", "philips"])
+def test_verify_refuses_the_round6_places_put_back(fmt, tmp_path, monkeypatch):
+    """`wsideid verify` on a clean published output with a round 6 place written back into it (an
+    NDPI key holding a date; a Philips PMSVR free word): never 'verified'. The control (the output
+    rewritten unchanged) is."""
+    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
+    (tmp_path / "in").mkdir()
+    if fmt == "ndpi":
+        src = tmp_path / "in" / "slide.ndpi"
+        pc.make_clean_ndpi(src)
+    else:
+        src = _philips(tmp_path / "in", lambda x: x)
+    outdir = tmp_path / "out"
+    rc, err = _deid(src, outdir, monkeypatch)
+    assert rc == 0, err
+    out = outdir / [p for p in published(outdir) if not p.endswith(".json")][0]
+    from wsideid.tiff.container import read_tiff
+    tf = read_tiff(str(out))
+    ctrl, bad = tmp_path / f"control{out.suffix}", tmp_path / f"bad{out.suffix}"
+    pc.rewrite_tiff(out, ctrl, {})
+    if fmt == "ndpi":
+        tag, text = 65449, (tf.ifds[0].text(65449) or "") + "zFine[19870317]=1\r\n"
+    else:
+        tag, text = 270, (tf.ifds[0].text(270) or "").replace('PMSVR="IUInt16"', 'PMSVR="IZephyrinaQuixote"')
+        assert "IZephyrinaQuixote" in text
+    pc.rewrite_tiff(out, bad, {0: {tag: pm.ascii_entry(tag, text)}})
+    assert _verify(src, ctrl)[0] == 0
+    rc, msg = _verify(src, bad)
+    assert rc != 0, msg
