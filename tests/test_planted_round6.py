@@ -30,20 +30,11 @@ import phi_corpus as pc
 import planted_matrix as pm
 from published_outputs import published
 from test_planted_matrix import judge
+from test_planted_round5 import SECRET, _deid
 from wsideid import cli
-from wsideid.tiff.writer import OutEntry
 
-SECRET = "planted-round6-secret-0123456789abcdef"
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 MORE = ["1987.03.17", "4477139", "19870317", "17.03.1987", "zephyrina", "quixote"]
-
-
-def _deid(src: Path, outdir: Path, monkeypatch, *extra: str) -> tuple[int, str]:
-    monkeypatch.setenv("WSIDEID_SECRET", SECRET)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = cli.main(["deid", str(src), "-o", str(outdir), "--detect", "off", *extra])
-    return rc, err.getvalue()
 
 
 def _run(name: str, src: Path, tmp_path: Path, monkeypatch) -> tuple[str, Path]:
