@@ -362,3 +362,37 @@ def test_verify_refuses_the_round6_places_put_back(fmt, tmp_path, monkeypatch):
     assert _verify(src, ctrl)[0] == 0
     rc, msg = _verify(src, bad)
     assert rc != 0, msg
+
+
+# ------------------------------------------------------------------ a date as a number, spelled otherwise
+@pytest.mark.parametrize("text,holds", [
+    ("019870317", True), ("1.9870317e7", True), ("1.9870317E+07", True), ("0.19870317e8", True),
+    ("+019870317.0", True), ("198703170e-1", True), ("1,019650704", True),
+    ("0.19650704", False), ("2040", False), ("0.5", False), ("1e3", False), ("2.5e-4", False), ("00012345", False),
+])
+def test_number_holds_date_reads_the_number_not_its_spelling(text, holds):
+    """Round 5's rule read 8-digit runs: leading zeros and an exponent spell the same number
+    ("019870317", "1.9870317e7" are 19870317) and the value grammars accept both."""
+    from wsideid.dates import number_holds_date
+    assert number_holds_date(text) is holds
+
+
+def _svs_numbers(folder: Path) -> Path:
+    dst = folder / "slide.svs"
+    desc = pc.aperio_description(pc.W, pc.H, None, {"StripeWidth": "019870317", "Left": "1.9870317e7",
+                                                    "Top": "0.19870317E8"})
+    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
+    return dst
+
+
+def _dicom_number_spellings(ds) -> None:
+    ds.InstanceNumber = "019870317"        # IS (Type 1: its neutral value takes its place)
+
+
+@pytest.mark.parametrize("build", [_svs_numbers, pm.dicom_builder(_dicom_number_spellings)], ids=["aperio", "dicom"])
+def test_a_date_as_a_number_with_zeros_or_an_exponent_is_not_kept(build, tmp_path, monkeypatch):
+    """Round 5 closed "a number whose integer part is an 8-digit date"; spelled "019870317" or
+    "1.9870317e7" the same number parsed as its type and was published."""
+    src = build(tmp_path)
+    outcome, outdir = _run(f"date-number-spellings-{build.__name__}", src, tmp_path, monkeypatch)
+    assert not pc.find_in_tree(outdir, ["9870317e", "9870317E"])

@@ -182,6 +182,13 @@ def _date(y: int, m: int, d: int) -> dt.date | None:
 
 
 _EIGHT_DIGITS = re.compile(r"(?<![\d.])\d{8}(?!\d)")
+# A number as the value grammars spell one: digits, a fraction, an exponent (valuepolicy._DEC).
+_NUMBER_TOKEN = re.compile(r"(?<![\w.])[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?(?![\w.])")
+
+
+def _eight_digit_date(c: str) -> bool:
+    return bool(_date(int(c[:4]), int(c[4:6]), int(c[6:])) or _date(int(c[4:]), int(c[2:4]), int(c[:2]))
+                or _date(int(c[4:]), int(c[:2]), int(c[2:4])))
 
 
 def number_holds_date(text: str) -> bool:
@@ -190,11 +197,22 @@ def number_holds_date(text: str) -> bool:
 
     Why: numbers are never residual needles and a profile keeps numeric fields as numbers, so a
     date stored as an integer would pass the value policy untouched (no date policy applied).
-    Fraction digits are not read ("0.12201987" is an ordinary float)."""
+    The integer part is the number's, not its spelling's: leading zeros and an exponent
+    ("019870317", "1.9870317e7") parse to the same number and were kept (round 6). Fraction
+    digits are not read ("0.12201987" is an ordinary float)."""
+    from decimal import Decimal, InvalidOperation
     for m in _EIGHT_DIGITS.finditer(text):
-        c = m.group(0)
-        if (_date(int(c[:4]), int(c[4:6]), int(c[6:])) or _date(int(c[4:]), int(c[2:4]), int(c[:2]))
-                or _date(int(c[4:]), int(c[:2]), int(c[2:4]))):
+        if _eight_digit_date(m.group(0)):
+            return True
+    for m in _NUMBER_TOKEN.finditer(text):
+        tok = m.group(0)
+        if "e" not in tok.lower() and not tok.lstrip("+-").startswith("0"):
+            continue  # plainly spelled: the digit runs above are its integer part
+        try:
+            whole = str(abs(int(Decimal(tok))))
+        except (InvalidOperation, ValueError, OverflowError):
+            continue
+        if len(whole) == 8 and _eight_digit_date(whole):
             return True
     return False
 
