@@ -151,7 +151,8 @@ def _tiff_tag(fmt: str, tag: int, text: str, ifds: str = "first"):
 def _svs_header(folder: Path) -> Path:
     dst = folder / "slide.svs"
     head = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
-    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, pc.aperio_description(pc.W, pc.H, head, {}))}})
+    desc = pc.aperio_description(pc.W, pc.H, head, {})
+    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
     return dst
 
 
