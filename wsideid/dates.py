@@ -182,6 +182,13 @@ def _date(y: int, m: int, d: int) -> dt.date | None:
 
 
 _EIGHT_DIGITS = re.compile(r"(?<![\d.])\d{8}(?!\d)")
+# A number as the value grammars spell one: digits, a fraction, an exponent (valuepolicy._DEC).
+_NUMBER_TOKEN = re.compile(r"(?<![\w.])[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?(?![\w.])")
+
+
+def _eight_digit_date(c: str) -> bool:
+    return bool(_date(int(c[:4]), int(c[4:6]), int(c[6:])) or _date(int(c[4:]), int(c[2:4]), int(c[:2]))
+                or _date(int(c[4:]), int(c[:2]), int(c[2:4])))
 
 
 def number_holds_date(text: str) -> bool:
@@ -190,17 +197,29 @@ def number_holds_date(text: str) -> bool:
 
     Why: numbers are never residual needles and a profile keeps numeric fields as numbers, so a
     date stored as an integer would pass the value policy untouched (no date policy applied).
-    Fraction digits are not read ("0.12201987" is an ordinary float)."""
+    The integer part is the number's, not its spelling's: leading zeros and an exponent
+    ("019870317", "1.9870317e7") parse to the same number and were kept (round 6). Fraction
+    digits are not read ("0.12201987" is an ordinary float)."""
+    from decimal import Decimal, InvalidOperation
     for m in _EIGHT_DIGITS.finditer(text):
-        c = m.group(0)
-        if (_date(int(c[:4]), int(c[4:6]), int(c[6:])) or _date(int(c[4:]), int(c[2:4]), int(c[:2]))
-                or _date(int(c[4:]), int(c[:2]), int(c[2:4]))):
+        if _eight_digit_date(m.group(0)):
+            return True
+    for m in _NUMBER_TOKEN.finditer(text):
+        tok = m.group(0)
+        if "e" not in tok.lower() and not tok.lstrip("+-").startswith("0"):
+            continue  # plainly spelled: the digit runs above are its integer part
+        try:
+            whole = str(abs(int(Decimal(tok))))
+        except (InvalidOperation, ValueError, OverflowError):
+            continue
+        if len(whole) == 8 and _eight_digit_date(whole):
             return True
     return False
 
 
-def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
-    """Every date a match can mean, the preferred reading first (none: not a date)."""
+def _readings(kind: str, m: re.Match, text: str, versions: bool = True) -> list[dt.date]:
+    """Every date a match can mean, the preferred reading first (none: not a date). ``versions``
+    False reads a dotted date after "v" or a version word as a date too."""
     g = m.groupdict()
     if kind == "compact-dm":
         c = g["c"]
@@ -208,7 +227,7 @@ def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
         md = _date(int(c[4:]), int(c[:2]), int(c[2:4]))
         return [x for x in (dm, md) if x is not None]
     sep = g.get("s")
-    if sep == "." and _VERSION_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
+    if versions and sep == "." and _VERSION_BEFORE.search(text[max(0, m.start() - 24):m.start()]):
         return []  # "v1.2.2019", "version 10.12.19": a version, not a date
     y = _year(g["y"])
     if g.get("mon"):
@@ -223,7 +242,7 @@ def _readings(kind: str, m: re.Match, text: str) -> list[dt.date]:
     return [x for x in (_date(y, int(g["m"]), int(g["d"])),) if x is not None]
 
 
-def _matches(text: str) -> list[tuple[int, int, str, list[dt.date]]]:
+def _matches(text: str, versions: bool = True) -> list[tuple[int, int, str, list[dt.date]]]:
     found: list[tuple[int, int, str, list[dt.date]]] = []
     taken: list[tuple[int, int]] = []
     for kind, pat in _PATTERNS:
@@ -231,11 +250,37 @@ def _matches(text: str) -> list[tuple[int, int, str, list[dt.date]]]:
             s, e = m.span()
             if any(s < te and ts < e for ts, te in taken):
                 continue
-            readings = _readings(kind, m, text)
+            readings = _readings(kind, m, text, versions)
             if readings:
                 found.append((s, e, kind, readings))
                 taken.append((s, e))
     return sorted(found)
+
+
+# tifffile's version is its release date, written without leading zeros (PEP 440: 2026.3.3); it
+# names every OME-TIFF and many TIFFs tifffile writes (OME Creator, Software). Only that spelling
+# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates.
+_CALVER = re.compile(r"20\d\d\.[1-9]\d?\.[1-9]\d?")
+_CALVER_BEFORE = re.compile(r"(?<![\w.])tifffile(\.py)? v?$")
+
+
+def kept_text_dates(text: str) -> list[tuple[int, int]]:
+    """The spans of every date spelling in a kept value (``kept_text_holds_date``), in order."""
+    return [(s, e) for s, e, _, _ in _matches(text, versions=False)
+            if not (_CALVER.fullmatch(text[s:e]) and _CALVER_BEFORE.search(text[:s]))]
+
+
+def kept_text_holds_date(text: str) -> bool:
+    """Whether a value a grammar keeps (a version, a model, a software name) spells a date in any
+    way the parser reads one, after "v" or a version word too.
+
+    Why (round 6 of the planted-PHI audit): version grammars such as ``\\d{1,4}(\\.\\d{1,6}){0,3}``
+    admit "17.03.1987" and "1987.03.17", so a birth date written as a software version was
+    published as it was; a kept value is never where a date goes (a pattern that holds one marks
+    it with a ``(?P<date>...)`` group, which the date policy decides). Release dates used as
+    versions fail too (failing closed costs a software name), except tifffile's own
+    (``_CALVER``)."""
+    return bool(kept_text_dates(text))
 
 
 def find_dates(text: str) -> list[tuple[int, int, dt.date]]:

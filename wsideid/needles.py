@@ -249,8 +249,8 @@ def _kind_of(d: Decision, container=None, schemes: dict[str, str] | None = None)
             if kind == ValueKind.TEXT and _ID_KEYWORD.search(f.key) and "UniversalEntity" not in f.key:
                 return ValueKind.IDENTIFIER
             if vr == "UI":
-                from .dicom.uids import is_registry_uid
-                return ValueKind.CODE if all(is_registry_uid(u) for u in v.split("\\") if u) else kind
+                from .dicom.uids import is_standard_uid
+                return ValueKind.CODE if all(is_standard_uid(u) for u in v.split("\\") if u) else kind
             return kind
     elif f.key.startswith("tags:"):
         t = _tiff_type(container, f)

@@ -46,10 +46,14 @@ class Rule:
 
 
 def _wildcard(key: str) -> re.Pattern | None:
-    """A profile key with ``*`` (any text) or ``#`` (one or more digits), as a regex."""
+    """A profile key with ``*`` (any text) or ``#`` (one to four digits), as a regex.
+
+    Why four: a kept key is written to the output as the file spelled it, so its digits are text
+    the file chose; an index of 1-4 digits holds no date or record number (``zFine[19870317]``
+    was published in round 6 of the planted-PHI audit)."""
     if "*" not in key and "#" not in key:
         return None
-    return re.compile("".join(".*" if ch == "*" else r"\d+" if ch == "#" else re.escape(ch) for ch in key),
+    return re.compile("".join(".*" if ch == "*" else r"\d{1,4}" if ch == "#" else re.escape(ch) for ch in key),
                       re.DOTALL)
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from .dates import DatePolicy, number_holds_date, transform_structured
+from .dates import DatePolicy, kept_text_dates, kept_text_holds_date, number_holds_date, transform_structured
 from .errors import ProfileError
 from .model import REMOVE, REPLACE, TEXT, Decision, Field, ValueKind
 from .textbytes import words_in_numbers
@@ -252,8 +252,11 @@ def _check_pattern(f: Field, spec: ValueSpec, dates: DatePolicy) -> Verdict:
     m = spec.pattern.fullmatch(text)
     if m is None:
         return Verdict(False, note="value failed pattern")
-    if spec.date_format is None or m.group(DATE_GROUP) is None:
-        return Verdict(True, f.value)
+    marked = spec.date_format is not None and m.group(DATE_GROUP) is not None
+    if not marked:
+        return _without_dates(text, spec) if kept_text_holds_date(text) else Verdict(True, f.value)
+    if kept_text_holds_date(text[:m.start(DATE_GROUP)] + " " + text[m.end(DATE_GROUP):]):
+        return Verdict(False, note="value failed pattern (a date outside its date group)")
     s, e = m.span(DATE_GROUP)
     new_date = transform_structured(m.group(DATE_GROUP), spec.date_format, dates)
     if new_date is None:
@@ -266,6 +269,19 @@ def _check_pattern(f: Field, spec: ValueSpec, dates: DatePolicy) -> Verdict:
     if not spec.pattern.fullmatch(new):
         return Verdict(False, note="value failed pattern (once its date was handled)")
     return Verdict(True, new, TEXT, note="date inside handled by the date policy")
+
+
+def _without_dates(text: str, spec: ValueSpec) -> Verdict:
+    """A value its pattern admits that spells a date where no date group marks one (a version
+    "17.03.1987": round 6 of the planted-PHI audit): kept without the date when what is left still
+    matches ("tifffile.py 2026.3.3", a calendar version, keeps "tifffile.py"; the same name kept
+    elsewhere then stays a kept value, not a part of a removed one), else it fails."""
+    spans = kept_text_dates(text)
+    cut = "".join(text[a:b] for a, b in zip([0] + [e for _, e in spans], [s for s, _ in spans] + [len(text)]))
+    cut = re.sub(r"\s{2,}", " ", cut).strip()
+    if cut and spec.pattern.fullmatch(cut) and not kept_text_holds_date(cut):
+        return Verdict(True, cut, REPLACE, [text[a:b] for a, b in spans], "a date in the value dropped")
+    return Verdict(False, note="value failed pattern (a date outside a date group)")
 
 
 def _check_icc(f: Field) -> Verdict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..dates import kept_text_holds_date
 from ..errors import ProfileError
 from ..profiles import Profile
 from .codes import CodeRules
@@ -119,8 +120,9 @@ class DicomRules:
         return self.nested_types.get(keyword, "3") if t == "nested" else t
 
     def text_allowed(self, keyword: str, value: str) -> bool:
-        """A free-text value is kept only when it wholly matches a pattern the profile declares for it."""
-        return any(p.fullmatch(value) for p in self.patterns.get(keyword, ()))
+        """A free-text value is kept only when it wholly matches a pattern the profile declares for it
+        and spells no date (a version grammar admits "17.03.1987": round 6 of the planted-PHI audit)."""
+        return any(p.fullmatch(value) for p in self.patterns.get(keyword, ())) and not kept_text_holds_date(value)
 
     def option_column(self, keyword: str) -> str | None:
         """The selected option column (device, institution, patient characteristics) that keeps

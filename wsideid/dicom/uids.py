@@ -12,12 +12,51 @@ from __future__ import annotations
 
 from ..keys import Secret
 
+import re
+from functools import lru_cache
+
 DOMAIN = "dicom-uid"
 REGISTRY_ROOT = "1.2.840.10008."  # UIDs defined by the standard itself (SOP classes, transfer syntaxes...)
+# Context group UIDs (PS3.16 Annex A: 1.2.840.10008.6.1.<n>, about 1,400 of them), absent from
+# pydicom's registry table: an index of 1-4 digits holds no identifier.
+_CONTEXT_GROUP = re.compile(r"1\.2\.840\.10008\.6\.1\.[1-9]\d{0,3}")
+# The HL7 OIDs of the coding schemes the profile lists (PS3.16 Table 8-1), which a CodingSchemeUID
+# may name: public identifiers of terminologies, no one's data.
+CODING_SCHEME_UIDS = frozenset({
+    "2.16.840.1.113883.6.96",      # SCT
+    "2.16.840.1.113883.6.5",       # SRT
+    "2.16.840.1.113883.6.51",      # SNM3
+    "2.16.840.1.113883.6.1",       # LN
+    "2.16.840.1.113883.6.8",       # UCUM
+    "2.16.840.1.113883.3.26.1.1",  # NCIt
+    "2.16.840.1.113883.6.256",     # RADLEX
+    "2.16.840.1.113883.6.119",     # FMA
+    "2.16.840.1.113883.6.86",      # UMLS
+    "2.16.840.1.113883.6.24",      # MDC
+    "2.16.840.1.113883.6.3",       # I10
+})
+
+
+@lru_cache(maxsize=1)
+def _registry() -> frozenset[str]:
+    from pydicom._uid_dict import UID_dictionary
+    return frozenset(UID_dictionary)
 
 
 def is_registry_uid(uid: str) -> bool:
-    return uid.startswith(REGISTRY_ROOT)
+    """A UID the standard defines (SOP class, transfer syntax, coding scheme, context group...).
+
+    Why the registry itself and not its root: any text of digits may follow ``1.2.840.10008.``,
+    and a UID read as the standard's was kept as it was and exempt from verification, so
+    "1.2.840.10008.19870317.4477139" published a birth date and a record number (round 6 of
+    the planted-PHI audit). A UID under the root that the registry does not list is replaced
+    by a keyed one like any other."""
+    return uid in _registry() or bool(_CONTEXT_GROUP.fullmatch(uid))
+
+
+def is_standard_uid(uid: str) -> bool:
+    """A UID kept as it is: the registry's, or a listed coding scheme's OID (CodingSchemeUID)."""
+    return is_registry_uid(uid) or uid in CODING_SCHEME_UIDS
 
 
 class UidMapper:
@@ -33,7 +72,7 @@ class UidMapper:
 
     def new_uid(self, uid: str) -> str:
         uid = uid.strip().rstrip("\0")
-        if not uid or is_registry_uid(uid):
+        if not uid or is_standard_uid(uid):
             return uid
         new = self.mapped.get(uid)
         if new is None:

@@ -37,7 +37,7 @@ from .readers import Opening, Pending, Reader, ReadersFailed, start
 from .redact import check_frame, read_frames
 from .plan import DicomPlanData, tag_name, value_text
 from .source import Instance, read_instance
-from .uids import is_registry_uid
+from .uids import is_standard_uid
 
 SAMPLE_FRAMES = 16
 FULL_COMPARE_BYTES = 256 << 20
@@ -56,12 +56,15 @@ def flatten(ds: Dataset, prefix: str, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _uids(ds: Dataset, keep: set[str]) -> list[str]:
+def _uids(ds: Dataset) -> list[str]:
+    """Every UID of the output that is not the standard's: each must be one of this run's keyed
+    UIDs. The attributes the profile keeps unchanged (``uid_keep``) are no exemption: their values
+    must be the standard's too (round 6: a UID under the registry's root was kept unread)."""
     found = []
     for elem in ds.iterall():
-        if elem.VR == "UI" and elem.keyword not in keep and elem.value:
+        if elem.VR == "UI" and elem.value:
             vals = elem.value if type(elem.value).__name__ == "MultiValue" else [elem.value]
-            found += [str(v) for v in vals if not is_registry_uid(str(v))]
+            found += [str(v) for v in vals if not is_standard_uid(str(v))]
     return found
 
 
@@ -230,7 +233,7 @@ def _no_unknown_fields(ctx: DicomContext) -> None:
 def _identifiers_replaced(ctx: DicomContext) -> None:
     data = ctx.data
     new_uids = set(data.uids.mapped.values()) | data.uids.retained
-    bad = [u for out in ctx.outs for u in _uids(out.ds, data.rules.uid_keep) if u not in new_uids]
+    bad = [u for out in ctx.outs for u in _uids(out.ds) if u not in new_uids]
     ctx.report.record(Check.IDENTIFIERS_REPLACED, not bad, f"{len(bad)} UID(s) not from the keyed mapping" if bad else
                       f"{len(data.uids.mapped)} UIDs mapped")
 

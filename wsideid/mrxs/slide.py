@@ -205,13 +205,20 @@ def _kind(key: str, value: str) -> ValueKind:
 
 def inventory(slide: MrxsSlide) -> Inventory:
     fields = []
+    counts: dict[str, int] = {}
     for group, keys in slide.ini.groups.items():
         section = slide.groups.get(group, "unreferenced")
+        # A level's or a value's group is named by the file too (HIER_0_VAL_0_SECTION = <name>):
+        # outside 3DHistech's vocabulary the path names it by its kind and order instead, since
+        # the audit prints a known key's path whole ("Slidedat.ini/[<the patient's name>]/OVERLAP_X"
+        # was published in the audit: planted-PHI round 6).
+        shown = group if ini.shown(group) == group else f"<{section} group {counts.get(section, 0)}>"
+        counts[section] = counts.get(section, 0) + 1
         for key, value in keys.items():
             # an unreferenced group's name is the file's text like its keys: it goes into the last
             # path segment, which the audit replaces by its HMAC (a group named after the patient
             # was printed in the audit)
-            path = (f"Slidedat.ini/[{group}]/{key}" if section != "unreferenced"
+            path = (f"Slidedat.ini/[{shown}]/{key}" if section != "unreferenced"
                     else f"Slidedat.ini/unreferenced/[{group}]{key}")
             fields.append(Field(path, f"{section}:{key}", value, subkey=group, kind=_kind(key, value)))
     images = [ImageInfo(i, "level", lv.width, lv.height, lv.image_format.lower(), True, len(lv.records),

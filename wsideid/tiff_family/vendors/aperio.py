@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ...dates import kept_text_holds_date
 from ...model import KEEP, REMOVE, REPLACE, Decision, Field, Inventory, Plan, ValueKind
 from ...tiff.container import Ifd, TiffFile
 from ...valuepolicy import ValueType, Verdict, control_free, register_checker
@@ -103,6 +104,8 @@ def parse_header(header: str) -> HeaderParse:
             i += 1
             continue
         m = _SOFTWARE.match("".join(pieces[i:i + 16])) if piece == "Aperio" else None
+        if m and kept_text_holds_date(m.group(0)):
+            m = None  # a version spelling a date ("v17.03.1987", round 6): its tokens are dropped
         if m:
             # consume the pieces the software name spans
             span, j = "", i

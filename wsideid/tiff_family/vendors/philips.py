@@ -11,7 +11,8 @@ representations). Each value becomes a field keyed by its attribute names
 from the root (``philips:PIM_DP_SCANNED_IMAGES/DICOM_PIXEL_SPACING``), which
 the profile allow-lists with typed values; the structural attributes are
 checked here (a name is an upper-case token, Group/Element hexadecimal,
-PMSVR an ``I...`` type word) and written back only for kept values.
+PMSVR a Philips value type, ObjectType one of the three export data objects) and written back only
+for kept values.
 ``DICOM_DERIVATION_DESCRIPTION`` (where Philips writes the source file name)
 is rebuilt from its typed tokens (``check_derivation``), the barcode is
 Base64 (its decoded text is a needle too), Software must keep its
@@ -73,8 +74,11 @@ SECTION = "philips"
 MINIMAL_SOFTWARE = "Philips"
 _NAME = re.compile(r"[A-Z][A-Z0-9_]{0,80}")
 _HEX = re.compile(r"0x[0-9A-Fa-f]{4}")
-_PMSVR = re.compile(r"I[A-Za-z0-9]{1,30}")
-_OBJECT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,40}")
+# Written back without being fields, so each is a closed grammar (round 6 of the planted-PHI audit:
+# a PMSVR "I" + 30 letters and an ObjectType of 41 letters were free words, published as they were):
+# PMSVR the Philips value types, ObjectType the three data objects of a DPUfsImport export.
+_PMSVR = re.compile(r"I(String|Double|Float|U?Int(8|16|32|64)|DataObject|Date|Time|DateTime|Bool|Char)(Array)?")
+_OBJECT = re.compile(r"DPUfsImport|DPScannedImage|PixelDataRepresentation")
 STRUCTURAL = {"Attribute": {"Name": _NAME, "Group": _HEX, "Element": _HEX, "PMSVR": _PMSVR},
               "DataObject": {"ObjectType": _OBJECT}, "Array": {}}
 ASSOCIATED = {"LABELIMAGE": "label", "MACROIMAGE": "macro"}
