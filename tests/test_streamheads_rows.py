@@ -1,8 +1,8 @@
 """The verifier's header pass (``streamheads.distinct_headers``) judges the tiles sharing a
 batch's first header as rows of a matrix (``_seen_rows``) instead of one by one: the same
-headers handed over, in the same order, the memo left the same, as the per-tile loop it
-replaced (kept here as the reference), on tile sequences built to reach every branch of the
-skip rule: repeats, tiles that are all header and touch the next, headers longer than the
+headers handed over, in the same order, the memo left the same, as the skip rule applied
+tile by tile to every tile (``hand_over``, the loop the rows replaced), on tile sequences
+built to reach every branch of the skip rule: repeats, tiles that are all header and touch the next, headers longer than the
 gathered bytes, raw (non-JPEG) tiles, tiles out of file order, a memo that is full or seeded.
 """
 
@@ -26,16 +26,8 @@ def _jpeg(comment: bytes, size: int = 16, grey: int = 128) -> bytes:
 
 
 def _reference(path, offsets, counts, memo):
-    """The per-tile loop of ``distinct_headers`` before issue 14's session 9."""
-    for off, head, count in streamheads._headers(path, offsets, counts):
-        memo.total += len(head)
-        if off != memo.prev_end and len(head) < count and head in memo.seen:
-            continue
-        memo.prev_end = off + len(head)
-        if memo.kept + len(head) <= memo.limit:
-            memo.seen.add(head)
-            memo.kept += len(head)
-        yield off, head
+    """The skip rule applied tile by tile to every tile, as before issue 14's session 9."""
+    return streamheads.hand_over(streamheads._headers(path, offsets, counts), memo)
 
 
 def _state(memo):

@@ -135,15 +135,21 @@ def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: H
         if skip is not None:
             memo.total += int(lengths[skip].sum())  # counted as the loop counts them (the caller's budget)
             pick = pick[~skip[pick]]
-        for off, head, count in _tiles(fd, o, c, rows, lengths, again, pick):
-            memo.total += len(head)
-            if off != memo.prev_end and len(head) < count and head in memo.seen:
-                continue
-            memo.prev_end = off + len(head)
-            if memo.kept + len(head) <= memo.limit:
-                memo.seen.add(head)
-                memo.kept += len(head)
-            yield off, head
+        yield from hand_over(_tiles(fd, o, c, rows, lengths, again, pick), memo)
+
+
+def hand_over(tiles: Iterator[tuple[int, bytes, int]], memo: HeaderMemo) -> Iterator[tuple[int, bytes]]:
+    """The skip rule of ``distinct_headers``, tile by tile: (offset, header) of each tile
+    (offset, header, tile length) it does not skip, the memo kept up to date."""
+    for off, head, count in tiles:
+        memo.total += len(head)
+        if off != memo.prev_end and len(head) < count and head in memo.seen:
+            continue
+        memo.prev_end = off + len(head)
+        if memo.kept + len(head) <= memo.limit:
+            memo.seen.add(head)
+            memo.kept += len(head)
+        yield off, head
 
 
 def _seen_rows(memo: HeaderMemo, o: np.ndarray, c: np.ndarray, rows: np.ndarray, lengths: np.ndarray,
