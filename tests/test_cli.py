@@ -150,3 +150,14 @@ def test_scan_reads_a_dicom_label_instance():
     assert p.returncode == 1, p.stderr
     images = json.loads(p.stdout)["results"][0]["images"]
     assert [f["value"] for f in images[0]["findings"]] == ["Wikipedia"] and images[0]["role"] == "label"
+
+
+def test_deid_of_one_file_does_not_import_the_batch_modules(synth_slides, tmp_path):
+    """A file is never a slide folder: ``deid FILE`` does not import the folder runner and its
+    batch modules (issue 14: start-up is part of every run's cost)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code = ("import sys, wsideid.cli; rc = wsideid.cli.main(['deid', %r, '-o', %r, '--detect', 'off', '--new-id', 'R-1']);"
+            " print(rc, sorted(m for m in sys.modules if m.startswith('wsideid.batch')))") % (str(synth_slides["aperio"]), str(out))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.splitlines()[-1] == "0 []", (p.stdout, p.stderr)

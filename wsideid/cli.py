@@ -141,9 +141,10 @@ def cmd_deid(args) -> int:
         return deid_from_dicomweb(args, _deid_one, _deid_folder)
     if not args.input:
         raise WsideidError("deid needs an INPUT (or --from-dicomweb URL --study UID)")
-    from .batch.folder import is_slide_folder
-    if is_slide_folder(args.input, getattr(args, "series", None)):
-        return _deid_folder(args)
+    if os.path.isdir(args.input):  # a file is never a slide folder: the batch modules are not imported for it
+        from .batch.folder import is_slide_folder
+        if is_slide_folder(args.input, getattr(args, "series", None)):
+            return _deid_folder(args)
     if args.output and not getattr(args, "in_place", False) and os.path.exists(args.input):
         _make_outdir(args.output, getattr(args, "review_dir", None))
     return _deid_one(args)

@@ -35,6 +35,12 @@ class HashAlgorithm(str, Enum):
 
 DEFAULT = HashAlgorithm.BLAKE3
 CHUNK = 1 << 20  # 1 MB: as fast as 4 MB for BLAKE3 and SHA-256 (bench/README.md, issue 14), 3 MB less resident
+# The output's hash read that also compares the file with the plan (``OutputHasher``) holds two
+# buffers, each hashed or compared right after its read: at 256 KB both stay in the core's cache
+# between the read, the hash and the memcmp; at 1 MB they were read back from memory (0.54 against
+# 0.70 CPU s over 1.7 GB on this VM, 128 KB the same as 256; a hash read alone does not change
+# with the chunk). bench/README.md, issue 14, session 9.
+COMPARE_CHUNK = 256 << 10
 
 
 class _Digest(Protocol):
@@ -209,7 +215,7 @@ class OutputHasher(Hasher):
             return file_digest(self._fd, self.algorithm)
         h = new(self.algorithm)
         with open(self._fd, "rb", buffering=0) as out, open(self.source, "rb", buffering=0) as src:
-            self.planned = self.recipe.matches(src.fileno(), out.fileno(), h.update, CHUNK, release=True)
+            self.planned = self.recipe.matches(src.fileno(), out.fileno(), h.update, COMPARE_CHUNK, release=True)
         self.recipe = None  # compared: its metadata bytes (the tile tables) go before verification's peak
         return h.hexdigest()
 

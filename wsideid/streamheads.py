@@ -124,8 +124,24 @@ def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: H
     start where the last segment handed over ended (``memo.prev_end``: a gap or a tile that
     is all header), and entropy-coded data follows it within its tile (so no later tile's
     bytes would have continued it; the output's tiles do not overlap).
+
+    The tiles of a batch that share its first header are judged as rows of a matrix
+    (``_seen_rows``), not one by one in Python: the same tiles skipped, the same headers
+    handed over in the same order (issue 14: the per-tile loop was half of this pass).
     """
-    for off, head, count in _headers(path, offsets, counts):
+    for fd, o, c, rows, lengths, again, same in _batches(path, offsets, counts):
+        pick = np.nonzero(lengths)[0]
+        skip = _seen_rows(memo, o, c, rows, lengths, again, same)
+        if skip is not None:
+            memo.total += int(lengths[skip].sum())  # counted as the loop counts them (the caller's budget)
+            pick = pick[~skip[pick]]
+        yield from hand_over(_tiles(fd, o, c, rows, lengths, again, pick), memo)
+
+
+def hand_over(tiles: Iterator[tuple[int, bytes, int]], memo: HeaderMemo) -> Iterator[tuple[int, bytes]]:
+    """The skip rule of ``distinct_headers``, tile by tile: (offset, header) of each tile
+    (offset, header, tile length) it does not skip, the memo kept up to date."""
+    for off, head, count in tiles:
         memo.total += len(head)
         if off != memo.prev_end and len(head) < count and head in memo.seen:
             continue
@@ -136,8 +152,48 @@ def distinct_headers(path: str, offsets: np.ndarray, counts: np.ndarray, memo: H
         yield off, head
 
 
-def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes, int]]:
-    """(file offset, header bytes, tile length), tiles in file order."""
+def _seen_rows(memo: HeaderMemo, o: np.ndarray, c: np.ndarray, rows: np.ndarray, lengths: np.ndarray,
+               again: np.ndarray, same: np.ndarray | None = None) -> np.ndarray | None:
+    """Tiles of a batch that ``distinct_headers``' loop would skip, found without it (None: let
+    the loop judge them all): those whose header is, byte for byte, the batch's first header H
+    (``same``, from ``_walk_rows``, when the first tile's header is H; else compared here).
+
+    Why each would be skipped: its header is H (same length, same bytes, within the HEAD bytes
+    gathered: no row needs a longer read in such a batch), and H is in ``memo.seen`` when the
+    loop reaches it (it was before the batch, or the batch's first header tile, which the loop
+    then hands over, adds it: the memo has room for it; that tile itself is left to the loop).
+    Entropy-coded data follows its header (``lengths < c``). And the loop's ``prev_end`` when it
+    reaches the tile is the one before the batch or the end of a header of this batch handed
+    over before it, which is ``o + lengths`` of some tile: a tile whose offset is none of those
+    is never where the last segment ended. Skipped tiles change nothing the loop reads
+    (``prev_end``, ``seen``, ``kept``); their bytes are added to ``total`` before the batch's
+    headers are handed over, so the caller's budget check can only stop sooner, never let more
+    through (the final check sees the same total)."""
+    if again.any():
+        return None
+    live = np.flatnonzero(lengths)
+    if not len(live):
+        return None
+    i = int(live[0])
+    n = int(lengths[i])
+    table = rows.reshape(-1, HEAD)
+    head = table[i, :n].tobytes()
+    known = head in memo.seen
+    if not known and memo.kept + n > memo.limit:
+        return None  # the loop would not remember it: every tile with it is handed over
+    if same is None or not same[i]:
+        same = (lengths == n) & (table[:, :n] == table[i, :n]).all(axis=1)
+    else:
+        same = same.copy()
+    same[i] = known
+    ends = np.sort(np.append((o + lengths)[live], memo.prev_end))
+    at = np.minimum(np.searchsorted(ends, o), len(ends) - 1)
+    return same & (lengths < c) & (ends[at] != o)  # no header handed over before it ends where it starts
+
+
+def _batches(path: str, offsets: np.ndarray, counts: np.ndarray):
+    """(fd, offsets, counts, gathered rows, header lengths, needs a longer read, the rows
+    sharing the first row's header or None) per batch of tiles in file order."""
     from .tiff.jpegsegs import gather_heads
     from .tiff.tileorder import in_file_order
     _, offs, cnts = in_file_order(offsets, counts)
@@ -145,19 +201,55 @@ def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tup
         fd = fh.fileno()
         for a in range(0, len(offs), BATCH):
             o, c = offs[a:a + BATCH], cnts[a:a + BATCH]
-            n = len(o)
             rows, avail = gather_heads(fd, o, c, HEAD)
-            buf = rows.data
-            start = np.arange(n, dtype=np.int64) * HEAD
-            lengths, again = _walk(rows, start, avail, c > HEAD)
-            ol, cl, ll, al = o.tolist(), c.tolist(), lengths.tolist(), again.tolist()  # no numpy scalar a tile
-            for i in np.nonzero(lengths)[0].tolist():
-                if al[i]:
-                    raw = os.pread(fd, min(cl[i], SLACK), ol[i])
-                    yield ol[i], raw[:_walk_one(raw)], cl[i]
-                else:
-                    s = i * HEAD
-                    yield ol[i], bytes(buf[s:s + ll[i]]), cl[i]
+            yield (fd, o, c, rows, *_walk_rows(rows, avail, c > HEAD))
+
+
+def _walk_rows(rows: np.ndarray, avail: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``_walk`` of a batch's gathered rows (lengths, needs a longer read), plus the rows whose
+    first bytes are the first row's whole header (None when that row's walk did not end at its
+    SOS or SOD): those are not walked, as a level's tiles share one header.
+
+    Why they get the first row's result: a walk reads only bytes before where it stops, and a
+    row whose walk ended at SOS/SOD (length ``n`` short of its gathered bytes) stopped because
+    of those bytes alone; a row holding the same ``n`` bytes, with at least ``n`` of its own
+    (``avail``), takes every step the same and stops at ``n`` too (each step's room checks
+    ask for bytes before ``n``), never asking for a longer read."""
+    n_rows = len(avail)
+    start = np.arange(n_rows, dtype=np.int64) * HEAD
+    if not n_rows:
+        return np.zeros(0, np.int64), np.zeros(0, bool), None
+    first, _ = _walk(rows, start[:1], avail[:1], longer[:1])
+    n = int(first[0])
+    if not 0 < n < int(avail[0]):
+        return (*_walk(rows, start, avail, longer), None)
+    table = rows.reshape(-1, HEAD)
+    same = (avail >= n) & (table[:, :n] == table[0, :n]).all(axis=1)
+    lengths, again = np.full(n_rows, n, np.int64), np.zeros(n_rows, bool)
+    rest = np.flatnonzero(~same)
+    if len(rest):
+        lengths[rest], again[rest] = _walk(rows, start[rest], avail[rest], longer[rest])
+    return lengths, again, same
+
+
+def _tiles(fd: int, o: np.ndarray, c: np.ndarray, rows: np.ndarray, lengths: np.ndarray, again: np.ndarray,
+           pick: np.ndarray | None = None) -> Iterator[tuple[int, bytes, int]]:
+    """(file offset, header bytes, tile length) of a batch's tiles with a header (``pick``: those)."""
+    buf = rows.data
+    ol, cl, ll, al = o.tolist(), c.tolist(), lengths.tolist(), again.tolist()  # no numpy scalar a tile
+    for i in (np.nonzero(lengths)[0] if pick is None else pick).tolist():
+        if al[i]:
+            raw = os.pread(fd, min(cl[i], SLACK), ol[i])
+            yield ol[i], raw[:_walk_one(raw)], cl[i]
+        else:
+            s = i * HEAD
+            yield ol[i], bytes(buf[s:s + ll[i]]), cl[i]
+
+
+def _headers(path: str, offsets: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, bytes, int]]:
+    """(file offset, header bytes, tile length), tiles in file order."""
+    for batch in _batches(path, offsets, counts):
+        yield from _tiles(*batch[:6])
 
 
 PIECE = 4 << 20

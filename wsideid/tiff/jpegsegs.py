@@ -639,6 +639,35 @@ def _common_header(rows: np.ndarray, lengths: np.ndarray, ok: np.ndarray, stride
     return same, head.tobytes()
 
 
+def _walk_rows(rows: np.ndarray, start: np.ndarray, end: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray, bytes]:
+    """``_walk`` of gathered rows (``stride`` bytes each) and ``_common_header``'s (rows, header)
+    of the walked ones, without walking the rows whose first bytes are the first walked row's
+    whole header (a level's tiles share one header: the walk was a third of ``header_scan``).
+
+    Why those rows get the first row's result: a walk reads only bytes before the end of the SOS
+    segment where it stops, and checks room only up to there; a row holding the same ``n`` bytes,
+    with at least ``n`` of its own (``end - start``), takes every step the same and stops at ``n``
+    too (``n`` is within MAX_HEADER, or the first row would have been judged bad). Those rows are
+    exactly ``_common_header``'s: walked, of length ``n``, the same bytes."""
+    k = len(start)
+    if not k:
+        return start.copy(), np.zeros(0, bool), np.zeros(0, bool), b""
+    ent0, bad0 = _walk(rows, start[:1], end[:1])
+    if bad0[0]:
+        ent, bad = _walk(rows, start, end)
+        same, head = _common_header(rows, ent - start, ~bad, stride)
+        return ent, bad, same, head
+    n = int(ent0[0] - start[0])
+    table = rows.reshape(-1, stride)
+    same = (end - start >= n) & (table[:, :n] == table[0, :n]).all(axis=1)
+    ent, bad = start + n, np.zeros(k, bool)
+    rest = np.flatnonzero(~same)
+    if len(rest):
+        ent[rest], bad[rest] = _walk(rows, start[rest], end[rest])
+    return ent, bad, same, table[0, :n].tobytes()
+
+
 class Heads(NamedTuple):
     """What ``header_scan`` found."""
 
@@ -686,10 +715,8 @@ def header_scan(path: str, offsets: np.ndarray, counts: np.ndarray, tables: froz
                 if (avail < np.minimum(counts[idx], HEAD)).any():
                     raise WsideidError("image data ends before a tile does (the file is truncated)")
                 start = np.arange(n, dtype=np.int64) * HEAD
-                end = start + avail
-                ent, bad = _walk(rows, start, end)
+                ent, bad, same, head = _walk_rows(rows, start, start + avail, HEAD)
                 ok, m = ~bad, marks[a:a + n]
-                same, head = _common_header(rows, ent - start, ok, HEAD)
                 good = _headers(rows, start, ent, ok & ~same, tables, used, m)[0]
                 if same.any():  # one judgement for every tile with the batch's first header
                     clean, ext, hm = _judge(head, tables)
