@@ -147,6 +147,7 @@ def check_fragments(path: str, span: PixelSpan, ts: str, frames, index: int) -> 
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _IMPLICIT_LE = b"1.2.840.10008.1.2"
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
 
 
 def prescan(path: str, index: int) -> None:
@@ -158,6 +159,9 @@ def prescan(path: str, index: int) -> None:
     mmap, descending into sequences and items, and stops at the pixel
     data. Defined-length values are skipped, not read, so it costs time
     linear in the number of elements and no memory beyond the counters.
+    A deflated dataset is refused here: pydicom inflates it whole before
+    anything can be checked (a 2 MB file inflating to 2 GB grew a run to
+    2 GB of RSS).
     The budget is wsideid.budget's: MAX_METADATA_BYTES of header and
     MAX_ENTRIES elements per instance.
     """
@@ -195,7 +199,11 @@ def prescan(path: str, index: int) -> None:
                     length = struct.unpack_from("<I", mm, pos + 4)[0]
                     head = 8
                 if (g, e) == (0x0002, 0x0010):
-                    implicit = bytes(mm[pos + head:pos + head + length]).rstrip(b"\0 ") == _IMPLICIT_LE
+                    syntax = bytes(mm[pos + head:pos + head + length]).rstrip(b"\0 ")
+                    implicit = syntax == _IMPLICIT_LE
+                    if syntax.strip(b"\0 ") == _DEFLATED:  # pydicom inflates the whole dataset in memory first
+                        raise UnsupportedFormat(f"instance {index}: transfer syntax {_DEFLATED.decode()} (deflated"
+                                                f" dataset) is not supported ({SUPPORTED_SYNTAXES_NOTE})")
                 if length == 0xFFFFFFFF or vr == b"SQ":
                     pos += head  # descend into the sequence
                     continue

@@ -1,0 +1,212 @@
+"""Hostile files, second round: what the soak of DICOM, MIRAX, JPEG 2000 and SubIFD seeds with
+gigabyte-sized declarations, compression bombs and special files found (tests/fuzz/extreme.py,
+``bench/hostile_soak.py --family extreme``), and the table files of ``run`` and ``review apply``.
+
+Each case runs the command line as its own process (tests/fuzz/proc.py: a time limit, a 3 GB
+address-space limit, the peak RSS read back) and must end in exit 2 with one
+``wsideid: error:`` line, within 100 MB of RSS, with nothing left in OUTDIR. Each failed on main.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fuzz import extreme
+from fuzz.proc import Result, Runner, check_common, check_one_line_error, listing
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = Runner()
+    yield r
+    r.close()
+
+
+def refused(r: Result, what: str, out: Path | None = None) -> str:
+    """Exit 2, one error line, in time and memory, and (``out``) an empty OUTDIR."""
+    check_common(r, what)
+    assert r.rc == 2, (what, r.rc, r.stderr)
+    check_one_line_error(r, what)
+    if out is not None:
+        assert listing(out) == [], (what, listing(out))
+    return r.stderr.strip()
+
+
+# ------------------------------------------------------------------ DICOM: a deflated dataset
+
+def _part10(path: Path) -> None:
+    """A small valid Part 10 file (explicit VR little endian) with a patient name."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "Doe^Jane"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+@pytest.fixture
+def deflate_bomb(tmp_path) -> Path:
+    """A 1 MB file whose deflated dataset inflates to 1 GB (pydicom inflates it whole on read)."""
+    p = tmp_path / "in" / "bomb.dcm"
+    p.parent.mkdir()
+    _part10(p)
+    p.write_bytes(extreme.deflated_instance(p.read_bytes(), 1 << 30))
+    assert p.stat().st_size < 2 << 20
+    return p
+
+
+@pytest.mark.parametrize("command", ["deid", "inspect", "scan", "dates-shift", "folder"])
+def test_deflated_dicom_is_refused_before_it_is_inflated(runner, deflate_bomb, tmp_path, command):
+    """main: every command inflated the 1 GB (peak RSS ~1 GB); ``deid --dates shift`` on the file
+    read its PatientID with pydicom before any check (MemoryError or 1 GB)."""
+    out = tmp_path / "out"
+    src = str(deflate_bomb.parent if command == "folder" else deflate_bomb)
+    argv = {"deid": ["deid", src, "-o", str(out), "--detect", "off"],
+            "folder": ["deid", src, "-o", str(out), "--detect", "off", "--new-id", "R-1"],
+            "dates-shift": ["deid", src, "-o", str(out), "--detect", "off", "--dates", "shift"],
+            "inspect": ["inspect", src], "scan": ["scan", "--no-ocr", src]}[command]
+    r = runner.run(argv, tmp_path, TIMEOUT)
+    if command == "scan":  # scan reports a file it cannot read on stdout, as a row, and exits 2
+        check_common(r, command)
+        assert r.rc == 2 and not r.stderr.strip() and "deflated" in r.stdout, (r.rc, r.stdout, r.stderr)
+        return
+    line = refused(r, command, out if command != "inspect" else None)
+    assert "deflated" in line, line
+
+
+# ------------------------------------------------------------------ MIRAX: sizes past the data
+
+@pytest.fixture(scope="module")
+def mrxs_seed(tmp_path_factory) -> Path:
+    from wsideid.mrxs.synth import make_mrxs
+    d = tmp_path_factory.mktemp("mrxs")
+    make_mrxs(str(d / "s.mrxs"), 2, 2, levels=2)
+    return d / "s.mrxs"
+
+
+def _mrxs_copy(seed: Path, folder: Path) -> Path:
+    import shutil
+    folder.mkdir(parents=True)
+    shutil.copyfile(seed, folder / "s.mrxs")
+    shutil.copytree(seed.with_suffix(""), folder / "s")
+    return folder / "s.mrxs"
+
+
+def _mutation(seed: Path, label: str):
+    return dict(extreme.mrxs_mutations(seed))[label]
+
+
+def test_mirax_record_over_a_hole_is_refused_unread(runner, mrxs_seed, tmp_path):
+    """main: a level record of 300 MB (its data file sparse) was read whole: ~350 MB RSS."""
+    src = _mrxs_copy(mrxs_seed, tmp_path / "in")
+    _mutation(mrxs_seed, "extreme:record-over-hole")(src)
+    out = tmp_path / "out"
+    line = refused(runner.run(["deid", str(src), "-o", str(out), "--detect", "off"], tmp_path, TIMEOUT),
+                   "deid", out)
+    assert "record" in line and "MB" in line, line
+
+
+def test_mirax_sparse_index_is_not_read_whole(runner, mrxs_seed, tmp_path):
+    """main: Index.dat was read whole up to 64 MB: a 60 MB sparse one cost 60 MB of RSS. The slide
+    itself is sound (the tail is zeros no pointer reaches), so it is published."""
+    src = _mrxs_copy(mrxs_seed, tmp_path / "in")
+    _mutation(mrxs_seed, "extreme:index-sparse-60MB")(src)
+    out = tmp_path / "out"
+    r = runner.run(["inspect", str(src)], tmp_path, TIMEOUT)
+    check_common(r, "inspect")
+    assert r.rc == 0, r.stderr
+    assert r.maxrss_mb < 90, r.maxrss_mb
+    del out
+
+
+# ------------------------------------------------------------------ table files: run and review apply
+
+def _special(kind: str, path: Path) -> Path:
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "sparse":
+        with open(path, "wb") as fh:
+            fh.write(b"source,new_id\n")
+        os.truncate(path, 1 << 30)
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    return path
+
+
+KINDS = ["dev-zero", "fifo", "directory", "sparse", "loop"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_manifest_that_is_not_a_small_file(runner, tmp_path, kind):
+    """main: /dev/zero and a 1 GB sparse manifest were read whole (MemoryError: internal error, or
+    1 GB of RSS); a FIFO with no writer hung ``run`` for ever."""
+    m = _special(kind, tmp_path / "manifest.csv")
+    out = tmp_path / "out"
+    refused(runner.run(["run", str(m), "-o", str(out), "--detect", "off", "--no-report"], tmp_path, 30), "run")
+    assert not out.exists() or listing(out) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_decisions_file_that_is_not_a_small_file(runner, tmp_path, kind):
+    d = _special(kind, tmp_path / "decisions.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "out-review").mkdir()
+    refused(runner.run(["review", "apply", str(d), str(out)], tmp_path, 30), "review apply")
+
+
+def test_excel_manifest_of_millions_of_empty_cells(runner, tmp_path):
+    """A 30 kB .xlsx whose sheet declares 1,048,576 x 16,384 cells (openpyxl pads every row to the
+    declared width): main built every row in memory."""
+    m = tmp_path / "manifest.xlsx"
+    _xlsx_bomb(m)
+    refused(runner.run(["run", str(m), "-o", str(tmp_path / "out"), "--detect", "off", "--no-report"],
+                       tmp_path, 30), "run")
+
+
+def _xlsx_bomb(path: Path) -> None:
+    rows = "".join(f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>x</t></is></c></row>' for i in range(1, 2))
+    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+             'spreadsheetml/2006/main"><dimension ref="A1:XFD1048576"/><sheetData>' + rows +
+             '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>y</t></is></c></row></sheetData></worksheet>')
+    ns = "http://schemas.openxmlformats.org"
+    files = {
+        "[Content_Types].xml": '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="' + ns + '/package/2006/'
+        'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships'
+        '+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override '
+        'PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+        'spreadsheetml.worksheet+xml"/></Types>',
+        "_rels/.rels": '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="' + ns + '/package/2006/'
+        'relationships"><Relationship Id="rId1" Type="' + ns + '/officeDocument/2006/relationships/'
+        'officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="' + ns + '/spreadsheetml/2006/'
+        'main" xmlns:r="' + ns + '/officeDocument/2006/relationships"><sheets><sheet name="S" sheetId="1" '
+        'r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="' + ns +
+        '/package/2006/relationships"><Relationship Id="rId1" Type="' + ns + '/officeDocument/2006/'
+        'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": sheet,
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in files.items():
+            z.writestr(name, text)
