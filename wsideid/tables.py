@@ -29,8 +29,8 @@ DELIMITERS = (",", ";", "\t")
 MAX_TABLE_BYTES = 32 << 20
 
 
-def read_table_file(path: str | os.PathLike, what: str) -> bytes:
-    """The bytes of a table file, which must be a regular file of at most MAX_TABLE_BYTES; opened
+def read_table_file(path: str | os.PathLike, what: str, limit: int = MAX_TABLE_BYTES) -> bytes:
+    """The bytes of a table (or record) file, which must be a regular file of at most ``limit``; opened
     without blocking (a FIFO with no writer), checked on the open descriptor (no swap between a
     check and the read), and read up to the limit (a file growing while read stops there)."""
     try:
@@ -41,17 +41,17 @@ def read_table_file(path: str | os.PathLike, what: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise WsideidError(f"{what} {os.fsdecode(path)} is not a regular file")
-        if st.st_size > MAX_TABLE_BYTES:
-            raise WsideidError(f"{what} is larger than {MAX_TABLE_BYTES >> 20} MB")
+        if st.st_size > limit:
+            raise WsideidError(f"{what} is larger than {limit >> 20} MB")
         chunks, total = [], 0
-        while total <= MAX_TABLE_BYTES:
-            chunk = os.read(fd, min(1 << 20, MAX_TABLE_BYTES + 1 - total))
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        if total > MAX_TABLE_BYTES:
-            raise WsideidError(f"{what} is larger than {MAX_TABLE_BYTES >> 20} MB")
+        if total > limit:
+            raise WsideidError(f"{what} is larger than {limit >> 20} MB")
         return b"".join(chunks)
     except OSError as exc:
         raise WsideidError(f"cannot read {what} {os.fsdecode(path)}: {exc.strerror}") from None

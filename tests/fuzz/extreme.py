@@ -93,7 +93,7 @@ def tiff_mutations(path: Path) -> list[Mutation]:
     o_at = oe.value_offset if oe.value_offset is not None else pos[d.offsets_tag] + 4 + cw
     c_at = ce.value_offset if ce.value_offset is not None else pos[d.counts_tag] + 4 + cw
     ow = {3: 2, 4: 4, 16: 8}.get(oe.type, 4)
-    fmt = bo + {2: "H", 4: "I", 8: "Q"}
+    fmt = {k: bo + c for k, c in {2: "H", 4: "I", 8: "Q"}.items()}
     first = int(d.src_offsets[0])
 
     def huge_count(p: Path) -> None:
