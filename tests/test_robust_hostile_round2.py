@@ -260,3 +260,20 @@ def test_dicom_folder_with_a_fifo_or_device_is_refused(runner, dicom_series, tmp
     line = refused(runner.run(["deid", str(series), "-o", str(out), "--detect", "off"], tmp_path, TIMEOUT),
                    "deid", out)
     assert "FIFO, socket or device" in line, line
+
+
+@pytest.mark.parametrize("command", ["deid", "inspect", "scan"])
+def test_mirax_key_file_that_is_a_fifo(runner, mrxs_seed, tmp_path, command):
+    """main: Slidedat.ini made a FIFO was no MIRAX key file to the driver, but the refused-format
+    table then opened it to look for ``[GENERAL]``: the open blocked for ever (a hang)."""
+    src = _mrxs_copy(mrxs_seed, tmp_path / "in")
+    _mutation(mrxs_seed, "special:fifo:Slidedat.ini")(src)
+    out = tmp_path / "out"
+    argv = {"deid": ["deid", str(src), "-o", str(out), "--detect", "off"], "inspect": ["inspect", str(src)],
+            "scan": ["scan", "--no-ocr", str(src)]}[command]
+    r = runner.run(argv, tmp_path, 30)
+    if command == "scan":
+        check_common(r, command)
+        assert r.rc == 2 and not r.stderr.strip(), (r.rc, r.stderr)
+    else:
+        refused(r, command, out if command == "deid" else None)
