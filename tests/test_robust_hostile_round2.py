@@ -339,3 +339,32 @@ def test_a_slide_cut_while_it_is_read_never_kills_the_run(runner, tmp_path, make
                 assert listing(out) == [], listing(out)
             outcomes.add(r.rc)
     assert outcomes <= {0, 2, 3}, outcomes
+
+
+# ------------------------------------------------------------------ redact: OpenSlide cannot read a kept thumbnail
+
+def test_redact_with_a_thumbnail_openslide_cannot_decode(runner, tmp_path):
+    """Found by the soak (real-j2k, seed 9): the Aperio J2K slide's JPEG thumbnail tile given a
+    SOF height of 0. ``redact`` verified the regions through OpenSlide, and ``"thumbnail" in
+    associated_images`` decodes the image (a Mapping's ``in`` reads the value): OpenSlideError
+    escaped, exit 70 "internal error". Now the check fails: exit 3, one line, nothing published."""
+    import random
+    import shutil
+
+    from fuzz import structural
+    from realdata import TESTDATA
+    real = TESTDATA / "svs" / "tcga-cr-7395-01a-01-ts1.svs"
+    if not real.exists():
+        pytest.skip("real test data not available")
+    src = tmp_path / "in" / "s.svs"
+    src.parent.mkdir()
+    shutil.copyfile(real, src)
+    muts = dict(structural.tiff_mutations(src, random.Random(1)))
+    muts["jpeg-tile@0x2a5ba8:SOF0-height0"](src)
+    out = tmp_path / "out"
+    r = runner.run(["redact", str(src), "-o", str(out), "--region", "0,0,300,200", "--detect", "off",
+                    "--reencode-j2k"], tmp_path, TIMEOUT)
+    check_common(r, "redact")
+    assert r.rc == 3, (r.rc, r.stderr)
+    check_one_line_error(r, "redact")
+    assert listing(out) == []
