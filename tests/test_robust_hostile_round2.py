@@ -368,3 +368,35 @@ def test_redact_with_a_thumbnail_openslide_cannot_decode(runner, tmp_path):
     assert r.rc == 3, (r.rc, r.stderr)
     check_one_line_error(r, "redact")
     assert listing(out) == []
+
+
+# ------------------------------------------------------------------ a batch of this round's hostile inputs
+
+def test_folder_batch_of_this_rounds_hostile_inputs(runner, mrxs_seed, dicom_series, tmp_path):
+    """``deid FOLDER``: a good SVS beside a DICOM series holding a FIFO, a deflated DICOM file, a
+    MIRAX slide whose key file is a FIFO and one whose record lies over a 300 MB hole: the good
+    slide is published, every other row fails on its own, in time and memory (main: the FIFO
+    series blocked the batch in the readers check, the bomb took 2 GB)."""
+    from fuzz import formats
+    from fuzz.proc import check_batch
+    folder = tmp_path / "in"
+    folder.mkdir()
+    formats.copy_input(formats.seed("svs"), folder, "good")
+    series = formats.copy_input(dicom_series, folder, "series")
+    os.mkfifo(series / "zz-pipe.dcm")
+    (folder / "bomb").mkdir()
+    bomb = folder / "bomb" / "bomb.dcm"
+    _part10(bomb)
+    bomb.write_bytes(extreme.deflated_instance(bomb.read_bytes(), 1 << 30))
+    for name, label in (("m1", "special:fifo:Slidedat.ini"), ("m2", "extreme:record-over-hole")):
+        src = _mrxs_copy(mrxs_seed, tmp_path / name)
+        _mutation(mrxs_seed, label)(src)
+        with open(src, "ab") as fh:  # the pseudonym is taken from the .mrxs file: two slides, two names
+            fh.write(name.encode())
+        src.rename(folder / f"{name}.mrxs")
+        (tmp_path / name / "s").rename(folder / name)
+    out = tmp_path / "out"
+    r = runner.run(["deid", str(folder), "-o", str(out), "--detect", "off"], tmp_path, 300)
+    status = check_batch(r, out, formats.planted("svs"), "deid FOLDER")
+    assert sorted(status.values()).count("published") == 1, status
+    assert r.rc == 2, (r.rc, r.stdout[-800:])
