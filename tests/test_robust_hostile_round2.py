@@ -400,3 +400,26 @@ def test_folder_batch_of_this_rounds_hostile_inputs(runner, mrxs_seed, dicom_ser
     status = check_batch(r, out, formats.planted("svs"), "deid FOLDER")
     assert sorted(status.values()).count("published") == 1, status
     assert r.rc == 2, (r.rc, r.stdout[-800:])
+
+
+# ------------------------------------------------------------------ verify: an output that is no file
+
+def test_verify_an_output_that_is_a_fifo(runner, tmp_path):
+    """main: ``wsideid verify SLIDE FIFO`` parsed the output and blocked opening it (a hang)."""
+    src = _svs(tmp_path)
+    os.mkfifo(tmp_path / "out.svs")
+    line = refused(runner.run(["verify", str(src), str(tmp_path / "out.svs"), "--new-id", "R-1"], tmp_path, 30),
+                   "verify")
+    assert "not a regular file" in line, line
+
+
+def test_verify_a_dicom_output_folder_holding_a_fifo(runner, dicom_series, tmp_path):
+    """main: every file of the output folder was read as an instance: a FIFO there hung ``verify``."""
+    from fuzz import formats
+    series = formats.copy_input(dicom_series, tmp_path / "in")
+    out = tmp_path / "out"
+    r = runner.run(["deid", str(series), "-o", str(out), "--detect", "off", "--new-id", "R-1"], tmp_path, TIMEOUT)
+    assert r.rc == 0, r.stderr
+    os.mkfifo(out / "R-1" / "zz.dcm")
+    line = refused(runner.run(["verify", str(series), str(out / "R-1"), "--new-id", "R-1"], tmp_path, 30), "verify")
+    assert "FIFO" in line, line

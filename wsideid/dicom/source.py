@@ -288,7 +288,7 @@ def read_instance(path: str, index: int) -> Instance:
     return Instance(index, path, ds, span, role, trailing)
 
 
-def _check_no_special_files(path: str) -> None:
+def check_no_special_files(path: str) -> None:
     """Refuse a folder holding a FIFO, socket or device (or a link to one). Why: the readers
     check hands the folder to OpenSlide, which opens every file in it: a FIFO with no writer
     blocked it (and the run) until the reader timeout, 10 minutes later."""
@@ -307,7 +307,7 @@ def _check_no_special_files(path: str) -> None:
 def folder_files(path: str) -> tuple[list[str], int]:
     """A folder's DICOM files in a stable (name-sorted) order, their position being the instance's
     index, and how many other files it holds."""
-    _check_no_special_files(path)
+    check_no_special_files(path)
     names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
     files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
     if not files:
