@@ -423,3 +423,20 @@ def test_verify_a_dicom_output_folder_holding_a_fifo(runner, dicom_series, tmp_p
     os.mkfifo(out / "R-1" / "zz.dcm")
     line = refused(runner.run(["verify", str(series), str(out / "R-1"), "--new-id", "R-1"], tmp_path, 30), "verify")
     assert "FIFO" in line, line
+
+
+# ------------------------------------------------------------------ scan: a label image that decodes to gigabytes
+
+def test_scan_of_a_label_image_that_decodes_too_large(runner, tmp_path):
+    """main: ``scan label.png`` decoded a 236 kB PNG of 9000 x 9000 px whole (under PIL's own bomb
+    limit of 89 MP): 670 MB of RSS. Now an error row beyond 16 MP (exit 2), within 100 MB; a large
+    JPEG is decoded reduced by the codec instead (a 16.8 MP scan reads at 4.2 MP)."""
+    from PIL import Image
+    Image.new("1", (9000, 9000)).save(tmp_path / "label.png")  # 1 bit a pixel to make; RGB when decoded
+    r = runner.run(["scan", "--no-ocr", str(tmp_path / "label.png")], tmp_path, TIMEOUT)
+    check_common(r, "scan")  # within 100 MB
+    assert r.rc == 2 and "larger than the 16 MP" in r.stdout, (r.rc, r.stdout, r.stderr)
+    Image.new("L", (4200, 4000), 255).save(tmp_path / "photo.jpg", quality=50)
+    r = runner.run(["scan", "--no-ocr", str(tmp_path / "photo.jpg")], tmp_path, TIMEOUT)
+    check_common(r, "scan")
+    assert r.rc == 0, (r.rc, r.stdout, r.stderr)
