@@ -440,3 +440,13 @@ def test_scan_of_a_label_image_that_decodes_too_large(runner, tmp_path):
     r = runner.run(["scan", "--no-ocr", str(tmp_path / "photo.jpg")], tmp_path, TIMEOUT)
     check_common(r, "scan")
     assert r.rc == 0, (r.rc, r.stdout, r.stderr)
+
+
+def test_report_with_a_fifo_for_its_summary(runner, tmp_path):
+    """main: ``wsideid report`` opened the review folder's batch-summary.csv with ``open()``: a FIFO
+    there hung it. Now the summary is read like every table file (regular, bounded, no blocking)."""
+    out = _batch_folders(tmp_path)
+    os.mkfifo(tmp_path / "out-review" / "batch-summary.csv")
+    r = runner.run(["report", str(out)], tmp_path, 30)
+    check_common(r, "report")
+    assert r.rc == 0, (r.rc, r.stderr)
