@@ -208,24 +208,20 @@ class TiffFile:
 
 
 class _FileView:
-    """A file's bytes by ``pread``, sliced like a buffer. Why not a map: a file cut short while it is
-    parsed made a read through the map a SIGBUS, which killed the run without a word; a short
-    read here is a one-line MalformedFile."""
+    """A file's bytes by seek and read, sliced like a buffer. Why not a map: a file cut short while
+    it is parsed made a read through the map a SIGBUS, which killed the run without a word; a
+    short read here is a one-line MalformedFile."""
 
-    def __init__(self, fd: int):
-        self.fd = fd
+    def __init__(self, fh):
+        self.fh = fh
 
     def __getitem__(self, s: slice) -> bytes:
         start, stop = s.start or 0, s.stop
-        want = stop - start
-        parts, got = [], 0
-        while got < want:
-            chunk = os.pread(self.fd, want - got, start + got)
-            if not chunk:
-                raise MalformedFile("the file got shorter while it was read (it is being written or replaced)")
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+        self.fh.seek(start)
+        data = self.fh.read(stop - start)
+        if len(data) != stop - start:
+            raise MalformedFile("the file got shorter while it was read (it is being written or replaced)")
+        return data
 
 
 class _Reader:
@@ -271,7 +267,7 @@ def read_tiff(path: str | os.PathLike, first_ifd: int | None = None) -> TiffFile
         size = os.fstat(fh.fileno()).st_size
         if size < 8:
             raise UnsupportedFormat(f"file is too small to be a slide ({size} bytes)")
-        return _parse(_FileView(fh.fileno()), size, path, first_ifd)
+        return _parse(_FileView(fh), size, path, first_ifd)
 
 
 def _parse(mm, size: int, path: str, first_ifd: int | None = None) -> TiffFile:

@@ -170,11 +170,9 @@ def check_mcu_starts(tf: TiffFile) -> None:
 
 
 def _two_bytes_before(path: str, at, where: str):
-    """The two bytes before each of the increasing positions ``at`` (an n x 2 uint8 array), read by
-    ``pread`` in windows of at most 1 MB. Why not a map: a file cut short while read made the
-    map's read a SIGBUS, which killed the run without a word."""
-    import os
-
+    """The two bytes before each of the increasing positions ``at`` (an n x 2 uint8 array), read
+    in windows of at most 1 MB. Why not a map: a file cut short while read made the map's read a
+    SIGBUS, which killed the run without a word."""
     import numpy as np
     out = np.empty((len(at), 2), np.uint8)
     with open(path, "rb") as fh:
@@ -183,7 +181,8 @@ def _two_bytes_before(path: str, at, where: str):
             start = int(at[i]) - 2
             j = max(i + 1, int(np.searchsorted(at, start + (1 << 20), "right")))
             n = int(at[j - 1]) - start
-            buf = os.pread(fh.fileno(), n, start)
+            fh.seek(start)
+            buf = fh.read(n)
             if len(buf) != n:
                 raise MalformedFile(f"{where}: NDPI strip past the end of the file (or the file got shorter while read)")
             win = np.frombuffer(buf, np.uint8)
