@@ -13,6 +13,9 @@ RSS <= 100 MB; input unchanged. Prints every violation with its case id (rebuild
 slowest cases. ``--family`` runs one mutation category only; ``spells-text`` (round 5) is a
 family of its own, not in the default sample: numeric tag values of the TIFF-family seeds
 rewritten so their bytes spell a planted value (ASCII, or UTF-16 one character per SHORT).
+``extreme`` and ``special`` (round 2, tests/fuzz/extreme.py; in the default sample too): sizes
+declared over sparse holes, deflate bombs, FIFOs, /dev/zero, self-links, folders and empty files
+in place of (or beside) each file of a slide.
 """
 
 from __future__ import annotations

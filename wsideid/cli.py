@@ -43,12 +43,11 @@ def _date_options(args) -> Any:
     if args.dates == "shift" and not subject and source:
         from .dicom import is_dicom_input
         if is_dicom_input(source):  # with no --subject, a DICOM input's PatientID is the subject (issue 15)
+            from .dicom.slides import slide_files
             from .pseudomaps import dicom_patient_id
-            files = None
-            if os.path.isdir(source):  # the slide's own instances (a folder may hold several slides)
-                from .dicom.slides import slide_files
-                files = slide_files(source, getattr(args, "series", None))
-            subject = dicom_patient_id(source, files)
+            # the slide's own instances (a folder may hold several slides), each header checked
+            # first as on open (a deflated one inflated 2 GB in memory before any check ran)
+            subject = dicom_patient_id(source, slide_files(source, getattr(args, "series", None)))
     return make_policy(args.dates, _secret(args), subject)
 
 

@@ -31,7 +31,7 @@ from .options import DeidOptions, with_secret
 from .publish import (TMP_PREFIX, InputGuard, check_free, check_input_and_output, check_not_input,  # noqa: F401
                       clean_stale_temps, commit, drop_research_id, failure_summary, is_flagged, record_and_audit,
                       require_ok, route, temp_name)
-from .registry import open_input
+from .registry import open_input, refuse_special
 from .result import DeidResult
 from .sniff import is_dicom_input
 
@@ -352,5 +352,6 @@ def verify_output(original: str | os.PathLike, output: str | os.PathLike, option
     options = options or DeidOptions(verify=VerifyMode.FULL)
     check_name_options(options)
     opened = open_input(original, options.series)
+    refuse_special(os.fspath(output), "the output to verify")  # a FIFO there hung the reparse check
     with _session(opened):
         return opened.driver.verify_existing(opened, os.fspath(output), options)

@@ -110,10 +110,8 @@ def _vmu(path: str, head: bytes) -> bool:
 
 
 def _slidedat(folder: str) -> bool:
-    ini = os.path.join(folder, "Slidedat.ini")
     try:
-        with open(ini, "rb") as fh:
-            return b"[GENERAL]" in fh.read(HEAD_BYTES)
+        return b"[GENERAL]" in read_head(os.path.join(folder, "Slidedat.ini"))
     except OSError:
         return False
 
@@ -157,9 +155,28 @@ NOT_SLIDES: tuple[Refused, ...] = tuple(r for r in REFUSED if not r.is_slide)
 
 
 def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
-    """The first ``n`` bytes of a file (OSError, IsADirectoryError raised: the caller words them)."""
-    with open(path, "rb") as fh:
-        return fh.read(n)
+    """The first ``n`` bytes of a regular file (OSError, IsADirectoryError raised: the caller words
+    them). Opened without blocking and checked on the descriptor: a FIFO (a MIRAX Slidedat.ini
+    made one) blocked the open until a writer came, which none did (a hang)."""
+    import errno
+    import stat
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", os.fspath(path))
+        chunks, got = [], 0
+        while got < n:
+            chunk = os.read(fd, n - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def recognise(path: str, head: bytes | None = None) -> Refused | None:

@@ -93,15 +93,16 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
     raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
 
 
-def refuse_special(path: str) -> None:
+def refuse_special(path: str, what: str = "the input") -> None:
     """A FIFO, socket or device is no slide: refused before anything opens it, because opening a
-    FIFO blocks until a writer comes (a hang) and a device such as /dev/zero never ends."""
+    FIFO blocks until a writer comes (a hang) and a device such as /dev/zero never ends.
+    ``what``: how the message names the path (``wsideid verify`` checks its output too)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return  # missing or unreadable: the caller's own open words it
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise UnsupportedFormat("the input is not a regular file (a pipe, socket or device): not a slide")
+        raise UnsupportedFormat(f"{what} is not a regular file (a pipe, socket or device): not a slide")
 
 
 def possible_outputs(source: str, stem: str, to_dicom: bool = False) -> set[str]:

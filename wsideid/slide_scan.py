@@ -157,6 +157,8 @@ def scan_paths(paths: Sequence[str], identifiers: Sequence[str], ocr: bool = Tru
                     opened = open_input(path, _every_slide(path))
                     scans = scan_refs(opened.driver.label_images(opened), "source", identifiers, ocr)
                 except UnsupportedFormat:
+                    if is_dicom_input(path):  # a DICOM file refused by its driver is no label image: say why
+                        raise
                     scans = scan_images(path, [("image", 0)], "source", identifiers, ocr, reader=_plain_image_reader)
             if len(scans) == 1 and scans[0].error and scans[0].result is None and scans[0].role == "image":
                 raise WsideidError(scans[0].error)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import formats, structural
+from . import extreme, formats, structural
 from .proc import Runner, Violation, check_deid, check_inspect, check_scan, tree_hash
 
 
@@ -45,11 +45,11 @@ def format_cases(fmt: str, seed: int, n: int | None, family: str | None = None) 
     if family == "spells-text":
         muts = structural.spells_text_mutations(s.path, s.needles, rng) if s.family == "tiff" else []
     elif s.family == "tiff":
-        muts = structural.tiff_mutations(s.path, rng)
+        muts = structural.tiff_mutations(s.path, rng) + extreme.tiff_mutations(s.path)
     elif s.family == "mrxs":
-        muts = structural.mrxs_mutations(s.path, rng)
+        muts = structural.mrxs_mutations(s.path, rng) + extreme.mrxs_mutations(s.path)
     else:
-        muts = structural.dicom_mutations(s.path, s.main_file, rng)
+        muts = structural.dicom_mutations(s.path, s.main_file, rng) + extreme.dicom_mutations(s.path, s.main_file)
     if family is not None and family != "spells-text":
         muts = [m for m in muts if category(m[0]) == family]
     if n is not None and n < len(muts):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..cells import unescape
 from ..errors import WsideidError
-from ..tables import decode_text, split_table
+from ..tables import decode_text, read_table_file, split_table
 
 # column -> what it means (also printed by ``wsideid run --columns`` and the docs)
 COLUMNS: dict[str, str] = {
@@ -94,11 +94,15 @@ class ManifestRow:
     mpp: float | None = None  # --to-dicom: level-0 microns per pixel for a source that lacks them
 
 
-def _read_csv(path: Path) -> list[list[str]]:
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ManifestError(f"cannot read the manifest {path}: {exc.strerror}") from None
+        return read_table_file(path, "the manifest")
+    except WsideidError as exc:
+        raise ManifestError(str(exc)) from None
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    data = _read_bytes(path)
     try:
         return split_table(decode_text(data, "the manifest"), COLUMNS, "source")
     except WsideidError as exc:
@@ -110,16 +114,30 @@ def _read_xlsx(path: Path) -> list[list[str]]:
         import openpyxl
     except ImportError:  # pragma: no cover - listed as a dependency
         raise ManifestError("Excel manifests need openpyxl (pip install openpyxl)") from None
+    import io
+    data = _read_bytes(path)  # a regular file of bounded size, read once: openpyxl gets the bytes
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a bad file
         raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
     try:
         ws = wb.worksheets[0]
-        return [["" if v is None else unicodedata.normalize("NFC", unescape(_cell(v))) for v in row]
-                for row in ws.iter_rows(values_only=True)]
+        rows, cells = [], 0
+        for row in ws.iter_rows(values_only=True):
+            cells += len(row)
+            if cells > MAX_XLSX_CELLS:  # a compressed sheet of millions of empty cells (a zip bomb)
+                raise ManifestError(f"the Excel manifest holds more than {MAX_XLSX_CELLS} cells")
+            rows.append(["" if v is None else unicodedata.normalize("NFC", unescape(_cell(v))) for v in row])
+        return rows
+    except ManifestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the sheet is parsed as it is read
+        raise ManifestError(f"cannot read the Excel manifest ({type(exc).__name__})") from None
     finally:
         wb.close()
+
+
+MAX_XLSX_CELLS = 2_000_000  # 100,000 rows of 20 columns
 
 
 def _cell(v) -> str:

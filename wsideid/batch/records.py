@@ -37,10 +37,13 @@ def write_json(path: str, data: Any, root: str | None = None, mode: int = 0o600)
 
 
 def read_json(path: str) -> Any | None:
+    """A record, or None when there is none to read. Read as the table files are (a regular file,
+    bounded, opened without blocking): a batch.json that was /dev/zero ran ``review apply`` out of
+    memory, and a FIFO hung it."""
+    from ..tables import read_table_file
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        return json.loads(read_table_file(path, "a batch record"))
+    except (WsideidError, ValueError):
         return None
 
 

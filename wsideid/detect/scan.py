@@ -257,8 +257,16 @@ def load_image_file(path: str | Path) -> Image.Image:
     Raises UnreadableImage (no PHI in the message: the file name is the
     caller's to show) for missing, truncated or non-image files.
     """
+    from ..budget import MAX_SCAN_PIXELS
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_SCAN_PIXELS and im.format == "JPEG":
+                # the codec decodes at 1/2, 1/4 or 1/8: the least reduction that brings it under the cap
+                f = (MAX_SCAN_PIXELS / (im.width * im.height)) ** 0.5 / 2
+                im.draft(im.mode if im.mode in ("RGB", "L") else "RGB", (int(im.width * f) + 1, int(im.height * f) + 1))
+            if im.width * im.height > MAX_SCAN_PIXELS:  # a 236 kB PNG of 9000 x 9000 px decoded to 670 MB of RSS
+                raise UnreadableImage(f"label image of {im.width}x{im.height} px is larger than the "
+                                      f"{MAX_SCAN_PIXELS // 1_000_000} MP a label image may have")
             im.load()
             if im.mode not in ("RGB", "L"):
                 im = im.convert("RGB")

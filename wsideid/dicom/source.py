@@ -167,6 +167,23 @@ def _no_start_marker(index: int, k: int, jpeg: bool) -> None:
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _IMPLICIT_LE = b"1.2.840.10008.1.2"
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+
+
+class _Window:
+    """A file's bytes by ``pread`` through a 1 MB window. Why not a map: an instance cut short
+    while it was read made a read through the map a SIGBUS (the run died without a word); here
+    the read comes back short and the walk stops, leaving pydicom to name the truncation."""
+
+    SIZE = 1 << 20
+
+    def __init__(self, fd: int):
+        self.fd, self.start, self.buf = fd, 0, b""
+
+    def get(self, pos: int, n: int) -> bytes:
+        if not (self.start <= pos and pos + n <= self.start + len(self.buf)):
+            self.start, self.buf = pos, os.pread(self.fd, max(n, self.SIZE), pos)
+        return self.buf[pos - self.start:pos - self.start + n]
 
 
 def prescan(path: str, index: int) -> None:
@@ -174,14 +191,16 @@ def prescan(path: str, index: int) -> None:
 
     Why: pydicom reads the whole header into objects (a 480 MB private
     value, or millions of tiny elements, cost gigabytes before any check
-    of ours could run). This walk reads element headers only, through an
-    mmap, descending into sequences and items, and stops at the pixel
+    of ours could run). This walk reads element headers only, through a
+    1 MB window, descending into sequences and items, and stops at the pixel
     data. Defined-length values are skipped, not read, so it costs time
     linear in the number of elements and no memory beyond the counters.
+    A deflated dataset is refused here: pydicom inflates it whole before
+    anything can be checked (a 1 MB file inflating to 1 GB grew a run to
+    2 GB of RSS and hung it).
     The budget is wsideid.budget's: MAX_METADATA_BYTES of header and
     MAX_ENTRIES elements per instance.
     """
-    import mmap
     import struct
 
     b = Budget()
@@ -189,40 +208,48 @@ def prescan(path: str, index: int) -> None:
         size = os.fstat(fh.fileno()).st_size
         if size < 140:
             return  # pydicom's own error names it
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos = 132 if mm[128:132] == b"DICM" else 0
-            implicit = False
-            while pos + 8 <= size:
-                g, e = struct.unpack_from("<HH", mm, pos)
-                if (g, e) == (0x7FE0, 0x0010):
-                    return
-                b.charge_entries(1, f"instance {index}: header")
-                if g == 0xFFFE:  # item or delimiter: its content follows as elements
-                    pos += 8
-                    continue
-                vr = bytes(mm[pos + 4:pos + 6])
-                if g == 0x0002 or not implicit:
-                    if vr in _LONG_VRS:
-                        if pos + 12 > size:
-                            return
-                        length = struct.unpack_from("<I", mm, pos + 8)[0]
-                        head = 12
-                    else:
-                        length = struct.unpack_from("<H", mm, pos + 6)[0]
-                        head = 8
+        w = _Window(fh.fileno())
+        pos = 132 if w.get(128, 4) == b"DICM" else 0
+        implicit = False
+        while pos + 8 <= size:
+            head8 = w.get(pos, 8)
+            if len(head8) < 8:
+                return  # the file got shorter while read: pydicom's error names it
+            g, e = struct.unpack_from("<HH", head8)
+            if (g, e) == (0x7FE0, 0x0010):
+                return
+            b.charge_entries(1, f"instance {index}: header")
+            if g == 0xFFFE:  # item or delimiter: its content follows as elements
+                pos += 8
+                continue
+            vr = head8[4:6]
+            if g == 0x0002 or not implicit:
+                if vr in _LONG_VRS:
+                    long_len = w.get(pos + 8, 4)
+                    if len(long_len) < 4:
+                        return
+                    length = struct.unpack("<I", long_len)[0]
+                    head = 12
                 else:
-                    vr = b""
-                    length = struct.unpack_from("<I", mm, pos + 4)[0]
+                    length = struct.unpack_from("<H", head8, 6)[0]
                     head = 8
-                if (g, e) == (0x0002, 0x0010):
-                    implicit = bytes(mm[pos + head:pos + head + length]).rstrip(b"\0 ") == _IMPLICIT_LE
-                if length == 0xFFFFFFFF or vr == b"SQ":
-                    pos += head  # descend into the sequence
-                    continue
-                if pos + head + length > size:
-                    return  # truncated: pydicom's error names it
-                b.charge_bytes(length, f"instance {index}: header")
-                pos += head + length
+            else:
+                vr = b""
+                length = struct.unpack_from("<I", head8, 4)[0]
+                head = 8
+            if (g, e) == (0x0002, 0x0010):
+                syntax = w.get(pos + head, min(length, 64)).rstrip(b"\0 ")
+                implicit = syntax == _IMPLICIT_LE
+                if syntax.strip(b"\0 ") == _DEFLATED:  # pydicom inflates the whole dataset in memory first
+                    raise UnsupportedFormat(f"instance {index}: transfer syntax {_DEFLATED.decode()} (deflated"
+                                            f" dataset) is not supported ({SUPPORTED_SYNTAXES_NOTE})")
+            if length == 0xFFFFFFFF or vr == b"SQ":
+                pos += head  # descend into the sequence
+                continue
+            if pos + head + length > size:
+                return  # truncated: pydicom's error names it
+            b.charge_bytes(length, f"instance {index}: header")
+            pos += head + length
 
 
 def check_native_length(span: PixelSpan, ds, index: int) -> None:
@@ -282,9 +309,26 @@ def read_instance(path: str, index: int) -> Instance:
     return Instance(index, path, ds, span, role, trailing)
 
 
+def check_no_special_files(path: str) -> None:
+    """Refuse a folder holding a FIFO, socket or device (or a link to one). Why: the readers
+    check hands the folder to OpenSlide, which opens every file in it: a FIFO with no writer
+    blocked it (and the run) until the reader timeout, 10 minutes later."""
+    import stat
+    with os.scandir(path) as it:
+        for entry in it:
+            try:
+                mode = os.stat(entry.path).st_mode
+            except OSError:
+                continue  # a dangling link or a loop: nothing can open it, nothing blocks
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                raise UnsupportedFormat("the folder holds a FIFO, socket or device file (a reader would block on it"
+                                        " or read it without end): remove it")
+
+
 def folder_files(path: str) -> tuple[list[str], int]:
     """A folder's DICOM files in a stable (name-sorted) order, their position being the instance's
     index, and how many other files it holds."""
+    check_no_special_files(path)
     names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
     files = [os.path.join(path, n) for n in names if is_dicom_file(os.path.join(path, n))]
     if not files:

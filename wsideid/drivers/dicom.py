@@ -156,13 +156,15 @@ def _reduced_levels(written) -> list:
 
 def _verify_output(src, output: str | os.PathLike, options: DeidOptions) -> VerifyReport:
     from ..dicom.apply import build_instance
-    from ..dicom.source import read_instance
+    from ..dicom.source import check_no_special_files, read_instance
     from ..dicom.verify import new_report, verify_dicom
 
     plan = plan_source(src, options)
     plan_regions(plan, options)
     data = plan.inventory.container
     out = os.fspath(output)
+    if os.path.isdir(out):
+        check_no_special_files(out)  # each file is read: a FIFO there hung `wsideid verify`
     files = [os.path.join(out, n) for n in sorted(os.listdir(out))] if os.path.isdir(out) else [out]
     by_uid = {}
     for i, f in enumerate(files):

@@ -28,6 +28,10 @@ POSITION_LAYERS = ("VIMSLIDE_POSITION_BUFFER", "StitchingIntensityLayer")
 SCAN_ROLES = {"ScanDataLayer_SlideBarcode": "label", "ScanDataLayer_SlideThumbnail": "macro",
               "ScanDataLayer_SlidePreview": "thumbnail"}
 MAX_FILES = 4096
+# Bytes one record may hold: records are read whole (the stream rule, blanking, verification), so a
+# record of 300 MB over a hole in a sparse data file grew a run to 300 MB of RSS. A camera image
+# is a JPEG of well under 1 MB, a slide photo a few MB; 16 MB keeps a run inside its 100 MB.
+MAX_RECORD = 16 << 20
 
 
 @dataclass
@@ -63,6 +67,9 @@ class MrxsSlide:
     other_hier: list[str] = field(default_factory=list)  # names of hierarchical layers beyond HIER_0
 
     def read(self, rec: Record) -> bytes:
+        if rec.length > MAX_RECORD:
+            raise MalformedFile(f"MIRAX Index.dat: a record of {rec.length >> 20} MB is larger than the "
+                                f"{MAX_RECORD >> 20} MB an image record may hold (hostile or corrupt file)")
         with open(self.datafiles[rec.fileno], "rb") as fh:
             fh.seek(rec.offset)
             return fh.read(rec.length)
@@ -160,8 +167,8 @@ def open_mrxs(path: str) -> MrxsSlide:
     datafiles = [_plain_file(folder, kf.need("DATAFILE", f"FILE_{k}"), "data file") for k in range(n_files)]
     index = _plain_file(folder, kf.need("HIERARCHICAL", "INDEXFILE"), "index file")
     values = _nonhier_values(kf)
-    with open(index, "rb") as fh:
-        records, nonhier_recs = read_index(fh.read(64 << 20), slide_id, n_levels, len(values))
+    with open(index, "rb") as fh:  # read where the walk goes, not whole
+        records, nonhier_recs = read_index(fh.fileno(), slide_id, n_levels, len(values))
     sizes = [os.path.getsize(p) for p in datafiles]
     for rec in [r for lv in records for r in lv] + nonhier_recs:
         if rec.fileno >= n_files or rec.offset + rec.length > sizes[rec.fileno]:

@@ -39,12 +39,8 @@ DECISION_COLUMNS = ("new_id", "decision", "reviewer", "note")
 def read_decisions(path: str) -> list[dict[str, str]]:
     """The QC page's export, or the same table edited in Excel (';' in European locales, tabs,
     UTF-16, a BOM: see wsideid.tables)."""
-    from ..tables import decode_text, split_table
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise WsideidError(f"cannot read the decisions file {path}: {exc.strerror}") from None
+    from ..tables import decode_text, read_table_file, split_table
+    data = read_table_file(path, "the decisions file")
     table = [r for r in split_table(decode_text(data, "the decisions file"), DECISION_COLUMNS, "new_id")
              if any(c.strip() for c in r)]
     header = [c.strip().lower() for c in table[0]] if table else []

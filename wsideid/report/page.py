@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import os
 import time
 from typing import Any
 
 from ..batch import records
 from ..checks import Check
+from ..errors import WsideidError
 from ..cells import unescape_row
 
 DECISION_COLUMNS = ["new_id", "decision", "reviewer", "note", "decided_at"]
@@ -103,11 +105,11 @@ def _overlay(scan: dict | None, found: list[tuple[int, dict, dict]]) -> str:
 
 
 def _image(review_dir: str, im: dict, rec: dict, found: list) -> str:
+    from ..tables import read_table_file
     path = os.path.join(review_dir, "images", os.path.basename(im["file"]))
-    try:
-        with open(path, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode()
-    except OSError:
+    try:  # a regular file of bounded size, opened without blocking (a FIFO there hung `report`)
+        data = base64.b64encode(read_table_file(path, "a review image")).decode()
+    except WsideidError:
         return ""
     scan = next((sc for sc in rec.get("scans", []) if "index" in im and sc.get("index") == im["index"]
                  and sc.get("stage") == im.get("stage")), None)
@@ -263,10 +265,11 @@ def _row_card(row: dict) -> str:
 
 def _summary_rows(review_dir: str) -> list[dict] | None:
     """The review folder's full summary (every manifest row of the latest run), or None."""
+    from ..tables import read_table_file
     try:
-        with open(os.path.join(review_dir, records.SUMMARY), newline="", encoding="utf-8") as fh:
-            return [unescape_row(r) for r in csv.DictReader(fh)]
-    except (OSError, UnicodeDecodeError, csv.Error):
+        text = read_table_file(os.path.join(review_dir, records.SUMMARY), "the batch summary").decode("utf-8")
+        return [unescape_row(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
+    except (WsideidError, UnicodeDecodeError, csv.Error):
         return None
 
 

@@ -11,7 +11,6 @@ MalformedFile in bounded time and memory.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -208,6 +207,23 @@ class TiffFile:
             yield from walk(i)
 
 
+class _FileView:
+    """A file's bytes by seek and read, sliced like a buffer. Why not a map: a file cut short while
+    it is parsed made a read through the map a SIGBUS, which killed the run without a word; a
+    short read here is a one-line MalformedFile."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def __getitem__(self, s: slice) -> bytes:
+        start, stop = s.start or 0, s.stop
+        self.fh.seek(start)
+        data = self.fh.read(stop - start)
+        if len(data) != stop - start:
+            raise MalformedFile("the file got shorter while it was read (it is being written or replaced)")
+        return data
+
+
 class _Reader:
     def __init__(self, buf, size: int, path: str):
         self.buf = buf
@@ -251,12 +267,11 @@ def read_tiff(path: str | os.PathLike, first_ifd: int | None = None) -> TiffFile
         size = os.fstat(fh.fileno()).st_size
         if size < 8:
             raise UnsupportedFormat(f"file is too small to be a slide ({size} bytes)")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _parse(mm, size, path, first_ifd)
+        return _parse(_FileView(fh), size, path, first_ifd)
 
 
 def _parse(mm, size: int, path: str, first_ifd: int | None = None) -> TiffFile:
-    head = bytes(mm[:16])
+    head = bytes(mm[:min(size, 16)])
     s = sniff(head)
     if s is None:
         raise UnsupportedFormat(f"not a TIFF file (starts with {head[:4].hex()})")

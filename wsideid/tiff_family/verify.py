@@ -784,14 +784,23 @@ def _regions_blanked(out_path: str, parsed: TiffFile, plan: Plan, rep: VerifyRep
             rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot open the output ({type(exc).__name__})")
         return
     with b, contextlib.ExitStack() as own:
-        base = tuple(b.level_dimensions[0])
-        targets = [(*t, base) for t in _blanked_images(b, plan)]
+        try:  # OpenSlide reads the associated images and levels here (a damaged thumbnail raised)
+            base = tuple(b.level_dimensions[0])
+            targets = [(*t, base) for t in _blanked_images(b, plan)]
+        except Exception as exc:  # noqa: BLE001 - an image OpenSlide cannot read back fails the check
+            rep.record(Check.REGIONS_BLANK, False, f"OpenSlide cannot read a kept image back ({type(exc).__name__})")
+            return
         try:
             targets += _own_read_images(out_path, parsed, b, plan, levels_shown, own)
         except Exception as exc:  # noqa: BLE001 - an image that cannot be read back fails the check
             rep.record(Check.REGIONS_BLANK, False, f"a kept image cannot be read back ({exc})", part="own reader")
             return
-        for part, ok, detail in flat_regions(plan.regions, targets, lambda size: REGION_INSET, REGION_SPREAD):
+        try:
+            found = list(flat_regions(plan.regions, targets, lambda size: REGION_INSET, REGION_SPREAD))
+        except Exception as exc:  # noqa: BLE001 - a region OpenSlide cannot read back is not shown blank
+            rep.record(Check.REGIONS_BLANK, False, f"a region cannot be read back ({type(exc).__name__})")
+            return
+        for part, ok, detail in found:
             rep.record(Check.REGIONS_BLANK, ok, detail, part=part)
 
 
@@ -831,7 +840,7 @@ def _own_read_images(out_path: str, parsed: TiffFile, b, plan: Plan, levels_show
         return []
     base = max(levels)
     shown = {tuple(x) for x in b.level_dimensions}
-    thumb = b.associated_images["thumbnail"].size if "thumbnail" in b.associated_images else None
+    thumb = b.associated_images["thumbnail"].size if "thumbnail" in list(b.associated_images) else None
     out = []
     for k, im in enumerate(top):
         size, sub = (im.width, im.height), im.extra.get("parent") is not None
@@ -852,7 +861,7 @@ def _blanked_images(b, plan: Plan) -> list:
     from ..regions import level_readers
     out = level_readers(b)
     sizes = {(d.image.width, d.image.height) for d in plan.images if d.action != "remove" and d.image.role == "thumbnail"}
-    if "thumbnail" in b.associated_images:
+    if "thumbnail" in list(b.associated_images):  # the names: ``in`` on the mapping decodes the image
         thumb = np.asarray(b.associated_images["thumbnail"].convert("RGB"))
         if (thumb.shape[1], thumb.shape[0]) in sizes:
             out.append(("thumbnail", (thumb.shape[1], thumb.shape[0]),
