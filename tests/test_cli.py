@@ -161,3 +161,17 @@ def test_deid_of_one_file_does_not_import_the_batch_modules(synth_slides, tmp_pa
             " print(rc, sorted(m for m in sys.modules if m.startswith('wsideid.batch')))") % (str(synth_slides["aperio"]), str(out))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.stdout.splitlines()[-1] == "0 []", (p.stdout, p.stderr)
+
+
+def test_python_dash_m_runs_the_cli(tmp_path):
+    """`python -m wsideid` is the console script: same help, same one-line refusal and exit code."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    shown = subprocess.run([sys.executable, "-m", "wsideid", "--help"], capture_output=True,
+                           text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and "deid" in shown.stdout
+    missing = tmp_path / "absent.svs"
+    refused = subprocess.run([sys.executable, "-m", "wsideid", "deid", str(missing), "-o",
+                              str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "Traceback" not in refused.stderr

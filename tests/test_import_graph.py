@@ -15,7 +15,7 @@ may import modules of its own layer or a lower one, never a higher one:
 3 drivers    drivers/ (one per format: tiff, dicom, mirax), registry
 4 stages     slide_scan (detectors over a slide's images), slide_scan_thread, publish, audit
 5 runner     pipeline
-6 front      batch/, report/, cli, demo, synth* (fixtures made by project code)
+6 front      batch/, report/, cli, __main__, demo, synth* (fixtures made by project code)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "drivers": 3, "registry": 3,
     "slide_scan": 4, "publish": 4, "audit": 4, "slide_scan_thread": 4,
     "pipeline": 5,
-    "batch": 6, "report": 6, "cli": 6, "demo": 6, "synth": 6, "synth_large": 6, "mrxs.synth": 6, "synth_ome": 6, "synth_philips": 6, "synth_qptiff": 6,
+    "batch": 6, "report": 6, "cli": 6, "__main__": 6, "demo": 6, "synth": 6, "synth_large": 6, "mrxs.synth": 6, "synth_ome": 6, "synth_philips": 6, "synth_qptiff": 6,
     "synth_vendors": 6, "dicomweb": 6, "dicomweb_cli": 6,
 }
 
