@@ -301,3 +301,28 @@ def test_keep_name_refuses_a_user_identifier_in_the_name():
     assert check_keep_name("slide_0007.svs", ["jdoe7"]) == "slide_0007"
     with pytest.raises(NamingError):
         check_keep_name("jdoe7_slide.svs", ["jdoe7"])
+
+
+def test_batch_names_mirax_slides_by_their_folders_too(tmp_path, lab):
+    """A .mrxs file is often the same bytes for every slide of a scanner: a pseudonym taken
+    from it alone gave two MIRAX slides of one batch one name (the second refused as "same
+    slide content") and a batch another name than a single deid. Both take every file now."""
+    from wsideid.batch.runner import BatchOptions, run_batch
+    from wsideid.mrxs.synth import make_mrxs
+    src = tmp_path / "scans"
+    src.mkdir()
+    make_mrxs(str(src / "a.mrxs"), tiles_x=4, tiles_y=4)
+    make_mrxs(str(src / "b.mrxs"), tiles_x=8, tiles_y=4)
+    assert (src / "a.mrxs").read_bytes() == (src / "b.mrxs").read_bytes()
+    man = src / "manifest.csv"
+    man.write_text("source,new_id\na.mrxs,\nb.mrxs,\n")
+    out = tmp_path / "out"
+    res = run_batch(str(man), str(out), BatchOptions(detect="off", progress=False, secret_file=str(lab["key_a"])))
+    assert res.exit_code == 0, res.rows
+    ids = [r["new_id"] for r in res.rows]
+    assert len(set(ids)) == 2 and all(i.startswith("WSI-") for i in ids)
+    single = tmp_path / "single"
+    single.mkdir()
+    p = run("deid", src / "a.mrxs", "-o", single, "--json", "--detect", "off", secret=lab["key_a"])
+    assert p.returncode == 0, p.stderr
+    assert os.path.basename(json.loads(p.stdout)["output"]) == ids[0] + ".mrxs"

@@ -28,7 +28,7 @@ from .refused import read_head
 from .sniff import HEAD_BYTES, describe_bytes, is_dicom_input
 from .tiff.container import TiffFile, sniff
 from .tiff.tags import MAKE, SOFTWARE, TILE_OFFSETS
-from . import refused
+from . import naming, refused
 from .tiff_family.vendors import aperio, generic_tiff, hamamatsu, leica, ome_tiff, philips, qptiff, ventana
 
 # Order matters: the most specific claim first (NDPI's private tag, then Aperio's
@@ -91,6 +91,19 @@ def open_input(path: str | os.PathLike, series: str | None = None) -> Opened:
     if DICOM.claims(path):
         return DICOM.open(path, series)
     raise UnsupportedFormat(refused.not_a_slide(describe_bytes(head)))
+
+
+def content_files(path: str) -> list[str]:
+    """The files a slide's pseudonym is taken from, without opening the slide: the files
+    ``open_input(path).files`` lists for a file input, so a batch names a slide as a single
+    ``deid`` does (a DICOM folder's slide files are picked by ``dicom.slides``)."""
+    if MIRAX.claims(path):
+        from .mrxs.slide import slide_files
+        try:
+            return slide_files(path)
+        except OSError as exc:
+            raise WsideidError(f"cannot read the input to name it: {exc.strerror or type(exc).__name__}") from None
+    return naming.content_files(path)
 
 
 def refuse_special(path: str, what: str = "the input") -> None:

@@ -68,7 +68,7 @@ def check_dicom_rows(rows: list[ManifestRow], problems: list[RowProblem]) -> lis
 
 def slide_content(row: ManifestRow) -> list[str]:
     """The files a row's pseudonym is taken from: its slide's, as the single-slide ``deid`` takes them."""
-    from ..naming import content_files
+    from ..registry import content_files
     from ..sniff import is_dicom_input
     if os.path.isdir(row.source) and is_dicom_input(row.source):
         from ..dicom.slides import slide_files

@@ -18,7 +18,7 @@ from ..enums import VerifyMode
 from ..errors import WsideidError
 from ..checks import Check, VerifyReport
 from ..model import REPLACE, Field, Plan, ValueKind
-from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs
+from ..mrxs.slide import MrxsSlide, claims, inventory, open_mrxs, slide_files
 from ..hashing import HashAlgorithm
 from ..options import DeidOptions, hash_algorithm
 from ..profiles import PlanOptions, load_profile, make_plan
@@ -106,8 +106,7 @@ class MiraxDriver:
 
     def open(self, path: str) -> Opened:
         slide = open_mrxs(path)
-        files = [slide.path] + [os.path.join(slide.folder, n) for n in sorted(os.listdir(slide.folder))]
-        return Opened(self, path, slide, files)
+        return Opened(self, path, slide, slide_files(slide.path))
 
     def plan(self, opened: Opened, options: DeidOptions) -> Plan:
         return plan_slide(opened.container, options)

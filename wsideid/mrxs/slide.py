@@ -79,6 +79,18 @@ def folder_of(path: str) -> str:
     return os.path.splitext(os.path.abspath(path))[0]
 
 
+def slide_files(path: str) -> list[str]:
+    """Every file of a MIRAX slide: the .mrxs and everything in its folder.
+
+    One list for opening the slide and for naming it: the .mrxs alone is often
+    the same bytes for every slide of a scanner, so a pseudonym taken from it
+    gave two slides of a batch one name (the second refused as "same slide
+    content") and a batch another name than a single ``deid`` of the same slide.
+    """
+    folder = folder_of(path)
+    return [os.path.abspath(path)] + [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+
+
 def claims(path: str) -> bool:
     """A MIRAX slide: a file that is not a TIFF, and beside it a folder of its stem holding a
     Slidedat.ini with [GENERAL] SLIDE_ID and [HIERARCHICAL] (the content decides, not the suffix)."""
