@@ -28,11 +28,20 @@ class View:
 
     def render(self, image: Image.Image) -> Image.Image:
         """The transformed copy of ``image`` (the full source image)."""
+        return self.finish(self.resized(image))
+
+    def resized(self, image: Image.Image) -> Image.Image:
+        """The first step of :meth:`render`: the crop of ``image`` at the view's scale (``image``
+        itself for a whole view at 1x). Views that differ only in sharpening or turn share it."""
         out = image.crop(self.crop) if self.crop != (0, 0, *image.size) else image
         if self.scale != 1.0:
             w, h = self._scaled_size()
             resample = Image.Resampling.BICUBIC if self.scale > 1 else Image.Resampling.BOX
             out = out.resize((w, h), resample)
+        return out
+
+    def finish(self, out: Image.Image) -> Image.Image:
+        """The rest of :meth:`render` on :meth:`resized`'s image: sharpened, then turned."""
         if self.sharpen:
             out = out.filter(ImageFilter.UnsharpMask(radius=max(1.0, 1.3 * self.scale), percent=150, threshold=2))
         k = self.quarter_turns % 4

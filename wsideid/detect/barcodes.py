@@ -199,6 +199,37 @@ def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Rea
     yield [(_ZX_LOCAL, View(c, 2.0)) for c in tiles(size, 2)]
 
 
+# The label ladder views the same resized crop in several rungs (no code on a 415 x 402 px
+# handwritten label: the 2x view in five rungs, sharpened and turned among them; each 2x2 crop
+# in two), and resizing was a quarter of the ladder's CPU. Kept up to this many pixels (4 MB
+# of greyscale; a 700 px label's 2x view and its 2x2 crops fit), then made afresh as before.
+LABEL_RENDER_CACHE_PIXELS = 4_000_000
+
+
+class Renders:
+    """``View.render`` of one source, the resized crops kept (up to ``max_pixels``) for the
+    views that need them again. Exactly ``View.render``'s pixels: a view is its crop resized,
+    then sharpened, then turned, so a kept resize is the same first step and the sharpening
+    and the turn are applied to it as ``View.render`` applies them."""
+
+    def __init__(self, source: Image.Image, max_pixels: int) -> None:
+        self.source = source
+        self.room = max_pixels
+        self.kept: dict[tuple[Box, float], Image.Image] = {}
+        self.made = 0  # resizes made (the tests count them)
+
+    def render(self, view: View) -> Image.Image:
+        key = (view.crop, view.scale)
+        base = self.kept.get(key)
+        if base is None:
+            self.made += 1
+            base = view.resized(self.source)
+            if base is not self.source and base.width * base.height <= self.room:
+                self.kept[key] = base
+                self.room -= base.width * base.height
+        return view.finish(base)
+
+
 def read_barcodes(
     image: Image.Image,
     *,
@@ -221,6 +252,9 @@ def read_barcodes(
     found: dict[tuple[str, str], BarcodeHit] = {}
     start = time.thread_time()
     ladder, core = (_kept_ladder, KEPT_CORE_RUNGS) if kept else (_ladder, 1)
+    # label ladder: resized crops kept for the later rungs that view them again (a kept image's
+    # views are large and each is made once, so its ladder keeps none: see KEPT_VIEW_PIXELS)
+    renders = Renders(gray, 0 if kept else LABEL_RENDER_CACHE_PIXELS)
     for i, rung in enumerate(ladder(gray, use_pyzbar)):
         # a view two readers read in turn is rendered once; each render goes before the next
         # is made (one upscaled view and zxing's working copies at a time: ~5 B a pixel)
@@ -228,7 +262,7 @@ def read_barcodes(
         for reader, view in rung:
             if last is None or last[0] != view:
                 last = None
-                last = (view, view.render(gray))
+                last = (view, renders.render(view))
             for hit in reader(last[1], view):
                 if kept or _plausible(hit):
                     found.setdefault(_dedup_key(hit), hit)
