@@ -75,6 +75,30 @@ class View:
         return (max(sx0, left), max(sy0, top), min(sx1, max(right, left + 1)), min(sy1, max(bottom, top + 1)))
 
 
+class Renders:
+    """``View.render`` of one source, the resized crops kept (up to ``max_pixels``) for the
+    views that need them again. Exactly ``View.render``'s pixels: a view is its crop resized,
+    then sharpened, then turned, so a kept resize is the same first step and the sharpening
+    and the turn are applied to it as ``View.render`` applies them."""
+
+    def __init__(self, source: Image.Image, max_pixels: int) -> None:
+        self.source = source
+        self.room = max_pixels
+        self.kept: dict[tuple[Box, float], Image.Image] = {}
+        self.made = 0  # resizes made (the tests count them)
+
+    def render(self, view: View) -> Image.Image:
+        key = (view.crop, view.scale)
+        base = self.kept.get(key)
+        if base is None:
+            self.made += 1
+            base = view.resized(self.source)
+            if base is not self.source and base.width * base.height <= self.room:
+                self.kept[key] = base
+                self.room -= base.width * base.height
+        return view.finish(base)
+
+
 def full_view(image: Image.Image, scale: float = 1.0, quarter_turns: int = 0) -> View:
     """A view of the whole image."""
     return View((0, 0, *image.size), scale, quarter_turns)

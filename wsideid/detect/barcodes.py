@@ -20,7 +20,7 @@ import numpy as np
 import zxingcpp
 from PIL import Image
 
-from ._geometry import View, full_view, tiles
+from ._geometry import Renders, View, full_view, tiles
 from .findings import Box
 
 # Symbologies met on slide labels (plus retail 1D for distractors). Reading
@@ -204,30 +204,6 @@ def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Rea
 # in two), and resizing was a quarter of the ladder's CPU. Kept up to this many pixels (4 MB
 # of greyscale; a 700 px label's 2x view and its 2x2 crops fit), then made afresh as before.
 LABEL_RENDER_CACHE_PIXELS = 4_000_000
-
-
-class Renders:
-    """``View.render`` of one source, the resized crops kept (up to ``max_pixels``) for the
-    views that need them again. Exactly ``View.render``'s pixels: a view is its crop resized,
-    then sharpened, then turned, so a kept resize is the same first step and the sharpening
-    and the turn are applied to it as ``View.render`` applies them."""
-
-    def __init__(self, source: Image.Image, max_pixels: int) -> None:
-        self.source = source
-        self.room = max_pixels
-        self.kept: dict[tuple[Box, float], Image.Image] = {}
-        self.made = 0  # resizes made (the tests count them)
-
-    def render(self, view: View) -> Image.Image:
-        key = (view.crop, view.scale)
-        base = self.kept.get(key)
-        if base is None:
-            self.made += 1
-            base = view.resized(self.source)
-            if base is not self.source and base.width * base.height <= self.room:
-                self.kept[key] = base
-                self.room -= base.width * base.height
-        return view.finish(base)
 
 
 def read_barcodes(
