@@ -125,11 +125,17 @@ def tesseract_data(img: Image.Image, config: str, timeout_s: float) -> dict:
     language data missing, a broken install), DetectorError when it hangs.
     """
     import pytesseract
+    from pytesseract.pytesseract import file_to_dict, run_and_get_output
 
     _check_tesseract()
     try:
-        return pytesseract.image_to_data(uncompressed(img), config=config, output_type=pytesseract.Output.DICT,
-                                         timeout=timeout_s)
+        # pytesseract.image_to_data's own steps, without its first step: a `tesseract --version`
+        # process (~16 ms CPU, once per process) to refuse a tesseract older than 3.05 (no TSV).
+        # Such a tesseract writes no .tsv here, and the missing file fails the call as an
+        # OSError: OcrUnavailable, as before. The command line is image_to_data's.
+        tsv = run_and_get_output(uncompressed(img), "tsv", None, f"-c tessedit_create_tsv=1 {config.strip()}", 0,
+                                 timeout_s)
+        return file_to_dict(tsv, "\t", -1)
     except pytesseract.TesseractNotFoundError as exc:  # an OSError
         raise OcrUnavailable("tesseract is not installed") from exc
     except (pytesseract.TesseractError, OSError) as exc:  # TesseractError is a RuntimeError: first
