@@ -89,3 +89,52 @@ def test_the_ladder_goes_on_past_a_sliver(monkeypatch):
     img = on_label(code_image("S24-12345", "DataMatrix", 4))
     hits = read_barcodes(img)
     assert [(h.symbology, h.value) for h in hits] == [("DataMatrix", "S24-12345")]
+
+
+def _handwriting_like(size=(415, 402)) -> Image.Image:
+    """A label with strokes and no code: the ladder runs every rung (the handwritten set)."""
+    from PIL import ImageDraw
+
+    img = Image.new("L", size, 235)
+    draw = ImageDraw.Draw(img)
+    for i in range(12):
+        y = 30 + 28 * i
+        draw.line([(20 + 7 * (j % 5), y + (j * 37) % 11) for j in range(0, 60, 3)], fill=40, width=2)
+        draw.text((30, y), f"Smith J {i}x", fill=20)
+    return img.filter(ImageFilter.GaussianBlur(0.6))
+
+
+def test_the_label_ladder_resizes_each_crop_once_and_reads_the_same_pixels(monkeypatch):
+    """Issue 14 (a `wsideid scan` process <= 0.6 CPU s): on a label with no code every rung
+    runs, and the same 2x view (plain, sharpened, turned) and the same 2x2 crops were resized
+    again in later rungs: 25 resizes where 14 differ. Each is made once now, and every view
+    the ladder reads holds exactly ``View.render``'s pixels."""
+    from wsideid.detect import barcodes
+
+    img = _handwriting_like()
+    gray = img.convert("L")
+    views = [v for rung in barcodes._ladder(gray, True) for _, v in rung]
+    distinct = {(v.crop, v.scale) for v in views if v.scale != 1.0}
+    assert len(distinct) == 14 and len([v for v in views if v.scale != 1.0]) == 26  # 25 renders before
+    renders = barcodes.Renders(gray, barcodes.LABEL_RENDER_CACHE_PIXELS)
+    for v in views:
+        assert renders.render(v).tobytes() == v.render(gray).tobytes(), v
+
+    calls = []
+    real = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: calls.append(a[0]) or real(self, *a, **k))
+    assert read_barcodes(img) == []
+    assert len(calls) == len(distinct)
+
+
+def test_a_kept_image_ladder_keeps_no_render():
+    """A kept image's views are large (a 768 px thumbnail at 2x: 2.4 MP) and the residual scan
+    runs beside the copy under the 100 MB budget: its ladder keeps none of them."""
+    from wsideid.detect import barcodes
+
+    gray = _handwriting_like((768, 600))
+    renders = barcodes.Renders(gray, 0)
+    up = barcodes.full_view(gray, 2.0)
+    renders.render(up)
+    renders.render(up)
+    assert renders.made == 2 and not renders.kept

@@ -240,3 +240,40 @@ def test_scan_of_a_label_image_loads_no_residual_stage_or_slide_reader(tmp_path)
     loaded = set(out[1:])
     assert not loaded & {"wsideid.detect.residual", "wsideid.tiff.pixels", "wsideid.registry", "onnxruntime",
                          "tifffile"}, loaded
+
+
+TESS_PROBE = """
+import subprocess, sys
+real = subprocess.Popen.__init__
+seen = []
+def init(self, args, *a, **k):
+    seen.append(list(args) if not isinstance(args, str) else [args])
+    return real(self, args, *a, **k)
+subprocess.Popen.__init__ = init
+from PIL import Image
+import pytesseract
+from wsideid.detect import ocr
+img = Image.open(sys.argv[1])
+ours = ocr.tesseract_data(img.copy(), "--psm 11", 30)
+runs = [a[1:2] for a in seen if "tesseract" in str(a[0])]
+theirs = pytesseract.image_to_data(ocr.uncompressed(img.copy()), config="--psm 11",
+                                   output_type=pytesseract.Output.DICT, timeout=30)
+print(len(runs) == 1 and runs[0] != ["--version"], ours == theirs, "MRN" in ours["text"])
+"""
+
+
+def test_a_read_starts_one_tesseract_process_and_gets_image_to_data_s_table(tmp_path):
+    """pytesseract.image_to_data ran `tesseract --version` (a process, ~16 ms CPU) before the
+    first read of every `wsideid scan`; the scan now runs only the read, with image_to_data's
+    command line, and gets the same word table."""
+    import shutil
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract not installed")
+    sheet = tmp_path / "sheet.png"
+    _line("MRN 47108697", size=(320, 60)).save(sheet)
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", TESS_PROBE, str(sheet)], capture_output=True, text=True, env=env,
+                         cwd=root, check=True).stdout.split()
+    assert out == ["True", "True", "True"], out

@@ -17,6 +17,14 @@ from typing import Any, Callable
 from . import __version__
 from .errors import WsideidError
 
+# OpenBLAS starts a thread per core when numpy is imported, and its start cost a `wsideid scan`
+# process 0.04-0.07 s of CPU on a 2-core machine (`import numpy`: 0.12-0.15 s, 0.07-0.08 with
+# one thread; issue 14: <= 0.6 CPU s a label). Nothing in wsideid multiplies floating-point
+# matrices (the one matmul, tiff/codecends.py, is on integers, which numpy does without
+# BLAS), so no result changes; the PP-OCR worker (onnxruntime, its own kernels) inherits it.
+# Set before any module imports numpy; a value the user set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_VERIFY, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
 

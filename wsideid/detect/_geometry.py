@@ -28,11 +28,20 @@ class View:
 
     def render(self, image: Image.Image) -> Image.Image:
         """The transformed copy of ``image`` (the full source image)."""
+        return self.finish(self.resized(image))
+
+    def resized(self, image: Image.Image) -> Image.Image:
+        """The first step of :meth:`render`: the crop of ``image`` at the view's scale (``image``
+        itself for a whole view at 1x). Views that differ only in sharpening or turn share it."""
         out = image.crop(self.crop) if self.crop != (0, 0, *image.size) else image
         if self.scale != 1.0:
             w, h = self._scaled_size()
             resample = Image.Resampling.BICUBIC if self.scale > 1 else Image.Resampling.BOX
             out = out.resize((w, h), resample)
+        return out
+
+    def finish(self, out: Image.Image) -> Image.Image:
+        """The rest of :meth:`render` on :meth:`resized`'s image: sharpened, then turned."""
         if self.sharpen:
             out = out.filter(ImageFilter.UnsharpMask(radius=max(1.0, 1.3 * self.scale), percent=150, threshold=2))
         k = self.quarter_turns % 4
@@ -64,6 +73,30 @@ class View:
         right, bottom = int(max(xs) + 0.999), int(max(ys) + 0.999)
         sx0, sy0, sx1, sy1 = self.crop
         return (max(sx0, left), max(sy0, top), min(sx1, max(right, left + 1)), min(sy1, max(bottom, top + 1)))
+
+
+class Renders:
+    """``View.render`` of one source, the resized crops kept (up to ``max_pixels``) for the
+    views that need them again. Exactly ``View.render``'s pixels: a view is its crop resized,
+    then sharpened, then turned, so a kept resize is the same first step and the sharpening
+    and the turn are applied to it as ``View.render`` applies them."""
+
+    def __init__(self, source: Image.Image, max_pixels: int) -> None:
+        self.source = source
+        self.room = max_pixels
+        self.kept: dict[tuple[Box, float], Image.Image] = {}
+        self.made = 0  # resizes made (the tests count them)
+
+    def render(self, view: View) -> Image.Image:
+        key = (view.crop, view.scale)
+        base = self.kept.get(key)
+        if base is None:
+            self.made += 1
+            base = view.resized(self.source)
+            if base is not self.source and base.width * base.height <= self.room:
+                self.kept[key] = base
+                self.room -= base.width * base.height
+        return view.finish(base)
 
 
 def full_view(image: Image.Image, scale: float = 1.0, quarter_turns: int = 0) -> View:

@@ -20,7 +20,7 @@ import numpy as np
 import zxingcpp
 from PIL import Image
 
-from ._geometry import View, full_view, tiles
+from ._geometry import Renders, View, full_view, tiles
 from .findings import Box
 
 # Symbologies met on slide labels (plus retail 1D for distractors). Reading
@@ -199,6 +199,13 @@ def _kept_ladder(gray: Image.Image, use_pyzbar: bool) -> Iterator[list[tuple[Rea
     yield [(_ZX_LOCAL, View(c, 2.0)) for c in tiles(size, 2)]
 
 
+# The label ladder views the same resized crop in several rungs (no code on a 415 x 402 px
+# handwritten label: the 2x view in five rungs, sharpened and turned among them; each 2x2 crop
+# in two), and resizing was a quarter of the ladder's CPU. Kept up to this many pixels (4 MB
+# of greyscale; a 700 px label's 2x view and its 2x2 crops fit), then made afresh as before.
+LABEL_RENDER_CACHE_PIXELS = 4_000_000
+
+
 def read_barcodes(
     image: Image.Image,
     *,
@@ -221,6 +228,9 @@ def read_barcodes(
     found: dict[tuple[str, str], BarcodeHit] = {}
     start = time.thread_time()
     ladder, core = (_kept_ladder, KEPT_CORE_RUNGS) if kept else (_ladder, 1)
+    # label ladder: resized crops kept for the later rungs that view them again (a kept image's
+    # views are large and each is made once, so its ladder keeps none: see KEPT_VIEW_PIXELS)
+    renders = Renders(gray, 0 if kept else LABEL_RENDER_CACHE_PIXELS)
     for i, rung in enumerate(ladder(gray, use_pyzbar)):
         # a view two readers read in turn is rendered once; each render goes before the next
         # is made (one upscaled view and zxing's working copies at a time: ~5 B a pixel)
@@ -228,7 +238,7 @@ def read_barcodes(
         for reader, view in rung:
             if last is None or last[0] != view:
                 last = None
-                last = (view, view.render(gray))
+                last = (view, renders.render(view))
             for hit in reader(last[1], view):
                 if kept or _plausible(hit):
                     found.setdefault(_dedup_key(hit), hit)

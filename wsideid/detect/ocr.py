@@ -20,7 +20,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageOps
 
-from ._geometry import View
+from ._geometry import Renders, View
 from .errors import DetectorError, OcrUnavailable
 from .findings import Box
 
@@ -33,6 +33,10 @@ MAX_UPSCALE = 3.0
 MIN_WORD_CONF = 10.0  # below this tesseract is reading noise, not text
 SURE_TURN_MIN_SCORE = 5.0  # ~8 characters read at 0.9; see OcrResult.sure_turn
 CALL_TIMEOUT_S = 10
+# The probed turns are one crop at one scale turned: resized once (bicubic, ~1000 px) and
+# turned, not resized per turn (four times on a handwritten label, whose turn stays unsure).
+# Kept up to this many pixels (a view is at most ~1000 px on its longest side below 4000 px).
+TURN_RENDER_CACHE_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,17 @@ def tesseract_data(img: Image.Image, config: str, timeout_s: float) -> dict:
     language data missing, a broken install), DetectorError when it hangs.
     """
     import pytesseract
+    from pytesseract.pytesseract import file_to_dict, run_and_get_output
 
     _check_tesseract()
     try:
-        return pytesseract.image_to_data(uncompressed(img), config=config, output_type=pytesseract.Output.DICT,
-                                         timeout=timeout_s)
+        # pytesseract.image_to_data's own steps, without its first step: a `tesseract --version`
+        # process (~16 ms CPU, once per process) to refuse a tesseract older than 3.05 (no TSV).
+        # Such a tesseract writes no .tsv here, and the missing file fails the call as an
+        # OSError: OcrUnavailable, as before. The command line is image_to_data's.
+        tsv = run_and_get_output(uncompressed(img), "tsv", None, f"-c tessedit_create_tsv=1 {config.strip()}", 0,
+                                 timeout_s)
+        return file_to_dict(tsv, "\t", -1)
     except pytesseract.TesseractNotFoundError as exc:  # an OSError
         raise OcrUnavailable("tesseract is not installed") from exc
     except (pytesseract.TesseractError, OSError) as exc:  # TesseractError is a RuntimeError: first
@@ -234,14 +244,15 @@ def recognise(image: Image.Image, region: Box | None = None, mask: Sequence[Box]
     crop = region or (0, 0, *gray.size)
     size = (crop[2] - crop[0], crop[3] - crop[1])
     scale = _scale_to(size, READ_LONG_SIDE)
-    probes = _probe(gray, [View(crop, scale, k) for k in turns])
+    views = Renders(gray, TURN_RENDER_CACHE_PIXELS)  # the turns of one resize (see there)
+    probes = _probe(views, [View(crop, scale, k) for k in turns])
     best_score, best_k, words = max(probes, key=lambda p: (p[0], -p[1]))
     rest = [k for k in (0, 1, 2, 3) if k not in turns]
     if rest and _sure({k: sc for sc, k, _ in probes}, best_k) is None:
         # The caller's two turns gave no sure reading: its guess of the lines'
         # direction may be wrong (a small label's tight lines look like
         # columns to the region finder), so the other two are read as well.
-        probes += _probe(gray, [View(crop, scale, k) for k in rest])
+        probes += _probe(views, [View(crop, scale, k) for k in rest])
         best_score, best_k, words = max(probes, key=lambda p: (p[0], -p[1]))
     t1 = time.perf_counter()
     return OcrResult(
@@ -263,13 +274,13 @@ def _sure(turn_scores: dict[int, float], best: int) -> int | None:
     return None
 
 
-def _probe(gray: Image.Image, views: Sequence[View]
+def _probe(gray: Renders, views: Sequence[View]
            ) -> list[tuple[float, int, list[tuple[Word, tuple[float, float, float, float]]]]]:
-    """(score, quarter turns, words) of each view, read in one tesseract call."""
+    """(score, quarter turns, words) of each view of ``gray.source``, read in one tesseract call."""
     return [(_score(words), view.quarter_turns, words) for view, words in zip(views, _read_stacked(gray, views))]
 
 
-def _read_stacked(gray: Image.Image, views: Sequence[View]
+def _read_stacked(gray: Renders, views: Sequence[View]
                   ) -> list[list[tuple[Word, tuple[float, float, float, float]]]]:
     """Each view's words, from one tesseract call on the views stacked top to bottom.
 
@@ -279,7 +290,7 @@ def _read_stacked(gray: Image.Image, views: Sequence[View]
     stacked views are turns of one image: the same histogram, so
     tesseract's global threshold is the one each view would get alone.
     """
-    rendered = [v.render(gray) for v in views]
+    rendered = [gray.render(v) for v in views]
     gap = max(40, max(im.height for im in rendered) // 8)
     width = max(im.width for im in rendered)
     tops, y = [], gap
