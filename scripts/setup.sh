@@ -31,7 +31,9 @@ if command -v dpkg-query >/dev/null 2>&1; then
   if [ ${#missing[@]} -gt 0 ] || [ ${#missing_tests[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq >&2  # first: on a fresh machine apt knows no package yet
+    # first: on a fresh machine apt knows no package yet. Not fatal: a mirror hiccup must not stop
+    # a machine that lacks only an optional test tool; a missing required package fails below.
+    $sudo apt-get update -qq >&2 || echo "wsideid setup: warning: apt-get update failed" >&2
     if [ ${#missing[@]} -gt 0 ]; then
       echo "wsideid setup: installing system packages: ${missing[*]}" >&2
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
