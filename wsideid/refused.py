@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import UnsupportedFormat
+from .safefs import read_regular
 
 HEAD_BYTES = 64 << 10  # iSyntax's XML header reaches the DPUfsImport marker well within this
 DOCS = "docs/formats.md"
@@ -156,27 +157,8 @@ NOT_SLIDES: tuple[Refused, ...] = tuple(r for r in REFUSED if not r.is_slide)
 
 def read_head(path: str | os.PathLike, n: int = HEAD_BYTES) -> bytes:
     """The first ``n`` bytes of a regular file (OSError, IsADirectoryError raised: the caller words
-    them). Opened without blocking and checked on the descriptor: a FIFO (a MIRAX Slidedat.ini
-    made one) blocked the open until a writer came, which none did (a hang)."""
-    import errno
-    import stat
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", os.fspath(path))
-        chunks, got = [], 0
-        while got < n:
-            chunk = os.read(fd, n - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    them); ``safefs.read_regular``: a FIFO (a MIRAX Slidedat.ini made one) hung the open."""
+    return read_regular(path, n)
 
 
 def recognise(path: str, head: bytes | None = None) -> Refused | None:

@@ -40,6 +40,31 @@ class NameTaken(WsideidError):
     """Another run (or an earlier one) holds the output name."""
 
 
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of a regular file. Opened without blocking and
+    checked on the open descriptor: a FIFO with no writer blocked ``open`` (a hang), and a device
+    such as /dev/zero never ends. Raises IsADirectoryError for a folder and OSError (EINVAL)
+    for any other non-regular file, so callers word them as they word other read errors."""
+    import stat
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", os.fspath(path))
+        chunks, got = [], 0
+        while got < limit:
+            chunk = os.read(fd, min(1 << 20, limit - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def check_no_links(root: str, path: str) -> None:
     """Refuse if ``path`` or any folder between ``root`` and it is a symbolic link.
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import csv
 import io
+import errno
 import os
 import re
-import stat
 import unicodedata
 from typing import Collection
 
 from .cells import unescape
 from .errors import WsideidError
+from .safefs import read_regular
 
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 DELIMITERS = (",", ";", "\t")
@@ -30,33 +31,18 @@ MAX_TABLE_BYTES = 32 << 20
 
 
 def read_table_file(path: str | os.PathLike, what: str, limit: int = MAX_TABLE_BYTES) -> bytes:
-    """The bytes of a table (or record) file, which must be a regular file of at most ``limit``; opened
-    without blocking (a FIFO with no writer), checked on the open descriptor (no swap between a
-    check and the read), and read up to the limit (a file growing while read stops there)."""
+    """The bytes of a table (or record) file, which must be a regular file of at most ``limit``
+    (``safefs.read_regular``: opened without blocking, checked on the descriptor, read no
+    further than one byte past the limit, so a file growing while read stops there)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        data = read_regular(path, limit + 1)
     except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EISDIR):
+            raise WsideidError(f"{what} {os.fsdecode(path)} is not a regular file") from None
         raise WsideidError(f"cannot read {what} {os.fsdecode(path)}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise WsideidError(f"{what} {os.fsdecode(path)} is not a regular file")
-        if st.st_size > limit:
-            raise WsideidError(f"{what} is larger than {limit >> 20} MB")
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
-            raise WsideidError(f"{what} is larger than {limit >> 20} MB")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise WsideidError(f"cannot read {what} {os.fsdecode(path)}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+    if len(data) > limit:
+        raise WsideidError(f"{what} is larger than {limit >> 20} MB")
+    return data
 
 
 def decode_text(data: bytes, what: str) -> str:
