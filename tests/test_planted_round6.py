@@ -237,13 +237,16 @@ def test_uids_under_the_registry_root_are_keyed(tmp_path, monkeypatch):
 
 
 def test_registry_uids():
+    from wsideid.dicom.rules import DicomRules
     from wsideid.dicom.uids import is_registry_uid, is_standard_uid
+    from wsideid.profiles import load_profile
+    oids = DicomRules(load_profile("dicom"), set()).coding_scheme_uids
     for u in ("1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1",
               "1.2.840.10008.2.16.4", "1.2.840.10008.6.1.1", "1.2.840.10008.8.1.1"):
         assert is_registry_uid(u), u
-    assert is_standard_uid("2.16.840.1.113883.6.96") and not is_registry_uid("2.16.840.1.113883.6.96")
+    assert is_standard_uid("2.16.840.1.113883.6.96", oids) and not is_registry_uid("2.16.840.1.113883.6.96")
     for u in (UNDER_ROOT, "1.2.840.10008.6.1.19870317", "1.2.840.10008.", "2.16.840.1.113883.19870317"):
-        assert not is_standard_uid(u), u
+        assert not is_standard_uid(u, oids), u
 
 
 @pytest.mark.skipif(not (TESTDATA / "dicom").is_dir(), reason="real test data not present (../shared/testdata)")

@@ -1,0 +1,81 @@
+"""Planted PHI, seventh round (attacker audit): places the earlier rounds did not try, and the
+coding-scheme OIDs moved into the DICOM profile.
+
+Judged by the matrix's rule (refused or flagged with nothing published, or published with no
+spelling of the needle anywhere in OUTDIR); dates and record numbers the matrix's search does not
+spell are searched here too (``MORE``). The attacks that did not leak are kept as regression tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import phi_corpus as pc
+import planted_matrix as pm
+from test_planted_matrix import judge
+from test_planted_round5 import _deid
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+MORE = ["1987.03.17", "4477139", "19870317", "17.03.1987", "zephyrina", "quixote", "87.03.17", "3.17.87"]
+
+
+def _run(name: str, src: Path, tmp_path: Path, monkeypatch, *extra: str) -> tuple[str, Path]:
+    """The matrix's judgement, then the searches it does not spell: nothing of MORE in OUTDIR."""
+    outdir = tmp_path / "out"
+    rc, err = _deid(src, outdir, monkeypatch, *extra)
+    outcome = judge(pm.Place(name, lambda f: src), src, outdir, rc, err)
+    hits = pc.find_in_tree(outdir, MORE) if outdir.exists() else {}
+    assert not hits, f"{name}: {sorted(hits)} in OUTDIR ({outcome})"
+    return outcome, outdir
+
+
+# ------------------------------------------------------------------ coding-scheme OIDs in the profile
+SCT_OID = "2.16.840.1.113883.6.96"
+
+
+def _scheme_uid(ds) -> None:
+    for item in ds.get("OpticalPathSequence", []):
+        for code in item.get("IlluminationTypeCodeSequence", []):
+            code.CodingSchemeUID = SCT_OID
+
+
+def _scheme_uid_decisions(src: Path, profile: Path | None) -> set[str]:
+    from wsideid.drivers.dicom import plan_source
+    from wsideid.keys import Secret
+    from wsideid.options import DeidOptions
+    from wsideid.registry import open_input
+    opened = open_input(src)
+    plan = plan_source(opened.container, DeidOptions(profile=str(profile) if profile else None),
+                       Secret(b"s" * 32, "test"))
+    return {f"{d.action}:{d.new_value}" for d in plan.fields if d.field.key == "dicom:CodingSchemeUID"}
+
+
+def test_coding_scheme_oids_are_the_profiles(tmp_path):
+    """The OIDs kept unchanged are a list in formats/dicom.toml (``coding_scheme_uids``), one
+    comment per OID, where a privacy officer reviews them; an override that leaves SNOMED CT's OID
+    out makes its CodingSchemeUID keyed like any other UID."""
+    from wsideid.profiles import load_profile
+    shipped = load_profile("dicom").data["dicom_options"]["coding_scheme_uids"]
+    assert SCT_OID in shipped and len(shipped) == 11
+    text = (Path(__file__).resolve().parents[1] / "formats" / "dicom.toml").read_text()
+    assert all(f'"{oid}",' in text and "#" in text.split(f'"{oid}",', 1)[1].splitlines()[0] for oid in shipped)
+    src = pm.dicom_builder(_scheme_uid)(tmp_path)
+    assert _scheme_uid_decisions(src, None) == {f"keep:{SCT_OID}"}
+    override = tmp_path / "no-sct.toml"
+    rest = ", ".join(f'"{o}"' for o in shipped if o != SCT_OID)
+    override.write_text(f'[profile]\nformat = "dicom"\n\n[dicom_options]\ncoding_scheme_uids = [{rest}]\n')
+    changed = _scheme_uid_decisions(src, override)
+    assert len(changed) == 1 and next(iter(changed)).startswith("replace:2.25."), changed
+
+
+def test_a_coding_scheme_oid_list_of_other_things_is_refused(tmp_path):
+    from wsideid.dicom.rules import DicomRules
+    from wsideid.errors import ProfileError
+    from wsideid.profiles import load_profile
+    for bad in ('"1.2.840.10008.19870317"', '"Zephyrina"', '"2.16.840.01"', "7"):
+        override = tmp_path / "bad.toml"
+        override.write_text(f'[profile]\nformat = "dicom"\n\n[dicom_options]\ncoding_scheme_uids = [{bad}]\n')
+        with pytest.raises(ProfileError):
+            DicomRules(load_profile("dicom", override), set())
