@@ -79,3 +79,63 @@ def test_a_coding_scheme_oid_list_of_other_things_is_refused(tmp_path):
         override.write_text(f'[profile]\nformat = "dicom"\n\n[dicom_options]\ncoding_scheme_uids = [{bad}]\n')
         with pytest.raises(ProfileError):
             DicomRules(load_profile("dicom", override), set())
+
+
+# ------------------------------------------------------------------ two-digit-year dates in version grammars
+@pytest.mark.parametrize("text,holds", [
+    # a zero-padded part is a date's spelling, never a version's: any order
+    ("87.03.17", True), ("v87.03.17", True), ("1.87.03.17", True), ("87.03.17.1", True), ("03.17.87", True),
+    ("version 87.03.17", True),
+    # unpadded, alone, with a part only a year can be (>= 32)
+    ("87.3.17", True), ("3.17.87", True), ("17.3.87", True), ("45.2.1", True),
+    # real versions and UIDs stay (NDP.scan 2.5.89 is the shape of a date with year last: left open)
+    ("NDP.scan 2.5.89", False), ("Aperio Image Library v11.0.37", False), ("v10.0.51", False), ("v11.2.1", False),
+    ("v12.2.2", False), ("OME Bio-Formats 5.2.2", False), ("OME Bio-Formats 6.0.0-SNAPSHOT", False),
+    ("wsiget v0.0.1", False), ("1.2.3", False), ("libvips 8.15.1", False), ("5.15.10", False), ("v10.2.41", False),
+    ("12.4.3.5008", False), ("1.6.5807", False), ("1.2.840.10008.5.1.4.1.1.77.1.6", False), ("3.17.25", False),
+])
+def test_two_digit_year_dates_in_kept_text(text, holds):
+    from wsideid.dates import kept_text_holds_date
+    assert kept_text_holds_date(text) is holds
+
+
+def _ome_creator(folder: Path) -> Path:
+    import wsideid.synth_ome as so
+    orig = so.ome_xml
+    so.ome_xml = lambda *a, **k: orig(*a, **k).replace('Creator="OME Bio-Formats 6.8.0"',
+                                                       'Creator="OME Bio-Formats 87.03.17"')
+    try:
+        dst = folder / "slide.ome.tiff"
+        so.make_ome_tiff(str(dst), 512, 384)
+    finally:
+        so.ome_xml = orig
+    return dst
+
+
+def _ndpi_versions(folder: Path) -> Path:
+    dst = folder / "slide.ndpi"
+    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", "system.version=87.03.17"),
+                       software="NDP.scan 3.17.87")
+    return dst
+
+
+def _dicom_versions(ds) -> None:
+    ds.SoftwareVersions = ["87.03.17", "17.3.87"]
+
+
+TWO_DIGIT_PLACES = {
+    "ome-creator": (_ome_creator, "87.03.17"),
+    "ndpi-system-version-and-software": (_ndpi_versions, "87.03.17"),
+    "dicom-software-versions": (pm.dicom_builder(_dicom_versions), "87.03.17"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(TWO_DIGIT_PLACES))
+def test_a_version_spelling_a_two_digit_year_date_is_not_kept(where, tmp_path, monkeypatch):
+    """Round 6 left dates with a two-digit year open: "87.03.17" matched the version grammars
+    (OME Creator, NDPI system.version and Software, DICOM SoftwareVersions) and was published."""
+    build, text = TWO_DIGIT_PLACES[where]
+    src = build(tmp_path)
+    files = [src] if src.is_file() else list(src.rglob("*.dcm"))
+    assert any(text.encode() in p.read_bytes() for p in files)
+    _run(f"two-digit-year-{where}", src, tmp_path, monkeypatch)
