@@ -139,3 +139,66 @@ def test_a_version_spelling_a_two_digit_year_date_is_not_kept(where, tmp_path, m
     files = [src] if src.is_file() else list(src.rglob("*.dcm"))
     assert any(text.encode() in p.read_bytes() for p in files)
     _run(f"two-digit-year-{where}", src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ JPEG 2000 CAP / CPF / POC
+NOTE = b"Zephyrina Quixote ZX24-77139 1987-03-17"
+
+
+def j2k_plant(cs: bytes, kind: str) -> bytes:
+    """A codestream with the needle in a CAP (after Pcap's values), a CPF (as its 16-bit values)
+    or a POC (after one whole progression change) of the main header."""
+    import struct
+    sot = cs.find(b"\xff\x90")
+    csiz = struct.unpack(">H", cs[40:42])[0]
+    c = 1 if csiz < 257 else 2
+    body = {"cap": struct.pack(">I", 0) + NOTE, "cpf": NOTE + b" " * (len(NOTE) % 2),
+            "poc": b"\0" + bytes(c) + struct.pack(">H", 1) + b"\x21" + csiz.to_bytes(c, "big") + b"\0" + NOTE}[kind]
+    seg = {"cap": b"\xff\x50", "cpf": b"\xff\x59", "poc": b"\xff\x5f"}[kind] + struct.pack(">H", 2 + len(body)) + body
+    at = 4 + struct.unpack(">H", cs[4:6])[0] if kind == "cap" else sot  # CAP right after SIZ
+    return cs[:at] + seg + cs[at:]
+
+
+def _encoded_j2k() -> bytes:
+    import imagecodecs
+    import numpy as np
+    rgb = (np.arange(64 * 64 * 3) % 251).astype("uint8").reshape(64, 64, 3)
+    return bytes(imagecodecs.jpeg2k_encode(rgb, level=0, codecformat="J2K", mct=False))
+
+
+@pytest.mark.parametrize("kind", ["cap", "cpf", "poc"])
+def test_j2k_rule_leaves_no_text_in_cap_cpf_poc(kind):
+    """CAP and POC segments are kept (decoding reads them) only at the size their numbers fix; CPF
+    (a profile's name, read by no decoder to decode) is dropped like COM."""
+    from wsideid.jpeg import j2k
+    cs = j2k_plant(_encoded_j2k(), kind)
+    try:
+        out = j2k.clean(cs)
+    except j2k.UnsafeJ2k:
+        assert kind != "cpf"
+        return
+    assert NOTE not in out and b"Zephyrina" not in out
+
+
+def _j2k_frames(kind: str):
+    def edit(ds):
+        from pydicom.encaps import encapsulate, generate_frames
+        out = []
+        for fr in generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1))):
+            fr = bytes(fr)
+            fr = j2k_plant(fr, kind) if fr.startswith(b"\xff\x4f") else fr
+            out.append(fr + b"\0" * (len(fr) % 2))
+        ds.PixelData = encapsulate(out)
+    return edit
+
+
+@pytest.mark.skipif(not (TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm").exists(), reason="real test data not present")
+@pytest.mark.parametrize("kind", ["cap", "cpf", "poc"])
+def test_j2k_frames_with_text_in_cap_cpf_poc(kind, tmp_path, monkeypatch):
+    """A real JPEG 2000 DICOM (wsi2dcm) whose frames hold the needle in a CAP after Pcap's values or
+    as a CPF's values: both were published verbatim, verified clean (a POC with bytes after its
+    progression changes did not decode and was refused). Now CAP and POC must have the size their
+    values fix and CPF is dropped."""
+    src = pm.dicom_builder(_j2k_frames(kind), real=TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm")(tmp_path)
+    assert NOTE in src.read_bytes()
+    _run(f"j2k-{kind}", src, tmp_path, monkeypatch)

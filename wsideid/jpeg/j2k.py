@@ -5,7 +5,9 @@ COM segments (free text: encoders write their name, anyone can write
 anything) are dropped from the main header and from tile-part headers;
 dropping one from a tile-part header shortens that tile-part, so its Psot is
 rewritten, and a TLM index (tile-part lengths, optional) is dropped rather
-than trusted. Bytes after EOC are dropped. A marker this module does not
+than trusted. CPF (a corresponding profile's name) is dropped the same way; CAP
+and POC are kept only at the size their values fix, like SIZ, COD, COC, QCD,
+QCC, RGN and CRG (``_Sizes``). Bytes after EOC are dropped. A marker this module does not
 know (Part 2 extensions, vendor markers) is refused: it may change decoding,
 so dropping it is not safe and keeping it is not vouched for. Packed packet
 headers (PPM, PPT) are refused too: decoding reads them, and where their data
@@ -30,10 +32,16 @@ COM, TLM, PLM, PLT = 0x64, 0x55, 0x57, 0x58
 SIZ, COD, COC, QCD, QCC, RGN, CRG = 0x51, 0x52, 0x53, 0x5C, 0x5D, 0x5E, 0x63
 # Optional pointer segments (packet lengths): no decoder needs them, and any byte string
 # parses as their variable-length numbers, so they are dropped like COM.
-DROPPED = {COM, PLM, PLT}
+# CPF (corresponding profile, Part 1 2019) names a profile; no decoder reads it to decode, and
+# it is any number of 16-bit values: a name spelled in them was published (planted-PHI round 7).
+CPF, CAP, POC = 0x59, 0x50, 0x5F
+DROPPED = {COM, PLM, PLT, CPF}
 # Main-header and tile-part header markers decoding needs (Part 1 and Part 15).
 MAIN = {0x51: "SIZ", 0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC",
-        0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
+        0x63: "CRG", 0x50: "CAP", TLM: "TLM"}
+# CAP's Pcap bits (bit i of 32, from the most significant, for Part i) that name a part a decoder
+# knows: Part 2 and Part 15 (HTJ2K); each set bit brings one 16-bit Ccap value.
+CAP_PARTS = (1 << (32 - 2)) | (1 << (32 - 15))
 TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC"}
 # Packed packet headers (PPM in the main header, PPT in a tile-part's): decoding reads them, so
 # they cannot be dropped, and how many of their bytes it reads is known only by decoding every
@@ -215,6 +223,16 @@ class _Sizes:
                 self._exact(marker, body, self._c() + 2)
             elif marker == CRG:
                 self._exact(marker, body, 4 * self.csiz)
+            elif marker == CAP:  # round 7: text after Pcap's values was published verbatim
+                pcap = struct.unpack(">I", body[:4])[0] if len(body) >= 4 else -1
+                if pcap < 0 or pcap & ~CAP_PARTS:
+                    raise UnsafeJ2k("JPEG 2000 CAP segment names a part no decoder knows (refused)")
+                self._exact(marker, body, 4 + 2 * bin(pcap).count("1"))
+            elif marker == POC:  # whole progression changes only: 5 bytes and two component indices each
+                entry = 5 + 2 * self._c()
+                if not body or len(body) % entry:
+                    raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is not whole progression changes "
+                                    "(hidden data; refused)")
             elif marker in (COD, COC) and len(body) < 6:
                 raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is malformed")
         if segs and raw[segs[0][0] + 1] != SIZ:  # a tile-part: its overrides end with it
