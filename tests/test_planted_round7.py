@@ -202,3 +202,32 @@ def test_j2k_frames_with_text_in_cap_cpf_poc(kind, tmp_path, monkeypatch):
     src = pm.dicom_builder(_j2k_frames(kind), real=TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm")(tmp_path)
     assert NOTE in src.read_bytes()
     _run(f"j2k-{kind}", src, tmp_path, monkeypatch)
+
+
+def _jp2_with(sub_edit) -> bytes:
+    """A JP2 file whose header boxes pass through ``sub_edit(kind, body) -> body``."""
+    import imagecodecs
+    import numpy as np
+
+    from wsideid.jpeg import j2k
+    rgb = (np.arange(64 * 64 * 3) % 251).astype("uint8").reshape(64, 64, 3)
+    jp2 = bytes(imagecodecs.jpeg2k_encode(rgb, level=0, codecformat="JP2", mct=False))
+    out = [jp2[:12]]
+    for kind, body in j2k._boxes(jp2, 12, len(jp2)):
+        if kind == b"jp2h":
+            body = b"".join(j2k._box(k, sub_edit(k, b)) for k, b in j2k._boxes(body, 0, len(body)))
+            body += j2k._box(b"cdef", sub_edit(b"cdef", b"\0\x03" + b"\0\0\0\0\0\x01\0\x01\0\0\0\x02\0\x02\0\0\0\x03"))
+        out.append(j2k._box(kind, body))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("box", [b"ihdr", b"cdef"])
+def test_jp2_header_boxes_hold_nothing_after_their_values(box):
+    """The JP2 header boxes decoding needs were kept as they were: text after an ihdr's 14 bytes
+    or a cdef's channel list stayed in the cleaned stream. Each must be the size its values fix."""
+    from wsideid.jpeg import j2k
+    clean = j2k.clean(_jp2_with(lambda k, b: b))
+    assert clean.startswith(j2k.JP2_SIGNATURE)
+    evil = _jp2_with(lambda k, b: b + NOTE if k == box else b)
+    with pytest.raises(j2k.UnsafeJ2k):
+        j2k.clean(evil)

@@ -277,14 +277,37 @@ def _box(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + kind + body
 
 
+def _jp2h_size(kind: bytes, body: bytes, ncomp: int) -> int:
+    """The size a kept JP2 header box's own values fix (-1: none): bytes after them are read by
+    no decoder and were kept verbatim (planted-PHI round 7)."""
+    if kind == b"ihdr":
+        return 14
+    if kind == b"bpcc":
+        return ncomp
+    if kind == b"cmap":
+        return len(body) - len(body) % 4 if body else -1
+    if kind == b"cdef":
+        return 2 + 6 * _u16(body, 0) if len(body) >= 2 else -1
+    if kind == b"pclr" and len(body) >= 3:
+        entries, npc = _u16(body, 0), body[2]
+        depths = body[3:3 + npc]
+        return 3 + npc + entries * sum((b & 0x7F) // 8 + 1 for b in depths) if len(depths) == npc else -1
+    return -1
+
+
 def _clean_jp2(raw: bytes) -> bytes:
     header = b""
     codestream = None
     for kind, body in _boxes(raw, 12, len(raw)):
         if kind == b"jp2h" and not header:
             subs = []
+            ncomp = -1
             for sk, sb in _boxes(body, 0, len(body)):
+                if sk == b"ihdr" and len(sb) >= 10:
+                    ncomp = _u16(sb, 8)
                 if sk in JP2H_KEEP:
+                    if len(sb) != _jp2h_size(sk, sb, ncomp):
+                        raise UnsafeJ2k(f"JP2 {sk.decode()} box is not the size its values fix (hidden data; refused)")
                     subs.append(_box(sk, sb))
                 elif sk == b"colr":
                     if len(sb) != 7 or sb[0] != 1:
