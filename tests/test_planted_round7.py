@@ -231,3 +231,34 @@ def test_jp2_header_boxes_hold_nothing_after_their_values(box):
     evil = _jp2_with(lambda k, b: b + NOTE if k == box else b)
     with pytest.raises(j2k.UnsafeJ2k):
         j2k.clean(evil)
+
+
+# ------------------------------------------------------------------ round 6's other open items
+@pytest.mark.parametrize("text,holds", [
+    ("tifffile 2015.3.5", True), ("tifffile 2017.9.29", True),         # before tifffile's calendar versions
+    ("tifffile.py 2026.3.3", False), ("tifffile 2018.10.18", False), ("tifffile 2023.11.28", False),
+])
+def test_tifffile_calendar_versions_start_in_2018(text, holds):
+    """tifffile's own calendar version stays (its releases from 2018.10.18 on); a date of an earlier
+    year in that spelling right after its name ("tifffile 2015.3.5") was kept as a version."""
+    from wsideid.dates import kept_text_holds_date
+    assert kept_text_holds_date(text) is holds
+
+
+def _svs_record_size(folder: Path) -> Path:
+    dst = folder / "slide.svs"
+    head = f"Aperio Image Library v11.2.1\r\n4477139x1 [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
+    desc = pc.aperio_description(pc.W, pc.H, head, {})
+    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
+    return dst
+
+
+def test_an_aperio_header_size_of_seven_digits_is_not_kept(tmp_path, monkeypatch):
+    """The header's sizes and region corners admitted 7 digits: a record number written as an
+    image size ("4477139x1") was published. 6 digits hold any slide (75 mm at 0.1 um/px)."""
+    from wsideid.tiff_family.vendors.aperio import parse_header
+    assert parse_header("Aperio Image Library v11.2.1 \r\n46000x32914 [42673,5576 2220x2967] (240x240) "
+                        "JPEG/RGB Q=30").dropped == []
+    src = _svs_record_size(tmp_path)
+    assert b"4477139x1" in src.read_bytes()
+    _run("svs-header-seven-digit-size", src, tmp_path, monkeypatch)

@@ -259,8 +259,10 @@ def _matches(text: str, versions: bool = True) -> list[tuple[int, int, str, list
 
 # tifffile's version is its release date, written without leading zeros (PEP 440: 2026.3.3); it
 # names every OME-TIFF and many TIFFs tifffile writes (OME Creator, Software). Only that spelling
-# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates.
-_CALVER = re.compile(r"20\d\d\.[1-9]\d?\.[1-9]\d?")
+# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates. Its
+# calendar versions start with 2018.10.18 (before: 0.15.1), so an earlier year is a date
+# ("tifffile 2015.3.5", round 6's open item); from 2018 on the shape stays a version.
+_CALVER = re.compile(r"20(?:1[89]|[2-9]\d)\.[1-9]\d?\.[1-9]\d?")
 _CALVER_BEFORE = re.compile(r"(?<![\w.])tifffile(\.py)? v?$")
 
 
