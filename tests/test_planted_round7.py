@@ -262,3 +262,62 @@ def test_an_aperio_header_size_of_seven_digits_is_not_kept(tmp_path, monkeypatch
     src = _svs_record_size(tmp_path)
     assert b"4477139x1" in src.read_bytes()
     _run("svs-header-seven-digit-size", src, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ guards: the real slides
+def _real_slides() -> list[Path]:
+    if not TESTDATA.is_dir():
+        return []
+    return sorted(p for p in TESTDATA.rglob("*") if p.suffix in (".svs", ".ndpi", ".tif", ".tiff", ".dcm")
+                  and "broken" not in p.name)
+
+
+@pytest.mark.skipif(not _real_slides(), reason="real test data not present (../shared/testdata)")
+def test_real_slides_keep_their_versions_headers_and_streams():
+    """This round's rules leave the real slides' plans as they were: no kept version read as a
+    date (two-digit years, tifffile's calendar years), no Aperio header token dropped (6-digit
+    sizes), and their JPEG 2000 streams (Aperio/Kakadu tiles, wsi2dcm frames) reduce as before."""
+    from wsideid.errors import WsideidError
+    from wsideid.options import DeidOptions
+    from wsideid.registry import open_input
+    planned = 0
+    for path in _real_slides():
+        try:
+            opened = open_input(path)
+            plan = opened.driver.plan(opened, DeidOptions())
+        except WsideidError:
+            continue  # refused before this round too (not a supported slide)
+        planned += 1
+        for d in plan.fields:
+            why = d.rule or ""
+            assert "a date" not in why and "date outside" not in why, (path.name, d.field.path, why)
+            if d.field.key == "description:@header":
+                assert d.action == "keep", (path.name, d.field.path, why)
+    assert planned >= 15
+
+
+@pytest.mark.skipif(not (TESTDATA / "svs" / "tcga-cr-7395-01a-01-ts1.svs").exists(), reason="real test data not present")
+def test_real_j2k_streams_still_reduce():
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    from wsideid.jpeg import j2k
+    from wsideid.tiff.container import read_tiff
+    from wsideid.tiff_family.vendors.tiff_base import image_data
+    path = TESTDATA / "svs" / "tcga-cr-7395-01a-01-ts1.svs"
+    tf = read_tiff(str(path))
+    streams = []
+    with open(path, "rb") as fh:
+        for ifd in tf.ifds:
+            data = image_data(ifd, tf.byteorder)
+            for off, n in list(zip(data.src_offsets, data.src_counts))[:4] if data is not None else []:
+                fh.seek(int(off))
+                streams.append(fh.read(int(n)))
+    dcm = TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm"
+    if dcm.exists():
+        ds = pydicom.dcmread(dcm)
+        streams += [bytes(f) for f in generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames))][:4]
+    j2ks = [s for s in streams if s[:2] == b"\xff\x4f"]
+    assert len(j2ks) >= 4
+    for s in j2ks:
+        j2k.clean(s)
