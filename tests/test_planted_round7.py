@@ -321,3 +321,41 @@ def test_real_j2k_streams_still_reduce():
     assert len(j2ks) >= 4
     for s in j2ks:
         j2k.clean(s)
+
+
+def tlm_plant(cs: bytes, extra: bytes = NOTE) -> bytes:
+    """A codestream with a TLM (tile-part lengths) naming its tile-parts, then ``extra``."""
+    import struct
+    sot = cs.find(b"\xff\x90")
+    parts, pos = [], sot
+    while cs[pos:pos + 2] == b"\xff\x90":
+        parts.append((struct.unpack(">H", cs[pos + 4:pos + 6])[0], struct.unpack(">I", cs[pos + 6:pos + 10])[0]))
+        pos += parts[-1][1]
+    body = bytes([0, (1 << 4) | (1 << 6)]) + b"".join(struct.pack(">BI", i, n) for i, n in parts)
+    body += extra + b"\0" * (-len(extra) % 5)
+    return cs[:sot] + b"\xff\x55" + struct.pack(">H", 2 + len(body)) + body + cs[sot:]
+
+
+def test_j2k_tlm_is_kept_only_as_the_tile_part_index():
+    """A TLM whose tile-part lengths still hold was kept whole: entries or bytes after the index
+    (a name, read by no decoder) stayed. Kept now only when it is exactly the index."""
+    from wsideid.jpeg import j2k
+    exact = j2k.clean(tlm_plant(_encoded_j2k(), b""))
+    assert b"\xff\x55" in exact[:exact.find(b"\xff\x90")] and j2k.clean(exact) == exact
+    out = j2k.clean(tlm_plant(_encoded_j2k()))
+    assert NOTE not in out and b"\xff\x55" not in out[:out.find(b"\xff\x90")]
+
+
+@pytest.mark.skipif(not (TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm").exists(), reason="real test data not present")
+def test_j2k_frames_with_text_in_tlm(tmp_path, monkeypatch):
+    def edit(ds):
+        from pydicom.encaps import encapsulate, generate_frames
+        out = []
+        for fr in generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1))):
+            fr = bytes(fr)
+            fr = tlm_plant(fr) if fr.startswith(b"\xff\x4f") else fr
+            out.append(fr + b"\0" * (len(fr) % 2))
+        ds.PixelData = encapsulate(out)
+    src = pm.dicom_builder(edit, real=TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm")(tmp_path)
+    assert NOTE in src.read_bytes()
+    _run("j2k-tlm", src, tmp_path, monkeypatch)

@@ -118,6 +118,7 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
         raise UnsafeJ2k("JPEG 2000 main header has too many segments")
     sizes = _Sizes(raw, out)
     parts: list[Piece] = []
+    index: list[tuple[int, int]] = []  # (Isot, length) of each tile-part, for the TLM check
     for _ in range(MAX_SEGMENTS):
         if pos + 2 > n or raw[pos] != 0xFF:
             raise UnsafeJ2k("JPEG 2000 codestream ends without an end marker (EOC)")
@@ -130,14 +131,35 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
         if psot and (psot < 14 or end > n) or end < 0:
             raise UnsafeJ2k("JPEG 2000 tile-part length runs past the data")
         part, changed = _tile_part(raw, pos, end, sizes)
+        index.append((_u16(raw, pos + 4), end - pos))
         lengths_changed |= changed
         parts += part
         pos = end
     else:
         raise UnsafeJ2k("JPEG 2000 codestream has too many tile-parts")
-    if main_tlm and not lengths_changed:
-        out[tlm_at:tlm_at] = main_tlm  # the index still holds: kept (numbers only)
+    if main_tlm and not lengths_changed and _tlm_is_index(raw, main_tlm, index):
+        out[tlm_at:tlm_at] = main_tlm  # the index still holds, and is nothing else: kept
     return out + parts + [(pos, 2)]  # the EOC
+
+
+def _tlm_is_index(raw, segs: list[Piece], index: list[tuple[int, int]]) -> bool:
+    """Whether the TLM segments are exactly the tile-parts' index: each a whole number of entries
+    (Ttlm of ST bytes, Ptlm of SP bytes), in Ztlm order, naming the tile-parts as they stand. Any
+    other TLM is dropped (it is optional): entries past the tile-parts, or bytes after the last
+    entry, are read by no decoder and held a name that was published (planted-PHI round 7)."""
+    entries: list[tuple[int | None, int]] = []
+    for z, (p, n) in enumerate(sorted(segs, key=lambda seg: raw[seg[0] + 4])):
+        body = bytes(raw[p + 4:p + n])
+        if len(body) < 2 or body[0] != z:
+            return False
+        st, sp = (body[1] >> 4) & 3, 4 if body[1] & 0x40 else 2
+        if st == 3 or (len(body) - 2) % (st + sp):
+            return False
+        for k in range(2, len(body), st + sp):
+            tile = int.from_bytes(body[k:k + st], "big") if st else None
+            entries.append((tile, int.from_bytes(body[k + st:k + st + sp], "big")))
+    return len(entries) == len(index) and all((t is None or t == i) and length == n
+                                              for (t, length), (i, n) in zip(entries, index))
 
 
 def _packed(marker: int) -> UnsafeJ2k:
