@@ -359,3 +359,13 @@ def test_j2k_frames_with_text_in_tlm(tmp_path, monkeypatch):
     src = pm.dicom_builder(edit, real=TESTDATA / "dicom" / "wsi2dcm_jpeg2000.dcm")(tmp_path)
     assert NOTE in src.read_bytes()
     _run("j2k-tlm", src, tmp_path, monkeypatch)
+
+
+def test_a_tifffile_version_before_2018_is_not_kept(tmp_path, monkeypatch):
+    """"tifffile 2015.3.5" as a generic TIFF's Software passed as tifffile's calendar version and
+    was published (round 6's open item)."""
+    from test_planted_round6 import _tiff_tag
+    src = _tiff_tag("tiff", 305, "tifffile 2015.3.5")(tmp_path)
+    assert b"tifffile 2015.3.5" in src.read_bytes()
+    _, outdir = _run("tiff-software-tifffile-2015", src, tmp_path, monkeypatch)
+    assert not pc.find_in_tree(outdir, ["2015.3.5"])
