@@ -362,7 +362,7 @@ def test_j2k_frames_with_text_in_tlm(tmp_path, monkeypatch):
 
 
 def test_a_tifffile_version_before_2018_is_not_kept(tmp_path, monkeypatch):
-    """"tifffile 2015.3.5" as a generic TIFF's Software passed as tifffile's calendar version and
+    """A generic TIFF's Software "tifffile 2015.3.5" passed as tifffile's calendar version and
     was published (round 6's open item)."""
     from test_planted_round6 import _tiff_tag
     src = _tiff_tag("tiff", 305, "tifffile 2015.3.5")(tmp_path)
