@@ -323,7 +323,7 @@ def test_no_profile_pattern_keeps_a_planted_value():
     (names, record and accession numbers, institutions, dates in every spelling the parser reads):
     none is kept as it is. Round 6 found "17.03.1987" and "1987.03.17" admitted by the version
     grammars; a kept value spelling a date now fails (``kept_text_holds_date``). Dates with a
-    two-digit year ("87.03.17") still match the version grammars: left open."""
+    two-digit year ("87.03.17"): round 7 (``test_planted_round7``)."""
     from wsideid.dates import kept_text_holds_date
     kept = [(where, v) for where, rx in _profile_patterns() for v in SWEEP
             if rx.fullmatch(v) and not kept_text_holds_date(v)]

@@ -369,3 +369,18 @@ def test_a_tifffile_version_before_2018_is_not_kept(tmp_path, monkeypatch):
     assert b"tifffile 2015.3.5" in src.read_bytes()
     _, outdir = _run("tiff-software-tifffile-2015", src, tmp_path, monkeypatch)
     assert not pc.find_in_tree(outdir, ["2015.3.5"])
+
+
+SWEEP_TWO_DIGIT = ["87.03.17", "87.3.17", "3.17.87", "17.3.87", "03.17.87", "17.03.87", "v87.03.17", "1.87.03.17",
+                   "87.03.17.1", "version 87.03.17", "tifffile 2015.3.5", "tifffile 1999.3.17"]
+
+
+def test_no_profile_pattern_keeps_a_two_digit_year_date():
+    """Every allow-list pattern of every shipped profile against two-digit-year spellings of the
+    planted date: none is kept as it is (round 6 found six version grammars admitting them)."""
+    from test_planted_round6 import _profile_patterns
+
+    from wsideid.dates import kept_text_holds_date
+    kept = [(where, v) for where, rx in _profile_patterns() for v in SWEEP_TWO_DIGIT
+            if rx.fullmatch(v) and not kept_text_holds_date(v)]
+    assert not kept, kept
