@@ -148,18 +148,18 @@ def _tiff_tag(fmt: str, tag: int, text: str, ifds: str = "first"):
     return pm.tiff_with(fmt, ifds, {tag: lambda s, i: pm.ascii_entry(tag, text)})
 
 
-def _svs_header(folder: Path) -> Path:
+def _svs_header(folder: Path, head: str = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] "
+                                                "(256x256) JPEG/RGB Q=70") -> Path:
     dst = folder / "slide.svs"
-    head = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
     desc = pc.aperio_description(pc.W, pc.H, head, {})
     pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
     return dst
 
 
-def _ndpi_version(folder: Path) -> Path:
+def _ndpi_version(folder: Path, version: str = "1987.03.17", software: str = "NDP.scan 17.03.1987") -> Path:
     dst = folder / "slide.ndpi"
-    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", "system.version=1987.03.17"),
-                       software="NDP.scan 17.03.1987")
+    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", f"system.version={version}"),
+                       software=software)
     return dst
 
 

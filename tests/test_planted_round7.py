@@ -99,24 +99,13 @@ def test_two_digit_year_dates_in_kept_text(text, holds):
     assert kept_text_holds_date(text) is holds
 
 
-def _ome_creator(folder: Path) -> Path:
-    import wsideid.synth_ome as so
-    orig = so.ome_xml
-    so.ome_xml = lambda *a, **k: orig(*a, **k).replace('Creator="OME Bio-Formats 6.8.0"',
-                                                       'Creator="OME Bio-Formats 87.03.17"')
-    try:
-        dst = folder / "slide.ome.tiff"
-        so.make_ome_tiff(str(dst), 512, 384)
-    finally:
-        so.ome_xml = orig
-    return dst
+_ome_creator = pm.xml_edited("ome", lambda x: x.replace('Creator="OME Bio-Formats 6.8.0"',
+                                                        'Creator="OME Bio-Formats 87.03.17"'))
 
 
 def _ndpi_versions(folder: Path) -> Path:
-    dst = folder / "slide.ndpi"
-    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", "system.version=87.03.17"),
-                       software="NDP.scan 3.17.87")
-    return dst
+    from test_planted_round6 import _ndpi_version
+    return _ndpi_version(folder, "87.03.17", "NDP.scan 3.17.87")
 
 
 def _dicom_versions(ds) -> None:
@@ -246,11 +235,8 @@ def test_tifffile_calendar_versions_start_in_2018(text, holds):
 
 
 def _svs_record_size(folder: Path) -> Path:
-    dst = folder / "slide.svs"
-    head = f"Aperio Image Library v11.2.1\r\n4477139x1 [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
-    desc = pc.aperio_description(pc.W, pc.H, head, {})
-    pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
-    return dst
+    from test_planted_round6 import _svs_header
+    return _svs_header(folder, f"Aperio Image Library v11.2.1\r\n4477139x1 [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70")
 
 
 def test_an_aperio_header_size_of_seven_digits_is_not_kept(tmp_path, monkeypatch):
