@@ -232,10 +232,10 @@ class _Planner:
         if vr == "UI" and letter in ("U", "K") and self.d.rules.retains_uid(kw) and typed_valid(elem.value, "UI"):
             self._retain_uid(path, elem, inst, where)
             return
+        standard = self.d.uids.is_standard
         if vr == "UI" and letter in ("K", "C", "D") and (kw not in self.d.rules.uid_keep
                                                          or not typed_valid(elem.value, "UI")
-                                                         or not all(self.d.uids.is_standard(str(u)) for u in parts(elem.value)
-                                                                    if u)):
+                                                         or not all(standard(str(u)) for u in parts(elem.value) if u)):
             letter = "U"  # a listed UID attribute keeps only the standard's UIDs: any other is keyed
         if letter in ("K", "C", "U*") and vr == "SQ":
             self._set(path, elem, inst, "walk", None, KEEP, None, where + (" U* (references kept, UIDs replaced)"

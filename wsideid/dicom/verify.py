@@ -222,9 +222,9 @@ def _no_unknown_fields(ctx: DicomContext) -> None:
     from .uids import UidMapper
     from ..keys import Secret
     data, plan = ctx.data, ctx.plan
+    uids = UidMapper(Secret(b"\0" * 32, "verification"), data.rules.coding_scheme_uids)
     replan = make_dicom_plan(DicomSource(plan.inventory.path, False, ctx.outs, 0), plan.profile, data.rules,
-                             UidMapper(Secret(b"\0" * 32, "verification"), data.rules.coding_scheme_uids), data.policy, data.new_id or "x",
-                             False, True, "remove")
+                             uids, data.policy, data.new_id or "x", False, True, "remove")
     unknown = sorted({d.field.key for d in replan.unknowns()})
     ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown, f"{len(unknown)} unknown: {', '.join(unknown[:5])}"
                       if unknown else f"{len(replan.fields)} element(s), all known to the profile")
