@@ -493,6 +493,11 @@ def names_in_xml(xml: str) -> str:
 def xml_vendor(vendor: str, names: bool = False) -> Callable[[Path], Path]:
     """A vendor slide of the synth modules whose XML has the needle after every non-numeric value
     (the module's XML function wrapped while the slide is written)."""
+    return xml_edited(vendor, names_in_xml if names else (lambda x: append_to_xml_values(x, *SKIP[vendor])))
+
+
+def xml_edited(vendor: str, edit: Callable[[str], str]) -> Callable[[Path], Path]:
+    """A vendor slide of the synth modules whose XML passes through ``edit`` while it is written."""
     import importlib
 
     def build(folder: Path) -> Path:
@@ -503,7 +508,6 @@ def xml_vendor(vendor: str, names: bool = False) -> Callable[[Path], Path]:
         def wrap(fn):
             def inner(*a, **kw):
                 res = fn(*a, **kw)
-                edit = names_in_xml if names else (lambda x: append_to_xml_values(x, *SKIP[vendor]))
                 if isinstance(res, tuple):
                     return (edit(res[0]),) + tuple(res[1:])
                 return edit(res) if res.lstrip().startswith("<") else res

@@ -148,18 +148,18 @@ def _tiff_tag(fmt: str, tag: int, text: str, ifds: str = "first"):
     return pm.tiff_with(fmt, ifds, {tag: lambda s, i: pm.ascii_entry(tag, text)})
 
 
-def _svs_header(folder: Path) -> Path:
+def _svs_header(folder: Path, head: str = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] "
+                                                "(256x256) JPEG/RGB Q=70") -> Path:
     dst = folder / "slide.svs"
-    head = f"Aperio Image Library v17.03.1987\r\n{pc.W}x{pc.H} [0,0 {pc.W}x{pc.H}] (256x256) JPEG/RGB Q=70"
     desc = pc.aperio_description(pc.W, pc.H, head, {})
     pc.rewrite_tiff(pm.base("svs", folder), dst, {0: {270: pm.ascii_entry(270, desc)}})
     return dst
 
 
-def _ndpi_version(folder: Path) -> Path:
+def _ndpi_version(folder: Path, version: str = "1987.03.17", software: str = "NDP.scan 17.03.1987") -> Path:
     dst = folder / "slide.ndpi"
-    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", "system.version=1987.03.17"),
-                       software="NDP.scan 17.03.1987")
+    pc.make_clean_ndpi(dst, props=pc.NDPI_PROPS.replace("system.version=1.0", f"system.version={version}"),
+                       software=software)
     return dst
 
 
@@ -237,13 +237,16 @@ def test_uids_under_the_registry_root_are_keyed(tmp_path, monkeypatch):
 
 
 def test_registry_uids():
+    from wsideid.dicom.rules import DicomRules
     from wsideid.dicom.uids import is_registry_uid, is_standard_uid
+    from wsideid.profiles import load_profile
+    oids = DicomRules(load_profile("dicom"), set()).coding_scheme_uids
     for u in ("1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1",
               "1.2.840.10008.2.16.4", "1.2.840.10008.6.1.1", "1.2.840.10008.8.1.1"):
         assert is_registry_uid(u), u
-    assert is_standard_uid("2.16.840.1.113883.6.96") and not is_registry_uid("2.16.840.1.113883.6.96")
+    assert is_standard_uid("2.16.840.1.113883.6.96", oids) and not is_registry_uid("2.16.840.1.113883.6.96")
     for u in (UNDER_ROOT, "1.2.840.10008.6.1.19870317", "1.2.840.10008.", "2.16.840.1.113883.19870317"):
-        assert not is_standard_uid(u), u
+        assert not is_standard_uid(u, oids), u
 
 
 @pytest.mark.skipif(not (TESTDATA / "dicom").is_dir(), reason="real test data not present (../shared/testdata)")
@@ -320,7 +323,7 @@ def test_no_profile_pattern_keeps_a_planted_value():
     (names, record and accession numbers, institutions, dates in every spelling the parser reads):
     none is kept as it is. Round 6 found "17.03.1987" and "1987.03.17" admitted by the version
     grammars; a kept value spelling a date now fails (``kept_text_holds_date``). Dates with a
-    two-digit year ("87.03.17") still match the version grammars: left open."""
+    two-digit year ("87.03.17"): round 7 (``test_planted_round7``)."""
     from wsideid.dates import kept_text_holds_date
     kept = [(where, v) for where, rx in _profile_patterns() for v in SWEEP
             if rx.fullmatch(v) and not kept_text_holds_date(v)]

@@ -259,15 +259,57 @@ def _matches(text: str, versions: bool = True) -> list[tuple[int, int, str, list
 
 # tifffile's version is its release date, written without leading zeros (PEP 440: 2026.3.3); it
 # names every OME-TIFF and many TIFFs tifffile writes (OME Creator, Software). Only that spelling
-# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates.
-_CALVER = re.compile(r"20\d\d\.[1-9]\d?\.[1-9]\d?")
+# right after tifffile's name is a version; "tifffile 2026.03.03" or "17.03.1987" are dates. Its
+# calendar versions start with 2018.10.18 (before: 0.15.1), so an earlier year is a date
+# ("tifffile 2015.3.5", round 6's open item); from 2018 on the shape stays a version.
+_CALVER = re.compile(r"20(?:1[89]|[2-9]\d)\.[1-9]\d?\.[1-9]\d?")
 _CALVER_BEFORE = re.compile(r"(?<![\w.])tifffile(\.py)? v?$")
+
+
+# A run of dotted numbers ("2.5.89", "1.87.03.17"), read for dates with a two-digit year.
+_DOTTED = re.compile(r"(?<![\d.])\d{1,6}(?:\.\d{1,6})+(?!\d)")
+_YEAR_ONLY = 32  # a two-digit part this large is no day and no month: only a year
+
+
+def _two_digit_year(p: str, q: str, r: str, alone: bool) -> bool:
+    """Whether the dotted parts ``p.q.r`` (each 1-2 digits) spell a date with a two-digit year.
+
+    A part with a leading zero ("03") is a date's spelling, never a version's (PEP 440 and SemVer
+    forbid it): read every order, year first or last. Unpadded, the shape is a version's
+    ("NDP.scan 2.5.89", Aperio "v11.2.1"), so only a triple standing alone whose year part can be
+    nothing else (>= 32) counts: year first with a valid month and day ("87.3.17"), or year last
+    with one part a day over 12 and the other a month ("3.17.87", "17.3.87"). Left open: year last
+    with both parts 12 or less ("2.5.89" is NDP.scan's real version) and years under 32."""
+    def date(y: str, m: str, d: str) -> bool:
+        return len(y) == 2 and _date(_year(y), int(m), int(d)) is not None
+    if any(len(x) == 2 and x[0] == "0" for x in (p, q, r)):
+        return date(p, q, r) or date(r, q, p) or date(r, p, q)
+    if not alone:
+        return False
+    if len(p) == 2 and int(p) >= _YEAR_ONLY and date(p, q, r):
+        return True
+    day, month = (int(p), int(q)) if int(p) > 12 else (int(q), int(p))
+    return len(r) == 2 and int(r) >= _YEAR_ONLY and 12 < day <= 31 and date(r, str(month), str(day))
+
+
+def _two_digit_year_dates(text: str) -> list[tuple[int, int]]:
+    """Spans of dotted runs holding a two-digit-year date (``_two_digit_year``), kept text only:
+    the version grammars admit them ("87.03.17" was the round 6 audit's open item)."""
+    out = []
+    for m in _DOTTED.finditer(text):
+        parts = m.group(0).split(".")
+        if any(len(parts[i]) <= 2 and len(parts[i + 1]) <= 2 and len(parts[i + 2]) <= 2
+               and _two_digit_year(*parts[i:i + 3], alone=len(parts) == 3) for i in range(len(parts) - 2)):
+            out.append(m.span())
+    return out
 
 
 def kept_text_dates(text: str) -> list[tuple[int, int]]:
     """The spans of every date spelling in a kept value (``kept_text_holds_date``), in order."""
-    return [(s, e) for s, e, _, _ in _matches(text, versions=False)
-            if not (_CALVER.fullmatch(text[s:e]) and _CALVER_BEFORE.search(text[:s]))]
+    spans = [(s, e) for s, e, _, _ in _matches(text, versions=False)
+             if not (_CALVER.fullmatch(text[s:e]) and _CALVER_BEFORE.search(text[:s]))]
+    spans += [(s, e) for s, e in _two_digit_year_dates(text) if not any(s < te and ts < e for ts, te in spans)]
+    return sorted(spans)
 
 
 def kept_text_holds_date(text: str) -> bool:

@@ -219,22 +219,34 @@ def _tiff_type(container, f) -> int | None:
         return None
 
 
+def plan_scheme_uids(plan: Plan) -> frozenset[str]:
+    """The coding-scheme OIDs the plan's DICOM profile keeps unchanged (none for other formats)."""
+    data = getattr(plan.profile, "data", None) or {}
+    if "dicom_options" not in data:
+        return frozenset()
+    from .dicom.uids import scheme_uids
+    return scheme_uids(data["dicom_options"])
+
+
 def coding_schemes(plan: Plan) -> dict[str, str]:
     """Item path -> its CodingSchemeDesignator (DICOM), for ``value_kind``."""
     return {d.field.path.rsplit("/", 1)[0]: d.field.text().strip().upper() for d in plan.fields
             if d.field.key == "dicom:CodingSchemeDesignator"}
 
 
-def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
+def value_kind(d: Decision, container=None, schemes: dict[str, str] | None = None,
+               scheme_uids: frozenset[str] = frozenset()) -> ValueKind:
     """The field's kind (``_kind_of``); a number long enough to be a record number is a needle
-    whatever typed it (an inventory's NUMBER, a DICOM IS, a TIFF LONG): never left out."""
-    kind = _kind_of(d, container, schemes)
+    whatever typed it (an inventory's NUMBER, a DICOM IS, a TIFF LONG): never left out.
+    ``scheme_uids``: the coding-scheme OIDs the profile keeps (``plan_scheme_uids``)."""
+    kind = _kind_of(d, container, schemes, scheme_uids)
     if kind == ValueKind.NUMBER and record_number(d.field.text()):
         return ValueKind.TEXT
     return kind
 
 
-def _kind_of(d: Decision, container=None, schemes: dict[str, str] | None = None) -> ValueKind:
+def _kind_of(d: Decision, container=None, schemes: dict[str, str] | None = None,
+             scheme_uids: frozenset[str] = frozenset()) -> ValueKind:
     """The field's kind, derived conservatively when the inventory left the default (TEXT)."""
     f = d.field
     if f.kind != ValueKind.TEXT:
@@ -250,7 +262,7 @@ def _kind_of(d: Decision, container=None, schemes: dict[str, str] | None = None)
                 return ValueKind.IDENTIFIER
             if vr == "UI":
                 from .dicom.uids import is_standard_uid
-                return ValueKind.CODE if all(is_standard_uid(u) for u in v.split("\\") if u) else kind
+                return ValueKind.CODE if all(is_standard_uid(u, scheme_uids) for u in v.split("\\") if u) else kind
             return kind
     elif f.key.startswith("tags:"):
         t = _tiff_type(container, f)
@@ -398,6 +410,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
     dates: dict = {}
     container = plan.inventory.container
     schemes = coding_schemes(plan)
+    oids = plan_scheme_uids(plan)
     vouched = vouched_prefixes(plan.fields)
     kept_words = _shared_with_kept(plan)
     for d in plan.fields:
@@ -423,7 +436,7 @@ def needles_for_plan(plan: Plan, identifiers: Sequence[str] = ()) -> NeedleSet:
         v = d.field.text().strip().strip("\0").strip()
         if not v or _is_summary(v):
             continue
-        kind = value_kind(d, container, schemes)
+        kind = value_kind(d, container, schemes, oids)
         if d.action in (DATE, DATETIME, TIME) and kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER):
             kind = ValueKind.DATE  # a date the policy rewrote, whatever its shape ("20240314102233.000000")
         if kind not in (ValueKind.TEXT, ValueKind.IDENTIFIER, ValueKind.DATE):

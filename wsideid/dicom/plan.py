@@ -27,7 +27,7 @@ from .codes import CodeOp, CodeRules
 from .rules import DicomRules, Verdict
 from .source import DicomSource, Instance, int_attr
 from .specimen import CONTENT_ITEMS, CONTENT_SEQUENCES, SpecimenIds, content_kind
-from .uids import UidMapper, is_standard_uid
+from .uids import UidMapper
 from .values import (BINARY_NUMBER_VRS, BINARY_VRS, DATE_VRS, FREE_TEXT_VRS, MAX_LEN, NUMBER_STRING_VRS,
                      binary_spells_text, date_value, dummy, empty, kind_for, parts, srgb_profile, text_valid,
                      timezone_value, typed_valid)
@@ -127,7 +127,7 @@ class _Planner:
         values of a multi-valued element go (the kept ones are not removed values)."""
         if kind is None:
             kind = kind_for(elem.VR, elem.keyword)
-            if elem.VR == "UI" and all(is_standard_uid(str(u)) for u in parts(elem.value) if u):
+            if elem.VR == "UI" and all(self.d.uids.is_standard(str(u)) for u in parts(elem.value) if u):
                 kind = ValueKind.CODE  # a UID of the standard itself (SOP class, transfer syntax)
         f = Field(path, f"dicom:{elem.keyword or tag_name(int(elem.tag))}",
                   value_text(elem) if removed is None else removed, ifd=inst, tag=int(elem.tag), kind=kind)
@@ -232,10 +232,10 @@ class _Planner:
         if vr == "UI" and letter in ("U", "K") and self.d.rules.retains_uid(kw) and typed_valid(elem.value, "UI"):
             self._retain_uid(path, elem, inst, where)
             return
+        standard = self.d.uids.is_standard
         if vr == "UI" and letter in ("K", "C", "D") and (kw not in self.d.rules.uid_keep
                                                          or not typed_valid(elem.value, "UI")
-                                                         or not all(is_standard_uid(str(u)) for u in parts(elem.value)
-                                                                    if u)):
+                                                         or not all(standard(str(u)) for u in parts(elem.value) if u)):
             letter = "U"  # a listed UID attribute keeps only the standard's UIDs: any other is keyed
         if letter in ("K", "C", "U*") and vr == "SQ":
             self._set(path, elem, inst, "walk", None, KEEP, None, where + (" U* (references kept, UIDs replaced)"

@@ -16,6 +16,7 @@ from ..dates import kept_text_holds_date
 from ..errors import ProfileError
 from ..profiles import Profile
 from .codes import CodeRules
+from .uids import scheme_uids
 
 # CLI option name -> Table E.1-1 option column in the profile (PS3.15 E.3, one per CID 7050
 # code). "clean_pixels" has no table column: it is the lossless region blanking (--region,
@@ -65,6 +66,7 @@ class DicomRules:
         self.iod: dict[str, str] = opts.get("iod", {})
         self.keep: dict[str, str] = opts.get("keep", {})
         self.uid_keep: set[str] = set(opts.get("uid_keep", {}))
+        self.coding_scheme_uids: frozenset[str] = scheme_uids(opts)
         self.file_meta: dict[str, str] = opts.get("file_meta", {})
         self.safe_private: dict[str, list[int]] = opts.get("safe_private", {})
         # PS3.15 Table E.3.10-1 (generated): "CREATOR|gggg,xxEE" -> VR.

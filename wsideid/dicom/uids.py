@@ -10,6 +10,7 @@ can neither be reversed nor recomputed from a list of candidate UIDs.
 
 from __future__ import annotations
 
+from ..errors import ProfileError
 from ..keys import Secret
 
 import re
@@ -20,21 +21,23 @@ REGISTRY_ROOT = "1.2.840.10008."  # UIDs defined by the standard itself (SOP cla
 # Context group UIDs (PS3.16 Annex A: 1.2.840.10008.6.1.<n>, about 1,400 of them), absent from
 # pydicom's registry table: an index of 1-4 digits holds no identifier.
 _CONTEXT_GROUP = re.compile(r"1\.2\.840\.10008\.6\.1\.[1-9]\d{0,3}")
-# The HL7 OIDs of the coding schemes the profile lists (PS3.16 Table 8-1), which a CodingSchemeUID
-# may name: public identifiers of terminologies, no one's data.
-CODING_SCHEME_UIDS = frozenset({
-    "2.16.840.1.113883.6.96",      # SCT
-    "2.16.840.1.113883.6.5",       # SRT
-    "2.16.840.1.113883.6.51",      # SNM3
-    "2.16.840.1.113883.6.1",       # LN
-    "2.16.840.1.113883.6.8",       # UCUM
-    "2.16.840.1.113883.3.26.1.1",  # NCIt
-    "2.16.840.1.113883.6.256",     # RADLEX
-    "2.16.840.1.113883.6.119",     # FMA
-    "2.16.840.1.113883.6.86",      # UMLS
-    "2.16.840.1.113883.6.24",      # MDC
-    "2.16.840.1.113883.6.3",       # I10
-})
+# The OIDs of the coding schemes a CodingSchemeUID may name are the profile's
+# (``[dicom_options] coding_scheme_uids`` in formats/dicom.toml, where a privacy officer reads them):
+# public identifiers of terminologies, no one's data. A profile that lists none keys them all.
+SCHEME_UIDS_KEY = "coding_scheme_uids"
+_UID = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))+")
+
+
+def scheme_uids(dicom_options: dict) -> frozenset[str]:
+    """The coding-scheme OIDs a profile keeps unchanged, checked: each a UID of at most 64
+    characters, none under the registry's root (those are the registry's to vouch for)."""
+    listed = dicom_options.get(SCHEME_UIDS_KEY, [])
+    if not isinstance(listed, list):
+        raise ProfileError(f"dicom profile {SCHEME_UIDS_KEY}: must be a list of UIDs")
+    for uid in listed:
+        if not isinstance(uid, str) or len(uid) > 64 or not _UID.fullmatch(uid) or uid.startswith(REGISTRY_ROOT):
+            raise ProfileError(f"dicom profile {SCHEME_UIDS_KEY}: {uid!r} is not a coding scheme's OID")
+    return frozenset(listed)
 
 
 @lru_cache(maxsize=1)
@@ -54,25 +57,30 @@ def is_registry_uid(uid: str) -> bool:
     return uid in _registry() or bool(_CONTEXT_GROUP.fullmatch(uid))
 
 
-def is_standard_uid(uid: str) -> bool:
-    """A UID kept as it is: the registry's, or a listed coding scheme's OID (CodingSchemeUID)."""
-    return is_registry_uid(uid) or uid in CODING_SCHEME_UIDS
+def is_standard_uid(uid: str, schemes: frozenset[str]) -> bool:
+    """A UID kept as it is: the registry's, or one of ``schemes``, the coding-scheme OIDs the
+    profile lists (CodingSchemeUID)."""
+    return is_registry_uid(uid) or uid in schemes
 
 
 class UidMapper:
     """Maps original UIDs to keyed ones and remembers what it mapped (for verification)."""
 
-    def __init__(self, secret: Secret):
+    def __init__(self, secret: Secret, schemes: frozenset[str] = frozenset()):
         self._secret = secret
+        self.schemes = schemes  # the profile's coding-scheme OIDs, kept unchanged (none: all keyed)
         self.mapped: dict[str, str] = {}
         self.retained: set[str] = set()  # kept as they are under Retain UIDs (113110)
+
+    def is_standard(self, uid: str) -> bool:
+        return is_standard_uid(uid, self.schemes)
 
     def retain(self, uid: str) -> None:
         self.retained.add(uid.strip().rstrip("\0"))
 
     def new_uid(self, uid: str) -> str:
         uid = uid.strip().rstrip("\0")
-        if not uid or is_standard_uid(uid):
+        if not uid or self.is_standard(uid):
             return uid
         new = self.mapped.get(uid)
         if new is None:

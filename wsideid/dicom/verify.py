@@ -56,7 +56,7 @@ def flatten(ds: Dataset, prefix: str, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _uids(ds: Dataset) -> list[str]:
+def _uids(ds: Dataset, schemes: frozenset[str]) -> list[str]:
     """Every UID of the output that is not the standard's: each must be one of this run's keyed
     UIDs. The attributes the profile keeps unchanged (``uid_keep``) are no exemption: their values
     must be the standard's too (round 6: a UID under the registry's root was kept unread)."""
@@ -64,7 +64,7 @@ def _uids(ds: Dataset) -> list[str]:
     for elem in ds.iterall():
         if elem.VR == "UI" and elem.value:
             vals = elem.value if type(elem.value).__name__ == "MultiValue" else [elem.value]
-            found += [str(v) for v in vals if not is_standard_uid(str(v))]
+            found += [str(v) for v in vals if not is_standard_uid(str(v), schemes)]
     return found
 
 
@@ -222,9 +222,9 @@ def _no_unknown_fields(ctx: DicomContext) -> None:
     from .uids import UidMapper
     from ..keys import Secret
     data, plan = ctx.data, ctx.plan
+    uids = UidMapper(Secret(b"\0" * 32, "verification"), data.rules.coding_scheme_uids)
     replan = make_dicom_plan(DicomSource(plan.inventory.path, False, ctx.outs, 0), plan.profile, data.rules,
-                             UidMapper(Secret(b"\0" * 32, "verification")), data.policy, data.new_id or "x",
-                             False, True, "remove")
+                             uids, data.policy, data.new_id or "x", False, True, "remove")
     unknown = sorted({d.field.key for d in replan.unknowns()})
     ctx.report.record(Check.NO_UNKNOWN_FIELDS, not unknown, f"{len(unknown)} unknown: {', '.join(unknown[:5])}"
                       if unknown else f"{len(replan.fields)} element(s), all known to the profile")
@@ -233,7 +233,7 @@ def _no_unknown_fields(ctx: DicomContext) -> None:
 def _identifiers_replaced(ctx: DicomContext) -> None:
     data = ctx.data
     new_uids = set(data.uids.mapped.values()) | data.uids.retained
-    bad = [u for out in ctx.outs for u in _uids(out.ds) if u not in new_uids]
+    bad = [u for out in ctx.outs for u in _uids(out.ds, data.rules.coding_scheme_uids) if u not in new_uids]
     ctx.report.record(Check.IDENTIFIERS_REPLACED, not bad, f"{len(bad)} UID(s) not from the keyed mapping" if bad else
                       f"{len(data.uids.mapped)} UIDs mapped")
 

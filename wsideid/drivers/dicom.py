@@ -64,7 +64,7 @@ def plan_source(src, options: DeidOptions, secret: Secret | None = None) -> Plan
     from ..dicom.uids import UidMapper
     profile = load_profile("dicom", options.profile)
     rules = DicomRules(profile, _columns(options, profile))
-    uids = UidMapper(secret or _secret(options))
+    uids = UidMapper(secret or _secret(options), rules.coding_scheme_uids)
     patient_id = uids.pseudonym("dicom-PatientID", options.subject) if options.subject else None  # one per subject
     try:
         plan = make_dicom_plan(src, profile, rules, uids, date_policy(options.dates, rules), options.new_id,

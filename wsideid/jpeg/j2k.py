@@ -5,7 +5,9 @@ COM segments (free text: encoders write their name, anyone can write
 anything) are dropped from the main header and from tile-part headers;
 dropping one from a tile-part header shortens that tile-part, so its Psot is
 rewritten, and a TLM index (tile-part lengths, optional) is dropped rather
-than trusted. Bytes after EOC are dropped. A marker this module does not
+than trusted. CPF (a corresponding profile's name) is dropped the same way; CAP
+and POC are kept only at the size their values fix, like SIZ, COD, COC, QCD,
+QCC, RGN and CRG (``_Sizes``). Bytes after EOC are dropped. A marker this module does not
 know (Part 2 extensions, vendor markers) is refused: it may change decoding,
 so dropping it is not safe and keeping it is not vouched for. Packed packet
 headers (PPM, PPT) are refused too: decoding reads them, and where their data
@@ -30,10 +32,16 @@ COM, TLM, PLM, PLT = 0x64, 0x55, 0x57, 0x58
 SIZ, COD, COC, QCD, QCC, RGN, CRG = 0x51, 0x52, 0x53, 0x5C, 0x5D, 0x5E, 0x63
 # Optional pointer segments (packet lengths): no decoder needs them, and any byte string
 # parses as their variable-length numbers, so they are dropped like COM.
-DROPPED = {COM, PLM, PLT}
+# CPF (corresponding profile, Part 1 2019) names a profile; no decoder reads it to decode, and
+# it is any number of 16-bit values: a name spelled in them was published (planted-PHI round 7).
+CPF, CAP, POC = 0x59, 0x50, 0x5F
+DROPPED = {COM, PLM, PLT, CPF}
 # Main-header and tile-part header markers decoding needs (Part 1 and Part 15).
 MAIN = {0x51: "SIZ", 0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC",
-        0x63: "CRG", 0x50: "CAP", 0x59: "CPF", TLM: "TLM"}
+        0x63: "CRG", 0x50: "CAP", TLM: "TLM"}
+# CAP's Pcap bits (bit i of 32, from the most significant, for Part i) that name a part a decoder
+# knows: Part 2 and Part 15 (HTJ2K); each set bit brings one 16-bit Ccap value.
+CAP_PARTS = (1 << (32 - 2)) | (1 << (32 - 15))
 TILE = {0x52: "COD", 0x53: "COC", 0x5C: "QCD", 0x5D: "QCC", 0x5E: "RGN", 0x5F: "POC"}
 # Packed packet headers (PPM in the main header, PPT in a tile-part's): decoding reads them, so
 # they cannot be dropped, and how many of their bytes it reads is known only by decoding every
@@ -110,6 +118,7 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
         raise UnsafeJ2k("JPEG 2000 main header has too many segments")
     sizes = _Sizes(raw, out)
     parts: list[Piece] = []
+    index: list[tuple[int, int]] = []  # (Isot, length) of each tile-part, for the TLM check
     for _ in range(MAX_SEGMENTS):
         if pos + 2 > n or raw[pos] != 0xFF:
             raise UnsafeJ2k("JPEG 2000 codestream ends without an end marker (EOC)")
@@ -122,14 +131,35 @@ def _reduce_codestream(raw: bytes | FileView) -> list[Piece]:
         if psot and (psot < 14 or end > n) or end < 0:
             raise UnsafeJ2k("JPEG 2000 tile-part length runs past the data")
         part, changed = _tile_part(raw, pos, end, sizes)
+        index.append((_u16(raw, pos + 4), end - pos))
         lengths_changed |= changed
         parts += part
         pos = end
     else:
         raise UnsafeJ2k("JPEG 2000 codestream has too many tile-parts")
-    if main_tlm and not lengths_changed:
-        out[tlm_at:tlm_at] = main_tlm  # the index still holds: kept (numbers only)
+    if main_tlm and not lengths_changed and _tlm_is_index(raw, main_tlm, index):
+        out[tlm_at:tlm_at] = main_tlm  # the index still holds, and is nothing else: kept
     return out + parts + [(pos, 2)]  # the EOC
+
+
+def _tlm_is_index(raw, segs: list[Piece], index: list[tuple[int, int]]) -> bool:
+    """Whether the TLM segments are exactly the tile-parts' index: each a whole number of entries
+    (Ttlm of ST bytes, Ptlm of SP bytes), in Ztlm order, naming the tile-parts as they stand. Any
+    other TLM is dropped (it is optional): entries past the tile-parts, or bytes after the last
+    entry, are read by no decoder and held a name that was published (planted-PHI round 7)."""
+    entries: list[tuple[int | None, int]] = []
+    for z, (p, n) in enumerate(sorted(segs, key=lambda seg: raw[seg[0] + 4])):
+        body = bytes(raw[p + 4:p + n])
+        if len(body) < 2 or body[0] != z:
+            return False
+        st, sp = (body[1] >> 4) & 3, 4 if body[1] & 0x40 else 2
+        if st == 3 or (len(body) - 2) % (st + sp):
+            return False
+        for k in range(2, len(body), st + sp):
+            tile = int.from_bytes(body[k:k + st], "big") if st else None
+            entries.append((tile, int.from_bytes(body[k + st:k + st + sp], "big")))
+    return len(entries) == len(index) and all((t is None or t == i) and length == n
+                                              for (t, length), (i, n) in zip(entries, index))
 
 
 def _packed(marker: int) -> UnsafeJ2k:
@@ -215,6 +245,16 @@ class _Sizes:
                 self._exact(marker, body, self._c() + 2)
             elif marker == CRG:
                 self._exact(marker, body, 4 * self.csiz)
+            elif marker == CAP:  # round 7: text after Pcap's values was published verbatim
+                pcap = struct.unpack(">I", body[:4])[0] if len(body) >= 4 else -1
+                if pcap < 0 or pcap & ~CAP_PARTS:
+                    raise UnsafeJ2k("JPEG 2000 CAP segment names a part no decoder knows (refused)")
+                self._exact(marker, body, 4 + 2 * bin(pcap).count("1"))
+            elif marker == POC:  # whole progression changes only: 5 bytes and two component indices each
+                entry = 5 + 2 * self._c()
+                if not body or len(body) % entry:
+                    raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is not whole progression changes "
+                                    "(hidden data; refused)")
             elif marker in (COD, COC) and len(body) < 6:
                 raise UnsafeJ2k(f"JPEG 2000 segment 0xFF{marker:02X} is malformed")
         if segs and raw[segs[0][0] + 1] != SIZ:  # a tile-part: its overrides end with it
@@ -259,14 +299,37 @@ def _box(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + kind + body
 
 
+def _jp2h_size(kind: bytes, body: bytes, ncomp: int) -> int:
+    """The size a kept JP2 header box's own values fix (-1: none): bytes after them are read by
+    no decoder and were kept verbatim (planted-PHI round 7)."""
+    if kind == b"ihdr":
+        return 14
+    if kind == b"bpcc":
+        return ncomp
+    if kind == b"cmap":
+        return len(body) - len(body) % 4 if body else -1
+    if kind == b"cdef":
+        return 2 + 6 * _u16(body, 0) if len(body) >= 2 else -1
+    if kind == b"pclr" and len(body) >= 3:
+        entries, npc = _u16(body, 0), body[2]
+        depths = body[3:3 + npc]
+        return 3 + npc + entries * sum((b & 0x7F) // 8 + 1 for b in depths) if len(depths) == npc else -1
+    return -1
+
+
 def _clean_jp2(raw: bytes) -> bytes:
     header = b""
     codestream = None
     for kind, body in _boxes(raw, 12, len(raw)):
         if kind == b"jp2h" and not header:
             subs = []
+            ncomp = -1
             for sk, sb in _boxes(body, 0, len(body)):
+                if sk == b"ihdr" and len(sb) >= 10:
+                    ncomp = _u16(sb, 8)
                 if sk in JP2H_KEEP:
+                    if len(sb) != _jp2h_size(sk, sb, ncomp):
+                        raise UnsafeJ2k(f"JP2 {sk.decode()} box is not the size its values fix (hidden data; refused)")
                     subs.append(_box(sk, sb))
                 elif sk == b"colr":
                     if len(sb) != 7 or sb[0] != 1:

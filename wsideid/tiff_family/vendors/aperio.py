@@ -58,11 +58,13 @@ _SOFTWARE = re.compile(r"Aperio (?:" + "|".join(re.escape(p) for p in PRODUCTS) 
 # Codec/colour: an enumeration (JPEG/RGB, J2K/YUV16, J2K/KDU, RAW, ...).
 CODECS = ("JPEG", "J2K", "JP2K", "RAW", "LZW", "NONE")
 COLOURS = ("RGB", "YCC", "YCBCR", "YUV16", "KDU")
+# Sizes and region corners have at most 6 digits: 75 mm of glass at 0.1 um/px is 750,000 px, and
+# a 7-digit run is a record number ("4477139x1" was kept as a size, round 6's open item).
 _WORD = re.compile(
-    r"\d{1,7}x\d{1,7}"                       # image size 46000x32914
-    r"|\[\d{1,7},\d{1,7}"                    # region start [0,100
-    r"|\d{1,7}x\d{1,7}\]"                    # region end 46000x32914]
-    r"|\[\d{1,7},\d{1,7}[ ,]\d{1,7}x\d{1,7}\]"  # region in one token
+    r"\d{1,6}x\d{1,6}"                       # image size 46000x32914
+    r"|\[\d{1,6},\d{1,6}"                    # region start [0,100
+    r"|\d{1,6}x\d{1,6}\]"                    # region end 46000x32914]
+    r"|\[\d{1,6},\d{1,6}[ ,]\d{1,6}x\d{1,6}\]"  # region in one token
     r"|\(\d{1,5}x\d{1,5}\)"                  # tile size (256x256)
     r"|(?:" + "|".join(CODECS) + r")(?:/(?:" + "|".join(COLOURS) + r"))?"  # codec/colour
     r"|Q=\d{1,3}"                            # quality
