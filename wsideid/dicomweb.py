@@ -229,11 +229,14 @@ def _audit_hash(path: str, algorithm: str) -> str:
 
 
 def _audit(outdir: str, name: str) -> dict | None:
+    """The output's audit, or None; read as any table file (a regular file of bounded size opened
+    without blocking: OUTDIR may be shared, and a FIFO named like an audit hung ``push``)."""
+    from .tables import read_table_file
     try:
-        with open(os.path.join(outdir, name + ".audit.json"), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        audit = json.loads(read_table_file(os.path.join(outdir, name + ".audit.json"), "an audit"))
+    except (WsideidError, ValueError, RecursionError):
         return None
+    return audit if isinstance(audit, dict) else None
 
 
 def verified_files(outdir: str, name: str) -> list[str]:
@@ -276,12 +279,23 @@ def outputs_in(outdir: str) -> list[str]:
 
 
 def _read_record(review: str) -> set[tuple[str, str, str]]:
+    """What pushed.csv says was sent. A record that is no small regular file of UTF-8 CSV is an
+    error, not "nothing sent" (a FIFO hung ``push``, /dev/zero ran it out of memory, a Latin-1
+    byte was an internal error)."""
+    import io
+
     from .cells import unescape_row
-    try:
-        with open(os.path.join(review, PUSH_RECORD), encoding="utf-8", newline="") as fh:
-            return {(r["server"], r["sop_instance_uid"], r["sha256"]) for r in map(unescape_row, csv.DictReader(fh))}
-    except (OSError, KeyError):
+    from .tables import decode_text, read_table_file
+    path = os.path.join(review, PUSH_RECORD)
+    if not os.path.lexists(path):
         return set()
+    text = decode_text(read_table_file(path, PUSH_RECORD), PUSH_RECORD)
+    try:
+        rows = list(map(unescape_row, csv.DictReader(io.StringIO(text, newline=""), strict=True)))
+        return {(r["server"], r["sop_instance_uid"], r["sha256"]) for r in rows}
+    except (csv.Error, KeyError, TypeError):
+        raise WsideidError(f"{PUSH_RECORD} in the review folder is damaged (not the CSV push writes);"
+                           " move it aside to send everything again") from None
 
 
 def _record(review: str, server: str, name: str, sop: str, digest: str) -> None:

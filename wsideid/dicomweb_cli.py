@@ -107,16 +107,8 @@ def cmd_push(args, show) -> int:
     return EXIT_ERROR if res.refused else EXIT_OK
 
 
-def shown(value: str) -> str:
-    """A value from a map as the terminal shows it: control and format characters spelled as
-    escapes. The maps hold what the slides held (a PatientID is the file's text), and an escape
-    sequence printed raw retitled or recoloured the user's terminal, or hid the line."""
-    import unicodedata
-    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") else
-                   ascii(ch)[1:-1] for ch in value)
-
-
 def cmd_map_lookup(args, show) -> int:
+    from .cells import shown
     from .pseudomaps import MapKind, lookup
     review = args.review_dir or "."
     if not any(os.path.isfile(os.path.join(review, k.value)) for k in MapKind):
