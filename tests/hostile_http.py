@@ -31,6 +31,7 @@ class Mode(enum.Enum):
     DRIBBLE = "dribble"  # the status line, then one header byte every DRIBBLE_S, never the end
     EMPTY_OK = "empty-ok"  # 200 with no body to everything (a STOW-RS that proves nothing)
     RECORD = "record"  # 200 "[]" to everything, and keep what came
+    SLOW_INSTANCE = "slow-instance"  # one instance on every QIDO-RS page, whose WADO-RS body comes a byte at a time
 
 
 HUGE_BYTES = 300 << 20
@@ -110,6 +111,18 @@ def _handler(server: Server):
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n")
                     self.wfile.flush()
                     self._wait(lambda: (self.wfile.write(b"X"), self.wfile.flush()))
+                except OSError:
+                    pass
+            elif mode is Mode.SLOW_INSTANCE and "/instances/" not in self.path:
+                self._send(200, b'[{"0020000E": {"vr": "UI", "Value": ["1.2.3.1"]},'
+                                b' "00080018": {"vr": "UI", "Value": ["1.2.3.1.1"]}}]')
+            elif mode is Mode.SLOW_INSTANCE:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/dicom")
+                    self.send_header("Content-Length", str(1 << 30))
+                    self.end_headers()
+                    self._wait(lambda: (self.wfile.write(b"\0"), self.wfile.flush()))
                 except OSError:
                     pass
             elif mode is Mode.EMPTY_OK:

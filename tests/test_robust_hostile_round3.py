@@ -409,3 +409,14 @@ def test_fetch_from_a_misbehaving_server(fresh, lab, tmp_path, server, mode):
                    "--secret-file", str(lab["key"]), "--detect", "off"], tmp_path, TIMEOUT, HTTP_ENV)
     refused(r, f"fetch {mode.value}", out)
     assert elsewhere.requests == []
+
+
+def test_fetch_of_an_instance_that_comes_a_byte_at_a_time(fresh, lab, tmp_path, server):
+    """WADO-RS, streamed to disk: main read it with a per-read timeout only, so a body arriving one
+    byte every 0.2 s held ``deid --from-dicomweb`` for ever; the exchange's deadline ends it now."""
+    s = server(H.Mode.SLOW_INSTANCE)
+    out = tmp_path / "out"
+    r = fresh.run(["deid", "--from-dicomweb", s.url, "--study", "1.2.826.0.1.3680043.8.498.1", "-o", str(out),
+                   "--secret-file", str(lab["key"]), "--detect", "off"], tmp_path, TIMEOUT, HTTP_ENV)
+    line = refused(r, "fetch slow instance", out)
+    assert "retrieve (WADO-RS)" in line and "did not answer" in line and r.seconds < 30, (line, r.seconds)

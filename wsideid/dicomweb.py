@@ -127,13 +127,31 @@ def _value(item: dict, tag: str) -> str:
     return str(vals[0])
 
 
+MAX_INSTANCES = 10_000  # a slide is a few to some hundreds of instances; a study a few slides
+
+
 def list_instances(c, url: str, study: str) -> list[tuple[str, str]]:
-    """(series UID, SOP instance UID) of every instance of the study (QIDO-RS, all pages)."""
-    try:
-        found = c.search_for_instances(study_instance_uid=study, fields=[_SERIES, _SOP_INSTANCE], get_remaining=True)
-    except _request_errors() as exc:
-        raise _explain(exc, url, "search (QIDO-RS)") from None
-    out = sorted({(_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in found if _value(i, _SOP_INSTANCE)})
+    """(series UID, SOP instance UID) of every instance of the study (QIDO-RS, page after page).
+
+    The pages are asked for here, not by dicomweb-client's ``get_remaining``, which asks until a
+    page comes back empty: a server answering every offset with the same instance kept the run
+    asking for ever. A page that adds no new instance ends the listing, and a study of more than
+    MAX_INSTANCES is refused."""
+    items: dict[str, tuple[str, str]] = {}
+    while True:
+        try:
+            page = c.search_for_instances(study_instance_uid=study, fields=[_SERIES, _SOP_INSTANCE],
+                                          offset=len(items) or None)
+        except _request_errors() as exc:
+            raise _explain(exc, url, "search (QIDO-RS)") from None
+        new = {_value(i, _SOP_INSTANCE): (_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in page or []
+               if isinstance(i, dict) and _value(i, _SOP_INSTANCE) and _value(i, _SOP_INSTANCE) not in items}
+        if not new:
+            break
+        items.update(new)
+        if len(items) > MAX_INSTANCES:
+            raise DicomWebError(f"the study on {server_name(url)} lists more than {MAX_INSTANCES} instances")
+    out = sorted(items.values())
     if not out:
         raise DicomWebError(f"the study asked for (--study) has no instances on {server_name(url)}")
     return out
@@ -178,10 +196,15 @@ def retrieve_to_file(c, url: str, study: str, series: str, sop: str, path: str) 
                     parser.write(chunk)
                 ex.raise_if_expired()
                 parser.finalize()
-        except _request_errors() as exc:
-            raise _explain(exc, url, "retrieve (WADO-RS)") from None
+        except _request_errors() as exc:  # a body cut by the deadline is a timeout, not a lost server
+            raise _explain(_timed_out(ex) or exc, url, "retrieve (WADO-RS)") from None
     if parts != 1:
         raise DicomWebError(f"DICOMweb retrieve (WADO-RS) failed: {server_name(url)} sent {parts} parts for one instance")
+
+
+def _timed_out(ex) -> Exception | None:
+    from .httpsafe import Expired
+    return Expired("deadline passed") if ex.expired else None
 
 
 def fetch_study(url: str, study: str, folder: str) -> list[str]:
