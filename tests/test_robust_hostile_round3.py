@@ -7,7 +7,7 @@ are slow, silent, redirect elsewhere, answer hugely or never confirm a store.
 
 Command lines run as processes (tests/fuzz/proc.py: time limit, 3 GB address space, peak RSS
 read back); a refusal is exit 2 with one ``wsideid: error:`` line. The servers are real HTTP
-servers on the loopback (tests/hostile_http.py). Each test failed on main.
+servers on the loopback (tests/hostile_http.py). Each test failed on main but the 409 guard.
 """
 
 from __future__ import annotations
@@ -363,6 +363,7 @@ def test_a_store_the_server_does_not_confirm_is_not_recorded_as_sent(fresh, lab,
 
 
 def test_push_with_a_conflict_answer(fresh, lab, tmp_path, server):
+    """Guard (one line on main too): a 409 to STOW-RS is an error and nothing is recorded."""
     s = server(H.Mode.STATUS_409, post_only=True)
     r, review = _push(fresh, lab, tmp_path, s.url)
     assert "409" in refused(r, "push 409")
