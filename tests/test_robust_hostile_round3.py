@@ -170,6 +170,30 @@ def test_map_lookup_shows_control_characters_escaped(runner, lab, tmp_path):
     assert "\\x1b]2;pwned\\x07" in r.stdout
 
 
+def test_map_append_cut_short_leaves_the_map_as_it_was(lab, tmp_path):
+    """A write the file-size limit cuts short (as a full disk does): main wrote what fitted, half a
+    row, and returned; the next run read the half row as a mapping. Now the append is cut back."""
+    import resource
+    import signal
+
+    from wsideid.errors import WsideidError
+    from wsideid.pseudomaps import MapKind, append_pairs
+    review = _review_copy(lab, tmp_path)
+    path = review / "uid-map.csv"
+    before = path.read_bytes()
+    pairs = [(f"1.2.826.0.1.3680043.8.498.{n}", f"2.25.{n}") for n in range(1000, 1040)]
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, hard))
+    try:
+        with pytest.raises(WsideidError, match="the map is as it was"):
+            append_pairs(str(review), MapKind.UID, pairs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert path.read_bytes() == before
+
+
 # ------------------------------------------------------------------ profile overrides
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ import fcntl
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .cells import csv_line, unescape
 from .errors import WsideidError
@@ -174,8 +174,8 @@ def _read_fd(fd: int, kind: MapKind) -> str:
 
 
 def _write_all(fd: int, data: bytes, kind: MapKind) -> None:
-    """Append ``data`` whole, or leave the map as it was: a full disk cut a row in half, and the
-    next run read the half row as a mapping."""
+    """Append ``data`` whole, or leave the map as it was: one ``write`` that the disk or the file
+    size limit cut short left half a row, which the next run read as a mapping."""
     start = os.lseek(fd, 0, os.SEEK_END)
     try:
         view = memoryview(data)
