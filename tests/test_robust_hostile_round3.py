@@ -238,7 +238,7 @@ def test_profile_override_that_cannot_be_a_profile(runner, svs, tmp_path, kind):
     """main: /dev/zero ran out of memory, a FIFO hung, a 1 GB sparse file took 2 GB of RSS;
     Latin-1, deep nesting and values of the wrong TOML type were internal errors (exit 70);
     `[[tags]]` dropped every tag rule (inspect said all was well, deid failed verification); a
-    replace value with NUL and newline was written into the output; `format = "svs"` (the
+    replace value with NUL and newline was accepted (the slide published); `format = "svs"` (the
     format is named aperio) was skipped for every slide, the officer's rules with it."""
     prof = tmp_path / "override.toml"
     _profile(kind, prof)
