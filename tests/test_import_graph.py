@@ -31,7 +31,7 @@ PKG = Path(__file__).resolve().parent.parent / "wsideid"
 LAYERS: dict[str, int] = {
     "errors": 0, "model": 0, "enums": 0, "keys": 0, "budget": 0, "safefs": 0, "checks": 0, "cells": 0, "tables": 0,
     "tiff": 0, "jpeg": 0, "icc": 0, "__init__": 0, "hashing": 0, "regions": 0, "result": 0, "sniff": 0, "refused": 0,
-    "memory": 0, "textbytes": 0, "openslide_guard": 0,
+    "memory": 0, "textbytes": 0, "openslide_guard": 0, "httpsafe": 0,
     "dates": 1, "valuepolicy": 1, "naming": 1, "profiles": 1, "label_image": 1, "streamheads": 1,
     "detect": 1, "formats": 1, "level_cover": 1, "options": 1, "pseudomaps": 1,
     "tiff_family": 2, "dicom": 2, "needles": 2, "date_scan": 2,

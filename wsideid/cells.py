@@ -50,3 +50,11 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     for r in rows:
         w.writerow([escape(r.get(c, "")) for c in columns])
     return buf.getvalue()
+
+
+def shown(value: str) -> str:
+    """A cell as a terminal shows it: control and format characters spelled as escapes. Maps and
+    decision files hold what slides and spreadsheets held (a PatientID is the file's text), and an
+    escape sequence printed raw retitled or recoloured the user's terminal, or hid the line."""
+    import unicodedata
+    return "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value)

@@ -531,7 +531,8 @@ def cmd_review_apply(args) -> int:
     from .report.decisions import apply_decisions
     results = apply_decisions(args.decisions, args.outdir, args.review_dir, args.reviewer)
     data = [{"new_id": r.new_id, "decision": r.decision, "ok": r.ok, "message": r.message} for r in results]
-    _print(data, args.json, lambda d: "".join(f"{'ok  ' if r['ok'] else 'FAIL'} {r['new_id']}: {r['message']}\n"
+    from .cells import shown
+    _print(data, args.json, lambda d: "".join(f"{'ok  ' if r['ok'] else 'FAIL'} {shown(r['new_id'])}: {shown(r['message'])}\n"
                                              for r in d) or "no decisions in the file\n")
     return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
 

@@ -21,8 +21,12 @@ only decides what is fetched and what may be sent:
   the rest.
 
 Connection failures and server errors are retried (urllib3's Retry, with
-back-off); what still fails is one WsideidError line. Every request has a
-timeout, so a server that accepts and never answers does not hang the run.
+back-off); what still fails is one WsideidError line. The session is
+wsideid.httpsafe's: every exchange has a deadline (a server that accepts and
+never answers, or answers a byte at a time, does not hang the run), no
+redirect is followed (a request is never re-sent to a host the user did not
+name) and an answer read whole is bounded. An instance counts as sent only
+when the server's STOW-RS answer lists it as stored.
 """
 
 from __future__ import annotations
@@ -67,25 +71,20 @@ def _check_url(url: str) -> str:
 
 
 def client(url: str):
-    """A dicomweb-client for ``url`` with retries (connection errors, 429/5xx) and a timeout per request."""
-    import requests
+    """A dicomweb-client for ``url`` with retries (connection errors, 429/5xx) over a
+    wsideid.httpsafe session (a deadline per exchange, no redirects, bounded answers)."""
     from dicomweb_client.api import DICOMwebClient
-    from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    class _Session(requests.Session):
-        def request(self, *args, **kwargs):  # every request gets a timeout (dicomweb-client sets none)
-            kwargs.setdefault("timeout", TIMEOUT_S)
-            return super().request(*args, **kwargs)
+    from .httpsafe import Session
 
     import logging
     for name in ("retrying", "urllib3", "dicomweb_client"):  # their warnings would print tracebacks on stderr
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    session = _Session()
     retry = Retry(total=RETRIES, connect=RETRIES, read=RETRIES, status=RETRIES, backoff_factor=BACKOFF_S,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False)
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None, raise_on_status=False,
+                  redirect=False)
+    session = Session(TIMEOUT_S, retry)
     c = DICOMwebClient(url=_check_url(url), session=session)
     c.set_http_retry_params(retry=False)  # the adapter retries; not both
     c.wsideid_session = session  # for the streamed retrieval (see retrieve_to_file)
@@ -95,14 +94,24 @@ def client(url: str):
 def _explain(exc: Exception, url: str, what: str) -> DicomWebError:
     """One line for a failed request (no traceback, no credentials from the URL)."""
     import requests
+
+    from .httpsafe import Redirected, TooLarge
     where = server_name(url)
+    if isinstance(exc, Redirected) and exc.response is not None:
+        return DicomWebError(f"DICOMweb {what} failed: {where} answered HTTP {exc.response.status_code}, a redirect"
+                             " elsewhere (not followed: give the server's own DICOMweb root)")
+    if isinstance(exc, TooLarge):
+        return DicomWebError(f"DICOMweb {what} failed: {where} answered more than a DICOMweb answer holds ({exc})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return DicomWebError(f"DICOMweb {what} failed: TLS with {where} failed (certificate not trusted,"
+                             " or no TLS server there)")
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return DicomWebError(f"DICOMweb {what} failed: {where} answered HTTP {exc.response.status_code}"
                              f" {exc.response.reason or ''}".rstrip())
-    if isinstance(exc, requests.ConnectionError):
-        return DicomWebError(f"DICOMweb {what} failed: cannot reach {where} (after {RETRIES} retries)")
     if isinstance(exc, requests.Timeout):
         return DicomWebError(f"DICOMweb {what} failed: {where} did not answer within {TIMEOUT_S:.0f}s")
+    if isinstance(exc, requests.ConnectionError):
+        return DicomWebError(f"DICOMweb {what} failed: cannot reach {where} (after {RETRIES} retries)")
     return DicomWebError(f"DICOMweb {what} failed at {where}: {type(exc).__name__}")
 
 
@@ -118,13 +127,31 @@ def _value(item: dict, tag: str) -> str:
     return str(vals[0])
 
 
+MAX_INSTANCES = 10_000  # a slide is a few to some hundreds of instances; a study a few slides
+
+
 def list_instances(c, url: str, study: str) -> list[tuple[str, str]]:
-    """(series UID, SOP instance UID) of every instance of the study (QIDO-RS, all pages)."""
-    try:
-        found = c.search_for_instances(study_instance_uid=study, fields=[_SERIES, _SOP_INSTANCE], get_remaining=True)
-    except _request_errors() as exc:
-        raise _explain(exc, url, "search (QIDO-RS)") from None
-    out = sorted({(_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in found if _value(i, _SOP_INSTANCE)})
+    """(series UID, SOP instance UID) of every instance of the study (QIDO-RS, page after page).
+
+    The pages are asked for here, not by dicomweb-client's ``get_remaining``, which asks until a
+    page comes back empty: a server answering every offset with the same instance kept the run
+    asking for ever. A page that adds no new instance ends the listing, and a study of more than
+    MAX_INSTANCES is refused."""
+    items: dict[str, tuple[str, str]] = {}
+    while True:
+        try:
+            page = c.search_for_instances(study_instance_uid=study, fields=[_SERIES, _SOP_INSTANCE],
+                                          offset=len(items) or None)
+        except _request_errors() as exc:
+            raise _explain(exc, url, "search (QIDO-RS)") from None
+        new = {_value(i, _SOP_INSTANCE): (_value(i, _SERIES), _value(i, _SOP_INSTANCE)) for i in page or []
+               if isinstance(i, dict) and _value(i, _SOP_INSTANCE) and _value(i, _SOP_INSTANCE) not in items}
+        if not new:
+            break
+        items.update(new)
+        if len(items) > MAX_INSTANCES:
+            raise DicomWebError(f"the study on {server_name(url)} lists more than {MAX_INSTANCES} instances")
+    out = sorted(items.values())
     if not out:
         raise DicomWebError(f"the study asked for (--study) has no instances on {server_name(url)}")
     return out
@@ -137,16 +164,20 @@ _ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 def retrieve_to_file(c, url: str, study: str, series: str, sop: str, path: str) -> None:
     """WADO-RS one instance, streamed into ``path`` (a multipart body of one part, or a bare application/dicom)."""
     from python_multipart.multipart import MultipartParser, parse_options_header
+
+    from .httpsafe import exchange
     target = f"{c.base_url}/studies/{study}/series/{series}/instances/{sop}"
     parts = 0
-    with open(path, "xb") as fh:
+    with open(path, "xb") as fh, exchange(TIMEOUT_S) as ex:  # the deadline covers the streamed body too
         try:
             with c.wsideid_session.get(target, headers={"Accept": _ACCEPT}, stream=True) as resp:
                 resp.raise_for_status()
                 media, params = parse_options_header(resp.headers.get("Content-Type", ""))
                 if media == b"application/dicom":
                     for chunk in resp.iter_content(CHUNK):
+                        ex.progress(len(chunk))
                         fh.write(chunk)
+                    ex.raise_if_expired()
                     return
                 if media != b"multipart/related" or b"boundary" not in params:
                     raise DicomWebError(f"DICOMweb retrieve (WADO-RS) failed: {server_name(url)} answered"
@@ -161,12 +192,19 @@ def retrieve_to_file(c, url: str, study: str, series: str, sop: str, path: str) 
                         fh.write(buf[start:end])
                 parser = MultipartParser(params[b"boundary"], {"on_part_begin": begin, "on_part_data": data})
                 for chunk in resp.iter_content(CHUNK):
+                    ex.progress(len(chunk))
                     parser.write(chunk)
+                ex.raise_if_expired()
                 parser.finalize()
-        except _request_errors() as exc:
-            raise _explain(exc, url, "retrieve (WADO-RS)") from None
+        except _request_errors() as exc:  # a body cut by the deadline is a timeout, not a lost server
+            raise _explain(_timed_out(ex) or exc, url, "retrieve (WADO-RS)") from None
     if parts != 1:
         raise DicomWebError(f"DICOMweb retrieve (WADO-RS) failed: {server_name(url)} sent {parts} parts for one instance")
+
+
+def _timed_out(ex) -> Exception | None:
+    from .httpsafe import Expired
+    return Expired("deadline passed") if ex.expired else None
 
 
 def fetch_study(url: str, study: str, folder: str) -> list[str]:
@@ -214,11 +252,14 @@ def _audit_hash(path: str, algorithm: str) -> str:
 
 
 def _audit(outdir: str, name: str) -> dict | None:
+    """The output's audit, or None; read as any table file (a regular file of bounded size opened
+    without blocking: OUTDIR may be shared, and a FIFO named like an audit hung ``push``)."""
+    from .tables import read_table_file
     try:
-        with open(os.path.join(outdir, name + ".audit.json"), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        audit = json.loads(read_table_file(os.path.join(outdir, name + ".audit.json"), "an audit"))
+    except (WsideidError, ValueError, RecursionError):
         return None
+    return audit if isinstance(audit, dict) else None
 
 
 def verified_files(outdir: str, name: str) -> list[str]:
@@ -261,12 +302,23 @@ def outputs_in(outdir: str) -> list[str]:
 
 
 def _read_record(review: str) -> set[tuple[str, str, str]]:
+    """What pushed.csv says was sent. A record that is no small regular file of UTF-8 CSV is an
+    error, not "nothing sent" (a FIFO hung ``push``, /dev/zero ran it out of memory, a Latin-1
+    byte was an internal error)."""
+    import io
+
     from .cells import unescape_row
-    try:
-        with open(os.path.join(review, PUSH_RECORD), encoding="utf-8", newline="") as fh:
-            return {(r["server"], r["sop_instance_uid"], r["sha256"]) for r in map(unescape_row, csv.DictReader(fh))}
-    except (OSError, KeyError):
+    from .tables import decode_text, read_table_file
+    path = os.path.join(review, PUSH_RECORD)
+    if not os.path.lexists(path):
         return set()
+    text = decode_text(read_table_file(path, PUSH_RECORD), PUSH_RECORD)
+    try:
+        rows = list(map(unescape_row, csv.DictReader(io.StringIO(text, newline=""), strict=True)))
+        return {(r["server"], r["sop_instance_uid"], r["sha256"]) for r in rows}
+    except (csv.Error, KeyError, TypeError):
+        raise WsideidError(f"{PUSH_RECORD} in the review folder is damaged (not the CSV push writes);"
+                           " move it aside to send everything again") from None
 
 
 def _record(review: str, server: str, name: str, sop: str, digest: str) -> None:
@@ -349,10 +401,21 @@ def _send(c, url: str, path: str) -> str:
         raise _explain(exc, url, "store (STOW-RS)") from None
     finally:
         body.close()
-    failed = (answer or {}).get("00081198", {}).get("Value") if isinstance(answer, dict) else None
-    if failed:
-        raise DicomWebError(f"DICOMweb store (STOW-RS) failed: {server_name(url)} refused {os.path.basename(path)}")
+    if sop not in _stored(answer):
+        raise DicomWebError(f"DICOMweb store (STOW-RS) failed: {server_name(url)} did not confirm it stored"
+                            f" {os.path.basename(path)}")
     return sop
+
+
+def _stored(answer) -> set[str]:
+    """The SOP Instance UIDs a STOW-RS answer lists as stored (Referenced SOP Sequence), none
+    listed as failed. Why: an answer of 200 with no body, ``[]`` or 300 MB of blanks was taken
+    for success, recorded in pushed.csv, and the instance was never sent again."""
+    if not isinstance(answer, dict) or (answer.get("00081198") or {}).get("Value"):
+        return set()
+    items = (answer.get("00081199") or {}).get("Value") or []
+    return {str(v) for it in items if isinstance(it, dict)
+            for v in ((it.get("00081155") or {}).get("Value") or [])}
 
 
 def _sendable(outdir: str, names: list[str]) -> Iterator[tuple[str, list[str] | WsideidError]]:

@@ -108,6 +108,7 @@ def cmd_push(args, show) -> int:
 
 
 def cmd_map_lookup(args, show) -> int:
+    from .cells import shown
     from .pseudomaps import MapKind, lookup
     review = args.review_dir or "."
     if not any(os.path.isfile(os.path.join(review, k.value)) for k in MapKind):
@@ -118,7 +119,8 @@ def cmd_map_lookup(args, show) -> int:
     def text(d):
         if not d:
             return "not found\n"
-        return "".join(f"{m['map']}: {m['id_old']} -> {m['id_new']}  (given the {m['matched']} value)\n" for m in d)
+        return "".join(f"{m['map']}: {shown(m['id_old'])} -> {shown(m['id_new'])}  (given the {m['matched']} value)\n"
+                       for m in d)
     show(data, args.json, text)
     return EXIT_OK if found else EXIT_FINDINGS
 

@@ -89,7 +89,19 @@ def research_id_problem(value: str | None) -> str | None:
         return "may hold only letters, digits, '-', '_' and single dots, starting with a letter or digit"
     if _RESERVED.match(value):
         return "is a reserved device name (CON, NUL, COM1, ...)"
+    if _holds_date(value):
+        return "holds a date (day, month and year): it is published as the output's name and in its metadata"
     return None
+
+
+def _holds_date(value: str) -> bool:
+    """Whether a research ID spells a calendar date with a four-digit year, as the date parser reads
+    one ("CASE-1987-03-17", "R-19870317"). Why: the ID is exempt from the verifier's search (it is
+    what the output is meant to hold), so a birth or scan date used as one was published as the
+    name, the PatientID and the generated label. Two-digit years ("S01-03-99") read as dates too
+    often to refuse."""
+    from .dates import kept_text_dates
+    return any(re.search(r"\d{4}", value[s:e]) for s, e in kept_text_dates(value))
 
 
 def check_research_id(new_id: str | None) -> str:

@@ -29,7 +29,7 @@ from .dates import DatePolicy, transform_structured, transform_time
 from .errors import ProfileError, StrictRefusal
 from .model import (DATE, DATETIME, FIELD_ACTIONS, IMAGE_ACTIONS, KEEP, REMOVE, REPLACE, TEXT, TIME,
                     Decision, Field, ImageDecision, Inventory, Plan)
-from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, parse_spec
+from .valuepolicy import SPEC_KEYS, ValueSpec, check, check_time, control_free, parse_spec
 
 IMAGE_ROLES = ("level", "thumbnail", "label", "macro", "map", "overview", "other")
 # Sections that are not field tables.
@@ -114,6 +114,9 @@ def _rule(spec: Any, where: str) -> Rule:
         unknown = set(spec) - {"action", "value", "format", "note"} - SPEC_KEYS
         if unknown:
             raise ProfileError(f"profile entry {where} has unknown keys {sorted(unknown)}")
+        for key in ("action", "value", "format", "note", "type", "else"):
+            if key in spec and not isinstance(spec[key], str):
+                raise ProfileError(f"profile entry {where}: {key} must be a string, not {_toml_type(spec[key])}")
         r = Rule(spec.get("action", ""), spec.get("value"), spec.get("format"), spec.get("note", ""))
         if r.action in (KEEP, TEXT):
             r.spec = parse_spec(spec, r.action, where)
@@ -126,6 +129,9 @@ def _rule(spec: Any, where: str) -> Rule:
         raise ProfileError(f"profile entry {where}: unknown action {r.action!r} (one of {', '.join(FIELD_ACTIONS)})")
     if r.action == REPLACE and r.value is None:
         raise ProfileError(f"profile entry {where}: replace needs a value")
+    if r.value is not None and (len(r.value) > MAX_REPLACE_CHARS or not control_free(r.value)):
+        raise ProfileError(f"profile entry {where}: a value is printable text of at most {MAX_REPLACE_CHARS}"
+                           " characters (it is written into every output)")
     if r.action in (DATE, DATETIME) and not r.format:
         raise ProfileError(f"profile entry {where}: {r.action} needs a format (strftime spelling)")
     if r.action in (KEEP, TEXT) and "*" in where.partition(".")[2]:
@@ -134,14 +140,37 @@ def _rule(spec: Any, where: str) -> Rule:
     return r
 
 
+# A user profile's size: the largest shipped one (DICOM's) is ~90 kB. Profiles were read whole:
+# /dev/zero ran a run out of memory, a FIFO hung it, a 20 MB replace value cost 28 s.
+MAX_PROFILE_BYTES = 4 << 20
+MAX_REPLACE_CHARS = 1024
+
+
 def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    """A TOML file, read as a hostile file: a regular file of at most MAX_PROFILE_BYTES opened
+    without blocking, UTF-8 (a BOM or UTF-16 as Notepad saves it is read too), and every failure
+    one line (a Latin-1 profile and one of 100,000 nested arrays were internal errors)."""
+    from .safefs import read_regular
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = read_regular(path, MAX_PROFILE_BYTES + 1)
     except OSError as exc:
         raise ProfileError(f"cannot read profile {label}: {exc.strerror}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"profile {label} is larger than {MAX_PROFILE_BYTES >> 20} MB")
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ProfileError(f"line {line} of profile {label} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"profile {label} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ProfileError(f"profile {label} is not valid TOML: nested too deeply") from None
 
 
 def profile_file(fmt: str) -> str:
@@ -185,7 +214,10 @@ def load_profile(fmt: str, override: str | Path | None = None) -> Profile:
     sources = [f"shipped:{path.name}"]
     if override is not None:
         over = _read_toml(Path(override), str(override))
+        _check_tables(over, str(override))
         over_fmt = over.get("profile", {}).get("format")
+        if over_fmt is not None:  # "svs" or ["aperio"] matched no slide: the override was ignored for all
+            _check_format_name(over_fmt, str(override))
         if over_fmt in (None, fmt):
             data = _merge(data, {k: v for k, v in over.items() if k != "profile"})
             sources.append(f"override:{Path(override).name}")
@@ -193,8 +225,33 @@ def load_profile(fmt: str, override: str | Path | None = None) -> Profile:
     return Profile(data.get("profile", {}).get("name", fmt), fmt, data, sources)
 
 
+def _check_format_name(name: Any, label: str) -> None:
+    """``[profile] format`` names a format wsideid has a profile for. Why: an override for
+    another format is skipped for this slide, so a misspelt one ("svs" for "aperio") was skipped
+    for every slide, and the fields the privacy officer meant to remove were kept without a word."""
+    shipped = sorted(Path(n).stem.replace("_", "-")
+                     for n in (p.name for p in resources.files("wsideid").joinpath("formats").iterdir())
+                     if n.endswith(".toml"))
+    if not isinstance(name, str) or name not in shipped:
+        raise ProfileError(f"{label}: [profile] format must be one of {', '.join(shipped)}")
+
+
+def _toml_type(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _check_tables(data: dict[str, Any], label: str) -> None:
+    """Every top-level entry is a table: `images = 5` was an internal error, and `[[tags]]`
+    silently dropped every rule of the section (the output then failed verification)."""
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ProfileError(f"{label}: {section} must be a table ([{section}]), not {_toml_type(table)}")
+
+
 def validate(data: dict[str, Any], label: str) -> None:
     """Check every entry now, so a typo fails before any slide is touched."""
+    _check_tables(data, label)
     if data.get("defaults", {}).get("unknown", REMOVE) not in (REMOVE, "refuse"):
         raise ProfileError(f"{label}: [defaults] unknown must be 'remove' or 'refuse'")
     for role, action in data.get("images", {}).items():
@@ -203,7 +260,7 @@ def validate(data: dict[str, Any], label: str) -> None:
         if action not in IMAGE_ACTIONS:
             raise ProfileError(f"{label}: [images] {role} has unknown action {action!r}")
     for section, table in data.items():
-        if section in NON_FIELD_SECTIONS or not isinstance(table, dict):
+        if section in NON_FIELD_SECTIONS:
             continue
         for name, spec in table.items():
             _rule(spec, f"{section}.{name}")

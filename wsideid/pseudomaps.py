@@ -30,7 +30,7 @@ import fcntl
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .cells import csv_line, unescape
 from .errors import WsideidError
@@ -67,27 +67,84 @@ def map_path(review: str, kind: MapKind) -> str:
     return os.path.join(review, kind.value)
 
 
-def _rows(text: str) -> Iterator[tuple[str, str]]:
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        return
-    if tuple(unescape(h) for h in header) != COLUMNS:
-        raise WsideidError("a pseudonym map has an unexpected header (expected id_old,id_new)")
-    for row in reader:
-        if len(row) >= 2:
-            yield unescape(row[0]), unescape(row[1])
+# Bytes a map may have: ~1.5 kB a DICOM slide (its UIDs and PatientID), so some 20,000 slides a
+# review folder. Each map was read whole: /dev/zero or a 1 GB sparse map ran a run out of memory,
+# a FIFO hung it.
+MAX_MAP_BYTES = 32 << 20
+
+
+def _decode(data: bytes, kind: MapKind) -> str:
+    """The map's text: UTF-8 as written (a spreadsheet's BOM or UTF-16 re-save read too, so a
+    lookup still answers); anything else one line, not a traceback."""
+    from .tables import decode_text
+    return decode_text(data, kind.value)
+
+
+def _rows(text: str, kind: MapKind = MapKind.UID) -> list[tuple[str, str]]:
+    """The (old, new) rows, checked: strict CSV (a quote left open swallowed every row appended
+    after it, so the map lost them without a word), two cells a row, and no row contradicting an
+    earlier one (an original mapped twice; for UIDs also a new value standing for two originals)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    out: list[tuple[str, str]] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            return out
+        if tuple(unescape(h) for h in header) != COLUMNS:
+            raise WsideidError(f"{kind.value} has an unexpected header (expected id_old,id_new)")
+        for row in reader:
+            if not row or row == [""]:
+                continue
+            if len(row) != 2:
+                raise WsideidError(f"line {reader.line_num} of {kind.value} has {len(row)} cells, not 2"
+                                   " (id_old,id_new): the map is damaged; nothing was written")
+            out.append((unescape(row[0]), unescape(row[1])))
+    except csv.Error as exc:
+        raise WsideidError(f"{kind.value} is not a valid CSV file (line {reader.line_num}: {exc}): the map is"
+                           " damaged; nothing was written") from None
+    _check_consistent(out, kind)
+    return out
+
+
+def _check_consistent(rows: list[tuple[str, str]], kind: MapKind) -> None:
+    by_old: dict[str, str] = {}
+    by_new: dict[str, str] = {}
+    for n, (old, new) in enumerate(rows, start=2):
+        if by_old.setdefault(old, new) != new or (kind.both_ways and by_new.setdefault(new, old) != old):
+            raise MapConflict(f"{kind.value} contradicts itself at row {n} (one value mapped two ways:"
+                              " hand-edited, or two secrets?); fix the map; nothing was written")
+
+
+def _read_limited(fd: int, kind: MapKind) -> bytes:
+    """The whole map from an open descriptor, refused when it is no regular file or too large."""
+    import stat
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise WsideidError(f"{kind.value} in the review folder is not a regular file")
+    _check_size(st.st_size, kind)
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks, got = [], 0
+    while got <= MAX_MAP_BYTES and (chunk := os.read(fd, min(1 << 20, MAX_MAP_BYTES + 1 - got))):
+        chunks.append(chunk)
+        got += len(chunk)
+    _check_size(got, kind)
+    return b"".join(chunks)
+
+
+def _check_size(size: int, kind: MapKind) -> None:
+    if size > MAX_MAP_BYTES:
+        raise WsideidError(f"{kind.value} is larger than {MAX_MAP_BYTES >> 20} MB: start a new review folder")
 
 
 def read_map(review: str, kind: MapKind) -> list[tuple[str, str]]:
     """The (old, new) rows of one map; empty when the file does not exist."""
-    try:
-        with open(map_path(review, kind), encoding="utf-8", newline="") as fh:
-            return list(_rows(fh.read()))
-    except FileNotFoundError:
+    from .tables import read_table_file
+    path = map_path(review, kind)
+    if not os.path.lexists(path):
         return []
-    except OSError as exc:
-        raise WsideidError(f"cannot read {kind.value}: {exc.strerror}") from None
+    with contextlib.suppress(OSError):  # told before it is read (a 1 GB sparse map), else by the read
+        _check_size(os.stat(path).st_size, kind)
+    return _rows(_decode(read_table_file(path, kind.value, MAX_MAP_BYTES), kind), kind)
 
 
 def _open_locked(path: str) -> int:
@@ -97,7 +154,7 @@ def _open_locked(path: str) -> int:
     folder: each reads the whole map, checks and appends while holding it.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise WsideidError(f"refusing to write through a symbolic link: {os.path.basename(path)}") from None
@@ -106,12 +163,30 @@ def _open_locked(path: str) -> int:
     return fd
 
 
-def _read_fd(fd: int) -> str:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8")
+def _read_fd(fd: int, kind: MapKind) -> str:
+    """The map's text for an append: UTF-8 only (with or without a BOM), since UTF-8 rows are
+    appended to it; a map a spreadsheet saved as UTF-16 is refused, not mixed."""
+    data = _read_limited(fd, kind)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise WsideidError(f"{kind.value} was saved as UTF-16 (by a spreadsheet?): save it as CSV UTF-8;"
+                           " nothing was written")
+    return _decode(data, kind)
+
+
+def _write_all(fd: int, data: bytes, kind: MapKind) -> None:
+    """Append ``data`` whole, or leave the map as it was: one ``write`` that the disk or the file
+    size limit cut short left half a row, which the next run read as a mapping."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise WsideidError(f"cannot write {kind.value} in the review folder: {exc.strerror}; the map is as it"
+                           " was and nothing was published") from None
 
 
 def new_rows(existing: Iterable[tuple[str, str]], pairs: Iterable[tuple[str, str]], kind: MapKind) -> list[tuple[str, str]]:
@@ -152,16 +227,14 @@ def append_pairs(review: str, kind: MapKind, pairs: Iterable[tuple[str, str]]) -
     check_no_links(review, path)
     fd = _open_locked(path)
     try:
-        text = _read_fd(fd)
-        rows = new_rows(_rows(text), pairs, kind)
+        text = _read_fd(fd, kind)
+        rows = new_rows(_rows(text, kind), pairs, kind)
         if not rows:
             return 0
         data = ("" if text else csv_line(COLUMNS)) + "".join(csv_line(r) for r in rows)
-        if text and not text.endswith("\n"):
+        if text and not text.endswith(("\n", "\r")):
             data = "\n" + data
-        os.lseek(fd, 0, os.SEEK_END)
-        os.write(fd, data.encode("utf-8"))
-        os.fsync(fd)
+        _write_all(fd, data.encode("utf-8"), kind)
         return len(rows)
     finally:
         with contextlib.suppress(OSError):

@@ -154,13 +154,49 @@ def apply_one(rec: dict, decision: str, reviewer: str, note: str, outdir: str, r
     return Applied(nid, decision, True, f"{status}: moved to {'OUTDIR' if status == 'approved' else 'review/rejected'}")
 
 
+MAX_REVIEWER = 64
+
+
+def reviewer_problem(who: str) -> str | None:
+    """Why ``who`` cannot stand as the reviewer, or None. The reviewer's name is written into the
+    audit of an approved slide, which is published in OUTDIR: a cell of 10 MB, or one holding a
+    line break or control characters (a note pasted into the wrong column), went there as it was."""
+    from ..valuepolicy import control_free
+    if len(who) > MAX_REVIEWER:
+        return f"the reviewer is longer than {MAX_REVIEWER} characters (a name; notes go in the note column)"
+    if not control_free(who):
+        return "the reviewer holds a line break or control character"
+    return None
+
+
+def _decided(rows: list[dict[str, str]]) -> dict[str, tuple[int, str]]:
+    """new_id -> (first row, decision) for rows that agree; a new_id decided two ways maps to
+    (first row, "") so none of its rows is applied (approve then reject of one slide in one file
+    left the slide approved and reported the reject as done)."""
+    seen: dict[str, tuple[int, str]] = {}
+    for n, row in enumerate(rows, start=2):
+        nid = (row.get("new_id") or "").strip()
+        raw = (row.get("decision") or "").strip().lower()
+        decision = "approve" if raw in APPROVE else "reject" if raw in REJECT else raw
+        if not raw:
+            continue
+        first = seen.setdefault(nid, (n, decision))
+        if first[1] != decision:
+            seen[nid] = (first[0], "")
+    return seen
+
+
 def apply_decisions(decisions: str, outdir: str, review_dir: str | None = None,
                     reviewer: str | None = None) -> list[Applied]:
     """Apply every decided row; each row succeeds or fails on its own."""
     outdir = os.path.abspath(outdir)
     review = records.find_review_dir(outdir, review_dir)
+    if reviewer is not None and reviewer_problem(reviewer.strip()):
+        raise WsideidError(f"--reviewer: {reviewer_problem(reviewer.strip())}")
+    rows = read_decisions(decisions)
+    decided = _decided(rows)
     results = []
-    for n, row in enumerate(read_decisions(decisions), start=2):
+    for n, row in enumerate(rows, start=2):
         nid = (row.get("new_id") or "").strip()
         raw = (row.get("decision") or "").strip().lower()
         decision = "approve" if raw in APPROVE else "reject" if raw in REJECT else None
@@ -170,15 +206,27 @@ def apply_decisions(decisions: str, outdir: str, review_dir: str | None = None,
         if decision is None:
             results.append(Applied(nid, raw, False, f"row {n}: decision must be approve or reject"))
             continue
+        first, agreed = decided[nid]
+        if not agreed:
+            results.append(Applied(nid, decision, False, f"row {n}: the file decides {nid!r} two ways (first in"
+                                                         f" row {first}); nothing done for it"))
+            continue
+        if first != n:
+            results.append(Applied(nid, decision, True, f"row {n}: the same decision as row {first}"))
+            continue
         if not who:
             results.append(Applied(nid, decision, False, f"row {n}: no reviewer (column reviewer or --reviewer)"))
+            continue
+        if reviewer_problem(who):
+            results.append(Applied(nid, decision, False, f"row {n}: {reviewer_problem(who)}"))
             continue
         rec = records.load_record(review, nid) if records.check_research_id_ok(nid) else None
         if rec is None:
             results.append(Applied(nid, decision, False, f"row {n}: no slide {nid!r} in this batch"))
         elif rec["status"] != "flagged":
-            results.append(Applied(nid, decision, rec["status"] in ("approved", "rejected"),
-                                   f"row {n}: already {rec['status']}, nothing to do"))
+            done = rec["status"] == {"approve": "approved", "reject": "rejected"}[decision]
+            results.append(Applied(nid, decision, done, f"row {n}: already {rec['status']}, nothing to do"
+                                   + ("" if done else f" (the file says {decision})")))
         else:
             try:
                 results.append(apply_one(rec, decision, who, row.get("note") or "", outdir, review))
