@@ -11,22 +11,27 @@ from pathlib import Path
 import pytest
 
 
+CACHE_ENVS = ("WSIDEID_MODEL_CACHE", "WSIDEID_LEXICON_CACHE")
+
+
 def pytest_configure(config) -> None:
-    """The PP-OCR worker's optimised model (``detect.ppocr.cache_dir``) goes to a folder of
-    this run, not the user's cache: a test run neither reads nor leaves one there. Set
-    before collection, so that the environments test modules copy at import have it too;
-    xdist's workers inherit the controller's folder (writes are atomic renames)."""
-    if "WSIDEID_MODEL_CACHE" not in os.environ:
-        folder = tempfile.mkdtemp(prefix="wsideid-model-cache-")
-        os.environ["WSIDEID_MODEL_CACHE"] = folder
-        config._wsideid_model_cache = folder
+    """The PP-OCR worker's optimised model (``detect.ppocr.cache_dir``) and the English word
+    index (``detect.word_index``) go to a folder of this run, not the user's cache: a test
+    run neither reads nor leaves one there. Set before collection, so that the environments
+    test modules copy at import have it too; xdist's workers inherit the controller's folder
+    (writes are atomic renames)."""
+    config._wsideid_caches = []
+    for env in CACHE_ENVS:
+        if env not in os.environ:
+            folder = tempfile.mkdtemp(prefix=f"{env.lower().replace('_', '-')}-")
+            os.environ[env] = folder
+            config._wsideid_caches.append((env, folder))
 
 
 def pytest_unconfigure(config) -> None:
-    folder = getattr(config, "_wsideid_model_cache", None)
-    if folder:
+    for env, folder in getattr(config, "_wsideid_caches", []):
         shutil.rmtree(folder, ignore_errors=True)
-        os.environ.pop("WSIDEID_MODEL_CACHE", None)
+        os.environ.pop(env, None)
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_word_kinds():
 
 def test_without_an_english_list_nothing_is_excused(monkeypatch, tmp_path):
     """A machine without the word list flags more, never less."""
-    for f in (name_lexicon.english_text, name_lexicon.is_english):
+    for f in (name_lexicon.english_text, name_lexicon.english_index, name_lexicon.is_english):
         f.cache_clear()
     monkeypatch.setattr(name_lexicon, "ENGLISH_WORD_LISTS", ((tmp_path / "missing",),))
     try:
@@ -62,7 +62,7 @@ def test_without_an_english_list_nothing_is_excused(monkeypatch, tmp_path):
         assert named("Teaching Set") and named("Second Opinion")
         assert not named("Congo Red")  # label vocabulary still excuses
     finally:
-        for f in (name_lexicon.english_text, name_lexicon.is_english):
+        for f in (name_lexicon.english_text, name_lexicon.english_index, name_lexicon.is_english):
             f.cache_clear()
 
 

@@ -104,7 +104,9 @@ def test_crops_travel_raw_as_greyscale():
         ppocr._read_frames(data[:-1])
 
 
-def test_tesseract_gets_a_pnm_and_reads_the_same_words():
+def test_tesseract_gets_a_pnm_and_reads_image_to_data_s_table():
+    """The sheet goes to tesseract as a PNM file and the TSV comes back on stdout: the same
+    table pytesseract.image_to_data makes from a PNG file, for a greyscale and an RGB sheet."""
     import pytesseract
 
     try:
@@ -114,11 +116,12 @@ def test_tesseract_gets_a_pnm_and_reads_the_same_words():
     sheet = Image.new("L", (420, 120), 255)
     for i, t in enumerate(LINES[:2]):
         sheet.paste(_line(t, size=(400, 50), font_px=28), (10, 10 + 55 * i))
-    png = pytesseract.image_to_data(sheet.copy(), config="--psm 11", output_type=pytesseract.Output.DICT)
-    marked = ocr.uncompressed(sheet.copy())
-    assert marked.format == "PPM"
-    pnm = pytesseract.image_to_data(marked, config="--psm 11", output_type=pytesseract.Output.DICT)
-    assert pnm == png and "SP-24-91221" in pnm["text"]
+    for img in (sheet, sheet.convert("RGB")):
+        for config in ("--psm 11", "--psm 6"):
+            png = pytesseract.image_to_data(img.copy(), config=config, output_type=pytesseract.Output.DICT)
+            ours = ocr.tesseract_data(img.copy(), config, 30)
+            assert ours == png and "SP-24-91221" in ours["text"]
+    assert ocr.tsv_table("") == {} and ocr.tsv_table("level\ttext\n1") == {"level": [1], "text": [""]}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked on Linux only")
@@ -218,7 +221,7 @@ def test_tesseract_is_looked_up_not_run_and_a_broken_one_is_unavailable(tmp_path
     try:
         assert ocr._check_tesseract() == shutil.which("tesseract")
         monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # an empty folder: no eng.traineddata
-        with pytest.raises(OcrUnavailable, match="^tesseract cannot run: TesseractError$"):
+        with pytest.raises(OcrUnavailable, match="^tesseract cannot run: exit status [1-9]"):
             ocr.recognise(_line("MRN 47108697", size=(300, 50)))
     finally:
         ocr._check_tesseract.cache_clear()
@@ -226,20 +229,21 @@ def test_tesseract_is_looked_up_not_run_and_a_broken_one_is_unavailable(tmp_path
 
 def test_scan_of_a_label_image_loads_no_residual_stage_or_slide_reader(tmp_path):
     """`wsideid scan LABEL.png` imports what a source scan uses: not the kept-image stage
-    (``detect.residual``), the TIFF pixel reader, a driver or onnxruntime (its worker does)."""
+    (``detect.residual``), the TIFF pixel reader, a driver, onnxruntime (its worker does) or
+    pytesseract (tesseract is run directly: ``ocr.tesseract_data``)."""
     label = tmp_path / "label.png"
     _line("MRN 47108697", size=(320, 60)).save(label)
     root = Path(__file__).resolve().parents[1]
     code = ("import sys, io, contextlib; from wsideid.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()): rc = main(['scan', sys.argv[1]])\n"
-            "print(rc, *sorted(m for m in sys.modules if m.startswith(('wsideid', 'onnxruntime', 'tifffile'))))")
+            "print(rc, *sorted(m for m in sys.modules if m.startswith(('wsideid', 'onnxruntime', 'tifffile', 'pytesseract'))))")
     env = dict(os.environ, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", code, str(label)], capture_output=True, text=True, env=env, cwd=root,
                          check=True).stdout.split()
     assert out[0] == "1" and "wsideid.detect.scan" in out  # PHI found: the MRN
     loaded = set(out[1:])
     assert not loaded & {"wsideid.detect.residual", "wsideid.tiff.pixels", "wsideid.registry", "onnxruntime",
-                         "tifffile"}, loaded
+                         "tifffile", "pytesseract"}, loaded
 
 
 TESS_PROBE = """
@@ -251,21 +255,25 @@ def init(self, args, *a, **k):
     return real(self, args, *a, **k)
 subprocess.Popen.__init__ = init
 from PIL import Image
-import pytesseract
 from wsideid.detect import ocr
 img = Image.open(sys.argv[1])
 ours = ocr.tesseract_data(img.copy(), "--psm 11", 30)
-runs = [a[1:2] for a in seen if "tesseract" in str(a[0])]
-theirs = pytesseract.image_to_data(ocr.uncompressed(img.copy()), config="--psm 11",
-                                   output_type=pytesseract.Output.DICT, timeout=30)
-print(len(runs) == 1 and runs[0] != ["--version"], ours == theirs, "MRN" in ours["text"])
+runs = [a[2:3] for a in seen if "tesseract" in str(a[0])]
+import os, tempfile
+left = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("wsideid-ocr-")]
+imported = "pytesseract" in sys.modules
+import pytesseract
+theirs = pytesseract.image_to_data(img.copy(), config="--psm 11", output_type=pytesseract.Output.DICT, timeout=30)
+print(runs == [["stdout"]] and not left, not imported, ours == theirs, "MRN" in ours["text"])
 """
 
 
 def test_a_read_starts_one_tesseract_process_and_gets_image_to_data_s_table(tmp_path):
     """pytesseract.image_to_data ran `tesseract --version` (a process, ~16 ms CPU) before the
-    first read of every `wsideid scan`; the scan now runs only the read, with image_to_data's
-    command line, and gets the same word table."""
+    first read of every `wsideid scan`, and pytesseract itself cost ~6 ms to import plus a
+    temporary file each way per read; the scan now runs one tesseract process, the TSV out
+    on its stdout (no file left behind), never imports pytesseract, and gets image_to_data's
+    table."""
     import shutil
 
     if shutil.which("tesseract") is None:
@@ -276,4 +284,36 @@ def test_a_read_starts_one_tesseract_process_and_gets_image_to_data_s_table(tmp_
     env = dict(os.environ, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", TESS_PROBE, str(sheet)], capture_output=True, text=True, env=env,
                          cwd=root, check=True).stdout.split()
-    assert out == ["True", "True", "True"], out
+    assert out == ["True", "True", "True", "True"], out
+
+
+def test_scan_builds_its_own_parser_only_and_parses_as_the_whole_one(capsys):
+    """`wsideid scan` builds the top level and the scan command, not the ~150 arguments of the
+    other commands (~15 ms a process): the same namespace, help and errors as the whole parser."""
+    import argparse
+    import contextlib
+    import io
+
+    from wsideid import cli
+
+    for argv in (["scan", "a.png"], ["scan", "a.png", "b.svs", "--json", "--no-ocr", "--identifier", "S1",
+                                     "--identifier", "S2"], ["scan", "--identifier=X", "a.png"]):
+        assert vars(cli.build_parser("scan").parse_args(argv)) == vars(cli.build_parser().parse_args(argv))
+    outputs = []
+    for ap in (cli.build_parser("scan"), cli.build_parser()):
+        for argv in (["scan", "--help"], ["scan"], ["scan", "a.png", "--bogus"]):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as ex:
+                ap.parse_args(argv)
+            outputs.append((argv[-1], ex.value.code, out.getvalue(), err.getvalue()))
+    assert outputs[:3] == outputs[3:] and outputs[0][2].startswith("usage: wsideid scan")
+    assert isinstance(cli.build_parser(), argparse.ArgumentParser)
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, io, contextlib; from wsideid.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): rc = main(['scan', '--no-ocr', sys.argv[1]])\n"
+            "print(rc, 'wsideid.dicomweb_cli' in sys.modules)")
+    label = Path(__file__).resolve().parents[1] / "README.md"  # not an image: a one-line error, exit 2
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", code, str(label)], capture_output=True, text=True, env=env, cwd=root,
+                         check=True).stdout.split()
+    assert out == ["2", "False"], out

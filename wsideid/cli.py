@@ -356,11 +356,32 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C); rerun the same command to finish a batch"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_scan(sub) -> None:
+    p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="slide files or label/macro images (PNG, JPEG)")
+    p.add_argument("--identifier", action="append", metavar="TEXT", help="known identifier to match fuzzily; repeatable")
+    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
+    p.set_defaults(func=cmd_scan)
+
+
+# Commands whose process is built for one parser only (``build_parser(only=...)``): building
+# every command's ~150 arguments cost a `wsideid scan LABEL` process ~15 ms of CPU (argparse
+# formats each argument as it is added, and the deid arguments import dicomweb_cli and
+# tempfile), a measurable part of issue 14's 0.6 s a label.
+LEAN_COMMANDS = {"scan": _add_scan}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a LEAN_COMMANDS name), the top level and that
+    command alone: the same parser for that command's arguments, help and errors."""
     ap = argparse.ArgumentParser(prog="wsideid", description=DESCRIPTION, epilog=EXIT_CODES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"wsideid {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if only is not None:
+        LEAN_COMMANDS[only](sub)
+        return ap
 
     p = sub.add_parser("inspect", help="show format, images and every metadata field with the planned action")
     p.add_argument("slide", help="a slide file or a DICOM series folder (nothing is written)")
@@ -406,12 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deid_arguments(p)
     p.set_defaults(func=cmd_deid)
 
-    p = sub.add_parser("scan", help="look for barcodes and PHI text on slides' label/macro/thumbnail and on label images")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="slide files or label/macro images (PNG, JPEG)")
-    p.add_argument("--identifier", action="append", metavar="TEXT", help="known identifier to match fuzzily; repeatable")
-    p.add_argument("--no-ocr", action="store_true", help="barcodes only (faster; misses printed and handwritten text)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (for scripts)")
-    p.set_defaults(func=cmd_scan)
+    _add_scan(sub)
 
     p = sub.add_parser("redact", help="deid plus lossless blanking of regions (requires --region)")
     p.add_argument("input", help="a slide file or a DICOM series folder")
@@ -617,7 +633,8 @@ def _os_error_line(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    ap = build_parser(argv[0] if argv[:1] and argv[0] in LEAN_COMMANDS else None)
     args = ap.parse_args(argv)
     if not os.environ.get("WSIDEID_DEBUG"):
         _quiet_libraries()

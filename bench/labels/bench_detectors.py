@@ -272,7 +272,8 @@ def report(codes: dict, text: dict) -> dict:
         out[f"{set_name}/{eng}"] = row
     for (set_name, eng), s in sorted(text.items()):
         if s["errors"]:
-            print(f"  {set_name}/{eng} engine errors (counted as nothing found): {len(s['errors'])}")
+            print(f"  {set_name}/{eng} engine errors (counted as nothing found): {len(s['errors'])}: "
+                  f"{'; '.join(s['errors'][:4])}")
         if s["missed_phi"]:
             print(f"  {set_name}/{eng} missed PHI: {', '.join(s['missed_phi'][:12])}")
         fps = Counter(s["fp_with_ids"]).most_common(6)

@@ -13,8 +13,11 @@ would compile every module in every process (~35 ms of CPU a scan). With two
 trees (``--tree A --tree B``) the runs alternate image by image and round by round,
 so a change of the machine's load falls on both alike.
 
+``--both`` runs every image pinned and unpinned in turn (the same alternation), and prints a
+table for each.
+
 Usage: python bench/labels/bench_scan_process.py [--rounds 3] [--tree DIR ...] [--core N]
-           [--labels DIR] [IMAGE ...]
+           [--all-cores | --both] [--labels DIR] [IMAGE ...]
        (default images: the real label photos of ../shared/testdata/labels, plus
        every image in --labels, e.g. labels written by bench_detectors.py --work)
 """
@@ -84,32 +87,36 @@ def main() -> None:
     ap.add_argument("--labels", type=Path, help="also every label image in this folder")
     ap.add_argument("--core", type=int, help="the core to pin to (default: the first allowed)")
     ap.add_argument("--all-cores", action="store_true")
+    ap.add_argument("--both", action="store_true", help="pinned and unpinned, alternating")
     a = ap.parse_args()
     trees = a.tree or [HERE.parents[1]]
-    if not a.all_cores and hasattr(os, "sched_setaffinity"):
-        core = a.core if a.core is not None else sorted(os.sched_getaffinity(0))[0]
-        os.sched_setaffinity(0, {core})
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    core = a.core if a.core is not None else (allowed[0] if allowed else None)
+    modes = ["pinned", "unpinned"] if a.both else (["unpinned"] if a.all_cores or not allowed else ["pinned"])
     images = a.images or default_images(a.labels)
     if not images:
         raise SystemExit("bench_scan_process: no label images (name them as arguments or give --labels)")
     for tree in trees:
         compileall.compile_dir(str(tree / "wsideid"), quiet=1)
     load0 = os.getloadavg()
-    print(f"{len(images)} images, {a.rounds} rounds, load at start {load0[0]:.1f}")
-    runs: dict[Path, dict[Path, list[tuple[float, float, int]]]] = {t: {i: [] for i in images} for t in trees}
+    print(f"{len(images)} images, {a.rounds} rounds, {' and '.join(modes)}, load at start {load0[0]:.1f}")
+    runs = {(m, t): {i: [] for i in images} for m in modes for t in trees}
     for _ in range(a.rounds):
         for image in images:
-            for tree in trees:
-                runs[tree][image].append(run_once(tree, image))
-    for tree in trees:
-        print(f"\ntree {tree}")
-        print("| image | CPU s median (min) | wall s median | peak RSS MB |")
+            for mode in modes:
+                if allowed:
+                    os.sched_setaffinity(0, {core} if mode == "pinned" else set(allowed))
+                for tree in trees:
+                    runs[mode, tree][image].append(run_once(tree, image))
+    for (mode, tree), per_image in runs.items():
+        print(f"\ntree {tree}, {mode}" + (f" (core {core})" if mode == "pinned" else ""))
+        print("| image | CPU s median (min, p95) | wall s median (p95) | peak RSS MB |")
         print("|---|---|---|---|")
-        for image, rs in runs[tree].items():
-            cpu = [r[0] for r in rs]
-            print(f"| {image.name} | {statistics.median(cpu):.2f} ({min(cpu):.2f}) | "
-                  f"{statistics.median(r[1] for r in rs):.2f} | {max(r[2] for r in rs)} |")
-        every = [r for rs in runs[tree].values() for r in rs]
+        for image, rs in per_image.items():
+            cpu, wall = [r[0] for r in rs], [r[1] for r in rs]
+            print(f"| {image.name} | {statistics.median(cpu):.2f} ({min(cpu):.2f}, {percentile(cpu, 0.95):.2f}) | "
+                  f"{statistics.median(wall):.2f} ({percentile(wall, 0.95):.2f}) | {max(r[2] for r in rs)} |")
+        every = [r for rs in per_image.values() for r in rs]
         print(f"all {len(every)} runs: {summary([r[0] for r in every], [r[1] for r in every])}")
     print(f"load at end {os.getloadavg()[0]:.1f}")
 

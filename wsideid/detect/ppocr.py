@@ -263,11 +263,8 @@ def cache_dir() -> str | None:
 
     The folder is trusted like the installed package (a model file there is what the
     worker runs): it is made private (0700) and only files this module wrote are read."""
-    value = os.environ.get(MODEL_CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in ("", "off", "0", "no", "none") else value
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "wsideid", "models")
+    from .user_cache import folder
+    return folder(MODEL_CACHE_ENV, "models")
 
 
 def _cpu_identity() -> str:
