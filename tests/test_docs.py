@@ -36,3 +36,155 @@ def test_profile_reference_examples_load(tmp_path):
         p.write_text(block)
         fmt = "aperio" if "aperio" in block or "@header" in block else "hamamatsu"
         load_profile(fmt, p)
+
+
+# --- Commands and options the user-facing docs show exist in the CLI ---------------------------
+# A user copies `wsideid ...` lines from these files; each must parse with the parser the
+# installed `wsideid` builds, and every `--flag value` they mention must be an option of it
+# with that value among its choices.
+
+USER_DOCS = ["README.md", "sample_manifests/README.md"] + [
+    f"docs/{name}.md" for name in ("user-guide", "dicom", "dicomweb", "detectors", "jpeg-blanking", "formats",
+                                   "profile-reference", "architecture")]
+# Options of other programs the docs show (their own lines are checked by test_doc_script_flags_exist).
+FOREIGN_FLAGS = {"--psm": "tesseract", "--with-test-tools": "scripts/setup.sh", "--no-deps": "pip download"}
+
+
+def _doc_lines(name: str):
+    """(line number, text, in a code block) of one doc; a code block's backslash continuations joined."""
+    lines = (ROOT / name).read_text().splitlines()
+    block, i = False, 0
+    while i < len(lines):
+        line, start = lines[i], i + 1
+        if line.strip().startswith("```"):
+            block = not block
+        else:
+            while block and line.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                line = line[:-1] + " " + lines[i].strip()
+            yield start, line, block
+        i += 1
+
+
+def _doc_commands() -> list[tuple[str, int, str]]:
+    """Every `wsideid ...` command line: in code blocks (up to a # comment) and in inline code."""
+    import re
+    found = []
+    for name in USER_DOCS:
+        for n, line, block in _doc_lines(name):
+            pattern = r"(?:^|[\s$(])(wsideid\s+[^#\n]*)" if block else r"`(wsideid\s[^`]*)`"
+            found += [(name, n, m.group(1).strip()) for m in re.finditer(pattern, line)]
+    return found
+
+
+def _parse(argv: list[str]) -> str:
+    """'' when the CLI's parser accepts argv, else argparse's error line."""
+    import contextlib
+    import io
+
+    from wsideid.cli import build_parser
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return err.getvalue().strip().splitlines()[-1] if exc.code else ""
+    return ""
+
+
+def _subcommands(parser=None, prefix=()) -> set[tuple[str, ...]]:
+    import argparse
+
+    from wsideid.cli import build_parser
+    parser = parser or build_parser()
+    out = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out |= {prefix + (name,)} | _subcommands(sub, prefix + (name,))
+    return out
+
+
+def _cli_options(parser=None, acc=None) -> dict[str, set[str]]:
+    """Every option string of every (sub)command, with the choices it accepts (empty: any value)."""
+    import argparse
+
+    from wsideid.cli import build_parser
+    parser, acc = parser or build_parser(), {} if acc is None else acc
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _cli_options(sub, acc)
+        for opt in action.option_strings:
+            acc.setdefault(opt, set()).update(action.choices or ())
+    return acc
+
+
+def test_docs_show_commands():
+    """The extraction finds the examples (a regex broken by an edit would pass everything)."""
+    cmds = _doc_commands()
+    assert len(cmds) >= 50
+    assert {n for n, _, _ in cmds} >= {"README.md", "docs/user-guide.md", "docs/dicom.md", "docs/dicomweb.md"}
+
+
+def test_documented_commands_parse():
+    """Each documented `wsideid ...` line is accepted by the CLI's argparse: its subcommand, every
+    flag, every choice. `[--opt X]` is an optional part (parsed as given); a bare
+    `wsideid SUBCOMMAND` in prose only has to name a subcommand."""
+    import shlex
+    subs = _subcommands()
+    bad = []
+    for name, n, cmd in _doc_commands():
+        argv = shlex.split(cmd.replace("[", " ").replace("]", " "))[1:]
+        if len(argv) == 1 and not argv[0].startswith("-"):
+            if (argv[0],) not in subs:
+                bad.append(f"{name}:{n}: `{cmd}`: no subcommand {argv[0]}")
+            continue
+        if len(argv) == 2 and tuple(argv) in subs:
+            continue
+        if err := _parse(argv):
+            bad.append(f"{name}:{n}: `{cmd}`: {err}")
+    assert not bad, "\n".join(bad)
+
+
+def test_documented_options_and_choices_exist():
+    """Every `--flag` the docs mention (prose too) is an option of some wsideid command, and a
+    lowercase value after it (`--hash sha256|blake3|none`, `--dates shift/year`) is among its
+    choices. Lines running another program (pip, python bench/..., scripts/...) are skipped."""
+    import re
+    options = _cli_options()
+    bad = []
+    for name in USER_DOCS:
+        for n, line, block in _doc_lines(name):
+            if block and re.match(r"\s*(pip|\S*python\S*|bash|tesseract)\s", line):
+                continue
+            for m in re.finditer(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?:[ =]([a-z0-9][a-z0-9|/_-]*))?", line):
+                flag, value = m.group(1), m.group(2)
+                if flag in FOREIGN_FLAGS:
+                    continue
+                if flag not in options:
+                    bad.append(f"{name}:{n}: {flag} is no wsideid option")
+                elif value and options[flag]:
+                    bad += [f"{name}:{n}: {flag} {v}: not one of {sorted(options[flag])}"
+                            for v in re.split(r"[|/]", value) if v not in options[flag]]
+    assert not bad, "\n".join(bad)
+
+
+def test_doc_script_flags_exist():
+    """The flags the docs pass to the project's own scripts (bench/, scripts/) are in their --help."""
+    import re
+    import subprocess
+    import sys
+    bad, seen = [], 0
+    for name in USER_DOCS:
+        for n, line, block in _doc_lines(name):
+            m = re.match(r"\s*\S*python\S*\s+((?:bench|scripts)/\S+\.py)(.*)", line) if block else None
+            if not m:
+                continue
+            seen += 1
+            usage = subprocess.run([sys.executable, str(ROOT / m.group(1)), "--help"], capture_output=True,
+                                   text=True, timeout=120, cwd=ROOT).stdout
+            bad += [f"{name}:{n}: {m.group(1)} has no {flag}"
+                    for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", m.group(2)) if flag not in usage]
+    assert seen >= 3
+    assert not bad, "\n".join(bad)
