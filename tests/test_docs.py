@@ -188,3 +188,56 @@ def test_doc_script_flags_exist():
                     for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", m.group(2)) if flag not in usage]
     assert seen >= 3
     assert not bad, "\n".join(bad)
+
+
+# --- sample_manifests/ ---------------------------------------------------------------------------
+
+def _sample_folder(tmp_path: Path, manifest: Path) -> Path:
+    """A copy of a sample manifest beside placeholders for the slides its rows name."""
+    import shutil
+
+    from wsideid.batch.manifest import read_table
+    tmp_path.mkdir(parents=True)
+    dst = tmp_path / manifest.name
+    shutil.copyfile(manifest, dst)
+    table = read_table(dst)
+    col = [c.strip().lower() for c in table[0]].index("source")
+    for cells in table[1:]:
+        src = tmp_path / cells[col]
+        src.parent.mkdir(parents=True, exist_ok=True)
+        if src.suffix:
+            src.write_bytes(b"placeholder")
+        else:
+            src.mkdir(exist_ok=True)
+    return dst
+
+
+def test_sample_manifests_parse(tmp_path):
+    """Every sample manifest is accepted by the manifest reader, each row valid (the slides named
+    exist), and its columns are the ones sample_manifests/README.md says it shows."""
+    import re
+
+    from wsideid.batch.manifest import COLUMNS, parse_manifest, read_table
+    readme = (ROOT / "sample_manifests" / "README.md").read_text()
+    files = sorted(p for p in (ROOT / "sample_manifests").iterdir() if p.suffix in (".csv", ".xlsx"))
+    assert [p.name for p in files] == ["full.csv", "minimal.csv", "minimal.xlsx", "to_dicom.csv"]
+    for f in files:
+        assert f"`{f.name}`" in readme
+        rows, problems = parse_manifest(_sample_folder(tmp_path / f.stem / f.suffix[1:], f))
+        assert rows and not problems, (f.name, [str(p) for p in problems])
+    header = lambda name: [c.strip().lower() for c in read_table(ROOT / "sample_manifests" / name)[0]]  # noqa: E731
+    full_row = next(line for line in readme.splitlines() if line.startswith("| `full.csv`"))
+    left_out = re.search(r"every column but (.*?):", full_row).group(1)
+    assert set(header("full.csv")) == set(COLUMNS) - set(re.findall(r"`(\w+)`", left_out))
+    xlsx_row = next(line for line in readme.splitlines() if line.startswith("| `minimal.xlsx`"))
+    assert set(header("minimal.xlsx")) == set(re.findall(r"`(\w+)`", xlsx_row.split("|")[2]))
+    assert header("minimal.csv") == ["source", "new_id"]
+
+
+def test_every_manifest_column_is_documented():
+    """Each column the reader knows is in the user guide's column table and the samples' list."""
+    from wsideid.batch.manifest import COLUMNS
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    samples = (ROOT / "sample_manifests" / "README.md").read_text()
+    assert [c for c in COLUMNS if f"\n| `{c}` |" not in guide] == []
+    assert [c for c in COLUMNS if f"\n- `{c}` (" not in samples and f"\n- `{c}`:" not in samples] == []
