@@ -241,3 +241,51 @@ def test_every_manifest_column_is_documented():
     samples = (ROOT / "sample_manifests" / "README.md").read_text()
     assert [c for c in COLUMNS if f"\n| `{c}` |" not in guide] == []
     assert [c for c in COLUMNS if f"\n- `{c}` (" not in samples and f"\n- `{c}`:" not in samples] == []
+
+
+# --- README's set-up -----------------------------------------------------------------------------
+
+def test_readme_setup_commands_are_the_scripts():
+    """README's two commands are scripts/demo.sh (set-up, then `wsideid demo`) and scripts/test.sh
+    (set-up with the test tools, then pytest), which .ci/run is; the packages README lists are
+    the ones scripts/setup.sh installs, and the Python it names is the one setup.sh and
+    pyproject.toml require."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## The two commands", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.strip().splitlines()] == [
+        "bash scripts/demo.sh", "bash scripts/test.sh"]
+    demo = (ROOT / "scripts" / "demo.sh").read_text()
+    assert 'bash "$here/scripts/setup.sh"\n' in demo and demo.rstrip().endswith('exec "$here/.venv/bin/wsideid" demo "$@"')
+    test = (ROOT / "scripts" / "test.sh").read_text()
+    assert 'bash "$here/scripts/setup.sh" --with-test-tools' in test and "-m pytest" in test
+    assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == "bash scripts/test.sh"
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    installed = set()
+    for group in re.findall(r"apt_packages\+?=\(([^)]*)\)", setup):
+        installed |= set(group.split())
+    prose = " ".join(readme.split("## The two commands", 1)[1].split("```", 1)[0].split())
+    listed = set(re.findall(r"\b(python3-venv|tesseract-ocr|libzbar0|dicom3tools|libjpeg-turbo-progs|libturbojpeg0|"
+                            r"fonts-dejavu-core|wamerican(?:-large)?|wbritish-large|hunspell-en-med)\b", prose))
+    assert "with its English data" in prose and "tesseract-ocr-eng" in installed
+    assert installed - {"python3", "tesseract-ocr-eng"} == listed, (installed, listed)
+    tools = set(re.findall(r"test_packages=\(([^)]*)\)", setup)[-1].split())
+    assert tools == {"chromium", "orthanc", "orthanc-dicomweb", "orthanc-wsi"}
+    assert "chromium and orthanc with its DICOMweb and WSI plugins" in prose
+    assert "Python 3.11 or newer" in prose and "PYTHON=/path/to/python3.11" in prose
+    assert "sys.version_info < (3, 11)" in setup and 'python="${PYTHON:-python3}"' in setup
+    assert 'requires-python = ">=3.11"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_readme_figures_name_their_measurement():
+    """Each memory figure in README names the bench script or test that measures it, and the
+    hostile-file figure is the limit that test asserts."""
+    import re
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    lean = readme.split("**Lean**", 1)[1].split("## ", 1)[0]
+    named = re.findall(r"`((?:bench|tests)/[\w/]+\.py)`", lean)
+    assert "bench/bench_rss.py" in named and "tests/test_hostile_cli.py" in named, named
+    assert all((ROOT / n).exists() for n in named)
+    proc = (ROOT / "tests" / "fuzz" / "proc.py").read_text()
+    limit = int(re.search(r"RSS_LIMIT_MB = (\d+)", proc).group(1))
+    assert f"under {limit} MB of peak RSS on hostile files" in lean
