@@ -139,3 +139,29 @@ def test_readme_exit_codes(synth_slides, tmp_path):
     assert p.returncode == 2 and "refused row 3, column source" in p.stdout, p.stdout + p.stderr
     helptext = wsideid("--help").stdout
     assert all(re.search(rf"^  {code} ", helptext, re.M) for code in (0, 1, 2, 3, 70, 130)), helptext
+
+
+def test_dicom_md_output_names(batch, tmp_path):
+    """docs/dicom.md: `deid SLIDE.dcm -o OUT --new-id RID-0001` -> OUT/RID-0001.dcm, without --new-id
+    OUT/WSI-<16 hex>.dcm (never the input's name); a folder's non-DICOM files are not copied and
+    `deid --json` counts them in its notes."""
+    import shutil
+    doc = (ROOT / "docs" / "dicom.md").read_text()
+    assert "wsideid deid SLIDE.dcm -o OUT --new-id RID-0001    # -> OUT/RID-0001.dcm" in doc
+    assert "`OUT/WSI-<16 hex>.dcm` / `OUT/WSI-<16 hex>/`" in doc and "`notes` of `deid --json` count them" in doc
+    series = batch[0] / "series"
+    one = tmp_path / "SLIDE.dcm"
+    shutil.copyfile(next(series.iterdir()), one)
+    p = wsideid("deid", one, "-o", tmp_path / "a", "--new-id", "RID-0001", "--detect", "off")
+    assert p.returncode == 0 and (tmp_path / "a" / "RID-0001.dcm").is_file(), p.stderr
+    p = wsideid("deid", one, "-o", tmp_path / "b", "--detect", "off")
+    assert p.returncode == 0 and [n for n in os.listdir(tmp_path / "b") if re.fullmatch(r"WSI-[0-9A-F]{16}\.dcm", n)], \
+        os.listdir(tmp_path / "b")
+    folder = tmp_path / "FOLDER"
+    shutil.copytree(series, folder)
+    (folder / "readme.txt").write_text("not DICOM\n")
+    p = wsideid("deid", folder, "-o", tmp_path / "c", "--detect", "off", "--json")
+    assert p.returncode == 0, p.stderr
+    assert any("1 non-DICOM file(s) not copied" in n for n in json.loads(p.stdout)["notes"])
+    (out,) = [n for n in os.listdir(tmp_path / "c") if not n.endswith(".json")]
+    assert re.fullmatch(r"WSI-[0-9A-F]{16}", out) and "readme.txt" not in os.listdir(tmp_path / "c" / out)
