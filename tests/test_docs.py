@@ -289,3 +289,11 @@ def test_readme_figures_name_their_measurement():
     proc = (ROOT / "tests" / "fuzz" / "proc.py").read_text()
     limit = int(re.search(r"RSS_LIMIT_MB = (\d+)", proc).group(1))
     assert f"under {limit} MB of peak RSS on hostile files" in lean
+
+
+def test_profile_reference_names_every_shipped_profile():
+    """docs/profile-reference.md's list of shipped profiles is formats/*.toml, all of them."""
+    import re
+    text = (ROOT / "docs" / "profile-reference.md").read_text()
+    sentence = " ".join(text.split("The shipped profiles are", 1)[1].split("(inside the wheel")[0].split())
+    assert set(re.findall(r"`(\w+\.toml)`", sentence)) == {p.name for p in (ROOT / "formats").glob("*.toml")}
