@@ -297,3 +297,26 @@ def test_profile_reference_names_every_shipped_profile():
     text = (ROOT / "docs" / "profile-reference.md").read_text()
     sentence = " ".join(text.split("The shipped profiles are", 1)[1].split("(inside the wheel")[0].split())
     assert set(re.findall(r"`(\w+\.toml)`", sentence)) == {p.name for p in (ROOT / "formats").glob("*.toml")}
+
+
+def test_user_guide_quotes_the_no_secret_warning():
+    """The warning line the user guide shows is the one printed (keys.NO_SECRET_WARNING)."""
+    from wsideid.keys import NO_SECRET_WARNING
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    shown = guide.split("one line is printed on stderr:\n\n```\n", 1)[1].split("\n```", 1)[0]
+    assert shown == NO_SECRET_WARNING
+
+
+def test_documented_environment_variables_are_read():
+    """Each WSIDEID_* variable the user docs name is read by the code; docs/dicomweb.md's defaults
+    for the DICOMweb ones are the code's."""
+    import re
+    code = "\n".join(p.read_text() for p in (ROOT / "wsideid").rglob("*.py"))
+    named = {v for name in USER_DOCS for v in re.findall(r"WSIDEID_[A-Z_]+[A-Z]", (ROOT / name).read_text())}
+    assert len(named) >= 5
+    assert [v for v in sorted(named) if f'"{v}"' not in code] == []
+    doc = " ".join((ROOT / "docs" / "dicomweb.md").read_text().split())
+    defaults = re.findall(r"`(WSIDEID_DICOMWEB_\w+)`, default ([\d.]+)", doc)
+    assert len(defaults) == 3
+    for var, default in defaults:
+        assert re.search(rf'"{var}", "{re.escape(default)}"', code), (var, default)
