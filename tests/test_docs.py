@@ -320,3 +320,30 @@ def test_documented_environment_variables_are_read():
     assert len(defaults) == 3
     for var, default in defaults:
         assert re.search(rf'"{var}", "{re.escape(default)}"', code), (var, default)
+
+
+def test_readme_every_command_has_help_and_json():
+    """README: "Every command has `--help` and `--json`" (each leaf command), and the commands it
+    says still accept `--mkdir` do."""
+    import argparse
+    import re
+
+    from wsideid.cli import build_parser
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "Every command has `--help` and `--json`." in readme
+
+    def leaves(parser, path=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path, parser
+        for action in subs:
+            for name, sub in action.choices.items():
+                yield from leaves(sub, path + (name,))
+    found = dict(leaves(build_parser()))
+    assert len(found) >= 11
+    lacking = [" ".join(p) for p, parser in found.items()
+               if not {"-h", "--json"} <= {o for a in parser._actions for o in a.option_strings}]
+    assert lacking == []
+    mkdir = re.search(r"\(([^()]*) still accept `--mkdir`", readme).group(1)
+    for cmd in re.findall(r"`(\w+)`", mkdir):
+        assert _parse([cmd, "x", "-o", "y", "--region", "1,1,1,1", "--mkdir"]) == "", cmd
