@@ -347,3 +347,29 @@ def test_readme_every_command_has_help_and_json():
     mkdir = re.search(r"\(([^()]*) still accept `--mkdir`", readme).group(1)
     for cmd in re.findall(r"`(\w+)`", mkdir):
         assert _parse([cmd, "x", "-o", "y", "--region", "1,1,1,1", "--mkdir"]) == "", cmd
+
+
+def test_jpeg_blanking_api_block_is_the_api():
+    """docs/jpeg-blanking.md's API block: its import runs, and each signature it shows has the
+    function's parameters, in order, with the defaults shown; BlankResult has the fields shown."""
+    import inspect
+    import re
+
+    import wsideid.jpeg as jpeg
+    text = (ROOT / "docs" / "jpeg-blanking.md").read_text()
+    block = text.split("## API\n\n```python\n", 1)[1].split("```", 1)[0]
+    imports, sigs = block.split("\n\n", 1)
+    exec(imports, {})
+    shown = {}
+    for name, args in re.findall(r"^(\w+)\((.*?)\)\s*(?:\n\s*)?->", sigs, re.M | re.S):
+        shown[name] = [a.strip() for a in args.split(",") if a.strip()]
+    assert len(shown) == 5, shown
+    for name, args in shown.items():
+        if args and args[0] == "...same...":
+            args = shown["blank_regions"] + args[1:]
+        params = inspect.signature(getattr(jpeg, name)).parameters.values()
+        actual = [p.name if p.default is p.empty else f"{p.name}={p.default!r}".replace("'", '"') for p in params]
+        assert args == actual, (name, args, actual)
+    fields = re.search(r"BlankResult\(([^)]*)\)", sigs).group(1).replace(" ", "").split(",")
+    from wsideid.jpeg.blank import BlankResult
+    assert fields == list(BlankResult.__annotations__)
