@@ -373,3 +373,33 @@ def test_jpeg_blanking_api_block_is_the_api():
     fields = re.search(r"BlankResult\(([^)]*)\)", sigs).group(1).replace(" ", "").split(",")
     from wsideid.jpeg.blank import BlankResult
     assert fields == list(BlankResult.__annotations__)
+
+
+def test_dicom_md_options_table_is_the_code():
+    """docs/dicom.md's `--dicom-option` table: every name is an option of dicom.rules.OPTIONS with
+    the column and CID 7050 code the code uses, all options are listed, and the named
+    combinations are those of dicom/profile_wsi.toml."""
+    import re
+    import tomllib
+
+    from wsideid.dicom.record import COLUMN_CODES
+    from wsideid.dicom.rules import OPTIONS
+    text = (ROOT / "docs" / "dicom.md").read_text()
+    table = text.split("| `--dicom-option` | option | code | column |", 1)[1].split("\n\n", 1)[0]
+    per_instance = {"clean_struct": "113104", "clean_pixels": "113101"}  # claimed per instance (record.method_codes)
+    seen = set()
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"^`([a-z-]+)`", cells[0])
+        if not names:
+            continue
+        name, code, column = names[0], cells[2], cells[3]
+        seen.add(name)
+        assert name in OPTIONS, name
+        want = OPTIONS[name]
+        assert column == ("—" if want == "clean_pixels" else want), (name, column)
+        assert code == {**COLUMN_CODES, **per_instance}[want], (name, code)
+    assert seen == set(OPTIONS)
+    combos = re.findall(r"^\| `(\w+)` \|", text.split("Named combinations", 1)[1].split("\n\n", 2)[1], re.M)
+    profile = tomllib.loads((ROOT / "wsideid" / "dicom" / "profile_wsi.toml").read_text())
+    assert combos == list(profile["dicom_options"]["combinations"])
