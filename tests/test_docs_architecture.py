@@ -183,3 +183,67 @@ def test_vendor_modules_have_the_tiffvendor_shape():
     assert {"OPENSLIDE_VENDOR", "claims", "build"} <= names
     missing = {v.__name__: sorted(n for n in names if not hasattr(v, n)) for v in TIFF_VENDORS}
     assert not any(missing.values()), missing
+
+
+# Dotted names in the user docs that are not code: audit keys, NDPI property keys, other libraries.
+NOT_CODE = {"options.overview_label_blanked", "options.reencoded_j2k_frames", "options.reencoded_j2k_tiles",
+            "hamamatsu.roi.barcode.macro", "plan.macro_boxes", "_public_dicom.py"}  # the last: in the idiscore wheel
+USER_DOCS = ["README.md", "sample_manifests/README.md"] + [
+    f"docs/{n}.md" for n in ("user-guide", "dicom", "dicomweb", "detectors", "jpeg-blanking", "formats",
+                             "profile-reference")]
+
+
+def _module_names() -> set[str]:
+    """Dotted names of every wsideid module, also by their last parts (`name_lexicon`, `dicom.uids`)."""
+    names = set()
+    for p in (ROOT / "wsideid").rglob("*.py"):
+        parts = p.relative_to(ROOT / "wsideid").with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        names |= {".".join(parts[i:]) for i in range(len(parts))}
+    return names
+
+
+def test_user_docs_code_names_exist():
+    """`module.name` in the user docs (`dicom/uids.CODING_SCHEME_UIDS`, `name_lexicon.judge`,
+    `wsideid.dicom.record.method_codes`) resolves to code when its module part is a wsideid module;
+    a `name.py` they name exists (under wsideid/, once)."""
+    modules = _module_names()
+    pkg = ROOT / "wsideid"
+    bad, checked = [], 0
+    for doc in USER_DOCS:
+        for span in re.findall(r"`([A-Za-z_][\w./]*)`", (ROOT / doc).read_text()):
+            if re.fullmatch(r"[\w/]+\.py", span) and span not in NOT_CODE:
+                if not ((ROOT / span).exists() or (pkg / span).exists() or len(list(pkg.rglob(span))) == 1):
+                    bad.append(f"{doc}: {span}")
+                checked += 1
+                continue
+            if span in NOT_CODE or not re.fullmatch(r"[A-Za-z_][\w/]*(\.[A-Za-z_]\w*)+", span) or re.search(
+                    r"\.(toml|txt|tsv|csv|md|json|svs|ndpi|tiff?|dcm|ini|xlsx|html|jpg)$", span):
+                continue
+            parts = span.removeprefix("wsideid.").replace("/", ".").split(".")
+            mod = next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                        if ".".join(parts[:i]) in modules), None)
+            if mod is None:
+                continue
+            full = min((m for m in _full_names(mod)), key=len)
+            obj = importlib.import_module(f"wsideid.{full}")
+            checked += 1
+            for name in parts[len(mod.split(".")):]:
+                if not _has(obj, name):
+                    bad.append(f"{doc}: {span}")
+                    break
+                obj = getattr(obj, name)
+    assert checked >= 40
+    assert not bad, "\n".join(bad)
+
+
+def _full_names(tail: str) -> list[str]:
+    """Full dotted module names (below wsideid) ending in ``tail``."""
+    found = []
+    for p in (ROOT / "wsideid").rglob("*.py"):
+        parts = p.relative_to(ROOT / "wsideid").with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        full = ".".join(parts)
+        if full == tail or full.endswith("." + tail):
+            found.append(full)
+    return found
