@@ -165,3 +165,18 @@ def test_dicom_md_output_names(batch, tmp_path):
     assert any("1 non-DICOM file(s) not copied" in n for n in json.loads(p.stdout)["notes"])
     (out,) = [n for n in os.listdir(tmp_path / "c") if not n.endswith(".json")]
     assert re.fullmatch(r"WSI-[0-9A-F]{16}", out) and "readme.txt" not in os.listdir(tmp_path / "c" / out)
+
+
+def test_keep_name_examples(synth_slides, tmp_path):
+    """User guide: with --keep-name `slide_0007.svs` passes, `DOE_JANE_MRN4455667.svs` is refused with
+    one line (exit 2) and nothing is written; it cannot be combined with --new-id."""
+    assert "`slide_0007.svs` passes" in GUIDE and "`DOE_JANE_MRN4455667.svs` does not" in GUIDE
+    for name in ("slide_0007.svs", "DOE_JANE_MRN4455667.svs"):
+        os.symlink(synth_slides["aperio"], tmp_path / name)
+    p = wsideid("deid", tmp_path / "slide_0007.svs", "-o", tmp_path / "a", "--keep-name", "--detect", "off")
+    assert p.returncode == 0 and (tmp_path / "a" / "slide_0007.svs").is_file(), p.stderr
+    p = wsideid("deid", tmp_path / "DOE_JANE_MRN4455667.svs", "-o", tmp_path / "b", "--keep-name", "--detect", "off")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert os.listdir(tmp_path / "b") == [] and not (tmp_path / "b-review").exists()
+    p = wsideid("deid", tmp_path / "slide_0007.svs", "-o", tmp_path / "c", "--keep-name", "--new-id", "R-1")
+    assert p.returncode == 2 and "--keep-name and --new-id" in p.stderr
