@@ -180,3 +180,17 @@ def test_keep_name_examples(synth_slides, tmp_path):
     assert os.listdir(tmp_path / "b") == [] and not (tmp_path / "b-review").exists()
     p = wsideid("deid", tmp_path / "slide_0007.svs", "-o", tmp_path / "c", "--keep-name", "--new-id", "R-1")
     assert p.returncode == 2 and "--keep-name and --new-id" in p.stderr
+
+
+def test_verify_of_a_mirax_output_says_it_is_not_available(tmp_path):
+    """User guide / architecture: `wsideid verify` on a MIRAX output says checking it is not available
+    and exits 3 (the published copy was verified when written)."""
+    from wsideid.mrxs.synth import make_mrxs
+    assert "not for MIRAX, where checking an existing output is not\navailable" in GUIDE
+    src = tmp_path / "in" / "slide.mrxs"
+    src.parent.mkdir()
+    make_mrxs(str(src))
+    p = wsideid("deid", src, "-o", tmp_path / "out", "--new-id", "R-1", "--detect", "off")
+    assert p.returncode == 0, p.stderr
+    p = wsideid("verify", src, tmp_path / "out" / "R-1.mrxs", "--new-id", "R-1")
+    assert p.returncode == 3 and "not available" in p.stdout, p.stdout + p.stderr
