@@ -403,3 +403,24 @@ def test_dicom_md_options_table_is_the_code():
     combos = re.findall(r"^\| `(\w+)` \|", text.split("Named combinations", 1)[1].split("\n\n", 2)[1], re.M)
     profile = tomllib.loads((ROOT / "wsideid" / "dicom" / "profile_wsi.toml").read_text())
     assert combos == list(profile["dicom_options"]["combinations"])
+
+
+def test_readme_formats_table_is_the_registry():
+    """README's format table: one row per driver of the registry, each with that driver's profile
+    and (TIFF family, MIRAX) the vendor OpenSlide reads its output as."""
+    import re
+
+    from wsideid.registry import DRIVERS
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| Format | Detected by | Profile |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    rows = {}
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        profile = re.findall(r"`(\w+\.toml)`", cells[2])
+        if profile:
+            rows[profile[0]] = cells
+    assert set(rows) == {d.profile for d in DRIVERS}
+    for d in DRIVERS:
+        vendor = getattr(d, "openslide_vendor", None)
+        reads_as = re.findall(r"`([\w-]+)`", rows[d.profile][3])
+        assert reads_as == ([vendor] if vendor else []), (d.name, reads_as, vendor)
