@@ -424,3 +424,31 @@ def test_readme_formats_table_is_the_registry():
         vendor = getattr(d, "openslide_vendor", None)
         reads_as = re.findall(r"`([\w-]+)`", rows[d.profile][3])
         assert reads_as == ([vendor] if vendor else []), (d.name, reads_as, vendor)
+
+
+
+
+def test_detectors_api_block_is_the_api():
+    """docs/detectors.md's API block: the imports run, each function shown has the parameters shown
+    (names, order, defaults), and Finding / PhiFlag have the fields shown."""
+    import dataclasses
+    import inspect
+    import re
+
+    import wsideid.detect as detect
+    from wsideid.label_image import make_label_image
+    text = (ROOT / "docs" / "detectors.md").read_text()
+    block = text.split("## API\n\n```python\n", 1)[1].split("```", 1)[0]
+    exec("\n".join(line for line in block.splitlines() if line.startswith("from ")), {})
+    funcs = {"make_label_image": make_label_image}
+    shown = dict(re.findall(r"^([a-z_]+)\((.*)\) ->", block, re.M))
+    assert {"scan_image", "load_image_file", "locate_label", "ndpi_label_hint", "make_label_image"} <= set(shown)
+    for name, args in shown.items():
+        func = funcs.get(name) or getattr(detect, name)
+        actual = [p.name if p.default is p.empty else f"{p.name}={p.default!r}".replace("'", '"')
+                  for p in inspect.signature(func).parameters.values()]
+        assert [a.strip() for a in re.split(r",\s*(?![^(]*\))", args) if a.strip()] == actual, (name, actual)
+    for cls in ("Finding", "PhiFlag"):
+        args = re.search(rf"^{cls}\(([^)]*)\)", block, re.M).group(1)
+        fields = [re.split(r"[=:]", a)[0].strip() for a in re.split(r",\s*(?![^(]*\))", args)]
+        assert fields == [f.name for f in dataclasses.fields(getattr(detect, cls))], (cls, fields)
