@@ -151,7 +151,9 @@ def test_dicom_md_output_names(batch, tmp_path):
     assert "`OUT/WSI-<16 hex>.dcm` / `OUT/WSI-<16 hex>/`" in doc and "`notes` of `deid --json` count them" in doc
     series = batch[0] / "series"
     one = tmp_path / "SLIDE.dcm"
-    shutil.copyfile(next(series.iterdir()), one)
+    import pydicom
+    volumes = [f for f in series.iterdir() if pydicom.dcmread(f, stop_before_pixels=True).ImageType[2] == "VOLUME"]
+    shutil.copyfile(max(volumes, key=lambda f: f.stat().st_size), one)  # level 0: one file is one slide
     p = wsideid("deid", one, "-o", tmp_path / "a", "--new-id", "RID-0001", "--detect", "off")
     assert p.returncode == 0 and (tmp_path / "a" / "RID-0001.dcm").is_file(), p.stderr
     p = wsideid("deid", one, "-o", tmp_path / "b", "--detect", "off")
