@@ -28,7 +28,7 @@ from ..cells import unescape
 from ..errors import WsideidError
 from ..tables import decode_text, read_table_file, split_table
 
-# column -> what it means (also printed by ``wsideid run --columns`` and the docs)
+# column -> what it means (the docs list each: tests/test_docs.py::test_every_manifest_column_is_documented)
 COLUMNS: dict[str, str] = {
     "source": "slide file (or DICOM folder), relative to the manifest's folder; required",
     "series_uid": "a DICOM folder holding several slides: the Series Instance UID of this row's slide (its"

@@ -37,6 +37,7 @@ class TiffVendor(Protocol):
     TITLE: str  # for people ("Aperio SVS")
     EXTENSIONS: tuple[str, ...]  # output extensions, the default first
     PHI_CARRIERS: tuple[str, ...]  # where it holds PHI, for docs/phi-reference.md
+    OPENSLIDE_VENDOR: str  # what openslide.vendor reads the output as (the reader check)
 
     def claims(self, tf: TiffFile) -> bool: ...
     def roles(self, tf: TiffFile) -> list: ...
