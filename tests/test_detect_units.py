@@ -61,10 +61,12 @@ def test_loader_reads_png_tiff(tmp_path):
 
 
 def test_ocr_missing_tesseract_raises(monkeypatch):
+    import pytesseract
+
     from wsideid.detect import ocr
 
     ocr._check_tesseract.cache_clear()
-    monkeypatch.setattr(ocr, "TESSERACT_CMD", "/nonexistent/tesseract")
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
     try:
         with pytest.raises(OcrUnavailable, match="tesseract"):
             ocr.recognise(Image.new("L", (50, 20), 255))

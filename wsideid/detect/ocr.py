@@ -90,9 +90,6 @@ class OcrResult:
         return [w for line in self.lines for w in line.words]
 
 
-TESSERACT_CMD = "tesseract"  # looked up on PATH (``_check_tesseract``)
-
-
 @lru_cache(maxsize=1)
 def _check_tesseract() -> str:
     """The tesseract command, or OcrUnavailable when it is not installed.
@@ -100,9 +97,11 @@ def _check_tesseract() -> str:
     Only looked up, not run: ``tesseract --version`` cost a scan ~16 ms of CPU (a process
     start) and proved little (it answers without the language data a read needs). A
     tesseract that is installed but cannot run fails the first read instead, with the
-    same OcrUnavailable (:func:`tesseract_data`).
+    same OcrUnavailable (:func:`_tesseract_call`).
     """
-    found = shutil.which(TESSERACT_CMD)
+    import pytesseract
+
+    found = shutil.which(pytesseract.pytesseract.tesseract_cmd)
     if found is None:
         raise OcrUnavailable("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)")
     return found
@@ -112,7 +111,7 @@ def tesseract_version() -> str:
     """The tesseract version, or OcrUnavailable."""
     import pytesseract
 
-    pytesseract.pytesseract.tesseract_cmd = _check_tesseract()
+    _check_tesseract()
     try:
         return str(pytesseract.get_tesseract_version())
     except Exception as exc:  # any failure to run it means: no OCR
@@ -120,71 +119,47 @@ def tesseract_version() -> str:
 
 
 def tesseract_data(img: Image.Image, config: str, timeout_s: float) -> dict:
-    """The word table of ``img``, as ``pytesseract.image_to_data(..., output_type=DICT)`` gives it.
+    """pytesseract's word table of ``img`` (written as PNM, :func:`uncompressed`).
 
-    Why not pytesseract: a scan process paid ~6 ms of CPU importing it (csv, logging,
-    packaging) and, per read, a PNG (or PNM) file in and a TSV file out. Here the image is
-    written as PNM (~1 ms; PNG deflating cost ~26 ms a sheet) to a private temporary file
-    and the TSV comes back on tesseract's stdout: image_to_data's command line with
-    ``stdout`` for the output name, the same pixels, byte-identical TSV (tested). Not on
-    its stdin: tesseract reads stdin a character at a time, ~28 ms of its CPU for a
-    1.8 MB sheet. Raises OcrUnavailable when tesseract is missing or fails (exits non-zero:
-    its language data missing, a broken install), DetectorError when it hangs.
+    Raises OcrUnavailable when tesseract is missing or fails (exits non-zero: its
+    language data missing, a broken install), DetectorError when it hangs.
     """
-    import shlex
-    import subprocess
-    import tempfile
+    import pytesseract
+    from pytesseract.pytesseract import file_to_dict, run_and_get_output
 
-    cmd = _check_tesseract()
-    fd, path = tempfile.mkstemp(prefix="wsideid-ocr-", suffix=".pnm")  # 0600, O_EXCL
+    _check_tesseract()
     try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PPM")  # Pillow writes an L image as PGM, RGB as PPM
-        args = [cmd, path, "stdout", "-c", "tessedit_create_tsv=1", *shlex.split(config)]
-        try:
-            proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s)
-        except FileNotFoundError as exc:
-            raise OcrUnavailable("tesseract is not installed") from exc
-        except subprocess.TimeoutExpired as exc:  # run() has killed it
-            raise DetectorError("OCR timed out on an image") from exc
-        except OSError as exc:
-            raise OcrUnavailable(f"tesseract cannot run: {type(exc).__name__}") from exc
-    finally:
-        os.unlink(path)
-    if proc.returncode != 0:
-        raise OcrUnavailable(f"tesseract cannot run: exit status {proc.returncode}")
-    return tsv_table(proc.stdout.decode("utf-8"))
-
-
-def tsv_table(tsv: str) -> dict:
-    """Tesseract's TSV as a dict of columns, parsed as ``pytesseract``'s ``file_to_dict(tsv,
-    "\t", -1)`` does: every column but the last (the text) as int where it parses."""
-    rows = [row.split("\t") for row in tsv.strip().split("\n")]
-    if len(rows) < 2:
-        return {}
-    header = rows.pop(0)
-    if len(rows[-1]) < len(header):  # an empty last word loses its cell
-        rows[-1].append("")
-    out: dict = {}
-    last = len(header) - 1
-    for i, head in enumerate(header):
-        col = out[head] = []
-        for row in rows:
-            if len(row) <= i:
-                continue
-            val = row[i]
-            if i != last:
-                try:
-                    val = int(float(val))
-                except ValueError:
-                    pass
-            col.append(val)
-    return out
+        # pytesseract.image_to_data's own steps, without its first step: a `tesseract --version`
+        # process (~16 ms CPU, once per process) to refuse a tesseract older than 3.05 (no TSV).
+        # Such a tesseract writes no .tsv here, and the missing file fails the call as an
+        # OSError: OcrUnavailable, as before. The command line is image_to_data's.
+        tsv = run_and_get_output(uncompressed(img), "tsv", None, f"-c tessedit_create_tsv=1 {config.strip()}", 0,
+                                 timeout_s)
+        return file_to_dict(tsv, "\t", -1)
+    except pytesseract.TesseractNotFoundError as exc:  # an OSError
+        raise OcrUnavailable("tesseract is not installed") from exc
+    except (pytesseract.TesseractError, OSError) as exc:  # TesseractError is a RuntimeError: first
+        raise OcrUnavailable(f"tesseract cannot run: {type(exc).__name__}") from exc
+    except RuntimeError as exc:  # pytesseract's timeout
+        raise DetectorError("OCR timed out on an image") from exc
 
 
 def _scale_to(size: tuple[int, int], long_side: int) -> float:
     s = long_side / max(size)
     return min(MAX_UPSCALE, s) if s > 1 else max(s, 0.25)
+
+
+def uncompressed(img: Image.Image) -> Image.Image:
+    """``img`` marked to reach tesseract as a PNM file instead of pytesseract's default PNG.
+
+    pytesseract writes the image to a temporary file in ``img.format`` (PNG when unset):
+    deflating a stacked sheet (~800 x 2400 px) cost the scan ~26 ms of CPU and tesseract
+    inflated it again, where a PGM/PPM is written in ~1 ms. Same pixels, same words
+    (tesseract's TSV is byte-identical). Only for images made here for tesseract (the
+    attribute is set on ``img`` itself).
+    """
+    img.format = "PPM"  # Pillow writes an L image as PGM, RGB as PPM
+    return img
 
 
 def _read_words(img: Image.Image, view: View, psm: int, timeout_s: float = CALL_TIMEOUT_S
