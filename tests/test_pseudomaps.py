@@ -66,7 +66,7 @@ def _uids(ds) -> set[str]:
     return {u for u in out if not u.startswith("1.2.840.10008.")}
 
 
-def test_maps_written_in_review_folder_and_consistent_across_runs(tmp_path, series):
+def test_maps_written_in_review_folder_and_consistent_across_runs(tmp_path, series, capsys):
     key = _key(tmp_path, SECRET_A)
     out, review = tmp_path / "out", tmp_path / "review"
     assert _deid(series, out, review, key) == 0
@@ -87,8 +87,10 @@ def test_maps_written_in_review_folder_and_consistent_across_runs(tmp_path, seri
     assert read_map(str(review), MapKind.PATIENT) == patient_rows
     # another secret contradicts the map: an error, nothing published, maps unchanged
     out3 = tmp_path / "out3"
+    capsys.readouterr()
     assert _deid(series, out3, review, _key(tmp_path, SECRET_B, "b.txt")) == 2
     assert [p.name for p in out3.iterdir()] == []
+    assert "--secret-file" in capsys.readouterr().err  # the way out, named (a run without one uses a random key)
     assert read_map(str(review), MapKind.UID) == uid_rows
 
 

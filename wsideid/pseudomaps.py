@@ -208,7 +208,9 @@ def new_rows(existing: Iterable[tuple[str, str]], pairs: Iterable[tuple[str, str
                                   "one patient the same subject (manifest column `subject`, or --subject) so they "
                                   "share one new PatientID; nothing published")
             raise MapConflict(f"{kind.value}: an original is already mapped to another value in the review folder"
-                              " (another secret used with this review folder?); nothing published")
+                              " (another secret used with this review folder: a run without --secret-file uses a"
+                              " random one; give every run of one study the same --secret-file, or use another"
+                              " --review-dir); nothing published")
         if kind.both_ways and by_new.get(new, old) != old:
             raise MapConflict(f"{kind.value}: a new value already stands for another original; nothing published")
         if known is None:
