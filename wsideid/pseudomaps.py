@@ -34,6 +34,7 @@ from typing import Iterable
 
 from .cells import csv_line, unescape
 from .errors import WsideidError
+from .safefs import read_fd
 
 COLUMNS = ("id_old", "id_new")
 
@@ -123,12 +124,9 @@ def _read_limited(fd: int, kind: MapKind) -> bytes:
         raise WsideidError(f"{kind.value} in the review folder is not a regular file")
     _check_size(st.st_size, kind)
     os.lseek(fd, 0, os.SEEK_SET)
-    chunks, got = [], 0
-    while got <= MAX_MAP_BYTES and (chunk := os.read(fd, min(1 << 20, MAX_MAP_BYTES + 1 - got))):
-        chunks.append(chunk)
-        got += len(chunk)
-    _check_size(got, kind)
-    return b"".join(chunks)
+    data = read_fd(fd, MAX_MAP_BYTES + 1)
+    _check_size(len(data), kind)
+    return data
 
 
 def _check_size(size: int, kind: MapKind) -> None:

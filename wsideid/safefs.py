@@ -53,16 +53,22 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
         if not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", os.fspath(path))
-        chunks, got = [], 0
-        while got < limit:
-            chunk = os.read(fd, min(1 << 20, limit - got))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+        return read_fd(fd, limit)
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of an open descriptor, from its position on, in 1 MB reads (a file
+    growing while read stops at the limit; callers read ``limit + 1`` to tell "too large")."""
+    chunks, got = [], 0
+    while got < limit:
+        chunk = os.read(fd, min(1 << 20, limit - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def check_no_links(root: str, path: str) -> None:
